@@ -1,0 +1,41 @@
+# `make run` and `make test` do all set-up on a fresh Debian/Ubuntu machine (as root).
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+
+.PHONY: run test lint system-packages demo bench clean
+
+run: system-packages $(VENV)/.installed demo
+	@echo "hb2r plan examples/demo.yaml (exit 2 means: changes pending)"
+	@$(BIN)/hb2r plan examples/demo.yaml || [ $$? -eq 2 ]
+
+test: system-packages $(VENV)/.installed-test
+	$(MAKE) --no-print-directory lint
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check agent tests bench
+	$(BIN)/mypy agent
+
+system-packages:
+	@bash scripts/install-system-packages.sh
+
+demo:
+	@bash scripts/make-demo.sh demo
+
+bench: system-packages $(VENV)/.installed-test
+	$(BIN)/python bench/scan.py
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,193 @@
+"""The `hb2r` command line.
+
+`hb2r COMMAND [options] [CONFIG]`: commands that need the config take it as the last
+argument, defaulting to `$HB2R_CONFIG`, then `/etc/hb2r/config.yaml`. Exit codes: 0
+success (for `plan`: in sync), 1 error, 2 `plan` has changes pending.
+
+Heavy imports (pydantic, the store, structlog) happen inside the commands that need them,
+so `hb2r --version` and `hb2r plan` start quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent import __version__
+
+if TYPE_CHECKING:
+    from agent.config import Loaded
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_PENDING = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = _parser()
+    arguments = parser.parse_args(argv)
+    if arguments.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_ERROR
+    try:
+        code: int = arguments.handler(arguments)
+    except BrokenPipeError:
+        # The reader (`hb2r plan | head`) went away; that is not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hb2r",
+        description="Keep one verified HandBrake transcode of every video in a Resilio Sync folder.",
+    )
+    parser.add_argument("--version", action="version", version=f"hb2r {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    validate = commands.add_parser("validate", help="check the config file and explain every mistake")
+    validate.add_argument("--show", action="store_true", help="print the effective config (secrets redacted)")
+    _config_argument(validate)
+    validate.set_defaults(handler=_validate)
+
+    plan = commands.add_parser("plan", help="show what the agent would do, without doing it")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    _config_argument(plan)
+    plan.set_defaults(handler=_plan)
+
+    schema = commands.add_parser("schema", help="print the config file's JSON Schema")
+    schema.set_defaults(handler=_schema)
+
+    hash_password = commands.add_parser("hash-password", help="print a bcrypt hash for the users: list")
+    hash_password.add_argument("--stdin", action="store_true", help="read the password from standard input")
+    hash_password.add_argument(
+        "--rounds", type=int, default=int(os.environ.get("BCRYPT_ROUNDS") or 12), help="bcrypt cost (4-31, default 12)"
+    )
+    hash_password.set_defaults(handler=_hash_password)
+    return parser
+
+
+def _config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "config", nargs="?", type=Path, default=None, metavar="CONFIG",
+        help="config file (default: $HB2R_CONFIG, then /etc/hb2r/config.yaml)",
+    )
+
+
+def _config_path(arguments: argparse.Namespace) -> Path:
+    from agent.config import default_config_path
+
+    return arguments.config or default_config_path()  # type: ignore[no-any-return]
+
+
+def _load(arguments: argparse.Namespace) -> Loaded | None:
+    """Load the config; print its warnings, or its problems and return None."""
+    from agent.config import ConfigError, load_config
+
+    path = _config_path(arguments)
+    try:
+        loaded = load_config(path)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        count = len(error.problems)
+        print(f"{path}: {count} problem{'s' if count != 1 else ''}; nothing was done.", file=sys.stderr)
+        return None
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return loaded
+
+
+def _validate(arguments: argparse.Namespace) -> int:
+    from agent.config.show import effective_yaml
+
+    loaded = _load(arguments)
+    if loaded is None:
+        return EXIT_ERROR
+    config = loaded.config
+    if arguments.show:
+        sys.stdout.write(effective_yaml(config))
+        return EXIT_OK
+    names = ", ".join(library.name for library in config.libraries) or "none"
+    print(
+        f"{_config_path(arguments)}: valid: {_count(len(config.libraries), 'library', 'libraries')} ({names}), "
+        f"{_count(len(config.presets), 'preset')}, {_count(len(config.users), 'user')}; archive {config.paths.archive}"
+    )
+    return EXIT_OK
+
+
+def _plan(arguments: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from agent.observe import observe
+    from agent.plan import plan
+    from agent.render import render_text, to_json
+    from agent.store.db import StateError, open_readonly
+    from agent.store.state import load_ledger
+
+    loaded = _load(arguments)
+    if loaded is None:
+        return EXIT_ERROR
+    config = loaded.config
+    try:
+        connection = open_readonly(config.paths.state_dir)
+        try:
+            ledger = load_ledger(connection)
+        finally:
+            if connection is not None:
+                connection.close()
+    except StateError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    now_ns = time.time_ns()
+    observation = observe(config, ledger, now_ns=now_ns, warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+    result = plan(config, observation, ledger, now_ns=now_ns)
+    if arguments.json:
+        sys.stdout.write(json.dumps(to_json(result), indent=2) + "\n")
+    else:
+        sys.stdout.write(render_text(result, config, observation))
+    sys.stdout.flush()
+    return EXIT_PENDING if result.pending else EXIT_OK
+
+
+def _schema(arguments: argparse.Namespace) -> int:
+    import json
+
+    from agent.config.models import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return EXIT_OK
+
+
+def _hash_password(arguments: argparse.Namespace) -> int:
+    import getpass
+
+    from agent.passwords import PasswordRefused, hash_password
+
+    if arguments.stdin:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("error: the two passwords differ; nothing was printed", file=sys.stderr)
+            return EXIT_ERROR
+    try:
+        print(hash_password(password, rounds=arguments.rounds))
+    except PasswordRefused as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _count(number: int, one: str, many: str | None = None) -> str:
+    return f"{number} {one if number == 1 else (many or one + 's')}"

@@ -1,0 +1,118 @@
+"""Config problems as a person reads them: `file:line: at 'key.path': what is wrong`.
+
+Pydantic's messages are turned into ones that name the key and the value and, for an
+unknown key, suggest the nearest known one, so a typo is a one-line fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Union
+
+from pydantic import BaseModel
+
+Location = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int | None
+    path: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        at = f" at {self.path!r}" if self.path else ""
+        return f"{where}:{at}: {self.message}" if at else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The config file cannot be used; `problems` says every reason found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(problem) for problem in problems))
+        self.problems = problems
+
+
+def format_location(loc: Location) -> str:
+    """Given ('libraries', 0, 'preset'), return 'libraries[0].preset'."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+def describe_validation_error(error: Any) -> tuple[Location, str]:
+    """Given one item of pydantic's `ValidationError.errors()`, return its location and a plain message."""
+    from agent.config.models import Config
+
+    loc = tuple(part for part in error["loc"] if _is_data_key(part))
+    kind = error["type"]
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        key = loc[-1]
+        known = _known_keys(Config, loc[:-1])
+        close = difflib.get_close_matches(str(key), known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else (f" (known: {', '.join(sorted(known))})" if known else "")
+        return loc, f"unknown key {key!r}{hint}"
+    if kind == "missing":
+        return loc, "required key is missing"
+    message = error["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    if kind not in ("value_error",) and _is_plain(value) and repr(value) not in message:
+        message = f"{message}, got {value!r}"
+    return loc, message[0].lower() + message[1:] if message[:1].isupper() and not message[:2].isupper() else message
+
+
+def _is_data_key(part: str | int) -> bool:
+    """Drop the names pydantic gives union branches and validator wrappers from a location."""
+    return isinstance(part, int) or not any(mark in part for mark in "[](")
+
+
+def _is_plain(value: object) -> bool:
+    return isinstance(value, str | int | float | bool) or value is None
+
+
+def _known_keys(model: type[BaseModel], loc: Location) -> list[str]:
+    """Return the field names of the model found by following loc from `model`."""
+    annotation: Any = model
+    for part in loc:
+        annotation = _step(annotation, part)
+        if annotation is None:
+            return []
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return list(annotation.model_fields)
+    return []
+
+
+def _step(annotation: Any, part: str | int) -> Any:
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        field = annotation.model_fields.get(str(part))
+        return field.annotation if field else None
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is tuple and args:
+        return args[0]
+    if origin is dict and len(args) == 2:
+        return args[1]
+    return None
+
+
+def _unwrap(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        models = [arg for arg in typing.get_args(annotation) if isinstance(arg, type) and issubclass(arg, BaseModel)]
+        return models[0] if models else annotation
+    return annotation

@@ -1,0 +1,312 @@
+"""The v1 config file as frozen pydantic models.
+
+Every key of DESIGN.md's config is a field here with a description, so `hb2r schema` can
+emit a JSON Schema editors use for completion. Models forbid unknown keys: a typo such as
+`max_job:` must fail loudly, not silently fall back to a default. Checks that look at one
+value live here; checks that relate several values (a preset that must exist, folders that
+must not nest) live in `checks.py`, which can name both places.
+"""
+
+from __future__ import annotations
+
+import os.path
+import re
+from datetime import timedelta
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+
+from agent.config.units import (
+    Rate,
+    TimeWindow,
+    format_duration,
+    format_size,
+    parse_duration,
+    parse_rate,
+    parse_size,
+    parse_window,
+)
+
+DEFAULT_EXTENSIONS = (".mkv", ".mp4", ".avi", ".m4v", ".mov", ".ts", ".mpg", ".wmv")
+CONTAINER_EXTENSIONS = {"mkv": ".mkv", "mp4": ".mp4", "webm": ".webm"}
+
+# HandBrakeCLI options a preset's `args` may not carry: hb2r owns input, output, the
+# progress format, and the preset/container, which have keys of their own.
+RESERVED_ARGS = {
+    "-i": "the input is the source file",
+    "--input": "the input is the source file",
+    "-o": "the output is chosen by hb2r",
+    "--output": "the output is chosen by hb2r",
+    "--json": "hb2r always passes --json",
+    "-Z": "use the preset's 'handbrake' key",
+    "--preset": "use the preset's 'handbrake' key",
+    "--preset-import-file": "use the preset's 'import_file' key",
+    "--preset-import-gui": "use the preset's 'import_file' key",
+    "-f": "use the preset's 'container' key",
+    "--format": "use the preset's 'container' key",
+}
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    """Resolve `~` and paths relative to the config file's folder (passed as context)."""
+    value = value.expanduser()
+    if not value.is_absolute():
+        base_dir = (info.context or {}).get("base_dir")
+        if base_dir is None:
+            raise ValueError(f"path {str(value)!r} must be absolute")
+        value = Path(base_dir) / value
+    return Path(os.path.normpath(value))
+
+
+ConfigPath = Annotated[
+    Path,
+    AfterValidator(_resolve_path),
+    WithJsonSchema({"type": "string", "description": "absolute, or relative to the config file"}),
+]
+
+Duration = Annotated[
+    timedelta,
+    PlainValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": ["string", "number"], "pattern": r"^(\d+(\.\d+)?(ms|s|m|h|d))+$"}),
+]
+
+Size = Annotated[
+    int,
+    PlainValidator(parse_size),
+    PlainSerializer(format_size, return_type=str),
+    WithJsonSchema({"type": ["string", "integer"], "pattern": r"^\d+(\.\d+)?([KMGT]i?B|B)?$"}),
+]
+
+Window = Annotated[
+    TimeWindow,
+    PlainValidator(parse_window),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": r"^\d\d:\d\d-\d\d:\d\d$"}),
+]
+
+RateLimit = Annotated[
+    Rate,
+    PlainValidator(parse_rate),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": r"^\d+/(s|sec|min|minute|h|hour)$"}),
+]
+
+Percent = Annotated[int, Field(ge=1, le=100)]
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_BCRYPT_HASH = re.compile(r"^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$")
+_LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d{1,5})$")
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(?::\d{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](?::\d{1,5})?$")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class Paths(Model):
+    archive: ConfigPath = Field(description="The archive: the Resilio Sync folder that receives transcodes.")
+    state_dir: ConfigPath = Field(
+        default=Path("/var/lib/hb2r"),
+        description="Where hb2r keeps its SQLite state database and secrets (created 0700).",
+    )
+
+
+class Library(Model):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Short unique name (a-z, 0-9, _ and -).")
+    source: ConfigPath = Field(description="The watched folder. hb2r only ever reads it.")
+    output: str = Field(description="Folder under the archive that receives this library's transcodes.")
+    preset: str = Field(description="Name of an entry under 'presets'.")
+    extensions: tuple[str, ...] = Field(
+        default=DEFAULT_EXTENSIONS,
+        min_length=1,
+        description="File extensions to transcode, with the dot; compared case-insensitively.",
+    )
+    stable_after: Duration = Field(
+        default=timedelta(seconds=60),
+        description="A file must be unchanged this long before it is picked up (it may still be copying).",
+    )
+    on_preset_change: Literal["keep", "reencode"] = Field(
+        default="keep",
+        description="When the preset changes after encoding: keep the output and report drift, or re-encode.",
+    )
+
+    @field_validator("output")
+    @classmethod
+    def _output_is_a_plain_subfolder(cls, value: str) -> str:
+        path = PurePosixPath(value)
+        if not value or path.is_absolute() or ".." in path.parts or value.startswith("."):
+            raise ValueError(
+                f"output must be a folder name under the archive, like 'TV' (not absolute, no '..', "
+                f"not hidden), got {value!r}"
+            )
+        return str(path)
+
+    @field_validator("extensions")
+    @classmethod
+    def _extensions_have_dots(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for extension in value:
+            if not re.fullmatch(r"\.[A-Za-z0-9]{1,10}", extension):
+                raise ValueError(f"extension {extension!r} must look like '.mkv' (a dot, then letters or digits)")
+        return tuple(dict.fromkeys(extension.lower() for extension in value))
+
+
+class Preset(Model):
+    handbrake: str = Field(min_length=1, description="HandBrake preset name, e.g. 'Fast 1080p30' (see HandBrakeCLI --preset-list).")
+    container: Literal["mkv", "mp4", "webm"] = Field(default="mkv", description="Output container; sets the output extension.")
+    args: tuple[str, ...] = Field(default=(), description="Extra HandBrakeCLI options; not input, output, --json, preset or format.")
+    import_file: ConfigPath | None = Field(default=None, description="A preset file exported from HandBrake (--preset-import-file).")
+
+    @field_validator("args")
+    @classmethod
+    def _args_leave_hb2r_options_alone(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for arg in value:
+            option = arg.split("=", 1)[0]
+            if option in RESERVED_ARGS:
+                raise ValueError(f"args may not contain {option!r}: {RESERVED_ARGS[option]}")
+        return value
+
+    @property
+    def extension(self) -> str:
+        return CONTAINER_EXTENSIONS[self.container]
+
+
+class HandBrake(Model):
+    binary: str = Field(default="HandBrakeCLI", min_length=1, description="HandBrakeCLI executable: a name on PATH or a path.")
+
+
+class Scan(Model):
+    interval: Duration = Field(default=timedelta(seconds=60), description="Time between reconcile passes.")
+    max_vanish_percent: Percent = Field(
+        default=50,
+        description="Pause a library whose file count falls by more than this since the last good scan (an unmounted disk).",
+    )
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_is_at_least_a_second(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError(f"interval must be at least 1s, got {format_duration(value)}")
+        return value
+
+
+def _max_jobs(value: object) -> int | Literal["auto"]:
+    if value == "auto":
+        return "auto"
+    try:
+        number = int(str(value)) if not isinstance(value, bool) else None
+    except ValueError:
+        number = None
+    if number is None or not 1 <= number <= 64:
+        raise ValueError(f"max_jobs must be 'auto' or a whole number from 1 to 64, got {value!r}")
+    return number
+
+
+class Limits(Model):
+    cpu_percent: Percent = Field(default=80, description="Start no job while CPU use is at or above this percent.")
+    memory_percent: Percent = Field(default=80, description="Start no job while memory use is at or above this percent.")
+    min_free_memory: Size = Field(default=2 * 1024**3, description="Start no job while less memory than this is available.")
+    min_free_disk: Size = Field(default=5 * 1024**3, description="Keep this much free in the archive, plus the estimated output size.")
+    max_jobs: Annotated[
+        int | Literal["auto"],
+        BeforeValidator(_max_jobs),
+        WithJsonSchema({"anyOf": [{"const": "auto"}, {"type": "integer", "minimum": 1, "maximum": 64}]}),
+    ] = Field(default="auto", description="Concurrent encodes: 'auto' (from the cores) or 1-64.")
+    nice: int = Field(default=10, ge=0, le=19, description="Niceness of the encoders (0-19).")
+    windows: tuple[Window, ...] = Field(default=(), description="Times of day when jobs may start, e.g. ['22:00-07:00']; none = any time.")
+
+
+class Retry(Model):
+    attempts: int = Field(default=3, ge=1, le=100, description="Failures before a job is dead-lettered.")
+    backoff: Duration = Field(default=timedelta(seconds=30), description="Wait before the first retry; doubles each time.")
+    max_backoff: Duration = Field(default=timedelta(hours=1), description="Longest wait between retries.")
+
+
+class Server(Model):
+    listen: str = Field(default="127.0.0.1:8080", description="host:port (or [v6]:port) of the HTTP service.")
+    cors_origins: tuple[str, ...] = Field(default=(), description="Origins allowed to call the API from a browser.")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_is_host_port(cls, value: str) -> str:
+        match = _LISTEN.match(value)
+        if not match or not 1 <= int(match.group("port")) <= 65535:
+            raise ValueError(f"listen must be host:port like 127.0.0.1:8080 or [::1]:8080, got {value!r}")
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if origin != "*" and not _ORIGIN.match(origin):
+                raise ValueError(f"CORS origin must look like https://host[:port] (no path), got {origin!r}")
+        return value
+
+
+class Auth(Model):
+    jwt_secret_file: ConfigPath = Field(
+        default=Path("/var/lib/hb2r/jwt.secret"),
+        description="File with the JWT signing secret; made (0600, random) if missing. JWT_SECRET_KEY overrides it.",
+    )
+    session_timeout: Duration = Field(default=timedelta(minutes=60), description="Lifetime of a login token.")
+    bcrypt_rounds: int = Field(default=12, ge=4, le=31, description="bcrypt cost for hashes made by hb2r.")
+    login_rate_limit: RateLimit = Field(default=Rate(5, 60), description="Login attempts allowed per client, e.g. 5/min.")
+
+    @field_validator("session_timeout")
+    @classmethod
+    def _session_is_at_least_a_minute(cls, value: timedelta) -> timedelta:
+        if value < timedelta(minutes=1):
+            raise ValueError(f"session_timeout must be at least 1m, got {format_duration(value)}")
+        return value
+
+
+class User(Model):
+    name: str = Field(pattern=_NAME, description="Login name.")
+    role: Literal["admin", "user"] = Field(description="'user' reads; 'admin' also acts.")
+    password_hash: str = Field(description="bcrypt hash made by 'hb2r hash-password'.")
+
+    @field_validator("password_hash")
+    @classmethod
+    def _is_bcrypt(cls, value: str) -> str:
+        if not _BCRYPT_HASH.match(value):
+            raise ValueError("password_hash is not a bcrypt hash; make one with 'hb2r hash-password'")
+        return value
+
+
+class Config(Model):
+    """The whole desired state."""
+
+    version: Literal[1] = Field(description="Config format version; this is version 1.")
+    paths: Paths
+    libraries: tuple[Library, ...] = Field(default=(), description="Watched folders.")
+    presets: dict[str, Preset] = Field(default_factory=dict, description="Named encoding presets.")
+    handbrake: HandBrake = Field(default_factory=HandBrake)
+    scan: Scan = Field(default_factory=Scan)
+    limits: Limits = Field(default_factory=Limits)
+    retry: Retry = Field(default_factory=Retry)
+    server: Server = Field(default_factory=Server)
+    auth: Auth = Field(default_factory=Auth)
+    users: tuple[User, ...] = Field(default=(), description="Who may use the API.")
+
+    def preset_for(self, library: Library) -> Preset:
+        return self.presets[library.preset]
+
+
+def json_schema() -> dict[str, Any]:
+    """Return the JSON Schema of the config file."""
+    schema = Config.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "hb2r config (version 1)"
+    return schema

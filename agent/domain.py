@@ -1,0 +1,208 @@
+"""The facts the planner decides from and the actions it returns, as frozen dataclasses.
+
+Three inputs meet in `plan()`: the Config (desired), the Observation (what the disk holds
+now) and the Ledger (what hb2r remembers: what it encoded, from which content, with which
+preset; what it saw on earlier scans; the users it has). Nothing here does I/O, so the
+planner's tests are tables of these values.
+
+Paths inside a library are POSIX-style and relative to its source (`Show/S01E01.mkv`);
+outputs are relative to the archive (`TV/Show/S01E01.mkv`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import ClassVar
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    rel_path: str
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    fingerprint: str | None = None
+
+
+class SourceStatus(StrEnum):
+    OK = "ok"
+    MISSING = "missing"
+    UNREADABLE = "unreadable"
+
+
+@dataclass(frozen=True, slots=True)
+class ScanProblem:
+    rel_path: str
+    message: str
+
+
+@dataclass(frozen=True)
+class LibraryObservation:
+    library: str
+    status: SourceStatus
+    files: tuple[SourceFile, ...] = ()
+    problems: tuple[ScanProblem, ...] = ()
+    unreadable_dirs: tuple[str, ...] = ()
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ArchiveObservation:
+    available: bool
+    outputs: frozenset[str] = frozenset()
+    output_folders: frozenset[str] = frozenset()
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Observation:
+    libraries: Mapping[str, LibraryObservation]
+    archive: ArchiveObservation
+    # Preset name -> identity hash. Empty when nothing in the ledger needs comparing,
+    # which spares a HandBrakeCLI start-up on every `hb2r plan`.
+    preset_hashes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    library: str
+    rel_path: str
+    fingerprint: str
+    size: int
+    mtime_ns: int
+    preset_hash: str
+    output_path: str
+
+
+@dataclass(frozen=True, slots=True)
+class SeenFile:
+    """What an earlier scan saw of a file; `changed_at_ns` is when a scan last saw it change."""
+
+    size: int
+    mtime_ns: int
+    fingerprint: str | None
+    changed_at_ns: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    name: str
+    role: str
+    password_hash: str
+
+
+@dataclass(frozen=True)
+class Ledger:
+    entries: tuple[LedgerEntry, ...] = ()
+    seen: Mapping[tuple[str, str], SeenFile] = field(default_factory=dict)
+    file_counts: Mapping[str, int] = field(default_factory=dict)  # library -> files at its last good scan
+    users: tuple[UserRecord, ...] = ()
+
+
+class TranscodeReason(StrEnum):
+    NEW = "new"
+    CHANGED = "changed"
+    OUTPUT_MISSING = "output missing"
+    PRESET_CHANGED = "preset changed"
+
+
+class DriftReason(StrEnum):
+    PRESET_CHANGED = "preset changed"
+    SOURCE_VANISHED = "source vanished"
+
+
+@dataclass(frozen=True)
+class Transcode:
+    kind: ClassVar[str] = "transcode"
+    library: str
+    source: SourceFile
+    output_path: str
+    reason: TranscodeReason
+
+
+@dataclass(frozen=True)
+class RenameOutput:
+    kind: ClassVar[str] = "rename"
+    library: str
+    source: SourceFile
+    from_rel_path: str
+    from_output_path: str
+    output_path: str
+
+
+@dataclass(frozen=True)
+class Adopt:
+    kind: ClassVar[str] = "adopt"
+    library: str
+    source: SourceFile
+    output_path: str
+
+
+@dataclass(frozen=True)
+class Wait:
+    kind: ClassVar[str] = "wait"
+    library: str
+    rel_path: str
+    stable_in_seconds: float
+
+
+@dataclass(frozen=True)
+class Drift:
+    kind: ClassVar[str] = "drift"
+    library: str
+    rel_path: str
+    output_path: str
+    reason: DriftReason
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A file that will not be encoded until a person acts (empty, bad name, output taken)."""
+
+    kind: ClassVar[str] = "skip"
+    library: str
+    rel_path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PauseLibrary:
+    kind: ClassVar[str] = "pause"
+    library: str
+    reason: str
+
+
+class UserChangeKind(StrEnum):
+    ADD = "add"
+    UPDATE = "update"
+    REMOVE = "remove"
+
+
+@dataclass(frozen=True)
+class UserChange:
+    kind: ClassVar[str] = "user"
+    change: UserChangeKind
+    name: str
+    role: str
+    password_hash: str = field(repr=False, default="")
+
+
+Action = Transcode | RenameOutput | Adopt | Wait | Drift | Skip | PauseLibrary | UserChange
+
+# Actions that change something; the others only report.
+CHANGES = (Transcode, RenameOutput, Adopt, Wait, UserChange)
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+
+    @property
+    def pending(self) -> bool:
+        """Whether anything is left to do (waiting files count: work will follow)."""
+        return any(isinstance(action, CHANGES) for action in self.actions)
+
+    def count(self, action_type: type) -> int:
+        return sum(1 for action in self.actions if isinstance(action, action_type))

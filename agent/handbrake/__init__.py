@@ -1,0 +1,1 @@
+"""Everything about HandBrakeCLI: its argv, its progress output, running and probing it."""

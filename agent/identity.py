@@ -1,0 +1,32 @@
+"""Names derived from the config: where a source's transcode goes, and what a preset is.
+
+A preset's identity is a hash of everything that shapes its output: HandBrake's preset
+name, the content of an imported preset file, the container, the extra arguments and the
+HandBrake version. Two encodes with equal identities are interchangeable, so the ledger
+stores it and the planner compares it to spot presets that changed since encoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import PurePosixPath
+
+from agent.config.models import Library, Preset
+
+
+def output_path(library: Library, preset: Preset, rel_path: str) -> str:
+    """Given a source path inside a library, return its transcode's path inside the archive."""
+    return str(PurePosixPath(library.output) / PurePosixPath(rel_path).with_suffix(preset.extension))
+
+
+def preset_identity(preset: Preset, *, import_file_content: bytes | None, handbrake_version: str) -> str:
+    """Return a short stable hash of everything that determines a preset's output."""
+    facts = {
+        "handbrake": preset.handbrake,
+        "import_file": hashlib.sha256(import_file_content).hexdigest() if import_file_content is not None else None,
+        "container": preset.container,
+        "args": list(preset.args),
+        "version": handbrake_version,
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]

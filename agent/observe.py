@@ -1,0 +1,81 @@
+"""Gather the Observation the planner needs: the edge where plan() meets the disk.
+
+Fingerprints are computed here only for the files `fingerprints_needed()` names, and taken
+from the scan memory when a file's size and mtime still match what was fingerprinted.
+HandBrakeCLI is asked its version (part of a preset's identity) only when the ledger holds
+something to compare with, so planning a fresh library does not pay for its start-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+from agent.config.models import Config
+from agent.domain import Ledger, LibraryObservation, Observation, SourceFile
+from agent.handbrake.probe import HandBrakeUnavailable, handbrake_version
+from agent.identity import preset_identity
+from agent.plan import fingerprints_needed
+from agent.scan import fingerprint, scan_archive, scan_library
+
+
+def observe(
+    config: Config,
+    ledger: Ledger,
+    *,
+    now_ns: int,
+    warn: Callable[[str], None] = lambda message: None,
+) -> Observation:
+    """Return what the watched folders and the archive hold now, with the fingerprints the plan needs."""
+    excluded = (config.paths.archive, config.paths.state_dir)
+    libraries = {library.name: scan_library(library, excluded=excluded) for library in config.libraries}
+    observation = Observation(
+        libraries=libraries,
+        archive=scan_archive(config),
+        preset_hashes=_preset_hashes(config, warn=warn) if ledger.entries else {},
+    )
+    needed = fingerprints_needed(config, observation, ledger, now_ns=now_ns)
+    if not needed:
+        return observation
+    filled = {name: _with_fingerprints(config, observed, needed, ledger) for name, observed in libraries.items()}
+    return dataclasses.replace(observation, libraries=filled)
+
+
+def _with_fingerprints(
+    config: Config, observed: LibraryObservation, needed: set[tuple[str, str]], ledger: Ledger
+) -> LibraryObservation:
+    library = next(library for library in config.libraries if library.name == observed.library)
+    files: list[SourceFile] = []
+    for source in observed.files:
+        if (observed.library, source.rel_path) in needed:
+            source = dataclasses.replace(source, fingerprint=_fingerprint(library.source / source.rel_path, source, ledger, observed.library))
+        files.append(source)
+    return dataclasses.replace(observed, files=tuple(files))
+
+
+def _fingerprint(path: Path, source: SourceFile, ledger: Ledger, library: str) -> str | None:
+    seen = ledger.seen.get((library, source.rel_path))
+    if seen is not None and seen.fingerprint and (seen.size, seen.mtime_ns) == (source.size, source.mtime_ns):
+        return seen.fingerprint
+    try:
+        return fingerprint(path, size=source.size)
+    except OSError:
+        return None  # vanished or unreadable since the scan; the next pass sees it again
+
+
+def _preset_hashes(config: Config, *, warn: Callable[[str], None]) -> dict[str, str]:
+    try:
+        version = handbrake_version(config.handbrake.binary)
+    except HandBrakeUnavailable as error:
+        warn(f"{error}; preset changes cannot be detected")
+        return {}
+    hashes = {}
+    for name, preset in config.presets.items():
+        try:
+            content = preset.import_file.read_bytes() if preset.import_file is not None else None
+        except OSError as error:
+            warn(f"preset {name!r}: cannot read {preset.import_file}: {error.strerror}")
+            continue
+        hashes[name] = preset_identity(preset, import_file_content=content, handbrake_version=version)
+    return hashes

@@ -1,0 +1,171 @@
+"""Observe the watched folders and the archive: names, sizes, times; fingerprints on demand.
+
+The walk is the hot path of every pass (a library can hold 100,000 files), so it does
+one `os.scandir` per folder and one stat per candidate file, and nothing more. Sources
+are only ever opened read-only (with O_NOATIME where allowed) when a fingerprint is needed.
+
+What is skipped, and why:
+- hidden names (`.*`): Resilio's `.sync`, rsync's in-flight `.name.XXXXXX`, hb2r's own
+  `.hb2r-partial`;
+- files still arriving under a temporary name: `*.part`, `*.partial`, `*.tmp`, `*.temp`,
+  `*.crdownload`, `*.!sync` (Resilio), `*.!qb` (qBittorrent), and `~*`;
+- extensions not configured for the library (compared case-insensitively);
+- folders already visited (symlink loops) and the archive and state folder, if a symlink
+  leads there (hb2r must never encode its own output).
+A name that is not valid UTF-8 cannot be stored, shown or served reliably: it is reported
+for the operator to rename, not encoded. An unreadable subfolder is reported, and the
+planner does not take the files it hides for deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Iterable
+from pathlib import Path
+
+from agent.config.models import Config, Library
+from agent.domain import ArchiveObservation, LibraryObservation, ScanProblem, SourceFile, SourceStatus
+
+PARTIAL_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".!sync", ".!qb")
+FINGERPRINT_BLOCK = 1024 * 1024
+
+
+def scan_library(library: Library, *, excluded: Iterable[Path] = ()) -> LibraryObservation:
+    """Given a library, return what its source folder holds now. Never raises for I/O."""
+    root = str(library.source)
+    try:
+        root_stat = os.stat(root)
+    except FileNotFoundError:
+        return LibraryObservation(library.name, SourceStatus.MISSING, detail="no such folder")
+    except OSError as error:
+        return LibraryObservation(library.name, SourceStatus.UNREADABLE, detail=error.strerror or str(error))
+    if not stat.S_ISDIR(root_stat.st_mode):
+        return LibraryObservation(library.name, SourceStatus.MISSING, detail="not a folder")
+    if not os.access(root, os.R_OK | os.X_OK):
+        return LibraryObservation(library.name, SourceStatus.UNREADABLE, detail="permission denied")
+
+    extensions = frozenset(library.extensions)
+    visited = {(root_stat.st_dev, root_stat.st_ino)} | _identities(excluded)
+    files: list[SourceFile] = []
+    problems: list[ScanProblem] = []
+    unreadable: list[str] = []
+    folders = [(root, "")]
+    while folders:
+        folder, prefix = folders.pop()
+        try:
+            entries = os.scandir(folder)
+        except OSError as error:
+            unreadable.append(prefix.rstrip("/"))
+            problems.append(ScanProblem(_printable(prefix.rstrip("/")), f"folder unreadable: {error.strerror}"))
+            continue
+        with entries:
+            for entry in entries:
+                name = entry.name
+                if name[0] == ".":
+                    continue
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:
+                    continue
+                if is_dir:
+                    try:
+                        folder_stat = entry.stat()
+                    except OSError:
+                        continue
+                    identity = (folder_stat.st_dev, folder_stat.st_ino)
+                    if identity not in visited:
+                        visited.add(identity)
+                        folders.append((entry.path, prefix + name + "/"))
+                    continue
+                dot = name.rfind(".")
+                if name[0] == "~" or dot <= 0 or name[dot:].lower() not in extensions or name.lower().endswith(PARTIAL_SUFFIXES):
+                    continue
+                try:
+                    file_stat = entry.stat()
+                except OSError:
+                    continue  # vanished between listing and stat, or a broken link
+                if not stat.S_ISREG(file_stat.st_mode):
+                    continue
+                rel_path = prefix + name
+                if not rel_path.isascii() and not _is_utf8(rel_path):
+                    problems.append(ScanProblem(_printable(rel_path), "file name is not valid UTF-8; rename it to have it encoded"))
+                    continue
+                files.append(SourceFile(rel_path, file_stat.st_size, file_stat.st_mtime_ns, file_stat.st_ctime_ns))
+    return LibraryObservation(
+        library.name, SourceStatus.OK, files=tuple(files), problems=tuple(problems), unreadable_dirs=tuple(unreadable)
+    )
+
+
+def scan_archive(config: Config) -> ArchiveObservation:
+    """Return which files exist under each library's output folder in the archive (names only)."""
+    archive = str(config.paths.archive)
+    if not os.path.isdir(archive):
+        return ArchiveObservation(available=False, detail=f"{archive} is missing (not mounted?)")
+    outputs: list[str] = []
+    present: set[str] = set()
+    for library in config.libraries:
+        top = os.path.join(archive, library.output)
+        if not os.path.isdir(top):
+            continue
+        present.add(library.output)
+        folders = [(top, library.output + "/")]
+        while folders:
+            folder, prefix = folders.pop()
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        if entry.name.startswith("."):
+                            continue
+                        if entry.is_dir(follow_symlinks=False):
+                            folders.append((entry.path, prefix + entry.name + "/"))
+                        else:
+                            outputs.append(prefix + entry.name)
+            except OSError:
+                continue
+    return ArchiveObservation(available=True, outputs=frozenset(outputs), output_folders=frozenset(present))
+
+
+def fingerprint(path: Path, *, size: int) -> str:
+    """Given a file and its size, return size + blake2b of its first, middle and last MiB.
+
+    Raise OSError if the file cannot be read.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    flags = os.O_RDONLY | getattr(os, "O_NOATIME", 0)
+    try:
+        descriptor = os.open(path, flags)
+    except PermissionError:
+        descriptor = os.open(path, os.O_RDONLY)  # O_NOATIME needs to own the file
+    with os.fdopen(descriptor, "rb") as handle:
+        if size <= 3 * FINGERPRINT_BLOCK:
+            digest.update(handle.read())
+        else:
+            for offset in (0, size // 2 - FINGERPRINT_BLOCK // 2, size - FINGERPRINT_BLOCK):
+                handle.seek(offset)
+                digest.update(handle.read(FINGERPRINT_BLOCK))
+    return f"{size}:{digest.hexdigest()}"
+
+
+def _identities(paths: Iterable[Path]) -> set[tuple[int, int]]:
+    found = set()
+    for path in paths:
+        try:
+            info = os.stat(path)
+        except OSError:
+            continue
+        found.add((info.st_dev, info.st_ino))
+    return found
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8") if text else "."

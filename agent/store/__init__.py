@@ -1,0 +1,1 @@
+"""SQLite state: the ledger of transcodes, the job queue, users, and the scan memory."""

@@ -1,0 +1,186 @@
+"""The SQLite state database: opening it, and migrating its schema by `PRAGMA user_version`.
+
+One file, `hb2r.db` in `paths.state_dir`, in WAL mode so the HTTP service can read while
+the engine writes. Migrations are numbered SQL scripts applied in order, each in its own
+transaction, so a database from any earlier version comes up to date on open.
+
+`hb2r plan` must not write anything anywhere. `open_readonly()` therefore never creates
+the folder or the file. When no agent is connected (no `-wal` file), the database is
+opened immutable, which also keeps SQLite from creating its `-shm` file beside it. A
+database at an older schema is copied into memory and migrated there, so the plan is
+still exact.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+DATABASE_NAME = "hb2r.db"
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: what was encoded, the job queue, the users.
+    """
+    CREATE TABLE ledger (
+        id INTEGER PRIMARY KEY,
+        library TEXT NOT NULL,
+        rel_path TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        size INTEGER NOT NULL CHECK (size >= 0),
+        mtime_ns INTEGER NOT NULL,
+        preset_hash TEXT NOT NULL,
+        output_path TEXT NOT NULL UNIQUE,
+        encoded_at TEXT NOT NULL,
+        UNIQUE (library, rel_path)
+    );
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        library TEXT NOT NULL,
+        rel_path TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        preset_hash TEXT NOT NULL,
+        output_path TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'queued'
+            CHECK (state IN ('queued', 'running', 'done', 'failed', 'dead', 'cancelled')),
+        attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+        not_before TEXT,
+        error TEXT,
+        stderr_tail TEXT,
+        progress REAL CHECK (progress IS NULL OR (progress >= 0 AND progress <= 100)),
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (library, rel_path, fingerprint, preset_hash)
+    );
+    CREATE INDEX jobs_by_state ON jobs (state, created_at);
+    CREATE TABLE users (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'user')),
+        password_hash TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
+    # 2: what each scan saw, so stability and the vanish breaker survive restarts.
+    """
+    CREATE TABLE seen_files (
+        library TEXT NOT NULL,
+        rel_path TEXT NOT NULL,
+        size INTEGER NOT NULL CHECK (size >= 0),
+        mtime_ns INTEGER NOT NULL,
+        fingerprint TEXT,
+        changed_at_ns INTEGER,
+        PRIMARY KEY (library, rel_path)
+    ) WITHOUT ROWID;
+    CREATE TABLE library_scans (
+        library TEXT PRIMARY KEY,
+        file_count INTEGER NOT NULL CHECK (file_count >= 0),
+        scanned_at TEXT NOT NULL
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StateError(Exception):
+    """The state database cannot be used; the message says why and what to do."""
+
+
+def database_path(state_dir: Path) -> Path:
+    return state_dir / DATABASE_NAME
+
+
+def open_database(state_dir: Path) -> sqlite3.Connection:
+    """Open (creating if needed, folder 0700) and migrate the state database; return the connection.
+
+    Raise StateError if the folder cannot be made or the schema is newer than this hb2r knows.
+    """
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as error:
+        raise StateError(f"cannot create state_dir {state_dir}: {error.strerror}") from None
+    connection = sqlite3.connect(database_path(state_dir), isolation_level=None, timeout=30)
+    try:
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA foreign_keys = ON")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        migrate(connection)
+    except (sqlite3.Error, StateError) as error:
+        connection.close()
+        if isinstance(error, StateError):
+            raise
+        raise StateError(f"state database {database_path(state_dir)}: {error}") from None
+    return connection
+
+
+def open_readonly(state_dir: Path) -> sqlite3.Connection | None:
+    """Open the state database without writing anything; return None if there is none yet.
+
+    Raise StateError if it cannot be read or its schema is newer than this hb2r knows.
+    """
+    path = database_path(state_dir)
+    if not path.is_file():
+        return None
+    live = Path(f"{path}-wal").exists()
+    uri = f"{path.absolute().as_uri()}?{'mode=ro' if live else 'immutable=1'}"
+    try:
+        connection = sqlite3.connect(uri, uri=True, isolation_level=None)
+        version = _user_version(connection)
+    except sqlite3.Error as error:
+        raise StateError(f"cannot read state database {path}: {error}") from None
+    if version > SCHEMA_VERSION:
+        connection.close()
+        raise StateError(_too_new(path, version))
+    if version < SCHEMA_VERSION:
+        memory = sqlite3.connect(":memory:", isolation_level=None)
+        connection.backup(memory)
+        connection.close()
+        migrate(memory)
+        return memory
+    return connection
+
+
+def migrate(connection: sqlite3.Connection) -> int:
+    """Apply the migrations the database lacks, each in its own transaction; return the new version."""
+    version = _user_version(connection)
+    if version > SCHEMA_VERSION:
+        raise StateError(_too_new(Path(_main_file(connection) or "(memory)"), version))
+    for number in range(version + 1, SCHEMA_VERSION + 1):
+        script = MIGRATIONS[number - 1]
+        connection.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+    return SCHEMA_VERSION
+
+
+def _user_version(connection: sqlite3.Connection) -> int:
+    row = connection.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def _main_file(connection: sqlite3.Connection) -> str | None:
+    for _, name, file in connection.execute("PRAGMA database_list"):
+        if name == "main":
+            return str(file) or None
+    return None
+
+
+def _too_new(path: Path, version: int) -> str:
+    return (
+        f"state database {path} has schema version {version}, newer than this hb2r "
+        f"knows ({SCHEMA_VERSION}); upgrade hb2r or restore a backup"
+    )
+
+
+
+@contextmanager
+def transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Run the block in BEGIN IMMEDIATE ... COMMIT; ROLLBACK if it raises."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield connection
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")
