@@ -78,7 +78,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def _config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "config", nargs="?", type=Path, default=None, metavar="CONFIG",
+        "config",
+        nargs="?",
+        type=Path,
+        default=None,
+        metavar="CONFIG",
         help="config file (default: $HB2R_CONFIG, then /etc/hb2r/config.yaml)",
     )
 
@@ -86,7 +90,7 @@ def _config_argument(parser: argparse.ArgumentParser) -> None:
 def _config_path(arguments: argparse.Namespace) -> Path:
     from agent.config import default_config_path
 
-    return arguments.config or default_config_path()  # type: ignore[no-any-return]
+    return arguments.config or default_config_path()
 
 
 def _load(arguments: argparse.Namespace) -> Loaded | None:
@@ -127,12 +131,13 @@ def _validate(arguments: argparse.Namespace) -> int:
 
 def _plan(arguments: argparse.Namespace) -> int:
     import json
+    import sqlite3
     import time
 
     from agent.observe import observe
     from agent.plan import plan
     from agent.render import render_text, to_json
-    from agent.store.db import StateError, open_readonly
+    from agent.store.db import StateError, database_path, open_readonly
     from agent.store.state import load_ledger
 
     loaded = _load(arguments)
@@ -149,8 +154,13 @@ def _plan(arguments: argparse.Namespace) -> int:
     except StateError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
+    except sqlite3.Error as error:  # e.g. a table lost to a damaged disk or a bad restore
+        print(f"error: state database {database_path(config.paths.state_dir)}: {error}", file=sys.stderr)
+        return EXIT_ERROR
     now_ns = time.time_ns()
-    observation = observe(config, ledger, now_ns=now_ns, warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+    observation = observe(
+        config, ledger, now_ns=now_ns, warn=lambda message: print(f"warning: {message}", file=sys.stderr)
+    )
     result = plan(config, observation, ledger, now_ns=now_ns)
     if arguments.json:
         sys.stdout.write(json.dumps(to_json(result), indent=2) + "\n")

@@ -10,14 +10,31 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import PurePosixPath
+from collections.abc import Callable
 
 from agent.config.models import Library, Preset
 
 
 def output_path(library: Library, preset: Preset, rel_path: str) -> str:
-    """Given a source path inside a library, return its transcode's path inside the archive."""
-    return str(PurePosixPath(library.output) / PurePosixPath(rel_path).with_suffix(preset.extension))
+    """Given a source path inside a library, return its transcode's path inside the archive.
+
+    `Show/S01E01.avi` with output `TV` and an mkv preset gives `TV/Show/S01E01.mkv`.
+    """
+    return output_namer(library, preset)(rel_path)
+
+
+def output_namer(library: Library, preset: Preset) -> Callable[[str], str]:
+    """Return `output_path` for one library, for the planner's loop over every file."""
+    prefix = library.output + "/"
+    extension = preset.extension
+
+    def name(rel_path: str) -> str:
+        stem, dot, old_extension = rel_path.rpartition(".")
+        if not dot or "/" in old_extension:
+            stem = rel_path
+        return prefix + stem + extension
+
+    return name
 
 
 def preset_identity(preset: Preset, *, import_file_content: bytes | None, handbrake_version: str) -> str:

@@ -32,7 +32,7 @@ def observe(
     libraries = {library.name: scan_library(library, excluded=excluded) for library in config.libraries}
     observation = Observation(
         libraries=libraries,
-        archive=scan_archive(config),
+        archive=scan_archive(config, recorded_folders=_recorded_folders(config, ledger)),
         preset_hashes=_preset_hashes(config, warn=warn) if ledger.entries else {},
     )
     needed = fingerprints_needed(config, observation, ledger, now_ns=now_ns)
@@ -49,7 +49,9 @@ def _with_fingerprints(
     files: list[SourceFile] = []
     for source in observed.files:
         if (observed.library, source.rel_path) in needed:
-            source = dataclasses.replace(source, fingerprint=_fingerprint(library.source / source.rel_path, source, ledger, observed.library))
+            source = source._replace(
+                fingerprint=_fingerprint(library.source / source.rel_path, source, ledger, observed.library)
+            )
         files.append(source)
     return dataclasses.replace(observed, files=tuple(files))
 
@@ -79,3 +81,10 @@ def _preset_hashes(config: Config, *, warn: Callable[[str], None]) -> dict[str, 
             continue
         hashes[name] = preset_identity(preset, import_file_content=content, handbrake_version=version)
     return hashes
+
+
+def _recorded_folders(config: Config, ledger: Ledger) -> set[str]:
+    """Return the output folders of recorded transcodes, when the config no longer names them."""
+    configured = {library.output for library in config.libraries}
+    recorded = {entry.output_path.split("/", 1)[0] for entry in ledger.entries}
+    return recorded - configured

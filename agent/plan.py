@@ -10,13 +10,17 @@ Choices where DESIGN.md is silent:
   (which a copy cannot back-date) and the last change an earlier scan saw in its size or
   mtime. The scan memory lives in SQLite, so a restart does not reset the wait.
 - A renamed source is recognised only within its library, by fingerprint, and only when
-  the old output still exists; otherwise the file is simply transcoded.
+  the old output still exists; otherwise the file is simply transcoded. An output hb2r did
+  not make is never moved over: if one sits at the new path, it is adopted instead.
 - Two sources that map to one output (`a.avi`, `a.mp4` -> `a.mkv`) are a conflict: the
   one already recorded, else the first by name, wins; the other is skipped and reported.
+  A recorded source keeps that claim on its new path when the output folder or container
+  changes in the config.
 - A library is paused, with no other action, when its source is missing or unreadable,
   when the archive is missing, when its output folder vanished while transcodes are
   recorded in it, or when more than `max_vanish_percent` of its files vanished since the
-  last good scan (or, before any scan was recorded, of the transcodes recorded).
+  last good scan (or, before any scan was recorded, of the transcodes recorded). Files an
+  unreadable subfolder hides have not vanished: they count neither here nor as drift.
 - Paused libraries, skipped files and drift are reports: on their own, `hb2r plan`
   exits 0. Waiting files count as pending work.
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 from agent.config.models import Config, Library, Preset, User
 from agent.domain import (
@@ -50,7 +55,7 @@ from agent.domain import (
     Wait,
 )
 from agent.domain import Ledger as LedgerState
-from agent.identity import output_path
+from agent.identity import output_namer
 
 NS_PER_SECOND = 1_000_000_000
 
@@ -64,7 +69,9 @@ def plan(config: Config, observation: Observation, ledger: LedgerState, *, now_n
     return Plan(tuple(actions))
 
 
-def fingerprints_needed(config: Config, observation: Observation, ledger: LedgerState, *, now_ns: int) -> set[tuple[str, str]]:
+def fingerprints_needed(
+    config: Config, observation: Observation, ledger: LedgerState, *, now_ns: int
+) -> set[tuple[str, str]]:
     """Return the (library, path) of the files whose fingerprint the plan depends on.
 
     Only these are read from disk: a recorded file whose size or mtime moved (has its
@@ -78,12 +85,13 @@ def fingerprints_needed(config: Config, observation: Observation, ledger: Ledger
             continue
         vanished_sizes = {entry.size for entry in facts.vanished_entries()}
         for source in facts.files:
-            if source.size == 0 or facts.stable_in_seconds(source, now_ns=now_ns) > 0:
-                continue
             entry = facts.entries.get(source.rel_path)
-            if entry is not None and (entry.size, entry.mtime_ns) != (source.size, source.mtime_ns):
-                needed.add((library.name, source.rel_path))
-            elif entry is None and source.size in vanished_sizes:
+            if entry is None:
+                if source.size not in vanished_sizes:
+                    continue
+            elif (entry.size, entry.mtime_ns) == (source.size, source.mtime_ns):
+                continue
+            if source.size and facts.stable_in_seconds(source, now_ns=now_ns) <= 0:
                 needed.add((library.name, source.rel_path))
     return needed
 
@@ -151,8 +159,14 @@ class _LibraryFacts:
                 f"output folder {self.library.output!r} is missing from the archive while "
                 f"{recorded_outputs} transcodes are recorded in it"
             )
-        baseline = self.ledger.file_counts.get(self.library.name, len(self.entries))
-        vanished = baseline - len(self.files)
+        known: Iterable[str]
+        if self.library.name in self.ledger.file_counts:
+            baseline, known = self.ledger.file_counts[self.library.name], self.seen.keys()
+        else:
+            baseline, known = len(self.entries), self.entries.keys()
+        hidden = self.hidden_prefixes()
+        # Files an unreadable folder hides are still there: they are not counted as vanished.
+        vanished = baseline - len(self.files) - (sum(1 for rel in known if rel.startswith(hidden)) if hidden else 0)
         if baseline and vanished * 100 > self.max_vanish_percent * baseline:
             return (
                 f"{vanished} of {baseline} files vanished since the last good scan "
@@ -169,13 +183,20 @@ class _LibraryFacts:
                 since = max(since, now_ns)
             elif seen.changed_at_ns is not None:
                 since = max(since, seen.changed_at_ns)
-        stable_at = since + int(self.library.stable_after.total_seconds() * NS_PER_SECOND)
-        return (stable_at - now_ns) / NS_PER_SECOND
+        return (since + self.stable_after_ns - now_ns) / NS_PER_SECOND
+
+    @cached_property
+    def stable_after_ns(self) -> int:
+        return int(self.library.stable_after.total_seconds() * NS_PER_SECOND)
+
+    def hidden_prefixes(self) -> tuple[str, ...]:
+        """Return the prefixes of the paths that unreadable folders hide from the scan."""
+        return tuple(folder.rstrip("/") + "/" for folder in self.observed.unreadable_dirs)
 
     def vanished_entries(self) -> list[LedgerEntry]:
         """Return recorded files not seen now, leaving out those under unreadable folders."""
         present = {source.rel_path for source in self.files}
-        hidden = tuple(folder.rstrip("/") + "/" for folder in self.observed.unreadable_dirs)
+        hidden = self.hidden_prefixes()
         return [
             entry
             for rel_path, entry in sorted(self.entries.items())
@@ -195,12 +216,19 @@ def _plan_library(facts: _LibraryFacts, *, now_ns: int) -> Iterator[Action]:
     vanished = facts.vanished_entries()
     vanished_paths = {entry.rel_path for entry in vanished}
     renamable = {entry.fingerprint: entry for entry in reversed(vanished) if entry.output_path in outputs}
+    vanished_outputs = {entry.output_path for entry in vanished}
     # Output path -> the source that owns it; a vanished source's output may be taken over.
     owners = {entry.output_path: rel for rel, entry in facts.entries.items() if rel not in vanished_paths}
 
-    for source in sorted(facts.files, key=lambda item: item.rel_path):
+    output_of = output_namer(facts.library, facts.preset)
+    # A recorded source also holds the path its output belongs at now (the output folder or
+    # container may have changed in the config): a newcomer may not take it.
+    reserved: dict[str, str] = {}
+    for rel in sorted(rel for output, rel in owners.items() if output_of(rel) != output):
+        reserved.setdefault(output_of(rel), rel)
+    for source in sorted(facts.files):  # by rel_path, the first field
         rel_path = source.rel_path
-        desired = output_path(facts.library, facts.preset, rel_path)
+        desired = output_of(rel_path)
         wait = facts.stable_in_seconds(source, now_ns=now_ns)
         if wait > 0:
             yield Wait(name, rel_path, wait)
@@ -212,18 +240,19 @@ def _plan_library(facts: _LibraryFacts, *, now_ns: int) -> Iterator[Action]:
         if entry is not None:
             yield from _plan_recorded(facts, source, entry, desired, current_hash=current_hash, reencode=reencode)
             continue
-        match = renamable.pop(source.fingerprint, None) if source.fingerprint else None
-        if match is not None and owners.get(desired, rel_path) == rel_path:
-            vanished_paths.discard(match.rel_path)
-            owners[desired] = rel_path
-            yield RenameOutput(name, source, match.rel_path, match.output_path, desired)
-            continue
-        owner = owners.get(desired)
+        owner = owners.get(desired) or reserved.get(desired)
         if owner is not None and owner != rel_path:
             yield Skip(name, rel_path, f"its output {desired} already belongs to {owner}")
             continue
         owners[desired] = rel_path
-        if desired in outputs and not _owned_by_vanished(desired, vanished):
+        # An output hb2r did not make is never overwritten, not even by a rename: it is adopted.
+        foreign = desired in outputs and desired not in vanished_outputs
+        match = renamable.get(source.fingerprint) if source.fingerprint else None
+        if match is not None and not foreign:
+            del renamable[match.fingerprint]
+            vanished_paths.discard(match.rel_path)
+            yield RenameOutput(name, source, match.rel_path, match.output_path, desired)
+        elif foreign:
             yield Adopt(name, source, desired)
         else:
             yield Transcode(name, source, desired, TranscodeReason.NEW)
@@ -265,7 +294,3 @@ def _plan_recorded(
         return
     if entry.output_path != desired:  # the library's output folder was renamed in the config
         yield RenameOutput(name, source, source.rel_path, entry.output_path, desired)
-
-
-def _owned_by_vanished(output: str, vanished: list[LedgerEntry]) -> bool:
-    return any(entry.output_path == output for entry in vanished)

@@ -66,7 +66,8 @@ def _text_lines(plan: Plan, config: Config, observation: Observation) -> Iterato
             continue
         observed = observation.libraries.get(library.name)
         files = len(observed.files) if observed else 0
-        heading = f"{library.name} ({library.source} -> {config.paths.archive}/{library.output}, {files} files)"
+        counted = f"{files} file" if files == 1 else f"{files} files"
+        heading = f"{library.name} ({library.source} -> {config.paths.archive}/{library.output}, {counted})"
         if not actions:
             yield f"{heading}: in sync"
             continue
@@ -86,9 +87,13 @@ def _line(action: Action) -> str:
         case Transcode():
             return f"+ transcode {action.source.rel_path} -> {action.output_path} ({action.reason})"
         case RenameOutput():
-            return f"> rename    {action.from_output_path} -> {action.output_path} (source now {action.source.rel_path})"
+            return (
+                f"> rename    {action.from_output_path} -> {action.output_path} (source now {action.source.rel_path})"
+            )
         case Adopt():
-            return f"= adopt     {action.source.rel_path} ({action.output_path} already exists; recorded, not re-encoded)"
+            return (
+                f"= adopt     {action.source.rel_path} ({action.output_path} already exists; recorded, not re-encoded)"
+            )
         case Wait():
             return f". wait      {action.rel_path} (changed recently; stable in {_seconds(action.stable_in_seconds)})"
         case Drift():
@@ -132,9 +137,13 @@ def _action_json(action: Action) -> dict[str, Any]:
             if isinstance(action, RenameOutput):
                 data.update(from_path=action.from_rel_path, from_output=action.from_output_path)
         case Wait():
-            data.update(library=action.library, path=action.rel_path, stable_in_seconds=round(action.stable_in_seconds, 3))
+            data.update(
+                library=action.library, path=action.rel_path, stable_in_seconds=round(action.stable_in_seconds, 3)
+            )
         case Drift():
-            data.update(library=action.library, path=action.rel_path, output=action.output_path, reason=str(action.reason))
+            data.update(
+                library=action.library, path=action.rel_path, output=action.output_path, reason=str(action.reason)
+            )
         case Skip():
             data.update(library=action.library, path=action.rel_path, reason=action.reason)
     return data

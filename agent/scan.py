@@ -28,7 +28,6 @@ from pathlib import Path
 from agent.config.models import Config, Library
 from agent.domain import ArchiveObservation, LibraryObservation, ScanProblem, SourceFile, SourceStatus
 
-PARTIAL_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".!sync", ".!qb")
 FINGERPRINT_BLOCK = 1024 * 1024
 
 
@@ -47,7 +46,10 @@ def scan_library(library: Library, *, excluded: Iterable[Path] = ()) -> LibraryO
         return LibraryObservation(library.name, SourceStatus.UNREADABLE, detail="permission denied")
 
     extensions = frozenset(library.extensions)
+    excluded = tuple(excluded)
     visited = {(root_stat.st_dev, root_stat.st_ino)} | _identities(excluded)
+    # A link may lead into a subfolder of the archive, whose identity is not in `visited`.
+    excluded_prefixes = tuple(os.path.join(os.path.realpath(path), "") for path in excluded)
     files: list[SourceFile] = []
     problems: list[ScanProblem] = []
     unreadable: list[str] = []
@@ -57,6 +59,8 @@ def scan_library(library: Library, *, excluded: Iterable[Path] = ()) -> LibraryO
         try:
             entries = os.scandir(folder)
         except OSError as error:
+            if not prefix:  # the source folder itself
+                return LibraryObservation(library.name, SourceStatus.UNREADABLE, detail=error.strerror or str(error))
             unreadable.append(prefix.rstrip("/"))
             problems.append(ScanProblem(_printable(prefix.rstrip("/")), f"folder unreadable: {error.strerror}"))
             continue
@@ -75,12 +79,14 @@ def scan_library(library: Library, *, excluded: Iterable[Path] = ()) -> LibraryO
                     except OSError:
                         continue
                     identity = (folder_stat.st_dev, folder_stat.st_ino)
-                    if identity not in visited:
-                        visited.add(identity)
-                        folders.append((entry.path, prefix + name + "/"))
+                    if identity in visited or (entry.is_symlink() and _leads_into(entry.path, excluded_prefixes)):
+                        continue
+                    visited.add(identity)
+                    folders.append((entry.path, prefix + name + "/"))
                     continue
                 dot = name.rfind(".")
-                if name[0] == "~" or dot <= 0 or name[dot:].lower() not in extensions or name.lower().endswith(PARTIAL_SUFFIXES):
+                # Partial suffixes (.part, .!sync, ...) cannot pass here: config refuses them as extensions.
+                if name[0] == "~" or dot <= 0 or name[dot:].lower() not in extensions:
                     continue
                 try:
                     file_stat = entry.stat()
@@ -90,7 +96,9 @@ def scan_library(library: Library, *, excluded: Iterable[Path] = ()) -> LibraryO
                     continue
                 rel_path = prefix + name
                 if not rel_path.isascii() and not _is_utf8(rel_path):
-                    problems.append(ScanProblem(_printable(rel_path), "file name is not valid UTF-8; rename it to have it encoded"))
+                    problems.append(
+                        ScanProblem(_printable(rel_path), "file name is not valid UTF-8; rename it to have it encoded")
+                    )
                     continue
                 files.append(SourceFile(rel_path, file_stat.st_size, file_stat.st_mtime_ns, file_stat.st_ctime_ns))
     return LibraryObservation(
@@ -98,19 +106,23 @@ def scan_library(library: Library, *, excluded: Iterable[Path] = ()) -> LibraryO
     )
 
 
-def scan_archive(config: Config) -> ArchiveObservation:
-    """Return which files exist under each library's output folder in the archive (names only)."""
+def scan_archive(config: Config, *, recorded_folders: Iterable[str] = ()) -> ArchiveObservation:
+    """Return which files exist in the archive (names only) under each library's output folder.
+
+    `recorded_folders` are output folders the ledger still points into: after an output
+    folder is renamed in the config, the old outputs must be seen to be moved, not re-encoded.
+    """
     archive = str(config.paths.archive)
     if not os.path.isdir(archive):
         return ArchiveObservation(available=False, detail=f"{archive} is missing (not mounted?)")
     outputs: list[str] = []
     present: set[str] = set()
-    for library in config.libraries:
-        top = os.path.join(archive, library.output)
+    for output in dict.fromkeys([*(library.output for library in config.libraries), *recorded_folders]):
+        top = os.path.join(archive, output)
         if not os.path.isdir(top):
             continue
-        present.add(library.output)
-        folders = [(top, library.output + "/")]
+        present.add(output)
+        folders = [(top, output + "/")]
         while folders:
             folder, prefix = folders.pop()
             try:
@@ -159,6 +171,10 @@ def _identities(paths: Iterable[Path]) -> set[tuple[int, int]]:
     return found
 
 
+def _leads_into(link: str, prefixes: tuple[str, ...]) -> bool:
+    return os.path.join(os.path.realpath(link), "").startswith(prefixes)
+
+
 def _is_utf8(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -168,4 +184,5 @@ def _is_utf8(text: str) -> bool:
 
 
 def _printable(text: str) -> str:
-    return text.encode("utf-8", "backslashreplace").decode("utf-8") if text else "."
+    # os.fsencode restores the bytes the name really has, so `bad\xff.mkv`, not `bad\udcff.mkv`.
+    return os.fsencode(text).decode("utf-8", "backslashreplace") if text else "."

@@ -45,15 +45,31 @@ def _check_libraries(config: Config, found: Found) -> None:
     for index, library in enumerate(config.libraries):
         if library.name in seen_names:
             found.errors.append(
-                ((("libraries", index, "name")), f"library name {library.name!r} is already used by libraries[{seen_names[library.name]}]")
+                (
+                    (("libraries", index, "name")),
+                    f"library name {library.name!r} is already used by libraries[{seen_names[library.name]}]",
+                )
             )
         seen_names.setdefault(library.name, index)
         # Resilio may sync to case-insensitive file systems, so 'TV' and 'tv' are one folder there.
         output_key = library.output.casefold()
         if output_key in seen_outputs:
             found.errors.append(
-                (("libraries", index, "output"), f"output folder {library.output!r} is already used by libraries[{seen_outputs[output_key]}]")
+                (
+                    ("libraries", index, "output"),
+                    f"output folder {library.output!r} is already used by libraries[{seen_outputs[output_key]}]",
+                )
             )
+        else:
+            # 'TV' and 'TV/Kids' mix: source 'Kids/a.mkv' of one lands on 'a.mkv' of the other.
+            for other_key, other in seen_outputs.items():
+                if output_key.startswith(other_key + "/") or other_key.startswith(output_key + "/"):
+                    other_output = config.libraries[other].output
+                    message = (
+                        f"output folder {library.output!r} overlaps libraries[{other}].output "
+                        f"{other_output!r}: their transcodes would mix"
+                    )
+                    found.errors.append((("libraries", index, "output"), message))
         seen_outputs.setdefault(output_key, index)
         if library.preset not in config.presets:
             found.errors.append(
@@ -66,11 +82,16 @@ def _check_folders(config: Config, found: Found) -> None:
     state_dir = _real(config.paths.state_dir)
     sources = [_real(library.source) for library in config.libraries]
     if not config.paths.archive.is_dir():
-        found.warnings.append((("paths", "archive"), f"archive folder {str(config.paths.archive)!r} does not exist yet; nothing is published until it does"))
-    if _inside(state_dir, archive):
-        found.errors.append(
-            (("paths", "state_dir"), "state_dir is inside the archive: Resilio Sync would share the database")
+        found.warnings.append(
+            (
+                ("paths", "archive"),
+                f"archive folder {str(config.paths.archive)!r} does not exist yet; nothing is published until it does",
+            )
         )
+    if state_dir == archive or _inside(state_dir, archive):
+        where = "is the archive itself" if state_dir == archive else "is inside the archive"
+        message = f"state_dir {where}: Resilio Sync would share the database"
+        found.errors.append((("paths", "state_dir"), message))
     if _inside(_real(config.auth.jwt_secret_file), archive):
         found.errors.append(
             (("auth", "jwt_secret_file"), "jwt_secret_file is inside the archive: Resilio Sync would share the secret")
@@ -80,22 +101,42 @@ def _check_folders(config: Config, found: Found) -> None:
         if source == archive:
             found.errors.append((loc, "source is the archive itself: the agent would encode its own output forever"))
         elif _inside(archive, source):
-            found.errors.append((loc, f"the archive {str(config.paths.archive)!r} is inside this source: the agent would encode its own output forever"))
+            found.errors.append(
+                (
+                    loc,
+                    f"the archive {str(config.paths.archive)!r} is inside this source: "
+                    "the agent would encode its own output forever",
+                )
+            )
         elif _inside(source, archive):
-            found.errors.append((loc, f"source is inside the archive {str(config.paths.archive)!r}: the agent would encode its own output forever"))
+            found.errors.append(
+                (
+                    loc,
+                    f"source is inside the archive {str(config.paths.archive)!r}: "
+                    "the agent would encode its own output forever",
+                )
+            )
         for other_index in range(index):
             other = sources[other_index]
             if source == other or _inside(source, other) or _inside(other, source):
                 found.errors.append(
                     (loc, f"source overlaps libraries[{other_index}].source: files would be encoded twice")
                 )
-        if _inside(state_dir, source):
-            found.errors.append(
-                (("paths", "state_dir"), f"state_dir is inside the source of library {library.name!r}: hb2r never writes to watched folders")
-            )
+        reason = "hb2r never writes to watched folders"
+        if state_dir == source or _inside(state_dir, source):
+            where = "is the source" if state_dir == source else "is inside the source"
+            message = f"state_dir {where} of library {library.name!r}: {reason}"
+            found.errors.append((("paths", "state_dir"), message))
+        if _inside(_real(config.auth.jwt_secret_file), source):
+            message = f"jwt_secret_file is inside the source of library {library.name!r}: {reason}"
+            found.errors.append((("auth", "jwt_secret_file"), message))
         if not os.path.isdir(source):
             found.warnings.append(
-                (loc, f"source folder {str(library.source)!r} does not exist; library {library.name!r} stays paused until it does (not mounted?)")
+                (
+                    loc,
+                    f"source folder {str(library.source)!r} does not exist; "
+                    f"library {library.name!r} stays paused until it does (not mounted?)",
+                )
             )
 
 

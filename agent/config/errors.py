@@ -64,12 +64,29 @@ def describe_validation_error(error: Any) -> tuple[Location, str]:
         return loc, f"unknown key {key!r}{hint}"
     if kind == "missing":
         return loc, "required key is missing"
+    if loc == ("version",) and kind == "literal_error":
+        return loc, f"this hb2r reads config version 1, got {value!r}"
+    if value is None and kind not in ("value_error", "assertion_error"):
+        # Pydantic would say "input is not a valid path for <class 'pathlib.Path'>, got None".
+        return loc, "has no value (the key is left empty, or its ${VAR} is empty)"
+    if kind == "string_pattern_mismatch" and loc:
+        # The regular expression means little to most people; the field's description says it in words.
+        description = _description(Config, loc)
+        if description:
+            return loc, f"{value!r} is not a valid {description[0].lower()}{description[1:].rstrip('.')}"
     message = error["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
     if kind not in ("value_error",) and _is_plain(value) and repr(value) not in message:
         message = f"{message}, got {value!r}"
-    return loc, message[0].lower() + message[1:] if message[:1].isupper() and not message[:2].isupper() else message
+    return loc, _lower_first(message)
+
+
+def _lower_first(message: str) -> str:
+    """'Input should be ...' -> 'input should be ...', but keep 'CORS origin ...' as it is."""
+    if message[:1].isupper() and not message[:2].isupper():
+        return message[0].lower() + message[1:]
+    return message
 
 
 def _is_data_key(part: str | int) -> bool:
@@ -92,6 +109,20 @@ def _known_keys(model: type[BaseModel], loc: Location) -> list[str]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return list(annotation.model_fields)
     return []
+
+
+def _description(model: type[BaseModel], loc: Location) -> str | None:
+    """Return the description of the field found by following loc from `model`, if it has one."""
+    parent: Any = model
+    for part in loc[:-1]:
+        parent = _step(parent, part)
+        if parent is None:
+            return None
+    parent = _unwrap(parent)
+    if isinstance(parent, type) and issubclass(parent, BaseModel):
+        field = parent.model_fields.get(str(loc[-1]))
+        return field.description if field else None
+    return None
 
 
 def _step(annotation: Any, part: str | int) -> Any:

@@ -83,7 +83,9 @@ def _read_text(path: Path, name: str) -> str:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ConfigError([Problem(name, None, None, f"not UTF-8 text (byte {error.start})")]) from None
+        line = raw.count(b"\n", 0, error.start) + 1
+        message = f"not UTF-8 text (byte {error.start}); save the file as UTF-8"
+        raise ConfigError([Problem(name, line, None, message)]) from None
     if not text.strip() or all(line.lstrip().startswith("#") or not line.strip() for line in text.splitlines()):
         raise ConfigError([Problem(name, None, None, "the file is empty (see examples/config.yaml)")])
     return text
@@ -98,13 +100,15 @@ class _Document:
         self.lines: dict[Location, int] = {(): 1}
         self.problems: list[Problem] = []
         self._built = 0
+        self._own_keys: dict[int, set[int]] = {}
         self._loader = yaml.SafeLoader(text)
         try:
             self._root = self._loader.get_single_node()
         except yaml.MarkedYAMLError as error:
             mark = error.problem_mark or error.context_mark
             line = mark.line + 1 if mark else None
-            raise ConfigError([Problem(name, line, None, f"not valid YAML: {error.problem or error}")]) from None
+            message = f"not valid YAML: {_yaml_problem(error, text)}"
+            raise ConfigError([Problem(name, line, None, message)]) from None
         except yaml.YAMLError as error:
             raise ConfigError([Problem(name, None, None, f"not valid YAML: {error}")]) from None
         finally:
@@ -116,7 +120,14 @@ class _Document:
             kind = "a list" if isinstance(root, yaml.SequenceNode) else "a single value"
             line = root.start_mark.line + 1 if root is not None else 1
             raise ConfigError(
-                [Problem(self.name, line, None, f"the top level must be a mapping of keys (version, paths, libraries, ...), got {kind}")]
+                [
+                    Problem(
+                        self.name,
+                        line,
+                        None,
+                        f"the top level must be a mapping of keys (version, paths, libraries, ...), got {kind}",
+                    )
+                ]
             )
         data = self._value(root, ())
         assert isinstance(data, dict)  # noqa: S101 - a mapping node builds a dict
@@ -126,8 +137,14 @@ class _Document:
         self._built += 1
         if self._built > MAX_VALUES:
             raise ConfigError(
-                [Problem(self.name, node.start_mark.line + 1, format_location(loc) or None,
-                         f"more than {MAX_VALUES} values after expanding anchors and aliases; refusing a YAML bomb")]
+                [
+                    Problem(
+                        self.name,
+                        node.start_mark.line + 1,
+                        format_location(loc) or None,
+                        f"more than {MAX_VALUES} values after expanding anchors and aliases; refusing a YAML bomb",
+                    )
+                ]
             )
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, loc)
@@ -137,38 +154,61 @@ class _Document:
                 self.lines.setdefault((*loc, index), item.start_mark.line + 1)
                 result.append(self._value(item, (*loc, index)))
             return result
+        assert isinstance(node, yaml.ScalarNode)  # noqa: S101 - the only other kind of node
         return self._scalar(node, loc)
 
     def _mapping(self, node: yaml.MappingNode, loc: Location) -> dict[str, Any]:
+        # The node's own keys, noted before `flatten_mapping` (which edits the node in
+        # place) puts the keys merged in by `<<` first: an own key may override those.
+        own = self._own_keys.setdefault(
+            id(node), {id(key) for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge"}
+        )
         self._loader.flatten_mapping(node)  # resolves YAML merge keys (<<)
         result: dict[str, Any] = {}
+        merged: set[str] = set()
         for key_node, value_node in node.value:
             line = key_node.start_mark.line + 1
             if not isinstance(key_node, yaml.ScalarNode):
-                self.problems.append(Problem(self.name, line, format_location(loc) or None, "a key must be a plain name"))
-                continue
-            key = key_node.value
-            if key in result:
                 self.problems.append(
-                    Problem(self.name, line, format_location((*loc, key)), f"duplicate key {key!r} (first on line {self.lines[(*loc, key)]})")
+                    Problem(self.name, line, format_location(loc) or None, "a key must be a plain name")
                 )
                 continue
+            key = key_node.value
+            if key in result and key not in merged:
+                self.problems.append(
+                    Problem(
+                        self.name,
+                        line,
+                        format_location((*loc, key)),
+                        f"duplicate key {key!r} (first on line {self.lines[(*loc, key)]})",
+                    )
+                )
+                continue
+            if id(key_node) in own:
+                merged.discard(key)
+            else:
+                merged.add(key)
             self.lines[(*loc, key)] = line
             result[key] = self._value(value_node, (*loc, key))
         return result
 
-    def _scalar(self, node: yaml.Node, loc: Location) -> Any:
+    def _scalar(self, node: yaml.ScalarNode, loc: Location) -> Any:
         if node.tag == "tag:yaml.org,2002:str" and "${" in node.value:
             expanded = self._expand(node.value, loc, node.start_mark.line + 1)
             if node.style is not None:  # quoted: stays a string
                 return expanded
-            tag = self._loader.resolve(yaml.ScalarNode, expanded, (True, False))
+            resolve: Any = self._loader.resolve  # untyped in types-PyYAML
+            tag = resolve(yaml.ScalarNode, expanded, (True, False))
             node = yaml.ScalarNode(tag, expanded, node.start_mark, node.end_mark)
         try:
             return self._loader.construct_object(node, deep=True)
-        except yaml.YAMLError as error:
-            self.problems.append(Problem(self.name, node.start_mark.line + 1, format_location(loc), f"bad value: {error}"))
-            return None
+        except yaml.MarkedYAMLError as error:
+            message = f"bad value: {error.problem}"
+        except Exception:  # PyYAML raises ValueError, KeyError, ... for `!!int abc`
+            message = f"bad value: {node.value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}"
+        line = node.start_mark.line + 1
+        self.problems.append(Problem(self.name, line, format_location(loc), message))
+        return None
 
     def _expand(self, text: str, loc: Location, line: int) -> str:
         def replace(match: re.Match[str]) -> str:
@@ -182,8 +222,12 @@ class _Document:
                 return default
             if value is None:
                 self.problems.append(
-                    Problem(self.name, line, format_location(loc),
-                            f"environment variable {variable} is not set and has no default (write ${{{variable}:-value}})")
+                    Problem(
+                        self.name,
+                        line,
+                        format_location(loc),
+                        f"environment variable {variable} is not set and has no default (write ${{{variable}:-value}})",
+                    )
                 )
             return ""
 
@@ -202,3 +246,19 @@ class _Document:
 
         loc, message = describe_validation_error(error)
         return self.problem_at(loc, message)
+
+
+def _yaml_problem(error: yaml.MarkedYAMLError, text: str) -> str:
+    """Given a YAML syntax error, return PyYAML's context and problem as one line, with a hint."""
+    problem = error.problem or str(error)
+    context_mark, problem_mark = error.context_mark, error.problem_mark
+    if error.context:
+        where = ""
+        if context_mark and problem_mark and context_mark.line != problem_mark.line:
+            where = f" (from line {context_mark.line + 1})"
+        problem = f"{error.context}{where}, {problem}"
+    if problem_mark and "flow" in (error.context or ""):
+        lines = text.splitlines()
+        if problem_mark.line < len(lines) and "${" in lines[problem_mark.line]:
+            problem += '; inside { } or [ ], a value with ${VAR} must be quoted, like "${VAR:-80}"'
+    return problem

@@ -40,6 +40,8 @@ from agent.config.units import (
 )
 
 DEFAULT_EXTENSIONS = (".mkv", ".mp4", ".avi", ".m4v", ".mov", ".ts", ".mpg", ".wmv")
+# Names of files still arriving: browsers, Resilio (.!sync), qBittorrent (.!qb), editors.
+PARTIAL_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".!sync", ".!qb")
 CONTAINER_EXTENSIONS = {"mkv": ".mkv", "mp4": ".mp4", "webm": ".webm"}
 
 # HandBrakeCLI options a preset's `args` may not carry: hb2r owns input, output, the
@@ -158,16 +160,26 @@ class Library(Model):
     @classmethod
     def _extensions_have_dots(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for extension in value:
-            if not re.fullmatch(r"\.[A-Za-z0-9]{1,10}", extension):
+            if not re.fullmatch(r"\.[A-Za-z0-9!]{1,12}", extension):
                 raise ValueError(f"extension {extension!r} must look like '.mkv' (a dot, then letters or digits)")
+            if extension.lower() in PARTIAL_SUFFIXES:
+                raise ValueError(f"extension {extension!r} marks files still being written; it cannot be transcoded")
         return tuple(dict.fromkeys(extension.lower() for extension in value))
 
 
 class Preset(Model):
-    handbrake: str = Field(min_length=1, description="HandBrake preset name, e.g. 'Fast 1080p30' (see HandBrakeCLI --preset-list).")
-    container: Literal["mkv", "mp4", "webm"] = Field(default="mkv", description="Output container; sets the output extension.")
-    args: tuple[str, ...] = Field(default=(), description="Extra HandBrakeCLI options; not input, output, --json, preset or format.")
-    import_file: ConfigPath | None = Field(default=None, description="A preset file exported from HandBrake (--preset-import-file).")
+    handbrake: str = Field(
+        min_length=1, description="HandBrake preset name, e.g. 'Fast 1080p30' (see HandBrakeCLI --preset-list)."
+    )
+    container: Literal["mkv", "mp4", "webm"] = Field(
+        default="mkv", description="Output container; sets the output extension."
+    )
+    args: tuple[str, ...] = Field(
+        default=(), description="Extra HandBrakeCLI options; not input, output, --json, preset or format."
+    )
+    import_file: ConfigPath | None = Field(
+        default=None, description="A preset file exported from HandBrake (--preset-import-file)."
+    )
 
     @field_validator("args")
     @classmethod
@@ -184,14 +196,17 @@ class Preset(Model):
 
 
 class HandBrake(Model):
-    binary: str = Field(default="HandBrakeCLI", min_length=1, description="HandBrakeCLI executable: a name on PATH or a path.")
+    binary: str = Field(
+        default="HandBrakeCLI", min_length=1, description="HandBrakeCLI executable: a name on PATH or a path."
+    )
 
 
 class Scan(Model):
     interval: Duration = Field(default=timedelta(seconds=60), description="Time between reconcile passes.")
     max_vanish_percent: Percent = Field(
         default=50,
-        description="Pause a library whose file count falls by more than this since the last good scan (an unmounted disk).",
+        description="Pause a library whose file count falls by more than this percent since the last good scan "
+        "(an unmounted disk must not look like deleted files).",
     )
 
     @field_validator("interval")
@@ -216,21 +231,31 @@ def _max_jobs(value: object) -> int | Literal["auto"]:
 
 class Limits(Model):
     cpu_percent: Percent = Field(default=80, description="Start no job while CPU use is at or above this percent.")
-    memory_percent: Percent = Field(default=80, description="Start no job while memory use is at or above this percent.")
-    min_free_memory: Size = Field(default=2 * 1024**3, description="Start no job while less memory than this is available.")
-    min_free_disk: Size = Field(default=5 * 1024**3, description="Keep this much free in the archive, plus the estimated output size.")
+    memory_percent: Percent = Field(
+        default=80, description="Start no job while memory use is at or above this percent."
+    )
+    min_free_memory: Size = Field(
+        default=2 * 1024**3, description="Start no job while less memory than this is available."
+    )
+    min_free_disk: Size = Field(
+        default=5 * 1024**3, description="Keep this much free in the archive, plus the estimated output size."
+    )
     max_jobs: Annotated[
         int | Literal["auto"],
         BeforeValidator(_max_jobs),
         WithJsonSchema({"anyOf": [{"const": "auto"}, {"type": "integer", "minimum": 1, "maximum": 64}]}),
     ] = Field(default="auto", description="Concurrent encodes: 'auto' (from the cores) or 1-64.")
     nice: int = Field(default=10, ge=0, le=19, description="Niceness of the encoders (0-19).")
-    windows: tuple[Window, ...] = Field(default=(), description="Times of day when jobs may start, e.g. ['22:00-07:00']; none = any time.")
+    windows: tuple[Window, ...] = Field(
+        default=(), description="Times of day when jobs may start, e.g. ['22:00-07:00']; none = any time."
+    )
 
 
 class Retry(Model):
     attempts: int = Field(default=3, ge=1, le=100, description="Failures before a job is dead-lettered.")
-    backoff: Duration = Field(default=timedelta(seconds=30), description="Wait before the first retry; doubles each time.")
+    backoff: Duration = Field(
+        default=timedelta(seconds=30), description="Wait before the first retry; doubles each time."
+    )
     max_backoff: Duration = Field(default=timedelta(hours=1), description="Longest wait between retries.")
 
 
@@ -262,7 +287,9 @@ class Auth(Model):
     )
     session_timeout: Duration = Field(default=timedelta(minutes=60), description="Lifetime of a login token.")
     bcrypt_rounds: int = Field(default=12, ge=4, le=31, description="bcrypt cost for hashes made by hb2r.")
-    login_rate_limit: RateLimit = Field(default=Rate(5, 60), description="Login attempts allowed per client, e.g. 5/min.")
+    login_rate_limit: RateLimit = Field(
+        default=Rate(5, 60), description="Login attempts allowed per client, e.g. 5/min."
+    )
 
     @field_validator("session_timeout")
     @classmethod
@@ -273,7 +300,7 @@ class Auth(Model):
 
 
 class User(Model):
-    name: str = Field(pattern=_NAME, description="Login name.")
+    name: str = Field(pattern=_NAME, description="Login name (letters, digits, _ . and -; up to 64).")
     role: Literal["admin", "user"] = Field(description="'user' reads; 'admin' also acts.")
     password_hash: str = Field(description="bcrypt hash made by 'hb2r hash-password'.")
 

@@ -14,6 +14,7 @@ from datetime import timedelta
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION_WHOLE = re.compile(r"^\s*(?:\d+(?:\.\d+)?\s*(?:ms|s|m|h|d)\s*)+$")
+_SECONDS = re.compile(r"^\s*\d+(?:\.\d+)?\s*$")
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
@@ -46,20 +47,27 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"a duration cannot be negative, got {value!r}")
-        return timedelta(seconds=value)
+        return _timedelta(value, value)
+    if isinstance(value, str) and _SECONDS.match(value):  # "60" from a quoted "${VAR:-60}"
+        return _timedelta(float(value), value)
     if isinstance(value, str) and _DURATION_WHOLE.match(value):
-        seconds = sum(
-            float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(value)
-        )
-        return timedelta(seconds=seconds)
+        seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in _DURATION_PART.findall(value))
+        return _timedelta(seconds, value)
     raise ValueError(f"expected a duration like 90s, 15m or 1h, got {value!r}")
+
+
+def _timedelta(seconds: float, value: object) -> timedelta:
+    try:
+        return timedelta(seconds=seconds)
+    except (OverflowError, ValueError):  # .inf, .nan, or beyond timedelta's 999999999 days
+        raise ValueError(f"a duration must be finite and under 999999999 days, got {value!r}") from None
 
 
 def format_duration(value: timedelta) -> str:
     """Given a timedelta, return the shortest `1h30m`-style text that parses back to it."""
     total = value.total_seconds()
     if total != int(total):
-        return f"{int(total * 1000)}ms"
+        return f"{round(total * 1000)}ms"
     seconds = int(total)
     if seconds == 0:
         return "0s"
@@ -134,7 +142,7 @@ def parse_window(value: object) -> TimeWindow:
     for text in (start_text, end_text):
         match = _CLOCK.match(text)
         if not match:
-            raise ValueError(f"expected a window like 22:00-07:00 (24-hour HH:MM), got {value!r}")
+            raise ValueError(f"{text!r} is not a 24-hour HH:MM time (00:00 to 23:59) in window {value!r}")
         minutes.append(int(match.group(1)) * 60 + int(match.group(2)))
     if minutes[0] == minutes[1]:
         raise ValueError(f"window {value!r} starts and ends at the same time; omit windows to allow any time")
@@ -158,6 +166,8 @@ def parse_rate(value: object) -> Rate:
     if isinstance(value, Rate):
         return value
     match = _RATE.match(value) if isinstance(value, str) else None
-    if not match or int(match.group(1)) < 1:
+    if not match:
         raise ValueError(f"expected a rate like 5/min (per s, min or hour), got {value!r}")
+    if int(match.group(1)) < 1:
+        raise ValueError(f"a rate must allow at least 1 event, got {value!r}")
     return Rate(int(match.group(1)), _RATE_UNITS[match.group(2)])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-import subprocess  # noqa: S404 - running HandBrakeCLI is the point
+import subprocess
 
 _VERSION = re.compile(r"HandBrake (\S+)")
 
@@ -16,7 +16,12 @@ def handbrake_version(binary: str, *, timeout: float = 30) -> str:
     """Return HandBrakeCLI's version, e.g. '1.6.1'; raise HandBrakeUnavailable if it cannot tell."""
     try:
         finished = subprocess.run(  # noqa: S603 - argv list, no shell
-            [binary, "--version"], capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
+            [binary, "--version"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
         )
     except FileNotFoundError:
         raise HandBrakeUnavailable(f"{binary}: not found (install the handbrake-cli package)") from None

@@ -102,7 +102,10 @@ def open_database(state_dir: Path) -> sqlite3.Connection:
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as error:
         raise StateError(f"cannot create state_dir {state_dir}: {error.strerror}") from None
-    connection = sqlite3.connect(database_path(state_dir), isolation_level=None, timeout=30)
+    try:
+        connection = sqlite3.connect(database_path(state_dir), isolation_level=None, timeout=30)
+    except sqlite3.Error as error:
+        raise StateError(f"cannot open state database {database_path(state_dir)}: {error}") from None
     try:
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA foreign_keys = ON")
@@ -122,9 +125,12 @@ def open_readonly(state_dir: Path) -> sqlite3.Connection | None:
     Raise StateError if it cannot be read or its schema is newer than this hb2r knows.
     """
     path = database_path(state_dir)
-    if not path.is_file():
-        return None
-    live = Path(f"{path}-wal").exists()
+    try:  # an operator's own user may not enter the agent's 0700 state_dir
+        if not path.is_file():
+            return None
+        live = Path(f"{path}-wal").exists()
+    except OSError as error:
+        raise StateError(f"cannot read state database {path}: {error.strerror}") from None
     uri = f"{path.absolute().as_uri()}?{'mode=ro' if live else 'immutable=1'}"
     try:
         connection = sqlite3.connect(uri, uri=True, isolation_level=None)
@@ -171,7 +177,6 @@ def _too_new(path: Path, version: int) -> str:
         f"state database {path} has schema version {version}, newer than this hb2r "
         f"knows ({SCHEMA_VERSION}); upgrade hb2r or restore a backup"
     )
-
 
 
 @contextmanager

@@ -11,7 +11,10 @@ from agent.store.db import transaction
 
 def load_seen(connection: sqlite3.Connection) -> dict[tuple[str, str], SeenFile]:
     rows = connection.execute("SELECT library, rel_path, size, mtime_ns, fingerprint, changed_at_ns FROM seen_files")
-    return {(library, rel_path): SeenFile(size, mtime_ns, fingerprint, changed) for library, rel_path, size, mtime_ns, fingerprint, changed in rows}
+    return {
+        (library, rel_path): SeenFile(size, mtime_ns, fingerprint, changed)
+        for library, rel_path, size, mtime_ns, fingerprint, changed in rows
+    }
 
 
 def load_file_counts(connection: sqlite3.Connection) -> dict[str, int]:
@@ -65,4 +68,3 @@ def record_scan(
             """,
             (library, len(files), scanned_at),
         )
-

@@ -1,0 +1,410 @@
+"""`hb2r plan` as a real process, on real folders, real clips and a real state database."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.config import load_config
+from agent.domain import LedgerEntry, SourceFile, UserChange, UserChangeKind
+from agent.handbrake.probe import handbrake_version
+from agent.identity import output_path, preset_identity
+from agent.scan import fingerprint
+from agent.store import ledger, scans, users
+from agent.store.db import DATABASE_NAME, SCHEMA_VERSION, open_database
+
+REPO = Path(__file__).resolve().parents[2]
+NOW = "2024-05-01T12:00:00+00:00"
+ADMIN_HASH = "$2b$12$EjNJyDau5vaz3Rw4eyFU3.CgVEnpVjQQ1gikg1nhkSP/nLG5YgekG"
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real one-second video with sound, made once for the module and copied where needed."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed (Debian package ffmpeg)")
+    path = tmp_path_factory.mktemp("clips") / "clip.mkv"
+    subprocess.run(
+        [
+            "ffmpeg", "-nostdin", "-loglevel", "error",
+            "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25",
+            "-f", "lavfi", "-i", "sine",
+            "-t", "1", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest",
+            str(path),
+        ],
+        check=True,
+        timeout=120,
+    )
+    return path
+
+
+def place(clip: Path, folder: Path, *rel_paths: str) -> None:
+    for rel_path in rel_paths:
+        target = folder / rel_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(clip, target)
+
+
+def write_config(
+    tmp_path: Path,
+    *,
+    libraries: Iterable[str] = ("tv", "movies"),
+    stable_after: str = "0s",
+    with_users: bool = False,
+) -> Path:
+    """Write a config for tmp_path: sources tmp_path/<library>, archive, state; return its path.
+
+    `stable_after: 0s` makes a file stable as soon as it is there: these tests copy finished
+    clips and then look at the plan at once, so waiting for copies to settle would only hide
+    the actions under test.
+    """
+    presets = {"tv": {"handbrake": "Very Fast 480p30", "container": "mkv"},
+               "movies": {"handbrake": "Very Fast 720p30", "container": "mp4"}}
+    outputs = {"tv": "TV", "movies": "Movies"}
+    config: dict[str, Any] = {
+        "version": 1,
+        "paths": {"archive": str(tmp_path / "archive"), "state_dir": str(tmp_path / "state")},
+        "libraries": [
+            {
+                "name": name,
+                "source": str(tmp_path / name),
+                "output": outputs[name],
+                "preset": name,
+                "stable_after": stable_after,
+            }
+            for name in libraries
+        ],
+        "presets": {name: presets[name] for name in libraries},
+        "users": [{"name": "admin", "role": "admin", "password_hash": ADMIN_HASH}] if with_users else [],
+    }
+    (tmp_path / "archive").mkdir(exist_ok=True)
+    (tmp_path / "home").mkdir(exist_ok=True)
+    path = tmp_path / "config.yaml"
+    path.write_text(json.dumps(config, indent=2))  # JSON is YAML
+    return path
+
+
+def run_plan(config: Path, *options: str, unprivileged: bool = False) -> subprocess.CompletedProcess[str]:
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("HB2R_")}
+    environment["HOME"] = str(config.parent / "home")  # so anything written there is seen
+    command = [sys.executable, "-m", "agent", "plan", *options, str(config)]
+    if unprivileged and os.geteuid() == 0:
+        # Root ignores file modes; without these two capabilities it is bound by them.
+        command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *command]
+    finished = subprocess.run(
+        command, capture_output=True, text=True, cwd=REPO, env=environment, timeout=120, check=False
+    )
+    assert "Traceback" not in finished.stderr + finished.stdout
+    return finished
+
+
+def record_everything_done(config_path: Path) -> None:
+    """Make the state db and archive say every source is encoded, as `hb2r run` would leave them."""
+    config = load_config(config_path).config
+    version = handbrake_version(config.handbrake.binary)
+    connection = open_database(config.paths.state_dir)
+    try:
+        for library in config.libraries:
+            preset = config.preset_for(library)
+            preset_hash = preset_identity(preset, import_file_content=None, handbrake_version=version)
+            for path in sorted(library.source.rglob("*")):
+                if not path.is_file():
+                    continue
+                rel_path = path.relative_to(library.source).as_posix()
+                info = path.stat()
+                output = output_path(library, preset, rel_path)
+                entry = LedgerEntry(
+                    library.name,
+                    rel_path,
+                    fingerprint(path, size=info.st_size),
+                    info.st_size,
+                    info.st_mtime_ns,
+                    preset_hash,
+                    output,
+                )
+                ledger.record(connection, entry, encoded_at=NOW)
+                target = config.paths.archive / output
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(b"encoded")
+        for user in config.users:
+            change = UserChange(UserChangeKind.ADD, user.name, user.role, user.password_hash)
+            users.apply(connection, change, now=NOW)
+    finally:
+        connection.close()
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, int, int]]:
+    """Return every path under root with its kind, size and mtime."""
+    found = {}
+    for folder, folders, files in os.walk(root):
+        for name in folders + files:
+            path = os.path.join(folder, name)
+            info = os.lstat(path)
+            kind = "dir" if os.path.isdir(path) and not os.path.islink(path) else "file"
+            found[os.path.relpath(path, root)] = (kind, info.st_size if kind == "file" else 0, info.st_mtime_ns)
+    return found
+
+
+def test_a_new_library_is_planned_for_transcoding(tmp_path: Path, clip: Path) -> None:
+    place(clip, tmp_path / "tv", "Show/Season 1/S01E01.mkv", "Show/Season 1/S01E02.mkv")
+    place(clip, tmp_path / "movies", "Film (2020).mkv")
+    config = write_config(tmp_path)
+
+    finished = run_plan(config)
+
+    assert finished.returncode == 2, finished.stderr
+    lines = finished.stdout.splitlines()
+    assert f"tv ({tmp_path / 'tv'} -> {tmp_path / 'archive'}/TV, 2 files)" in lines
+    assert "  + transcode Show/Season 1/S01E01.mkv -> TV/Show/Season 1/S01E01.mkv (new)" in lines
+    assert "  + transcode Show/Season 1/S01E02.mkv -> TV/Show/Season 1/S01E02.mkv (new)" in lines
+    assert "  + transcode Film (2020).mkv -> Movies/Film (2020).mp4 (new)" in lines
+    assert lines[-1] == "Plan: 3 to transcode."
+
+
+def test_everything_recorded_and_present_is_in_sync(tmp_path: Path, clip: Path) -> None:
+    place(clip, tmp_path / "tv", "Show/S01E01.mkv", "Show/S01E02.mkv")
+    place(clip, tmp_path / "movies", "Film.mkv", "Sequel.mkv")
+    config = write_config(tmp_path, with_users=True)
+    record_everything_done(config)
+
+    finished = run_plan(config)
+
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    lines = finished.stdout.splitlines()
+    assert lines == [
+        f"tv ({tmp_path / 'tv'} -> {tmp_path / 'archive'}/TV, 2 files): in sync",
+        f"movies ({tmp_path / 'movies'} -> {tmp_path / 'archive'}/Movies, 2 files): in sync",
+        "Plan: in sync, nothing to do.",
+    ]
+    as_json = run_plan(config, "--json")
+    assert as_json.returncode == 0
+    assert json.loads(as_json.stdout)["pending"] is False
+    assert json.loads(as_json.stdout)["actions"] == []
+
+
+def test_a_lost_output_is_planned_again_after_being_in_sync(tmp_path: Path, clip: Path) -> None:
+    place(clip, tmp_path / "tv", "Show/S01E01.mkv", "Show/S01E02.mkv")
+    config = write_config(tmp_path, libraries=["tv"])
+    record_everything_done(config)
+    (tmp_path / "archive" / "TV" / "Show" / "S01E02.mkv").unlink()
+
+    finished = run_plan(config)
+
+    assert finished.returncode == 2
+    assert "  + transcode Show/S01E02.mkv -> TV/Show/S01E02.mkv (output missing)" in finished.stdout
+    assert "S01E01" not in finished.stdout
+
+
+def test_json_output_lists_the_pending_actions(tmp_path: Path, clip: Path) -> None:
+    place(clip, tmp_path / "tv", "Show/S01E01.mkv")
+    place(clip, tmp_path / "movies", "Film.mkv")
+    config = write_config(tmp_path, with_users=True)
+
+    finished = run_plan(config, "--json")
+
+    assert finished.returncode == 2
+    result = json.loads(finished.stdout)
+    assert result["pending"] is True
+    assert result["summary"]["transcode"] == 2
+    assert result["summary"]["user"] == 1
+    transcodes = [action for action in result["actions"] if action["kind"] == "transcode"]
+    assert sorted((action["library"], action["path"], action["output"]) for action in transcodes) == [
+        ("movies", "Film.mkv", "Movies/Film.mp4"),
+        ("tv", "Show/S01E01.mkv", "TV/Show/S01E01.mkv"),
+    ]
+    assert {action["reason"] for action in transcodes} == {"new"}
+    assert {action["size"] for action in transcodes} == {clip.stat().st_size}
+    assert {"kind": "user", "change": "add", "name": "admin", "role": "admin"} in result["actions"]
+    assert ADMIN_HASH not in finished.stdout
+
+
+def test_a_missing_source_pauses_its_library_only(tmp_path: Path, clip: Path) -> None:
+    place(clip, tmp_path / "movies", "Film.mkv")
+    config = write_config(tmp_path)  # tmp_path/tv does not exist: a disk not mounted
+
+    finished = run_plan(config)
+
+    assert finished.returncode == 2
+    lines = finished.stdout.splitlines()
+    assert f"tv: PAUSED, source folder missing: {tmp_path / 'tv'} (not mounted?)" in lines
+    assert "  + transcode Film.mkv -> Movies/Film.mp4 (new)" in lines
+    assert lines[-1] == "Plan: 1 to transcode, 1 library paused."
+
+
+def test_a_source_emptied_after_a_good_scan_is_paused_not_orphaned(tmp_path: Path, clip: Path) -> None:
+    names = [f"Show/S01E{number:02d}.mkv" for number in range(1, 13)]
+    place(clip, tmp_path / "tv", *names)
+    config = write_config(tmp_path, libraries=["tv"])
+    record_everything_done(config)
+    connection = open_database(tmp_path / "state")
+    try:
+        scanned = [SourceFile(name, 1, 1, 1) for name in names]
+        scans.record_scan(connection, library="tv", files=scanned, previous={}, now_ns=1, scanned_at=NOW)
+    finally:
+        connection.close()
+    shutil.rmtree(tmp_path / "tv")
+    (tmp_path / "tv").mkdir()  # the mount point is back, empty: the disk is not mounted
+
+    finished = run_plan(config)
+
+    lines = finished.stdout.splitlines()
+    assert lines[0] == (
+        "tv: PAUSED, 12 of 12 files vanished since the last good scan (more than 50%); is the disk mounted?"
+    )
+    assert "drift" not in finished.stdout  # the 12 outputs are not reported as orphans
+    assert finished.returncode == 0  # a pause is a report, not work pending
+
+
+@pytest.mark.parametrize("state", ["no-state-dir", "current-db", "old-schema-db"])
+def test_plan_writes_nothing_anywhere(tmp_path: Path, clip: Path, state: str) -> None:
+    place(clip, tmp_path / "tv", "Show/S01E01.mkv", "Show/S01E02.mkv")
+    place(clip, tmp_path / "movies", "Film.mkv")
+    config = write_config(tmp_path, with_users=True)
+    if state != "no-state-dir":
+        record_everything_done(config)
+        place(clip, tmp_path / "tv", "Show/S01E03.mkv")  # one new file: something to plan
+        os.utime(tmp_path / "movies" / "Film.mkv", ns=(1, 1))  # changed: fingerprint is read
+    if state == "old-schema-db":
+        connection = sqlite3.connect(tmp_path / "state" / DATABASE_NAME)
+        connection.execute("DROP TABLE seen_files")
+        connection.execute("DROP TABLE library_scans")
+        connection.execute("PRAGMA user_version = 1")
+        connection.close()
+    before = snapshot(tmp_path)
+
+    finished = run_plan(config)
+
+    assert finished.returncode == 2, finished.stderr
+    assert snapshot(tmp_path) == before
+    if state == "no-state-dir":
+        assert not (tmp_path / "state").exists()
+    else:
+        assert "+ transcode Show/S01E03.mkv" in finished.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param("version: 1\npaths: {archive: /a}\nlibrarys: []\n", ":3:", id="unknown-key"),
+        pytest.param("version: 1\npaths: {archive: [/a\n", "not valid YAML", id="broken-yaml"),
+        pytest.param(
+            "version: 1\npaths: {archive: /a}\nlibraries:\n"
+            "  - {name: tv, source: /tv, output: TV, preset: tvv}\npresets: {tv: {handbrake: x}}\n",
+            "preset 'tvv' is not defined",
+            id="undefined-preset",
+        ),
+        pytest.param(None, "no such file", id="no-config-file"),
+    ],
+)
+def test_a_bad_config_is_explained_and_nothing_is_done(
+    tmp_path: Path, content: str | None, expected: str
+) -> None:
+    config = tmp_path / "config.yaml"
+    if content is not None:
+        config.write_text(content)
+    (tmp_path / "home").mkdir()
+
+    finished = run_plan(config)
+
+    assert finished.returncode == 1
+    assert expected in finished.stderr
+    assert "nothing was done" in finished.stderr
+    assert finished.stdout == ""
+
+
+def test_a_state_database_from_a_newer_hb2r_is_an_error(tmp_path: Path, clip: Path) -> None:
+    place(clip, tmp_path / "tv", "a.mkv")
+    config = write_config(tmp_path, libraries=["tv"])
+    open_database(tmp_path / "state").close()
+    connection = sqlite3.connect(tmp_path / "state" / DATABASE_NAME)
+    connection.execute("PRAGMA user_version = 99")
+    connection.close()
+
+    finished = run_plan(config)
+
+    assert finished.returncode == 1
+    assert f"schema version 99, newer than this hb2r knows ({SCHEMA_VERSION})" in finished.stderr
+    assert "upgrade hb2r or restore a backup" in finished.stderr
+    assert finished.stdout == ""
+
+
+def test_a_damaged_state_database_is_an_error(tmp_path: Path, clip: Path) -> None:
+    place(clip, tmp_path / "tv", "a.mkv")
+    config = write_config(tmp_path, libraries=["tv"])
+    open_database(tmp_path / "state").close()
+    connection = sqlite3.connect(tmp_path / "state" / DATABASE_NAME)
+    connection.execute("DROP TABLE ledger")  # current version number, a table lost
+    connection.close()
+
+    finished = run_plan(config)
+
+    assert finished.returncode == 1
+    assert str(tmp_path / "state" / DATABASE_NAME) in finished.stderr
+    assert finished.stdout == ""
+
+
+@pytest.mark.skipif(
+    os.geteuid() == 0 and shutil.which("setpriv") is None,
+    reason="as root, permission checks need setpriv (util-linux) to drop CAP_DAC_OVERRIDE",
+)
+def test_a_state_dir_the_operator_cannot_read_is_an_error(tmp_path: Path, clip: Path) -> None:
+    place(clip, tmp_path / "tv", "a.mkv")
+    config = write_config(tmp_path, libraries=["tv"])
+    open_database(tmp_path / "state").close()
+    (tmp_path / "state").chmod(0)  # the agent's private folder, seen by another user
+    try:
+        finished = run_plan(config, unprivileged=True)
+    finally:
+        (tmp_path / "state").chmod(0o700)
+
+    if "setpriv" in finished.stderr:
+        pytest.skip(f"cannot drop root's file-permission bypass here: {finished.stderr.strip()}")
+    assert finished.returncode == 1
+    assert "Permission denied" in finished.stderr
+    assert str(tmp_path / "state" / DATABASE_NAME) in finished.stderr
+    assert finished.stdout == ""
+
+
+def test_empty_files_and_bad_names_are_reported_as_skipped(tmp_path: Path, clip: Path) -> None:
+    place(clip, tmp_path / "tv", "good.mkv")
+    (tmp_path / "tv" / "empty.mkv").write_bytes(b"")
+    with open(os.fsencode(tmp_path / "tv") + b"/bad\xff.mkv", "wb") as handle:
+        handle.write(clip.read_bytes())
+    config = write_config(tmp_path, libraries=["tv"])
+
+    finished = run_plan(config)
+
+    assert finished.returncode == 2
+    lines = finished.stdout.splitlines()
+    assert "  ! skip      empty.mkv (empty file (0 bytes))" in lines
+    assert (
+        "  ! skip      bad\\xff.mkv (file name is not valid UTF-8; rename it to have it encoded)" in lines
+    )
+    assert "  + transcode good.mkv -> TV/good.mkv (new)" in lines
+    assert lines[-1] == "Plan: 1 to transcode, 2 skipped."
+
+
+def test_files_that_changed_recently_wait(tmp_path: Path, clip: Path) -> None:
+    place(clip, tmp_path / "tv", "Show/S01E01.mkv")
+    config = write_config(tmp_path, libraries=["tv"], stable_after="1h")
+
+    finished = run_plan(config)
+
+    assert finished.returncode == 2  # waiting files are work to come
+    lines = finished.stdout.splitlines()
+    assert any(
+        re.fullmatch(r"  \. wait      Show/S01E01\.mkv \(changed recently; stable in (59m\d\ds|60m00s)\)", line)
+        for line in lines
+    ), lines
+    assert "transcode" not in finished.stdout
+    assert lines[-1] == "Plan: 1 waiting."

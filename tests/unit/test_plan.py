@@ -1,0 +1,948 @@
+"""Decision tables for the pure planner: desired (Config) + actual (Observation) + memory (Ledger).
+
+Every row builds the three inputs from plain values and names the Plan a person should see.
+The library under test is `tv` (source /src/tv, output folder TV, mkv preset, stable_after 60s)
+unless a row says otherwise. No row touches the disk: the planner does no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import PurePosixPath
+from typing import Any
+
+import pytest
+
+from agent.config.models import Config
+from agent.domain import (
+    Action,
+    Adopt,
+    ArchiveObservation,
+    Drift,
+    DriftReason,
+    Ledger,
+    LedgerEntry,
+    LibraryObservation,
+    Observation,
+    PauseLibrary,
+    Plan,
+    RenameOutput,
+    ScanProblem,
+    SeenFile,
+    Skip,
+    SourceFile,
+    SourceStatus,
+    Transcode,
+    TranscodeReason,
+    UserChange,
+    UserChangeKind,
+    UserRecord,
+    Wait,
+)
+from agent.plan import fingerprints_needed, plan
+
+NS = 1_000_000_000
+NOW = 1_750_000_000 * NS
+HOUR = 3600
+MB = 1024 * 1024
+TV_HASH = "tv-preset-v1"
+MOVIES_HASH = "movies-preset-v1"
+HASHES = {"tv": TV_HASH, "movies": MOVIES_HASH}
+ADMIN_HASH = "$2b$12$" + "a" * 53
+OTHER_HASH = "$2b$12$" + "b" * 53
+
+
+# --- builders ------------------------------------------------------------------------------
+
+
+def _library(name: str = "tv", **overrides: Any) -> dict[str, Any]:
+    output = {"tv": "TV", "movies": "Movies"}.get(name, name.title())
+    return {
+        "name": name,
+        "source": f"/src/{name}",
+        "output": output,
+        "preset": name if name in HASHES else "tv",
+        "stable_after": "60s",
+        **overrides,
+    }
+
+
+def _config(
+    *libraries: dict[str, Any],
+    tv_container: str = "mkv",
+    max_vanish_percent: int = 50,
+    users: Sequence[dict[str, str]] = (),
+) -> Config:
+    return Config.model_validate(
+        {
+            "version": 1,
+            "paths": {"archive": "/archive", "state_dir": "/state"},
+            "libraries": list(libraries) if libraries else [_library()],
+            "presets": {
+                "tv": {"handbrake": "Fast 1080p30", "container": tv_container},
+                "movies": {"handbrake": "HQ 1080p30 Surround"},
+            },
+            "scan": {"max_vanish_percent": max_vanish_percent},
+            "users": list(users),
+        },
+        context={"base_dir": "/"},
+    )
+
+
+CONFIG = _config()
+
+
+def _file(
+    rel_path: str,
+    *,
+    size: int = MB,
+    age: float = HOUR,
+    ctime_age: float | None = None,
+    fingerprint: str | None = None,
+) -> SourceFile:
+    """A source file last modified `age` seconds before NOW (and changed, ctime, `ctime_age`)."""
+    mtime_ns = NOW - int(age * NS)
+    ctime_ns = NOW - int((age if ctime_age is None else ctime_age) * NS)
+    return SourceFile(rel_path, size, mtime_ns, ctime_ns, fingerprint)
+
+
+def _out(rel_path: str, *, folder: str = "TV", extension: str = ".mkv") -> str:
+    return f"{folder}/{PurePosixPath(rel_path).with_suffix(extension)}"
+
+
+def _done(
+    source: SourceFile,
+    *,
+    library: str = "tv",
+    output: str | None = None,
+    fingerprint: str | None = None,
+    preset_hash: str = TV_HASH,
+) -> LedgerEntry:
+    """The ledger entry hb2r writes once `source`, as it is, has been encoded."""
+    return LedgerEntry(
+        library=library,
+        rel_path=source.rel_path,
+        fingerprint=fingerprint or source.fingerprint or f"fp:{source.rel_path}",
+        size=source.size,
+        mtime_ns=source.mtime_ns,
+        preset_hash=preset_hash,
+        output_path=output or _out(source.rel_path),
+    )
+
+
+def _tv(
+    *files: SourceFile,
+    status: SourceStatus = SourceStatus.OK,
+    problems: Sequence[ScanProblem] = (),
+    unreadable_dirs: Sequence[str] = (),
+) -> LibraryObservation:
+    return LibraryObservation(
+        "tv", status, files=tuple(files), problems=tuple(problems), unreadable_dirs=tuple(unreadable_dirs)
+    )
+
+
+def _disk(
+    *files: SourceFile,
+    outputs: Iterable[str] = (),
+    folders: Iterable[str] = ("TV",),
+    libraries: Mapping[str, LibraryObservation] | None = None,
+    archive_available: bool = True,
+    preset_hashes: Mapping[str, str] = HASHES,
+    problems: Sequence[ScanProblem] = (),
+    unreadable_dirs: Sequence[str] = (),
+) -> Observation:
+    """What a scan sees: the tv library's files (or `libraries`) and the archive's outputs."""
+    observed = (
+        libraries if libraries is not None else {"tv": _tv(*files, problems=problems, unreadable_dirs=unreadable_dirs)}
+    )
+    archive = ArchiveObservation(
+        available=archive_available,
+        outputs=frozenset(outputs),
+        output_folders=frozenset(folders) if archive_available else frozenset(),
+        detail="" if archive_available else "/archive is missing (not mounted?)",
+    )
+    return Observation(libraries=dict(observed), archive=archive, preset_hashes=dict(preset_hashes))
+
+
+def _ledger(
+    *entries: LedgerEntry,
+    seen: Mapping[tuple[str, str], SeenFile] | None = None,
+    file_counts: Mapping[str, int] | None = None,
+    users: Sequence[UserRecord] = (),
+) -> Ledger:
+    return Ledger(
+        entries=tuple(entries), seen=dict(seen or {}), file_counts=dict(file_counts or {}), users=tuple(users)
+    )
+
+
+def _plan(config: Config, disk: Observation, ledger: Ledger) -> Plan:
+    return plan(config, disk, ledger, now_ns=NOW)
+
+
+def _assert_actions(result: Plan, expected: Sequence[Action]) -> None:
+    """Compare whole actions; for skips and pauses, `expected.reason` need only appear in the reason."""
+    actual = list(result.actions)
+    for index, (got, want) in enumerate(zip(actual, expected, strict=False)):
+        if isinstance(want, Skip | PauseLibrary) and type(got) is type(want) and want.reason in got.reason:
+            actual[index] = dataclasses.replace(got, reason=want.reason)
+    assert actual == list(expected)
+
+
+# --- files used by several rows -------------------------------------------------------------
+
+EPISODE = _file("Show/S01E01.mkv", fingerprint="fp:episode")
+EPISODE_OUT = "TV/Show/S01E01.mkv"
+OTHER = _file("Show/S01E02.mkv", fingerprint="fp:other")
+THIRD = _file("Show/S01E03.mkv", fingerprint="fp:third")
+RENAMED = _file("Show/Season 1/Pilot.mkv", fingerprint="fp:episode")
+
+
+# --- one library, one decision per row ------------------------------------------------------
+
+LIBRARY_CASES = [
+    pytest.param(
+        CONFIG,
+        _disk(EPISODE),
+        _ledger(),
+        [Transcode("tv", EPISODE, EPISODE_OUT, TranscodeReason.NEW)],
+        id="new-stable-file-is-transcoded",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("a.avi", age=10)),
+        _ledger(),
+        [Wait("tv", "a.avi", 50.0)],
+        id="file-still-growing-waits-until-stable-after-has-passed",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("a.avi", age=HOUR, ctime_age=15)),
+        _ledger(),
+        [Wait("tv", "a.avi", 45.0)],
+        id="copy-with-back-dated-mtime-waits-on-its-ctime",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("a.avi", age=HOUR)),
+        _ledger(seen={("tv", "a.avi"): SeenFile(MB // 2, NOW - HOUR * NS, None, None)}),
+        [Wait("tv", "a.avi", 60.0)],
+        id="file-that-grew-since-the-last-scan-waits-though-its-mtime-is-old",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("a.avi", age=HOUR)),
+        _ledger(seen={("tv", "a.avi"): SeenFile(MB, NOW - HOUR * NS, None, NOW - 20 * NS)}),
+        [Wait("tv", "a.avi", 40.0)],
+        id="change-seen-before-a-restart-still-waits",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("a.avi", age=HOUR)),
+        _ledger(seen={("tv", "a.avi"): SeenFile(MB, NOW - HOUR * NS, None, NOW - 600 * NS)}),
+        [Transcode("tv", _file("a.avi", age=HOUR), "TV/a.mkv", TranscodeReason.NEW)],
+        id="change-seen-long-ago-no-longer-holds-the-file-back",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("empty.mkv", size=0)),
+        _ledger(),
+        [Skip("tv", "empty.mkv", "empty file")],
+        id="empty-stable-file-is-skipped-with-a-reason",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("empty.mkv", size=0, age=5)),
+        _ledger(),
+        [Wait("tv", "empty.mkv", 55.0)],
+        id="empty-file-just-created-waits-it-may-be-a-copy-starting",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(EPISODE, outputs=[EPISODE_OUT]),
+        _ledger(_done(EPISODE)),
+        [],
+        id="recorded-source-unchanged-with-its-output-is-in-sync",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("Show/S01E01.mkv", size=2 * MB, age=600, fingerprint="fp:recut"), outputs=[EPISODE_OUT]),
+        _ledger(_done(EPISODE)),
+        [
+            Transcode(
+                "tv",
+                _file("Show/S01E01.mkv", size=2 * MB, age=600, fingerprint="fp:recut"),
+                EPISODE_OUT,
+                TranscodeReason.CHANGED,
+            )
+        ],
+        id="changed-source-is-re-encoded",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("Show/S01E01.mkv", age=600, fingerprint="fp:episode"), outputs=[EPISODE_OUT]),
+        _ledger(_done(EPISODE)),
+        [],
+        id="touched-source-with-same-fingerprint-is-in-sync",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(EPISODE, outputs=[]),
+        _ledger(_done(EPISODE)),
+        [Transcode("tv", EPISODE, EPISODE_OUT, TranscodeReason.OUTPUT_MISSING)],
+        id="output-missing-is-re-encoded",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(RENAMED, outputs=[EPISODE_OUT]),
+        _ledger(_done(EPISODE)),
+        [RenameOutput("tv", RENAMED, EPISODE.rel_path, EPISODE_OUT, "TV/Show/Season 1/Pilot.mkv")],
+        id="renamed-source-moves-output-and-leaves-no-orphan",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(RENAMED, outputs=[]),
+        _ledger(_done(EPISODE)),
+        [Transcode("tv", RENAMED, "TV/Show/Season 1/Pilot.mkv", TranscodeReason.NEW)],
+        id="rename-whose-old-output-is-gone-is-transcoded",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("Show/Pilot.mkv", fingerprint="fp:something-else"), outputs=[EPISODE_OUT]),
+        _ledger(_done(EPISODE)),
+        [
+            Transcode(
+                "tv", _file("Show/Pilot.mkv", fingerprint="fp:something-else"), "TV/Show/Pilot.mkv", TranscodeReason.NEW
+            ),
+            Drift("tv", EPISODE.rel_path, EPISODE_OUT, DriftReason.SOURCE_VANISHED),
+        ],
+        id="new-file-with-other-content-is-no-rename-and-the-old-output-drifts",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(EPISODE, outputs=[EPISODE_OUT]),
+        _ledger(),
+        [Adopt("tv", EPISODE, EPISODE_OUT)],
+        id="existing-output-without-ledger-entry-is-adopted-not-re-encoded",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("a.mp4", fingerprint="fp:new-cut"), outputs=["TV/a.mkv"]),
+        _ledger(_done(_file("a.avi", fingerprint="fp:old-cut"))),
+        [Transcode("tv", _file("a.mp4", fingerprint="fp:new-cut"), "TV/a.mkv", TranscodeReason.NEW)],
+        id="replacement-of-a-vanished-source-is-encoded-not-adopting-the-old-output",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(EPISODE, outputs=[EPISODE_OUT]),
+        _ledger(_done(EPISODE, preset_hash="tv-preset-v0")),
+        [Drift("tv", EPISODE.rel_path, EPISODE_OUT, DriftReason.PRESET_CHANGED)],
+        id="preset-changed-with-keep-reports-drift-and-keeps-the-output",
+    ),
+    pytest.param(
+        _config(_library(on_preset_change="reencode")),
+        _disk(EPISODE, outputs=[EPISODE_OUT]),
+        _ledger(_done(EPISODE, preset_hash="tv-preset-v0")),
+        [Transcode("tv", EPISODE, EPISODE_OUT, TranscodeReason.PRESET_CHANGED)],
+        id="preset-changed-with-reencode-is-re-encoded",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(EPISODE, outputs=[EPISODE_OUT], preset_hashes={}),
+        _ledger(_done(EPISODE, preset_hash="tv-preset-v0")),
+        [],
+        id="no-preset-hash-known-reports-no-drift",
+    ),
+    pytest.param(
+        _config(tv_container="mp4"),
+        _disk(EPISODE, outputs=[EPISODE_OUT], preset_hashes={}),
+        _ledger(_done(EPISODE)),
+        [Drift("tv", EPISODE.rel_path, EPISODE_OUT, DriftReason.PRESET_CHANGED)],
+        id="container-changed-with-keep-is-drift-not-a-rename",
+    ),
+    pytest.param(
+        _config(_library(on_preset_change="reencode"), tv_container="mp4"),
+        _disk(EPISODE, outputs=[EPISODE_OUT], preset_hashes={}),
+        _ledger(_done(EPISODE)),
+        [Transcode("tv", EPISODE, "TV/Show/S01E01.mp4", TranscodeReason.PRESET_CHANGED)],
+        id="container-changed-with-reencode-encodes-the-new-container",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(EPISODE, OTHER, outputs=[EPISODE_OUT, _out(OTHER.rel_path), _out(THIRD.rel_path)]),
+        _ledger(_done(EPISODE), _done(OTHER), _done(THIRD)),
+        [Drift("tv", THIRD.rel_path, _out(THIRD.rel_path), DriftReason.SOURCE_VANISHED)],
+        id="orphan-output-whose-source-vanished-is-reported-and-kept",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(EPISODE, OTHER, outputs=[EPISODE_OUT, _out(OTHER.rel_path)]),
+        _ledger(_done(EPISODE), _done(OTHER), _done(THIRD)),
+        [],
+        id="vanished-source-whose-output-is-gone-too-needs-nothing",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(
+            _file("Movies/a.mkv"),
+            _file("Movies/b.mkv"),
+            outputs=["TV/Hidden/x.mkv", "TV/Movies/a.mkv", "TV/Movies/b.mkv"],
+            problems=[ScanProblem("Hidden", "folder unreadable: Permission denied")],
+            unreadable_dirs=["Hidden"],
+        ),
+        _ledger(_done(_file("Hidden/x.mkv")), _done(_file("Movies/a.mkv")), _done(_file("Movies/b.mkv"))),
+        [Skip("tv", "Hidden", "folder unreadable")],
+        id="files-under-an-unreadable-folder-are-not-reported-as-vanished",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("a.avi"), _file("a.mp4")),
+        _ledger(),
+        [
+            Transcode("tv", _file("a.avi"), "TV/a.mkv", TranscodeReason.NEW),
+            Skip("tv", "a.mp4", "a.avi"),
+        ],
+        id="two-sources-for-one-output-encode-the-first-and-skip-the-other-naming-it",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("a.avi"), _file("a.mp4"), outputs=["TV/a.mkv"]),
+        _ledger(_done(_file("a.mp4"))),
+        [Skip("tv", "a.avi", "a.mp4")],
+        id="the-source-already-recorded-keeps-its-output-against-a-newcomer",
+    ),
+    pytest.param(
+        _config(_library(output="Series")),
+        _disk(EPISODE, outputs=[EPISODE_OUT], folders=["TV"]),
+        _ledger(_done(EPISODE)),
+        [RenameOutput("tv", EPISODE, EPISODE.rel_path, EPISODE_OUT, "Series/Show/S01E01.mkv")],
+        id="library-output-folder-renamed-in-config-moves-the-existing-output",
+    ),
+    pytest.param(
+        _config(_library(output="Series")),
+        _disk(_file("x.avi"), _file("x.mp4"), outputs=["TV/x.mkv"]),
+        _ledger(_done(_file("x.mp4"), output="TV/x.mkv")),
+        [
+            Skip("tv", "x.avi", "already belongs to x.mp4"),
+            RenameOutput("tv", _file("x.mp4"), "x.mp4", "TV/x.mkv", "Series/x.mkv"),
+        ],
+        id="newcomer-cannot-take-the-output-a-recorded-source-is-moving-to",
+    ),
+    pytest.param(
+        _config(tv_container="mp4"),
+        _disk(_file("a.avi"), _file("a.mkv"), outputs=["TV/a.mkv"], preset_hashes={}),
+        _ledger(_done(_file("a.mkv"))),
+        [
+            Skip("tv", "a.avi", "already belongs to a.mkv"),
+            Drift("tv", "a.mkv", "TV/a.mkv", DriftReason.PRESET_CHANGED),
+        ],
+        id="newcomer-cannot-take-the-new-container-path-of-a-drifted-source",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(RENAMED, outputs=[EPISODE_OUT, "TV/Show/Season 1/Pilot.mkv"]),
+        _ledger(_done(EPISODE)),
+        [
+            Adopt("tv", RENAMED, "TV/Show/Season 1/Pilot.mkv"),
+            Drift("tv", EPISODE.rel_path, EPISODE_OUT, DriftReason.SOURCE_VANISHED),
+        ],
+        id="rename-onto-an-output-hb2r-did-not-make-adopts-it-instead-of-overwriting",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("b/a.mkv", fingerprint="fp:a"), outputs=["TV/a.mkv", "TV/b/a.mkv"]),
+        _ledger(_done(_file("a.mkv", fingerprint="fp:a")), _done(_file("b/a.avi", fingerprint="fp:old-b"))),
+        [RenameOutput("tv", _file("b/a.mkv", fingerprint="fp:a"), "a.mkv", "TV/a.mkv", "TV/b/a.mkv")],
+        id="rename-may-replace-the-stale-output-of-another-vanished-source",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(EPISODE, problems=[ScanProblem("Show/S01E0\\xff.mkv", "file name is not valid UTF-8")]),
+        _ledger(),
+        [
+            Transcode("tv", EPISODE, EPISODE_OUT, TranscodeReason.NEW),
+            Skip("tv", "Show/S01E0\\xff.mkv", "not valid UTF-8"),
+        ],
+        id="file-with-a-bad-utf8-name-is-skipped-and-the-rest-goes-on",
+    ),
+]
+
+
+@pytest.mark.parametrize(("config", "disk", "ledger", "expected"), LIBRARY_CASES)
+def test_plan_decides_each_file(config: Config, disk: Observation, ledger: Ledger, expected: list[Action]) -> None:
+    _assert_actions(_plan(config, disk, ledger), expected)
+
+
+# --- the circuit breaker: a library that looks emptied is paused, not "deleted" ---------------
+
+FOUR_RECORDED = [_file(f"e{number}.mkv") for number in range(4)]
+TEN_SEEN_FILES = [_file(f"e{number}.mkv") for number in range(10)]
+
+
+def _outputs(files: Iterable[SourceFile]) -> list[str]:
+    return [_out(source.rel_path) for source in files]
+
+
+VISIBLE = [_file(f"Seen/{number}.mkv") for number in range(3)]
+HIDDEN = [_file(f"Hidden/{number}.mkv") for number in range(7)]
+UNREADABLE = ScanProblem("Hidden", "folder unreadable: Permission denied")
+
+
+def _seen(files: Iterable[SourceFile]) -> dict[tuple[str, str], SeenFile]:
+    """The scan memory after a scan that saw `files` unchanged since long ago."""
+    return {("tv", source.rel_path): SeenFile(source.size, source.mtime_ns, None, None) for source in files}
+
+
+BREAKER_CASES = [
+    pytest.param(
+        CONFIG,
+        Observation({"tv": _tv(status=SourceStatus.MISSING)}, ArchiveObservation(True, frozenset(), frozenset({"TV"}))),
+        _ledger(*map(_done, FOUR_RECORDED)),
+        [PauseLibrary("tv", "source folder missing")],
+        id="source-folder-missing-pauses-and-reports-no-vanished-file",
+    ),
+    pytest.param(
+        CONFIG,
+        Observation({}, ArchiveObservation(True, frozenset(), frozenset({"TV"}))),
+        _ledger(),
+        [PauseLibrary("tv", "missing")],
+        id="library-the-scan-did-not-report-is-paused",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(libraries={"tv": LibraryObservation("tv", SourceStatus.UNREADABLE, detail="Permission denied")}),
+        _ledger(),
+        [PauseLibrary("tv", "Permission denied")],
+        id="source-folder-unreadable-pauses-with-the-cause",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(*TEN_SEEN_FILES[:3], _file("new.mkv"), outputs=_outputs(TEN_SEEN_FILES)),
+        _ledger(*map(_done, TEN_SEEN_FILES), file_counts={"tv": 10}),
+        [PauseLibrary("tv", "6 of 10 files vanished")],
+        id="file-count-fell-by-more-than-max-vanish-percent-pauses-even-new-files",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(*TEN_SEEN_FILES[:5], outputs=_outputs(TEN_SEEN_FILES[:5])),
+        _ledger(*map(_done, TEN_SEEN_FILES[:5]), file_counts={"tv": 10}),
+        [],
+        id="file-count-fell-by-exactly-max-vanish-percent-is-not-paused",
+    ),
+    pytest.param(
+        _config(max_vanish_percent=20),
+        _disk(*TEN_SEEN_FILES[:7], outputs=_outputs(TEN_SEEN_FILES[:7])),
+        _ledger(*map(_done, TEN_SEEN_FILES[:7]), file_counts={"tv": 10}),
+        [PauseLibrary("tv", "3 of 10 files vanished")],
+        id="max-vanish-percent-from-the-config-is-the-threshold",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(FOUR_RECORDED[0], outputs=_outputs(FOUR_RECORDED)),
+        _ledger(*map(_done, FOUR_RECORDED)),
+        [PauseLibrary("tv", "3 of 4 files vanished")],
+        id="without-a-recorded-scan-the-baseline-is-the-ledger-entries",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(),
+        _ledger(),
+        [],
+        id="empty-library-that-was-always-empty-is-not-paused",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(*VISIBLE, outputs=_outputs(VISIBLE + HIDDEN), unreadable_dirs=["Hidden"], problems=[UNREADABLE]),
+        _ledger(*map(_done, VISIBLE + HIDDEN), seen=_seen(VISIBLE + HIDDEN), file_counts={"tv": 10}),
+        [Skip("tv", "Hidden", "folder unreadable")],
+        id="files-hidden-by-an-unreadable-folder-do-not-trip-the-breaker",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(*VISIBLE, outputs=_outputs(VISIBLE + HIDDEN), unreadable_dirs=["Hidden"], problems=[UNREADABLE]),
+        _ledger(*map(_done, VISIBLE + HIDDEN)),
+        [Skip("tv", "Hidden", "folder unreadable")],
+        id="files-hidden-by-an-unreadable-folder-do-not-trip-the-breaker-before-any-scan",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(outputs=_outputs(VISIBLE + HIDDEN[:1]), unreadable_dirs=["Hidden"]),
+        _ledger(*map(_done, VISIBLE + HIDDEN[:1]), seen=_seen(VISIBLE + HIDDEN[:1]), file_counts={"tv": 4}),
+        [PauseLibrary("tv", "3 of 4 files vanished")],
+        id="an-unreadable-folder-does-not-mask-files-that-really-vanished",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(*FOUR_RECORDED, folders=[]),
+        _ledger(*map(_done, FOUR_RECORDED)),
+        [PauseLibrary("tv", "output folder 'TV' is missing")],
+        id="output-folder-gone-while-transcodes-are-recorded-in-it-pauses",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(EPISODE, folders=[]),
+        _ledger(),
+        [Transcode("tv", EPISODE, EPISODE_OUT, TranscodeReason.NEW)],
+        id="output-folder-not-made-yet-for-a-fresh-library-is-fine",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(EPISODE, archive_available=False),
+        _ledger(),
+        [PauseLibrary("tv", "archive unavailable")],
+        id="archive-unavailable-pauses-the-library",
+    ),
+]
+
+
+@pytest.mark.parametrize(("config", "disk", "ledger", "expected"), BREAKER_CASES)
+def test_plan_pauses_a_library_that_looks_unmounted(
+    config: Config, disk: Observation, ledger: Ledger, expected: list[Action]
+) -> None:
+    _assert_actions(_plan(config, disk, ledger), expected)
+
+
+TWO_LIBRARIES = _config(_library("tv"), _library("movies"))
+FILM = _file("Film (2020).mkv", fingerprint="fp:film")
+
+
+def test_missing_source_pauses_only_its_own_library() -> None:
+    disk = Observation(
+        libraries={
+            "tv": _tv(status=SourceStatus.MISSING),
+            "movies": LibraryObservation("movies", SourceStatus.OK, files=(FILM,)),
+        },
+        archive=ArchiveObservation(True, frozenset({EPISODE_OUT}), frozenset({"TV", "Movies"})),
+    )
+    result = _plan(TWO_LIBRARIES, disk, _ledger(_done(EPISODE)))
+
+    _assert_actions(
+        result,
+        [
+            PauseLibrary("tv", "source folder missing"),
+            Transcode("movies", FILM, "Movies/Film (2020).mkv", TranscodeReason.NEW),
+        ],
+    )
+
+
+def test_unavailable_archive_pauses_every_library() -> None:
+    disk = Observation(
+        libraries={"tv": _tv(EPISODE), "movies": LibraryObservation("movies", SourceStatus.OK, files=(FILM,))},
+        archive=ArchiveObservation(available=False, detail="/archive is missing (not mounted?)"),
+    )
+    result = _plan(TWO_LIBRARIES, disk, _ledger(_done(EPISODE)))
+
+    _assert_actions(result, [PauseLibrary("tv", "archive unavailable"), PauseLibrary("movies", "archive unavailable")])
+    first = result.actions[0]
+    assert isinstance(first, PauseLibrary) and "/archive is missing" in first.reason
+
+
+def test_rename_is_recognised_only_within_one_library() -> None:
+    moved_to_tv = _file("Film (2020).mkv", fingerprint=FILM.fingerprint)
+    disk = Observation(
+        libraries={"tv": _tv(moved_to_tv), "movies": LibraryObservation("movies", SourceStatus.OK, files=(OTHER,))},
+        archive=ArchiveObservation(True, frozenset({"Movies/Film (2020).mkv"}), frozenset({"TV", "Movies"})),
+    )
+    ledger = _ledger(_done(FILM, library="movies", output="Movies/Film (2020).mkv"))
+
+    _assert_actions(
+        _plan(TWO_LIBRARIES, disk, ledger),
+        [
+            Transcode("tv", moved_to_tv, "TV/Film (2020).mkv", TranscodeReason.NEW),
+            Transcode("movies", OTHER, "Movies/Show/S01E02.mkv", TranscodeReason.NEW),
+            Drift("movies", FILM.rel_path, "Movies/Film (2020).mkv", DriftReason.SOURCE_VANISHED),
+        ],
+    )
+
+
+# --- users ----------------------------------------------------------------------------------
+
+USER_CASES = [
+    pytest.param(
+        [{"name": "admin", "role": "admin", "password_hash": ADMIN_HASH}],
+        [],
+        [UserChange(UserChangeKind.ADD, "admin", "admin", ADMIN_HASH)],
+        id="user-in-config-but-not-stored-is-added",
+    ),
+    pytest.param(
+        [{"name": "kim", "role": "admin", "password_hash": ADMIN_HASH}],
+        [UserRecord("kim", "user", ADMIN_HASH)],
+        [UserChange(UserChangeKind.UPDATE, "kim", "admin", ADMIN_HASH)],
+        id="user-whose-role-changed-is-updated",
+    ),
+    pytest.param(
+        [{"name": "kim", "role": "user", "password_hash": OTHER_HASH}],
+        [UserRecord("kim", "user", ADMIN_HASH)],
+        [UserChange(UserChangeKind.UPDATE, "kim", "user", OTHER_HASH)],
+        id="user-whose-password-hash-changed-is-updated",
+    ),
+    pytest.param(
+        [],
+        [UserRecord("kim", "user", ADMIN_HASH)],
+        [UserChange(UserChangeKind.REMOVE, "kim", "user")],
+        id="stored-user-no-longer-in-config-is-removed",
+    ),
+    pytest.param(
+        [{"name": "kim", "role": "user", "password_hash": ADMIN_HASH}],
+        [UserRecord("kim", "user", ADMIN_HASH)],
+        [],
+        id="unchanged-user-needs-nothing",
+    ),
+]
+
+
+@pytest.mark.parametrize(("desired", "stored", "expected"), USER_CASES)
+def test_plan_makes_stored_users_match_the_config(
+    desired: list[dict[str, str]], stored: list[UserRecord], expected: list[UserChange]
+) -> None:
+    config = Config.model_validate(
+        {"version": 1, "paths": {"archive": "/archive"}, "users": desired}, context={"base_dir": "/"}
+    )
+    result = plan(config, _disk(libraries={}), _ledger(users=stored), now_ns=NOW)
+
+    assert list(result.actions) == expected  # equality covers the password hash to store
+
+
+# --- level-triggered: same facts, same plan; once carried out, nothing is left --------------
+
+
+def _carry_out(config: Config, result: Plan, disk: Observation, ledger: Ledger) -> tuple[Observation, Ledger]:
+    """Do what `hb2r run` does once every action succeeded: publish, then record in the ledger."""
+    entries = {(entry.library, entry.rel_path): entry for entry in ledger.entries}
+    outputs = set(disk.archive.outputs)
+    folders = set(disk.archive.output_folders)
+    users = {user.name: user for user in ledger.users}
+    presets = {library.name: library.preset for library in config.libraries}
+    for action in result.actions:
+        if isinstance(action, Transcode | Adopt | RenameOutput):
+            preset_hash = disk.preset_hashes.get(presets[action.library], "")
+            if isinstance(action, RenameOutput):
+                old = entries.pop((action.library, action.from_rel_path))
+                preset_hash = old.preset_hash
+                outputs.discard(action.from_output_path)
+            source = action.source
+            entries[(action.library, source.rel_path)] = LedgerEntry(
+                action.library,
+                source.rel_path,
+                source.fingerprint or f"fp:{source.rel_path}",
+                source.size,
+                source.mtime_ns,
+                preset_hash,
+                action.output_path,
+            )
+            outputs.add(action.output_path)
+            folders.add(action.output_path.split("/", 1)[0])
+        elif isinstance(action, UserChange):
+            if action.change is UserChangeKind.REMOVE:
+                del users[action.name]
+            else:
+                users[action.name] = UserRecord(action.name, action.role, action.password_hash)
+    archive = dataclasses.replace(disk.archive, outputs=frozenset(outputs), output_folders=frozenset(folders))
+    ledger = dataclasses.replace(ledger, entries=tuple(entries.values()), users=tuple(users.values()))
+    return dataclasses.replace(disk, archive=archive), ledger
+
+
+CARRY_OUT_CASES = [
+    pytest.param(CONFIG, _disk(EPISODE), _ledger(), id="new-file-once-transcoded"),
+    pytest.param(
+        CONFIG,
+        _disk(_file("Show/S01E01.mkv", size=2 * MB, age=600, fingerprint="fp:recut"), outputs=[EPISODE_OUT]),
+        _ledger(_done(EPISODE)),
+        id="changed-source-once-re-encoded",
+    ),
+    pytest.param(CONFIG, _disk(EPISODE), _ledger(_done(EPISODE)), id="missing-output-once-re-encoded"),
+    pytest.param(CONFIG, _disk(RENAMED, outputs=[EPISODE_OUT]), _ledger(_done(EPISODE)), id="rename-once-moved"),
+    pytest.param(CONFIG, _disk(EPISODE, outputs=[EPISODE_OUT]), _ledger(), id="existing-output-once-adopted"),
+    pytest.param(
+        _config(_library(output="Series")),
+        _disk(EPISODE, outputs=[EPISODE_OUT]),
+        _ledger(_done(EPISODE)),
+        id="output-folder-rename-once-moved",
+    ),
+    pytest.param(
+        _config(_library(on_preset_change="reencode")),
+        _disk(EPISODE, outputs=[EPISODE_OUT]),
+        _ledger(_done(EPISODE, preset_hash="tv-preset-v0")),
+        id="preset-change-once-re-encoded",
+    ),
+    pytest.param(
+        _config(_library(on_preset_change="reencode"), tv_container="mp4"),
+        _disk(EPISODE, outputs=[EPISODE_OUT]),
+        _ledger(_done(EPISODE)),
+        id="container-change-once-re-encoded",
+    ),
+    pytest.param(CONFIG, _disk(_file("a.avi"), _file("a.mp4")), _ledger(), id="output-conflict-once-the-first-is-done"),
+    pytest.param(
+        _config(_library(output="Series")),
+        _disk(_file("x.avi"), _file("x.mp4"), outputs=["TV/x.mkv"]),
+        _ledger(_done(_file("x.mp4"), output="TV/x.mkv")),
+        id="output-folder-rename-beside-a-newcomer-once-moved",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(RENAMED, outputs=[EPISODE_OUT, "TV/Show/Season 1/Pilot.mkv"]),
+        _ledger(_done(EPISODE)),
+        id="rename-onto-a-foreign-output-once-adopted",
+    ),
+    pytest.param(
+        _config(users=[{"name": "kim", "role": "admin", "password_hash": ADMIN_HASH}]),
+        _disk(),
+        _ledger(users=[UserRecord("old", "user", OTHER_HASH)]),
+        id="user-changes-once-stored",
+    ),
+]
+
+
+@pytest.mark.parametrize(("config", "disk", "ledger"), CARRY_OUT_CASES)
+def test_once_the_plan_is_carried_out_nothing_is_pending(config: Config, disk: Observation, ledger: Ledger) -> None:
+    first = _plan(config, disk, ledger)
+    assert first.pending
+
+    after_disk, after_ledger = _carry_out(config, first, disk, ledger)
+    second = _plan(config, after_disk, after_ledger)
+
+    assert not second.pending, second.actions
+    assert _plan(config, after_disk, after_ledger) == second
+
+
+def test_same_facts_give_the_same_plan_whatever_order_the_scan_listed_files_in() -> None:
+    files = [_file("b.mkv"), _file("a.mp4"), RENAMED, _file("a.avi"), _file("c.mkv", age=5)]
+    ledger = _ledger(_done(EPISODE), _done(THIRD))
+    outputs = [EPISODE_OUT, _out(THIRD.rel_path)]
+
+    first = _plan(CONFIG, _disk(*files, outputs=outputs), ledger)
+
+    assert _plan(CONFIG, _disk(*files, outputs=outputs), ledger) == first
+    assert _plan(CONFIG, _disk(*reversed(files), outputs=outputs), ledger) == first
+    assert Skip("tv", "a.mp4", "its output TV/a.mkv already belongs to a.avi") in first.actions
+
+
+PENDING_CASES = [
+    pytest.param([], False, id="empty-plan-is-not-pending"),
+    pytest.param([Wait("tv", "a.mkv", 30.0)], True, id="waiting-file-is-pending-work-follows"),
+    pytest.param([Transcode("tv", EPISODE, EPISODE_OUT, TranscodeReason.NEW)], True, id="transcode-is-pending"),
+    pytest.param([RenameOutput("tv", RENAMED, "a", "TV/a.mkv", "TV/b.mkv")], True, id="rename-is-pending"),
+    pytest.param([Adopt("tv", EPISODE, EPISODE_OUT)], True, id="adopt-is-pending"),
+    pytest.param([UserChange(UserChangeKind.ADD, "kim", "user", ADMIN_HASH)], True, id="user-change-is-pending"),
+    pytest.param(
+        [Drift("tv", "a.mkv", "TV/a.mkv", DriftReason.PRESET_CHANGED)], False, id="drift-alone-is-only-a-report"
+    ),
+    pytest.param([Skip("tv", "a.mkv", "empty file (0 bytes)")], False, id="skip-alone-is-only-a-report"),
+    pytest.param([PauseLibrary("tv", "source folder missing")], False, id="pause-alone-is-only-a-report"),
+    pytest.param(
+        [PauseLibrary("tv", "source folder missing"), Wait("movies", "a.mkv", 1.0)],
+        True,
+        id="pause-beside-a-wait-is-pending",
+    ),
+]
+
+
+@pytest.mark.parametrize(("actions", "pending"), PENDING_CASES)
+def test_plan_is_pending_only_when_work_will_follow(actions: list[Action], pending: bool) -> None:
+    assert Plan(tuple(actions)).pending is pending
+
+
+# --- which files the scan must read to fingerprint ------------------------------------------
+
+FINGERPRINT_CASES = [
+    pytest.param(
+        CONFIG,
+        _disk(_file("Show/S01E01.mkv", age=600), outputs=[EPISODE_OUT]),
+        _ledger(_done(EPISODE)),
+        {("tv", "Show/S01E01.mkv")},
+        id="recorded-file-whose-mtime-moved-is-read",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("Show/S01E01.mkv", size=2 * MB), outputs=[EPISODE_OUT]),
+        _ledger(_done(EPISODE)),
+        {("tv", "Show/S01E01.mkv")},
+        id="recorded-file-whose-size-moved-is-read",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("Show/S01E01.mkv"), outputs=[EPISODE_OUT]),
+        _ledger(_done(EPISODE)),
+        set(),
+        id="recorded-file-with-same-size-and-mtime-is-not-read",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("Show/Season 1/Pilot.mkv"), outputs=[EPISODE_OUT]),
+        _ledger(_done(EPISODE)),
+        {("tv", "Show/Season 1/Pilot.mkv")},
+        id="new-file-as-large-as-a-vanished-one-is-read-to-spot-a-rename",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("Show/Season 1/Pilot.mkv", size=3 * MB), outputs=[EPISODE_OUT]),
+        _ledger(_done(EPISODE)),
+        set(),
+        id="new-file-of-another-size-is-not-read",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(*(_file(f"e{number}.mkv") for number in range(5))),
+        _ledger(),
+        set(),
+        id="fresh-library-reads-nothing",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("Show/S01E01.mkv", size=2 * MB, age=10), outputs=[EPISODE_OUT]),
+        _ledger(_done(EPISODE)),
+        set(),
+        id="recorded-file-still-being-written-is-not-read-yet",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("Show/Season 1/Pilot.mkv", age=10), outputs=[EPISODE_OUT]),
+        _ledger(_done(EPISODE)),
+        set(),
+        id="possible-rename-still-being-copied-is-not-read-yet",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("Show/S01E01.mkv", age=600), archive_available=False),
+        _ledger(_done(EPISODE)),
+        set(),
+        id="nothing-is-read-in-a-library-paused-for-a-missing-archive",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("new.mkv"), outputs=_outputs(FOUR_RECORDED)),
+        _ledger(*map(_done, FOUR_RECORDED)),
+        set(),
+        id="nothing-is-read-in-a-library-paused-by-the-vanish-breaker",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(
+            _file("Other/a.mkv"),
+            _file("Other/b.mkv"),
+            _file("Other/c.mkv"),
+            outputs=["TV/Hidden/x.mkv"],
+            unreadable_dirs=["Hidden"],
+        ),
+        _ledger(_done(_file("Hidden/x.mkv"))),
+        set(),
+        id="files-hidden-by-an-unreadable-folder-do-not-count-as-vanished",
+    ),
+]
+
+
+@pytest.mark.parametrize(("config", "disk", "ledger", "expected"), FINGERPRINT_CASES)
+def test_fingerprints_are_read_only_where_the_plan_depends_on_them(
+    config: Config, disk: Observation, ledger: Ledger, expected: set[tuple[str, str]]
+) -> None:
+    assert fingerprints_needed(config, disk, ledger, now_ns=NOW) == expected
+
+
+def test_a_vanished_file_in_another_library_makes_nothing_read() -> None:
+    disk = Observation(
+        libraries={"tv": _tv(_file("Film (2020).mkv")), "movies": LibraryObservation("movies", SourceStatus.OK)},
+        archive=ArchiveObservation(True, frozenset({"Movies/Film (2020).mkv"}), frozenset({"TV", "Movies"})),
+    )
+    ledger = _ledger(_done(FILM, library="movies", output="Movies/Film (2020).mkv"))
+
+    assert fingerprints_needed(TWO_LIBRARIES, disk, ledger, now_ns=NOW) == set()
