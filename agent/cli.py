@@ -36,6 +36,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     try:
         code: int = arguments.handler(arguments)
+        if argv is None and arguments.command == "plan":
+            # The process ends here and holds nothing to clean up: skip freeing every
+            # object of a big plan one by one, a tenth of the run on 100,000 files.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
     except BrokenPipeError:
         # The reader (`hb2r plan | head`) went away; that is not an error of ours.
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -130,6 +136,7 @@ def _validate(arguments: argparse.Namespace) -> int:
 
 
 def _plan(arguments: argparse.Namespace) -> int:
+    import gc
     import json
     import sqlite3
     import time
@@ -157,6 +164,9 @@ def _plan(arguments: argparse.Namespace) -> int:
     except sqlite3.Error as error:  # e.g. a table lost to a damaged disk or a bad restore
         print(f"error: state database {database_path(config.paths.state_dir)}: {error}", file=sys.stderr)
         return EXIT_ERROR
+    # A short-lived command that builds a few hundred thousand objects and frees none of
+    # them early: the cyclic collector's repeated passes would cost a third of the run.
+    gc.disable()
     now_ns = time.time_ns()
     observation = observe(
         config, ledger, now_ns=now_ns, warn=lambda message: print(f"warning: {message}", file=sys.stderr)

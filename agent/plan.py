@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
+from operator import itemgetter
 
 from agent.config.models import Config, Library, Preset, User
 from agent.domain import (
@@ -81,8 +82,8 @@ def fingerprints_needed(
     needed: set[tuple[str, str]] = set()
     for library in config.libraries:
         facts = _LibraryFacts.of(config, library, observation, ledger)
-        if facts.pause_reason() is not None:
-            continue
+        if not facts.entries or facts.pause_reason() is not None:
+            continue  # with nothing recorded, no file is a rename or a changed one
         vanished_sizes = {entry.size for entry in facts.vanished_entries()}
         for source in facts.files:
             entry = facts.entries.get(source.rel_path)
@@ -226,19 +227,24 @@ def _plan_library(facts: _LibraryFacts, *, now_ns: int) -> Iterator[Action]:
     reserved: dict[str, str] = {}
     for rel in sorted(rel for output, rel in owners.items() if output_of(rel) != output):
         reserved.setdefault(output_of(rel), rel)
-    for source in sorted(facts.files):  # by rel_path, the first field
+    settled_before = now_ns - facts.stable_after_ns  # changed before this: stable, unless a scan saw more
+    seen = facts.seen
+    for source in sorted(facts.files, key=_by_path):
         rel_path = source.rel_path
+        if source.mtime_ns > settled_before or source.ctime_ns > settled_before or rel_path in seen:
+            wait = facts.stable_in_seconds(source, now_ns=now_ns)
+            if wait > 0:
+                yield Wait(name, rel_path, wait)
+                continue
         desired = output_of(rel_path)
-        wait = facts.stable_in_seconds(source, now_ns=now_ns)
-        if wait > 0:
-            yield Wait(name, rel_path, wait)
-            continue
         if source.size == 0:
             yield Skip(name, rel_path, "empty file (0 bytes)")
             continue
         entry = facts.entries.get(rel_path)
         if entry is not None:
-            yield from _plan_recorded(facts, source, entry, desired, current_hash=current_hash, reencode=reencode)
+            action = _plan_recorded(facts, source, entry, desired, current_hash=current_hash, reencode=reencode)
+            if action is not None:
+                yield action
             continue
         owner = owners.get(desired) or reserved.get(desired)
         if owner is not None and owner != rel_path:
@@ -273,24 +279,25 @@ def _plan_recorded(
     *,
     current_hash: str | None,
     reencode: bool,
-) -> Iterator[Action]:
+) -> Action | None:
+    """Return the action for a file the ledger knows, or None when it is in sync (the usual case)."""
     name = facts.library.name
     same_content = (entry.size, entry.mtime_ns) == (source.size, source.mtime_ns) or (
         source.fingerprint is not None and source.fingerprint == entry.fingerprint
     )
     if not same_content:
-        yield Transcode(name, source, desired, TranscodeReason.CHANGED)
-        return
+        return Transcode(name, source, desired, TranscodeReason.CHANGED)
     if entry.output_path not in facts.observation.archive.outputs:
-        yield Transcode(name, source, desired, TranscodeReason.OUTPUT_MISSING)
-        return
+        return Transcode(name, source, desired, TranscodeReason.OUTPUT_MISSING)
     preset_changed = current_hash is not None and entry.preset_hash != current_hash
     same_container = entry.output_path.rsplit(".", 1)[-1] == desired.rsplit(".", 1)[-1]
     if preset_changed or not same_container:
         if reencode:
-            yield Transcode(name, source, desired, TranscodeReason.PRESET_CHANGED)
-        else:
-            yield Drift(name, source.rel_path, entry.output_path, DriftReason.PRESET_CHANGED)
-        return
+            return Transcode(name, source, desired, TranscodeReason.PRESET_CHANGED)
+        return Drift(name, source.rel_path, entry.output_path, DriftReason.PRESET_CHANGED)
     if entry.output_path != desired:  # the library's output folder was renamed in the config
-        yield RenameOutput(name, source, source.rel_path, entry.output_path, desired)
+        return RenameOutput(name, source, source.rel_path, entry.output_path, desired)
+    return None
+
+
+_by_path = itemgetter(0)  # SourceFile.rel_path

@@ -60,9 +60,8 @@ def _text_lines(plan: Plan, config: Config, observation: Observation) -> Iterato
             by_library[action.library].append(action)
     for library in config.libraries:
         actions = by_library[library.name]
-        pause = next((action for action in actions if isinstance(action, PauseLibrary)), None)
-        if pause is not None:
-            yield f"{library.name}: PAUSED, {pause.reason}"
+        if actions and isinstance(actions[0], PauseLibrary):  # a paused library has no other action
+            yield f"{library.name}: PAUSED, {actions[0].reason}"
             continue
         observed = observation.libraries.get(library.name)
         files = len(observed.files) if observed else 0
@@ -72,8 +71,7 @@ def _text_lines(plan: Plan, config: Config, observation: Observation) -> Iterato
             yield f"{heading}: in sync"
             continue
         yield heading
-        for action in actions:
-            yield "  " + _line(action)
+        yield from map(_line, actions)
     if user_changes:
         yield "users"
         for change in user_changes:
@@ -83,25 +81,24 @@ def _text_lines(plan: Plan, config: Config, observation: Observation) -> Iterato
 
 
 def _line(action: Action) -> str:
+    """Return one indented line for an action of a library."""
     match action:
         case Transcode():
-            return f"+ transcode {action.source.rel_path} -> {action.output_path} ({action.reason})"
+            return f"  + transcode {action.source.rel_path} -> {action.output_path} ({action.reason})"
         case RenameOutput():
-            return (
-                f"> rename    {action.from_output_path} -> {action.output_path} (source now {action.source.rel_path})"
-            )
+            moved = f"{action.from_output_path} -> {action.output_path}"
+            return f"  > rename    {moved} (source now {action.source.rel_path})"
         case Adopt():
-            return (
-                f"= adopt     {action.source.rel_path} ({action.output_path} already exists; recorded, not re-encoded)"
-            )
+            reason = f"{action.output_path} already exists; recorded, not re-encoded"
+            return f"  = adopt     {action.source.rel_path} ({reason})"
         case Wait():
-            return f". wait      {action.rel_path} (changed recently; stable in {_seconds(action.stable_in_seconds)})"
+            return f"  . wait      {action.rel_path} (changed recently; stable in {_seconds(action.stable_in_seconds)})"
         case Drift():
-            return f"~ drift     {action.rel_path} ({action.reason}; output kept: {action.output_path})"
+            return f"  ~ drift     {action.rel_path} ({action.reason}; output kept: {action.output_path})"
         case Skip():
-            return f"! skip      {action.rel_path} ({action.reason})"
+            return f"  ! skip      {action.rel_path} ({action.reason})"
         case _:
-            return str(action)
+            return f"  {action}"
 
 
 def _seconds(value: float) -> str:

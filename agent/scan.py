@@ -29,6 +29,7 @@ from agent.config.models import Config, Library
 from agent.domain import ArchiveObservation, LibraryObservation, ScanProblem, SourceFile, SourceStatus
 
 FINGERPRINT_BLOCK = 1024 * 1024
+NOT_UTF8 = "file name is not valid UTF-8; rename it to have it encoded"
 
 
 def scan_library(library: Library, *, excluded: Iterable[Path] = ()) -> LibraryObservation:
@@ -51,6 +52,7 @@ def scan_library(library: Library, *, excluded: Iterable[Path] = ()) -> LibraryO
     # A link may lead into a subfolder of the archive, whose identity is not in `visited`.
     excluded_prefixes = tuple(os.path.join(os.path.realpath(path), "") for path in excluded)
     files: list[SourceFile] = []
+    add_file, new_tuple, is_regular, is_folder = files.append, tuple.__new__, stat.S_ISREG, stat.S_ISDIR
     problems: list[ScanProblem] = []
     unreadable: list[str] = []
     folders = [(root, "")]
@@ -69,38 +71,39 @@ def scan_library(library: Library, *, excluded: Iterable[Path] = ()) -> LibraryO
                 name = entry.name
                 if name[0] == ".":
                     continue
-                try:
-                    is_dir = entry.is_dir()
-                except OSError:
-                    continue
-                if is_dir:
-                    try:
-                        folder_stat = entry.stat()
-                    except OSError:
-                        continue
-                    identity = (folder_stat.st_dev, folder_stat.st_ino)
-                    if identity in visited or (entry.is_symlink() and _leads_into(entry.path, excluded_prefixes)):
-                        continue
-                    visited.add(identity)
-                    folders.append((entry.path, prefix + name + "/"))
-                    continue
+                # Most entries are videos: test the name first, so a file costs one stat and
+                # no is_dir(). Partial suffixes (.part, .!sync, ...) cannot pass: the config
+                # refuses them as extensions.
                 dot = name.rfind(".")
-                # Partial suffixes (.part, .!sync, ...) cannot pass here: config refuses them as extensions.
-                if name[0] == "~" or dot <= 0 or name[dot:].lower() not in extensions:
-                    continue
                 try:
-                    file_stat = entry.stat()
+                    if dot > 0 and name[0] != "~" and name[dot:].lower() in extensions:
+                        info = entry.stat()
+                        if is_regular(info.st_mode):
+                            rel_path = prefix + name
+                            if rel_path.isascii() or _is_utf8(rel_path):
+                                # tuple.__new__ is SourceFile(...) without its Python-level __new__:
+                                # this line runs once per file of every library on every pass.
+                                add_file(
+                                    new_tuple(
+                                        SourceFile, (rel_path, info.st_size, info.st_mtime_ns, info.st_ctime_ns, None)
+                                    )
+                                )
+                            else:
+                                problems.append(ScanProblem(_printable(rel_path), NOT_UTF8))
+                            continue
+                        if not is_folder(info.st_mode):
+                            continue
+                    elif entry.is_dir():
+                        info = entry.stat()
+                    else:
+                        continue
                 except OSError:
                     continue  # vanished between listing and stat, or a broken link
-                if not stat.S_ISREG(file_stat.st_mode):
+                identity = (info.st_dev, info.st_ino)
+                if identity in visited or (entry.is_symlink() and _leads_into(entry.path, excluded_prefixes)):
                     continue
-                rel_path = prefix + name
-                if not rel_path.isascii() and not _is_utf8(rel_path):
-                    problems.append(
-                        ScanProblem(_printable(rel_path), "file name is not valid UTF-8; rename it to have it encoded")
-                    )
-                    continue
-                files.append(SourceFile(rel_path, file_stat.st_size, file_stat.st_mtime_ns, file_stat.st_ctime_ns))
+                visited.add(identity)
+                folders.append((entry.path, prefix + name + "/"))
     return LibraryObservation(
         library.name, SourceStatus.OK, files=tuple(files), problems=tuple(problems), unreadable_dirs=tuple(unreadable)
     )

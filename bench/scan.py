@@ -5,6 +5,8 @@ and on the same warm page cache:
 - baseline: `find SRC -type f -printf '%p %s %T@\\n' | wc -l` (every path, size and mtime);
 - hb2r:     `hb2r plan CONFIG` as a whole process (start-up and imports included), output
             to /dev/null, with no state database (every file is new: the worst case).
+- context:  a bare Python `os.scandir` walk with one stat per file, as a whole process:
+            the floor for any Python scanner, before config, planning and output.
 Prints the medians, the ratio (target <= 3x) and hb2r's peak RSS (target <= 150 MB).
 
     .venv/bin/python bench/scan.py [--files 100000] [--runs 7] [--keep DIR]
@@ -23,6 +25,19 @@ import time
 from pathlib import Path
 
 HB2R = [sys.executable, "-m", "agent"]
+BARE_WALK = """
+import os, sys
+folders, count = [sys.argv[1]], 0
+while folders:
+    with os.scandir(folders.pop()) as entries:
+        for entry in entries:
+            if entry.is_dir():
+                folders.append(entry.path)
+            else:
+                entry.stat()
+                count += 1
+print(count)
+"""
 
 
 def make_tree(source: Path, files: int) -> None:
@@ -94,19 +109,24 @@ def main() -> None:
         find = f"find {source} -type f -printf '%p %s %T@\\n' | wc -l"
         time_shell(find)  # warm the page cache for both
         time_hb2r(config)
-        find_times, hb2r_times, peaks = [], [], []
-        for _ in range(arguments.runs):  # interleaved, so drift in machine load hits both alike
+        walk = f"{sys.executable} -c '{BARE_WALK}' {source}"
+        find_times, walk_times, hb2r_times, peaks = [], [], [], []
+        for _ in range(arguments.runs):  # interleaved, so drift in machine load hits all alike
             find_times.append(time_shell(find))
+            walk_times.append(time_shell(walk))
             elapsed, peak = time_hb2r(config)
             hb2r_times.append(elapsed)
             peaks.append(peak)
         find_median = statistics.median(find_times)
+        walk_median = statistics.median(walk_times)
         hb2r_median = statistics.median(hb2r_times)
-        print(f"files:              {arguments.files}")
-        print(f"find  (median of {arguments.runs}): {find_median:.3f}s")
-        print(f"hb2r plan (median): {hb2r_median:.3f}s")
-        print(f"ratio hb2r/find:    {hb2r_median / find_median:.2f}x  (target <= 3x)")
-        print(f"peak RSS hb2r plan: {max(peaks) / 1e6:.0f} MB  (target <= 150 MB)")
+        print(f"files:                  {arguments.files}")
+        print(f"find (median of {arguments.runs}):     {find_median:.3f}s")
+        print(f"bare Python walk:       {walk_median:.3f}s  ({walk_median / find_median:.2f}x find)")
+        print(f"hb2r plan:              {hb2r_median:.3f}s")
+        print(f"ratio hb2r/find:        {hb2r_median / find_median:.2f}x  (target <= 3x)")
+        print(f"ratio hb2r/bare walk:   {hb2r_median / walk_median:.2f}x")
+        print(f"peak RSS hb2r plan:     {max(peaks) / 1e6:.0f} MB  (target <= 150 MB)")
         if os.path.exists(root / "state"):
             raise SystemExit("hb2r plan created the state folder; it must write nothing")
     finally:
