@@ -152,7 +152,7 @@ def _plan(arguments: argparse.Namespace) -> int:
         return EXIT_ERROR
     config = loaded.config
     try:
-        connection = open_readonly(config.paths.state_dir)
+        connection = open_readonly(config.paths.state_dir, warn=_warn)
         try:
             ledger = load_ledger(connection)
         finally:
@@ -168,9 +168,7 @@ def _plan(arguments: argparse.Namespace) -> int:
     # them early: the cyclic collector's repeated passes would cost a third of the run.
     gc.disable()
     now_ns = time.time_ns()
-    observation = observe(
-        config, ledger, now_ns=now_ns, warn=lambda message: print(f"warning: {message}", file=sys.stderr)
-    )
+    observation = observe(config, ledger, now_ns=now_ns, warn=_warn)
     result = plan(config, observation, ledger, now_ns=now_ns)
     if arguments.json:
         sys.stdout.write(json.dumps(to_json(result), indent=2) + "\n")
@@ -207,6 +205,10 @@ def _hash_password(arguments: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def _count(number: int, one: str, many: str | None = None) -> str:

@@ -14,7 +14,7 @@ still exact.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -119,7 +119,7 @@ def open_database(state_dir: Path) -> sqlite3.Connection:
     return connection
 
 
-def open_readonly(state_dir: Path) -> sqlite3.Connection | None:
+def open_readonly(state_dir: Path, *, warn: Callable[[str], None] = lambda message: None) -> sqlite3.Connection | None:
     """Open the state database without writing anything; return None if there is none yet.
 
     Raise StateError if it cannot be read or its schema is newer than this hb2r knows.
@@ -128,10 +128,15 @@ def open_readonly(state_dir: Path) -> sqlite3.Connection | None:
     try:  # an operator's own user may not enter the agent's 0700 state_dir
         if not path.is_file():
             return None
-        live = Path(f"{path}-wal").exists()
+        has_wal = Path(f"{path}-wal").exists()
+        has_shm = Path(f"{path}-shm").exists()
     except OSError as error:
         raise StateError(f"cannot read state database {path}: {error.strerror}") from None
-    uri = f"{path.absolute().as_uri()}?{'mode=ro' if live else 'immutable=1'}"
+    # With both side files present (an agent is running, or died), a read-only open uses
+    # them as they are. Without the -shm file SQLite would create one: open immutable.
+    if has_wal and not has_shm:
+        warn(f"{path}-wal has changes not yet merged into the database; this plan may not include them")
+    uri = f"{path.absolute().as_uri()}?{'mode=ro' if has_wal and has_shm else 'immutable=1'}"
     try:
         connection = sqlite3.connect(uri, uri=True, isolation_level=None)
         version = _user_version(connection)

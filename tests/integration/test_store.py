@@ -411,6 +411,27 @@ def test_readonly_sees_what_a_running_agent_just_wrote(tmp_path: Path) -> None:
         agent.close()
 
 
+def test_readonly_after_a_crash_without_its_shm_file_creates_none_and_says_so(tmp_path: Path) -> None:
+    agent = open_database(tmp_path)
+    ledger.record(agent, entry(), encoded_at=NOW)
+    # A copy taken while the agent ran: the database and its -wal, no -shm.
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in (DATABASE_NAME, f"{DATABASE_NAME}-wal"):
+        (copy / name).write_bytes((tmp_path / name).read_bytes())
+    agent.close()
+    before = files_in(copy)
+    warnings: list[str] = []
+
+    reader = open_readonly(copy, warn=warnings.append)
+    assert reader is not None
+    reader.close()
+
+    assert files_in(copy) == before
+    assert len(warnings) == 1
+    assert "-wal has changes not yet merged" in warnings[0]
+
+
 @pytest.mark.parametrize("version", range(SCHEMA_VERSION), ids=lambda version: f"from-v{version}")
 def test_readonly_on_an_older_database_migrates_a_copy_in_memory(tmp_path: Path, version: int) -> None:
     build_old_database(tmp_path, version)
