@@ -20,7 +20,10 @@ from typing import TYPE_CHECKING
 from agent import __version__
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from agent.config import Loaded
+    from agent.store.jobs import Job, JobState
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -60,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hb2r {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    run = commands.add_parser("run", help="run the agent: keep the archive in step with the watched folders")
+    _config_argument(run)
+    run.set_defaults(handler=_run)
+
     validate = commands.add_parser("validate", help="check the config file and explain every mistake")
     validate.add_argument("--show", action="store_true", help="print the effective config (secrets redacted)")
     _config_argument(validate)
@@ -69,6 +76,28 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
     _config_argument(plan)
     plan.set_defaults(handler=_plan)
+
+    jobs = commands.add_parser("jobs", help="list the transcode jobs (reads only; works while the agent runs)")
+    jobs.add_argument(
+        "--state",
+        type=_job_state,
+        metavar="STATE",
+        help="only jobs in this state: queued, running, done, failed, dead or cancelled",
+    )
+    jobs.add_argument("--library", metavar="LIBRARY", help="only jobs of this library")
+    jobs.add_argument("--json", action="store_true", help="print the jobs as JSON")
+    _config_argument(jobs)
+    jobs.set_defaults(handler=_jobs)
+
+    retry = commands.add_parser(
+        "retry",
+        help="queue a dead, failed or cancelled job again, or every dead job",
+        usage="hb2r retry [-h] (JOB_ID | --dead) [CONFIG]",
+    )
+    retry.add_argument("job_id", nargs="?", metavar="JOB_ID", help="the job to queue again (its id in hb2r jobs)")
+    retry.add_argument("--dead", action="store_true", help="queue every dead job again")
+    _config_argument(retry)
+    retry.set_defaults(handler=_retry, usage_error=retry.error)
 
     schema = commands.add_parser("schema", help="print the config file's JSON Schema")
     schema.set_defaults(handler=_schema)
@@ -115,6 +144,20 @@ def _load(arguments: argparse.Namespace) -> Loaded | None:
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return loaded
+
+
+def _run(arguments: argparse.Namespace) -> int:
+    from agent.runtime import run
+    from agent.store.db import StateError
+
+    loaded = _load(arguments)
+    if loaded is None:
+        return EXIT_ERROR
+    try:
+        return run(_config_path(arguments), loaded.config)
+    except StateError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 def _validate(arguments: argparse.Namespace) -> int:
@@ -176,6 +219,191 @@ def _plan(arguments: argparse.Namespace) -> int:
         sys.stdout.write(render_text(result, config, observation))
     sys.stdout.flush()
     return EXIT_PENDING if result.pending else EXIT_OK
+
+
+def _jobs(arguments: argparse.Namespace) -> int:
+    import json
+    import sqlite3
+    from dataclasses import asdict
+    from datetime import UTC, datetime
+
+    from agent.store.db import StateError, database_path, open_readonly
+    from agent.store.jobs import list_jobs
+    from agent.store.status import gate_reasons
+
+    loaded = _load(arguments)
+    if loaded is None:
+        return EXIT_ERROR
+    state_dir = loaded.config.paths.state_dir
+    found: list[Job] = []
+    held_back: tuple[str, ...] = ()
+    try:
+        connection = open_readonly(state_dir, warn=_warn)
+        if connection is not None:
+            try:
+                found = list_jobs(connection, state=arguments.state, library=arguments.library)
+                held_back, _ = gate_reasons(connection)
+            finally:
+                connection.close()
+    except StateError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except sqlite3.Error as error:
+        print(f"error: state database {database_path(state_dir)}: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    if arguments.json:
+        print(json.dumps({"held_back": list(held_back), "jobs": [asdict(job) for job in found]}, indent=2))
+        return EXIT_OK
+    if held_back:
+        print(f"No job may start now: {'; '.join(held_back)}.")
+    if connection is None:
+        print(f"No jobs: there is no state database at {database_path(state_dir)} yet.")
+    elif not found:
+        only = f" {arguments.state}" if arguments.state else ""
+        where = f" in library {arguments.library}" if arguments.library else ""
+        print(f"No{only} jobs{where}.")
+    else:
+        sys.stdout.write(_jobs_table(found, now=datetime.now(UTC)))
+    return EXIT_OK
+
+
+def _job_state(value: str) -> JobState:
+    from agent.store.jobs import JobState
+
+    try:
+        return JobState(value)
+    except ValueError:
+        known = ", ".join(JobState)
+        raise argparse.ArgumentTypeError(f"unknown state {value!r} (choose from {known})") from None
+
+
+def _jobs_table(found: Sequence[Job], *, now: datetime) -> str:
+    """Return the jobs as an aligned table with a count by state below it."""
+    from collections import Counter
+
+    from agent.store.jobs import JobState
+
+    header = ("ID", "STATE", "ATTEMPTS", "LIBRARY", "PATH", "PROGRESS", "DETAIL")
+    rows = [header] + [
+        (
+            str(job.id),
+            str(job.state),
+            str(job.attempts),
+            _printable(job.library),
+            _printable(job.rel_path),
+            "" if job.progress is None else f"{job.progress:.1f}%",
+            _job_detail(job, now=now),
+        )
+        for job in found
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header) - 1)]
+    lines = [
+        "  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[-1]]).rstrip()
+        for row in rows
+    ]
+    by_state = Counter(job.state for job in found)
+    summary = ", ".join(f"{by_state[state]} {state}" for state in JobState if by_state[state])
+    lines.append(f"{_count(len(found), 'job')}: {summary}")
+    return "\n".join(lines) + "\n"
+
+
+def _job_detail(job: Job, *, now: datetime) -> str:
+    """Return when a failed job runs again and why it failed, a dead job's error, or a retried job's last one."""
+    from datetime import datetime
+
+    error = _first_line(job.error)
+    if job.state == "failed" and job.not_before is not None:
+        when = datetime.fromisoformat(job.not_before)
+        due = f"{'due since' if when <= now else 'retry after'} {when:%Y-%m-%d %H:%M:%S} UTC"
+        return f"{due}: {error}" if error else due
+    if job.state in ("failed", "dead"):
+        return error
+    return f"last error: {error}" if error and job.state in ("queued", "cancelled") else ""
+
+
+def _first_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return _printable(lines[0]) if lines else ""
+
+
+def _printable(text: str) -> str:
+    """Return text with control characters escaped, so that a strange file name cannot break a table."""
+    return text if text.isprintable() else "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
+def _retry(arguments: argparse.Namespace) -> int:
+    import sqlite3
+    from datetime import UTC, datetime
+
+    from agent.store import jobs
+    from agent.store.db import StateError, database_path, open_database, transaction
+
+    job_id = _retry_target(arguments)
+    loaded = _load(arguments)
+    if loaded is None:
+        return EXIT_ERROR
+    state_dir = loaded.config.paths.state_dir
+    try:
+        exists = database_path(state_dir).is_file()
+    except OSError:
+        exists = True  # let opening it say what is wrong
+    if not exists:  # nothing to retry; do not make a database to say so
+        if job_id is None:
+            print("No dead jobs to retry.")
+            return EXIT_OK
+        print(f"error: there is no job {job_id} (no state database at {database_path(state_dir)} yet)", file=sys.stderr)
+        return EXIT_ERROR
+    now = datetime.now(UTC)
+    try:
+        connection = open_database(state_dir)
+        try:
+            with transaction(connection):
+                if job_id is None:
+                    before = {job.id: job for job in jobs.list_jobs(connection, state=jobs.JobState.DEAD)}
+                    requeued = jobs.retry_dead(connection, now=now)
+                    left = jobs.counts(connection)[jobs.JobState.DEAD]
+                else:
+                    found = jobs.get(connection, job_id)
+                    before = {} if found is None else {job_id: found}
+                    requeued, left = [jobs.retry(connection, job_id, now=now)], 0
+        finally:
+            connection.close()
+    except jobs.JobError as error:
+        print(f"error: {error}; nothing was requeued", file=sys.stderr)
+        return EXIT_ERROR
+    except StateError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except sqlite3.Error as error:
+        print(f"error: state database {database_path(state_dir)}: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    for job in requeued:
+        was = before[job.id]
+        reason = f": {_first_line(was.error)}" if _first_line(was.error) else ""
+        print(f"Requeued job {job.id} ({_printable(job.library)}: {_printable(job.rel_path)}), was {was.state}{reason}")
+    if job_id is None and not requeued and not left:
+        print("No dead jobs to retry.")
+    if left:
+        print(f"Left {_count(left, 'dead job')} as they are: another job for the same file supersedes them.")
+    return EXIT_OK
+
+
+def _retry_target(arguments: argparse.Namespace) -> int | None:
+    """Return the JOB_ID to retry, or None for --dead; exit with a usage error if neither or both."""
+    job_id, config = arguments.job_id, arguments.config
+    if arguments.dead and job_id is not None:
+        if config is not None:
+            arguments.usage_error("give either JOB_ID or --dead, not both")
+        arguments.config, job_id = Path(job_id), None  # `retry --dead CONFIG`
+    if job_id is None:
+        if not arguments.dead:
+            arguments.usage_error("give the JOB_ID of a job to retry (see hb2r jobs) or --dead")
+        return None
+    try:
+        return int(job_id)
+    except ValueError:
+        arguments.usage_error(f"JOB_ID must be a job's number (see hb2r jobs), got {job_id!r}; or --dead for all dead")
+        raise  # not reached: usage_error exits
 
 
 def _schema(arguments: argparse.Namespace) -> int:

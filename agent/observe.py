@@ -9,7 +9,7 @@ something to compare with, so planning a fresh library does not pay for its star
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 from agent.config.models import Config
@@ -26,24 +26,45 @@ def observe(
     *,
     now_ns: int,
     warn: Callable[[str], None] = lambda message: None,
+    preset_hashes: Mapping[str, str] | None = None,
 ) -> Observation:
-    """Return what the watched folders and the archive hold now, with the fingerprints the plan needs."""
+    """Return what the watched folders and the archive hold now, with the fingerprints the plan needs.
+
+    `preset_hashes` are used as given when the caller knows them (the agent computes them
+    once at start); otherwise they are computed when the ledger has something to compare.
+    """
     excluded = (config.paths.archive, config.paths.state_dir)
     libraries = {library.name: scan_library(library, excluded=excluded) for library in config.libraries}
     observation = Observation(
         libraries=libraries,
         archive=scan_archive(config, recorded_folders=_recorded_folders(config, ledger)),
-        preset_hashes=_preset_hashes(config, warn=warn) if ledger.entries else {},
+        preset_hashes=preset_hashes if preset_hashes is not None else _lazy_preset_hashes(config, ledger, warn=warn),
     )
-    needed = fingerprints_needed(config, observation, ledger, now_ns=now_ns)
+    return with_fingerprints(
+        config, observation, fingerprints_needed(config, observation, ledger, now_ns=now_ns), ledger
+    )
+
+
+def with_fingerprints(
+    config: Config, observation: Observation, needed: Collection[tuple[str, str]], ledger: Ledger
+) -> Observation:
+    """Return the observation with fingerprints for the (library, path) pairs in `needed`."""
     if not needed:
         return observation
-    filled = {name: _with_fingerprints(config, observed, needed, ledger) for name, observed in libraries.items()}
+    wanted = {name for name, _ in needed}
+    filled = {
+        name: _with_fingerprints(config, observed, needed, ledger) if name in wanted else observed
+        for name, observed in observation.libraries.items()
+    }
     return dataclasses.replace(observation, libraries=filled)
 
 
+def _lazy_preset_hashes(config: Config, ledger: Ledger, *, warn: Callable[[str], None]) -> dict[str, str]:
+    return preset_hashes(config, warn=warn) if ledger.entries else {}
+
+
 def _with_fingerprints(
-    config: Config, observed: LibraryObservation, needed: set[tuple[str, str]], ledger: Ledger
+    config: Config, observed: LibraryObservation, needed: Collection[tuple[str, str]], ledger: Ledger
 ) -> LibraryObservation:
     library = next(library for library in config.libraries if library.name == observed.library)
     files: list[SourceFile] = []
@@ -66,7 +87,8 @@ def _fingerprint(path: Path, source: SourceFile, ledger: Ledger, library: str) -
         return None  # vanished or unreadable since the scan; the next pass sees it again
 
 
-def _preset_hashes(config: Config, *, warn: Callable[[str], None]) -> dict[str, str]:
+def preset_hashes(config: Config, *, warn: Callable[[str], None]) -> dict[str, str]:
+    """Return each preset's identity hash; empty if HandBrakeCLI cannot say its version."""
     try:
         version = handbrake_version(config.handbrake.binary)
     except HandBrakeUnavailable as error:

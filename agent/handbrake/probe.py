@@ -1,11 +1,24 @@
-"""Ask the HandBrakeCLI binary what it is."""
+"""Ask HandBrakeCLI and ffprobe about themselves and about media files.
+
+Short, synchronous questions with a timeout each: which HandBrake this is (part of a
+preset's identity), which built-in presets it has (checked at start-up, so a library with a
+misspelt preset gets an error of its own instead of a failing job per file), and how long a
+video plays (publish compares output with source: HandBrakeCLI exits 0 with a short output
+when its input is truncated). Each runs an argv list, never a shell. The engine calls them
+through `asyncio.to_thread`; the long-running encodes live in `runner.py`.
+"""
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
+from pathlib import Path
+
+from agent.handbrake.command import parse_preset_list, preset_list_argv
 
 _VERSION = re.compile(r"HandBrake (\S+)")
+FFPROBE = "ffprobe"
 
 
 class HandBrakeUnavailable(Exception):
@@ -14,20 +27,68 @@ class HandBrakeUnavailable(Exception):
 
 def handbrake_version(binary: str, *, timeout: float = 30) -> str:
     """Return HandBrakeCLI's version, e.g. '1.6.1'; raise HandBrakeUnavailable if it cannot tell."""
+    finished = _run_handbrake([binary, "--version"], binary=binary, timeout=timeout)
+    match = _VERSION.search(finished.stdout + finished.stderr)
+    if not match:
+        raise HandBrakeUnavailable(f"{binary} --version printed no version (exit {finished.returncode})")
+    return match.group(1)
+
+
+def available_presets(binary: str, *, timeout: float = 60) -> frozenset[str]:
+    """Given the HandBrakeCLI binary, return the names of its built-in presets;
+    raise HandBrakeUnavailable if it is missing, fails, or lists no preset."""
+    finished = _run_handbrake(list(preset_list_argv(binary)), binary=binary, timeout=timeout)
+    names = parse_preset_list(finished.stderr)
+    if finished.returncode != 0 or not names:
+        last_line = (finished.stderr.strip().splitlines() or ["no output"])[-1]
+        raise HandBrakeUnavailable(
+            f"{binary} --preset-list listed no presets (exit {finished.returncode}): {last_line}"
+        )
+    return names
+
+
+def media_duration(path: Path, *, ffprobe: str = FFPROBE, timeout: float = 60) -> float | None:
+    """Given a media file, return how long it plays in seconds; return None if ffprobe
+    cannot tell (not media, unreadable, no duration, ffprobe missing or too slow)."""
     try:
         finished = subprocess.run(  # noqa: S603 - argv list, no shell
-            [binary, "--version"],
+            [ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", "--", str(path)],
             capture_output=True,
             text=True,
+            errors="replace",
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if finished.returncode != 0:
+        return None
+    for line in finished.stdout.splitlines():
+        try:
+            seconds = float(line.strip())
+        except ValueError:
+            continue  # "N/A"
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
+    return None
+
+
+def _run_handbrake(argv: list[str], *, binary: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Given an argv that starts HandBrakeCLI, return its finished process with text output;
+    raise HandBrakeUnavailable if it is not installed, cannot start or does not finish in time."""
+    try:
+        return subprocess.run(  # noqa: S603 - argv list, no shell
+            argv,
+            capture_output=True,
+            text=True,
+            errors="replace",
             timeout=timeout,
             check=False,
             stdin=subprocess.DEVNULL,
         )
     except FileNotFoundError:
         raise HandBrakeUnavailable(f"{binary}: not found (install the handbrake-cli package)") from None
-    except (OSError, subprocess.TimeoutExpired) as error:
+    except subprocess.TimeoutExpired:
+        raise HandBrakeUnavailable(f"{binary}: did not answer within {timeout:g}s") from None
+    except OSError as error:
         raise HandBrakeUnavailable(f"{binary}: cannot run: {error}") from None
-    match = _VERSION.search(finished.stdout + finished.stderr)
-    if not match:
-        raise HandBrakeUnavailable(f"{binary} --version printed no version (exit {finished.returncode})")
-    return match.group(1)

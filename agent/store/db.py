@@ -80,6 +80,20 @@ MIGRATIONS: tuple[str, ...] = (
         scanned_at TEXT NOT NULL
     );
     """,
+    # 3: the dispatcher's question "next job of library L?" answered from an index that
+    # holds only the waiting jobs, however many are done. (IF NOT EXISTS: a database set
+    # back to an older user_version by hand keeps its indexes.)
+    """
+    CREATE INDEX IF NOT EXISTS jobs_waiting ON jobs (library, created_at) WHERE state IN ('queued', 'failed');
+    """,
+    # 4: what the running agent tells other processes, e.g. why jobs are held back.
+    """
+    CREATE TABLE IF NOT EXISTS agent_status (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -135,7 +149,7 @@ def open_readonly(state_dir: Path, *, warn: Callable[[str], None] = lambda messa
     # With both side files present (an agent is running, or died), a read-only open uses
     # them as they are. Without the -shm file SQLite would create one: open immutable.
     if has_wal and not has_shm:
-        warn(f"{path}-wal has changes not yet merged into the database; this plan may not include them")
+        warn(f"{path}-wal has changes not yet merged into the database; what is shown may miss them")
     uri = f"{path.absolute().as_uri()}?{'mode=ro' if has_wal and has_shm else 'immutable=1'}"
     try:
         connection = sqlite3.connect(uri, uri=True, isolation_level=None)
@@ -186,7 +200,13 @@ def _too_new(path: Path, version: int) -> str:
 
 @contextmanager
 def transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """Run the block in BEGIN IMMEDIATE ... COMMIT; ROLLBACK if it raises."""
+    """Run the block in BEGIN IMMEDIATE ... COMMIT; ROLLBACK if it raises.
+
+    Inside a transaction already, the block joins it: the outer one commits or rolls back.
+    """
+    if connection.in_transaction:
+        yield connection
+        return
     connection.execute("BEGIN IMMEDIATE")
     try:
         yield connection

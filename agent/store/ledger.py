@@ -40,3 +40,8 @@ def record(connection: sqlite3.Connection, entry: LedgerEntry, *, encoded_at: st
 
 def forget(connection: sqlite3.Connection, *, library: str, rel_path: str) -> None:
     connection.execute("DELETE FROM ledger WHERE library = ? AND rel_path = ?", (library, rel_path))
+
+
+def forget_output(connection: sqlite3.Connection, output_path: str) -> None:
+    """Forget whichever entry holds this output (its source vanished and a new one takes it over)."""
+    connection.execute("DELETE FROM ledger WHERE output_path = ?", (output_path,))

@@ -1,0 +1,238 @@
+"""The reconcile pass: observe -> plan -> act on what is quick, queue what is slow.
+
+Each pass recomputes the whole plan from the config, the disk and the ledger (level-
+triggered), then:
+- records what the scan saw (stability and the vanish breaker survive restarts);
+- applies user changes, renames (one atomic move) and adoptions (a ledger row) at once;
+- turns transcodes into jobs, one per (library, path, fingerprint, preset) identity;
+- cancels queued jobs the plan no longer wants (the file changed again, or is in sync).
+Encoding itself is the dispatcher's (`worker.py`).
+
+Choices:
+- Fingerprints of new files are read when they are queued, at most ENQUEUE_BUDGET files a
+  pass, so the first pass over a big library does not read three MiB of every file before
+  the first encode starts; the rest are queued by later passes.
+- An adopted output is recorded with the current preset's identity: hb2r did not make it,
+  so it cannot know better, and it will not re-encode what an operator put there.
+- Drift, skips and paused libraries are logged when they first appear, not every pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agent import publish
+from agent.config.models import Config
+from agent.domain import (
+    Adopt,
+    Drift,
+    LedgerEntry,
+    PauseLibrary,
+    Plan,
+    RenameOutput,
+    Skip,
+    Transcode,
+    UserChange,
+)
+from agent.observe import observe, with_fingerprints
+from agent.plan import plan
+from agent.store import jobs, ledger, scans, users
+from agent.store.db import transaction
+from agent.store.state import load_ledger
+
+ENQUEUE_BUDGET = 500
+
+
+@dataclass
+class EngineState:
+    """What the agent knows between passes; replaced parts on a config reload."""
+
+    config: Config
+    connection: sqlite3.Connection
+    preset_hashes: dict[str, str]
+    broken_libraries: dict[str, str] = field(default_factory=dict)  # library -> why it cannot encode
+    paused_libraries: dict[str, str] = field(default_factory=dict)
+    reported: set[tuple[str, ...]] = field(default_factory=set)
+    last_plan: Plan | None = None
+
+
+async def reconcile(state: EngineState, *, log: Any, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Plan:
+    """Run one pass: observe, plan, apply what is quick, queue what is slow; return the plan."""
+    config, connection = state.config, state.connection
+    remembered = load_ledger(connection)
+    now_ns = time.time_ns()
+    observation = await asyncio.to_thread(
+        observe, config, remembered, now_ns=now_ns, preset_hashes=state.preset_hashes, warn=log.warning
+    )
+    result = plan(config, observation, remembered, now_ns=now_ns)
+    to_queue = [action for action in result.actions if isinstance(action, Transcode)]
+    adoptions = [action for action in result.actions if isinstance(action, Adopt)]
+    candidates: list[Transcode | Adopt] = [*to_queue[:ENQUEUE_BUDGET], *adoptions]
+    wanted = {
+        (action.library, action.source.rel_path) for action in candidates if action.source.fingerprint is None
+    }
+    observation = await asyncio.to_thread(with_fingerprints, config, observation, wanted, remembered)
+    fingerprints = {
+        (name, source.rel_path): source.fingerprint
+        for name, observed in observation.libraries.items()
+        for source in observed.files
+        if source.fingerprint is not None
+    }
+    stamp = now()
+    paused = {action.library: action.reason for action in result.actions if isinstance(action, PauseLibrary)}
+    with transaction(connection):
+        for name, observed in observation.libraries.items():
+            if name not in paused:
+                scans.record_scan(
+                    connection,
+                    library=name,
+                    files=observed.files,
+                    previous=dict(remembered.seen),
+                    now_ns=now_ns,
+                    scanned_at=stamp.isoformat(),
+                )
+        for action in result.actions:
+            if isinstance(action, UserChange):
+                users.apply(connection, action, now=stamp.isoformat())
+                log.info("user changed", user=action.name, change=str(action.change), role=action.role)
+    for action in result.actions:
+        if isinstance(action, RenameOutput):
+            _rename(state, action, remembered.entries, log=log, now=stamp)
+        elif isinstance(action, Adopt):
+            _adopt(state, action, fingerprints.get((action.library, action.source.rel_path)), log=log, now=stamp)
+    _queue(state, result, to_queue, fingerprints, log=log, now=stamp)
+    _report(state, result, log=log)
+    state.paused_libraries = paused
+    state.last_plan = result
+    return result
+
+
+def _queue(
+    state: EngineState,
+    result: Plan,
+    to_queue: list[Transcode],
+    fingerprints: dict[tuple[str, str], str],
+    *,
+    log: Any,
+    now: datetime,
+) -> None:
+    connection, config = state.connection, state.config
+    queued = 0
+    with transaction(connection):
+        for action in to_queue:
+            fingerprint = action.source.fingerprint or fingerprints.get((action.library, action.source.rel_path))
+            preset_hash = state.preset_hashes.get(_preset_name(config, action.library))
+            if fingerprint is None or preset_hash is None:
+                continue  # not read yet (budget, or vanished since the scan): a later pass queues it
+            job = jobs.enqueue(
+                connection,
+                library=action.library,
+                rel_path=action.source.rel_path,
+                fingerprint=fingerprint,
+                preset_hash=preset_hash,
+                output_path=action.output_path,
+                reason=str(action.reason),
+                now=now,
+            )
+            if job is not None:
+                queued += 1
+                log.info("job queued", job=job.id, library=job.library, path=job.rel_path, reason=job.reason)
+        wanted = {(action.library, action.source.rel_path) for action in to_queue}
+        for job in jobs.list_jobs(connection, state=jobs.JobState.QUEUED) + jobs.list_jobs(
+            connection, state=jobs.JobState.FAILED
+        ):
+            if job.library in state.paused_libraries or (job.library, job.rel_path) in wanted:
+                continue
+            jobs.cancel(connection, job.id, now=now)
+            log.info("job cancelled", job=job.id, library=job.library, path=job.rel_path, reason="no longer planned")
+    if queued:
+        log.info("pass queued jobs", count=queued, planned=len(to_queue))
+
+
+def _rename(
+    state: EngineState, action: RenameOutput, entries: tuple[LedgerEntry, ...], *, log: Any, now: datetime
+) -> None:
+    config, connection = state.config, state.connection
+    old = next(
+        (entry for entry in entries if entry.library == action.library and entry.rel_path == action.from_rel_path), None
+    )
+    if old is None:
+        return
+    try:
+        if action.from_output_path != action.output_path:
+            publish.move_output(config.paths.archive, action.from_output_path, action.output_path)
+    except (OSError, publish.PublishConflict) as error:
+        log.warning("rename failed", library=action.library, path=action.source.rel_path, error=str(error))
+        return
+    with transaction(connection):
+        ledger.forget(connection, library=action.library, rel_path=action.from_rel_path)
+        ledger.record(
+            connection,
+            LedgerEntry(
+                library=action.library,
+                rel_path=action.source.rel_path,
+                fingerprint=old.fingerprint,
+                size=action.source.size,
+                mtime_ns=action.source.mtime_ns,
+                preset_hash=old.preset_hash,
+                output_path=action.output_path,
+            ),
+            encoded_at=now.isoformat(),
+        )
+    log.info("output renamed", library=action.library, path=action.source.rel_path, output=action.output_path)
+
+
+def _adopt(state: EngineState, action: Adopt, fingerprint: str | None, *, log: Any, now: datetime) -> None:
+    preset_hash = state.preset_hashes.get(_preset_name(state.config, action.library))
+    if fingerprint is None or preset_hash is None:
+        return
+    with transaction(state.connection):
+        ledger.record(
+            state.connection,
+            LedgerEntry(
+                library=action.library,
+                rel_path=action.source.rel_path,
+                fingerprint=fingerprint,
+                size=action.source.size,
+                mtime_ns=action.source.mtime_ns,
+                preset_hash=preset_hash,
+                output_path=action.output_path,
+            ),
+            encoded_at=now.isoformat(),
+        )
+    log.info("output adopted", library=action.library, path=action.source.rel_path, output=action.output_path)
+
+
+def _report(state: EngineState, result: Plan, *, log: Any) -> None:
+    """Log drift, skips and pauses once, when they appear."""
+    current: set[tuple[str, ...]] = set()
+    for action in result.actions:
+        if isinstance(action, Drift):
+            key: tuple[str, ...] = ("drift", action.library, action.rel_path, str(action.reason))
+            if key not in state.reported:
+                log.warning("drift", library=action.library, path=action.rel_path, reason=str(action.reason))
+        elif isinstance(action, Skip):
+            key = ("skip", action.library, action.rel_path, action.reason)
+            if key not in state.reported:
+                log.warning("file skipped", library=action.library, path=action.rel_path, reason=action.reason)
+        elif isinstance(action, PauseLibrary):
+            key = ("pause", action.library, action.reason)
+            if key not in state.reported:
+                log.error("library paused", library=action.library, reason=action.reason)
+        else:
+            continue
+        current.add(key)
+    for key in state.reported - current:
+        if key[0] == "pause":
+            log.info("library resumed", library=key[1])
+    state.reported = current
+
+
+def _preset_name(config: Config, library_name: str) -> str:
+    return next(library.preset for library in config.libraries if library.name == library_name)

@@ -1,0 +1,363 @@
+"""Put transcodes into the archive. No other module writes there.
+
+Resilio Sync shares whatever appears in the archive as soon as it appears: a half-written
+file, or a whole but broken encode, would be sent to every peer and kept there. So a file
+may only ever appear under its final name complete and verified:
+
+- HandBrakeCLI writes into `<archive>/.hb2r-partial/`, which is listed in the share's
+  `.sync/IgnoreList`, so Resilio never sends what is still being written;
+- `verify()` accepts an encode only if HandBrakeCLI says it succeeded *and* the output is
+  as long as the source: a truncated source still makes HandBrakeCLI exit 0;
+- the verified file is fsynced, renamed into place (atomic, because the partial folder is
+  on the archive's file system) and its folder fsynced: the same-file-system temp, fsync,
+  `os.replace` pattern ansible-runner uses for its artifacts. After a crash the final path
+  holds the whole file or nothing.
+
+A file at the final path that hb2r did not make is never overwritten: the caller knows its
+own outputs from the ledger and says so with `may_replace`. Without it the file is placed
+with `link()`, which fails if the name is taken, so not even a file that appears at the last
+moment is clobbered. Every path is checked to stay inside the archive, so a '..' or a
+symbolic link cannot make hb2r write or delete anywhere else.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import errno
+import math
+import os
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeGuard
+
+PARTIAL_DIR = ".hb2r-partial"
+SYNC_DIR = ".sync"
+IGNORE_LIST = "IgnoreList"
+# Folders of the archive that no output may be published into.
+RESERVED_DIRS = (PARTIAL_DIR, SYNC_DIR)
+
+# HandBrake's hb_error_code (libhb/common.h), which --json reports as WorkDone.Error.
+_HANDBRAKE_ERRORS = {1: "cancelled", 2: "wrong input", 3: "initialisation failed", 4: "unknown error", 5: "read error"}
+# How link() says the file system has no hard links (FAT, exFAT, some FUSE and SMB mounts).
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
+
+
+class PublishConflict(Exception):
+    """The final path holds a file hb2r did not make; it was left untouched."""
+
+
+class UnsafePath(PublishConflict):
+    """A path leads out of the archive (through '..' or a symbolic link) or out of the folder it
+    must be in; nothing was written or deleted. A PublishConflict, so that callers that report
+    conflicts report this too."""
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    reason: str
+
+
+def partial_path(archive: Path, *, job_id: int, extension: str) -> Path:
+    """Given a job and its container's extension ('.mkv'), return where HandBrakeCLI writes its output."""
+    return archive / PARTIAL_DIR / f"{job_id}{extension}"
+
+
+def verify(
+    *,
+    exit_code: int,
+    work_done_error: int | None,
+    output_size: int,
+    source_duration: float | None,
+    output_duration: float | None,
+) -> Verification:
+    """Given what HandBrakeCLI reported and what the files measure, return whether the encode is whole.
+
+    `work_done_error` is None when HandBrakeCLI never reported WorkDone; a duration is None
+    when it could not be measured. The durations must agree within max(1 s, 2 % of the source).
+    """
+    if exit_code != 0:
+        return Verification(False, f"HandBrakeCLI exited with code {exit_code}")
+    if work_done_error is None:
+        return Verification(False, "HandBrakeCLI exited 0 but never reported WorkDone: the encode did not finish")
+    if work_done_error != 0:
+        meaning = _HANDBRAKE_ERRORS.get(work_done_error, "unknown code")
+        return Verification(False, f"HandBrakeCLI exited 0 but reported WorkDone error {work_done_error} ({meaning})")
+    if output_size <= 0:
+        return Verification(False, f"output is empty ({output_size} bytes)")
+    if not _measured(source_duration):
+        return Verification(False, "source duration is unknown: cannot tell whether the output is complete")
+    if not _measured(output_duration):
+        return Verification(False, "output duration is unknown: the output is not a readable video")
+    allowed = max(1.0, 0.02 * source_duration)
+    difference = output_duration - source_duration
+    if abs(difference) > allowed:
+        cause = "truncated source?" if difference < 0 else "output longer than its source?"
+        return Verification(
+            False,
+            f"output is {output_duration:.1f} s long but the source is {source_duration:.1f} s "
+            f"(allowed difference {allowed:.1f} s): {cause}",
+        )
+    return Verification(
+        True, f"output is {output_duration:.1f} s long for a {source_duration:.1f} s source, {output_size} bytes"
+    )
+
+
+def is_inside_archive(archive: Path, path: Path) -> bool:
+    """Return whether path, with '..' and symbolic links resolved, lies inside the archive (not the archive itself)."""
+    root = os.path.realpath(archive)
+    target = os.path.realpath(path)
+    return target != root and os.path.commonpath([root, target]) == root
+
+
+def prepare_partial_dir(archive: Path) -> Path:
+    """Given the archive, create its partial folder (0755) if missing, keep it out of the share, and return it.
+
+    Raise FileNotFoundError if the archive is missing (not mounted?): creating it would write
+    below the mount point. Raise UnsafePath if the partial folder is a symbolic link.
+    """
+    ensure_ignore_listed(archive)  # before the folder exists, so Resilio never indexes it
+    folder = _partial_folder(archive)
+    try:
+        folder.mkdir(mode=0o755)
+    except FileExistsError:
+        if not folder.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{folder} exists and is not a folder; remove it") from None
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, f"archive {archive} is missing (not mounted?)") from None
+    else:
+        folder.chmod(0o755)  # mkdir's mode is masked by the umask
+        _fsync_folder(archive)
+    return folder
+
+
+def ensure_ignore_listed(archive: Path) -> bool:
+    """Given the archive, make sure a Resilio share ignores the partial folder; return True if the list changed.
+
+    Only where `<archive>/.sync/` exists. The IgnoreList's other lines, its byte-order mark
+    and its line endings are kept, and it is replaced atomically: Resilio never reads half a list.
+    """
+    sync_folder = archive / SYNC_DIR
+    if not sync_folder.is_dir():
+        return False
+    ignore_list = sync_folder / IGNORE_LIST
+    _require_inside(archive, ignore_list)
+    try:
+        content = ignore_list.read_bytes()
+    except FileNotFoundError:
+        content = b""
+    bom = codecs.BOM_UTF8 if content.startswith(codecs.BOM_UTF8) else b""
+    text = content[len(bom) :].decode("utf-8", "surrogateescape")  # undecodable bytes survive the round trip
+    if PARTIAL_DIR in text.splitlines():
+        return False
+    newline = "\r\n" if "\r\n" in text else "\n"
+    if text and not text.endswith(("\n", "\r")):
+        text += newline
+    _write_atomically(ignore_list, bom + (text + PARTIAL_DIR + newline).encode("utf-8", "surrogateescape"))
+    return True
+
+
+def publish(temp: Path, final: Path, *, may_replace: bool) -> None:
+    """Given a verified encode in `<archive>/.hb2r-partial/`, make it appear whole at final, in the same archive.
+
+    Parent folders are created. Raise PublishConflict if final exists and may_replace is
+    False, or is a folder: the temp file stays and final is untouched. Raise UnsafePath if
+    temp is not in a partial folder or final leads out of its archive (or into a reserved
+    folder); OSError with errno EXDEV if they are on different file systems.
+    """
+    if temp.parent.name != PARTIAL_DIR:
+        raise UnsafePath(f"refusing to publish {temp}: only files in the archive's {PARTIAL_DIR} folder are published")
+    archive = temp.parent.parent
+    _partial_folder(archive)
+    _require_inside(archive, temp)
+    _require_placeable(archive, final)
+    descriptor = os.open(temp, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise UnsafePath(f"refusing to publish {temp}: not a regular file")
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    _make_folders(final.parent)
+    _place(temp, final, may_replace=may_replace)
+
+
+def move_output(archive: Path, old_rel: str, new_rel: str, *, may_replace: bool = False) -> None:
+    """Given two output paths relative to the archive, move the first to the second atomically.
+
+    A renamed source's transcode follows it instead of being encoded again. Parent folders
+    are created; folders the move leaves empty are removed, up to the library's output folder.
+    Raise FileNotFoundError if the old output is gone, PublishConflict if the new path is
+    taken and may_replace is False, UnsafePath if either path leads out of the archive.
+    """
+    old, new = archive / old_rel, archive / new_rel
+    _require_placeable(archive, old)
+    _require_placeable(archive, new)
+    try:
+        old_mode = os.lstat(old).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, f"cannot move output {old_rel} to {new_rel}: it is gone") from None
+    if not stat.S_ISREG(old_mode):
+        raise UnsafePath(f"refusing to move {old}: not a regular file")
+    if os.path.normpath(old) == os.path.normpath(new):
+        return
+    _make_folders(new.parent)
+    _place(old, new, may_replace=may_replace)
+    _remove_emptied_folders(archive, old.parent)
+
+
+def clean_partials(archive: Path) -> list[Path]:
+    """Given the archive, delete what interrupted encodes left in its partial folder; return the removed files.
+
+    Only files directly in `<archive>/.hb2r-partial/` are removed: hb2r makes nothing else
+    there. Folders in it, and everything outside it, are left alone.
+    """
+    folder = _partial_folder(archive)
+    if not folder.is_dir():
+        return []
+    _require_inside(archive, folder)
+    removed = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return sorted(removed)
+
+
+def _measured(duration: float | None) -> TypeGuard[float]:
+    return duration is not None and math.isfinite(duration) and duration >= 0
+
+
+def _require_inside(archive: Path, path: Path) -> None:
+    if not is_inside_archive(archive, path):
+        raise UnsafePath(f"refusing {path}: it leads out of the archive {archive} (through '..' or a symbolic link)")
+
+
+def _require_placeable(archive: Path, path: Path) -> None:
+    _require_inside(archive, path)
+    for reserved in RESERVED_DIRS:
+        folder = archive / reserved
+        if os.path.realpath(path) == os.path.realpath(folder) or is_inside_archive(folder, path):
+            raise UnsafePath(f"refusing {path}: outputs never go into the archive's {reserved} folder")
+
+
+def _partial_folder(archive: Path) -> Path:
+    folder = archive / PARTIAL_DIR
+    if folder.is_symlink():
+        raise UnsafePath(f"{folder} is a symbolic link; hb2r writes and deletes only in a real folder there")
+    return folder
+
+
+def _make_folders(folder: Path) -> None:
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)
+        _fsync_folder(new.parent)
+
+
+def _place(source: Path, destination: Path, *, may_replace: bool) -> None:
+    if destination.is_dir():
+        raise PublishConflict(f"{destination} is a folder; hb2r never replaces it")
+    if may_replace:
+        _rename(source, destination)
+    else:
+        _rename_without_replacing(source, destination)
+    _fsync_folder(destination.parent)
+    if source.parent != destination.parent:
+        _fsync_folder(source.parent)
+
+
+def _rename_without_replacing(source: Path, destination: Path) -> None:
+    conflict = PublishConflict(f"{destination} already exists and hb2r did not make it; it was left untouched")
+    try:
+        os.link(source, destination)  # fails if the name is taken, even by a file that just appeared
+    except FileExistsError:
+        raise conflict from None
+    except OSError as error:
+        if error.errno == errno.EXDEV:
+            raise _cross_device(source, destination) from error
+        if error.errno not in _NO_HARD_LINKS:
+            raise
+        if os.path.lexists(destination):
+            raise conflict from None
+        _rename(source, destination)
+        return
+    try:
+        os.unlink(source)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        os.unlink(destination)  # our own new link: undo, so that nothing changed
+        raise
+
+
+def _rename(source: Path, destination: Path) -> None:
+    try:
+        os.replace(source, destination)
+    except OSError as error:
+        if error.errno == errno.EXDEV:
+            raise _cross_device(source, destination) from error
+        raise
+
+
+def _cross_device(source: Path, destination: Path) -> OSError:
+    return OSError(
+        errno.EXDEV,
+        f"cannot move {source} to {destination} atomically: they are on different file systems. "
+        f"The archive's {PARTIAL_DIR} folder and its output folders must be on one file system "
+        "(is one of them a separate mount?)",
+    )
+
+
+def _remove_emptied_folders(archive: Path, folder: Path) -> None:
+    root = os.path.realpath(archive)
+    while os.path.dirname(os.path.realpath(folder)) != root and is_inside_archive(archive, folder):
+        try:
+            folder.rmdir()  # fails unless empty
+        except OSError:
+            return
+        _fsync_folder(folder.parent)
+        folder = folder.parent
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    try:
+        old = path.stat()
+    except FileNotFoundError:
+        old = None
+    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".hb2r-tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fchmod(handle.fileno(), stat.S_IMODE(old.st_mode) if old else 0o644)
+            if old:
+                with contextlib.suppress(PermissionError):  # keep Resilio's owner when allowed to
+                    os.fchown(handle.fileno(), old.st_uid, old.st_gid)
+            os.fsync(handle.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    except OSError as error:
+        if error.errno != errno.EINVAL:  # some file systems cannot sync a folder
+            raise
+    finally:
+        os.close(descriptor)

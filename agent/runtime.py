@@ -1,0 +1,155 @@
+"""`hb2r run`: the long-running agent's life, from start-up to a clean stop.
+
+Start-up: open (and migrate) the state database; jobs left `running` by a crash go back to
+`queued` and temp files in `.hb2r-partial` are removed; HandBrakeCLI is asked for its version
+and presets — a library whose preset HandBrake does not know is held back with an error,
+the others carry on. Then passes run on the schedule and the dispatcher starts jobs.
+
+Signals: SIGTERM/SIGINT stop admitting, stop the running encodes (HandBrakeCLI cannot
+resume), requeue them, remove their temp files and exit 0 — within CANCEL_GRACE_SECONDS
+plus a little. SIGHUP, or a change of the config file's content, reloads the config: a
+valid one takes effect at once (limits, libraries, presets, users), an invalid one is
+logged with every error and the old one stays in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import signal
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agent import logs, publish, systemd
+from agent.config import ConfigError, load_config
+from agent.config.models import Config
+from agent.engine import EngineState, reconcile
+from agent.handbrake.probe import HandBrakeUnavailable, available_presets
+from agent.observe import preset_hashes
+from agent.resources import Sampler
+from agent.scheduler import ReconcileSchedule
+from agent.store import jobs
+from agent.store.db import open_database
+from agent.worker import Dispatcher
+
+CONFIG_CHECK_SECONDS = 5.0
+
+
+def run(config_path: Path, config: Config) -> int:
+    """Run the agent until SIGTERM/SIGINT; return the exit code."""
+    logs.configure()
+    return asyncio.run(_Agent(config_path, config).main())
+
+
+class _Agent:
+    def __init__(self, config_path: Path, config: Config) -> None:
+        self.config_path = config_path
+        self.log = logs.get_logger("hb2r")
+        self.config_digest = _digest(config_path)
+        connection = open_database(config.paths.state_dir)
+        self.state = EngineState(config=config, connection=connection, preset_hashes={})
+        self.stop_requested = asyncio.Event()
+
+    async def main(self) -> int:
+        config, connection = self.state.config, self.state.connection
+        for job in jobs.requeue_running(connection, now=datetime.now(UTC)):
+            self.log.info("job requeued", job=job.id, library=job.library, path=job.rel_path, reason="left by a crash")
+        if config.paths.archive.is_dir():
+            for path in publish.clean_partials(config.paths.archive):
+                self.log.info("temp file removed", path=str(path))
+        await self._apply_presets(config)
+        self.dispatcher = Dispatcher(self.state, log=self.log, sampler=Sampler(config.paths.archive))
+        self.schedule = ReconcileSchedule(self._pass, interval=config.scan.interval)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stop_requested.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload("SIGHUP")))
+        self.schedule.start()
+        dispatching = asyncio.create_task(self.dispatcher.loop(), name="dispatcher")
+        watching = asyncio.create_task(self._watch_config(), name="config-watch")
+        systemd.notify("READY=1")
+        self.log.info("agent started", config=str(self.config_path), libraries=[lib.name for lib in config.libraries])
+        await self.stop_requested.wait()
+
+        systemd.notify("STOPPING=1")
+        self.log.info("agent stopping")
+        self.schedule.shutdown()
+        watching.cancel()
+        await self.dispatcher.stop()
+        dispatching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(dispatching, watching)
+        self.state.connection.close()
+        self.log.info("agent stopped")
+        return 0
+
+    async def _pass(self) -> None:
+        if self.stop_requested.is_set():
+            return
+        try:
+            await reconcile(self.state, log=self.log)
+        except Exception:
+            self.log.exception("reconcile pass failed")
+        self.dispatcher.wake()
+
+    async def _watch_config(self) -> None:
+        """Reload when the config file's content changes; ping the watchdog between passes."""
+        while True:
+            await asyncio.sleep(min(CONFIG_CHECK_SECONDS, systemd.watchdog_interval() or CONFIG_CHECK_SECONDS))
+            systemd.notify("WATCHDOG=1")
+            digest = await asyncio.to_thread(_digest, self.config_path)
+            if digest is not None and digest != self.config_digest:
+                await self._reload("config file changed")
+
+    async def _reload(self, why: str) -> None:
+        self.config_digest = _digest(self.config_path)
+        try:
+            loaded = await asyncio.to_thread(load_config, self.config_path)
+        except ConfigError as error:
+            self.log.error(
+                "config not reloaded; the old one stays in force",
+                trigger=why,
+                errors=[str(problem) for problem in error.problems],
+            )
+            return
+        for warning in loaded.warnings:
+            self.log.warning("config warning", problem=str(warning))
+        old = self.state.config
+        new = loaded.config
+        if new.paths.state_dir != old.paths.state_dir:
+            self.log.warning("paths.state_dir changed; it takes effect on restart", trigger=why)
+        self.state.config = new
+        await self._apply_presets(new)
+        if new.scan.interval != old.scan.interval:
+            self.schedule.set_interval(new.scan.interval)
+        self.log.info("config reloaded", trigger=why)
+        self.schedule.run_soon()
+        self.dispatcher.wake()
+
+    async def _apply_presets(self, config: Config) -> None:
+        """Compute preset identities and hold back libraries whose preset HandBrake lacks."""
+        self.state.preset_hashes = await asyncio.to_thread(preset_hashes, config, warn=self.log.warning)
+        broken: dict[str, str] = {}
+        try:
+            known = await asyncio.to_thread(available_presets, config.handbrake.binary)
+        except HandBrakeUnavailable as error:
+            broken = {library.name: str(error) for library in config.libraries}
+        else:
+            for library in config.libraries:
+                preset = config.presets[library.preset]
+                if preset.import_file is None and preset.handbrake not in known:
+                    broken[library.name] = (
+                        f"preset {library.preset!r}: HandBrake has no preset {preset.handbrake!r} "
+                        "(see HandBrakeCLI --preset-list)"
+                    )
+        for name, reason in broken.items():
+            self.log.error("library cannot encode", library=name, reason=reason)
+        self.state.broken_libraries = broken
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None

@@ -1,0 +1,438 @@
+"""The job queue: one row per (library, relative path, fingerprint, preset hash) identity.
+
+Design notes:
+- Enqueueing is idempotent because the reconcile loop is level-triggered: every pass asks
+  again for each transcode it still wants. An identity that has a job gets no second one,
+  whatever its state. A done job means that content is encoded (a pass that read the ledger
+  just before the job finished must not encode it again); a dead or failed one waits for its
+  fingerprint to change or for an operator (`hb2r retry`). One exception: a *cancelled* job
+  of the same identity goes back to the queue, attempts and last error kept. The engine
+  cancels jobs the plan stops wanting (a file being written again, a file that vanished);
+  when the same content is wanted again it must not be refused forever.
+- A new identity for a path supersedes the old content: its queued or failed job is
+  cancelled. A running one is left alone: the engine holds its process and decides.
+- At most one encode per file: `next_runnable` holds a job back while another job for the
+  same file runs.
+- States: queued → running → done; running → failed → running (once `not_before` has
+  passed) or dead after `retry.attempts` failures; running → queued (crash, SIGTERM);
+  queued|running|failed → cancelled; dead|failed|cancelled → queued (`retry`).
+- Time is an argument (`now`, an aware datetime), never read here. It is stored as ISO-8601
+  UTC with microseconds, fixed width, so that text order is time order in SQL.
+- No function begins or commits a transaction: each runs inside the caller's
+  (`agent.store.db.transaction`, as the engine does to finish a job together with its ledger
+  row) or, on an autocommit connection, statement by statement. Every state change is one
+  guarded UPDATE and so atomic by itself; `enqueue` is two statements (insert, then cancel
+  the superseded job), so batches of it belong in one transaction.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from enum import StrEnum
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from agent.retry import backoff_delay
+
+if TYPE_CHECKING:
+    from agent.config.models import Retry
+
+STDERR_LINES = 50
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    library: str
+    rel_path: str
+    fingerprint: str
+    preset_hash: str
+    output_path: str
+    reason: str
+    state: JobState
+    attempts: int
+    not_before: str | None
+    error: str | None
+    stderr_tail: str | None
+    progress: float | None  # percent, 0-100
+    created_at: str
+    updated_at: str
+
+
+class JobError(Exception):
+    """A job cannot make the asked change; the message says why."""
+
+
+class JobNotFound(JobError):
+    pass
+
+
+class JobStateError(JobError):
+    pass
+
+
+_FIELDS = tuple(field.name for field in fields(Job))
+_STATE = _FIELDS.index("state")
+_CAN_START = (JobState.QUEUED, JobState.FAILED)
+_CAN_CANCEL = (JobState.QUEUED, JobState.RUNNING, JobState.FAILED)
+_CAN_RETRY = (JobState.DEAD, JobState.FAILED, JobState.CANCELLED)
+
+
+def enqueue(
+    connection: sqlite3.Connection,
+    *,
+    library: str,
+    rel_path: str,
+    fingerprint: str,
+    preset_hash: str,
+    output_path: str,
+    reason: str,
+    now: datetime,
+) -> Job | None:
+    """Queue a transcode of this identity; return the job, or None if the identity already has one.
+
+    A cancelled job of the same identity is queued again and returned; so is a done one, since
+    the plan asks for a done identity again only when its output went missing. A queued or failed job of
+    another identity for the same (library, rel_path) is cancelled.
+    """
+    stamp = _stamp(now)
+    cursor = connection.execute(
+        """
+        INSERT INTO jobs (library, rel_path, fingerprint, preset_hash, output_path, reason, state, attempts,
+                          created_at, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?)
+        ON CONFLICT (library, rel_path, fingerprint, preset_hash) DO UPDATE SET
+            state = 'queued', reason = excluded.reason, output_path = excluded.output_path,
+            attempts = CASE WHEN jobs.state = 'done' THEN 0 ELSE jobs.attempts END,
+            not_before = NULL, progress = NULL, updated_at = excluded.updated_at
+        WHERE jobs.state IN ('cancelled', 'done')
+        RETURNING *
+        """,
+        (library, rel_path, fingerprint, preset_hash, output_path, reason, stamp, stamp),
+    )
+    job = _one(cursor)
+    if job is None:
+        return None
+    connection.execute(
+        """
+        UPDATE jobs SET state = 'cancelled', not_before = NULL, progress = NULL, updated_at = ?
+        WHERE library = ? AND rel_path = ? AND id != ? AND state IN ('queued', 'failed')
+        """,
+        (stamp, library, rel_path, job.id),
+    )
+    return job
+
+
+def next_runnable(
+    connection: sqlite3.Connection,
+    *,
+    now: datetime,
+    library_order: Sequence[str],
+    exclude_libraries: Collection[str] = (),
+) -> Job | None:
+    """Return the job to start next, or None.
+
+    Runnable: queued, or failed with `not_before` passed; not in an excluded library; no other job
+    for the same file running. First by library in `library_order` (others after them), then oldest.
+    """
+    # Indexed queries only (the partial index `jobs_waiting` holds just the queued and failed
+    # jobs): the dispatcher asks every few seconds, also with a long queue or a paused library.
+    stamp = _stamp(now)
+    excluded = set(exclude_libraries)
+    waiting = [library for library in _waiting_libraries(connection) if library not in excluded]
+    for library in dict.fromkeys(library_order):
+        if library in waiting:
+            job = _one(connection.execute(_NEXT_IN_LIBRARY, {"library": library, "now": stamp}))
+            if job is not None:
+                return job
+    unlisted = (
+        _one(connection.execute(_NEXT_IN_LIBRARY, {"library": library, "now": stamp}))
+        for library in waiting
+        if library not in library_order
+    )
+    return min((job for job in unlisted if job is not None), key=lambda job: (job.created_at, job.id), default=None)
+
+
+def _waiting_libraries(connection: sqlite3.Connection) -> list[str]:
+    """Return the libraries with queued or failed jobs: one index seek per library."""
+    rows = connection.execute(
+        """
+        WITH RECURSIVE waiting (library) AS (
+            SELECT min(library) FROM jobs INDEXED BY jobs_waiting WHERE state IN ('queued', 'failed')
+            UNION ALL
+            SELECT (
+                SELECT min(library) FROM jobs INDEXED BY jobs_waiting
+                WHERE state IN ('queued', 'failed') AND library > waiting.library
+            )
+            FROM waiting WHERE waiting.library IS NOT NULL
+        )
+        SELECT library FROM waiting WHERE library IS NOT NULL
+        """
+    )
+    return [library for (library,) in rows]
+
+
+_NEXT_IN_LIBRARY = """
+    SELECT * FROM jobs
+    WHERE library = :library AND state IN ('queued', 'failed')
+      AND (state = 'queued' OR coalesce(not_before <= :now, 1))
+      AND NOT EXISTS (
+          SELECT 1 FROM jobs AS other
+          WHERE other.library = jobs.library AND other.rel_path = jobs.rel_path AND other.state = 'running'
+      )
+    ORDER BY created_at, id
+    LIMIT 1
+"""
+
+
+def mark_running(connection: sqlite3.Connection, job_id: int, *, now: datetime) -> Job:
+    """Mark a queued or failed job running (its last error cleared); return it.
+
+    Raise JobNotFound or JobStateError if there is no such job or it is in another state.
+    """
+    cursor = connection.execute(
+        """
+        UPDATE jobs SET state = 'running', not_before = NULL, error = NULL, stderr_tail = NULL, progress = 0,
+                        updated_at = ?
+        WHERE id = ? AND state IN ('queued', 'failed')
+        RETURNING *
+        """,
+        (_stamp(now), job_id),
+    )
+    return _one(cursor) or _refuse(connection, job_id, verb="start", allowed=_CAN_START)
+
+
+def record_progress(connection: sqlite3.Connection, job_id: int, *, progress: float, now: datetime) -> None:
+    """Record a running job's progress in percent (clamped to 0-100); do nothing if it is not running."""
+    if not math.isfinite(progress):
+        raise ValueError(f"progress must be a finite percentage, got {progress!r}")
+    connection.execute(
+        "UPDATE jobs SET progress = ?, updated_at = ? WHERE id = ? AND state = 'running'",
+        (min(max(progress, 0.0), 100.0), _stamp(now), job_id),
+    )
+
+
+def mark_done(connection: sqlite3.Connection, job_id: int, *, now: datetime) -> Job:
+    """Mark a running job done; return it. Call it in the transaction that records its ledger row.
+
+    Raise JobNotFound or JobStateError if there is no such job or it is not running.
+    """
+    cursor = connection.execute(
+        """
+        UPDATE jobs SET state = 'done', not_before = NULL, progress = 100, updated_at = ?
+        WHERE id = ? AND state = 'running'
+        RETURNING *
+        """,
+        (_stamp(now), job_id),
+    )
+    return _one(cursor) or _refuse(connection, job_id, verb="finish", allowed=(JobState.RUNNING,))
+
+
+def mark_failed(
+    connection: sqlite3.Connection,
+    job_id: int,
+    *,
+    error: str,
+    stderr_tail: Sequence[str],
+    retry: Retry,
+    now: datetime,
+) -> Job:
+    """Record a failure of a running job; return it, failed (to retry after a backoff) or dead.
+
+    Its attempts grow by one; at `retry.attempts` the job is dead. Either way the error and the
+    last STDERR_LINES lines of stderr are kept. Raise JobNotFound or JobStateError if there is
+    no such job or it is not running.
+    """
+    job = get(connection, job_id)
+    if job is None or job.state is not JobState.RUNNING:
+        _refuse(connection, job_id, verb="fail", allowed=(JobState.RUNNING,))
+    attempts = job.attempts + 1
+    if attempts >= retry.attempts:
+        state, not_before = JobState.DEAD, None
+    else:
+        delay = backoff_delay(attempt=attempts, backoff=retry.backoff, max_backoff=retry.max_backoff)
+        state, not_before = JobState.FAILED, _stamp(now + delay)
+    cursor = connection.execute(
+        """
+        UPDATE jobs SET state = ?, attempts = ?, not_before = ?, error = ?, stderr_tail = ?, progress = NULL,
+                        updated_at = ?
+        WHERE id = ? AND state = 'running' AND attempts = ?
+        RETURNING *
+        """,
+        (str(state), attempts, not_before, error, _tail(stderr_tail), _stamp(now), job_id, job.attempts),
+    )
+    failed = _one(cursor)
+    if failed is None:
+        raise JobStateError(f"job {job_id} changed while its failure was being recorded")
+    return failed
+
+
+def requeue_running(connection: sqlite3.Connection, *, now: datetime) -> list[Job]:
+    """Put every running job back in the queue, attempts unchanged (start-up after a crash, shutdown)."""
+    cursor = connection.execute(
+        """
+        UPDATE jobs SET state = 'queued', not_before = NULL, progress = NULL, updated_at = ?
+        WHERE state = 'running'
+        RETURNING *
+        """,
+        (_stamp(now),),
+    )
+    return _sorted(cursor)
+
+
+def cancel(connection: sqlite3.Connection, job_id: int, *, now: datetime) -> Job:
+    """Cancel a queued, running or failed job; return it. Stopping a running encode is the engine's part.
+
+    Raise JobNotFound or JobStateError if there is no such job or it is in another state.
+    """
+    cursor = connection.execute(
+        """
+        UPDATE jobs SET state = 'cancelled', not_before = NULL, progress = NULL, updated_at = ?
+        WHERE id = ? AND state IN ('queued', 'running', 'failed')
+        RETURNING *
+        """,
+        (_stamp(now), job_id),
+    )
+    return _one(cursor) or _refuse(connection, job_id, verb="be cancelled", allowed=_CAN_CANCEL)
+
+
+def retry(connection: sqlite3.Connection, job_id: int, *, now: datetime) -> Job:
+    """Queue a dead, failed or cancelled job again with no attempts counted; return it.
+
+    Its last error stays until it runs. Raise JobNotFound or JobStateError if there is no such
+    job, it is in another state, or another job for the same file is queued, running or failed.
+    """
+    cursor = connection.execute(
+        """
+        UPDATE jobs SET state = 'queued', attempts = 0, not_before = NULL, progress = NULL, updated_at = ?
+        WHERE id = ? AND state IN ('dead', 'failed', 'cancelled')
+          AND NOT EXISTS (
+              SELECT 1 FROM jobs AS other
+              WHERE other.library = jobs.library AND other.rel_path = jobs.rel_path AND other.id != jobs.id
+                AND other.state IN ('queued', 'running', 'failed')
+          )
+        RETURNING *
+        """,
+        (_stamp(now), job_id),
+    )
+    return _one(cursor) or _refuse(connection, job_id, verb="be retried", allowed=_CAN_RETRY)
+
+
+def retry_dead(connection: sqlite3.Connection, *, now: datetime) -> list[Job]:
+    """Queue every dead job again with no attempts counted; return them, oldest first.
+
+    A dead job that a later job for the same file superseded (the source or preset changed since),
+    or whose file has another job queued, running or failed, is left as it is.
+    """
+    cursor = connection.execute(
+        """
+        UPDATE jobs SET state = 'queued', attempts = 0, not_before = NULL, progress = NULL, updated_at = ?
+        WHERE state = 'dead'
+          AND NOT EXISTS (
+              SELECT 1 FROM jobs AS other
+              WHERE other.library = jobs.library AND other.rel_path = jobs.rel_path AND other.id != jobs.id
+                AND (other.id > jobs.id OR other.state IN ('queued', 'running', 'failed'))
+          )
+        RETURNING *
+        """,
+        (_stamp(now),),
+    )
+    return _sorted(cursor)
+
+
+def list_jobs(
+    connection: sqlite3.Connection, *, state: JobState | None = None, library: str | None = None
+) -> list[Job]:
+    """Return the jobs, oldest first, only those in `state` and `library` when given."""
+    cursor = connection.execute(
+        """
+        SELECT * FROM jobs
+        WHERE (:state IS NULL OR state = :state) AND (:library IS NULL OR library = :library)
+        ORDER BY id
+        """,
+        {"state": None if state is None else str(state), "library": library},
+    )
+    return _all(cursor)
+
+
+def get(connection: sqlite3.Connection, job_id: int) -> Job | None:
+    return _one(connection.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)))
+
+
+def counts(connection: sqlite3.Connection) -> dict[JobState, int]:
+    """Return the number of jobs in each state, every state present (0 if none)."""
+    found = dict(connection.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
+    return {state: int(found.get(str(state), 0)) for state in JobState}
+
+
+def _stamp(moment: datetime) -> str:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"now must be an aware datetime (UTC), got the naive {moment!r}")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _tail(lines: Sequence[str]) -> str | None:
+    if isinstance(lines, str):  # a whole text is a Sequence[str] too: take its lines, not its characters
+        lines = lines.splitlines()
+    split = [piece for line in lines for piece in (line.splitlines() or [""])]
+    return "\n".join(split[-STDERR_LINES:]) or None
+
+
+def _refuse(connection: sqlite3.Connection, job_id: int, *, verb: str, allowed: Sequence[JobState]) -> NoReturn:
+    """Raise why job_id could not `verb`: it does not exist, is not in an `allowed` state, or
+    (for a retry) another job for the same file is active."""
+    job = get(connection, job_id)
+    if job is None:
+        raise JobNotFound(f"there is no job {job_id}")
+    if job.state not in allowed:
+        names = [str(state) for state in allowed]
+        either = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
+        raise JobStateError(f"job {job_id} is {job.state}; only a {either} job can {verb}")
+    other = connection.execute(
+        """
+        SELECT id, state FROM jobs
+        WHERE library = ? AND rel_path = ? AND id != ? AND state IN ('queued', 'running', 'failed')
+        ORDER BY id LIMIT 1
+        """,
+        (job.library, job.rel_path, job_id),
+    ).fetchone()
+    if other is not None:
+        raise JobStateError(f"job {job_id} cannot {verb}: job {other[0]} for the same file is {other[1]}")
+    raise JobStateError(f"job {job_id} changed while asked to {verb}; try again")
+
+
+def _all(cursor: sqlite3.Cursor) -> list[Job]:
+    """Return the cursor's rows (`SELECT *` or `RETURNING *`) as jobs, columns taken by name."""
+    if cursor.description is None:
+        return []
+    names = [column[0] for column in cursor.description]
+    pick = itemgetter(*(names.index(name) for name in _FIELDS))
+    return [_job(pick(row)) for row in cursor.fetchall()]
+
+
+def _job(picked: tuple[Any, ...]) -> Job:
+    values = list(picked)
+    values[_STATE] = JobState(values[_STATE])
+    return Job(*values)
+
+
+def _one(cursor: sqlite3.Cursor) -> Job | None:
+    jobs = _all(cursor)
+    return jobs[0] if jobs else None
+
+
+def _sorted(cursor: sqlite3.Cursor) -> list[Job]:
+    return sorted(_all(cursor), key=lambda job: job.id)

@@ -1,0 +1,298 @@
+"""The dispatcher: starts queued jobs when the gate admits one, and carries each to its end.
+
+A job's life here: mark running -> HandBrakeCLI writes `<archive>/.hb2r-partial/<id>.<ext>`
+-> verify (exit code, WorkDone, size, duration) -> in ONE transaction: ledger row, job done,
+and the atomic move into place. If the process dies between the move and the commit, the
+next pass finds an output with no ledger row and adopts it; if it dies before the move,
+the job is requeued at start and its temp file removed. Either way exactly one output.
+
+The gate is asked at most once a tick (TICK_SECONDS) and admits at most one job a tick, so
+the CPU a new encode adds is measured before the next is started. Progress is kept in
+memory and written to SQLite at most every PROGRESS_WRITE_SECONDS per job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agent import gate, publish
+from agent.config.models import Config, Library
+from agent.domain import LedgerEntry
+from agent.engine import EngineState
+from agent.handbrake.command import encode_argv
+from agent.handbrake.probe import media_duration
+from agent.handbrake.progress import Progress
+from agent.handbrake.runner import Encode
+from agent.resources import Sampler, cpu_count
+from agent.store import jobs, ledger, status
+from agent.store.db import transaction
+
+TICK_SECONDS = 2.0
+PROGRESS_WRITE_SECONDS = 5.0
+CANCEL_GRACE_SECONDS = 5.0
+
+
+@dataclass
+class Running:
+    job: jobs.Job
+    task: asyncio.Task[None] | None = None
+    encode: Encode | None = None
+    progress: float = 0.0
+    suspended: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+
+class Dispatcher:
+    def __init__(self, state: EngineState, *, log: Any, sampler: Sampler) -> None:
+        self.state = state
+        self.log = log
+        self.sampler = sampler
+        self.running: dict[int, Running] = {}
+        self.stopping = False
+        self._wake = asyncio.Event()
+        self._blocked: tuple[str, ...] = ()
+        self._cores = cpu_count()
+
+    def wake(self) -> None:
+        """Ask for a gate decision now (a pass queued work, a job ended)."""
+        self._wake.set()
+
+    async def loop(self) -> None:
+        """Tick until stopped; a failing tick is logged, never fatal."""
+        while not self.stopping:
+            try:
+                self.tick()
+            except Exception:
+                self.log.exception("dispatcher tick failed")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
+
+    def tick(self) -> None:
+        """Relieve memory pressure, then start at most one job if the gate admits it."""
+        if self.stopping:
+            return
+        config = self.state.config
+        sample = self.sampler.sample()
+        self._relieve_pressure(sample, config)
+        excluded = set(self.state.paused_libraries) | set(self.state.broken_libraries)
+        job = jobs.next_runnable(
+            self.state.connection,
+            now=datetime.now(UTC),
+            library_order=[library.name for library in config.libraries],
+            exclude_libraries=excluded,
+        )
+        if job is None:
+            self._set_blocked(())
+            return
+        library = _library(config, job.library)
+        source = library.source / job.rel_path
+        try:
+            source_size = source.stat().st_size
+        except OSError:
+            source_size = 0
+        verdict = gate.decide(
+            sample=sample,
+            limits=config.limits,
+            running=len(self.running),  # a suspended encode still holds its memory
+            cpu_count=self._cores,
+            minute_of_day=_minute_of_day(),
+            estimated_output=gate.estimate_output_size(source_size),
+            blocked_before=bool(self._blocked),
+        )
+        if not verdict.admit:
+            self._set_blocked(verdict.reasons)
+            return
+        self._set_blocked(())
+        job = jobs.mark_running(self.state.connection, job.id, now=datetime.now(UTC))
+        entry = Running(job)
+        self.running[job.id] = entry
+        entry.task = asyncio.create_task(self._run(entry), name=f"job-{job.id}")
+
+    async def stop(self) -> None:
+        """Stop admitting, stop every encode, requeue their jobs and remove their temp files."""
+        self.stopping = True
+        self._wake.set()
+        entries = list(self.running.values())
+        await asyncio.gather(
+            *(entry.encode.cancel(grace=CANCEL_GRACE_SECONDS) for entry in entries if entry.encode is not None),
+            return_exceptions=True,
+        )
+        tasks = [entry.task for entry in entries if entry.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=CANCEL_GRACE_SECONDS)
+        requeued = jobs.requeue_running(self.state.connection, now=datetime.now(UTC))
+        for job in requeued:
+            self.log.info("job requeued", job=job.id, library=job.library, path=job.rel_path, reason="agent stopping")
+        archive = self.state.config.paths.archive
+        if archive.is_dir():
+            publish.clean_partials(archive)
+
+    async def _run(self, entry: Running) -> None:
+        job = entry.job
+        try:
+            await self._encode(entry)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # a bug or an I/O error must fail the job, not the agent
+            self.log.exception("job crashed", job=job.id, library=job.library, path=job.rel_path)
+            self._fail(job, f"internal error: {error}", ())
+        finally:
+            self.running.pop(job.id, None)
+            self.wake()
+
+    async def _encode(self, entry: Running) -> None:
+        job, config = entry.job, self.state.config
+        library = _library(config, job.library)
+        preset = config.presets[library.preset]
+        archive = config.paths.archive
+        source = library.source / job.rel_path
+        source_stat = source.stat()
+        publish.prepare_partial_dir(archive)
+        temp = publish.partial_path(archive, job_id=job.id, extension=preset.extension)
+        argv = encode_argv(binary=config.handbrake.binary, preset=preset, source=source, output=temp)
+        reporter = _ProgressReporter(self, entry)
+        self.log.info("job started", job=job.id, library=job.library, path=job.rel_path, attempt=job.attempts + 1)
+        entry.encode = await Encode.start(argv, nice=config.limits.nice, on_progress=reporter)
+        result = await entry.encode.wait()
+        if result.cancelled or self.stopping:
+            temp.unlink(missing_ok=True)
+            return
+        output_size = temp.stat().st_size if temp.exists() else 0
+        durations: tuple[float | None, float | None] = (None, None)
+        if result.exit_code == 0 and output_size > 0:
+            durations = await asyncio.gather(
+                asyncio.to_thread(media_duration, source), asyncio.to_thread(media_duration, temp)
+            )
+        verification = publish.verify(
+            exit_code=result.exit_code,
+            work_done_error=result.work_done_error,
+            output_size=output_size,
+            source_duration=durations[0],
+            output_duration=durations[1],
+        )
+        if not verification.ok:
+            temp.unlink(missing_ok=True)
+            self._fail(job, verification.reason, result.stderr_tail)
+            return
+        self.log.info("job verified", job=job.id, library=job.library, path=job.rel_path, duration=durations[1])
+        self._publish(job, temp, source_stat.st_size, source_stat.st_mtime_ns)
+
+    def _publish(self, job: jobs.Job, temp: Path, size: int, mtime_ns: int) -> None:
+        connection, archive = self.state.connection, self.state.config.paths.archive
+        recorded = {entry.output_path for entry in ledger.load_entries(connection)}
+        entry = LedgerEntry(
+            job.library, job.rel_path, job.fingerprint, size, mtime_ns, job.preset_hash, job.output_path
+        )
+        try:
+            with transaction(connection):
+                ledger.forget(connection, library=job.library, rel_path=job.rel_path)
+                ledger.forget_output(connection, job.output_path)
+                ledger.record(connection, entry, encoded_at=datetime.now(UTC).isoformat())
+                jobs.mark_done(connection, job.id, now=datetime.now(UTC))
+                publish.publish(temp, archive / job.output_path, may_replace=job.output_path in recorded)
+        except publish.PublishConflict as error:
+            temp.unlink(missing_ok=True)
+            self._fail(job, f"conflict: {error}", ())
+            return
+        self.log.info("job published", job=job.id, library=job.library, path=job.rel_path, output=job.output_path)
+
+    def _fail(self, job: jobs.Job, reason: str, stderr_tail: tuple[str, ...] | list[str]) -> None:
+        failed = jobs.mark_failed(
+            self.state.connection,
+            job.id,
+            error=reason,
+            stderr_tail=list(stderr_tail),
+            retry=self.state.config.retry,
+            now=datetime.now(UTC),
+        )
+        event = "job dead" if failed.state == jobs.JobState.DEAD else "job failed"
+        self.log.warning(
+            event,
+            job=job.id,
+            library=job.library,
+            path=job.rel_path,
+            reason=reason,
+            attempts=failed.attempts,
+            retry_at=failed.not_before,
+        )
+
+    def _relieve_pressure(self, sample: gate.Sample, config: Config) -> None:
+        pressure = gate.memory_pressure(sample=sample, limits=config.limits, suspended=self._suspended_count())
+        active = [entry for entry in self.running.values() if entry.encode is not None]
+        if pressure.suspend:
+            candidates = [entry for entry in active if not entry.suspended]
+            if candidates:
+                newest = max(candidates, key=lambda entry: entry.started)
+                assert newest.encode is not None  # noqa: S101 - filtered above
+                newest.encode.suspend()
+                newest.suspended = True
+                self.log.warning("job suspended", job=newest.job.id, reason=pressure.reason)
+        elif pressure.resume:
+            suspended = [entry for entry in active if entry.suspended]
+            if suspended:
+                oldest = min(suspended, key=lambda entry: entry.started)
+                assert oldest.encode is not None  # noqa: S101 - filtered above
+                oldest.encode.resume()
+                oldest.suspended = False
+                self.log.info("job resumed", job=oldest.job.id, reason=pressure.reason)
+
+    def _suspended_count(self) -> int:
+        return sum(1 for entry in self.running.values() if entry.suspended)
+
+    def _set_blocked(self, reasons: tuple[str, ...]) -> None:
+        if reasons == self._blocked:
+            return
+        if reasons:
+            self.log.warning("jobs held back", reasons=list(reasons))
+        elif self._blocked:
+            self.log.info("jobs may start again")
+        self._blocked = reasons
+        status.set_gate(self.state.connection, reasons=reasons, now=datetime.now(UTC))
+
+
+class _ProgressReporter:
+    """Keeps a job's progress in memory; writes it to SQLite now and then and logs every 10 %."""
+
+    def __init__(self, dispatcher: Dispatcher, entry: Running) -> None:
+        self.dispatcher = dispatcher
+        self.entry = entry
+        self.written_at = 0.0
+        self.logged_decile = 0
+
+    def __call__(self, progress: Progress) -> None:
+        entry = self.entry
+        entry.progress = progress.overall_percent
+        clock = time.monotonic()
+        if clock - self.written_at >= PROGRESS_WRITE_SECONDS:
+            self.written_at = clock
+            jobs.record_progress(
+                self.dispatcher.state.connection, entry.job.id, progress=entry.progress, now=datetime.now(UTC)
+            )
+        decile = int(entry.progress // 10)
+        if decile > self.logged_decile:
+            self.logged_decile = decile
+            self.dispatcher.log.info(
+                "job progress",
+                job=entry.job.id,
+                library=entry.job.library,
+                path=entry.job.rel_path,
+                percent=round(entry.progress, 1),
+                fps=progress.fps,
+                eta_seconds=progress.eta_seconds,
+            )
+
+
+def _library(config: Config, name: str) -> Library:
+    return next(library for library in config.libraries if library.name == name)
+
+
+def _minute_of_day() -> int:
+    local = datetime.now().astimezone()  # windows are in the host's local time
+    return local.hour * 60 + local.minute

@@ -1,0 +1,336 @@
+"""`hb2r jobs` and `hb2r retry` as real processes on a real state database.
+
+The queue is filled through the store as the engine would; the tests look at what an
+operator sees (exit code, output) and, for `retry`, at what the database holds afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agent.config.models import Retry
+from agent.store import jobs
+from agent.store.db import DATABASE_NAME, open_database
+from agent.store.jobs import Job, JobState
+
+REPO = Path(__file__).resolve().parents[2]
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+RETRY = Retry(attempts=2, backoff=timedelta(seconds=30), max_backoff=timedelta(hours=1))
+FAR_FUTURE = datetime(2999, 1, 1, tzinfo=UTC)
+
+CONFIG = """\
+version: 1
+paths:
+  archive: archive
+  state_dir: state
+libraries:
+  - {name: tv, source: tv, output: TV, preset: tv}
+  - {name: movies, source: movies, output: Movies, preset: tv}
+presets:
+  tv: {handbrake: Fast 1080p30}
+"""
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    for folder in ("archive", "tv", "movies"):
+        (tmp_path / folder).mkdir()
+    path = tmp_path / "config.yaml"
+    path.write_text(CONFIG)
+    return path
+
+
+@pytest.fixture
+def database(config: Path) -> Iterator[sqlite3.Connection]:
+    """The state database, open as a running agent would hold it."""
+    connection = open_database(config.parent / "state")
+    yield connection
+    connection.close()
+
+
+def hb2r(*arguments: str) -> subprocess.CompletedProcess[str]:
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("HB2R_")}
+    finished = subprocess.run(
+        [sys.executable, "-m", "agent", *arguments],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=environment,
+        timeout=120,
+        check=False,
+    )
+    assert "Traceback" not in finished.stdout + finished.stderr
+    return finished
+
+
+def enqueue(connection: sqlite3.Connection, rel_path: str, *, library: str = "tv", fingerprint: str = "") -> Job:
+    job = jobs.enqueue(
+        connection,
+        library=library,
+        rel_path=rel_path,
+        fingerprint=fingerprint or f"100:{rel_path}",
+        preset_hash="p1",
+        output_path=f"{library}/{rel_path}",
+        reason="new",
+        now=T0,
+    )
+    assert job is not None
+    return job
+
+
+def fail(connection: sqlite3.Connection, job: Job, error: str, *, now: datetime = T0) -> Job:
+    jobs.mark_running(connection, job.id, now=now)
+    return jobs.mark_failed(connection, job.id, error=error, stderr_tail=["x264 [error]"], retry=RETRY, now=now)
+
+
+def fill(connection: sqlite3.Connection) -> dict[str, Job]:
+    """Queue one job in each interesting state; return them by state name."""
+    queued = enqueue(connection, "Show/S01E01.mkv")
+    running = enqueue(connection, "Show/S01E02.mkv")
+    jobs.mark_running(connection, running.id, now=T0)
+    jobs.record_progress(connection, running.id, progress=42.5, now=T0)
+    failed = fail(connection, enqueue(connection, "Show/S01E03.mkv"), "HandBrakeCLI exited with 3", now=FAR_FUTURE)
+    dead = enqueue(connection, "Film (2020).mkv", library="movies")
+    for _ in range(RETRY.attempts):
+        dead = fail(connection, dead, "output is 0.5 s long, the source 1.0 s\nsecond line")
+    return {"queued": queued, "running": running, "failed": failed, "dead": dead}
+
+
+def files_in(folder: Path) -> dict[str, str]:
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(folder.iterdir())}
+
+
+def test_jobs_lists_every_job_with_what_it_is_waiting_for(config: Path, database: sqlite3.Connection) -> None:
+    fill(database)
+
+    finished = hb2r("jobs", str(config))
+
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.splitlines() == [
+        "ID  STATE    ATTEMPTS  LIBRARY  PATH             PROGRESS  DETAIL",
+        "1   queued   0         tv       Show/S01E01.mkv",
+        "2   running  0         tv       Show/S01E02.mkv  42.5%",
+        "3   failed   1         tv       Show/S01E03.mkv            "
+        "retry after 2999-01-01 00:00:30 UTC: HandBrakeCLI exited with 3",
+        "4   dead     2         movies   Film (2020).mkv            output is 0.5 s long, the source 1.0 s",
+        "4 jobs: 1 queued, 1 running, 1 failed, 1 dead",
+    ]
+
+
+def test_a_failed_job_past_its_backoff_shows_it_is_due(config: Path, database: sqlite3.Connection) -> None:
+    fail(database, enqueue(database, "Show/S01E01.mkv"), "HandBrakeCLI exited with 3", now=T0)
+
+    finished = hb2r("jobs", str(config))
+
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.splitlines()[1].endswith("due since 2024-05-01 12:00:30 UTC: HandBrakeCLI exited with 3")
+
+
+@pytest.mark.parametrize(
+    "options, expected_ids, summary",
+    [
+        pytest.param(["--state", "dead"], [4], "1 job: 1 dead", id="the-state-filter-shows-only-dead-jobs"),
+        pytest.param(["--library", "tv"], [1, 2, 3], "3 jobs: 1 queued, 1 running, 1 failed", id="one-library"),
+        pytest.param(["--state", "failed", "--library", "tv"], [3], "1 job: 1 failed", id="both-filters-together"),
+    ],
+)
+def test_jobs_filters_by_state_and_library(
+    config: Path, database: sqlite3.Connection, options: list[str], expected_ids: list[int], summary: str
+) -> None:
+    fill(database)
+
+    finished = hb2r("jobs", *options, str(config))
+
+    assert finished.returncode == 0, finished.stderr
+    lines = finished.stdout.splitlines()
+    assert [int(line.split()[0]) for line in lines[1:-1]] == expected_ids
+    assert lines[-1] == summary
+
+
+def test_jobs_says_so_when_no_job_matches(config: Path, database: sqlite3.Connection) -> None:
+    fill(database)
+
+    finished = hb2r("jobs", "--state", "cancelled", "--library", "movies", str(config))
+
+    assert finished.returncode == 0
+    assert finished.stdout == "No cancelled jobs in library movies.\n"
+
+
+def test_jobs_json_has_every_field_of_every_job(config: Path, database: sqlite3.Connection) -> None:
+    made = fill(database)
+
+    finished = hb2r("jobs", "--json", str(config))
+
+    assert finished.returncode == 0, finished.stderr
+    listed = json.loads(finished.stdout)["jobs"]
+    assert [job["state"] for job in listed] == ["queued", "running", "failed", "dead"]
+    dead = listed[3]
+    assert dead == {**dead, "id": made["dead"].id, "attempts": 2, "library": "movies", "rel_path": "Film (2020).mkv"}
+    assert dead["error"] == "output is 0.5 s long, the source 1.0 s\nsecond line"
+    assert dead["stderr_tail"] == "x264 [error]"
+    assert listed[1]["progress"] == 42.5
+    assert listed[2]["not_before"] == "2999-01-01T00:00:30.000000+00:00"
+    assert set(dead) == set(Job.__dataclass_fields__)
+
+
+def test_jobs_on_a_missing_database_says_there_are_none_and_creates_nothing(config: Path) -> None:
+    finished = hb2r("jobs", str(config))
+    as_json = hb2r("jobs", "--json", str(config))
+
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.startswith("No jobs: there is no state database at ")
+    assert as_json.returncode == 0
+    assert json.loads(as_json.stdout) == {"held_back": [], "jobs": []}
+    assert not (config.parent / "state").exists()
+
+
+def test_jobs_writes_nothing_to_a_stopped_agents_database(config: Path) -> None:
+    connection = open_database(config.parent / "state")
+    fill(connection)
+    connection.close()
+    before = files_in(config.parent / "state")
+    assert list(before) == [DATABASE_NAME]
+
+    finished = hb2r("jobs", str(config))
+
+    assert finished.returncode == 0, finished.stderr
+    assert files_in(config.parent / "state") == before  # no -wal, no -shm, same bytes
+
+
+def test_jobs_sees_what_a_running_agent_just_wrote(config: Path, database: sqlite3.Connection) -> None:
+    fill(database)
+    latest = enqueue(database, "Show/S01E04.mkv")  # committed, still only in the agent's WAL
+
+    finished = hb2r("jobs", "--state", "queued", str(config))
+
+    assert finished.returncode == 0, finished.stderr
+    rows = [line.split() for line in finished.stdout.splitlines()]
+    assert [str(latest.id), "queued", "0", "tv", "Show/S01E04.mkv"] in rows
+    enqueue(database, "Show/S01E05.mkv")  # and the agent can still write
+
+
+def test_an_unknown_state_is_refused_with_the_list_of_states(config: Path) -> None:
+    finished = hb2r("jobs", "--state", "paused", str(config))
+
+    assert finished.returncode == 2
+    assert "unknown state 'paused' (choose from queued, running, done, failed, dead, cancelled)" in finished.stderr
+    assert not (config.parent / "state").exists()
+
+
+def test_the_help_of_jobs_names_every_state() -> None:
+    finished = hb2r("jobs", "--help")
+
+    text = " ".join(finished.stdout.split())
+    assert all(str(state) in text for state in JobState)
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        pytest.param(["--dead", "CONFIG"], id="dead-then-config"),
+        pytest.param(["CONFIG", "--dead"], id="config-then-dead"),
+    ],
+)
+def test_retry_dead_requeues_every_dead_job(config: Path, database: sqlite3.Connection, order: list[str]) -> None:
+    made = fill(database)
+    superseded = enqueue(database, "Old.mkv", fingerprint="1:old")
+    for _ in range(RETRY.attempts):
+        superseded = fail(database, superseded, "broken")
+    newer = enqueue(database, "Old.mkv", fingerprint="2:new")
+
+    finished = hb2r("retry", *(str(config) if part == "CONFIG" else part for part in order))
+
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.splitlines() == [
+        f"Requeued job {made['dead'].id} (movies: Film (2020).mkv), was dead: output is 0.5 s long, the source 1.0 s",
+        "Left 1 dead job as they are: another job for the same file supersedes them.",
+    ]
+    requeued = jobs.get(database, made["dead"].id)
+    assert requeued is not None
+    assert (requeued.state, requeued.attempts) == (JobState.QUEUED, 0)
+    assert requeued.error == made["dead"].error  # kept until it runs
+    assert jobs.get(database, superseded.id) == superseded
+    assert jobs.get(database, newer.id) == newer
+
+
+def test_retry_of_one_failed_job_runs_it_without_waiting(config: Path, database: sqlite3.Connection) -> None:
+    failed = fill(database)["failed"]
+
+    finished = hb2r("retry", str(failed.id), str(config))
+
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout == (
+        f"Requeued job {failed.id} (tv: Show/S01E03.mkv), was failed: HandBrakeCLI exited with 3\n"
+    )
+    assert jobs.next_runnable(database, now=T0, library_order=["tv"]) == jobs.get(database, 1)  # older first
+    requeued = jobs.get(database, failed.id)
+    assert requeued is not None
+    assert (requeued.state, requeued.attempts, requeued.not_before) == (JobState.QUEUED, 0, None)
+
+
+@pytest.mark.parametrize(
+    "job, message",
+    [
+        pytest.param("999", "error: there is no job 999; nothing was requeued", id="an-unknown-job"),
+        pytest.param(
+            "1",
+            "error: job 1 is queued; only a dead, failed or cancelled job can be retried; nothing was requeued",
+            id="a-queued-job",
+        ),
+        pytest.param(
+            "2",
+            "error: job 2 is running; only a dead, failed or cancelled job can be retried; nothing was requeued",
+            id="a-running-job",
+        ),
+    ],
+)
+def test_retry_of_a_job_that_cannot_be_retried_fails_and_changes_nothing(
+    config: Path, database: sqlite3.Connection, job: str, message: str
+) -> None:
+    fill(database)
+    before = jobs.list_jobs(database)
+
+    finished = hb2r("retry", job, str(config))
+
+    assert finished.returncode == 1
+    assert message in finished.stderr.splitlines()
+    assert finished.stdout == ""
+    assert jobs.list_jobs(database) == before
+
+
+def test_retry_without_a_database_makes_none(config: Path) -> None:
+    one = hb2r("retry", "3", str(config))
+    dead = hb2r("retry", "--dead", str(config))
+
+    assert one.returncode == 1
+    assert "error: there is no job 3 (no state database at " in one.stderr
+    assert dead.returncode == 0, dead.stderr
+    assert dead.stdout == "No dead jobs to retry.\n"
+    assert not (config.parent / "state").exists()
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        pytest.param(["retry"], "give the JOB_ID of a job to retry", id="neither-a-job-nor-dead"),
+        pytest.param(["retry", "--dead", "5", "CONFIG"], "give either JOB_ID or --dead, not both", id="both"),
+        pytest.param(["retry", "first", "CONFIG"], "JOB_ID must be a job's number", id="a-job-id-that-is-no-number"),
+    ],
+)
+def test_retry_needs_exactly_one_of_a_job_id_and_dead(config: Path, arguments: list[str], message: str) -> None:
+    finished = hb2r(*(str(config) if part == "CONFIG" else part for part in arguments))
+
+    assert finished.returncode == 2
+    assert "usage: hb2r retry [-h] (JOB_ID | --dead) [CONFIG]" in finished.stderr
+    assert message in finished.stderr
+    assert not (config.parent / "state").exists()

@@ -1,0 +1,71 @@
+"""verify(): when an encode counts as whole, and what the operator is told when it does not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from agent.publish import Verification, verify
+
+# A 4 s clip that HandBrakeCLI encoded to a 4.04 s output of 350 kB, reporting success.
+GOOD: dict[str, Any] = {
+    "exit_code": 0,
+    "work_done_error": 0,
+    "output_size": 350_000,
+    "source_duration": 4.0,
+    "output_duration": 4.04,
+}
+
+
+def case(*, ok: bool, says: str, id: str, **changes: Any) -> Any:
+    """One row: GOOD with some facts changed, whether it passes, and words its reason must contain."""
+    return pytest.param({**GOOD, **changes}, ok, says, id=id)
+
+
+@pytest.mark.parametrize(
+    "facts, ok, says",
+    [
+        case(ok=True, says="4.0 s long for a 4.0 s source", id="a-finished-encode-of-full-length-is-accepted"),
+        case(exit_code=2, ok=False, says="exited with code 2", id="a-non-zero-exit-is-rejected"),
+        case(work_done_error=3, ok=False, says="WorkDone error 3", id="exit-0-with-a-workdone-error-is-rejected"),
+        case(work_done_error=None, ok=False, says="never reported WorkDone", id="exit-0-without-workdone-is-rejected"),
+        case(output_size=0, ok=False, says="output is empty", id="an-empty-output-is-rejected"),
+        case(output_duration=2.0, ok=False, says="truncated source?", id="a-truncated-encode-is-rejected"),
+        case(output_duration=3.1, ok=True, says="3.1 s long", id="a-short-clip-within-one-second-is-accepted"),
+        case(
+            source_duration=3600.0, output_duration=3590.0, ok=True, says="3590.0 s", id="a-long-film-within-2pc-passes"
+        ),
+        case(
+            source_duration=3600.0,
+            output_duration=3500.0,
+            ok=False,
+            says="allowed difference 72.0 s",
+            id="a-long-film-100-s-short-is-rejected",
+        ),
+        case(output_duration=9.0, ok=False, says="longer than its source", id="an-output-longer-than-its-source-fails"),
+        case(source_duration=None, ok=False, says="source duration is unknown", id="an-unknown-source-length-fails"),
+        case(output_duration=None, ok=False, says="output duration is unknown", id="an-unreadable-output-fails"),
+        case(output_duration=float("nan"), ok=False, says="output duration is unknown", id="a-nan-duration-fails"),
+    ],
+)
+def test_verify(facts: dict[str, Any], ok: bool, says: str) -> None:
+    verification = verify(**facts)
+
+    assert verification.ok is ok
+    assert says in verification.reason
+
+
+def test_a_truncated_encode_is_explained_with_the_numbers() -> None:
+    verification = verify(**{**GOOD, "output_duration": 1.0})
+
+    assert verification == Verification(
+        ok=False,
+        reason="output is 1.0 s long but the source is 4.0 s (allowed difference 1.0 s): truncated source?",
+    )
+
+
+def test_the_first_failing_check_is_the_one_reported() -> None:
+    verification = verify(exit_code=1, work_done_error=None, output_size=0, source_duration=None, output_duration=None)
+
+    assert verification.reason == "HandBrakeCLI exited with code 1"
