@@ -7,8 +7,9 @@ PYTHON ?= python3
 .PHONY: run test lint system-packages demo bench clean
 
 run: system-packages $(VENV)/.installed demo
-	@echo "hb2r plan examples/demo.yaml (exit 2 means: changes pending)"
 	@$(BIN)/hb2r plan examples/demo.yaml || [ $$? -eq 2 ]
+	@echo "Starting the agent on the demo library; stop it with Ctrl-C. Output goes to demo/archive/."
+	@$(BIN)/hb2r run examples/demo.yaml
 
 test: system-packages $(VENV)/.installed-test
 	$(MAKE) --no-print-directory lint

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from agent import gate, publish
 from agent.config.models import Config, Library
@@ -29,13 +29,17 @@ from agent.handbrake.command import encode_argv
 from agent.handbrake.probe import media_duration
 from agent.handbrake.progress import Progress
 from agent.handbrake.runner import Encode
-from agent.resources import Sampler, cpu_count
+from agent.resources import cpu_count
 from agent.store import jobs, ledger, status
 from agent.store.db import transaction
 
 TICK_SECONDS = 2.0
 PROGRESS_WRITE_SECONDS = 5.0
 CANCEL_GRACE_SECONDS = 5.0
+
+
+class SampleSource(Protocol):
+    def sample(self) -> gate.Sample: ...
 
 
 @dataclass
@@ -49,7 +53,7 @@ class Running:
 
 
 class Dispatcher:
-    def __init__(self, state: EngineState, *, log: Any, sampler: Sampler) -> None:
+    def __init__(self, state: EngineState, *, log: Any, sampler: SampleSource) -> None:
         self.state = state
         self.log = log
         self.sampler = sampler
