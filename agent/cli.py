@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING
 from agent import __version__
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from agent.config import Loaded
     from agent.store.jobs import Job, JobState
 
@@ -227,6 +225,7 @@ def _jobs(arguments: argparse.Namespace) -> int:
     from dataclasses import asdict
     from datetime import UTC, datetime
 
+    from agent.render_jobs import jobs_table
     from agent.store.db import StateError, database_path, open_readonly
     from agent.store.jobs import list_jobs
     from agent.store.status import gate_reasons
@@ -263,7 +262,7 @@ def _jobs(arguments: argparse.Namespace) -> int:
         where = f" in library {arguments.library}" if arguments.library else ""
         print(f"No{only} jobs{where}.")
     else:
-        sys.stdout.write(_jobs_table(found, now=datetime.now(UTC)))
+        sys.stdout.write(jobs_table(found, now=datetime.now(UTC)))
     return EXIT_OK
 
 
@@ -277,64 +276,11 @@ def _job_state(value: str) -> JobState:
         raise argparse.ArgumentTypeError(f"unknown state {value!r} (choose from {known})") from None
 
 
-def _jobs_table(found: Sequence[Job], *, now: datetime) -> str:
-    """Return the jobs as an aligned table with a count by state below it."""
-    from collections import Counter
-
-    from agent.store.jobs import JobState
-
-    header = ("ID", "STATE", "ATTEMPTS", "LIBRARY", "PATH", "PROGRESS", "DETAIL")
-    rows = [header] + [
-        (
-            str(job.id),
-            str(job.state),
-            str(job.attempts),
-            _printable(job.library),
-            _printable(job.rel_path),
-            "" if job.progress is None else f"{job.progress:.1f}%",
-            _job_detail(job, now=now),
-        )
-        for job in found
-    ]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(header) - 1)]
-    lines = [
-        "  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[-1]]).rstrip()
-        for row in rows
-    ]
-    by_state = Counter(job.state for job in found)
-    summary = ", ".join(f"{by_state[state]} {state}" for state in JobState if by_state[state])
-    lines.append(f"{_count(len(found), 'job')}: {summary}")
-    return "\n".join(lines) + "\n"
-
-
-def _job_detail(job: Job, *, now: datetime) -> str:
-    """Return when a failed job runs again and why it failed, a dead job's error, or a retried job's last one."""
-    from datetime import datetime
-
-    error = _first_line(job.error)
-    if job.state == "failed" and job.not_before is not None:
-        when = datetime.fromisoformat(job.not_before)
-        due = f"{'due since' if when <= now else 'retry after'} {when:%Y-%m-%d %H:%M:%S} UTC"
-        return f"{due}: {error}" if error else due
-    if job.state in ("failed", "dead"):
-        return error
-    return f"last error: {error}" if error and job.state in ("queued", "cancelled") else ""
-
-
-def _first_line(text: str | None) -> str:
-    lines = (text or "").strip().splitlines()
-    return _printable(lines[0]) if lines else ""
-
-
-def _printable(text: str) -> str:
-    """Return text with control characters escaped, so that a strange file name cannot break a table."""
-    return text if text.isprintable() else "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
-
-
 def _retry(arguments: argparse.Namespace) -> int:
     import sqlite3
     from datetime import UTC, datetime
 
+    from agent.render_jobs import first_line, printable
     from agent.store import jobs
     from agent.store.db import StateError, database_path, open_database, transaction
 
@@ -379,8 +325,8 @@ def _retry(arguments: argparse.Namespace) -> int:
         return EXIT_ERROR
     for job in requeued:
         was = before[job.id]
-        reason = f": {_first_line(was.error)}" if _first_line(was.error) else ""
-        print(f"Requeued job {job.id} ({_printable(job.library)}: {_printable(job.rel_path)}), was {was.state}{reason}")
+        reason = f": {first_line(was.error)}" if first_line(was.error) else ""
+        print(f"Requeued job {job.id} ({printable(job.library)}: {printable(job.rel_path)}), was {was.state}{reason}")
     if job_id is None and not requeued and not left:
         print("No dead jobs to retry.")
     if left:

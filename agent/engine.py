@@ -74,9 +74,7 @@ async def reconcile(state: EngineState, *, log: Any, now: Callable[[], datetime]
     to_queue = [action for action in result.actions if isinstance(action, Transcode)]
     adoptions = [action for action in result.actions if isinstance(action, Adopt)]
     candidates: list[Transcode | Adopt] = [*to_queue[:ENQUEUE_BUDGET], *adoptions]
-    wanted = {
-        (action.library, action.source.rel_path) for action in candidates if action.source.fingerprint is None
-    }
+    wanted = {(action.library, action.source.rel_path) for action in candidates if action.source.fingerprint is None}
     observation = await asyncio.to_thread(with_fingerprints, config, observation, wanted, remembered)
     fingerprints = {
         (name, source.rel_path): source.fingerprint

@@ -6,8 +6,8 @@ may only ever appear under its final name complete and verified:
 
 - HandBrakeCLI writes into `<archive>/.hb2r-partial/`, which is listed in the share's
   `.sync/IgnoreList`, so Resilio never sends what is still being written;
-- `verify()` accepts an encode only if HandBrakeCLI says it succeeded *and* the output is
-  as long as the source: a truncated source still makes HandBrakeCLI exit 0;
+- `agent.verify.verify()` accepts an encode only if HandBrakeCLI says it succeeded *and*
+  the output is as long as the source: a truncated source still makes HandBrakeCLI exit 0;
 - the verified file is fsynced, renamed into place (atomic, because the partial folder is
   on the archive's file system) and its folder fsynced: the same-file-system temp, fsync,
   `os.replace` pattern ansible-runner uses for its artifacts. After a crash the final path
@@ -25,13 +25,10 @@ from __future__ import annotations
 import codecs
 import contextlib
 import errno
-import math
 import os
 import stat
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeGuard
 
 PARTIAL_DIR = ".hb2r-partial"
 SYNC_DIR = ".sync"
@@ -40,7 +37,6 @@ IGNORE_LIST = "IgnoreList"
 RESERVED_DIRS = (PARTIAL_DIR, SYNC_DIR)
 
 # HandBrake's hb_error_code (libhb/common.h), which --json reports as WorkDone.Error.
-_HANDBRAKE_ERRORS = {1: "cancelled", 2: "wrong input", 3: "initialisation failed", 4: "unknown error", 5: "read error"}
 # How link() says the file system has no hard links (FAT, exFAT, some FUSE and SMB mounts).
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
@@ -55,55 +51,9 @@ class UnsafePath(PublishConflict):
     conflicts report this too."""
 
 
-@dataclass(frozen=True)
-class Verification:
-    ok: bool
-    reason: str
-
-
 def partial_path(archive: Path, *, job_id: int, extension: str) -> Path:
     """Given a job and its container's extension ('.mkv'), return where HandBrakeCLI writes its output."""
     return archive / PARTIAL_DIR / f"{job_id}{extension}"
-
-
-def verify(
-    *,
-    exit_code: int,
-    work_done_error: int | None,
-    output_size: int,
-    source_duration: float | None,
-    output_duration: float | None,
-) -> Verification:
-    """Given what HandBrakeCLI reported and what the files measure, return whether the encode is whole.
-
-    `work_done_error` is None when HandBrakeCLI never reported WorkDone; a duration is None
-    when it could not be measured. The durations must agree within max(1 s, 2 % of the source).
-    """
-    if exit_code != 0:
-        return Verification(False, f"HandBrakeCLI exited with code {exit_code}")
-    if work_done_error is None:
-        return Verification(False, "HandBrakeCLI exited 0 but never reported WorkDone: the encode did not finish")
-    if work_done_error != 0:
-        meaning = _HANDBRAKE_ERRORS.get(work_done_error, "unknown code")
-        return Verification(False, f"HandBrakeCLI exited 0 but reported WorkDone error {work_done_error} ({meaning})")
-    if output_size <= 0:
-        return Verification(False, f"output is empty ({output_size} bytes)")
-    if not _measured(source_duration):
-        return Verification(False, "source duration is unknown: cannot tell whether the output is complete")
-    if not _measured(output_duration):
-        return Verification(False, "output duration is unknown: the output is not a readable video")
-    allowed = max(1.0, 0.02 * source_duration)
-    difference = output_duration - source_duration
-    if abs(difference) > allowed:
-        cause = "truncated source?" if difference < 0 else "output longer than its source?"
-        return Verification(
-            False,
-            f"output is {output_duration:.1f} s long but the source is {source_duration:.1f} s "
-            f"(allowed difference {allowed:.1f} s): {cause}",
-        )
-    return Verification(
-        True, f"output is {output_duration:.1f} s long for a {source_duration:.1f} s source, {output_size} bytes"
-    )
 
 
 def is_inside_archive(archive: Path, path: Path) -> bool:
@@ -209,6 +159,13 @@ def move_output(archive: Path, old_rel: str, new_rel: str, *, may_replace: bool 
     _remove_emptied_folders(archive, old.parent)
 
 
+def discard_partial(temp: Path) -> None:
+    """Remove one temp file of a failed or stopped encode; refuse any path outside `.hb2r-partial`."""
+    if temp.parent.name != PARTIAL_DIR or temp.parent.is_symlink():
+        raise UnsafePath(f"refusing to remove {temp}: it is not in a {PARTIAL_DIR} folder")
+    temp.unlink(missing_ok=True)
+
+
 def clean_partials(archive: Path) -> list[Path]:
     """Given the archive, delete what interrupted encodes left in its partial folder; return the removed files.
 
@@ -228,10 +185,6 @@ def clean_partials(archive: Path) -> list[Path]:
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
     return sorted(removed)
-
-
-def _measured(duration: float | None) -> TypeGuard[float]:
-    return duration is not None and math.isfinite(duration) and duration >= 0
 
 
 def _require_inside(archive: Path, path: Path) -> None:

@@ -32,6 +32,7 @@ from agent.handbrake.runner import Encode
 from agent.resources import cpu_count
 from agent.store import jobs, ledger, status
 from agent.store.db import transaction
+from agent.verify import verify
 
 TICK_SECONDS = 2.0
 PROGRESS_WRITE_SECONDS = 5.0
@@ -166,7 +167,7 @@ class Dispatcher:
         entry.encode = await Encode.start(argv, nice=config.limits.nice, on_progress=reporter)
         result = await entry.encode.wait()
         if result.cancelled or self.stopping:
-            temp.unlink(missing_ok=True)
+            publish.discard_partial(temp)
             return
         output_size = temp.stat().st_size if temp.exists() else 0
         durations: tuple[float | None, float | None] = (None, None)
@@ -174,7 +175,7 @@ class Dispatcher:
             durations = await asyncio.gather(
                 asyncio.to_thread(media_duration, source), asyncio.to_thread(media_duration, temp)
             )
-        verification = publish.verify(
+        verification = verify(
             exit_code=result.exit_code,
             work_done_error=result.work_done_error,
             output_size=output_size,
@@ -182,7 +183,7 @@ class Dispatcher:
             output_duration=durations[1],
         )
         if not verification.ok:
-            temp.unlink(missing_ok=True)
+            publish.discard_partial(temp)
             self._fail(job, verification.reason, result.stderr_tail)
             return
         self.log.info("job verified", job=job.id, library=job.library, path=job.rel_path, duration=durations[1])
@@ -202,7 +203,7 @@ class Dispatcher:
                 jobs.mark_done(connection, job.id, now=datetime.now(UTC))
                 publish.publish(temp, archive / job.output_path, may_replace=job.output_path in recorded)
         except publish.PublishConflict as error:
-            temp.unlink(missing_ok=True)
+            publish.discard_partial(temp)
             self._fail(job, f"conflict: {error}", ())
             return
         self.log.info("job published", job=job.id, library=job.library, path=job.rel_path, output=job.output_path)

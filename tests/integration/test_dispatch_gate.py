@@ -37,9 +37,10 @@ class FakeSampler:
         return Sample(cpu_percent=5.0, memory_percent=20.0, available_memory=8 * GIB, archive_free=self.archive_free)
 
 
-def test_low_archive_space_holds_jobs_back_with_the_reason_shown_then_they_run(tmp_path: Path) -> None:
+def make_library(root: Path, *, seconds: int, size: str, preset: str, limits: str) -> Path:
+    """Make a one-clip library and its config under root; return the config's path."""
     for folder in ("tv", "archive"):
-        (tmp_path / folder).mkdir()
+        (root / folder).mkdir()
     subprocess.run(
         [
             "ffmpeg",
@@ -49,24 +50,31 @@ def test_low_archive_space_holds_jobs_back_with_the_reason_shown_then_they_run(t
             "-f",
             "lavfi",
             "-i",
-            "testsrc2=size=320x180:rate=25",
+            f"testsrc2=size={size}:rate=25",
             "-t",
-            "1",
+            str(seconds),
             "-c:v",
             "libx264",
             "-preset",
             "ultrafast",
-            str(tmp_path / "tv/clip.mkv"),
+            str(root / "tv" / "clip.mkv"),
         ],
         check=True,
     )
-    config_path = tmp_path / "config.yaml"
+    config_path = root / "config.yaml"
     config_path.write_text(
         "version: 1\n"
         "paths: {archive: archive, state_dir: state}\n"
         "libraries: [{name: tv, source: tv, output: TV, preset: tv, stable_after: 0s}]\n"
-        "presets: {tv: {handbrake: 'Very Fast 480p30'}}\n"
-        "limits: {min_free_disk: 5GiB, max_jobs: 1}\n"
+        f"presets: {{tv: {{handbrake: '{preset}'}}}}\n"
+        f"limits: {limits}\n"
+    )
+    return config_path
+
+
+def test_low_archive_space_holds_jobs_back_with_the_reason_shown_then_they_run(tmp_path: Path) -> None:
+    config_path = make_library(
+        tmp_path, seconds=1, size="320x180", preset="Very Fast 480p30", limits="{min_free_disk: 5GiB, max_jobs: 1}"
     )
     config = load_config(config_path).config
     stream = io.StringIO()
@@ -118,35 +126,12 @@ def test_low_archive_space_holds_jobs_back_with_the_reason_shown_then_they_run(t
 def test_memory_pressure_pauses_the_running_encode_and_resumes_it_later(tmp_path: Path) -> None:
     import psutil
 
-    for folder in ("tv", "archive"):
-        (tmp_path / folder).mkdir()
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=640x360:rate=25",
-            "-t",
-            "20",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            str(tmp_path / "tv/long.mkv"),
-        ],
-        check=True,
-    )
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(
-        "version: 1\n"
-        "paths: {archive: archive, state_dir: state}\n"
-        "libraries: [{name: tv, source: tv, output: TV, preset: tv, stable_after: 0s}]\n"
-        "presets: {tv: {handbrake: 'Fast 1080p30'}}\n"
-        "limits: {min_free_disk: 1MiB, min_free_memory: 1GiB, memory_percent: 80, max_jobs: 1}\n"
+    config_path = make_library(
+        tmp_path,
+        seconds=20,
+        size="640x360",
+        preset="Fast 1080p30",
+        limits="{min_free_disk: 1MiB, min_free_memory: 1GiB, memory_percent: 80, max_jobs: 1}",
     )
     config = load_config(config_path).config
     logs.configure(stream=io.StringIO(), json=True)

@@ -19,14 +19,15 @@ from agent.publish import (
     PublishConflict,
     UnsafePath,
     clean_partials,
+    discard_partial,
     ensure_ignore_listed,
     is_inside_archive,
     move_output,
     partial_path,
     prepare_partial_dir,
     publish,
-    verify,
 )
+from agent.verify import verify
 
 ENCODE = b"\x1a\x45\xdf\xa3 a whole, verified encode"
 
@@ -479,3 +480,20 @@ def test_a_truncated_clip_exits_0_but_is_rejected_and_nothing_is_published(
     assert exit_code == 0  # HandBrakeCLI reports success: only the duration check catches this
     assert "truncated" in reason
     assert tree(archive) == {}
+
+
+def test_discarding_a_temp_file_removes_it_and_refuses_anything_outside_the_partial_folder(tmp_path: Path) -> None:
+    folder = prepare_partial_dir(tmp_path)
+    temp = folder / "7.mkv"
+    temp.write_bytes(ENCODE)
+    outside = tmp_path / "TV" / "7.mkv"
+    outside.parent.mkdir()
+    outside.write_bytes(ENCODE)
+
+    discard_partial(temp)
+    discard_partial(temp)  # already gone: nothing to do
+
+    assert not temp.exists()
+    with pytest.raises(UnsafePath):
+        discard_partial(outside)
+    assert outside.read_bytes() == ENCODE

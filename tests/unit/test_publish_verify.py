@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from agent.publish import Verification, verify
+from agent.verify import Verification, verify
 
 # A 4 s clip that HandBrakeCLI encoded to a 4.04 s output of 350 kB, reporting success.
 GOOD: dict[str, Any] = {

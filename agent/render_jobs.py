@@ -1,0 +1,58 @@
+"""`hb2r jobs` as a table a person reads: one row per job, why it waits or failed, and a count."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+
+from agent.store.jobs import Job, JobState
+
+
+def jobs_table(found: Sequence[Job], *, now: datetime) -> str:
+    """Return the jobs as an aligned table with a count by state below it."""
+    header = ("ID", "STATE", "ATTEMPTS", "LIBRARY", "PATH", "PROGRESS", "DETAIL")
+    rows = [header] + [
+        (
+            str(job.id),
+            str(job.state),
+            str(job.attempts),
+            printable(job.library),
+            printable(job.rel_path),
+            "" if job.progress is None else f"{job.progress:.1f}%",
+            _job_detail(job, now=now),
+        )
+        for job in found
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header) - 1)]
+    lines = [
+        "  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[-1]]).rstrip()
+        for row in rows
+    ]
+    by_state = Counter(job.state for job in found)
+    summary = ", ".join(f"{by_state[state]} {state}" for state in JobState if by_state[state])
+    count = f"{len(found)} job" if len(found) == 1 else f"{len(found)} jobs"
+    lines.append(f"{count}: {summary}")
+    return "\n".join(lines) + "\n"
+
+
+def _job_detail(job: Job, *, now: datetime) -> str:
+    """Return when a failed job runs again and why it failed, a dead job's error, or a retried job's last one."""
+    error = first_line(job.error)
+    if job.state == "failed" and job.not_before is not None:
+        when = datetime.fromisoformat(job.not_before)
+        due = f"{'due since' if when <= now else 'retry after'} {when:%Y-%m-%d %H:%M:%S} UTC"
+        return f"{due}: {error}" if error else due
+    if job.state in ("failed", "dead"):
+        return error
+    return f"last error: {error}" if error and job.state in ("queued", "cancelled") else ""
+
+
+def first_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return printable(lines[0]) if lines else ""
+
+
+def printable(text: str) -> str:
+    """Return text with control characters escaped, so that a strange file name cannot break a table."""
+    return text if text.isprintable() else "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
