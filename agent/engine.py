@@ -83,15 +83,18 @@ async def reconcile(state: EngineState, *, log: Any, now: Callable[[], datetime]
         if source.fingerprint is not None
     }
     stamp = now()
-    paused = {action.library: action.reason for action in result.actions if isinstance(action, PauseLibrary)}
+    state.paused_libraries = {
+        action.library: action.reason for action in result.actions if isinstance(action, PauseLibrary)
+    }
+    previous = dict(remembered.seen)
     with transaction(connection):
         for name, observed in observation.libraries.items():
-            if name not in paused:
+            if name not in state.paused_libraries:  # a paused scan must not become the vanish baseline
                 scans.record_scan(
                     connection,
                     library=name,
                     files=observed.files,
-                    previous=dict(remembered.seen),
+                    previous=previous,
                     now_ns=now_ns,
                     scanned_at=stamp.isoformat(),
                 )
@@ -104,16 +107,14 @@ async def reconcile(state: EngineState, *, log: Any, now: Callable[[], datetime]
             _rename(state, action, remembered.entries, log=log, now=stamp)
         elif isinstance(action, Adopt):
             _adopt(state, action, fingerprints.get((action.library, action.source.rel_path)), log=log, now=stamp)
-    _queue(state, result, to_queue, fingerprints, log=log, now=stamp)
+    _queue(state, to_queue, fingerprints, log=log, now=stamp)
     _report(state, result, log=log)
-    state.paused_libraries = paused
     state.last_plan = result
     return result
 
 
 def _queue(
     state: EngineState,
-    result: Plan,
     to_queue: list[Transcode],
     fingerprints: dict[tuple[str, str], str],
     *,
@@ -142,13 +143,11 @@ def _queue(
                 queued += 1
                 log.info("job queued", job=job.id, library=job.library, path=job.rel_path, reason=job.reason)
         wanted = {(action.library, action.source.rel_path) for action in to_queue}
-        for job in jobs.list_jobs(connection, state=jobs.JobState.QUEUED) + jobs.list_jobs(
-            connection, state=jobs.JobState.FAILED
-        ):
-            if job.library in state.paused_libraries or (job.library, job.rel_path) in wanted:
+        for job_id, library, rel_path in jobs.waiting(connection):
+            if library in state.paused_libraries or (library, rel_path) in wanted:
                 continue
-            jobs.cancel(connection, job.id, now=now)
-            log.info("job cancelled", job=job.id, library=job.library, path=job.rel_path, reason="no longer planned")
+            jobs.cancel(connection, job_id, now=now)
+            log.info("job cancelled", job=job_id, library=library, path=rel_path, reason="no longer planned")
     if queued:
         log.info("pass queued jobs", count=queued, planned=len(to_queue))
 

@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -68,8 +69,10 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from agent.config.models import Preset  # noqa: E402 - after the path set-up above
+from agent.config.models import Limits, Preset  # noqa: E402 - after the path set-up above
+from agent.gate import max_jobs as gate_max_jobs  # noqa: E402
 from agent.handbrake.command import encode_argv  # noqa: E402
+from agent.resources import cpu_count  # noqa: E402
 
 HB2R = [sys.executable, "-m", "agent"]
 HANDBRAKE = "HandBrakeCLI"
@@ -322,6 +325,48 @@ class TreeSampler(threading.Thread):
         return self.peaks
 
 
+class Interference(threading.Thread):
+    """Once a second: encoders and test runs on this machine that are not the benchmark's own.
+
+    They compete for the same two cores and make the figures noisy; each part says if it saw any.
+    """
+
+    NAMES = frozenset({HANDBRAKE, "ffmpeg", "ffprobe"})
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.seen: set[tuple[int, str]] = set()
+        self._halt = threading.Event()
+        self._own = os.getpid()
+
+    def run(self) -> None:
+        while not self._halt.wait(1.0):
+            for process in psutil.process_iter(["pid", "name", "cmdline"]):
+                try:
+                    name, argv = process.info["name"] or "", process.info["cmdline"] or []
+                    if name not in self.NAMES and not any("pytest" in arg for arg in argv[:3]):
+                        continue
+                    if any(parent.pid == self._own for parent in process.parents()):
+                        continue
+                    self.seen.add((process.pid, name if name in self.NAMES else "pytest"))
+                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                    continue
+
+    def report(self, part: str) -> None:
+        """Print what was seen since the last report, and forget it."""
+        if self.seen:
+            counts: dict[str, int] = {}
+            for _, name in self.seen:
+                counts[name] = counts.get(name, 0) + 1
+            listed = ", ".join(f"{count} {name}" for name, count in sorted(counts.items()))
+            print(f"  NOTE: other processes competed for the CPU during {part} ({listed}): figures are noisy")
+        self.seen.clear()
+
+    def finish(self) -> None:
+        self._halt.set()
+        self.join()
+
+
 # --- 1. overhead ------------------------------------------------------------------------------
 
 
@@ -363,6 +408,7 @@ class AgentRun:
     job_spans: list[float] = field(default_factory=list)  # "job started" -> "job published"
     gaps: list[float] = field(default_factory=list)  # "job published" -> next "job started"
     detect: float = 0.0  # last "job published" -> the bench saw all outputs
+    slot_wait: float = 0.0  # seconds a queued job waited while fewer than max_jobs ran
     peaks: MemoryPeaks | None = None
     held_back: list[str] = field(default_factory=list)
     log_problems: list[str] = field(default_factory=list)
@@ -376,23 +422,40 @@ def run_agent(
     fill_source(root / "source", clips)
     config = write_config(root, max_jobs=max_jobs, memory_percent=memory_percent)
     agent = Agent(config)
-    sampler = TreeSampler(agent.process.pid) if sample else None
     try:
+        sampler = TreeSampler(agent.process.pid) if sample else None
         if sampler is not None:
             sampler.start()
-        wall = wait_until_published(agent, len(clips), deadline=deadline)
-        times = agent.ps.cpu_times()
-        peaks = sampler.finish() if sampler is not None else None
-        sampler = None
+        try:
+            wall = wait_until_published(agent, len(clips), deadline=deadline)
+            times = agent.ps.cpu_times()
+        finally:
+            peaks = sampler.finish() if sampler is not None else None
         agent.stop()
     finally:
-        if sampler is not None:
-            sampler.finish()
         agent.close()
-    return summarize(agent, wall=wall, agent_cpu=times.user + times.system, peaks=peaks)
+    cap = gate_max_jobs(Limits(max_jobs=max_jobs), cpu_count=cpu_count())
+    return summarize(agent, wall=wall, agent_cpu=times.user + times.system, peaks=peaks, cap=cap)
 
 
-def summarize(agent: Agent, *, wall: float, agent_cpu: float, peaks: MemoryPeaks | None) -> AgentRun:
+def slot_wait(events: list[tuple[float, str]], cap: int) -> float:
+    """Given (time, event) pairs, return how long a queued job waited while fewer than `cap` jobs ran."""
+    waiting = running = 0
+    waited, previous = 0.0, None
+    for moment, name in sorted(events):
+        if previous is not None and waiting > 0 and running < cap:
+            waited += moment - previous
+        previous = moment
+        if name == "job queued":
+            waiting += 1
+        elif name == "job started":
+            waiting, running = waiting - 1, running + 1
+        elif name in ("job published", "job failed", "job dead"):
+            running -= 1
+    return waited
+
+
+def summarize(agent: Agent, *, wall: float, agent_cpu: float, peaks: MemoryPeaks | None, cap: int) -> AgentRun:
     def at(event: dict[str, Any]) -> float:
         return datetime.fromisoformat(str(event["timestamp"])).timestamp() - agent.started_wall
 
@@ -405,11 +468,19 @@ def summarize(agent: Agent, *, wall: float, agent_cpu: float, peaks: MemoryPeaks
         before = [done for done in publishes if done <= start]
         if before:
             gaps.append(start - max(before))
-    held = [", ".join(event.get("reasons", [])) for event in agent.events("jobs held back")]
+    held = [str(reason) for event in agent.events("jobs held back") for reason in event.get("reasons", [])]
+    lifecycle = ("job queued", "job started", "job published", "job failed", "job dead")
+    moments = [(at(event), str(event["event"])) for event in agent.events() if event.get("event") in lifecycle]
     problems = [
         f"{event.get('level')}: {event.get('event')} {event.get('reason') or event.get('reasons') or ''}".strip()
         for event in agent.events()
         if event.get("level") in ("warning", "error", "critical") and event.get("event") != "jobs held back"
+    ]
+    # In a fresh archive every output is hb2r's own: an adoption means a pass raced a publish.
+    problems += [
+        f"info: {event['event']} {event.get('path', '')}"
+        for event in agent.events()
+        if event.get("event") in ("output adopted", "job cancelled", "job suspended", "job requeued")
     ]
     ready = [at(event) for event in agent.events("agent started")]
     return AgentRun(
@@ -420,6 +491,7 @@ def summarize(agent: Agent, *, wall: float, agent_cpu: float, peaks: MemoryPeaks
         job_spans=spans,
         gaps=gaps,
         detect=wall - publishes[-1] if publishes else float("nan"),
+        slot_wait=slot_wait(moments, cap),
         peaks=peaks,
         held_back=held,
         log_problems=problems,
@@ -462,6 +534,7 @@ def overhead(clips: list[Path], work: Path, *, runs: int, deadline: float) -> No
             f"max {max(gap_values):.2f}s, {gap_total:.2f}s a run in all"
         )
     print(f"  last published -> seen:     {detect:.2f}s (the bench's polling)")
+    print(f"  a job waited, slot free:    {statistics.median(run.slot_wait for run in agent_runs):.2f}s a run")
     print(f"  agent's own CPU:            {cpu:.2f}s  ({100 * cpu / hb2r:.1f}% of one core over the run)")
     _print_log_notes(agent_runs)
 
@@ -504,6 +577,10 @@ def concurrency(clips: list[Path], work: Path, *, runs: int, deadline: float) ->
         print(
             f"  peak system memory:         {percent:.1f}% (limit memory_percent 80) {_verdict(percent < 80)}; "
             f"least available {available / MiB:.0f} MiB (min_free_memory 64 MiB) {_verdict(available >= 64 * MiB)}"
+        )
+        print(
+            f"  a job waited, slot free:    {statistics.median(run.slot_wait for run in agent_runs):.2f}s a run "
+            f"(median; max_jobs {max_jobs} = {gate_max_jobs(Limits(max_jobs=max_jobs), cpu_count=cpu_count())} here)"
         )
         _print_log_notes(agent_runs, indent="  ")
     ratio = medians["auto"] / medians["8"]
@@ -592,15 +669,23 @@ def _list(values: list[float]) -> str:
 
 
 def _print_log_notes(agent_runs: list[AgentRun], indent: str = "  ") -> None:
-    held = sorted({reason for run in agent_runs for reason in run.held_back})
-    runs_held = sum(1 for run in agent_runs if run.held_back)
-    if held:
-        print(f"{indent}gate held jobs back in {runs_held} of {len(agent_runs)} runs; reasons seen:")
-        for reason in held:
-            print(f"{indent}  - {reason}")
-    problems = sorted({problem for run in agent_runs for problem in run.log_problems})
-    for problem in problems:
-        print(f"{indent}log: {problem}")
+    """Print the gate's reasons (numbers folded into N, counted over all runs) and log warnings/errors."""
+    kinds: dict[str, int] = {}
+    for run in agent_runs:
+        for reason in run.held_back:
+            kind = re.sub(r"\d+(\.\d+)?", "N", reason)
+            kinds[kind] = kinds.get(kind, 0) + 1
+    if kinds:
+        runs_held = sum(1 for run in agent_runs if run.held_back)
+        print(f"{indent}'jobs held back' in {runs_held} of {len(agent_runs)} runs; reasons (times logged):")
+        for kind, count in sorted(kinds.items(), key=lambda item: -item[1]):
+            print(f"{indent}  {count:3d}x {kind}")
+    problems: dict[str, int] = {}
+    for run in agent_runs:
+        for problem in run.log_problems:
+            problems[problem] = problems.get(problem, 0) + 1
+    for problem, count in sorted(problems.items()):
+        print(f"{indent}log ({count}x over the runs): {problem}")
 
 
 def main() -> None:
@@ -625,6 +710,8 @@ def main() -> None:
 
     work = arguments.keep or Path(tempfile.mkdtemp(prefix="hb2r-throughput-"))
     deadline = 120 + arguments.clips * arguments.seconds * 3
+    interference = Interference()
+    interference.start()
     try:
         clips: list[Path] = []
         if parts & {"overhead", "concurrency"}:
@@ -637,16 +724,20 @@ def main() -> None:
         if "overhead" in parts:
             print(f"== 1. overhead: hb2r run (max_jobs 1) vs a HandBrakeCLI loop, {arguments.runs} rounds", flush=True)
             overhead(clips, work, runs=arguments.runs, deadline=deadline)
+            interference.report("overhead")
         if "concurrency" in parts:
             print(f"== 2. concurrency: max_jobs auto vs 8, memory_percent 80, {arguments.runs} rounds", flush=True)
             concurrency(clips, work, runs=arguments.runs, deadline=deadline)
+            interference.report("concurrency")
         if "idle" in parts:
             print(f"== 3. idle: {arguments.idle_files} files, nothing may start (time window)", flush=True)
             idle_part(work, files=arguments.idle_files, warmup=arguments.warmup, seconds=arguments.idle_seconds)
+            interference.report("idle")
     except (BenchError, subprocess.CalledProcessError, OSError) as error:
         print(f"FAILED: {error}", file=sys.stderr)
         raise SystemExit(1) from None
     finally:
+        interference.finish()
         if arguments.keep is None:
             shutil.rmtree(work, ignore_errors=True)
 

@@ -309,6 +309,12 @@ def cancel(connection: sqlite3.Connection, job_id: int, *, now: datetime) -> Job
     return _one(cursor) or _refuse(connection, job_id, verb="be cancelled", allowed=_CAN_CANCEL)
 
 
+def waiting(connection: sqlite3.Connection) -> list[tuple[int, str, str]]:
+    """Return (id, library, rel_path) of every queued or failed job: cheap enough for every pass."""
+    rows = connection.execute("SELECT id, library, rel_path FROM jobs WHERE state IN ('queued', 'failed')")
+    return [(int(job_id), str(library), str(rel_path)) for job_id, library, rel_path in rows]
+
+
 def retry(connection: sqlite3.Connection, job_id: int, *, now: datetime) -> Job:
     """Queue a dead, failed or cancelled job again with no attempts counted; return it.
 

@@ -444,3 +444,24 @@ def test_a_library_whose_preset_handbrake_lacks_is_held_back_and_the_others_work
     assert agent.stop() == 0
     assert published(tmp_path) == ["TV/episode.mkv"]
     assert "film.mkv" not in started_paths(agent)
+
+
+def test_a_vanished_source_folder_pauses_its_library_and_keeps_every_output(
+    tmp_path: Path, clips: dict[str, Path], start: Callable[[Path], Agent]
+) -> None:
+    config = write_config(tmp_path)
+    copy(clips["one"], tmp_path / "tv/a.mkv")
+    copy(clips["two"], tmp_path / "tv/b.mkv")
+    agent = start(config)
+    wait_for(lambda: published(tmp_path) == ["TV/a.mkv", "TV/b.mkv"], what="both encoded", agent=agent)
+
+    (tmp_path / "tv").rename(tmp_path / "tv-unmounted")  # what an unmounted disk looks like
+    wait_for(lambda: agent.events("library paused"), what="the library paused", agent=agent)
+    assert "source folder missing" in str(agent.events("library paused")[0]["reason"])
+    (tmp_path / "tv-unmounted").rename(tmp_path / "tv")
+    wait_for(lambda: agent.events("library resumed"), what="the library resumed", agent=agent)
+
+    assert agent.stop() == 0
+    assert published(tmp_path) == ["TV/a.mkv", "TV/b.mkv"]
+    assert len(agent.events("job started")) == 2  # nothing deleted, nothing encoded again
+    assert jobs_by_state(tmp_path) == {"done": ["a.mkv", "b.mkv"]}
