@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: run test lint system-packages demo bench clean
+.PHONY: run test lint system-packages demo bench bench-throughput clean
 
 run: system-packages $(VENV)/.installed demo
 	@$(BIN)/hb2r plan examples/demo.yaml || [ $$? -eq 2 ]
@@ -27,6 +27,9 @@ demo:
 
 bench: system-packages $(VENV)/.installed-test
 	$(BIN)/python bench/scan.py
+
+bench-throughput: system-packages $(VENV)/.installed-test
+	$(BIN)/python bench/throughput.py
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

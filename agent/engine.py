@@ -11,7 +11,8 @@ Encoding itself is the dispatcher's (`worker.py`).
 Choices:
 - Fingerprints of new files are read when they are queued, at most ENQUEUE_BUDGET files a
   pass, so the first pass over a big library does not read three MiB of every file before
-  the first encode starts; the rest are queued by later passes.
+  the first encode starts; the rest are queued by later passes (fingerprints already in the
+  scan memory cost nothing and do not count).
 - An adopted output is recorded with the current preset's identity: hb2r did not make it,
   so it cannot know better, and it will not re-encode what an operator put there.
 - Drift, skips and paused libraries are logged when they first appear, not every pass.
@@ -32,6 +33,7 @@ from agent.config.models import Config
 from agent.domain import (
     Adopt,
     Drift,
+    Ledger,
     LedgerEntry,
     PauseLibrary,
     Plan,
@@ -73,8 +75,7 @@ async def reconcile(state: EngineState, *, log: Any, now: Callable[[], datetime]
     result = plan(config, observation, remembered, now_ns=now_ns)
     to_queue = [action for action in result.actions if isinstance(action, Transcode)]
     adoptions = [action for action in result.actions if isinstance(action, Adopt)]
-    candidates: list[Transcode | Adopt] = [*to_queue[:ENQUEUE_BUDGET], *adoptions]
-    wanted = {(action.library, action.source.rel_path) for action in candidates if action.source.fingerprint is None}
+    wanted = _fingerprints_to_read([*to_queue, *adoptions], remembered)
     observation = await asyncio.to_thread(with_fingerprints, config, observation, wanted, remembered)
     fingerprints = {
         (name, source.rel_path): source.fingerprint
@@ -113,6 +114,24 @@ async def reconcile(state: EngineState, *, log: Any, now: Callable[[], datetime]
     return result
 
 
+def _fingerprints_to_read(actions: list[Transcode | Adopt], remembered: Ledger) -> set[tuple[str, str]]:
+    """Return the files whose fingerprint the pass needs: all that the scan memory holds (free),
+    and up to ENQUEUE_BUDGET that must be read from disk."""
+    cached: set[tuple[str, str]] = set()
+    to_read: list[tuple[str, str]] = []
+    for action in actions:
+        source = action.source
+        if source.fingerprint is not None:
+            continue
+        key = (action.library, source.rel_path)
+        seen = remembered.seen.get(key)
+        if seen is not None and seen.fingerprint and (seen.size, seen.mtime_ns) == (source.size, source.mtime_ns):
+            cached.add(key)
+        elif len(to_read) < ENQUEUE_BUDGET:
+            to_read.append(key)
+    return cached | set(to_read)
+
+
 def _queue(
     state: EngineState,
     to_queue: list[Transcode],
@@ -122,11 +141,12 @@ def _queue(
     now: datetime,
 ) -> None:
     connection, config = state.connection, state.config
+    hashes = {library.name: state.preset_hashes.get(library.preset) for library in config.libraries}
     queued = 0
     with transaction(connection):
         for action in to_queue:
             fingerprint = action.source.fingerprint or fingerprints.get((action.library, action.source.rel_path))
-            preset_hash = state.preset_hashes.get(_preset_name(config, action.library))
+            preset_hash = hashes.get(action.library)
             if fingerprint is None or preset_hash is None:
                 continue  # not read yet (budget, or vanished since the scan): a later pass queues it
             job = jobs.enqueue(
@@ -190,6 +210,8 @@ def _adopt(state: EngineState, action: Adopt, fingerprint: str | None, *, log: A
     if fingerprint is None or preset_hash is None:
         return
     with transaction(state.connection):
+        if ledger.holds_output(state.connection, action.output_path):
+            return  # the dispatcher published it while this pass was scanning: it is ours, not adopted
         ledger.record(
             state.connection,
             LedgerEntry(

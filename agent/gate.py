@@ -40,10 +40,15 @@ class Sample:
 
 @dataclass(frozen=True)
 class Verdict:
-    """Whether a new job may start; `reasons` lists every limit that stands in the way."""
+    """Whether a new job may start; `reasons` lists every limit that stands in the way.
+
+    `strained` says CPU or memory use was among them: the next decision then asks for the
+    hysteresis margin. A refusal for other reasons (a full slot, the clock) does not.
+    """
 
     admit: bool
     reasons: tuple[str, ...]
+    strained: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,11 +63,13 @@ class Pressure:
 def max_jobs(limits: Limits, *, cpu_count: int) -> int:
     """Given the limits and the number of logical cores, return how many encodes may run at once.
 
-    `max_jobs: auto` allows one encode per ENCODE_CORES cores, and always at least one.
+    `max_jobs: auto` allows one encode per ENCODE_CORES cores, rounded up: an encode keeps
+    that many busy only at full tilt (less on small sources, while it reads or muxes), and the
+    CPU limit holds back the one too many. On 2 cores that is 2, on 4 it is 3, on 8 it is 5.
     """
     if limits.max_jobs != "auto":
         return limits.max_jobs
-    return max(1, math.floor(cpu_count / ENCODE_CORES))
+    return max(1, math.ceil(cpu_count / ENCODE_CORES))
 
 
 def estimate_output_size(source_size: int) -> int:
@@ -92,13 +99,15 @@ def decide(
 ) -> Verdict:
     """Given a sample, the limits, the running job count and the time, return whether a job may start.
 
-    `blocked_before` is whether the previous verdict refused; then CPU and memory must be
-    HYSTERESIS_PERCENT points under their limits. `estimated_output` is the new job's expected size.
+    `blocked_before` is whether the previous verdict was `strained` (refused for CPU or memory
+    use); then CPU and memory must be HYSTERESIS_PERCENT points under their limits.
+    `estimated_output` is the new job's expected size.
     """
     reasons = [
         *_percent_reasons("CPU", sample.cpu_percent, limits.cpu_percent, blocked_before=blocked_before),
         *_percent_reasons("memory", sample.memory_percent, limits.memory_percent, blocked_before=blocked_before),
     ]
+    strained = bool(reasons)
     if sample.available_memory < limits.min_free_memory:
         reasons.append(
             f"available memory {_size(sample.available_memory)} is below "
@@ -117,7 +126,7 @@ def decide(
         windows = ", ".join(str(window) for window in limits.windows)
         now = f"{minute_of_day // 60:02d}:{minute_of_day % 60:02d}"
         reasons.append(f"outside the time windows {windows} (it is {now})")
-    return Verdict(admit=not reasons, reasons=tuple(reasons))
+    return Verdict(admit=not reasons, reasons=tuple(reasons), strained=strained)
 
 
 def memory_pressure(*, sample: Sample, limits: Limits, suspended: int) -> Pressure:
@@ -169,6 +178,8 @@ def memory_pressure(*, sample: Sample, limits: Limits, suspended: int) -> Pressu
 
 
 def _percent_reasons(name: str, value: float, limit: int, *, blocked_before: bool) -> list[str]:
+    if limit >= 100:
+        return []  # a 100% limit means no limit: psutil reports exactly 100.0 on a busy host
     if value >= limit:
         return [f"{name} {_percent(value)} is at or above the {limit}% limit"]
     resume_below = _resume_below(limit)

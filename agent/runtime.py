@@ -129,16 +129,24 @@ class _Agent:
 
     async def _apply_presets(self, config: Config) -> None:
         """Compute preset identities and hold back libraries whose preset HandBrake lacks."""
-        self.state.preset_hashes = await asyncio.to_thread(preset_hashes, config, warn=self.log.warning)
+        # Two HandBrakeCLI start-ups of about half a second each: run them side by side.
+        hashes, listed = await asyncio.gather(
+            asyncio.to_thread(preset_hashes, config, warn=self.log.warning),
+            asyncio.to_thread(available_presets, config.handbrake.binary),
+            return_exceptions=True,
+        )
+        if isinstance(hashes, BaseException):
+            raise hashes
+        self.state.preset_hashes = hashes
         broken: dict[str, str] = {}
-        try:
-            known = await asyncio.to_thread(available_presets, config.handbrake.binary)
-        except HandBrakeUnavailable as error:
-            broken = {library.name: str(error) for library in config.libraries}
+        if isinstance(listed, HandBrakeUnavailable):
+            broken = {library.name: str(listed) for library in config.libraries}
+        elif isinstance(listed, BaseException):
+            raise listed
         else:
             for library in config.libraries:
                 preset = config.presets[library.preset]
-                if preset.import_file is None and preset.handbrake not in known:
+                if preset.import_file is None and preset.handbrake not in listed:
                     broken[library.name] = (
                         f"preset {library.preset!r}: HandBrake has no preset {preset.handbrake!r} "
                         "(see HandBrakeCLI --preset-list)"

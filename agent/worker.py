@@ -62,6 +62,7 @@ class Dispatcher:
         self.stopping = False
         self._wake = asyncio.Event()
         self._blocked: tuple[str, ...] = ()
+        self._strained = False  # the last verdict refused for CPU or memory use: hysteresis applies
         self._cores = cpu_count()
 
     def wake(self) -> None:
@@ -109,8 +110,9 @@ class Dispatcher:
             cpu_count=self._cores,
             minute_of_day=_minute_of_day(),
             estimated_output=gate.estimate_output_size(source_size),
-            blocked_before=bool(self._blocked),
+            blocked_before=self._strained,
         )
+        self._strained = verdict.strained
         if not verdict.admit:
             self._set_blocked(verdict.reasons)
             return
@@ -164,6 +166,8 @@ class Dispatcher:
         argv = encode_argv(binary=config.handbrake.binary, preset=preset, source=source, output=temp)
         reporter = _ProgressReporter(self, entry)
         self.log.info("job started", job=job.id, library=job.library, path=job.rel_path, attempt=job.attempts + 1)
+        # The source's duration is measured while HandBrakeCLI works, not after it.
+        source_duration = asyncio.create_task(asyncio.to_thread(media_duration, source))
         entry.encode = await Encode.start(argv, nice=config.limits.nice, on_progress=reporter)
         result = await entry.encode.wait()
         if result.cancelled or self.stopping:
@@ -172,9 +176,7 @@ class Dispatcher:
         output_size = temp.stat().st_size if temp.exists() else 0
         durations: tuple[float | None, float | None] = (None, None)
         if result.exit_code == 0 and output_size > 0:
-            durations = await asyncio.gather(
-                asyncio.to_thread(media_duration, source), asyncio.to_thread(media_duration, temp)
-            )
+            durations = (await source_duration, await asyncio.to_thread(media_duration, temp))
         verification = verify(
             exit_code=result.exit_code,
             work_done_error=result.work_done_error,
@@ -191,7 +193,7 @@ class Dispatcher:
 
     def _publish(self, job: jobs.Job, temp: Path, size: int, mtime_ns: int) -> None:
         connection, archive = self.state.connection, self.state.config.paths.archive
-        recorded = {entry.output_path for entry in ledger.load_entries(connection)}
+        may_replace = ledger.holds_output(connection, job.output_path)  # hb2r made what is there
         entry = LedgerEntry(
             job.library, job.rel_path, job.fingerprint, size, mtime_ns, job.preset_hash, job.output_path
         )
@@ -201,7 +203,7 @@ class Dispatcher:
                 ledger.forget_output(connection, job.output_path)
                 ledger.record(connection, entry, encoded_at=datetime.now(UTC).isoformat())
                 jobs.mark_done(connection, job.id, now=datetime.now(UTC))
-                publish.publish(temp, archive / job.output_path, may_replace=job.output_path in recorded)
+                publish.publish(temp, archive / job.output_path, may_replace=may_replace)
         except publish.PublishConflict as error:
             publish.discard_partial(temp)
             self._fail(job, f"conflict: {error}", ())

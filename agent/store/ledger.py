@@ -45,3 +45,8 @@ def forget(connection: sqlite3.Connection, *, library: str, rel_path: str) -> No
 def forget_output(connection: sqlite3.Connection, output_path: str) -> None:
     """Forget whichever entry holds this output (its source vanished and a new one takes it over)."""
     connection.execute("DELETE FROM ledger WHERE output_path = ?", (output_path,))
+
+
+def holds_output(connection: sqlite3.Connection, output_path: str) -> bool:
+    """Return whether some entry records this output (hb2r made it)."""
+    return connection.execute("SELECT 1 FROM ledger WHERE output_path = ?", (output_path,)).fetchone() is not None

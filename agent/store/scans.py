@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from agent.domain import SeenFile, SourceFile
 from agent.store.db import transaction
@@ -26,31 +26,32 @@ def record_scan(
     *,
     library: str,
     files: Iterable[SourceFile],
-    previous: dict[tuple[str, str], SeenFile],
+    previous: Mapping[tuple[str, str], SeenFile],
     now_ns: int,
     scanned_at: str,
 ) -> None:
-    """Record one good scan of a library in a single transaction.
+    """Record one good scan of a library in a single transaction; `previous` is what the
+    database holds now (`load_seen`).
 
     A file whose size or mtime differs from the previous scan gets `changed_at_ns = now_ns`;
     files no longer present are forgotten. Fingerprints are kept while size and mtime hold.
+    Only rows that differ are written: an idle library of 10,000 files costs no writes.
     """
     files = list(files)
-    rows = []
+    changed_rows = []
+    present = set()
     for source in files:
+        present.add(source.rel_path)
         before = previous.get((library, source.rel_path))
         changed = before is not None and (before.size, before.mtime_ns) != (source.size, source.mtime_ns)
         changed_at = now_ns if changed else (before.changed_at_ns if before else None)
         kept = before.fingerprint if before is not None and not changed else None
-        rows.append((library, source.rel_path, source.size, source.mtime_ns, source.fingerprint or kept, changed_at))
+        row = SeenFile(source.size, source.mtime_ns, source.fingerprint or kept, changed_at)
+        if row != before:
+            changed_rows.append((library, source.rel_path, row.size, row.mtime_ns, row.fingerprint, row.changed_at_ns))
+    gone = [(library, rel_path) for (name, rel_path) in previous if name == library and rel_path not in present]
     with transaction(connection):
-        connection.execute("CREATE TEMP TABLE IF NOT EXISTS present (rel_path TEXT PRIMARY KEY)")
-        connection.execute("DELETE FROM temp.present")
-        connection.executemany("INSERT INTO temp.present VALUES (?)", ((row[1],) for row in rows))
-        connection.execute(
-            "DELETE FROM seen_files WHERE library = ? AND rel_path NOT IN (SELECT rel_path FROM temp.present)",
-            (library,),
-        )
+        connection.executemany("DELETE FROM seen_files WHERE library = ? AND rel_path = ?", gone)
         connection.executemany(
             """
             INSERT INTO seen_files (library, rel_path, size, mtime_ns, fingerprint, changed_at_ns)
@@ -59,7 +60,7 @@ def record_scan(
                 size = excluded.size, mtime_ns = excluded.mtime_ns,
                 fingerprint = excluded.fingerprint, changed_at_ns = excluded.changed_at_ns
             """,
-            rows,
+            changed_rows,
         )
         connection.execute(
             """

@@ -340,7 +340,8 @@ def test_a_scan_of_one_library_leaves_the_others_memory_alone(database: sqlite3.
             database, library=library, files=[source(name, 1, 1)], previous={}, now_ns=1, scanned_at=NOW
         )
 
-    scans.record_scan(database, library="tv", files=[], previous={}, now_ns=2, scanned_at=NOW)
+    previous = scans.load_seen(database)
+    scans.record_scan(database, library="tv", files=[], previous=previous, now_ns=2, scanned_at=NOW)
 
     assert set(scans.load_seen(database)) == {("movies", "Film.mkv")}
     assert scans.load_file_counts(database) == {"tv": 0, "movies": 1}

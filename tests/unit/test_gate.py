@@ -65,7 +65,8 @@ ADMIT = Verdict(admit=True, reasons=())
 
 
 def refuse(*reasons: str) -> Verdict:
-    return Verdict(admit=False, reasons=reasons)
+    strained = any(reason.startswith(("CPU", "memory")) for reason in reasons)
+    return Verdict(admit=False, reasons=reasons, strained=strained)
 
 
 @pytest.mark.parametrize(
@@ -112,9 +113,17 @@ def refuse(*reasons: str) -> Verdict:
             id="room-for-exactly-min-free-disk-plus-output-admits",
         ),
         pytest.param(
-            {"running": 1},
-            refuse("1 job running, the most allowed is 1 (max_jobs auto on 2 cores)"),
-            id="auto-on-two-cores-runs-one-job-at-a-time",
+            {"running": 2},
+            refuse("2 jobs running, the most allowed is 2 (max_jobs auto on 2 cores)"),
+            id="auto-on-two-cores-runs-two-jobs-at-a-time",
+        ),
+        pytest.param(
+            {
+                "sample": {"cpu_percent": 100.0, "memory_percent": 100.0},
+                "limit": {"cpu_percent": 100, "memory_percent": 100},
+            },
+            ADMIT,
+            id="limits-of-100-percent-never-refuse-even-on-a-saturated-host",
         ),
         pytest.param(
             {"running": 2, "limit": {"max_jobs": 2}},
@@ -161,7 +170,7 @@ def refuse(*reasons: str) -> Verdict:
                     "available_memory": GiB,
                     "archive_free": 2 * GiB,
                 },
-                "running": 1,
+                "running": 2,
                 "limit": {"windows": ["22:00-07:00", "13:00-14:00"]},
             },
             refuse(
@@ -169,7 +178,7 @@ def refuse(*reasons: str) -> Verdict:
                 "memory 90% is at or above the 80% limit",
                 "available memory 1 GiB is below min_free_memory 2 GiB",
                 "archive free space 2 GiB is below min_free_disk 5 GiB + estimated output 1 GiB",
-                "1 job running, the most allowed is 1 (max_jobs auto on 2 cores)",
+                "2 jobs running, the most allowed is 2 (max_jobs auto on 2 cores)",
                 "outside the time windows 22:00-07:00, 13:00-14:00 (it is 12:00)",
             ),
             id="every-failing-limit-is-reported-not-just-the-first",
@@ -230,11 +239,11 @@ def test_hysteresis_keeps_the_gate_from_flapping(given: dict[str, Any], expected
     "setting, cores, expected",
     [
         pytest.param("auto", 1, 1, id="auto-on-one-core-still-runs-one"),
-        pytest.param("auto", 2, 1, id="auto-on-two-cores-runs-one"),
-        pytest.param("auto", 4, 2, id="auto-on-four-cores-runs-two"),
-        pytest.param("auto", 8, 4, id="auto-on-eight-cores-runs-four"),
+        pytest.param("auto", 2, 2, id="auto-on-two-cores-runs-two-and-cpu-limit-holds-back-more"),
+        pytest.param("auto", 4, 3, id="auto-on-four-cores-runs-three"),
+        pytest.param("auto", 8, 5, id="auto-on-eight-cores-runs-five"),
         pytest.param("auto", 9, 5, id="auto-on-nine-cores-runs-five"),
-        pytest.param("auto", 16, 8, id="auto-on-sixteen-cores-runs-eight"),
+        pytest.param("auto", 16, 9, id="auto-on-sixteen-cores-runs-nine"),
         pytest.param(1, 16, 1, id="explicit-one-on-sixteen-cores"),
         pytest.param(8, 2, 8, id="explicit-eight-on-two-cores-is-obeyed"),
     ],
