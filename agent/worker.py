@@ -98,6 +98,9 @@ class Dispatcher:
             self._set_blocked(())
             return
         library = _library(config, job.library)
+        if library is None:  # its library was taken out of the config; the next pass agrees
+            jobs.cancel(self.state.connection, job.id, now=datetime.now(UTC))
+            return
         source = library.source / job.rel_path
         try:
             source_size = source.stat().st_size
@@ -127,6 +130,9 @@ class Dispatcher:
         self.stopping = True
         self._wake.set()
         entries = list(self.running.values())
+        for entry in entries:
+            if entry.encode is None and entry.task is not None:
+                entry.task.cancel()  # admitted, but HandBrakeCLI not started yet
         await asyncio.gather(
             *(entry.encode.cancel(grace=CANCEL_GRACE_SECONDS) for entry in entries if entry.encode is not None),
             return_exceptions=True,
@@ -157,6 +163,8 @@ class Dispatcher:
     async def _encode(self, entry: Running) -> None:
         job, config = entry.job, self.state.config
         library = _library(config, job.library)
+        if library is None:
+            raise RuntimeError(f"library {job.library!r} is no longer configured")
         preset = config.presets[library.preset]
         archive = config.paths.archive
         source = library.source / job.rel_path
@@ -296,8 +304,8 @@ class _ProgressReporter:
             )
 
 
-def _library(config: Config, name: str) -> Library:
-    return next(library for library in config.libraries if library.name == name)
+def _library(config: Config, name: str) -> Library | None:
+    return next((library for library in config.libraries if library.name == name), None)
 
 
 def _minute_of_day() -> int:

@@ -183,3 +183,37 @@ def test_memory_pressure_pauses_the_running_encode_and_resumes_it_later(tmp_path
         connection.close()
 
     asyncio.run(scenario())
+
+
+def test_a_job_of_a_library_taken_out_of_the_config_is_cancelled_not_run(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    config_path = make_library(
+        tmp_path, seconds=1, size="320x180", preset="Very Fast 480p30", limits="{min_free_disk: 1MiB}"
+    )
+    config = load_config(config_path).config
+    logs.configure(stream=io.StringIO(), json=True)
+
+    async def scenario() -> None:
+        connection = open_database(config.paths.state_dir)
+        left_over = jobs.enqueue(
+            connection,
+            library="movies",  # in an earlier config, not in this one
+            rel_path="Film.mkv",
+            fingerprint="1:abc",
+            preset_hash="old",
+            output_path="Movies/Film.mkv",
+            reason="new",
+            now=datetime.now(UTC),
+        )
+        assert left_over is not None
+        state = EngineState(config=config, connection=connection, preset_hashes={})
+        dispatcher = Dispatcher(state, log=logs.get_logger("test"), sampler=FakeSampler(archive_free=500 * GIB))
+
+        dispatcher.tick()
+
+        assert dispatcher.running == {}
+        assert jobs.get(connection, left_over.id).state == jobs.JobState.CANCELLED  # type: ignore[union-attr]
+        connection.close()
+
+    asyncio.run(scenario())
