@@ -61,7 +61,6 @@ class EngineState:
     broken_libraries: dict[str, str] = field(default_factory=dict)  # library -> why it cannot encode
     paused_libraries: dict[str, str] = field(default_factory=dict)
     reported: set[tuple[str, ...]] = field(default_factory=set)
-    last_plan: Plan | None = None
 
 
 async def reconcile(state: EngineState, *, log: Any, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Plan:
@@ -110,7 +109,6 @@ async def reconcile(state: EngineState, *, log: Any, now: Callable[[], datetime]
             _adopt(state, action, fingerprints.get((action.library, action.source.rel_path)), log=log, now=stamp)
     _queue(state, to_queue, fingerprints, log=log, now=stamp)
     _report(state, result, log=log)
-    state.last_plan = result
     return result
 
 
@@ -140,8 +138,8 @@ def _queue(
     log: Any,
     now: datetime,
 ) -> None:
-    connection, config = state.connection, state.config
-    hashes = {library.name: state.preset_hashes.get(library.preset) for library in config.libraries}
+    connection = state.connection
+    hashes = _library_preset_hashes(state)
     queued = 0
     with transaction(connection):
         for action in to_queue:
@@ -206,7 +204,7 @@ def _rename(
 
 
 def _adopt(state: EngineState, action: Adopt, fingerprint: str | None, *, log: Any, now: datetime) -> None:
-    preset_hash = state.preset_hashes.get(_preset_name(state.config, action.library))
+    preset_hash = _library_preset_hashes(state).get(action.library)
     if fingerprint is None or preset_hash is None:
         return
     with transaction(state.connection):
@@ -253,5 +251,6 @@ def _report(state: EngineState, result: Plan, *, log: Any) -> None:
     state.reported = current
 
 
-def _preset_name(config: Config, library_name: str) -> str:
-    return next(library.preset for library in config.libraries if library.name == library_name)
+def _library_preset_hashes(state: EngineState) -> dict[str, str | None]:
+    """Return each library's preset identity (None where HandBrakeCLI could not tell it)."""
+    return {library.name: state.preset_hashes.get(library.preset) for library in state.config.libraries}

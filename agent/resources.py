@@ -1,4 +1,4 @@
-"""Measuring the host for the gate, and lowering an encoder's priority: the psutil side of `gate`.
+"""Measuring the host for the gate: the psutil side of `gate`.
 
 Everything here is cheap enough to call on the event loop. CPU use is psutil's rolling figure
 since the previous call (`interval=None`), never a blocking one-second measurement; memory is
@@ -13,10 +13,6 @@ from pathlib import Path
 import psutil
 
 from agent.gate import Sample
-from agent.logs import get_logger
-
-# The lowest best-effort I/O priority, for hosts where the idle class is refused.
-_BEST_EFFORT_LOWEST = 7
 
 
 def cpu_count() -> int:
@@ -54,24 +50,3 @@ def _free_space(path: Path) -> int:
         return shutil.disk_usage(path).free
     except OSError:
         return 0
-
-
-def lower_priority(pid: int, *, nice: int) -> None:
-    """Given a process id, set its niceness and the idle I/O class (else best-effort 7).
-
-    A process that has already exited is ignored. Raising niceness is always allowed; lowering it
-    below the agent's own needs privileges, and a refusal is logged rather than raised, since the
-    encode is then still at least as nice as the agent.
-    """
-    try:
-        process = psutil.Process(pid)
-        try:
-            process.nice(nice)
-        except psutil.AccessDenied:
-            get_logger(__name__).warning("nice refused", pid=pid, nice=nice, current=process.nice())
-        try:
-            process.ionice(psutil.IOPRIO_CLASS_IDLE)
-        except psutil.AccessDenied:
-            process.ionice(psutil.IOPRIO_CLASS_BE, value=_BEST_EFFORT_LOWEST)
-    except psutil.NoSuchProcess:  # also a zombie: it has finished
-        return

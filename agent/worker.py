@@ -207,8 +207,7 @@ class Dispatcher:
         )
         try:
             with transaction(connection):
-                ledger.forget(connection, library=job.library, rel_path=job.rel_path)
-                ledger.forget_output(connection, job.output_path)
+                ledger.forget_output(connection, job.output_path)  # a vanished source's, taken over
                 ledger.record(connection, entry, encoded_at=datetime.now(UTC).isoformat())
                 jobs.mark_done(connection, job.id, now=datetime.now(UTC))
                 publish.publish(temp, archive / job.output_path, may_replace=may_replace)

@@ -35,6 +35,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
+
 from agent.handbrake.progress import Progress, ProgressParser, WorkDone
 from agent.logs import get_logger
 
@@ -95,8 +97,7 @@ class Encode:
             start_new_session=True,
         )
         if renice_after_start:
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, process.pid, nice)
+            lower_priority(process.pid, nice=nice)
         return cls(process, on_progress)
 
     @property
@@ -233,3 +234,28 @@ def _low_priority_prefix(nice: int) -> tuple[tuple[str, ...], bool]:
     if ionice:
         prefix += (ionice, "-t", "-c", "2", "-n", "7", ionice, "-t", "-c", "3")
     return prefix, increment > 0 and not nice_tool
+
+
+# The lowest best-effort I/O priority, for hosts where the idle class is refused.
+_BEST_EFFORT_LOWEST = 7
+
+
+def lower_priority(pid: int, *, nice: int) -> None:
+    """Given a process id, set its niceness and the idle I/O class (else best-effort 7).
+
+    A process that has already exited is ignored. Raising niceness is always allowed; lowering it
+    below the agent's own needs privileges, and a refusal is logged rather than raised, since the
+    encode is then still at least as nice as the agent.
+    """
+    try:
+        process = psutil.Process(pid)
+        try:
+            process.nice(nice)
+        except psutil.AccessDenied:
+            log.warning("nice refused", pid=pid, nice=nice, current=process.nice())
+        try:
+            process.ionice(psutil.IOPRIO_CLASS_IDLE)
+        except psutil.AccessDenied:
+            process.ionice(psutil.IOPRIO_CLASS_BE, value=_BEST_EFFORT_LOWEST)
+    except psutil.NoSuchProcess:  # also a zombie: it has finished
+        return

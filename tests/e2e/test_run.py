@@ -166,6 +166,12 @@ def wait_for(
     raise AssertionError(f"timed out waiting for {what}\n{log}")
 
 
+def wait_for_temp_file(root: Path, agent: Agent) -> None:
+    """Return once an encode is writing its temp file (HandBrakeCLI is mid-encode)."""
+    partial = root / "archive" / ".hb2r-partial"
+    wait_for(lambda: partial.is_dir() and any(partial.iterdir()), what="an encode writing its temp file", agent=agent)
+
+
 def jobs_by_state(root: Path) -> dict[str, list[str]]:
     database = root / "state" / "hb2r.db"
     if not database.exists():
@@ -309,8 +315,7 @@ def test_a_crash_mid_encode_leaves_no_partial_output_and_the_job_finishes_after_
     copy(clips["long"], tmp_path / "tv/long.mkv")
     sources = checksums(tmp_path / "tv")
     first = start(config)
-    partial = tmp_path / "archive" / ".hb2r-partial"
-    wait_for(lambda: partial.is_dir() and any(partial.iterdir()), what="an encode writing its temp file", agent=first)
+    wait_for_temp_file(tmp_path, first)
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
     assert published(tmp_path) == []  # nothing half-written where Resilio would see it
     assert jobs_by_state(tmp_path) == {"running": ["long.mkv"]}
@@ -330,8 +335,7 @@ def test_sigterm_mid_encode_exits_cleanly_and_requeues_the_job(
     config = write_config(tmp_path)
     copy(clips["long"], tmp_path / "tv/long.mkv")
     agent = start(config)
-    partial = tmp_path / "archive" / ".hb2r-partial"
-    wait_for(lambda: partial.is_dir() and any(partial.iterdir()), what="an encode writing its temp file", agent=agent)
+    wait_for_temp_file(tmp_path, agent)
 
     began = time.monotonic()
     assert agent.stop(signal.SIGTERM) == 0
