@@ -94,7 +94,8 @@ class SeenFile:
 class UserRecord:
     name: str
     role: str
-    password_hash: str
+    password_hash: str = field(repr=False)
+    generated: bool = False  # the first admin hb2r made because the config declares no users
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent import publish
+from agent.conditions import Condition, library_condition
 from agent.config.models import Config
 from agent.domain import (
     Adopt,
@@ -41,11 +42,13 @@ from agent.domain import (
     Skip,
     Transcode,
     UserChange,
+    Wait,
 )
 from agent.observe import observe, with_fingerprints
 from agent.plan import plan
 from agent.store import jobs, ledger, scans, users
 from agent.store.db import transaction
+from agent.store.holds import Hold
 from agent.store.state import load_ledger
 
 ENQUEUE_BUDGET = 500
@@ -59,13 +62,31 @@ class EngineState:
     connection: sqlite3.Connection
     preset_hashes: dict[str, str]
     broken_libraries: dict[str, str] = field(default_factory=dict)  # library -> why it cannot encode
-    paused_libraries: dict[str, str] = field(default_factory=dict)
+    paused_libraries: dict[str, str] = field(default_factory=dict)  # library -> why the planner paused it
+    held_libraries: dict[str, Hold] = field(default_factory=dict)  # paused by an operator
     reported: set[tuple[str, ...]] = field(default_factory=set)
+    last_pass: PassSummary | None = None
+    config_generation: int = 1  # 1 at start, one more for each config reload applied
+    reload_error: str | None = None  # why the last reload was refused, until one is applied
+    conditions: dict[str, Condition] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PassSummary:
+    """What the last reconcile pass found: counts of the plan's actions by kind, files waiting
+    to be stable by library, and how long it took."""
+
+    finished_at: datetime
+    seconds: float
+    counts: dict[str, int]
+    waiting: dict[str, int]
+    pending: bool
 
 
 async def reconcile(state: EngineState, *, log: Any, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Plan:
     """Run one pass: observe, plan, apply what is quick, queue what is slow; return the plan."""
     config, connection = state.config, state.connection
+    started = time.monotonic()
     remembered = load_ledger(connection)
     now_ns = time.time_ns()
     observation = await asyncio.to_thread(
@@ -109,7 +130,42 @@ async def reconcile(state: EngineState, *, log: Any, now: Callable[[], datetime]
             _adopt(state, action, fingerprints.get((action.library, action.source.rel_path)), log=log, now=stamp)
     _queue(state, to_queue, fingerprints, log=log, now=stamp)
     _report(state, result, log=log)
+    state.last_pass = _summary(result, finished_at=now(), seconds=time.monotonic() - started)
+    update_conditions(state, now=state.last_pass.finished_at)
     return result
+
+
+def _summary(result: Plan, *, finished_at: datetime, seconds: float) -> PassSummary:
+    counts: dict[str, int] = {}
+    waiting: dict[str, int] = {}
+    for action in result.actions:
+        counts[action.kind] = counts.get(action.kind, 0) + 1
+        if isinstance(action, Wait):
+            waiting[action.library] = waiting.get(action.library, 0) + 1
+    return PassSummary(finished_at, seconds, counts, waiting, result.pending)
+
+
+def update_conditions(state: EngineState, *, now: datetime) -> dict[str, Condition]:
+    """Recompute each library's condition, keeping `since` while it stays the same; return them."""
+    by_library = jobs.counts_by_library(state.connection)
+    waiting = state.last_pass.waiting if state.last_pass else {}
+    current: dict[str, Condition] = {}
+    for library in state.config.libraries:
+        name = library.name
+        hold = state.held_libraries.get(name)
+        condition = library_condition(
+            broken=state.broken_libraries.get(name),
+            paused=state.paused_libraries.get(name),
+            held=None if hold is None else hold.reason,
+            counts=by_library.get(name, {}),
+            waiting=waiting.get(name, 0),
+            scanned=state.last_pass is not None,
+            previous=state.conditions.get(name),
+            now=now,
+        )
+        current[name] = condition
+    state.conditions = current
+    return current
 
 
 def _fingerprints_to_read(actions: list[Transcode | Adopt], remembered: Ledger) -> set[tuple[str, str]]:
@@ -162,7 +218,7 @@ def _queue(
                 log.info("job queued", job=job.id, library=job.library, path=job.rel_path, reason=job.reason)
         wanted = {(action.library, action.source.rel_path) for action in to_queue}
         for job_id, library, rel_path in jobs.waiting(connection):
-            if library in state.paused_libraries or (library, rel_path) in wanted:
+            if library in state.paused_libraries or library in state.held_libraries or (library, rel_path) in wanted:
                 continue
             jobs.cancel(connection, job_id, now=now)
             log.info("job cancelled", job=job_id, library=library, path=rel_path, reason="no longer planned")
@@ -186,6 +242,7 @@ def _rename(
         log.warning("rename failed", library=action.library, path=action.source.rel_path, error=str(error))
         return
     with transaction(connection):
+        size = ledger.output_size(connection, library=action.library, rel_path=action.from_rel_path)
         ledger.forget(connection, library=action.library, rel_path=action.from_rel_path)
         ledger.record(
             connection,
@@ -199,6 +256,7 @@ def _rename(
                 output_path=action.output_path,
             ),
             encoded_at=now.isoformat(),
+            output_size=size,
         )
     log.info("output renamed", library=action.library, path=action.source.rel_path, output=action.output_path)
 
@@ -207,6 +265,10 @@ def _adopt(state: EngineState, action: Adopt, fingerprint: str | None, *, log: A
     preset_hash = _library_preset_hashes(state).get(action.library)
     if fingerprint is None or preset_hash is None:
         return
+    try:
+        output_size: int | None = (state.config.paths.archive / action.output_path).stat().st_size
+    except OSError:
+        output_size = None
     with transaction(state.connection):
         if ledger.holds_output(state.connection, action.output_path):
             return  # the dispatcher published it while this pass was scanning: it is ours, not adopted
@@ -222,6 +284,7 @@ def _adopt(state: EngineState, action: Adopt, fingerprint: str | None, *, log: A
                 output_path=action.output_path,
             ),
             encoded_at=now.isoformat(),
+            output_size=output_size,
         )
     log.info("output adopted", library=action.library, path=action.source.rel_path, output=action.output_path)
 

@@ -49,6 +49,7 @@ class Verdict:
     admit: bool
     reasons: tuple[str, ...]
     strained: bool = False
+    short_of_resources: bool = False  # CPU, memory or disk space stands in the way (not the clock or a slot)
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ def decide(
             f"archive free space {_size(sample.archive_free)} is below min_free_disk "
             f"{_size(limits.min_free_disk)} + estimated output {_size(estimated_output)}"
         )
+    short_of_resources = bool(reasons)
     most = max_jobs(limits, cpu_count=cpu_count)
     if running >= most:
         how = f" (max_jobs auto on {cpu_count} cores)" if limits.max_jobs == "auto" else ""
@@ -126,7 +128,9 @@ def decide(
         windows = ", ".join(str(window) for window in limits.windows)
         now = f"{minute_of_day // 60:02d}:{minute_of_day % 60:02d}"
         reasons.append(f"outside the time windows {windows} (it is {now})")
-    return Verdict(admit=not reasons, reasons=tuple(reasons), strained=strained)
+    return Verdict(
+        admit=not reasons, reasons=tuple(reasons), strained=strained, short_of_resources=short_of_resources
+    )
 
 
 def memory_pressure(*, sample: Sample, limits: Limits, suspended: int) -> Pressure:

@@ -98,9 +98,13 @@ def fingerprints_needed(
 
 
 def plan_users(desired: Iterable[User], current: Iterable[UserRecord]) -> list[UserChange]:
-    """Return the user changes that make the stored users match the config's."""
+    """Return the user changes that make the stored users match the config's.
+
+    While the config declares no users, the admin hb2r generated for that case stays;
+    the first declared user replaces it.
+    """
     wanted = {user.name: user for user in desired}
-    stored = {user.name: user for user in current}
+    stored = {user.name: user for user in current if wanted or not user.generated}
     changes: list[UserChange] = []
     for name in sorted(wanted.keys() | stored.keys()):
         want, have = wanted.get(name), stored.get(name)

@@ -9,7 +9,11 @@ Signals: SIGTERM/SIGINT stop admitting, stop the running encodes (HandBrakeCLI c
 resume), requeue them, remove their temp files and exit 0 — within CANCEL_GRACE_SECONDS
 plus a little. SIGHUP, or a change of the config file's content, reloads the config: a
 valid one takes effect at once (limits, libraries, presets, users), an invalid one is
-logged with every error and the old one stays in force.
+logged with every error and the old one stays in force (and /health says `degraded`).
+`server.listen` and `paths.state_dir` take effect on restart only.
+
+The HTTP service (`agent.api`) runs on the same event loop; READY=1 goes to systemd once it
+answers, so `systemctl start` returning means /health can be asked.
 """
 
 from __future__ import annotations
@@ -21,16 +25,19 @@ import signal
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent import logs, publish, systemd
+from agent import __version__, auth, logs, publish, systemd
+from agent.api.app import serve
+from agent.api.context import ApiContext
 from agent.config import ConfigError, load_config
 from agent.config.models import Config
 from agent.engine import EngineState, reconcile
 from agent.handbrake.probe import HandBrakeUnavailable, available_presets
+from agent.metrics import Metrics, Snapshot
 from agent.observe import preset_hashes
 from agent.resources import Sampler
 from agent.scheduler import ReconcileSchedule
-from agent.store import jobs
-from agent.store.db import open_database
+from agent.store import holds, jobs, ledger
+from agent.store.db import open_database, transaction
 from agent.worker import Dispatcher
 
 CONFIG_CHECK_SECONDS = 5.0
@@ -59,21 +66,62 @@ class _Agent:
             for path in publish.clean_partials(config.paths.archive):
                 self.log.info("temp file removed", path=str(path))
         await self._apply_presets(config)
-        self.dispatcher = Dispatcher(self.state, log=self.log, sampler=Sampler(config.paths.archive))
+        auth.sync_users(connection, config, now=datetime.now(UTC), log=self.log)
+        self.state.held_libraries = holds.load_holds(connection)
+        unsized = ledger.unsized_outputs(connection)
+        if unsized:
+            sizes = await asyncio.to_thread(_output_sizes, config.paths.archive, unsized)
+            with transaction(connection):
+                for output_path, size in sizes.items():
+                    ledger.set_output_size(connection, output_path, size)
+        try:
+            secret = auth.load_secret(config.auth)
+        except auth.SecretError as error:
+            self.log.error("cannot start", reason=str(error))
+            return 1
+        self.metrics = Metrics(connection=lambda: self.state.connection, snapshot=self._snapshot, version=__version__)
+        self.dispatcher = Dispatcher(
+            self.state, log=self.log, sampler=Sampler(config.paths.archive), observer=self.metrics
+        )
         self.schedule = ReconcileSchedule(self._pass, interval=config.scan.interval)
+        self.api = ApiContext(
+            state=self.state,
+            dispatcher=self.dispatcher,
+            request_scan=self.schedule.run_soon,
+            secret=secret,
+            metrics=self.metrics,
+            checker=auth.PasswordChecker(),
+            limiter=auth.RateLimiter(config.auth.login_rate_limit),
+            started_at=datetime.now(UTC),
+            version=__version__,
+            log=self.log,
+        )
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop_requested.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload("SIGHUP")))
+        try:
+            runner = await serve(self.api)
+        except OSError as error:
+            self.log.error("cannot start: cannot listen", listen=config.server.listen, reason=error.strerror)
+            self.api.checker.close()
+            return 1
         self.schedule.start()
         dispatching = asyncio.create_task(self.dispatcher.loop(), name="dispatcher")
         watching = asyncio.create_task(self._watch_config(), name="config-watch")
         systemd.notify("READY=1")
-        self.log.info("agent started", config=str(self.config_path), libraries=[lib.name for lib in config.libraries])
+        self.log.info(
+            "agent started",
+            config=str(self.config_path),
+            libraries=[lib.name for lib in config.libraries],
+            listen=config.server.listen,
+        )
         await self.stop_requested.wait()
 
         systemd.notify("STOPPING=1")
         self.log.info("agent stopping")
+        await runner.cleanup()
+        self.api.checker.close()
         self.schedule.shutdown()
         watching.cancel()
         await self.dispatcher.stop()
@@ -112,6 +160,9 @@ class _Agent:
                 trigger=why,
                 errors=[str(problem) for problem in error.problems],
             )
+            count = len(error.problems)
+            first = str(error.problems[0]) if error.problems else str(error)
+            self.state.reload_error = f"{count} {'problem' if count == 1 else 'problems'} in the new config: {first}"
             return
         for warning in loaded.warnings:
             self.log.warning("config warning", problem=str(warning))
@@ -119,13 +170,39 @@ class _Agent:
         new = loaded.config
         if new.paths.state_dir != old.paths.state_dir:
             self.log.warning("paths.state_dir changed; it takes effect on restart", trigger=why)
+        if new.server.listen != old.server.listen:
+            self.log.warning("server.listen changed; it takes effect on restart", trigger=why)
+        try:
+            secret = auth.load_secret(new.auth)
+        except auth.SecretError as error:
+            self.log.error("config not reloaded; the old one stays in force", trigger=why, errors=[str(error)])
+            self.state.reload_error = str(error)
+            return
         self.state.config = new
+        self.api.secret = secret
+        if new.auth.login_rate_limit != old.auth.login_rate_limit:
+            self.api.limiter = auth.RateLimiter(new.auth.login_rate_limit)
+        auth.sync_users(self.state.connection, new, now=datetime.now(UTC), log=self.log)
+        self.state.config_generation += 1
+        self.state.reload_error = None
         await self._apply_presets(new)
         if new.scan.interval != old.scan.interval:
             self.schedule.set_interval(new.scan.interval)
         self.log.info("config reloaded", trigger=why)
         self.schedule.run_soon()
         self.dispatcher.wake()
+
+    def _snapshot(self) -> Snapshot:
+        running = self.dispatcher.running.values()
+        last = self.state.last_pass
+        return Snapshot(
+            libraries=tuple(library.name for library in self.state.config.libraries),
+            gate_reasons=self.dispatcher.blocked_reasons,
+            running_encodes=sum(1 for entry in running if not entry.suspended),
+            suspended_encodes=sum(1 for entry in running if entry.suspended),
+            last_scan_seconds=None if last is None else last.seconds,
+            config_generation=self.state.config_generation,
+        )
 
     async def _apply_presets(self, config: Config) -> None:
         """Compute preset identities and hold back libraries whose preset HandBrake lacks."""
@@ -154,6 +231,17 @@ class _Agent:
         for name, reason in broken.items():
             self.log.error("library cannot encode", library=name, reason=reason)
         self.state.broken_libraries = broken
+
+
+def _output_sizes(archive: Path, output_paths: list[str]) -> dict[str, int]:
+    """Return the sizes of outputs published before sizes were kept (for space saved)."""
+    sizes = {}
+    for output_path in output_paths:
+        try:
+            sizes[output_path] = (archive / output_path).stat().st_size
+        except OSError:
+            continue
+    return sizes
 
 
 def _digest(path: Path) -> str | None:

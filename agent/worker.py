@@ -49,21 +49,68 @@ class Running:
     task: asyncio.Task[None] | None = None
     encode: Encode | None = None
     progress: float = 0.0
+    fps: float | None = None
+    eta_seconds: int | None = None
     suspended: bool = False
+    cancelled: bool = False  # an operator cancelled it: whatever the encode made is thrown away
     started: float = field(default_factory=time.monotonic)
 
 
+class JobObserver(Protocol):
+    """Told how each encode ended (for metrics)."""
+
+    def job_finished(self, *, library: str, outcome: str, seconds: float, bytes_read: int, bytes_written: int) -> None:
+        ...
+
+
 class Dispatcher:
-    def __init__(self, state: EngineState, *, log: Any, sampler: SampleSource) -> None:
+    def __init__(
+        self, state: EngineState, *, log: Any, sampler: SampleSource, observer: JobObserver | None = None
+    ) -> None:
         self.state = state
         self.log = log
         self.sampler = sampler
+        self.observer = observer
         self.running: dict[int, Running] = {}
+        self.last_sample: gate.Sample | None = None
+        self._sampled_at = 0.0
+        self.short_of_resources = False  # the last refusal was for CPU, memory or disk space
         self.stopping = False
         self._wake = asyncio.Event()
         self._blocked: tuple[str, ...] = ()
         self._strained = False  # the last verdict refused for CPU or memory use: hysteresis applies
         self._cores = cpu_count()
+
+    @property
+    def blocked_reasons(self) -> tuple[str, ...]:
+        """Why the last tick started no job although one was waiting (empty: none held back)."""
+        return self._blocked
+
+    def take_sample(self) -> gate.Sample:
+        """Measure the host (cheap, non-blocking) and remember it for status readers."""
+        self.last_sample = self.sampler.sample()
+        self._sampled_at = time.monotonic()
+        return self.last_sample
+
+    def sample_age(self) -> float:
+        """Seconds since the last sample (infinite if none)."""
+        return time.monotonic() - self._sampled_at if self.last_sample is not None else float("inf")
+
+    async def cancel_job(self, job_id: int) -> jobs.Job:
+        """Cancel a queued, running or failed job, stopping its encode; return it.
+
+        Raise jobs.JobNotFound or jobs.JobStateError as `jobs.cancel` does.
+        """
+        job = jobs.cancel(self.state.connection, job_id, now=datetime.now(UTC))
+        entry = self.running.get(job_id)
+        if entry is not None:
+            entry.cancelled = True
+            if entry.encode is not None:
+                await entry.encode.cancel(grace=CANCEL_GRACE_SECONDS)
+            elif entry.task is not None:
+                entry.task.cancel()
+        self.wake()
+        return job
 
     def wake(self) -> None:
         """Ask for a gate decision now (a pass queued work, a job ended)."""
@@ -85,9 +132,9 @@ class Dispatcher:
         if self.stopping:
             return
         config = self.state.config
-        sample = self.sampler.sample()
+        sample = self.take_sample()
         self._relieve_pressure(sample, config)
-        excluded = set(self.state.paused_libraries) | set(self.state.broken_libraries)
+        excluded = set(self.state.paused_libraries) | set(self.state.broken_libraries) | set(self.state.held_libraries)
         job = jobs.next_runnable(
             self.state.connection,
             now=datetime.now(UTC),
@@ -95,6 +142,7 @@ class Dispatcher:
             exclude_libraries=excluded,
         )
         if job is None:
+            self.short_of_resources = False
             self._set_blocked(())
             return
         library = _library(config, job.library)
@@ -116,6 +164,7 @@ class Dispatcher:
             blocked_before=self._strained,
         )
         self._strained = verdict.strained
+        self.short_of_resources = verdict.short_of_resources
         if not verdict.admit:
             self._set_blocked(verdict.reasons)
             return
@@ -178,7 +227,7 @@ class Dispatcher:
         source_duration = asyncio.create_task(asyncio.to_thread(media_duration, source))
         entry.encode = await Encode.start(argv, nice=config.limits.nice, on_progress=reporter)
         result = await entry.encode.wait()
-        if result.cancelled or self.stopping:
+        if result.cancelled or self.stopping or entry.cancelled:
             publish.discard_partial(temp)
             return
         output_size = temp.stat().st_size if temp.exists() else 0
@@ -192,14 +241,33 @@ class Dispatcher:
             source_duration=durations[0],
             output_duration=durations[1],
         )
+        if entry.cancelled or self.stopping:
+            publish.discard_partial(temp)
+            return
+        seconds = time.monotonic() - entry.started
         if not verification.ok:
             publish.discard_partial(temp)
-            self._fail(job, verification.reason, result.stderr_tail)
+            outcome = self._fail(job, verification.reason, result.stderr_tail)
+            self._observe(job, outcome=outcome, seconds=seconds, bytes_read=source_stat.st_size, bytes_written=0)
             return
         self.log.info("job verified", job=job.id, library=job.library, path=job.rel_path, duration=durations[1])
-        self._publish(job, temp, source_stat.st_size, source_stat.st_mtime_ns)
+        if self._publish(job, temp, source_stat.st_size, source_stat.st_mtime_ns, output_size=output_size):
+            self._observe(
+                job, outcome="done", seconds=seconds, bytes_read=source_stat.st_size, bytes_written=output_size
+            )
 
-    def _publish(self, job: jobs.Job, temp: Path, size: int, mtime_ns: int) -> None:
+    def _observe(self, job: jobs.Job, *, outcome: str, seconds: float, bytes_read: int, bytes_written: int) -> None:
+        if self.observer is not None:
+            self.observer.job_finished(
+                library=job.library,
+                outcome=outcome,
+                seconds=seconds,
+                bytes_read=bytes_read,
+                bytes_written=bytes_written,
+            )
+
+    def _publish(self, job: jobs.Job, temp: Path, size: int, mtime_ns: int, *, output_size: int) -> bool:
+        """Record and publish the verified output; return whether it was published."""
         connection, archive = self.state.connection, self.state.config.paths.archive
         may_replace = ledger.holds_output(connection, job.output_path)  # hb2r made what is there
         entry = LedgerEntry(
@@ -208,16 +276,18 @@ class Dispatcher:
         try:
             with transaction(connection):
                 ledger.forget_output(connection, job.output_path)  # a vanished source's, taken over
-                ledger.record(connection, entry, encoded_at=datetime.now(UTC).isoformat())
+                ledger.record(connection, entry, encoded_at=datetime.now(UTC).isoformat(), output_size=output_size)
                 jobs.mark_done(connection, job.id, now=datetime.now(UTC))
                 publish.publish(temp, archive / job.output_path, may_replace=may_replace)
         except publish.PublishConflict as error:
             publish.discard_partial(temp)
             self._fail(job, f"conflict: {error}", ())
-            return
+            return False
         self.log.info("job published", job=job.id, library=job.library, path=job.rel_path, output=job.output_path)
+        return True
 
-    def _fail(self, job: jobs.Job, reason: str, stderr_tail: tuple[str, ...] | list[str]) -> None:
+    def _fail(self, job: jobs.Job, reason: str, stderr_tail: tuple[str, ...] | list[str]) -> str:
+        """Record the failure (retry later, or dead); return the job's new state."""
         failed = jobs.mark_failed(
             self.state.connection,
             job.id,
@@ -236,6 +306,7 @@ class Dispatcher:
             attempts=failed.attempts,
             retry_at=failed.not_before,
         )
+        return str(failed.state)
 
     def _relieve_pressure(self, sample: gate.Sample, config: Config) -> None:
         pressure = gate.memory_pressure(sample=sample, limits=config.limits, suspended=self._suspended_count())
@@ -283,6 +354,8 @@ class _ProgressReporter:
     def __call__(self, progress: Progress) -> None:
         entry = self.entry
         entry.progress = progress.overall_percent
+        entry.fps = progress.fps
+        entry.eta_seconds = progress.eta_seconds
         clock = time.monotonic()
         if clock - self.written_at >= PROGRESS_WRITE_SECONDS:
             self.written_at = clock

@@ -57,6 +57,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -172,8 +173,15 @@ def write_config(
         f"{window_line}"
         "retry: {attempts: 1, backoff: 1s, max_backoff: 1s}\n"
         "auth: {jwt_secret_file: state/jwt.secret}\n"
+        f"server: {{listen: '127.0.0.1:{free_port()}'}}\n"
     )
     return config
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def window_excluding_now() -> str:

@@ -283,13 +283,31 @@ class Server(Model):
 class Auth(Model):
     jwt_secret_file: ConfigPath = Field(
         default=Path("/var/lib/hb2r/jwt.secret"),
-        description="File with the JWT signing secret; made (0600, random) if missing. JWT_SECRET_KEY overrides it.",
+        description="File with the JWT signing secret; made (0600, 32 random bytes) if missing.",
+    )
+    jwt_secret: str | None = Field(
+        default=None,
+        repr=False,
+        description="The JWT signing secret itself, usually ${JWT_SECRET_KEY:-} (32+ characters); "
+        "when set, jwt_secret_file is not used. Empty means unset.",
     )
     session_timeout: Duration = Field(default=timedelta(minutes=60), description="Lifetime of a login token.")
     bcrypt_rounds: int = Field(default=12, ge=4, le=31, description="bcrypt cost for hashes made by hb2r.")
     login_rate_limit: RateLimit = Field(
         default=Rate(5, 60), description="Login attempts allowed per client, e.g. 5/min."
     )
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _secret_is_long_enough(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if len(value.encode("utf-8")) < 32:
+            raise ValueError(
+                f"jwt_secret must be at least 32 bytes, got {len(value.encode('utf-8'))}; "
+                "make one with: head -c 32 /dev/urandom | base64"
+            )
+        return value
 
     @field_validator("session_timeout")
     @classmethod

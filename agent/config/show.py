@@ -1,4 +1,4 @@
-"""The effective config as YAML, with secrets redacted, for `hb2r validate --show`."""
+"""The effective config, with secrets redacted, for `hb2r validate --show` and GET /api/config."""
 
 from __future__ import annotations
 
@@ -12,8 +12,15 @@ REDACTED = "<redacted>"
 
 
 def effective_yaml(config: Config) -> str:
-    """Return the config after expansion and defaults, password hashes replaced by <redacted>."""
+    """Return the config after expansion and defaults as YAML, secrets replaced by <redacted>."""
+    return yaml.safe_dump(effective_data(config), sort_keys=False, allow_unicode=True)
+
+
+def effective_data(config: Config) -> dict[str, Any]:
+    """Return the config as plain data, password hashes and the JWT secret replaced by <redacted>."""
     data: dict[str, Any] = config.model_dump(mode="json")
     for user in data.get("users", []):
         user["password_hash"] = REDACTED
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    if data.get("auth", {}).get("jwt_secret"):
+        data["auth"]["jwt_secret"] = REDACTED
+    return data

@@ -94,6 +94,22 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at TEXT NOT NULL
     );
     """,
+    # 5: the HTTP service: output sizes (space saved), the generated first admin, tokens
+    # ended by a logout, libraries an operator paused, and "what changed since" for live updates.
+    """
+    ALTER TABLE ledger ADD COLUMN output_size INTEGER CHECK (output_size IS NULL OR output_size >= 0);
+    ALTER TABLE users ADD COLUMN generated INTEGER NOT NULL DEFAULT 0 CHECK (generated IN (0, 1));
+    CREATE TABLE IF NOT EXISTS revoked_tokens (
+        jti TEXT PRIMARY KEY,
+        expires_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS library_holds (
+        library TEXT PRIMARY KEY,
+        reason TEXT NOT NULL,
+        since TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS jobs_by_update ON jobs (updated_at);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

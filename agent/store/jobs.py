@@ -384,6 +384,42 @@ def counts(connection: sqlite3.Connection) -> dict[JobState, int]:
     return {state: int(found.get(str(state), 0)) for state in JobState}
 
 
+def counts_by_library(connection: sqlite3.Connection) -> dict[str, dict[str, int]]:
+    """Return library -> state -> number of jobs (states with none are left out)."""
+    result: dict[str, dict[str, int]] = {}
+    for library, state, count in connection.execute("SELECT library, state, count(*) FROM jobs GROUP BY 1, 2"):
+        result.setdefault(library, {})[state] = int(count)
+    return result
+
+
+def page(
+    connection: sqlite3.Connection,
+    *,
+    state: JobState | None = None,
+    library: str | None = None,
+    before_id: int | None = None,
+    limit: int,
+) -> list[Job]:
+    """Return up to limit jobs, newest (highest id) first, with ids below before_id when given."""
+    cursor = connection.execute(
+        """
+        SELECT * FROM jobs
+        WHERE (:state IS NULL OR state = :state) AND (:library IS NULL OR library = :library)
+          AND (:before IS NULL OR id < :before)
+        ORDER BY id DESC LIMIT :limit
+        """,
+        {"state": None if state is None else str(state), "library": library, "before": before_id, "limit": limit},
+    )
+    return _all(cursor)
+
+
+def changed_since(connection: sqlite3.Connection, stamp: str, *, limit: int = 500) -> list[Job]:
+    """Return jobs updated after the ISO-8601 stamp, oldest change first."""
+    return _all(
+        connection.execute("SELECT * FROM jobs WHERE updated_at > ? ORDER BY updated_at LIMIT ?", (stamp, limit))
+    )
+
+
 def _stamp(moment: datetime) -> str:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"now must be an aware datetime (UTC), got the naive {moment!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from typing import NamedTuple
 
 from agent.domain import LedgerEntry
 
@@ -14,16 +15,23 @@ def load_entries(connection: sqlite3.Connection) -> tuple[LedgerEntry, ...]:
     return tuple(LedgerEntry(*row) for row in rows)
 
 
-def record(connection: sqlite3.Connection, entry: LedgerEntry, *, encoded_at: str) -> None:
-    """Record that entry's source is encoded, replacing what was recorded for its path."""
+def record(
+    connection: sqlite3.Connection, entry: LedgerEntry, *, encoded_at: str, output_size: int | None = None
+) -> None:
+    """Record that entry's source is encoded, replacing what was recorded for its path.
+
+    output_size (bytes; None if unknown) is what the status page counts as space saved.
+    """
     connection.execute(
         """
-        INSERT INTO ledger (library, rel_path, fingerprint, size, mtime_ns, preset_hash, output_path, encoded_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        INSERT INTO ledger (
+            library, rel_path, fingerprint, size, mtime_ns, preset_hash, output_path, encoded_at, output_size
+        )
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (library, rel_path) DO UPDATE SET
             fingerprint = excluded.fingerprint, size = excluded.size, mtime_ns = excluded.mtime_ns,
             preset_hash = excluded.preset_hash, output_path = excluded.output_path,
-            encoded_at = excluded.encoded_at
+            encoded_at = excluded.encoded_at, output_size = excluded.output_size
         """,
         (
             entry.library,
@@ -34,8 +42,44 @@ def record(connection: sqlite3.Connection, entry: LedgerEntry, *, encoded_at: st
             entry.preset_hash,
             entry.output_path,
             encoded_at,
+            output_size,
         ),
     )
+
+
+def output_size(connection: sqlite3.Connection, *, library: str, rel_path: str) -> int | None:
+    row = connection.execute(
+        "SELECT output_size FROM ledger WHERE library = ? AND rel_path = ?", (library, rel_path)
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+def unsized_outputs(connection: sqlite3.Connection) -> list[str]:
+    """Return the outputs whose size is not recorded (entries from before sizes were kept)."""
+    return [row[0] for row in connection.execute("SELECT output_path FROM ledger WHERE output_size IS NULL")]
+
+
+def set_output_size(connection: sqlite3.Connection, output_path: str, size: int) -> None:
+    connection.execute("UPDATE ledger SET output_size = ? WHERE output_path = ?", (size, output_path))
+
+
+class LibraryBytes(NamedTuple):
+    files: int
+    input_bytes: int  # sources of the outputs whose size is known
+    output_bytes: int
+
+
+def bytes_by_library(connection: sqlite3.Connection) -> dict[str, LibraryBytes]:
+    """Return, per library, how many outputs there are and the source and output bytes of the sized ones."""
+    rows = connection.execute(
+        """
+        SELECT library, count(*),
+               coalesce(sum(CASE WHEN output_size IS NOT NULL THEN size END), 0),
+               coalesce(sum(output_size), 0)
+        FROM ledger GROUP BY library
+        """
+    )
+    return {row[0]: LibraryBytes(int(row[1]), int(row[2]), int(row[3])) for row in rows}
 
 
 def forget(connection: sqlite3.Connection, *, library: str, rel_path: str) -> None:

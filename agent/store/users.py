@@ -8,8 +8,28 @@ from agent.domain import UserChange, UserChangeKind, UserRecord
 
 
 def load_users(connection: sqlite3.Connection) -> tuple[UserRecord, ...]:
-    rows = connection.execute("SELECT name, role, password_hash FROM users ORDER BY name")
-    return tuple(UserRecord(*row) for row in rows)
+    rows = connection.execute("SELECT name, role, password_hash, generated FROM users ORDER BY name")
+    return tuple(UserRecord(name, role, hashed, bool(generated)) for name, role, hashed, generated in rows)
+
+
+def find(connection: sqlite3.Connection, name: str) -> UserRecord | None:
+    row = connection.execute(
+        "SELECT name, role, password_hash, generated FROM users WHERE name = ?", (name,)
+    ).fetchone()
+    return None if row is None else UserRecord(row[0], row[1], row[2], bool(row[3]))
+
+
+def add_generated_admin(connection: sqlite3.Connection, *, name: str, password_hash: str, now: str) -> None:
+    """Store the admin made because the config declares no users."""
+    connection.execute(
+        """
+        INSERT INTO users (name, role, password_hash, created_at, updated_at, generated)
+        VALUES (?, 'admin', ?, ?, ?, 1)
+        ON CONFLICT (name) DO UPDATE SET
+            role = 'admin', password_hash = excluded.password_hash, updated_at = excluded.updated_at, generated = 1
+        """,
+        (name, password_hash, now, now),
+    )
 
 
 def apply(connection: sqlite3.Connection, change: UserChange, *, now: str) -> None:
@@ -21,7 +41,8 @@ def apply(connection: sqlite3.Connection, change: UserChange, *, now: str) -> No
         """
         INSERT INTO users (name, role, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
         ON CONFLICT (name) DO UPDATE SET
-            role = excluded.role, password_hash = excluded.password_hash, updated_at = excluded.updated_at
+            role = excluded.role, password_hash = excluded.password_hash, updated_at = excluded.updated_at,
+            generated = 0
         """,
         (change.name, change.role, change.password_hash, now, now),
     )

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -92,9 +93,16 @@ limits:
 {extra_limits}
 retry: {{attempts: {attempts}, backoff: 1s, max_backoff: 2s}}
 auth: {{jwt_secret_file: state/jwt.secret}}
+server: {{listen: "127.0.0.1:{free_port()}"}}
 """
     )
     return config
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 class Agent:

@@ -276,9 +276,14 @@ def test_plan_writes_nothing_anywhere(tmp_path: Path, clip: Path, state: str) ->
         os.utime(tmp_path / "movies" / "Film.mkv", ns=(1, 1))  # changed: fingerprint is read
     if state == "old-schema-db":
         connection = sqlite3.connect(tmp_path / "state" / DATABASE_NAME)
-        connection.execute("DROP TABLE seen_files")
-        connection.execute("DROP TABLE library_scans")
-        connection.execute("PRAGMA user_version = 1")
+        connection.executescript(
+            """
+            DROP TABLE seen_files; DROP TABLE library_scans; DROP INDEX jobs_waiting; DROP TABLE agent_status;
+            DROP TABLE revoked_tokens; DROP TABLE library_holds; DROP INDEX jobs_by_update;
+            ALTER TABLE ledger DROP COLUMN output_size; ALTER TABLE users DROP COLUMN generated;
+            PRAGMA user_version = 1;
+            """
+        )
         connection.close()
     before = snapshot(tmp_path)
 

@@ -1,0 +1,1 @@
+"""The HTTP service: health, status, jobs, users and sessions, live updates, metrics."""

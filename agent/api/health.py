@@ -1,0 +1,100 @@
+"""GET /health: is the agent well? No token, and cheap enough for a probe every second.
+
+No disk walk and no blocking CPU measurement: the host figures are the dispatcher's last
+sample (at most a few seconds old), and the database and archive checks are kept for
+HEALTH_CACHE_SECONDS. `unhealthy` (HTTP 503): the database cannot be read, or the archive
+is missing or read-only. `degraded` (HTTP 200): a library is paused or in error, the gate
+holds jobs back for want of CPU, memory or disk, or the last config reload was refused.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from agent.api.context import ApiContext, context_of
+from agent.api.views import GIB, fresh_sample
+from agent.store import jobs
+
+HEALTH_CACHE_SECONDS = 1.0
+
+
+async def health(request: web.Request) -> web.Response:
+    report = health_report(context_of(request))
+    return web.json_response(report, status=503 if report["status"] == "unhealthy" else 200)
+
+
+def health_report(context: ApiContext) -> dict[str, Any]:
+    sample = fresh_sample(context)
+    checks = _checks(context)
+    problems: list[str] = list(checks["problems"])
+    status = "unhealthy" if problems else "healthy"
+    state = context.state
+    if status == "healthy":
+        degraded = [f"library {name}: {reason}" for name, reason in sorted(state.broken_libraries.items())]
+        degraded += [f"library {name} paused: {reason}" for name, reason in sorted(state.paused_libraries.items())]
+        degraded += [f"library {name} paused: {hold.reason}" for name, hold in sorted(state.held_libraries.items())]
+        if context.dispatcher.short_of_resources and context.dispatcher.blocked_reasons:
+            degraded += [f"jobs held back: {reason}" for reason in context.dispatcher.blocked_reasons]
+        if state.reload_error:
+            degraded.append(f"config reload refused: {state.reload_error}")
+        if degraded:
+            status, problems = "degraded", degraded
+    return {
+        "status": status,
+        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "version": context.version,
+        "system": {
+            "cpu_percent": round(sample.cpu_percent, 1),
+            "memory_percent": round(sample.memory_percent, 1),
+            "disk_free_gb": round(sample.archive_free / GIB, 1),
+        },
+        "database": checks["database"],
+        "queue": checks["queue"],
+        "problems": problems,
+        "config_generation": state.config_generation,
+        "uptime_seconds": int((datetime.now(UTC) - context.started_at).total_seconds()),
+    }
+
+
+def _checks(context: ApiContext) -> dict[str, Any]:
+    cache = context.health_cache
+    if cache and time.monotonic() - cache["at"] < HEALTH_CACHE_SECONDS:
+        return cache
+    problems = []
+    queue = {"queue_size": 0, "running_jobs": 0, "completed_jobs": 0}
+    try:
+        counts = jobs.counts(context.state.connection)
+        queue = {
+            "queue_size": counts[jobs.JobState.QUEUED] + counts[jobs.JobState.FAILED],
+            "running_jobs": counts[jobs.JobState.RUNNING],
+            "completed_jobs": counts[jobs.JobState.DONE],
+        }
+        database = "healthy"
+    except sqlite3.Error as error:
+        database = "unreachable"
+        problems.append(f"state database: {error}")
+    archive = context.state.config.paths.archive
+    problem = _archive_problem(archive)
+    if problem:
+        problems.append(problem)
+    cache.clear()
+    cache.update(at=time.monotonic(), problems=problems, database=database, queue=queue)
+    return cache
+
+
+def _archive_problem(archive: os.PathLike[str]) -> str | None:
+    try:
+        if not os.path.isdir(archive):
+            return f"archive {os.fspath(archive)} is missing (is the disk mounted?)"
+        read_only = bool(os.statvfs(archive).f_flag & os.ST_RDONLY)
+    except OSError as error:
+        return f"archive {os.fspath(archive)}: {error.strerror}"
+    if read_only or not os.access(archive, os.W_OK):
+        return f"archive {os.fspath(archive)} is read-only"
+    return None

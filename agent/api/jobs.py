@@ -1,0 +1,99 @@
+"""Jobs: the list (newest first, by cursor), one job, and an admin's retry and cancel."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agent.api import params
+from agent.api.context import context_of, session_of
+from agent.api.errors import ApiError, not_found
+from agent.api.security import requires
+from agent.api.views import job_view
+from agent.store import jobs
+
+MAX_PAGE = 500
+
+
+class JobsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    state: jobs.JobState | None = None
+    library: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None = None
+    limit: int = Field(default=50, ge=1, le=MAX_PAGE)
+    cursor: str | None = Field(default=None, max_length=64)
+
+    @field_validator("cursor")
+    @classmethod
+    def _cursor_is_ours(cls, value: str | None) -> str | None:
+        if value is not None:
+            params.decode_cursor(value)
+        return value
+
+
+@requires("user")
+async def list_jobs(request: web.Request) -> web.Response:
+    context = context_of(request)
+    asked = params.query(request, JobsQuery)
+    before = params.decode_cursor(asked.cursor) if asked.cursor else None
+    found = jobs.page(
+        context.state.connection, state=asked.state, library=asked.library, before_id=before, limit=asked.limit + 1
+    )
+    more = len(found) > asked.limit
+    found = found[: asked.limit]
+    running = context.dispatcher.running
+    return web.json_response(
+        {
+            "jobs": [job_view(job, running=running.get(job.id)) for job in found],
+            "next_cursor": params.encode_cursor(found[-1].id) if more else None,
+        }
+    )
+
+
+@requires("user")
+async def get_job(request: web.Request) -> web.Response:
+    context = context_of(request)
+    job_id = params.job_id(request)
+    job = jobs.get(context.state.connection, job_id)
+    if job is None:
+        raise not_found(f"there is no job {job_id}")
+    return web.json_response(job_view(job, running=context.dispatcher.running.get(job_id), detail=True))
+
+
+@requires("admin")
+async def retry_job(request: web.Request) -> web.Response:
+    context = context_of(request)
+    job_id = params.job_id(request)
+    try:
+        job = jobs.retry(context.state.connection, job_id, now=datetime.now(UTC))
+    except jobs.JobError as error:
+        raise _job_error(error) from None
+    _log(request, "job retried", job)
+    context.dispatcher.wake()
+    return web.json_response(job_view(job, detail=True))
+
+
+@requires("admin")
+async def cancel_job(request: web.Request) -> web.Response:
+    context = context_of(request)
+    job_id = params.job_id(request)
+    try:
+        job = await context.dispatcher.cancel_job(job_id)
+    except jobs.JobError as error:
+        raise _job_error(error) from None
+    _log(request, "job cancelled", job)
+    return web.json_response(job_view(job, detail=True))
+
+
+def _job_error(error: jobs.JobError) -> ApiError:
+    return ApiError(404 if isinstance(error, jobs.JobNotFound) else 409, str(error))
+
+
+def _log(request: web.Request, event: str, job: jobs.Job) -> None:
+    session = session_of(request)
+    context_of(request).log.info(
+        event, job=job.id, library=job.library, path=job.rel_path, by=session.user if session else None
+    )

@@ -1,0 +1,316 @@
+"""GET /api/openapi.json: an OpenAPI 3.1 document of every route (a test holds the two in step).
+
+Request bodies and query parameters come from the same pydantic models the handlers
+validate with, so the document cannot drift from what is enforced.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from agent import __version__
+from agent.api.jobs import MAX_PAGE
+from agent.api.sessions import LoginRequest
+
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema or {"type": "object"}}}}
+
+
+_AUTH_ERRORS = {"401": _error("No token, or it is not valid any more."), "429": _error("Too many requests.")}
+_ADMIN_ERRORS = {**_AUTH_ERRORS, "403": _error("The user is not an admin.")}
+_JOB_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+    "description": "Job id.",
+}
+_LIBRARY = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+    "description": "Library name from the config.",
+}
+
+
+def _job_action(summary: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "security": BEARER,
+            "parameters": [_JOB_ID],
+            "responses": {
+                "200": _ok("The job after the change.", {"$ref": "#/components/schemas/Job"}),
+                "400": _error("The id is not a positive whole number."),
+                "404": _error("No such job."),
+                "409": _error("The job is in a state that does not allow it."),
+                **_ADMIN_ERRORS,
+            },
+        }
+    }
+
+
+def _library_action(summary: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "security": BEARER,
+            "parameters": [_LIBRARY],
+            "responses": {
+                "200": _ok("The library's condition after the change."),
+                "400": _error("The name is not a library name."),
+                "404": _error("No such library in the config."),
+                **_ADMIN_ERRORS,
+            },
+        }
+    }
+
+
+def document() -> dict[str, Any]:
+    """Return the OpenAPI document."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "hb2r (HandBrake2Resilio) agent API",
+            "version": __version__,
+            "description": "Health, status, jobs, sessions, live updates and metrics of a running hb2r agent.",
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "message"],
+                    "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+                },
+                "LoginRequest": LoginRequest.model_json_schema(),
+                "Job": {
+                    "type": "object",
+                    "required": ["id", "library", "path", "state", "attempts"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "library": {"type": "string"},
+                        "path": {"type": "string"},
+                        "output": {"type": "string"},
+                        "state": {"enum": ["queued", "running", "done", "failed", "dead", "cancelled"]},
+                        "reason": {"type": "string"},
+                        "attempts": {"type": "integer"},
+                        "progress": {"type": ["number", "null"]},
+                        "fps": {"type": ["number", "null"]},
+                        "eta_seconds": {"type": ["integer", "null"]},
+                        "error": {"type": ["string", "null"]},
+                        "retry_at": {"type": ["string", "null"]},
+                        "stderr_tail": {"type": "array", "items": {"type": "string"}},
+                        "created_at": {"type": "string"},
+                        "updated_at": {"type": "string"},
+                    },
+                },
+                "Health": {
+                    "type": "object",
+                    "required": ["status", "timestamp", "version", "system", "database", "queue"],
+                    "properties": {
+                        "status": {"enum": ["healthy", "degraded", "unhealthy"]},
+                        "timestamp": {"type": "string"},
+                        "version": {"type": "string"},
+                        "system": {
+                            "type": "object",
+                            "properties": {
+                                "cpu_percent": {"type": "number"},
+                                "memory_percent": {"type": "number"},
+                                "disk_free_gb": {"type": "number", "description": "Archive free space, GiB."},
+                            },
+                        },
+                        "database": {"enum": ["healthy", "unreachable"]},
+                        "queue": {
+                            "type": "object",
+                            "properties": {
+                                "queue_size": {"type": "integer"},
+                                "running_jobs": {"type": "integer"},
+                                "completed_jobs": {"type": "integer"},
+                            },
+                        },
+                        "problems": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+            },
+        },
+        "paths": {
+            "/health": {
+                "get": {
+                    "summary": "Health: healthy, degraded (HTTP 200) or unhealthy (HTTP 503). No token.",
+                    "responses": {
+                        "200": _ok("Healthy or degraded.", {"$ref": "#/components/schemas/Health"}),
+                        "503": _ok("Unhealthy.", {"$ref": "#/components/schemas/Health"}),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (text format). No token.",
+                    "responses": {"200": {"description": "Metrics.", "content": {"text/plain": {}}}},
+                }
+            },
+            "/api/openapi.json": {
+                "get": {"summary": "This document.", "responses": {"200": _ok("The OpenAPI document.")}}
+            },
+            "/api/auth/login": {
+                "post": {
+                    "summary": "Log in; returns a bearer token.",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LoginRequest"}}},
+                    },
+                    "responses": {
+                        "200": _ok(
+                            "The token, when it expires, and the user.",
+                            {
+                                "type": "object",
+                                "required": ["token", "expires_at", "user"],
+                                "properties": {
+                                    "token": {"type": "string"},
+                                    "expires_at": {"type": "string"},
+                                    "user": {
+                                        "type": "object",
+                                        "properties": {"name": {"type": "string"}, "role": {"enum": ["admin", "user"]}},
+                                    },
+                                },
+                            },
+                        ),
+                        "400": _error("The body is not a valid login request."),
+                        "401": _error("Wrong user name or password."),
+                        "413": _error("The body is too large."),
+                        "429": _error("Too many attempts; see Retry-After."),
+                    },
+                }
+            },
+            "/api/auth/me": {
+                "get": {
+                    "summary": "The logged-in user.",
+                    "security": BEARER,
+                    "responses": {"200": _ok("The user and the token's expiry."), **_AUTH_ERRORS},
+                }
+            },
+            "/api/auth/logout": {
+                "post": {
+                    "summary": "End this token.",
+                    "security": BEARER,
+                    "responses": {"200": _ok("Logged out."), **_AUTH_ERRORS},
+                }
+            },
+            "/api/status": {
+                "get": {
+                    "summary": "Per library: condition, counts, space saved; the last plan; config generation; gate.",
+                    "security": BEARER,
+                    "responses": {"200": _ok("The agent's status."), **_AUTH_ERRORS},
+                }
+            },
+            "/api/system": {
+                "get": {
+                    "summary": "CPU, memory, load, archive disk, running encodes, gate verdict.",
+                    "security": BEARER,
+                    "responses": {"200": _ok("The host and the encodes."), **_AUTH_ERRORS},
+                }
+            },
+            "/api/jobs": {
+                "get": {
+                    "summary": "Jobs, newest first, a page at a time.",
+                    "security": BEARER,
+                    "parameters": [
+                        {
+                            "name": "state",
+                            "in": "query",
+                            "schema": {"enum": ["queued", "running", "done", "failed", "dead", "cancelled"]},
+                        },
+                        {"name": "library", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 50},
+                        },
+                        {
+                            "name": "cursor",
+                            "in": "query",
+                            "schema": {"type": "string"},
+                            "description": "next_cursor of the previous page.",
+                        },
+                    ],
+                    "responses": {
+                        "200": _ok(
+                            "A page of jobs.",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
+                                    "next_cursor": {"type": ["string", "null"]},
+                                },
+                            },
+                        ),
+                        "400": _error("A parameter is not valid."),
+                        **_AUTH_ERRORS,
+                    },
+                }
+            },
+            "/api/jobs/{id}": {
+                "get": {
+                    "summary": "One job, with progress, attempts, error and the tail of HandBrakeCLI's stderr.",
+                    "security": BEARER,
+                    "parameters": [_JOB_ID],
+                    "responses": {
+                        "200": _ok("The job.", {"$ref": "#/components/schemas/Job"}),
+                        "400": _error("The id is not a positive whole number."),
+                        "404": _error("No such job."),
+                        **_AUTH_ERRORS,
+                    },
+                }
+            },
+            "/api/jobs/{id}/retry": _job_action("Queue a dead, failed or cancelled job again (admin)."),
+            "/api/jobs/{id}/cancel": _job_action("Cancel a queued, running or failed job (admin)."),
+            "/api/libraries/{name}/pause": _library_action("Hold a library's queue (admin); kept across restarts."),
+            "/api/libraries/{name}/resume": _library_action("Let a paused library's jobs run again (admin)."),
+            "/api/scan": {
+                "post": {
+                    "summary": "Run a reconcile pass now (admin).",
+                    "security": BEARER,
+                    "responses": {"202": _ok("The pass is requested."), **_ADMIN_ERRORS},
+                }
+            },
+            "/api/config": {
+                "get": {
+                    "summary": "The config in force, secrets redacted (admin).",
+                    "security": BEARER,
+                    "responses": {"200": _ok("The config and its generation."), **_ADMIN_ERRORS},
+                }
+            },
+            "/api/realtime": {
+                "get": {
+                    "summary": 'WebSocket of job changes, progress and host samples. Send {"token": ...} first.',
+                    "parameters": [
+                        {
+                            "name": "token",
+                            "in": "query",
+                            "schema": {"type": "string"},
+                            "description": "For clients that cannot send a first message; it may be logged.",
+                        }
+                    ],
+                    "responses": {"101": {"description": "Switching to the WebSocket protocol."}},
+                }
+            },
+        },
+    }
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(document())

@@ -1,0 +1,80 @@
+"""Reading and checking what a request sends: path parts, query strings, JSON bodies (pydantic)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from agent.api.errors import bad_request, describe_validation
+
+Model = TypeVar("Model", bound=BaseModel)
+
+_JOB_ID = re.compile(r"^[1-9][0-9]{0,17}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_CURSOR_PREFIX = "before:"
+
+
+def job_id(request: web.Request) -> int:
+    """Return the {id} path part as a job id; raise a 400 ApiError unless it is a positive integer."""
+    raw = request.match_info["id"]
+    if not _JOB_ID.match(raw):
+        raise bad_request(f"job id must be a positive whole number, got {raw[:40]!r}")
+    return int(raw)
+
+
+def library_name(request: web.Request) -> str:
+    raw = request.match_info["name"]
+    if not _NAME.match(raw):
+        raise bad_request(f"library name must be letters, digits, '_', '.' and '-', got {raw[:40]!r}")
+    return raw
+
+
+def query(request: web.Request, model: type[Model]) -> Model:
+    """Validate the query string with model; raise a 400 ApiError naming every bad parameter."""
+    values: dict[str, Any] = {}
+    for key in request.query:
+        found = request.query.getall(key)
+        if len(found) > 1:
+            raise bad_request(f"query parameter {key!r} is given {len(found)} times")
+        values[key] = found[0]
+    try:
+        return model.model_validate(values)
+    except ValidationError as error:
+        raise bad_request(describe_validation(error.errors())) from None
+
+
+async def body(request: web.Request, model: type[Model]) -> Model:
+    """Read and validate a JSON body; raise a 400 ApiError if it is not JSON or not valid."""
+    raw = await request.read()
+    try:
+        data = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise bad_request("the body must be JSON") from None
+    if not isinstance(data, dict):
+        raise bad_request("the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        raise bad_request(describe_validation(error.errors())) from None
+
+
+def encode_cursor(before_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{before_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """Return the job id a cursor continues before; raise ValueError if it is not one hb2r made."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError("cursor is not valid; use next_cursor from the previous page") from None
+    number = text.removeprefix(_CURSOR_PREFIX)
+    if not text.startswith(_CURSOR_PREFIX) or not _JOB_ID.match(number):
+        raise ValueError("cursor is not valid; use next_cursor from the previous page")
+    return int(number)

@@ -1,0 +1,85 @@
+"""Log in, who am I, log out."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.api import params
+from agent.api.context import context_of, session_of
+from agent.api.errors import ApiError
+from agent.api.security import requires
+from agent.auth import LoginBusy, bcrypt_cost, issue_token, revoke
+from agent.store import users
+
+WRONG = "wrong user name or password"
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    username: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=1, max_length=1024, repr=False)
+
+
+async def login(request: web.Request) -> web.Response:
+    context = context_of(request)
+    asked = await params.body(request, LoginRequest)
+    wait = context.limiter.attempt([f"address:{request.remote}", f"user:{asked.username.casefold()}"])
+    if wait is not None:
+        context.log.warning("login refused: too many attempts", user=asked.username, client=request.remote)
+        raise ApiError(
+            429,
+            f"too many login attempts; try again in {math.ceil(wait)} s",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
+    connection = context.state.connection
+    user = users.find(connection, asked.username)
+    # An unknown name is checked against a dummy hash as costly as a real one.
+    cost = bcrypt_cost(
+        user.password_hash if user else max((u.password_hash for u in users.load_users(connection)), default=""),
+        default=context.state.config.auth.bcrypt_rounds,
+    )
+    try:
+        matches = await context.checker.check(asked.password, user, cost=cost)
+    except LoginBusy:
+        raise ApiError(429, "too many logins at once; try again shortly", headers={"Retry-After": "1"}) from None
+    if not matches or user is None:
+        context.log.warning("login failed", user=asked.username, client=request.remote)
+        raise ApiError(401, WRONG)
+    issued = issue_token(
+        secret=context.secret, user=user, lifetime=context.state.config.auth.session_timeout, now=datetime.now(UTC)
+    )
+    context.log.info("login", user=user.name, role=user.role, client=request.remote)
+    return web.json_response(
+        {
+            "token": issued.token,
+            "expires_at": issued.expires_at.isoformat().replace("+00:00", "Z"),
+            "user": {"name": issued.user, "role": issued.role},
+        }
+    )
+
+
+@requires("user")
+async def me(request: web.Request) -> web.Response:
+    session = session_of(request)
+    assert session is not None  # noqa: S101 - set by requires()
+    return web.json_response(
+        {
+            "user": {"name": session.user, "role": session.role},
+            "expires_at": session.expires_at.isoformat().replace("+00:00", "Z"),
+        }
+    )
+
+
+@requires("user")
+async def logout(request: web.Request) -> web.Response:
+    context = context_of(request)
+    session = session_of(request)
+    assert session is not None  # noqa: S101 - set by requires()
+    revoke(context.state.connection, session, now=datetime.now(UTC))
+    context.log.info("logout", user=session.user)
+    return web.json_response({"logged_out": True})

@@ -1,0 +1,84 @@
+"""GET /api/status (libraries, plan, gate) and GET /api/system (the host and the encodes)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from agent.api.context import context_of
+from agent.api.security import requires
+from agent.api.views import encodes_view, gate_view, system_view
+from agent.engine import update_conditions
+from agent.store import jobs, ledger
+
+COUNTED_STATES = ("done", "queued", "running", "failed", "dead", "cancelled")
+
+
+@requires("user")
+async def status(request: web.Request) -> web.Response:
+    context = context_of(request)
+    state = context.state
+    now = datetime.now(UTC)
+    conditions = update_conditions(state, now=now)
+    counts = jobs.counts_by_library(state.connection)
+    sizes = ledger.bytes_by_library(state.connection)
+    waiting = state.last_pass.waiting if state.last_pass else {}
+    libraries: list[dict[str, Any]] = []
+    for library in state.config.libraries:
+        condition = conditions[library.name]
+        found = sizes.get(library.name, ledger.LibraryBytes(0, 0, 0))
+        by_state = counts.get(library.name, {})
+        libraries.append(
+            {
+                "name": library.name,
+                "source": str(library.source),
+                "output": library.output,
+                "preset": library.preset,
+                "condition": {
+                    "status": condition.status,
+                    "reason": condition.reason,
+                    "since": condition.since.isoformat(),
+                },
+                "counts": {
+                    **{state_name: by_state.get(state_name, 0) for state_name in COUNTED_STATES},
+                    "waiting": waiting.get(library.name, 0),
+                },
+                "space": {
+                    "outputs": found.files,
+                    "input_bytes": found.input_bytes,
+                    "output_bytes": found.output_bytes,
+                    "saved_bytes": found.input_bytes - found.output_bytes,
+                },
+            }
+        )
+    last = state.last_pass
+    plan = (
+        None
+        if last is None
+        else {
+            "finished_at": last.finished_at.isoformat(),
+            "seconds": round(last.seconds, 3),
+            "counts": last.counts,
+            "pending": last.pending,
+        }
+    )
+    return web.json_response(
+        {
+            "version": context.version,
+            "started_at": context.started_at.isoformat(),
+            "uptime_seconds": int((now - context.started_at).total_seconds()),
+            "config_generation": state.config_generation,
+            "reload_error": state.reload_error,
+            "libraries": libraries,
+            "plan": plan,
+            "gate": gate_view(context),
+            "running": encodes_view(context),
+        }
+    )
+
+
+@requires("user")
+async def system(request: web.Request) -> web.Response:
+    return web.json_response(system_view(context_of(request)))

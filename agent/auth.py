@@ -1,0 +1,318 @@
+"""Who may use the API: users from the config, bcrypt passwords, JWT sessions, roles.
+
+Design notes:
+- Users come from the config's `users:` and are written to SQLite at start and on every
+  reload (`sync_users`). With no users declared, hb2r makes `admin` with a random password
+  written to `<state_dir>/initial-admin-password` (0600); the first declared user replaces it.
+- A token is a JWT (HS256 only) naming the user, a random id (`jti`), its expiry and `pwd`, a
+  short digest of the user's password hash at login. Every request looks the user up in
+  SQLite: a user removed from the config, or whose hash changed, is refused at once, and the
+  role is always the stored one. Logout records the `jti` until the token would have expired.
+- bcrypt is slow on purpose; it runs in an executor of its own with LOGIN_THREADS threads,
+  so a storm of logins leaves a core to the event loop, and at most MAX_PENDING_LOGINS wait
+  (the rest are told to come back later). An unknown user is checked against a dummy hash
+  of the same cost: the answer and the time are those of a wrong password.
+- Attempts are limited per client address and per user name (`auth.login_rate_limit`),
+  counted whether they succeed or not, in a sliding window kept in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import secrets
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from agent.config.models import Auth, Config
+from agent.config.units import Rate
+from agent.domain import UserRecord
+from agent.passwords import check_password, hash_password
+from agent.plan import plan_users
+from agent.store import users as stored_users
+from agent.store.db import transaction
+
+ALGORITHM = "HS256"
+SECRET_BYTES = 32
+INITIAL_ADMIN = "admin"
+INITIAL_PASSWORD_FILE = "initial-admin-password"  # noqa: S105 - a file name
+LOGIN_THREADS = max(1, (os.cpu_count() or 2) // 2)
+MAX_PENDING_LOGINS = 64
+ROLES = ("user", "admin")
+
+
+class AuthError(Exception):
+    """A request cannot be authenticated; the message is safe to show the client."""
+
+
+class SecretError(Exception):
+    """The JWT secret cannot be read or made; the message says why."""
+
+
+@dataclass(frozen=True)
+class Session:
+    """An authenticated request's user and token."""
+
+    user: str
+    role: str
+    token_id: str
+    expires_at: datetime
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expires_at: datetime
+    user: str
+    role: str
+
+
+def load_secret(auth: Auth) -> bytes:
+    """Return the JWT signing secret: `auth.jwt_secret`, else the file's content (made if missing).
+
+    Raise SecretError if the file cannot be read or made, or holds fewer than 32 bytes.
+    """
+    if auth.jwt_secret:
+        return auth.jwt_secret.encode("utf-8")
+    path = auth.jwt_secret_file
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    except OSError as error:
+        raise SecretError(f"cannot create jwt_secret_file {path}: {error.strerror}") from None
+    else:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(secrets.token_bytes(SECRET_BYTES))
+            file.flush()
+            os.fsync(file.fileno())
+    try:
+        secret = path.read_bytes()
+    except OSError as error:
+        raise SecretError(f"cannot read jwt_secret_file {path}: {error.strerror}") from None
+    if secret.isascii():
+        secret = secret.strip()  # a secret an operator wrote with echo ends in a newline
+    if len(secret) < SECRET_BYTES:
+        raise SecretError(
+            f"jwt_secret_file {path} holds {len(secret)} bytes; at least {SECRET_BYTES} are needed "
+            "(delete it and hb2r makes a new one)"
+        )
+    return secret
+
+
+def password_digest(password_hash: str) -> str:
+    """Return the short digest of a password hash that a token carries (not the hash itself)."""
+    return hashlib.sha256(password_hash.encode("ascii", "replace")).hexdigest()[:16]
+
+
+def issue_token(*, secret: bytes, user: UserRecord, lifetime: timedelta, now: datetime) -> IssuedToken:
+    """Return a new signed token for user, valid for lifetime from now."""
+    expires_at = (now + lifetime).replace(microsecond=0)
+    claims = {
+        "sub": user.name,
+        "jti": secrets.token_urlsafe(16),
+        "iat": int(now.timestamp()),
+        "exp": int(expires_at.timestamp()),
+        "pwd": password_digest(user.password_hash),
+    }
+    token = jwt.encode(claims, secret, algorithm=ALGORITHM)
+    return IssuedToken(token=token, expires_at=expires_at, user=user.name, role=user.role)
+
+
+def authenticate(connection: sqlite3.Connection, *, secret: bytes, token: str, now: datetime) -> Session:
+    """Given a bearer token, return its session; raise AuthError saying why it is refused."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            options={"require": ["sub", "jti", "exp", "iat", "pwd"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthError("the token has expired; log in again") from None
+    except jwt.InvalidTokenError:
+        raise AuthError("the token is not valid") from None
+    name, token_id, digest = claims["sub"], claims["jti"], claims["pwd"]
+    if not all(isinstance(value, str) for value in (name, token_id, digest)):
+        raise AuthError("the token is not valid")
+    user = stored_users.find(connection, name)
+    if user is None or not secrets.compare_digest(password_digest(user.password_hash), digest):
+        raise AuthError("the token is no longer valid; log in again")
+    if is_revoked(connection, token_id):
+        raise AuthError("the token was logged out; log in again")
+    return Session(
+        user=user.name, role=user.role, token_id=token_id, expires_at=datetime.fromtimestamp(claims["exp"], UTC)
+    )
+
+
+def revoke(connection: sqlite3.Connection, session: Session, *, now: datetime) -> None:
+    """End session's token; forget tokens that have expired anyway."""
+    with transaction(connection):
+        connection.execute("DELETE FROM revoked_tokens WHERE expires_at < ?", (_stamp(now),))
+        connection.execute(
+            "INSERT OR IGNORE INTO revoked_tokens (jti, expires_at) VALUES (?, ?)",
+            (session.token_id, _stamp(session.expires_at)),
+        )
+
+
+def is_revoked(connection: sqlite3.Connection, token_id: str) -> bool:
+    return connection.execute("SELECT 1 FROM revoked_tokens WHERE jti = ?", (token_id,)).fetchone() is not None
+
+
+def sync_users(connection: sqlite3.Connection, config: Config, *, now: datetime, log: Any) -> list[tuple[str, str]]:
+    """Make the stored users match the config's; return the (name, change) pairs applied.
+
+    With no users declared and none generated yet, make `admin` with a random password and
+    write it to `<state_dir>/initial-admin-password` (0600); log where, never the password.
+    """
+    changes = plan_users(config.users, stored_users.load_users(connection))
+    applied: list[tuple[str, str]] = []
+    with transaction(connection):
+        for change in changes:
+            stored_users.apply(connection, change, now=_stamp(now))
+            applied.append((change.name, str(change.change)))
+    password_file = config.paths.state_dir / INITIAL_PASSWORD_FILE
+    if config.users:
+        if password_file.exists():
+            password_file.unlink()  # that admin is gone: its password must not linger
+            log.info("initial admin removed; users now come from the config", file=str(password_file))
+        return applied
+    if any(user.generated for user in stored_users.load_users(connection)):
+        return applied
+    password = secrets.token_urlsafe(18)  # 24 characters
+    _write_private(password_file, password + "\n")
+    with transaction(connection):
+        stored_users.add_generated_admin(
+            connection,
+            name=INITIAL_ADMIN,
+            password_hash=hash_password(password, rounds=config.auth.bcrypt_rounds),
+            now=_stamp(now),
+        )
+    log.warning(
+        "no users in the config: made user 'admin'; its password is in the file named here",
+        file=str(password_file),
+    )
+    applied.append((INITIAL_ADMIN, "add"))
+    return applied
+
+
+class RateLimiter:
+    """At most `rate.count` attempts per `rate.per_seconds` for each key (a sliding window)."""
+
+    MAX_KEYS = 10_000
+
+    def __init__(self, rate: Rate, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self._clock = clock
+        self._attempts: dict[str, deque[float]] = {}
+
+    def attempt(self, keys: Iterable[str]) -> float | None:
+        """Count one attempt under every key; return seconds to wait if any key is over its limit
+        (nothing is counted then), else None."""
+        now = self._clock()
+        window = self.rate.per_seconds
+        keys = list(keys)
+        waits = []
+        for key in keys:
+            seen = self._attempts.get(key)
+            if seen is None:
+                continue
+            while seen and seen[0] <= now - window:
+                seen.popleft()
+            if len(seen) >= self.rate.count:
+                waits.append(seen[0] + window - now)
+        if waits:
+            return max(1.0, max(waits))
+        if len(self._attempts) >= self.MAX_KEYS:
+            self._forget_idle(now)
+        for key in keys:
+            self._attempts.setdefault(key, deque()).append(now)
+        return None
+
+    def _forget_idle(self, now: float) -> None:
+        idle = [key for key, seen in self._attempts.items() if not seen or seen[-1] <= now - self.rate.per_seconds]
+        for key in idle:
+            del self._attempts[key]
+        if len(self._attempts) >= self.MAX_KEYS:  # a flood of distinct names: start afresh
+            self._attempts.clear()
+
+
+class LoginBusy(Exception):
+    """Too many logins are waiting for bcrypt already."""
+
+
+class PasswordChecker:
+    """Runs bcrypt off the event loop, in a small executor of its own."""
+
+    def __init__(self, *, threads: int = LOGIN_THREADS) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bcrypt")
+        self._pending = 0
+        self._dummy_hashes: dict[int, str] = {}
+
+    async def check(self, password: str, user: UserRecord | None, *, cost: int) -> bool:
+        """Return whether password is user's; for None (an unknown user), check a dummy hash of
+        bcrypt cost `cost` and return False, so that both take the same time.
+
+        Raise LoginBusy if MAX_PENDING_LOGINS checks are waiting already.
+        """
+        if self._pending >= MAX_PENDING_LOGINS:
+            raise LoginBusy("too many logins at once")
+        self._pending += 1
+        try:
+            loop = asyncio.get_running_loop()
+            if user is None:
+                target = self._dummy_hashes.get(cost)
+                if target is None:
+                    target = await loop.run_in_executor(self._executor, _dummy_hash, cost)
+                    self._dummy_hashes[cost] = target
+            else:
+                target = user.password_hash
+            matches = await loop.run_in_executor(self._executor, check_password, password, target)
+        finally:
+            self._pending -= 1
+        return matches and user is not None
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def bcrypt_cost(password_hash: str, *, default: int) -> int:
+    """Return the cost of a `$2b$12$...` hash (default if it does not say)."""
+    field = password_hash[4:6]
+    return int(field) if field.isdigit() else default
+
+
+def _dummy_hash(cost: int) -> str:
+    return hash_password(secrets.token_urlsafe(16), rounds=min(max(cost, 4), 31))
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write text to path, readable by the owner only, replacing any older file atomically."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.unlink(missing_ok=True)
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temp, path)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")

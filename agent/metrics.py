@@ -1,0 +1,142 @@
+"""Prometheus metrics, with prometheus-client.
+
+Two kinds:
+- Counted as they happen, since the agent started: encode seconds (a histogram by library and
+  outcome), bytes read and written by encodes. The dispatcher reports each finished encode.
+- Read from the state at scrape time, so they are right even after a restart or a change
+  made by `hb2r retry` from another process: jobs by state and library, the archive's input
+  and output bytes and space saved by library, the gate, running encodes, the last scan.
+
+Each agent has its own registry (not prometheus-client's global one), so tests can run
+several side by side.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from agent.store import jobs, ledger
+
+ENCODE_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, float("inf"))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the collector needs from the running agent at scrape time."""
+
+    libraries: tuple[str, ...]
+    gate_reasons: tuple[str, ...]
+    running_encodes: int
+    suspended_encodes: int
+    last_scan_seconds: float | None
+    config_generation: int
+
+
+class Metrics:
+    def __init__(
+        self, *, connection: Callable[[], sqlite3.Connection], snapshot: Callable[[], Snapshot], version: str
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.encode_seconds = Histogram(
+            "hb2r_encode_seconds",
+            "Wall-clock seconds of finished encodes, by library and outcome (done, failed, dead).",
+            ["library", "outcome"],
+            buckets=ENCODE_BUCKETS,
+            registry=self.registry,
+        )
+        self.bytes_read = Counter(
+            "hb2r_encode_read_bytes", "Source bytes read by finished encodes.", ["library"], registry=self.registry
+        )
+        self.bytes_written = Counter(
+            "hb2r_encode_written_bytes",
+            "Bytes written by encodes that were published.",
+            ["library"],
+            registry=self.registry,
+        )
+        self.registry.register(_StateCollector(connection, snapshot, version))
+
+    def job_finished(self, *, library: str, outcome: str, seconds: float, bytes_read: int, bytes_written: int) -> None:
+        self.encode_seconds.labels(library, outcome).observe(seconds)
+        self.bytes_read.labels(library).inc(bytes_read)
+        if bytes_written:
+            self.bytes_written.labels(library).inc(bytes_written)
+
+    def render(self) -> tuple[bytes, str]:
+        """Return the exposition text and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _StateCollector(Collector):
+    def __init__(
+        self, connection: Callable[[], sqlite3.Connection], snapshot: Callable[[], Snapshot], version: str
+    ) -> None:
+        self._connection = connection
+        self._snapshot = snapshot
+        self._version = version
+
+    def describe(self) -> list[Metric]:
+        return []  # collected fresh each scrape; nothing to describe up front
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self._snapshot()
+        connection = self._connection()
+        info = InfoMetricFamily("hb2r_build", "The running hb2r.")
+        info.add_metric([], {"version": self._version})
+        yield info
+
+        by_state = GaugeMetricFamily(
+            "hb2r_jobs", "Jobs in the queue's history, by library and state.", labels=["library", "state"]
+        )
+        counts = jobs.counts_by_library(connection)
+        for library in sorted(set(snapshot.libraries) | set(counts)):
+            for state in jobs.JobState:
+                by_state.add_metric([library, str(state)], counts.get(library, {}).get(str(state), 0))
+        yield by_state
+
+        sizes = ledger.bytes_by_library(connection)
+        outputs = GaugeMetricFamily(
+            "hb2r_archive_outputs", "Transcodes in the archive, by library.", labels=["library"]
+        )
+        input_bytes = GaugeMetricFamily(
+            "hb2r_archive_input_bytes", "Source bytes of the transcodes whose size is known.", labels=["library"]
+        )
+        output_bytes = GaugeMetricFamily(
+            "hb2r_archive_output_bytes", "Bytes of the transcodes in the archive.", labels=["library"]
+        )
+        saved = GaugeMetricFamily(
+            "hb2r_space_saved_bytes", "Source bytes minus transcode bytes, by library.", labels=["library"]
+        )
+        for library in sorted(set(snapshot.libraries) | set(sizes)):
+            found = sizes.get(library, ledger.LibraryBytes(0, 0, 0))
+            outputs.add_metric([library], found.files)
+            input_bytes.add_metric([library], found.input_bytes)
+            output_bytes.add_metric([library], found.output_bytes)
+            saved.add_metric([library], found.input_bytes - found.output_bytes)
+        yield from (outputs, input_bytes, output_bytes, saved)
+
+        yield GaugeMetricFamily(
+            "hb2r_gate_open",
+            "1 when a waiting job may start, 0 when the gate holds jobs back.",
+            value=0 if snapshot.gate_reasons else 1,
+        )
+        yield GaugeMetricFamily(
+            "hb2r_gate_blocking_reasons", "How many limits hold jobs back now.", value=len(snapshot.gate_reasons)
+        )
+        yield GaugeMetricFamily("hb2r_running_encodes", "Encodes running now.", value=snapshot.running_encodes)
+        yield GaugeMetricFamily(
+            "hb2r_suspended_encodes", "Encodes suspended under memory pressure.", value=snapshot.suspended_encodes
+        )
+        if snapshot.last_scan_seconds is not None:
+            yield GaugeMetricFamily(
+                "hb2r_scan_duration_seconds", "Seconds the last reconcile pass took.", value=snapshot.last_scan_seconds
+            )
+        yield GaugeMetricFamily(
+            "hb2r_config_generation", "Config generation in force (1 at start).", value=snapshot.config_generation
+        )

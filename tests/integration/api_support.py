@@ -1,0 +1,146 @@
+"""A real agent's API for tests: real config file, real SQLite, a real Dispatcher (not ticking),
+served by aiohttp's test server on loopback.
+
+Users: `admin` (role admin, password ADMIN_PASSWORD) and `viewer` (role user,
+password VIEWER_PASSWORD); hashes made with bcrypt cost 4 to keep tests quick.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from agent import __version__, auth, logs
+from agent.api.context import ApiContext
+from agent.config import load_config
+from agent.config.models import Config
+from agent.engine import EngineState
+from agent.gate import Sample
+from agent.metrics import Metrics, Snapshot
+from agent.passwords import hash_password
+from agent.resources import Sampler
+from agent.store.db import open_database
+from agent.worker import Dispatcher
+
+ADMIN_PASSWORD = "admin-password-1"
+VIEWER_PASSWORD = "viewer-password-2"
+ADMIN_HASH = hash_password(ADMIN_PASSWORD, rounds=4)
+VIEWER_HASH = hash_password(VIEWER_PASSWORD, rounds=4)
+GIB = 1024**3
+
+
+class FixedSampler:
+    """A host sample chosen by the test. The real Sampler cannot be made to report, say, 95 % CPU
+    on demand; tests of the gate's effect on /health use this and say so."""
+
+    def __init__(self, sample: Sample) -> None:
+        self.value = sample
+
+    def sample(self) -> Sample:
+        return self.value
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def write_config(
+    root: Path,
+    *,
+    users: str | None = None,
+    rate: str = "100/min",
+    cors: str = "[]",
+    extra: str = "",
+) -> Path:
+    """Write a config with libraries tv and movies under root; return its path."""
+    for folder in ("tv", "movies", "archive"):
+        (root / folder).mkdir(exist_ok=True)
+    if users is None:
+        users = (
+            f'  - {{name: admin, role: admin, password_hash: "{ADMIN_HASH}"}}\n'
+            f'  - {{name: viewer, role: user, password_hash: "{VIEWER_HASH}"}}\n'
+        )
+    config = root / "config.yaml"
+    config.write_text(
+        "version: 1\n"
+        "paths: {archive: archive, state_dir: state}\n"
+        "libraries:\n"
+        "  - {name: tv, source: tv, output: TV, preset: fast}\n"
+        "  - {name: movies, source: movies, output: Movies, preset: fast}\n"
+        "presets:\n"
+        "  fast: {handbrake: 'Very Fast 480p30', container: mkv}\n"
+        f"server: {{listen: '127.0.0.1:{free_port()}', cors_origins: {cors}}}\n"
+        f"auth: {{jwt_secret_file: state/jwt.secret, bcrypt_rounds: 4, login_rate_limit: {rate}}}\n"
+        + (f"users:\n{users}" if users.strip() else "users: []\n")
+        + extra
+    )
+    return config
+
+
+@dataclass
+class Api:
+    """An app under test: its context (the live agent state) and an HTTP client."""
+
+    context: ApiContext
+    client: TestClient[Any, Any]
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    async def login(self, username: str, password: str) -> str:
+        response = await self.client.post("/api/auth/login", json={"username": username, "password": password})
+        assert response.status == 200, await response.text()
+        token = str((await response.json())["token"])
+        self.tokens[username] = token
+        return token
+
+    async def admin(self) -> dict[str, str]:
+        token = self.tokens.get("admin") or await self.login("admin", ADMIN_PASSWORD)
+        return {"Authorization": f"Bearer {token}"}
+
+    async def viewer(self) -> dict[str, str]:
+        token = self.tokens.get("viewer") or await self.login("viewer", VIEWER_PASSWORD)
+        return {"Authorization": f"Bearer {token}"}
+
+
+def build_context(config_path: Path, *, sampler: Any = None, log: Any = None) -> ApiContext:
+    """Return the API context of an agent on config_path, as `hb2r run` builds it (no passes run)."""
+    config: Config = load_config(config_path).config
+    connection = open_database(config.paths.state_dir)
+    state = EngineState(config=config, connection=connection, preset_hashes={})
+    log = log or logs.get_logger("hb2r-test")
+    auth.sync_users(connection, config, now=datetime.now(UTC), log=log)
+    dispatcher = Dispatcher(state, log=log, sampler=sampler or Sampler(config.paths.archive))
+    scans: list[datetime] = []
+
+    def snapshot() -> Snapshot:
+        return Snapshot(
+            libraries=tuple(library.name for library in state.config.libraries),
+            gate_reasons=dispatcher.blocked_reasons,
+            running_encodes=len(dispatcher.running),
+            suspended_encodes=0,
+            last_scan_seconds=None if state.last_pass is None else state.last_pass.seconds,
+            config_generation=state.config_generation,
+        )
+
+    metrics = Metrics(connection=lambda: state.connection, snapshot=snapshot, version=__version__)
+    dispatcher.observer = metrics
+    context = ApiContext(
+        state=state,
+        dispatcher=dispatcher,
+        request_scan=lambda: scans.append(datetime.now(UTC)),
+        secret=auth.load_secret(config.auth),
+        metrics=metrics,
+        checker=auth.PasswordChecker(),
+        limiter=auth.RateLimiter(config.auth.login_rate_limit),
+        started_at=datetime.now(UTC),
+        version=__version__,
+        log=log,
+    )
+    context.scans = scans  # type: ignore[attr-defined]  # what POST /api/scan asked for
+    return context

@@ -1,0 +1,41 @@
+"""Fixtures for the HTTP API tests (see api_support)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.api.app import init_app
+from agent.api.context import ApiContext
+
+from .api_support import Api, build_context, write_config
+
+MakeApi = Callable[..., Awaitable[Api]]
+
+
+@pytest.fixture
+async def make_api(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[MakeApi]:
+    """Return a factory: make_api(**write_config options, sampler=None) -> Api on a fresh agent."""
+    contexts: list[ApiContext] = []
+
+    async def make(*, sampler: Any = None, root: Path | None = None, **options: Any) -> Api:
+        folder = root or tmp_path / f"agent{len(contexts)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        context = build_context(write_config(folder, **options), sampler=sampler)
+        contexts.append(context)
+        client = await aiohttp_client(init_app(context))
+        return Api(context=context, client=client)
+
+    yield make
+    for context in contexts:
+        context.checker.close()
+        context.state.connection.close()
+
+
+@pytest.fixture
+async def api(make_api: MakeApi) -> Api:
+    """An agent with libraries tv and movies and users admin and viewer."""
+    return await make_api()
