@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import jwt
 
 from agent.config.models import Auth, Config
@@ -49,6 +50,7 @@ INITIAL_PASSWORD_FILE = "initial-admin-password"  # noqa: S105 - a file name
 LOGIN_THREADS = max(1, (os.cpu_count() or 2) // 2)
 MAX_PENDING_LOGINS = 64
 ROLES = ("user", "admin")
+_BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
 class AuthError(Exception):
@@ -141,23 +143,25 @@ def authenticate(connection: sqlite3.Connection, *, secret: bytes, token: str, n
             token,
             secret,
             algorithms=[ALGORITHM],
-            options={"require": ["sub", "jti", "exp", "iat", "pwd"]},
+            # Times are checked below against `now`, not against PyJWT's own clock.
+            options={"require": ["sub", "jti", "exp", "iat", "pwd"], "verify_exp": False, "verify_iat": False},
         )
-    except jwt.ExpiredSignatureError:
-        raise AuthError("the token has expired; log in again") from None
     except jwt.InvalidTokenError:
         raise AuthError("the token is not valid") from None
     name, token_id, digest = claims["sub"], claims["jti"], claims["pwd"]
+    issued, expiry = claims["iat"], claims["exp"]
     if not all(isinstance(value, str) for value in (name, token_id, digest)):
         raise AuthError("the token is not valid")
+    if type(issued) is not int or type(expiry) is not int or issued > now.timestamp():
+        raise AuthError("the token is not valid")
+    if expiry <= now.timestamp():
+        raise AuthError("the token has expired; log in again")
     user = stored_users.find(connection, name)
     if user is None or not secrets.compare_digest(password_digest(user.password_hash), digest):
         raise AuthError("the token is no longer valid; log in again")
     if is_revoked(connection, token_id):
         raise AuthError("the token was logged out; log in again")
-    return Session(
-        user=user.name, role=user.role, token_id=token_id, expires_at=datetime.fromtimestamp(claims["exp"], UTC)
-    )
+    return Session(user=user.name, role=user.role, token_id=token_id, expires_at=datetime.fromtimestamp(expiry, UTC))
 
 
 def revoke(connection: sqlite3.Connection, session: Session, *, now: datetime) -> None:
@@ -238,18 +242,29 @@ class RateLimiter:
                 waits.append(seen[0] + window - now)
         if waits:
             return max(1.0, max(waits))
-        if len(self._attempts) >= self.MAX_KEYS:
-            self._forget_idle(now)
+        if len(self._attempts) + len(keys) > self.MAX_KEYS:
+            self._make_room(now)
         for key in keys:
             self._attempts.setdefault(key, deque()).append(now)
         return None
 
-    def _forget_idle(self, now: float) -> None:
-        idle = [key for key, seen in self._attempts.items() if not seen or seen[-1] <= now - self.rate.per_seconds]
-        for key in idle:
+    def _make_room(self, now: float) -> None:
+        """Forget keys until at most 90 % of MAX_KEYS are left: idle keys first, then keys under their
+        limit (least recently used first), keys at their limit last, so that a flood of new names or
+        addresses cannot lift a limit in force."""
+        window = self.rate.per_seconds
+        for key in list(self._attempts):
+            seen = self._attempts[key]
+            while seen and seen[0] <= now - window:
+                seen.popleft()
+            if not seen:
+                del self._attempts[key]
+        excess = len(self._attempts) - self.MAX_KEYS * 9 // 10
+        if excess <= 0:
+            return
+        ranked = sorted(self._attempts.items(), key=lambda item: (len(item[1]) >= self.rate.count, item[1][-1]))
+        for key, _ in ranked[:excess]:
             del self._attempts[key]
-        if len(self._attempts) >= self.MAX_KEYS:  # a flood of distinct names: start afresh
-            self._attempts.clear()
 
 
 class LoginBusy(Exception):
@@ -262,7 +277,6 @@ class PasswordChecker:
     def __init__(self, *, threads: int = LOGIN_THREADS) -> None:
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bcrypt")
         self._pending = 0
-        self._dummy_hashes: dict[int, str] = {}
 
     async def check(self, password: str, user: UserRecord | None, *, cost: int) -> bool:
         """Return whether password is user's; for None (an unknown user), check a dummy hash of
@@ -275,13 +289,7 @@ class PasswordChecker:
         self._pending += 1
         try:
             loop = asyncio.get_running_loop()
-            if user is None:
-                target = self._dummy_hashes.get(cost)
-                if target is None:
-                    target = await loop.run_in_executor(self._executor, _dummy_hash, cost)
-                    self._dummy_hashes[cost] = target
-            else:
-                target = user.password_hash
+            target = _dummy_hash(cost) if user is None else user.password_hash
             matches = await loop.run_in_executor(self._executor, check_password, password, target)
         finally:
             self._pending -= 1
@@ -298,7 +306,13 @@ def bcrypt_cost(password_hash: str, *, default: int) -> int:
 
 
 def _dummy_hash(cost: int) -> str:
-    return hash_password(secrets.token_urlsafe(16), rounds=min(max(cost, 4), 31))
+    """Return a hash no password matches whose check costs what a real hash of this cost does.
+
+    Only the salt part must be well formed, so nothing is hashed here: the first unknown name
+    must not take twice as long as the next ones (or as a wrong password).
+    """
+    salt = bcrypt.gensalt(rounds=min(max(cost, 4), 31)).decode("ascii")
+    return salt + "".join(secrets.choice(_BCRYPT_ALPHABET) for _ in range(31))
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -33,6 +33,7 @@ def library_condition(
     broken: str | None,
     paused: str | None,
     held: str | None,
+    held_since: datetime | None = None,
     counts: Mapping[str, int],
     waiting: int,
     scanned: bool,
@@ -40,7 +41,7 @@ def library_condition(
     now: datetime,
 ) -> Condition:
     """Given what is known of a library, return its condition; `since` is kept from previous
-    when the status and reason have not changed."""
+    when the status and reason have not changed, and is held_since for an operator's pause."""
     running, queued, retrying = counts.get("running", 0), counts.get("queued", 0), counts.get("failed", 0)
     if broken:
         status, reason = ERROR, broken
@@ -66,6 +67,8 @@ def library_condition(
         status, reason = READY, "every stable file has its transcode"
     if previous is not None and previous.status == status and _same_reason(status, previous.reason, reason):
         return Condition(status, reason, previous.since)
+    if held_since is not None and status == PAUSED and reason == held:
+        return Condition(status, reason, held_since)  # the operator's pause, also across restarts
     return Condition(status, reason, now)
 
 

@@ -157,6 +157,7 @@ def update_conditions(state: EngineState, *, now: datetime) -> dict[str, Conditi
             broken=state.broken_libraries.get(name),
             paused=state.paused_libraries.get(name),
             held=None if hold is None else hold.reason,
+            held_since=None if hold is None else datetime.fromisoformat(hold.since),
             counts=by_library.get(name, {}),
             waiting=waiting.get(name, 0),
             scanned=state.last_pass is not None,

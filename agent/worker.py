@@ -134,7 +134,10 @@ class Dispatcher:
         config = self.state.config
         sample = self.take_sample()
         self._relieve_pressure(sample, config)
-        excluded = set(self.state.paused_libraries) | set(self.state.broken_libraries) | set(self.state.held_libraries)
+        # A hold on a library taken out of the config must not keep its jobs from being cancelled below.
+        configured = {library.name for library in config.libraries}
+        held = set(self.state.held_libraries) & configured
+        excluded = set(self.state.paused_libraries) | set(self.state.broken_libraries) | held
         job = jobs.next_runnable(
             self.state.connection,
             now=datetime.now(UTC),

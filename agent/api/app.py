@@ -45,6 +45,7 @@ def init_app(context: ApiContext) -> web.Application:
     app[realtime.HUB] = realtime.Hub(context)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
+    app.router.add_route("HEAD", "/health", health.health)  # for probes that only look at the status
     app.on_shutdown.append(_close_sockets)
     return app
 

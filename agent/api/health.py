@@ -36,9 +36,14 @@ def health_report(context: ApiContext) -> dict[str, Any]:
     status = "unhealthy" if problems else "healthy"
     state = context.state
     if status == "healthy":
-        degraded = [f"library {name}: {reason}" for name, reason in sorted(state.broken_libraries.items())]
-        degraded += [f"library {name} paused: {reason}" for name, reason in sorted(state.paused_libraries.items())]
-        degraded += [f"library {name} paused: {hold.reason}" for name, hold in sorted(state.held_libraries.items())]
+        # Only configured libraries count: a hold kept in SQLite for a library since taken out
+        # of the config holds nothing back.
+        configured = {library.name for library in state.config.libraries}
+        broken = sorted((name, reason) for name, reason in state.broken_libraries.items() if name in configured)
+        paused = sorted((name, reason) for name, reason in state.paused_libraries.items() if name in configured)
+        held = sorted((name, hold.reason) for name, hold in state.held_libraries.items() if name in configured)
+        degraded = [f"library {name}: {reason}" for name, reason in broken]
+        degraded += [f"library {name} paused: {reason}" for name, reason in [*paused, *held]]
         if context.dispatcher.short_of_resources and context.dispatcher.blocked_reasons:
             degraded += [f"jobs held back: {reason}" for reason in context.dispatcher.blocked_reasons]
         if state.reload_error:

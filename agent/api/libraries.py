@@ -32,7 +32,8 @@ async def pause(request: web.Request) -> web.Response:
 
 @requires("admin")
 async def resume(request: web.Request) -> web.Response:
-    context, name = _library(request)
+    # A library taken out of the config may still be held (the hold is kept in SQLite): let it go.
+    context, name = _library(request, or_held=True)
     session = session_of(request)
     holds.release(context.state.connection, name)
     context.state.held_libraries.pop(name, None)
@@ -50,9 +51,12 @@ async def scan(request: web.Request) -> web.Response:
     return web.json_response({"scan": "requested"}, status=202)
 
 
-def _library(request: web.Request) -> tuple[ApiContext, str]:
+def _library(request: web.Request, *, or_held: bool = False) -> tuple[ApiContext, str]:
+    """Return the context and the {name} of a configured library (or, if or_held, a held one)."""
     context = context_of(request)
     name = params.library_name(request)
+    if or_held and name in context.state.held_libraries:
+        return context, name
     if all(library.name != name for library in context.state.config.libraries):
         known = ", ".join(library.name for library in context.state.config.libraries) or "none"
         raise not_found(f"there is no library {name!r} (known: {known})")
@@ -60,11 +64,13 @@ def _library(request: web.Request) -> tuple[ApiContext, str]:
 
 
 def _answer(context: ApiContext, name: str, now: datetime) -> web.Response:
-    condition = update_conditions(context.state, now=now)[name]
+    condition = update_conditions(context.state, now=now).get(name)  # None: no longer configured
     return web.json_response(
         {
             "name": name,
             "paused": name in context.state.held_libraries,
-            "condition": {"status": condition.status, "reason": condition.reason, "since": condition.since.isoformat()},
+            "condition": None
+            if condition is None
+            else {"status": condition.status, "reason": condition.reason, "since": condition.since.isoformat()},
         }
     )

@@ -111,6 +111,8 @@ def document() -> dict[str, Any]:
                         "progress": {"type": ["number", "null"]},
                         "fps": {"type": ["number", "null"]},
                         "eta_seconds": {"type": ["integer", "null"]},
+                        "suspended": {"type": "boolean", "description": "Paused under memory pressure (running only)."},
+                        "fingerprint": {"type": "string", "description": "The source content's identity (one job)."},
                         "error": {"type": ["string", "null"]},
                         "retry_at": {"type": ["string", "null"]},
                         "stderr_tail": {"type": "array", "items": {"type": "string"}},
@@ -123,27 +125,38 @@ def document() -> dict[str, Any]:
                     "required": ["status", "timestamp", "version", "system", "database", "queue"],
                     "properties": {
                         "status": {"enum": ["healthy", "degraded", "unhealthy"]},
-                        "timestamp": {"type": "string"},
+                        "timestamp": {"type": "string", "format": "date-time", "description": "UTC, to the second."},
                         "version": {"type": "string"},
                         "system": {
                             "type": "object",
+                            "required": ["cpu_percent", "memory_percent", "disk_free_gb"],
                             "properties": {
                                 "cpu_percent": {"type": "number"},
                                 "memory_percent": {"type": "number"},
                                 "disk_free_gb": {"type": "number", "description": "Archive free space, GiB."},
                             },
+                            "additionalProperties": False,
                         },
                         "database": {"enum": ["healthy", "unreachable"]},
                         "queue": {
                             "type": "object",
+                            "required": ["queue_size", "running_jobs", "completed_jobs"],
                             "properties": {
-                                "queue_size": {"type": "integer"},
+                                "queue_size": {"type": "integer", "description": "Jobs queued or waiting to retry."},
                                 "running_jobs": {"type": "integer"},
                                 "completed_jobs": {"type": "integer"},
                             },
+                            "additionalProperties": False,
                         },
-                        "problems": {"type": "array", "items": {"type": "string"}},
+                        "problems": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "Why the agent is not healthy (empty when it is).",
+                        },
+                        "config_generation": {"type": "integer", "description": "1 at start, +1 per reload."},
+                        "uptime_seconds": {"type": "integer"},
                     },
+                    "additionalProperties": False,
                 },
             },
         },
@@ -279,7 +292,10 @@ def document() -> dict[str, Any]:
             "/api/jobs/{id}/retry": _job_action("Queue a dead, failed or cancelled job again (admin)."),
             "/api/jobs/{id}/cancel": _job_action("Cancel a queued, running or failed job (admin)."),
             "/api/libraries/{name}/pause": _library_action("Hold a library's queue (admin); kept across restarts."),
-            "/api/libraries/{name}/resume": _library_action("Let a paused library's jobs run again (admin)."),
+            "/api/libraries/{name}/resume": _library_action(
+                "Let a paused library's jobs run again (admin); also lifts the hold of a library since removed "
+                "from the config."
+            ),
             "/api/scan": {
                 "post": {
                     "summary": "Run a reconcile pass now (admin).",

@@ -23,14 +23,14 @@ _CURSOR_PREFIX = "before:"
 def job_id(request: web.Request) -> int:
     """Return the {id} path part as a job id; raise a 400 ApiError unless it is a positive integer."""
     raw = request.match_info["id"]
-    if not _JOB_ID.match(raw):
+    if not _JOB_ID.fullmatch(raw):  # fullmatch: `$` would let a trailing newline through
         raise bad_request(f"job id must be a positive whole number, got {raw[:40]!r}")
     return int(raw)
 
 
 def library_name(request: web.Request) -> str:
     raw = request.match_info["name"]
-    if not _NAME.match(raw):
+    if not _NAME.fullmatch(raw):
         raise bad_request(f"library name must be letters, digits, '_', '.' and '-', got {raw[:40]!r}")
     return raw
 
@@ -54,7 +54,7 @@ async def body(request: web.Request, model: type[Model]) -> Model:
     raw = await request.read()
     try:
         data = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
         raise bad_request("the body must be JSON") from None
     if not isinstance(data, dict):
         raise bad_request("the body must be a JSON object")
@@ -70,11 +70,11 @@ def encode_cursor(before_id: int) -> str:
 
 def decode_cursor(cursor: str) -> int:
     """Return the job id a cursor continues before; raise ValueError if it is not one hb2r made."""
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    try:  # validate: other characters are an error, not skipped
+        text = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode("ascii")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise ValueError("cursor is not valid; use next_cursor from the previous page") from None
     number = text.removeprefix(_CURSOR_PREFIX)
-    if not text.startswith(_CURSOR_PREFIX) or not _JOB_ID.match(number):
+    if not text.startswith(_CURSOR_PREFIX) or not _JOB_ID.fullmatch(number):
         raise ValueError("cursor is not valid; use next_cursor from the previous page")
     return int(number)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.api import params
 from agent.api.context import context_of, session_of
 from agent.api.errors import ApiError
-from agent.api.security import requires
+from agent.api.security import CHALLENGE, requires
 from agent.auth import LoginBusy, bcrypt_cost, issue_token, revoke
 from agent.store import users
 
@@ -38,18 +38,17 @@ async def login(request: web.Request) -> web.Response:
         )
     connection = context.state.connection
     user = users.find(connection, asked.username)
-    # An unknown name is checked against a dummy hash as costly as a real one.
-    cost = bcrypt_cost(
-        user.password_hash if user else max((u.password_hash for u in users.load_users(connection)), default=""),
-        default=context.state.config.auth.bcrypt_rounds,
-    )
+    # An unknown name is checked against a dummy hash as costly as the costliest real one.
+    rounds = context.state.config.auth.bcrypt_rounds
+    known = (user,) if user else users.load_users(connection)
+    cost = max((bcrypt_cost(u.password_hash, default=rounds) for u in known), default=rounds)
     try:
         matches = await context.checker.check(asked.password, user, cost=cost)
     except LoginBusy:
         raise ApiError(429, "too many logins at once; try again shortly", headers={"Retry-After": "1"}) from None
     if not matches or user is None:
         context.log.warning("login failed", user=asked.username, client=request.remote)
-        raise ApiError(401, WRONG)
+        raise ApiError(401, WRONG, headers=CHALLENGE)
     issued = issue_token(
         secret=context.secret, user=user, lifetime=context.state.config.auth.session_timeout, now=datetime.now(UTC)
     )

@@ -66,7 +66,9 @@ ADMIT = Verdict(admit=True, reasons=())
 
 def refuse(*reasons: str) -> Verdict:
     strained = any(reason.startswith(("CPU", "memory")) for reason in reasons)
-    return Verdict(admit=False, reasons=reasons, strained=strained)
+    # Short of resources: CPU, memory or disk stand in the way (a full slot or the clock do not).
+    short = strained or any(reason.startswith(("available memory", "archive free space")) for reason in reasons)
+    return Verdict(admit=False, reasons=reasons, strained=strained, short_of_resources=short)
 
 
 @pytest.mark.parametrize(

@@ -691,6 +691,21 @@ USER_CASES = [
         [],
         id="unchanged-user-needs-nothing",
     ),
+    pytest.param(
+        [],
+        [UserRecord("admin", "admin", ADMIN_HASH, generated=True), UserRecord("kim", "user", ADMIN_HASH)],
+        [UserChange(UserChangeKind.REMOVE, "kim", "user")],
+        id="generated-admin-stays-while-the-config-declares-no-users",
+    ),
+    pytest.param(
+        [{"name": "kim", "role": "admin", "password_hash": OTHER_HASH}],
+        [UserRecord("admin", "admin", ADMIN_HASH, generated=True)],
+        [
+            UserChange(UserChangeKind.REMOVE, "admin", "admin"),
+            UserChange(UserChangeKind.ADD, "kim", "admin", OTHER_HASH),
+        ],
+        id="first-declared-user-replaces-the-generated-admin",
+    ),
 ]
 
 
