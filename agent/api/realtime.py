@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,28 +35,42 @@ AUTH_TIMEOUT_SECONDS = 10.0
 POLL_SECONDS = 1.0
 SYSTEM_SECONDS = 5.0
 SEND_TIMEOUT_SECONDS = 2.0
+CLOSE_TIMEOUT_SECONDS = 2.0
+CHANGES_PER_POLL = 500
 CLOSE_UNAUTHORIZED = 4401
 
 
 class Hub:
-    """The connected sockets and the one task that feeds them."""
+    """The connected sockets and the one task that feeds them.
+
+    The feed never waits on one client for long: sends go to all clients at once, each within
+    SEND_TIMEOUT_SECONDS, and a client dropped (too slow, logged out) is closed by a task of its
+    own, its connection cut if it does not take the close within CLOSE_TIMEOUT_SECONDS.
+    """
 
     def __init__(self, context: ApiContext) -> None:
         self.context = context
         self.clients: dict[web.WebSocketResponse, str] = {}  # socket -> its token
+        self._transports: dict[web.WebSocketResponse, asyncio.BaseTransport | None] = {}
         self._task: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
         self._last_stamp = ""
-        self._states: dict[int, tuple[str, int]] = {}
+        self._states: dict[int, tuple[str, int]] = {}  # running jobs: id -> (state, attempts) last seen
         self._progress: dict[int, tuple[float, bool]] = {}
 
-    def add(self, socket: web.WebSocketResponse, token: str) -> None:
+    def add(self, socket: web.WebSocketResponse, token: str, transport: asyncio.BaseTransport | None = None) -> None:
         self.clients[socket] = token
+        self._transports[socket] = transport
         if self._task is None or self._task.done():
+            # The stamp and the running jobs are read together, with no await between: a progress
+            # write to a job already running is then known for what it is.
             self._last_stamp = _stamp(datetime.now(UTC))
+            self._seed()
             self._task = asyncio.create_task(self._feed(), name="realtime-feed")
 
     def remove(self, socket: web.WebSocketResponse) -> None:
         self.clients.pop(socket, None)
+        self._transports.pop(socket, None)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -63,14 +78,25 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         for socket in list(self.clients):
-            await socket.close(code=1001, message=b"agent stopping")
+            self._drop(socket, code=1001, reason=b"agent stopping")
+        if self._closing:
+            await asyncio.wait(set(self._closing))  # each within CLOSE_TIMEOUT_SECONDS
+
+    def _seed(self) -> None:
+        try:
+            running = jobs.list_jobs(self.context.state.connection, state=jobs.JobState.RUNNING)
+        except sqlite3.Error:
+            self.context.log.exception("realtime feed cannot read the running jobs")
+            running = []
+        self._states = {job.id: (str(job.state), job.attempts) for job in running}
+        self._progress.clear()  # a new feed tells its listeners where each encode is
 
     async def _feed(self) -> None:
         loop = asyncio.get_running_loop()
         next_system = loop.time()
         while self.clients:
             try:
-                await self._check_tokens()
+                self._check_tokens()
                 messages = self._job_messages() + self._progress_messages()
                 if loop.time() >= next_system:
                     next_system = loop.time() + SYSTEM_SECONDS
@@ -82,19 +108,39 @@ class Hub:
             await asyncio.sleep(POLL_SECONDS)
 
     def _job_messages(self) -> list[dict[str, Any]]:
-        changed = jobs.changed_since(self.context.state.connection, self._last_stamp)
         messages = []
         running = self.context.dispatcher.running
-        for job in changed:
+        for job in self._changed_jobs():
             self._last_stamp = max(self._last_stamp, job.updated_at)
             seen = (str(job.state), job.attempts)
             if self._states.get(job.id) == seen:
                 continue  # a progress write, not a change of state
-            self._states[job.id] = seen
+            # Only a running job's row changes without a change of state (progress writes): only
+            # running jobs need remembering, and a job seen in any other state is news.
+            if job.state is jobs.JobState.RUNNING:
+                self._states[job.id] = seen
+            else:
+                self._states.pop(job.id, None)
             messages.append({"type": "job", "job": job_view(job, running=running.get(job.id))})
-        if len(self._states) > 10_000:
-            self._states.clear()
         return messages
+
+    def _changed_jobs(self) -> list[jobs.Job]:
+        """Return the jobs changed since the last look, oldest first, at most about a batch.
+
+        A batch never ends inside a group of jobs sharing one stamp (a pass queues hundreds with
+        one `now`): those after the cut would be older than the next look's stamp and never seen.
+        """
+        connection = self.context.state.connection
+        limit = CHANGES_PER_POLL
+        while True:
+            changed = jobs.changed_since(connection, self._last_stamp, limit=limit)
+            if len(changed) < limit:
+                return changed
+            newest = changed[-1].updated_at
+            older = [job for job in changed if job.updated_at < newest]
+            if older:
+                return older  # the newest stamp's jobs, every one of them, at the next poll
+            limit *= 2  # more jobs share one stamp than a batch holds: take them all at once
 
     def _progress_messages(self) -> list[dict[str, Any]]:
         messages = []
@@ -119,25 +165,34 @@ class Hub:
             del self._progress[job_id]
         return messages
 
-    async def _check_tokens(self) -> None:
+    def _check_tokens(self) -> None:
         for socket, token in list(self.clients.items()):
             try:
                 _session(self.context, token)
             except AuthError as error:
-                self.remove(socket)
-                await _refuse(socket, str(error))
+                self._drop(socket, code=CLOSE_UNAUTHORIZED, reason=b"unauthorized", error=_refusal(str(error)))
 
     async def _send_all(self, messages: list[dict[str, Any]]) -> None:
         texts = [json.dumps(message) for message in messages]
-        for socket in list(self.clients):
-            try:
-                async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
-                    for text in texts:
-                        await socket.send_str(text)
-            except (TimeoutError, ConnectionError, RuntimeError):
-                self.remove(socket)  # too slow or gone: it reconnects and reads /api/status
-                with contextlib.suppress(Exception):
-                    await socket.close(code=1011, message=b"too slow")
+        await asyncio.gather(*(self._send(socket, texts) for socket in list(self.clients)))
+
+    async def _send(self, socket: web.WebSocketResponse, texts: list[str]) -> None:
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT_SECONDS):
+                for text in texts:
+                    await socket.send_str(text)
+        except Exception:  # too slow or gone: it reconnects and reads /api/status
+            self._drop(socket, code=1011, reason=b"too slow")
+
+    def _drop(
+        self, socket: web.WebSocketResponse, *, code: int, reason: bytes, error: dict[str, Any] | None = None
+    ) -> None:
+        """Stop feeding socket; close it in a task of its own (the feed must not wait on it)."""
+        transport = self._transports.get(socket)
+        self.remove(socket)
+        task = asyncio.create_task(_close(socket, transport, code=code, reason=reason, error=error))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
 
 HUB = web.AppKey("realtime_hub", Hub)
@@ -149,17 +204,17 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
     await socket.prepare(request)
     token = request.query.get("token") or await _first_message_token(socket)
     if token is None:
-        await _refuse(socket, 'send {"token": "..."} first')
+        await _refuse(socket, request.transport, 'send {"token": "..."} first')
         return socket
     try:
         session = _session(context, token)
     except AuthError as error:
-        await _refuse(socket, str(error))
+        await _refuse(socket, request.transport, str(error))
         return socket
     context.log.info("realtime connected", user=session.user, client=request.remote)
     await socket.send_json({"type": "hello", "user": {"name": session.user, "role": session.role}})
     hub = request.app[HUB]
-    hub.add(socket, token)
+    hub.add(socket, token, request.transport)
     try:
         async for message in socket:
             if message.type == WSMsgType.TEXT and _is_ping(message.data):
@@ -196,10 +251,32 @@ def _session(context: ApiContext, token: str) -> Session:
     return authenticate(context.state.connection, secret=context.secret, token=token, now=datetime.now(UTC))
 
 
-async def _refuse(socket: web.WebSocketResponse, message: str) -> None:
-    with contextlib.suppress(Exception):
-        await socket.send_json({"type": "error", "error": "unauthorized", "message": message})
-        await socket.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")
+def _refusal(message: str) -> dict[str, Any]:
+    return {"type": "error", "error": "unauthorized", "message": message}
+
+
+async def _refuse(socket: web.WebSocketResponse, transport: asyncio.BaseTransport | None, message: str) -> None:
+    await _close(socket, transport, code=CLOSE_UNAUTHORIZED, reason=b"unauthorized", error=_refusal(message))
+
+
+async def _close(
+    socket: web.WebSocketResponse,
+    transport: asyncio.BaseTransport | None,
+    *,
+    code: int,
+    reason: bytes,
+    error: dict[str, Any] | None = None,
+) -> None:
+    """Send error (if any) and close socket with code; cut the connection if that cannot be done
+    within CLOSE_TIMEOUT_SECONDS (a client that reads nothing: its send buffer is full)."""
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+            if error is not None:
+                await socket.send_json(error)
+            await socket.close(code=code, message=reason)
+    except Exception:
+        if isinstance(transport, asyncio.WriteTransport):
+            transport.abort()  # close() would wait for the buffer to drain: forever, for this client
 
 
 def _stamp(moment: datetime) -> str:
