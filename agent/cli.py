@@ -5,7 +5,9 @@ argument, defaulting to `$HB2R_CONFIG`, then `/etc/hb2r/config.yaml`. Exit codes
 success (for `plan`: in sync), 1 error, 2 `plan` has changes pending.
 
 Heavy imports (pydantic, the store, structlog) happen inside the commands that need them,
-so `hb2r --version` and `hb2r plan` start quickly.
+so `hb2r --version` and `hb2r plan` start quickly. This module is argument parsing and
+dispatch: the bodies of `jobs` and `retry` are in `agent.cli_jobs`, of `backup` and
+`restore` in `agent.backup`, of `ops` (which needs no config) in `agent.ops`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from agent import __version__
 
 if TYPE_CHECKING:
     from agent.config import Loaded
-    from agent.store.jobs import Job, JobState
+    from agent.store.jobs import JobState
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -97,6 +99,31 @@ def _parser() -> argparse.ArgumentParser:
     _config_argument(retry)
     retry.set_defaults(handler=_retry, usage_error=retry.error)
 
+    backup = commands.add_parser(
+        "backup", help="write a consistent copy of the state database (safe while the agent runs)"
+    )
+    backup.add_argument("--to", type=Path, required=True, metavar="FILE", help="the backup file to write (made 0600)")
+    backup.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    _config_argument(backup)
+    backup.set_defaults(handler=_backup)
+
+    restore = commands.add_parser("restore", help="replace the state database with a backup (stop the agent first)")
+    restore.add_argument("--from", dest="source", type=Path, required=True, metavar="FILE", help="a backup file")
+    _config_argument(restore)
+    restore.set_defaults(handler=_restore)
+
+    ops = commands.add_parser(
+        "ops", help="run a deployment playbook (deploy, backup, rollback, status, logs, restart, stop) from a checkout"
+    )
+    ops.add_argument("action", metavar="ACTION", help="deploy, backup, rollback, status, logs, restart or stop")
+    ops.add_argument("-i", "--inventory", type=Path, required=True, metavar="INVENTORY", help="Ansible inventory file")
+    ops.add_argument("--playbooks", type=Path, metavar="DIR", help="playbooks folder (default: checkout's playbooks/)")
+    ops.add_argument(
+        "-e", "--extra-vars", action="append", default=[], metavar="KEY=VALUE", help="an extra variable (repeatable)"
+    )
+    ops.add_argument("--check", action="store_true", help="Ansible check mode: show what would change, change nothing")
+    ops.set_defaults(handler=_ops)
+
     schema = commands.add_parser("schema", help="print the config file's JSON Schema")
     schema.set_defaults(handler=_schema)
 
@@ -147,12 +174,19 @@ def _load(arguments: argparse.Namespace) -> Loaded | None:
 def _run(arguments: argparse.Namespace) -> int:
     from agent.runtime import run
     from agent.store.db import StateError
+    from agent.store.lock import LockHeld
 
     loaded = _load(arguments)
     if loaded is None:
         return EXIT_ERROR
     try:
         return run(_config_path(arguments), loaded.config)
+    except LockHeld as error:
+        then = (
+            "start the agent when it has finished" if error.holder.purpose == "restore" else "one agent per state_dir"
+        )
+        print(f"error: {error}; {then}", file=sys.stderr)
+        return EXIT_ERROR
     except StateError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
@@ -220,50 +254,12 @@ def _plan(arguments: argparse.Namespace) -> int:
 
 
 def _jobs(arguments: argparse.Namespace) -> int:
-    import json
-    import sqlite3
-    from dataclasses import asdict
-    from datetime import UTC, datetime
-
-    from agent.render_jobs import jobs_table
-    from agent.store.db import StateError, database_path, open_readonly
-    from agent.store.jobs import list_jobs
-    from agent.store.status import gate_reasons
+    from agent.cli_jobs import list_jobs
 
     loaded = _load(arguments)
     if loaded is None:
         return EXIT_ERROR
-    state_dir = loaded.config.paths.state_dir
-    found: list[Job] = []
-    held_back: tuple[str, ...] = ()
-    try:
-        connection = open_readonly(state_dir, warn=_warn)
-        if connection is not None:
-            try:
-                found = list_jobs(connection, state=arguments.state, library=arguments.library)
-                held_back, _ = gate_reasons(connection)
-            finally:
-                connection.close()
-    except StateError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    except sqlite3.Error as error:
-        print(f"error: state database {database_path(state_dir)}: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    if arguments.json:
-        print(json.dumps({"held_back": list(held_back), "jobs": [asdict(job) for job in found]}, indent=2))
-        return EXIT_OK
-    if held_back:
-        print(f"No job may start now: {'; '.join(held_back)}.")
-    if connection is None:
-        print(f"No jobs: there is no state database at {database_path(state_dir)} yet.")
-    elif not found:
-        only = f" {arguments.state}" if arguments.state else ""
-        where = f" in library {arguments.library}" if arguments.library else ""
-        print(f"No{only} jobs{where}.")
-    else:
-        sys.stdout.write(jobs_table(found, now=datetime.now(UTC)))
-    return EXIT_OK
+    return list_jobs(arguments, loaded.config.paths.state_dir)
 
 
 def _job_state(value: str) -> JobState:
@@ -277,79 +273,69 @@ def _job_state(value: str) -> JobState:
 
 
 def _retry(arguments: argparse.Namespace) -> int:
-    import sqlite3
-    from datetime import UTC, datetime
+    from agent.cli_jobs import retry_jobs, retry_target
 
-    from agent.render_jobs import first_line, printable
-    from agent.store import jobs
-    from agent.store.db import StateError, database_path, open_database, transaction
-
-    job_id = _retry_target(arguments)
+    job_id = retry_target(arguments)
     loaded = _load(arguments)
     if loaded is None:
         return EXIT_ERROR
-    state_dir = loaded.config.paths.state_dir
-    try:
-        exists = database_path(state_dir).is_file()
-    except OSError:
-        exists = True  # let opening it say what is wrong
-    if not exists:  # nothing to retry; do not make a database to say so
-        if job_id is None:
-            print("No dead jobs to retry.")
-            return EXIT_OK
-        print(f"error: there is no job {job_id} (no state database at {database_path(state_dir)} yet)", file=sys.stderr)
+    return retry_jobs(job_id, loaded.config.paths.state_dir)
+
+
+def _backup(arguments: argparse.Namespace) -> int:
+    from agent.backup import BackupError, backup, describe_backup
+
+    loaded = _load(arguments)
+    if loaded is None:
         return EXIT_ERROR
-    now = datetime.now(UTC)
     try:
-        connection = open_database(state_dir)
-        try:
-            with transaction(connection):
-                if job_id is None:
-                    before = {job.id: job for job in jobs.list_jobs(connection, state=jobs.JobState.DEAD)}
-                    requeued = jobs.retry_dead(connection, now=now)
-                    left = jobs.counts(connection)[jobs.JobState.DEAD]
-                else:
-                    found = jobs.get(connection, job_id)
-                    before = {} if found is None else {job_id: found}
-                    requeued, left = [jobs.retry(connection, job_id, now=now)], 0
-        finally:
-            connection.close()
-    except jobs.JobError as error:
-        print(f"error: {error}; nothing was requeued", file=sys.stderr)
-        return EXIT_ERROR
-    except StateError as error:
+        written = backup(loaded.config.paths.state_dir, arguments.to, force=arguments.force)
+    except BackupError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    except sqlite3.Error as error:
-        print(f"error: state database {database_path(state_dir)}: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    for job in requeued:
-        was = before[job.id]
-        reason = f": {first_line(was.error)}" if first_line(was.error) else ""
-        print(f"Requeued job {job.id} ({printable(job.library)}: {printable(job.rel_path)}), was {was.state}{reason}")
-    if job_id is None and not requeued and not left:
-        print("No dead jobs to retry.")
-    if left:
-        print(f"Left {_count(left, 'dead job')} as they are: another job for the same file supersedes them.")
+    print(describe_backup(written))
     return EXIT_OK
 
 
-def _retry_target(arguments: argparse.Namespace) -> int | None:
-    """Return the JOB_ID to retry, or None for --dead; exit with a usage error if neither or both."""
-    job_id, config = arguments.job_id, arguments.config
-    if arguments.dead and job_id is not None:
-        if config is not None:
-            arguments.usage_error("give either JOB_ID or --dead, not both")
-        arguments.config, job_id = Path(job_id), None  # `retry --dead CONFIG`
-    if job_id is None:
-        if not arguments.dead:
-            arguments.usage_error("give the JOB_ID of a job to retry (see hb2r jobs) or --dead")
-        return None
+def _restore(arguments: argparse.Namespace) -> int:
+    from agent.backup import BackupError, describe_restore, restore
+    from agent.store.lock import LockHeld
+
+    loaded = _load(arguments)
+    if loaded is None:
+        return EXIT_ERROR
     try:
-        return int(job_id)
-    except ValueError:
-        arguments.usage_error(f"JOB_ID must be a job's number (see hb2r jobs), got {job_id!r}; or --dead for all dead")
-        raise  # not reached: usage_error exits
+        restored = restore(loaded.config.paths.state_dir, arguments.source)
+    except LockHeld as error:
+        first = (
+            "wait for it to finish"
+            if error.holder.purpose == "restore"
+            else "stop it first (e.g. `systemctl stop hb2r`)"
+        )
+        print(f"error: {error}; {first}; nothing was changed", file=sys.stderr)
+        return EXIT_ERROR
+    except BackupError as error:
+        print(f"error: {error}; the state database was not changed", file=sys.stderr)
+        return EXIT_ERROR
+    print("\n".join(describe_restore(restored)))
+    return EXIT_OK
+
+
+def _ops(arguments: argparse.Namespace) -> int:
+    from agent.ops import DEFAULT_PLAYBOOKS, OpsError, parse_extravars, run_action
+
+    try:
+        extravars = parse_extravars(arguments.extra_vars)
+        return run_action(
+            arguments.action,
+            arguments.inventory,
+            playbooks=arguments.playbooks or DEFAULT_PLAYBOOKS,
+            extravars=extravars,
+            check=arguments.check,
+        )
+    except OpsError as error:
+        print(f"error: {error}; nothing was run", file=sys.stderr)
+        return EXIT_ERROR
 
 
 def _schema(arguments: argparse.Namespace) -> int:

@@ -38,15 +38,21 @@ from agent.resources import Sampler
 from agent.scheduler import ReconcileSchedule
 from agent.store import holds, jobs, ledger
 from agent.store.db import open_database, transaction
+from agent.store.lock import agent_lock
 from agent.worker import Dispatcher
 
 CONFIG_CHECK_SECONDS = 5.0
 
 
 def run(config_path: Path, config: Config) -> int:
-    """Run the agent until SIGTERM/SIGINT; return the exit code."""
+    """Run the agent until SIGTERM/SIGINT; return the exit code.
+
+    Raise LockHeld (a StateError naming the pid) if another agent or a restore uses the state_dir.
+    """
     logs.configure()
-    return asyncio.run(_Agent(config_path, config).main())
+    # Taken before the database is opened, held for the agent's life (see agent.store.lock).
+    with agent_lock(config.paths.state_dir, purpose="run"):
+        return asyncio.run(_Agent(config_path, config).main())
 
 
 class _Agent:
@@ -57,6 +63,8 @@ class _Agent:
         connection = open_database(config.paths.state_dir)
         self.state = EngineState(config=config, connection=connection, preset_hashes={})
         self.stop_requested = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._reloads: set[asyncio.Task[None]] = set()
 
     async def main(self) -> int:
         config, connection = self.state.config, self.state.connection
@@ -99,7 +107,7 @@ class _Agent:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop_requested.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self._reload("SIGHUP")))
+        loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
         try:
             runner = await serve(self.api)
         except OSError as error:
@@ -150,7 +158,18 @@ class _Agent:
             if digest is not None and digest != self.config_digest:
                 await self._reload("config file changed")
 
+    def _reload_soon(self) -> None:
+        task = asyncio.create_task(self._reload("SIGHUP"), name="reload")
+        self._reloads.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._reloads.discard)
+
     async def _reload(self, why: str) -> None:
+        # One reload at a time: a SIGHUP during a reload, or the watcher at the same moment,
+        # must not let an older config finish last.
+        async with self._reload_lock:
+            await self._reload_once(why)
+
+    async def _reload_once(self, why: str) -> None:
         self.config_digest = _digest(self.config_path)
         try:
             loaded = await asyncio.to_thread(load_config, self.config_path)

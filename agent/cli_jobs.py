@@ -1,0 +1,138 @@
+"""The bodies of `hb2r jobs` and `hb2r retry`, apart from the parser in `agent.cli`.
+
+Kept out of `agent/cli.py` so that module stays argument parsing and dispatch. Both read
+the state database directly, so they work while the agent runs (SQLite WAL); `jobs` never
+creates a database, and `retry` does not make one just to say there is nothing to retry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent.render_jobs import first_line, jobs_table, printable
+from agent.store import jobs
+from agent.store.db import StateError, database_path, open_database, open_readonly, transaction
+from agent.store.status import gate_reasons
+
+if TYPE_CHECKING:
+    from agent.store.jobs import Job
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+
+
+def list_jobs(arguments: argparse.Namespace, state_dir: Path) -> int:
+    """Given `hb2r jobs` arguments and the state folder, print the jobs; return the exit code."""
+    found: list[Job] = []
+    held_back: tuple[str, ...] = ()
+    try:
+        connection = open_readonly(state_dir, warn=_warn)
+        if connection is not None:
+            try:
+                found = jobs.list_jobs(connection, state=arguments.state, library=arguments.library)
+                held_back, _ = gate_reasons(connection)
+            finally:
+                connection.close()
+    except StateError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except sqlite3.Error as error:
+        print(f"error: state database {database_path(state_dir)}: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    if arguments.json:
+        print(json.dumps({"held_back": list(held_back), "jobs": [asdict(job) for job in found]}, indent=2))
+        return EXIT_OK
+    if held_back:
+        print(f"No job may start now: {'; '.join(held_back)}.")
+    if connection is None:
+        print(f"No jobs: there is no state database at {database_path(state_dir)} yet.")
+    elif not found:
+        only = f" {arguments.state}" if arguments.state else ""
+        where = f" in library {arguments.library}" if arguments.library else ""
+        print(f"No{only} jobs{where}.")
+    else:
+        sys.stdout.write(jobs_table(found, now=datetime.now(UTC)))
+    return EXIT_OK
+
+
+def retry_jobs(job_id: int | None, state_dir: Path) -> int:
+    """Given a job id (None: every dead job) and the state folder, queue the job(s) again; return the exit code."""
+    try:
+        exists = database_path(state_dir).is_file()
+    except OSError:
+        exists = True  # let opening it say what is wrong
+    if not exists:  # nothing to retry; do not make a database to say so
+        if job_id is None:
+            print("No dead jobs to retry.")
+            return EXIT_OK
+        print(f"error: there is no job {job_id} (no state database at {database_path(state_dir)} yet)", file=sys.stderr)
+        return EXIT_ERROR
+    now = datetime.now(UTC)
+    try:
+        connection = open_database(state_dir)
+        try:
+            with transaction(connection):
+                if job_id is None:
+                    before = {job.id: job for job in jobs.list_jobs(connection, state=jobs.JobState.DEAD)}
+                    requeued = jobs.retry_dead(connection, now=now)
+                    left = jobs.counts(connection)[jobs.JobState.DEAD]
+                else:
+                    found = jobs.get(connection, job_id)
+                    before = {} if found is None else {job_id: found}
+                    requeued, left = [jobs.retry(connection, job_id, now=now)], 0
+        finally:
+            connection.close()
+    except jobs.JobError as error:
+        print(f"error: {error}; nothing was requeued", file=sys.stderr)
+        return EXIT_ERROR
+    except StateError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except sqlite3.Error as error:
+        print(f"error: state database {database_path(state_dir)}: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    for job in requeued:
+        was = before[job.id]
+        reason = f": {first_line(was.error)}" if first_line(was.error) else ""
+        print(f"Requeued job {job.id} ({printable(job.library)}: {printable(job.rel_path)}), was {was.state}{reason}")
+    if job_id is None and not requeued and not left:
+        print("No dead jobs to retry.")
+    if left:
+        print(f"Left {_count(left, 'dead job')} as they are: another job for the same file supersedes them.")
+    return EXIT_OK
+
+
+def retry_target(arguments: argparse.Namespace) -> int | None:
+    """Given `hb2r retry` arguments, return the JOB_ID to retry, or None for --dead.
+
+    Exit with a usage error if neither or both are given.
+    """
+    job_id, config = arguments.job_id, arguments.config
+    if arguments.dead and job_id is not None:
+        if config is not None:
+            arguments.usage_error("give either JOB_ID or --dead, not both")
+        arguments.config, job_id = Path(job_id), None  # `retry --dead CONFIG`
+    if job_id is None:
+        if not arguments.dead:
+            arguments.usage_error("give the JOB_ID of a job to retry (see hb2r jobs) or --dead")
+        return None
+    try:
+        return int(job_id)
+    except ValueError:
+        arguments.usage_error(f"JOB_ID must be a job's number (see hb2r jobs), got {job_id!r}; or --dead for all dead")
+        raise  # not reached: usage_error exits
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _count(number: int, one: str) -> str:
+    return f"{number} {one if number == 1 else one + 's'}"

@@ -1,0 +1,130 @@
+"""The agent lock: one process at a time owns a state folder.
+
+Two agents on one state_dir would each requeue the other's running jobs as "left by a
+crash" and encode the same files twice; `hb2r restore` must not swap the database under
+a running agent. So `hb2r run` (for its whole life) and `hb2r restore` (for the swap) take
+an exclusive, non-blocking `flock` on `<state_dir>/agent.lock` and write their pid and
+purpose into it, so whoever is refused can say which process to stop.
+
+`flock` belongs to the open file: the kernel releases it when the holder exits, even on
+`kill -9`, so a stale lock file never blocks a restart. The descriptor is not inherited by
+child processes (Python opens files close-on-exec), so an orphaned HandBrakeCLI cannot keep
+the lock of a dead agent. The file's content is only a hint for messages; the lock is the
+truth. When root makes the file (e.g. `hb2r restore` under sudo), it is given to the state
+folder's owner, so the agent's own user can still open it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.store.db import StateError
+
+LOCK_NAME = "agent.lock"
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """What the lock file says about the process holding it (either part may be unknown)."""
+
+    pid: int | None
+    purpose: str | None
+
+
+class LockHeld(StateError):
+    """Another process holds the state folder's agent lock."""
+
+    def __init__(self, state_dir: Path, holder: Holder) -> None:
+        self.state_dir = state_dir
+        self.holder = holder
+        super().__init__(describe_holder(holder, state_dir))
+
+
+def lock_path(state_dir: Path) -> Path:
+    return state_dir / LOCK_NAME
+
+
+def describe_holder(holder: Holder, state_dir: Path) -> str:
+    """Given what the lock file says, return a sentence naming the process that uses state_dir."""
+    pid = f"pid {holder.pid}" if holder.pid is not None else "pid unknown"
+    if holder.purpose == "restore":
+        return f"hb2r restore ({pid}) is restoring the state database in {state_dir}"
+    return f"an hb2r agent ({pid}) is running on state_dir {state_dir}"
+
+
+def parse_holder(text: str) -> Holder:
+    """Given the lock file's content ("PID\\nPURPOSE\\n"), return what it says; unknown parts are None."""
+    lines = text.splitlines()
+    pid: int | None = None
+    if lines and lines[0].strip().isdigit():
+        pid = int(lines[0].strip())
+    purpose = lines[1].strip() if len(lines) > 1 and lines[1].strip() else None
+    return Holder(pid=pid, purpose=purpose)
+
+
+@contextmanager
+def agent_lock(state_dir: Path, *, purpose: str) -> Iterator[Path]:
+    """Given the state folder, hold its agent lock for the block (making the folder 0700 if needed).
+
+    Yield the lock file's path. Raise LockHeld (naming the holder's pid) if another process
+    holds the lock, or StateError if the folder or the lock file cannot be made or opened.
+    """
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as error:
+        raise StateError(f"cannot create state_dir {state_dir}: {error.strerror}") from None
+    path = lock_path(state_dir)
+    descriptor, writable = _open(path)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockHeld(state_dir, parse_holder(_read(descriptor))) from None
+        except OSError as error:
+            raise StateError(f"cannot lock {path}: {error.strerror}") from None
+        if writable:  # write, then cut: a reader never sees an empty file
+            content = f"{os.getpid()}\n{purpose}\n".encode()
+            os.pwrite(descriptor, content, 0)
+            os.ftruncate(descriptor, len(content))
+        yield path
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def _open(path: Path) -> tuple[int, bool]:
+    """Open (creating, 0644) the lock file; return the descriptor and whether it may be written."""
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except PermissionError:  # made by another user: locking needs only a read descriptor
+        try:
+            return os.open(path, os.O_RDONLY | os.O_CLOEXEC), False
+        except OSError as error:
+            raise StateError(f"cannot open {path}: {error.strerror}") from None
+    except OSError as error:
+        raise StateError(f"cannot open {path}: {error.strerror}") from None
+    _give_to_folder_owner(descriptor, path.parent)
+    return descriptor, True
+
+
+def _give_to_folder_owner(descriptor: int, folder: Path) -> None:
+    """Under root, give the file to the folder's owner, so the agent's own user can open it too."""
+    if os.geteuid() != 0:
+        return
+    try:
+        owner = folder.stat()
+        if os.fstat(descriptor).st_uid != owner.st_uid:
+            os.fchown(descriptor, owner.st_uid, owner.st_gid)
+    except OSError:
+        return  # not fatal: the agent opens the file read-only then
+
+
+def _read(descriptor: int) -> str:
+    try:
+        return os.pread(descriptor, 256, 0).decode(errors="replace")
+    except OSError:
+        return ""

@@ -1,0 +1,522 @@
+"""`hb2r backup`, `hb2r restore` and the agent lock, as real processes on a real SQLite database.
+
+A writer in another process keeps committing while backups are taken, to show a backup is
+one consistent snapshot; real `hb2r run` agents hold the lock that refuses a restore and a
+second agent. Waiting is polling with a deadline, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from agent.store import jobs
+from agent.store.db import MIGRATIONS, SCHEMA_VERSION, open_database
+
+REPO = Path(__file__).resolve().parents[2]
+DEADLINE = 60.0
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+BATCH = 10
+
+# Commits BATCH jobs and the running total in agent_status in one transaction, until told to stop.
+WRITER = """
+import sys
+from pathlib import Path
+from agent.store.db import open_database, transaction
+connection = open_database(Path(sys.argv[1]))
+stop = Path(sys.argv[2])
+batch = int(sys.argv[3])
+total = 0
+while not stop.exists():
+    with transaction(connection):
+        for _ in range(batch):
+            total += 1
+            connection.execute(
+                "INSERT INTO jobs (library, rel_path, fingerprint, preset_hash, output_path, reason, error,"
+                " created_at, updated_at) VALUES ('tv', ?, 'f', 'p', ?, 'new', ?, 't', 't')",
+                (f"show/{total}.mkv", f"TV/{total}.mkv", "x" * 2000),
+            )
+        connection.execute(
+            "INSERT OR REPLACE INTO agent_status (key, value, updated_at) VALUES ('total', ?, 't')", (str(total),)
+        )
+connection.close()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    for folder in ("tv", "archive"):
+        (tmp_path / folder).mkdir()
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"""version: 1
+paths: {{archive: archive, state_dir: state}}
+libraries:
+  - {{name: tv, source: tv, output: TV, preset: tv}}
+presets:
+  tv: {{handbrake: "Very Fast 480p30", container: mkv}}
+scan: {{interval: 1s}}
+auth: {{jwt_secret_file: state/jwt.secret, bcrypt_rounds: 4}}
+server: {{listen: "127.0.0.1:{free_port()}"}}
+"""
+    )
+    return path
+
+
+@pytest.fixture
+def state(config: Path) -> Path:
+    return config.parent / "state"
+
+
+def hb2r(*arguments: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("HB2R_")}
+    finished = subprocess.run(
+        [sys.executable, "-m", "agent", *arguments],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=environment,
+        timeout=timeout,
+        check=False,
+    )
+    assert "Traceback" not in finished.stdout + finished.stderr
+    return finished
+
+
+def seed(state_dir: Path, *rel_paths: str) -> None:
+    connection = open_database(state_dir)
+    try:
+        for rel_path in rel_paths:
+            jobs.enqueue(
+                connection,
+                library="tv",
+                rel_path=rel_path,
+                fingerprint=f"100:{rel_path}",
+                preset_hash="p1",
+                output_path=f"TV/{rel_path}",
+                reason="new",
+                now=T0,
+            )
+    finally:
+        connection.close()
+
+
+def job_paths(config: Path) -> list[str]:
+    finished = hb2r("jobs", "--json", str(config))
+    assert finished.returncode == 0, finished.stderr
+    return sorted(job["rel_path"] for job in json.loads(finished.stdout)["jobs"])
+
+
+def checksum(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def wait_for(condition: Callable[[], bool], what: str, deadline: float = DEADLINE) -> None:
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def query(path: Path, sql: str) -> list[tuple[object, ...]]:
+    """Return the rows of one statement, read without writing (as an operator's check would)."""
+    connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None)
+    try:
+        return list(connection.execute(sql))
+    finally:
+        connection.close()
+
+
+class Agent:
+    """One real `hb2r run` process."""
+
+    def __init__(self, config: Path) -> None:
+        self.log_path = config.parent / f"agent-{time.monotonic_ns()}.log"
+        self.log = self.log_path.open("ab")
+        environment = {key: value for key, value in os.environ.items() if not key.startswith("HB2R_")}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "agent", "run", str(config)],
+            cwd=REPO,
+            env=environment,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        lock = config.parent / "state" / "agent.lock"
+
+        def holds_lock() -> bool:
+            assert self.process.poll() is None, self.log_path.read_text()
+            return lock.exists() and lock.read_text().split("\n")[0] == str(self.process.pid)
+
+        wait_for(holds_lock, "the agent to take its lock")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=30)
+        self.log.close()
+
+
+@pytest.fixture
+def start_agent(config: Path) -> Iterator[Callable[[], Agent]]:
+    agents: list[Agent] = []
+
+    def start() -> Agent:
+        agents.append(Agent(config))
+        return agents[-1]
+
+    try:
+        yield start
+    finally:
+        for agent in agents:
+            agent.stop()
+
+
+# --- backup ---------------------------------------------------------------------------
+
+
+def test_backup_while_a_writer_commits_is_one_consistent_snapshot(config: Path, state: Path, tmp_path: Path) -> None:
+    open_database(state).close()
+    stop = tmp_path / "stop-writer"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(state), str(stop), str(BATCH)], cwd=REPO)
+    try:
+
+        def committed() -> int:
+            rows = query(state / "hb2r.db", "SELECT value FROM agent_status WHERE key = 'total'")
+            return int(str(rows[0][0])) if rows else 0
+
+        wait_for(lambda: committed() >= 50 * BATCH, "the writer to commit")
+        totals = []
+        for number in range(3):
+            target = tmp_path / "backups" / f"b{number}.db"
+            target.parent.mkdir(exist_ok=True)
+            finished = hb2r("backup", "--to", str(target), str(config))
+            assert finished.returncode == 0, finished.stderr
+            assert writer.poll() is None  # it was writing all along
+
+            assert query(target, "PRAGMA integrity_check") == [("ok",)]
+            [(count,)] = query(target, "SELECT count(*) FROM jobs")
+            [(total,)] = query(target, "SELECT value FROM agent_status WHERE key = 'total'")
+            assert query(target, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+            assert query(target, "PRAGMA journal_mode") == [("delete",)]  # one self-contained file
+            assert isinstance(count, int)
+            assert count == int(str(total)) and count % BATCH == 0  # no half of a transaction
+            totals.append(count)
+            assert target.stat().st_mode & 0o777 == 0o600
+            assert finished.stdout.strip() == (
+                f"Wrote {target}: {finished.stdout.split(': ')[1].split(',')[0]}, schema version {SCHEMA_VERSION}, "
+                f"{count} jobs, 0 ledger entries, 0 users."
+            )
+            assert not list(target.parent.glob(".*.tmp"))  # no temp file left beside it
+        wait_for(lambda: committed() > totals[-1], "the writer to commit after the last backup")
+    finally:
+        stop.touch()
+        writer.wait(timeout=30)
+    assert writer.returncode == 0
+    assert totals == sorted(totals) and totals[0] >= 50 * BATCH
+
+
+def test_backup_refuses_to_overwrite_unless_forced(config: Path, state: Path, tmp_path: Path) -> None:
+    seed(state, "a.mkv")
+    target = tmp_path / "backup.db"
+    target.write_text("keep me")
+
+    refused = hb2r("backup", "--to", str(target), str(config))
+
+    assert refused.returncode == 1
+    assert refused.stderr == f"error: {target} exists; give --force to replace it\n"
+    assert target.read_text() == "keep me"
+
+    forced = hb2r("backup", "--to", str(target), "--force", str(config))
+
+    assert forced.returncode == 0, forced.stderr
+    assert "1 job," in forced.stdout
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert query(target, "SELECT rel_path FROM jobs") == [("a.mkv",)]
+
+
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("missing/backup.db", "error: cannot write {target}: folder {folder} does not exist"),
+        ("/proc/hb2r-backup.db", "error: cannot write into /proc: "),
+        ("state/hb2r.db", "error: {target} is the state database itself; write the backup elsewhere"),
+    ],
+)
+def test_backup_errors(config: Path, state: Path, tmp_path: Path, target: str, message: str) -> None:
+    seed(state, "a.mkv")
+    before = checksum(state / "hb2r.db")
+    path = tmp_path / target
+
+    finished = hb2r("backup", "--to", str(path), "--force", str(config))
+
+    assert finished.returncode == 1
+    assert finished.stderr.startswith(message.format(target=path, folder=path.parent))
+    assert checksum(state / "hb2r.db") == before
+
+
+def test_backup_copies_a_database_newer_than_this_hb2r(config: Path, state: Path, tmp_path: Path) -> None:
+    seed(state, "a.mkv")  # then a newer hb2r ran, and was rolled back
+    connection = sqlite3.connect(state / "hb2r.db", isolation_level=None)
+    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    connection.close()
+
+    finished = hb2r("backup", "--to", str(tmp_path / "backup.db"), str(config))
+
+    assert finished.returncode == 0, finished.stderr
+    assert f"schema version {SCHEMA_VERSION + 1}, 1 job," in finished.stdout
+
+
+def test_backup_without_a_database_says_so(config: Path, state: Path, tmp_path: Path) -> None:
+    finished = hb2r("backup", "--to", str(tmp_path / "backup.db"), str(config))
+
+    assert finished.returncode == 1
+    assert finished.stderr == (f"error: there is no state database at {state / 'hb2r.db'} yet; nothing to back up\n")
+    assert not (tmp_path / "backup.db").exists()
+    assert not state.exists()  # nothing was made to say so
+
+
+# --- restore ----------------------------------------------------------------------------
+
+
+def test_restore_round_trip_brings_the_jobs_back(config: Path, state: Path, tmp_path: Path) -> None:
+    seed(state, "a.mkv", "b.mkv")
+    backup = tmp_path / "backup.db"
+    assert hb2r("backup", "--to", str(backup), str(config)).returncode == 0
+    seed(state, "c.mkv", "d.mkv")
+    assert job_paths(config) == ["a.mkv", "b.mkv", "c.mkv", "d.mkv"]
+
+    finished = hb2r("restore", "--from", str(backup), str(config))
+
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.splitlines() == [
+        f"Restored {backup} into {state / 'hb2r.db'}: schema version {SCHEMA_VERSION}, 2 jobs, 0 ledger entries, "
+        "0 users.",
+        f"The previous database is kept as {state / 'hb2r.db.before-restore'}.",
+        "Start the agent again, e.g. `systemctl start hb2r`.",
+    ]
+    assert job_paths(config) == ["a.mkv", "b.mkv"]
+    kept = state / "hb2r.db.before-restore"
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert (state / "hb2r.db").stat().st_mode & 0o777 == 0o600
+    assert query(kept, "SELECT rel_path FROM jobs ORDER BY rel_path") == [
+        ("a.mkv",),
+        ("b.mkv",),
+        ("c.mkv",),
+        ("d.mkv",),
+    ]
+    assert sorted(path.name for path in state.iterdir() if not path.name.startswith("hb2r.db.before")) == [
+        "agent.lock",
+        "hb2r.db",
+    ]
+    seed(state, "e.mkv")  # opened as the agent opens it: WAL mode again, writable
+    assert query(state / "hb2r.db", "PRAGMA journal_mode") == [("wal",)]
+    assert job_paths(config) == ["a.mkv", "b.mkv", "e.mkv"]
+
+
+def test_restore_of_an_older_schema_is_migrated_when_opened(config: Path, state: Path, tmp_path: Path) -> None:
+    seed(state, "now.mkv")
+    old = tmp_path / "old.db"
+    connection = sqlite3.connect(old, isolation_level=None)
+    connection.executescript(f"{MIGRATIONS[0]}\nPRAGMA user_version = 1;")
+    connection.execute(
+        "INSERT INTO jobs (library, rel_path, fingerprint, preset_hash, output_path, reason, created_at, updated_at)"
+        " VALUES ('tv', 'old.mkv', 'f', 'p', 'TV/old.mkv', 'new', 't', 't')"
+    )
+    connection.close()
+
+    finished = hb2r("restore", "--from", str(old), str(config))
+
+    assert finished.returncode == 0, finished.stderr
+    assert f"It is migrated to schema version {SCHEMA_VERSION} when the agent next opens it." in finished.stdout
+    assert query(state / "hb2r.db", "PRAGMA user_version") == [(1,)]
+    open_database(state).close()
+    assert query(state / "hb2r.db", "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert query(state / "hb2r.db", "SELECT rel_path FROM jobs") == [("old.mkv",)]
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(b"this is not a database\n" * 100)
+
+
+def _too_new(path: Path) -> None:
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.executescript("".join(MIGRATIONS))
+    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    connection.close()
+
+
+def _foreign(path: Path) -> None:
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("CREATE TABLE notes (text TEXT)")
+    connection.close()
+
+
+def _damaged(path: Path) -> None:
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.executescript("".join(MIGRATIONS))
+    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    connection.execute("BEGIN")
+    connection.executemany(
+        "INSERT INTO jobs (library, rel_path, fingerprint, preset_hash, output_path, reason,"
+        " created_at, updated_at) VALUES ('tv', ?, 'f', 'p', ?, 'new', 't', 't')",
+        [(f"{number}.mkv", f"TV/{number}.mkv") for number in range(2000)],
+    )
+    connection.execute("COMMIT")
+    connection.close()
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4096] = b"\xff" * 4096
+    path.write_bytes(bytes(data))
+
+
+def _inconsistent(path: Path) -> None:
+    """A database SQLite opens, but whose index no longer matches its table."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.executescript("".join(MIGRATIONS))
+    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    connection.execute(
+        "INSERT INTO jobs (library, rel_path, fingerprint, preset_hash, output_path, reason, created_at, updated_at)"
+        " VALUES ('tv', 'a.mkv', 'f', 'p', 'TV/a.mkv', 'new', 't1', 't2')"
+    )
+    connection.execute("PRAGMA writable_schema = ON")
+    connection.execute(
+        "UPDATE sqlite_schema SET sql = 'CREATE INDEX jobs_by_state ON jobs (created_at, state)'"
+        " WHERE name = 'jobs_by_state'"
+    )
+    connection.close()
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (None, "error: {file}: no such file; the state database was not changed"),
+        (_garbage, "error: {file} is not an SQLite database; the state database was not changed"),
+        (
+            _too_new,
+            f"error: {{file}} has schema version {SCHEMA_VERSION + 1}, newer than this hb2r knows "
+            f"({SCHEMA_VERSION}); use the hb2r that wrote it, or an older backup; the state database was not changed",
+        ),
+        (_foreign, "error: {file} is not an hb2r state database (no table jobs, ledger, users)"),
+        (_damaged, "error: {file} is not a usable SQLite database: database disk image is malformed"),
+        (
+            _inconsistent,
+            "error: {file} is damaged: PRAGMA integrity_check says: row 1 missing from index jobs_by_state",
+        ),
+    ],
+    ids=["missing", "garbage", "too-new", "not-hb2r", "malformed", "inconsistent"],
+)
+def test_restore_refuses_a_bad_backup_and_leaves_the_database_alone(
+    config: Path, state: Path, tmp_path: Path, make: Callable[[Path], None] | None, message: str
+) -> None:
+    seed(state, "a.mkv")
+    backup = tmp_path / "backup.db"
+    if make is not None:
+        make(backup)
+    before = {path.name: checksum(path) for path in state.iterdir()}
+
+    finished = hb2r("restore", "--from", str(backup), str(config))
+
+    assert finished.returncode == 1
+    assert finished.stderr.startswith(message.format(file=backup)), finished.stderr
+    assert finished.stderr.endswith("; the state database was not changed\n")
+    assert {path.name: checksum(path) for path in state.iterdir()} == before
+    assert job_paths(config) == ["a.mkv"]
+
+
+def test_restore_over_an_unreadable_database_keeps_it_as_it_was(config: Path, state: Path, tmp_path: Path) -> None:
+    seed(state, "a.mkv")
+    backup = tmp_path / "backup.db"
+    assert hb2r("backup", "--to", str(backup), str(config)).returncode == 0
+    (state / "hb2r.db").write_bytes(b"a disk error ate this\n")
+
+    finished = hb2r("restore", "--from", str(backup), str(config))
+
+    assert finished.returncode == 0, finished.stderr
+    assert "The previous database (file is not a database) is kept as it was in" in finished.stdout
+    assert (state / "hb2r.db.before-restore").read_bytes() == b"a disk error ate this\n"
+    assert job_paths(config) == ["a.mkv"]
+
+
+def test_restore_waits_for_another_process_that_has_the_database_open(
+    config: Path, state: Path, tmp_path: Path
+) -> None:
+    seed(state, "a.mkv")
+    backup = tmp_path / "backup.db"
+    assert hb2r("backup", "--to", str(backup), str(config)).returncode == 0
+    seed(state, "b.mkv")
+    held = open_database(state)  # e.g. a `hb2r retry` in progress
+    try:
+        finished = hb2r("restore", "--from", str(backup), str(config))
+    finally:
+        held.close()
+
+    assert finished.returncode == 1
+    assert finished.stderr.startswith(f"error: state database {state / 'hb2r.db'} is open in another process")
+    assert not (state / "hb2r.db.before-restore").exists()
+    assert job_paths(config) == ["a.mkv", "b.mkv"]
+
+
+# --- the agent lock ---------------------------------------------------------------------
+
+
+def test_restore_is_refused_while_an_agent_runs(
+    config: Path, state: Path, tmp_path: Path, start_agent: Callable[[], Agent]
+) -> None:
+    seed(state, "a.mkv")
+    backup = tmp_path / "backup.db"
+    assert hb2r("backup", "--to", str(backup), str(config)).returncode == 0
+    agent = start_agent()
+
+    refused = hb2r("restore", "--from", str(backup), str(config))
+
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        f"error: an hb2r agent (pid {agent.process.pid}) is running on state_dir {state}; "
+        "stop it first (e.g. `systemctl stop hb2r`); nothing was changed\n"
+    )
+    assert not (state / "hb2r.db.before-restore").exists()
+    assert agent.process.poll() is None
+
+    agent.stop()  # the lock goes with the process
+    finished = hb2r("restore", "--from", str(backup), str(config))
+    assert finished.returncode == 0, finished.stderr
+    assert job_paths(config) == ["a.mkv"]
+
+
+def test_a_second_agent_on_the_same_state_dir_exits_at_once(
+    config: Path, state: Path, start_agent: Callable[[], Agent]
+) -> None:
+    agent = start_agent()
+
+    second = hb2r("run", str(config), timeout=60)
+
+    assert second.returncode == 1
+    assert second.stderr.endswith(
+        f"error: an hb2r agent (pid {agent.process.pid}) is running on state_dir {state}; one agent per state_dir\n"
+    )
+    assert agent.process.poll() is None
+    assert (state / "agent.lock").read_text() == f"{agent.process.pid}\nrun\n"
