@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: run test lint system-packages demo bench bench-throughput clean
+.PHONY: run test lint system-packages demo bench bench-throughput bench-http clean
 
 run: system-packages $(VENV)/.installed demo
 	@$(BIN)/hb2r plan examples/demo.yaml || [ $$? -eq 2 ]
@@ -16,8 +16,9 @@ test: system-packages $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check agent tests bench
+	$(BIN)/ruff check agent tests bench scripts
 	$(BIN)/mypy agent
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint -q playbooks/
 
 system-packages:
 	@bash scripts/install-system-packages.sh
@@ -30,6 +31,9 @@ bench: system-packages $(VENV)/.installed-test
 
 bench-throughput: system-packages $(VENV)/.installed-test
 	$(BIN)/python bench/throughput.py
+
+bench-http: system-packages $(VENV)/.installed-test
+	$(BIN)/python bench/api.py
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -160,12 +160,15 @@ def backup(state_dir: Path, target: Path, *, force: bool = False) -> DatabaseInf
     target = target.absolute()
     _refuse_live_target(target, source)
     folder = target.parent
-    if not folder.is_dir():
-        raise BackupError(f"cannot write {target}: folder {folder} does not exist")
-    if target.is_dir():
-        raise BackupError(f"cannot write {target}: it is a folder")
-    if target.exists() and not force:
-        raise BackupError(f"{target} exists; give --force to replace it")
+    try:
+        if not folder.is_dir():
+            raise BackupError(f"cannot write {target}: folder {folder} does not exist")
+        if target.is_dir():
+            raise BackupError(f"cannot write {target}: it is a folder")
+        if target.exists() and not force:
+            raise BackupError(f"{target} exists; give --force to replace it")
+    except OSError as error:  # e.g. a folder this user may not enter
+        raise BackupError(f"cannot write {target}: {error.strerror}") from None
     with _temp_file(folder, f".{target.name}.") as temp:
         try:
             _snapshot(source, temp)

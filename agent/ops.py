@@ -17,6 +17,7 @@ Pure: `playbook_path`, `parse_extravars`, `event_lines`, `recap_lines`. Effects:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -85,7 +86,7 @@ def event_lines(event: Mapping[str, Any]) -> list[str]:
     name = event.get("event")
     data = event.get("event_data") or {}
     if name in _RESULTS:
-        return [_result_line(str(name), data)]
+        return [_result_line(str(name), data), *_shown(str(name), data)]
     if name == "playbook_on_play_start":
         return [f"PLAY {data.get('play') or data.get('name') or ''}".rstrip()]
     if name == "playbook_on_no_hosts_matched":
@@ -140,7 +141,10 @@ def run_action(
         raise OpsError(f"inventory {inventory} does not exist")
     binary = _ansible_playbook()
 
-    import ansible_runner
+    try:
+        import ansible_runner
+    except ImportError:
+        raise OpsError("ansible-runner is not installed; on the control machine: pip install 'hb2r[ops]'") from None
 
     def on_event(event: dict[str, Any]) -> bool:
         for line in event_lines(event):
@@ -195,6 +199,20 @@ def _result_line(name: str, data: Mapping[str, Any]) -> str:
         if message:
             line += f": {message}"
     return line
+
+
+def _shown(name: str, data: Mapping[str, Any]) -> list[str]:
+    """Return what a `debug` task shows (status.yml's /health body, logs.yml's lines), indented."""
+    result = data.get("res")
+    is_debug = str(data.get("task_action", "")).endswith("debug")
+    if name != "runner_on_ok" or not is_debug or not isinstance(result, Mapping):
+        return []
+    shown = {key: value for key, value in result.items() if not key.startswith("_") and key != "changed"}
+    if not shown:
+        return []
+    value = shown["msg"] if set(shown) == {"msg"} else shown
+    text = value if isinstance(value, str) else json.dumps(value, indent=2, default=str)
+    return [f"      {line}" for line in text.splitlines()]
 
 
 def _message(result: Any) -> str:

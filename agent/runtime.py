@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import shutil
 import signal
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +32,7 @@ from agent.api.context import ApiContext
 from agent.config import ConfigError, load_config
 from agent.config.models import Config
 from agent.engine import EngineState, reconcile
-from agent.handbrake.probe import HandBrakeUnavailable, available_presets
+from agent.handbrake.probe import FFPROBE, HandBrakeUnavailable, available_presets
 from agent.metrics import Metrics, Snapshot
 from agent.observe import preset_hashes
 from agent.resources import Sampler
@@ -247,6 +248,10 @@ class _Agent:
                         f"preset {library.preset!r}: HandBrake has no preset {preset.handbrake!r} "
                         "(see HandBrakeCLI --preset-list)"
                     )
+        if shutil.which(FFPROBE) is None:  # without it no output can be verified, so none is made
+            missing = f"{FFPROBE} is missing (Debian package ffmpeg): outputs cannot be verified"
+            for library in config.libraries:
+                broken.setdefault(library.name, missing)
         for name, reason in broken.items():
             self.log.error("library cannot encode", library=name, reason=reason)
         self.state.broken_libraries = broken

@@ -9,6 +9,17 @@ command -v ffprobe >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v make >/dev/null 2>&1 || missing+=(make)
+# The deployment tests boot a throwaway Debian root with systemd-nspawn and reach it over SSH.
+command -v systemd-nspawn >/dev/null 2>&1 || missing+=(systemd-container)
+command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
+# debootstrap lives in /usr/sbin, which is not on a normal user's PATH.
+{ command -v debootstrap || [ -x /usr/sbin/debootstrap ]; } >/dev/null 2>&1 || missing+=(debootstrap)
+command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
+command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+# The status page's tests drive Debian's chromium with playwright (never `playwright install`:
+# it downloads a browser build of its own); a font keeps the screenshots readable.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+fc-list 2>/dev/null | grep -qi dejavu || [ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

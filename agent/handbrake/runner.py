@@ -27,9 +27,11 @@ import asyncio
 import codecs
 import contextlib
 import errno
+import functools
 import os
 import shutil
 import signal
+import subprocess
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -219,11 +221,28 @@ def _consume_outcome(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+@functools.cache
+def _usable_setpriv() -> str | None:
+    """Return setpriv's path if it can run here (a seccomp filter that denies capset, such as
+    systemd's ~@privileged, makes it fail before it starts anything), else None. Asked once."""
+    setpriv = shutil.which("setpriv")
+    true = shutil.which("true")
+    if setpriv is None or true is None:
+        return None
+    try:
+        probe = subprocess.run(  # noqa: S603 - fixed argv of two found executables
+            [setpriv, "--pdeathsig", "KILL", true], capture_output=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return setpriv if probe.returncode == 0 else None
+
+
 def _low_priority_prefix(nice: int) -> tuple[tuple[str, ...], bool]:
     """Given the niceness wanted, return the argv prefix that makes the child die with the
     agent and run at that niceness and low I/O priority, and whether the niceness must be
     set after the start instead (no `nice` on PATH)."""
-    setpriv, nice_tool, ionice = shutil.which("setpriv"), shutil.which("nice"), shutil.which("ionice")
+    setpriv, nice_tool, ionice = _usable_setpriv(), shutil.which("nice"), shutil.which("ionice")
     prefix: tuple[str, ...] = ()
     if setpriv:
         prefix += (setpriv, "--pdeathsig", "KILL")

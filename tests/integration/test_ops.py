@@ -111,7 +111,7 @@ def test_a_good_playbook_streams_a_line_per_task_and_exits_0(playbooks: Path, in
         lines = []
         for line in process.stdout:  # blocks per line; the playbook waits for go_file meanwhile
             lines.append(line.rstrip("\n"))
-            if "Say hello" in line:
+            if "hello operator" in line:  # the debug message, shown under its task line
                 break
         assert process.poll() is None  # the line came while the playbook was still running
         go_file.touch()
@@ -126,6 +126,7 @@ def test_a_good_playbook_streams_a_line_per_task_and_exits_0(playbooks: Path, in
     assert lines == [
         "PLAY Deploy hb2r",
         "  ok          localhost: Say hello",
+        "      hello operator",  # what a debug task shows is the point of status.yml and logs.yml
         "  ok          localhost: Wait for the test",
         "  changed     localhost: Change something",
         "  skipped     localhost: Only with extra vars",
@@ -143,6 +144,7 @@ def test_a_failing_playbook_shows_the_failure_and_exits_non_zero(playbooks: Path
     assert finished.stdout.splitlines() == [
         "PLAY Stop hb2r",
         "  ok          localhost: Say hello",
+        "      hello",
         "  failed      localhost: Fail on purpose: this failed on purpose",
         "RECAP",
         "  localhost  ok=1 changed=0 unreachable=0 failed=1 skipped=0 rescued=0 ignored=0",

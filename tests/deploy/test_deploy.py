@@ -1,0 +1,339 @@
+"""The playbooks against a real systemd host: a Debian 12 container booted with systemd-nspawn,
+driven with ansible-playbook over SSH on a loopback port (tests/deploy/testhost.py).
+
+One host serves the module. The life of a deployment runs in order in one test, as an
+operator would live it: deploy, the clip encoded, a second deploy that changes nothing, a
+backup, a new release, a rollback to the old one and its state, kill -9 and systemd's
+restart, the journal. The bad-input tests follow on the same host and check that the
+running service is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.passwords import hash_password
+
+from .testhost import TestHost, boot_test_host
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+ADMIN_PASSWORD = "deploy-test-admin"
+ARCHIVE = "/srv/archive"
+TV = "/srv/media/tv"
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="booting a systemd-nspawn host needs root")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def make_clip(path: Path, *, seconds: int) -> Path:
+    subprocess.run(
+        [
+            "ffmpeg", "-nostdin", "-loglevel", "error", "-y",
+            "-f", "lavfi", "-i", f"testsrc2=size=320x180:rate=25:duration={seconds}",
+            "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
+            "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", str(path),
+        ],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+def wait_for(
+    what: str,
+    probe: Callable[[], Any],
+    *,
+    timeout: float = 120.0,
+    interval: float = 0.5,
+    explain: Callable[[], str] = lambda: "",
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{explain()}")
+        time.sleep(interval)
+
+
+class Deployment:
+    """The booted host, its inventory variables, and ansible-playbook runs against it."""
+
+    def __init__(self, host: TestHost, workdir: Path) -> None:
+        self.host = host
+        self.workdir = workdir
+        self.port = free_port()
+        self.variables: dict[str, Any] = {
+            "hb2r_archive": ARCHIVE,
+            "hb2r_libraries": [{"name": "tv", "source": TV, "output": "TV", "preset": "tv", "stable_after": "1s"}],
+            "hb2r_presets": {"tv": {"handbrake": "Very Fast 480p30", "container": "mkv"}},
+            "hb2r_listen": f"127.0.0.1:{self.port}",
+            "hb2r_scan_interval": "2s",
+            "hb2r_limits": {
+                "cpu_percent": 100,
+                "memory_percent": 100,
+                "min_free_memory": "64MiB",
+                "min_free_disk": "1MiB",
+                "max_jobs": 1,
+            },
+            "hb2r_users": [
+                {"name": "admin", "role": "admin", "password_hash": hash_password(ADMIN_PASSWORD, rounds=4)}
+            ],
+            "hb2r_memory_max": "2G",
+            "hb2r_cpu_quota": "200%",
+            "hb2r_watchdog_sec": "30s",
+            "hb2r_health_timeout": 60,
+            "hb2r_backups_keep": 3,
+        }
+
+    def inventory(self, **overrides: Any) -> Path:
+        variables = {key: value for key, value in {**self.variables, **overrides}.items() if value is not None}
+        name = f"inventory-{len(list(self.workdir.glob('inventory-*.yml')))}.yml"
+        return self.host.write_inventory(self.workdir / name, host_vars=variables)
+
+    def playbook(
+        self, name: str, *, inventory: Path | None = None, source: Path = REPO, extra: tuple[str, ...] = ()
+    ) -> subprocess.CompletedProcess[str]:
+        environment = {**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_NOCOLOR": "1"}
+        environment["PATH"] = f"{BIN}:{environment.get('PATH', '')}"
+        return subprocess.run(
+            [
+                str(BIN / "ansible-playbook"),
+                "-i",
+                str(inventory or self.inventory()),
+                str(source / "playbooks" / name),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=900,
+            check=False,
+        )
+
+    def inside(self, *argv: str, check: bool = True) -> str:
+        return self.host.run(*argv, check=check).stdout.strip()
+
+    def main_pid(self) -> int:
+        return int(self.inside("systemctl", "show", "-p", "MainPID", "--value", "hb2r"))
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        answer = self.host.run(
+            "curl", "-s", "-w", "\n%{http_code}", f"http://127.0.0.1:{self.port}/health", check=False
+        ).stdout.rsplit("\n", 1)
+        if len(answer) != 2 or not answer[1].isdigit() or answer[1] == "000":
+            return 0, {}
+        return int(answer[1]), json.loads(answer[0]) if answer[0].strip() else {}
+
+    def sql(self, query: str) -> str:
+        return self.inside("sqlite3", "-readonly", "/var/lib/hb2r/hb2r.db", query)
+
+    def journal(self, lines: int = 40) -> str:
+        return self.inside("journalctl", "-u", "hb2r", "--no-pager", "-o", "cat", "-n", str(lines), check=False)
+
+    def release(self) -> str:
+        return self.inside("readlink", "-f", "/opt/hb2r/current")
+
+
+def recap(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
+    """Return the PLAY RECAP counters of the one host."""
+    match = re.search(r"testhost\s*:\s*((?:\w+=\d+\s*)+)", result.stdout)
+    assert match, result.stdout[-3000:] + result.stderr[-2000:]
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(1))}
+
+
+def explain(result: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {result.returncode}\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    workdir = tmp_path_factory.mktemp("deploy")
+    with boot_test_host(workdir / "host", name="hb2r-deploy") as host:
+        host.run("mkdir", "-p", TV, ARCHIVE)
+        host.run("chmod", "0777", ARCHIVE)  # the agent's user must be able to write the archive
+        yield Deployment(host, workdir)
+
+
+def new_release_checkout(target: Path) -> Path:
+    """Copy the checkout with the version bumped: what an operator deploys as the next release."""
+    for part in ("agent", "playbooks", "packaging", "scripts"):
+        shutil.copytree(REPO / part, target / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / part, target / part)
+    init = target / "agent" / "__init__.py"
+    init.write_text(re.sub(r'__version__ = "[^"]+"', '__version__ = "99.0.0"', init.read_text()))
+    return target
+
+
+def test_the_life_of_a_deployment(deployment: Deployment, tmp_path: Path) -> None:
+    host = deployment.host
+    host.copy_in(make_clip(tmp_path / "first.mkv", seconds=2), f"{TV}/first.mkv")
+
+    # Deploy: the unit is active and enabled, /health answers 200 from inside.
+    first = deployment.playbook("deploy.yml")
+    assert first.returncode == 0, explain(first)
+    assert deployment.inside("systemctl", "is-active", "hb2r") == "active"
+    assert deployment.inside("systemctl", "is-enabled", "hb2r") == "enabled"
+    assert deployment.health()[0] == 200
+    assert deployment.inside("stat", "-c", "%U %a", "/etc/hb2r/config.yaml") == "root 640"
+    first_release = deployment.release()
+    assert re.fullmatch(r"/opt/hb2r/releases/0\.1\.0-\d{8}T\d{6}", first_release), first_release
+
+    # The engine encodes the clip into the archive.
+    wait_for(
+        "the clip's transcode",
+        lambda: deployment.inside("ls", f"{ARCHIVE}/TV", check=False) == "first.mkv",
+        explain=deployment.journal,
+    )
+
+    # A second deploy with nothing changed changes nothing.
+    again = deployment.playbook("deploy.yml")
+    assert again.returncode == 0, explain(again)
+    assert recap(again)["changed"] == 0, explain(again)
+
+    # A backup: a 0600 tarball holding a consistent database, the config and the unit.
+    backup = deployment.playbook("backup.yml")
+    assert backup.returncode == 0, explain(backup)
+    tarballs = deployment.inside("sh", "-c", "ls /var/backups/hb2r/*.tar.gz").split()
+    assert len(tarballs) == 1  # the first deploy had no state to back up; the second changed nothing
+    members = deployment.inside("tar", "-tzf", tarballs[-1]).split()
+    assert {"hb2r.db", "etc/hb2r/config.yaml", "etc/systemd/system/hb2r.service"} <= set(members)
+    assert deployment.inside("stat", "-c", "%a", tarballs[-1]) == "600"
+
+    # A new release, then more work done by it.
+    checkout = new_release_checkout(tmp_path / "next")
+    upgrade = deployment.playbook("deploy.yml", source=checkout)
+    assert upgrade.returncode == 0, explain(upgrade)
+    second_release = deployment.release()
+    assert second_release != first_release and "/99.0.0-" in second_release
+    host.copy_in(make_clip(tmp_path / "second.mkv", seconds=2), f"{TV}/second.mkv")
+    wait_for(
+        "the second transcode", lambda: deployment.sql("SELECT count(*) FROM ledger") == "2", explain=deployment.journal
+    )
+
+    # Rollback: the previous release runs again, with the state from before the upgrade.
+    rollback = deployment.playbook("rollback.yml")
+    assert rollback.returncode == 0, explain(rollback)
+    assert deployment.release() == first_release
+    assert deployment.inside(f"{first_release}/venv/bin/hb2r", "--version") == "hb2r 0.1.0"
+    assert deployment.health()[0] == 200
+    assert deployment.sql("SELECT count(*) FROM jobs WHERE rel_path = 'second.mkv'") == "0"
+    assert deployment.sql("SELECT rel_path FROM ledger WHERE rel_path = 'first.mkv'") == "first.mkv"
+
+    # kill -9 of the agent: systemd starts it again.
+    killed = deployment.main_pid()
+    host.run("kill", "-9", str(killed))
+    wait_for(
+        "systemd to restart the agent",
+        lambda: deployment.main_pid() not in (0, killed) and deployment.health()[0] == 200,
+        explain=deployment.journal,
+    )
+    assert int(deployment.inside("systemctl", "show", "-p", "NRestarts", "--value", "hb2r")) >= 1
+
+    # The journal holds the agent's JSON lines.
+    journal = deployment.inside("journalctl", "-u", "hb2r", "--no-pager", "-o", "cat").splitlines()
+    events = [json.loads(line) for line in journal if line.startswith("{")]
+    assert any(event.get("event") == "agent started" for event in events)
+    assert any(event.get("event") == "job published" and event.get("path") == "first.mkv" for event in events)
+
+
+def service_state(deployment: Deployment) -> tuple[int, str, str]:
+    return (
+        deployment.main_pid(),
+        deployment.release(),
+        deployment.inside("sha256sum", "/etc/hb2r/config.yaml"),
+    )
+
+
+def test_a_config_that_does_not_validate_fails_before_the_running_service_is_touched(
+    deployment: Deployment,
+) -> None:
+    before = service_state(deployment)
+    libraries = [{"name": "tv", "source": TV, "output": "TV", "preset": "tvv", "stable_after": "1s"}]
+
+    result = deployment.playbook("deploy.yml", inventory=deployment.inventory(hb2r_libraries=libraries))
+
+    assert result.returncode != 0
+    assert "the config does not validate" in result.stdout and "'tvv' is not defined" in result.stdout
+    assert service_state(deployment) == before
+    assert deployment.inside("systemctl", "is-active", "hb2r") == "active"
+
+
+def test_a_missing_inventory_variable_is_named(deployment: Deployment) -> None:
+    before = service_state(deployment)
+
+    result = deployment.playbook("deploy.yml", inventory=deployment.inventory(hb2r_archive=None))
+
+    assert result.returncode != 0
+    assert "missing inventory variable: set hb2r_archive" in result.stdout
+    assert service_state(deployment) == before
+
+
+def test_a_target_without_enough_disk_is_refused(deployment: Deployment) -> None:
+    before = service_state(deployment)
+
+    result = deployment.playbook("deploy.yml", inventory=deployment.inventory(hb2r_min_free_disk_mb=10**9))
+
+    assert result.returncode != 0
+    assert "a deploy needs hb2r_min_free_disk_mb" in result.stdout
+    assert service_state(deployment) == before
+
+
+def test_ops_status_runs_the_playbook_and_streams_its_tasks(deployment: Deployment) -> None:
+    environment = {**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "False"}
+    environment["PATH"] = f"{BIN}:{environment.get('PATH', '')}"
+
+    result = subprocess.run(
+        [str(BIN / "hb2r"), "ops", "status", "-i", str(deployment.inventory())],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Ask /health" in result.stdout
+    assert '"status": "healthy"' in result.stdout or "'status': 'healthy'" in result.stdout
+
+
+def test_an_unreachable_host_fails_early_and_says_so(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(
+        "hb2r:\n  hosts:\n    nowhere:\n"
+        f"      ansible_host: 127.0.0.1\n      ansible_port: {port}\n      ansible_user: root\n"
+        "      ansible_ssh_common_args: '-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'\n"
+    )
+    environment = {**os.environ, "ANSIBLE_NOCOLOR": "1", "PATH": f"{BIN}:{os.environ.get('PATH', '')}"}
+
+    result = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(REPO / "playbooks" / "deploy.yml")],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert "UNREACHABLE" in result.stdout and f"port {port}" in result.stdout + result.stderr
