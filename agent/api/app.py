@@ -10,7 +10,7 @@ import re
 
 from aiohttp import web
 
-from agent.api import config_view, health, jobs, libraries, metrics, openapi, realtime, sessions, status
+from agent.api import config_view, health, jobs, libraries, metrics, openapi, page, realtime, sessions, status
 from agent.api.context import CONTEXT, ApiContext
 from agent.api.middlewares import MAX_BODY_BYTES, audit, cors, errors
 from agent.api.security import Handler
@@ -35,6 +35,8 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/api/scan", libraries.scan),
     ("GET", "/api/config", config_view.config),
     ("GET", "/api/realtime", realtime.realtime),
+    ("GET", "/", page.index),
+    ("GET", "/static/{name}", page.static),
 )
 
 
@@ -46,6 +48,8 @@ def init_app(context: ApiContext) -> web.Application:
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     app.router.add_route("HEAD", "/health", health.health)  # for probes that only look at the status
+    app.router.add_route("HEAD", "/", page.index)  # `curl -I`: the headers of the page
+    app.router.add_route("HEAD", "/static/{name}", page.static)
     app.on_shutdown.append(_close_sockets)
     return app
 

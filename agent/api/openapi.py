@@ -12,6 +12,7 @@ from aiohttp import web
 
 from agent import __version__
 from agent.api.jobs import MAX_PAGE
+from agent.api.page import ASSETS
 from agent.api.sessions import LoginRequest
 
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -310,9 +311,38 @@ def document() -> dict[str, Any]:
                     "responses": {"200": _ok("The config and its generation."), **_ADMIN_ERRORS},
                 }
             },
+            "/": {
+                "get": {
+                    "summary": "The status page (HTML; it logs in with /api/auth/login). No token.",
+                    "responses": {"200": {"description": "The page.", "content": {"text/html": {}}}},
+                }
+            },
+            "/static/{name}": {
+                "get": {
+                    "summary": "The status page's script and style sheet. No token.",
+                    "parameters": [
+                        {
+                            "name": "name",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"enum": sorted(ASSETS)},
+                            "description": "File name; no other is served.",
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The file.",
+                            "content": {"text/css": {}, "text/javascript": {}},
+                        },
+                        "404": _error("No such file."),
+                    },
+                }
+            },
             "/api/realtime": {
                 "get": {
-                    "summary": 'WebSocket of job changes, progress and host samples. Send {"token": ...} first.',
+                    "summary": (
+                        'WebSocket of job changes, progress, host samples and status hints. Send {"token": ...} first.'
+                    ),
                     "parameters": [
                         {
                             "name": "token",

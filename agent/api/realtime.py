@@ -8,6 +8,9 @@ Messages, JSON objects with a `type`:
 - `job`: a job changed state (any writer: the engine, the API, `hb2r retry` from a shell);
 - `progress`: a running encode moved (at most one a second per job);
 - `system`: the host and the gate, every SYSTEM_SECONDS;
+- `status`: something /api/status shows changed without a job changing state (a config
+  reload, a library paused, resumed, broken or mended, files waiting to be stable): a
+  client that shows /api/status reads it again (the status page does, instead of polling);
 - `error`: before the server closes the socket (code 4401 for a refused token).
 
 One feed task polls every POLL_SECONDS while anyone listens: jobs updated since its last
@@ -57,6 +60,7 @@ class Hub:
         self._last_stamp = ""
         self._states: dict[int, tuple[str, int]] = {}  # running jobs: id -> (state, attempts) last seen
         self._progress: dict[int, tuple[float, bool]] = {}
+        self._status: tuple[object, ...] = ()
 
     def add(self, socket: web.WebSocketResponse, token: str, transport: asyncio.BaseTransport | None = None) -> None:
         self.clients[socket] = token
@@ -66,6 +70,7 @@ class Hub:
             # write to a job already running is then known for what it is.
             self._last_stamp = _stamp(datetime.now(UTC))
             self._seed()
+            self._status = self._status_key()
             self._task = asyncio.create_task(self._feed(), name="realtime-feed")
 
     def remove(self, socket: web.WebSocketResponse) -> None:
@@ -97,7 +102,7 @@ class Hub:
         while self.clients:
             try:
                 self._check_tokens()
-                messages = self._job_messages() + self._progress_messages()
+                messages = self._job_messages() + self._progress_messages() + self._status_messages()
                 if loop.time() >= next_system:
                     next_system = loop.time() + SYSTEM_SECONDS
                     messages.append({"type": "system", "system": system_view(self.context)})
@@ -164,6 +169,25 @@ class Hub:
         for job_id in set(self._progress) - set(running):
             del self._progress[job_id]
         return messages
+
+    def _status_messages(self) -> list[dict[str, Any]]:
+        key = self._status_key()
+        if key == self._status:
+            return []
+        self._status = key
+        return [{"type": "status"}]
+
+    def _status_key(self) -> tuple[object, ...]:
+        """Return what /api/status shows that can change while no job does (memory only: cheap each poll)."""
+        state = self.context.state
+        return (
+            state.config_generation,
+            state.reload_error,
+            tuple(sorted(state.broken_libraries.items())),
+            tuple(sorted(state.paused_libraries.items())),
+            tuple(sorted((name, hold.reason) for name, hold in state.held_libraries.items())),
+            None if state.last_pass is None else tuple(sorted(state.last_pass.waiting.items())),
+        )
 
     def _check_tokens(self) -> None:
         for socket, token in list(self.clients.items()):

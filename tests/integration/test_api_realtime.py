@@ -358,6 +358,30 @@ async def test_a_system_message_arrives_within_six_seconds(api: Api) -> None:
     await later.close()
 
 
+# --- status hints ---
+
+
+async def test_a_pause_and_a_resume_each_send_a_status_hint_and_a_quiet_feed_sends_none(api: Api) -> None:
+    socket = await hello(api)
+    admin = await api.admin()
+    assert (await api.client.post("/api/libraries/tv/pause", headers=admin)).status == 200
+    assert await next_message(socket, lambda message: message["type"] == "status") == {"type": "status"}
+    assert (await api.client.post("/api/libraries/tv/resume", headers=admin)).status == 200
+    assert await next_message(socket, lambda message: message["type"] == "status") == {"type": "status"}
+    # No other hint follows while nothing else changes: the next message (system ones aside) is this job's.
+    marker = enqueue(api, "marker")
+    seen = await next_message(socket, lambda message: message["type"] not in ("system", "progress"))
+    assert seen["type"] == "job" and seen["job"]["id"] == marker.id, seen
+    await socket.close()
+
+
+async def test_a_config_reload_sends_a_status_hint(api: Api) -> None:
+    socket = await hello(api)
+    api.context.state.config_generation += 1  # what an applied reload does, among other things
+    assert await next_message(socket, lambda message: message["type"] == "status") == {"type": "status"}
+    await socket.close()
+
+
 # --- clients that stop reading ---
 
 

@@ -880,6 +880,10 @@ async def test_hostile_input_in_every_parameter_is_refused_cleanly(api: Api, val
     requests.append(("GET", f"/api/jobs?{quoted}=1", None))
     for method, path, query in requests:
         response = await api.client.request(method, path, params=query, headers=admin)
+        if method == "GET" and response.url.path == "/":
+            # The client resolved the dot segments away and asked for the status page: no API call.
+            assert response.status == 200 and response.content_type == "text/html", path
+            continue
         await json_error(response, 400, 404)
 
     for body in (
