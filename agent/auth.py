@@ -8,8 +8,9 @@ Design notes:
   short digest of the user's password hash at login. Every request looks the user up in
   SQLite: a user removed from the config, or whose hash changed, is refused at once, and the
   role is always the stored one. Logout records the `jti` until the token would have expired.
-- bcrypt is slow on purpose; it runs in an executor of its own with LOGIN_THREADS threads,
-  so a storm of logins leaves a core to the event loop, and at most MAX_PENDING_LOGINS wait
+- bcrypt is slow on purpose; it runs in an executor of its own with LOGIN_THREADS threads at
+  nice 10, so a storm of logins leaves the event loop a core and its pick of the CPU, and at
+  most MAX_PENDING_LOGINS wait
   (the rest are told to come back later). An unknown user is checked against a dummy hash
   of the same cost: the answer and the time are those of a wrong password.
 - Attempts are limited per client address and per user name (`auth.login_rate_limit`),
@@ -19,10 +20,13 @@ Design notes:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -139,13 +143,7 @@ def issue_token(*, secret: bytes, user: UserRecord, lifetime: timedelta, now: da
 def authenticate(connection: sqlite3.Connection, *, secret: bytes, token: str, now: datetime) -> Session:
     """Given a bearer token, return its session; raise AuthError saying why it is refused."""
     try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            secret,
-            algorithms=[ALGORITHM],
-            # Times are checked below against `now`, not against PyJWT's own clock.
-            options={"require": ["sub", "jti", "exp", "iat", "pwd"], "verify_exp": False, "verify_iat": False},
-        )
+        claims = _verified_claims(token, secret)
     except jwt.InvalidTokenError:
         raise AuthError("the token is not valid") from None
     name, token_id, digest = claims["sub"], claims["jti"], claims["pwd"]
@@ -162,6 +160,25 @@ def authenticate(connection: sqlite3.Connection, *, secret: bytes, token: str, n
     if is_revoked(connection, token_id):
         raise AuthError("the token was logged out; log in again")
     return Session(user=user.name, role=user.role, token_id=token_id, expires_at=datetime.fromtimestamp(expiry, UTC))
+
+
+@functools.lru_cache(maxsize=1024)
+def _verified_claims(token: str, secret: bytes) -> dict[str, Any]:
+    """Return the claims of a token whose signature is good; raise jwt.InvalidTokenError if not.
+
+    Cached by (token, secret): the signature of a token cannot change, and verifying it is
+    most of the cost of an API request. Everything that can change (expiry against the
+    clock, the user, the password, a logout) is checked on every request by the caller.
+    Only good tokens are cached (an exception is not), so garbage cannot fill the cache.
+    """
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        secret,
+        algorithms=[ALGORITHM],
+        # Times are checked by the caller against `now`, not against PyJWT's own clock.
+        options={"require": ["sub", "jti", "exp", "iat", "pwd"], "verify_exp": False, "verify_iat": False},
+    )
+    return claims
 
 
 def revoke(connection: sqlite3.Connection, session: Session, *, now: datetime) -> None:
@@ -275,7 +292,9 @@ class PasswordChecker:
     """Runs bcrypt off the event loop, in a small executor of its own."""
 
     def __init__(self, *, threads: int = LOGIN_THREADS) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bcrypt")
+        self._executor = ThreadPoolExecutor(
+            max_workers=threads, thread_name_prefix="bcrypt", initializer=_lower_thread_priority
+        )
         self._pending = 0
 
     async def check(self, password: str, user: UserRecord | None, *, cost: int) -> bool:
@@ -297,6 +316,16 @@ class PasswordChecker:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+BCRYPT_NICE = 10
+
+
+def _lower_thread_priority() -> None:
+    """Make the calling (bcrypt) thread nicer than the event loop's: a login storm then takes
+    what the loop leaves over. Linux keeps niceness per thread, addressed by its thread id."""
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BCRYPT_NICE)
 
 
 def bcrypt_cost(password_hash: str, *, default: int) -> int:

@@ -11,7 +11,6 @@ import argparse
 import json
 import sqlite3
 import sys
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,7 +46,7 @@ def list_jobs(arguments: argparse.Namespace, state_dir: Path) -> int:
         print(f"error: state database {database_path(state_dir)}: {error}", file=sys.stderr)
         return EXIT_ERROR
     if arguments.json:
-        print(json.dumps({"held_back": list(held_back), "jobs": [asdict(job) for job in found]}, indent=2))
+        print(json.dumps({"held_back": list(held_back), "jobs": [job._asdict() for job in found]}, indent=2))
         return EXIT_OK
     if held_back:
         print(f"No job may start now: {'; '.join(held_back)}.")
