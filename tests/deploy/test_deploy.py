@@ -298,6 +298,21 @@ def test_a_target_without_enough_disk_is_refused(deployment: Deployment) -> None
     assert service_state(deployment) == before
 
 
+def test_a_deploy_whose_agent_does_not_come_up_is_rolled_back_and_fails_loudly(deployment: Deployment) -> None:
+    before = service_state(deployment)
+    # A config that validates but on which the agent cannot start: its secret file would be in
+    # /etc, which the unit makes read-only.
+    broken = deployment.inventory(hb2r_auth={"jwt_secret_file": "/etc/hb2r/jwt.secret"}, hb2r_health_timeout=20)
+
+    result = deployment.playbook("deploy.yml", inventory=broken)
+
+    assert result.returncode != 0
+    assert "DEPLOY FAILED" in result.stdout and "rolled back to" in result.stdout, explain(result)
+    assert service_state(deployment)[1:] == before[1:]  # the same release and config
+    assert deployment.inside("systemctl", "is-active", "hb2r") == "active"
+    assert deployment.health()[0] == 200
+
+
 def test_ops_status_runs_the_playbook_and_streams_its_tasks(deployment: Deployment) -> None:
     environment = {**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "False"}
     environment["PATH"] = f"{BIN}:{environment.get('PATH', '')}"
