@@ -14,7 +14,8 @@ The one module that starts encoder processes, so the rules about them live in on
   process that has threads, as the agent does. So the child exec's through coreutils
   `nice` and util-linux `ionice` (best-effort level 7, then idle where allowed; `-t`
   keeps going where the kernel refuses) before it becomes HandBrakeCLI, keeping its pid.
-  Without those tools the pid is reniced after the start, as the next best thing.
+  Without those tools the pid is reniced after the start, as the next best thing. Last,
+  coreutils `stdbuf -oL` makes its progress output line-buffered, so it arrives as made.
 - The pipes are always drained. stdout is read in chunks and fed to the pure
   ProgressParser; stderr keeps only its last lines (the reason a job failed). A callback
   that raises is logged and ignored: a reader that stopped would let the pipe fill and
@@ -252,6 +253,11 @@ def _low_priority_prefix(nice: int) -> tuple[tuple[str, ...], bool]:
         prefix += (nice_tool, "-n", str(increment))
     if ionice:
         prefix += (ionice, "-t", "-c", "2", "-n", "7", ionice, "-t", "-c", "3")
+    stdbuf = shutil.which("stdbuf")
+    if stdbuf:
+        # Into a pipe, HandBrakeCLI's stdout is block-buffered: progress would come in bursts
+        # of a dozen updates every few seconds. Line-buffered, each update comes as it is made.
+        prefix += (stdbuf, "-oL")
     return prefix, increment > 0 and not nice_tool
 
 

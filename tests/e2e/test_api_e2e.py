@@ -11,9 +11,8 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -63,25 +62,6 @@ users:
 def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Thirty seconds of 640x360: HandBrakeCLI works on it for a few seconds."""
     return make_clip(tmp_path_factory.mktemp("clips") / "long.mkv", seconds=30, size="640x360")
-
-
-@pytest.fixture
-def agents() -> Iterator[Callable[[Path], Agent]]:
-    """Start agents; stop every one at the end (SIGTERM, wait, then kill)."""
-    started: list[Agent] = []
-
-    def start(config: Path) -> Agent:
-        agent = Agent(config)
-        started.append(agent)
-        return agent
-
-    yield start
-    for agent in started:
-        try:
-            agent.stop(signal.SIGTERM, timeout=15.0)
-        except subprocess.TimeoutExpired:
-            agent.process.kill()
-            agent.process.wait()
 
 
 def log_tail(agent: Agent) -> str:

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
-import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,32 +71,13 @@ users:
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A minute of 640x360 (HandBrakeCLI works on it for several seconds: long enough to watch),
+    """Two minutes of 640x360 (HandBrakeCLI works on it for a quarter of a minute: long enough to watch),
     a short one, and the first 4 KiB of a real clip, which HandBrakeCLI cannot read."""
     folder = tmp_path_factory.mktemp("clips")
-    long = make_clip(folder / "long.mkv", seconds=60, size="640x360")
+    long = make_clip(folder / "long.mkv", seconds=120, size="640x360")
     truncated = folder / "truncated.mkv"
     truncated.write_bytes(long.read_bytes()[:4096])
     return {"long": long, "short": make_clip(folder / "short.mkv", seconds=2), "truncated": truncated}
-
-
-@pytest.fixture
-def agents() -> Iterator[Callable[[Path], Agent]]:
-    """Start agents; stop every one at the end (SIGTERM, wait, then kill)."""
-    started: list[Agent] = []
-
-    def start(config: Path) -> Agent:
-        agent = Agent(config)
-        started.append(agent)
-        return agent
-
-    yield start
-    for agent in started:
-        try:
-            agent.stop(signal.SIGTERM, timeout=15.0)
-        except subprocess.TimeoutExpired:
-            agent.process.kill()
-            agent.process.wait()
 
 
 @pytest.fixture
