@@ -204,6 +204,8 @@ def _queue(
             preset_hash = hashes.get(action.library)
             if fingerprint is None or preset_hash is None:
                 continue  # not read yet (budget, or vanished since the scan): a later pass queues it
+            if _encoded_since_the_scan(state, action, fingerprint, preset_hash):
+                continue
             job = jobs.enqueue(
                 connection,
                 library=action.library,
@@ -225,6 +227,23 @@ def _queue(
             log.info("job cancelled", job=job_id, library=library, path=rel_path, reason="no longer planned")
     if queued:
         log.info("pass queued jobs", count=queued, planned=len(to_queue))
+
+
+def _encoded_since_the_scan(state: EngineState, action: Transcode, fingerprint: str, preset_hash: str) -> bool:
+    """Return whether the dispatcher published this very content while the pass was scanning.
+
+    The plan was made from the ledger as it was at the start of the pass; a job that finished
+    since then must not be queued again (enqueue reopens a done job, for an output that went
+    missing). Published means recorded in the ledger now, with its output in place.
+    """
+    recorded = ledger.records(
+        state.connection,
+        library=action.library,
+        rel_path=action.source.rel_path,
+        fingerprint=fingerprint,
+        preset_hash=preset_hash,
+    )
+    return recorded and (state.config.paths.archive / action.output_path).exists()
 
 
 def _rename(

@@ -91,6 +91,15 @@ def forget_output(connection: sqlite3.Connection, output_path: str) -> None:
     connection.execute("DELETE FROM ledger WHERE output_path = ?", (output_path,))
 
 
+def records(connection: sqlite3.Connection, *, library: str, rel_path: str, fingerprint: str, preset_hash: str) -> bool:
+    """Return whether this content of this file is recorded as encoded with this preset."""
+    row = connection.execute(
+        "SELECT 1 FROM ledger WHERE library = ? AND rel_path = ? AND fingerprint = ? AND preset_hash = ?",
+        (library, rel_path, fingerprint, preset_hash),
+    ).fetchone()
+    return row is not None
+
+
 def holds_output(connection: sqlite3.Connection, output_path: str) -> bool:
     """Return whether some entry records this output (hb2r made it)."""
     return connection.execute("SELECT 1 FROM ledger WHERE output_path = ?", (output_path,)).fetchone() is not None

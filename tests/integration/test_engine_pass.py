@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import io
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from agent import engine, logs
 from agent.config import load_config
+from agent.domain import LedgerEntry
 from agent.engine import EngineState, reconcile
-from agent.store import jobs
+from agent.store import jobs, ledger
 from agent.store.db import open_database
 
 
@@ -72,6 +74,52 @@ def test_jobs_the_plan_no_longer_wants_are_cancelled_but_not_those_of_a_paused_l
         queued = [job.rel_path for job in jobs.list_jobs(connection, state=jobs.JobState.QUEUED)]
         cancelled = [job.rel_path for job in jobs.list_jobs(connection, state=jobs.JobState.CANCELLED)]
         assert (queued, cancelled) == (["E00.mkv"], ["E01.mkv"])
+        connection.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_file_published_while_the_pass_scans_is_not_queued_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_config(make_config(tmp_path, files=1)).config
+    logs.configure(stream=io.StringIO(), json=True)
+    real_with_fingerprints = engine.with_fingerprints
+
+    async def scenario() -> None:
+        connection = open_database(config.paths.state_dir)
+        state = EngineState(config=config, connection=connection, preset_hashes={"tv": "p1"})
+        await reconcile(state, log=logs.get_logger("test"))
+        (job,) = jobs.list_jobs(connection, state=jobs.JobState.QUEUED)
+        jobs.mark_running(connection, job.id, now=datetime.now(UTC))
+
+        def publish_meanwhile(*arguments: object, **options: object) -> object:
+            # The interleaving that re-encoded a file: the dispatcher publishes the running job
+            # (ledger row, job done, output in place) while the pass reads fingerprints in its
+            # thread, after the pass read the ledger. Real functions, only the timing is forced
+            # (and a connection of its own: this runs in the pass's thread).
+            writer = open_database(config.paths.state_dir)
+            source = tmp_path / "tv" / job.rel_path
+            entry = LedgerEntry(
+                "tv", job.rel_path, job.fingerprint, source.stat().st_size, source.stat().st_mtime_ns, "p1",
+                job.output_path,
+            )  # fmt: skip
+            ledger.record(writer, entry, encoded_at=datetime.now(UTC).isoformat(), output_size=3)
+            jobs.mark_done(writer, job.id, now=datetime.now(UTC))
+            writer.close()
+            (tmp_path / "archive" / job.output_path).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / "archive" / job.output_path).write_bytes(b"out")
+            return real_with_fingerprints(*arguments, **options)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(engine, "with_fingerprints", publish_meanwhile)
+        await reconcile(state, log=logs.get_logger("test"))
+        assert [found.state for found in jobs.list_jobs(connection)] == [jobs.JobState.DONE]
+
+        monkeypatch.setattr(engine, "with_fingerprints", real_with_fingerprints)
+        (tmp_path / "archive" / job.output_path).unlink()  # the output goes missing: encoded again
+        await reconcile(state, log=logs.get_logger("test"))
+        (again,) = jobs.list_jobs(connection)
+        assert (again.state, again.reason) == (jobs.JobState.QUEUED, "output missing")
         connection.close()
 
     asyncio.run(scenario())
