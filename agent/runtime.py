@@ -26,21 +26,19 @@ import signal
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent import __version__, auth, logs, publish, systemd
+from agent import auth, logs, publish, systemd
 from agent.api.app import serve
-from agent.api.context import ApiContext
+from agent.api.context import assemble
 from agent.config import ConfigError, load_config
 from agent.config.models import Config
 from agent.engine import EngineState, reconcile
 from agent.handbrake.probe import FFPROBE, HandBrakeUnavailable, available_presets
-from agent.metrics import Metrics, Snapshot
 from agent.observe import preset_hashes
 from agent.resources import Sampler
 from agent.scheduler import ReconcileSchedule
 from agent.store import holds, jobs, ledger
 from agent.store.db import open_database, transaction
 from agent.store.lock import agent_lock
-from agent.worker import Dispatcher
 
 CONFIG_CHECK_SECONDS = 5.0
 
@@ -88,23 +86,16 @@ class _Agent:
         except auth.SecretError as error:
             self.log.error("cannot start", reason=str(error))
             return 1
-        self.metrics = Metrics(connection=lambda: self.state.connection, snapshot=self._snapshot, version=__version__)
-        self.dispatcher = Dispatcher(
-            self.state, log=self.log, sampler=Sampler(config.paths.archive), observer=self.metrics
-        )
         self.schedule = ReconcileSchedule(self._pass, interval=config.scan.interval)
-        self.api = ApiContext(
-            state=self.state,
-            dispatcher=self.dispatcher,
-            request_scan=self.schedule.run_soon,
+        self.api = assemble(
+            self.state,
+            sampler=Sampler(config.paths.archive),
             secret=secret,
-            metrics=self.metrics,
-            checker=auth.PasswordChecker(),
-            limiter=auth.RateLimiter(config.auth.login_rate_limit),
-            started_at=datetime.now(UTC),
-            version=__version__,
+            request_scan=self.schedule.run_soon,
             log=self.log,
+            now=datetime.now(UTC),
         )
+        self.dispatcher = self.api.dispatcher
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop_requested.set)
@@ -211,18 +202,6 @@ class _Agent:
         self.log.info("config reloaded", trigger=why)
         self.schedule.run_soon()
         self.dispatcher.wake()
-
-    def _snapshot(self) -> Snapshot:
-        running = self.dispatcher.running.values()
-        last = self.state.last_pass
-        return Snapshot(
-            libraries=tuple(library.name for library in self.state.config.libraries),
-            gate_reasons=self.dispatcher.blocked_reasons,
-            running_encodes=sum(1 for entry in running if not entry.suspended),
-            suspended_encodes=sum(1 for entry in running if entry.suspended),
-            last_scan_seconds=None if last is None else last.seconds,
-            config_generation=self.state.config_generation,
-        )
 
     async def _apply_presets(self, config: Config) -> None:
         """Compute preset identities and hold back libraries whose preset HandBrake lacks."""

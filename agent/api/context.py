@@ -9,10 +9,11 @@ from typing import Any
 
 from aiohttp import web
 
+from agent import __version__
 from agent.auth import PasswordChecker, RateLimiter, Session
 from agent.engine import EngineState
-from agent.metrics import Metrics
-from agent.worker import Dispatcher
+from agent.metrics import Metrics, Snapshot
+from agent.worker import Dispatcher, SampleSource
 
 
 @dataclass
@@ -30,6 +31,46 @@ class ApiContext:
     version: str
     log: Any
     health_cache: dict[str, Any] = field(default_factory=dict)
+
+
+def assemble(
+    state: EngineState,
+    *,
+    sampler: SampleSource,
+    secret: bytes,
+    request_scan: Callable[[], None],
+    log: Any,
+    now: datetime,
+) -> ApiContext:
+    """Given the engine's state, return the dispatcher, metrics and API of one agent, wired
+    together: the dispatcher reports finished encodes to the metrics, which read it back."""
+    dispatcher = Dispatcher(state, log=log, sampler=sampler)
+
+    def snapshot() -> Snapshot:
+        running = dispatcher.running.values()
+        return Snapshot(
+            libraries=tuple(library.name for library in state.config.libraries),
+            gate_reasons=dispatcher.blocked_reasons,
+            running_encodes=sum(1 for entry in running if not entry.suspended),
+            suspended_encodes=sum(1 for entry in running if entry.suspended),
+            last_scan_seconds=None if state.last_pass is None else state.last_pass.seconds,
+            config_generation=state.config_generation,
+        )
+
+    metrics = Metrics(connection=lambda: state.connection, snapshot=snapshot, version=__version__)
+    dispatcher.observer = metrics
+    return ApiContext(
+        state=state,
+        dispatcher=dispatcher,
+        request_scan=request_scan,
+        secret=secret,
+        metrics=metrics,
+        checker=PasswordChecker(),
+        limiter=RateLimiter(state.config.auth.login_rate_limit),
+        started_at=now,
+        version=__version__,
+        log=log,
+    )
 
 
 CONTEXT = web.AppKey("context", ApiContext)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import pytest
-from test_run import DEADLINE, PRESET, Agent, free_port, make_clip
+from test_run import DEADLINE, Agent, free_port, make_clip, write_config
 
 from agent.passwords import hash_password
 
@@ -31,31 +31,9 @@ ADMIN = f'  - {{name: admin, role: admin, password_hash: "{hash_password(ADMIN_P
 VIEWER = f'  - {{name: viewer, role: user, password_hash: "{hash_password(VIEWER_PASSWORD, rounds=4)}"}}\n'
 
 
-def write_config(root: Path, *, port: int, users: str = ADMIN + VIEWER, max_jobs: str = "1") -> Path:
-    for folder in ("tv", "archive"):
-        (root / folder).mkdir(exist_ok=True)
-    config = root / "config.yaml"
-    config.write_text(
-        f"""version: 1
-paths: {{archive: archive, state_dir: state}}
-libraries:
-  - {{name: tv, source: tv, output: TV, preset: tv, stable_after: 1s}}
-presets:
-  tv: {{handbrake: "{PRESET}", container: mkv}}
-scan: {{interval: 1s}}
-limits:
-  cpu_percent: 100
-  memory_percent: 100
-  min_free_memory: 64MiB
-  min_free_disk: 1MiB
-  max_jobs: {max_jobs}
-retry: {{attempts: 2, backoff: 1s, max_backoff: 2s}}
-auth: {{jwt_secret_file: state/jwt.secret, bcrypt_rounds: 4}}
-server: {{listen: "127.0.0.1:{port}"}}
-users:
-{users}"""
-    )
-    return config
+def api_config(root: Path, *, port: int, users: str = ADMIN + VIEWER, max_jobs: str = "1") -> Path:
+    """A config with users admin and viewer and the API on port."""
+    return write_config(root, port=port, users=users, max_jobs=max_jobs)
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +124,7 @@ async def test_an_encode_is_seen_live_over_the_websocket_and_then_in_status_and_
     tmp_path: Path, long_clip: Path, agents: Callable[[Path], Agent]
 ) -> None:
     port = free_port()
-    agent = agents(write_config(tmp_path, port=port))
+    agent = agents(api_config(tmp_path, port=port))
     async with aiohttp.ClientSession() as http:
         api = Client(http, port)
         await api.healthy(agent)
@@ -210,7 +188,7 @@ async def test_a_reload_removes_a_user_at_once_and_an_invalid_one_is_refused(
     tmp_path: Path, agents: Callable[[Path], Agent]
 ) -> None:
     port = free_port()
-    config = write_config(tmp_path, port=port)
+    config = api_config(tmp_path, port=port)
     agent = agents(config)
     async with aiohttp.ClientSession() as http:
         api = Client(http, port)
@@ -220,7 +198,7 @@ async def test_a_reload_removes_a_user_at_once_and_an_invalid_one_is_refused(
         admin = await api.login("admin", ADMIN_PASSWORD)
         assert (await api.get("/api/auth/me", viewer))[0] == 200
 
-        write_config(tmp_path, port=port, users=ADMIN)
+        api_config(tmp_path, port=port, users=ADMIN)
         agent.process.send_signal(signal.SIGHUP)
 
         async def viewer_refused() -> bool:
@@ -236,7 +214,7 @@ async def test_a_reload_removes_a_user_at_once_and_an_invalid_one_is_refused(
         assert (await api.healthy(agent))["config_generation"] == 2
 
         # Invalid (max_jobs is no number), and it would bring viewer back: it must not take effect.
-        write_config(tmp_path, port=port, users=ADMIN + VIEWER, max_jobs="lots")
+        api_config(tmp_path, port=port, users=ADMIN + VIEWER, max_jobs="lots")
         agent.process.send_signal(signal.SIGHUP)
 
         async def degraded() -> dict[str, Any] | None:
@@ -262,12 +240,12 @@ async def test_a_second_agent_on_the_same_listen_address_exits_and_the_first_kee
     port = free_port()
     (tmp_path / "first").mkdir()
     (tmp_path / "second").mkdir()
-    first = agents(write_config(tmp_path / "first", port=port))
+    first = agents(api_config(tmp_path / "first", port=port))
     async with aiohttp.ClientSession() as http:
         api = Client(http, port)
         await api.healthy(first)
 
-        second = agents(write_config(tmp_path / "second", port=port))  # its own state_dir: only the port is shared
+        second = agents(api_config(tmp_path / "second", port=port))  # its own state_dir: only the port is shared
         end = time.monotonic() + 30.0
         while second.process.poll() is None:
             assert time.monotonic() < end, f"the second agent did not exit:\n{log_tail(second)}"

@@ -72,7 +72,18 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def write_config(root: Path, *, extra_limits: str = "", attempts: int = 2, stable_after: str = "1s") -> Path:
+def write_config(
+    root: Path,
+    *,
+    extra_limits: str = "",
+    attempts: int = 2,
+    stable_after: str = "1s",
+    max_jobs: str = "1",
+    port: int | None = None,
+    users: str = "",
+) -> Path:
+    """Write a config for a library tv under root (one encode at a time, the API on a free
+    loopback port unless given); users are `users:` list lines. Return its path."""
     for folder in ("tv", "archive"):
         (root / folder).mkdir(exist_ok=True)
     config = root / "config.yaml"
@@ -89,12 +100,13 @@ limits:
   memory_percent: 100
   min_free_memory: 64MiB
   min_free_disk: 1MiB
-  max_jobs: 1
+  max_jobs: {max_jobs}
 {extra_limits}
 retry: {{attempts: {attempts}, backoff: 1s, max_backoff: 2s}}
-auth: {{jwt_secret_file: state/jwt.secret}}
-server: {{listen: "127.0.0.1:{free_port()}"}}
+auth: {{jwt_secret_file: state/jwt.secret, bcrypt_rounds: 4}}
+server: {{listen: "127.0.0.1:{port or free_port()}"}}
 """
+        + (f"users:\n{users}" if users else "")
     )
     return config
 

@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright, expect
 from test_api_e2e import ADMIN, ADMIN_PASSWORD, VIEWER, VIEWER_PASSWORD, Client, drop, log_tail
-from test_run import DEADLINE, PRESET, REPO, Agent, free_port, make_clip
+from test_run import DEADLINE, REPO, Agent, free_port, make_clip, write_config
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -41,32 +41,9 @@ UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make test installs it)")
 
 
-def write_config(root: Path, *, port: int) -> Path:
+def page_config(root: Path, *, port: int) -> Path:
     """A library tv, one encode at a time, one attempt per job: a bad file is dead at once."""
-    for folder in ("tv", "archive"):
-        (root / folder).mkdir(exist_ok=True)
-    config = root / "config.yaml"
-    config.write_text(
-        f"""version: 1
-paths: {{archive: archive, state_dir: state}}
-libraries:
-  - {{name: tv, source: tv, output: TV, preset: tv, stable_after: 1s}}
-presets:
-  tv: {{handbrake: "{PRESET}", container: mkv}}
-scan: {{interval: 1s}}
-limits:
-  cpu_percent: 100
-  memory_percent: 100
-  min_free_memory: 64MiB
-  min_free_disk: 1MiB
-  max_jobs: 1
-retry: {{attempts: 1, backoff: 1s, max_backoff: 2s}}
-auth: {{jwt_secret_file: state/jwt.secret, bcrypt_rounds: 4}}
-server: {{listen: "127.0.0.1:{port}"}}
-users:
-{ADMIN}{VIEWER}"""
-    )
-    return config
+    return write_config(root, port=port, users=ADMIN + VIEWER, attempts=1)
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +150,7 @@ async def test_an_admin_watches_an_encode_live_retries_a_dead_job_and_the_page_s
     tmp_path: Path, clips: dict[str, Path], agents: Callable[[Path], Agent], browser: Browser
 ) -> None:
     port = free_port()
-    config = write_config(tmp_path, port=port)
+    config = page_config(tmp_path, port=port)
     hostile_dead_job(tmp_path, clips)
     agent = agents(config)
     async with aiohttp.ClientSession() as http:
@@ -286,7 +263,7 @@ async def test_a_user_sees_a_paused_library_and_the_lists_without_buttons_and_a_
     tmp_path: Path, clips: dict[str, Path], agents: Callable[[Path], Agent], browser: Browser
 ) -> None:
     port = free_port()
-    config = write_config(tmp_path, port=port)
+    config = page_config(tmp_path, port=port)
     hostile_dead_job(tmp_path, clips)
     agent = agents(config)
     async with aiohttp.ClientSession() as http:

@@ -15,17 +15,15 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from agent import __version__, auth, logs
-from agent.api.context import ApiContext
+from agent import auth, logs
+from agent.api.context import ApiContext, assemble
 from agent.config import load_config
 from agent.config.models import Config
 from agent.engine import EngineState
 from agent.gate import Sample
-from agent.metrics import Metrics, Snapshot
 from agent.passwords import hash_password
 from agent.resources import Sampler
 from agent.store.db import open_database
-from agent.worker import Dispatcher
 
 ADMIN_PASSWORD = "admin-password-1"
 VIEWER_PASSWORD = "viewer-password-2"
@@ -115,32 +113,14 @@ def build_context(config_path: Path, *, sampler: Any = None, log: Any = None) ->
     state = EngineState(config=config, connection=connection, preset_hashes={})
     log = log or logs.get_logger("hb2r-test")
     auth.sync_users(connection, config, now=datetime.now(UTC), log=log)
-    dispatcher = Dispatcher(state, log=log, sampler=sampler or Sampler(config.paths.archive))
     scans: list[datetime] = []
-
-    def snapshot() -> Snapshot:
-        return Snapshot(
-            libraries=tuple(library.name for library in state.config.libraries),
-            gate_reasons=dispatcher.blocked_reasons,
-            running_encodes=len(dispatcher.running),
-            suspended_encodes=0,
-            last_scan_seconds=None if state.last_pass is None else state.last_pass.seconds,
-            config_generation=state.config_generation,
-        )
-
-    metrics = Metrics(connection=lambda: state.connection, snapshot=snapshot, version=__version__)
-    dispatcher.observer = metrics
-    context = ApiContext(
-        state=state,
-        dispatcher=dispatcher,
-        request_scan=lambda: scans.append(datetime.now(UTC)),
+    context = assemble(
+        state,
+        sampler=sampler or Sampler(config.paths.archive),
         secret=auth.load_secret(config.auth),
-        metrics=metrics,
-        checker=auth.PasswordChecker(),
-        limiter=auth.RateLimiter(config.auth.login_rate_limit),
-        started_at=datetime.now(UTC),
-        version=__version__,
+        request_scan=lambda: scans.append(datetime.now(UTC)),
         log=log,
+        now=datetime.now(UTC),
     )
     context.scans = scans  # type: ignore[attr-defined]  # what POST /api/scan asked for
     return context
