@@ -207,6 +207,7 @@ def sync_users(connection: sqlite3.Connection, config: Config, *, now: datetime,
         for change in changes:
             stored_users.apply(connection, change, now=_stamp(now))
             applied.append((change.name, str(change.change)))
+            log.info("user changed", user=change.name, change=str(change.change), role=change.role)
     password_file = config.paths.state_dir / INITIAL_PASSWORD_FILE
     if config.users:
         if password_file.exists():

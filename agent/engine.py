@@ -3,7 +3,8 @@
 Each pass recomputes the whole plan from the config, the disk and the ledger (level-
 triggered), then:
 - records what the scan saw (stability and the vanish breaker survive restarts);
-- applies user changes, renames (one atomic move) and adoptions (a ledger row) at once;
+- applies renames (one atomic move) and adoptions (a ledger row) at once (users are brought
+  in line by `agent.auth.sync_users` at start and on each reload, when the config changes);
 - turns transcodes into jobs, one per (library, path, fingerprint, preset) identity;
 - cancels queued jobs the plan no longer wants (the file changed again, or is in sync).
 Encoding itself is the dispatcher's (`worker.py`).
@@ -41,12 +42,11 @@ from agent.domain import (
     RenameOutput,
     Skip,
     Transcode,
-    UserChange,
     Wait,
 )
 from agent.observe import observe, with_fingerprints
 from agent.plan import plan
-from agent.store import jobs, ledger, scans, users
+from agent.store import jobs, ledger, scans
 from agent.store.db import transaction
 from agent.store.holds import Hold
 from agent.store.state import load_ledger
@@ -119,10 +119,6 @@ async def reconcile(state: EngineState, *, log: Any, now: Callable[[], datetime]
                     now_ns=now_ns,
                     scanned_at=stamp.isoformat(),
                 )
-        for action in result.actions:
-            if isinstance(action, UserChange):
-                users.apply(connection, action, now=stamp.isoformat())
-                log.info("user changed", user=action.name, change=str(action.change), role=action.role)
     for action in result.actions:
         if isinstance(action, RenameOutput):
             _rename(state, action, remembered.entries, log=log, now=stamp)
