@@ -368,7 +368,9 @@ def _hash_password(arguments: argparse.Namespace) -> int:
 
 
 def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+    from agent.quoting import escaped
+
+    print(f"warning: {escaped(message)}", file=sys.stderr)
 
 
 def _count(number: int, one: str, many: str | None = None) -> str:

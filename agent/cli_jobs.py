@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.render_jobs import first_line, jobs_table, printable
+from agent.quoting import shown
+from agent.render_jobs import first_line, jobs_table
 from agent.store import jobs
 from agent.store.db import StateError, database_path, open_database, open_readonly, transaction
 from agent.store.status import gate_reasons
@@ -100,7 +101,7 @@ def retry_jobs(job_id: int | None, state_dir: Path) -> int:
     for job in requeued:
         was = before[job.id]
         reason = f": {first_line(was.error)}" if first_line(was.error) else ""
-        print(f"Requeued job {job.id} ({printable(job.library)}: {printable(job.rel_path)}), was {was.state}{reason}")
+        print(f"Requeued job {job.id} ({shown(job.library)}: {shown(job.rel_path)}), was {was.state}{reason}")
     if job_id is None and not requeued and not left:
         print("No dead jobs to retry.")
     if left:

@@ -1,4 +1,9 @@
-"""The Plan as text a person reads (grouped by library, one line per action) and as JSON."""
+"""The Plan as text a person reads (grouped by library, one line per action) and as JSON.
+
+Text shows every name and path through `agent.quoting` (a name with a newline, an escape
+sequence or a bidi override is quoted and escaped, on one line) and escapes messages; JSON
+carries them exact.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from agent.domain import (
     UserChange,
     Wait,
 )
+from agent.quoting import escaped, shown
 
 # (action type, JSON key, summary text, summary text for more than one)
 _SUMMARY: tuple[tuple[type, str, str, str], ...] = (
@@ -61,12 +67,13 @@ def _text_lines(plan: Plan, config: Config, observation: Observation) -> Iterato
     for library in config.libraries:
         actions = by_library[library.name]
         if actions and isinstance(actions[0], PauseLibrary):  # a paused library has no other action
-            yield f"{library.name}: PAUSED, {actions[0].reason}"
+            yield f"{shown(library.name)}: PAUSED, {escaped(actions[0].reason)}"
             continue
         observed = observation.libraries.get(library.name)
         files = len(observed.files) if observed else 0
         counted = f"{files} file" if files == 1 else f"{files} files"
-        heading = f"{library.name} ({library.source} -> {config.paths.archive}/{library.output}, {counted})"
+        target = shown(f"{config.paths.archive}/{library.output}")
+        heading = f"{shown(library.name)} ({shown(str(library.source))} -> {target}, {counted})"
         if not actions:
             yield f"{heading}: in sync"
             continue
@@ -76,7 +83,7 @@ def _text_lines(plan: Plan, config: Config, observation: Observation) -> Iterato
         yield "users"
         for change in user_changes:
             mark = {"add": "+", "update": "~", "remove": "-"}[change.change]
-            yield f"  {mark} {change.change:<9} {change.name} ({change.role})"
+            yield f"  {mark} {change.change:<9} {shown(change.name)} ({change.role})"
     yield summary(plan)
 
 
@@ -84,19 +91,21 @@ def _line(action: Action) -> str:
     """Return one indented line for an action of a library."""
     match action:
         case Transcode():
-            return f"  + transcode {action.source.rel_path} -> {action.output_path} ({action.reason})"
+            return f"  + transcode {shown(action.source.rel_path)} -> {shown(action.output_path)} ({action.reason})"
         case RenameOutput():
-            moved = f"{action.from_output_path} -> {action.output_path}"
-            return f"  > rename    {moved} (source now {action.source.rel_path})"
+            moved = f"{shown(action.from_output_path)} -> {shown(action.output_path)}"
+            return f"  > rename    {moved} (source now {shown(action.source.rel_path)})"
         case Adopt():
-            reason = f"{action.output_path} already exists; recorded, not re-encoded"
-            return f"  = adopt     {action.source.rel_path} ({reason})"
+            reason = f"{shown(action.output_path)} already exists; recorded, not re-encoded"
+            return f"  = adopt     {shown(action.source.rel_path)} ({reason})"
         case Wait():
-            return f"  . wait      {action.rel_path} (changed recently; stable in {_seconds(action.stable_in_seconds)})"
+            stable_in = _seconds(action.stable_in_seconds)
+            return f"  . wait      {shown(action.rel_path)} (changed recently; stable in {stable_in})"
         case Drift():
-            return f"  ~ drift     {action.rel_path} ({action.reason}; output kept: {action.output_path})"
+            kept = shown(action.output_path)
+            return f"  ~ drift     {shown(action.rel_path)} ({action.reason}; output kept: {kept})"
         case Skip():
-            return f"  ! skip      {action.rel_path} ({action.reason})"
+            return f"  ! skip      {shown(action.rel_path)} ({escaped(action.reason)})"
         case _:
             return f"  {action}"
 

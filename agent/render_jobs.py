@@ -1,4 +1,8 @@
-"""`hb2r jobs` as a table a person reads: one row per job, why it waits or failed, and a count."""
+"""`hb2r jobs` as a table a person reads: one row per job, why it waits or failed, and a count.
+
+File names are shown as `agent.quoting` says (quoted when they hold a newline, an escape
+sequence or a bidi override), so a strange name can neither break the table nor the terminal.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
+from agent.quoting import escaped, shown
 from agent.store.jobs import Job, JobState
 
 
@@ -17,8 +22,8 @@ def jobs_table(found: Sequence[Job], *, now: datetime) -> str:
             str(job.id),
             str(job.state),
             str(job.attempts),
-            printable(job.library),
-            printable(job.rel_path),
+            shown(job.library),
+            shown(job.rel_path),
             "" if job.progress is None else f"{job.progress:.1f}%",
             _job_detail(job, now=now),
         )
@@ -49,10 +54,6 @@ def _job_detail(job: Job, *, now: datetime) -> str:
 
 
 def first_line(text: str | None) -> str:
+    """Return the first line of a message, its unprintable characters escaped ("" for none)."""
     lines = (text or "").strip().splitlines()
-    return printable(lines[0]) if lines else ""
-
-
-def printable(text: str) -> str:
-    """Return text with control characters escaped, so that a strange file name cannot break a table."""
-    return text if text.isprintable() else "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+    return escaped(lines[0]) if lines else ""

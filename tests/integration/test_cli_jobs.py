@@ -334,3 +334,23 @@ def test_retry_needs_exactly_one_of_a_job_id_and_dead(config: Path, arguments: l
     assert "usage: hb2r retry [-h] (JOB_ID | --dead) [CONFIG]" in finished.stderr
     assert message in finished.stderr
     assert not (config.parent / "state").exists()
+
+
+def test_jobs_quotes_a_hostile_file_name_and_escapes_its_error_on_one_line(
+    config: Path, database: sqlite3.Connection
+) -> None:
+    name = "a\nb\x1b[2J\u202e.mkv"
+    fail(database, enqueue(database, name), "cannot open \x1b[2J\u202ex\x07\nsecond line", now=FAR_FUTURE)
+
+    finished = hb2r("jobs", str(config))
+    retried = hb2r("retry", "1", str(config))
+
+    assert finished.returncode == 0, finished.stderr
+    lines = finished.stdout.splitlines()
+    assert len(lines) == 3
+    assert '"a\\nb\\x1b[2J\\u202e.mkv"' in lines[1]
+    assert lines[1].endswith("cannot open \\x1b[2J\\u202ex\\x07")  # the first line of the error, escaped
+    assert "\x1b" not in finished.stdout and "\u202e" not in finished.stdout
+    assert retried.stdout == (
+        'Requeued job 1 (tv: "a\\nb\\x1b[2J\\u202e.mkv"), was failed: cannot open \\x1b[2J\\u202ex\\x07\n'
+    )

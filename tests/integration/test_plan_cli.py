@@ -413,3 +413,45 @@ def test_files_that_changed_recently_wait(tmp_path: Path, clip: Path) -> None:
     ), lines
     assert "transcode" not in finished.stdout
     assert lines[-1] == "Plan: 1 waiting."
+
+
+# Names a file may really have on Linux: everything but "/" and NUL.
+HOSTILE_NAMES = {
+    "line\nbreak.mkv": '"line\\nbreak.mkv"',
+    "\x1b[31mred\x1b[0m.mkv": '"\\x1b[31mred\\x1b[0m.mkv"',
+    "\x1b]0;owned\x07title.mkv": '"\\x1b]0;owned\\x07title.mkv"',
+    "cr\rover.mkv": '"cr\\rover.mkv"',
+    "tab\there.mkv": '"tab\\there.mkv"',
+    "evil\u202egnp.mkv": '"evil\\u202egnp.mkv"',
+    "isolate\u2067x\u2069.mkv": '"isolate\\u2067x\\u2069.mkv"',
+}
+ORDINARY_NAMES = ("Amélie – 東京 (2001).mkv", "two  spaces.mkv", "back\\slash.mkv")
+
+
+def _on_a_terminal(text: str) -> set[str]:
+    """Return the characters in text that a terminal would act on or hide (all but newline)."""
+    import unicodedata
+
+    return {char for char in text if char != "\n" and unicodedata.category(char) in {"Cc", "Cf", "Zl", "Zp"}}
+
+
+def test_hostile_file_names_are_quoted_on_one_line_and_ordinary_ones_shown_as_they_are(
+    tmp_path: Path, clip: Path
+) -> None:
+    place(clip, tmp_path / "tv", *HOSTILE_NAMES, *ORDINARY_NAMES)
+    config = write_config(tmp_path, libraries=["tv"])
+
+    finished = run_plan(config)
+
+    assert finished.returncode == 2, finished.stderr
+    assert _on_a_terminal(finished.stdout) == set()
+    lines = finished.stdout.splitlines()
+    assert len(lines) == 1 + len(HOSTILE_NAMES) + len(ORDINARY_NAMES) + 1  # heading, one per file, summary
+    for quoted in HOSTILE_NAMES.values():
+        assert f"  + transcode {quoted} -> \"TV/{quoted[1:]} (new)" in lines, lines
+    for name in ORDINARY_NAMES:
+        assert f"  + transcode {name} -> TV/{name} (new)" in lines, lines
+
+    as_json = run_plan(config, "--json")
+    paths = {action["path"] for action in json.loads(as_json.stdout)["actions"]}
+    assert paths == {*HOSTILE_NAMES, *ORDINARY_NAMES}  # JSON keeps the names exact

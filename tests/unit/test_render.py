@@ -274,3 +274,33 @@ def test_json_is_serialisable_and_never_contains_a_password_hash() -> None:
 )
 def test_json_pending_matches_the_exit_code_rule(actions: list[Action], pending: bool) -> None:
     assert to_json(Plan(tuple(actions)))["pending"] is pending
+
+
+def test_text_shows_every_hostile_name_and_message_on_one_inert_line() -> None:
+    evil = "a\nb\x1b[31m\u202e.mkv"
+    quoted = '"a\\nb\\x1b[31m\\u202e.mkv"'
+    plan = Plan(
+        (
+            _transcode(evil),
+            RenameOutput("tv", _file(evil), "old\n.mkv", "TV/old\n.mkv", f"TV/{evil}"),
+            Adopt("tv", _file(evil), f"TV/{evil}"),
+            _wait(evil),
+            Drift("tv", evil, f"TV/{evil}", DriftReason.SOURCE_VANISHED),
+            Skip("tv", evil, f"its output TV/{evil} already belongs to x\x1b[2J.mkv"),
+            PauseLibrary("movies", "source folder unreadable: /src/movies: \x1b[2J\nPermission denied"),
+        )
+    )
+
+    lines = render_text(plan, CONFIG, _observation()).splitlines()
+
+    assert lines == [
+        "tv (/src/tv -> /archive/TV, 2 files)",
+        f'  + transcode {quoted} -> "TV/{quoted[1:]} (new)',
+        f'  > rename    "TV/old\\n.mkv" -> "TV/{quoted[1:]} (source now {quoted})',
+        f'  = adopt     {quoted} ("TV/{quoted[1:]} already exists; recorded, not re-encoded)',
+        f"  . wait      {quoted} (changed recently; stable in 30s)",
+        f'  ~ drift     {quoted} (source vanished; output kept: "TV/{quoted[1:]})',
+        f"  ! skip      {quoted} (its output TV/a\\nb\\x1b[31m\\u202e.mkv already belongs to x\\x1b[2J.mkv)",
+        "movies: PAUSED, source folder unreadable: /src/movies: \\x1b[2J\\nPermission denied",
+        "Plan: 1 to transcode, 1 to rename, 1 to adopt, 1 waiting, 1 drifted, 1 skipped, 1 library paused.",
+    ]
