@@ -216,20 +216,25 @@ def _plan(arguments: argparse.Namespace) -> int:
     import sqlite3
     import time
 
-    from agent.observe import observe
+    from agent.observe import job_identities, observe
     from agent.plan import plan
+    from agent.queued_plan import files_with_jobs, with_jobs
     from agent.render import render_text, to_json
     from agent.store.db import StateError, database_path, open_readonly
+    from agent.store.jobs import Job, unfinished
     from agent.store.state import load_ledger
 
     loaded = _load(arguments)
     if loaded is None:
         return EXIT_ERROR
     config = loaded.config
+    jobs: list[Job] = []
     try:
         connection = open_readonly(config.paths.state_dir, warn=_warn)
         try:
             ledger = load_ledger(connection)
+            if connection is not None:
+                jobs = unfinished(connection)
         finally:
             if connection is not None:
                 connection.close()
@@ -245,12 +250,17 @@ def _plan(arguments: argparse.Namespace) -> int:
     now_ns = time.time_ns()
     observation = observe(config, ledger, now_ns=now_ns, warn=_warn)
     result = plan(config, observation, ledger, now_ns=now_ns)
+    # What the queue already holds for the transcodes: queued, running, to retry, dead, cancelled.
+    fingerprints, preset_hashes = job_identities(
+        config, observation, ledger, files_with_jobs(result, jobs), warn=_warn
+    )
+    queued = with_jobs(result, jobs, fingerprints=fingerprints, preset_hashes=preset_hashes)
     if arguments.json:
-        sys.stdout.write(json.dumps(to_json(result), indent=2) + "\n")
+        sys.stdout.write(json.dumps(to_json(queued), indent=2) + "\n")
     else:
-        sys.stdout.write(render_text(result, config, observation))
+        sys.stdout.write(render_text(queued, config, observation))
     sys.stdout.flush()
-    return EXIT_PENDING if result.pending else EXIT_OK
+    return EXIT_PENDING if queued.pending else EXIT_OK
 
 
 def _jobs(arguments: argparse.Namespace) -> int:

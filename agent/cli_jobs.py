@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.quoting import shown
-from agent.render_jobs import first_line, jobs_table
+from agent.quoting import first_line, shown
+from agent.render_jobs import jobs_table
 from agent.store import jobs
 from agent.store.db import StateError, database_path, open_database, open_readonly, transaction
 from agent.store.status import gate_reasons

@@ -223,7 +223,8 @@ class Plan:
 
     @property
     def pending(self) -> bool:
-        """Whether anything is left to do (waiting files count: work will follow)."""
+        """Whether anything is left to do (waiting files count: work will follow), before the
+        queue is asked; `agent.queued_plan.QueuedPlan.pending` knows dead and cancelled jobs."""
         return any(isinstance(action, CHANGES) for action in self.actions)
 
     def count(self, action_type: type) -> int:

@@ -46,6 +46,7 @@ from agent.domain import (
 )
 from agent.observe import observe, with_fingerprints
 from agent.plan import plan
+from agent.queued_plan import QueuedPlan, with_jobs
 from agent.store import jobs, ledger, scans
 from agent.store.db import transaction
 from agent.store.holds import Hold
@@ -73,8 +74,9 @@ class EngineState:
 
 @dataclass(frozen=True)
 class PassSummary:
-    """What the last reconcile pass found: counts of the plan's actions by kind, files waiting
-    to be stable by library, and how long it took."""
+    """What the last reconcile pass found: counts of the plan's actions (transcodes by their
+    job's stage, keys as in `agent.queued_plan.COUNT_KEYS`), files waiting to be stable by
+    library, whether work is pending, and how long it took."""
 
     finished_at: datetime
     seconds: float
@@ -126,19 +128,26 @@ async def reconcile(state: EngineState, *, log: Any, now: Callable[[], datetime]
             _adopt(state, action, fingerprints.get((action.library, action.source.rel_path)), log=log, now=stamp)
     _queue(state, to_queue, fingerprints, log=log, now=stamp)
     _report(state, result, log=log)
-    state.last_pass = _summary(result, finished_at=now(), seconds=time.monotonic() - started)
+    queued = with_jobs(
+        result,
+        jobs.unfinished(connection),
+        fingerprints=fingerprints,
+        preset_hashes={name: value for name, value in _library_preset_hashes(state).items() if value is not None},
+    )
+    state.last_pass = _summary(queued, finished_at=now(), seconds=time.monotonic() - started)
     update_conditions(state, now=state.last_pass.finished_at)
     return result
 
 
-def _summary(result: Plan, *, finished_at: datetime, seconds: float) -> PassSummary:
-    counts: dict[str, int] = {}
+def _summary(queued: QueuedPlan, *, finished_at: datetime, seconds: float) -> PassSummary:
+    """Count the plan as `hb2r plan --json` does (transcodes by their job's stage), so that
+    /api/status and `hb2r plan` agree on what is pending."""
+    counts = {key: count for key, count in queued.counts().items() if count}
     waiting: dict[str, int] = {}
-    for action in result.actions:
-        counts[action.kind] = counts.get(action.kind, 0) + 1
+    for action in queued.plan.actions:
         if isinstance(action, Wait):
             waiting[action.library] = waiting.get(action.library, 0) + 1
-    return PassSummary(finished_at, seconds, counts, waiting, result.pending)
+    return PassSummary(finished_at, seconds, counts, waiting, queued.pending)
 
 
 def update_conditions(state: EngineState, *, now: datetime) -> dict[str, Condition]:

@@ -22,7 +22,9 @@ Choices where DESIGN.md is silent:
   last good scan (or, before any scan was recorded, of the transcodes recorded). Files an
   unreadable subfolder hides have not vanished: they count neither here nor as drift.
 - Paused libraries, skipped files and drift are reports: on their own, `hb2r plan`
-  exits 0. Waiting files count as pending work.
+  exits 0. Waiting files count as pending work. The planner does not read the queue: a
+  transcode whose job is dead or cancelled is not pending, which `agent.queued_plan` says
+  from the jobs, in a pure step after this one.
 """
 
 from __future__ import annotations

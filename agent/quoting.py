@@ -37,6 +37,12 @@ def escaped(text: str) -> str:
     return "".join(char if char.isprintable() else _escape(char) for char in text)
 
 
+def first_line(text: str | None) -> str:
+    """Return the first line of a message, escaped ("" for none)."""
+    lines = (text or "").strip().splitlines()
+    return escaped(lines[0]) if lines else ""
+
+
 _QUOTED_START = ('"', " ")
 
 

@@ -1,5 +1,9 @@
 """The Plan as text a person reads (grouped by library, one line per action) and as JSON.
 
+A transcode that already has a job is shown as what its job is doing (queued, running,
+failed and to be retried, dead or cancelled; see `agent.queued_plan`), with the command
+that brings a dead or cancelled one back.
+
 Text shows every name and path through `agent.quoting` (a name with a newline, an escape
 sequence or a bidi override is quoted and escaped, on one line) and escapes messages; JSON
 carries them exact.
@@ -8,6 +12,7 @@ carries them exact.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from agent.config.models import Config
@@ -17,49 +22,54 @@ from agent.domain import (
     Drift,
     Observation,
     PauseLibrary,
-    Plan,
     RenameOutput,
     Skip,
     Transcode,
     UserChange,
     Wait,
 )
-from agent.quoting import escaped, shown
+from agent.queued_plan import NEEDS_RETRY, JobView, QueuedPlan, Stage
+from agent.quoting import escaped, first_line, shown
 
-# (action type, JSON key, summary text, summary text for more than one)
-_SUMMARY: tuple[tuple[type, str, str, str], ...] = (
-    (Transcode, "transcode", "{} to transcode", "{} to transcode"),
-    (RenameOutput, "rename", "{} to rename", "{} to rename"),
-    (Adopt, "adopt", "{} to adopt", "{} to adopt"),
-    (Wait, "wait", "{} waiting", "{} waiting"),
-    (Drift, "drift", "{} drifted", "{} drifted"),
-    (Skip, "skip", "{} skipped", "{} skipped"),
-    (PauseLibrary, "paused", "{} library paused", "{} libraries paused"),
-    (UserChange, "user", "{} user change", "{} user changes"),
-)
+# count key -> (summary text for one, for more than one); keys and order from agent.queued_plan
+_SUMMARY: dict[str, tuple[str, str]] = {
+    "transcode": ("{} to transcode", "{} to transcode"),
+    "queued": ("{} queued", "{} queued"),
+    "running": ("{} running", "{} running"),
+    "failed": ("{} to retry", "{} to retry"),
+    "dead": ("{} dead", "{} dead"),
+    "cancelled": ("{} cancelled", "{} cancelled"),
+    "rename": ("{} to rename", "{} to rename"),
+    "adopt": ("{} to adopt", "{} to adopt"),
+    "wait": ("{} waiting", "{} waiting"),
+    "drift": ("{} drifted", "{} drifted"),
+    "skip": ("{} skipped", "{} skipped"),
+    "paused": ("{} library paused", "{} libraries paused"),
+    "user": ("{} user change", "{} user changes"),
+}
 
 
-def summary(plan: Plan) -> str:
-    """Return e.g. 'Plan: 12 to transcode, 1 to rename, 3 waiting, 1 library paused.'"""
+def summary(queued: QueuedPlan) -> str:
+    """Return e.g. 'Plan: 12 to transcode, 2 queued, 1 dead, 3 waiting, 1 library paused.'"""
     parts = []
-    for action_type, _, one, many in _SUMMARY:
-        count = plan.count(action_type)
+    for key, count in queued.counts().items():
         if count:
+            one, many = _SUMMARY[key]
             parts.append((one if count == 1 else many).format(count))
     if not parts:
         return "Plan: in sync, nothing to do."
     return f"Plan: {', '.join(parts)}."
 
 
-def render_text(plan: Plan, config: Config, observation: Observation) -> str:
+def render_text(queued: QueuedPlan, config: Config, observation: Observation) -> str:
     """Return the plan as readable lines, grouped by library, ending with the summary."""
-    return "\n".join(_text_lines(plan, config, observation)) + "\n"
+    return "\n".join(_text_lines(queued, config, observation)) + "\n"
 
 
-def _text_lines(plan: Plan, config: Config, observation: Observation) -> Iterator[str]:
+def _text_lines(queued: QueuedPlan, config: Config, observation: Observation) -> Iterator[str]:
     by_library: dict[str, list[Action]] = {library.name: [] for library in config.libraries}
     user_changes: list[UserChange] = []
-    for action in plan.actions:
+    for action in queued.plan.actions:
         if isinstance(action, UserChange):
             user_changes.append(action)
         else:
@@ -78,20 +88,59 @@ def _text_lines(plan: Plan, config: Config, observation: Observation) -> Iterato
             yield f"{heading}: in sync"
             continue
         yield heading
-        yield from map(_line, actions)
+        for action in actions:
+            if isinstance(action, Transcode):
+                yield _transcode_line(action, queued, attempts_allowed=config.retry.attempts)
+            else:
+                yield _line(action)
     if user_changes:
         yield "users"
         for change in user_changes:
             mark = {"add": "+", "update": "~", "remove": "-"}[change.change]
             yield f"  {mark} {change.change:<9} {shown(change.name)} ({change.role})"
-    yield summary(plan)
+    yield summary(queued)
+
+
+def _transcode_line(action: Transcode, queued: QueuedPlan, *, attempts_allowed: int) -> str:
+    """Return the line of a transcode: to be queued, or what its job is doing."""
+    paths = f"{shown(action.source.rel_path)} -> {shown(action.output_path)}"
+    job = queued.job_of(action)
+    stage = queued.stage_of(action)
+    if job is None or stage is Stage.TO_QUEUE:
+        return f"  + transcode {paths} ({action.reason})"
+    error = first_line(job.error)
+    because = f": {error}" if error else ""
+    match stage:
+        case Stage.QUEUED:
+            return f"  + queued    {paths} ({action.reason}; job {job.id})"
+        case Stage.RUNNING:
+            done = "" if job.progress is None else f", {job.progress:.1f}%"
+            return f"  * running   {paths} ({action.reason}; job {job.id}{done})"
+        case Stage.FAILED:
+            when = "" if job.not_before is None else f"; next try after {_utc(job.not_before)}"
+            attempt = f"attempt {job.attempts} of {attempts_allowed}"
+            return f"  ? failed    {paths} ({action.reason}; job {job.id} failed ({attempt}){because}{when})"
+        case Stage.DEAD:
+            failures = "1 failed attempt" if job.attempts == 1 else f"{job.attempts} failed attempts"
+            again = f"to try again: {retry_command(job.id)}"
+            return f"  x dead      {paths} ({action.reason}; job {job.id} dead after {failures}{because}; {again})"
+        case _:
+            again = f"to encode it: {retry_command(job.id)}"
+            return f"  x cancelled {paths} ({action.reason}; job {job.id} was cancelled; {again})"
+
+
+def retry_command(job_id: int) -> str:
+    """Return the command that queues a dead or cancelled job again."""
+    return f"hb2r retry {job_id}"
+
+
+def _utc(stamp: str) -> str:
+    return f"{datetime.fromisoformat(stamp).astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _line(action: Action) -> str:
-    """Return one indented line for an action of a library."""
+    """Return one indented line for an action of a library (not a transcode)."""
     match action:
-        case Transcode():
-            return f"  + transcode {shown(action.source.rel_path)} -> {shown(action.output_path)} ({action.reason})"
         case RenameOutput():
             moved = f"{shown(action.from_output_path)} -> {shown(action.output_path)}"
             return f"  > rename    {moved} (source now {shown(action.source.rel_path)})"
@@ -115,16 +164,33 @@ def _seconds(value: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def to_json(plan: Plan) -> dict[str, Any]:
-    """Return the plan as JSON-ready data: pending, summary counts and one object per action."""
+def to_json(queued: QueuedPlan) -> dict[str, Any]:
+    """Return the plan as JSON-ready data: pending, summary counts and one object per action;
+    a transcode carries its job (null if it has none yet)."""
     return {
-        "pending": plan.pending,
-        "summary": {key: plan.count(action_type) for action_type, key, _, _ in _SUMMARY},
-        "actions": [_action_json(action) for action in plan.actions],
+        "pending": queued.pending,
+        "summary": queued.counts(),
+        "actions": [_action_json(action, queued) for action in queued.plan.actions],
     }
 
 
-def _action_json(action: Action) -> dict[str, Any]:
+def _job_json(job: JobView | None, stage: Stage) -> dict[str, Any] | None:
+    if job is None or stage is Stage.TO_QUEUE:
+        return None
+    data: dict[str, Any] = {
+        "id": job.id,
+        "state": str(job.state),
+        "attempts": job.attempts,
+        "error": job.error,
+        "not_before": job.not_before,
+        "progress": job.progress,
+    }
+    if stage in NEEDS_RETRY:
+        data["retry"] = retry_command(job.id)
+    return data
+
+
+def _action_json(action: Action, queued: QueuedPlan) -> dict[str, Any]:
     data: dict[str, Any] = {"kind": action.kind}
     match action:
         case UserChange():
@@ -140,6 +206,7 @@ def _action_json(action: Action) -> dict[str, Any]:
             )
             if isinstance(action, Transcode):
                 data["reason"] = str(action.reason)
+                data["job"] = _job_json(queued.job_of(action), queued.stage_of(action))
             if isinstance(action, RenameOutput):
                 data.update(from_path=action.from_rel_path, from_output=action.from_output_path)
         case Wait():

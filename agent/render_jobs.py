@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
-from agent.quoting import escaped, shown
+from agent.quoting import first_line, shown
 from agent.store.jobs import Job, JobState
 
 
@@ -51,9 +51,3 @@ def _job_detail(job: Job, *, now: datetime) -> str:
     if job.state in ("failed", "dead"):
         return error
     return f"last error: {error}" if error and job.state in ("queued", "cancelled") else ""
-
-
-def first_line(text: str | None) -> str:
-    """Return the first line of a message, its unprintable characters escaped ("" for none)."""
-    lines = (text or "").strip().splitlines()
-    return escaped(lines[0]) if lines else ""

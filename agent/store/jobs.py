@@ -482,3 +482,20 @@ def _one(cursor: sqlite3.Cursor) -> Job | None:
 
 def _sorted(cursor: sqlite3.Cursor) -> list[Job]:
     return sorted(_all(cursor), key=lambda job: job.id)
+
+
+def unfinished(connection: sqlite3.Connection) -> list[Job]:
+    """Return every job that is not done (queued, running, failed, dead, cancelled), oldest first.
+
+    What `hb2r plan` and each pass pair with the plan's transcodes (`agent.queued_plan`); read
+    through the index on state, however many jobs are done.
+    """
+    return _all(
+        connection.execute(
+            """
+            SELECT * FROM jobs
+            WHERE state IN ('queued', 'running', 'failed', 'dead', 'cancelled')
+            ORDER BY id
+            """
+        )
+    )

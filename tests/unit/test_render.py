@@ -28,6 +28,7 @@ from agent.domain import (
     UserChangeKind,
     Wait,
 )
+from agent.queued_plan import QueuedPlan
 from agent.render import render_text, summary, to_json
 
 PASSWORD_HASH = "$2b$12$" + "Q" * 53
@@ -99,7 +100,7 @@ SUMMARY_CASES = [
 
 @pytest.mark.parametrize(("actions", "expected"), SUMMARY_CASES)
 def test_summary_says_what_the_plan_holds_in_one_line(actions: list[Action], expected: str) -> None:
-    assert summary(Plan(tuple(actions))) == expected
+    assert summary(QueuedPlan(Plan(tuple(actions)))) == expected
 
 
 def _observation() -> Observation:
@@ -115,7 +116,7 @@ def _observation() -> Observation:
 def test_text_groups_actions_under_their_library_and_shows_a_paused_one() -> None:
     plan = Plan((_transcode("a.mkv"), _rename(), PAUSE_MOVIES, ADD_KIM))
 
-    lines = render_text(plan, CONFIG, _observation()).splitlines()
+    lines = render_text(QueuedPlan(plan), CONFIG, _observation()).splitlines()
 
     assert lines == [
         "tv (/src/tv -> /archive/TV, 2 files)",
@@ -137,7 +138,7 @@ def test_text_says_in_sync_for_a_library_with_nothing_to_do() -> None:
         archive=ArchiveObservation(True, frozenset({"TV/a.mkv", "TV/b.mkv"}), frozenset({"TV", "Movies"})),
     )
 
-    text = render_text(Plan(()), CONFIG, observation)
+    text = render_text(QueuedPlan(Plan(())), CONFIG, observation)
 
     assert text == (
         "tv (/src/tv -> /archive/TV, 2 files): in sync\n"
@@ -155,13 +156,13 @@ def test_text_says_in_sync_for_a_library_with_nothing_to_do() -> None:
     ],
 )
 def test_waiting_file_shows_when_it_will_be_picked_up(seconds: float, shown: str) -> None:
-    text = render_text(Plan((_wait("a.mkv", seconds),)), CONFIG, _observation())
+    text = render_text(QueuedPlan(Plan((_wait("a.mkv", seconds),))), CONFIG, _observation())
 
     assert f"  . wait      a.mkv (changed recently; {shown})" in text.splitlines()
 
 
 def test_text_never_shows_a_password_hash() -> None:
-    text = render_text(Plan((ADD_KIM,)), CONFIG, _observation())
+    text = render_text(QueuedPlan(Plan((ADD_KIM,))), CONFIG, _observation())
 
     assert PASSWORD_HASH not in text
     assert "$2b$" not in text
@@ -182,12 +183,17 @@ EVERY_KIND = Plan(
 
 
 def test_json_has_pending_summary_counts_and_one_object_per_action() -> None:
-    data = to_json(EVERY_KIND)
+    data = to_json(QueuedPlan(EVERY_KIND))
 
     assert set(data) == {"pending", "summary", "actions"}
     assert data["pending"] is True
     assert data["summary"] == {
         "transcode": 1,
+        "queued": 0,
+        "running": 0,
+        "failed": 0,
+        "dead": 0,
+        "cancelled": 0,
         "rename": 1,
         "adopt": 1,
         "wait": 1,
@@ -211,7 +217,15 @@ def test_json_has_pending_summary_counts_and_one_object_per_action() -> None:
 ACTION_JSON_CASES: list[Any] = [
     pytest.param(
         _transcode("a.mkv"),
-        {"kind": "transcode", "library": "tv", "path": "a.mkv", "size": 1000, "output": "TV/a.mkv", "reason": "new"},
+        {
+            "kind": "transcode",
+            "library": "tv",
+            "path": "a.mkv",
+            "size": 1000,
+            "output": "TV/a.mkv",
+            "reason": "new",
+            "job": None,
+        },
         id="transcode-names-source-output-size-and-reason",
     ),
     pytest.param(
@@ -252,13 +266,13 @@ ACTION_JSON_CASES: list[Any] = [
 
 @pytest.mark.parametrize(("action", "expected"), ACTION_JSON_CASES)
 def test_json_action_objects_carry_what_a_script_needs(action: Action, expected: dict[str, Any]) -> None:
-    assert to_json(Plan((action,)))["actions"] == [expected]
+    assert to_json(QueuedPlan(Plan((action,))))["actions"] == [expected]
 
 
 def test_json_is_serialisable_and_never_contains_a_password_hash() -> None:
     plan = Plan((ADD_KIM, UserChange(UserChangeKind.UPDATE, "ann", "user", "$2b$12$" + "Z" * 53)))
 
-    dumped = json.dumps(to_json(plan))
+    dumped = json.dumps(to_json(QueuedPlan(plan)))
 
     assert PASSWORD_HASH not in dumped
     assert "$2b$" not in dumped
@@ -273,7 +287,7 @@ def test_json_is_serialisable_and_never_contains_a_password_hash() -> None:
     ],
 )
 def test_json_pending_matches_the_exit_code_rule(actions: list[Action], pending: bool) -> None:
-    assert to_json(Plan(tuple(actions)))["pending"] is pending
+    assert to_json(QueuedPlan(Plan(tuple(actions))))["pending"] is pending
 
 
 def test_text_shows_every_hostile_name_and_message_on_one_inert_line() -> None:
@@ -291,7 +305,7 @@ def test_text_shows_every_hostile_name_and_message_on_one_inert_line() -> None:
         )
     )
 
-    lines = render_text(plan, CONFIG, _observation()).splitlines()
+    lines = render_text(QueuedPlan(plan), CONFIG, _observation()).splitlines()
 
     assert lines == [
         "tv (/src/tv -> /archive/TV, 2 files)",
