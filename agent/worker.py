@@ -21,18 +21,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent import gate, publish
+from agent import archive_checks, gate, publish
 from agent.config.models import Config, Library
 from agent.domain import LedgerEntry
 from agent.engine import EngineState
 from agent.handbrake.command import encode_argv
-from agent.handbrake.probe import media_duration
+from agent.handbrake.mux import muxed_bytes
+from agent.handbrake.probe import media_duration, media_end
 from agent.handbrake.progress import Progress
 from agent.handbrake.runner import Encode
 from agent.resources import cpu_count
-from agent.store import jobs, ledger, status
+from agent.store import failures, jobs, ledger, status
 from agent.store.db import transaction
-from agent.verify import verify
+from agent.verify import FailureKind, verify
 
 TICK_SECONDS = 2.0
 PROGRESS_WRITE_SECONDS = 5.0
@@ -54,6 +55,8 @@ class Running:
     suspended: bool = False
     cancelled: bool = False  # an operator cancelled it: whatever the encode made is thrown away
     started: float = field(default_factory=time.monotonic)
+    estimated_output: int = 0  # bytes the gate reserved for its output
+    temp: Path | None = None  # its temp file, once HandBrakeCLI was given one
 
 
 class JobObserver(Protocol):
@@ -165,6 +168,7 @@ class Dispatcher:
             minute_of_day=_minute_of_day(),
             estimated_output=gate.estimate_output_size(source_size),
             blocked_before=self._strained,
+            reserved=gate.reserved_space(archive_checks.written_so_far(self.running.values())),
         )
         self._strained = verdict.strained
         self.short_of_resources = verdict.short_of_resources
@@ -173,7 +177,7 @@ class Dispatcher:
             return
         self._set_blocked(())
         job = jobs.mark_running(self.state.connection, job.id, now=datetime.now(UTC))
-        entry = Running(job)
+        entry = Running(job, estimated_output=gate.estimate_output_size(source_size))
         self.running[job.id] = entry
         entry.task = asyncio.create_task(self._run(entry), name=f"job-{job.id}")
 
@@ -223,6 +227,7 @@ class Dispatcher:
         source_stat = source.stat()
         publish.prepare_partial_dir(archive)
         temp = publish.partial_path(archive, job_id=job.id, extension=preset.extension)
+        entry.temp = temp
         argv = encode_argv(binary=config.handbrake.binary, preset=preset, source=source, output=temp)
         reporter = _ProgressReporter(self, entry)
         self.log.info("job started", job=job.id, library=job.library, path=job.rel_path, attempt=job.attempts + 1)
@@ -234,15 +239,23 @@ class Dispatcher:
             publish.discard_partial(temp)
             return
         output_size = temp.stat().st_size if temp.exists() else 0
+        archive_free = archive_checks.free_space(temp.parent)  # measured before the temp is removed
         durations: tuple[float | None, float | None] = (None, None)
+        output_end: float | None = None
         if result.exit_code == 0 and output_size > 0:
             durations = (await source_duration, await asyncio.to_thread(media_duration, temp))
+            if durations[1] is not None:
+                measured_end = await asyncio.to_thread(media_end, temp, duration=durations[1])
+                output_end = 0.0 if measured_end is None else measured_end  # unreadable: nothing is there
         verification = verify(
             exit_code=result.exit_code,
             work_done_error=result.work_done_error,
             output_size=output_size,
             source_duration=durations[0],
             output_duration=durations[1],
+            output_end=output_end,
+            muxed_bytes=muxed_bytes(result.stderr_tail),
+            archive_free=archive_free,
         )
         if entry.cancelled or self.stopping:
             publish.discard_partial(temp)
@@ -250,7 +263,7 @@ class Dispatcher:
         seconds = time.monotonic() - entry.started
         if not verification.ok:
             publish.discard_partial(temp)
-            outcome = self._fail(job, verification.reason, result.stderr_tail)
+            outcome = self._fail(job, verification.reason, result.stderr_tail, kind=verification.kind)
             self._observe(job, outcome=outcome, seconds=seconds, bytes_read=source_stat.st_size, bytes_written=0)
             return
         self.log.info("job verified", job=job.id, library=job.library, path=job.rel_path, duration=durations[1])
@@ -289,16 +302,28 @@ class Dispatcher:
         self.log.info("job published", job=job.id, library=job.library, path=job.rel_path, output=job.output_path)
         return True
 
-    def _fail(self, job: jobs.Job, reason: str, stderr_tail: tuple[str, ...] | list[str]) -> str:
-        """Record the failure (retry later, or dead); return the job's new state."""
-        failed = jobs.mark_failed(
-            self.state.connection,
-            job.id,
-            error=reason,
-            stderr_tail=list(stderr_tail),
-            retry=self.state.config.retry,
-            now=datetime.now(UTC),
-        )
+    def _fail(
+        self,
+        job: jobs.Job,
+        reason: str,
+        stderr_tail: tuple[str, ...] | list[str],
+        *,
+        kind: FailureKind = FailureKind.COUNTED,
+    ) -> str:
+        """Record the failure (retry later, or dead) as its kind says; return the job's new state."""
+        connection, now = self.state.connection, datetime.now(UTC)
+        if kind is FailureKind.TEMPORARY:
+            failed = failures.mark_failed_temporarily(
+                connection, job.id, error=reason, stderr_tail=list(stderr_tail), retry=self.state.config.retry, now=now
+            )
+        elif kind is FailureKind.PERMANENT:
+            failed = failures.mark_failed_permanently(
+                connection, job.id, error=reason, stderr_tail=list(stderr_tail), now=now
+            )
+        else:
+            failed = jobs.mark_failed(
+                connection, job.id, error=reason, stderr_tail=list(stderr_tail), retry=self.state.config.retry, now=now
+            )
         event = "job dead" if failed.state == jobs.JobState.DEAD else "job failed"
         self.log.warning(
             event,
@@ -308,6 +333,7 @@ class Dispatcher:
             reason=reason,
             attempts=failed.attempts,
             retry_at=failed.not_before,
+            kind=str(kind),
         )
         return str(failed.state)
 
