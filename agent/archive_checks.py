@@ -40,3 +40,20 @@ def written_so_far(running: Iterable[_Encoding]) -> list[tuple[int, int]]:
                 written = 0
         pairs.append((encoding.estimated_output, written))
     return pairs
+
+
+def foreign_output(archive: Path, output_path: str, *, made_by_hb2r: bool) -> str | None:
+    """Given a job's output path and whether the ledger says hb2r made what is there, return why
+    publishing would replace a file hb2r did not make (an adopted or unknown one), or None."""
+    final = archive / output_path
+    if made_by_hb2r or not os.path.lexists(final):
+        return None
+    return f"{final} already exists and hb2r did not make it; it was left untouched"
+
+
+def conflict_reason(job_id: int, detail: str) -> str:
+    """Given a publish conflict, return the job's error: what is in the way and what the operator can do."""
+    return (
+        f"conflict: {detail}. hb2r never replaces a file it did not make (an adopted one included): "
+        f"move it away, then run `hb2r retry {job_id}`"
+    )

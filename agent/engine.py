@@ -259,6 +259,7 @@ def _rename(
         return
     with transaction(connection):
         size = ledger.output_size(connection, library=action.library, rel_path=action.from_rel_path)
+        was_adopted = ledger.adopted(connection, library=action.library, rel_path=action.from_rel_path)
         ledger.forget(connection, library=action.library, rel_path=action.from_rel_path)
         ledger.record(
             connection,
@@ -273,6 +274,7 @@ def _rename(
             ),
             encoded_at=now.isoformat(),
             output_size=size,
+            adopted=was_adopted,
         )
     log.info("output renamed", library=action.library, path=action.source.rel_path, output=action.output_path)
 
@@ -301,6 +303,7 @@ def _adopt(state: EngineState, action: Adopt, fingerprint: str | None, *, log: A
             ),
             encoded_at=now.isoformat(),
             output_size=output_size,
+            adopted=True,
         )
     log.info("output adopted", library=action.library, path=action.source.rel_path, output=action.output_path)
 

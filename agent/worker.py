@@ -225,6 +225,12 @@ class Dispatcher:
         archive = config.paths.archive
         source = library.source / job.rel_path
         source_stat = source.stat()
+        in_the_way = archive_checks.foreign_output(
+            archive, job.output_path, made_by_hb2r=ledger.made_output(self.state.connection, job.output_path)
+        )
+        if in_the_way is not None:  # found before encoding: no encode is wasted on it
+            self._fail(job, archive_checks.conflict_reason(job.id, in_the_way), (), kind=FailureKind.PERMANENT)
+            return
         publish.prepare_partial_dir(archive)
         temp = publish.partial_path(archive, job_id=job.id, extension=preset.extension)
         entry.temp = temp
@@ -285,7 +291,7 @@ class Dispatcher:
     def _publish(self, job: jobs.Job, temp: Path, size: int, mtime_ns: int, *, output_size: int) -> bool:
         """Record and publish the verified output; return whether it was published."""
         connection, archive = self.state.connection, self.state.config.paths.archive
-        may_replace = ledger.holds_output(connection, job.output_path)  # hb2r made what is there
+        may_replace = ledger.made_output(connection, job.output_path)  # hb2r made what is there, not adopted it
         entry = LedgerEntry(
             job.library, job.rel_path, job.fingerprint, size, mtime_ns, job.preset_hash, job.output_path
         )
@@ -297,7 +303,7 @@ class Dispatcher:
                 publish.publish(temp, archive / job.output_path, may_replace=may_replace)
         except publish.PublishConflict as error:
             publish.discard_partial(temp)
-            self._fail(job, f"conflict: {error}", ())
+            self._fail(job, archive_checks.conflict_reason(job.id, str(error)), (), kind=FailureKind.PERMANENT)
             return False
         self.log.info("job published", job=job.id, library=job.library, path=job.rel_path, output=job.output_path)
         return True
