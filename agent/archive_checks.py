@@ -2,16 +2,26 @@
 
 An encode costs minutes to hours; a fault of the archive that makes its output unpublishable
 must be found before HandBrakeCLI starts, and reported where an operator looks (/health, the
-library's condition), not discovered once per file as a failed job. Here: the free space the
-running encodes still need (for the gate).
+library's condition), not discovered once per file as a failed job. Here:
+- the free space the running encodes still need (for the gate);
+- a file hb2r did not make at a job's output path (a conflict, found before encoding);
+- an output folder on another mount than the archive's temp folder: the atomic rename into
+  place fails with EXDEV. Found from /proc/self/mountinfo (a bind mount of the same file
+  system has the same st_dev but still refuses the rename), st_dev where it cannot be read.
+  The pass checks each library's output folder; the dispatcher checks each job's own folder
+  again just before it starts HandBrakeCLI, for a mount that appeared since.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
+
+from agent.config.models import Config
+from agent.publish import PARTIAL_DIR
 
 
 class _Encoding(Protocol):
@@ -57,3 +67,95 @@ def conflict_reason(job_id: int, detail: str) -> str:
         f"conflict: {detail}. hb2r never replaces a file it did not make (an adopted one included): "
         f"move it away, then run `hb2r retry {job_id}`"
     )
+
+
+# --- Output folders on another mount (the atomic rename would fail with EXDEV) ---
+
+MOUNTINFO = Path("/proc/self/mountinfo")
+
+
+def mount_points(mountinfo: str) -> list[str]:
+    """Given the text of /proc/self/mountinfo, return every mount point (octal escapes such as \\040 decoded)."""
+    points = []
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) > 4:
+            points.append(re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), fields[4]))
+    return points
+
+
+def mounts_in_the_way(*, archive: str, target: str, mounts: Iterable[str]) -> list[str]:
+    """Given the archive's real path, a folder in it (real path) and the mount points, return the
+    mounts that put target, or part of it, on another mount than the archive itself: any mount
+    point inside the archive that is target, lies inside it or contains it. Pure."""
+    inside_archive = [point for point in mounts if _strictly_inside(point, archive)]
+    return sorted(
+        {
+            point
+            for point in inside_archive
+            if point == target or _strictly_inside(point, target) or _strictly_inside(target, point)
+        }
+    )
+
+
+def _strictly_inside(path: str, folder: str) -> bool:
+    return path != folder and path.startswith(folder.rstrip("/") + "/")
+
+
+def _read_mount_points() -> list[str] | None:
+    try:
+        return mount_points(MOUNTINFO.read_text(errors="surrogateescape"))
+    except OSError:
+        return None
+
+
+def cross_mount_problem(archive: Path, folder: Path) -> str | None:
+    """Given the archive and a folder in it (existing or not), return why a file cannot be renamed
+    from the archive's temp folder into it atomically (another mount on the way), or None."""
+    real_archive, real_folder = os.path.realpath(archive), os.path.realpath(folder)
+    points = _read_mount_points()
+    in_the_way: list[str] = []
+    if points is not None:
+        partial = os.path.join(real_archive, PARTIAL_DIR)
+        in_the_way = mounts_in_the_way(archive=real_archive, target=partial, mounts=points)
+        in_the_way += mounts_in_the_way(archive=real_archive, target=real_folder, mounts=points)
+    elif _device(real_archive) != _device(_nearest_existing(real_folder)):
+        in_the_way = [_nearest_existing(real_folder)]
+    if not in_the_way:
+        return None
+    return (
+        f"output folder {folder} is on another mount ({', '.join(sorted(set(in_the_way)))}) than the archive "
+        f"{archive}: a finished encode cannot be moved into place atomically there (EXDEV). Unmount it or "
+        "mount the whole archive as one file system; nothing of this library is encoded until then"
+    )
+
+
+def unpublishable_libraries(config: Config) -> dict[str, str]:
+    """Return library -> why its outputs cannot be published (its output folder is on another mount)."""
+    archive = config.paths.archive
+    problems = {}
+    for library in config.libraries:
+        problem = cross_mount_problem(archive, archive / library.output)
+        if problem is not None:
+            problems[library.name] = problem
+    return problems
+
+
+def _nearest_existing(path: str) -> str:
+    while not os.path.lexists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
+def _device(path: str) -> int | None:
+    try:
+        return os.stat(path).st_dev
+    except OSError:
+        return None
+
+
+def check(config: Config) -> tuple[dict[str, str], dict[str, str]]:
+    """Run the archive checks of a pass; return (library -> why it cannot publish, check -> archive problem)."""
+    if not config.paths.archive.is_dir():
+        return {}, {}  # /health reports a missing archive itself, and scans pause
+    return unpublishable_libraries(config), {}

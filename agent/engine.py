@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agent import publish
+from agent import archive_checks, publish
 from agent.conditions import Condition, library_condition
 from agent.config.models import Config
 from agent.domain import (
@@ -69,6 +69,11 @@ class EngineState:
     config_generation: int = 1  # 1 at start, one more for each config reload applied
     reload_error: str | None = None  # why the last reload was refused, until one is applied
     conditions: dict[str, Condition] = field(default_factory=dict)
+    # library -> why its outputs cannot be published (e.g. its output folder is another mount):
+    # its jobs wait, its condition is Error. Set by each pass and by the dispatcher before an encode.
+    unpublishable_libraries: dict[str, str] = field(default_factory=dict)
+    # check -> what is wrong with the archive that does not stop encoding (degraded /health)
+    archive_problems: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -125,10 +130,27 @@ async def reconcile(state: EngineState, *, log: Any, now: Callable[[], datetime]
         elif isinstance(action, Adopt):
             _adopt(state, action, fingerprints.get((action.library, action.source.rel_path)), log=log, now=stamp)
     _queue(state, to_queue, fingerprints, log=log, now=stamp)
+    await check_archive(state, log=log)
     _report(state, result, log=log)
     state.last_pass = _summary(result, finished_at=now(), seconds=time.monotonic() - started)
     update_conditions(state, now=state.last_pass.finished_at)
     return result
+
+
+async def check_archive(state: EngineState, *, log: Any) -> None:
+    """Check what the archive must be like for outputs to be published (agent.archive_checks);
+    log each problem when it appears and when it clears."""
+    unpublishable, problems = await asyncio.to_thread(archive_checks.check, state.config)
+    for kind, before, after in (
+        ("library cannot publish", state.unpublishable_libraries, unpublishable),
+        ("archive problem", state.archive_problems, problems),
+    ):
+        for key, reason in after.items():
+            if before.get(key) != reason:
+                log.error(kind, key=key, reason=reason)
+        for key in before.keys() - after.keys():
+            log.info(f"{kind}: cleared", key=key)
+    state.unpublishable_libraries, state.archive_problems = unpublishable, problems
 
 
 def _summary(result: Plan, *, finished_at: datetime, seconds: float) -> PassSummary:
@@ -150,7 +172,7 @@ def update_conditions(state: EngineState, *, now: datetime) -> dict[str, Conditi
         name = library.name
         hold = state.held_libraries.get(name)
         condition = library_condition(
-            broken=state.broken_libraries.get(name),
+            broken=state.broken_libraries.get(name) or state.unpublishable_libraries.get(name),
             paused=state.paused_libraries.get(name),
             held=None if hold is None else hold.reason,
             held_since=None if hold is None else datetime.fromisoformat(hold.since),

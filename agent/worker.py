@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -141,6 +142,7 @@ class Dispatcher:
         configured = {library.name for library in config.libraries}
         held = set(self.state.held_libraries) & configured
         excluded = set(self.state.paused_libraries) | set(self.state.broken_libraries) | held
+        excluded |= set(self.state.unpublishable_libraries)
         job = jobs.next_runnable(
             self.state.connection,
             now=datetime.now(UTC),
@@ -231,6 +233,11 @@ class Dispatcher:
         if in_the_way is not None:  # found before encoding: no encode is wasted on it
             self._fail(job, archive_checks.conflict_reason(job.id, in_the_way), (), kind=FailureKind.PERMANENT)
             return
+        elsewhere = archive_checks.cross_mount_problem(archive, (archive / job.output_path).parent)
+        if elsewhere is not None:  # a mount appeared since the pass: hold the library, spend no encode
+            self.state.unpublishable_libraries[job.library] = elsewhere
+            self._fail(job, elsewhere, (), kind=FailureKind.TEMPORARY)
+            return
         publish.prepare_partial_dir(archive)
         temp = publish.partial_path(archive, job_id=job.id, extension=preset.extension)
         entry.temp = temp
@@ -304,6 +311,13 @@ class Dispatcher:
         except publish.PublishConflict as error:
             publish.discard_partial(temp)
             self._fail(job, archive_checks.conflict_reason(job.id, str(error)), (), kind=FailureKind.PERMANENT)
+            return False
+        except OSError as error:  # nothing was published (the rename is atomic): no temp may stay behind
+            publish.discard_partial(temp)
+            if error.errno == errno.EXDEV:
+                self.state.unpublishable_libraries[job.library] = str(error)
+            kind = FailureKind.TEMPORARY if error.errno in (errno.EXDEV, errno.ENOSPC) else FailureKind.COUNTED
+            self._fail(job, f"cannot publish: {error}", (), kind=kind)
             return False
         self.log.info("job published", job=job.id, library=job.library, path=job.rel_path, output=job.output_path)
         return True

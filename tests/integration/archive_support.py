@@ -14,12 +14,16 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
 from agent import logs
+from agent.api.app import init_app
+from agent.api.context import assemble
 from agent.config import load_config
 from agent.config.models import Config
 from agent.engine import EngineState, reconcile
@@ -100,7 +104,15 @@ class Agent:
         self.state = EngineState(
             config=config, connection=self.connection, preset_hashes=preset_hashes(config, warn=print)
         )
-        self.dispatcher = Dispatcher(self.state, log=self.log, sampler=sampler or Sampler(config.paths.archive))
+        self.context = assemble(
+            self.state,
+            sampler=sampler or Sampler(config.paths.archive),
+            secret=b"s" * 32,
+            request_scan=lambda: None,
+            log=self.log,
+            now=datetime.now(UTC),
+        )
+        self.dispatcher: Dispatcher = self.context.dispatcher
 
     @classmethod
     def from_file(cls, config_path: Path, **options: Any) -> Agent:
@@ -126,7 +138,20 @@ class Agent:
         await wait_until(lambda: not self.dispatcher.running, timeout, f"job {job_id} to end")
         return self.job(job_id)
 
+    async def health(self) -> dict[str, Any]:
+        """GET /health from the agent's real HTTP app, served on loopback."""
+        self.context.health_cache.clear()
+        client = TestClient(TestServer(init_app(self.context), host="127.0.0.1"))
+        await client.start_server()
+        try:
+            response = await client.get("/health")
+            body: dict[str, Any] = await response.json()
+            return body
+        finally:
+            await client.close()
+
     def close(self) -> None:
+        self.context.checker.close()
         self.connection.close()
 
 
