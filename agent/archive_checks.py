@@ -9,7 +9,9 @@ library's condition), not discovered once per file as a failed job. Here:
   place fails with EXDEV. Found from /proc/self/mountinfo (a bind mount of the same file
   system has the same st_dev but still refuses the rename), st_dev where it cannot be read.
   The pass checks each library's output folder; the dispatcher checks each job's own folder
-  again just before it starts HandBrakeCLI, for a mount that appeared since.
+  again just before it starts HandBrakeCLI, for a mount that appeared since;
+- a Resilio `.sync/IgnoreList` hb2r cannot write: reported (Resilio may sync temp files), and
+  encoding goes on, as an operator who gave `.sync/` to Resilio alone would expect.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
+from agent import publish
 from agent.config.models import Config
 from agent.publish import PARTIAL_DIR
 
@@ -154,8 +157,33 @@ def _device(path: str) -> int | None:
         return None
 
 
+# --- The Resilio share's IgnoreList ---
+
+IGNORE_LIST_CHECK = "ignore-list"
+
+
+def ignore_list_problem(archive: Path) -> str | None:
+    """Given the archive, make sure a Resilio share's IgnoreList lists the temp folder; return why it
+    cannot (the list is not writable), or None. Encoding goes on either way: the operator decides."""
+    try:
+        publish.ensure_ignore_listed(archive)
+    except (OSError, publish.UnsafePath) as error:
+        ignore_list = archive / publish.SYNC_DIR / publish.IGNORE_LIST
+        cause = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        return (
+            f"cannot add {publish.PARTIAL_DIR} to {ignore_list}: {cause}. Resilio may sync hb2r's unfinished "
+            f"temp files to peers; add the line '{publish.PARTIAL_DIR}' to it, or let hb2r write it"
+        )
+    return None
+
+
 def check(config: Config) -> tuple[dict[str, str], dict[str, str]]:
     """Run the archive checks of a pass; return (library -> why it cannot publish, check -> archive problem)."""
-    if not config.paths.archive.is_dir():
+    archive = config.paths.archive
+    if not archive.is_dir():
         return {}, {}  # /health reports a missing archive itself, and scans pause
-    return unpublishable_libraries(config), {}
+    problems = {}
+    ignore_list = ignore_list_problem(archive)
+    if ignore_list is not None:
+        problems[IGNORE_LIST_CHECK] = ignore_list
+    return unpublishable_libraries(config), problems

@@ -63,13 +63,16 @@ def is_inside_archive(archive: Path, path: Path) -> bool:
     return target != root and os.path.commonpath([root, target]) == root
 
 
-def prepare_partial_dir(archive: Path) -> Path:
+def prepare_partial_dir(archive: Path, *, ignore_list: bool = True) -> Path:
     """Given the archive, create its partial folder (0755) if missing, keep it out of the share, and return it.
 
-    Raise FileNotFoundError if the archive is missing (not mounted?): creating it would write
-    below the mount point. Raise UnsafePath if the partial folder is a symbolic link.
+    With ignore_list False the caller has already seen to `.sync/IgnoreList` (and reports
+    when it cannot be written). Raise FileNotFoundError if the archive is missing (not
+    mounted?): creating it would write below the mount point. Raise UnsafePath if the
+    partial folder is a symbolic link.
     """
-    ensure_ignore_listed(archive)  # before the folder exists, so Resilio never indexes it
+    if ignore_list:
+        ensure_ignore_listed(archive)  # before the folder exists, so Resilio never indexes it
     folder = _partial_folder(archive)
     try:
         folder.mkdir(mode=0o755)

@@ -238,7 +238,8 @@ class Dispatcher:
             self.state.unpublishable_libraries[job.library] = elsewhere
             self._fail(job, elsewhere, (), kind=FailureKind.TEMPORARY)
             return
-        publish.prepare_partial_dir(archive)
+        self._note_ignore_list(archive_checks.ignore_list_problem(archive))
+        publish.prepare_partial_dir(archive, ignore_list=False)
         temp = publish.partial_path(archive, job_id=job.id, extension=preset.extension)
         entry.temp = temp
         argv = encode_argv(binary=config.handbrake.binary, preset=preset, source=source, output=temp)
@@ -284,6 +285,18 @@ class Dispatcher:
             self._observe(
                 job, outcome="done", seconds=seconds, bytes_read=source_stat.st_size, bytes_written=output_size
             )
+
+    def _note_ignore_list(self, problem: str | None) -> None:
+        """Keep the IgnoreList's state in the archive problems; log it only when it changes."""
+        problems = self.state.archive_problems
+        if problem == problems.get(archive_checks.IGNORE_LIST_CHECK):
+            return
+        if problem is None:
+            problems.pop(archive_checks.IGNORE_LIST_CHECK, None)
+            self.log.info("archive problem: cleared", key=archive_checks.IGNORE_LIST_CHECK)
+        else:
+            problems[archive_checks.IGNORE_LIST_CHECK] = problem
+            self.log.error("archive problem", key=archive_checks.IGNORE_LIST_CHECK, reason=problem)
 
     def _observe(self, job: jobs.Job, *, outcome: str, seconds: float, bytes_read: int, bytes_written: int) -> None:
         if self.observer is not None:
