@@ -11,14 +11,18 @@ library's condition), not discovered once per file as a failed job. Here:
   The pass checks each library's output folder; the dispatcher checks each job's own folder
   again just before it starts HandBrakeCLI, for a mount that appeared since;
 - a Resilio `.sync/IgnoreList` hb2r cannot write: reported (Resilio may sync temp files), and
-  encoding goes on, as an operator who gave `.sync/` to Resilio alone would expect.
+  encoding goes on, as an operator who gave `.sync/` to Resilio alone would expect;
+- whether the archive folder's owner and group (Resilio, which owns its share) can read the
+  files and folders hb2r publishes, with the mode and group `access()` gives them.
 """
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -186,4 +190,118 @@ def check(config: Config) -> tuple[dict[str, str], dict[str, str]]:
     ignore_list = ignore_list_problem(archive)
     if ignore_list is not None:
         problems[IGNORE_LIST_CHECK] = ignore_list
+    permissions = permissions_problem(config)
+    if permissions is not None:
+        problems[PERMISSIONS_CHECK] = permissions
     return unpublishable_libraries(config), problems
+
+
+# --- Can Resilio read what hb2r publishes? ---
+
+PERMISSIONS_CHECK = "permissions"
+
+
+def folder_mode(file_mode: int) -> int:
+    """Given the mode of published files, return the mode of created folders: x wherever r is."""
+    return file_mode | ((file_mode & 0o444) >> 2)
+
+
+def access(config: Config) -> publish.Access:
+    """Return the mode and group outputs get: `paths.archive_mode`, and `paths.archive_group` or the
+    archive folder's own group (None if neither can be found: the file system's default stays)."""
+    file_mode = int(config.paths.archive_mode, 8)
+    return publish.Access(file_mode=file_mode, folder_mode=folder_mode(file_mode), group_id=_group_id(config))
+
+
+def _group_id(config: Config) -> int | None:
+    if config.paths.archive_group is not None:
+        try:
+            return grp.getgrnam(config.paths.archive_group).gr_gid
+        except KeyError:
+            return None
+    try:
+        return config.paths.archive.stat().st_gid
+    except OSError:
+        return None
+
+
+READ = 0o4
+READ_AND_ENTER = 0o5
+
+
+def can_access(
+    *, reader_uid: int | None, reader_groups: Collection[int], owner_uid: int, group_id: int, mode: int, need: int
+) -> bool:
+    """Given a reader (uid None: any member of reader_groups), a file's owner, group and mode, and the
+    permission bits needed (READ for a file, READ_AND_ENTER for a folder), return whether the reader
+    has them. Pure; like the kernel, only the first class that matches counts."""
+    if reader_uid == 0:
+        return True
+    if reader_uid is not None and reader_uid == owner_uid:
+        shift = 6
+    elif group_id in reader_groups:
+        shift = 3
+    else:
+        shift = 0
+    return (mode >> shift) & need == need
+
+
+def permissions_problem(config: Config) -> str | None:
+    """Return why the archive's owner or group could not read what hb2r publishes, or None.
+
+    The archive folder's owner and group stand in for Resilio (which owns its share folder);
+    what hb2r writes is owned by its own user, with `access(config)`'s group and modes.
+    """
+    archive = config.paths.archive
+    if config.paths.archive_group is not None and _group_id(config) is None:
+        return f"paths.archive_group {config.paths.archive_group!r} is not a group on this host"
+    try:
+        share = archive.stat()
+    except OSError:
+        return None  # a missing archive is reported on its own
+    given = access(config)
+    group_id = given.group_id if given.group_id is not None else os.getegid()
+    if os.geteuid() != 0 and group_id not in {os.getegid(), *os.getgroups()}:
+        return (
+            f"hb2r is not a member of group {_group_name(group_id)}, which outputs must have so the archive's "
+            f"owner can read them: add it (the inventory's hb2r_extra_groups), or set paths.archive_group"
+        )
+    owner = _user_name(share.st_uid)
+    readers: list[tuple[str, int | None, Collection[int]]] = [
+        (f"the archive's owner {owner}", share.st_uid, _groups_of(share.st_uid)),
+        (f"the archive's group {_group_name(share.st_gid)}", None, {share.st_gid}),
+    ]
+    mode_text = f"{given.file_mode:04o}"
+    for who, uid, groups in readers:
+        facts = {"reader_uid": uid, "reader_groups": groups, "owner_uid": os.geteuid(), "group_id": group_id}
+        files = can_access(**facts, mode=given.file_mode, need=READ)  # type: ignore[arg-type]
+        folders = can_access(**facts, mode=given.folder_mode, need=READ_AND_ENTER)  # type: ignore[arg-type]
+        if not (files and folders):
+            return (
+                f"{who} (Resilio?) cannot read what hb2r publishes: files {mode_text}, folders "
+                f"{given.folder_mode:04o}, owner {_user_name(os.geteuid())}, group {_group_name(group_id)}. "
+                "Set paths.archive_mode (e.g. '0664') or paths.archive_group"
+            )
+    return None
+
+
+def _groups_of(uid: int) -> set[int]:
+    try:
+        entry = pwd.getpwuid(uid)
+    except KeyError:
+        return set()
+    return set(os.getgrouplist(entry.pw_name, entry.pw_gid))
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)

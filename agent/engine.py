@@ -275,7 +275,12 @@ def _rename(
         return
     try:
         if action.from_output_path != action.output_path:
-            publish.move_output(config.paths.archive, action.from_output_path, action.output_path)
+            publish.move_output(
+                config.paths.archive,
+                action.from_output_path,
+                action.output_path,
+                access=archive_checks.access(config),
+            )
     except (OSError, publish.PublishConflict) as error:
         log.warning("rename failed", library=action.library, path=action.source.rel_path, error=str(error))
         return
@@ -325,7 +330,14 @@ def _adopt(state: EngineState, action: Adopt, fingerprint: str | None, *, log: A
             ),
             encoded_at=now.isoformat(),
             output_size=output_size,
-            adopted=True,
+            # hb2r's own output, published just before a crash kept its job from being marked done
+            adopted=not ledger.awaited_by_a_job(
+                state.connection,
+                library=action.library,
+                rel_path=action.source.rel_path,
+                fingerprint=fingerprint,
+                output_path=action.output_path,
+            ),
         )
     log.info("output adopted", library=action.library, path=action.source.rel_path, output=action.output_path)
 

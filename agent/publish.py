@@ -28,6 +28,7 @@ import errno
 import os
 import stat
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 PARTIAL_DIR = ".hb2r-partial"
@@ -39,6 +40,16 @@ RESERVED_DIRS = (PARTIAL_DIR, SYNC_DIR)
 # HandBrake's hb_error_code (libhb/common.h), which --json reports as WorkDone.Error.
 # How link() says the file system has no hard links (FAT, exFAT, some FUSE and SMB mounts).
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
+
+
+@dataclass(frozen=True)
+class Access:
+    """The mode and group published files and created folders get, whatever hb2r's umask
+    (the unit's UMask=0027 would make them unreadable to Resilio's user); see `paths.archive_mode`."""
+
+    file_mode: int
+    folder_mode: int
+    group_id: int | None  # None: leave the group the file system gives
 
 
 class PublishConflict(Exception):
@@ -113,10 +124,11 @@ def ensure_ignore_listed(archive: Path) -> bool:
     return True
 
 
-def publish(temp: Path, final: Path, *, may_replace: bool) -> None:
+def publish(temp: Path, final: Path, *, may_replace: bool, access: Access | None = None) -> None:
     """Given a verified encode in `<archive>/.hb2r-partial/`, make it appear whole at final, in the same archive.
 
-    Parent folders are created. Raise PublishConflict if final exists and may_replace is
+    Parent folders are created. With access, the file gets its mode and group before it appears,
+    and so do the folders created. Raise PublishConflict if final exists and may_replace is
     False, or is a folder: the temp file stays and final is untouched. Raise UnsafePath if
     temp is not in a partial folder or final leads out of its archive (or into a reserved
     folder); OSError with errno EXDEV if they are on different file systems.
@@ -131,14 +143,18 @@ def publish(temp: Path, final: Path, *, may_replace: bool) -> None:
     try:
         if not stat.S_ISREG(os.fstat(descriptor).st_mode):
             raise UnsafePath(f"refusing to publish {temp}: not a regular file")
+        if access is not None:
+            _apply_access(descriptor, mode=access.file_mode, group_id=access.group_id)
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-    _make_folders(final.parent)
+    _make_folders(final.parent, access)
     _place(temp, final, may_replace=may_replace)
 
 
-def move_output(archive: Path, old_rel: str, new_rel: str, *, may_replace: bool = False) -> None:
+def move_output(
+    archive: Path, old_rel: str, new_rel: str, *, may_replace: bool = False, access: Access | None = None
+) -> None:
     """Given two output paths relative to the archive, move the first to the second atomically.
 
     A renamed source's transcode follows it instead of being encoded again. Parent folders
@@ -157,7 +173,7 @@ def move_output(archive: Path, old_rel: str, new_rel: str, *, may_replace: bool 
         raise UnsafePath(f"refusing to move {old}: not a regular file")
     if os.path.normpath(old) == os.path.normpath(new):
         return
-    _make_folders(new.parent)
+    _make_folders(new.parent, access)
     _place(old, new, may_replace=may_replace)
     _remove_emptied_folders(archive, old.parent)
 
@@ -210,14 +226,28 @@ def _partial_folder(archive: Path) -> Path:
     return folder
 
 
-def _make_folders(folder: Path) -> None:
+def _make_folders(folder: Path, access: Access | None = None) -> None:
     missing = []
     while not folder.exists():
         missing.append(folder)
         folder = folder.parent
     for new in reversed(missing):
         new.mkdir(exist_ok=True)
+        if access is not None:
+            descriptor = os.open(new, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                _apply_access(descriptor, mode=access.folder_mode, group_id=access.group_id)
+            finally:
+                os.close(descriptor)
         _fsync_folder(new.parent)
+
+
+def _apply_access(descriptor: int, *, mode: int, group_id: int | None) -> None:
+    if group_id is not None and os.fstat(descriptor).st_gid != group_id:
+        # Allowed only to a member of the group; the start-up check reports when hb2r is not one.
+        with contextlib.suppress(PermissionError):
+            os.fchown(descriptor, -1, group_id)
+    os.fchmod(descriptor, mode)  # after chown, which may clear setgid bits
 
 
 def _place(source: Path, destination: Path, *, may_replace: bool) -> None:

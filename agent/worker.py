@@ -320,7 +320,12 @@ class Dispatcher:
                 ledger.forget_output(connection, job.output_path)  # a vanished source's, taken over
                 ledger.record(connection, entry, encoded_at=datetime.now(UTC).isoformat(), output_size=output_size)
                 jobs.mark_done(connection, job.id, now=datetime.now(UTC))
-                publish.publish(temp, archive / job.output_path, may_replace=may_replace)
+                publish.publish(
+                    temp,
+                    archive / job.output_path,
+                    may_replace=may_replace,
+                    access=archive_checks.access(self.state.config),
+                )
         except publish.PublishConflict as error:
             publish.discard_partial(temp)
             self._fail(job, archive_checks.conflict_reason(job.id, str(error)), (), kind=FailureKind.PERMANENT)

@@ -127,3 +127,18 @@ def adopted(connection: sqlite3.Connection, *, library: str, rel_path: str) -> b
         "SELECT 1 FROM ledger WHERE library = ? AND rel_path = ? AND origin = 'adopted'", (library, rel_path)
     ).fetchone()
     return row is not None
+
+
+def awaited_by_a_job(
+    connection: sqlite3.Connection, *, library: str, rel_path: str, fingerprint: str, output_path: str
+) -> bool:
+    """Return whether a queued or running job encodes this very content to this output: a file found
+    there is then hb2r's own, published just before a crash kept the job from being marked done."""
+    row = connection.execute(
+        """
+        SELECT 1 FROM jobs WHERE library = ? AND rel_path = ? AND fingerprint = ? AND output_path = ?
+          AND state IN ('queued', 'running')
+        """,
+        (library, rel_path, fingerprint, output_path),
+    ).fetchone()
+    return row is not None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from agent.store import jobs
+from agent.store import jobs, ledger
 
 from .archive_support import Agent, files_under, make_clip, require_tools, write_config
 
@@ -47,3 +47,25 @@ def test_a_changed_source_never_replaces_an_adopted_output_and_the_conflict_is_r
         agent.close()
 
 
+
+
+def test_an_output_published_just_before_a_crash_is_known_as_hb2rs_own(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    config_path = write_config(tmp_path, archive=archive)
+    make_clip(tmp_path / "tv" / "clip.mkv", seconds=1)
+    agent = Agent.from_file(config_path)
+
+    async def scenario() -> None:
+        await agent.scan()
+        job = agent.only_job()
+        # The crash window: the encode was moved into place, the job never marked done (requeued at start).
+        (archive / "TV").mkdir()
+        (archive / "TV" / "clip.mkv").write_bytes(b"hb2r's verified encode")
+        await agent.scan()
+        assert ledger.made_output(agent.connection, job.output_path)  # so a later change may replace it
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        agent.close()

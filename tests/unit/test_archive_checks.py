@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.archive_checks import mount_points, mounts_in_the_way
+from agent.archive_checks import READ, READ_AND_ENTER, can_access, folder_mode, mount_points, mounts_in_the_way
 
 MOUNTINFO = (
     "22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
@@ -43,3 +43,37 @@ def test_mount_points_are_read_with_their_escaped_spaces_decoded() -> None:
 )
 def test_mounts_in_the_way(target: str, mounts: list[str], expected: list[str]) -> None:
     assert mounts_in_the_way(archive="/srv/archive", target=target, mounts=mounts) == expected
+
+
+@pytest.mark.parametrize(
+    "file_mode, expected",
+    [(0o664, 0o775), (0o644, 0o755), (0o640, 0o750), (0o600, 0o700), (0o666, 0o777)],
+    ids=lambda mode: f"{mode:04o}",
+)
+def test_created_folders_can_be_entered_wherever_files_can_be_read(file_mode: int, expected: int) -> None:
+    assert folder_mode(file_mode) == expected
+
+
+HB2R, RESILIO, MEDIA = 990, 991, 992  # uids; MEDIA is also a gid
+
+
+@pytest.mark.parametrize(
+    "reader_uid, reader_groups, group_id, mode, need, expected",
+    [
+        pytest.param(RESILIO, {RESILIO}, RESILIO, 0o640, READ, True, id="resilio-in-the-files-group-reads-0640"),
+        pytest.param(RESILIO, {RESILIO}, HB2R, 0o640, READ, False, id="umask-0027-locks-resilio-out"),
+        pytest.param(RESILIO, {RESILIO}, HB2R, 0o644, READ, True, id="world-readable-files-are-read-by-anyone"),
+        pytest.param(RESILIO, {RESILIO}, RESILIO, 0o750, READ_AND_ENTER, True, id="group-enters-a-0750-folder"),
+        pytest.param(RESILIO, {RESILIO}, HB2R, 0o751, READ_AND_ENTER, False, id="x-without-r-is-not-enough"),
+        pytest.param(None, {MEDIA}, MEDIA, 0o660, READ, True, id="members-of-the-archive-group-read-group-files"),
+        pytest.param(HB2R, {HB2R}, MEDIA, 0o064, READ, False, id="the-owner-class-wins-even-when-it-has-less"),
+        pytest.param(0, set(), HB2R, 0o600, READ, True, id="root-reads-anything"),
+    ],
+)
+def test_who_can_read_what_hb2r_publishes(
+    reader_uid: int | None, reader_groups: set[int], group_id: int, mode: int, need: int, expected: bool
+) -> None:
+    facts = can_access(
+        reader_uid=reader_uid, reader_groups=reader_groups, owner_uid=HB2R, group_id=group_id, mode=mode, need=need
+    )
+    assert facts is expected
