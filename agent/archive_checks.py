@@ -12,6 +12,8 @@ library's condition), not discovered once per file as a failed job. Here:
   again just before it starts HandBrakeCLI, for a mount that appeared since;
 - a Resilio `.sync/IgnoreList` hb2r cannot write: reported (Resilio may sync temp files), and
   encoding goes on, as an operator who gave `.sync/` to Resilio alone would expect;
+- a source rewritten during its encode (its output would mix two contents), checked after
+  the encode and before anything is published;
 - whether the archive folder's owner and group (Resilio, which owns its share) can read the
   files and folders hb2r publishes, with the mode and group `access()` gives them.
 """
@@ -29,6 +31,7 @@ from typing import Protocol
 from agent import publish
 from agent.config.models import Config
 from agent.publish import PARTIAL_DIR
+from agent.scan import fingerprint
 
 
 class _Encoding(Protocol):
@@ -305,3 +308,32 @@ def _group_name(gid: int) -> str:
         return grp.getgrgid(gid).gr_name
     except KeyError:
         return str(gid)
+
+
+# --- The source must be what the job was queued for, unchanged from start to end ---
+
+
+class _QueuedContent(Protocol):
+    @property
+    def fingerprint(self) -> str: ...
+
+
+def source_changed(source: Path, *, before: os.stat_result, job: _QueuedContent) -> str | None:
+    """Given a source after its encode, its stat from before the encode and its job, return why the
+    encode may hold other content than the job's (size, mtime or fingerprint moved), or None.
+
+    A source rewritten in place during the encode gives an output made of two contents, which may
+    still pass every check of the output. The failure is temporary: the next pass queues the new
+    content as a new job, which supersedes this one.
+    """
+    try:
+        after = source.stat()
+        current = fingerprint(source, size=after.st_size)
+    except OSError as error:
+        return f"source changed during the encode: it cannot be read now ({error.strerror}); nothing was published"
+    if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns) or current != job.fingerprint:
+        return (
+            "source changed during the encode (size, modification time or content differ from what was queued); "
+            "nothing was published: the next pass queues its new content"
+        )
+    return None

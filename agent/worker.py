@@ -252,6 +252,11 @@ class Dispatcher:
         if result.cancelled or self.stopping or entry.cancelled:
             publish.discard_partial(temp)
             return
+        changed = await asyncio.to_thread(archive_checks.source_changed, source, before=source_stat, job=job)
+        if changed is not None:  # what HandBrakeCLI read may mix two contents: never publish it
+            publish.discard_partial(temp)
+            self._fail(job, changed, result.stderr_tail, kind=FailureKind.TEMPORARY)
+            return
         output_size = temp.stat().st_size if temp.exists() else 0
         archive_free = archive_checks.free_space(temp.parent)  # measured before the temp is removed
         durations: tuple[float | None, float | None] = (None, None)
