@@ -25,7 +25,10 @@ from __future__ import annotations
 import codecs
 import contextlib
 import errno
+import hashlib
 import os
+import re
+import socket
 import stat
 import tempfile
 from dataclasses import dataclass
@@ -37,6 +40,8 @@ IGNORE_LIST = "IgnoreList"
 # Folders of the archive that no output may be published into.
 RESERVED_DIRS = (PARTIAL_DIR, SYNC_DIR)
 
+# A temp file named by an hb2r that did not tag them with its instance yet.
+_UNTAGGED_TEMP = re.compile(r"[0-9]+\.[A-Za-z0-9]+")
 # HandBrake's hb_error_code (libhb/common.h), which --json reports as WorkDone.Error.
 # How link() says the file system has no hard links (FAT, exFAT, some FUSE and SMB mounts).
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
@@ -62,9 +67,23 @@ class UnsafePath(PublishConflict):
     conflicts report this too."""
 
 
-def partial_path(archive: Path, *, job_id: int, extension: str) -> Path:
-    """Given a job and its container's extension ('.mkv'), return where HandBrakeCLI writes its output."""
-    return archive / PARTIAL_DIR / f"{job_id}{extension}"
+def instance_tag(state_dir: Path) -> str:
+    """Given an agent's state folder, return the tag its temp files carry (8 hex digits).
+
+    Several agents, each with its own state folder (and job numbers from 1), may publish into
+    one archive: the tag, from the host's name and the state folder's real path, keeps their
+    temp files apart, and each removes only its own. One state folder has one agent at a time
+    (`agent.store.lock`), so the tag is that agent's.
+    """
+    identity = f"{socket.gethostname()}\0{os.path.realpath(state_dir)}".encode("utf-8", "surrogateescape")
+    return hashlib.blake2b(identity, digest_size=4).hexdigest()
+
+
+def partial_path(archive: Path, *, job_id: int, extension: str, instance: str | None = None) -> Path:
+    """Given a job, its container's extension ('.mkv') and its agent's `instance_tag`, return where
+    HandBrakeCLI writes its output: `<archive>/.hb2r-partial/<instance>-<job id><extension>`."""
+    name = f"{job_id}{extension}" if instance is None else f"{instance}-{job_id}{extension}"
+    return archive / PARTIAL_DIR / name
 
 
 def is_inside_archive(archive: Path, path: Path) -> bool:
@@ -185,11 +204,13 @@ def discard_partial(temp: Path) -> None:
     temp.unlink(missing_ok=True)
 
 
-def clean_partials(archive: Path) -> list[Path]:
+def clean_partials(archive: Path, *, instance: str | None = None) -> list[Path]:
     """Given the archive, delete what interrupted encodes left in its partial folder; return the removed files.
 
     Only files directly in `<archive>/.hb2r-partial/` are removed: hb2r makes nothing else
-    there. Folders in it, and everything outside it, are left alone.
+    there. Folders in it, and everything outside it, are left alone. With an instance tag only
+    that agent's temp files are removed, and those named `<job id>.<ext>` by hb2r versions
+    before the tag; another agent's are left alone.
     """
     folder = _partial_folder(archive)
     if not folder.is_dir():
@@ -199,6 +220,10 @@ def clean_partials(archive: Path) -> list[Path]:
     with os.scandir(folder) as entries:
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
+                continue
+            if instance is not None and not (
+                entry.name.startswith(f"{instance}-") or _UNTAGGED_TEMP.fullmatch(entry.name)
+            ):
                 continue
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.path)

@@ -203,7 +203,7 @@ class Dispatcher:
             self.log.info("job requeued", job=job.id, library=job.library, path=job.rel_path, reason="agent stopping")
         archive = self.state.config.paths.archive
         if archive.is_dir():
-            publish.clean_partials(archive)
+            publish.clean_partials(archive, instance=publish.instance_tag(self.state.config.paths.state_dir))
 
     async def _run(self, entry: Running) -> None:
         job = entry.job
@@ -240,7 +240,9 @@ class Dispatcher:
             return
         self._note_ignore_list(archive_checks.ignore_list_problem(archive))
         publish.prepare_partial_dir(archive, ignore_list=False)
-        temp = publish.partial_path(archive, job_id=job.id, extension=preset.extension)
+        temp = publish.partial_path(
+            archive, job_id=job.id, extension=preset.extension, instance=publish.instance_tag(config.paths.state_dir)
+        )
         entry.temp = temp
         argv = encode_argv(binary=config.handbrake.binary, preset=preset, source=source, output=temp)
         reporter = _ProgressReporter(self, entry)
