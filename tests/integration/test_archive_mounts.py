@@ -11,7 +11,7 @@ from pathlib import Path
 
 from agent.store import jobs
 
-from .archive_support import Agent, files_under, make_clip, require_tools, tmpfs, write_config
+from .archive_support import Agent, files_under, make_clip, require_tools, tmpfs, wait_until, write_config
 
 
 def test_an_output_folder_on_another_mount_is_refused_before_encoding_and_reported(tmp_path: Path) -> None:
@@ -77,6 +77,33 @@ def test_a_mount_appearing_under_an_output_folder_after_the_pass_still_stops_the
             assert ended.state == jobs.JobState.FAILED and ended.attempts == 0
             assert ended.error is not None and "mount" in ended.error
             assert "job started" not in agent.stream.getvalue()
+            assert "tv" in agent.state.unpublishable_libraries
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        agent.close()
+
+
+def test_a_mount_appearing_during_the_encode_leaves_no_temp_file_behind(tmp_path: Path) -> None:
+    require_tools()
+    archive = tmp_path / "archive"
+    (archive / "TV").mkdir(parents=True)
+    config_path = write_config(tmp_path, archive=archive)
+    make_clip(tmp_path / "tv" / "clip.mkv", seconds=40, size="640x360")
+    agent = Agent.from_file(config_path)
+
+    async def scenario() -> None:
+        await agent.scan()
+        agent.dispatcher.tick()
+        [entry] = agent.dispatcher.running.values()
+        await wait_until(lambda: entry.progress > 5, 60, "the encode to be under way")
+        with tmpfs(archive / "TV", size="8m"):
+            await wait_until(lambda: not agent.dispatcher.running, 120, "the encode to end")
+            ended = agent.job(entry.job.id)
+            assert ended.state == jobs.JobState.FAILED and ended.attempts == 0, ended
+            assert ended.error is not None and "different file systems" in ended.error
+            assert files_under(archive / ".hb2r-partial") == []  # not kept until a restart
             assert "tv" in agent.state.unpublishable_libraries
 
     try:
