@@ -129,8 +129,8 @@ async def reconcile(state: EngineState, *, log: Any, now: Callable[[], datetime]
             _rename(state, action, remembered.entries, log=log, now=stamp)
         elif isinstance(action, Adopt):
             _adopt(state, action, fingerprints.get((action.library, action.source.rel_path)), log=log, now=stamp)
-    _queue(state, to_queue, fingerprints, log=log, now=stamp)
     await check_archive(state, log=log)
+    _queue(state, to_queue, fingerprints, log=log, now=stamp)
     _report(state, result, log=log)
     state.last_pass = _summary(result, finished_at=now(), seconds=time.monotonic() - started)
     update_conditions(state, now=state.last_pass.finished_at)
