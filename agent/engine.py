@@ -137,22 +137,6 @@ async def reconcile(state: EngineState, *, log: Any, now: Callable[[], datetime]
     return result
 
 
-async def check_archive(state: EngineState, *, log: Any) -> None:
-    """Check what the archive must be like for outputs to be published (agent.archive_checks);
-    log each problem when it appears and when it clears."""
-    unpublishable, problems = await asyncio.to_thread(archive_checks.check, state.config)
-    for kind, before, after in (
-        ("library cannot publish", state.unpublishable_libraries, unpublishable),
-        ("archive problem", state.archive_problems, problems),
-    ):
-        for key, reason in after.items():
-            if before.get(key) != reason:
-                log.error(kind, key=key, reason=reason)
-        for key in before.keys() - after.keys():
-            log.info(f"{kind}: cleared", key=key)
-    state.unpublishable_libraries, state.archive_problems = unpublishable, problems
-
-
 def _summary(result: Plan, *, finished_at: datetime, seconds: float) -> PassSummary:
     counts: dict[str, int] = {}
     waiting: dict[str, int] = {}
@@ -370,3 +354,19 @@ def _report(state: EngineState, result: Plan, *, log: Any) -> None:
 def _library_preset_hashes(state: EngineState) -> dict[str, str | None]:
     """Return each library's preset identity (None where HandBrakeCLI could not tell it)."""
     return {library.name: state.preset_hashes.get(library.preset) for library in state.config.libraries}
+
+
+async def check_archive(state: EngineState, *, log: Any) -> None:
+    """Check what the archive must be like for outputs to be published (agent.archive_checks);
+    log each problem when it appears and when it clears."""
+    unpublishable, problems = await asyncio.to_thread(archive_checks.check, state.config)
+    for kind, before, after in (
+        ("library cannot publish", state.unpublishable_libraries, unpublishable),
+        ("archive problem", state.archive_problems, problems),
+    ):
+        for key, reason in after.items():
+            if before.get(key) != reason:
+                log.error(kind, key=key, reason=reason)
+        for key in before.keys() - after.keys():
+            log.info(f"{kind}: cleared", key=key)
+    state.unpublishable_libraries, state.archive_problems = unpublishable, problems
