@@ -276,9 +276,12 @@ def permissions_problem(config: Config) -> str | None:
     ]
     mode_text = f"{given.file_mode:04o}"
     for who, uid, groups in readers:
-        facts = {"reader_uid": uid, "reader_groups": groups, "owner_uid": os.geteuid(), "group_id": group_id}
-        files = can_access(**facts, mode=given.file_mode, need=READ)  # type: ignore[arg-type]
-        folders = can_access(**facts, mode=given.folder_mode, need=READ_AND_ENTER)  # type: ignore[arg-type]
+        files, folders = (
+            can_access(
+                reader_uid=uid, reader_groups=groups, owner_uid=os.geteuid(), group_id=group_id, mode=mode, need=need
+            )
+            for mode, need in ((given.file_mode, READ), (given.folder_mode, READ_AND_ENTER))
+        )
         if not (files and folders):
             return (
                 f"{who} (Resilio?) cannot read what hb2r publishes: files {mode_text}, folders "
