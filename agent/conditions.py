@@ -1,7 +1,8 @@
 """A library's condition, as the status API and page show it, decided from facts passed in.
 
 Like a Kubernetes condition: one word, a reason a person can act on, and since when.
-- Error: it cannot encode at all (HandBrake lacks its preset, HandBrakeCLI is missing).
+- Error: it cannot encode at all (HandBrake lacks its preset, HandBrakeCLI is missing), or
+  cannot publish (its output folder is another mount than the archive's temp folder).
 - Paused: the planner paused it (source missing, files vanished: is the disk mounted?) or an
   operator did; its queue is kept.
 - Progressing: files are waiting to be stable, queued, running or waiting to be retried.

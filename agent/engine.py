@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agent import publish
+from agent import archive_checks, publish
 from agent.conditions import Condition, library_condition
 from agent.config.models import Config
 from agent.domain import (
@@ -70,6 +70,11 @@ class EngineState:
     config_generation: int = 1  # 1 at start, one more for each config reload applied
     reload_error: str | None = None  # why the last reload was refused, until one is applied
     conditions: dict[str, Condition] = field(default_factory=dict)
+    # library -> why its outputs cannot be published (e.g. its output folder is another mount):
+    # its jobs wait, its condition is Error. Set by each pass and by the dispatcher before an encode.
+    unpublishable_libraries: dict[str, str] = field(default_factory=dict)
+    # check -> what is wrong with the archive that does not stop encoding (degraded /health)
+    archive_problems: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,7 @@ async def reconcile(state: EngineState, *, log: Any, now: Callable[[], datetime]
             _rename(state, action, remembered.entries, log=log, now=stamp)
         elif isinstance(action, Adopt):
             _adopt(state, action, fingerprints.get((action.library, action.source.rel_path)), log=log, now=stamp)
+    await check_archive(state, log=log)
     _queue(state, to_queue, fingerprints, log=log, now=stamp)
     _report(state, result, log=log)
     queued = with_jobs(
@@ -159,7 +165,7 @@ def update_conditions(state: EngineState, *, now: datetime) -> dict[str, Conditi
         name = library.name
         hold = state.held_libraries.get(name)
         condition = library_condition(
-            broken=state.broken_libraries.get(name),
+            broken=state.broken_libraries.get(name) or state.unpublishable_libraries.get(name),
             paused=state.paused_libraries.get(name),
             held=None if hold is None else hold.reason,
             held_since=None if hold is None else datetime.fromisoformat(hold.since),
@@ -262,12 +268,18 @@ def _rename(
         return
     try:
         if action.from_output_path != action.output_path:
-            publish.move_output(config.paths.archive, action.from_output_path, action.output_path)
+            publish.move_output(
+                config.paths.archive,
+                action.from_output_path,
+                action.output_path,
+                access=archive_checks.access(config),
+            )
     except (OSError, publish.PublishConflict) as error:
         log.warning("rename failed", library=action.library, path=action.source.rel_path, error=str(error))
         return
     with transaction(connection):
         size = ledger.output_size(connection, library=action.library, rel_path=action.from_rel_path)
+        was_adopted = ledger.adopted(connection, library=action.library, rel_path=action.from_rel_path)
         ledger.forget(connection, library=action.library, rel_path=action.from_rel_path)
         ledger.record(
             connection,
@@ -282,6 +294,7 @@ def _rename(
             ),
             encoded_at=now.isoformat(),
             output_size=size,
+            adopted=was_adopted,
         )
     log.info("output renamed", library=action.library, path=action.source.rel_path, output=action.output_path)
 
@@ -310,6 +323,14 @@ def _adopt(state: EngineState, action: Adopt, fingerprint: str | None, *, log: A
             ),
             encoded_at=now.isoformat(),
             output_size=output_size,
+            # hb2r's own output, published just before a crash kept its job from being marked done
+            adopted=not ledger.awaited_by_a_job(
+                state.connection,
+                library=action.library,
+                rel_path=action.source.rel_path,
+                fingerprint=fingerprint,
+                output_path=action.output_path,
+            ),
         )
     log.info("output adopted", library=action.library, path=action.source.rel_path, output=action.output_path)
 
@@ -342,3 +363,19 @@ def _report(state: EngineState, result: Plan, *, log: Any) -> None:
 def _library_preset_hashes(state: EngineState) -> dict[str, str | None]:
     """Return each library's preset identity (None where HandBrakeCLI could not tell it)."""
     return {library.name: state.preset_hashes.get(library.preset) for library in state.config.libraries}
+
+
+async def check_archive(state: EngineState, *, log: Any) -> None:
+    """Check what the archive must be like for outputs to be published (agent.archive_checks);
+    log each problem when it appears and when it clears."""
+    unpublishable, problems = await asyncio.to_thread(archive_checks.check, state.config)
+    for kind, before, after in (
+        ("library cannot publish", state.unpublishable_libraries, unpublishable),
+        ("archive problem", state.archive_problems, problems),
+    ):
+        for key, reason in after.items():
+            if before.get(key) != reason:
+                log.error(kind, key=key, reason=reason)
+        for key in before.keys() - after.keys():
+            log.info(f"{kind}: cleared", key=key)
+    state.unpublishable_libraries, state.archive_problems = unpublishable, problems

@@ -82,6 +82,12 @@ def estimate_output_size(source_size: int) -> int:
     return max(0, source_size)
 
 
+def reserved_space(running: Iterable[tuple[int, int]]) -> int:
+    """Given (estimated output size, bytes already written) of each running encode, return the
+    space they are still expected to take: what the gate must keep free for them."""
+    return sum(max(0, estimate - written) for estimate, written in running)
+
+
 def in_windows(windows: Iterable[TimeWindow], minute_of_day: int) -> bool:
     """Given time windows and minutes after midnight, return whether jobs may start (no windows: always)."""
     windows = tuple(windows)
@@ -97,12 +103,15 @@ def decide(
     minute_of_day: int,
     estimated_output: int,
     blocked_before: bool,
+    reserved: int = 0,
 ) -> Verdict:
     """Given a sample, the limits, the running job count and the time, return whether a job may start.
 
     `blocked_before` is whether the previous verdict was `strained` (refused for CPU or memory
     use); then CPU and memory must be HYSTERESIS_PERCENT points under their limits.
-    `estimated_output` is the new job's expected size.
+    `estimated_output` is the new job's expected size; `reserved` is what the running encodes
+    are still expected to write (their estimates less what their temp files already hold): free
+    space they will take must not be promised to another encode.
     """
     reasons = [
         *_percent_reasons("CPU", sample.cpu_percent, limits.cpu_percent, blocked_before=blocked_before),
@@ -114,10 +123,11 @@ def decide(
             f"available memory {_size(sample.available_memory)} is below "
             f"min_free_memory {_size(limits.min_free_memory)}"
         )
-    if sample.archive_free < limits.min_free_disk + estimated_output:
+    if sample.archive_free < limits.min_free_disk + estimated_output + reserved:
+        running_part = f" + {_size(reserved)} reserved for running encodes" if reserved else ""
         reasons.append(
             f"archive free space {_size(sample.archive_free)} is below min_free_disk "
-            f"{_size(limits.min_free_disk)} + estimated output {_size(estimated_output)}"
+            f"{_size(limits.min_free_disk)} + estimated output {_size(estimated_output)}{running_part}"
         )
     short_of_resources = bool(reasons)
     most = max_jobs(limits, cpu_count=cpu_count)

@@ -25,9 +25,13 @@ from __future__ import annotations
 import codecs
 import contextlib
 import errno
+import hashlib
 import os
+import re
+import socket
 import stat
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 PARTIAL_DIR = ".hb2r-partial"
@@ -36,9 +40,21 @@ IGNORE_LIST = "IgnoreList"
 # Folders of the archive that no output may be published into.
 RESERVED_DIRS = (PARTIAL_DIR, SYNC_DIR)
 
+# A temp file named by an hb2r that did not tag them with its instance yet.
+_UNTAGGED_TEMP = re.compile(r"[0-9]+\.[A-Za-z0-9]+")
 # HandBrake's hb_error_code (libhb/common.h), which --json reports as WorkDone.Error.
 # How link() says the file system has no hard links (FAT, exFAT, some FUSE and SMB mounts).
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
+
+
+@dataclass(frozen=True)
+class Access:
+    """The mode and group published files and created folders get, whatever hb2r's umask
+    (the unit's UMask=0027 would make them unreadable to Resilio's user); see `paths.archive_mode`."""
+
+    file_mode: int
+    folder_mode: int
+    group_id: int | None  # None: leave the group the file system gives
 
 
 class PublishConflict(Exception):
@@ -51,9 +67,23 @@ class UnsafePath(PublishConflict):
     conflicts report this too."""
 
 
-def partial_path(archive: Path, *, job_id: int, extension: str) -> Path:
-    """Given a job and its container's extension ('.mkv'), return where HandBrakeCLI writes its output."""
-    return archive / PARTIAL_DIR / f"{job_id}{extension}"
+def instance_tag(state_dir: Path) -> str:
+    """Given an agent's state folder, return the tag its temp files carry (8 hex digits).
+
+    Several agents, each with its own state folder (and job numbers from 1), may publish into
+    one archive: the tag, from the host's name and the state folder's real path, keeps their
+    temp files apart, and each removes only its own. One state folder has one agent at a time
+    (`agent.store.lock`), so the tag is that agent's.
+    """
+    identity = f"{socket.gethostname()}\0{os.path.realpath(state_dir)}".encode("utf-8", "surrogateescape")
+    return hashlib.blake2b(identity, digest_size=4).hexdigest()
+
+
+def partial_path(archive: Path, *, job_id: int, extension: str, instance: str | None = None) -> Path:
+    """Given a job, its container's extension ('.mkv') and its agent's `instance_tag`, return where
+    HandBrakeCLI writes its output: `<archive>/.hb2r-partial/<instance>-<job id><extension>`."""
+    name = f"{job_id}{extension}" if instance is None else f"{instance}-{job_id}{extension}"
+    return archive / PARTIAL_DIR / name
 
 
 def is_inside_archive(archive: Path, path: Path) -> bool:
@@ -63,13 +93,16 @@ def is_inside_archive(archive: Path, path: Path) -> bool:
     return target != root and os.path.commonpath([root, target]) == root
 
 
-def prepare_partial_dir(archive: Path) -> Path:
+def prepare_partial_dir(archive: Path, *, ignore_list: bool = True) -> Path:
     """Given the archive, create its partial folder (0755) if missing, keep it out of the share, and return it.
 
-    Raise FileNotFoundError if the archive is missing (not mounted?): creating it would write
-    below the mount point. Raise UnsafePath if the partial folder is a symbolic link.
+    With ignore_list False the caller has already seen to `.sync/IgnoreList` (and reports
+    when it cannot be written). Raise FileNotFoundError if the archive is missing (not
+    mounted?): creating it would write below the mount point. Raise UnsafePath if the
+    partial folder is a symbolic link.
     """
-    ensure_ignore_listed(archive)  # before the folder exists, so Resilio never indexes it
+    if ignore_list:
+        ensure_ignore_listed(archive)  # before the folder exists, so Resilio never indexes it
     folder = _partial_folder(archive)
     try:
         folder.mkdir(mode=0o755)
@@ -110,10 +143,11 @@ def ensure_ignore_listed(archive: Path) -> bool:
     return True
 
 
-def publish(temp: Path, final: Path, *, may_replace: bool) -> None:
+def publish(temp: Path, final: Path, *, may_replace: bool, access: Access | None = None) -> None:
     """Given a verified encode in `<archive>/.hb2r-partial/`, make it appear whole at final, in the same archive.
 
-    Parent folders are created. Raise PublishConflict if final exists and may_replace is
+    Parent folders are created. With access, the file gets its mode and group before it appears,
+    and so do the folders created. Raise PublishConflict if final exists and may_replace is
     False, or is a folder: the temp file stays and final is untouched. Raise UnsafePath if
     temp is not in a partial folder or final leads out of its archive (or into a reserved
     folder); OSError with errno EXDEV if they are on different file systems.
@@ -128,14 +162,18 @@ def publish(temp: Path, final: Path, *, may_replace: bool) -> None:
     try:
         if not stat.S_ISREG(os.fstat(descriptor).st_mode):
             raise UnsafePath(f"refusing to publish {temp}: not a regular file")
+        if access is not None:
+            _apply_access(descriptor, mode=access.file_mode, group_id=access.group_id)
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-    _make_folders(final.parent)
+    _make_folders(final.parent, access)
     _place(temp, final, may_replace=may_replace)
 
 
-def move_output(archive: Path, old_rel: str, new_rel: str, *, may_replace: bool = False) -> None:
+def move_output(
+    archive: Path, old_rel: str, new_rel: str, *, may_replace: bool = False, access: Access | None = None
+) -> None:
     """Given two output paths relative to the archive, move the first to the second atomically.
 
     A renamed source's transcode follows it instead of being encoded again. Parent folders
@@ -154,7 +192,7 @@ def move_output(archive: Path, old_rel: str, new_rel: str, *, may_replace: bool 
         raise UnsafePath(f"refusing to move {old}: not a regular file")
     if os.path.normpath(old) == os.path.normpath(new):
         return
-    _make_folders(new.parent)
+    _make_folders(new.parent, access)
     _place(old, new, may_replace=may_replace)
     _remove_emptied_folders(archive, old.parent)
 
@@ -166,11 +204,13 @@ def discard_partial(temp: Path) -> None:
     temp.unlink(missing_ok=True)
 
 
-def clean_partials(archive: Path) -> list[Path]:
+def clean_partials(archive: Path, *, instance: str | None = None) -> list[Path]:
     """Given the archive, delete what interrupted encodes left in its partial folder; return the removed files.
 
     Only files directly in `<archive>/.hb2r-partial/` are removed: hb2r makes nothing else
-    there. Folders in it, and everything outside it, are left alone.
+    there. Folders in it, and everything outside it, are left alone. With an instance tag only
+    that agent's temp files are removed, and those named `<job id>.<ext>` by hb2r versions
+    before the tag; another agent's are left alone.
     """
     folder = _partial_folder(archive)
     if not folder.is_dir():
@@ -180,6 +220,10 @@ def clean_partials(archive: Path) -> list[Path]:
     with os.scandir(folder) as entries:
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
+                continue
+            if instance is not None and not (
+                entry.name.startswith(f"{instance}-") or _UNTAGGED_TEMP.fullmatch(entry.name)
+            ):
                 continue
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.path)
@@ -207,14 +251,28 @@ def _partial_folder(archive: Path) -> Path:
     return folder
 
 
-def _make_folders(folder: Path) -> None:
+def _make_folders(folder: Path, access: Access | None = None) -> None:
     missing = []
     while not folder.exists():
         missing.append(folder)
         folder = folder.parent
     for new in reversed(missing):
         new.mkdir(exist_ok=True)
+        if access is not None:
+            descriptor = os.open(new, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                _apply_access(descriptor, mode=access.folder_mode, group_id=access.group_id)
+            finally:
+                os.close(descriptor)
         _fsync_folder(new.parent)
+
+
+def _apply_access(descriptor: int, *, mode: int, group_id: int | None) -> None:
+    if group_id is not None and os.fstat(descriptor).st_gid != group_id:
+        # Allowed only to a member of the group; the start-up check reports when hb2r is not one.
+        with contextlib.suppress(PermissionError):
+            os.fchown(descriptor, -1, group_id)
+    os.fchmod(descriptor, mode)  # after chown, which may clear setgid bits
 
 
 def _place(source: Path, destination: Path, *, may_replace: bool) -> None:

@@ -25,6 +25,7 @@ import shutil
 import signal
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from agent import auth, logs, publish, systemd
 from agent.api.app import serve
@@ -69,9 +70,7 @@ class _Agent:
         config, connection = self.state.config, self.state.connection
         for job in jobs.requeue_running(connection, now=datetime.now(UTC)):
             self.log.info("job requeued", job=job.id, library=job.library, path=job.rel_path, reason="left by a crash")
-        if config.paths.archive.is_dir():
-            for path in publish.clean_partials(config.paths.archive):
-                self.log.info("temp file removed", path=str(path))
+        clean_own_partials(config, log=self.log)
         await self._apply_presets(config)
         auth.sync_users(connection, config, now=datetime.now(UTC), log=self.log)
         self.state.held_libraries = holds.load_holds(connection)
@@ -234,6 +233,13 @@ class _Agent:
         for name, reason in broken.items():
             self.log.error("library cannot encode", library=name, reason=reason)
         self.state.broken_libraries = broken
+
+
+def clean_own_partials(config: Config, *, log: Any) -> None:
+    """Remove the temp files interrupted encodes of this agent left in the archive."""
+    if config.paths.archive.is_dir():
+        for path in publish.clean_partials(config.paths.archive, instance=publish.instance_tag(config.paths.state_dir)):
+            log.info("temp file removed", path=str(path))
 
 
 def _output_sizes(archive: Path, output_paths: list[str]) -> dict[str, int]:

@@ -4,21 +4,51 @@ HandBrakeCLI exits 0 on a truncated source and writes a short output. Only the d
 check catches that, so an encode counts as whole only when the exit code is 0, WorkDone
 reported no error, the output is not empty, and its duration is within max(1 s, 2 %) of
 the source's.
+
+HandBrakeCLI 1.6.1 also exits 0, WorkDone.Error 0, when the output's disk fills: its muxer
+drops the writes that fail and says nothing, and the file's header still claims the whole
+duration. So the header is not trusted alone: the last packets really in the file must end
+near the source's end (`output_end`), and the file must hold at least the bytes HandBrakeCLI
+says it muxed (`muxed_bytes`, from its `mux: track N, ... bytes` lines).
+
+Every failure is typed (`FailureKind`): an encode that failed while the archive's disk was
+(nearly) full is TEMPORARY, not the file's fault: its attempt is not counted and it is
+retried once the gate sees room again.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TypeGuard
 
 _HANDBRAKE_ERRORS = {1: "cancelled", 2: "wrong input", 3: "initialisation failed", 4: "unknown error", 5: "read error"}
+# Less free space than this (or than the bytes an encode lost) after a failed encode: the disk filled.
+DISK_FULL_MARGIN = 16 * 1024 * 1024
+
+
+class FailureKind(StrEnum):
+    """How a failed job goes on.
+
+    TEMPORARY: the cause lies outside the file and passes by itself (a full disk, a source
+    being rewritten): the attempt is not counted; the job is retried after the backoff.
+    COUNTED: the encode failed and may fail again (a broken source, a crash): counted
+    against `retry.attempts`, then the job is dead.
+    PERMANENT: retrying cannot help until an operator acts (a file hb2r did not make is in
+    the way): the job is dead at once, with the reason.
+    """
+
+    TEMPORARY = "temporary"
+    COUNTED = "counted"
+    PERMANENT = "permanent"
 
 
 @dataclass(frozen=True)
 class Verification:
     ok: bool
     reason: str
+    kind: FailureKind = FailureKind.COUNTED  # how to fail the job when not ok
 
 
 def verify(
@@ -28,12 +58,50 @@ def verify(
     output_size: int,
     source_duration: float | None,
     output_duration: float | None,
+    output_end: float | None = None,
+    muxed_bytes: int | None = None,
+    archive_free: int | None = None,
 ) -> Verification:
     """Given what HandBrakeCLI reported and what the files measure, return whether the encode is whole.
 
     `work_done_error` is None when HandBrakeCLI never reported WorkDone; a duration is None
     when it could not be measured. The durations must agree within max(1 s, 2 % of the source).
+    `output_end` is when the output's last packet ends (None: not measured), `muxed_bytes` the
+    payload HandBrakeCLI says it wrote (None: it did not say), `archive_free` the archive's free
+    bytes measured after the encode, with its output still there (None: not measured).
     """
+    verification = _verify_content(
+        exit_code=exit_code,
+        work_done_error=work_done_error,
+        output_size=output_size,
+        source_duration=source_duration,
+        output_duration=output_duration,
+        output_end=output_end,
+        muxed_bytes=muxed_bytes,
+    )
+    if verification.ok or archive_free is None:
+        return verification
+    lost = max(0, (muxed_bytes or 0) - output_size)
+    if archive_free < max(lost, DISK_FULL_MARGIN):
+        return Verification(
+            False,
+            f"the archive's disk filled during the encode ({archive_free} bytes free): {verification.reason}; "
+            "temporary: retried when there is room, the attempt is not counted",
+            FailureKind.TEMPORARY,
+        )
+    return verification
+
+
+def _verify_content(
+    *,
+    exit_code: int,
+    work_done_error: int | None,
+    output_size: int,
+    source_duration: float | None,
+    output_duration: float | None,
+    output_end: float | None,
+    muxed_bytes: int | None,
+) -> Verification:
     if exit_code != 0:
         return Verification(False, f"HandBrakeCLI exited with code {exit_code}")
     if work_done_error is None:
@@ -55,6 +123,17 @@ def verify(
             False,
             f"output is {output_duration:.1f} s long but the source is {source_duration:.1f} s "
             f"(allowed difference {allowed:.1f} s): {cause}",
+        )
+    if muxed_bytes is not None and output_size < muxed_bytes:
+        return Verification(
+            False,
+            f"output holds {output_size} bytes but HandBrakeCLI muxed {muxed_bytes}: writes were lost",
+        )
+    if output_end is not None and output_end < source_duration - allowed:
+        return Verification(
+            False,
+            f"output's header says {output_duration:.1f} s but its last packet ends at {output_end:.1f} s "
+            f"of a {source_duration:.1f} s source: the file was cut short",
         )
     return Verification(
         True, f"output is {output_duration:.1f} s long for a {source_duration:.1f} s source, {output_size} bytes"

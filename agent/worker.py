@@ -15,24 +15,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent import gate, publish
+from agent import archive_checks, gate, publish
 from agent.config.models import Config, Library
 from agent.domain import LedgerEntry
 from agent.engine import EngineState
 from agent.handbrake.command import encode_argv
-from agent.handbrake.probe import media_duration
+from agent.handbrake.mux import muxed_bytes
+from agent.handbrake.probe import media_duration, media_end
 from agent.handbrake.progress import Progress
 from agent.handbrake.runner import Encode
 from agent.resources import cpu_count
-from agent.store import jobs, ledger, status
+from agent.store import failures, jobs, ledger, status
 from agent.store.db import transaction
-from agent.verify import verify
+from agent.verify import FailureKind, verify
 
 TICK_SECONDS = 2.0
 PROGRESS_WRITE_SECONDS = 5.0
@@ -54,6 +56,8 @@ class Running:
     suspended: bool = False
     cancelled: bool = False  # an operator cancelled it: whatever the encode made is thrown away
     started: float = field(default_factory=time.monotonic)
+    estimated_output: int = 0  # bytes the gate reserved for its output
+    temp: Path | None = None  # its temp file, once HandBrakeCLI was given one
 
 
 class JobObserver(Protocol):
@@ -138,6 +142,7 @@ class Dispatcher:
         configured = {library.name for library in config.libraries}
         held = set(self.state.held_libraries) & configured
         excluded = set(self.state.paused_libraries) | set(self.state.broken_libraries) | held
+        excluded |= set(self.state.unpublishable_libraries)
         job = jobs.next_runnable(
             self.state.connection,
             now=datetime.now(UTC),
@@ -165,6 +170,7 @@ class Dispatcher:
             minute_of_day=_minute_of_day(),
             estimated_output=gate.estimate_output_size(source_size),
             blocked_before=self._strained,
+            reserved=gate.reserved_space(archive_checks.written_so_far(self.running.values())),
         )
         self._strained = verdict.strained
         self.short_of_resources = verdict.short_of_resources
@@ -173,7 +179,7 @@ class Dispatcher:
             return
         self._set_blocked(())
         job = jobs.mark_running(self.state.connection, job.id, now=datetime.now(UTC))
-        entry = Running(job)
+        entry = Running(job, estimated_output=gate.estimate_output_size(source_size))
         self.running[job.id] = entry
         entry.task = asyncio.create_task(self._run(entry), name=f"job-{job.id}")
 
@@ -197,7 +203,7 @@ class Dispatcher:
             self.log.info("job requeued", job=job.id, library=job.library, path=job.rel_path, reason="agent stopping")
         archive = self.state.config.paths.archive
         if archive.is_dir():
-            publish.clean_partials(archive)
+            publish.clean_partials(archive, instance=publish.instance_tag(self.state.config.paths.state_dir))
 
     async def _run(self, entry: Running) -> None:
         job = entry.job
@@ -221,8 +227,23 @@ class Dispatcher:
         archive = config.paths.archive
         source = library.source / job.rel_path
         source_stat = source.stat()
-        publish.prepare_partial_dir(archive)
-        temp = publish.partial_path(archive, job_id=job.id, extension=preset.extension)
+        in_the_way = archive_checks.foreign_output(
+            archive, job.output_path, made_by_hb2r=ledger.made_output(self.state.connection, job.output_path)
+        )
+        if in_the_way is not None:  # found before encoding: no encode is wasted on it
+            self._fail(job, archive_checks.conflict_reason(job.id, in_the_way), (), kind=FailureKind.PERMANENT)
+            return
+        elsewhere = archive_checks.cross_mount_problem(archive, (archive / job.output_path).parent)
+        if elsewhere is not None:  # a mount appeared since the pass: hold the library, spend no encode
+            self.state.unpublishable_libraries[job.library] = elsewhere
+            self._fail(job, elsewhere, (), kind=FailureKind.TEMPORARY)
+            return
+        self._note_ignore_list(archive_checks.ignore_list_problem(archive))
+        publish.prepare_partial_dir(archive, ignore_list=False)
+        temp = publish.partial_path(
+            archive, job_id=job.id, extension=preset.extension, instance=publish.instance_tag(config.paths.state_dir)
+        )
+        entry.temp = temp
         argv = encode_argv(binary=config.handbrake.binary, preset=preset, source=source, output=temp)
         reporter = _ProgressReporter(self, entry)
         self.log.info("job started", job=job.id, library=job.library, path=job.rel_path, attempt=job.attempts + 1)
@@ -233,16 +254,29 @@ class Dispatcher:
         if result.cancelled or self.stopping or entry.cancelled:
             publish.discard_partial(temp)
             return
+        changed = await asyncio.to_thread(archive_checks.source_changed, source, before=source_stat, job=job)
+        if changed is not None:  # what HandBrakeCLI read may mix two contents: never publish it
+            publish.discard_partial(temp)
+            self._fail(job, changed, result.stderr_tail, kind=FailureKind.TEMPORARY)
+            return
         output_size = temp.stat().st_size if temp.exists() else 0
+        archive_free = archive_checks.free_space(temp.parent)  # measured before the temp is removed
         durations: tuple[float | None, float | None] = (None, None)
+        output_end: float | None = None
         if result.exit_code == 0 and output_size > 0:
             durations = (await source_duration, await asyncio.to_thread(media_duration, temp))
+            if durations[1] is not None:
+                measured_end = await asyncio.to_thread(media_end, temp, duration=durations[1])
+                output_end = 0.0 if measured_end is None else measured_end  # unreadable: nothing is there
         verification = verify(
             exit_code=result.exit_code,
             work_done_error=result.work_done_error,
             output_size=output_size,
             source_duration=durations[0],
             output_duration=durations[1],
+            output_end=output_end,
+            muxed_bytes=muxed_bytes(result.stderr_tail),
+            archive_free=archive_free,
         )
         if entry.cancelled or self.stopping:
             publish.discard_partial(temp)
@@ -250,7 +284,7 @@ class Dispatcher:
         seconds = time.monotonic() - entry.started
         if not verification.ok:
             publish.discard_partial(temp)
-            outcome = self._fail(job, verification.reason, result.stderr_tail)
+            outcome = self._fail(job, verification.reason, result.stderr_tail, kind=verification.kind)
             self._observe(job, outcome=outcome, seconds=seconds, bytes_read=source_stat.st_size, bytes_written=0)
             return
         self.log.info("job verified", job=job.id, library=job.library, path=job.rel_path, duration=durations[1])
@@ -258,6 +292,18 @@ class Dispatcher:
             self._observe(
                 job, outcome="done", seconds=seconds, bytes_read=source_stat.st_size, bytes_written=output_size
             )
+
+    def _note_ignore_list(self, problem: str | None) -> None:
+        """Keep the IgnoreList's state in the archive problems; log it only when it changes."""
+        problems = self.state.archive_problems
+        if problem == problems.get(archive_checks.IGNORE_LIST_CHECK):
+            return
+        if problem is None:
+            problems.pop(archive_checks.IGNORE_LIST_CHECK, None)
+            self.log.info("archive problem: cleared", key=archive_checks.IGNORE_LIST_CHECK)
+        else:
+            problems[archive_checks.IGNORE_LIST_CHECK] = problem
+            self.log.error("archive problem", key=archive_checks.IGNORE_LIST_CHECK, reason=problem)
 
     def _observe(self, job: jobs.Job, *, outcome: str, seconds: float, bytes_read: int, bytes_written: int) -> None:
         if self.observer is not None:
@@ -272,7 +318,7 @@ class Dispatcher:
     def _publish(self, job: jobs.Job, temp: Path, size: int, mtime_ns: int, *, output_size: int) -> bool:
         """Record and publish the verified output; return whether it was published."""
         connection, archive = self.state.connection, self.state.config.paths.archive
-        may_replace = ledger.holds_output(connection, job.output_path)  # hb2r made what is there
+        may_replace = ledger.made_output(connection, job.output_path)  # hb2r made what is there, not adopted it
         entry = LedgerEntry(
             job.library, job.rel_path, job.fingerprint, size, mtime_ns, job.preset_hash, job.output_path
         )
@@ -281,24 +327,48 @@ class Dispatcher:
                 ledger.forget_output(connection, job.output_path)  # a vanished source's, taken over
                 ledger.record(connection, entry, encoded_at=datetime.now(UTC).isoformat(), output_size=output_size)
                 jobs.mark_done(connection, job.id, now=datetime.now(UTC))
-                publish.publish(temp, archive / job.output_path, may_replace=may_replace)
+                publish.publish(
+                    temp,
+                    archive / job.output_path,
+                    may_replace=may_replace,
+                    access=archive_checks.access(self.state.config),
+                )
         except publish.PublishConflict as error:
             publish.discard_partial(temp)
-            self._fail(job, f"conflict: {error}", ())
+            self._fail(job, archive_checks.conflict_reason(job.id, str(error)), (), kind=FailureKind.PERMANENT)
+            return False
+        except OSError as error:  # nothing was published (the rename is atomic): no temp may stay behind
+            publish.discard_partial(temp)
+            if error.errno == errno.EXDEV:
+                self.state.unpublishable_libraries[job.library] = str(error)
+            kind = FailureKind.TEMPORARY if error.errno in (errno.EXDEV, errno.ENOSPC) else FailureKind.COUNTED
+            self._fail(job, f"cannot publish: {error}", (), kind=kind)
             return False
         self.log.info("job published", job=job.id, library=job.library, path=job.rel_path, output=job.output_path)
         return True
 
-    def _fail(self, job: jobs.Job, reason: str, stderr_tail: tuple[str, ...] | list[str]) -> str:
-        """Record the failure (retry later, or dead); return the job's new state."""
-        failed = jobs.mark_failed(
-            self.state.connection,
-            job.id,
-            error=reason,
-            stderr_tail=list(stderr_tail),
-            retry=self.state.config.retry,
-            now=datetime.now(UTC),
-        )
+    def _fail(
+        self,
+        job: jobs.Job,
+        reason: str,
+        stderr_tail: tuple[str, ...] | list[str],
+        *,
+        kind: FailureKind = FailureKind.COUNTED,
+    ) -> str:
+        """Record the failure (retry later, or dead) as its kind says; return the job's new state."""
+        connection, now = self.state.connection, datetime.now(UTC)
+        if kind is FailureKind.TEMPORARY:
+            failed = failures.mark_failed_temporarily(
+                connection, job.id, error=reason, stderr_tail=list(stderr_tail), retry=self.state.config.retry, now=now
+            )
+        elif kind is FailureKind.PERMANENT:
+            failed = failures.mark_failed_permanently(
+                connection, job.id, error=reason, stderr_tail=list(stderr_tail), now=now
+            )
+        else:
+            failed = jobs.mark_failed(
+                connection, job.id, error=reason, stderr_tail=list(stderr_tail), retry=self.state.config.retry, now=now
+            )
         event = "job dead" if failed.state == jobs.JobState.DEAD else "job failed"
         self.log.warning(
             event,
@@ -308,6 +378,7 @@ class Dispatcher:
             reason=reason,
             attempts=failed.attempts,
             retry_at=failed.not_before,
+            kind=str(kind),
         )
         return str(failed.state)
 

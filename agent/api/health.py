@@ -3,7 +3,9 @@
 No disk walk and no blocking CPU measurement: the host figures are the dispatcher's last
 sample (at most a few seconds old), and the database and archive checks are kept for
 HEALTH_CACHE_SECONDS. `unhealthy` (HTTP 503): the database cannot be read, or the archive
-is missing or read-only. `degraded` (HTTP 200): a library is paused or in error, the gate
+is missing or read-only. `degraded` (HTTP 200): a library is paused or in error (its output
+folder on another mount included), the archive has a problem that does not stop encoding
+(`.sync/IgnoreList` not writable, outputs Resilio could not read), the gate
 holds jobs back for want of CPU, memory or disk, or the last config reload was refused.
 """
 
@@ -43,6 +45,12 @@ def health_report(context: ApiContext) -> dict[str, Any]:
         paused = sorted((name, reason) for name, reason in state.paused_libraries.items() if name in configured)
         held = sorted((name, hold.reason) for name, hold in state.held_libraries.items() if name in configured)
         degraded = [f"library {name}: {reason}" for name, reason in broken]
+        degraded += [
+            f"library {name}: {reason}"
+            for name, reason in sorted(state.unpublishable_libraries.items())
+            if name in configured and name not in state.broken_libraries
+        ]
+        degraded += [f"archive: {reason}" for _, reason in sorted(state.archive_problems.items())]
         degraded += [f"library {name} paused: {reason}" for name, reason in [*paused, *held]]
         if context.dispatcher.short_of_resources and context.dispatcher.blocked_reasons:
             degraded += [f"jobs held back: {reason}" for reason in context.dispatcher.blocked_reasons]

@@ -124,6 +124,18 @@ class Paths(Model):
         default=Path("/var/lib/hb2r"),
         description="Where hb2r keeps its SQLite state database and secrets (created 0700).",
     )
+    archive_mode: str = Field(
+        default="0664",
+        pattern=r"^0?[0-7]{3}$",
+        description="Octal mode of published files (e.g. '0664'); folders hb2r creates get it plus x where "
+        "it has r ('0775'). Set explicitly, whatever hb2r's umask, so Resilio can read what hb2r publishes.",
+    )
+    archive_group: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Group given to published files and the folders hb2r creates (hb2r must be a member); "
+        "default: the archive folder's own group.",
+    )
 
 
 class Library(Model):

@@ -73,6 +73,52 @@ def media_duration(path: Path, *, ffprobe: str = FFPROBE, timeout: float = 60) -
     return None
 
 
+# How much of the output's end media_end reads: enough for a keyframe interval or two.
+TAIL_SECONDS = 30.0
+
+
+def media_end(path: Path, *, duration: float, ffprobe: str = FFPROBE, timeout: float = 120) -> float | None:
+    """Given a media file and the duration its header claims, return when its last packet ends (seconds).
+
+    Only the last TAIL_SECONDS are read (ffprobe seeks there), so a film costs what a clip does;
+    a file cut short cannot be sought to its claimed end, and ffprobe reads what there is.
+    Return 0.0 if no packet can be read, None if ffprobe cannot run or is too slow.
+    """
+    start = max(0.0, duration - TAIL_SECONDS) if math.isfinite(duration) else 0.0
+    argv = [
+        ffprobe, "-v", "error", "-read_intervals", f"{start:.3f}%",
+        "-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0", "--", str(path),
+    ]  # fmt: skip
+    try:
+        finished = subprocess.run(  # noqa: S603 - argv list, no shell
+            argv,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return packets_end(finished.stdout)
+
+
+def packets_end(csv: str) -> float:
+    """Given ffprobe's `pts_time,duration_time` lines, return the latest end of a packet (0.0 if none)."""
+    end = 0.0
+    for line in csv.splitlines():
+        fields = line.strip().split(",")
+        try:
+            pts = float(fields[0])
+            length = float(fields[1]) if len(fields) > 1 and fields[1] not in ("", "N/A") else 0.0
+        except ValueError:
+            continue  # "N/A"
+        if math.isfinite(pts + length):
+            end = max(end, pts + length)
+    return end
+
+
 def _run_handbrake(argv: list[str], *, binary: str, timeout: float) -> subprocess.CompletedProcess[str]:
     """Given an argv that starts HandBrakeCLI, return its finished process with text output;
     raise HandBrakeUnavailable if it is not installed, cannot start or does not finish in time."""

@@ -110,6 +110,11 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS jobs_by_update ON jobs (updated_at);
     """,
+    # 6: whether hb2r made an output or adopted one it found (it never replaces an adopted one).
+    # Rows from before are taken as made by hb2r: nothing recorded which were adopted.
+    """
+    ALTER TABLE ledger ADD COLUMN origin TEXT NOT NULL DEFAULT 'encoded' CHECK (origin IN ('encoded', 'adopted'));
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

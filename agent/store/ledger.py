@@ -16,22 +16,29 @@ def load_entries(connection: sqlite3.Connection) -> tuple[LedgerEntry, ...]:
 
 
 def record(
-    connection: sqlite3.Connection, entry: LedgerEntry, *, encoded_at: str, output_size: int | None = None
+    connection: sqlite3.Connection,
+    entry: LedgerEntry,
+    *,
+    encoded_at: str,
+    output_size: int | None = None,
+    adopted: bool = False,
 ) -> None:
     """Record that entry's source is encoded, replacing what was recorded for its path.
 
     output_size (bytes; None if unknown) is what the status page counts as space saved.
+    adopted: hb2r found the output there and did not make it, so it must never replace it.
     """
     connection.execute(
         """
         INSERT INTO ledger (
-            library, rel_path, fingerprint, size, mtime_ns, preset_hash, output_path, encoded_at, output_size
+            library, rel_path, fingerprint, size, mtime_ns, preset_hash, output_path, encoded_at, output_size,
+            origin
         )
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (library, rel_path) DO UPDATE SET
             fingerprint = excluded.fingerprint, size = excluded.size, mtime_ns = excluded.mtime_ns,
             preset_hash = excluded.preset_hash, output_path = excluded.output_path,
-            encoded_at = excluded.encoded_at, output_size = excluded.output_size
+            encoded_at = excluded.encoded_at, output_size = excluded.output_size, origin = excluded.origin
         """,
         (
             entry.library,
@@ -43,6 +50,7 @@ def record(
             entry.output_path,
             encoded_at,
             output_size,
+            "adopted" if adopted else "encoded",
         ),
     )
 
@@ -103,3 +111,34 @@ def records(connection: sqlite3.Connection, *, library: str, rel_path: str, fing
 def holds_output(connection: sqlite3.Connection, output_path: str) -> bool:
     """Return whether some entry records this output (hb2r made it)."""
     return connection.execute("SELECT 1 FROM ledger WHERE output_path = ?", (output_path,)).fetchone() is not None
+
+
+def made_output(connection: sqlite3.Connection, output_path: str) -> bool:
+    """Return whether hb2r made this output (an entry records it, and not as adopted): only then may it replace it."""
+    row = connection.execute(
+        "SELECT 1 FROM ledger WHERE output_path = ? AND origin = 'encoded'", (output_path,)
+    ).fetchone()
+    return row is not None
+
+
+def adopted(connection: sqlite3.Connection, *, library: str, rel_path: str) -> bool:
+    """Return whether the output recorded for this source is one hb2r adopted rather than made."""
+    row = connection.execute(
+        "SELECT 1 FROM ledger WHERE library = ? AND rel_path = ? AND origin = 'adopted'", (library, rel_path)
+    ).fetchone()
+    return row is not None
+
+
+def awaited_by_a_job(
+    connection: sqlite3.Connection, *, library: str, rel_path: str, fingerprint: str, output_path: str
+) -> bool:
+    """Return whether a queued or running job encodes this very content to this output: a file found
+    there is then hb2r's own, published just before a crash kept the job from being marked done."""
+    row = connection.execute(
+        """
+        SELECT 1 FROM jobs WHERE library = ? AND rel_path = ? AND fingerprint = ? AND output_path = ?
+          AND state IN ('queued', 'running')
+        """,
+        (library, rel_path, fingerprint, output_path),
+    ).fetchone()
+    return row is not None

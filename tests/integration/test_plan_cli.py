@@ -281,6 +281,7 @@ def test_plan_writes_nothing_anywhere(tmp_path: Path, clip: Path, state: str) ->
             DROP TABLE seen_files; DROP TABLE library_scans; DROP INDEX jobs_waiting; DROP TABLE agent_status;
             DROP TABLE revoked_tokens; DROP TABLE library_holds; DROP INDEX jobs_by_update;
             ALTER TABLE ledger DROP COLUMN output_size; ALTER TABLE users DROP COLUMN generated;
+            ALTER TABLE ledger DROP COLUMN origin;
             PRAGMA user_version = 1;
             """
         )

@@ -21,6 +21,7 @@ from agent.publish import (
     clean_partials,
     discard_partial,
     ensure_ignore_listed,
+    instance_tag,
     is_inside_archive,
     move_output,
     partial_path,
@@ -228,6 +229,24 @@ def test_clean_partials_removes_only_what_is_inside_the_partial_folder(archive: 
         "TV/S01E01.mkv": b"published output",
     }
     assert outside.read_bytes() == b"not hb2r's"
+
+
+def test_clean_partials_of_one_agent_removes_its_own_and_untagged_temp_files_only(archive: Path) -> None:
+    mine = put(archive, f"{PARTIAL_DIR}/0badcafe-1.mkv", b"this agent's")
+    untagged = put(archive, f"{PARTIAL_DIR}/7.mkv", b"from before temp names were tagged")
+    put(archive, f"{PARTIAL_DIR}/feedf00d-1.mkv", b"another agent's, still encoding")
+
+    removed = clean_partials(archive, instance="0badcafe")
+
+    assert removed == [mine, untagged]
+    assert tree(archive) == {".hb2r-partial/feedf00d-1.mkv": b"another agent's, still encoding"}
+
+
+def test_each_state_folder_tags_its_temp_files_differently(tmp_path: Path) -> None:
+    first, second = instance_tag(tmp_path / "first"), instance_tag(tmp_path / "second")
+
+    assert first != second and first == instance_tag(tmp_path / "first")
+    assert partial_path(tmp_path, job_id=1, extension=".mkv", instance=first).name == f"{first}-1.mkv"
 
 
 def test_clean_partials_without_a_partial_folder_removes_nothing(archive: Path) -> None:

@@ -24,6 +24,7 @@ from agent.gate import (
     in_windows,
     max_jobs,
     memory_pressure,
+    reserved_space,
 )
 
 GiB = 1024**3
@@ -49,6 +50,7 @@ def verdict_for(
     clock: str = "12:00",
     estimated_output: int = GiB,
     blocked_before: bool = False,
+    reserved: int = 0,
 ) -> Verdict:
     return decide(
         sample=dataclasses.replace(QUIET, **(sample or {})),
@@ -58,6 +60,7 @@ def verdict_for(
         minute_of_day=at(clock),
         estimated_output=estimated_output,
         blocked_before=blocked_before,
+        reserved=reserved,
     )
 
 
@@ -113,6 +116,19 @@ def refuse(*reasons: str) -> Verdict:
             {"sample": {"archive_free": 6 * GiB}, "estimated_output": GiB},
             ADMIT,
             id="room-for-exactly-min-free-disk-plus-output-admits",
+        ),
+        pytest.param(
+            {"sample": {"archive_free": 7 * GiB}, "running": 1, "reserved": 2 * GiB},
+            refuse(
+                "archive free space 7 GiB is below min_free_disk 5 GiB + estimated output 1 GiB "
+                "+ 2 GiB reserved for running encodes"
+            ),
+            id="space-a-running-encode-will-still-write-is-not-promised-to-a-new-one",
+        ),
+        pytest.param(
+            {"sample": {"archive_free": 8 * GiB}, "running": 1, "reserved": 2 * GiB},
+            ADMIT,
+            id="room-for-the-running-encodes-and-the-new-one-admits",
         ),
         pytest.param(
             {"running": 2},
@@ -257,6 +273,19 @@ def test_max_jobs(setting: int | str, cores: int, expected: int) -> None:
 @pytest.mark.parametrize("size", [0, 1, 700 * 1024**2, 40 * GiB])
 def test_output_is_estimated_as_large_as_its_source(size: int) -> None:
     assert estimate_output_size(size) == size
+
+
+@pytest.mark.parametrize(
+    "running, expected",
+    [
+        pytest.param([], 0, id="nothing-running-reserves-nothing"),
+        pytest.param([(3 * GiB, 0)], 3 * GiB, id="a-just-started-encode-reserves-its-whole-estimate"),
+        pytest.param([(3 * GiB, GiB), (2 * GiB, 0)], 4 * GiB, id="each-encode-reserves-what-it-has-yet-to-write"),
+        pytest.param([(GiB, 2 * GiB)], 0, id="an-encode-past-its-estimate-reserves-nothing-more"),
+    ],
+)
+def test_running_encodes_reserve_what_they_have_yet_to_write(running: list[tuple[int, int]], expected: int) -> None:
+    assert reserved_space(running) == expected
 
 
 @pytest.mark.parametrize("minute", [0, NOON, at("23:59")])

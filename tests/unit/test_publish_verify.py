@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from agent.verify import Verification, verify
+from agent.verify import FailureKind, Verification, verify
 
 # A 4 s clip that HandBrakeCLI encoded to a 4.04 s output of 350 kB, reporting success.
 GOOD: dict[str, Any] = {
@@ -69,3 +69,80 @@ def test_the_first_failing_check_is_the_one_reported() -> None:
     verification = verify(exit_code=1, work_done_error=None, output_size=0, source_duration=None, output_duration=None)
 
     assert verification.reason == "HandBrakeCLI exited with code 1"
+
+
+# What HandBrakeCLI 1.6.1 left on a 4 MiB tmpfs with 28 KiB free: exit 0, WorkDone 0, a header
+# claiming 3.065 s, but packets only up to 0.69 s, and 28 672 of the 131 369 bytes it muxed.
+DISK_FULL: dict[str, Any] = {
+    "exit_code": 0,
+    "work_done_error": 0,
+    "output_size": 28_672,
+    "source_duration": 3.0,
+    "output_duration": 3.065,
+    "output_end": 0.686,
+    "muxed_bytes": 131_369,
+}
+MiB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "facts, ok, kind, says",
+    [
+        pytest.param(
+            {**DISK_FULL, "output_end": 3.04, "output_size": 140_000, "archive_free": 0},
+            True,
+            FailureKind.COUNTED,
+            "3.1 s long for a 3.0 s source",
+            id="a-whole-output-passes-even-when-it-filled-the-disk-exactly",
+        ),
+        pytest.param(
+            {**DISK_FULL, "archive_free": 0},
+            False,
+            FailureKind.TEMPORARY,
+            "the archive's disk filled during the encode",
+            id="lost-writes-on-a-full-disk-are-temporary",
+        ),
+        pytest.param(
+            {**DISK_FULL, "muxed_bytes": None, "archive_free": 4096},
+            False,
+            FailureKind.TEMPORARY,
+            "last packet ends at 0.7 s of a 3.0 s source",
+            id="packets-ending-early-on-a-full-disk-are-temporary-even-without-mux-totals",
+        ),
+        pytest.param(
+            {**DISK_FULL, "output_end": None, "archive_free": 4096},
+            False,
+            FailureKind.TEMPORARY,
+            "HandBrakeCLI muxed 131369",
+            id="a-file-smaller-than-its-muxed-payload-on-a-full-disk-is-temporary",
+        ),
+        pytest.param(
+            {**DISK_FULL, "archive_free": 50 * 1024**3},
+            False,
+            FailureKind.COUNTED,
+            "writes were lost",
+            id="lost-writes-with-plenty-of-room-are-counted",
+        ),
+        pytest.param(
+            {**DISK_FULL, "muxed_bytes": None, "archive_free": None},
+            False,
+            FailureKind.COUNTED,
+            "the file was cut short",
+            id="a-cut-short-file-fails-even-when-free-space-is-unknown",
+        ),
+        pytest.param(
+            {**GOOD, "exit_code": 3, "archive_free": MiB},
+            False,
+            FailureKind.TEMPORARY,
+            "exited with code 3",
+            id="any-failure-while-the-disk-is-full-is-temporary",
+        ),
+    ],
+)
+def test_what_is_really_in_the_file_decides(facts: dict[str, Any], ok: bool, kind: FailureKind, says: str) -> None:
+    verification = verify(**facts)
+
+    assert verification.ok is ok
+    if not ok:
+        assert verification.kind is kind
+    assert says in verification.reason

@@ -1,0 +1,77 @@
+"""Failures that are not counted against a job's attempts: temporary ones, and permanent ones.
+
+`jobs.mark_failed` counts every failure; after `retry.attempts` the job is dead. Two kinds of
+failure must not be counted that way (see `agent.verify.FailureKind`):
+- temporary: the cause lies outside the file and passes by itself (the archive's disk filled,
+  the source was rewritten during the encode, an output folder is on another mount). The job
+  is failed with its attempts unchanged and may run again after `retry.backoff`; the gate, the
+  next pass or the archive checks decide whether it really does.
+- permanent: retrying cannot help until an operator acts (a file hb2r did not make stands at
+  the output path). The job is dead at once, with the reason; `hb2r retry` brings it back.
+Like `agent.store.jobs`, no function here begins or commits a transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from agent.retry import backoff_delay
+from agent.store.jobs import Job, JobState, _one, _refuse, _stamp, _tail
+
+if TYPE_CHECKING:
+    from agent.config.models import Retry
+
+
+def mark_failed_temporarily(
+    connection: sqlite3.Connection,
+    job_id: int,
+    *,
+    error: str,
+    stderr_tail: Sequence[str],
+    retry: Retry,
+    now: datetime,
+) -> Job:
+    """Fail a running job without counting the attempt; it may run again after `retry.backoff`; return it.
+
+    Raise JobNotFound or JobStateError if there is no such job or it is not running.
+    """
+    not_before = now + backoff_delay(attempt=1, backoff=retry.backoff, max_backoff=retry.max_backoff)
+    return _end(connection, job_id, state=JobState.FAILED, not_before=_stamp(not_before), error=error,
+                stderr_tail=stderr_tail, now=now)  # fmt: skip
+
+
+def mark_failed_permanently(
+    connection: sqlite3.Connection, job_id: int, *, error: str, stderr_tail: Sequence[str], now: datetime
+) -> Job:
+    """Make a running job dead at once (retrying cannot help); return it.
+
+    Raise JobNotFound or JobStateError if there is no such job or it is not running.
+    """
+    return _end(connection, job_id, state=JobState.DEAD, not_before=None, error=error, stderr_tail=stderr_tail, now=now)
+
+
+def _end(
+    connection: sqlite3.Connection,
+    job_id: int,
+    *,
+    state: JobState,
+    not_before: str | None,
+    error: str,
+    stderr_tail: Sequence[str],
+    now: datetime,
+) -> Job:
+    cursor = connection.execute(
+        """
+        UPDATE jobs SET state = ?, not_before = ?, error = ?, stderr_tail = ?, progress = NULL, updated_at = ?
+        WHERE id = ? AND state = 'running'
+        RETURNING *
+        """,
+        (str(state), not_before, error, _tail(stderr_tail), _stamp(now), job_id),
+    )
+    job = _one(cursor)
+    if job is None:
+        _refuse(connection, job_id, verb="fail", allowed=(JobState.RUNNING,))
+    return job
