@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import hashlib
 import os
 import secrets
 import sqlite3
+import stat
 import threading
 import time
 from collections import deque
@@ -90,14 +92,15 @@ class IssuedToken:
 def load_secret(auth: Auth) -> bytes:
     """Return the JWT signing secret: `auth.jwt_secret`, else the file's content (made if missing).
 
-    Raise SecretError if the file cannot be read or made, or holds fewer than 32 bytes.
+    Raise SecretError if the file cannot be read or made, is a link, may be read or changed by
+    anyone but its owner, or holds fewer than 32 bytes.
     """
     if auth.jwt_secret:
         return auth.jwt_secret.encode("utf-8")
     path = auth.jwt_secret_file
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except FileExistsError:
         pass
     except OSError as error:
@@ -107,10 +110,7 @@ def load_secret(auth: Auth) -> bytes:
             file.write(secrets.token_bytes(SECRET_BYTES))
             file.flush()
             os.fsync(file.fileno())
-    try:
-        secret = path.read_bytes()
-    except OSError as error:
-        raise SecretError(f"cannot read jwt_secret_file {path}: {error.strerror}") from None
+    secret = _read_private(path)
     if secret.isascii():
         secret = secret.strip()  # a secret an operator wrote with echo ends in a newline
     if len(secret) < SECRET_BYTES:
@@ -119,6 +119,38 @@ def load_secret(auth: Auth) -> bytes:
             "(delete it and hb2r makes a new one)"
         )
     return secret
+
+
+def _read_private(path: Path) -> bytes:
+    """Return the content of the secret file at path; raise SecretError if it is a link, not a
+    file, or open to group or others (a secret others can read lets them sign any user's token)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise SecretError(
+                f"jwt_secret_file {path} is a symbolic link; hb2r does not follow links to its secrets: "
+                "put the file itself there (0600)"
+            ) from None
+        raise SecretError(f"cannot read jwt_secret_file {path}: {error.strerror}") from None
+    try:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            raise SecretError(f"cannot read jwt_secret_file {path}: it is not a file")
+        mode = stat.S_IMODE(status.st_mode)
+        if mode & 0o077:
+            raise SecretError(
+                f"jwt_secret_file {path} may be read or changed by users other than its owner (mode {mode:04o}); "
+                f"anyone who reads it can sign tokens for any user: make it private: chmod 600 {path}"
+            )
+        chunks = []
+        while chunk := os.read(descriptor, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as error:
+        raise SecretError(f"cannot read jwt_secret_file {path}: {error.strerror}") from None
+    finally:
+        os.close(descriptor)
 
 
 def password_digest(password_hash: str) -> str:
@@ -350,7 +382,7 @@ def _write_private(path: Path, text: str) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.tmp")
     temp.unlink(missing_ok=True)
-    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:
         file.write(text)
         file.flush()

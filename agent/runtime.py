@@ -67,6 +67,11 @@ class _Agent:
 
     async def main(self) -> int:
         config, connection = self.state.config, self.state.connection
+        try:  # first: a secret others can read must stop the agent before it does anything
+            secret = auth.load_secret(config.auth)
+        except auth.SecretError as error:
+            self.log.error("cannot start", reason=str(error))
+            return 1
         for job in jobs.requeue_running(connection, now=datetime.now(UTC)):
             self.log.info("job requeued", job=job.id, library=job.library, path=job.rel_path, reason="left by a crash")
         if config.paths.archive.is_dir():
@@ -81,11 +86,6 @@ class _Agent:
             with transaction(connection):
                 for output_path, size in sizes.items():
                     ledger.set_output_size(connection, output_path, size)
-        try:
-            secret = auth.load_secret(config.auth)
-        except auth.SecretError as error:
-            self.log.error("cannot start", reason=str(error))
-            return 1
         self.schedule = ReconcileSchedule(self._pass, interval=config.scan.interval)
         self.api = assemble(
             self.state,

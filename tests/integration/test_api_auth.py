@@ -13,8 +13,11 @@ import hashlib
 import hmac
 import io
 import json
+import os
 import stat
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -46,6 +49,7 @@ ADMIN_ROUTES = (
     ("GET", "/api/config"),
 )
 DEADLINE_SECONDS = 60.0
+REPO = Path(__file__).resolve().parents[2]
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -613,6 +617,7 @@ def test_a_missing_secret_file_is_made_private_with_32_random_bytes(tmp_path: Pa
 def test_a_secret_file_written_with_echo_loses_its_newline(tmp_path: Path) -> None:
     path = tmp_path / "jwt.secret"
     path.write_text("Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5\n")
+    path.chmod(0o600)
 
     assert auth.load_secret(Auth(jwt_secret_file=path)) == b"Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5"
 
@@ -620,6 +625,7 @@ def test_a_secret_file_written_with_echo_loses_its_newline(tmp_path: Path) -> No
 def test_a_too_short_secret_file_is_refused_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "jwt.secret"
     path.write_bytes(b"short secret")
+    path.chmod(0o600)
 
     with pytest.raises(SecretError) as raised:
         auth.load_secret(Auth(jwt_secret_file=path))
@@ -634,6 +640,62 @@ def test_an_unreadable_secret_file_is_a_secret_error(tmp_path: Path) -> None:
 
     with pytest.raises(SecretError, match=r"jwt\.secret"):
         auth.load_secret(Auth(jwt_secret_file=path))
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620])
+def test_a_secret_file_others_may_read_or_write_is_refused_naming_the_fix(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "jwt.secret"
+    path.write_bytes(b"s" * 40)
+    path.chmod(mode)
+
+    with pytest.raises(SecretError) as raised:
+        auth.load_secret(Auth(jwt_secret_file=path))
+
+    assert str(raised.value) == (
+        f"jwt_secret_file {path} may be read or changed by users other than its owner (mode {mode:04o}); "
+        f"anyone who reads it can sign tokens for any user: make it private: chmod 600 {path}"
+    )
+    assert stat.S_IMODE(path.stat().st_mode) == mode  # hb2r reports; it does not fix modes behind one's back
+
+
+def test_a_secret_file_that_is_a_link_is_refused_not_followed(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b"s" * 40)
+    target.chmod(0o600)
+    path = tmp_path / "jwt.secret"
+    path.symlink_to(target)
+
+    with pytest.raises(SecretError) as raised:
+        auth.load_secret(Auth(jwt_secret_file=path))
+
+    assert str(raised.value) == (
+        f"jwt_secret_file {path} is a symbolic link; hb2r does not follow links to its secrets: "
+        "put the file itself there (0600)"
+    )
+
+
+def test_hb2r_run_with_a_world_readable_secret_file_exits_1_saying_so(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    secret = tmp_path / "state" / "jwt.secret"
+    secret.parent.mkdir(mode=0o700)
+    secret.write_bytes(b"s" * 40)
+    secret.chmod(0o644)
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("HB2R_")}
+
+    finished = subprocess.run(
+        [sys.executable, "-m", "agent", "run", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=environment,
+        timeout=60,
+        check=False,
+    )
+
+    assert finished.returncode == 1
+    assert f"make it private: chmod 600 {secret}" in finished.stderr
+    assert "Traceback" not in finished.stderr
+    assert "agent started" not in finished.stderr
 
 
 def test_a_configured_secret_is_used_and_no_file_is_made(tmp_path: Path) -> None:
