@@ -13,8 +13,8 @@ Design notes:
   most MAX_PENDING_LOGINS wait
   (the rest are told to come back later). An unknown user is checked against a dummy hash
   of the same cost: the answer and the time are those of a wrong password.
-- Attempts are limited per client address and per user name (`auth.login_rate_limit`),
-  counted whether they succeed or not, in a sliding window kept in memory.
+- Login attempts are limited per client address and per (address, user name), and failures
+  for one name are slowed down across addresses: see agent.login_limits.
 """
 
 from __future__ import annotations
@@ -29,9 +29,6 @@ import secrets
 import sqlite3
 import stat
 import threading
-import time
-from collections import deque
-from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,7 +39,6 @@ import bcrypt
 import jwt
 
 from agent.config.models import Auth, Config
-from agent.config.units import Rate
 from agent.domain import UserRecord
 from agent.passwords import check_password, hash_password
 from agent.plan import plan_users
@@ -263,58 +259,6 @@ def sync_users(connection: sqlite3.Connection, config: Config, *, now: datetime,
     )
     applied.append((INITIAL_ADMIN, "add"))
     return applied
-
-
-class RateLimiter:
-    """At most `rate.count` attempts per `rate.per_seconds` for each key (a sliding window)."""
-
-    MAX_KEYS = 10_000
-
-    def __init__(self, rate: Rate, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self._clock = clock
-        self._attempts: dict[str, deque[float]] = {}
-
-    def attempt(self, keys: Iterable[str]) -> float | None:
-        """Count one attempt under every key; return seconds to wait if any key is over its limit
-        (nothing is counted then), else None."""
-        now = self._clock()
-        window = self.rate.per_seconds
-        keys = list(keys)
-        waits = []
-        for key in keys:
-            seen = self._attempts.get(key)
-            if seen is None:
-                continue
-            while seen and seen[0] <= now - window:
-                seen.popleft()
-            if len(seen) >= self.rate.count:
-                waits.append(seen[0] + window - now)
-        if waits:
-            return max(1.0, max(waits))
-        if len(self._attempts) + len(keys) > self.MAX_KEYS:
-            self._make_room(now)
-        for key in keys:
-            self._attempts.setdefault(key, deque()).append(now)
-        return None
-
-    def _make_room(self, now: float) -> None:
-        """Forget keys until at most 90 % of MAX_KEYS are left: idle keys first, then keys under their
-        limit (least recently used first), keys at their limit last, so that a flood of new names or
-        addresses cannot lift a limit in force."""
-        window = self.rate.per_seconds
-        for key in list(self._attempts):
-            seen = self._attempts[key]
-            while seen and seen[0] <= now - window:
-                seen.popleft()
-            if not seen:
-                del self._attempts[key]
-        excess = len(self._attempts) - self.MAX_KEYS * 9 // 10
-        if excess <= 0:
-            return
-        ranked = sorted(self._attempts.items(), key=lambda item: (len(item[1]) >= self.rate.count, item[1][-1]))
-        for key, _ in ranked[:excess]:
-            del self._attempts[key]
 
 
 class LoginBusy(Exception):

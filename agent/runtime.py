@@ -33,6 +33,7 @@ from agent.config import ConfigError, load_config
 from agent.config.models import Config
 from agent.engine import EngineState, reconcile
 from agent.handbrake.probe import FFPROBE, HandBrakeUnavailable, available_presets
+from agent.login_limits import LoginLimits
 from agent.observe import preset_hashes
 from agent.resources import Sampler
 from agent.scheduler import ReconcileSchedule
@@ -192,7 +193,7 @@ class _Agent:
         self.state.config = new
         self.api.secret = secret
         if new.auth.login_rate_limit != old.auth.login_rate_limit:
-            self.api.limiter = auth.RateLimiter(new.auth.login_rate_limit)
+            self.api.limiter = LoginLimits(new.auth.login_rate_limit)
         auth.sync_users(self.state.connection, new, now=datetime.now(UTC), log=self.log)
         self.state.config_generation += 1
         self.state.reload_error = None
