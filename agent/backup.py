@@ -43,7 +43,7 @@ from pathlib import Path
 
 from agent.store.db import SCHEMA_VERSION, StateError, database_path
 from agent.store.lock import LockHeld, agent_lock
-from agent.store.private import check_state_dir
+from agent.store.private import check_state_dir, refuse_links
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 REQUIRED_TABLES = ("jobs", "ledger", "users")  # hb2r's tables since schema version 1
@@ -161,6 +161,7 @@ def backup(state_dir: Path, target: Path, *, force: bool = False) -> DatabaseInf
         if not source.is_file():
             raise BackupError(f"there is no state database at {source} yet; nothing to back up")
         check_state_dir(state_dir)
+        refuse_links(source, *_side_files(source))
     except OSError as error:
         raise BackupError(f"cannot read state database {source}: {error.strerror}") from None
     except StateError as error:
@@ -218,6 +219,7 @@ def restore(state_dir: Path, source: Path) -> Restored:
 def _swap_in(info: DatabaseInfo, database: Path) -> Restored:
     """Holding the agent lock, copy the backup beside the database and rename it over it."""
     state_dir = database.parent
+    refuse_links(database, *_side_files(database))
     with _temp_file(state_dir, f".{database.name}.restore-") as temp:
         try:
             _snapshot(info.path, temp)
@@ -304,6 +306,10 @@ def _put_in_place(temp: Path, target: Path, *, replace: bool) -> None:
         if target.exists():  # a filesystem without hard links (a NAS share): check, then rename
             raise BackupError(f"{target} exists; give --force to replace it") from None
         os.rename(temp, target)
+
+
+def _side_files(database: Path) -> list[Path]:
+    return [Path(f"{database}{suffix}") for suffix in SIDE_SUFFIXES]
 
 
 def _links_unsupported(error: OSError) -> bool:

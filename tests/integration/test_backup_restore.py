@@ -678,3 +678,24 @@ def test_a_link_in_the_agents_own_state_folder_is_refused_not_followed(
         f"error: {state / 'agent.lock'} is a symbolic link; hb2r does not follow links in its state folder: remove it"
     ), finished.stderr
     assert elsewhere.read_text() == "not hb2r's\n"
+
+
+@pytest.mark.parametrize("command", ["backup", "restore"])
+def test_a_link_beside_the_database_is_refused_by_backup_and_restore(
+    config: Path, state: Path, tmp_path: Path, command: str
+) -> None:
+    seed(state, "a.mkv")
+    backup = tmp_path / "backup.db"
+    assert hb2r("backup", "--to", str(backup), str(config)).returncode == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("not hb2r's\n")
+    (state / "hb2r.db-shm").unlink(missing_ok=True)  # a read-only open of a WAL database may leave it
+    (state / "hb2r.db-shm").symlink_to(elsewhere)
+    option = ("--to", str(tmp_path / "again.db")) if command == "backup" else ("--from", str(backup))
+
+    finished = hb2r(command, *option, str(config))
+
+    assert finished.returncode == 1
+    assert finished.stderr.startswith(f"error: {state / 'hb2r.db-shm'} is a symbolic link"), finished.stderr
+    assert elsewhere.read_text() == "not hb2r's\n"
+    assert not (tmp_path / "again.db").exists()
