@@ -13,23 +13,22 @@ Design notes:
   most MAX_PENDING_LOGINS wait
   (the rest are told to come back later). An unknown user is checked against a dummy hash
   of the same cost: the answer and the time are those of a wrong password.
-- Attempts are limited per client address and per user name (`auth.login_rate_limit`),
-  counted whether they succeed or not, in a sliding window kept in memory.
+- Login attempts are limited per client address and per (address, user name), and failures
+  for one name are slowed down across addresses: see agent.login_limits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import hashlib
 import os
 import secrets
 import sqlite3
+import stat
 import threading
-import time
-from collections import deque
-from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,7 +39,6 @@ import bcrypt
 import jwt
 
 from agent.config.models import Auth, Config
-from agent.config.units import Rate
 from agent.domain import UserRecord
 from agent.passwords import check_password, hash_password
 from agent.plan import plan_users
@@ -90,14 +88,15 @@ class IssuedToken:
 def load_secret(auth: Auth) -> bytes:
     """Return the JWT signing secret: `auth.jwt_secret`, else the file's content (made if missing).
 
-    Raise SecretError if the file cannot be read or made, or holds fewer than 32 bytes.
+    Raise SecretError if the file cannot be read or made, is a link, may be read or changed by
+    anyone but its owner, or holds fewer than 32 bytes.
     """
     if auth.jwt_secret:
         return auth.jwt_secret.encode("utf-8")
     path = auth.jwt_secret_file
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except FileExistsError:
         pass
     except OSError as error:
@@ -107,10 +106,7 @@ def load_secret(auth: Auth) -> bytes:
             file.write(secrets.token_bytes(SECRET_BYTES))
             file.flush()
             os.fsync(file.fileno())
-    try:
-        secret = path.read_bytes()
-    except OSError as error:
-        raise SecretError(f"cannot read jwt_secret_file {path}: {error.strerror}") from None
+    secret = _read_private(path)
     if secret.isascii():
         secret = secret.strip()  # a secret an operator wrote with echo ends in a newline
     if len(secret) < SECRET_BYTES:
@@ -119,6 +115,38 @@ def load_secret(auth: Auth) -> bytes:
             "(delete it and hb2r makes a new one)"
         )
     return secret
+
+
+def _read_private(path: Path) -> bytes:
+    """Return the content of the secret file at path; raise SecretError if it is a link, not a
+    file, or open to group or others (a secret others can read lets them sign any user's token)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise SecretError(
+                f"jwt_secret_file {path} is a symbolic link; hb2r does not follow links to its secrets: "
+                "put the file itself there (0600)"
+            ) from None
+        raise SecretError(f"cannot read jwt_secret_file {path}: {error.strerror}") from None
+    try:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            raise SecretError(f"cannot read jwt_secret_file {path}: it is not a file")
+        mode = stat.S_IMODE(status.st_mode)
+        if mode & 0o077:
+            raise SecretError(
+                f"jwt_secret_file {path} may be read or changed by users other than its owner (mode {mode:04o}); "
+                f"anyone who reads it can sign tokens for any user: make it private: chmod 600 {path}"
+            )
+        chunks = []
+        while chunk := os.read(descriptor, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as error:
+        raise SecretError(f"cannot read jwt_secret_file {path}: {error.strerror}") from None
+    finally:
+        os.close(descriptor)
 
 
 def password_digest(password_hash: str) -> str:
@@ -233,58 +261,6 @@ def sync_users(connection: sqlite3.Connection, config: Config, *, now: datetime,
     return applied
 
 
-class RateLimiter:
-    """At most `rate.count` attempts per `rate.per_seconds` for each key (a sliding window)."""
-
-    MAX_KEYS = 10_000
-
-    def __init__(self, rate: Rate, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = rate
-        self._clock = clock
-        self._attempts: dict[str, deque[float]] = {}
-
-    def attempt(self, keys: Iterable[str]) -> float | None:
-        """Count one attempt under every key; return seconds to wait if any key is over its limit
-        (nothing is counted then), else None."""
-        now = self._clock()
-        window = self.rate.per_seconds
-        keys = list(keys)
-        waits = []
-        for key in keys:
-            seen = self._attempts.get(key)
-            if seen is None:
-                continue
-            while seen and seen[0] <= now - window:
-                seen.popleft()
-            if len(seen) >= self.rate.count:
-                waits.append(seen[0] + window - now)
-        if waits:
-            return max(1.0, max(waits))
-        if len(self._attempts) + len(keys) > self.MAX_KEYS:
-            self._make_room(now)
-        for key in keys:
-            self._attempts.setdefault(key, deque()).append(now)
-        return None
-
-    def _make_room(self, now: float) -> None:
-        """Forget keys until at most 90 % of MAX_KEYS are left: idle keys first, then keys under their
-        limit (least recently used first), keys at their limit last, so that a flood of new names or
-        addresses cannot lift a limit in force."""
-        window = self.rate.per_seconds
-        for key in list(self._attempts):
-            seen = self._attempts[key]
-            while seen and seen[0] <= now - window:
-                seen.popleft()
-            if not seen:
-                del self._attempts[key]
-        excess = len(self._attempts) - self.MAX_KEYS * 9 // 10
-        if excess <= 0:
-            return
-        ranked = sorted(self._attempts.items(), key=lambda item: (len(item[1]) >= self.rate.count, item[1][-1]))
-        for key, _ in ranked[:excess]:
-            del self._attempts[key]
-
-
 class LoginBusy(Exception):
     """Too many logins are waiting for bcrypt already."""
 
@@ -350,7 +326,7 @@ def _write_private(path: Path, text: str) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.tmp")
     temp.unlink(missing_ok=True)
-    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:
         file.write(text)
         file.flush()

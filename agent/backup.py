@@ -6,9 +6,11 @@ directions go through SQLite's online backup API instead, in one step: the copy 
 transaction, a snapshot at one commit, and in WAL mode it never blocks the agent's writers.
 
 Backup: the source is opened read-only (no migration: the backup keeps the schema it had).
-The copy is made in a temp file beside FILE (0600), switched to rollback-journal mode so it
-is one self-contained file, checked (`PRAGMA integrity_check`), fsynced, and only then put
-in place: linked (fails if FILE appeared meanwhile) or, with `--force`, renamed over FILE.
+The copy is made in a private temp folder (0700) beside FILE, so that no one who may write
+FILE's folder can slip a link under the copy or its journal; it is switched to
+rollback-journal mode so it is one self-contained file, checked (`PRAGMA integrity_check`),
+fsynced, and only then put in place: linked (fails if FILE appeared meanwhile) or, with
+`--force`, renamed over FILE (a link at FILE is replaced, never followed).
 
 Restore: FILE is checked first (an SQLite file, hb2r's tables, `integrity_check`, a schema
 not newer than this hb2r; an older one is migrated when the agent next opens it). Then,
@@ -21,8 +23,9 @@ database in place. A current database SQLite cannot read at all (the usual reaso
 restore) is kept byte for byte, a stale `-wal` (or `-journal`) beside it as
 `hb2r.db.before-restore-wal`, so the new database never replays another database's log.
 
-Under root the new files are given to the owner of the database (or of state_dir), so an
-agent running as its own user can open them. Effects are in `backup()`/`restore()`;
+Both work only in a state folder that is the running user's alone (agent.store.private): run
+them as the agent's user, e.g. `runuser -u hb2r -- hb2r restore ...`. The files they make
+belong to that user; nothing is chowned. Effects are in `backup()`/`restore()`;
 `inspect_database()` only reads; the `describe_*` functions are pure.
 """
 
@@ -31,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterator
@@ -39,6 +43,7 @@ from pathlib import Path
 
 from agent.store.db import SCHEMA_VERSION, StateError, database_path
 from agent.store.lock import LockHeld, agent_lock
+from agent.store.private import check_state_dir, refuse_links
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 REQUIRED_TABLES = ("jobs", "ledger", "users")  # hb2r's tables since schema version 1
@@ -155,8 +160,12 @@ def backup(state_dir: Path, target: Path, *, force: bool = False) -> DatabaseInf
     try:
         if not source.is_file():
             raise BackupError(f"there is no state database at {source} yet; nothing to back up")
+        check_state_dir(state_dir)
+        refuse_links(source, *_side_files(source))
     except OSError as error:
         raise BackupError(f"cannot read state database {source}: {error.strerror}") from None
+    except StateError as error:
+        raise BackupError(str(error)) from None
     target = target.absolute()
     _refuse_live_target(target, source)
     folder = target.parent
@@ -169,7 +178,9 @@ def backup(state_dir: Path, target: Path, *, force: bool = False) -> DatabaseInf
             raise BackupError(f"{target} exists; give --force to replace it")
     except OSError as error:  # e.g. a folder this user may not enter
         raise BackupError(f"cannot write {target}: {error.strerror}") from None
-    with _temp_file(folder, f".{target.name}.") as temp:
+    with _private_folder(folder, f".{target.name}.") as private:
+        temp = private / target.name
+        os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
         try:
             _snapshot(source, temp)
         except sqlite3.Error as error:
@@ -208,7 +219,7 @@ def restore(state_dir: Path, source: Path) -> Restored:
 def _swap_in(info: DatabaseInfo, database: Path) -> Restored:
     """Holding the agent lock, copy the backup beside the database and rename it over it."""
     state_dir = database.parent
-    owner = _owner_of(database if database.exists() else state_dir)
+    refuse_links(database, *_side_files(database))
     with _temp_file(state_dir, f".{database.name}.restore-") as temp:
         try:
             _snapshot(info.path, temp)
@@ -216,7 +227,6 @@ def _swap_in(info: DatabaseInfo, database: Path) -> Restored:
             raise BackupError(f"cannot copy {info.path} into {state_dir}: {error}") from None
         inspect_database(temp, name=f"the copy of {info.path}")  # as written, before it replaces anything
         _fsync(temp)
-        _chown(temp, owner)
         kept: Path | None = None
         damaged: str | None = None
         if database.exists():
@@ -298,6 +308,10 @@ def _put_in_place(temp: Path, target: Path, *, replace: bool) -> None:
         os.rename(temp, target)
 
 
+def _side_files(database: Path) -> list[Path]:
+    return [Path(f"{database}{suffix}") for suffix in SIDE_SUFFIXES]
+
+
 def _links_unsupported(error: OSError) -> bool:
     return error.errno in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK)
 
@@ -334,6 +348,19 @@ def _temp_file(folder: Path, prefix: str) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
+def _private_folder(folder: Path, prefix: str) -> Iterator[Path]:
+    """Make a 0700 folder in folder; yield its path; remove it and what is left in it afterwards."""
+    try:
+        path = Path(tempfile.mkdtemp(dir=folder, prefix=prefix, suffix=".tmp"))
+    except OSError as error:
+        raise BackupError(f"cannot write into {folder}: {error.strerror}") from None
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def _closing(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     try:
         yield connection
@@ -342,7 +369,7 @@ def _closing(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         os.fsync(descriptor)
     finally:
@@ -351,7 +378,11 @@ def _fsync(path: Path) -> None:
 
 def _fsync_folder(folder: Path) -> None:
     with contextlib.suppress(OSError):  # some filesystems cannot fsync a folder; the data is already safe
-        _fsync(folder)
+        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def _copy_bytes(source: Path, target: Path) -> None:
@@ -360,22 +391,6 @@ def _copy_bytes(source: Path, target: Path) -> None:
             writer.write(chunk)
         writer.flush()
         os.fsync(writer.fileno())
-
-
-def _owner_of(path: Path) -> tuple[int, int] | None:
-    try:
-        status = path.stat()
-    except OSError:
-        return None
-    return status.st_uid, status.st_gid
-
-
-def _chown(path: Path, owner: tuple[int, int] | None) -> None:
-    """Under root, give path to owner (the agent's user), so the agent can open it."""
-    if owner is None or os.geteuid() != 0:
-        return
-    with contextlib.suppress(OSError):
-        os.chown(path, *owner)
 
 
 def _size(size: int) -> str:

@@ -34,6 +34,7 @@ from agent.config import ConfigError, load_config
 from agent.config.models import Config
 from agent.engine import EngineState, reconcile
 from agent.handbrake.probe import FFPROBE, HandBrakeUnavailable, available_presets
+from agent.login_limits import LoginLimits
 from agent.observe import preset_hashes
 from agent.resources import Sampler
 from agent.scheduler import ReconcileSchedule
@@ -68,6 +69,11 @@ class _Agent:
 
     async def main(self) -> int:
         config, connection = self.state.config, self.state.connection
+        try:  # first: a secret others can read must stop the agent before it does anything
+            secret = auth.load_secret(config.auth)
+        except auth.SecretError as error:
+            self.log.error("cannot start", reason=str(error))
+            return 1
         for job in jobs.requeue_running(connection, now=datetime.now(UTC)):
             self.log.info("job requeued", job=job.id, library=job.library, path=job.rel_path, reason="left by a crash")
         clean_own_partials(config, log=self.log)
@@ -80,11 +86,6 @@ class _Agent:
             with transaction(connection):
                 for output_path, size in sizes.items():
                     ledger.set_output_size(connection, output_path, size)
-        try:
-            secret = auth.load_secret(config.auth)
-        except auth.SecretError as error:
-            self.log.error("cannot start", reason=str(error))
-            return 1
         self.schedule = ReconcileSchedule(self._pass, interval=config.scan.interval)
         self.api = assemble(
             self.state,
@@ -191,7 +192,7 @@ class _Agent:
         self.state.config = new
         self.api.secret = secret
         if new.auth.login_rate_limit != old.auth.login_rate_limit:
-            self.api.limiter = auth.RateLimiter(new.auth.login_rate_limit)
+            self.api.limiter = LoginLimits(new.auth.login_rate_limit)
         auth.sync_users(self.state.connection, new, now=datetime.now(UTC), log=self.log)
         self.state.config_generation += 1
         self.state.reload_error = None

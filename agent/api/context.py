@@ -10,8 +10,10 @@ from typing import Any
 from aiohttp import web
 
 from agent import __version__
-from agent.auth import PasswordChecker, RateLimiter, Session
+from agent.api.forwarded import client_address
+from agent.auth import PasswordChecker, Session
 from agent.engine import EngineState
+from agent.login_limits import LoginLimits
 from agent.metrics import Metrics, Snapshot
 from agent.worker import Dispatcher, SampleSource
 
@@ -26,7 +28,7 @@ class ApiContext:
     secret: bytes
     metrics: Metrics
     checker: PasswordChecker
-    limiter: RateLimiter
+    limiter: LoginLimits
     started_at: datetime
     version: str
     log: Any
@@ -66,7 +68,7 @@ def assemble(
         secret=secret,
         metrics=metrics,
         checker=PasswordChecker(),
-        limiter=RateLimiter(state.config.auth.login_rate_limit),
+        limiter=LoginLimits(state.config.auth.login_rate_limit),
         started_at=now,
         version=__version__,
         log=log,
@@ -75,6 +77,7 @@ def assemble(
 
 CONTEXT = web.AppKey("context", ApiContext)
 SESSION_KEY = web.RequestKey("session", Session)
+CLIENT_KEY = web.RequestKey("client", str)
 
 
 def context_of(request: web.Request) -> ApiContext:
@@ -83,3 +86,16 @@ def context_of(request: web.Request) -> ApiContext:
 
 def session_of(request: web.Request) -> Session | None:
     return request.get(SESSION_KEY)
+
+
+def client_of(request: web.Request) -> str:
+    """Return the request's client address: the peer, or behind a trusted proxy the client it names."""
+    client = request.get(CLIENT_KEY)
+    if client is None:
+        client = client_address(
+            peer=request.remote,
+            forwarded_for=request.headers.getall("X-Forwarded-For", []),
+            trusted=context_of(request).state.config.server.trusted_proxies,
+        )
+        request[CLIENT_KEY] = client
+    return client

@@ -5,7 +5,8 @@ answers too, so a browser can read them; the error middleware turns every except
 `{"error", "message"}` without a stack trace or a path inside hb2r.
 
 The audit line holds the user, method, path (never the query string, where a token may be),
-status and latency. Successful GET /health and /metrics are logged at debug level only:
+status, latency and client (behind a proxy in `server.trusted_proxies`, the client it names in
+X-Forwarded-For; see agent.api.forwarded). Successful GET /health and /metrics are logged at debug level only:
 systemd and Prometheus ask every few seconds and would bury the lines that matter.
 """
 
@@ -16,7 +17,7 @@ import time
 
 from aiohttp import web
 
-from agent.api.context import context_of, session_of
+from agent.api.context import client_of, context_of, session_of
 from agent.api.errors import ApiError, error_response
 from agent.api.security import Handler
 
@@ -48,7 +49,7 @@ async def audit(request: web.Request, handler: Handler) -> web.StreamResponse:
             "path": request.path,
             "status": status,
             "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-            "client": request.remote,
+            "client": client_of(request),
         }
         log = context_of(request).log
         if status < 400 and request.path in QUIET_PATHS:

@@ -29,7 +29,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from agent.api.context import ApiContext, context_of
+from agent.api.context import ApiContext, client_of, context_of
 from agent.api.views import job_view, running_view, system_view
 from agent.auth import AuthError, Session, authenticate
 from agent.store import jobs
@@ -235,7 +235,7 @@ async def realtime(request: web.Request) -> web.WebSocketResponse:
     except AuthError as error:
         await _refuse(socket, request.transport, str(error))
         return socket
-    context.log.info("realtime connected", user=session.user, client=request.remote)
+    context.log.info("realtime connected", user=session.user, client=client_of(request))
     await socket.send_json({"type": "hello", "user": {"name": session.user, "role": session.role}})
     hub = request.app[HUB]
     hub.add(socket, token, request.transport)

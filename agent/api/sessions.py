@@ -1,18 +1,27 @@
-"""Log in, who am I, log out."""
+"""Log in, who am I, log out.
+
+A login is first admitted by the login limits (agent.login_limits: per client address and per
+(address, name); 429 past them), then bcrypt checks it; a failure's answer may be held back a
+little when its name has failed many times recently. The log never holds a name as typed
+unless it is a user's (agent.login_names).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
 from datetime import UTC, datetime
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.api import params
-from agent.api.context import context_of, session_of
+from agent.api.context import client_of, context_of, session_of
 from agent.api.errors import ApiError
 from agent.api.security import CHALLENGE, requires
 from agent.auth import LoginBusy, bcrypt_cost, issue_token, revoke
+from agent.login_names import logged_name
 from agent.store import users
 
 WRONG = "wrong user name or password"
@@ -28,16 +37,18 @@ class LoginRequest(BaseModel):
 async def login(request: web.Request) -> web.Response:
     context = context_of(request)
     asked = await params.body(request, LoginRequest)
-    wait = context.limiter.attempt([f"address:{request.remote}", f"user:{asked.username.casefold()}"])
+    client = client_of(request)
+    connection = context.state.connection
+    user = users.find(connection, asked.username)
+    shown = logged_name(asked.username, is_user=user is not None)
+    wait = context.limiter.admit(address=client, name=asked.username, now=time.monotonic())
     if wait is not None:
-        context.log.warning("login refused: too many attempts", user=asked.username, client=request.remote)
+        context.log.warning("login refused: too many attempts", user=shown, client=client)
         raise ApiError(
             429,
             f"too many login attempts; try again in {math.ceil(wait)} s",
             headers={"Retry-After": str(math.ceil(wait))},
         )
-    connection = context.state.connection
-    user = users.find(connection, asked.username)
     # An unknown name is checked against a dummy hash as costly as the costliest real one.
     rounds = context.state.config.auth.bcrypt_rounds
     known = (user,) if user else users.load_users(connection)
@@ -47,12 +58,15 @@ async def login(request: web.Request) -> web.Response:
     except LoginBusy:
         raise ApiError(429, "too many logins at once; try again shortly", headers={"Retry-After": "1"}) from None
     if not matches or user is None:
-        context.log.warning("login failed", user=asked.username, client=request.remote)
+        delay = context.limiter.failed(name=asked.username, now=time.monotonic())
+        held_back = {"held_back_s": delay} if delay else {}
+        context.log.warning("login failed", user=shown, client=client, **held_back)
+        await asyncio.sleep(delay)  # slows guessing at one name from many addresses; never a right password
         raise ApiError(401, WRONG, headers=CHALLENGE)
     issued = issue_token(
         secret=context.secret, user=user, lifetime=context.state.config.auth.session_timeout, now=datetime.now(UTC)
     )
-    context.log.info("login", user=user.name, role=user.role, client=request.remote)
+    context.log.info("login", user=user.name, role=user.role, client=client)
     return web.json_response(
         {
             "token": issued.token,

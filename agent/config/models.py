@@ -9,6 +9,7 @@ must not nest) live in `checks.py`, which can name both places.
 
 from __future__ import annotations
 
+import ipaddress
 import os.path
 import re
 from datetime import timedelta
@@ -271,9 +272,39 @@ class Retry(Model):
     max_backoff: Duration = Field(default=timedelta(hours=1), description="Longest wait between retries.")
 
 
+def _parse_network(value: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """Given an address or CIDR network, return the network; raise ValueError saying what is wrong."""
+    if not isinstance(value, str):
+        raise ValueError(f"a trusted proxy is an IP address or network like 10.0.0.0/8 or ::1, got {value!r}")
+    try:
+        return ipaddress.ip_network(value.strip())
+    except ValueError:
+        pass
+    try:
+        network = ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise ValueError(
+            f"a trusted proxy is an IP address or network like 10.0.0.0/8 or ::1, got {value!r}"
+        ) from None
+    raise ValueError(f"{value!r} has bits set beyond its /{network.prefixlen} prefix; write {network}")
+
+
+ProxyNetwork = Annotated[
+    ipaddress.IPv4Network | ipaddress.IPv6Network,
+    PlainValidator(_parse_network),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "description": "an IP address or a CIDR network"}),
+]
+
+
 class Server(Model):
     listen: str = Field(default="127.0.0.1:8080", description="host:port (or [v6]:port) of the HTTP service.")
     cors_origins: tuple[str, ...] = Field(default=(), description="Origins allowed to call the API from a browser.")
+    trusted_proxies: tuple[ProxyNetwork, ...] = Field(
+        default=(),
+        description="Reverse proxies (IP addresses or CIDR networks) whose X-Forwarded-For header names the "
+        "client; from any other peer the header is ignored. Empty: the peer is the client.",
+    )
 
     @field_validator("listen")
     @classmethod

@@ -13,6 +13,7 @@ still exact.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -131,12 +132,18 @@ def database_path(state_dir: Path) -> Path:
 def open_database(state_dir: Path) -> sqlite3.Connection:
     """Open (creating if needed, folder 0700) and migrate the state database; return the connection.
 
-    Raise StateError if the folder cannot be made or the schema is newer than this hb2r knows.
+    Raise StateError if the folder cannot be made, someone else may write it, the database or
+    a side file is a link, or the schema is newer than this hb2r knows.
     """
+    from agent.store.private import make_state_dir, open_nofollow, refuse_links  # it needs StateError from here
+
+    make_state_dir(state_dir)
+    path = database_path(state_dir)
     try:
-        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(open_nofollow(path, os.O_RDWR | os.O_CREAT))  # made 0600 here, not by SQLite
     except OSError as error:
-        raise StateError(f"cannot create state_dir {state_dir}: {error.strerror}") from None
+        raise StateError(f"cannot open state database {path}: {error.strerror}") from None
+    refuse_links(*(Path(f"{path}{suffix}") for suffix in ("-wal", "-shm", "-journal")))
     try:
         connection = sqlite3.connect(database_path(state_dir), isolation_level=None, timeout=30)
     except sqlite3.Error as error:

@@ -10,8 +10,9 @@ purpose into it, so whoever is refused can say which process to stop.
 `kill -9`, so a stale lock file never blocks a restart. The descriptor is not inherited by
 child processes (Python opens files close-on-exec), so an orphaned HandBrakeCLI cannot keep
 the lock of a dead agent. The file's content is only a hint for messages; the lock is the
-truth. When root makes the file (e.g. `hb2r restore` under sudo), it is given to the state
-folder's owner, so the agent's own user can still open it.
+truth. The state folder must be the running user's alone, and the lock file is opened without
+following a link (see agent.store.private): `hb2r restore` run by root in the agent's folder
+is refused, since the agent's user could point `agent.lock` at any file root may write.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.store.db import StateError
+from agent.store.private import make_state_dir, open_nofollow
 
 LOCK_NAME = "agent.lock"
 
@@ -72,12 +74,10 @@ def agent_lock(state_dir: Path, *, purpose: str) -> Iterator[Path]:
     """Given the state folder, hold its agent lock for the block (making the folder 0700 if needed).
 
     Yield the lock file's path. Raise LockHeld (naming the holder's pid) if another process
-    holds the lock, or StateError if the folder or the lock file cannot be made or opened.
+    holds the lock, or StateError if the folder or the lock file cannot be made or opened, or
+    if someone else may write the folder, or the lock file is a link.
     """
-    try:
-        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as error:
-        raise StateError(f"cannot create state_dir {state_dir}: {error.strerror}") from None
+    make_state_dir(state_dir)
     path = lock_path(state_dir)
     descriptor, writable = _open(path)
     try:
@@ -97,30 +97,16 @@ def agent_lock(state_dir: Path, *, purpose: str) -> Iterator[Path]:
 
 
 def _open(path: Path) -> tuple[int, bool]:
-    """Open (creating, 0644) the lock file; return the descriptor and whether it may be written."""
+    """Open (creating, 0600) the lock file; return the descriptor and whether it may be written."""
     try:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except PermissionError:  # made by another user: locking needs only a read descriptor
+        return open_nofollow(path, os.O_RDWR | os.O_CREAT), True
+    except PermissionError:  # made by another user (root): locking needs only a read descriptor
         try:
-            return os.open(path, os.O_RDONLY | os.O_CLOEXEC), False
+            return open_nofollow(path, os.O_RDONLY), False
         except OSError as error:
             raise StateError(f"cannot open {path}: {error.strerror}") from None
     except OSError as error:
         raise StateError(f"cannot open {path}: {error.strerror}") from None
-    _give_to_folder_owner(descriptor, path.parent)
-    return descriptor, True
-
-
-def _give_to_folder_owner(descriptor: int, folder: Path) -> None:
-    """Under root, give the file to the folder's owner, so the agent's own user can open it too."""
-    if os.geteuid() != 0:
-        return
-    try:
-        owner = folder.stat()
-        if os.fstat(descriptor).st_uid != owner.st_uid:
-            os.fchown(descriptor, owner.st_uid, owner.st_gid)
-    except OSError:
-        return  # not fatal: the agent opens the file read-only then
 
 
 def _read(descriptor: int) -> str:

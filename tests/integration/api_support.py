@@ -56,6 +56,7 @@ def write_config(
     rate: str = "100/min",
     cors: str = "[]",
     extra: str = "",
+    extra_server: str = "",
 ) -> Path:
     """Write a config with libraries tv and movies under root; return its path."""
     for folder in ("tv", "movies", "archive"):
@@ -66,6 +67,7 @@ def write_config(
             f'  - {{name: viewer, role: user, password_hash: "{VIEWER_HASH}"}}\n'
         )
     config = root / "config.yaml"
+    server_extra = f", {extra_server}" if extra_server else ""
     config.write_text(
         "version: 1\n"
         "paths: {archive: archive, state_dir: state}\n"
@@ -74,7 +76,7 @@ def write_config(
         "  - {name: movies, source: movies, output: Movies, preset: fast}\n"
         "presets:\n"
         "  fast: {handbrake: 'Very Fast 480p30', container: mkv}\n"
-        f"server: {{listen: '127.0.0.1:{free_port()}', cors_origins: {cors}}}\n"
+        f"server: {{listen: '127.0.0.1:{free_port()}', cors_origins: {cors}{server_extra}}}\n"
         f"auth: {{jwt_secret_file: state/jwt.secret, bcrypt_rounds: 4, login_rate_limit: {rate}}}\n"
         + (f"users:\n{users}" if users.strip() else "users: []\n")
         + extra

@@ -13,14 +13,18 @@ import hashlib
 import hmac
 import io
 import json
+import os
 import stat
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import jwt
 import pytest
 import structlog
@@ -46,6 +50,7 @@ ADMIN_ROUTES = (
     ("GET", "/api/config"),
 )
 DEADLINE_SECONDS = 60.0
+REPO = Path(__file__).resolve().parents[2]
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -440,7 +445,7 @@ async def test_the_fourth_attempt_in_a_minute_is_refused_with_retry_after(make_a
 
 async def test_the_limit_holds_for_another_name_from_the_same_client(make_api: MakeApi) -> None:
     api = await make_api(rate="3/min")
-    for attempt in range(3):
+    for attempt in range(12):  # 3 a name, 4 times that from one client
         assert (await login(api, f"guess{attempt}", "wrong")).status == 401
 
     refused = await login(api, "admin", ADMIN_PASSWORD)
@@ -461,6 +466,91 @@ async def test_refused_attempts_do_not_check_the_password(make_api: MakeApi, log
     assert events.count("login failed") == 3
     assert events.count("login refused: too many attempts") == 5
     assert "login" not in events
+
+
+async def login_from(
+    api: Api, address: str, username: str, password: str, *, forwarded_for: str | None = None
+) -> tuple[int, float]:
+    """Log in over a connection from the loopback address `address` (127.0.0.0/8 is all this host's);
+    return the answer's status and how long it took."""
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for is not None else {}
+    started = time.perf_counter()
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0))) as session,
+        session.post(
+            api.client.make_url("/api/auth/login"), json={"username": username, "password": password}, headers=headers
+        ) as response,
+    ):
+        await response.read()
+        return response.status, time.perf_counter() - started
+
+
+async def test_bad_logins_for_a_name_from_one_address_do_not_lock_that_user_out_elsewhere(make_api: MakeApi) -> None:
+    api = await make_api(rate="5/min")
+    for _ in range(5):
+        assert (await login_from(api, "127.0.0.2", "ADMIN", "guess"))[0] == 401
+
+    assert (await login_from(api, "127.0.0.2", "admin", ADMIN_PASSWORD))[0] == 429  # the guesser stays limited
+    for _ in range(3):  # and keeps trying, as a lock-out would need
+        assert (await login_from(api, "127.0.0.2", "Admin", "guess"))[0] == 429
+        assert (await login_from(api, "127.0.0.3", "admin", ADMIN_PASSWORD))[0] == 200
+
+
+async def test_one_address_may_try_a_few_names_then_is_limited_for_all(make_api: MakeApi) -> None:
+    api = await make_api(rate="2/min")
+    statuses = [(await login_from(api, "127.0.0.2", f"name{number}", "guess"))[0] for number in range(8)]
+
+    assert statuses == [401] * 8  # 2 per name, 4 times that in all
+    assert (await login_from(api, "127.0.0.2", "viewer", VIEWER_PASSWORD))[0] == 429
+    assert (await login_from(api, "127.0.0.3", "viewer", VIEWER_PASSWORD))[0] == 200
+
+
+async def test_failures_for_one_name_from_many_addresses_are_answered_ever_more_slowly(make_api: MakeApi) -> None:
+    api = await make_api(rate="2/min")
+    free = [await login_from(api, address, "viewer", "guess") for address in ("127.0.0.2", "127.0.0.3")]
+    slowed = await login_from(api, "127.0.0.4", "viewer", "guess")  # the third failure for viewer
+    right = await login_from(api, "127.0.0.5", "viewer", VIEWER_PASSWORD)
+
+    assert [status for status, _ in free] == [401, 401]
+    assert slowed[0] == 401 and slowed[1] >= 1.0
+    assert right[0] == 200 and right[1] < slowed[1]  # the right password is never held back
+
+
+async def test_x_forwarded_for_from_a_peer_that_is_not_a_trusted_proxy_is_ignored(
+    make_api: MakeApi, log_output: io.StringIO
+) -> None:
+    api = await make_api(rate="2/min", extra_server="trusted_proxies: ['127.0.0.3']")
+    for number in range(8):  # a new made-up client address each time
+        assert (await login_from(api, "127.0.0.2", f"n{number}", "guess", forwarded_for=f"10.0.0.{number}"))[0] == 401
+
+    refused = await login_from(api, "127.0.0.2", "n9", "guess", forwarded_for="10.0.0.99")
+
+    assert refused[0] == 429
+    clients = {event["client"] for event in log_events(log_output) if event["event"] == "login failed"}
+    assert clients == {"127.0.0.2"}
+
+
+async def test_x_forwarded_for_from_a_trusted_proxy_names_the_client(
+    make_api: MakeApi, log_output: io.StringIO
+) -> None:
+    api = await make_api(rate="2/min", extra_server="trusted_proxies: ['127.0.0.3/32', '::1']")
+    proxy = "127.0.0.3"
+    for _ in range(2):
+        assert (await login_from(api, proxy, "viewer", "guess", forwarded_for="198.51.100.7"))[0] == 401
+    assert (await login_from(api, proxy, "viewer", "guess", forwarded_for="198.51.100.7"))[0] == 429
+
+    # Another client behind the same proxy is not limited by the first one's guesses.
+    assert (await login_from(api, proxy, "viewer", VIEWER_PASSWORD, forwarded_for="198.51.100.8"))[0] == 200
+    # The rightmost hop the proxy did not vouch for counts: made-up hops to its left change nothing.
+    forged = await login_from(api, proxy, "viewer", "guess", forwarded_for="203.0.113.1, 198.51.100.7")
+    assert forged[0] == 429
+    chained = await login_from(api, proxy, "viewer", "guess", forwarded_for="198.51.100.7, 127.0.0.3")
+    assert chained[0] == 429  # a second trusted proxy in the chain is passed over too
+
+    failed = [event["client"] for event in log_events(log_output) if event["event"] == "login failed"]
+    assert failed == ["198.51.100.7", "198.51.100.7"]
+    audited = [event["client"] for event in log_events(log_output) if event["event"] == "request"]
+    assert audited[-1] == "198.51.100.7"
 
 
 # --- bad bodies --------------------------------------------------------------------------------
@@ -613,6 +703,7 @@ def test_a_missing_secret_file_is_made_private_with_32_random_bytes(tmp_path: Pa
 def test_a_secret_file_written_with_echo_loses_its_newline(tmp_path: Path) -> None:
     path = tmp_path / "jwt.secret"
     path.write_text("Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5\n")
+    path.chmod(0o600)
 
     assert auth.load_secret(Auth(jwt_secret_file=path)) == b"Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5"
 
@@ -620,6 +711,7 @@ def test_a_secret_file_written_with_echo_loses_its_newline(tmp_path: Path) -> No
 def test_a_too_short_secret_file_is_refused_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "jwt.secret"
     path.write_bytes(b"short secret")
+    path.chmod(0o600)
 
     with pytest.raises(SecretError) as raised:
         auth.load_secret(Auth(jwt_secret_file=path))
@@ -634,6 +726,62 @@ def test_an_unreadable_secret_file_is_a_secret_error(tmp_path: Path) -> None:
 
     with pytest.raises(SecretError, match=r"jwt\.secret"):
         auth.load_secret(Auth(jwt_secret_file=path))
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620])
+def test_a_secret_file_others_may_read_or_write_is_refused_naming_the_fix(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "jwt.secret"
+    path.write_bytes(b"s" * 40)
+    path.chmod(mode)
+
+    with pytest.raises(SecretError) as raised:
+        auth.load_secret(Auth(jwt_secret_file=path))
+
+    assert str(raised.value) == (
+        f"jwt_secret_file {path} may be read or changed by users other than its owner (mode {mode:04o}); "
+        f"anyone who reads it can sign tokens for any user: make it private: chmod 600 {path}"
+    )
+    assert stat.S_IMODE(path.stat().st_mode) == mode  # hb2r reports; it does not fix modes behind one's back
+
+
+def test_a_secret_file_that_is_a_link_is_refused_not_followed(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b"s" * 40)
+    target.chmod(0o600)
+    path = tmp_path / "jwt.secret"
+    path.symlink_to(target)
+
+    with pytest.raises(SecretError) as raised:
+        auth.load_secret(Auth(jwt_secret_file=path))
+
+    assert str(raised.value) == (
+        f"jwt_secret_file {path} is a symbolic link; hb2r does not follow links to its secrets: "
+        "put the file itself there (0600)"
+    )
+
+
+def test_hb2r_run_with_a_world_readable_secret_file_exits_1_saying_so(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    secret = tmp_path / "state" / "jwt.secret"
+    secret.parent.mkdir(mode=0o700)
+    secret.write_bytes(b"s" * 40)
+    secret.chmod(0o644)
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("HB2R_")}
+
+    finished = subprocess.run(
+        [sys.executable, "-m", "agent", "run", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=environment,
+        timeout=60,
+        check=False,
+    )
+
+    assert finished.returncode == 1
+    assert f"make it private: chmod 600 {secret}" in finished.stderr
+    assert "Traceback" not in finished.stderr
+    assert "agent started" not in finished.stderr
 
 
 def test_a_configured_secret_is_used_and_no_file_is_made(tmp_path: Path) -> None:
@@ -731,3 +879,30 @@ async def test_a_token_in_the_query_string_stays_out_of_the_log(api: Api, log_ou
     assert token not in log_output.getvalue()
     paths = [event["path"] for event in log_events(log_output) if event["event"] == "request"]
     assert paths[-1] == "/api/auth/me"
+
+
+async def test_a_password_typed_as_the_user_name_stays_out_of_the_log(
+    make_api: MakeApi, log_output: io.StringIO
+) -> None:
+    api = await make_api(rate="2/min")
+    typed = "Tr0ub4dor&3-horse"  # someone typed their password into the name field
+
+    assert (await login(api, typed, "anything")).status == 401
+    assert (await login(api, typed, "anything")).status == 401
+    assert (await login(api, typed, "anything")).status == 429
+    assert (await login(api, "viewer", "a-wrong-password")).status == 401
+
+    text = log_output.getvalue()
+    for fragment in (typed, typed[:4], typed[-4:]):
+        assert fragment not in text
+    logged = [(event["event"], event["user"]) for event in log_events(log_output) if event["event"].startswith("login")]
+    assert [event for event, _ in logged] == [
+        "login failed",
+        "login failed",
+        "login refused: too many attempts",
+        "login failed",
+    ]
+    shown = {user for _, user in logged[:3]}
+    assert len(shown) == 1  # the same name is shown the same way each time, so attempts can be told apart
+    assert shown.pop().startswith("Tr… (17 characters, #")
+    assert logged[3][1] == "viewer"  # a name that is a user is shown as it is

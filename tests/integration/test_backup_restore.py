@@ -10,11 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pwd
+import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -63,9 +67,14 @@ def free_port() -> int:
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
+    return write_config(tmp_path)
+
+
+def write_config(root: Path) -> Path:
+    """Write a config with state_dir `root/state` (not made yet); return its path."""
     for folder in ("tv", "archive"):
-        (tmp_path / folder).mkdir()
-    path = tmp_path / "config.yaml"
+        (root / folder).mkdir()
+    path = root / "config.yaml"
     path.write_text(
         f"""version: 1
 paths: {{archive: archive, state_dir: state}}
@@ -520,3 +529,173 @@ def test_a_second_agent_on_the_same_state_dir_exits_at_once(
     )
     assert agent.process.poll() is None
     assert (state / "agent.lock").read_text() == f"{agent.process.pid}\nrun\n"
+
+
+# --- a state folder another user may write --------------------------------------------------
+
+AGENT_USER = "nobody"  # stands in for the agent's service account
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("runuser") is None, reason="needs root and runuser to act as a second user"
+)
+
+
+@pytest.fixture
+def shared_root() -> Iterator[Path]:
+    """A folder a second user can reach (pytest's tmp_path is 0700 root's), removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="hb2r-shared-"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root)
+
+
+def give(folder: Path, user: str) -> None:
+    """Give folder and everything in it to user, as the deploy gives state_dir to the agent's user."""
+    account = pwd.getpwnam(user)
+    for path in (folder, *folder.rglob("*")):
+        os.chown(path, account.pw_uid, account.pw_gid, follow_symlinks=False)
+
+
+def as_user(user: str, *command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["runuser", "-u", user, "--", *command], capture_output=True, text=True, cwd=REPO, timeout=120, check=False
+    )
+
+
+# The test interpreter may live where a second user cannot go (pyenv under /root): that user runs
+# hb2r with the system's Python 3.11 on this checkout and the test venv's packages.
+SYSTEM_PYTHON = Path("/usr/bin/python3.11")
+
+
+def hb2r_as(user: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    packages = sysconfig.get_paths()["purelib"]
+    return as_user(
+        user,
+        "env",
+        f"PYTHONPATH={packages}:{REPO}",
+        "PYTHONDONTWRITEBYTECODE=1",
+        str(SYSTEM_PYTHON),
+        "-m",
+        "agent",
+        *arguments,
+    )
+
+
+def facts(path: Path) -> tuple[bytes, int, int, int]:
+    """What an attack on path would change: its content, owner, group and mode."""
+    status = path.stat()
+    return path.read_bytes(), status.st_uid, status.st_gid, status.st_mode
+
+
+@needs_root
+def test_a_lock_link_planted_by_the_agents_user_does_not_make_root_write_or_chown(shared_root: Path) -> None:
+    config = write_config(shared_root)
+    state = shared_root / "state"
+    seed(state, "a.mkv")
+    backup = shared_root / "backup.db"
+    assert hb2r("backup", "--to", str(backup), str(config)).returncode == 0
+    give(state, AGENT_USER)
+    victim = shared_root / "root-only"  # stands in for /etc/shadow
+    victim.write_text("root:$6$secret:19000:0:99999:7:::\n")
+    victim.chmod(0o600)
+    before = facts(victim)
+    database = checksum(state / "hb2r.db")
+    planted = as_user(AGENT_USER, "ln", "-sfn", str(victim), str(state / "agent.lock"))
+    assert planted.returncode == 0, planted.stderr
+    assert (state / "agent.lock").is_symlink()
+
+    finished = hb2r("restore", "--from", str(backup), str(config))
+
+    assert facts(victim) == before
+    assert finished.returncode == 1
+    assert finished.stderr.startswith(
+        f"error: state_dir {state} belongs to user {AGENT_USER}, not to root who runs this hb2r; "
+        f"run hb2r as {AGENT_USER} (e.g. `runuser -u {AGENT_USER} -- hb2r ...`)"
+    ), finished.stderr
+    assert finished.stderr.endswith("the state database was not changed\n")
+    assert checksum(state / "hb2r.db") == database
+    assert not (state / "hb2r.db.before-restore").exists()
+
+
+@needs_root
+@pytest.mark.skipif(not SYSTEM_PYTHON.exists(), reason="needs a Python 3.11 the second user may run")
+def test_the_agents_user_restores_its_own_state_folder_and_owns_what_it_made(shared_root: Path) -> None:
+    config = write_config(shared_root)
+    state = shared_root / "state"
+    seed(state, "a.mkv")
+    backup = shared_root / "backup.db"
+    assert hb2r("backup", "--to", str(backup), str(config)).returncode == 0
+    seed(state, "b.mkv")
+    give(state, AGENT_USER)
+    os.chown(backup, pwd.getpwnam(AGENT_USER).pw_uid, -1)
+
+    finished = hb2r_as(AGENT_USER, "restore", "--from", str(backup), str(config))
+
+    assert finished.returncode == 0, finished.stderr
+    assert job_paths(config) == ["a.mkv"]
+    owners = {path.name: pwd.getpwuid(path.lstat().st_uid).pw_name for path in state.iterdir()}
+    assert owners == {name: AGENT_USER for name in ("agent.lock", "hb2r.db", "hb2r.db.before-restore")}
+
+
+@pytest.mark.parametrize(("mode", "who"), [(0o770, "its group"), (0o707, "others"), (0o1777, "its group and others")])
+def test_a_state_folder_others_may_write_is_refused(
+    config: Path, state: Path, tmp_path: Path, mode: int, who: str
+) -> None:
+    seed(state, "a.mkv")
+    backup = tmp_path / "backup.db"
+    assert hb2r("backup", "--to", str(backup), str(config)).returncode == 0
+    database = checksum(state / "hb2r.db")
+    state.chmod(mode)
+    refusal = (
+        f"error: state_dir {state} is writable by {who} (mode {mode & 0o7777:04o}); make it private: chmod 700 {state}"
+    )
+
+    for command in (("restore", "--from", str(backup)), ("backup", "--to", str(tmp_path / "again.db")), ("run",)):
+        finished = hb2r(*command, str(config), timeout=30)
+
+        assert finished.returncode == 1, (command, finished.stderr)
+        assert finished.stderr.splitlines()[-1].startswith(refusal), finished.stderr
+    assert checksum(state / "hb2r.db") == database
+    assert not (tmp_path / "again.db").exists()
+    assert not (state / "agent.lock").exists()
+
+
+def test_a_link_in_the_agents_own_state_folder_is_refused_not_followed(
+    config: Path, state: Path, tmp_path: Path
+) -> None:
+    seed(state, "a.mkv")
+    backup = tmp_path / "backup.db"
+    assert hb2r("backup", "--to", str(backup), str(config)).returncode == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("not hb2r's\n")
+    (state / "agent.lock").symlink_to(elsewhere)
+
+    finished = hb2r("restore", "--from", str(backup), str(config))
+
+    assert finished.returncode == 1
+    assert finished.stderr.startswith(
+        f"error: {state / 'agent.lock'} is a symbolic link; hb2r does not follow links in its state folder: remove it"
+    ), finished.stderr
+    assert elsewhere.read_text() == "not hb2r's\n"
+
+
+@pytest.mark.parametrize("command", ["backup", "restore"])
+def test_a_link_beside_the_database_is_refused_by_backup_and_restore(
+    config: Path, state: Path, tmp_path: Path, command: str
+) -> None:
+    seed(state, "a.mkv")
+    backup = tmp_path / "backup.db"
+    assert hb2r("backup", "--to", str(backup), str(config)).returncode == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("not hb2r's\n")
+    (state / "hb2r.db-shm").unlink(missing_ok=True)  # a read-only open of a WAL database may leave it
+    (state / "hb2r.db-shm").symlink_to(elsewhere)
+    option = ("--to", str(tmp_path / "again.db")) if command == "backup" else ("--from", str(backup))
+
+    finished = hb2r(command, *option, str(config))
+
+    assert finished.returncode == 1
+    assert finished.stderr.startswith(f"error: {state / 'hb2r.db-shm'} is a symbolic link"), finished.stderr
+    assert elsewhere.read_text() == "not hb2r's\n"
+    assert not (tmp_path / "again.db").exists()

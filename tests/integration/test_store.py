@@ -460,3 +460,43 @@ def test_readonly_refuses_a_newer_database(tmp_path: Path) -> None:
 
     with pytest.raises(StateError, match=f"schema version 99, newer than this hb2r knows \\({SCHEMA_VERSION}\\)"):
         open_readonly(tmp_path)
+
+
+# --- links and other users' folders ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", [DATABASE_NAME, f"{DATABASE_NAME}-wal", f"{DATABASE_NAME}-shm", f"{DATABASE_NAME}-journal"]
+)
+def test_a_link_at_the_database_or_a_side_file_is_refused_not_followed(tmp_path: Path, name: str) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes(b"not hb2r's")
+    (state / name).symlink_to(elsewhere)
+
+    with pytest.raises(StateError) as raised:
+        open_database(state).close()
+
+    assert str(raised.value) == (
+        f"{state / name} is a symbolic link; hb2r does not follow links in its state folder: remove it"
+    )
+    assert elsewhere.read_bytes() == b"not hb2r's"
+
+
+def test_a_new_database_is_private_to_its_user(tmp_path: Path) -> None:
+    open_database(tmp_path / "state").close()
+
+    assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "state" / DATABASE_NAME).stat().st_mode) == 0o600
+
+
+def test_a_group_writable_state_folder_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    state.chmod(0o770)
+
+    with pytest.raises(StateError, match=r"is writable by its group \(mode 0770\); make it private: chmod 700"):
+        open_database(state).close()
+
+    assert list(state.iterdir()) == []

@@ -800,3 +800,29 @@ def test_fifty_mistakes_are_all_reported_at_once_each_with_its_own_line(folder: 
     assert found[49] == (
         "config.yaml:256: at 'libraries[49].stable_after': expected a duration like 90s, 15m or 1h, got 'later'"
     )
+
+
+# --- server.trusted_proxies ---------------------------------------------------------------------
+
+
+def test_trusted_proxies_are_addresses_or_networks(folder: Path) -> None:
+    loaded = load(edited(_append("server:\n  trusted_proxies: [127.0.0.1, 10.0.0.0/8, '::1', 'fd00::/8']\n")))
+
+    assert [str(network) for network in loaded.config.server.trusted_proxies] == [
+        "127.0.0.1/32",
+        "10.0.0.0/8",
+        "::1/128",
+        "fd00::/8",
+    ]
+    assert load(BASE).config.server.trusted_proxies == ()
+
+
+def test_each_bad_trusted_proxy_is_named_with_its_line(folder: Path) -> None:
+    text = edited(_append("server:\n  trusted_proxies:\n    - 10.0.0.1/8\n    - proxy.lan\n    - 192.168.1.1\n"))
+
+    assert problems(text) == [
+        "config.yaml:19: at 'server.trusted_proxies[0]': '10.0.0.1/8' has bits set beyond its /8 prefix; "
+        "write 10.0.0.0/8",
+        "config.yaml:20: at 'server.trusted_proxies[1]': a trusted proxy is an IP address or network like "
+        "10.0.0.0/8 or ::1, got 'proxy.lan'",
+    ]
