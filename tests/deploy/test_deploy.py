@@ -171,17 +171,46 @@ def test_a_target_without_enough_disk_is_refused(deployment: Deployment) -> None
     assert service_state(deployment) == before
 
 
+UNIT = "/etc/systemd/system/hb2r.service"
+ENVIRONMENT_FILE = "/etc/hb2r/environment"
+
+
+def installed_files(deployment: Deployment) -> dict[str, str]:
+    """The unit and environment file as installed: their bytes (base64) and owner, group and mode."""
+    return {
+        path: deployment.inside("sh", "-c", 'stat -c "%U %G %a" "$1" && base64 -w0 "$1"', "-", path)
+        for path in (UNIT, ENVIRONMENT_FILE)
+    }
+
+
 def test_a_deploy_whose_agent_does_not_come_up_is_rolled_back_and_fails_loudly(deployment: Deployment) -> None:
     before = service_state(deployment)
+    files_before = installed_files(deployment)
+    ledger_before = deployment.sql("SELECT rel_path, output_path FROM ledger ORDER BY rel_path")
+    nice_before = deployment.inside("systemctl", "show", "-p", "Nice", "--value", "hb2r")
     # A config that validates but on which the agent cannot start: its secret file would be in
-    # /etc, which the unit makes read-only.
-    broken = deployment.inventory(hb2r_auth={"jwt_secret_file": "/etc/hb2r/jwt.secret"}, hb2r_health_timeout=20)
+    # /etc, which the unit makes read-only. The same deploy changes the unit (Nice=, MemoryMax=)
+    # and the environment file, which the rollback must put back too.
+    broken = deployment.inventory(
+        hb2r_auth={"jwt_secret_file": "/etc/hb2r/jwt.secret"},
+        hb2r_health_timeout=20,
+        hb2r_nice=int(nice_before) + 3,
+        hb2r_memory_max="1536M",
+        hb2r_environment={"HB2R_DEPLOY_PROBE": "from the failed deploy"},
+    )
 
     result = deployment.playbook("deploy.yml", inventory=broken)
 
     assert result.returncode != 0
     assert "DEPLOY FAILED" in result.stdout and "rolled back to" in result.stdout, explain(result)
     assert service_state(deployment)[1:] == before[1:]  # the same release and config
+    assert installed_files(deployment) == files_before, explain(result)  # unit and environment, byte for byte
+    # systemd runs the old unit (reloaded after the restore), and the agent with it.
+    assert deployment.inside("systemctl", "show", "-p", "NeedDaemonReload", "--value", "hb2r") == "no"
+    assert deployment.inside("systemctl", "show", "-p", "Nice", "--value", "hb2r") == nice_before
+    assert deployment.inside("ps", "-o", "ni=", "-p", str(deployment.main_pid())) == nice_before
+    assert "HB2R_DEPLOY_PROBE" not in deployment.inside("cat", f"/proc/{deployment.main_pid()}/environ")
+    assert deployment.sql("SELECT rel_path, output_path FROM ledger ORDER BY rel_path") == ledger_before
     assert deployment.inside("systemctl", "is-active", "hb2r") == "active"
     assert deployment.health()[0] == 200
 
