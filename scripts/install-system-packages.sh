@@ -14,6 +14,8 @@ command -v systemd-nspawn >/dev/null 2>&1 || missing+=(systemd-container)
 command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
 # debootstrap lives in /usr/sbin, which is not on a normal user's PATH.
 { command -v debootstrap || [ -x /usr/sbin/debootstrap ]; } >/dev/null 2>&1 || missing+=(debootstrap)
+# debootstrap checks the Debian 12 and 13 roots' Release files with Debian's archive keys.
+[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || missing+=(debian-archive-keyring)
 command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
 command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
 # The status page's tests drive Debian's chromium with playwright (never `playwright install`:

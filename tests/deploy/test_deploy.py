@@ -14,154 +14,27 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from agent.passwords import hash_password
-
-from .testhost import TestHost, boot_test_host
-
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-ADMIN_PASSWORD = "deploy-test-admin"
-ARCHIVE = "/srv/archive"
-TV = "/srv/media/tv"
+from .deployment import (
+    ARCHIVE,
+    BIN,
+    REPO,
+    TV,
+    Deployment,
+    explain,
+    free_port,
+    make_clip,
+    recap,
+    wait_for,
+)
+from .testhost import boot_test_host
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="booting a systemd-nspawn host needs root")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def make_clip(path: Path, *, seconds: int) -> Path:
-    subprocess.run(
-        [
-            "ffmpeg", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "lavfi", "-i", f"testsrc2=size=320x180:rate=25:duration={seconds}",
-            "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
-            "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", str(path),
-        ],
-        check=True,
-    )  # fmt: skip
-    return path
-
-
-def wait_for(
-    what: str,
-    probe: Callable[[], Any],
-    *,
-    timeout: float = 120.0,
-    interval: float = 0.5,
-    explain: Callable[[], str] = lambda: "",
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{explain()}")
-        time.sleep(interval)
-
-
-class Deployment:
-    """The booted host, its inventory variables, and ansible-playbook runs against it."""
-
-    def __init__(self, host: TestHost, workdir: Path) -> None:
-        self.host = host
-        self.workdir = workdir
-        self.port = free_port()
-        self.variables: dict[str, Any] = {
-            "hb2r_archive": ARCHIVE,
-            "hb2r_libraries": [{"name": "tv", "source": TV, "output": "TV", "preset": "tv", "stable_after": "1s"}],
-            "hb2r_presets": {"tv": {"handbrake": "Very Fast 480p30", "container": "mkv"}},
-            "hb2r_listen": f"127.0.0.1:{self.port}",
-            "hb2r_scan_interval": "2s",
-            "hb2r_limits": {
-                "cpu_percent": 100,
-                "memory_percent": 100,
-                "min_free_memory": "64MiB",
-                "min_free_disk": "1MiB",
-                "max_jobs": 1,
-            },
-            "hb2r_users": [
-                {"name": "admin", "role": "admin", "password_hash": hash_password(ADMIN_PASSWORD, rounds=4)}
-            ],
-            "hb2r_memory_max": "2G",
-            "hb2r_cpu_quota": "200%",
-            "hb2r_watchdog_sec": "30s",
-            "hb2r_health_timeout": 60,
-            "hb2r_backups_keep": 3,
-        }
-
-    def inventory(self, **overrides: Any) -> Path:
-        variables = {key: value for key, value in {**self.variables, **overrides}.items() if value is not None}
-        name = f"inventory-{len(list(self.workdir.glob('inventory-*.yml')))}.yml"
-        return self.host.write_inventory(self.workdir / name, host_vars=variables)
-
-    def playbook(
-        self, name: str, *, inventory: Path | None = None, source: Path = REPO, extra: tuple[str, ...] = ()
-    ) -> subprocess.CompletedProcess[str]:
-        environment = {**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_NOCOLOR": "1"}
-        environment["PATH"] = f"{BIN}:{environment.get('PATH', '')}"
-        return subprocess.run(
-            [
-                str(BIN / "ansible-playbook"),
-                "-i",
-                str(inventory or self.inventory()),
-                str(source / "playbooks" / name),
-                *extra,
-            ],
-            capture_output=True,
-            text=True,
-            env=environment,
-            timeout=900,
-            check=False,
-        )
-
-    def inside(self, *argv: str, check: bool = True) -> str:
-        return self.host.run(*argv, check=check).stdout.strip()
-
-    def main_pid(self) -> int:
-        return int(self.inside("systemctl", "show", "-p", "MainPID", "--value", "hb2r"))
-
-    def health(self) -> tuple[int, dict[str, Any]]:
-        answer = self.host.run(
-            "curl", "-s", "-w", "\n%{http_code}", f"http://127.0.0.1:{self.port}/health", check=False
-        ).stdout.rsplit("\n", 1)
-        if len(answer) != 2 or not answer[1].isdigit() or answer[1] == "000":
-            return 0, {}
-        return int(answer[1]), json.loads(answer[0]) if answer[0].strip() else {}
-
-    def sql(self, query: str) -> str:
-        return self.inside("sqlite3", "-readonly", "/var/lib/hb2r/hb2r.db", query)
-
-    def journal(self, lines: int = 40) -> str:
-        return self.inside("journalctl", "-u", "hb2r", "--no-pager", "-o", "cat", "-n", str(lines), check=False)
-
-    def release(self) -> str:
-        return self.inside("readlink", "-f", "/opt/hb2r/current")
-
-
-def recap(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
-    """Return the PLAY RECAP counters of the one host."""
-    match = re.search(r"testhost\s*:\s*((?:\w+=\d+\s*)+)", result.stdout)
-    assert match, result.stdout[-3000:] + result.stderr[-2000:]
-    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(1))}
-
-
-def explain(result: subprocess.CompletedProcess[str]) -> str:
-    return f"exit {result.returncode}\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
 
 
 @pytest.fixture(scope="module")
@@ -298,17 +171,46 @@ def test_a_target_without_enough_disk_is_refused(deployment: Deployment) -> None
     assert service_state(deployment) == before
 
 
+UNIT = "/etc/systemd/system/hb2r.service"
+ENVIRONMENT_FILE = "/etc/hb2r/environment"
+
+
+def installed_files(deployment: Deployment) -> dict[str, str]:
+    """The unit and environment file as installed: their bytes (base64) and owner, group and mode."""
+    return {
+        path: deployment.inside("sh", "-c", 'stat -c "%U %G %a" "$1" && base64 -w0 "$1"', "-", path)
+        for path in (UNIT, ENVIRONMENT_FILE)
+    }
+
+
 def test_a_deploy_whose_agent_does_not_come_up_is_rolled_back_and_fails_loudly(deployment: Deployment) -> None:
     before = service_state(deployment)
+    files_before = installed_files(deployment)
+    ledger_before = deployment.sql("SELECT rel_path, output_path FROM ledger ORDER BY rel_path")
+    nice_before = deployment.inside("systemctl", "show", "-p", "Nice", "--value", "hb2r")
     # A config that validates but on which the agent cannot start: its secret file would be in
-    # /etc, which the unit makes read-only.
-    broken = deployment.inventory(hb2r_auth={"jwt_secret_file": "/etc/hb2r/jwt.secret"}, hb2r_health_timeout=20)
+    # /etc, which the unit makes read-only. The same deploy changes the unit (Nice=, MemoryMax=)
+    # and the environment file, which the rollback must put back too.
+    broken = deployment.inventory(
+        hb2r_auth={"jwt_secret_file": "/etc/hb2r/jwt.secret"},
+        hb2r_health_timeout=20,
+        hb2r_nice=int(nice_before) + 3,
+        hb2r_memory_max="1536M",
+        hb2r_environment={"HB2R_DEPLOY_PROBE": "from the failed deploy"},
+    )
 
     result = deployment.playbook("deploy.yml", inventory=broken)
 
     assert result.returncode != 0
     assert "DEPLOY FAILED" in result.stdout and "rolled back to" in result.stdout, explain(result)
     assert service_state(deployment)[1:] == before[1:]  # the same release and config
+    assert installed_files(deployment) == files_before, explain(result)  # unit and environment, byte for byte
+    # systemd runs the old unit (reloaded after the restore), and the agent with it.
+    assert deployment.inside("systemctl", "show", "-p", "NeedDaemonReload", "--value", "hb2r") == "no"
+    assert deployment.inside("systemctl", "show", "-p", "Nice", "--value", "hb2r") == nice_before
+    assert deployment.inside("ps", "-o", "ni=", "-p", str(deployment.main_pid())) == nice_before
+    assert "HB2R_DEPLOY_PROBE" not in deployment.inside("cat", f"/proc/{deployment.main_pid()}/environ")
+    assert deployment.sql("SELECT rel_path, output_path FROM ledger ORDER BY rel_path") == ledger_before
     assert deployment.inside("systemctl", "is-active", "hb2r") == "active"
     assert deployment.health()[0] == 200
 

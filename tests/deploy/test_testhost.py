@@ -213,3 +213,17 @@ def test_a_killed_run_leaves_nothing_after_the_next_boot(root: Path, tmp_path: P
     with boot_test_host(tmp_path, name="hb2r-next"):
         pass
     assert_gone(machine, root)
+
+
+def test_a_trixie_host_boots_with_its_newer_python_and_systemd(tmp_path: Path) -> None:
+    with boot_test_host(tmp_path, name="hb2r-trixie-smoke", suite="trixie") as trixie:
+        assert trixie.run("cat", "/etc/debian_version").stdout.startswith("13.")
+        assert trixie.run("python3", "--version").stdout.startswith("Python 3.13.")
+        assert trixie.run("systemctl", "--version").stdout.startswith("systemd 257")
+        assert trixie.run("systemctl", "is-system-running", "--wait").stdout.strip() == "running"
+        assert trixie.run("systemctl", "--failed", "--no-legend").stdout.strip() == ""
+
+
+def test_an_unknown_suite_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="unknown test host suite 'jammy'; known: bookworm, trixie"):
+        ensure_root("jammy")

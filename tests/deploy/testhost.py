@@ -1,13 +1,17 @@
-"""A throwaway Debian 12 host with real systemd as PID 1, for deployment tests.
+"""A throwaway Debian host with real systemd as PID 1, for deployment tests.
 
-``ensure_root()`` builds a minimal Debian bookworm root with ``debootstrap`` once and keeps it in ``CACHE_DIR``
-(``$HB2R_TESTHOST_CACHE``, default ``/var/cache/hb2r-testhost``), outside the repository. The root's name includes a
-hash of ``ROOT_PACKAGES`` and of the customisation below, so changing either builds a new root; old roots stay in the
-cache until removed by hand. Besides what systemd, SSH and Ansible need, the root already holds what an hb2r deploy
-installs (``python3-venv``, ``handbrake-cli``, ``sqlite3``, ``curl``, ...), so deploys against it do not spend minutes
-on apt inside the container; a playbook's ``apt`` tasks then find the packages present.
+``ensure_root(suite)`` builds a minimal Debian root of ``suite`` (one of ``SUITES``: ``bookworm``, Debian 12 with
+Python 3.11 and systemd 252, the default; ``trixie``, Debian 13 with Python 3.13 and systemd 257) with ``debootstrap``
+once and keeps it in ``CACHE_DIR`` (``$HB2R_TESTHOST_CACHE``, default ``/var/cache/hb2r-testhost``), outside the
+repository. The root's name includes the suite and a hash of ``ROOT_PACKAGES`` and of the customisation below, so
+changing either builds a new root; old roots stay in the cache until removed by hand. The build machine's
+``debian-archive-keyring`` checks the suite's Release file (bookworm's keyring holds trixie's keys too).
 
-``boot_test_host(workdir)`` boots that root with ``systemd-nspawn --volatile=overlay`` (the cached root stays
+Besides what systemd, SSH and Ansible need, the root already holds what an hb2r deploy installs (``python3-venv``,
+``handbrake-cli``, ``sqlite3``, ``curl``, ...), so deploys against it do not spend minutes on apt inside the
+container; a playbook's ``apt`` tasks then find the packages present.
+
+``boot_test_host(workdir, suite=...)`` boots that root with ``systemd-nspawn --volatile=overlay`` (the cached root stays
 read-only and every boot starts clean) and yields a ``TestHost`` reachable by SSH on ``127.0.0.1:ssh_port``:
 
 * ``--register=no --keep-unit`` because these machines have no system bus (PID 1 is not systemd);
@@ -54,7 +58,8 @@ import yaml
 
 CACHE_DIR = Path(os.environ.get("HB2R_TESTHOST_CACHE", "/var/cache/hb2r-testhost"))
 
-SUITE = "bookworm"
+SUITES: tuple[str, ...] = ("bookworm", "trixie")
+DEFAULT_SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # The issue's list (systemd, SSH, Python for Ansible) plus what an hb2r deploy installs and a few tools for checks.
 ROOT_PACKAGES: tuple[str, ...] = (
@@ -107,16 +112,22 @@ class TestHostError(RuntimeError):
 # --- the cached root ------------------------------------------------------------------------------------------------
 
 
-def root_name() -> str:
-    """The cache folder name of the root for the current package list and customisation."""
-    spec = {"suite": SUITE, "packages": sorted(ROOT_PACKAGES), "masked": sorted(MASKED_UNITS), "format": ROOT_FORMAT}
+def _check_suite(suite: str) -> None:
+    if suite not in SUITES:
+        raise ValueError(f"unknown test host suite {suite!r}; known: {', '.join(SUITES)}")
+
+
+def root_name(suite: str = DEFAULT_SUITE) -> str:
+    """The cache folder name of the ``suite`` root for the current package list and customisation."""
+    _check_suite(suite)
+    spec = {"suite": suite, "packages": sorted(ROOT_PACKAGES), "masked": sorted(MASKED_UNITS), "format": ROOT_FORMAT}
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-    return f"{SUITE}-{digest}"
+    return f"{suite}-{digest}"
 
 
-def ensure_root() -> Path:
-    """Return the cached Debian root, building it first if needed (about a minute; safe against parallel runs)."""
-    root = CACHE_DIR / root_name()
+def ensure_root(suite: str = DEFAULT_SUITE) -> Path:
+    """Return the cached Debian root of ``suite``, building it first if needed (minutes; safe against parallel runs)."""
+    root = CACHE_DIR / root_name(suite)
     if root.is_dir():  # only ever appears complete, by an atomic rename
         return root
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
@@ -127,7 +138,7 @@ def ensure_root() -> Path:
         building = Path(tempfile.mkdtemp(prefix=f".build-{root.name}-", dir=CACHE_DIR))
         try:
             started = time.monotonic()
-            _debootstrap(building, lock)
+            _debootstrap(building, lock, suite)
             _customise_root(building)
             building.chmod(0o755)
             building.rename(root)
@@ -138,8 +149,9 @@ def ensure_root() -> Path:
     return root
 
 
-def apt_mirror() -> str:
-    """The Debian mirror this machine's apt uses for SUITE (``$HB2R_TESTHOST_MIRROR`` overrides it)."""
+def apt_mirror(suite: str = DEFAULT_SUITE) -> str:
+    """The Debian mirror this machine's apt uses for ``suite`` (``$HB2R_TESTHOST_MIRROR`` overrides it); the
+    default mirror if none of its sources names the suite (as a bookworm machine's do not name trixie)."""
     if mirror := os.environ.get("HB2R_TESTHOST_MIRROR"):
         return mirror
     sources = Path("/etc/apt/sources.list.d")
@@ -153,7 +165,7 @@ def apt_mirror() -> str:
                 fields[key.strip().lower()] = value.strip()
             if (
                 "deb" in fields.get("types", "").split()
-                and SUITE in fields.get("suites", "").split()
+                and suite in fields.get("suites", "").split()
                 and "main" in fields.get("components", "").split()
                 and fields.get("enabled", "yes").lower() != "no"
             ):
@@ -173,12 +185,12 @@ def apt_mirror() -> str:
                 while words and not words[0].endswith("]"):
                     words.pop(0)
                 words = words[1:]
-            if len(words) >= 3 and words[1] == SUITE and "main" in words[2:] and words[0].startswith("http"):
+            if len(words) >= 3 and words[1] == suite and "main" in words[2:] and words[0].startswith("http"):
                 return words[0]
     return DEFAULT_MIRROR
 
 
-def _debootstrap(target: Path, lock: int) -> None:
+def _debootstrap(target: Path, lock: int, suite: str) -> None:
     debootstrap = shutil.which("debootstrap") or "/usr/sbin/debootstrap"
     debs = CACHE_DIR / "debs"  # kept between builds, so a rebuild downloads only what changed
     debs.mkdir(parents=True, exist_ok=True)
@@ -187,9 +199,9 @@ def _debootstrap(target: Path, lock: int) -> None:
         "--variant=minbase",
         f"--include={','.join(ROOT_PACKAGES)}",
         f"--cache-dir={debs}",
-        SUITE,
+        suite,
         str(target),
-        apt_mirror(),
+        apt_mirror(suite),
     ]
     log.info("building test host root: %s", shlex.join(argv))
     with tempfile.TemporaryFile(mode="w+") as output:
@@ -613,9 +625,9 @@ class TestHost:
 
 
 @contextlib.contextmanager
-def boot_test_host(workdir: Path, *, name: str = "hb2r-test") -> Iterator[TestHost]:
-    """Boot a fresh container from the cached root and yield it; it is stopped and cleaned up on exit."""
-    root = ensure_root()
+def boot_test_host(workdir: Path, *, name: str = "hb2r-test", suite: str = DEFAULT_SUITE) -> Iterator[TestHost]:
+    """Boot a fresh container from the cached root of ``suite`` and yield it; it is stopped and cleaned up on exit."""
+    root = ensure_root(suite)
     _reap_stale_boots()
     machine = f"{name}-{secrets.token_hex(4)}"
     bootdir = workdir / machine
