@@ -1,7 +1,12 @@
 """GET /api/openapi.json: an OpenAPI 3.1 document of every route (a test holds the two in step).
 
-Request bodies and query parameters come from the same pydantic models the handlers
-validate with, so the document cannot drift from what is enforced.
+Request bodies come from the same pydantic models the handlers validate with, and the
+patterns and bounds of path and query parameters from agent/api/params.py, which the
+handlers check with: what the document calls valid is what is accepted, and the reverse.
+tests/integration/test_api_schema.py holds the server to it with schemathesis.
+
+/api/realtime is a WebSocket: OpenAPI cannot describe its messages, but it does describe
+the handshake's headers, without which the answer is a 400.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from aiohttp import web
 from agent import __version__
 from agent.api.jobs import MAX_PAGE
 from agent.api.page import ASSETS
+from agent.api.params import CURSOR_PATTERN, MAX_JOB_ID, NAME_PATTERN
 from agent.api.sessions import LoginRequest
 
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -35,16 +41,31 @@ _JOB_ID = {
     "name": "id",
     "in": "path",
     "required": True,
-    "schema": {"type": "integer", "minimum": 1},
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_JOB_ID},
     "description": "Job id.",
 }
 _LIBRARY = {
     "name": "name",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+    "schema": {"type": "string", "pattern": NAME_PATTERN, "minLength": 1, "maxLength": 64},
     "description": "Library name from the config.",
 }
+
+
+# What a WebSocket client (a browser, aiohttp, websockets) sends by itself (RFC 6455, section 4.1).
+_WEBSOCKET_HANDSHAKE = [
+    {"name": "Upgrade", "in": "header", "required": True, "schema": {"enum": ["websocket"]}},
+    {"name": "Connection", "in": "header", "required": True, "schema": {"enum": ["Upgrade"]}},
+    {"name": "Sec-WebSocket-Version", "in": "header", "required": True, "schema": {"enum": ["13"]}},
+    {
+        "name": "Sec-WebSocket-Key",
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9+/]{21}[AQgw]==$"},
+        "description": "16 random bytes, base64.",
+    },
+]
 
 
 def _job_action(summary: str) -> dict[str, Any]:
@@ -248,7 +269,11 @@ def document() -> dict[str, Any]:
                             "in": "query",
                             "schema": {"enum": ["queued", "running", "done", "failed", "dead", "cancelled"]},
                         },
-                        {"name": "library", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "library",
+                            "in": "query",
+                            "schema": {"type": "string", "pattern": NAME_PATTERN, "minLength": 1, "maxLength": 64},
+                        },
                         {
                             "name": "limit",
                             "in": "query",
@@ -257,7 +282,7 @@ def document() -> dict[str, Any]:
                         {
                             "name": "cursor",
                             "in": "query",
-                            "schema": {"type": "string"},
+                            "schema": {"type": "string", "pattern": CURSOR_PATTERN, "minLength": 1, "maxLength": 18},
                             "description": "next_cursor of the previous page.",
                         },
                     ],
@@ -349,9 +374,13 @@ def document() -> dict[str, Any]:
                             "in": "query",
                             "schema": {"type": "string"},
                             "description": "For clients that cannot send a first message; it may be logged.",
-                        }
+                        },
+                        *_WEBSOCKET_HANDSHAKE,
                     ],
-                    "responses": {"101": {"description": "Switching to the WebSocket protocol."}},
+                    "responses": {
+                        "101": {"description": "Switching to the WebSocket protocol."},
+                        "400": _error("Not a WebSocket handshake."),
+                    },
                 }
             },
         },
