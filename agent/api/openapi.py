@@ -226,6 +226,7 @@ def document() -> dict[str, Any]:
                         ),
                         "400": _error("The body is not a valid login request."),
                         "401": _error("Wrong user name or password."),
+                        "408": _error("The body did not arrive in time."),
                         "413": _error("The body is too large."),
                         "429": _error("Too many attempts; see Retry-After."),
                     },

@@ -10,6 +10,7 @@ check; it stays a string so that its form may change one day without the type ch
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any, TypeVar
@@ -17,7 +18,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from agent.api.errors import bad_request, describe_validation
+from agent.api.errors import ApiError, bad_request, describe_validation
+from agent.api.listener import BODY_TIMEOUT_SECONDS
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -59,8 +61,13 @@ def query(request: web.Request, model: type[Model]) -> Model:
 
 
 async def body(request: web.Request, model: type[Model]) -> Model:
-    """Read and validate a JSON body; raise a 400 ApiError if it is not JSON or not valid."""
-    raw = await request.read()
+    """Read and validate a JSON body; raise a 400 ApiError if it is not JSON or not valid, a 408
+    if it does not arrive within BODY_TIMEOUT_SECONDS (a slow client must not hold a connection)."""
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+            raw = await request.read()
+    except TimeoutError:
+        raise ApiError(408, f"the request body did not arrive within {BODY_TIMEOUT_SECONDS:g} s") from None
     try:
         data = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
