@@ -31,6 +31,11 @@ def _error(description: str) -> dict[str, Any]:
     }
 
 
+def _fields(*names: str) -> dict[str, Any]:
+    """An object that always has these members (described in the README)."""
+    return {"type": "object", "required": list(names)}
+
+
 def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema or {"type": "object"}}}}
 
@@ -92,7 +97,7 @@ def _library_action(summary: str) -> dict[str, Any]:
             "security": BEARER,
             "parameters": [_LIBRARY],
             "responses": {
-                "200": _ok("The library's condition after the change."),
+                "200": _ok("The library's condition after the change.", {"$ref": "#/components/schemas/LibraryHold"}),
                 "400": _error("The name is not a library name."),
                 "404": _error("No such library in the config."),
                 **_ADMIN_ERRORS,
@@ -119,9 +124,53 @@ def document() -> dict[str, Any]:
                     "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
                 },
                 "LoginRequest": LoginRequest.model_json_schema(),
+                "User": {
+                    "type": "object",
+                    "required": ["name", "role"],
+                    "properties": {"name": {"type": "string"}, "role": {"enum": ["admin", "user"]}},
+                    "additionalProperties": False,
+                },
+                "LibraryHold": {
+                    "type": "object",
+                    "required": ["name", "paused", "condition"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "paused": {"type": "boolean"},
+                        "condition": {
+                            "description": "null: the library is no longer in the config.",
+                            "oneOf": [
+                                {"type": "null"},
+                                {
+                                    "type": "object",
+                                    "required": ["status", "reason", "since"],
+                                    "properties": {
+                                        "status": {"type": "string"},
+                                        "reason": {"type": "string"},
+                                        "since": {"type": "string"},
+                                    },
+                                    "additionalProperties": False,
+                                },
+                            ],
+                        },
+                    },
+                    "additionalProperties": False,
+                },
                 "Job": {
                     "type": "object",
-                    "required": ["id", "library", "path", "state", "attempts"],
+                    "required": [
+                        "id",
+                        "library",
+                        "path",
+                        "output",
+                        "state",
+                        "reason",
+                        "attempts",
+                        "progress",
+                        "error",
+                        "retry_at",
+                        "created_at",
+                        "updated_at",
+                    ],
                     "properties": {
                         "id": {"type": "integer"},
                         "library": {"type": "string"},
@@ -217,11 +266,9 @@ def document() -> dict[str, Any]:
                                 "properties": {
                                     "token": {"type": "string"},
                                     "expires_at": {"type": "string"},
-                                    "user": {
-                                        "type": "object",
-                                        "properties": {"name": {"type": "string"}, "role": {"enum": ["admin", "user"]}},
-                                    },
+                                    "user": {"$ref": "#/components/schemas/User"},
                                 },
+                                "additionalProperties": False,
                             },
                         ),
                         "400": _error("The body is not a valid login request."),
@@ -236,28 +283,75 @@ def document() -> dict[str, Any]:
                 "get": {
                     "summary": "The logged-in user.",
                     "security": BEARER,
-                    "responses": {"200": _ok("The user and the token's expiry."), **_AUTH_ERRORS},
+                    "responses": {
+                        "200": _ok(
+                            "The user and the token's expiry.",
+                            {
+                                "type": "object",
+                                "required": ["user", "expires_at"],
+                                "properties": {
+                                    "user": {"$ref": "#/components/schemas/User"},
+                                    "expires_at": {"type": "string"},
+                                },
+                                "additionalProperties": False,
+                            },
+                        ),
+                        **_AUTH_ERRORS,
+                    },
                 }
             },
             "/api/auth/logout": {
                 "post": {
                     "summary": "End this token.",
                     "security": BEARER,
-                    "responses": {"200": _ok("Logged out."), **_AUTH_ERRORS},
+                    "responses": {
+                        "200": _ok(
+                            "Logged out: this token is refused from now on.",
+                            {
+                                "type": "object",
+                                "required": ["logged_out"],
+                                "properties": {"logged_out": {"const": True}},
+                                "additionalProperties": False,
+                            },
+                        ),
+                        **_AUTH_ERRORS,
+                    },
                 }
             },
             "/api/status": {
                 "get": {
                     "summary": "Per library: condition, counts, space saved; the last plan; config generation; gate.",
                     "security": BEARER,
-                    "responses": {"200": _ok("The agent's status."), **_AUTH_ERRORS},
+                    "responses": {
+                        "200": _ok(
+                            "The agent's status.",
+                            _fields(
+                                "version",
+                                "started_at",
+                                "uptime_seconds",
+                                "config_generation",
+                                "reload_error",
+                                "libraries",
+                                "plan",
+                                "gate",
+                                "running",
+                            ),
+                        ),
+                        **_AUTH_ERRORS,
+                    },
                 }
             },
             "/api/system": {
                 "get": {
                     "summary": "CPU, memory, load, archive disk, running encodes, gate verdict.",
                     "security": BEARER,
-                    "responses": {"200": _ok("The host and the encodes."), **_AUTH_ERRORS},
+                    "responses": {
+                        "200": _ok(
+                            "The host and the encodes.",
+                            _fields("cpu", "memory", "load", "archive", "max_jobs", "running", "gate"),
+                        ),
+                        **_AUTH_ERRORS,
+                    },
                 }
             },
             "/api/jobs": {
@@ -292,10 +386,14 @@ def document() -> dict[str, Any]:
                             "A page of jobs.",
                             {
                                 "type": "object",
+                                "required": ["jobs", "next_cursor"],
                                 "properties": {
                                     "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
-                                    "next_cursor": {"type": ["string", "null"]},
+                                    "next_cursor": {
+                                        "oneOf": [{"type": "null"}, {"type": "string", "pattern": CURSOR_PATTERN}]
+                                    },
                                 },
+                                "additionalProperties": False,
                             },
                         ),
                         "400": _error("A parameter is not valid."),
@@ -327,14 +425,28 @@ def document() -> dict[str, Any]:
                 "post": {
                     "summary": "Run a reconcile pass now (admin).",
                     "security": BEARER,
-                    "responses": {"202": _ok("The pass is requested."), **_ADMIN_ERRORS},
+                    "responses": {
+                        "202": _ok(
+                            "The pass is requested.",
+                            {
+                                "type": "object",
+                                "required": ["scan"],
+                                "properties": {"scan": {"const": "requested"}},
+                                "additionalProperties": False,
+                            },
+                        ),
+                        **_ADMIN_ERRORS,
+                    },
                 }
             },
             "/api/config": {
                 "get": {
                     "summary": "The config in force, secrets redacted (admin).",
                     "security": BEARER,
-                    "responses": {"200": _ok("The config and its generation."), **_ADMIN_ERRORS},
+                    "responses": {
+                        "200": _ok("The config and its generation.", _fields("generation", "config")),
+                        **_ADMIN_ERRORS,
+                    },
                 }
             },
             "/": {
