@@ -15,6 +15,8 @@ from pathlib import Path
 
 from agent.descriptors import OncePerInterval
 
+from .conftest import MakeApi
+
 REPO = Path(__file__).resolve().parents[2]
 
 CHILD = r"""
@@ -136,3 +138,16 @@ def test_a_shortage_is_logged_once_a_minute_with_how_often_it_happened() -> None
         ("out of file descriptors", {"occurrences": 501, "reason": "Too many open files"}),
         ("dispatcher tick failed: out of file descriptors", {"occurrences": 1, "reason": "Too many open files"}),
     ]
+
+
+async def test_health_says_degraded_while_passes_fail_for_want_of_descriptors(make_api: MakeApi) -> None:
+    api = await make_api()
+    # What `hb2r run` records when a pass raises OutOfDescriptors (agent/runtime.py), until one succeeds.
+    api.context.state.pass_problem = "reconcile pass failed, retried next pass: cannot open /tv: Too many open files"
+    response = await api.client.get("/health")
+    body = await response.json()
+    assert (response.status, body["status"]) == (200, "degraded")
+    assert body["problems"] == [api.context.state.pass_problem]
+
+    api.context.state.pass_problem = None
+    assert (await (await api.client.get("/health")).json())["status"] == "healthy"
