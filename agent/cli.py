@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent import __version__
+from agent.descriptors import OutOfDescriptors
 
 if TYPE_CHECKING:
     from agent.config import Loaded
@@ -52,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except KeyboardInterrupt:
         return 130
+    except OutOfDescriptors as error:  # says nothing about the libraries: no plan rather than a wrong one
+        print(f"error: {error}; raise the file limit (ulimit -n) and try again", file=sys.stderr)
+        return EXIT_ERROR
     return code
 
 

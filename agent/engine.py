@@ -69,6 +69,7 @@ class EngineState:
     last_pass: PassSummary | None = None
     config_generation: int = 1  # 1 at start, one more for each config reload applied
     reload_error: str | None = None  # why the last reload was refused, until one is applied
+    pass_problem: str | None = None  # why the last pass failed for want of resources, until one succeeds
     conditions: dict[str, Condition] = field(default_factory=dict)
     # library -> why its outputs cannot be published (e.g. its output folder is another mount):
     # its jobs wait, its condition is Error. Set by each pass and by the dispatcher before an encode.

@@ -14,6 +14,12 @@ logged with every error and the old one stays in force (and /health says `degrad
 
 The HTTP service (`agent.api`) runs on the same event loop; READY=1 goes to systemd once it
 answers, so `systemctl start` returning means /health can be asked.
+
+File descriptors (agent/descriptors.py): the soft RLIMIT_NOFILE is raised to the hard one
+before anything is opened, and the HTTP service is capped below it. Running out anyway
+(EMFILE/ENFILE, e.g. the host's table is full) is logged once a minute, whether asyncio met
+it accepting a connection or a pass met it scanning; such a pass fails, /health says
+`degraded` with the reason, and the next pass retries.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent import auth, logs, publish, systemd
+from agent import auth, descriptors, logs, publish, systemd
 from agent.api.app import serve
 from agent.api.context import assemble
 from agent.config import ConfigError, load_config
@@ -51,15 +57,18 @@ def run(config_path: Path, config: Config) -> int:
     Raise LockHeld (a StateError naming the pid) if another agent or a restore uses the state_dir.
     """
     logs.configure()
+    open_files = descriptors.raise_soft_limit()
     # Taken before the database is opened, held for the agent's life (see agent.store.lock).
     with agent_lock(config.paths.state_dir, purpose="run"):
-        return asyncio.run(_Agent(config_path, config).main())
+        return asyncio.run(_Agent(config_path, config, open_files=open_files).main())
 
 
 class _Agent:
-    def __init__(self, config_path: Path, config: Config) -> None:
+    def __init__(self, config_path: Path, config: Config, *, open_files: tuple[int, int]) -> None:
         self.config_path = config_path
         self.log = logs.get_logger("hb2r")
+        self.open_files = open_files
+        self.shortage = descriptors.OncePerInterval(self.log)
         self.config_digest = _digest(config_path)
         connection = open_database(config.paths.state_dir)
         self.state = EngineState(config=config, connection=connection, preset_hashes={})
@@ -97,11 +106,13 @@ class _Agent:
         )
         self.dispatcher = self.api.dispatcher
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(self._loop_exception)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop_requested.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
+        max_connections = descriptors.connection_cap(self.open_files[0])
         try:
-            runner = await serve(self.api)
+            runner = await serve(self.api, max_connections=max_connections)
         except OSError as error:
             self.log.error("cannot start: cannot listen", listen=config.server.listen, reason=error.strerror)
             self.api.checker.close()
@@ -115,6 +126,8 @@ class _Agent:
             config=str(self.config_path),
             libraries=[lib.name for lib in config.libraries],
             listen=config.server.listen,
+            open_files_limit=self.open_files[0],
+            max_connections=max_connections,
         )
         await self.stop_requested.wait()
 
@@ -137,9 +150,22 @@ class _Agent:
             return
         try:
             await reconcile(self.state, log=self.log)
+        except descriptors.OutOfDescriptors as error:
+            self.state.pass_problem = f"reconcile pass failed, retried next pass: {error}"
+            self.shortage.report("reconcile pass failed: out of file descriptors", reason=str(error))
         except Exception:
             self.log.exception("reconcile pass failed")
+        else:
+            self.state.pass_problem = None
         self.dispatcher.wake()
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Log what asyncio reports; running out of descriptors once a minute (accept meets it per connection)."""
+        error = context.get("exception")
+        if error is not None and descriptors.is_shortage(error):
+            self.shortage.report("out of file descriptors", where=context.get("message"), reason=str(error))
+            return
+        loop.default_exception_handler(context)
 
     async def _watch_config(self) -> None:
         """Reload when the config file's content changes; ping the watchdog between passes."""

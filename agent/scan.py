@@ -15,6 +15,10 @@ What is skipped, and why:
 A name that is not valid UTF-8 cannot be stored, shown or served reliably: it is reported
 for the operator to rename, not encoded. An unreadable subfolder is reported, and the
 planner does not take the files it hides for deleted.
+
+Running out of file descriptors (EMFILE, ENFILE) says nothing about a folder: the scan then
+raises OutOfDescriptors and the whole pass fails, to be retried, rather than report a library
+unreadable (which pauses it), a subfolder unreadable or archive outputs missing.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from agent.config.models import Config, Library
+from agent.descriptors import OutOfDescriptors, is_shortage
 from agent.domain import ArchiveObservation, LibraryObservation, ScanProblem, SourceFile, SourceStatus
 
 FINGERPRINT_BLOCK = 1024 * 1024
@@ -40,6 +45,7 @@ def scan_library(library: Library, *, excluded: Iterable[Path] = ()) -> LibraryO
     except FileNotFoundError:
         return LibraryObservation(library.name, SourceStatus.MISSING, detail="no such folder")
     except OSError as error:
+        _raise_if_shortage(error, root)
         return LibraryObservation(library.name, SourceStatus.UNREADABLE, detail=error.strerror or str(error))
     if not stat.S_ISDIR(root_stat.st_mode):
         return LibraryObservation(library.name, SourceStatus.MISSING, detail="not a folder")
@@ -61,6 +67,7 @@ def scan_library(library: Library, *, excluded: Iterable[Path] = ()) -> LibraryO
         try:
             entries = os.scandir(folder)
         except OSError as error:
+            _raise_if_shortage(error, folder)
             if not prefix:  # the source folder itself
                 return LibraryObservation(library.name, SourceStatus.UNREADABLE, detail=error.strerror or str(error))
             unreadable.append(prefix.rstrip("/"))
@@ -137,7 +144,8 @@ def scan_archive(config: Config, *, recorded_folders: Iterable[str] = ()) -> Arc
                             folders.append((entry.path, prefix + entry.name + "/"))
                         else:
                             outputs.append(prefix + entry.name)
-            except OSError:
+            except OSError as error:
+                _raise_if_shortage(error, folder)
                 continue
     return ArchiveObservation(available=True, outputs=frozenset(outputs), output_folders=frozenset(present))
 
@@ -145,14 +153,18 @@ def scan_archive(config: Config, *, recorded_folders: Iterable[str] = ()) -> Arc
 def fingerprint(path: Path, *, size: int) -> str:
     """Given a file and its size, return size + blake2b of its first, middle and last MiB.
 
-    Raise OSError if the file cannot be read.
+    Raise OSError if the file cannot be read, OutOfDescriptors if no file descriptor is left.
     """
     digest = hashlib.blake2b(digest_size=16)
     flags = os.O_RDONLY | getattr(os, "O_NOATIME", 0)
     try:
-        descriptor = os.open(path, flags)
-    except PermissionError:
-        descriptor = os.open(path, os.O_RDONLY)  # O_NOATIME needs to own the file
+        try:
+            descriptor = os.open(path, flags)
+        except PermissionError:
+            descriptor = os.open(path, os.O_RDONLY)  # O_NOATIME needs to own the file
+    except OSError as error:
+        _raise_if_shortage(error, path)
+        raise
     with os.fdopen(descriptor, "rb") as handle:
         if size <= 3 * FINGERPRINT_BLOCK:
             digest.update(handle.read())
@@ -161,6 +173,12 @@ def fingerprint(path: Path, *, size: int) -> str:
                 handle.seek(offset)
                 digest.update(handle.read(FINGERPRINT_BLOCK))
     return f"{size}:{digest.hexdigest()}"
+
+
+def _raise_if_shortage(error: OSError, path: str | Path) -> None:
+    """Raise OutOfDescriptors if error is EMFILE or ENFILE (see the module docstring)."""
+    if is_shortage(error):
+        raise OutOfDescriptors(f"cannot open {os.fspath(path)}: {error.strerror}") from error
 
 
 def _identities(paths: Iterable[Path]) -> set[tuple[int, int]]:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent import archive_checks, gate, publish
+from agent import archive_checks, descriptors, gate, publish
 from agent.config.models import Config, Library
 from agent.domain import LedgerEntry
 from agent.engine import EngineState
@@ -84,6 +84,7 @@ class Dispatcher:
         self._blocked: tuple[str, ...] = ()
         self._strained = False  # the last verdict refused for CPU or memory use: hysteresis applies
         self._cores = cpu_count()
+        self._shortage = descriptors.OncePerInterval(log)
 
     @property
     def blocked_reasons(self) -> tuple[str, ...]:
@@ -125,8 +126,11 @@ class Dispatcher:
         while not self.stopping:
             try:
                 self.tick()
-            except Exception:
-                self.log.exception("dispatcher tick failed")
+            except Exception as error:
+                if descriptors.is_shortage(error):  # logged once a minute, not every tick
+                    self._shortage.report("dispatcher tick failed: out of file descriptors", reason=str(error))
+                else:
+                    self.log.exception("dispatcher tick failed")
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)

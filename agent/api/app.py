@@ -12,8 +12,10 @@ from aiohttp import web
 
 from agent.api import config_view, health, jobs, libraries, metrics, openapi, page, realtime, sessions, status
 from agent.api.context import CONTEXT, ApiContext
+from agent.api.listener import IDLE_TIMEOUT_SECONDS, CappedSite
 from agent.api.middlewares import MAX_BODY_BYTES, audit, cors, errors
 from agent.api.security import Handler
+from agent.descriptors import MAX_CONNECTIONS
 
 _LISTEN = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d{1,5})$")
 
@@ -66,15 +68,24 @@ def listen_address(listen: str) -> tuple[str, int]:
     return match.group("v6") or match.group("host"), int(match.group("port"))
 
 
-async def serve(context: ApiContext) -> web.AppRunner:
-    """Start serving at `server.listen`; return the runner (call `cleanup()` to stop).
+async def serve(
+    context: ApiContext, *, max_connections: int = MAX_CONNECTIONS, idle_timeout: float = IDLE_TIMEOUT_SECONDS
+) -> web.AppRunner:
+    """Start serving at `server.listen`, at most max_connections at once, closing connections idle
+    for idle_timeout seconds (agent/api/listener.py); return the runner (call `cleanup()` to stop).
 
     Raise OSError (e.g. address in use) if the address cannot be bound.
     """
     host, port = listen_address(context.state.config.server.listen)
-    runner = web.AppRunner(init_app(context), access_log=None, handle_signals=False, shutdown_timeout=2.0)
+    runner = web.AppRunner(
+        init_app(context),
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=2.0,
+        keepalive_timeout=idle_timeout,
+    )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = CappedSite(runner, host, port, cap=max_connections, log=context.log)
     try:
         await site.start()
     except OSError:

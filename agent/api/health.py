@@ -56,6 +56,8 @@ def health_report(context: ApiContext) -> dict[str, Any]:
             degraded += [f"jobs held back: {reason}" for reason in context.dispatcher.blocked_reasons]
         if state.reload_error:
             degraded.append(f"config reload refused: {state.reload_error}")
+        if state.pass_problem:
+            degraded.append(state.pass_problem)
         if degraded:
             status, problems = "degraded", degraded
     return {

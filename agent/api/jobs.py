@@ -22,9 +22,9 @@ class JobsQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     state: jobs.JobState | None = None
-    library: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None = None
+    library: Annotated[str, Field(pattern=params.NAME_PATTERN)] | None = None
     limit: int = Field(default=50, ge=1, le=MAX_PAGE)
-    cursor: str | None = Field(default=None, max_length=64)
+    cursor: str | None = None
 
     @field_validator("cursor")
     @classmethod

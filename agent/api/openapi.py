@@ -1,7 +1,12 @@
 """GET /api/openapi.json: an OpenAPI 3.1 document of every route (a test holds the two in step).
 
-Request bodies and query parameters come from the same pydantic models the handlers
-validate with, so the document cannot drift from what is enforced.
+Request bodies come from the same pydantic models the handlers validate with, and the
+patterns and bounds of path and query parameters from agent/api/params.py, which the
+handlers check with: what the document calls valid is what is accepted, and the reverse.
+tests/integration/test_api_schema.py holds the server to it with schemathesis.
+
+/api/realtime is a WebSocket: OpenAPI cannot describe its messages, but it does describe
+the handshake's headers, without which the answer is a 400.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from aiohttp import web
 from agent import __version__
 from agent.api.jobs import MAX_PAGE
 from agent.api.page import ASSETS
+from agent.api.params import CURSOR_PATTERN, MAX_JOB_ID, NAME_PATTERN
 from agent.api.sessions import LoginRequest
 
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -25,6 +31,11 @@ def _error(description: str) -> dict[str, Any]:
     }
 
 
+def _fields(*names: str) -> dict[str, Any]:
+    """An object that always has these members (described in the README)."""
+    return {"type": "object", "required": list(names)}
+
+
 def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema or {"type": "object"}}}}
 
@@ -35,16 +46,31 @@ _JOB_ID = {
     "name": "id",
     "in": "path",
     "required": True,
-    "schema": {"type": "integer", "minimum": 1},
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_JOB_ID},
     "description": "Job id.",
 }
 _LIBRARY = {
     "name": "name",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+    "schema": {"type": "string", "pattern": NAME_PATTERN, "minLength": 1, "maxLength": 64},
     "description": "Library name from the config.",
 }
+
+
+# What a WebSocket client (a browser, aiohttp, websockets) sends by itself (RFC 6455, section 4.1).
+_WEBSOCKET_HANDSHAKE = [
+    {"name": "Upgrade", "in": "header", "required": True, "schema": {"enum": ["websocket"]}},
+    {"name": "Connection", "in": "header", "required": True, "schema": {"enum": ["Upgrade"]}},
+    {"name": "Sec-WebSocket-Version", "in": "header", "required": True, "schema": {"enum": ["13"]}},
+    {
+        "name": "Sec-WebSocket-Key",
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9+/]{21}[AQgw]==$"},
+        "description": "16 random bytes, base64.",
+    },
+]
 
 
 def _job_action(summary: str) -> dict[str, Any]:
@@ -71,7 +97,7 @@ def _library_action(summary: str) -> dict[str, Any]:
             "security": BEARER,
             "parameters": [_LIBRARY],
             "responses": {
-                "200": _ok("The library's condition after the change."),
+                "200": _ok("The library's condition after the change.", {"$ref": "#/components/schemas/LibraryHold"}),
                 "400": _error("The name is not a library name."),
                 "404": _error("No such library in the config."),
                 **_ADMIN_ERRORS,
@@ -98,9 +124,53 @@ def document() -> dict[str, Any]:
                     "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
                 },
                 "LoginRequest": LoginRequest.model_json_schema(),
+                "User": {
+                    "type": "object",
+                    "required": ["name", "role"],
+                    "properties": {"name": {"type": "string"}, "role": {"enum": ["admin", "user"]}},
+                    "additionalProperties": False,
+                },
+                "LibraryHold": {
+                    "type": "object",
+                    "required": ["name", "paused", "condition"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "paused": {"type": "boolean"},
+                        "condition": {
+                            "description": "null: the library is no longer in the config.",
+                            "oneOf": [
+                                {"type": "null"},
+                                {
+                                    "type": "object",
+                                    "required": ["status", "reason", "since"],
+                                    "properties": {
+                                        "status": {"type": "string"},
+                                        "reason": {"type": "string"},
+                                        "since": {"type": "string"},
+                                    },
+                                    "additionalProperties": False,
+                                },
+                            ],
+                        },
+                    },
+                    "additionalProperties": False,
+                },
                 "Job": {
                     "type": "object",
-                    "required": ["id", "library", "path", "state", "attempts"],
+                    "required": [
+                        "id",
+                        "library",
+                        "path",
+                        "output",
+                        "state",
+                        "reason",
+                        "attempts",
+                        "progress",
+                        "error",
+                        "retry_at",
+                        "created_at",
+                        "updated_at",
+                    ],
                     "properties": {
                         "id": {"type": "integer"},
                         "library": {"type": "string"},
@@ -196,15 +266,14 @@ def document() -> dict[str, Any]:
                                 "properties": {
                                     "token": {"type": "string"},
                                     "expires_at": {"type": "string"},
-                                    "user": {
-                                        "type": "object",
-                                        "properties": {"name": {"type": "string"}, "role": {"enum": ["admin", "user"]}},
-                                    },
+                                    "user": {"$ref": "#/components/schemas/User"},
                                 },
+                                "additionalProperties": False,
                             },
                         ),
                         "400": _error("The body is not a valid login request."),
                         "401": _error("Wrong user name or password."),
+                        "408": _error("The body did not arrive in time."),
                         "413": _error("The body is too large."),
                         "429": _error("Too many attempts; see Retry-After."),
                     },
@@ -214,28 +283,75 @@ def document() -> dict[str, Any]:
                 "get": {
                     "summary": "The logged-in user.",
                     "security": BEARER,
-                    "responses": {"200": _ok("The user and the token's expiry."), **_AUTH_ERRORS},
+                    "responses": {
+                        "200": _ok(
+                            "The user and the token's expiry.",
+                            {
+                                "type": "object",
+                                "required": ["user", "expires_at"],
+                                "properties": {
+                                    "user": {"$ref": "#/components/schemas/User"},
+                                    "expires_at": {"type": "string"},
+                                },
+                                "additionalProperties": False,
+                            },
+                        ),
+                        **_AUTH_ERRORS,
+                    },
                 }
             },
             "/api/auth/logout": {
                 "post": {
                     "summary": "End this token.",
                     "security": BEARER,
-                    "responses": {"200": _ok("Logged out."), **_AUTH_ERRORS},
+                    "responses": {
+                        "200": _ok(
+                            "Logged out: this token is refused from now on.",
+                            {
+                                "type": "object",
+                                "required": ["logged_out"],
+                                "properties": {"logged_out": {"const": True}},
+                                "additionalProperties": False,
+                            },
+                        ),
+                        **_AUTH_ERRORS,
+                    },
                 }
             },
             "/api/status": {
                 "get": {
                     "summary": "Per library: condition, counts, space saved; the last plan; config generation; gate.",
                     "security": BEARER,
-                    "responses": {"200": _ok("The agent's status."), **_AUTH_ERRORS},
+                    "responses": {
+                        "200": _ok(
+                            "The agent's status.",
+                            _fields(
+                                "version",
+                                "started_at",
+                                "uptime_seconds",
+                                "config_generation",
+                                "reload_error",
+                                "libraries",
+                                "plan",
+                                "gate",
+                                "running",
+                            ),
+                        ),
+                        **_AUTH_ERRORS,
+                    },
                 }
             },
             "/api/system": {
                 "get": {
                     "summary": "CPU, memory, load, archive disk, running encodes, gate verdict.",
                     "security": BEARER,
-                    "responses": {"200": _ok("The host and the encodes."), **_AUTH_ERRORS},
+                    "responses": {
+                        "200": _ok(
+                            "The host and the encodes.",
+                            _fields("cpu", "memory", "load", "archive", "max_jobs", "running", "gate"),
+                        ),
+                        **_AUTH_ERRORS,
+                    },
                 }
             },
             "/api/jobs": {
@@ -248,7 +364,11 @@ def document() -> dict[str, Any]:
                             "in": "query",
                             "schema": {"enum": ["queued", "running", "done", "failed", "dead", "cancelled"]},
                         },
-                        {"name": "library", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "library",
+                            "in": "query",
+                            "schema": {"type": "string", "pattern": NAME_PATTERN, "minLength": 1, "maxLength": 64},
+                        },
                         {
                             "name": "limit",
                             "in": "query",
@@ -257,7 +377,7 @@ def document() -> dict[str, Any]:
                         {
                             "name": "cursor",
                             "in": "query",
-                            "schema": {"type": "string"},
+                            "schema": {"type": "string", "pattern": CURSOR_PATTERN, "minLength": 1, "maxLength": 18},
                             "description": "next_cursor of the previous page.",
                         },
                     ],
@@ -266,10 +386,14 @@ def document() -> dict[str, Any]:
                             "A page of jobs.",
                             {
                                 "type": "object",
+                                "required": ["jobs", "next_cursor"],
                                 "properties": {
                                     "jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
-                                    "next_cursor": {"type": ["string", "null"]},
+                                    "next_cursor": {
+                                        "oneOf": [{"type": "null"}, {"type": "string", "pattern": CURSOR_PATTERN}]
+                                    },
                                 },
+                                "additionalProperties": False,
                             },
                         ),
                         "400": _error("A parameter is not valid."),
@@ -301,14 +425,28 @@ def document() -> dict[str, Any]:
                 "post": {
                     "summary": "Run a reconcile pass now (admin).",
                     "security": BEARER,
-                    "responses": {"202": _ok("The pass is requested."), **_ADMIN_ERRORS},
+                    "responses": {
+                        "202": _ok(
+                            "The pass is requested.",
+                            {
+                                "type": "object",
+                                "required": ["scan"],
+                                "properties": {"scan": {"const": "requested"}},
+                                "additionalProperties": False,
+                            },
+                        ),
+                        **_ADMIN_ERRORS,
+                    },
                 }
             },
             "/api/config": {
                 "get": {
                     "summary": "The config in force, secrets redacted (admin).",
                     "security": BEARER,
-                    "responses": {"200": _ok("The config and its generation."), **_ADMIN_ERRORS},
+                    "responses": {
+                        "200": _ok("The config and its generation.", _fields("generation", "config")),
+                        **_ADMIN_ERRORS,
+                    },
                 }
             },
             "/": {
@@ -349,9 +487,13 @@ def document() -> dict[str, Any]:
                             "in": "query",
                             "schema": {"type": "string"},
                             "description": "For clients that cannot send a first message; it may be logged.",
-                        }
+                        },
+                        *_WEBSOCKET_HANDSHAKE,
                     ],
-                    "responses": {"101": {"description": "Switching to the WebSocket protocol."}},
+                    "responses": {
+                        "101": {"description": "Switching to the WebSocket protocol."},
+                        "400": _error("Not a WebSocket handshake."),
+                    },
                 }
             },
         },

@@ -1,9 +1,16 @@
-"""Reading and checking what a request sends: path parts, query strings, JSON bodies (pydantic)."""
+"""Reading and checking what a request sends: path parts, query strings, JSON bodies (pydantic).
+
+The patterns and bounds here are the ones the OpenAPI document states (agent/api/openapi.py
+imports them), so that what the document calls valid is exactly what is accepted.
+
+A page cursor is the id of the last job of the previous page, as decimal text: the next page
+holds the jobs before it. It is written like a job id, so it has a plain pattern a client can
+check; it stays a string so that its form may change one day without the type changing.
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
+import asyncio
 import json
 import re
 from typing import Any, TypeVar
@@ -11,13 +18,17 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from agent.api.errors import bad_request, describe_validation
+from agent.api.errors import ApiError, bad_request, describe_validation
+from agent.api.listener import BODY_TIMEOUT_SECONDS
 
 Model = TypeVar("Model", bound=BaseModel)
 
-_JOB_ID = re.compile(r"^[1-9][0-9]{0,17}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_CURSOR_PREFIX = "before:"
+JOB_ID_PATTERN = r"^[1-9][0-9]{0,17}$"  # up to 18 digits: always within SQLite's 64-bit integers
+MAX_JOB_ID = 10**18 - 1
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+CURSOR_PATTERN = JOB_ID_PATTERN
+_JOB_ID = re.compile(JOB_ID_PATTERN)
+_NAME = re.compile(NAME_PATTERN)
 
 
 def job_id(request: web.Request) -> int:
@@ -50,8 +61,13 @@ def query(request: web.Request, model: type[Model]) -> Model:
 
 
 async def body(request: web.Request, model: type[Model]) -> Model:
-    """Read and validate a JSON body; raise a 400 ApiError if it is not JSON or not valid."""
-    raw = await request.read()
+    """Read and validate a JSON body; raise a 400 ApiError if it is not JSON or not valid, a 408
+    if it does not arrive within BODY_TIMEOUT_SECONDS (a slow client must not hold a connection)."""
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+            raw = await request.read()
+    except TimeoutError:
+        raise ApiError(408, f"the request body did not arrive within {BODY_TIMEOUT_SECONDS:g} s") from None
     try:
         data = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply
@@ -65,16 +81,11 @@ async def body(request: web.Request, model: type[Model]) -> Model:
 
 
 def encode_cursor(before_id: int) -> str:
-    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{before_id}".encode()).decode().rstrip("=")
+    return str(before_id)
 
 
 def decode_cursor(cursor: str) -> int:
     """Return the job id a cursor continues before; raise ValueError if it is not one hb2r made."""
-    try:  # validate: other characters are an error, not skipped
-        text = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode("ascii")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ValueError("cursor is not valid; use next_cursor from the previous page") from None
-    number = text.removeprefix(_CURSOR_PREFIX)
-    if not text.startswith(_CURSOR_PREFIX) or not _JOB_ID.fullmatch(number):
+    if not _JOB_ID.fullmatch(cursor):  # fullmatch: `$` would let a trailing newline through
         raise ValueError("cursor is not valid; use next_cursor from the previous page")
-    return int(number)
+    return int(cursor)

@@ -15,6 +15,8 @@ import jinja2
 import pytest
 import yaml
 
+from agent.descriptors import MAX_CONNECTIONS, connection_cap
+
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "packaging" / "hb2r.service.j2"
 
@@ -81,3 +83,10 @@ def test_the_unit_holds_what_the_operator_set(unit: Path) -> None:
 def test_the_shipped_unit_is_the_template_rendered_with_the_example_values() -> None:
     # packaging/hb2r.service is for operators who install without Ansible; it must not drift.
     assert (REPO / "packaging" / "hb2r.service").read_text() == render(example_values())
+
+
+def test_the_unit_leaves_the_agent_enough_file_descriptors(unit: Path) -> None:
+    # Below this the HTTP service would get fewer than MAX_CONNECTIONS (agent/descriptors.py).
+    limits = re.findall(r"^LimitNOFILE=(\d+)$", unit.read_text(), flags=re.MULTILINE)
+    assert len(limits) == 1, limits
+    assert connection_cap(int(limits[0])) == MAX_CONNECTIONS
