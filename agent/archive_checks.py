@@ -265,10 +265,12 @@ def permissions_problem(config: Config) -> str | None:
     given = access(config)
     group_id = given.group_id if given.group_id is not None else os.getegid()
     if os.geteuid() != 0 and group_id not in {os.getegid(), *os.getgroups()}:
-        return (
-            f"hb2r is not a member of group {_group_name(group_id)}, which outputs must have so the archive's "
-            f"owner can read them: add it (the inventory's hb2r_extra_groups), or set paths.archive_group"
-        )
+        if config.paths.archive_group is not None:
+            return (
+                f"hb2r is not a member of group {_group_name(group_id)} (paths.archive_group), so it cannot give "
+                "outputs that group: add it (the inventory's hb2r_extra_groups), or change paths.archive_group"
+            )
+        group_id = os.getegid()  # the archive folder's group cannot be given: outputs keep hb2r's own
     owner = _user_name(share.st_uid)
     readers: list[tuple[str, int | None, Collection[int]]] = [
         (f"the archive's owner {owner}", share.st_uid, _groups_of(share.st_uid)),
