@@ -97,11 +97,11 @@ class Dispatcher:
         return time.monotonic() - self._sampled_at if self.last_sample is not None else float("inf")
 
     async def cancel_job(self, job_id: int) -> jobs.Job:
-        """Cancel a queued, running or failed job, stopping its encode; return it.
+        """Cancel a queued, running or failed job for an operator, stopping its encode; return it.
 
         Raise jobs.JobNotFound or jobs.JobStateError as `jobs.cancel` does.
         """
-        job = jobs.cancel(self.state.connection, job_id, now=datetime.now(UTC))
+        job = jobs.cancel(self.state.connection, job_id, now=datetime.now(UTC), by=jobs.CancelledBy.OPERATOR)
         entry = self.running.get(job_id)
         if entry is not None:
             entry.cancelled = True
