@@ -1,7 +1,8 @@
 """`hb2r run`: the long-running agent's life, from start-up to a clean stop.
 
-Start-up: open (and migrate) the state database; jobs left `running` by a crash go back to
-`queued` and temp files in `.hb2r-partial` are removed; HandBrakeCLI is asked for its version
+Start-up: open (and migrate) the state database; a job a crash left `running` after its
+output was published is settled (ledger row, done: see `agent.recovery`), the other jobs left
+`running` go back to `queued` and temp files in `.hb2r-partial` are removed; HandBrakeCLI is asked for its version
 and presets — a library whose preset HandBrake does not know is held back with an error,
 the others carry on. Then passes run on the schedule and the dispatcher starts jobs.
 
@@ -26,7 +27,7 @@ import signal
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent import auth, logs, publish, systemd
+from agent import auth, logs, publish, recovery, systemd
 from agent.api.app import serve
 from agent.api.context import assemble
 from agent.config import ConfigError, load_config
@@ -67,6 +68,8 @@ class _Agent:
 
     async def main(self) -> int:
         config, connection = self.state.config, self.state.connection
+        for job in recovery.settle_published(connection, config, now=datetime.now(UTC)):
+            self.log.info("job settled", job=job.id, library=job.library, path=job.rel_path, output=job.output_path)
         for job in jobs.requeue_running(connection, now=datetime.now(UTC)):
             self.log.info("job requeued", job=job.id, library=job.library, path=job.rel_path, reason="left by a crash")
         if config.paths.archive.is_dir():
