@@ -35,10 +35,12 @@ def settle_published(connection: sqlite3.Connection, config: Config, *, now: dat
         source_folder = sources.get(job.library)
         if source_folder is None:
             continue
-        entry = _published_entry(job, source=source_folder / job.rel_path, output=config.paths.archive / job.output_path)
-        if entry is None:
+        published = _published_entry(
+            job, source=source_folder / job.rel_path, output=config.paths.archive / job.output_path
+        )
+        if published is None:
             continue
-        entry, output_size = entry
+        entry, output_size = published
         with transaction(connection):
             ledger.forget_output(connection, job.output_path)  # an earlier content's row, superseded
             ledger.record(connection, entry, encoded_at=now.isoformat(), output_size=output_size)
@@ -62,7 +64,12 @@ def _published_entry(job: jobs.Job, *, source: Path, output: Path) -> tuple[Ledg
     except OSError:
         return None
     entry = LedgerEntry(
-        job.library, job.rel_path, job.fingerprint, source_stat.st_size, source_stat.st_mtime_ns, job.preset_hash,
+        job.library,
+        job.rel_path,
+        job.fingerprint,
+        source_stat.st_size,
+        source_stat.st_mtime_ns,
+        job.preset_hash,
         job.output_path,
     )
     return entry, published.st_size

@@ -4,7 +4,8 @@ No disk walk and no blocking CPU measurement: the host figures are the dispatche
 sample (at most a few seconds old), and the database and archive checks are kept for
 HEALTH_CACHE_SECONDS. `unhealthy` (HTTP 503): the database cannot be read, or the archive
 is missing or read-only. `degraded` (HTTP 200): a library is paused or in error, the gate
-holds jobs back for want of CPU, memory or disk, or the last config reload was refused.
+holds jobs back for want of CPU, memory or disk, the last config reload was refused, or an
+encode stalled (the watchdog killed it; shown until that job next ends otherwise).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def health_report(context: ApiContext) -> dict[str, Any]:
             degraded += [f"jobs held back: {reason}" for reason in context.dispatcher.blocked_reasons]
         if state.reload_error:
             degraded.append(f"config reload refused: {state.reload_error}")
+        degraded += list(context.dispatcher.stalls.values())
         if degraded:
             status, problems = "degraded", degraded
     return {

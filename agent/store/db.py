@@ -114,7 +114,8 @@ MIGRATIONS: tuple[str, ...] = (
     # is wanted again), and a change number that only grows, for "what changed since" readers:
     # the wall clock, and so `updated_at`, may step back.
     """
-    ALTER TABLE jobs ADD COLUMN cancelled_by TEXT CHECK (cancelled_by IS NULL OR cancelled_by IN ('operator', 'engine'));
+    ALTER TABLE jobs ADD COLUMN cancelled_by TEXT
+        CHECK (cancelled_by IS NULL OR cancelled_by IN ('operator', 'engine'));
     ALTER TABLE jobs ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;
     UPDATE jobs SET change_seq = id;
     CREATE INDEX IF NOT EXISTS jobs_by_change ON jobs (change_seq);

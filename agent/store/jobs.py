@@ -261,18 +261,23 @@ def mark_failed(
     stderr_tail: Sequence[str],
     retry: Retry,
     now: datetime,
+    temporary: bool = False,
 ) -> Job:
     """Record a failure of a running job; return it, failed (to retry after a backoff) or dead.
 
-    Its attempts grow by one; at `retry.attempts` the job is dead. Either way the error and the
-    last STDERR_LINES lines of stderr are kept. Raise JobNotFound or JobStateError if there is
-    no such job or it is not running.
+    Its attempts grow by one; at `retry.attempts` the job is dead. A `temporary` failure (the
+    host's fault, not the file's: a hung encoder) is not counted: the job is retried after the
+    first backoff. Either way the error and the last STDERR_LINES lines of stderr are kept.
+    Raise JobNotFound or JobStateError if there is no such job or it is not running.
     """
     job = get(connection, job_id)
     if job is None or job.state is not JobState.RUNNING:
         _refuse(connection, job_id, verb="fail", allowed=(JobState.RUNNING,))
-    attempts = job.attempts + 1
-    if attempts >= retry.attempts:
+    attempts = job.attempts if temporary else job.attempts + 1
+    if temporary:
+        delay = backoff_delay(attempt=1, backoff=retry.backoff, max_backoff=retry.max_backoff)
+        state, not_before = JobState.FAILED, _stamp(now + delay)
+    elif attempts >= retry.attempts:
         state, not_before = JobState.DEAD, None
     else:
         delay = backoff_delay(attempt=attempts, backoff=retry.backoff, max_backoff=retry.max_backoff)
@@ -305,9 +310,7 @@ def requeue_running(connection: sqlite3.Connection, *, now: datetime) -> list[Jo
     return _sorted(cursor)
 
 
-def cancel(
-    connection: sqlite3.Connection, job_id: int, *, now: datetime, by: CancelledBy = CancelledBy.ENGINE
-) -> Job:
+def cancel(connection: sqlite3.Connection, job_id: int, *, now: datetime, by: CancelledBy = CancelledBy.ENGINE) -> Job:
     """Cancel a queued, running or failed job; return it. Stopping a running encode is the engine's part.
 
     `by` says who cancelled it: an operator's cancel is not undone by the next pass (see enqueue).

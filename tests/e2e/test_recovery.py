@@ -20,7 +20,6 @@ from agent.scan import fingerprint
 from agent.store import jobs
 from agent.store.db import open_database
 
-
 __all__ = ["start"]  # the fixture, imported from test_run
 
 

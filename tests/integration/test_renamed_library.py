@@ -60,8 +60,15 @@ async def test_a_renamed_library_carries_its_ledger_over_and_a_changed_source_is
         stat = source.stat()
         ledger.record(
             connection,
-            LedgerEntry("tv", source.name, fingerprint(source, size=stat.st_size), stat.st_size, stat.st_mtime_ns,
-                        hashes["tv"], f"TV/{source.name}"),
+            LedgerEntry(
+                "tv",
+                source.name,
+                fingerprint(source, size=stat.st_size),
+                stat.st_size,
+                stat.st_mtime_ns,
+                hashes["tv"],
+                f"TV/{source.name}",
+            ),
             encoded_at=datetime.now(UTC).isoformat(),
         )
     assert plan_exit_code(config_path)[0] == 0

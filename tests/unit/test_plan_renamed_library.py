@@ -39,7 +39,6 @@ CHANGED = _file(EPISODE.rel_path, size=2 * MB, age=600, fingerprint="fp:recut")
 TOUCHED = _file(EPISODE.rel_path, age=600, fingerprint=EPISODE.fingerprint)  # same bytes, new mtime
 
 
-
 def _observed(*files: SourceFile, outputs: tuple[str, ...] = (EPISODE_OUT,)) -> Observation:
     """What a scan of the renamed library sees: the files of `tv`, now under the name `series`."""
     return _disk(libraries={"series": dataclasses.replace(_tv(*files), library="series")}, outputs=outputs)
