@@ -13,6 +13,12 @@ valid one takes effect at once (limits, libraries, presets, users), an invalid o
 logged with every error and the old one stays in force (and /health says `degraded`).
 `server.listen` and `paths.state_dir` take effect on restart only.
 
+HandBrakeCLI is probed (version, preset list) at start and on each reload. A probe that fails
+(HandBrakeCLI missing, crashing, too slow) holds every library back with the reason, which
+/health reports as `degraded`, and is tried again by the config watcher after
+PROBE_RETRY_FIRST_SECONDS, doubling up to PROBE_RETRY_MAX_SECONDS, until it succeeds: then
+the libraries queue again at once, with no reload or restart needed.
+
 The HTTP service (`agent.api`) runs on the same event loop; READY=1 goes to systemd once it
 answers, so `systemctl start` returning means /health can be asked.
 """
@@ -42,6 +48,8 @@ from agent.store.db import open_database, transaction
 from agent.store.lock import agent_lock
 
 CONFIG_CHECK_SECONDS = 5.0
+PROBE_RETRY_FIRST_SECONDS = 5.0
+PROBE_RETRY_MAX_SECONDS = 300.0
 
 
 def run(config_path: Path, config: Config) -> int:
@@ -65,6 +73,8 @@ class _Agent:
         self.stop_requested = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._reloads: set[asyncio.Task[None]] = set()
+        self._probe_delay: float | None = None  # None: the last HandBrakeCLI probe succeeded
+        self._probe_retry_at = 0.0  # loop time of the next probe after one failed
 
     async def main(self) -> int:
         config, connection = self.state.config, self.state.connection
@@ -92,7 +102,7 @@ class _Agent:
         self.schedule = ReconcileSchedule(self._pass, interval=config.scan.interval)
         self.api = assemble(
             self.state,
-            sampler=Sampler(config.paths.archive),
+            sampler=Sampler(lambda: self.state.config.paths.archive),  # a reload may move the archive
             secret=secret,
             request_scan=self.schedule.run_soon,
             log=self.log,
@@ -152,6 +162,20 @@ class _Agent:
             digest = await asyncio.to_thread(_digest, self.config_path)
             if digest is not None and digest != self.config_digest:
                 await self._reload("config file changed")
+            await self._retry_probe()
+
+    async def _retry_probe(self) -> None:
+        """Probe HandBrakeCLI again if the last probe failed and its backoff has passed."""
+        if self._probe_delay is None or asyncio.get_running_loop().time() < self._probe_retry_at:
+            return
+        async with self._reload_lock:
+            if self._probe_delay is None:
+                return
+            await self._apply_presets(self.state.config)
+        if self._probe_delay is None:
+            self.log.info("HandBrakeCLI answers again; libraries may queue")
+            self.schedule.run_soon()
+            self.dispatcher.wake()
 
     def _reload_soon(self) -> None:
         task = asyncio.create_task(self._reload("SIGHUP"), name="reload")
@@ -207,21 +231,36 @@ class _Agent:
         self.dispatcher.wake()
 
     async def _apply_presets(self, config: Config) -> None:
-        """Compute preset identities and hold back libraries whose preset HandBrake lacks."""
+        """Compute preset identities and hold back libraries whose preset HandBrake lacks.
+
+        If HandBrakeCLI cannot be probed, hold back every library and schedule another probe.
+        """
+        warnings: list[str] = []
+
+        def warn(message: str) -> None:
+            warnings.append(message)
+            self.log.warning(message)
+
         # Two HandBrakeCLI start-ups of about half a second each: run them side by side.
         hashes, listed = await asyncio.gather(
-            asyncio.to_thread(preset_hashes, config, warn=self.log.warning),
+            asyncio.to_thread(preset_hashes, config, warn=warn),
             asyncio.to_thread(available_presets, config.handbrake.binary),
             return_exceptions=True,
         )
         if isinstance(hashes, BaseException):
             raise hashes
+        if isinstance(listed, BaseException) and not isinstance(listed, HandBrakeUnavailable):
+            raise listed
         self.state.preset_hashes = hashes
         broken: dict[str, str] = {}
+        probe_error: str | None = None
         if isinstance(listed, HandBrakeUnavailable):
-            broken = {library.name: str(listed) for library in config.libraries}
-        elif isinstance(listed, BaseException):
-            raise listed
+            probe_error = str(listed)
+        elif not hashes and config.presets:  # its version is unknown: no preset identity, nothing queues
+            probe_error = warnings[0] if warnings else f"{config.handbrake.binary} --version failed"
+        self._schedule_probe(failed=probe_error is not None)
+        if probe_error is not None or isinstance(listed, BaseException):
+            broken = {library.name: f"{probe_error} (HandBrakeCLI is probed again)" for library in config.libraries}
         else:
             for library in config.libraries:
                 preset = config.presets[library.preset]
@@ -235,8 +274,18 @@ class _Agent:
             for library in config.libraries:
                 broken.setdefault(library.name, missing)
         for name, reason in broken.items():
-            self.log.error("library cannot encode", library=name, reason=reason)
+            if self.state.broken_libraries.get(name) != reason:
+                self.log.error("library cannot encode", library=name, reason=reason)
         self.state.broken_libraries = broken
+
+    def _schedule_probe(self, *, failed: bool) -> None:
+        """After a failed probe, set when to probe again (backoff doubling); after a good one, stop."""
+        if not failed:
+            self._probe_delay = None
+            return
+        delay = PROBE_RETRY_FIRST_SECONDS if self._probe_delay is None else self._probe_delay * 2
+        self._probe_delay = min(delay, PROBE_RETRY_MAX_SECONDS)
+        self._probe_retry_at = asyncio.get_running_loop().time() + self._probe_delay
 
 
 def _output_sizes(archive: Path, output_paths: list[str]) -> dict[str, int]:
