@@ -451,11 +451,25 @@ def page(
     return _all(cursor)
 
 
-def changed_since(connection: sqlite3.Connection, stamp: str, *, limit: int = 500) -> list[Job]:
-    """Return jobs updated after the ISO-8601 stamp, oldest change first."""
-    return _all(
-        connection.execute("SELECT * FROM jobs WHERE updated_at > ? ORDER BY updated_at LIMIT ?", (stamp, limit))
-    )
+def last_change(connection: sqlite3.Connection) -> int:
+    """Return the number of the latest change to any job (0 if none): where a reader of changes starts."""
+    row = connection.execute("SELECT coalesce(max(change_seq), 0) FROM jobs").fetchone()
+    return int(row[0])
+
+
+def changed_after(connection: sqlite3.Connection, change: int, *, limit: int = 500) -> list[tuple[int, Job]]:
+    """Return (change number, job) of the jobs changed after change number `change`, oldest change first.
+
+    Change numbers only grow (triggers number every insert and update), whatever the wall clock
+    does: a reader that follows them misses nothing when `updated_at` steps back.
+    """
+    cursor = connection.execute("SELECT * FROM jobs WHERE change_seq > ? ORDER BY change_seq LIMIT ?", (change, limit))
+    if cursor.description is None:
+        return []
+    names = [column[0] for column in cursor.description]
+    change_at = names.index("change_seq")
+    pick = itemgetter(*(names.index(name) for name in _FIELDS))
+    return [(int(row[change_at]), _job(pick(row))) for row in cursor.fetchall()]
 
 
 def _stamp(moment: datetime) -> str:
