@@ -226,6 +226,10 @@ class Dispatcher:
 
     def _watch_stalls(self, timeout: float) -> None:
         """Kill the encodes whose progress has not moved for timeout seconds (suspended ones wait)."""
+        for job_id in [job_id for job_id in self.stalls if job_id not in self.running]:
+            job = jobs.get(self.state.connection, job_id)
+            if job is None or job.state not in (jobs.JobState.QUEUED, jobs.JobState.FAILED):
+                del self.stalls[job_id]  # cancelled or retried by hand since: no longer a stalled job
         clock = time.monotonic()
         for entry in list(self.running.values()):
             if entry.encode is None or entry.stalled or entry.cancelled:

@@ -247,6 +247,10 @@ async def test_a_hung_encode_is_killed_failed_as_temporary_and_reported(
     assert any("stalled" in problem and "clip.mkv" in problem for problem in report["problems"])
     assert 'outcome="stalled"' in agent.context.metrics.render()[0].decode()
 
+    jobs.cancel(agent.state.connection, job.id, now=datetime.now(UTC), by=jobs.CancelledBy.OPERATOR)
+    agent.dispatcher.tick()
+    assert health_report(agent.context)["status"] == "healthy"  # the stalled job is settled
+
 
 class MemoryPressure:
     """The host's sample with memory pressure switched on and off by the test: the real host
