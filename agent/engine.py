@@ -35,6 +35,7 @@ from agent import publish
 from agent.conditions import Condition, library_condition
 from agent.config.models import Config
 from agent.domain import (
+    CHANGES,
     Adopt,
     Drift,
     Ledger,
@@ -128,19 +129,26 @@ async def reconcile(state: EngineState, *, log: Any, now: Callable[[], datetime]
             _adopt(state, action, fingerprints.get((action.library, action.source.rel_path)), log=log, now=stamp)
     _queue(state, to_queue, fingerprints, log=log, now=stamp)
     _report(state, result, log=log)
-    state.last_pass = _summary(result, finished_at=now(), seconds=time.monotonic() - started)
+    cancelled = {(job.library, job.rel_path) for job in jobs.operator_cancelled(connection)}
+    state.last_pass = _summary(result, finished_at=now(), seconds=time.monotonic() - started, cancelled=cancelled)
     update_conditions(state, now=state.last_pass.finished_at)
     return result
 
 
-def _summary(result: Plan, *, finished_at: datetime, seconds: float) -> PassSummary:
+def _summary(result: Plan, *, finished_at: datetime, seconds: float, cancelled: set[tuple[str, str]]) -> PassSummary:
+    """Summarise the pass; a transcode of a file whose job an operator cancelled is not pending work."""
     counts: dict[str, int] = {}
     waiting: dict[str, int] = {}
     for action in result.actions:
         counts[action.kind] = counts.get(action.kind, 0) + 1
         if isinstance(action, Wait):
             waiting[action.library] = waiting.get(action.library, 0) + 1
-    return PassSummary(finished_at, seconds, counts, waiting, result.pending)
+    pending = any(
+        isinstance(action, CHANGES)
+        and not (isinstance(action, Transcode) and (action.library, action.source.rel_path) in cancelled)
+        for action in result.actions
+    )
+    return PassSummary(finished_at, seconds, counts, waiting, pending)
 
 
 def update_conditions(state: EngineState, *, now: datetime) -> dict[str, Condition]:

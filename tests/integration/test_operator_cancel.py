@@ -80,6 +80,7 @@ async def test_a_job_an_operator_cancelled_stays_cancelled_until_retried_or_its_
         await reconcile(context.state, log=log)
     assert states(context) == [("E01.mkv", "cancelled")]
     assert [cancelled.id for cancelled in jobs.operator_cancelled(context.state.connection)] == [job.id]
+    assert context.state.last_pass is not None and not context.state.last_pass.pending  # no work left
 
     response = await client.post(f"/api/jobs/{job.id}/retry", headers=headers)
     assert response.status == 200, await response.text()
