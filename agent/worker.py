@@ -64,7 +64,7 @@ class Running:
     fps: float | None = None
     eta_seconds: int | None = None
     suspended: bool = False
-    cancelled: bool = False  # an operator cancelled it: whatever the encode made is thrown away
+    cancelled: bool = False  # cancelled (operator, or library removed): whatever the encode made is thrown away
     started: float = field(default_factory=time.monotonic)
     last_progress: float = field(default_factory=time.monotonic)  # when progress last moved (or it resumed)
     stalled: bool = False  # the watchdog killed it
