@@ -15,6 +15,9 @@ Design notes:
   of the same cost: the answer and the time are those of a wrong password.
 - Login attempts are limited per client address and per (address, user name), and failures
   for one name are slowed down across addresses: see agent.login_limits.
+- The wall clock may step back (NTP, a restored VM): a token issued up to CLOCK_LEEWAY "in
+  the future" is accepted, so a small step does not log everyone out; one from further ahead
+  is refused (log in again). A step back lengthens the tokens' life by as much.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ INITIAL_PASSWORD_FILE = "initial-admin-password"  # noqa: S105 - a file name
 LOGIN_THREADS = max(1, (os.cpu_count() or 2) // 2)
 MAX_PENDING_LOGINS = 64
 ROLES = ("user", "admin")
+CLOCK_LEEWAY = timedelta(minutes=5)
 _BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
@@ -178,7 +182,7 @@ def authenticate(connection: sqlite3.Connection, *, secret: bytes, token: str, n
     issued, expiry = claims["iat"], claims["exp"]
     if not all(isinstance(value, str) for value in (name, token_id, digest)):
         raise AuthError("the token is not valid")
-    if type(issued) is not int or type(expiry) is not int or issued > now.timestamp():
+    if type(issued) is not int or type(expiry) is not int or issued > (now + CLOCK_LEEWAY).timestamp():
         raise AuthError("the token is not valid")
     if expiry <= now.timestamp():
         raise AuthError("the token has expired; log in again")

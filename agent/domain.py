@@ -147,9 +147,14 @@ class RenameOutput(NamedTuple):
 
 
 class Adopt(NamedTuple):
+    """Record an output that is already in place. With `from_library`, it is hb2r's own output,
+    recorded under a library name the config no longer has (the library was renamed): its
+    ledger entry is carried over to `library` as it is."""
+
     library: str
     source: SourceFile
     output_path: str
+    from_library: str | None = None
 
     @property
     def kind(self) -> str:

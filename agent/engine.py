@@ -15,7 +15,9 @@ Choices:
   the first encode starts; the rest are queued by later passes (fingerprints already in the
   scan memory cost nothing and do not count).
 - An adopted output is recorded with the current preset's identity: hb2r did not make it,
-  so it cannot know better, and it will not re-encode what an operator put there.
+  so it cannot know better, and it will not re-encode what an operator put there. An output
+  recorded under a library the config no longer has is taken over the same way; one the
+  planner recognised as a renamed library's (`Adopt.from_library`) keeps its entry, moved.
 - Drift, skips and paused libraries are logged when they first appear, not every pass.
 """
 
@@ -302,17 +304,40 @@ def _rename(
 
 def _adopt(state: EngineState, action: Adopt, fingerprint: str | None, *, log: Any, now: datetime) -> None:
     preset_hash = _library_preset_hashes(state).get(action.library)
-    if fingerprint is None or preset_hash is None:
+    if action.from_library is None and (fingerprint is None or preset_hash is None):
         return
     try:
         output_size: int | None = (state.config.paths.archive / action.output_path).stat().st_size
     except OSError:
         output_size = None
-    with transaction(state.connection):
-        if ledger.holds_output(state.connection, action.output_path):
+    configured = {library.name for library in state.config.libraries}
+    connection = state.connection
+    with transaction(connection):
+        holder = ledger.output_holder(connection, action.output_path)
+        if holder in configured:
             return  # the dispatcher published it while this pass was scanning: it is ours, not adopted
+        if holder is not None and holder == action.from_library:  # the library was renamed in the config
+            ledger.carry_over(
+                connection,
+                output_path=action.output_path,
+                library=action.library,
+                rel_path=action.source.rel_path,
+                size=action.source.size,
+                mtime_ns=action.source.mtime_ns,
+            )
+            log.info(
+                "output carried over",
+                library=action.library,
+                path=action.source.rel_path,
+                output=action.output_path,
+                from_library=holder,
+            )
+            return
+        if fingerprint is None or preset_hash is None:
+            return
+        ledger.forget_output(connection, action.output_path)  # recorded under a library no longer configured
         ledger.record(
-            state.connection,
+            connection,
             LedgerEntry(
                 library=action.library,
                 rel_path=action.source.rel_path,

@@ -25,6 +25,10 @@ Choices where DESIGN.md is silent:
   exits 0. Waiting files count as pending work. The planner does not read the queue: a
   transcode whose job is dead or cancelled is not pending, which `agent.queued_plan` says
   from the jobs, in a pure step after this one.
+- A library renamed in the config keeps its outputs: a ledger entry under a library name the
+  config no longer has, for the same relative path and the output the file maps to now, is
+  that file's. Same content: it is carried over (an Adopt naming the old library), with no
+  encode; changed content: it is encoded again and replaces the output hb2r made.
 """
 
 from __future__ import annotations
@@ -84,11 +88,12 @@ def fingerprints_needed(
     needed: set[tuple[str, str]] = set()
     for library in config.libraries:
         facts = _LibraryFacts.of(config, library, observation, ledger)
-        if not facts.entries or facts.pause_reason() is not None:
+        if not (facts.entries or facts.orphans) or facts.pause_reason() is not None:
             continue  # with nothing recorded, no file is a rename or a changed one
         vanished_sizes = {entry.size for entry in facts.vanished_entries()}
+        output_of = output_namer(facts.library, facts.preset)
         for source in facts.files:
-            entry = facts.entries.get(source.rel_path)
+            entry = facts.entries.get(source.rel_path) or facts.orphan_of(source.rel_path, output_of(source.rel_path))
             if entry is None:
                 if source.size not in vanished_sizes:
                     continue
@@ -133,12 +138,14 @@ class _LibraryFacts:
     observation: Observation
     ledger: LedgerState
     max_vanish_percent: int
+    orphans: dict[str, LedgerEntry]  # output path -> entry of a library the config no longer has
 
     @classmethod
     def of(cls, config: Config, library: Library, observation: Observation, ledger: LedgerState) -> _LibraryFacts:
         observed = observation.libraries.get(library.name) or LibraryObservation(
             library.name, SourceStatus.MISSING, detail="not scanned"
         )
+        configured = {each.name for each in config.libraries}
         return cls(
             library=library,
             preset=config.preset_for(library),
@@ -149,7 +156,13 @@ class _LibraryFacts:
             observation=observation,
             ledger=ledger,
             max_vanish_percent=config.scan.max_vanish_percent,
+            orphans={entry.output_path: entry for entry in ledger.entries if entry.library not in configured},
         )
+
+    def orphan_of(self, rel_path: str, output_path: str) -> LedgerEntry | None:
+        """Return the entry a renamed library left for this file and output, or None."""
+        orphan = self.orphans.get(output_path)
+        return orphan if orphan is not None and orphan.rel_path == rel_path else None
 
     def pause_reason(self) -> str | None:
         archive = self.observation.archive
@@ -257,6 +270,13 @@ def _plan_library(facts: _LibraryFacts, *, now_ns: int) -> Iterator[Action]:
             yield Skip(name, rel_path, f"its output {desired} already belongs to {owner}")
             continue
         owners[desired] = rel_path
+        orphan = facts.orphan_of(rel_path, desired) if desired in outputs else None
+        if orphan is not None:  # hb2r's output, recorded under the library's old name
+            if _same_content(orphan, source):
+                yield Adopt(name, source, desired, from_library=orphan.library)
+            else:
+                yield Transcode(name, source, desired, TranscodeReason.CHANGED)
+            continue
         # An output hb2r did not make is never overwritten, not even by a rename: it is adopted.
         foreign = desired in outputs and desired not in vanished_outputs
         match = renamable.get(source.fingerprint) if source.fingerprint else None
@@ -288,10 +308,7 @@ def _plan_recorded(
 ) -> Action | None:
     """Return the action for a file the ledger knows, or None when it is in sync (the usual case)."""
     name = facts.library.name
-    same_content = (entry.size, entry.mtime_ns) == (source.size, source.mtime_ns) or (
-        source.fingerprint is not None and source.fingerprint == entry.fingerprint
-    )
-    if not same_content:
+    if not _same_content(entry, source):
         return Transcode(name, source, desired, TranscodeReason.CHANGED)
     if entry.output_path not in facts.observation.archive.outputs:
         return Transcode(name, source, desired, TranscodeReason.OUTPUT_MISSING)
@@ -304,6 +321,13 @@ def _plan_recorded(
     if entry.output_path != desired:  # the library's output folder was renamed in the config
         return RenameOutput(name, source, source.rel_path, entry.output_path, desired)
     return None
+
+
+def _same_content(entry: LedgerEntry, source: SourceFile) -> bool:
+    """Return whether source still has the content entry recorded (same size and mtime, or fingerprint)."""
+    return (entry.size, entry.mtime_ns) == (source.size, source.mtime_ns) or (
+        source.fingerprint is not None and source.fingerprint == entry.fingerprint
+    )
 
 
 _by_path = itemgetter(0)  # SourceFile.rel_path

@@ -11,7 +11,7 @@ is the engine's use of it (it queues every Transcode; the queue refuses duplicat
 
 | the job of the transcode's identity                       | stage     | pending |
 |-----------------------------------------------------------|-----------|---------|
-| none; or done, its output lost since (it is queued again) | to queue  | yes     |
+| none; done, its output lost since; or cancelled by the pass | to queue  | yes     |
 | queued                                                    | queued    | yes     |
 | running                                                   | running   | yes     |
 | failed, to be retried after its backoff                   | failed    | yes     |
@@ -67,6 +67,8 @@ class JobView(Protocol):
     def error(self) -> str | None: ...
     @property
     def progress(self) -> float | None: ...
+    @property
+    def cancelled_by(self) -> str | None: ...
 
 
 class Stage(StrEnum):
@@ -124,7 +126,9 @@ class QueuedPlan:
 
     def stage_of(self, action: Transcode) -> Stage:
         job = self.job_of(action)
-        return Stage.TO_QUEUE if job is None else _STAGE_OF_STATE.get(job.state, Stage.TO_QUEUE)
+        if job is None or (job.state == "cancelled" and job.cancelled_by != "operator"):
+            return Stage.TO_QUEUE  # the engine's own cancels are undone when the file is wanted again
+        return _STAGE_OF_STATE.get(job.state, Stage.TO_QUEUE)
 
     @cached_property
     def stages(self) -> Counter[Stage]:

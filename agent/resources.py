@@ -8,6 +8,7 @@ one read of /proc/meminfo; free space is one statvfs of the archive (a local fol
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -29,8 +30,10 @@ class Sampler:
 
     cpu_count = staticmethod(cpu_count)
 
-    def __init__(self, archive: Path) -> None:
-        self._archive = archive
+    def __init__(self, archive: Path | Callable[[], Path]) -> None:
+        """Given the archive, or a function that returns the archive in force (a reload may move
+        it: the agent passes one that reads the current config), measure it at each sample."""
+        self._archive = archive if callable(archive) else lambda: archive
         psutil.cpu_percent(interval=None)  # the first call only sets the starting point
 
     def sample(self) -> Sample:
@@ -40,7 +43,7 @@ class Sampler:
             cpu_percent=float(psutil.cpu_percent(interval=None)),
             memory_percent=float(memory.percent),
             available_memory=int(memory.available),
-            archive_free=_free_space(self._archive),
+            archive_free=_free_space(self._archive()),
         )
 
 

@@ -1,7 +1,8 @@
 """`hb2r run`: the long-running agent's life, from start-up to a clean stop.
 
-Start-up: open (and migrate) the state database; jobs left `running` by a crash go back to
-`queued` and temp files in `.hb2r-partial` are removed; HandBrakeCLI is asked for its version
+Start-up: open (and migrate) the state database; a job a crash left `running` after its
+output was published is settled (ledger row, done: see `agent.recovery`), the other jobs left
+`running` go back to `queued` and temp files in `.hb2r-partial` are removed; HandBrakeCLI is asked for its version
 and presets — a library whose preset HandBrake does not know is held back with an error,
 the others carry on. Then passes run on the schedule and the dispatcher starts jobs.
 
@@ -11,6 +12,12 @@ plus a little. SIGHUP, or a change of the config file's content, reloads the con
 valid one takes effect at once (limits, libraries, presets, users), an invalid one is
 logged with every error and the old one stays in force (and /health says `degraded`).
 `server.listen` and `paths.state_dir` take effect on restart only.
+
+HandBrakeCLI is probed (version, preset list) at start and on each reload. A probe that fails
+(HandBrakeCLI missing, crashing, too slow) holds every library back with the reason, which
+/health reports as `degraded`, and is tried again by the config watcher after
+PROBE_RETRY_FIRST_SECONDS, doubling up to PROBE_RETRY_MAX_SECONDS, until it succeeds: then
+the libraries queue again at once, with no reload or restart needed.
 
 The HTTP service (`agent.api`) runs on the same event loop; READY=1 goes to systemd once it
 answers, so `systemctl start` returning means /health can be asked.
@@ -33,7 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent import auth, descriptors, logs, publish, systemd
+from agent import auth, descriptors, logs, publish, recovery, systemd
 from agent.api.app import serve
 from agent.api.context import assemble
 from agent.config import ConfigError, load_config
@@ -49,6 +56,8 @@ from agent.store.db import open_database, transaction
 from agent.store.lock import agent_lock
 
 CONFIG_CHECK_SECONDS = 5.0
+PROBE_RETRY_FIRST_SECONDS = 5.0
+PROBE_RETRY_MAX_SECONDS = 300.0
 
 
 def run(config_path: Path, config: Config) -> int:
@@ -75,6 +84,8 @@ class _Agent:
         self.stop_requested = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._reloads: set[asyncio.Task[None]] = set()
+        self._probe_delay: float | None = None  # None: the last HandBrakeCLI probe succeeded
+        self._probe_retry_at = 0.0  # loop time of the next probe after one failed
 
     async def main(self) -> int:
         config, connection = self.state.config, self.state.connection
@@ -83,6 +94,8 @@ class _Agent:
         except auth.SecretError as error:
             self.log.error("cannot start", reason=str(error))
             return 1
+        for job in recovery.settle_published(connection, config, now=datetime.now(UTC)):
+            self.log.info("job settled", job=job.id, library=job.library, path=job.rel_path, output=job.output_path)
         for job in jobs.requeue_running(connection, now=datetime.now(UTC)):
             self.log.info("job requeued", job=job.id, library=job.library, path=job.rel_path, reason="left by a crash")
         clean_own_partials(config, log=self.log)
@@ -98,7 +111,7 @@ class _Agent:
         self.schedule = ReconcileSchedule(self._pass, interval=config.scan.interval)
         self.api = assemble(
             self.state,
-            sampler=Sampler(config.paths.archive),
+            sampler=Sampler(lambda: self.state.config.paths.archive),  # a reload may move the archive
             secret=secret,
             request_scan=self.schedule.run_soon,
             log=self.log,
@@ -168,13 +181,30 @@ class _Agent:
         loop.default_exception_handler(context)
 
     async def _watch_config(self) -> None:
-        """Reload when the config file's content changes; ping the watchdog between passes."""
+        """Reload when the config file's content changes; ping the watchdog and look for wall-clock
+        steps between passes (this loop sleeps on the monotonic clock)."""
         while True:
             await asyncio.sleep(min(CONFIG_CHECK_SECONDS, systemd.watchdog_interval() or CONFIG_CHECK_SECONDS))
             systemd.notify("WATCHDOG=1")
+            if self.schedule.check_clock():
+                self.log.warning("wall clock stepped back; a pass runs now and the schedule follows the new time")
             digest = await asyncio.to_thread(_digest, self.config_path)
             if digest is not None and digest != self.config_digest:
                 await self._reload("config file changed")
+            await self._retry_probe()
+
+    async def _retry_probe(self) -> None:
+        """Probe HandBrakeCLI again if the last probe failed and its backoff has passed."""
+        if self._probe_delay is None or asyncio.get_running_loop().time() < self._probe_retry_at:
+            return
+        async with self._reload_lock:
+            if self._probe_delay is None:
+                return
+            await self._apply_presets(self.state.config)
+        if self._probe_delay is None:
+            self.log.info("HandBrakeCLI answers again; libraries may queue")
+            self.schedule.run_soon()
+            self.dispatcher.wake()
 
     def _reload_soon(self) -> None:
         task = asyncio.create_task(self._reload("SIGHUP"), name="reload")
@@ -230,21 +260,36 @@ class _Agent:
         self.dispatcher.wake()
 
     async def _apply_presets(self, config: Config) -> None:
-        """Compute preset identities and hold back libraries whose preset HandBrake lacks."""
+        """Compute preset identities and hold back libraries whose preset HandBrake lacks.
+
+        If HandBrakeCLI cannot be probed, hold back every library and schedule another probe.
+        """
+        warnings: list[str] = []
+
+        def warn(message: str) -> None:
+            warnings.append(message)
+            self.log.warning(message)
+
         # Two HandBrakeCLI start-ups of about half a second each: run them side by side.
         hashes, listed = await asyncio.gather(
-            asyncio.to_thread(preset_hashes, config, warn=self.log.warning),
+            asyncio.to_thread(preset_hashes, config, warn=warn),
             asyncio.to_thread(available_presets, config.handbrake.binary),
             return_exceptions=True,
         )
         if isinstance(hashes, BaseException):
             raise hashes
+        if isinstance(listed, BaseException) and not isinstance(listed, HandBrakeUnavailable):
+            raise listed
         self.state.preset_hashes = hashes
         broken: dict[str, str] = {}
+        probe_error: str | None = None
         if isinstance(listed, HandBrakeUnavailable):
-            broken = {library.name: str(listed) for library in config.libraries}
-        elif isinstance(listed, BaseException):
-            raise listed
+            probe_error = str(listed)
+        elif not hashes and config.presets:  # its version is unknown: no preset identity, nothing queues
+            probe_error = warnings[0] if warnings else f"{config.handbrake.binary} --version failed"
+        self._schedule_probe(failed=probe_error is not None)
+        if probe_error is not None or isinstance(listed, BaseException):
+            broken = {library.name: f"{probe_error} (HandBrakeCLI is probed again)" for library in config.libraries}
         else:
             for library in config.libraries:
                 preset = config.presets[library.preset]
@@ -258,8 +303,18 @@ class _Agent:
             for library in config.libraries:
                 broken.setdefault(library.name, missing)
         for name, reason in broken.items():
-            self.log.error("library cannot encode", library=name, reason=reason)
+            if self.state.broken_libraries.get(name) != reason:
+                self.log.error("library cannot encode", library=name, reason=reason)
         self.state.broken_libraries = broken
+
+    def _schedule_probe(self, *, failed: bool) -> None:
+        """After a failed probe, set when to probe again (backoff doubling); after a good one, stop."""
+        if not failed:
+            self._probe_delay = None
+            return
+        delay = PROBE_RETRY_FIRST_SECONDS if self._probe_delay is None else self._probe_delay * 2
+        self._probe_delay = min(delay, PROBE_RETRY_MAX_SECONDS)
+        self._probe_retry_at = asyncio.get_running_loop().time() + self._probe_delay
 
 
 def clean_own_partials(config: Config, *, log: Any) -> None:

@@ -4,10 +4,18 @@ The pass runs every `scan.interval`, at once on start, and on demand (after a co
 reload, when an operator asks). One pass at a time: a pass that is due while the last one
 still runs is folded into one (`coalesce`, `max_instances=1`), so a slow disk never piles
 up passes.
+
+APScheduler computes "next run = last run + interval" in wall time: when NTP or an operator
+steps the wall clock back an hour, it would run no pass for that hour. `check_clock()`,
+called by the agent every few seconds on the event loop's monotonic clock, notices such a
+step (the wall clock moved back against the monotonic one) and runs a pass at once, which
+anchors the interval on the new wall time. A step forward needs nothing: the pass is then
+overdue and runs once.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +23,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 JOB_ID = "reconcile"
+# How far the wall clock may fall back against the monotonic clock before it counts as a step
+# (NTP slews small differences; it steps only large ones).
+CLOCK_STEP_SECONDS = 2.0
 
 
 class ReconcileSchedule:
@@ -29,6 +40,7 @@ class ReconcileSchedule:
             misfire_grace_time=None,
             next_run_time=datetime.now(UTC),
         )
+        self._clock_offset = _wall_minus_monotonic()
 
     def start(self) -> None:
         """Start running passes; call from inside the running event loop."""
@@ -41,6 +53,19 @@ class ReconcileSchedule:
     def set_interval(self, interval: timedelta) -> None:
         self._scheduler.reschedule_job(JOB_ID, trigger=IntervalTrigger(seconds=interval.total_seconds(), timezone=UTC))
 
+    def check_clock(self) -> bool:
+        """Run a pass now if the wall clock stepped back since the last check; return whether it did."""
+        offset = _wall_minus_monotonic()
+        stepped_back = self._clock_offset - offset > CLOCK_STEP_SECONDS
+        self._clock_offset = offset
+        if stepped_back and self._scheduler.running:
+            self.run_soon()
+        return stepped_back
+
     def shutdown(self) -> None:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+
+
+def _wall_minus_monotonic() -> float:
+    return datetime.now(UTC).timestamp() - time.monotonic()

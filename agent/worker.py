@@ -9,6 +9,17 @@ the job is requeued at start and its temp file removed. Either way exactly one o
 The gate is asked at most once a tick (TICK_SECONDS) and admits at most one job a tick, so
 the CPU a new encode adds is measured before the next is started. Progress is kept in
 memory and written to SQLite at most every PROGRESS_WRITE_SECONDS per job.
+
+Every tick also keeps the running encodes honest:
+- an encode whose library a reload took out of the config is stopped, its temp file removed
+  and its job cancelled (by the engine: it comes back if the library does);
+- a stall watchdog: an encode whose progress has not moved for `handbrake.stall_timeout`
+  (time suspended under memory pressure not counted) is hung; its process group is killed
+  and the job failed as temporary (retried after the first backoff, the attempt not
+  counted). The stall is logged, counted in the metrics (outcome "stalled") and shown by
+  /health until the job next ends otherwise;
+- a failure that could not be recorded (SQLite busy or failing) is recorded again each tick
+  until it is: the job never stays `running` while the agent lives, and its slot is free.
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,10 +66,22 @@ class Running:
     fps: float | None = None
     eta_seconds: int | None = None
     suspended: bool = False
-    cancelled: bool = False  # an operator cancelled it: whatever the encode made is thrown away
+    cancelled: bool = False  # cancelled (operator, or library removed): whatever the encode made is thrown away
     started: float = field(default_factory=time.monotonic)
     estimated_output: int = 0  # bytes the gate reserved for its output
     temp: Path | None = None  # its temp file, once HandBrakeCLI was given one
+    last_progress: float = field(default_factory=time.monotonic)  # when progress last moved (or it resumed)
+    stalled: bool = False  # the watchdog killed it
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """A failure to record again: recording it raised (SQLite busy or failing)."""
+
+    job: jobs.Job
+    reason: str
+    stderr_tail: tuple[str, ...]
+    kind: FailureKind
 
 
 class JobObserver(Protocol):
@@ -85,6 +109,9 @@ class Dispatcher:
         self._strained = False  # the last verdict refused for CPU or memory use: hysteresis applies
         self._cores = cpu_count()
         self._shortage = descriptors.OncePerInterval(log)
+        self.stalls: dict[int, str] = {}  # job id -> what /health says of its stall, until it ends otherwise
+        self._unrecorded: dict[int, _Failure] = {}
+        self._stopping_tasks: set[asyncio.Task[None]] = set()
 
     @property
     def blocked_reasons(self) -> tuple[str, ...]:
@@ -102,11 +129,11 @@ class Dispatcher:
         return time.monotonic() - self._sampled_at if self.last_sample is not None else float("inf")
 
     async def cancel_job(self, job_id: int) -> jobs.Job:
-        """Cancel a queued, running or failed job, stopping its encode; return it.
+        """Cancel a queued, running or failed job for an operator, stopping its encode; return it.
 
         Raise jobs.JobNotFound or jobs.JobStateError as `jobs.cancel` does.
         """
-        job = jobs.cancel(self.state.connection, job_id, now=datetime.now(UTC))
+        job = jobs.cancel(self.state.connection, job_id, now=datetime.now(UTC), by=jobs.CancelledBy.OPERATOR)
         entry = self.running.get(job_id)
         if entry is not None:
             entry.cancelled = True
@@ -140,10 +167,13 @@ class Dispatcher:
         if self.stopping:
             return
         config = self.state.config
+        self._record_unrecorded()
         sample = self.take_sample()
         self._relieve_pressure(sample, config)
         # A hold on a library taken out of the config must not keep its jobs from being cancelled below.
         configured = {library.name for library in config.libraries}
+        self._stop_unconfigured(configured)
+        self._watch_stalls(config.handbrake.stall_timeout.total_seconds())
         held = set(self.state.held_libraries) & configured
         excluded = set(self.state.paused_libraries) | set(self.state.broken_libraries) | held
         excluded |= set(self.state.unpublishable_libraries)
@@ -159,7 +189,7 @@ class Dispatcher:
             return
         library = _library(config, job.library)
         if library is None:  # its library was taken out of the config; the next pass agrees
-            jobs.cancel(self.state.connection, job.id, now=datetime.now(UTC))
+            jobs.cancel(self.state.connection, job.id, now=datetime.now(UTC), by=jobs.CancelledBy.ENGINE)
             return
         source = library.source / job.rel_path
         try:
@@ -186,6 +216,66 @@ class Dispatcher:
         entry = Running(job, estimated_output=gate.estimate_output_size(source_size))
         self.running[job.id] = entry
         entry.task = asyncio.create_task(self._run(entry), name=f"job-{job.id}")
+
+    def _stop_unconfigured(self, configured: set[str]) -> None:
+        """Stop the encodes whose library is no longer configured; cancel their jobs."""
+        for entry in list(self.running.values()):
+            if entry.job.library in configured or entry.cancelled:
+                continue
+            entry.cancelled = True  # _encode throws away whatever it made
+            with contextlib.suppress(jobs.JobError):
+                jobs.cancel(self.state.connection, entry.job.id, now=datetime.now(UTC), by=jobs.CancelledBy.ENGINE)
+            self.log.warning(
+                "job stopped",
+                job=entry.job.id,
+                library=entry.job.library,
+                path=entry.job.rel_path,
+                reason="its library was taken out of the config",
+            )
+            self._stop_encode(entry)
+
+    def _watch_stalls(self, timeout: float) -> None:
+        """Kill the encodes whose progress has not moved for timeout seconds (suspended ones wait)."""
+        for job_id in [job_id for job_id in self.stalls if job_id not in self.running]:
+            job = jobs.get(self.state.connection, job_id)
+            if job is None or job.state not in (jobs.JobState.QUEUED, jobs.JobState.FAILED):
+                del self.stalls[job_id]  # cancelled or retried by hand since: no longer a stalled job
+        clock = time.monotonic()
+        for entry in list(self.running.values()):
+            if entry.encode is None or entry.stalled or entry.cancelled:
+                continue
+            if entry.suspended:
+                entry.last_progress = clock  # suspended is waiting, not stuck
+                continue
+            if clock - entry.last_progress < timeout:
+                continue
+            entry.stalled = True
+            job = entry.job
+            self.log.warning(
+                "job stalled",
+                job=job.id,
+                library=job.library,
+                path=job.rel_path,
+                seconds_without_progress=round(clock - entry.last_progress),
+                percent=round(entry.progress, 1),
+            )
+            self._stop_encode(entry)
+
+    def _stop_encode(self, entry: Running) -> None:
+        """Stop entry's encode (its whole process group) in a task of its own; a tick does not wait."""
+        if entry.encode is not None:
+            task = asyncio.create_task(entry.encode.cancel(grace=CANCEL_GRACE_SECONDS))
+            self._stopping_tasks.add(task)
+            task.add_done_callback(self._stopping_tasks.discard)
+        elif entry.task is not None:
+            entry.task.cancel()
+
+    def _record_unrecorded(self) -> None:
+        """Record again the failures that could not be recorded; keep those that still cannot."""
+        for job_id, failure in list(self._unrecorded.items()):
+            del self._unrecorded[job_id]  # _fail keeps it again if it still cannot be recorded
+            with contextlib.suppress(jobs.JobError):  # no longer running (cancelled, requeued): nothing to record
+                self._fail(failure.job, failure.reason, failure.stderr_tail, kind=failure.kind)
 
     async def stop(self) -> None:
         """Stop admitting, stop every encode, requeue their jobs and remove their temp files."""
@@ -217,9 +307,12 @@ class Dispatcher:
             raise
         except Exception as error:  # a bug or an I/O error must fail the job, not the agent
             self.log.exception("job crashed", job=job.id, library=job.library, path=job.rel_path)
-            self._fail(job, f"internal error: {error}", ())
+            if job.id not in self._unrecorded:  # its own failure was not recorded: that one is kept
+                self._fail(job, f"internal error: {error}", ())
         finally:
             self.running.pop(job.id, None)
+            if not entry.stalled:
+                self.stalls.pop(job.id, None)
             self.wake()
 
     async def _encode(self, entry: Running) -> None:
@@ -255,6 +348,10 @@ class Dispatcher:
         source_duration = asyncio.create_task(asyncio.to_thread(media_duration, source))
         entry.encode = await Encode.start(argv, nice=config.limits.nice, on_progress=reporter)
         result = await entry.encode.wait()
+        if entry.stalled and not (self.stopping or entry.cancelled):
+            publish.discard_partial(temp)
+            self._stalled(entry, stderr_tail=result.stderr_tail, bytes_read=source_stat.st_size)
+            return
         if result.cancelled or self.stopping or entry.cancelled:
             publish.discard_partial(temp)
             return
@@ -351,6 +448,15 @@ class Dispatcher:
         self.log.info("job published", job=job.id, library=job.library, path=job.rel_path, output=job.output_path)
         return True
 
+    def _stalled(self, entry: Running, *, stderr_tail: tuple[str, ...], bytes_read: int) -> None:
+        job, timeout = entry.job, self.state.config.handbrake.stall_timeout
+        reason = f"no progress for {_duration(timeout.total_seconds())} at {entry.progress:.1f}%: HandBrakeCLI hung"
+        self._fail(job, f"{reason}; killed, will be retried", stderr_tail, kind=FailureKind.TEMPORARY)
+        self.stalls[job.id] = f"job {job.id} ({job.library}/{job.rel_path}) stalled: {reason}; retried later"
+        self._observe(
+            job, outcome="stalled", seconds=time.monotonic() - entry.started, bytes_read=bytes_read, bytes_written=0
+        )
+
     def _fail(
         self,
         job: jobs.Job,
@@ -359,20 +465,34 @@ class Dispatcher:
         *,
         kind: FailureKind = FailureKind.COUNTED,
     ) -> str:
-        """Record the failure (retry later, or dead) as its kind says; return the job's new state."""
-        connection, now = self.state.connection, datetime.now(UTC)
-        if kind is FailureKind.TEMPORARY:
-            failed = failures.mark_failed_temporarily(
-                connection, job.id, error=reason, stderr_tail=list(stderr_tail), retry=self.state.config.retry, now=now
+        """Record the failure (retry later, or dead) as its kind says; return the job's new state.
+
+        If SQLite cannot record it now, keep it to record at the next ticks and return "running".
+        Raise jobs.JobError if the job is no longer running.
+        """
+        connection, now, tail = self.state.connection, datetime.now(UTC), list(stderr_tail)
+        try:
+            if kind is FailureKind.TEMPORARY:
+                failed = failures.mark_failed_temporarily(
+                    connection, job.id, error=reason, stderr_tail=tail, retry=self.state.config.retry, now=now
+                )
+            elif kind is FailureKind.PERMANENT:
+                failed = failures.mark_failed_permanently(connection, job.id, error=reason, stderr_tail=tail, now=now)
+            else:
+                failed = jobs.mark_failed(
+                    connection, job.id, error=reason, stderr_tail=tail, retry=self.state.config.retry, now=now
+                )
+        except sqlite3.Error as error:
+            self._unrecorded[job.id] = _Failure(job, reason, tuple(stderr_tail), kind)
+            self.log.error(
+                "job failure not recorded; trying again",
+                job=job.id,
+                library=job.library,
+                path=job.rel_path,
+                reason=reason,
+                error=str(error),
             )
-        elif kind is FailureKind.PERMANENT:
-            failed = failures.mark_failed_permanently(
-                connection, job.id, error=reason, stderr_tail=list(stderr_tail), now=now
-            )
-        else:
-            failed = jobs.mark_failed(
-                connection, job.id, error=reason, stderr_tail=list(stderr_tail), retry=self.state.config.retry, now=now
-            )
+            return str(jobs.JobState.RUNNING)
         event = "job dead" if failed.state == jobs.JobState.DEAD else "job failed"
         self.log.warning(
             event,
@@ -431,10 +551,12 @@ class _ProgressReporter:
 
     def __call__(self, progress: Progress) -> None:
         entry = self.entry
+        clock = time.monotonic()
+        if progress.overall_percent != entry.progress:
+            entry.last_progress = clock
         entry.progress = progress.overall_percent
         entry.fps = progress.fps
         entry.eta_seconds = progress.eta_seconds
-        clock = time.monotonic()
         if clock - self.written_at >= PROGRESS_WRITE_SECONDS:
             self.written_at = clock
             jobs.record_progress(
@@ -456,6 +578,13 @@ class _ProgressReporter:
 
 def _library(config: Config, name: str) -> Library | None:
     return next((library for library in config.libraries if library.name == name), None)
+
+
+def _duration(seconds: float) -> str:
+    """Return seconds as an operator writes them in the config: 90s, 10m, 1h30m."""
+    whole = int(seconds)
+    hours, minutes, rest = whole // 3600, whole % 3600 // 60, whole % 60
+    return "".join(f"{value}{unit}" for value, unit in ((hours, "h"), (minutes, "m"), (rest, "s")) if value) or "0s"
 
 
 def _minute_of_day() -> int:

@@ -6,7 +6,8 @@ HEALTH_CACHE_SECONDS. `unhealthy` (HTTP 503): the database cannot be read, or th
 is missing or read-only. `degraded` (HTTP 200): a library is paused or in error (its output
 folder on another mount included), the archive has a problem that does not stop encoding
 (`.sync/IgnoreList` not writable, outputs Resilio could not read), the gate
-holds jobs back for want of CPU, memory or disk, or the last config reload was refused.
+holds jobs back for want of CPU, memory or disk, the last config reload was refused, or an
+encode stalled (the watchdog killed it; shown until that job next ends otherwise).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def health_report(context: ApiContext) -> dict[str, Any]:
             degraded.append(f"config reload refused: {state.reload_error}")
         if state.pass_problem:
             degraded.append(state.pass_problem)
+        degraded += list(context.dispatcher.stalls.values())
         if degraded:
             status, problems = "degraded", degraded
     return {

@@ -13,8 +13,10 @@ Messages, JSON objects with a `type`:
   client that shows /api/status reads it again (the status page does, instead of polling);
 - `error`: before the server closes the socket (code 4401 for a refused token).
 
-One feed task polls every POLL_SECONDS while anyone listens: jobs updated since its last
-look (an index on `updated_at` answers that), and the dispatcher's in-memory progress. The
+One feed task polls every POLL_SECONDS while anyone listens: jobs changed since its last
+look, and the dispatcher's in-memory progress. "Since" is a change number that triggers
+give every insert and update of a job (indexed), not `updated_at`: the wall clock may step
+back, and changes stamped before the last one seen would never be sent. The
 clients' tokens are checked again each poll: a logged-out or removed user is cut off.
 """
 
@@ -57,7 +59,7 @@ class Hub:
         self._transports: dict[web.WebSocketResponse, asyncio.BaseTransport | None] = {}
         self._task: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
-        self._last_stamp = ""
+        self._last_change = 0
         self._states: dict[int, tuple[str, int]] = {}  # running jobs: id -> (state, attempts) last seen
         self._progress: dict[int, tuple[float, bool]] = {}
         self._status: tuple[object, ...] = ()
@@ -66,9 +68,8 @@ class Hub:
         self.clients[socket] = token
         self._transports[socket] = transport
         if self._task is None or self._task.done():
-            # The stamp and the running jobs are read together, with no await between: a progress
+            # The cursor and the running jobs are read together, with no await between: a progress
             # write to a job already running is then known for what it is.
-            self._last_stamp = _stamp(datetime.now(UTC))
             self._seed()
             self._status = self._status_key()
             self._task = asyncio.create_task(self._feed(), name="realtime-feed")
@@ -88,8 +89,10 @@ class Hub:
             await asyncio.wait(set(self._closing))  # each within CLOSE_TIMEOUT_SECONDS
 
     def _seed(self) -> None:
+        connection = self.context.state.connection
         try:
-            running = jobs.list_jobs(self.context.state.connection, state=jobs.JobState.RUNNING)
+            self._last_change = jobs.last_change(connection)
+            running = jobs.list_jobs(connection, state=jobs.JobState.RUNNING)
         except sqlite3.Error:
             self.context.log.exception("realtime feed cannot read the running jobs")
             running = []
@@ -115,8 +118,8 @@ class Hub:
     def _job_messages(self) -> list[dict[str, Any]]:
         messages = []
         running = self.context.dispatcher.running
-        for job in self._changed_jobs():
-            self._last_stamp = max(self._last_stamp, job.updated_at)
+        for change, job in jobs.changed_after(self.context.state.connection, self._last_change, limit=CHANGES_PER_POLL):
+            self._last_change = change
             seen = (str(job.state), job.attempts)
             if self._states.get(job.id) == seen:
                 continue  # a progress write, not a change of state
@@ -128,24 +131,6 @@ class Hub:
                 self._states.pop(job.id, None)
             messages.append({"type": "job", "job": job_view(job, running=running.get(job.id))})
         return messages
-
-    def _changed_jobs(self) -> list[jobs.Job]:
-        """Return the jobs changed since the last look, oldest first, at most about a batch.
-
-        A batch never ends inside a group of jobs sharing one stamp (a pass queues hundreds with
-        one `now`): those after the cut would be older than the next look's stamp and never seen.
-        """
-        connection = self.context.state.connection
-        limit = CHANGES_PER_POLL
-        while True:
-            changed = jobs.changed_since(connection, self._last_stamp, limit=limit)
-            if len(changed) < limit:
-                return changed
-            newest = changed[-1].updated_at
-            older = [job for job in changed if job.updated_at < newest]
-            if older:
-                return older  # the newest stamp's jobs, every one of them, at the next poll
-            limit *= 2  # more jobs share one stamp than a batch holds: take them all at once
 
     def _progress_messages(self) -> list[dict[str, Any]]:
         messages = []
@@ -301,7 +286,3 @@ async def _close(
     except Exception:
         if isinstance(transport, asyncio.WriteTransport):
             transport.abort()  # close() would wait for the buffer to drain: forever, for this client
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")

@@ -212,6 +212,11 @@ class HandBrake(Model):
     binary: str = Field(
         default="HandBrakeCLI", min_length=1, description="HandBrakeCLI executable: a name on PATH or a path."
     )
+    stall_timeout: Duration = Field(
+        default=timedelta(minutes=10),
+        description="An encode whose progress has not moved for this long (not counting time suspended under "
+        "memory pressure) is hung: its processes are killed and the job is retried later, the attempt not counted.",
+    )
 
 
 class Scan(Model):

@@ -116,6 +116,22 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE ledger ADD COLUMN origin TEXT NOT NULL DEFAULT 'encoded' CHECK (origin IN ('encoded', 'adopted'));
     """,
+    # 7: who cancelled a job (an operator's cancel stays; the engine's is undone when the file
+    # is wanted again), and a change number that only grows, for "what changed since" readers:
+    # the wall clock, and so `updated_at`, may step back.
+    """
+    ALTER TABLE jobs ADD COLUMN cancelled_by TEXT
+        CHECK (cancelled_by IS NULL OR cancelled_by IN ('operator', 'engine'));
+    ALTER TABLE jobs ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;
+    UPDATE jobs SET change_seq = id;
+    CREATE INDEX IF NOT EXISTS jobs_by_change ON jobs (change_seq);
+    CREATE TRIGGER IF NOT EXISTS jobs_change_on_insert AFTER INSERT ON jobs BEGIN
+        UPDATE jobs SET change_seq = (SELECT max(change_seq) FROM jobs) + 1 WHERE id = NEW.id;
+    END;
+    CREATE TRIGGER IF NOT EXISTS jobs_change_on_update AFTER UPDATE ON jobs WHEN NEW.change_seq = OLD.change_seq BEGIN
+        UPDATE jobs SET change_seq = (SELECT max(change_seq) FROM jobs) + 1 WHERE id = NEW.id;
+    END;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -238,7 +254,10 @@ def transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     connection.execute("BEGIN IMMEDIATE")
     try:
         yield connection
+        connection.execute("COMMIT")
     except BaseException:
-        connection.execute("ROLLBACK")
+        # Also when COMMIT itself fails (SQLITE_BUSY, a full disk): SQLite may leave the
+        # transaction open, and every later block would join it and never be committed.
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
         raise
-    connection.execute("COMMIT")

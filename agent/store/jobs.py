@@ -5,10 +5,13 @@ Design notes:
   again for each transcode it still wants. An identity that has a job gets no second one,
   whatever its state. A done job means that content is encoded (a pass that read the ledger
   just before the job finished must not encode it again); a dead or failed one waits for its
-  fingerprint to change or for an operator (`hb2r retry`). One exception: a *cancelled* job
-  of the same identity goes back to the queue, attempts and last error kept. The engine
-  cancels jobs the plan stops wanting (a file being written again, a file that vanished);
-  when the same content is wanted again it must not be refused forever.
+  fingerprint to change or for an operator (`hb2r retry`). One exception: a job the *engine*
+  cancelled goes back to the queue, attempts and last error kept. The engine cancels jobs
+  the plan stops wanting (a file being written again, a file that vanished); when the same
+  content is wanted again it must not be refused forever. A job an *operator* cancelled
+  stays cancelled until retried or until its source changes (a new fingerprint is a new
+  identity): `cancelled_by` tells the two apart, and `operator_cancelled()` lists them so
+  that a plan can show them as what they are rather than as pending work.
 - A new identity for a path supersedes the old content: its queued or failed job is
   cancelled. A running one is left alone: the engine holds its process and decides.
 - At most one encode per file: `next_runnable` holds a job back while another job for the
@@ -71,6 +74,12 @@ class Job(NamedTuple):
     progress: float | None  # percent, 0-100
     created_at: str
     updated_at: str
+    cancelled_by: str | None = None  # CancelledBy of a cancelled job; None for other states
+
+
+class CancelledBy(StrEnum):
+    OPERATOR = "operator"  # stays cancelled until retried or the source changes
+    ENGINE = "engine"  # the plan stopped wanting it: queued again when wanted again
 
 
 class JobError(Exception):
@@ -105,9 +114,10 @@ def enqueue(
 ) -> Job | None:
     """Queue a transcode of this identity; return the job, or None if the identity already has one.
 
-    A cancelled job of the same identity is queued again and returned; so is a done one, since
-    the plan asks for a done identity again only when its output went missing. A queued or failed job of
-    another identity for the same (library, rel_path) is cancelled.
+    A job of the same identity that the engine cancelled is queued again and returned; so is a
+    done one, since the plan asks for a done identity again only when its output went missing.
+    One an operator cancelled is left alone (None). A queued or failed job of another identity
+    for the same (library, rel_path) is cancelled (by the engine).
     """
     stamp = _stamp(now)
     cursor = connection.execute(
@@ -118,8 +128,8 @@ def enqueue(
         ON CONFLICT (library, rel_path, fingerprint, preset_hash) DO UPDATE SET
             state = 'queued', reason = excluded.reason, output_path = excluded.output_path,
             attempts = CASE WHEN jobs.state = 'done' THEN 0 ELSE jobs.attempts END,
-            not_before = NULL, progress = NULL, updated_at = excluded.updated_at
-        WHERE jobs.state IN ('cancelled', 'done')
+            not_before = NULL, progress = NULL, cancelled_by = NULL, updated_at = excluded.updated_at
+        WHERE jobs.state = 'done' OR (jobs.state = 'cancelled' AND jobs.cancelled_by IS NOT 'operator')
         RETURNING *
         """,
         (library, rel_path, fingerprint, preset_hash, output_path, reason, stamp, stamp),
@@ -129,7 +139,8 @@ def enqueue(
         return None
     connection.execute(
         """
-        UPDATE jobs SET state = 'cancelled', not_before = NULL, progress = NULL, updated_at = ?
+        UPDATE jobs SET state = 'cancelled', cancelled_by = 'engine', not_before = NULL, progress = NULL,
+                        updated_at = ?
         WHERE library = ? AND rel_path = ? AND id != ? AND state IN ('queued', 'failed')
         """,
         (stamp, library, rel_path, job.id),
@@ -254,8 +265,8 @@ def mark_failed(
     """Record a failure of a running job; return it, failed (to retry after a backoff) or dead.
 
     Its attempts grow by one; at `retry.attempts` the job is dead. Either way the error and the
-    last STDERR_LINES lines of stderr are kept. Raise JobNotFound or JobStateError if there is
-    no such job or it is not running.
+    last STDERR_LINES lines of stderr are kept (failures that are not counted: `agent.store.failures`).
+    Raise JobNotFound or JobStateError if there is no such job or it is not running.
     """
     job = get(connection, job_id)
     if job is None or job.state is not JobState.RUNNING:
@@ -294,20 +305,40 @@ def requeue_running(connection: sqlite3.Connection, *, now: datetime) -> list[Jo
     return _sorted(cursor)
 
 
-def cancel(connection: sqlite3.Connection, job_id: int, *, now: datetime) -> Job:
+def cancel(connection: sqlite3.Connection, job_id: int, *, now: datetime, by: CancelledBy = CancelledBy.ENGINE) -> Job:
     """Cancel a queued, running or failed job; return it. Stopping a running encode is the engine's part.
 
+    `by` says who cancelled it: an operator's cancel is not undone by the next pass (see enqueue).
     Raise JobNotFound or JobStateError if there is no such job or it is in another state.
     """
     cursor = connection.execute(
         """
-        UPDATE jobs SET state = 'cancelled', not_before = NULL, progress = NULL, updated_at = ?
+        UPDATE jobs SET state = 'cancelled', cancelled_by = ?, not_before = NULL, progress = NULL, updated_at = ?
         WHERE id = ? AND state IN ('queued', 'running', 'failed')
         RETURNING *
         """,
-        (_stamp(now), job_id),
+        (str(by), _stamp(now), job_id),
     )
     return _one(cursor) or _refuse(connection, job_id, verb="be cancelled", allowed=_CAN_CANCEL)
+
+
+def operator_cancelled(connection: sqlite3.Connection) -> list[Job]:
+    """Return the jobs an operator cancelled that no later job of the same file superseded, oldest first.
+
+    Their files are not pending work: the agent will not encode them until retried or changed.
+    """
+    cursor = connection.execute(
+        """
+        SELECT * FROM jobs
+        WHERE state = 'cancelled' AND cancelled_by = 'operator'
+          AND NOT EXISTS (
+              SELECT 1 FROM jobs AS other
+              WHERE other.library = jobs.library AND other.rel_path = jobs.rel_path AND other.id > jobs.id
+          )
+        ORDER BY id
+        """
+    )
+    return _all(cursor)
 
 
 def waiting(connection: sqlite3.Connection) -> list[tuple[int, str, str]]:
@@ -324,7 +355,8 @@ def retry(connection: sqlite3.Connection, job_id: int, *, now: datetime) -> Job:
     """
     cursor = connection.execute(
         """
-        UPDATE jobs SET state = 'queued', attempts = 0, not_before = NULL, progress = NULL, updated_at = ?
+        UPDATE jobs SET state = 'queued', attempts = 0, not_before = NULL, progress = NULL, cancelled_by = NULL,
+                        updated_at = ?
         WHERE id = ? AND state IN ('dead', 'failed', 'cancelled')
           AND NOT EXISTS (
               SELECT 1 FROM jobs AS other
@@ -414,11 +446,25 @@ def page(
     return _all(cursor)
 
 
-def changed_since(connection: sqlite3.Connection, stamp: str, *, limit: int = 500) -> list[Job]:
-    """Return jobs updated after the ISO-8601 stamp, oldest change first."""
-    return _all(
-        connection.execute("SELECT * FROM jobs WHERE updated_at > ? ORDER BY updated_at LIMIT ?", (stamp, limit))
-    )
+def last_change(connection: sqlite3.Connection) -> int:
+    """Return the number of the latest change to any job (0 if none): where a reader of changes starts."""
+    row = connection.execute("SELECT coalesce(max(change_seq), 0) FROM jobs").fetchone()
+    return int(row[0])
+
+
+def changed_after(connection: sqlite3.Connection, change: int, *, limit: int = 500) -> list[tuple[int, Job]]:
+    """Return (change number, job) of the jobs changed after change number `change`, oldest change first.
+
+    Change numbers only grow (triggers number every insert and update), whatever the wall clock
+    does: a reader that follows them misses nothing when `updated_at` steps back.
+    """
+    cursor = connection.execute("SELECT * FROM jobs WHERE change_seq > ? ORDER BY change_seq LIMIT ?", (change, limit))
+    if cursor.description is None:
+        return []
+    names = [column[0] for column in cursor.description]
+    change_at = names.index("change_seq")
+    pick = itemgetter(*(names.index(name) for name in _FIELDS))
+    return [(int(row[change_at]), _job(pick(row))) for row in cursor.fetchall()]
 
 
 def _stamp(moment: datetime) -> str:

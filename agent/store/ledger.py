@@ -108,6 +108,23 @@ def records(connection: sqlite3.Connection, *, library: str, rel_path: str, fing
     return row is not None
 
 
+def output_holder(connection: sqlite3.Connection, output_path: str) -> str | None:
+    """Return the library of the entry that records this output, or None if none does."""
+    row = connection.execute("SELECT library FROM ledger WHERE output_path = ?", (output_path,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def carry_over(
+    connection: sqlite3.Connection, *, output_path: str, library: str, rel_path: str, size: int, mtime_ns: int
+) -> None:
+    """Move the entry of output_path to library (renamed in the config), with the source's size and
+    mtime now; its fingerprint, preset, encoding time and output size stay."""
+    connection.execute(
+        "UPDATE ledger SET library = ?, rel_path = ?, size = ?, mtime_ns = ? WHERE output_path = ?",
+        (library, rel_path, size, mtime_ns, output_path),
+    )
+
+
 def holds_output(connection: sqlite3.Connection, output_path: str) -> bool:
     """Return whether some entry records this output (hb2r made it)."""
     return connection.execute("SELECT 1 FROM ledger WHERE output_path = ?", (output_path,)).fetchone() is not None

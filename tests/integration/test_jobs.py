@@ -184,7 +184,9 @@ def test_a_changed_preset_supersedes_the_queued_job_too(database: sqlite3.Connec
         ("p1", JobState.CANCELLED),
         ("p2", JobState.QUEUED),
     ]
-    assert jobs.get(database, old.id) == old._replace(state=JobState.CANCELLED, updated_at=new.created_at)
+    assert jobs.get(database, old.id) == old._replace(
+        state=JobState.CANCELLED, updated_at=new.created_at, cancelled_by="engine"
+    )
 
 
 def test_the_same_path_in_another_library_is_another_file(database: sqlite3.Connection) -> None:

@@ -282,6 +282,8 @@ def test_plan_writes_nothing_anywhere(tmp_path: Path, clip: Path, state: str) ->
             DROP TABLE revoked_tokens; DROP TABLE library_holds; DROP INDEX jobs_by_update;
             ALTER TABLE ledger DROP COLUMN output_size; ALTER TABLE users DROP COLUMN generated;
             ALTER TABLE ledger DROP COLUMN origin;
+            DROP TRIGGER jobs_change_on_insert; DROP TRIGGER jobs_change_on_update; DROP INDEX jobs_by_change;
+            ALTER TABLE jobs DROP COLUMN cancelled_by; ALTER TABLE jobs DROP COLUMN change_seq;
             PRAGMA user_version = 1;
             """
         )

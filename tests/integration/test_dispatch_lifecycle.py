@@ -1,0 +1,292 @@
+"""The dispatcher carries every job to an end while the agent lives, whatever goes wrong.
+
+Real SQLite, the real HandBrakeCLI on clips made with ffmpeg, the real resource Sampler (the
+limits below are set so that it always admits). A fake HandBrakeCLI is used only where the
+real one cannot be made to misbehave on demand (a hang), and the test says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import sqlite3
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from agent import logs
+from agent.api.context import ApiContext, assemble
+from agent.api.health import health_report
+from agent.config import load_config
+from agent.engine import EngineState
+from agent.gate import Sample
+from agent.resources import Sampler
+from agent.store import jobs
+from agent.store.db import database_path, open_database
+from agent.worker import Dispatcher
+
+DEADLINE = 30.0
+LIMITS = "{cpu_percent: 100, memory_percent: 100, min_free_memory: 1MiB, min_free_disk: 1MiB, max_jobs: 2}"
+
+
+def make_clip(path: Path, *, seconds: int, size: str = "320x180") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={size}:rate=25",
+            "-t",
+            str(seconds),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            str(path),
+        ],
+        check=True,
+    )
+    return path
+
+
+def write_config(
+    root: Path, *, libraries: tuple[str, ...] = ("tv", "movies"), handbrake: str = "{}", args: str = "[]"
+) -> Path:
+    for folder in ("tv", "movies", "archive"):
+        (root / folder).mkdir(exist_ok=True)
+    lines = "".join(
+        f"  - {{name: {name}, source: {name}, output: {name.upper()}, preset: p, stable_after: 0s}}\n"
+        for name in libraries
+    )
+    config = root / "config.yaml"
+    config.write_text(
+        "version: 1\n"
+        "paths: {archive: archive, state_dir: state}\n"
+        f"libraries:\n{lines}"
+        f"presets: {{p: {{handbrake: 'Very Fast 480p30', args: {args}}}}}\n"
+        f"handbrake: {handbrake}\n"
+        f"limits: {LIMITS}\n"
+        "retry: {attempts: 3, backoff: 1h, max_backoff: 2h}\n"
+        "auth: {jwt_secret_file: state/jwt.secret, bcrypt_rounds: 4}\n"
+    )
+    return config
+
+
+class Agent:
+    """The engine state, dispatcher and API context of one agent, as `hb2r run` assembles them."""
+
+    def __init__(self, config_path: Path) -> None:
+        self.stream = io.StringIO()
+        logs.configure(stream=self.stream, json=True)
+        config = load_config(config_path).config
+        self.state = EngineState(
+            config=config, connection=open_database(config.paths.state_dir), preset_hashes={"p": "p1"}
+        )
+        self.context: ApiContext = assemble(
+            self.state,
+            sampler=Sampler(config.paths.archive),
+            secret=b"s" * 32,
+            request_scan=lambda: None,
+            log=logs.get_logger("test"),
+            now=datetime.now(UTC),
+        )
+        self.dispatcher: Dispatcher = self.context.dispatcher
+
+    def queue(self, library: str, rel_path: str) -> jobs.Job:
+        job = jobs.enqueue(
+            self.state.connection,
+            library=library,
+            rel_path=rel_path,
+            fingerprint=f"fp:{rel_path}",
+            preset_hash="p1",
+            output_path=f"{library.upper()}/{Path(rel_path).with_suffix('.mkv')}",
+            reason="new",
+            now=datetime.now(UTC),
+        )
+        assert job is not None
+        return job
+
+    def job(self, job_id: int) -> jobs.Job:
+        job = jobs.get(self.state.connection, job_id)
+        assert job is not None
+        return job
+
+    def events(self, name: str) -> list[str]:
+        return [line for line in self.stream.getvalue().splitlines() if f'"event": "{name}"' in line]
+
+
+@pytest.fixture
+async def agents() -> AsyncIterator[Callable[[Path], Agent]]:
+    made: list[Agent] = []
+
+    def make(config_path: Path) -> Agent:
+        made.append(Agent(config_path))
+        return made[-1]
+
+    yield make
+    for agent in made:
+        await agent.dispatcher.stop()
+        agent.context.checker.close()
+        agent.state.connection.close()
+
+
+async def until(condition: Callable[[], object], *, what: str, tick: Dispatcher | None = None) -> None:
+    end = time.monotonic() + DEADLINE
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        if tick is not None:
+            tick.tick()
+        await asyncio.sleep(0.05)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie has ended; only the parent's wait is missing.
+    return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+
+
+async def test_a_job_whose_failure_cannot_be_recorded_is_recorded_later_and_frees_its_slot(
+    tmp_path: Path, agents: Callable[[Path], Agent]
+) -> None:
+    agent = agents(write_config(tmp_path))
+    (tmp_path / "tv" / "broken.mkv").write_bytes(b"not a video " * 1000)  # HandBrakeCLI fails at once
+    job = agent.queue("tv", "broken.mkv")
+    agent.state.connection.execute("PRAGMA busy_timeout = 50")
+    agent.dispatcher.tick()
+    entry = agent.dispatcher.running[job.id]
+    assert entry.task is not None
+    # Another process holds the write lock while the failure is recorded: SQLITE_BUSY.
+    locker = sqlite3.connect(database_path(tmp_path / "state"), isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    await until(entry.task.done, what="the encode to end")
+    assert job.id not in agent.dispatcher.running  # the slot is free at once
+    locker.execute("ROLLBACK")
+    locker.close()
+
+    await until(
+        lambda: agent.job(job.id).state is not jobs.JobState.RUNNING, what="the failure recorded", tick=agent.dispatcher
+    )
+    failed = agent.job(job.id)
+    assert (failed.state, failed.attempts) == (jobs.JobState.FAILED, 1)
+    assert "HandBrake" in (failed.error or "") or "exit" in (failed.error or "")
+
+
+async def test_an_encode_whose_library_a_reload_removed_is_stopped_and_leaves_nothing(
+    tmp_path: Path, agents: Callable[[Path], Agent]
+) -> None:
+    # A slow x264 setting on a longer clip: the encode is still running when the config changes.
+    agent = agents(write_config(tmp_path, args="['--encoder-preset', 'veryslow']"))
+    make_clip(tmp_path / "tv" / "long.mkv", seconds=20, size="640x360")
+    job = agent.queue("tv", "long.mkv")
+    agent.dispatcher.tick()
+    entry = agent.dispatcher.running[job.id]
+    partial = tmp_path / "archive" / ".hb2r-partial"
+    await until(lambda: entry.encode is not None and entry.progress > 0, what="the encode to make progress")
+    assert entry.encode is not None
+    pid = entry.encode.pid
+
+    agent.state.config = load_config(write_config(tmp_path, libraries=("movies",))).config  # the reload
+    agent.dispatcher.tick()
+
+    await until(lambda: job.id not in agent.dispatcher.running, what="the encode to stop")
+    assert not alive(pid)
+    assert agent.job(job.id).state is jobs.JobState.CANCELLED
+    assert list(partial.iterdir()) == []  # its temp file removed
+    assert not (tmp_path / "archive" / "TV").exists()  # nothing published
+
+
+HANGING_HANDBRAKE = """#!/bin/sh
+# A HandBrakeCLI that hangs (the real one cannot be made to hang on demand): it starts a child,
+# as HandBrakeCLI's helpers would, says nothing and never ends.
+sleep 600 &
+echo $$ $! > "$(dirname "$0")/pids"
+wait
+"""
+
+
+async def test_a_hung_encode_is_killed_failed_as_temporary_and_reported(
+    tmp_path: Path, agents: Callable[[Path], Agent]
+) -> None:
+    fake = tmp_path / "bin" / "HandBrakeCLI"
+    fake.parent.mkdir()
+    fake.write_text(HANGING_HANDBRAKE)
+    fake.chmod(0o755)
+    agent = agents(write_config(tmp_path, handbrake=f"{{binary: {fake}, stall_timeout: 1s}}"))
+    make_clip(tmp_path / "tv" / "clip.mkv", seconds=1)
+    job = agent.queue("tv", "clip.mkv")
+    agent.dispatcher.tick()
+    pids_file = fake.parent / "pids"
+    await until(pids_file.exists, what="the fake encoder to start")
+
+    await until(lambda: job.id not in agent.dispatcher.running, what="the watchdog", tick=agent.dispatcher)
+
+    pids = [int(pid) for pid in pids_file.read_text().split()]
+    assert not any(alive(pid) for pid in pids)  # the whole process tree
+    stalled = agent.job(job.id)
+    assert stalled.state is jobs.JobState.FAILED
+    assert stalled.attempts == 0  # temporary: not counted against the file
+    assert "no progress" in (stalled.error or "")
+    assert stalled.not_before is not None  # retried later
+    assert agent.events("job stalled")
+    report = health_report(agent.context)
+    assert report["status"] == "degraded"
+    assert any("stalled" in problem and "clip.mkv" in problem for problem in report["problems"])
+    assert 'outcome="stalled"' in agent.context.metrics.render()[0].decode()
+
+    jobs.cancel(agent.state.connection, job.id, now=datetime.now(UTC), by=jobs.CancelledBy.OPERATOR)
+    agent.dispatcher.tick()
+    assert health_report(agent.context)["status"] == "healthy"  # the stalled job is settled
+
+
+class MemoryPressure:
+    """The host's sample with memory pressure switched on and off by the test: the real host
+    cannot be put under memory pressure on demand (this is the one fake sampler here)."""
+
+    def __init__(self) -> None:
+        self.pressed = True
+
+    def sample(self) -> Sample:
+        memory = 100.0 if self.pressed else 10.0
+        return Sample(cpu_percent=5.0, memory_percent=memory, available_memory=8 * 1024**3, archive_free=1024**4)
+
+
+async def test_a_suspended_encode_is_not_stalled(tmp_path: Path, agents: Callable[[Path], Agent]) -> None:
+    fake = tmp_path / "bin" / "HandBrakeCLI"  # hangs: see HANGING_HANDBRAKE
+    fake.parent.mkdir()
+    fake.write_text(HANGING_HANDBRAKE)
+    fake.chmod(0o755)
+    agent = agents(write_config(tmp_path, handbrake=f"{{binary: {fake}, stall_timeout: 1s}}"))
+    make_clip(tmp_path / "tv" / "clip.mkv", seconds=1)
+    job = agent.queue("tv", "clip.mkv")
+    agent.dispatcher.tick()
+    entry = agent.dispatcher.running[job.id]
+    await until(lambda: entry.encode is not None, what="the fake encoder to start")
+    pressure = MemoryPressure()
+    agent.dispatcher.sampler = pressure
+    await until(lambda: entry.suspended, what="the encode suspended", tick=agent.dispatcher)
+
+    end = time.monotonic() + 2.5  # longer than stall_timeout: a suspended encode waits, it is not stuck
+    while time.monotonic() < end:
+        agent.dispatcher.tick()
+        await asyncio.sleep(0.1)
+    assert job.id in agent.dispatcher.running
+
+    pressure.pressed = False  # resumed by the dispatcher, then still no progress: stalled
+    await until(
+        lambda: job.id not in agent.dispatcher.running, what="the watchdog after resuming", tick=agent.dispatcher
+    )
+    assert agent.events("job resumed") and agent.events("job stalled")
