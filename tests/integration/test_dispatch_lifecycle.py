@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import logs
+from agent import logs, scan
 from agent.api.context import ApiContext, assemble
 from agent.api.health import health_report
 from agent.config import load_config
@@ -103,11 +103,13 @@ class Agent:
         self.dispatcher: Dispatcher = self.context.dispatcher
 
     def queue(self, library: str, rel_path: str) -> jobs.Job:
+        """Queue the file as a pass would, with its real fingerprint (the dispatcher checks it after the encode)."""
+        source = next(item.source for item in self.state.config.libraries if item.name == library) / rel_path
         job = jobs.enqueue(
             self.state.connection,
             library=library,
             rel_path=rel_path,
-            fingerprint=f"fp:{rel_path}",
+            fingerprint=scan.fingerprint(source, size=source.stat().st_size) if source.exists() else f"fp:{rel_path}",
             preset_hash="p1",
             output_path=f"{library.upper()}/{Path(rel_path).with_suffix('.mkv')}",
             reason="new",

@@ -127,7 +127,7 @@ def fill_queue(config_path: Path, *, states: list[str]) -> dict[str, Job]:
             elif state == "dead":
                 job = fail(connection, job, "Invalid data found when processing input\x1b[2J", times=RETRY.attempts)
             elif state == "cancelled":
-                job = jobs.cancel(connection, job.id, now=T0)
+                job = jobs.cancel(connection, job.id, now=T0, by=jobs.CancelledBy.OPERATOR)
             made[state] = jobs.get(connection, job.id) or job
     finally:
         connection.close()

@@ -40,6 +40,7 @@ class JobRow(NamedTuple):
     not_before: str | None = None
     error: str | None = None
     progress: float | None = None
+    cancelled_by: str | None = None
 
 
 A_UNREAD = Transcode("tv", SourceFile("a.mkv", 100, 1, 1, None), "TV/a.mkv", TranscodeReason.NEW)
@@ -56,7 +57,14 @@ PRESETS = {"tv": "p1"}
         pytest.param([JobRow(1, "running")], 1, Stage.RUNNING, True, id="running-is-pending"),
         pytest.param([JobRow(1, "failed")], 1, Stage.FAILED, True, id="failed-is-retried-so-pending"),
         pytest.param([JobRow(1, "dead")], 1, Stage.DEAD, False, id="dead-waits-for-an-operator-not-pending"),
-        pytest.param([JobRow(1, "cancelled")], 1, Stage.CANCELLED, False, id="cancelled-waits-for-an-operator"),
+        pytest.param(
+            [JobRow(1, "cancelled", cancelled_by="operator")], 1, Stage.CANCELLED, False,
+            id="cancelled-by-an-operator-waits-for-an-operator",
+        ),
+        pytest.param(
+            [JobRow(1, "cancelled", cancelled_by="engine")], 1, Stage.TO_QUEUE, True,
+            id="cancelled-by-a-pass-is-queued-again",
+        ),
         pytest.param([JobRow(1, "done")], None, Stage.TO_QUEUE, True, id="done-but-output-lost-is-queued-again"),
         pytest.param(
             [JobRow(1, "dead", fingerprint="fp-old")], None, Stage.TO_QUEUE, True, id="old-content"
@@ -101,7 +109,7 @@ def test_without_the_contents_fingerprint_no_job_is_claimed() -> None:
 
 
 def test_with_the_preset_identity_unknown_the_newest_job_of_the_content_stands_for_it() -> None:
-    jobs = [JobRow(1, "dead", preset_hash="p0"), JobRow(2, "cancelled", preset_hash="p1")]
+    jobs = [JobRow(1, "dead", preset_hash="p0"), JobRow(2, "cancelled", preset_hash="p1", cancelled_by="operator")]
 
     queued = with_jobs(Plan((A_UNREAD,)), jobs, fingerprints=FINGERPRINTS, preset_hashes={})
 
@@ -137,7 +145,7 @@ def test_counts_split_the_transcodes_by_stage_in_a_fixed_order() -> None:
         JobRow(3, "running", fingerprint="fp-d.mkv", rel_path="d.mkv"),
         JobRow(4, "failed", fingerprint="fp-e.mkv", rel_path="e.mkv"),
         JobRow(5, "dead", fingerprint="fp-f.mkv", rel_path="f.mkv"),
-        JobRow(6, "cancelled", fingerprint="fp-g.mkv", rel_path="g.mkv"),
+        JobRow(6, "cancelled", fingerprint="fp-g.mkv", rel_path="g.mkv", cancelled_by="operator"),
     ]
 
     queued = with_jobs(Plan((*transcodes, Wait("tv", "h.mkv", 1.0))), jobs, fingerprints={}, preset_hashes=PRESETS)
