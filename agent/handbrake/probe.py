@@ -50,19 +50,9 @@ def available_presets(binary: str, *, timeout: float = 60) -> frozenset[str]:
 def media_duration(path: Path, *, ffprobe: str = FFPROBE, timeout: float = 60) -> float | None:
     """Given a media file, return how long it plays in seconds; return None if ffprobe
     cannot tell (not media, unreadable, no duration, ffprobe missing or too slow)."""
-    try:
-        finished = subprocess.run(  # noqa: S603 - argv list, no shell
-            [ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", "--", str(path)],
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if finished.returncode != 0:
+    argv = [ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", "--", str(path)]
+    finished = _run_ffprobe(argv, timeout=timeout)
+    if finished is None or finished.returncode != 0:
         return None
     for line in finished.stdout.splitlines():
         try:
@@ -89,19 +79,8 @@ def media_end(path: Path, *, duration: float, ffprobe: str = FFPROBE, timeout: f
         ffprobe, "-v", "error", "-read_intervals", f"{start:.3f}%",
         "-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0", "--", str(path),
     ]  # fmt: skip
-    try:
-        finished = subprocess.run(  # noqa: S603 - argv list, no shell
-            argv,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return packets_end(finished.stdout)
+    finished = _run_ffprobe(argv, timeout=timeout)
+    return None if finished is None else packets_end(finished.stdout)
 
 
 def packets_end(csv: str) -> float:
@@ -117,6 +96,23 @@ def packets_end(csv: str) -> float:
         if math.isfinite(pts + length):
             end = max(end, pts + length)
     return end
+
+
+def _run_ffprobe(argv: list[str], *, timeout: float) -> subprocess.CompletedProcess[str] | None:
+    """Given an ffprobe argv, return its finished process with text output; None if it cannot
+    start or does not finish in time."""
+    try:
+        return subprocess.run(  # noqa: S603 - argv list, no shell
+            argv,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
 
 
 def _run_handbrake(argv: list[str], *, binary: str, timeout: float) -> subprocess.CompletedProcess[str]:
