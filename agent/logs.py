@@ -23,6 +23,7 @@ _SECRET_TEXT = re.compile(
     r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}"  # bcrypt hash
     r"|eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"  # JWT
     r"|(?i:bearer)\s+[A-Za-z0-9._~+/=-]+"  # Authorization: Bearer ...
+    r"|(?<=://)[^/\s:@]*:[^/\s@]+(?=@)"  # user:password@ in a URL (store.url)
 )
 
 

@@ -96,6 +96,11 @@ def _check_folders(config: Config, found: Found) -> None:
         found.errors.append(
             (("auth", "jwt_secret_file"), "jwt_secret_file is inside the archive: Resilio Sync would share the secret")
         )
+    password_file = config.store.password_file
+    if password_file is not None and _inside(_real(password_file), archive):
+        found.errors.append(
+            (("store", "password_file"), "password_file is inside the archive: Resilio Sync would share the password")
+        )
     for index, (library, source) in enumerate(zip(config.libraries, sources, strict=True)):
         loc: Location = ("libraries", index, "source")
         if source == archive:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os.path
 import re
+import socket
 from datetime import timedelta
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
@@ -29,6 +30,7 @@ from pydantic import (
     field_validator,
 )
 
+from agent.config.store_url import SQLITE, parse_postgres_url, redact_url
 from agent.config.units import (
     Rate,
     TimeWindow,
@@ -365,6 +367,59 @@ class Auth(Model):
         return value
 
 
+class StoreSettings(Model):
+    url: str = Field(
+        default=SQLITE,
+        repr=False,
+        description="Where the state lives: 'sqlite' (<state_dir>/hb2r.db, one host) or "
+        "postgresql://user@host[:port]/database, shared by several hosts; usually ${HB2R_STORE_URL:-sqlite}.",
+    )
+    password_file: ConfigPath | None = Field(
+        default=None,
+        description="File holding the PostgreSQL password (kept out of the URL and the config).",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_sqlite_or_postgres(cls, value: str) -> str:
+        value = value.strip() or SQLITE
+        if value != SQLITE:
+            parse_postgres_url(value)
+        return value
+
+    @field_validator("password_file")
+    @classmethod
+    def _password_in_one_place(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        url = info.data.get("url", SQLITE)
+        if value is not None and url == SQLITE:
+            raise ValueError("password_file is for a PostgreSQL store; store.url is 'sqlite'")
+        if value is not None and parse_postgres_url(url).has_password:
+            raise ValueError(f"the password is both in store.url ({redact_url(url)}) and in password_file: keep one")
+        return value
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url != SQLITE
+
+
+def _machine_name() -> str:
+    return socket.gethostname().split(".")[0] or "localhost"
+
+
+class Host(Model):
+    name: str = Field(
+        default_factory=_machine_name,
+        pattern=_NAME,
+        description="Host name (letters, digits, _ . and -; up to 64): names this host among those sharing a "
+        "store; default: the machine's hostname.",
+    )
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _empty_is_the_machine(cls, value: object) -> object:
+        return _machine_name() if value in ("", None) else value
+
+
 class User(Model):
     name: str = Field(pattern=_NAME, description="Login name (letters, digits, _ . and -; up to 64).")
     role: Literal["admin", "user"] = Field(description="'user' reads; 'admin' also acts.")
@@ -392,6 +447,8 @@ class Config(Model):
     server: Server = Field(default_factory=Server)
     auth: Auth = Field(default_factory=Auth)
     users: tuple[User, ...] = Field(default=(), description="Who may use the API.")
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    host: Host = Field(default_factory=Host)
 
     def preset_for(self, library: Library) -> Preset:
         return self.presets[library.preset]

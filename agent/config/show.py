@@ -7,6 +7,7 @@ from typing import Any
 import yaml
 
 from agent.config.models import Config
+from agent.config.store_url import redact_url
 
 REDACTED = "<redacted>"
 
@@ -17,10 +18,12 @@ def effective_yaml(config: Config) -> str:
 
 
 def effective_data(config: Config) -> dict[str, Any]:
-    """Return the config as plain data, password hashes and the JWT secret replaced by <redacted>."""
+    """Return the config as plain data, password hashes, the JWT secret and a store password replaced by <redacted>."""
     data: dict[str, Any] = config.model_dump(mode="json")
     for user in data.get("users", []):
         user["password_hash"] = REDACTED
     if data.get("auth", {}).get("jwt_secret"):
         data["auth"]["jwt_secret"] = REDACTED
+    if "store" in data:
+        data["store"]["url"] = redact_url(data["store"]["url"])
     return data

@@ -31,6 +31,10 @@ def log_line(**fields: object) -> tuple[str, dict[str, object]]:
         pytest.param({"url": f"/api/ws?token={JWT}"}, id="a-jwt-in-a-url-is-redacted"),
         pytest.param({"jwt_secret": "s3cr3t-value-xyz"}, id="the-jwt-secret-is-redacted"),
         pytest.param({"items": [JWT, "ok"]}, id="a-jwt-in-a-list-is-redacted"),
+        pytest.param(
+            {"error": "cannot reach postgresql://hb2r:s3cr3t-value-xyz@db.lan:5432/hb2r"},
+            id="a-database-password-in-a-url-is-redacted",
+        ),
     ],
 )
 def test_secrets_never_reach_the_log(fields: dict[str, object]) -> None:

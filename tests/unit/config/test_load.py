@@ -17,12 +17,14 @@ BASE is a small valid config; its line numbers matter to the expected messages:
 from __future__ import annotations
 
 import os
+import socket
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from agent.config import ConfigError, Loaded, load_config
+from agent.config.show import effective_yaml
 
 BASE = """\
 version: 1
@@ -343,8 +345,8 @@ BAD_ARGS = "args may not contain"
         pytest.param(
             [_append("colour: blue\n")],
             [
-                "config.yaml:17: at 'colour': unknown key 'colour' (known: auth, handbrake, libraries, limits, "
-                "paths, presets, retry, scan, server, users, version)"
+                "config.yaml:17: at 'colour': unknown key 'colour' (known: auth, handbrake, host, libraries, "
+                "limits, paths, presets, retry, scan, server, store, users, version)"
             ],
             id="an-unknown-key-with-no-near-match-lists-the-known-keys",
         ),
@@ -826,3 +828,114 @@ def test_each_bad_trusted_proxy_is_named_with_its_line(folder: Path) -> None:
         "config.yaml:20: at 'server.trusted_proxies[1]': a trusted proxy is an IP address or network like "
         "10.0.0.0/8 or ::1, got 'proxy.lan'",
     ]
+
+
+# --- where the state lives: store and host ---------------------------------------------------
+
+STORE_PASSWORD = "pa55-w0rd-in-url"
+
+
+def test_with_no_store_key_the_state_stays_in_sqlite_and_the_host_is_named_after_the_machine(folder: Path) -> None:
+    config = load(BASE).config
+
+    assert config.store.url == "sqlite"
+    assert not config.store.is_postgres
+    assert config.host.name == socket.gethostname().split(".")[0]
+
+
+def test_the_store_url_comes_from_the_environment_and_its_password_is_never_shown(folder: Path) -> None:
+    url = f"postgresql://hb2r:{STORE_PASSWORD}@db.lan:5433/media"
+    text = edited(("", "store:\n  url: ${HB2R_STORE_URL:-sqlite}\nhost:\n  name: nas-1\n"))
+
+    config = load(text, environ={"HB2R_STORE_URL": url}).config
+
+    assert config.store.url == url and config.store.is_postgres
+    assert config.host.name == "nas-1"
+    shown_yaml = effective_yaml(config)
+    assert STORE_PASSWORD not in shown_yaml and STORE_PASSWORD not in repr(config)
+    assert "postgresql://hb2r:<redacted>@db.lan:5433/media" in shown_yaml
+
+
+def test_a_password_file_outside_the_archive_is_accepted(folder: Path) -> None:
+    text = edited(("", "store:\n  url: postgresql://hb2r@db.lan/hb2r\n  password_file: secrets/db\n"))
+
+    config = load(text).config
+
+    assert config.store.password_file == folder / "secrets" / "db"
+
+
+@pytest.mark.parametrize(
+    ("store", "expected"),
+    [
+        pytest.param(
+            "url: mysql://hb2r@db.lan/hb2r",
+            "config.yaml:18: at 'store.url': store.url must be 'sqlite' or a postgresql://user@host/database URL, "
+            "got 'mysql://hb2r@db.lan/hb2r'",
+            id="a-database-hb2r-cannot-use",
+        ),
+        pytest.param(
+            "url: sqlite3",
+            "config.yaml:18: at 'store.url': store.url must be 'sqlite' or a postgresql://user@host/database URL, "
+            "got 'sqlite3'",
+            id="a-misspelt-sqlite",
+        ),
+        pytest.param(
+            f"url: postgresql://hb2r:{STORE_PASSWORD}@/hb2r",
+            "config.yaml:18: at 'store.url': store.url 'postgresql://hb2r:<redacted>@/hb2r' names no host: "
+            "write postgresql://user@host[:port]/database",
+            id="no-host-and-the-password-hidden",
+        ),
+        pytest.param(
+            f"url: postgresql://hb2r:{STORE_PASSWORD}@db.lan:5432",
+            "config.yaml:18: at 'store.url': store.url 'postgresql://hb2r:<redacted>@db.lan:5432' names no "
+            "database: write postgresql://user@host[:port]/database",
+            id="no-database",
+        ),
+        pytest.param(
+            f"url: postgresql://hb2r:{STORE_PASSWORD}@db.lan:99999/hb2r",
+            "config.yaml:18: at 'store.url': store.url 'postgresql://hb2r:<redacted>@db.lan:99999/hb2r' is not "
+            "a valid URL: Port out of range 0-65535",
+            id="a-port-out-of-range",
+        ),
+        pytest.param(
+            f"url: postgresql://hb2r:{STORE_PASSWORD}@db.lan/hb2r\n  password_file: db.password",
+            "config.yaml:19: at 'store.password_file': the password is both in store.url "
+            "(postgresql://hb2r:<redacted>@db.lan/hb2r) and in password_file: keep one",
+            id="the-password-in-two-places",
+        ),
+        pytest.param(
+            "password_file: db.password",
+            "config.yaml:18: at 'store.password_file': password_file is for a PostgreSQL store; "
+            "store.url is 'sqlite'",
+            id="a-password-file-for-sqlite",
+        ),
+        pytest.param(
+            "url: postgresql://hb2r@db.lan/hb2r\n  password_file: archive/db.password",
+            "config.yaml:19: at 'store.password_file': password_file is inside the archive: "
+            "Resilio Sync would share the password",
+            id="the-password-file-inside-the-archive",
+        ),
+    ],
+)
+def test_a_bad_store_is_refused_with_a_message_that_never_shows_the_password(
+    folder: Path, store: str, expected: str
+) -> None:
+    found = problems(edited(("", f"store:\n  {store}\n")))
+
+    assert found == [expected]
+    assert STORE_PASSWORD not in "\n".join(found)
+
+
+def test_a_host_name_with_a_space_is_refused(folder: Path) -> None:
+    found = problems(edited(("", "host:\n  name: my nas\n")))
+
+    assert found == [
+        "config.yaml:18: at 'host.name': 'my nas' is not a valid host name (letters, digits, _ . and -; up to 64): "
+        "names this host among those sharing a store; default: the machine's hostname"
+    ]
+
+
+def test_an_empty_host_name_from_the_environment_means_the_machines_name(folder: Path) -> None:
+    config = load(edited(("", "host:\n  name: ${HB2R_HOST_NAME:-}\n"))).config
+
+    assert config.host.name == socket.gethostname().split(".")[0]
