@@ -123,6 +123,18 @@ def start_cluster() -> tuple[PostgresCluster, Path]:
     began = time.monotonic()
     bin_dir = server_bin_dir()
     folder = Path(tempfile.mkdtemp(prefix="hb2r-postgres-"))
+    try:
+        return _start_in(folder, bin_dir=bin_dir, began=began)
+    except BaseException:  # a half-made cluster is stopped and removed too
+        if (folder / "data" / "postmaster.pid").exists():
+            _as_postgres(
+                [str(bin_dir / "pg_ctl"), "stop", "-m", "immediate", f"--pgdata={folder / 'data'}"], cwd=folder
+            )
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _start_in(folder: Path, *, bin_dir: Path, began: float) -> tuple[PostgresCluster, Path]:
     _give_to_server_user(folder)
     data = folder / "data"
     admin_password = secrets.token_urlsafe(16)
