@@ -22,6 +22,11 @@ command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
 # it downloads a browser build of its own); a font keeps the screenshots readable.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 fc-list 2>/dev/null | grep -qi dejavu || [ -d /usr/share/fonts/truetype/dejavu ] || missing+=(fonts-dejavu-core)
+# PostgresStore: psycopg loads Debian's libpq; the tests start throwaway clusters with the
+# server's initdb/pg_ctl (in /usr/lib/postgresql/<major>/bin, not on PATH) and runuser.
+compgen -G '/usr/lib/*/libpq.so.5' >/dev/null || missing+=(libpq5)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v runuser >/dev/null 2>&1 || [ -x /usr/sbin/runuser ] || missing+=(util-linux)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
