@@ -22,8 +22,8 @@ Design notes:
 - Time is an argument (`now`, an aware datetime), never read here. It is stored as ISO-8601
   UTC with microseconds, fixed width, so that text order is time order in SQL.
 - No function begins or commits a transaction: each runs inside the caller's
-  (`agent.store.db.transaction`, as the engine does to finish a job together with its ledger
-  row) or, on an autocommit connection, statement by statement. Every state change is one
+  (`Database.transaction()`, as the engine does to finish a job together with its ledger
+  row) or, outside one, statement by statement. Every state change is one
   guarded UPDATE and so atomic by itself; `enqueue` is two statements (insert, then cancel
   the superseded job), so batches of it belong in one transaction.
 """
