@@ -29,14 +29,13 @@ import functools
 import hashlib
 import os
 import secrets
-import sqlite3
 import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import bcrypt
 import jwt
@@ -45,8 +44,9 @@ from agent.config.models import Auth, Config
 from agent.domain import UserRecord
 from agent.passwords import check_password, hash_password
 from agent.plan import plan_users
-from agent.store import users as stored_users
-from agent.store.db import transaction
+
+if TYPE_CHECKING:
+    from agent.store.protocol import Store
 
 ALGORITHM = "HS256"
 SECRET_BYTES = 32
@@ -172,7 +172,7 @@ def issue_token(*, secret: bytes, user: UserRecord, lifetime: timedelta, now: da
     return IssuedToken(token=token, expires_at=expires_at, user=user.name, role=user.role)
 
 
-def authenticate(connection: sqlite3.Connection, *, secret: bytes, token: str, now: datetime) -> Session:
+def authenticate(store: Store, *, secret: bytes, token: str, now: datetime) -> Session:
     """Given a bearer token, return its session; raise AuthError saying why it is refused."""
     try:
         claims = _verified_claims(token, secret)
@@ -186,10 +186,10 @@ def authenticate(connection: sqlite3.Connection, *, secret: bytes, token: str, n
         raise AuthError("the token is not valid")
     if expiry <= now.timestamp():
         raise AuthError("the token has expired; log in again")
-    user = stored_users.find(connection, name)
+    user = store.find_user(name)
     if user is None or not secrets.compare_digest(password_digest(user.password_hash), digest):
         raise AuthError("the token is no longer valid; log in again")
-    if is_revoked(connection, token_id):
+    if store.is_revoked(token_id):
         raise AuthError("the token was logged out; log in again")
     return Session(user=user.name, role=user.role, token_id=token_id, expires_at=datetime.fromtimestamp(expiry, UTC))
 
@@ -213,31 +213,22 @@ def _verified_claims(token: str, secret: bytes) -> dict[str, Any]:
     return claims
 
 
-def revoke(connection: sqlite3.Connection, session: Session, *, now: datetime) -> None:
+def revoke(store: Store, session: Session, *, now: datetime) -> None:
     """End session's token; forget tokens that have expired anyway."""
-    with transaction(connection):
-        connection.execute("DELETE FROM revoked_tokens WHERE expires_at < ?", (_stamp(now),))
-        connection.execute(
-            "INSERT OR IGNORE INTO revoked_tokens (jti, expires_at) VALUES (?, ?)",
-            (session.token_id, _stamp(session.expires_at)),
-        )
+    store.revoke_token(session.token_id, expires_at=_stamp(session.expires_at), now=_stamp(now))
 
 
-def is_revoked(connection: sqlite3.Connection, token_id: str) -> bool:
-    return connection.execute("SELECT 1 FROM revoked_tokens WHERE jti = ?", (token_id,)).fetchone() is not None
-
-
-def sync_users(connection: sqlite3.Connection, config: Config, *, now: datetime, log: Any) -> list[tuple[str, str]]:
+def sync_users(store: Store, config: Config, *, now: datetime, log: Any) -> list[tuple[str, str]]:
     """Make the stored users match the config's; return the (name, change) pairs applied.
 
     With no users declared and none generated yet, make `admin` with a random password and
     write it to `<state_dir>/initial-admin-password` (0600); log where, never the password.
     """
-    changes = plan_users(config.users, stored_users.load_users(connection))
+    changes = plan_users(config.users, store.load_users())
     applied: list[tuple[str, str]] = []
-    with transaction(connection):
+    with store.transaction():
         for change in changes:
-            stored_users.apply(connection, change, now=_stamp(now))
+            store.apply_user_change(change, now=_stamp(now))
             applied.append((change.name, str(change.change)))
             log.info("user changed", user=change.name, change=str(change.change), role=change.role)
     password_file = config.paths.state_dir / INITIAL_PASSWORD_FILE
@@ -246,13 +237,12 @@ def sync_users(connection: sqlite3.Connection, config: Config, *, now: datetime,
             password_file.unlink()  # that admin is gone: its password must not linger
             log.info("initial admin removed; users now come from the config", file=str(password_file))
         return applied
-    if any(user.generated for user in stored_users.load_users(connection)):
+    if any(user.generated for user in store.load_users()):
         return applied
     password = secrets.token_urlsafe(18)  # 24 characters
     _write_private(password_file, password + "\n")
-    with transaction(connection):
-        stored_users.add_generated_admin(
-            connection,
+    with store.transaction():
+        store.add_generated_admin(
             name=INITIAL_ADMIN,
             password_hash=hash_password(password, rounds=config.auth.bcrypt_rounds),
             now=_stamp(now),

@@ -35,7 +35,6 @@ import contextlib
 import errno
 import os
 import shutil
-import sqlite3
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,6 +43,8 @@ from pathlib import Path
 from agent.store.db import SCHEMA_VERSION, StateError, database_path
 from agent.store.lock import LockHeld, agent_lock
 from agent.store.private import check_state_dir, refuse_links
+from agent.store.sql import StoreError
+from agent.store.sqlite_files import DatabaseInUse, inspect, merge_wal, snapshot
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 REQUIRED_TABLES = ("jobs", "ledger", "users")  # hb2r's tables since schema version 1
@@ -128,24 +129,23 @@ def inspect_database(path: Path, *, name: str | None = None, refuse_newer: bool 
     if header != SQLITE_MAGIC:
         raise BackupError(f"{name} is not an SQLite database")
     try:
-        with _closing(_open_readonly(path)) as db:
-            problems = [str(row[0]) for row in db.execute("PRAGMA integrity_check")]
-            if problems != ["ok"]:
-                shown = "; ".join(problems[:INTEGRITY_PROBLEMS_SHOWN])
-                raise BackupError(f"{name} is damaged: PRAGMA integrity_check says: {shown}")
-            version = int(db.execute("PRAGMA user_version").fetchone()[0])
-            if version > SCHEMA_VERSION and refuse_newer:
-                raise BackupError(
-                    f"{name} has schema version {version}, newer than this hb2r knows ({SCHEMA_VERSION}); "
-                    "use the hb2r that wrote it, or an older backup"
-                )
-            tables = {str(row[0]) for row in db.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
-            missing = [table for table in REQUIRED_TABLES if table not in tables]
-            if missing:
-                raise BackupError(f"{name} is not an hb2r state database (no table {', '.join(missing)})")
-            counts = [int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]) for table in REQUIRED_TABLES]  # noqa: S608
-    except sqlite3.Error as error:
+        facts = inspect(path, count_rows_of=REQUIRED_TABLES)
+    except StoreError as error:
         raise BackupError(f"{name} is not a usable SQLite database: {error}") from None
+    problems = list(facts.problems)
+    if problems != ["ok"]:
+        shown = "; ".join(problems[:INTEGRITY_PROBLEMS_SHOWN])
+        raise BackupError(f"{name} is damaged: PRAGMA integrity_check says: {shown}")
+    version = facts.schema_version
+    if version > SCHEMA_VERSION and refuse_newer:
+        raise BackupError(
+            f"{name} has schema version {version}, newer than this hb2r knows ({SCHEMA_VERSION}); "
+            "use the hb2r that wrote it, or an older backup"
+        )
+    missing = [table for table in REQUIRED_TABLES if table not in facts.tables]
+    if missing:
+        raise BackupError(f"{name} is not an hb2r state database (no table {', '.join(missing)})")
+    counts = [facts.row_counts[table] for table in REQUIRED_TABLES]
     jobs, ledger_entries, users = counts
     return DatabaseInfo(path, size, version, jobs, ledger_entries, users)
 
@@ -182,8 +182,8 @@ def backup(state_dir: Path, target: Path, *, force: bool = False) -> DatabaseInf
         temp = private / target.name
         os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
         try:
-            _snapshot(source, temp)
-        except sqlite3.Error as error:
+            snapshot(source, temp)
+        except StoreError as error:
             raise BackupError(f"cannot copy state database {source}: {error}") from None
         # A newer schema is copied all the same: a backup taken before a downgrade must work.
         info = inspect_database(temp, name=f"the copy of {source}", refuse_newer=False)
@@ -222,8 +222,8 @@ def _swap_in(info: DatabaseInfo, database: Path) -> Restored:
     refuse_links(database, *_side_files(database))
     with _temp_file(state_dir, f".{database.name}.restore-") as temp:
         try:
-            _snapshot(info.path, temp)
-        except sqlite3.Error as error:
+            snapshot(info.path, temp)
+        except StoreError as error:
             raise BackupError(f"cannot copy {info.path} into {state_dir}: {error}") from None
         inspect_database(temp, name=f"the copy of {info.path}")  # as written, before it replaces anything
         _fsync(temp)
@@ -240,34 +240,15 @@ def _swap_in(info: DatabaseInfo, database: Path) -> Restored:
     return Restored(source=info, database=database, kept=kept, damaged_before=damaged)
 
 
-def _snapshot(source: Path, target: Path) -> None:
-    """Copy the database source into the (empty) file target through the backup API, as one snapshot."""
-    with _closing(_open_readonly(source)) as db, _closing(sqlite3.connect(target, isolation_level=None)) as copy:
-        db.backup(copy)  # all pages in one step: one read transaction, so one commit's state
-        copy.execute("PRAGMA journal_mode = DELETE")  # a WAL-mode source's header says WAL: make it one file
-
-
-def _open_readonly(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, isolation_level=None)
-
-
 def _merge_wal(database: Path) -> str | None:
     """Merge the database's WAL into it and leave it one file; return None, or why it cannot be read.
 
     Raise BackupError if another process has it open (it is left as it was).
     """
     try:
-        with _closing(sqlite3.connect(database, isolation_level=None, timeout=0)) as db:
-            mode = db.execute("PRAGMA journal_mode = DELETE").fetchone()[0]
-    except sqlite3.OperationalError as error:
-        if "locked" in str(error) or "busy" in str(error):
-            raise BackupError(_in_use(database)) from None
-        return str(error)
-    except sqlite3.DatabaseError as error:  # not a database, malformed: keep it as it is
-        return str(error)
-    if str(mode).lower() != "delete":
-        raise BackupError(_in_use(database))
-    return None
+        return merge_wal(database)
+    except DatabaseInUse:
+        raise BackupError(_in_use(database)) from None
 
 
 def _keep_previous(database: Path, *, damaged: bool) -> Path:
@@ -358,14 +339,6 @@ def _private_folder(folder: Path, prefix: str) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _closing(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    try:
-        yield connection
-    finally:
-        connection.close()
 
 
 def _fsync(path: Path) -> None:

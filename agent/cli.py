@@ -217,16 +217,17 @@ def _validate(arguments: argparse.Namespace) -> int:
 def _plan(arguments: argparse.Namespace) -> int:
     import gc
     import json
-    import sqlite3
     import time
 
+    from agent.domain import Ledger
     from agent.observe import job_identities, observe
     from agent.plan import plan
     from agent.queued_plan import files_with_jobs, with_jobs
     from agent.render import render_text, to_json
-    from agent.store.db import StateError, database_path, open_readonly
-    from agent.store.jobs import Job, unfinished
-    from agent.store.state import load_ledger
+    from agent.store import StoreError
+    from agent.store.db import StateError, database_path
+    from agent.store.jobs import Job
+    from agent.store.sqlite import open_store_readonly
 
     loaded = _load(arguments)
     if loaded is None:
@@ -234,18 +235,18 @@ def _plan(arguments: argparse.Namespace) -> int:
     config = loaded.config
     jobs: list[Job] = []
     try:
-        connection = open_readonly(config.paths.state_dir, warn=_warn)
-        try:
-            ledger = load_ledger(connection)
-            if connection is not None:
-                jobs = unfinished(connection)
-        finally:
-            if connection is not None:
-                connection.close()
+        store = open_store_readonly(config.paths.state_dir, warn=_warn)
+        ledger = Ledger()
+        if store is not None:
+            try:
+                ledger = store.load_ledger()
+                jobs = store.unfinished()
+            finally:
+                store.close()
     except StateError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    except sqlite3.Error as error:  # e.g. a table lost to a damaged disk or a bad restore
+    except StoreError as error:  # e.g. a table lost to a damaged disk or a bad restore
         print(f"error: state database {database_path(config.paths.state_dir)}: {error}", file=sys.stderr)
         return EXIT_ERROR
     # A short-lived command that builds a few hundred thousand objects and frees none of

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,9 +16,9 @@ from typing import TYPE_CHECKING
 
 from agent.quoting import first_line, shown
 from agent.render_jobs import jobs_table
-from agent.store import jobs
-from agent.store.db import StateError, database_path, open_database, open_readonly, transaction
-from agent.store.status import gate_reasons
+from agent.store import StoreError, jobs
+from agent.store.db import StateError, database_path
+from agent.store.sqlite import open_store, open_store_readonly
 
 if TYPE_CHECKING:
     from agent.store.jobs import Job
@@ -33,17 +32,17 @@ def list_jobs(arguments: argparse.Namespace, state_dir: Path) -> int:
     found: list[Job] = []
     held_back: tuple[str, ...] = ()
     try:
-        connection = open_readonly(state_dir, warn=_warn)
-        if connection is not None:
+        store = open_store_readonly(state_dir, warn=_warn)
+        if store is not None:
             try:
-                found = jobs.list_jobs(connection, state=arguments.state, library=arguments.library)
-                held_back, _ = gate_reasons(connection)
+                found = store.list_jobs(state=arguments.state, library=arguments.library)
+                held_back, _ = store.gate_reasons()
             finally:
-                connection.close()
+                store.close()
     except StateError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    except sqlite3.Error as error:
+    except StoreError as error:
         print(f"error: state database {database_path(state_dir)}: {error}", file=sys.stderr)
         return EXIT_ERROR
     if arguments.json:
@@ -51,7 +50,7 @@ def list_jobs(arguments: argparse.Namespace, state_dir: Path) -> int:
         return EXIT_OK
     if held_back:
         print(f"No job may start now: {'; '.join(held_back)}.")
-    if connection is None:
+    if store is None:
         print(f"No jobs: there is no state database at {database_path(state_dir)} yet.")
     elif not found:
         only = f" {arguments.state}" if arguments.state else ""
@@ -76,26 +75,26 @@ def retry_jobs(job_id: int | None, state_dir: Path) -> int:
         return EXIT_ERROR
     now = datetime.now(UTC)
     try:
-        connection = open_database(state_dir)
+        store = open_store(state_dir)
         try:
-            with transaction(connection):
+            with store.transaction():
                 if job_id is None:
-                    before = {job.id: job for job in jobs.list_jobs(connection, state=jobs.JobState.DEAD)}
-                    requeued = jobs.retry_dead(connection, now=now)
-                    left = jobs.counts(connection)[jobs.JobState.DEAD]
+                    before = {job.id: job for job in store.list_jobs(state=jobs.JobState.DEAD)}
+                    requeued = store.retry_dead(now=now)
+                    left = store.counts()[jobs.JobState.DEAD]
                 else:
-                    found = jobs.get(connection, job_id)
+                    found = store.get_job(job_id)
                     before = {} if found is None else {job_id: found}
-                    requeued, left = [jobs.retry(connection, job_id, now=now)], 0
+                    requeued, left = [store.retry(job_id, now=now)], 0
         finally:
-            connection.close()
+            store.close()
     except jobs.JobError as error:
         print(f"error: {error}; nothing was requeued", file=sys.stderr)
         return EXIT_ERROR
     except StateError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    except sqlite3.Error as error:
+    except StoreError as error:
         print(f"error: state database {database_path(state_dir)}: {error}", file=sys.stderr)
         return EXIT_ERROR
     for job in requeued:

@@ -24,7 +24,6 @@ Choices:
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,10 +48,8 @@ from agent.domain import (
 from agent.observe import observe, with_fingerprints
 from agent.plan import plan
 from agent.queued_plan import QueuedPlan, with_jobs
-from agent.store import jobs, ledger, scans
-from agent.store.db import transaction
 from agent.store.holds import Hold
-from agent.store.state import load_ledger
+from agent.store.protocol import Store
 
 ENQUEUE_BUDGET = 500
 
@@ -62,7 +59,7 @@ class EngineState:
     """What the agent knows between passes; replaced parts on a config reload."""
 
     config: Config
-    connection: sqlite3.Connection
+    store: Store
     preset_hashes: dict[str, str]
     broken_libraries: dict[str, str] = field(default_factory=dict)  # library -> why it cannot encode
     paused_libraries: dict[str, str] = field(default_factory=dict)  # library -> why the planner paused it
@@ -95,9 +92,9 @@ class PassSummary:
 
 async def reconcile(state: EngineState, *, log: Any, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Plan:
     """Run one pass: observe, plan, apply what is quick, queue what is slow; return the plan."""
-    config, connection = state.config, state.connection
+    config, store = state.config, state.store
     started = time.monotonic()
-    remembered = load_ledger(connection)
+    remembered = store.load_ledger()
     now_ns = time.time_ns()
     observation = await asyncio.to_thread(
         observe, config, remembered, now_ns=now_ns, preset_hashes=state.preset_hashes, warn=log.warning
@@ -118,11 +115,10 @@ async def reconcile(state: EngineState, *, log: Any, now: Callable[[], datetime]
         action.library: action.reason for action in result.actions if isinstance(action, PauseLibrary)
     }
     previous = dict(remembered.seen)
-    with transaction(connection):
+    with store.transaction():
         for name, observed in observation.libraries.items():
             if name not in state.paused_libraries:  # a paused scan must not become the vanish baseline
-                scans.record_scan(
-                    connection,
+                store.record_scan(
                     library=name,
                     files=observed.files,
                     previous=previous,
@@ -139,7 +135,7 @@ async def reconcile(state: EngineState, *, log: Any, now: Callable[[], datetime]
     _report(state, result, log=log)
     queued = with_jobs(
         result,
-        jobs.unfinished(connection),
+        store.unfinished(),
         fingerprints=fingerprints,
         preset_hashes={name: value for name, value in _library_preset_hashes(state).items() if value is not None},
     )
@@ -161,7 +157,7 @@ def _summary(queued: QueuedPlan, *, finished_at: datetime, seconds: float) -> Pa
 
 def update_conditions(state: EngineState, *, now: datetime) -> dict[str, Condition]:
     """Recompute each library's condition, keeping `since` while it stays the same; return them."""
-    by_library = jobs.counts_by_library(state.connection)
+    by_library = state.store.counts_by_library()
     waiting = state.last_pass.waiting if state.last_pass else {}
     current: dict[str, Condition] = {}
     for library in state.config.libraries:
@@ -209,10 +205,10 @@ def _queue(
     log: Any,
     now: datetime,
 ) -> None:
-    connection = state.connection
+    store = state.store
     hashes = _library_preset_hashes(state)
     queued = 0
-    with transaction(connection):
+    with store.transaction():
         for action in to_queue:
             fingerprint = action.source.fingerprint or fingerprints.get((action.library, action.source.rel_path))
             preset_hash = hashes.get(action.library)
@@ -220,8 +216,7 @@ def _queue(
                 continue  # not read yet (budget, or vanished since the scan): a later pass queues it
             if _encoded_since_the_scan(state, action, fingerprint, preset_hash):
                 continue
-            job = jobs.enqueue(
-                connection,
+            job = store.enqueue(
                 library=action.library,
                 rel_path=action.source.rel_path,
                 fingerprint=fingerprint,
@@ -234,10 +229,10 @@ def _queue(
                 queued += 1
                 log.info("job queued", job=job.id, library=job.library, path=job.rel_path, reason=job.reason)
         wanted = {(action.library, action.source.rel_path) for action in to_queue}
-        for job_id, library, rel_path in jobs.waiting(connection):
+        for job_id, library, rel_path in store.waiting():
             if library in state.paused_libraries or library in state.held_libraries or (library, rel_path) in wanted:
                 continue
-            jobs.cancel(connection, job_id, now=now)
+            store.cancel(job_id, now=now)
             log.info("job cancelled", job=job_id, library=library, path=rel_path, reason="no longer planned")
     if queued:
         log.info("pass queued jobs", count=queued, planned=len(to_queue))
@@ -250,8 +245,7 @@ def _encoded_since_the_scan(state: EngineState, action: Transcode, fingerprint: 
     since then must not be queued again (enqueue reopens a done job, for an output that went
     missing). Published means recorded in the ledger now, with its output in place.
     """
-    recorded = ledger.records(
-        state.connection,
+    recorded = state.store.records(
         library=action.library,
         rel_path=action.source.rel_path,
         fingerprint=fingerprint,
@@ -263,7 +257,7 @@ def _encoded_since_the_scan(state: EngineState, action: Transcode, fingerprint: 
 def _rename(
     state: EngineState, action: RenameOutput, entries: tuple[LedgerEntry, ...], *, log: Any, now: datetime
 ) -> None:
-    config, connection = state.config, state.connection
+    config, store = state.config, state.store
     old = next(
         (entry for entry in entries if entry.library == action.library and entry.rel_path == action.from_rel_path), None
     )
@@ -280,12 +274,11 @@ def _rename(
     except (OSError, publish.PublishConflict) as error:
         log.warning("rename failed", library=action.library, path=action.source.rel_path, error=str(error))
         return
-    with transaction(connection):
-        size = ledger.output_size(connection, library=action.library, rel_path=action.from_rel_path)
-        was_adopted = ledger.adopted(connection, library=action.library, rel_path=action.from_rel_path)
-        ledger.forget(connection, library=action.library, rel_path=action.from_rel_path)
-        ledger.record(
-            connection,
+    with store.transaction():
+        size = store.output_size(library=action.library, rel_path=action.from_rel_path)
+        was_adopted = store.adopted(library=action.library, rel_path=action.from_rel_path)
+        store.forget(library=action.library, rel_path=action.from_rel_path)
+        store.record_output(
             LedgerEntry(
                 library=action.library,
                 rel_path=action.source.rel_path,
@@ -311,14 +304,13 @@ def _adopt(state: EngineState, action: Adopt, fingerprint: str | None, *, log: A
     except OSError:
         output_size = None
     configured = {library.name for library in state.config.libraries}
-    connection = state.connection
-    with transaction(connection):
-        holder = ledger.output_holder(connection, action.output_path)
+    store = state.store
+    with store.transaction():
+        holder = store.output_holder(action.output_path)
         if holder in configured:
             return  # the dispatcher published it while this pass was scanning: it is ours, not adopted
         if holder is not None and holder == action.from_library:  # the library was renamed in the config
-            ledger.carry_over(
-                connection,
+            store.carry_over(
                 output_path=action.output_path,
                 library=action.library,
                 rel_path=action.source.rel_path,
@@ -335,9 +327,8 @@ def _adopt(state: EngineState, action: Adopt, fingerprint: str | None, *, log: A
             return
         if fingerprint is None or preset_hash is None:
             return
-        ledger.forget_output(connection, action.output_path)  # recorded under a library no longer configured
-        ledger.record(
-            connection,
+        store.forget_output(action.output_path)  # recorded under a library no longer configured
+        store.record_output(
             LedgerEntry(
                 library=action.library,
                 rel_path=action.source.rel_path,
@@ -350,8 +341,7 @@ def _adopt(state: EngineState, action: Adopt, fingerprint: str | None, *, log: A
             encoded_at=now.isoformat(),
             output_size=output_size,
             # hb2r's own output, published just before a crash kept its job from being marked done
-            adopted=not ledger.awaited_by_a_job(
-                state.connection,
+            adopted=not state.store.awaited_by_a_job(
                 library=action.library,
                 rel_path=action.source.rel_path,
                 fingerprint=fingerprint,

@@ -13,16 +13,20 @@ several side by side.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from agent.store import jobs, ledger
+from agent.store import jobs
+from agent.store.ledger import LibraryBytes
+
+if TYPE_CHECKING:
+    from agent.store.protocol import Store
 
 ENCODE_BUCKETS = (5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400, float("inf"))
 
@@ -40,9 +44,7 @@ class Snapshot:
 
 
 class Metrics:
-    def __init__(
-        self, *, connection: Callable[[], sqlite3.Connection], snapshot: Callable[[], Snapshot], version: str
-    ) -> None:
+    def __init__(self, *, store: Callable[[], Store], snapshot: Callable[[], Snapshot], version: str) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.encode_seconds = Histogram(
             "hb2r_encode_seconds",
@@ -60,7 +62,7 @@ class Metrics:
             ["library"],
             registry=self.registry,
         )
-        self.registry.register(_StateCollector(connection, snapshot, version))
+        self.registry.register(_StateCollector(store, snapshot, version))
 
     def job_finished(self, *, library: str, outcome: str, seconds: float, bytes_read: int, bytes_written: int) -> None:
         self.encode_seconds.labels(library, outcome).observe(seconds)
@@ -74,10 +76,8 @@ class Metrics:
 
 
 class _StateCollector(Collector):
-    def __init__(
-        self, connection: Callable[[], sqlite3.Connection], snapshot: Callable[[], Snapshot], version: str
-    ) -> None:
-        self._connection = connection
+    def __init__(self, store: Callable[[], Store], snapshot: Callable[[], Snapshot], version: str) -> None:
+        self._store = store
         self._snapshot = snapshot
         self._version = version
 
@@ -86,7 +86,7 @@ class _StateCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self._snapshot()
-        connection = self._connection()
+        store = self._store()
         info = InfoMetricFamily("hb2r_build", "The running hb2r.")
         info.add_metric([], {"version": self._version})
         yield info
@@ -94,13 +94,13 @@ class _StateCollector(Collector):
         by_state = GaugeMetricFamily(
             "hb2r_jobs", "Jobs in the queue's history, by library and state.", labels=["library", "state"]
         )
-        counts = jobs.counts_by_library(connection)
+        counts = store.counts_by_library()
         for library in sorted(set(snapshot.libraries) | set(counts)):
             for state in jobs.JobState:
                 by_state.add_metric([library, str(state)], counts.get(library, {}).get(str(state), 0))
         yield by_state
 
-        sizes = ledger.bytes_by_library(connection)
+        sizes = store.bytes_by_library()
         outputs = GaugeMetricFamily(
             "hb2r_archive_outputs", "Transcodes in the archive, by library.", labels=["library"]
         )
@@ -114,7 +114,7 @@ class _StateCollector(Collector):
             "hb2r_space_saved_bytes", "Source bytes minus transcode bytes, by library.", labels=["library"]
         )
         for library in sorted(set(snapshot.libraries) | set(sizes)):
-            found = sizes.get(library, ledger.LibraryBytes(0, 0, 0))
+            found = sizes.get(library, LibraryBytes(0, 0, 0))
             outputs.add_metric([library], found.files)
             input_bytes.add_metric([library], found.input_bytes)
             output_bytes.add_metric([library], found.output_bytes)

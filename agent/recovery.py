@@ -16,22 +16,21 @@ config, or whose source changed or vanished, is requeued as before: the pass dec
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 from pathlib import Path
 
 from agent.config.models import Config
 from agent.domain import LedgerEntry
 from agent.scan import fingerprint
-from agent.store import jobs, ledger
-from agent.store.db import transaction
+from agent.store import jobs
+from agent.store.protocol import Store
 
 
-def settle_published(connection: sqlite3.Connection, config: Config, *, now: datetime) -> list[jobs.Job]:
+def settle_published(store: Store, config: Config, *, now: datetime) -> list[jobs.Job]:
     """Mark done, with their ledger rows, the running jobs whose output a crash left published; return them."""
     sources = {library.name: library.source for library in config.libraries}
     settled = []
-    for job in jobs.list_jobs(connection, state=jobs.JobState.RUNNING):
+    for job in store.list_jobs(state=jobs.JobState.RUNNING):
         source_folder = sources.get(job.library)
         if source_folder is None:
             continue
@@ -41,10 +40,10 @@ def settle_published(connection: sqlite3.Connection, config: Config, *, now: dat
         if published is None:
             continue
         entry, output_size = published
-        with transaction(connection):
-            ledger.forget_output(connection, job.output_path)  # an earlier content's row, superseded
-            ledger.record(connection, entry, encoded_at=now.isoformat(), output_size=output_size)
-            settled.append(jobs.mark_done(connection, job.id, now=now))
+        with store.transaction():
+            store.forget_output(job.output_path)  # an earlier content's row, superseded
+            store.record_output(entry, encoded_at=now.isoformat(), output_size=output_size)
+            settled.append(store.mark_done(job.id, now=now))
     return settled
 
 

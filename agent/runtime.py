@@ -51,9 +51,8 @@ from agent.login_limits import LoginLimits
 from agent.observe import preset_hashes
 from agent.resources import Sampler
 from agent.scheduler import ReconcileSchedule
-from agent.store import holds, jobs, ledger
-from agent.store.db import open_database, transaction
 from agent.store.lock import agent_lock
+from agent.store.sqlite import store_for
 
 CONFIG_CHECK_SECONDS = 5.0
 PROBE_RETRY_FIRST_SECONDS = 5.0
@@ -79,8 +78,7 @@ class _Agent:
         self.open_files = open_files
         self.shortage = descriptors.OncePerInterval(self.log)
         self.config_digest = _digest(config_path)
-        connection = open_database(config.paths.state_dir)
-        self.state = EngineState(config=config, connection=connection, preset_hashes={})
+        self.state = EngineState(config=config, store=store_for(config), preset_hashes={})
         self.stop_requested = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._reloads: set[asyncio.Task[None]] = set()
@@ -88,26 +86,26 @@ class _Agent:
         self._probe_retry_at = 0.0  # loop time of the next probe after one failed
 
     async def main(self) -> int:
-        config, connection = self.state.config, self.state.connection
+        config, store = self.state.config, self.state.store
         try:  # first: a secret others can read must stop the agent before it does anything
             secret = auth.load_secret(config.auth)
         except auth.SecretError as error:
             self.log.error("cannot start", reason=str(error))
             return 1
-        for job in recovery.settle_published(connection, config, now=datetime.now(UTC)):
+        for job in recovery.settle_published(store, config, now=datetime.now(UTC)):
             self.log.info("job settled", job=job.id, library=job.library, path=job.rel_path, output=job.output_path)
-        for job in jobs.requeue_running(connection, now=datetime.now(UTC)):
+        for job in store.requeue_running(now=datetime.now(UTC)):
             self.log.info("job requeued", job=job.id, library=job.library, path=job.rel_path, reason="left by a crash")
         clean_own_partials(config, log=self.log)
         await self._apply_presets(config)
-        auth.sync_users(connection, config, now=datetime.now(UTC), log=self.log)
-        self.state.held_libraries = holds.load_holds(connection)
-        unsized = ledger.unsized_outputs(connection)
+        auth.sync_users(store, config, now=datetime.now(UTC), log=self.log)
+        self.state.held_libraries = store.load_holds()
+        unsized = store.unsized_outputs()
         if unsized:
             sizes = await asyncio.to_thread(_output_sizes, config.paths.archive, unsized)
-            with transaction(connection):
+            with store.transaction():
                 for output_path, size in sizes.items():
-                    ledger.set_output_size(connection, output_path, size)
+                    store.set_output_size(output_path, size)
         self.schedule = ReconcileSchedule(self._pass, interval=config.scan.interval)
         self.api = assemble(
             self.state,
@@ -154,7 +152,7 @@ class _Agent:
         dispatching.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(dispatching, watching)
-        self.state.connection.close()
+        self.state.store.close()
         self.log.info("agent stopped")
         return 0
 
@@ -249,7 +247,7 @@ class _Agent:
         self.api.secret = secret
         if new.auth.login_rate_limit != old.auth.login_rate_limit:
             self.api.limiter = LoginLimits(new.auth.login_rate_limit)
-        auth.sync_users(self.state.connection, new, now=datetime.now(UTC), log=self.log)
+        auth.sync_users(self.state.store, new, now=datetime.now(UTC), log=self.log)
         self.state.config_generation += 1
         self.state.reload_error = None
         await self._apply_presets(new)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,8 +43,7 @@ from agent.handbrake.probe import media_duration, media_end
 from agent.handbrake.progress import Progress
 from agent.handbrake.runner import Encode
 from agent.resources import cpu_count
-from agent.store import failures, jobs, ledger, status
-from agent.store.db import transaction
+from agent.store import StoreError, jobs
 from agent.verify import FailureKind, verify
 
 TICK_SECONDS = 2.0
@@ -133,7 +131,7 @@ class Dispatcher:
 
         Raise jobs.JobNotFound or jobs.JobStateError as `jobs.cancel` does.
         """
-        job = jobs.cancel(self.state.connection, job_id, now=datetime.now(UTC), by=jobs.CancelledBy.OPERATOR)
+        job = self.state.store.cancel(job_id, now=datetime.now(UTC), by=jobs.CancelledBy.OPERATOR)
         entry = self.running.get(job_id)
         if entry is not None:
             entry.cancelled = True
@@ -177,8 +175,7 @@ class Dispatcher:
         held = set(self.state.held_libraries) & configured
         excluded = set(self.state.paused_libraries) | set(self.state.broken_libraries) | held
         excluded |= set(self.state.unpublishable_libraries)
-        job = jobs.next_runnable(
-            self.state.connection,
+        job = self.state.store.next_runnable(
             now=datetime.now(UTC),
             library_order=[library.name for library in config.libraries],
             exclude_libraries=excluded,
@@ -189,7 +186,7 @@ class Dispatcher:
             return
         library = _library(config, job.library)
         if library is None:  # its library was taken out of the config; the next pass agrees
-            jobs.cancel(self.state.connection, job.id, now=datetime.now(UTC), by=jobs.CancelledBy.ENGINE)
+            self.state.store.cancel(job.id, now=datetime.now(UTC), by=jobs.CancelledBy.ENGINE)
             return
         source = library.source / job.rel_path
         try:
@@ -212,7 +209,7 @@ class Dispatcher:
             self._set_blocked(verdict.reasons)
             return
         self._set_blocked(())
-        job = jobs.mark_running(self.state.connection, job.id, now=datetime.now(UTC))
+        job = self.state.store.mark_running(job.id, now=datetime.now(UTC))
         entry = Running(job, estimated_output=gate.estimate_output_size(source_size))
         self.running[job.id] = entry
         entry.task = asyncio.create_task(self._run(entry), name=f"job-{job.id}")
@@ -224,7 +221,7 @@ class Dispatcher:
                 continue
             entry.cancelled = True  # _encode throws away whatever it made
             with contextlib.suppress(jobs.JobError):
-                jobs.cancel(self.state.connection, entry.job.id, now=datetime.now(UTC), by=jobs.CancelledBy.ENGINE)
+                self.state.store.cancel(entry.job.id, now=datetime.now(UTC), by=jobs.CancelledBy.ENGINE)
             self.log.warning(
                 "job stopped",
                 job=entry.job.id,
@@ -237,7 +234,7 @@ class Dispatcher:
     def _watch_stalls(self, timeout: float) -> None:
         """Kill the encodes whose progress has not moved for timeout seconds (suspended ones wait)."""
         for job_id in [job_id for job_id in self.stalls if job_id not in self.running]:
-            job = jobs.get(self.state.connection, job_id)
+            job = self.state.store.get_job(job_id)
             if job is None or job.state not in (jobs.JobState.QUEUED, jobs.JobState.FAILED):
                 del self.stalls[job_id]  # cancelled or retried by hand since: no longer a stalled job
         clock = time.monotonic()
@@ -292,7 +289,7 @@ class Dispatcher:
         tasks = [entry.task for entry in entries if entry.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=CANCEL_GRACE_SECONDS)
-        requeued = jobs.requeue_running(self.state.connection, now=datetime.now(UTC))
+        requeued = self.state.store.requeue_running(now=datetime.now(UTC))
         for job in requeued:
             self.log.info("job requeued", job=job.id, library=job.library, path=job.rel_path, reason="agent stopping")
         archive = self.state.config.paths.archive
@@ -325,7 +322,7 @@ class Dispatcher:
         source = library.source / job.rel_path
         source_stat = source.stat()
         in_the_way = archive_checks.foreign_output(
-            archive, job.output_path, made_by_hb2r=ledger.made_output(self.state.connection, job.output_path)
+            archive, job.output_path, made_by_hb2r=self.state.store.made_output(job.output_path)
         )
         if in_the_way is not None:  # found before encoding: no encode is wasted on it
             self._fail(job, archive_checks.conflict_reason(job.id, in_the_way), (), kind=FailureKind.PERMANENT)
@@ -418,16 +415,16 @@ class Dispatcher:
 
     def _publish(self, job: jobs.Job, temp: Path, size: int, mtime_ns: int, *, output_size: int) -> bool:
         """Record and publish the verified output; return whether it was published."""
-        connection, archive = self.state.connection, self.state.config.paths.archive
-        may_replace = ledger.made_output(connection, job.output_path)  # hb2r made what is there, not adopted it
+        store, archive = self.state.store, self.state.config.paths.archive
+        may_replace = store.made_output(job.output_path)  # hb2r made what is there, not adopted it
         entry = LedgerEntry(
             job.library, job.rel_path, job.fingerprint, size, mtime_ns, job.preset_hash, job.output_path
         )
         try:
-            with transaction(connection):
-                ledger.forget_output(connection, job.output_path)  # a vanished source's, taken over
-                ledger.record(connection, entry, encoded_at=datetime.now(UTC).isoformat(), output_size=output_size)
-                jobs.mark_done(connection, job.id, now=datetime.now(UTC))
+            with store.transaction():
+                store.forget_output(job.output_path)  # a vanished source's, taken over
+                store.record_output(entry, encoded_at=datetime.now(UTC).isoformat(), output_size=output_size)
+                store.mark_done(job.id, now=datetime.now(UTC))
                 publish.publish(
                     temp,
                     archive / job.output_path,
@@ -470,19 +467,19 @@ class Dispatcher:
         If SQLite cannot record it now, keep it to record at the next ticks and return "running".
         Raise jobs.JobError if the job is no longer running.
         """
-        connection, now, tail = self.state.connection, datetime.now(UTC), list(stderr_tail)
+        store, now, tail = self.state.store, datetime.now(UTC), list(stderr_tail)
         try:
             if kind is FailureKind.TEMPORARY:
-                failed = failures.mark_failed_temporarily(
-                    connection, job.id, error=reason, stderr_tail=tail, retry=self.state.config.retry, now=now
+                failed = store.mark_failed_temporarily(
+                    job.id, error=reason, stderr_tail=tail, retry=self.state.config.retry, now=now
                 )
             elif kind is FailureKind.PERMANENT:
-                failed = failures.mark_failed_permanently(connection, job.id, error=reason, stderr_tail=tail, now=now)
+                failed = store.mark_failed_permanently(job.id, error=reason, stderr_tail=tail, now=now)
             else:
-                failed = jobs.mark_failed(
-                    connection, job.id, error=reason, stderr_tail=tail, retry=self.state.config.retry, now=now
+                failed = store.mark_failed(
+                    job.id, error=reason, stderr_tail=tail, retry=self.state.config.retry, now=now
                 )
-        except sqlite3.Error as error:
+        except StoreError as error:
             self._unrecorded[job.id] = _Failure(job, reason, tuple(stderr_tail), kind)
             self.log.error(
                 "job failure not recorded; trying again",
@@ -537,7 +534,7 @@ class Dispatcher:
         elif self._blocked:
             self.log.info("jobs may start again")
         self._blocked = reasons
-        status.set_gate(self.state.connection, reasons=reasons, now=datetime.now(UTC))
+        self.state.store.set_gate(reasons=reasons, now=datetime.now(UTC))
 
 
 class _ProgressReporter:
@@ -559,9 +556,7 @@ class _ProgressReporter:
         entry.eta_seconds = progress.eta_seconds
         if clock - self.written_at >= PROGRESS_WRITE_SECONDS:
             self.written_at = clock
-            jobs.record_progress(
-                self.dispatcher.state.connection, entry.job.id, progress=entry.progress, now=datetime.now(UTC)
-            )
+            self.dispatcher.state.store.record_progress(entry.job.id, progress=entry.progress, now=datetime.now(UTC))
         decile = int(entry.progress // 10)
         if decile > self.logged_decile:
             self.logged_decile = decile

@@ -59,7 +59,7 @@ def assemble(
             config_generation=state.config_generation,
         )
 
-    metrics = Metrics(connection=lambda: state.connection, snapshot=snapshot, version=__version__)
+    metrics = Metrics(store=lambda: state.store, snapshot=snapshot, version=__version__)
     dispatcher.observer = metrics
     return ApiContext(
         state=state,

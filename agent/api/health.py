@@ -13,7 +13,6 @@ encode stalled (the watchdog killed it; shown until that job next ends otherwise
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +21,7 @@ from aiohttp import web
 
 from agent.api.context import ApiContext, context_of
 from agent.api.views import GIB, fresh_sample
-from agent.store import jobs
+from agent.store import StoreError, jobs
 
 HEALTH_CACHE_SECONDS = 1.0
 
@@ -86,14 +85,14 @@ def _checks(context: ApiContext) -> dict[str, Any]:
     problems = []
     queue = {"queue_size": 0, "running_jobs": 0, "completed_jobs": 0}
     try:
-        counts = jobs.counts(context.state.connection)
+        counts = context.state.store.counts()
         queue = {
             "queue_size": counts[jobs.JobState.QUEUED] + counts[jobs.JobState.FAILED],
             "running_jobs": counts[jobs.JobState.RUNNING],
             "completed_jobs": counts[jobs.JobState.DONE],
         }
         database = "healthy"
-    except sqlite3.Error as error:
+    except StoreError as error:
         database = "unreachable"
         problems.append(f"state database: {error}")
     archive = context.state.config.paths.archive

@@ -39,9 +39,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     context = context_of(request)
     asked = params.query(request, JobsQuery)
     before = params.decode_cursor(asked.cursor) if asked.cursor else None
-    found = jobs.page(
-        context.state.connection, state=asked.state, library=asked.library, before_id=before, limit=asked.limit + 1
-    )
+    found = context.state.store.page(state=asked.state, library=asked.library, before_id=before, limit=asked.limit + 1)
     more = len(found) > asked.limit
     found = found[: asked.limit]
     running = context.dispatcher.running
@@ -57,7 +55,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 async def get_job(request: web.Request) -> web.Response:
     context = context_of(request)
     job_id = params.job_id(request)
-    job = jobs.get(context.state.connection, job_id)
+    job = context.state.store.get_job(job_id)
     if job is None:
         raise not_found(f"there is no job {job_id}")
     return web.json_response(job_view(job, running=context.dispatcher.running.get(job_id), detail=True))
@@ -68,7 +66,7 @@ async def retry_job(request: web.Request) -> web.Response:
     context = context_of(request)
     job_id = params.job_id(request)
     try:
-        job = jobs.retry(context.state.connection, job_id, now=datetime.now(UTC))
+        job = context.state.store.retry(job_id, now=datetime.now(UTC))
     except jobs.JobError as error:
         raise _job_error(error) from None
     _log(request, "job retried", job)

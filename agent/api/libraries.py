@@ -15,7 +15,6 @@ from agent.api.context import ApiContext, context_of, session_of
 from agent.api.errors import not_found
 from agent.api.security import requires
 from agent.engine import update_conditions
-from agent.store import holds
 
 
 @requires("admin")
@@ -24,7 +23,7 @@ async def pause(request: web.Request) -> web.Response:
     session = session_of(request)
     who = session.user if session else "an operator"
     now = datetime.now(UTC)
-    hold = holds.hold(context.state.connection, name, reason=f"paused by {who} through the API", since=now.isoformat())
+    hold = context.state.store.hold(name, reason=f"paused by {who} through the API", since=now.isoformat())
     context.state.held_libraries[name] = hold
     context.log.info("library paused", library=name, by=who)
     return _answer(context, name, now)
@@ -35,7 +34,7 @@ async def resume(request: web.Request) -> web.Response:
     # A library taken out of the config may still be held (the hold is kept in SQLite): let it go.
     context, name = _library(request, or_held=True)
     session = session_of(request)
-    holds.release(context.state.connection, name)
+    context.state.store.release(name)
     context.state.held_libraries.pop(name, None)
     context.log.info("library resumed", library=name, by=session.user if session else None)
     context.dispatcher.wake()

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +33,7 @@ from aiohttp import WSMsgType, web
 from agent.api.context import ApiContext, client_of, context_of
 from agent.api.views import job_view, running_view, system_view
 from agent.auth import AuthError, Session, authenticate
-from agent.store import jobs
+from agent.store import StoreError, jobs
 
 AUTH_TIMEOUT_SECONDS = 10.0
 POLL_SECONDS = 1.0
@@ -89,11 +88,11 @@ class Hub:
             await asyncio.wait(set(self._closing))  # each within CLOSE_TIMEOUT_SECONDS
 
     def _seed(self) -> None:
-        connection = self.context.state.connection
+        store = self.context.state.store
         try:
-            self._last_change = jobs.last_change(connection)
-            running = jobs.list_jobs(connection, state=jobs.JobState.RUNNING)
-        except sqlite3.Error:
+            self._last_change = store.last_change()
+            running = store.list_jobs(state=jobs.JobState.RUNNING)
+        except StoreError:
             self.context.log.exception("realtime feed cannot read the running jobs")
             running = []
         self._states = {job.id: (str(job.state), job.attempts) for job in running}
@@ -118,7 +117,7 @@ class Hub:
     def _job_messages(self) -> list[dict[str, Any]]:
         messages = []
         running = self.context.dispatcher.running
-        for change, job in jobs.changed_after(self.context.state.connection, self._last_change, limit=CHANGES_PER_POLL):
+        for change, job in self.context.state.store.changed_after(self._last_change, limit=CHANGES_PER_POLL):
             self._last_change = change
             seen = (str(job.state), job.attempts)
             if self._states.get(job.id) == seen:
@@ -257,7 +256,7 @@ def _is_ping(text: str) -> bool:
 
 
 def _session(context: ApiContext, token: str) -> Session:
-    return authenticate(context.state.connection, secret=context.secret, token=token, now=datetime.now(UTC))
+    return authenticate(context.state.store, secret=context.secret, token=token, now=datetime.now(UTC))
 
 
 def _refusal(message: str) -> dict[str, Any]:

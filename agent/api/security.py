@@ -31,7 +31,7 @@ def bearer_token(request: web.Request) -> str:
 def session_for(request: web.Request, token: str) -> Session:
     context = context_of(request)
     try:
-        session = authenticate(context.state.connection, secret=context.secret, token=token, now=datetime.now(UTC))
+        session = authenticate(context.state.store, secret=context.secret, token=token, now=datetime.now(UTC))
     except AuthError as error:
         raise ApiError(401, str(error), headers=CHALLENGE) from None
     request[SESSION_KEY] = session

@@ -22,7 +22,6 @@ from agent.api.errors import ApiError
 from agent.api.security import CHALLENGE, requires
 from agent.auth import LoginBusy, bcrypt_cost, issue_token, revoke
 from agent.login_names import logged_name
-from agent.store import users
 
 WRONG = "wrong user name or password"
 
@@ -38,8 +37,8 @@ async def login(request: web.Request) -> web.Response:
     context = context_of(request)
     asked = await params.body(request, LoginRequest)
     client = client_of(request)
-    connection = context.state.connection
-    user = users.find(connection, asked.username)
+    store = context.state.store
+    user = store.find_user(asked.username)
     shown = logged_name(asked.username, is_user=user is not None)
     wait = context.limiter.admit(address=client, name=asked.username, now=time.monotonic())
     if wait is not None:
@@ -51,7 +50,7 @@ async def login(request: web.Request) -> web.Response:
         )
     # An unknown name is checked against a dummy hash as costly as the costliest real one.
     rounds = context.state.config.auth.bcrypt_rounds
-    known = (user,) if user else users.load_users(connection)
+    known = (user,) if user else store.load_users()
     cost = max((bcrypt_cost(u.password_hash, default=rounds) for u in known), default=rounds)
     try:
         matches = await context.checker.check(asked.password, user, cost=cost)
@@ -93,6 +92,6 @@ async def logout(request: web.Request) -> web.Response:
     context = context_of(request)
     session = session_of(request)
     assert session is not None  # noqa: S101 - set by requires()
-    revoke(context.state.connection, session, now=datetime.now(UTC))
+    revoke(context.state.store, session, now=datetime.now(UTC))
     context.log.info("logout", user=session.user)
     return web.json_response({"logged_out": True})

@@ -11,7 +11,7 @@ from agent.api.context import context_of
 from agent.api.security import requires
 from agent.api.views import encodes_view, gate_view, system_view
 from agent.engine import update_conditions
-from agent.store import jobs, ledger
+from agent.store import ledger
 
 COUNTED_STATES = ("done", "queued", "running", "failed", "dead", "cancelled")
 
@@ -22,8 +22,8 @@ async def status(request: web.Request) -> web.Response:
     state = context.state
     now = datetime.now(UTC)
     conditions = update_conditions(state, now=now)
-    counts = jobs.counts_by_library(state.connection)
-    sizes = ledger.bytes_by_library(state.connection)
+    counts = state.store.counts_by_library()
+    sizes = state.store.bytes_by_library()
     waiting = state.last_pass.waiting if state.last_pass else {}
     libraries: list[dict[str, Any]] = []
     for library in state.config.libraries:

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
+
+from agent.store.sql import Database, SqliteDatabase
 
 DATABASE_NAME = "hb2r.db"
 
@@ -145,8 +147,8 @@ def database_path(state_dir: Path) -> Path:
     return state_dir / DATABASE_NAME
 
 
-def open_database(state_dir: Path) -> sqlite3.Connection:
-    """Open (creating if needed, folder 0700) and migrate the state database; return the connection.
+def open_database(state_dir: Path) -> SqliteDatabase:
+    """Open (creating if needed, folder 0700) and migrate the state database; return it.
 
     Raise StateError if the folder cannot be made, someone else may write it, the database or
     a side file is a link, or the schema is newer than this hb2r knows.
@@ -174,10 +176,10 @@ def open_database(state_dir: Path) -> sqlite3.Connection:
         if isinstance(error, StateError):
             raise
         raise StateError(f"state database {database_path(state_dir)}: {error}") from None
-    return connection
+    return SqliteDatabase(connection)
 
 
-def open_readonly(state_dir: Path, *, warn: Callable[[str], None] = lambda message: None) -> sqlite3.Connection | None:
+def open_readonly(state_dir: Path, *, warn: Callable[[str], None] = lambda message: None) -> SqliteDatabase | None:
     """Open the state database without writing anything; return None if there is none yet.
 
     Raise StateError if it cannot be read or its schema is newer than this hb2r knows.
@@ -208,12 +210,14 @@ def open_readonly(state_dir: Path, *, warn: Callable[[str], None] = lambda messa
         connection.backup(memory)
         connection.close()
         migrate(memory)
-        return memory
-    return connection
+        return SqliteDatabase(memory)
+    return SqliteDatabase(connection)
 
 
-def migrate(connection: sqlite3.Connection) -> int:
+def migrate(connection: sqlite3.Connection | SqliteDatabase) -> int:
     """Apply the migrations the database lacks, each in its own transaction; return the new version."""
+    if isinstance(connection, SqliteDatabase):
+        connection = connection.connection
     version = _user_version(connection)
     if version > SCHEMA_VERSION:
         raise StateError(_too_new(Path(_main_file(connection) or "(memory)"), version))
@@ -242,22 +246,6 @@ def _too_new(path: Path, version: int) -> str:
     )
 
 
-@contextmanager
-def transaction(connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """Run the block in BEGIN IMMEDIATE ... COMMIT; ROLLBACK if it raises.
-
-    Inside a transaction already, the block joins it: the outer one commits or rolls back.
-    """
-    if connection.in_transaction:
-        yield connection
-        return
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        yield connection
-        connection.execute("COMMIT")
-    except BaseException:
-        # Also when COMMIT itself fails (SQLITE_BUSY, a full disk): SQLite may leave the
-        # transaction open, and every later block would join it and never be committed.
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
-        raise
+def transaction(database: Database) -> AbstractContextManager[None]:
+    """Run the block in the database's transaction (see `Database.transaction`)."""
+    return database.transaction()

@@ -13,20 +13,20 @@ Like `agent.store.jobs`, no function here begins or commits a transaction.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from agent.retry import backoff_delay
-from agent.store.jobs import Job, JobState, _one, _refuse, _stamp, _tail
+from agent.store.jobs import Job, JobState, _one, _refuse, _sql, _stamp, _tail
+from agent.store.sql import Database
 
 if TYPE_CHECKING:
     from agent.config.models import Retry
 
 
 def mark_failed_temporarily(
-    connection: sqlite3.Connection,
+    database: Database,
     job_id: int,
     *,
     error: str,
@@ -39,22 +39,22 @@ def mark_failed_temporarily(
     Raise JobNotFound or JobStateError if there is no such job or it is not running.
     """
     not_before = now + backoff_delay(attempt=1, backoff=retry.backoff, max_backoff=retry.max_backoff)
-    return _end(connection, job_id, state=JobState.FAILED, not_before=_stamp(not_before), error=error,
+    return _end(database, job_id, state=JobState.FAILED, not_before=_stamp(not_before), error=error,
                 stderr_tail=stderr_tail, now=now)  # fmt: skip
 
 
 def mark_failed_permanently(
-    connection: sqlite3.Connection, job_id: int, *, error: str, stderr_tail: Sequence[str], now: datetime
+    database: Database, job_id: int, *, error: str, stderr_tail: Sequence[str], now: datetime
 ) -> Job:
     """Make a running job dead at once (retrying cannot help); return it.
 
     Raise JobNotFound or JobStateError if there is no such job or it is not running.
     """
-    return _end(connection, job_id, state=JobState.DEAD, not_before=None, error=error, stderr_tail=stderr_tail, now=now)
+    return _end(database, job_id, state=JobState.DEAD, not_before=None, error=error, stderr_tail=stderr_tail, now=now)
 
 
 def _end(
-    connection: sqlite3.Connection,
+    database: Database,
     job_id: int,
     *,
     state: JobState,
@@ -63,15 +63,15 @@ def _end(
     stderr_tail: Sequence[str],
     now: datetime,
 ) -> Job:
-    cursor = connection.execute(
-        """
+    cursor = database.execute(
+        _sql("""
         UPDATE jobs SET state = ?, not_before = ?, error = ?, stderr_tail = ?, progress = NULL, updated_at = ?
         WHERE id = ? AND state = 'running'
-        RETURNING *
-        """,
+        RETURNING {COLUMNS}
+        """),
         (str(state), not_before, error, _tail(stderr_tail), _stamp(now), job_id),
     )
     job = _one(cursor)
     if job is None:
-        _refuse(connection, job_id, verb="fail", allowed=(JobState.RUNNING,))
+        _refuse(database, job_id, verb="fail", allowed=(JobState.RUNNING,))
     return job

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import NamedTuple
+
+from agent.store.sql import Database, StoreError
 
 
 class Hold(NamedTuple):
@@ -11,21 +12,23 @@ class Hold(NamedTuple):
     since: str  # ISO-8601 UTC
 
 
-def load_holds(connection: sqlite3.Connection) -> dict[str, Hold]:
-    rows = connection.execute("SELECT library, reason, since FROM library_holds ORDER BY library")
+def load_holds(database: Database) -> dict[str, Hold]:
+    rows = database.execute("SELECT library, reason, since FROM library_holds ORDER BY library").fetchall()
     return {library: Hold(reason, since) for library, reason, since in rows}
 
 
-def hold(connection: sqlite3.Connection, library: str, *, reason: str, since: str) -> Hold:
+def hold(database: Database, library: str, *, reason: str, since: str) -> Hold:
     """Pause library (a second pause keeps the first one's time); return the hold in force."""
-    connection.execute(
+    database.execute(
         "INSERT INTO library_holds (library, reason, since) VALUES (?, ?, ?) ON CONFLICT (library) DO NOTHING",
         (library, reason, since),
     )
-    row = connection.execute("SELECT reason, since FROM library_holds WHERE library = ?", (library,)).fetchone()
+    row = database.execute("SELECT reason, since FROM library_holds WHERE library = ?", (library,)).fetchone()
+    if row is None:  # released by another writer between the two statements
+        raise StoreError(f"the hold on library {library!r} was released while it was being made")
     return Hold(row[0], row[1])
 
 
-def release(connection: sqlite3.Connection, library: str) -> bool:
+def release(database: Database, library: str) -> bool:
     """Resume library; return whether it was paused."""
-    return connection.execute("DELETE FROM library_holds WHERE library = ?", (library,)).rowcount > 0
+    return database.execute("DELETE FROM library_holds WHERE library = ?", (library,)).rowcount > 0

@@ -22,8 +22,8 @@ Design notes:
 - Time is an argument (`now`, an aware datetime), never read here. It is stored as ISO-8601
   UTC with microseconds, fixed width, so that text order is time order in SQL.
 - No function begins or commits a transaction: each runs inside the caller's
-  (`agent.store.db.transaction`, as the engine does to finish a job together with its ledger
-  row) or, on an autocommit connection, statement by statement. Every state change is one
+  (`Database.transaction()`, as the engine does to finish a job together with its ledger
+  row) or, outside one, statement by statement. Every state change is one
   guarded UPDATE and so atomic by itself; `enqueue` is two statements (insert, then cancel
   the superseded job), so batches of it belong in one transaction.
 """
@@ -31,14 +31,13 @@ Design notes:
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from agent.retry import backoff_delay
+from agent.store.sql import Cursor, Database
 
 if TYPE_CHECKING:
     from agent.config.models import Retry
@@ -99,10 +98,16 @@ _STATE = _FIELDS.index("state")
 _CAN_START = (JobState.QUEUED, JobState.FAILED)
 _CAN_CANCEL = (JobState.QUEUED, JobState.RUNNING, JobState.FAILED)
 _CAN_RETRY = (JobState.DEAD, JobState.FAILED, JobState.CANCELLED)
+_COLUMNS = ", ".join(_FIELDS)  # every query reads these columns, in this order
+
+
+def _sql(text: str) -> str:
+    """Return text with `{COLUMNS}` spelled out (a constant: no input ever reaches SQL text)."""
+    return text.replace("{COLUMNS}", _COLUMNS)
 
 
 def enqueue(
-    connection: sqlite3.Connection,
+    database: Database,
     *,
     library: str,
     rel_path: str,
@@ -120,8 +125,8 @@ def enqueue(
     for the same (library, rel_path) is cancelled (by the engine).
     """
     stamp = _stamp(now)
-    cursor = connection.execute(
-        """
+    cursor = database.execute(
+        _sql("""
         INSERT INTO jobs (library, rel_path, fingerprint, preset_hash, output_path, reason, state, attempts,
                           created_at, updated_at)
         VALUES (?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?)
@@ -129,15 +134,16 @@ def enqueue(
             state = 'queued', reason = excluded.reason, output_path = excluded.output_path,
             attempts = CASE WHEN jobs.state = 'done' THEN 0 ELSE jobs.attempts END,
             not_before = NULL, progress = NULL, cancelled_by = NULL, updated_at = excluded.updated_at
-        WHERE jobs.state = 'done' OR (jobs.state = 'cancelled' AND jobs.cancelled_by IS NOT 'operator')
-        RETURNING *
-        """,
+        WHERE jobs.state = 'done'
+           OR (jobs.state = 'cancelled' AND (jobs.cancelled_by IS NULL OR jobs.cancelled_by <> 'operator'))
+        RETURNING {COLUMNS}
+        """),
         (library, rel_path, fingerprint, preset_hash, output_path, reason, stamp, stamp),
     )
     job = _one(cursor)
     if job is None:
         return None
-    connection.execute(
+    database.execute(
         """
         UPDATE jobs SET state = 'cancelled', cancelled_by = 'engine', not_before = NULL, progress = NULL,
                         updated_at = ?
@@ -149,7 +155,7 @@ def enqueue(
 
 
 def next_runnable(
-    connection: sqlite3.Connection,
+    database: Database,
     *,
     now: datetime,
     library_order: Sequence[str],
@@ -164,97 +170,101 @@ def next_runnable(
     # jobs): the dispatcher asks every few seconds, also with a long queue or a paused library.
     stamp = _stamp(now)
     excluded = set(exclude_libraries)
-    waiting = [library for library in _waiting_libraries(connection) if library not in excluded]
+    waiting = [library for library in _waiting_libraries(database) if library not in excluded]
     for library in dict.fromkeys(library_order):
         if library in waiting:
-            job = _one(connection.execute(_NEXT_IN_LIBRARY, {"library": library, "now": stamp}))
+            job = _one(database.execute(_NEXT_IN_LIBRARY, (library, stamp)))
             if job is not None:
                 return job
     unlisted = (
-        _one(connection.execute(_NEXT_IN_LIBRARY, {"library": library, "now": stamp}))
+        _one(database.execute(_NEXT_IN_LIBRARY, (library, stamp)))
         for library in waiting
         if library not in library_order
     )
     return min((job for job in unlisted if job is not None), key=lambda job: (job.created_at, job.id), default=None)
 
 
-def _waiting_libraries(connection: sqlite3.Connection) -> list[str]:
+def _waiting_libraries(database: Database) -> list[str]:
     """Return the libraries with queued or failed jobs: one index seek per library."""
-    rows = connection.execute(
-        """
-        WITH RECURSIVE waiting (library) AS (
-            SELECT min(library) FROM jobs INDEXED BY jobs_waiting WHERE state IN ('queued', 'failed')
-            UNION ALL
-            SELECT (
-                SELECT min(library) FROM jobs INDEXED BY jobs_waiting
-                WHERE state IN ('queued', 'failed') AND library > waiting.library
-            )
-            FROM waiting WHERE waiting.library IS NOT NULL
-        )
-        SELECT library FROM waiting WHERE library IS NOT NULL
-        """
-    )
+    # Dialect-specific: SQLite must be told to use the partial index in the recursive seek
+    # (`INDEXED BY`, SQLite only); PostgreSQL plans the same skip scan from the index itself.
+    indexed = " INDEXED BY jobs_waiting" if database.dialect == "sqlite" else ""
+    rows = database.execute(_WAITING_LIBRARIES.replace("{INDEXED}", indexed)).fetchall()
     return [library for (library,) in rows]
 
 
-_NEXT_IN_LIBRARY = """
-    SELECT * FROM jobs
-    WHERE library = :library AND state IN ('queued', 'failed')
-      AND (state = 'queued' OR coalesce(not_before <= :now, 1))
+_WAITING_LIBRARIES = """
+    WITH RECURSIVE waiting (library) AS (
+        SELECT min(library) FROM jobs{INDEXED} WHERE state IN ('queued', 'failed')
+        UNION ALL
+        SELECT (
+            SELECT min(library) FROM jobs{INDEXED}
+            WHERE state IN ('queued', 'failed') AND library > waiting.library
+        )
+        FROM waiting WHERE waiting.library IS NOT NULL
+    )
+    SELECT library FROM waiting WHERE library IS NOT NULL
+"""
+
+
+_NEXT_IN_LIBRARY = _sql("""
+    SELECT {COLUMNS} FROM jobs
+    WHERE library = ? AND state IN ('queued', 'failed')
+      AND (state = 'queued' OR not_before IS NULL OR not_before <= ?)
       AND NOT EXISTS (
           SELECT 1 FROM jobs AS other
           WHERE other.library = jobs.library AND other.rel_path = jobs.rel_path AND other.state = 'running'
       )
     ORDER BY created_at, id
     LIMIT 1
-"""
+""")
 
 
-def mark_running(connection: sqlite3.Connection, job_id: int, *, now: datetime) -> Job:
+def mark_running(database: Database, job_id: int, *, now: datetime) -> Job:
     """Mark a queued or failed job running (its last error cleared); return it.
 
     Raise JobNotFound or JobStateError if there is no such job or it is in another state.
     """
-    cursor = connection.execute(
-        """
+    cursor = database.execute(
+        _sql("""
         UPDATE jobs SET state = 'running', not_before = NULL, error = NULL, stderr_tail = NULL, progress = 0,
                         updated_at = ?
         WHERE id = ? AND state IN ('queued', 'failed')
-        RETURNING *
-        """,
+        RETURNING {COLUMNS}
+        """),
         (_stamp(now), job_id),
     )
-    return _one(cursor) or _refuse(connection, job_id, verb="start", allowed=_CAN_START)
+    return _one(cursor) or _refuse(database, job_id, verb="start", allowed=_CAN_START)
 
 
-def record_progress(connection: sqlite3.Connection, job_id: int, *, progress: float, now: datetime) -> None:
+def record_progress(database: Database, job_id: int, *, progress: float, now: datetime) -> None:
     """Record a running job's progress in percent (clamped to 0-100); do nothing if it is not running."""
     if not math.isfinite(progress):
         raise ValueError(f"progress must be a finite percentage, got {progress!r}")
-    connection.execute(
+    database.execute(
         "UPDATE jobs SET progress = ?, updated_at = ? WHERE id = ? AND state = 'running'",
         (min(max(progress, 0.0), 100.0), _stamp(now), job_id),
     )
 
 
-def mark_done(connection: sqlite3.Connection, job_id: int, *, now: datetime) -> Job:
+def mark_done(database: Database, job_id: int, *, now: datetime) -> Job:
     """Mark a running job done; return it. Call it in the transaction that records its ledger row.
 
     Raise JobNotFound or JobStateError if there is no such job or it is not running.
     """
-    cursor = connection.execute(
-        """
+    cursor = database.execute(
+        _sql("""
         UPDATE jobs SET state = 'done', not_before = NULL, progress = 100, updated_at = ?
         WHERE id = ? AND state = 'running'
-        RETURNING *
-        """,
+        RETURNING {COLUMNS}
+        """),
         (_stamp(now), job_id),
     )
-    return _one(cursor) or _refuse(connection, job_id, verb="finish", allowed=(JobState.RUNNING,))
+    return _one(cursor) or _refuse(database, job_id, verb="finish", allowed=(JobState.RUNNING,))
 
 
 def mark_failed(
-    connection: sqlite3.Connection,
+    database: Database,
     job_id: int,
     *,
     error: str,
@@ -268,22 +278,22 @@ def mark_failed(
     last STDERR_LINES lines of stderr are kept (failures that are not counted: `agent.store.failures`).
     Raise JobNotFound or JobStateError if there is no such job or it is not running.
     """
-    job = get(connection, job_id)
+    job = get(database, job_id)
     if job is None or job.state is not JobState.RUNNING:
-        _refuse(connection, job_id, verb="fail", allowed=(JobState.RUNNING,))
+        _refuse(database, job_id, verb="fail", allowed=(JobState.RUNNING,))
     attempts = job.attempts + 1
     if attempts >= retry.attempts:
         state, not_before = JobState.DEAD, None
     else:
         delay = backoff_delay(attempt=attempts, backoff=retry.backoff, max_backoff=retry.max_backoff)
         state, not_before = JobState.FAILED, _stamp(now + delay)
-    cursor = connection.execute(
-        """
+    cursor = database.execute(
+        _sql("""
         UPDATE jobs SET state = ?, attempts = ?, not_before = ?, error = ?, stderr_tail = ?, progress = NULL,
                         updated_at = ?
         WHERE id = ? AND state = 'running' AND attempts = ?
-        RETURNING *
-        """,
+        RETURNING {COLUMNS}
+        """),
         (str(state), attempts, not_before, error, _tail(stderr_tail), _stamp(now), job_id, job.attempts),
     )
     failed = _one(cursor)
@@ -292,69 +302,69 @@ def mark_failed(
     return failed
 
 
-def requeue_running(connection: sqlite3.Connection, *, now: datetime) -> list[Job]:
+def requeue_running(database: Database, *, now: datetime) -> list[Job]:
     """Put every running job back in the queue, attempts unchanged (start-up after a crash, shutdown)."""
-    cursor = connection.execute(
-        """
+    cursor = database.execute(
+        _sql("""
         UPDATE jobs SET state = 'queued', not_before = NULL, progress = NULL, updated_at = ?
         WHERE state = 'running'
-        RETURNING *
-        """,
+        RETURNING {COLUMNS}
+        """),
         (_stamp(now),),
     )
     return _sorted(cursor)
 
 
-def cancel(connection: sqlite3.Connection, job_id: int, *, now: datetime, by: CancelledBy = CancelledBy.ENGINE) -> Job:
+def cancel(database: Database, job_id: int, *, now: datetime, by: CancelledBy = CancelledBy.ENGINE) -> Job:
     """Cancel a queued, running or failed job; return it. Stopping a running encode is the engine's part.
 
     `by` says who cancelled it: an operator's cancel is not undone by the next pass (see enqueue).
     Raise JobNotFound or JobStateError if there is no such job or it is in another state.
     """
-    cursor = connection.execute(
-        """
+    cursor = database.execute(
+        _sql("""
         UPDATE jobs SET state = 'cancelled', cancelled_by = ?, not_before = NULL, progress = NULL, updated_at = ?
         WHERE id = ? AND state IN ('queued', 'running', 'failed')
-        RETURNING *
-        """,
+        RETURNING {COLUMNS}
+        """),
         (str(by), _stamp(now), job_id),
     )
-    return _one(cursor) or _refuse(connection, job_id, verb="be cancelled", allowed=_CAN_CANCEL)
+    return _one(cursor) or _refuse(database, job_id, verb="be cancelled", allowed=_CAN_CANCEL)
 
 
-def operator_cancelled(connection: sqlite3.Connection) -> list[Job]:
+def operator_cancelled(database: Database) -> list[Job]:
     """Return the jobs an operator cancelled that no later job of the same file superseded, oldest first.
 
     Their files are not pending work: the agent will not encode them until retried or changed.
     """
-    cursor = connection.execute(
-        """
-        SELECT * FROM jobs
+    cursor = database.execute(
+        _sql("""
+        SELECT {COLUMNS} FROM jobs
         WHERE state = 'cancelled' AND cancelled_by = 'operator'
           AND NOT EXISTS (
               SELECT 1 FROM jobs AS other
               WHERE other.library = jobs.library AND other.rel_path = jobs.rel_path AND other.id > jobs.id
           )
         ORDER BY id
-        """
+        """)
     )
     return _all(cursor)
 
 
-def waiting(connection: sqlite3.Connection) -> list[tuple[int, str, str]]:
+def waiting(database: Database) -> list[tuple[int, str, str]]:
     """Return (id, library, rel_path) of every queued or failed job: cheap enough for every pass."""
-    rows = connection.execute("SELECT id, library, rel_path FROM jobs WHERE state IN ('queued', 'failed')")
+    rows = database.execute("SELECT id, library, rel_path FROM jobs WHERE state IN ('queued', 'failed')").fetchall()
     return [(int(job_id), str(library), str(rel_path)) for job_id, library, rel_path in rows]
 
 
-def retry(connection: sqlite3.Connection, job_id: int, *, now: datetime) -> Job:
+def retry(database: Database, job_id: int, *, now: datetime) -> Job:
     """Queue a dead, failed or cancelled job again with no attempts counted; return it.
 
     Its last error stays until it runs. Raise JobNotFound or JobStateError if there is no such
     job, it is in another state, or another job for the same file is queued, running or failed.
     """
-    cursor = connection.execute(
-        """
+    cursor = database.execute(
+        _sql("""
         UPDATE jobs SET state = 'queued', attempts = 0, not_before = NULL, progress = NULL, cancelled_by = NULL,
                         updated_at = ?
         WHERE id = ? AND state IN ('dead', 'failed', 'cancelled')
@@ -363,21 +373,21 @@ def retry(connection: sqlite3.Connection, job_id: int, *, now: datetime) -> Job:
               WHERE other.library = jobs.library AND other.rel_path = jobs.rel_path AND other.id != jobs.id
                 AND other.state IN ('queued', 'running', 'failed')
           )
-        RETURNING *
-        """,
+        RETURNING {COLUMNS}
+        """),
         (_stamp(now), job_id),
     )
-    return _one(cursor) or _refuse(connection, job_id, verb="be retried", allowed=_CAN_RETRY)
+    return _one(cursor) or _refuse(database, job_id, verb="be retried", allowed=_CAN_RETRY)
 
 
-def retry_dead(connection: sqlite3.Connection, *, now: datetime) -> list[Job]:
+def retry_dead(database: Database, *, now: datetime) -> list[Job]:
     """Queue every dead job again with no attempts counted; return them, oldest first.
 
     A dead job that a later job for the same file superseded (the source or preset changed since),
     or whose file has another job queued, running or failed, is left as it is.
     """
-    cursor = connection.execute(
-        """
+    cursor = database.execute(
+        _sql("""
         UPDATE jobs SET state = 'queued', attempts = 0, not_before = NULL, progress = NULL, updated_at = ?
         WHERE state = 'dead'
           AND NOT EXISTS (
@@ -385,48 +395,50 @@ def retry_dead(connection: sqlite3.Connection, *, now: datetime) -> list[Job]:
               WHERE other.library = jobs.library AND other.rel_path = jobs.rel_path AND other.id != jobs.id
                 AND (other.id > jobs.id OR other.state IN ('queued', 'running', 'failed'))
           )
-        RETURNING *
-        """,
+        RETURNING {COLUMNS}
+        """),
         (_stamp(now),),
     )
     return _sorted(cursor)
 
 
-def list_jobs(
-    connection: sqlite3.Connection, *, state: JobState | None = None, library: str | None = None
-) -> list[Job]:
+def list_jobs(database: Database, *, state: JobState | None = None, library: str | None = None) -> list[Job]:
     """Return the jobs, oldest first, only those in `state` and `library` when given."""
-    cursor = connection.execute(
-        """
-        SELECT * FROM jobs
-        WHERE (:state IS NULL OR state = :state) AND (:library IS NULL OR library = :library)
-        ORDER BY id
-        """,
-        {"state": None if state is None else str(state), "library": library},
-    )
-    return _all(cursor)
+    where, params = _filters(state=state, library=library)
+    query = _sql("SELECT {COLUMNS} FROM jobs WHERE " + where + " ORDER BY id")  # noqa: S608 (constants only)
+    return _all(database.execute(query, params))
 
 
-def get(connection: sqlite3.Connection, job_id: int) -> Job | None:
-    return _one(connection.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)))
+def _filters(*, state: JobState | None, library: str | None, before_id: int | None = None) -> tuple[str, list[Any]]:
+    """Return the WHERE condition and its parameters for the filters given (built from constants only)."""
+    conditions, params = ["1 = 1"], []
+    for condition, value in (("state = ?", state), ("library = ?", library), ("id < ?", before_id)):
+        if value is not None:
+            conditions.append(condition)
+            params.append(str(value) if isinstance(value, JobState) else value)
+    return " AND ".join(conditions), params
 
 
-def counts(connection: sqlite3.Connection) -> dict[JobState, int]:
+def get(database: Database, job_id: int) -> Job | None:
+    return _one(database.execute(_sql("SELECT {COLUMNS} FROM jobs WHERE id = ?"), (job_id,)))
+
+
+def counts(database: Database) -> dict[JobState, int]:
     """Return the number of jobs in each state, every state present (0 if none)."""
-    found = dict(connection.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
+    found = dict(database.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
     return {state: int(found.get(str(state), 0)) for state in JobState}
 
 
-def counts_by_library(connection: sqlite3.Connection) -> dict[str, dict[str, int]]:
+def counts_by_library(database: Database) -> dict[str, dict[str, int]]:
     """Return library -> state -> number of jobs (states with none are left out)."""
     result: dict[str, dict[str, int]] = {}
-    for library, state, count in connection.execute("SELECT library, state, count(*) FROM jobs GROUP BY 1, 2"):
+    for library, state, count in database.execute("SELECT library, state, count(*) FROM jobs GROUP BY 1, 2").fetchall():
         result.setdefault(library, {})[state] = int(count)
     return result
 
 
 def page(
-    connection: sqlite3.Connection,
+    database: Database,
     *,
     state: JobState | None = None,
     library: str | None = None,
@@ -434,37 +446,28 @@ def page(
     limit: int,
 ) -> list[Job]:
     """Return up to limit jobs, newest (highest id) first, with ids below before_id when given."""
-    cursor = connection.execute(
-        """
-        SELECT * FROM jobs
-        WHERE (:state IS NULL OR state = :state) AND (:library IS NULL OR library = :library)
-          AND (:before IS NULL OR id < :before)
-        ORDER BY id DESC LIMIT :limit
-        """,
-        {"state": None if state is None else str(state), "library": library, "before": before_id, "limit": limit},
-    )
-    return _all(cursor)
+    where, params = _filters(state=state, library=library, before_id=before_id)
+    query = _sql("SELECT {COLUMNS} FROM jobs WHERE " + where + " ORDER BY id DESC LIMIT ?")  # noqa: S608 (constants)
+    return _all(database.execute(query, [*params, limit]))
 
 
-def last_change(connection: sqlite3.Connection) -> int:
+def last_change(database: Database) -> int:
     """Return the number of the latest change to any job (0 if none): where a reader of changes starts."""
-    row = connection.execute("SELECT coalesce(max(change_seq), 0) FROM jobs").fetchone()
-    return int(row[0])
+    row = database.execute("SELECT coalesce(max(change_seq), 0) FROM jobs").fetchone()
+    return 0 if row is None else int(row[0])
 
 
-def changed_after(connection: sqlite3.Connection, change: int, *, limit: int = 500) -> list[tuple[int, Job]]:
+def changed_after(database: Database, change: int, *, limit: int = 500) -> list[tuple[int, Job]]:
     """Return (change number, job) of the jobs changed after change number `change`, oldest change first.
 
     Change numbers only grow (triggers number every insert and update), whatever the wall clock
     does: a reader that follows them misses nothing when `updated_at` steps back.
     """
-    cursor = connection.execute("SELECT * FROM jobs WHERE change_seq > ? ORDER BY change_seq LIMIT ?", (change, limit))
-    if cursor.description is None:
-        return []
-    names = [column[0] for column in cursor.description]
-    change_at = names.index("change_seq")
-    pick = itemgetter(*(names.index(name) for name in _FIELDS))
-    return [(int(row[change_at]), _job(pick(row))) for row in cursor.fetchall()]
+    # change_seq is numbered by triggers in SQLite (agent.store.db, migration 7): dialect-specific DDL.
+    cursor = database.execute(
+        _sql("SELECT change_seq, {COLUMNS} FROM jobs WHERE change_seq > ? ORDER BY change_seq LIMIT ?"), (change, limit)
+    )
+    return [(int(row[0]), _job(row[1:])) for row in cursor.fetchall()]
 
 
 def _stamp(moment: datetime) -> str:
@@ -480,17 +483,17 @@ def _tail(lines: Sequence[str]) -> str | None:
     return "\n".join(split[-STDERR_LINES:]) or None
 
 
-def _refuse(connection: sqlite3.Connection, job_id: int, *, verb: str, allowed: Sequence[JobState]) -> NoReturn:
+def _refuse(database: Database, job_id: int, *, verb: str, allowed: Sequence[JobState]) -> NoReturn:
     """Raise why job_id could not `verb`: it does not exist, is not in an `allowed` state, or
     (for a retry) another job for the same file is active."""
-    job = get(connection, job_id)
+    job = get(database, job_id)
     if job is None:
         raise JobNotFound(f"there is no job {job_id}")
     if job.state not in allowed:
         names = [str(state) for state in allowed]
         either = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
         raise JobStateError(f"job {job_id} is {job.state}; only a {either} job can {verb}")
-    other = connection.execute(
+    other = database.execute(
         """
         SELECT id, state FROM jobs
         WHERE library = ? AND rel_path = ? AND id != ? AND state IN ('queued', 'running', 'failed')
@@ -503,13 +506,9 @@ def _refuse(connection: sqlite3.Connection, job_id: int, *, verb: str, allowed: 
     raise JobStateError(f"job {job_id} changed while asked to {verb}; try again")
 
 
-def _all(cursor: sqlite3.Cursor) -> list[Job]:
-    """Return the cursor's rows (`SELECT *` or `RETURNING *`) as jobs, columns taken by name."""
-    if cursor.description is None:
-        return []
-    names = [column[0] for column in cursor.description]
-    pick = itemgetter(*(names.index(name) for name in _FIELDS))
-    return [_job(pick(row)) for row in cursor.fetchall()]
+def _all(cursor: Cursor) -> list[Job]:
+    """Return the cursor's rows (`SELECT {COLUMNS}` or `RETURNING {COLUMNS}`) as jobs."""
+    return [_job(row) for row in cursor.fetchall()]
 
 
 _STATES = {str(state): state for state in JobState}
@@ -521,27 +520,27 @@ def _job(picked: tuple[Any, ...]) -> Job:
     return Job._make(values)
 
 
-def _one(cursor: sqlite3.Cursor) -> Job | None:
+def _one(cursor: Cursor) -> Job | None:
     jobs = _all(cursor)
     return jobs[0] if jobs else None
 
 
-def _sorted(cursor: sqlite3.Cursor) -> list[Job]:
+def _sorted(cursor: Cursor) -> list[Job]:
     return sorted(_all(cursor), key=lambda job: job.id)
 
 
-def unfinished(connection: sqlite3.Connection) -> list[Job]:
+def unfinished(database: Database) -> list[Job]:
     """Return every job that is not done (queued, running, failed, dead, cancelled), oldest first.
 
     What `hb2r plan` and each pass pair with the plan's transcodes (`agent.queued_plan`); read
     through the index on state, however many jobs are done.
     """
     return _all(
-        connection.execute(
-            """
-            SELECT * FROM jobs
+        database.execute(
+            _sql("""
+            SELECT {COLUMNS} FROM jobs
             WHERE state IN ('queued', 'running', 'failed', 'dead', 'cancelled')
             ORDER BY id
-            """
+            """)
         )
     )

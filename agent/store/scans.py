@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Mapping
 
 from agent.domain import SeenFile, SourceFile
-from agent.store.db import transaction
+from agent.store.sql import Database
 
 
-def load_seen(connection: sqlite3.Connection) -> dict[tuple[str, str], SeenFile]:
-    rows = connection.execute("SELECT library, rel_path, size, mtime_ns, fingerprint, changed_at_ns FROM seen_files")
+def load_seen(database: Database) -> dict[tuple[str, str], SeenFile]:
+    rows = database.execute(
+        "SELECT library, rel_path, size, mtime_ns, fingerprint, changed_at_ns FROM seen_files"
+    ).fetchall()
     return {
         (library, rel_path): SeenFile(size, mtime_ns, fingerprint, changed)
         for library, rel_path, size, mtime_ns, fingerprint, changed in rows
     }
 
 
-def load_file_counts(connection: sqlite3.Connection) -> dict[str, int]:
-    return dict(connection.execute("SELECT library, file_count FROM library_scans"))
+def load_file_counts(database: Database) -> dict[str, int]:
+    return dict(database.execute("SELECT library, file_count FROM library_scans").fetchall())
 
 
 def record_scan(
-    connection: sqlite3.Connection,
+    database: Database,
     *,
     library: str,
     files: Iterable[SourceFile],
@@ -50,9 +51,9 @@ def record_scan(
         if row != before:
             changed_rows.append((library, source.rel_path, row.size, row.mtime_ns, row.fingerprint, row.changed_at_ns))
     gone = [(library, rel_path) for (name, rel_path) in previous if name == library and rel_path not in present]
-    with transaction(connection):
-        connection.executemany("DELETE FROM seen_files WHERE library = ? AND rel_path = ?", gone)
-        connection.executemany(
+    with database.transaction():
+        database.executemany("DELETE FROM seen_files WHERE library = ? AND rel_path = ?", gone)
+        database.executemany(
             """
             INSERT INTO seen_files (library, rel_path, size, mtime_ns, fingerprint, changed_at_ns)
             VALUES (?, ?, ?, ?, ?, ?)
@@ -62,7 +63,7 @@ def record_scan(
             """,
             changed_rows,
         )
-        connection.execute(
+        database.execute(
             """
             INSERT INTO library_scans (library, file_count, scanned_at) VALUES (?, ?, ?)
             ON CONFLICT (library) DO UPDATE SET file_count = excluded.file_count, scanned_at = excluded.scanned_at

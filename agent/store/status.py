@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from datetime import datetime
+
+from agent.store.sql import Database
 
 GATE_KEY = "gate"
 
 
-def set_gate(connection: sqlite3.Connection, *, reasons: tuple[str, ...], now: datetime) -> None:
+def set_gate(database: Database, *, reasons: tuple[str, ...], now: datetime) -> None:
     """Record why no job may start now (empty: jobs may start)."""
-    connection.execute(
+    database.execute(
         """
         INSERT INTO agent_status (key, value, updated_at) VALUES (?, ?, ?)
         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
@@ -20,9 +21,9 @@ def set_gate(connection: sqlite3.Connection, *, reasons: tuple[str, ...], now: d
     )
 
 
-def gate_reasons(connection: sqlite3.Connection) -> tuple[tuple[str, ...], str | None]:
+def gate_reasons(database: Database) -> tuple[tuple[str, ...], str | None]:
     """Return the reasons jobs are held back (empty if none) and when that was recorded."""
-    row = connection.execute("SELECT value, updated_at FROM agent_status WHERE key = ?", (GATE_KEY,)).fetchone()
+    row = database.execute("SELECT value, updated_at FROM agent_status WHERE key = ?", (GATE_KEY,)).fetchone()
     if row is None:
         return (), None
     return tuple(json.loads(row[0])), row[1]

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from agent.domain import UserChange, UserChangeKind, UserRecord
+from agent.store.sql import Database
 
 
-def load_users(connection: sqlite3.Connection) -> tuple[UserRecord, ...]:
-    rows = connection.execute("SELECT name, role, password_hash, generated FROM users ORDER BY name")
+def load_users(database: Database) -> tuple[UserRecord, ...]:
+    rows = database.execute("SELECT name, role, password_hash, generated FROM users ORDER BY name").fetchall()
     return tuple(UserRecord(name, role, hashed, bool(generated)) for name, role, hashed, generated in rows)
 
 
-def find(connection: sqlite3.Connection, name: str) -> UserRecord | None:
-    row = connection.execute(
-        "SELECT name, role, password_hash, generated FROM users WHERE name = ?", (name,)
-    ).fetchone()
+def find(database: Database, name: str) -> UserRecord | None:
+    row = database.execute("SELECT name, role, password_hash, generated FROM users WHERE name = ?", (name,)).fetchone()
     return None if row is None else UserRecord(row[0], row[1], row[2], bool(row[3]))
 
 
-def add_generated_admin(connection: sqlite3.Connection, *, name: str, password_hash: str, now: str) -> None:
+def add_generated_admin(database: Database, *, name: str, password_hash: str, now: str) -> None:
     """Store the admin made because the config declares no users."""
-    connection.execute(
+    database.execute(
         """
         INSERT INTO users (name, role, password_hash, created_at, updated_at, generated)
         VALUES (?, 'admin', ?, ?, ?, 1)
@@ -32,12 +29,12 @@ def add_generated_admin(connection: sqlite3.Connection, *, name: str, password_h
     )
 
 
-def apply(connection: sqlite3.Connection, change: UserChange, *, now: str) -> None:
+def apply(database: Database, change: UserChange, *, now: str) -> None:
     """Apply one planned user change."""
     if change.change is UserChangeKind.REMOVE:
-        connection.execute("DELETE FROM users WHERE name = ?", (change.name,))
+        database.execute("DELETE FROM users WHERE name = ?", (change.name,))
         return
-    connection.execute(
+    database.execute(
         """
         INSERT INTO users (name, role, password_hash, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
         ON CONFLICT (name) DO UPDATE SET

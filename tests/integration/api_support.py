@@ -24,6 +24,7 @@ from agent.gate import Sample
 from agent.passwords import hash_password
 from agent.resources import Sampler
 from agent.store.db import open_database
+from agent.store.sqlite import SqliteStore
 
 ADMIN_PASSWORD = "admin-password-1"
 VIEWER_PASSWORD = "viewer-password-2"
@@ -112,9 +113,9 @@ def build_context(config_path: Path, *, sampler: Any = None, log: Any = None) ->
     """Return the API context of an agent on config_path, as `hb2r run` builds it (no passes run)."""
     config: Config = load_config(config_path).config
     connection = open_database(config.paths.state_dir)
-    state = EngineState(config=config, connection=connection, preset_hashes={})
+    state = EngineState(config=config, store=SqliteStore(connection), preset_hashes={})
     log = log or logs.get_logger("hb2r-test")
-    auth.sync_users(connection, config, now=datetime.now(UTC), log=log)
+    auth.sync_users(state.store, config, now=datetime.now(UTC), log=log)
     scans: list[datetime] = []
     context = assemble(
         state,

@@ -31,6 +31,7 @@ from agent.observe import preset_hashes
 from agent.resources import Sampler
 from agent.store import jobs
 from agent.store.db import open_database
+from agent.store.sqlite import SqliteStore
 from agent.worker import Dispatcher
 
 PRESET = "Very Fast 480p30"
@@ -102,7 +103,7 @@ class Agent:
         self.config = config
         self.connection = open_database(config.paths.state_dir)
         self.state = EngineState(
-            config=config, connection=self.connection, preset_hashes=preset_hashes(config, warn=print)
+            config=config, store=SqliteStore(self.connection), preset_hashes=preset_hashes(config, warn=print)
         )
         self.context = assemble(
             self.state,

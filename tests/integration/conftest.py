@@ -32,7 +32,7 @@ async def make_api(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[MakeApi
     yield make
     for context in contexts:
         context.checker.close()
-        context.state.connection.close()
+        context.state.store.close()
 
 
 @pytest.fixture

@@ -71,7 +71,7 @@ def reload_users(api: Api, users: str, **options: Any) -> Config:
     """Rewrite api's config with these users and apply it as a reload does; return the new config."""
     root = api.context.state.config.paths.state_dir.parent
     config = load_config(write_config(root, users=users, **options)).config
-    auth.sync_users(api.context.state.connection, config, now=datetime.now(UTC), log=api.context.log)
+    auth.sync_users(api.context.state.store, config, now=datetime.now(UTC), log=api.context.log)
     api.context.state.config = config
     return config
 
@@ -273,7 +273,7 @@ async def test_a_rightly_signed_token_for_an_unknown_user_is_refused(api: Api) -
 
 
 async def test_an_expired_token_is_refused(api: Api) -> None:
-    viewer = stored_users.find(api.context.state.connection, "viewer")
+    viewer = stored_users.find(api.context.state.store.database, "viewer")
     assert viewer is not None
     issued = auth.issue_token(
         secret=api.context.secret,
@@ -286,17 +286,17 @@ async def test_an_expired_token_is_refused(api: Api) -> None:
 
 
 async def test_a_token_is_valid_until_its_expiry_and_not_after(api: Api) -> None:
-    viewer = stored_users.find(api.context.state.connection, "viewer")
+    viewer = stored_users.find(api.context.state.store.database, "viewer")
     assert viewer is not None
     issued_at = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
     issued = auth.issue_token(secret=api.context.secret, user=viewer, lifetime=timedelta(minutes=60), now=issued_at)
-    connection, secret = api.context.state.connection, api.context.secret
+    store, secret = api.context.state.store, api.context.secret
 
     session = auth.authenticate(
-        connection, secret=secret, token=issued.token, now=issued.expires_at - timedelta(seconds=1)
+        store, secret=secret, token=issued.token, now=issued.expires_at - timedelta(seconds=1)
     )
     with pytest.raises(auth.AuthError, match="expired"):
-        auth.authenticate(connection, secret=secret, token=issued.token, now=issued.expires_at)
+        auth.authenticate(store, secret=secret, token=issued.token, now=issued.expires_at)
 
     assert session.user == "viewer"
     assert session.expires_at == issued.expires_at == datetime(2030, 1, 1, 13, 0, tzinfo=UTC)
@@ -631,7 +631,7 @@ async def test_a_restart_without_users_keeps_the_generated_password(make_api: Ma
     password = password_file.read_text()
 
     applied = auth.sync_users(
-        api.context.state.connection, api.context.state.config, now=datetime.now(UTC), log=api.context.log
+        api.context.state.store, api.context.state.config, now=datetime.now(UTC), log=api.context.log
     )
 
     assert applied == []
@@ -650,7 +650,7 @@ async def test_declared_users_replace_the_generated_admin_and_its_password_file(
     reload_users(api, user_line("viewer", "user", VIEWER_HASH))
 
     assert not password_file.exists()
-    assert [user.name for user in stored_users.load_users(api.context.state.connection)] == ["viewer"]
+    assert [user.name for user in stored_users.load_users(api.context.state.store.database)] == ["viewer"]
     await assert_unauthorized(await me(api, token))
     await assert_unauthorized(await login(api, "admin", password))
     assert (await login(api, "viewer", VIEWER_PASSWORD)).status == 200
@@ -669,7 +669,7 @@ async def test_a_declared_admin_takes_over_the_generated_one(make_api: MakeApi) 
     await assert_unauthorized(await me(api, token))
     await assert_unauthorized(await login(api, "admin", password))
     assert (await login(api, "admin", ADMIN_PASSWORD)).status == 200
-    (stored,) = stored_users.load_users(api.context.state.connection)
+    (stored,) = stored_users.load_users(api.context.state.store.database)
     assert (stored.name, stored.generated) == ("admin", False)
 
 
@@ -806,7 +806,7 @@ async def test_tokens_are_signed_with_the_secret_the_config_names(tmp_path: Path
         assert not (tmp_path / "state" / "jwt.secret").exists()
     finally:
         context.checker.close()
-        context.state.connection.close()
+        context.state.store.database.close()
 
 
 # --- bcrypt stays off the event loop -----------------------------------------------------------

@@ -36,7 +36,7 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[ApiContext, web.AppRunne
     finally:
         await runner.cleanup()
         context.checker.close()
-        context.state.connection.close()
+        context.state.store.database.close()
 
 
 async def poll(condition: Callable[[], bool | Awaitable[bool]], *, what: str, deadline: float = 10.0) -> None:

@@ -94,7 +94,7 @@ def job_message(job_id: int, state: str | None = None) -> Callable[[Message], bo
 
 def enqueue(api: Api, name: str) -> jobs.Job:
     job = jobs.enqueue(
-        api.context.state.connection,
+        api.context.state.store.database,
         library="tv",
         rel_path=f"{name}.mkv",
         fingerprint=f"fingerprint-{name}",
@@ -146,7 +146,7 @@ async def test_a_bad_token_is_refused_with_4401(api: Api, where: str) -> None:
 
 
 async def test_an_expired_token_is_refused_with_4401(api: Api) -> None:
-    user = stored_users.find(api.context.state.connection, "viewer")
+    user = stored_users.find(api.context.state.store.database, "viewer")
     assert user is not None
     expired = auth.issue_token(
         secret=api.context.secret,
@@ -202,7 +202,7 @@ async def test_removing_the_user_cuts_the_socket_off(api: Api) -> None:
         write_config(root, users=f'  - {{name: admin, role: admin, password_hash: "{ADMIN_HASH}"}}\n')
     ).config
     api.context.state.config = config
-    auth.sync_users(api.context.state.connection, config, now=datetime.now(UTC), log=api.context.log)
+    auth.sync_users(api.context.state.store, config, now=datetime.now(UTC), log=api.context.log)
     error, code = await refusal(socket, deadline=3.0)
     assert code == 4401
     assert "no longer valid" in error["message"]
@@ -214,7 +214,7 @@ async def test_removing_the_user_cuts_the_socket_off(api: Api) -> None:
 
 
 async def test_job_state_changes_arrive_and_progress_writes_do_not(api: Api) -> None:
-    connection = api.context.state.connection
+    connection = api.context.state.store.database
     socket = await hello(api)
     job = enqueue(api, "a")
     queued = await next_message(socket, job_message(job.id))
@@ -237,7 +237,7 @@ async def test_job_state_changes_arrive_and_progress_writes_do_not(api: Api) -> 
 
 
 async def test_a_progress_write_to_a_job_running_before_the_socket_opened_makes_no_job_message(api: Api) -> None:
-    connection = api.context.state.connection
+    connection = api.context.state.store.database
     job = enqueue(api, "early")
     jobs.mark_running(connection, job.id, now=datetime.now(UTC))
     socket = await hello(api)
@@ -278,7 +278,7 @@ async def test_a_change_made_by_another_connection_arrives(api: Api) -> None:
 
 
 def start_encode(api: Api, name: str) -> Running:
-    job = jobs.mark_running(api.context.state.connection, enqueue(api, name).id, now=datetime.now(UTC))
+    job = jobs.mark_running(api.context.state.store.database, enqueue(api, name).id, now=datetime.now(UTC))
     entry = Running(job)
     entry.encode = EncodeStandIn()  # type: ignore[assignment]  # see EncodeStandIn
     api.context.dispatcher.running[job.id] = entry
@@ -417,7 +417,7 @@ async def test_stopping_waits_little_for_a_client_that_does_not_answer(api: Api)
 
 def enqueue_many(api: Api, count: int, *, path_length: int = 0, prefix: str = "many") -> set[int]:
     """Queue count jobs in one transaction with one stamp, as a reconcile pass does; return their ids."""
-    connection = api.context.state.connection
+    connection = api.context.state.store.database
     now = datetime.now(UTC)
     padding = "x" * path_length
     ids = set()

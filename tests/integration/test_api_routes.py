@@ -63,7 +63,7 @@ def add_job(
     api: Api, rel_path: str, *, library: str = "tv", state: jobs.JobState = jobs.JobState.QUEUED, **failure: Any
 ) -> jobs.Job:
     """Queue a job as the engine does, then move it to state as the dispatcher would."""
-    connection = api.context.state.connection
+    connection = api.context.state.store.database
     job = jobs.enqueue(
         connection,
         library=library,
@@ -103,7 +103,7 @@ def output_of(library: str, rel_path: str) -> str:
 
 def add_output(api: Api, rel_path: str, *, library: str = "tv", size: int, output_size: int | None) -> None:
     ledger.record(
-        api.context.state.connection,
+        api.context.state.store.database,
         LedgerEntry(library, rel_path, f"fp-{rel_path}", size, 1, "preset-fast", output_of(library, rel_path)),
         encoded_at=now().isoformat(),
         output_size=output_size,
@@ -202,7 +202,7 @@ async def secret_api(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[tuple
         yield Api(context=context, client=client), secret
     finally:
         context.checker.close()
-        context.state.connection.close()
+        context.state.store.database.close()
 
 
 # --- GET /health ---------------------------------------------------------------------------
@@ -277,7 +277,7 @@ async def test_health_is_degraded_with_the_reason(make_api: MakeApi, cause: str)
         source_file(api, job.rel_path)
         api.context.dispatcher.tick()
         assert api.context.dispatcher.running == {}
-        assert jobs.get(state.connection, job.id) == job  # held back, still queued
+        assert jobs.get(state.store.database, job.id) == job  # held back, still queued
         assert api.context.dispatcher.short_of_resources
         expected = "CPU 99"
     else:
@@ -294,7 +294,7 @@ async def test_health_is_degraded_with_the_reason(make_api: MakeApi, cause: str)
         response = await api.client.post("/api/libraries/tv/resume", headers=await api.admin())
         assert response.status == 200
     elif cause == "gate-short":
-        jobs.cancel(state.connection, job.id, now=now())
+        jobs.cancel(state.store.database, job.id, now=now())
         api.context.dispatcher.tick()  # nothing waits: nothing is held back
     else:
         state.paused_libraries.clear()
@@ -331,12 +331,12 @@ async def test_health_is_unhealthy_while_the_archive_is_missing(api: Api) -> Non
 
 async def test_health_is_unhealthy_while_the_database_cannot_be_read(api: Api) -> None:
     add_job(api, "queued.mkv")
-    api.context.state.connection.close()
+    api.context.state.store.database.close()
     status, body = await get_health(api)
     assert (status, body["status"], body["database"]) == (503, "unhealthy", "unreachable")
     assert any("state database" in problem for problem in body["problems"]), body["problems"]
     # The agent's connection back (the fixture closes whichever connection the state holds).
-    api.context.state.connection = open_database(api.context.state.config.paths.state_dir)
+    api.context.state.store.database = open_database(api.context.state.config.paths.state_dir)
     status, body = await get_health(api)
     assert (status, body["status"], body["queue"]["queue_size"]) == (200, "healthy", 1)
 
@@ -600,12 +600,12 @@ async def test_job_detail_has_progress_attempts_error_and_stderr_lines(api: Api)
     assert detail["fingerprint"] == failed.fingerprint
 
     running = add_job(api, "show/e02.mkv", state=jobs.JobState.RUNNING)
-    jobs.record_progress(api.context.state.connection, running.id, progress=12.5, now=now())
+    jobs.record_progress(api.context.state.store.database, running.id, progress=12.5, now=now())
     detail = await (await api.client.get(f"/api/jobs/{running.id}", headers=headers)).json()
     assert (detail["state"], detail["progress"], detail["stderr_tail"]) == ("running", 12.5, [])
 
     # While the dispatcher holds the encode, its in-memory progress is the fresher one.
-    current = jobs.get(api.context.state.connection, running.id)
+    current = jobs.get(api.context.state.store.database, running.id)
     assert current is not None
     api.context.dispatcher.running[running.id] = Running(current, progress=37.456, fps=24.5, eta_seconds=90)
     try:
@@ -655,7 +655,7 @@ async def test_retry_a_dead_job_queues_it_again(api: Api) -> None:
     assert response.status == 200, await response.text()
     answered = await response.json()
     assert (answered["id"], answered["state"], answered["attempts"]) == (dead.id, "queued", 0)
-    stored = jobs.get(api.context.state.connection, dead.id)
+    stored = jobs.get(api.context.state.store.database, dead.id)
     assert stored is not None
     assert (stored.state, stored.attempts) == (jobs.JobState.QUEUED, 0)
 
@@ -665,7 +665,7 @@ async def test_retry_a_done_job_is_a_409_and_changes_nothing(api: Api) -> None:
     body = await json_error(await api.client.post(f"/api/jobs/{done.id}/retry", headers=await api.admin()), 409)
     assert body["error"] == "conflict"
     assert f"job {done.id} is done" in body["message"], body
-    assert jobs.get(api.context.state.connection, done.id) == done
+    assert jobs.get(api.context.state.store.database, done.id) == done
 
 
 async def test_retry_and_cancel_of_an_unknown_job_are_404(api: Api) -> None:
@@ -680,7 +680,7 @@ async def test_cancel_a_queued_job(api: Api) -> None:
     response = await api.client.post(f"/api/jobs/{queued.id}/cancel", headers=await api.admin())
     assert response.status == 200, await response.text()
     assert (await response.json())["state"] == "cancelled"
-    stored = jobs.get(api.context.state.connection, queued.id)
+    stored = jobs.get(api.context.state.store.database, queued.id)
     assert stored is not None and stored.state is jobs.JobState.CANCELLED
     # A cancelled job cannot be cancelled again.
     body = await json_error(await api.client.post(f"/api/jobs/{queued.id}/cancel", headers=await api.admin()), 409)
@@ -708,34 +708,34 @@ async def test_pause_holds_the_library_across_a_restart_and_resume_lets_it_run(
     assert "paused by admin" in tv["reason"]
     assert library_of(await get_status(api), "movies")["condition"]["status"] != "Paused"
 
-    stored = rows(context.state.connection, "library_holds")
+    stored = rows(context.state.store.database, "library_holds")
     assert [(library, "paused by admin" in reason) for library, reason, _ in stored] == [("tv", True)]
     # A second agent on the same config (a restart) loads the hold from SQLite, as `hb2r run` does.
     restarted = build_context(config_path_of(api))
     try:
-        restarted.state.held_libraries = holds.load_holds(restarted.state.connection)
+        restarted.state.held_libraries = holds.load_holds(restarted.state.store.database)
         assert list(restarted.state.held_libraries) == ["tv"]
         again = Api(context=restarted, client=await aiohttp_client(init_app(restarted)))
         tv_after_restart = library_of(await get_status(again), "tv")["condition"]
         assert (tv_after_restart["status"], tv_after_restart["reason"]) == ("Paused", tv["reason"])
     finally:
         restarted.checker.close()
-        restarted.state.connection.close()
+        restarted.state.store.database.close()
 
     context.dispatcher.tick()
     assert context.dispatcher.running == {}
-    assert jobs.get(context.state.connection, job.id) == job  # still queued
+    assert jobs.get(context.state.store.database, job.id) == job  # still queued
 
     response = await api.client.post("/api/libraries/tv/resume", headers=admin)
     assert response.status == 200, await response.text()
     assert (await response.json())["paused"] is False
-    assert rows(context.state.connection, "library_holds") == []
+    assert rows(context.state.store.database, "library_holds") == []
     tv = library_of(await get_status(api), "tv")["condition"]
     assert tv["status"] in ("Ready", "Progressing")
 
     context.dispatcher.tick()  # now the job may start
     try:
-        started = jobs.get(context.state.connection, job.id)
+        started = jobs.get(context.state.store.database, job.id)
         assert started is not None and started.state is jobs.JobState.RUNNING
     finally:
         await context.dispatcher.stop()  # cancels the encode task before HandBrakeCLI starts
@@ -744,7 +744,7 @@ async def test_pause_holds_the_library_across_a_restart_and_resume_lets_it_run(
     while not all(task.done() for task in tasks) and time.monotonic() < deadline:
         await asyncio.sleep(0)  # let the cancelled task finish; no waiting for time to pass
     assert all(task.done() for task in tasks)
-    stopped = jobs.get(context.state.connection, job.id)
+    stopped = jobs.get(context.state.store.database, job.id)
     assert stopped is not None and stopped.state is jobs.JobState.QUEUED  # requeued by stop()
 
 
@@ -753,7 +753,7 @@ async def test_pause_twice_keeps_the_first_hold_and_resume_of_a_running_library_
     first = await (await api.client.post("/api/libraries/movies/pause", headers=admin)).json()
     second = await (await api.client.post("/api/libraries/movies/pause", headers=admin)).json()
     assert second["condition"]["since"] == first["condition"]["since"]
-    assert len(rows(api.context.state.connection, "library_holds")) == 1
+    assert len(rows(api.context.state.store.database, "library_holds")) == 1
     assert (await api.client.post("/api/libraries/tv/resume", headers=admin)).status == 200
     assert list(api.context.state.held_libraries) == ["movies"]
 
@@ -772,7 +772,7 @@ async def test_a_hold_on_a_library_removed_from_the_config_is_harmless_and_can_b
     response = await api.client.post("/api/libraries/movies/resume", headers=admin)
     assert response.status == 200, await response.text()
     assert await response.json() == {"name": "movies", "paused": False, "condition": None}
-    assert rows(state.connection, "library_holds") == []
+    assert rows(state.store.database, "library_holds") == []
     await json_error(await api.client.post("/api/libraries/movies/resume", headers=admin), 404)
 
 
@@ -785,7 +785,7 @@ async def test_pause_and_resume_of_a_bad_or_unknown_library(api: Api, name: str,
     for action in ("pause", "resume"):
         response = await api.client.post(f"/api/libraries/{quote(name, safe='')}/{action}", headers=admin)
         await json_error(response, status)
-    assert rows(api.context.state.connection, "library_holds") == []
+    assert rows(api.context.state.store.database, "library_holds") == []
     assert api.context.state.held_libraries == {}
 
 
@@ -858,7 +858,7 @@ HOSTILE = [
 async def test_hostile_input_in_every_parameter_is_refused_cleanly(api: Api, value: str) -> None:
     for index in range(3):
         add_job(api, f"e{index}.mkv", state=jobs.JobState.DEAD if index else jobs.JobState.QUEUED)
-    connection = api.context.state.connection
+    connection = api.context.state.store.database
     before = {table: rows(connection, table) for table in ("jobs", "users", "library_holds", "ledger")}
     schema = tables(connection)
     admin = await api.admin()
@@ -990,7 +990,7 @@ async def test_an_exception_in_a_handler_is_a_json_500_without_details(
 
 async def test_a_closed_database_is_a_json_500(api: Api) -> None:
     headers = await api.viewer()
-    api.context.state.connection.close()
+    api.context.state.store.database.close()
     body = await json_error(await api.client.get("/api/status", headers=headers), 500)
     assert "Cannot operate" not in body["message"]
     await json_error(await api.client.get("/metrics"), 500)

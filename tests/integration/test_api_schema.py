@@ -90,9 +90,9 @@ def live_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveAgent]:
         asyncio.set_event_loop(loop)
         context = build_context(config_path)
         try:
-            _seed_jobs(context.state.connection, count=12)
+            _seed_jobs(context.state.store.database, count=12)
             runner = loop.run_until_complete(serve(context))
-            admin = users.find(context.state.connection, "admin")
+            admin = users.find(context.state.store.database, "admin")
             assert admin is not None
             host, port = context.state.config.server.listen.rsplit(":", 1)
             started["agent"] = LiveAgent(base_url=f"http://{host}:{port}", secret=context.secret, admin=admin)
@@ -104,7 +104,7 @@ def live_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveAgent]:
         loop.run_forever()
         loop.run_until_complete(runner.cleanup())
         context.checker.close()
-        context.state.connection.close()
+        context.state.store.database.close()
 
     thread = threading.Thread(target=run, name="agent-api", daemon=True)
     thread.start()

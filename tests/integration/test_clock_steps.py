@@ -23,7 +23,7 @@ from .test_api_realtime import enqueue, hello, job_message, next_message
 
 
 async def test_a_job_change_written_after_the_clock_stepped_back_still_reaches_the_live_feed(api: Api) -> None:
-    connection = api.context.state.connection
+    connection = api.context.state.store.database
     socket = await hello(api)
     job = enqueue(api, "a")  # stamped with the real time
     await next_message(socket, job_message(job.id, "queued"))
@@ -47,17 +47,17 @@ async def test_a_job_change_written_after_the_clock_stepped_back_still_reaches_t
 async def test_a_token_issued_just_before_the_clock_stepped_back_is_still_accepted(
     api: Api, step_back: timedelta, accepted: bool
 ) -> None:
-    connection = api.context.state.connection
+    connection, store = api.context.state.store.database, api.context.state.store
     user = users.find(connection, "viewer")
     assert user is not None
     issued_at = datetime.now(UTC)
     token = auth.issue_token(secret=api.context.secret, user=user, lifetime=timedelta(hours=1), now=issued_at)
     if accepted:
-        session = auth.authenticate(connection, secret=api.context.secret, token=token.token, now=issued_at - step_back)
+        session = auth.authenticate(store, secret=api.context.secret, token=token.token, now=issued_at - step_back)
         assert session.user == "viewer"
     else:
         with pytest.raises(auth.AuthError):
-            auth.authenticate(connection, secret=api.context.secret, token=token.token, now=issued_at - step_back)
+            auth.authenticate(store, secret=api.context.secret, token=token.token, now=issued_at - step_back)
     assert VIEWER_PASSWORD  # the viewer of api_support
 
 

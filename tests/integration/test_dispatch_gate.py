@@ -23,6 +23,7 @@ from agent.gate import Sample
 from agent.observe import preset_hashes
 from agent.store import jobs
 from agent.store.db import open_database
+from agent.store.sqlite import SqliteStore
 from agent.worker import Dispatcher
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,7 +84,9 @@ def test_low_archive_space_holds_jobs_back_with_the_reason_shown_then_they_run(t
 
     async def scenario() -> None:
         connection = open_database(config.paths.state_dir)
-        state = EngineState(config=config, connection=connection, preset_hashes=preset_hashes(config, warn=print))
+        state = EngineState(
+            config=config, store=SqliteStore(connection), preset_hashes=preset_hashes(config, warn=print)
+        )
         await reconcile(state, log=log)
         assert [job.rel_path for job in jobs.list_jobs(connection, state=jobs.JobState.QUEUED)] == ["clip.mkv"]
         sampler = FakeSampler(archive_free=1 * GIB)
@@ -157,7 +160,9 @@ def test_memory_pressure_pauses_the_running_encode_and_resumes_it_later(tmp_path
 
     async def scenario() -> None:
         connection = open_database(config.paths.state_dir)
-        state = EngineState(config=config, connection=connection, preset_hashes=preset_hashes(config, warn=print))
+        state = EngineState(
+            config=config, store=SqliteStore(connection), preset_hashes=preset_hashes(config, warn=print)
+        )
         await reconcile(state, log=log)
         memory = Memory()
         dispatcher = Dispatcher(state, log=log, sampler=memory)
@@ -207,7 +212,7 @@ def test_a_job_of_a_library_taken_out_of_the_config_is_cancelled_not_run(tmp_pat
             now=datetime.now(UTC),
         )
         assert left_over is not None
-        state = EngineState(config=config, connection=connection, preset_hashes={})
+        state = EngineState(config=config, store=SqliteStore(connection), preset_hashes={})
         dispatcher = Dispatcher(state, log=logs.get_logger("test"), sampler=FakeSampler(archive_free=500 * GIB))
 
         dispatcher.tick()

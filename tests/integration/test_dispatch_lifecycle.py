@@ -28,6 +28,7 @@ from agent.gate import Sample
 from agent.resources import Sampler
 from agent.store import jobs
 from agent.store.db import database_path, open_database
+from agent.store.sqlite import SqliteStore
 from agent.worker import Dispatcher
 
 DEADLINE = 30.0
@@ -90,7 +91,7 @@ class Agent:
         logs.configure(stream=self.stream, json=True)
         config = load_config(config_path).config
         self.state = EngineState(
-            config=config, connection=open_database(config.paths.state_dir), preset_hashes={"p": "p1"}
+            config=config, store=SqliteStore(open_database(config.paths.state_dir)), preset_hashes={"p": "p1"}
         )
         self.context: ApiContext = assemble(
             self.state,
@@ -106,7 +107,7 @@ class Agent:
         """Queue the file as a pass would, with its real fingerprint (the dispatcher checks it after the encode)."""
         source = next(item.source for item in self.state.config.libraries if item.name == library) / rel_path
         job = jobs.enqueue(
-            self.state.connection,
+            self.state.store.database,
             library=library,
             rel_path=rel_path,
             fingerprint=scan.fingerprint(source, size=source.stat().st_size) if source.exists() else f"fp:{rel_path}",
@@ -119,7 +120,7 @@ class Agent:
         return job
 
     def job(self, job_id: int) -> jobs.Job:
-        job = jobs.get(self.state.connection, job_id)
+        job = jobs.get(self.state.store.database, job_id)
         assert job is not None
         return job
 
@@ -139,7 +140,7 @@ async def agents() -> AsyncIterator[Callable[[Path], Agent]]:
     for agent in made:
         await agent.dispatcher.stop()
         agent.context.checker.close()
-        agent.state.connection.close()
+        agent.state.store.database.close()
 
 
 async def until(condition: Callable[[], object], *, what: str, tick: Dispatcher | None = None) -> None:
@@ -167,7 +168,7 @@ async def test_a_job_whose_failure_cannot_be_recorded_is_recorded_later_and_free
     agent = agents(write_config(tmp_path))
     (tmp_path / "tv" / "broken.mkv").write_bytes(b"not a video " * 1000)  # HandBrakeCLI fails at once
     job = agent.queue("tv", "broken.mkv")
-    agent.state.connection.execute("PRAGMA busy_timeout = 50")
+    agent.state.store.database.execute("PRAGMA busy_timeout = 50")
     agent.dispatcher.tick()
     entry = agent.dispatcher.running[job.id]
     assert entry.task is not None
@@ -249,7 +250,7 @@ async def test_a_hung_encode_is_killed_failed_as_temporary_and_reported(
     assert any("stalled" in problem and "clip.mkv" in problem for problem in report["problems"])
     assert 'outcome="stalled"' in agent.context.metrics.render()[0].decode()
 
-    jobs.cancel(agent.state.connection, job.id, now=datetime.now(UTC), by=jobs.CancelledBy.OPERATOR)
+    jobs.cancel(agent.state.store.database, job.id, now=datetime.now(UTC), by=jobs.CancelledBy.OPERATOR)
     agent.dispatcher.tick()
     assert health_report(agent.context)["status"] == "healthy"  # the stalled job is settled
 

@@ -15,6 +15,7 @@ from agent.domain import LedgerEntry
 from agent.engine import EngineState, reconcile
 from agent.store import jobs, ledger
 from agent.store.db import open_database
+from agent.store.sqlite import SqliteStore
 
 
 def make_config(root: Path, files: int) -> Path:
@@ -41,7 +42,7 @@ def test_a_big_library_is_queued_a_budget_at_a_time_and_every_file_gets_its_turn
 
     async def passes() -> list[int]:
         connection = open_database(config.paths.state_dir)
-        state = EngineState(config=config, connection=connection, preset_hashes={"tv": "p1"})
+        state = EngineState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
         counts = []
         for _ in range(4):
             await reconcile(state, log=logs.get_logger("test"))
@@ -59,7 +60,7 @@ def test_jobs_the_plan_no_longer_wants_are_cancelled_but_not_those_of_a_paused_l
 
     async def scenario() -> None:
         connection = open_database(config.paths.state_dir)
-        state = EngineState(config=config, connection=connection, preset_hashes={"tv": "p1"})
+        state = EngineState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
         await reconcile(state, log=logs.get_logger("test"))
         assert len(jobs.list_jobs(connection, state=jobs.JobState.QUEUED)) == 2
 
@@ -88,7 +89,7 @@ def test_a_file_published_while_the_pass_scans_is_not_queued_again(
 
     async def scenario() -> None:
         connection = open_database(config.paths.state_dir)
-        state = EngineState(config=config, connection=connection, preset_hashes={"tv": "p1"})
+        state = EngineState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
         await reconcile(state, log=logs.get_logger("test"))
         (job,) = jobs.list_jobs(connection, state=jobs.JobState.QUEUED)
         jobs.mark_running(connection, job.id, now=datetime.now(UTC))

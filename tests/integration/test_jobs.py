@@ -14,7 +14,7 @@ import pytest
 
 from agent.config.models import Retry
 from agent.domain import LedgerEntry
-from agent.store import jobs, ledger
+from agent.store import StoreError, jobs, ledger
 from agent.store.db import MIGRATIONS, open_database, transaction
 from agent.store.jobs import Job, JobNotFound, JobState, JobStateError
 
@@ -607,7 +607,7 @@ def test_the_schema_still_refuses_impossible_jobs(database: sqlite3.Connection, 
         "library": "UPDATE jobs SET library = ? WHERE id = ?",
     }
 
-    with pytest.raises(sqlite3.IntegrityError, match=r"CHECK|NOT NULL"):
+    with pytest.raises(StoreError, match=r"CHECK|NOT NULL"):
         database.execute(statements[column], (value, job.id))
 
     assert jobs.get(database, job.id) == job
@@ -616,7 +616,7 @@ def test_the_schema_still_refuses_impossible_jobs(database: sqlite3.Connection, 
 def test_the_schema_still_refuses_a_second_row_for_one_identity(database: sqlite3.Connection) -> None:
     job = added(database)
 
-    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+    with pytest.raises(StoreError, match="UNIQUE"):
         database.execute(
             "INSERT INTO jobs (library, rel_path, fingerprint, preset_hash, output_path, reason, created_at, "
             "updated_at) VALUES (?, ?, ?, ?, ?, 'new', ?, ?)",

@@ -50,7 +50,7 @@ async def agent(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[tuple[ApiC
     headers = {"Authorization": f"Bearer {(await response.json())['token']}"}
     yield context, client, headers
     context.checker.close()
-    context.state.connection.close()
+    context.state.store.database.close()
 
 
 def write_source(context: ApiContext, name: str, content: bytes) -> Path:
@@ -62,7 +62,7 @@ def write_source(context: ApiContext, name: str, content: bytes) -> Path:
 
 
 def states(context: ApiContext) -> list[tuple[str, str]]:
-    return [(job.rel_path, str(job.state)) for job in jobs.list_jobs(context.state.connection)]
+    return [(job.rel_path, str(job.state)) for job in jobs.list_jobs(context.state.store.database)]
 
 
 async def test_a_job_an_operator_cancelled_stays_cancelled_until_retried_or_its_source_changes(
@@ -72,21 +72,21 @@ async def test_a_job_an_operator_cancelled_stays_cancelled_until_retried_or_its_
     log = logs.get_logger("test")
     source = write_source(context, "E01.mkv", b"first content" * 1000)
     await reconcile(context.state, log=log)
-    [job] = jobs.list_jobs(context.state.connection)
+    [job] = jobs.list_jobs(context.state.store.database)
 
     response = await client.post(f"/api/jobs/{job.id}/cancel", headers=headers)
     assert response.status == 200, await response.text()
     for _ in range(3):
         await reconcile(context.state, log=log)
     assert states(context) == [("E01.mkv", "cancelled")]
-    assert [cancelled.id for cancelled in jobs.operator_cancelled(context.state.connection)] == [job.id]
+    assert [cancelled.id for cancelled in jobs.operator_cancelled(context.state.store.database)] == [job.id]
     assert context.state.last_pass is not None and not context.state.last_pass.pending  # no work left
 
     response = await client.post(f"/api/jobs/{job.id}/retry", headers=headers)
     assert response.status == 200, await response.text()
     await reconcile(context.state, log=log)
     assert states(context) == [("E01.mkv", "queued")]
-    assert jobs.operator_cancelled(context.state.connection) == []
+    assert jobs.operator_cancelled(context.state.store.database) == []
 
     await client.post(f"/api/jobs/{job.id}/cancel", headers=headers)
     write_source(context, source.name, b"new content" * 1000)  # a new fingerprint: a new identity

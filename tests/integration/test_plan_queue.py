@@ -38,6 +38,7 @@ from agent.scan import fingerprint
 from agent.store import jobs
 from agent.store.db import open_database
 from agent.store.jobs import Job, JobState
+from agent.store.sqlite import SqliteStore
 from agent.worker import Dispatcher
 
 from .api_support import VIEWER_PASSWORD, build_context
@@ -49,7 +50,6 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 FAR_FUTURE = datetime(2999, 1, 1, tzinfo=UTC)
 RETRY = Retry()  # the config's default: 3 attempts
 GIB = 1024**3
-
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +244,9 @@ def test_a_file_handbrake_cannot_read_is_shown_dead_with_its_retry_command(tmp_p
     async def run_until_dead() -> Job:
         connection = open_database(config.paths.state_dir)
         try:
-            state = EngineState(config=config, connection=connection, preset_hashes=preset_hashes(config, warn=print))
+            state = EngineState(
+                config=config, store=SqliteStore(connection), preset_hashes=preset_hashes(config, warn=print)
+            )
             await reconcile(state, log=log)
             dispatcher = Dispatcher(state, log=log, sampler=FixedSample())
             dispatcher.tick()
@@ -295,7 +297,7 @@ async def test_plan_jobs_and_api_status_agree_on_the_same_database(
     context = build_context(config_path)
     client = await aiohttp_client(init_app(context))
     state = context.state
-    connection = state.connection
+    connection = state.store.database
     state.preset_hashes = preset_hashes(state.config, warn=print)
     log = logs.get_logger("test")
     try:

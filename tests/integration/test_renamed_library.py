@@ -21,6 +21,7 @@ from agent.observe import preset_hashes
 from agent.scan import fingerprint
 from agent.store import jobs, ledger
 from agent.store.db import open_database
+from agent.store.sqlite import SqliteStore
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -75,7 +76,7 @@ async def test_a_renamed_library_carries_its_ledger_over_and_a_changed_source_is
 
     config_path = write_config(tmp_path, name="series")
     config = load_config(config_path).config
-    state = EngineState(config=config, connection=connection, preset_hashes=hashes)
+    state = EngineState(config=config, store=SqliteStore(connection), preset_hashes=hashes)
     log = logs.get_logger("test")
     await reconcile(state, log=log)
 

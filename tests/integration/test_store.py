@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agent.domain import LedgerEntry, SeenFile, SourceFile, UserChange, UserChangeKind, UserRecord
-from agent.store import ledger, scans, users
+from agent.store import StoreError, ledger, scans, users
 from agent.store.db import (
     DATABASE_NAME,
     MIGRATIONS,
@@ -205,7 +205,7 @@ def test_a_file_that_is_not_a_database_is_a_state_error(tmp_path: Path) -> None:
 
 
 def test_a_job_in_an_unknown_state_is_refused(database: sqlite3.Connection) -> None:
-    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+    with pytest.raises(StoreError, match="CHECK"):
         database.execute(
             "INSERT INTO jobs (library, rel_path, fingerprint, preset_hash, output_path, reason, "
             "state, created_at, updated_at) VALUES ('tv', 'a.mkv', 'f', 'p', 'TV/a.mkv', 'new', "
@@ -216,7 +216,7 @@ def test_a_job_in_an_unknown_state_is_refused(database: sqlite3.Connection) -> N
 
 
 def test_a_user_with_an_unknown_role_is_refused(database: sqlite3.Connection) -> None:
-    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+    with pytest.raises(StoreError, match="CHECK"):
         users.apply(database, UserChange(UserChangeKind.ADD, "eve", "root", HASH_A), now=NOW)
     assert users.load_users(database) == ()
 
@@ -224,7 +224,7 @@ def test_a_user_with_an_unknown_role_is_refused(database: sqlite3.Connection) ->
 def test_a_second_ledger_row_for_one_source_is_refused(database: sqlite3.Connection) -> None:
     ledger.record(database, entry(), encoded_at=NOW)
 
-    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+    with pytest.raises(StoreError, match="UNIQUE"):
         database.execute(
             "INSERT INTO ledger (library, rel_path, fingerprint, size, mtime_ns, preset_hash, "
             "output_path, encoded_at) VALUES ('tv', 'Show/E01.mkv', 'other', 1, 1, 'p2', "
@@ -237,7 +237,7 @@ def test_a_second_ledger_row_for_one_source_is_refused(database: sqlite3.Connect
 def test_two_sources_cannot_record_the_same_output(database: sqlite3.Connection) -> None:
     ledger.record(database, entry("a.mkv", output_path="TV/a.mkv"), encoded_at=NOW)
 
-    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+    with pytest.raises(StoreError, match="UNIQUE"):
         ledger.record(database, entry("a.mp4", output_path="TV/a.mkv"), encoded_at=NOW)
 
 
@@ -248,7 +248,7 @@ def test_the_same_job_cannot_be_queued_twice(database: sqlite3.Connection) -> No
     )
     database.execute(insert, ("new", NOW, NOW))
 
-    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+    with pytest.raises(StoreError, match="UNIQUE"):
         database.execute(insert, ("changed", NOW, NOW))
     assert database.execute("SELECT count(*) FROM jobs").fetchone()[0] == 1
 
@@ -386,7 +386,7 @@ def test_readonly_on_a_current_database_writes_nothing_beside_it(tmp_path: Path)
     assert reader is not None
     try:
         assert load_ledger(reader).entries == (entry(),)
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        with pytest.raises(StoreError, match="readonly"):
             reader.execute("DELETE FROM ledger")
     finally:
         reader.close()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.store import StoreError
 from agent.store.db import database_path, open_database, transaction
 
 
@@ -36,7 +37,7 @@ def test_a_commit_refused_by_a_reader_is_rolled_back_and_later_writes_are_commit
     reader.execute("BEGIN")
     reader.execute("SELECT count(*) FROM jobs").fetchone()  # holds a shared lock: COMMIT must wait
 
-    with pytest.raises(sqlite3.OperationalError, match="locked"), transaction(connection):
+    with pytest.raises(StoreError, match="locked"), transaction(connection):
         connection.execute("INSERT INTO agent_status VALUES ('refused', 'x', 't')")
     assert not connection.in_transaction
     reader.execute("COMMIT")
@@ -69,7 +70,7 @@ def test_a_full_disk_at_commit_leaves_the_connection_usable(tmp_path: Path, requ
             pass
         finally:
             os.close(descriptor)
-        with pytest.raises(sqlite3.OperationalError, match="full"), transaction(connection):
+        with pytest.raises(StoreError, match="full"), transaction(connection):
             connection.execute("INSERT INTO agent_status VALUES ('big', zeroblob(200000), 't')")
         assert not connection.in_transaction
         filler.unlink()

@@ -1,0 +1,246 @@
+"""`DatabaseStore`: the `Store` protocol carried out by the store modules on any `Database`.
+
+The store modules' SQL is written to run on SQLite and PostgreSQL alike (`agent.store.sql`),
+so one class serves both; `SqliteStore` (`agent.store.sqlite`) adds what only a SQLite file
+can do. Each method is the module function of the same (or the named) purpose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent.domain import Ledger, LedgerEntry, SeenFile, SourceFile, UserChange, UserRecord
+from agent.store import failures, holds, jobs, ledger, scans, state, status, tokens, users
+from agent.store.holds import Hold
+from agent.store.jobs import CancelledBy, Job, JobState
+from agent.store.ledger import LibraryBytes
+from agent.store.sql import Database, StoreError
+
+if TYPE_CHECKING:
+    from agent.config.models import Retry
+
+
+class DatabaseStore:
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    # --- the store itself
+    def transaction(self) -> AbstractContextManager[None]:
+        return self.database.transaction()
+
+    def close(self) -> None:
+        self.database.close()
+
+    def backup_to(self, target: Path) -> None:
+        raise StoreError(f"a {self.database.dialect} store cannot be copied into a file")
+
+    # --- jobs
+    def enqueue(
+        self,
+        *,
+        library: str,
+        rel_path: str,
+        fingerprint: str,
+        preset_hash: str,
+        output_path: str,
+        reason: str,
+        now: datetime,
+    ) -> Job | None:
+        return jobs.enqueue(
+            self.database,
+            library=library,
+            rel_path=rel_path,
+            fingerprint=fingerprint,
+            preset_hash=preset_hash,
+            output_path=output_path,
+            reason=reason,
+            now=now,
+        )
+
+    def next_runnable(
+        self, *, now: datetime, library_order: Sequence[str], exclude_libraries: Collection[str] = ()
+    ) -> Job | None:
+        return jobs.next_runnable(
+            self.database, now=now, library_order=library_order, exclude_libraries=exclude_libraries
+        )
+
+    def mark_running(self, job_id: int, *, now: datetime) -> Job:
+        return jobs.mark_running(self.database, job_id, now=now)
+
+    def record_progress(self, job_id: int, *, progress: float, now: datetime) -> None:
+        jobs.record_progress(self.database, job_id, progress=progress, now=now)
+
+    def mark_done(self, job_id: int, *, now: datetime) -> Job:
+        return jobs.mark_done(self.database, job_id, now=now)
+
+    def mark_failed(self, job_id: int, *, error: str, stderr_tail: Sequence[str], retry: Retry, now: datetime) -> Job:
+        return jobs.mark_failed(self.database, job_id, error=error, stderr_tail=stderr_tail, retry=retry, now=now)
+
+    def mark_failed_temporarily(
+        self, job_id: int, *, error: str, stderr_tail: Sequence[str], retry: Retry, now: datetime
+    ) -> Job:
+        return failures.mark_failed_temporarily(
+            self.database, job_id, error=error, stderr_tail=stderr_tail, retry=retry, now=now
+        )
+
+    def mark_failed_permanently(self, job_id: int, *, error: str, stderr_tail: Sequence[str], now: datetime) -> Job:
+        return failures.mark_failed_permanently(self.database, job_id, error=error, stderr_tail=stderr_tail, now=now)
+
+    def requeue_running(self, *, now: datetime) -> list[Job]:
+        return jobs.requeue_running(self.database, now=now)
+
+    def cancel(self, job_id: int, *, now: datetime, by: CancelledBy = CancelledBy.ENGINE) -> Job:
+        return jobs.cancel(self.database, job_id, now=now, by=by)
+
+    def operator_cancelled(self) -> list[Job]:
+        return jobs.operator_cancelled(self.database)
+
+    def waiting(self) -> list[tuple[int, str, str]]:
+        return jobs.waiting(self.database)
+
+    def retry(self, job_id: int, *, now: datetime) -> Job:
+        return jobs.retry(self.database, job_id, now=now)
+
+    def retry_dead(self, *, now: datetime) -> list[Job]:
+        return jobs.retry_dead(self.database, now=now)
+
+    def list_jobs(self, *, state: JobState | None = None, library: str | None = None) -> list[Job]:
+        return jobs.list_jobs(self.database, state=state, library=library)
+
+    def get_job(self, job_id: int) -> Job | None:
+        return jobs.get(self.database, job_id)
+
+    def counts(self) -> dict[JobState, int]:
+        return jobs.counts(self.database)
+
+    def counts_by_library(self) -> dict[str, dict[str, int]]:
+        return jobs.counts_by_library(self.database)
+
+    def page(
+        self, *, state: JobState | None = None, library: str | None = None, before_id: int | None = None, limit: int
+    ) -> list[Job]:
+        return jobs.page(self.database, state=state, library=library, before_id=before_id, limit=limit)
+
+    def last_change(self) -> int:
+        return jobs.last_change(self.database)
+
+    def changed_after(self, change: int, *, limit: int = 500) -> list[tuple[int, Job]]:
+        return jobs.changed_after(self.database, change, limit=limit)
+
+    def unfinished(self) -> list[Job]:
+        return jobs.unfinished(self.database)
+
+    # --- the ledger
+    def load_ledger(self) -> Ledger:
+        return state.load_ledger(self.database)
+
+    def record_output(
+        self, entry: LedgerEntry, *, encoded_at: str, output_size: int | None = None, adopted: bool = False
+    ) -> None:
+        ledger.record(self.database, entry, encoded_at=encoded_at, output_size=output_size, adopted=adopted)
+
+    def output_size(self, *, library: str, rel_path: str) -> int | None:
+        return ledger.output_size(self.database, library=library, rel_path=rel_path)
+
+    def unsized_outputs(self) -> list[str]:
+        return ledger.unsized_outputs(self.database)
+
+    def set_output_size(self, output_path: str, size: int) -> None:
+        ledger.set_output_size(self.database, output_path, size)
+
+    def bytes_by_library(self) -> dict[str, LibraryBytes]:
+        return ledger.bytes_by_library(self.database)
+
+    def forget(self, *, library: str, rel_path: str) -> None:
+        ledger.forget(self.database, library=library, rel_path=rel_path)
+
+    def forget_output(self, output_path: str) -> None:
+        ledger.forget_output(self.database, output_path)
+
+    def records(self, *, library: str, rel_path: str, fingerprint: str, preset_hash: str) -> bool:
+        return ledger.records(
+            self.database, library=library, rel_path=rel_path, fingerprint=fingerprint, preset_hash=preset_hash
+        )
+
+    def output_holder(self, output_path: str) -> str | None:
+        return ledger.output_holder(self.database, output_path)
+
+    def carry_over(self, *, output_path: str, library: str, rel_path: str, size: int, mtime_ns: int) -> None:
+        ledger.carry_over(
+            self.database, output_path=output_path, library=library, rel_path=rel_path, size=size, mtime_ns=mtime_ns
+        )
+
+    def holds_output(self, output_path: str) -> bool:
+        return ledger.holds_output(self.database, output_path)
+
+    def made_output(self, output_path: str) -> bool:
+        return ledger.made_output(self.database, output_path)
+
+    def adopted(self, *, library: str, rel_path: str) -> bool:
+        return ledger.adopted(self.database, library=library, rel_path=rel_path)
+
+    def awaited_by_a_job(self, *, library: str, rel_path: str, fingerprint: str, output_path: str) -> bool:
+        return ledger.awaited_by_a_job(
+            self.database, library=library, rel_path=rel_path, fingerprint=fingerprint, output_path=output_path
+        )
+
+    # --- scan memory
+    def load_seen(self) -> dict[tuple[str, str], SeenFile]:
+        return scans.load_seen(self.database)
+
+    def load_file_counts(self) -> dict[str, int]:
+        return scans.load_file_counts(self.database)
+
+    def record_scan(
+        self,
+        *,
+        library: str,
+        files: Iterable[SourceFile],
+        previous: Mapping[tuple[str, str], SeenFile],
+        now_ns: int,
+        scanned_at: str,
+    ) -> None:
+        scans.record_scan(
+            self.database, library=library, files=files, previous=previous, now_ns=now_ns, scanned_at=scanned_at
+        )
+
+    # --- users
+    def load_users(self) -> tuple[UserRecord, ...]:
+        return users.load_users(self.database)
+
+    def find_user(self, name: str) -> UserRecord | None:
+        return users.find(self.database, name)
+
+    def add_generated_admin(self, *, name: str, password_hash: str, now: str) -> None:
+        users.add_generated_admin(self.database, name=name, password_hash=password_hash, now=now)
+
+    def apply_user_change(self, change: UserChange, *, now: str) -> None:
+        users.apply(self.database, change, now=now)
+
+    # --- holds
+    def load_holds(self) -> dict[str, Hold]:
+        return holds.load_holds(self.database)
+
+    def hold(self, library: str, *, reason: str, since: str) -> Hold:
+        return holds.hold(self.database, library, reason=reason, since=since)
+
+    def release(self, library: str) -> bool:
+        return holds.release(self.database, library)
+
+    # --- status
+    def set_gate(self, *, reasons: tuple[str, ...], now: datetime) -> None:
+        status.set_gate(self.database, reasons=reasons, now=now)
+
+    def gate_reasons(self) -> tuple[tuple[str, ...], str | None]:
+        return status.gate_reasons(self.database)
+
+    # --- revoked tokens
+    def revoke_token(self, token_id: str, *, expires_at: str, now: str) -> None:
+        tokens.revoke(self.database, token_id, expires_at=expires_at, now=now)
+
+    def is_revoked(self, token_id: str) -> bool:
+        return tokens.is_revoked(self.database, token_id)

@@ -1,0 +1,31 @@
+"""The `store` fixture: every contract test runs once per store implementation.
+
+Adding a store is one line in STORES plus a fixture named `<name>_store` that yields an
+empty, migrated store of that kind and closes it afterwards (for PostgreSQL: one on the
+throwaway cluster fixture, e.g. `postgres_store`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.store.protocol import Store
+from agent.store.sqlite import SqliteStore, open_store
+
+STORES = ["sqlite"]
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest) -> Store:
+    found: Store = request.getfixturevalue(f"{request.param}_store")
+    return found
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[SqliteStore]:
+    opened = open_store(tmp_path / "state")
+    yield opened
+    opened.close()

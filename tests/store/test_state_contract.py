@@ -1,0 +1,239 @@
+"""Everything else a store keeps, as every store must keep it: the ledger of what was encoded,
+the scan memory, users, paused libraries, why jobs are held back, ended tokens; and a
+transaction that keeps a finished job and its ledger row together."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from agent.domain import LedgerEntry, SeenFile, SourceFile, UserChange, UserChangeKind, UserRecord
+from agent.store.holds import Hold
+from agent.store.jobs import JobState
+from agent.store.ledger import LibraryBytes
+from agent.store.protocol import Store
+from agent.store.sqlite import SqliteStore, open_store
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+STAMP = T0.isoformat()
+
+
+def entry(rel_path: str = "Show/E01.mkv", *, library: str = "tv", fingerprint: str = "100:a") -> LedgerEntry:
+    return LedgerEntry(library, rel_path, fingerprint, 100, 7, "p1", f"{library.upper()}/{rel_path}")
+
+
+# --- the ledger
+
+
+def test_what_was_recorded_is_what_the_planner_reads(store: Store) -> None:
+    store.record_output(entry("a.mkv"), encoded_at=STAMP, output_size=40)
+    store.record_output(entry("b.mkv", library="movies"), encoded_at=STAMP)
+
+    assert sorted(store.load_ledger().entries, key=lambda e: e.rel_path) == [
+        entry("a.mkv"),
+        entry("b.mkv", library="movies"),
+    ]
+    assert store.records(library="tv", rel_path="a.mkv", fingerprint="100:a", preset_hash="p1")
+    assert not store.records(library="tv", rel_path="a.mkv", fingerprint="999:z", preset_hash="p1")
+    assert store.output_size(library="tv", rel_path="a.mkv") == 40
+    assert store.output_holder("MOVIES/b.mkv") == "movies"
+    assert store.output_holder("TV/nothing.mkv") is None
+
+
+def test_recording_a_source_again_replaces_its_row(store: Store) -> None:
+    store.record_output(entry("a.mkv"), encoded_at=STAMP, output_size=40)
+    store.record_output(entry("a.mkv", fingerprint="200:b"), encoded_at=STAMP, output_size=50)
+
+    assert store.load_ledger().entries == (entry("a.mkv", fingerprint="200:b"),)
+    assert store.output_size(library="tv", rel_path="a.mkv") == 50
+
+
+def test_only_an_output_hb2r_made_may_be_replaced_not_one_it_adopted(store: Store) -> None:
+    store.record_output(entry("made.mkv"), encoded_at=STAMP)
+    store.record_output(entry("found.mkv"), encoded_at=STAMP, adopted=True)
+
+    assert store.made_output("TV/made.mkv") and not store.made_output("TV/found.mkv")
+    assert store.holds_output("TV/found.mkv") and not store.holds_output("TV/other.mkv")
+    assert store.adopted(library="tv", rel_path="found.mkv") and not store.adopted(library="tv", rel_path="made.mkv")
+
+
+def test_forgetting_by_source_or_by_output(store: Store) -> None:
+    store.record_output(entry("a.mkv"), encoded_at=STAMP)
+    store.record_output(entry("b.mkv"), encoded_at=STAMP)
+
+    store.forget(library="tv", rel_path="a.mkv")
+    store.forget_output("TV/b.mkv")
+
+    assert store.load_ledger().entries == ()
+
+
+def test_a_renamed_library_carries_its_entry_over_with_the_source_as_it_is_now(store: Store) -> None:
+    store.record_output(entry("a.mkv", library="series"), encoded_at=STAMP, output_size=40)
+
+    store.carry_over(output_path="SERIES/a.mkv", library="tv", rel_path="S1/a.mkv", size=123, mtime_ns=9)
+
+    assert store.load_ledger().entries == (LedgerEntry("tv", "S1/a.mkv", "100:a", 123, 9, "p1", "SERIES/a.mkv"),)
+    assert store.output_size(library="tv", rel_path="S1/a.mkv") == 40
+
+
+def test_space_saved_counts_only_the_outputs_whose_size_is_known(store: Store) -> None:
+    store.record_output(entry("a.mkv"), encoded_at=STAMP, output_size=40)
+    store.record_output(entry("b.mkv"), encoded_at=STAMP)
+
+    assert store.bytes_by_library() == {"tv": LibraryBytes(files=2, input_bytes=100, output_bytes=40)}
+    assert store.unsized_outputs() == ["TV/b.mkv"]
+    store.set_output_size("TV/b.mkv", 30)
+    assert store.bytes_by_library() == {"tv": LibraryBytes(files=2, input_bytes=200, output_bytes=70)}
+    assert store.unsized_outputs() == []
+
+
+def test_an_output_a_queued_job_will_write_is_known_as_hb2rs_own(store: Store) -> None:
+    store.enqueue(
+        library="tv",
+        rel_path="a.mkv",
+        fingerprint="100:a",
+        preset_hash="p1",
+        output_path="TV/a.mkv",
+        reason="new",
+        now=T0,
+    )
+
+    assert store.awaited_by_a_job(library="tv", rel_path="a.mkv", fingerprint="100:a", output_path="TV/a.mkv")
+    assert not store.awaited_by_a_job(library="tv", rel_path="a.mkv", fingerprint="200:b", output_path="TV/a.mkv")
+
+
+# --- a transaction
+
+
+def test_a_job_and_its_ledger_row_are_finished_together_or_not_at_all(store: Store) -> None:
+    job = store.enqueue(
+        library="tv",
+        rel_path="a.mkv",
+        fingerprint="100:a",
+        preset_hash="p1",
+        output_path="TV/a.mkv",
+        reason="new",
+        now=T0,
+    )
+    assert job is not None
+    store.mark_running(job.id, now=T0)
+
+    with pytest.raises(OSError, match="publish failed"), store.transaction():
+        store.record_output(entry("a.mkv"), encoded_at=STAMP)
+        store.mark_done(job.id, now=T0)
+        raise OSError("publish failed")
+
+    after = store.get_job(job.id)
+    assert after is not None and after.state is JobState.RUNNING
+    assert store.load_ledger().entries == ()
+    with store.transaction():
+        store.record_output(entry("a.mkv"), encoded_at=STAMP)
+        with store.transaction():  # a nested block joins the outer one
+            store.mark_done(job.id, now=T0)
+    done = store.get_job(job.id)
+    assert done is not None and done.state is JobState.DONE and store.load_ledger().entries == (entry("a.mkv"),)
+
+
+# --- the scan memory
+
+
+def source(rel_path: str, size: int, mtime_ns: int, fingerprint: str | None = None) -> SourceFile:
+    return SourceFile(rel_path, size, mtime_ns, mtime_ns, fingerprint)
+
+
+def test_the_scan_memory_keeps_when_a_file_last_changed_and_forgets_files_gone(store: Store) -> None:
+    store.record_scan(
+        library="tv", files=[source("a.mkv", 10, 1, "10:a"), source("b.mkv", 20, 1)], previous={}, now_ns=100,
+        scanned_at=STAMP,
+    )  # fmt: skip
+    first = store.load_seen()
+    assert first == {("tv", "a.mkv"): SeenFile(10, 1, "10:a", None), ("tv", "b.mkv"): SeenFile(20, 1, None, None)}
+
+    store.record_scan(library="tv", files=[source("a.mkv", 11, 2)], previous=first, now_ns=200, scanned_at=STAMP)
+
+    assert store.load_seen() == {("tv", "a.mkv"): SeenFile(11, 2, None, 200)}  # grew: a new fingerprint is due
+    assert store.load_file_counts() == {"tv": 1}
+    ledger = store.load_ledger()
+    assert ledger.file_counts == {"tv": 1} and dict(ledger.seen) == store.load_seen()
+
+
+def test_a_fingerprint_is_kept_while_the_file_holds_still(store: Store) -> None:
+    store.record_scan(library="tv", files=[source("a.mkv", 10, 1, "10:a")], previous={}, now_ns=100, scanned_at=STAMP)
+    store.record_scan(
+        library="tv", files=[source("a.mkv", 10, 1)], previous=store.load_seen(), now_ns=200, scanned_at=STAMP
+    )
+
+    assert store.load_seen() == {("tv", "a.mkv"): SeenFile(10, 1, "10:a", None)}
+
+
+# --- users
+
+
+def test_users_follow_the_config_and_a_generated_admin_is_marked_so(store: Store) -> None:
+    store.add_generated_admin(name="admin", password_hash="$2b$h0", now=STAMP)
+    store.apply_user_change(UserChange(UserChangeKind.ADD, "alice", "user", "$2b$h1"), now=STAMP)
+
+    assert store.load_users() == (UserRecord("admin", "admin", "$2b$h0", True), UserRecord("alice", "user", "$2b$h1"))
+    store.apply_user_change(UserChange(UserChangeKind.UPDATE, "admin", "admin", "$2b$h2"), now=STAMP)
+    store.apply_user_change(UserChange(UserChangeKind.REMOVE, "alice", "user"), now=STAMP)
+
+    assert store.find_user("admin") == UserRecord("admin", "admin", "$2b$h2", False)  # now the config's
+    assert store.find_user("alice") is None
+    assert store.load_ledger().users == (UserRecord("admin", "admin", "$2b$h2", False),)
+
+
+# --- paused libraries, held-back jobs, ended tokens
+
+
+def test_a_second_pause_keeps_the_first_ones_time_and_a_resume_says_whether_it_was_paused(store: Store) -> None:
+    first = store.hold("tv", reason="paused by alice", since="2024-05-01T12:00:00+00:00")
+
+    again = store.hold("tv", reason="paused by bob", since="2024-05-01T13:00:00+00:00")
+
+    assert again == first == Hold("paused by alice", "2024-05-01T12:00:00+00:00")
+    assert store.load_holds() == {"tv": first}
+    assert store.release("tv") is True
+    assert store.release("tv") is False
+    assert store.load_holds() == {}
+
+
+def test_why_jobs_are_held_back_is_what_was_last_recorded(store: Store) -> None:
+    assert store.gate_reasons() == ((), None)
+
+    store.set_gate(reasons=("cpu 95% ≥ 80%", "outside the windows"), now=T0)
+    assert store.gate_reasons() == (("cpu 95% ≥ 80%", "outside the windows"), T0.isoformat())
+    store.set_gate(reasons=(), now=T0)
+    assert store.gate_reasons() == ((), T0.isoformat())
+
+
+def test_a_logged_out_token_stays_ended_until_it_would_have_expired(store: Store) -> None:
+    assert not store.is_revoked("t1")
+
+    store.revoke_token("t1", expires_at="2024-05-01T13:00:00+00:00", now="2024-05-01T12:00:00+00:00")
+    store.revoke_token("t1", expires_at="2024-05-01T13:00:00+00:00", now="2024-05-01T12:30:00+00:00")  # twice: fine
+    assert store.is_revoked("t1")
+
+    store.revoke_token("t2", expires_at="2024-05-01T15:00:00+00:00", now="2024-05-01T14:00:00+00:00")
+    assert not store.is_revoked("t1")  # expired anyway: forgotten
+    assert store.is_revoked("t2")
+
+
+# --- backup (SQLite only: a PostgreSQL store is backed up with its own tools)
+
+
+def test_a_sqlite_backup_is_a_store_with_the_same_state(sqlite_store: SqliteStore, tmp_path: Path) -> None:
+    sqlite_store.record_output(entry("a.mkv"), encoded_at=STAMP, output_size=40)
+    sqlite_store.hold("tv", reason="r", since=STAMP)
+    target = tmp_path / "copy" / "hb2r.db"
+    target.parent.mkdir()
+
+    sqlite_store.backup_to(target)
+
+    copy = open_store(target.parent)
+    try:
+        assert copy.load_ledger().entries == (entry("a.mkv"),)
+        assert copy.load_holds() == {"tv": Hold("r", STAMP)}
+    finally:
+        copy.close()
