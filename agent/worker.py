@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ from agent.handbrake.runner import Encode
 from agent.resources import cpu_count
 from agent.store import failures, jobs, ledger, status
 from agent.store.db import transaction
-from agent.verify import FailureKind, verify
+from agent.verify import FailureKind, source_gone, verify
 
 TICK_SECONDS = 2.0
 PROGRESS_WRITE_SECONDS = 5.0
@@ -323,7 +324,11 @@ class Dispatcher:
         preset = config.presets[library.preset]
         archive = config.paths.archive
         source = library.source / job.rel_path
-        source_stat = source.stat()
+        try:
+            source_stat = source.stat()
+        except FileNotFoundError:
+            self._source_gone(job, library, when="start", stderr_tail=())
+            return
         in_the_way = archive_checks.foreign_output(
             archive, job.output_path, made_by_hb2r=ledger.made_output(self.state.connection, job.output_path)
         )
@@ -355,6 +360,10 @@ class Dispatcher:
         if result.cancelled or self.stopping or entry.cancelled:
             publish.discard_partial(temp)
             return
+        if not await asyncio.to_thread(os.path.lexists, source):
+            publish.discard_partial(temp)
+            self._source_gone(job, library, when="end", stderr_tail=result.stderr_tail)
+            return
         changed = await asyncio.to_thread(archive_checks.source_changed, source, before=source_stat, job=job)
         if changed is not None:  # what HandBrakeCLI read may mix two contents: never publish it
             publish.discard_partial(temp)
@@ -378,6 +387,7 @@ class Dispatcher:
             output_end=output_end,
             muxed_bytes=muxed_bytes(result.stderr_tail),
             archive_free=archive_free,
+            stderr_tail=result.stderr_tail,
         )
         if entry.cancelled or self.stopping:
             publish.discard_partial(temp)
@@ -393,6 +403,11 @@ class Dispatcher:
             self._observe(
                 job, outcome="done", seconds=seconds, bytes_read=source_stat.st_size, bytes_written=output_size
             )
+
+    def _source_gone(self, job: jobs.Job, library: Library, *, when: str, stderr_tail: tuple[str, ...]) -> None:
+        readable = os.access(library.source, os.R_OK | os.X_OK) and library.source.is_dir()
+        gone = source_gone(when=when, library_readable=readable)
+        self._fail(job, gone.reason, stderr_tail, kind=gone.kind)
 
     def _note_ignore_list(self, problem: str | None) -> None:
         """Keep the IgnoreList's state in the archive problems; log it only when it changes."""
