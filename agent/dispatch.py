@@ -176,8 +176,9 @@ def unavailable_libraries(
 def decide(tick: Tick) -> Decision:
     """Given the facts of a tick, return the commands to carry out, in order (see the module's rules)."""
     commands: list[Command] = [Fail(item.job_id, item.kind, item.reason, item.stderr_tail) for item in tick.unrecorded]
-    commands.extend(_relieve_pressure(tick))
-    stopped: set[int] = set()
+    relief = _relieve_pressure(tick)
+    commands.extend(relief)
+    stopped = {command.job_id for command in relief if isinstance(command, Suspend)}  # waiting, not stuck
     for encoding in tick.running:
         if encoding.library not in tick.configured and not encoding.stopping:
             commands.append(Cancel(encoding.job_id, "its library was taken out of the config"))

@@ -338,11 +338,11 @@ class Dispatcher:
         preset = config.presets[library.preset]
         archive = config.paths.archive
         source = library.source / job.rel_path
-        refused = self._refuse_start(job, library, source)
-        if refused is not None:  # found before encoding: no encode is wasted on it
-            self._fail(job, refused.reason, (), kind=refused.kind)
+        source_stat, refused = self._refuse_start(job, library, source)
+        if refused is not None or source_stat is None:  # found before encoding: no encode is wasted on it
+            if refused is not None:
+                self._fail(job, refused.reason, (), kind=refused.kind)
             return
-        source_stat = source.stat()
         self._note_ignore_list(archive_checks.ignore_list_problem(archive))
         publish.prepare_partial_dir(archive, ignore_list=False)
         temp = publish.partial_path(
@@ -395,10 +395,17 @@ class Dispatcher:
                         job, outcome="done", seconds=seconds, bytes_read=source_stat.st_size, bytes_written=output_size
                     )
 
-    def _refuse_start(self, job: jobs.Job, library: Library, source: Path) -> dispatch.Fail | None:
-        """Check, before HandBrakeCLI starts, what would waste its encode; return the failure, or None."""
+    def _refuse_start(
+        self, job: jobs.Job, library: Library, source: Path
+    ) -> tuple[os.stat_result | None, dispatch.Fail | None]:
+        """Check, before HandBrakeCLI starts, what would waste its encode; return the source's stat
+        (None if it is gone) and the failure to record instead of encoding, or None."""
         archive = self.state.config.paths.archive
-        present = os.path.lexists(source)
+        try:
+            source_stat: os.stat_result | None = source.stat()
+        except FileNotFoundError:
+            source_stat = None
+        present = source_stat is not None
         in_the_way = elsewhere = None
         if present:
             found = archive_checks.foreign_output(
@@ -416,7 +423,7 @@ class Dispatcher:
         )
         if refused is not None and elsewhere is not None:  # a mount appeared since the pass: hold the library
             self.state.unpublishable_libraries[job.library] = elsewhere
-        return refused
+        return source_stat, refused
 
     async def _verify(
         self, temp: Path, result: EncodeResult, output_size: int, source_duration: asyncio.Task[float | None]

@@ -318,7 +318,7 @@ async def test_a_file_handbrake_finds_no_title_in_is_dead_after_one_attempt(
     assert dead.state is jobs.JobState.DEAD  # not failed, to be tried retry.attempts (3) times
     assert "no title" in (dead.error or "")
     assert dead.not_before is None
-    assert started(agent, job.id) == 1
+    assert (started(agent, job.id), dead.attempts) == (1, 1)  # one encode, counted
     assert list((tmp_path / "archive" / ".hb2r-partial").iterdir()) == []
 
 

@@ -157,6 +157,11 @@ GONE = "its library was taken out of the config"
             id="a-suspended-encode-is-not-hung",
         ),
         pytest.param(
+            tick(sample=MEMORY_PRESSED, running=(encoding(7, started=1, last_progress=NOW - 900),)),
+            (Suspend(7, "memory 97% is at or above 90%"),),
+            id="an-encode-suspended-in-this-tick-is-not-hung",
+        ),
+        pytest.param(
             tick(running=(encoding(7, started=1, last_progress=NOW - 900, stopping=True),)),
             (),
             id="a-stopping-encode-is-not-hung-again",
