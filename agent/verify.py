@@ -13,12 +13,23 @@ says it muxed (`muxed_bytes`, from its `mux: track N, ... bytes` lines).
 
 Every failure is typed (`FailureKind`): an encode that failed while the archive's disk was
 (nearly) full is TEMPORARY, not the file's fault: its attempt is not counted and it is
-retried once the gate sees room again.
+retried once the gate sees room again. A failure that retrying cannot fix is PERMANENT: the
+job is dead at once instead of being tried `retry.attempts` times:
+- HandBrakeCLI finds no title in the source. HandBrakeCLI 1.6.1 on a file that is no video
+  (text, random bytes named .mkv) prints "scan: unrecognized file type", "libhb: scan thread
+  found 0 valid title(s)" and "No title found." to stderr and exits 2. The same bytes give the
+  same answer every time. (A source that could not be read at all is caught before this, by
+  the runner's check that the source is still there.)
+- The source is gone when the job starts or when its encode ends, while its library's folder
+  is still readable: the file was deleted or moved; a pass queues its new path, if any, as a
+  new job. When the library's folder itself cannot be read (a mount went away) the failure is
+  TEMPORARY instead: the file may well come back with its mount.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeGuard
@@ -26,6 +37,8 @@ from typing import TypeGuard
 _HANDBRAKE_ERRORS = {1: "cancelled", 2: "wrong input", 3: "initialisation failed", 4: "unknown error", 5: "read error"}
 # Less free space than this (or than the bytes an encode lost) after a failed encode: the disk filled.
 DISK_FULL_MARGIN = 16 * 1024 * 1024
+# What HandBrakeCLI's stderr says when its scan finds nothing it can encode in the source.
+_NO_TITLE_LINES = ("No title found", "found 0 valid title")
 
 
 class FailureKind(StrEnum):
@@ -36,7 +49,8 @@ class FailureKind(StrEnum):
     COUNTED: the encode failed and may fail again (a broken source, a crash): counted
     against `retry.attempts`, then the job is dead.
     PERMANENT: retrying cannot help until an operator acts (a file hb2r did not make is in
-    the way): the job is dead at once, with the reason.
+    the way, a source with no video title, a source that is gone): the job is dead at once,
+    with the reason.
     """
 
     TEMPORARY = "temporary"
@@ -61,6 +75,7 @@ def verify(
     output_end: float | None = None,
     muxed_bytes: int | None = None,
     archive_free: int | None = None,
+    stderr_tail: Sequence[str] = (),
 ) -> Verification:
     """Given what HandBrakeCLI reported and what the files measure, return whether the encode is whole.
 
@@ -68,8 +83,16 @@ def verify(
     when it could not be measured. The durations must agree within max(1 s, 2 % of the source).
     `output_end` is when the output's last packet ends (None: not measured), `muxed_bytes` the
     payload HandBrakeCLI says it wrote (None: it did not say), `archive_free` the archive's free
-    bytes measured after the encode, with its output still there (None: not measured).
+    bytes measured after the encode, with its output still there (None: not measured);
+    `stderr_tail` HandBrakeCLI's last stderr lines.
     """
+    if exit_code != 0 and _found_no_title(stderr_tail):
+        return Verification(
+            False,
+            f"HandBrakeCLI found no title in the source (exit code {exit_code}, \"No title found.\"): "
+            "it is not a video HandBrake can read; permanent: not retried",
+            FailureKind.PERMANENT,
+        )
     verification = _verify_content(
         exit_code=exit_code,
         work_done_error=work_done_error,
@@ -142,3 +165,25 @@ def _verify_content(
 
 def _measured(duration: float | None) -> TypeGuard[float]:
     return duration is not None and math.isfinite(duration) and duration >= 0
+
+
+def source_gone(*, when: str, library_readable: bool) -> Verification:
+    """Given when the source was found gone ("start" or "end" of the encode) and whether its
+    library's folder can still be read, return the failure: permanent if only the file went."""
+    moment = "when its encode started" if when == "start" else "during its encode"
+    if library_readable:
+        return Verification(
+            False,
+            f"the source is gone (deleted or moved {moment}); permanent: not retried, nothing was published",
+            FailureKind.PERMANENT,
+        )
+    return Verification(
+        False,
+        f"the source is gone {moment} and its library's folder cannot be read (a missing mount?); "
+        "temporary: retried later, the attempt is not counted",
+        FailureKind.TEMPORARY,
+    )
+
+
+def _found_no_title(stderr_tail: Sequence[str]) -> bool:
+    return any(marker in line for line in stderr_tail for marker in _NO_TITLE_LINES)

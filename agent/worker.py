@@ -1,25 +1,22 @@
-"""The dispatcher: starts queued jobs when the gate admits one, and carries each to its end.
+"""The dispatcher's runner: gathers each tick's facts, asks `agent.dispatch` what to do, does it.
+
+The decisions (which job starts, which encode is suspended, resumed, cancelled or failed as
+hung, and what becomes of an encode that ended) are the pure functions of `agent.dispatch`;
+its docstring has the rules. This module carries their commands out: processes, temp
+files, SQLite writes, logs and metrics.
 
 A job's life here: mark running -> HandBrakeCLI writes `<archive>/.hb2r-partial/<id>.<ext>`
 -> verify (exit code, WorkDone, size, duration) -> in ONE transaction: ledger row, job done,
 and the atomic move into place. If the process dies between the move and the commit, the
 next pass finds an output with no ledger row and adopts it; if it dies before the move,
 the job is requeued at start and its temp file removed. Either way exactly one output.
+A job whose source is gone, or in which HandBrakeCLI finds no title, is dead at once.
 
-The gate is asked at most once a tick (TICK_SECONDS) and admits at most one job a tick, so
-the CPU a new encode adds is measured before the next is started. Progress is kept in
-memory and written to SQLite at most every PROGRESS_WRITE_SECONDS per job.
-
-Every tick also keeps the running encodes honest:
-- an encode whose library a reload took out of the config is stopped, its temp file removed
-  and its job cancelled (by the engine: it comes back if the library does);
-- a stall watchdog: an encode whose progress has not moved for `handbrake.stall_timeout`
-  (time suspended under memory pressure not counted) is hung; its process group is killed
-  and the job failed as temporary (retried after the first backoff, the attempt not
-  counted). The stall is logged, counted in the metrics (outcome "stalled") and shown by
-  /health until the job next ends otherwise;
-- a failure that could not be recorded (SQLite busy or failing) is recorded again each tick
-  until it is: the job never stays `running` while the agent lives, and its slot is free.
+The runner ticks every TICK_SECONDS (sooner when woken: a pass queued work, a job ended).
+Progress is kept in memory and written to SQLite at most every PROGRESS_WRITE_SECONDS per
+job. A failure that could not be recorded (SQLite busy or failing) is kept and handed to
+the next tick's decision until it is recorded. A stall is logged, counted in the metrics
+(outcome "stalled") and shown by /health until its job next ends otherwise.
 """
 
 from __future__ import annotations
@@ -27,13 +24,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent import archive_checks, descriptors, gate, publish
+from agent import archive_checks, descriptors, dispatch, gate, publish
 from agent.config.models import Config, Library
 from agent.domain import LedgerEntry
 from agent.engine import EngineState
@@ -41,10 +39,10 @@ from agent.handbrake.command import encode_argv
 from agent.handbrake.mux import muxed_bytes
 from agent.handbrake.probe import media_duration, media_end
 from agent.handbrake.progress import Progress
-from agent.handbrake.runner import Encode
+from agent.handbrake.runner import Encode, EncodeResult
 from agent.resources import cpu_count
 from agent.store import StoreError, jobs
-from agent.verify import FailureKind, verify
+from agent.verify import FailureKind, Verification, verify
 
 TICK_SECONDS = 2.0
 PROGRESS_WRITE_SECONDS = 5.0
@@ -70,6 +68,20 @@ class Running:
     temp: Path | None = None  # its temp file, once HandBrakeCLI was given one
     last_progress: float = field(default_factory=time.monotonic)  # when progress last moved (or it resumed)
     stalled: bool = False  # the watchdog killed it
+    stall_reason: str | None = None  # why the watchdog killed it
+
+    def as_encoding(self) -> dispatch.Encoding:
+        """Return this encode as the plain values the decisions take."""
+        return dispatch.Encoding(
+            job_id=self.job.id,
+            library=self.job.library,
+            started=self.started,
+            last_progress=self.last_progress,
+            progress=self.progress,
+            suspended=self.suspended,
+            has_process=self.encode is not None,
+            stopping=self.cancelled or self.stalled,
+        )
 
 
 @dataclass(frozen=True)
@@ -161,102 +173,112 @@ class Dispatcher:
                 await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
 
     def tick(self) -> None:
-        """Relieve memory pressure, then start at most one job if the gate admits it."""
+        """Gather the tick's facts, decide (`agent.dispatch.decide`) and carry the commands out."""
         if self.stopping:
             return
         config = self.state.config
-        self._record_unrecorded()
         sample = self.take_sample()
-        self._relieve_pressure(sample, config)
-        # A hold on a library taken out of the config must not keep its jobs from being cancelled below.
-        configured = {library.name for library in config.libraries}
-        self._stop_unconfigured(configured)
-        self._watch_stalls(config.handbrake.stall_timeout.total_seconds())
-        held = set(self.state.held_libraries) & configured
-        excluded = set(self.state.paused_libraries) | set(self.state.broken_libraries) | held
-        excluded |= set(self.state.unpublishable_libraries)
+        clock = time.monotonic()
+        for entry in self.running.values():
+            if entry.suspended:
+                entry.last_progress = clock  # suspended is waiting, not stuck
+        self._forget_settled_stalls()
+        configured = frozenset(library.name for library in config.libraries)
+        unavailable = dispatch.unavailable_libraries(
+            configured=configured,
+            paused=self.state.paused_libraries,
+            broken=self.state.broken_libraries,
+            held=self.state.held_libraries,
+            unpublishable=self.state.unpublishable_libraries,
+        )
         job = self.state.store.next_runnable(
             now=datetime.now(UTC),
             library_order=[library.name for library in config.libraries],
-            exclude_libraries=excluded,
+            exclude_libraries=unavailable,
         )
-        if job is None:
-            self.short_of_resources = False
-            self._set_blocked(())
-            return
-        library = _library(config, job.library)
-        if library is None:  # its library was taken out of the config; the next pass agrees
-            self.state.store.cancel(job.id, now=datetime.now(UTC), by=jobs.CancelledBy.ENGINE)
-            return
-        source = library.source / job.rel_path
-        try:
-            source_size = source.stat().st_size
-        except OSError:
-            source_size = 0
-        verdict = gate.decide(
-            sample=sample,
-            limits=config.limits,
-            running=len(self.running),  # a suspended encode still holds its memory
-            cpu_count=self._cores,
-            minute_of_day=_minute_of_day(),
-            estimated_output=gate.estimate_output_size(source_size),
-            blocked_before=self._strained,
-            reserved=gate.reserved_space(archive_checks.written_so_far(self.running.values())),
+        waiting = {} if job is None else {job.id: job}
+        candidates = tuple(
+            dispatch.Candidate(job.id, job.library, _source_size(config, job)) for job in waiting.values()
         )
-        self._strained = verdict.strained
-        self.short_of_resources = verdict.short_of_resources
-        if not verdict.admit:
-            self._set_blocked(verdict.reasons)
-            return
-        self._set_blocked(())
-        job = self.state.store.mark_running(job.id, now=datetime.now(UTC))
-        entry = Running(job, estimated_output=gate.estimate_output_size(source_size))
-        self.running[job.id] = entry
-        entry.task = asyncio.create_task(self._run(entry), name=f"job-{job.id}")
-
-    def _stop_unconfigured(self, configured: set[str]) -> None:
-        """Stop the encodes whose library is no longer configured; cancel their jobs."""
-        for entry in list(self.running.values()):
-            if entry.job.library in configured or entry.cancelled:
-                continue
-            entry.cancelled = True  # _encode throws away whatever it made
-            with contextlib.suppress(jobs.JobError):
-                self.state.store.cancel(entry.job.id, now=datetime.now(UTC), by=jobs.CancelledBy.ENGINE)
-            self.log.warning(
-                "job stopped",
-                job=entry.job.id,
-                library=entry.job.library,
-                path=entry.job.rel_path,
-                reason="its library was taken out of the config",
+        unrecorded = tuple(
+            dispatch.Unrecorded(job_id, failure.kind, failure.reason, failure.stderr_tail)
+            for job_id, failure in self._unrecorded.items()
+        )
+        decision = dispatch.decide(
+            dispatch.Tick(
+                now=clock,
+                minute_of_day=_minute_of_day(),
+                sample=sample,
+                limits=config.limits,
+                cpu_count=self._cores,
+                stall_timeout=config.handbrake.stall_timeout.total_seconds(),
+                configured=configured,
+                available=configured - unavailable,
+                running=tuple(entry.as_encoding() for entry in self.running.values()),
+                candidates=candidates,
+                unrecorded=unrecorded,
+                strained=self._strained,
+                reserved=gate.reserved_space(archive_checks.written_so_far(self.running.values())),
             )
-            self._stop_encode(entry)
+        )
+        for command in decision.commands:
+            self._carry_out(command, waiting=waiting)
+        self._strained = decision.strained
+        self.short_of_resources = decision.short_of_resources
+        self._set_blocked(decision.blocked)
 
-    def _watch_stalls(self, timeout: float) -> None:
-        """Kill the encodes whose progress has not moved for timeout seconds (suspended ones wait)."""
+    def _carry_out(self, command: dispatch.Command, *, waiting: dict[int, jobs.Job]) -> None:
+        """Do what a tick's command says; `waiting` holds the runnable jobs the tick was given."""
+        entry = self.running.get(command.job_id)
+        match command:
+            case dispatch.Fail() if command.job_id in self._unrecorded:
+                failure = self._unrecorded.pop(command.job_id)  # _fail keeps it again if it still cannot
+                with contextlib.suppress(jobs.JobError):  # no longer running (cancelled, requeued): nothing to record
+                    self._fail(failure.job, command.reason, command.stderr_tail, kind=command.kind)
+            case dispatch.Fail(stalled=True) if entry is not None:
+                entry.stalled, entry.stall_reason = True, command.reason
+                self.log.warning(
+                    "job stalled",
+                    job=entry.job.id,
+                    library=entry.job.library,
+                    path=entry.job.rel_path,
+                    seconds_without_progress=round(time.monotonic() - entry.last_progress),
+                    percent=round(entry.progress, 1),
+                )
+                self._stop_encode(entry)
+            case dispatch.Suspend() if entry is not None and entry.encode is not None:
+                entry.encode.suspend()
+                entry.suspended = True
+                self.log.warning("job suspended", job=entry.job.id, reason=command.reason)
+            case dispatch.Resume() if entry is not None and entry.encode is not None:
+                entry.encode.resume()
+                entry.suspended = False
+                self.log.info("job resumed", job=entry.job.id, reason=command.reason)
+            case dispatch.Cancel() if entry is not None:
+                entry.cancelled = True  # _encode throws away whatever it made
+                with contextlib.suppress(jobs.JobError):
+                    self.state.store.cancel(entry.job.id, now=datetime.now(UTC), by=jobs.CancelledBy.ENGINE)
+                job = entry.job
+                self.log.warning(
+                    "job stopped", job=job.id, library=job.library, path=job.rel_path, reason=command.reason
+                )
+                self._stop_encode(entry)
+            case dispatch.Cancel():
+                self.state.store.cancel(command.job_id, now=datetime.now(UTC), by=jobs.CancelledBy.ENGINE)
+            case dispatch.Start() if command.job_id in waiting:
+                job = self.state.store.mark_running(command.job_id, now=datetime.now(UTC))
+                entry = Running(job, estimated_output=command.estimated_output)
+                self.running[job.id] = entry
+                entry.task = asyncio.create_task(self._run(entry), name=f"job-{job.id}")
+            case _:
+                self.log.error("dispatcher command not carried out", command=repr(command))
+
+    def _forget_settled_stalls(self) -> None:
+        """Stop reporting the stalls whose job was cancelled or retried by hand since."""
         for job_id in [job_id for job_id in self.stalls if job_id not in self.running]:
             job = self.state.store.get_job(job_id)
             if job is None or job.state not in (jobs.JobState.QUEUED, jobs.JobState.FAILED):
-                del self.stalls[job_id]  # cancelled or retried by hand since: no longer a stalled job
-        clock = time.monotonic()
-        for entry in list(self.running.values()):
-            if entry.encode is None or entry.stalled or entry.cancelled:
-                continue
-            if entry.suspended:
-                entry.last_progress = clock  # suspended is waiting, not stuck
-                continue
-            if clock - entry.last_progress < timeout:
-                continue
-            entry.stalled = True
-            job = entry.job
-            self.log.warning(
-                "job stalled",
-                job=job.id,
-                library=job.library,
-                path=job.rel_path,
-                seconds_without_progress=round(clock - entry.last_progress),
-                percent=round(entry.progress, 1),
-            )
-            self._stop_encode(entry)
+                del self.stalls[job_id]
 
     def _stop_encode(self, entry: Running) -> None:
         """Stop entry's encode (its whole process group) in a task of its own; a tick does not wait."""
@@ -266,13 +288,6 @@ class Dispatcher:
             task.add_done_callback(self._stopping_tasks.discard)
         elif entry.task is not None:
             entry.task.cancel()
-
-    def _record_unrecorded(self) -> None:
-        """Record again the failures that could not be recorded; keep those that still cannot."""
-        for job_id, failure in list(self._unrecorded.items()):
-            del self._unrecorded[job_id]  # _fail keeps it again if it still cannot be recorded
-            with contextlib.suppress(jobs.JobError):  # no longer running (cancelled, requeued): nothing to record
-                self._fail(failure.job, failure.reason, failure.stderr_tail, kind=failure.kind)
 
     async def stop(self) -> None:
         """Stop admitting, stop every encode, requeue their jobs and remove their temp files."""
@@ -320,17 +335,10 @@ class Dispatcher:
         preset = config.presets[library.preset]
         archive = config.paths.archive
         source = library.source / job.rel_path
-        source_stat = source.stat()
-        in_the_way = archive_checks.foreign_output(
-            archive, job.output_path, made_by_hb2r=self.state.store.made_output(job.output_path)
-        )
-        if in_the_way is not None:  # found before encoding: no encode is wasted on it
-            self._fail(job, archive_checks.conflict_reason(job.id, in_the_way), (), kind=FailureKind.PERMANENT)
-            return
-        elsewhere = archive_checks.cross_mount_problem(archive, (archive / job.output_path).parent)
-        if elsewhere is not None:  # a mount appeared since the pass: hold the library, spend no encode
-            self.state.unpublishable_libraries[job.library] = elsewhere
-            self._fail(job, elsewhere, (), kind=FailureKind.TEMPORARY)
+        source_stat, refused = self._refuse_start(job, library, source)
+        if refused is not None or source_stat is None:  # found before encoding: no encode is wasted on it
+            if refused is not None:
+                self._fail(job, refused.reason, (), kind=refused.kind)
             return
         self._note_ignore_list(archive_checks.ignore_list_problem(archive))
         publish.prepare_partial_dir(archive, ignore_list=False)
@@ -345,19 +353,79 @@ class Dispatcher:
         source_duration = asyncio.create_task(asyncio.to_thread(media_duration, source))
         entry.encode = await Encode.start(argv, nice=config.limits.nice, on_progress=reporter)
         result = await entry.encode.wait()
-        if entry.stalled and not (self.stopping or entry.cancelled):
-            publish.discard_partial(temp)
-            self._stalled(entry, stderr_tail=result.stderr_tail, bytes_read=source_stat.st_size)
-            return
-        if result.cancelled or self.stopping or entry.cancelled:
-            publish.discard_partial(temp)
-            return
-        changed = await asyncio.to_thread(archive_checks.source_changed, source, before=source_stat, job=job)
-        if changed is not None:  # what HandBrakeCLI read may mix two contents: never publish it
-            publish.discard_partial(temp)
-            self._fail(job, changed, result.stderr_tail, kind=FailureKind.TEMPORARY)
-            return
-        output_size = temp.stat().st_size if temp.exists() else 0
+        ended = dispatch.Ended(
+            job.id,
+            stopped=self.stopping or entry.cancelled or (result.cancelled and not entry.stalled),
+            stall=entry.stall_reason,
+            stderr_tail=result.stderr_tail,
+        )
+        output_size = 0
+        if not ended.stopped and ended.stall is None:
+            present = await asyncio.to_thread(os.path.lexists, source)
+            ended = replace(ended, source_present=present, library_readable=present or _readable(library.source))
+            if present:
+                changed = await asyncio.to_thread(archive_checks.source_changed, source, before=source_stat, job=job)
+                ended = replace(ended, source_changed=changed)
+            if present and ended.source_changed is None:
+                output_size = temp.stat().st_size if temp.exists() else 0
+                verification = await self._verify(temp, result, output_size, source_duration)
+                # Cancelled or stopping while it was verified: thrown away.
+                ended = replace(ended, verification=verification, stopped=self.stopping or entry.cancelled)
+        seconds = time.monotonic() - entry.started
+        match dispatch.conclude(ended):
+            case dispatch.Discard():
+                publish.discard_partial(temp)
+            case dispatch.Fail(stalled=True) as failed:
+                publish.discard_partial(temp)
+                self._fail(job, failed.reason, failed.stderr_tail, kind=failed.kind)
+                stall = ended.stall or ""
+                self.stalls[job.id] = f"job {job.id} ({job.library}/{job.rel_path}) stalled: {stall}; retried later"
+                self._observe(job, outcome="stalled", seconds=seconds, bytes_read=source_stat.st_size, bytes_written=0)
+            case dispatch.Fail() as failed:
+                publish.discard_partial(temp)
+                outcome = self._fail(job, failed.reason, failed.stderr_tail, kind=failed.kind)
+                self._observe(job, outcome=outcome, seconds=seconds, bytes_read=source_stat.st_size, bytes_written=0)
+            case dispatch.Publish():
+                self.log.info("job verified", job=job.id, library=job.library, path=job.rel_path)
+                if self._publish(job, temp, source_stat.st_size, source_stat.st_mtime_ns, output_size=output_size):
+                    self._observe(
+                        job, outcome="done", seconds=seconds, bytes_read=source_stat.st_size, bytes_written=output_size
+                    )
+
+    def _refuse_start(
+        self, job: jobs.Job, library: Library, source: Path
+    ) -> tuple[os.stat_result | None, dispatch.Fail | None]:
+        """Check, before HandBrakeCLI starts, what would waste its encode; return the source's stat
+        (None if it is gone) and the failure to record instead of encoding, or None."""
+        archive = self.state.config.paths.archive
+        try:
+            source_stat: os.stat_result | None = source.stat()
+        except FileNotFoundError:
+            source_stat = None
+        present = source_stat is not None
+        in_the_way = elsewhere = None
+        if present:
+            found = archive_checks.foreign_output(
+                archive, job.output_path, made_by_hb2r=self.state.store.made_output(job.output_path)
+            )
+            in_the_way = None if found is None else archive_checks.conflict_reason(job.id, found)
+            if in_the_way is None:
+                elsewhere = archive_checks.cross_mount_problem(archive, (archive / job.output_path).parent)
+        refused = dispatch.before_start(
+            job_id=job.id,
+            source_present=present,
+            library_readable=present or _readable(library.source),
+            in_the_way=in_the_way,
+            elsewhere=elsewhere,
+        )
+        if refused is not None and elsewhere is not None:  # a mount appeared since the pass: hold the library
+            self.state.unpublishable_libraries[job.library] = elsewhere
+        return source_stat, refused
+
+    async def _verify(
+        self, temp: Path, result: EncodeResult, output_size: int, source_duration: asyncio.Task[float | None]
+    ) -> Verification:
+        """Measure the output and the archive; return the verdict on the encode."""
         archive_free = archive_checks.free_space(temp.parent)  # measured before the temp is removed
         durations: tuple[float | None, float | None] = (None, None)
         output_end: float | None = None
@@ -366,7 +434,7 @@ class Dispatcher:
             if durations[1] is not None:
                 measured_end = await asyncio.to_thread(media_end, temp, duration=durations[1])
                 output_end = 0.0 if measured_end is None else measured_end  # unreadable: nothing is there
-        verification = verify(
+        return verify(
             exit_code=result.exit_code,
             work_done_error=result.work_done_error,
             output_size=output_size,
@@ -375,21 +443,8 @@ class Dispatcher:
             output_end=output_end,
             muxed_bytes=muxed_bytes(result.stderr_tail),
             archive_free=archive_free,
+            stderr_tail=result.stderr_tail,
         )
-        if entry.cancelled or self.stopping:
-            publish.discard_partial(temp)
-            return
-        seconds = time.monotonic() - entry.started
-        if not verification.ok:
-            publish.discard_partial(temp)
-            outcome = self._fail(job, verification.reason, result.stderr_tail, kind=verification.kind)
-            self._observe(job, outcome=outcome, seconds=seconds, bytes_read=source_stat.st_size, bytes_written=0)
-            return
-        self.log.info("job verified", job=job.id, library=job.library, path=job.rel_path, duration=durations[1])
-        if self._publish(job, temp, source_stat.st_size, source_stat.st_mtime_ns, output_size=output_size):
-            self._observe(
-                job, outcome="done", seconds=seconds, bytes_read=source_stat.st_size, bytes_written=output_size
-            )
 
     def _note_ignore_list(self, problem: str | None) -> None:
         """Keep the IgnoreList's state in the archive problems; log it only when it changes."""
@@ -445,15 +500,6 @@ class Dispatcher:
         self.log.info("job published", job=job.id, library=job.library, path=job.rel_path, output=job.output_path)
         return True
 
-    def _stalled(self, entry: Running, *, stderr_tail: tuple[str, ...], bytes_read: int) -> None:
-        job, timeout = entry.job, self.state.config.handbrake.stall_timeout
-        reason = f"no progress for {_duration(timeout.total_seconds())} at {entry.progress:.1f}%: HandBrakeCLI hung"
-        self._fail(job, f"{reason}; killed, will be retried", stderr_tail, kind=FailureKind.TEMPORARY)
-        self.stalls[job.id] = f"job {job.id} ({job.library}/{job.rel_path}) stalled: {reason}; retried later"
-        self._observe(
-            job, outcome="stalled", seconds=time.monotonic() - entry.started, bytes_read=bytes_read, bytes_written=0
-        )
-
     def _fail(
         self,
         job: jobs.Job,
@@ -503,29 +549,6 @@ class Dispatcher:
         )
         return str(failed.state)
 
-    def _relieve_pressure(self, sample: gate.Sample, config: Config) -> None:
-        pressure = gate.memory_pressure(sample=sample, limits=config.limits, suspended=self._suspended_count())
-        active = [entry for entry in self.running.values() if entry.encode is not None]
-        if pressure.suspend:
-            candidates = [entry for entry in active if not entry.suspended]
-            if candidates:
-                newest = max(candidates, key=lambda entry: entry.started)
-                assert newest.encode is not None  # noqa: S101 - filtered above
-                newest.encode.suspend()
-                newest.suspended = True
-                self.log.warning("job suspended", job=newest.job.id, reason=pressure.reason)
-        elif pressure.resume:
-            suspended = [entry for entry in active if entry.suspended]
-            if suspended:
-                oldest = min(suspended, key=lambda entry: entry.started)
-                assert oldest.encode is not None  # noqa: S101 - filtered above
-                oldest.encode.resume()
-                oldest.suspended = False
-                self.log.info("job resumed", job=oldest.job.id, reason=pressure.reason)
-
-    def _suspended_count(self) -> int:
-        return sum(1 for entry in self.running.values() if entry.suspended)
-
     def _set_blocked(self, reasons: tuple[str, ...]) -> None:
         if reasons == self._blocked:
             return
@@ -556,7 +579,9 @@ class _ProgressReporter:
         entry.eta_seconds = progress.eta_seconds
         if clock - self.written_at >= PROGRESS_WRITE_SECONDS:
             self.written_at = clock
-            self.dispatcher.state.store.record_progress(entry.job.id, progress=entry.progress, now=datetime.now(UTC))
+            self.dispatcher.state.store.record_progress(
+                entry.job.id, progress=entry.progress, now=datetime.now(UTC)
+            )
         decile = int(entry.progress // 10)
         if decile > self.logged_decile:
             self.logged_decile = decile
@@ -575,11 +600,19 @@ def _library(config: Config, name: str) -> Library | None:
     return next((library for library in config.libraries if library.name == name), None)
 
 
-def _duration(seconds: float) -> str:
-    """Return seconds as an operator writes them in the config: 90s, 10m, 1h30m."""
-    whole = int(seconds)
-    hours, minutes, rest = whole // 3600, whole % 3600 // 60, whole % 60
-    return "".join(f"{value}{unit}" for value, unit in ((hours, "h"), (minutes, "m"), (rest, "s")) if value) or "0s"
+def _source_size(config: Config, job: jobs.Job) -> int:
+    library = _library(config, job.library)
+    if library is None:
+        return 0
+    try:
+        return (library.source / job.rel_path).stat().st_size
+    except OSError:
+        return 0
+
+
+def _readable(folder: Path) -> bool:
+    """Whether a library's folder can still be listed (a missing mount cannot)."""
+    return folder.is_dir() and os.access(folder, os.R_OK | os.X_OK)
 
 
 def _minute_of_day() -> int:

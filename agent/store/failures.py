@@ -7,7 +7,9 @@ failure must not be counted that way (see `agent.verify.FailureKind`):
   is failed with its attempts unchanged and may run again after `retry.backoff`; the gate, the
   next pass or the archive checks decide whether it really does.
 - permanent: retrying cannot help until an operator acts (a file hb2r did not make stands at
-  the output path). The job is dead at once, with the reason; `hb2r retry` brings it back.
+  the output path, HandBrakeCLI finds no title in the source, the source is gone). The job is
+  dead at once, with the reason, its one attempt counted; `hb2r retry` brings it back.
+Both state changes are checked against `agent.store.transitions`.
 Like `agent.store.jobs`, no function here begins or commits a transaction.
 """
 
@@ -18,8 +20,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from agent.retry import backoff_delay
-from agent.store.jobs import Job, JobState, _one, _refuse, _sql, _stamp, _tail
+from agent.store.jobs import Job, _one, _refuse, _sql, _stamp, _tail
 from agent.store.sql import Database
+from agent.store.transitions import JobEvent, sql_states, target
 
 if TYPE_CHECKING:
     from agent.config.models import Retry
@@ -39,39 +42,49 @@ def mark_failed_temporarily(
     Raise JobNotFound or JobStateError if there is no such job or it is not running.
     """
     not_before = now + backoff_delay(attempt=1, backoff=retry.backoff, max_backoff=retry.max_backoff)
-    return _end(database, job_id, state=JobState.FAILED, not_before=_stamp(not_before), error=error,
+    return _end(database, job_id, event=JobEvent.FAIL_TEMPORARILY, not_before=_stamp(not_before), error=error,
                 stderr_tail=stderr_tail, now=now)  # fmt: skip
 
 
 def mark_failed_permanently(
     database: Database, job_id: int, *, error: str, stderr_tail: Sequence[str], now: datetime
 ) -> Job:
-    """Make a running job dead at once (retrying cannot help); return it.
+    """Make a running job dead at once (retrying cannot help), its attempt counted; return it.
 
     Raise JobNotFound or JobStateError if there is no such job or it is not running.
     """
-    return _end(database, job_id, state=JobState.DEAD, not_before=None, error=error, stderr_tail=stderr_tail, now=now)
+    return _end(
+        database,
+        job_id,
+        event=JobEvent.FAIL_PERMANENTLY,
+        not_before=None,
+        error=error,
+        stderr_tail=stderr_tail,
+        now=now,
+    )
 
 
 def _end(
     database: Database,
     job_id: int,
     *,
-    state: JobState,
+    event: JobEvent,
     not_before: str | None,
     error: str,
     stderr_tail: Sequence[str],
     now: datetime,
 ) -> Job:
+    counted = 1 if event is JobEvent.FAIL_PERMANENTLY else 0  # a temporary failure is not the file's
     cursor = database.execute(
-        _sql("""
-        UPDATE jobs SET state = ?, not_before = ?, error = ?, stderr_tail = ?, progress = NULL, updated_at = ?
-        WHERE id = ? AND state = 'running'
-        RETURNING {COLUMNS}
-        """),
-        (str(state), not_before, error, _tail(stderr_tail), _stamp(now), job_id),
+        _sql(f"""
+        UPDATE jobs SET state = ?, attempts = attempts + ?, not_before = ?, error = ?, stderr_tail = ?,
+                        progress = NULL, updated_at = ?
+        WHERE id = ? AND state IN {sql_states(event)}
+        RETURNING {{COLUMNS}}
+        """),  # noqa: S608 - the guard is built from the transition table's constants
+        (str(target(event)), counted, not_before, error, _tail(stderr_tail), _stamp(now), job_id),
     )
     job = _one(cursor)
     if job is None:
-        _refuse(database, job_id, verb="fail", allowed=(JobState.RUNNING,))
+        _refuse(database, job_id, event=event)
     return job

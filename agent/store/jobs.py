@@ -16,9 +16,9 @@ Design notes:
   cancelled. A running one is left alone: the engine holds its process and decides.
 - At most one encode per file: `next_runnable` holds a job back while another job for the
   same file runs.
-- States: queued → running → done; running → failed → running (once `not_before` has
-  passed) or dead after `retry.attempts` failures; running → queued (crash, SIGTERM);
-  queued|running|failed → cancelled; dead|failed|cancelled → queued (`retry`).
+- States: the transition table in `agent.store.transitions` is the one definition. Every
+  function here that changes a job's state names its event; its SQL guard and its refusal
+  (JobStateError naming the job, its state and the event) come from that table.
 - Time is an argument (`now`, an aware datetime), never read here. It is stored as ISO-8601
   UTC with microseconds, fixed width, so that text order is time order in SQL.
 - No function begins or commits a transaction: each runs inside the caller's
@@ -38,20 +38,22 @@ from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from agent.retry import backoff_delay
 from agent.store.sql import Cursor, Database
+from agent.store.transitions import (
+    JobError,
+    JobEvent,
+    JobNotFound,
+    JobState,
+    JobStateError,
+    refusal,
+    sources,
+    sql_states,
+    target,
+)
 
 if TYPE_CHECKING:
     from agent.config.models import Retry
 
 STDERR_LINES = 50
-
-
-class JobState(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    DEAD = "dead"
-    CANCELLED = "cancelled"
 
 
 class Job(NamedTuple):
@@ -81,24 +83,17 @@ class CancelledBy(StrEnum):
     ENGINE = "engine"  # the plan stopped wanting it: queued again when wanted again
 
 
-class JobError(Exception):
-    """A job cannot make the asked change; the message says why."""
-
-
-class JobNotFound(JobError):
-    pass
-
-
-class JobStateError(JobError):
-    pass
-
-
 _FIELDS = Job._fields
 _STATE = _FIELDS.index("state")
-_CAN_START = (JobState.QUEUED, JobState.FAILED)
-_CAN_CANCEL = (JobState.QUEUED, JobState.RUNNING, JobState.FAILED)
-_CAN_RETRY = (JobState.DEAD, JobState.FAILED, JobState.CANCELLED)
 _COLUMNS = ", ".join(_FIELDS)  # every query reads these columns, in this order
+__all__ = ["Job", "JobError", "JobEvent", "JobNotFound", "JobState", "JobStateError"]
+# The guards of the state changes below, from the transition table (constants, not input).
+_START = f"state IN {sql_states(JobEvent.START)}"
+_FINISH = f"state IN {sql_states(JobEvent.FINISH)}"
+_FAIL = f"state IN {sql_states(JobEvent.FAIL)}"
+_REQUEUE = f"state IN {sql_states(JobEvent.REQUEUE)}"
+_CANCEL = f"state IN {sql_states(JobEvent.CANCEL)}"
+_RETRY = f"state IN {sql_states(JobEvent.RETRY)}"
 
 
 def _sql(text: str) -> str:
@@ -226,15 +221,15 @@ def mark_running(database: Database, job_id: int, *, now: datetime) -> Job:
     Raise JobNotFound or JobStateError if there is no such job or it is in another state.
     """
     cursor = database.execute(
-        _sql("""
-        UPDATE jobs SET state = 'running', not_before = NULL, error = NULL, stderr_tail = NULL, progress = 0,
+        _sql(f"""
+        UPDATE jobs SET state = ?, not_before = NULL, error = NULL, stderr_tail = NULL, progress = 0,
                         updated_at = ?
-        WHERE id = ? AND state IN ('queued', 'failed')
-        RETURNING {COLUMNS}
-        """),
-        (_stamp(now), job_id),
+        WHERE id = ? AND {_START}
+        RETURNING {{COLUMNS}}
+        """),  # noqa: S608 - the guard is built from the transition table's constants
+        (str(target(JobEvent.START)), _stamp(now), job_id),
     )
-    return _one(cursor) or _refuse(database, job_id, verb="start", allowed=_CAN_START)
+    return _one(cursor) or _refuse(database, job_id, event=JobEvent.START)
 
 
 def record_progress(database: Database, job_id: int, *, progress: float, now: datetime) -> None:
@@ -253,14 +248,14 @@ def mark_done(database: Database, job_id: int, *, now: datetime) -> Job:
     Raise JobNotFound or JobStateError if there is no such job or it is not running.
     """
     cursor = database.execute(
-        _sql("""
-        UPDATE jobs SET state = 'done', not_before = NULL, progress = 100, updated_at = ?
-        WHERE id = ? AND state = 'running'
-        RETURNING {COLUMNS}
-        """),
-        (_stamp(now), job_id),
+        _sql(f"""
+        UPDATE jobs SET state = ?, not_before = NULL, progress = 100, updated_at = ?
+        WHERE id = ? AND {_FINISH}
+        RETURNING {{COLUMNS}}
+        """),  # noqa: S608 - the guard is built from the transition table's constants
+        (str(target(JobEvent.FINISH)), _stamp(now), job_id),
     )
-    return _one(cursor) or _refuse(database, job_id, verb="finish", allowed=(JobState.RUNNING,))
+    return _one(cursor) or _refuse(database, job_id, event=JobEvent.FINISH)
 
 
 def mark_failed(
@@ -279,38 +274,40 @@ def mark_failed(
     Raise JobNotFound or JobStateError if there is no such job or it is not running.
     """
     job = get(database, job_id)
-    if job is None or job.state is not JobState.RUNNING:
-        _refuse(database, job_id, verb="fail", allowed=(JobState.RUNNING,))
+    if job is None or job.state not in sources(JobEvent.FAIL):
+        _refuse(database, job_id, event=JobEvent.FAIL)
     attempts = job.attempts + 1
     if attempts >= retry.attempts:
-        state, not_before = JobState.DEAD, None
+        state, not_before = target(JobEvent.EXHAUST), None
     else:
         delay = backoff_delay(attempt=attempts, backoff=retry.backoff, max_backoff=retry.max_backoff)
-        state, not_before = JobState.FAILED, _stamp(now + delay)
+        state, not_before = target(JobEvent.FAIL), _stamp(now + delay)
     cursor = database.execute(
-        _sql("""
+        _sql(f"""
         UPDATE jobs SET state = ?, attempts = ?, not_before = ?, error = ?, stderr_tail = ?, progress = NULL,
                         updated_at = ?
-        WHERE id = ? AND state = 'running' AND attempts = ?
-        RETURNING {COLUMNS}
-        """),
+        WHERE id = ? AND {_FAIL} AND attempts = ?
+        RETURNING {{COLUMNS}}
+        """),  # noqa: S608 - the guard is built from the transition table's constants
         (str(state), attempts, not_before, error, _tail(stderr_tail), _stamp(now), job_id, job.attempts),
     )
     failed = _one(cursor)
     if failed is None:
-        raise JobStateError(f"job {job_id} changed while its failure was being recorded")
+        raise JobStateError(
+            f"job {job_id} changed while its failure was being recorded", job_id=job_id, event=JobEvent.FAIL
+        )
     return failed
 
 
 def requeue_running(database: Database, *, now: datetime) -> list[Job]:
     """Put every running job back in the queue, attempts unchanged (start-up after a crash, shutdown)."""
     cursor = database.execute(
-        _sql("""
-        UPDATE jobs SET state = 'queued', not_before = NULL, progress = NULL, updated_at = ?
-        WHERE state = 'running'
-        RETURNING {COLUMNS}
-        """),
-        (_stamp(now),),
+        _sql(f"""
+        UPDATE jobs SET state = ?, not_before = NULL, progress = NULL, updated_at = ?
+        WHERE {_REQUEUE}
+        RETURNING {{COLUMNS}}
+        """),  # noqa: S608 - the guard is built from the transition table's constants
+        (str(target(JobEvent.REQUEUE)), _stamp(now)),
     )
     return _sorted(cursor)
 
@@ -322,14 +319,14 @@ def cancel(database: Database, job_id: int, *, now: datetime, by: CancelledBy = 
     Raise JobNotFound or JobStateError if there is no such job or it is in another state.
     """
     cursor = database.execute(
-        _sql("""
-        UPDATE jobs SET state = 'cancelled', cancelled_by = ?, not_before = NULL, progress = NULL, updated_at = ?
-        WHERE id = ? AND state IN ('queued', 'running', 'failed')
-        RETURNING {COLUMNS}
-        """),
-        (str(by), _stamp(now), job_id),
+        _sql(f"""
+        UPDATE jobs SET state = ?, cancelled_by = ?, not_before = NULL, progress = NULL, updated_at = ?
+        WHERE id = ? AND {_CANCEL}
+        RETURNING {{COLUMNS}}
+        """),  # noqa: S608 - the guard is built from the transition table's constants
+        (str(target(JobEvent.CANCEL)), str(by), _stamp(now), job_id),
     )
-    return _one(cursor) or _refuse(database, job_id, verb="be cancelled", allowed=_CAN_CANCEL)
+    return _one(cursor) or _refuse(database, job_id, event=JobEvent.CANCEL)
 
 
 def operator_cancelled(database: Database) -> list[Job]:
@@ -364,20 +361,20 @@ def retry(database: Database, job_id: int, *, now: datetime) -> Job:
     job, it is in another state, or another job for the same file is queued, running or failed.
     """
     cursor = database.execute(
-        _sql("""
-        UPDATE jobs SET state = 'queued', attempts = 0, not_before = NULL, progress = NULL, cancelled_by = NULL,
+        _sql(f"""
+        UPDATE jobs SET state = ?, attempts = 0, not_before = NULL, progress = NULL, cancelled_by = NULL,
                         updated_at = ?
-        WHERE id = ? AND state IN ('dead', 'failed', 'cancelled')
+        WHERE id = ? AND {_RETRY}
           AND NOT EXISTS (
               SELECT 1 FROM jobs AS other
               WHERE other.library = jobs.library AND other.rel_path = jobs.rel_path AND other.id != jobs.id
                 AND other.state IN ('queued', 'running', 'failed')
           )
-        RETURNING {COLUMNS}
-        """),
-        (_stamp(now), job_id),
+        RETURNING {{COLUMNS}}
+        """),  # noqa: S608 - the guard is built from the transition table's constants
+        (str(target(JobEvent.RETRY)), _stamp(now), job_id),
     )
-    return _one(cursor) or _refuse(database, job_id, verb="be retried", allowed=_CAN_RETRY)
+    return _one(cursor) or _refuse(database, job_id, event=JobEvent.RETRY)
 
 
 def retry_dead(database: Database, *, now: datetime) -> list[Job]:
@@ -483,16 +480,15 @@ def _tail(lines: Sequence[str]) -> str | None:
     return "\n".join(split[-STDERR_LINES:]) or None
 
 
-def _refuse(database: Database, job_id: int, *, verb: str, allowed: Sequence[JobState]) -> NoReturn:
-    """Raise why job_id could not `verb`: it does not exist, is not in an `allowed` state, or
-    (for a retry) another job for the same file is active."""
+def _refuse(database: Database, job_id: int, *, event: JobEvent) -> NoReturn:
+    """Raise why job_id could not take event: it does not exist, the transition table does not
+    allow event from its state, or (for a retry) another job for the same file is active."""
     job = get(database, job_id)
     if job is None:
         raise JobNotFound(f"there is no job {job_id}")
-    if job.state not in allowed:
-        names = [str(state) for state in allowed]
-        either = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
-        raise JobStateError(f"job {job_id} is {job.state}; only a {either} job can {verb}")
+    if job.state not in sources(event):
+        raise refusal(job_id=job_id, state=job.state, event=event)
+    verb = event.verb
     other = database.execute(
         """
         SELECT id, state FROM jobs
@@ -502,8 +498,15 @@ def _refuse(database: Database, job_id: int, *, verb: str, allowed: Sequence[Job
         (job.library, job.rel_path, job_id),
     ).fetchone()
     if other is not None:
-        raise JobStateError(f"job {job_id} cannot {verb}: job {other[0]} for the same file is {other[1]}")
-    raise JobStateError(f"job {job_id} changed while asked to {verb}; try again")
+        raise JobStateError(
+            f"job {job_id} cannot {verb}: job {other[0]} for the same file is {other[1]}",
+            job_id=job_id,
+            state=job.state,
+            event=event,
+        )
+    raise JobStateError(
+        f"job {job_id} changed while asked to {verb}; try again", job_id=job_id, state=job.state, event=event
+    )
 
 
 def _all(cursor: Cursor) -> list[Job]:

@@ -166,7 +166,7 @@ async def test_a_job_whose_failure_cannot_be_recorded_is_recorded_later_and_free
     tmp_path: Path, agents: Callable[[Path], Agent]
 ) -> None:
     agent = agents(write_config(tmp_path))
-    (tmp_path / "tv" / "broken.mkv").write_bytes(b"not a video " * 1000)  # HandBrakeCLI fails at once
+    (tmp_path / "tv" / "broken.mkv").write_bytes(b"not a video " * 1000)  # HandBrakeCLI fails at once: no title
     job = agent.queue("tv", "broken.mkv")
     agent.state.store.database.execute("PRAGMA busy_timeout = 50")
     agent.dispatcher.tick()
@@ -184,8 +184,8 @@ async def test_a_job_whose_failure_cannot_be_recorded_is_recorded_later_and_free
         lambda: agent.job(job.id).state is not jobs.JobState.RUNNING, what="the failure recorded", tick=agent.dispatcher
     )
     failed = agent.job(job.id)
-    assert (failed.state, failed.attempts) == (jobs.JobState.FAILED, 1)
-    assert "HandBrake" in (failed.error or "") or "exit" in (failed.error or "")
+    assert failed.state is jobs.JobState.DEAD  # a file with no title is a permanent failure
+    assert "no title" in (failed.error or "")
 
 
 async def test_an_encode_whose_library_a_reload_removed_is_stopped_and_leaves_nothing(
@@ -293,3 +293,71 @@ async def test_a_suspended_encode_is_not_stalled(tmp_path: Path, agents: Callabl
         lambda: job.id not in agent.dispatcher.running, what="the watchdog after resuming", tick=agent.dispatcher
     )
     assert agent.events("job resumed") and agent.events("job stalled")
+
+
+def started(agent: Agent, job_id: int) -> int:
+    """How many times the job's encode was started (its "job started" log lines)."""
+    return sum(1 for line in agent.events("job started") if f'"job": {job_id},' in line)
+
+
+async def test_a_file_handbrake_finds_no_title_in_is_dead_after_one_attempt(
+    tmp_path: Path, agents: Callable[[Path], Agent]
+) -> None:
+    # HandBrakeCLI 1.6.1 on bytes that are no video: "scan: unrecognized file type",
+    # "libhb: scan thread found 0 valid title(s)", "No title found.", exit code 2.
+    agent = agents(write_config(tmp_path))
+    (tmp_path / "tv" / "notes.mkv").write_bytes(os.urandom(200_000))
+    job = agent.queue("tv", "notes.mkv")
+
+    await until(
+        lambda: agent.job(job.id).state in (jobs.JobState.DEAD, jobs.JobState.FAILED),
+        what="the job to end",
+        tick=agent.dispatcher,
+    )
+
+    dead = agent.job(job.id)
+    assert dead.state is jobs.JobState.DEAD  # not failed, to be tried retry.attempts (3) times
+    assert "no title" in (dead.error or "")
+    assert dead.not_before is None
+    assert (started(agent, job.id), dead.attempts) == (1, 1)  # one encode, counted
+    assert list((tmp_path / "archive" / ".hb2r-partial").iterdir()) == []
+
+
+async def test_a_job_whose_source_is_gone_when_it_starts_is_dead_at_once(
+    tmp_path: Path, agents: Callable[[Path], Agent]
+) -> None:
+    agent = agents(write_config(tmp_path))
+    make_clip(tmp_path / "tv" / "gone.mkv", seconds=1)
+    job = agent.queue("tv", "gone.mkv")
+    (tmp_path / "tv" / "gone.mkv").unlink()  # between the pass that queued it and its start
+
+    await until(
+        lambda: agent.job(job.id).state in (jobs.JobState.DEAD, jobs.JobState.FAILED),
+        what="the job to end",
+        tick=agent.dispatcher,
+    )
+
+    dead = agent.job(job.id)
+    assert dead.state is jobs.JobState.DEAD
+    assert "source is gone" in (dead.error or "")
+    assert not (tmp_path / "archive" / "TV").exists()
+
+
+async def test_a_job_whose_source_vanished_during_its_encode_is_dead_and_publishes_nothing(
+    tmp_path: Path, agents: Callable[[Path], Agent]
+) -> None:
+    agent = agents(write_config(tmp_path, args="['--encoder-preset', 'veryslow']"))
+    source = make_clip(tmp_path / "tv" / "brief.mkv", seconds=8, size="640x360")
+    job = agent.queue("tv", "brief.mkv")
+    agent.dispatcher.tick()
+    entry = agent.dispatcher.running[job.id]
+    await until(lambda: entry.encode is not None and entry.progress > 0, what="the encode to make progress")
+    source.unlink()  # HandBrakeCLI keeps reading its open file to the end
+
+    await until(lambda: job.id not in agent.dispatcher.running, what="the encode to end", tick=agent.dispatcher)
+
+    dead = agent.job(job.id)
+    assert dead.state is jobs.JobState.DEAD
+    assert "source is gone" in (dead.error or "")
+    assert not (tmp_path / "archive" / "TV").exists()
+    assert list((tmp_path / "archive" / ".hb2r-partial").iterdir()) == []

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from agent.verify import FailureKind, Verification, verify
+from agent.verify import FailureKind, Verification, source_gone, verify
 
 # A 4 s clip that HandBrakeCLI encoded to a 4.04 s output of 350 kB, reporting success.
 GOOD: dict[str, Any] = {
@@ -145,4 +145,73 @@ def test_what_is_really_in_the_file_decides(facts: dict[str, Any], ok: bool, kin
     assert verification.ok is ok
     if not ok:
         assert verification.kind is kind
+    assert says in verification.reason
+
+
+NO_TITLE_STDERR = (  # HandBrakeCLI 1.6.1 on random bytes named .mkv; it exits 2
+    "[12:14:57] hb_stream_open: open rand.mkv failed",
+    "[12:14:57] scan: unrecognized file type",
+    "[12:14:57] libhb: scan thread found 0 valid title(s)",
+    "No title found.",
+    "HandBrake has exited.",
+)
+
+
+@pytest.mark.parametrize(
+    "facts, kind, says",
+    [
+        pytest.param(
+            {**GOOD, "exit_code": 2, "work_done_error": None, "stderr_tail": NO_TITLE_STDERR},
+            FailureKind.PERMANENT,
+            "found no title",
+            id="no-title-is-permanent",
+        ),
+        pytest.param(
+            {**GOOD, "exit_code": 2, "work_done_error": None, "stderr_tail": NO_TITLE_STDERR[-3:-1]},
+            FailureKind.PERMANENT,
+            "found no title",
+            id="no-title-in-a-short-tail-is-permanent",
+        ),
+        pytest.param(
+            {**GOOD, "exit_code": 2, "stderr_tail": ("ERROR: Invalid option",)},
+            FailureKind.COUNTED,
+            "exited with code 2",
+            id="another-exit-2-is-counted",
+        ),
+        pytest.param(
+            {**GOOD, "exit_code": 3, "stderr_tail": ()},
+            FailureKind.COUNTED,
+            "exited with code 3",
+            id="a-crash-is-counted",
+        ),
+        pytest.param(
+            {**GOOD, "exit_code": 2, "stderr_tail": NO_TITLE_STDERR, "archive_free": 0},
+            FailureKind.PERMANENT,
+            "found no title",
+            id="no-title-on-a-full-disk-is-still-permanent",
+        ),
+    ],
+)
+def test_failure_kinds(facts: dict[str, Any], kind: FailureKind, says: str) -> None:
+    verification = verify(**facts)
+
+    assert (verification.ok, verification.kind) == (False, kind)
+    assert says in verification.reason
+
+
+@pytest.mark.parametrize(
+    "when, library_readable, kind, says",
+    [
+        pytest.param(
+            "start", True, FailureKind.PERMANENT, "deleted or moved when its encode started", id="gone-at-start"
+        ),
+        pytest.param("end", True, FailureKind.PERMANENT, "deleted or moved during its encode", id="gone-at-end"),
+        pytest.param("start", False, FailureKind.TEMPORARY, "missing mount", id="gone-with-its-mount-at-start"),
+        pytest.param("end", False, FailureKind.TEMPORARY, "missing mount", id="gone-with-its-mount-at-end"),
+    ],
+)
+def test_a_vanished_source(when: str, library_readable: bool, kind: FailureKind, says: str) -> None:
+    verification = source_gone(when=when, library_readable=library_readable)
+
+    assert (verification.ok, verification.kind) == (False, kind)
     assert says in verification.reason
