@@ -7,7 +7,7 @@ success (for `plan`: in sync), 1 error, 2 `plan` has changes pending.
 Heavy imports (pydantic, the store, structlog) happen inside the commands that need them,
 so `hb2r --version` and `hb2r plan` start quickly. This module is argument parsing and
 dispatch: the bodies of `jobs` and `retry` are in `agent.cli_jobs`, of `backup` and
-`restore` in `agent.backup`, of `ops` (which needs no config) in `agent.ops`.
+`restore` in `agent.backup`, of `store migrate` in `agent.cli_store`, of `ops` (which needs no config) in `agent.ops`.
 """
 
 from __future__ import annotations
@@ -116,6 +116,20 @@ def _parser() -> argparse.ArgumentParser:
     _config_argument(restore)
     restore.set_defaults(handler=_restore)
 
+    store = commands.add_parser("store", help="move the state to another store (hb2r store migrate -h)")
+    store_actions = store.add_subparsers(dest="store_action", metavar="ACTION", required=True)
+    store_migrate = store_actions.add_parser(
+        "migrate", help="copy the SQLite state into an empty PostgreSQL database (stop the agent first)"
+    )
+    store_migrate.add_argument(
+        "--to", metavar="URL", help="postgresql://user@host[:port]/database (default: store.url, if PostgreSQL)"
+    )
+    store_migrate.add_argument(
+        "--password-file", type=Path, metavar="FILE", help="the PostgreSQL password (default: store.password_file)"
+    )
+    _config_argument(store_migrate)
+    store_migrate.set_defaults(handler=_store_migrate)
+
     ops = commands.add_parser(
         "ops", help="run a deployment playbook (deploy, backup, rollback, status, logs, restart, stop) from a checkout"
     )
@@ -187,7 +201,9 @@ def _run(arguments: argparse.Namespace) -> int:
         return run(_config_path(arguments), loaded.config)
     except LockHeld as error:
         then = (
-            "start the agent when it has finished" if error.holder.purpose == "restore" else "one agent per state_dir"
+            "start the agent when it has finished"
+            if error.holder.purpose in ("restore", "store migrate")
+            else "one agent per state_dir"
         )
         print(f"error: {error}; {then}", file=sys.stderr)
         return EXIT_ERROR
@@ -334,6 +350,15 @@ def _restore(arguments: argparse.Namespace) -> int:
         return EXIT_ERROR
     print("\n".join(describe_restore(restored)))
     return EXIT_OK
+
+
+def _store_migrate(arguments: argparse.Namespace) -> int:
+    from agent.cli_store import migrate_store
+
+    loaded = _load(arguments)
+    if loaded is None:
+        return EXIT_ERROR
+    return migrate_store(arguments, config=loaded.config, config_path=_config_path(arguments))
 
 
 def _ops(arguments: argparse.Namespace) -> int:

@@ -2,7 +2,8 @@
 
 Two agents on one state_dir would each requeue the other's running jobs as "left by a
 crash" and encode the same files twice; `hb2r restore` must not swap the database under
-a running agent. So `hb2r run` (for its whole life) and `hb2r restore` (for the swap) take
+a running agent. So `hb2r run` (for its whole life), `hb2r restore` (for the swap) and
+`hb2r store migrate` (for the copy: an agent must not change the state being copied) take
 an exclusive, non-blocking `flock` on `<state_dir>/agent.lock` and write their pid and
 purpose into it, so whoever is refused can say which process to stop.
 
@@ -56,6 +57,8 @@ def describe_holder(holder: Holder, state_dir: Path) -> str:
     pid = f"pid {holder.pid}" if holder.pid is not None else "pid unknown"
     if holder.purpose == "restore":
         return f"hb2r restore ({pid}) is restoring the state database in {state_dir}"
+    if holder.purpose == "store migrate":
+        return f"hb2r store migrate ({pid}) is copying the state in {state_dir} to PostgreSQL"
     return f"an hb2r agent ({pid}) is running on state_dir {state_dir}"
 
 
