@@ -144,7 +144,6 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN host_losses INTEGER NOT NULL DEFAULT 0 CHECK (host_losses >= 0);
     ALTER TABLE jobs ADD COLUMN lost_hosts TEXT;
     CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_lease_token ON jobs (lease_token);
-    CREATE INDEX IF NOT EXISTS jobs_leased ON jobs (lease_expires_at) WHERE state = 'running';
     """,
 )
 

@@ -42,7 +42,7 @@ from typing import NamedTuple, NoReturn
 
 from agent.domain import LedgerEntry
 from agent.store import ledger
-from agent.store.jobs import _NEXT_IN_LIBRARY, Job, _job, _one, _sql, _stamp, _waiting_libraries
+from agent.store.jobs import Job, _job, _one, _sql, _stamp, _waiting_libraries
 from agent.store.sql import Database
 from agent.store.transitions import JobError, JobEvent, JobState, sql_states, target
 
@@ -134,13 +134,41 @@ def claim(
         stamp = _stamp(now)
         waiting = [library for library in _waiting_libraries(database) if library in allowed]
         for library in _claim_order(database, waiting=waiting, library_order=library_order, stamp=stamp):
-            candidate = _one(database.execute(_NEXT_IN_LIBRARY + lock, (library, stamp)))
+            candidate = _candidate(database, library=library, stamp=stamp, lock=lock)
             if candidate is None:
-                continue  # every waiting job of it is being claimed by another host
-            taken = _take(database, candidate.id, host=host, expires_at=_stamp(now + lease), stamp=stamp)
+                continue  # none runnable, or every one is being claimed by another host
+            taken = _take(database, candidate, host=host, expires_at=_stamp(now + lease), stamp=stamp)
             if taken is not None:
                 return taken
     return None
+
+
+# next_runnable's choice in a library, read in the order of the index `jobs_waiting` and
+# stopping at the first row: its one-query form (NOT EXISTS a running job of the file) makes
+# PostgreSQL join every waiting job of the library on every claim. Here the rare job whose
+# file has another job running is skipped by a second, indexed look-up instead.
+_FIRST_WAITING = """
+    SELECT id, rel_path FROM jobs
+    WHERE library = ? AND state IN ('queued', 'failed')
+      AND (state = 'queued' OR not_before IS NULL OR not_before <= ?){SKIPPED}
+    ORDER BY created_at, id
+    LIMIT 1
+"""
+_FILE_RUNNING = "SELECT 1 FROM jobs WHERE library = ? AND rel_path = ? AND state = 'running' LIMIT 1"
+
+
+def _candidate(database: Database, *, library: str, stamp: str, lock: str) -> int | None:
+    """Return the id of library's next runnable job (locked on PostgreSQL), or None."""
+    skipped: list[int] = []
+    while True:
+        marks = ", ".join(["?"] * len(skipped))
+        query = _FIRST_WAITING.replace("{SKIPPED}", f" AND id NOT IN ({marks})" if skipped else "") + lock
+        row = database.execute(query, (library, stamp, *skipped)).fetchone()
+        if row is None:
+            return None
+        if database.execute(_FILE_RUNNING, (library, row[1])).fetchone() is None:
+            return int(row[0])
+        skipped.append(int(row[0]))
 
 
 def _claim_order(database: Database, *, waiting: list[str], library_order: Sequence[str], stamp: str) -> list[str]:
@@ -148,12 +176,19 @@ def _claim_order(database: Database, *, waiting: list[str], library_order: Seque
     listed = [library for library in dict.fromkeys(library_order) if library in waiting]
     rest = [library for library in waiting if library not in listed]
     if len(rest) > 1:
-        oldest = {library: _one(database.execute(_NEXT_IN_LIBRARY, (library, stamp))) for library in rest}
-        rest = sorted(
-            (library for library, job in oldest.items() if job is not None),
-            key=lambda library: (oldest[library].created_at, oldest[library].id),  # type: ignore[union-attr]
-        )
+        firsts = {library: _candidate(database, library=library, stamp=stamp, lock="") for library in rest}
+        order = _in_queue_order(database, [job_id for job_id in firsts.values() if job_id is not None])
+        rest = [library for job_id in order for library, first in firsts.items() if first == job_id]
     return listed + rest
+
+
+def _in_queue_order(database: Database, job_ids: list[int]) -> list[int]:
+    """Return job_ids oldest first, as next_runnable orders jobs."""
+    if not job_ids:
+        return []
+    query = "SELECT id FROM jobs WHERE id IN ({MARKS}) ORDER BY created_at, id"
+    rows = database.execute(query.replace("{MARKS}", ", ".join(["?"] * len(job_ids))), job_ids).fetchall()
+    return [int(row[0]) for row in rows]
 
 
 def _take(database: Database, job_id: int, *, host: str, expires_at: str, stamp: str) -> Claim | None:

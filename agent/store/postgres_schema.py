@@ -154,7 +154,6 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE SEQUENCE IF NOT EXISTS jobs_lease_token AS BIGINT;
     SELECT setval('jobs_lease_token', COALESCE((SELECT max(lease_token) FROM jobs), 0) + 1, false);
     CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_lease_token ON jobs (lease_token);
-    CREATE INDEX IF NOT EXISTS jobs_leased ON jobs (lease_expires_at) WHERE state = 'running';
     """,
 )
 

@@ -162,6 +162,26 @@ def test_a_claim_takes_what_next_runnable_would_start(store: Store) -> None:
     assert order == [listed.rel_path, "a.mkv", "b.mkv"]
 
 
+def test_a_claim_never_starts_a_second_encode_of_a_file(store: Store) -> None:
+    added(store)
+    running = claimed(store, "alpha").job
+    newer = store.enqueue(
+        library="tv",
+        rel_path=running.rel_path,
+        fingerprint="200:rewritten",
+        preset_hash="p1",
+        output_path=running.output_path,
+        reason="changed",
+        now=T0 + timedelta(seconds=1),
+    )
+    assert newer is not None
+    other = added(store, "Show/E02.mkv", seconds=2)
+
+    assert claimed(store, "beta").job.id == other.id
+    assert store.claim("beta", libraries=["tv"], lease=LEASE, library_order=["tv"]) is None
+    assert store.get_job(newer.id) == newer
+
+
 # --- heartbeats
 
 
