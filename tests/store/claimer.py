@@ -61,10 +61,13 @@ def fill(store: DatabaseStore, *, count: int, libraries: list[str]) -> None:
             )
 
 
-def run_hosts(
-    location: str, *, hosts: list[str], libraries: list[str], timeout: float = 300
-) -> dict[str, list[Claimed]]:
-    """Start one claimer process per host, let them all claim at once; return each host's claims in order."""
+class HostsRun(NamedTuple):
+    claims: dict[str, list[Claimed]]  # each host's claims, in its order
+    seconds: float  # from "go" until the last host had emptied the queue
+
+
+def run_hosts(location: str, *, hosts: list[str], libraries: list[str], timeout: float = 300) -> HostsRun:
+    """Start one claimer process per host and let them all claim at once, until the queue is empty."""
     argv = [sys.executable, str(Path(__file__).resolve())]
     processes = {
         host: subprocess.Popen(
@@ -78,6 +81,7 @@ def run_hosts(
             line = process.stdout.readline().strip()
             if line != "ready":
                 raise RuntimeError(f"claimer {host} did not start: {line!r}")
+        began = time.perf_counter()
         for process in processes.values():
             assert process.stdin is not None
             process.stdin.write("go\n")
@@ -89,7 +93,7 @@ def run_hosts(
                 raise RuntimeError(f"claimer {host} failed ({process.returncode})")
             rows = out.rstrip().splitlines()[:-1]
             found[host] = [Claimed(int(a), int(b), float(c)) for a, b, c in (row.split() for row in rows)]
-        return found
+        return HostsRun(claims=found, seconds=time.perf_counter() - began)
     finally:
         for process in processes.values():
             if process.poll() is None:

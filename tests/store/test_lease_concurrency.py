@@ -34,7 +34,7 @@ def queue(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def test_two_processes_claiming_one_queue_never_take_the_same_job(queue: str) -> None:
-    claims = run_hosts(queue, hosts=["alpha", "beta"], libraries=LIBRARIES)
+    claims = run_hosts(queue, hosts=["alpha", "beta"], libraries=LIBRARIES).claims
 
     logged = [(host, claim.job_id, claim.token) for host, found in claims.items() for claim in found]
     job_ids = [job_id for _, job_id, _ in logged]
