@@ -5,10 +5,10 @@
 
 STORE is a postgresql:// URL or a SQLite state folder. The process opens the store, prints
 `ready`, waits for a line on stdin (so that every host starts claiming at once), then claims
-until the queue of those libraries is empty, printing `<job id> <token> <seconds the claim took>`
-for every claim, and `done` at the end. Each claimed job is published at once (`finish_claimed`:
-job done, ledger row written, fenced by the token), so that as on real hosts only a few jobs
-run at any time.
+until the queue of those libraries is empty, and prints `done`. Each claimed job is published
+at once (`finish_claimed`: job done, ledger row written, fenced by the token), so that as on
+real hosts only a few jobs run at any time. Every claim is printed as a line
+`<job id> <token> <seconds the claim took> <published: 1, or 0 if another token held the job>`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import NamedTuple
 from agent.domain import LedgerEntry
 from agent.store import postgres_schema
 from agent.store.database_store import DatabaseStore
+from agent.store.leases import LeaseLost
 from agent.store.postgres import connect_postgres
 from agent.store.sqlite import open_store
 
@@ -41,7 +42,8 @@ def open_any(location: str) -> DatabaseStore:
 class Claimed(NamedTuple):
     job_id: int
     token: int
-    seconds: float
+    seconds: float  # what the claim took
+    published: bool  # False: publishing found another token holding the job
 
 
 def fill(store: DatabaseStore, *, count: int, libraries: list[str]) -> None:
@@ -71,7 +73,11 @@ def run_hosts(location: str, *, hosts: list[str], libraries: list[str], timeout:
     argv = [sys.executable, str(Path(__file__).resolve())]
     processes = {
         host: subprocess.Popen(
-            [*argv, location, host, *libraries], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            [*argv, location, host, *libraries],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for host in hosts
     }
@@ -80,7 +86,8 @@ def run_hosts(location: str, *, hosts: list[str], libraries: list[str], timeout:
             assert process.stdout is not None
             line = process.stdout.readline().strip()
             if line != "ready":
-                raise RuntimeError(f"claimer {host} did not start: {line!r}")
+                _, err = process.communicate(timeout=timeout)
+                raise RuntimeError(f"claimer {host} did not start: {line!r} {err.strip()[-2000:]}")
         began = time.perf_counter()
         for process in processes.values():
             assert process.stdin is not None
@@ -88,11 +95,11 @@ def run_hosts(location: str, *, hosts: list[str], libraries: list[str], timeout:
             process.stdin.flush()
         found = {}
         for host, process in processes.items():
-            out, _ = process.communicate(timeout=timeout)
+            out, err = process.communicate(timeout=timeout)
             if process.returncode != 0 or not out.rstrip().endswith("done"):
-                raise RuntimeError(f"claimer {host} failed ({process.returncode})")
+                raise RuntimeError(f"claimer {host} failed ({process.returncode}): {err.strip()[-2000:]}")
             rows = out.rstrip().splitlines()[:-1]
-            found[host] = [Claimed(int(a), int(b), float(c)) for a, b, c in (row.split() for row in rows)]
+            found[host] = [Claimed(int(a), int(b), float(c), d == "1") for a, b, c, d in (row.split() for row in rows)]
         return HostsRun(claims=found, seconds=time.perf_counter() - began)
     finally:
         for process in processes.values():
@@ -112,11 +119,15 @@ def main(location: str, host: str, libraries: list[str]) -> None:
         took = time.perf_counter() - began
         if claim is None:
             break
-        out.append(f"{claim.job.id} {claim.token} {took:.6f}")
         job = claim.job
         entry = LedgerEntry(job.library, job.rel_path, job.fingerprint, 1, 1, job.preset_hash, job.output_path)
         now = datetime.now(UTC)
-        store.finish_claimed(job.id, claim.token, entry, encoded_at=now.isoformat(), now=now)
+        try:
+            store.finish_claimed(job.id, claim.token, entry, encoded_at=now.isoformat(), now=now)
+            published = 1
+        except LeaseLost:  # only if another host holds the job: what the tests look for
+            published = 0
+        out.append(f"{claim.job.id} {claim.token} {took:.6f} {published}")
     store.close()
     print("\n".join([*out, "done"]), flush=True)
 

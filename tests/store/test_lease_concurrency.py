@@ -8,6 +8,7 @@ claimed twice, no token handed out twice, every job claimed, done, and in the le
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,10 @@ def test_two_processes_claiming_one_queue_never_take_the_same_job(queue: str) ->
     logged = [(host, claim.job_id, claim.token) for host, found in claims.items() for claim in found]
     job_ids = [job_id for _, job_id, _ in logged]
     tokens = [token for _, _, token in logged]
-    assert len(job_ids) == len(set(job_ids)) == JOBS
+    twice = sorted(job_id for job_id, count in Counter(job_ids).items() if count > 1)
+    assert twice == [], f"{len(twice)} jobs claimed twice, e.g. {twice[:5]}"
+    assert len(job_ids) == JOBS
+    assert all(claim.published for found in claims.values() for claim in found)
     assert len(tokens) == len(set(tokens))
     for host, found in claims.items():
         assert found, f"{host} claimed nothing: the test did not run two claimers at once"
