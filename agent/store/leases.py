@@ -28,8 +28,11 @@ Decisions:
   and the API can show it unchanged. (A numeric epoch would be as easy to compare but would be
   the only such column.)
 - The claim, release and expiry stamp `updated_at` with the database's time too; they take no
-  `now`. A heartbeat renews a lease even after its expiry if no `expire_leases` has taken the
-  job yet: the token is unchanged, no other host can hold it.
+  `now`. A heartbeat renews a lease, and `finish_claimed` publishes, even after its expiry if
+  no `expire_leases` has taken the job yet: the token is unchanged, no other host can hold it.
+- `host_losses` counts the losses, `lost_hosts` (a fifth column, beyond the four the issue
+  names) keeps who lost it, so that the dead job's reason can name every host and not only the
+  last. An operator's `hb2r retry` starts both afresh, as it does the attempts.
 - A job started by `mark_running` (one host, no lease) has no expiry and never expires.
 """
 
