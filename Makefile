@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: run test lint system-packages demo bench bench-throughput bench-http clean
+.PHONY: run test lint system-packages demo bench bench-throughput bench-http bench-hosts clean
 
 run: system-packages $(VENV)/.installed demo
 	@$(BIN)/hb2r plan examples/demo.yaml || [ $$? -eq 2 ]
@@ -34,6 +34,9 @@ bench-throughput: system-packages $(VENV)/.installed-test
 
 bench-http: system-packages $(VENV)/.installed-test
 	$(BIN)/python bench/api.py
+
+bench-hosts: system-packages $(VENV)/.installed-test
+	$(BIN)/python bench/hosts.py
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

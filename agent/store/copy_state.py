@@ -56,7 +56,10 @@ MIGRATE_PURPOSE = "store migrate"
 # table to PostgreSQL alone (e.g. hosts, leases) names it here, or every copy is refused.
 POSTGRES_ONLY_TABLES = frozenset({"schema_version"})
 # Sequences not owned by a column (identity columns' are found in the catalog): which column each feeds.
-COUNTER_SEQUENCES: Mapping[str, tuple[str, str]] = {"jobs_change_seq": ("jobs", "change_seq")}
+COUNTER_SEQUENCES: Mapping[str, tuple[str, str]] = {
+    "jobs_change_seq": ("jobs", "change_seq"),
+    "jobs_lease_token": ("jobs", "lease_token"),
+}
 StoreErrors = (StoreError, PostgresStoreError)
 
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.domain import Ledger, LedgerEntry, SeenFile, SourceFile, UserChange, UserRecord
-from agent.store import failures, holds, jobs, ledger, scans, state, status, tokens, users
+from agent.store import failures, holds, jobs, leases, ledger, scans, state, status, tokens, users
 from agent.store.holds import Hold
 from agent.store.jobs import CancelledBy, Job, JobState
+from agent.store.leases import Claim, Heartbeat, Lease
 from agent.store.ledger import LibraryBytes
 from agent.store.sql import Database, StoreError
 
@@ -237,6 +238,38 @@ class DatabaseStore:
 
     def gate_reasons(self) -> tuple[tuple[str, ...], str | None]:
         return status.gate_reasons(self.database)
+
+    # --- leases
+    def claim(
+        self, host: str, *, libraries: Collection[str], lease: timedelta, library_order: Sequence[str]
+    ) -> Claim | None:
+        return leases.claim(self.database, host, libraries=libraries, lease=lease, library_order=library_order)
+
+    def heartbeat(self, job_id: int, token: int, *, progress: float | None, lease: timedelta) -> Heartbeat:
+        return leases.heartbeat(self.database, job_id, token, progress=progress, lease=lease)
+
+    def release_claim(self, job_id: int, token: int, *, reason: str) -> Job:
+        return leases.release(self.database, job_id, token, reason=reason)
+
+    def expire_leases(self, *, host_loss_cap: int) -> list[Job]:
+        return leases.expire_leases(self.database, host_loss_cap=host_loss_cap)
+
+    def finish_claimed(
+        self,
+        job_id: int,
+        token: int,
+        entry: LedgerEntry,
+        *,
+        encoded_at: str,
+        output_size: int | None = None,
+        now: datetime,
+    ) -> Job:
+        return leases.finish_claimed(
+            self.database, job_id, token, entry, encoded_at=encoded_at, output_size=output_size, now=now
+        )
+
+    def lease_of(self, job_id: int) -> Lease | None:
+        return leases.lease_of(self.database, job_id)
 
     # --- revoked tokens
     def revoke_token(self, token_id: str, *, expires_at: str, now: str) -> None:

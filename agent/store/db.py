@@ -134,6 +134,17 @@ MIGRATIONS: tuple[str, ...] = (
         UPDATE jobs SET change_seq = (SELECT max(change_seq) FROM jobs) + 1 WHERE id = NEW.id;
     END;
     """,
+    # 8: leases, for several hosts sharing one queue (agent.store.leases): the host running a
+    # job, its fencing token (unique; SQLite hands out max + 1 inside the claim's transaction),
+    # when its lease runs out (ISO-8601 text on the database's clock), and how many hosts lost it.
+    """
+    ALTER TABLE jobs ADD COLUMN host TEXT;
+    ALTER TABLE jobs ADD COLUMN lease_token INTEGER;
+    ALTER TABLE jobs ADD COLUMN lease_expires_at TEXT;
+    ALTER TABLE jobs ADD COLUMN host_losses INTEGER NOT NULL DEFAULT 0 CHECK (host_losses >= 0);
+    ALTER TABLE jobs ADD COLUMN lost_hosts TEXT;
+    CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_lease_token ON jobs (lease_token);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

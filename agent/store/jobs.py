@@ -128,6 +128,7 @@ def enqueue(
         ON CONFLICT (library, rel_path, fingerprint, preset_hash) DO UPDATE SET
             state = 'queued', reason = excluded.reason, output_path = excluded.output_path,
             attempts = CASE WHEN jobs.state = 'done' THEN 0 ELSE jobs.attempts END,
+            host_losses = CASE WHEN jobs.state = 'done' THEN 0 ELSE jobs.host_losses END,
             not_before = NULL, progress = NULL, cancelled_by = NULL, updated_at = excluded.updated_at
         WHERE jobs.state = 'done'
            OR (jobs.state = 'cancelled' AND (jobs.cancelled_by IS NULL OR jobs.cancelled_by <> 'operator'))
@@ -303,7 +304,8 @@ def requeue_running(database: Database, *, now: datetime) -> list[Job]:
     """Put every running job back in the queue, attempts unchanged (start-up after a crash, shutdown)."""
     cursor = database.execute(
         _sql(f"""
-        UPDATE jobs SET state = ?, not_before = NULL, progress = NULL, updated_at = ?
+        UPDATE jobs SET state = ?, not_before = NULL, progress = NULL, host = NULL, lease_expires_at = NULL,
+                        updated_at = ?
         WHERE {_REQUEUE}
         RETURNING {{COLUMNS}}
         """),  # noqa: S608 - the guard is built from the transition table's constants
@@ -363,7 +365,7 @@ def retry(database: Database, job_id: int, *, now: datetime) -> Job:
     cursor = database.execute(
         _sql(f"""
         UPDATE jobs SET state = ?, attempts = 0, not_before = NULL, progress = NULL, cancelled_by = NULL,
-                        updated_at = ?
+                        host_losses = 0, lost_hosts = NULL, updated_at = ?
         WHERE id = ? AND {_RETRY}
           AND NOT EXISTS (
               SELECT 1 FROM jobs AS other
@@ -385,7 +387,8 @@ def retry_dead(database: Database, *, now: datetime) -> list[Job]:
     """
     cursor = database.execute(
         _sql("""
-        UPDATE jobs SET state = 'queued', attempts = 0, not_before = NULL, progress = NULL, updated_at = ?
+        UPDATE jobs SET state = 'queued', attempts = 0, not_before = NULL, progress = NULL, host_losses = 0,
+                        lost_hosts = NULL, updated_at = ?
         WHERE state = 'dead'
           AND NOT EXISTS (
               SELECT 1 FROM jobs AS other

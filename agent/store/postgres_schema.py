@@ -12,6 +12,9 @@ column by column. Where the dialects differ:
   The numbers grow in the order transactions take them, not the order they commit: a reader of
   "changed since N" can miss a change committed after it read N by a transaction that took
   its number earlier. The realtime readers on PostgreSQL must allow for that.
+- jobs.lease_token (migration 8) comes from the sequence `jobs_lease_token` instead of SQLite's
+  `max(lease_token) + 1`, for the same reason; a copy of a SQLite state must move the sequence
+  past the copied tokens (`setval`), as for the ids.
 
 The version is the highest number in `schema_version` (one row per migration applied, with
 when). Each migration runs in its own transaction under an advisory lock, and re-reads the
@@ -140,6 +143,17 @@ MIGRATIONS: tuple[str, ...] = (
         FOR EACH ROW EXECUTE FUNCTION jobs_next_change();
     CREATE TRIGGER jobs_change_on_update BEFORE UPDATE ON jobs
         FOR EACH ROW EXECUTE FUNCTION jobs_next_change();
+    """,
+    # 8: leases (agent.store.leases); fencing tokens come from a sequence (see the module docstring).
+    """
+    ALTER TABLE jobs ADD COLUMN host TEXT;
+    ALTER TABLE jobs ADD COLUMN lease_token BIGINT;
+    ALTER TABLE jobs ADD COLUMN lease_expires_at TEXT;
+    ALTER TABLE jobs ADD COLUMN host_losses INTEGER NOT NULL DEFAULT 0 CHECK (host_losses >= 0);
+    ALTER TABLE jobs ADD COLUMN lost_hosts TEXT;
+    CREATE SEQUENCE IF NOT EXISTS jobs_lease_token AS BIGINT;
+    SELECT setval('jobs_lease_token', COALESCE((SELECT max(lease_token) FROM jobs), 0) + 1, false);
+    CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_lease_token ON jobs (lease_token);
     """,
 )
 

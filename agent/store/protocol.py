@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from agent.domain import Ledger, LedgerEntry, SeenFile, SourceFile, UserChange, UserRecord
 from agent.store.holds import Hold
 from agent.store.jobs import CancelledBy, Job, JobState
+from agent.store.leases import Claim, Heartbeat, Lease
 from agent.store.ledger import LibraryBytes
 
 if TYPE_CHECKING:
@@ -124,6 +125,25 @@ class Store(Protocol):
     # --- what the running agent tells other processes (agent.store.status)
     def set_gate(self, *, reasons: tuple[str, ...], now: datetime) -> None: ...
     def gate_reasons(self) -> tuple[tuple[str, ...], str | None]: ...
+
+    # --- leases for several hosts on one queue (agent.store.leases; `release_claim` is its `release`)
+    def claim(
+        self, host: str, *, libraries: Collection[str], lease: timedelta, library_order: Sequence[str]
+    ) -> Claim | None: ...
+    def heartbeat(self, job_id: int, token: int, *, progress: float | None, lease: timedelta) -> Heartbeat: ...
+    def release_claim(self, job_id: int, token: int, *, reason: str) -> Job: ...
+    def expire_leases(self, *, host_loss_cap: int) -> list[Job]: ...
+    def finish_claimed(
+        self,
+        job_id: int,
+        token: int,
+        entry: LedgerEntry,
+        *,
+        encoded_at: str,
+        output_size: int | None = None,
+        now: datetime,
+    ) -> Job: ...
+    def lease_of(self, job_id: int) -> Lease | None: ...
 
     # --- tokens ended by a logout (agent.store.tokens)
     def revoke_token(self, token_id: str, *, expires_at: str, now: str) -> None: ...

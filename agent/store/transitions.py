@@ -13,6 +13,10 @@ all come from TRANSITIONS, so the rules live here and nowhere else:
     queued|running|failed   --cancel-->    cancelled  (operator, engine, superseding content)
     dead|failed|cancelled   --retry-->     queued     (`hb2r retry`, attempts reset)
     done|cancelled          --enqueue-->   queued     (a pass wants that content again)
+    queued|failed --claim-->   running  (a host took it under a lease: `agent.store.leases`)
+                            running  --release-->      queued   (a per-host problem; no attempt spent)
+                            running  --expire-->       queued   (its host stopped renewing the lease)
+                            running  --expire-last-->  dead     (lost by more hosts than the cap)
 
 Two guards lie outside the table, because they depend on more than the job's state: a pass
 re-queues only an *engine*-cancelled job (an operator's cancel stands), and a retry is
@@ -45,6 +49,10 @@ class JobEvent(StrEnum):
     CANCEL = "cancel"
     RETRY = "retry"
     ENQUEUE = "enqueue"
+    CLAIM = "claim"
+    RELEASE = "release"
+    EXPIRE = "expire"
+    EXPIRE_LAST = "expire-last"
 
     @property
     def verb(self) -> str:
@@ -63,6 +71,10 @@ _VERBS = {
     JobEvent.CANCEL: "be cancelled",
     JobEvent.RETRY: "be retried",
     JobEvent.ENQUEUE: "be queued again",
+    JobEvent.CLAIM: "be claimed",
+    JobEvent.RELEASE: "be released",
+    JobEvent.EXPIRE: "expire",
+    JobEvent.EXPIRE_LAST: "expire",
 }
 
 _Q, _R, _DONE, _F, _DEAD, _C = (
@@ -91,6 +103,11 @@ TRANSITIONS: Mapping[tuple[JobState, JobEvent], JobState] = {
     (_C, JobEvent.RETRY): _Q,
     (_DONE, JobEvent.ENQUEUE): _Q,
     (_C, JobEvent.ENQUEUE): _Q,
+    (_Q, JobEvent.CLAIM): _R,
+    (_F, JobEvent.CLAIM): _R,
+    (_R, JobEvent.RELEASE): _Q,
+    (_R, JobEvent.EXPIRE): _Q,
+    (_R, JobEvent.EXPIRE_LAST): _DEAD,
 }
 
 

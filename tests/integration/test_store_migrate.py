@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -511,6 +511,27 @@ def test_what_a_killed_agent_left_in_the_wal_is_copied(
     assert code == 0, output
     assert "Show/late.mkv" in {job.rel_path for job in target.list_jobs()}
     assert digest(legacy.database) == before
+
+
+def test_fencing_tokens_go_on_growing_on_postgresql_after_the_copy(
+    legacy: Legacy, target: DatabaseStore, postgres_url: str
+) -> None:
+    store = open_store(legacy.config.paths.state_dir)
+    try:
+        tokens = []
+        for _ in range(2):  # a SQLite agent that claimed (leases work there too) and released
+            claim = store.claim("alpha", libraries=["tv"], lease=timedelta(minutes=5), library_order=["tv"])
+            assert claim is not None
+            tokens.append(claim.token)
+            store.release_claim(claim.job.id, claim.token, reason="test")
+    finally:
+        store.close()
+
+    code, output = hb2r_store_migrate("--to", postgres_url, config=legacy.config_path)
+
+    assert code == 0, output
+    claim = target.claim("beta", libraries=["tv"], lease=timedelta(minutes=5), library_order=["tv"])
+    assert claim is not None and claim.token > max(tokens)
 
 
 def test_without_the_postgresql_driver_the_migrate_says_which_extra_to_install(

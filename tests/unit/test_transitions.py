@@ -40,6 +40,11 @@ LEGAL = [
     (C, JobEvent.RETRY, Q),
     (DONE, JobEvent.ENQUEUE, Q),
     (C, JobEvent.ENQUEUE, Q),
+    (Q, JobEvent.CLAIM, R),
+    (F, JobEvent.CLAIM, R),
+    (R, JobEvent.RELEASE, Q),
+    (R, JobEvent.EXPIRE, Q),
+    (R, JobEvent.EXPIRE_LAST, DEAD),
 ]
 
 
@@ -67,6 +72,9 @@ ILLEGAL = [
     (Q, JobEvent.REQUEUE, "job 7 is queued; only a running job can be requeued"),
     (DEAD, JobEvent.ENQUEUE, "job 7 is dead; only a done or cancelled job can be queued again"),
     (R, JobEvent.ENQUEUE, "job 7 is running; only a done or cancelled job can be queued again"),
+    (R, JobEvent.CLAIM, "job 7 is running; only a queued or failed job can be claimed"),
+    (Q, JobEvent.RELEASE, "job 7 is queued; only a running job can be released"),
+    (DONE, JobEvent.EXPIRE, "job 7 is done; only a running job can expire"),
 ]
 
 

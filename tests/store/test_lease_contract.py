@@ -1,0 +1,304 @@
+"""Leases with fencing, as every store must keep them: what several hosts sharing one queue rely on.
+
+A host claims a job (it gets a lease that the database's clock times and a fencing token that
+no claim ever had before), renews it by heartbeats, and publishes only while its token is still
+the job's. A host that stops renewing loses the job to the queue, counted apart from the job's
+own attempts. Lease expiry is real time on the database's clock: the tests that need a lease to
+run out take a few milliseconds' lease and poll `expire_leases` with a deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+import pytest
+
+from agent.domain import LedgerEntry
+from agent.store import postgres_schema
+from agent.store.database_store import DatabaseStore
+from agent.store.jobs import CancelledBy, Job, JobState
+from agent.store.leases import Claim, LeaseLost
+from agent.store.postgres import connect_postgres
+from agent.store.protocol import Store
+
+from .conftest import STORES
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+LEASE = timedelta(seconds=60)
+BLINK = timedelta(milliseconds=5)  # a lease that runs out while the test looks
+# Until the shared `store` fixture includes PostgreSQL, these tests run on it through their own fixture.
+LEASE_STORES = [*STORES, *([] if "postgres" in STORES else ["postgres"])]
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def direct_postgres_store(postgres_url: str) -> Iterator[DatabaseStore]:
+    database = connect_postgres(postgres_url)
+    postgres_schema.migrate(database)
+    opened = DatabaseStore(database)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(params=LEASE_STORES)
+def store(request: pytest.FixtureRequest) -> Store:
+    name = "direct_postgres" if request.param == "postgres" and "postgres" not in STORES else request.param
+    found: Store = request.getfixturevalue(f"{name}_store")
+    return found
+
+
+def added(store: Store, rel_path: str = "Show/E01.mkv", *, library: str = "tv", seconds: float = 0) -> Job:
+    job = store.enqueue(
+        library=library,
+        rel_path=rel_path,
+        fingerprint=f"100:{rel_path}",
+        preset_hash="p1",
+        output_path=f"{library.upper()}/{rel_path}",
+        reason="new",
+        now=T0 + timedelta(seconds=seconds),
+    )
+    assert job is not None
+    return job
+
+
+def claimed(
+    store: Store, host: str = "alpha", *, libraries: tuple[str, ...] = ("tv",), lease: timedelta = LEASE
+) -> Claim:
+    claim = store.claim(host, libraries=libraries, lease=lease, library_order=list(libraries))
+    assert claim is not None
+    return claim
+
+
+def entry_for(job: Job) -> LedgerEntry:
+    return LedgerEntry(
+        library=job.library,
+        rel_path=job.rel_path,
+        fingerprint=job.fingerprint,
+        size=100,
+        mtime_ns=1,
+        preset_hash=job.preset_hash,
+        output_path=job.output_path,
+    )
+
+
+def eventually(probe: Callable[[], T], *, seconds: float = 5.0) -> T:
+    """Return probe()'s first truthy result; fail if none comes within seconds."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = probe()
+        if found or time.monotonic() > deadline:
+            assert found, f"nothing within {seconds} s"
+            return found
+        time.sleep(0.01)
+
+
+def expire_now(store: Store, *, host_loss_cap: int = 3) -> list[Job]:
+    return eventually(lambda: store.expire_leases(host_loss_cap=host_loss_cap))
+
+
+# --- claiming
+
+
+def test_a_claim_runs_the_job_for_the_host_with_a_new_token_and_an_expiry_on_the_database_clock(
+    store: Store,
+) -> None:
+    job = added(store)
+    before = datetime.now(UTC)
+
+    claim = claimed(store, "alpha")
+
+    after = datetime.now(UTC)
+    assert claim.job.id == job.id and claim.job.state is JobState.RUNNING
+    assert claim.host == "alpha" and claim.token > 0
+    expires = datetime.fromisoformat(claim.expires_at)
+    # The test cluster runs on this machine: the database's clock is this clock (1 s of slack).
+    assert before + LEASE - timedelta(seconds=1) <= expires <= after + LEASE + timedelta(seconds=1)
+    lease = store.lease_of(job.id)
+    assert lease is not None
+    assert (lease.host, lease.token, lease.expires_at, lease.host_losses) == ("alpha", claim.token, claim.expires_at, 0)
+    assert store.claim("beta", libraries=["tv"], lease=LEASE, library_order=["tv"]) is None  # nothing else queued
+
+
+def test_every_claim_gets_a_higher_token_than_any_before(store: Store) -> None:
+    for number in range(3):
+        added(store, f"Show/E0{number}.mkv", seconds=number)
+    first = claimed(store, "alpha")
+    second = claimed(store, "beta")
+    store.release_claim(first.job.id, first.token, reason="mount missing")
+    again = claimed(store, "gamma")
+    third = claimed(store, "alpha")
+
+    assert again.job.id == first.job.id
+    assert first.token < second.token < again.token < third.token
+
+
+def test_a_claim_takes_only_from_the_libraries_the_host_can_read(store: Store) -> None:
+    added(store, "a.mkv", library="tv", seconds=0)
+    movie = added(store, "b.mkv", library="movies", seconds=5)
+
+    claim = claimed(store, libraries=("movies",))
+
+    assert claim.job.id == movie.id
+    assert store.claim("alpha", libraries=["movies"], lease=LEASE, library_order=["movies"]) is None
+    assert store.claim("alpha", libraries=[], lease=LEASE, library_order=["tv"]) is None
+    assert store.counts()[JobState.QUEUED] == 1
+
+
+def test_a_claim_takes_what_next_runnable_would_start(store: Store) -> None:
+    added(store, "a.mkv", library="other", seconds=0)
+    added(store, "b.mkv", library="zzz", seconds=5)
+    listed = added(store, "c.mkv", library="tv", seconds=10)
+    libraries = ["other", "tv", "zzz"]
+
+    order = [
+        claim.job.rel_path
+        for claim in iter(lambda: store.claim("alpha", libraries=libraries, lease=LEASE, library_order=["tv"]), None)
+    ]
+
+    assert order == [listed.rel_path, "a.mkv", "b.mkv"]
+
+
+def test_a_claim_never_starts_a_second_encode_of_a_file(store: Store) -> None:
+    added(store)
+    running = claimed(store, "alpha").job
+    newer = store.enqueue(
+        library="tv",
+        rel_path=running.rel_path,
+        fingerprint="200:rewritten",
+        preset_hash="p1",
+        output_path=running.output_path,
+        reason="changed",
+        now=T0 + timedelta(seconds=1),
+    )
+    assert newer is not None
+    other = added(store, "Show/E02.mkv", seconds=2)
+
+    assert claimed(store, "beta").job.id == other.id
+    assert store.claim("beta", libraries=["tv"], lease=LEASE, library_order=["tv"]) is None
+    assert store.get_job(newer.id) == newer
+
+
+# --- heartbeats
+
+
+def test_a_heartbeat_renews_the_lease_and_records_progress(store: Store) -> None:
+    job = added(store)
+    claim = claimed(store, lease=timedelta(seconds=10))
+
+    beat = store.heartbeat(job.id, claim.token, progress=42.5, lease=timedelta(seconds=600))
+
+    assert beat.held and not beat.cancelled
+    assert beat.expires_at is not None and beat.expires_at > claim.expires_at
+    running = store.get_job(job.id)
+    assert running is not None and running.progress == 42.5 and running.state is JobState.RUNNING
+
+
+def test_a_stale_token_renews_nothing_and_publishes_nothing(store: Store) -> None:
+    job = added(store)
+    stale = claimed(store, "alpha", lease=BLINK)
+    expire_now(store)
+    current = claimed(store, "beta")
+
+    beat = store.heartbeat(job.id, stale.token, progress=99.0, lease=LEASE)
+    with pytest.raises(LeaseLost, match=rf"job {job.id}.*token {stale.token}"):
+        store.finish_claimed(job.id, stale.token, entry_for(job), encoded_at="2024-05-01T13:00:00+00:00", now=T0)
+
+    assert not beat.held and not beat.cancelled and beat.expires_at is None
+    assert store.load_ledger().entries == ()
+    kept = store.get_job(job.id)
+    assert kept is not None and kept.state is JobState.RUNNING and kept.progress == 0
+    lease = store.lease_of(job.id)
+    assert lease is not None and (lease.host, lease.token, lease.expires_at) == (
+        "beta",
+        current.token,
+        current.expires_at,
+    )
+
+
+def test_the_current_token_publishes_the_ledger_row_with_the_job_done(store: Store) -> None:
+    job = added(store)
+    claim = claimed(store)
+
+    done = store.finish_claimed(
+        job.id, claim.token, entry_for(job), encoded_at="2024-05-01T13:00:00+00:00", output_size=50, now=T0
+    )
+
+    assert done.state is JobState.DONE and done.progress == 100
+    assert store.load_ledger().entries == (entry_for(job),)
+    assert store.output_size(library="tv", rel_path=job.rel_path) == 50
+    assert not store.heartbeat(job.id, claim.token, progress=None, lease=LEASE).held
+
+
+def test_a_heartbeat_tells_the_host_the_job_was_cancelled_elsewhere(store: Store) -> None:
+    job = added(store)
+    claim = claimed(store)
+    store.cancel(job.id, now=T0, by=CancelledBy.OPERATOR)
+
+    beat = store.heartbeat(job.id, claim.token, progress=10.0, lease=LEASE)
+
+    assert not beat.held and beat.cancelled
+    with pytest.raises(LeaseLost):
+        store.finish_claimed(job.id, claim.token, entry_for(job), encoded_at="2024-05-01T13:00:00+00:00", now=T0)
+    assert store.load_ledger().entries == ()
+
+
+# --- expiry and release
+
+
+def test_a_lease_that_runs_out_puts_the_job_back_counting_a_host_loss_not_an_attempt(store: Store) -> None:
+    job = added(store)
+    claimed(store, "alpha", lease=BLINK)
+
+    (expired,) = expire_now(store)
+
+    assert expired.id == job.id and expired.state is JobState.QUEUED and expired.attempts == 0
+    lease = store.lease_of(job.id)
+    assert lease is not None and (lease.host, lease.expires_at, lease.host_losses) == (None, None, 1)
+    assert claimed(store, "beta").job.id == job.id
+
+
+def test_a_job_lost_by_more_hosts_than_the_cap_is_dead_naming_them(store: Store) -> None:
+    job = added(store)
+    for host in ("alpha", "beta"):
+        claimed(store, host, lease=BLINK)
+        assert [found.state for found in expire_now(store, host_loss_cap=2)] == [JobState.QUEUED]
+    claimed(store, "gamma", lease=BLINK)
+
+    (lost,) = expire_now(store, host_loss_cap=2)
+
+    assert lost.id == job.id and lost.state is JobState.DEAD and lost.attempts == 0
+    assert lost.error is not None and "alpha, beta, gamma" in lost.error and "3" in lost.error
+    lease = store.lease_of(job.id)
+    assert lease is not None and lease.host_losses == 3
+    assert store.retry(job.id, now=T0).state is JobState.QUEUED
+    again = store.lease_of(job.id)
+    assert again is not None and again.host_losses == 0  # an operator's retry starts the count afresh
+
+
+def test_a_live_lease_and_a_job_started_without_one_do_not_expire(store: Store) -> None:
+    leased = added(store, "a.mkv")
+    claimed(store, lease=LEASE)
+    local = added(store, "b.mkv", seconds=1)
+    store.mark_running(local.id, now=T0)  # one host on its own: no lease
+
+    assert store.expire_leases(host_loss_cap=0) == []
+    assert {job.id for job in store.list_jobs(state=JobState.RUNNING)} == {leased.id, local.id}
+
+
+def test_a_released_job_goes_back_to_the_queue_without_spending_an_attempt(store: Store) -> None:
+    job = added(store)
+    claim = claimed(store, "alpha")
+
+    released = store.release_claim(job.id, claim.token, reason="alpha cannot read /mnt/tv")
+
+    assert released.state is JobState.QUEUED and released.attempts == 0
+    assert released.error == "alpha cannot read /mnt/tv"
+    lease = store.lease_of(job.id)
+    assert lease is not None and (lease.host, lease.expires_at, lease.host_losses) == (None, None, 0)
+    assert not store.heartbeat(job.id, claim.token, progress=None, lease=LEASE).held
+    with pytest.raises(LeaseLost):
+        store.release_claim(job.id, claim.token, reason="again")
