@@ -45,12 +45,15 @@ from agent.api.app import serve
 from agent.api.context import assemble
 from agent.config import ConfigError, load_config
 from agent.config.models import Config
-from agent.engine import EngineState, reconcile
-from agent.handbrake.probe import FFPROBE, HandBrakeUnavailable, available_presets
+from agent.engine import EngineState
+from agent.handbrake.probe import FFPROBE, HandBrakeUnavailable, available_presets, handbrake_version
+from agent.leadership import PlannerLease, lead_pass
 from agent.login_limits import LoginLimits
 from agent.observe import preset_hashes
+from agent.presence import host_report, readable_libraries
 from agent.resources import Sampler
 from agent.scheduler import ReconcileSchedule
+from agent.store import StoreError
 from agent.store.lock import agent_lock
 from agent.store.sqlite import store_for
 
@@ -84,6 +87,8 @@ class _Agent:
         self._reloads: set[asyncio.Task[None]] = set()
         self._probe_delay: float | None = None  # None: the last HandBrakeCLI probe succeeded
         self._probe_retry_at = 0.0  # loop time of the next probe after one failed
+        self.planner = PlannerLease(host=config.host.name, lease=config.store.lease, log=self.log)
+        self.handbrake_version: str | None = None  # for the hosts table; None while HandBrakeCLI cannot tell
 
     async def main(self) -> int:
         config, store = self.state.config, self.state.store
@@ -128,7 +133,9 @@ class _Agent:
             self.log.error("cannot start: cannot listen", listen=config.server.listen, reason=error.strerror)
             self.api.checker.close()
             return 1
+        await self._renew_and_report()  # before the first pass: on one host it plans at once, as ever
         self.schedule.start()
+        keeping = asyncio.create_task(self._keep_lease(), name="planner-lease")
         dispatching = asyncio.create_task(self.dispatcher.loop(), name="dispatcher")
         watching = asyncio.create_task(self._watch_config(), name="config-watch")
         systemd.notify("READY=1")
@@ -147,6 +154,11 @@ class _Agent:
         await runner.cleanup()
         self.api.checker.close()
         self.schedule.shutdown()
+        keeping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeping
+        with contextlib.suppress(StoreError):
+            self.planner.resign(self.state.store)
         watching.cancel()
         await self.dispatcher.stop()
         dispatching.cancel()
@@ -160,7 +172,7 @@ class _Agent:
         if self.stop_requested.is_set():
             return
         try:
-            await reconcile(self.state, log=self.log)
+            await lead_pass(self.state, self.planner, log=self.log)  # nothing on a follower
         except descriptors.OutOfDescriptors as error:
             self.state.pass_problem = f"reconcile pass failed, retried next pass: {error}"
             self.shortage.report("reconcile pass failed: out of file descriptors", reason=str(error))
@@ -169,6 +181,32 @@ class _Agent:
         else:
             self.state.pass_problem = None
         self.dispatcher.wake()
+
+    async def _keep_lease(self) -> None:
+        """Every lease/3: renew (or take) the planner's lease and report this host; a new leader plans at once."""
+        while True:
+            await asyncio.sleep(self.planner.renew_every.total_seconds())
+            if await self._renew_and_report():
+                self.schedule.run_soon()
+
+    async def _renew_and_report(self) -> bool:
+        """Renew the planner's lease and upsert this host's row; return whether this host just became the leader."""
+        was_leading = self.planner.held is not None
+        libraries = await asyncio.to_thread(readable_libraries, self.state.config)
+        try:
+            self.planner.renew(self.state.store)
+            self.state.store.report_host(
+                host_report(
+                    self.state.config,
+                    handbrake_version=self.handbrake_version,
+                    libraries=libraries,
+                    running_jobs=len(self.dispatcher.running),
+                )
+            )
+        except StoreError as error:  # the lease runs out by itself; the fence refuses a lapsed pass
+            self.log.warning("cannot renew the planner's lease or report this host", reason=str(error))
+            return False
+        return not was_leading and self.planner.held is not None
 
     def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """Log what asyncio reports; running out of descriptors once a minute (accept meets it per connection)."""
@@ -269,11 +307,13 @@ class _Agent:
             self.log.warning(message)
 
         # Two HandBrakeCLI start-ups of about half a second each: run them side by side.
-        hashes, listed = await asyncio.gather(
+        hashes, listed, version = await asyncio.gather(
             asyncio.to_thread(preset_hashes, config, warn=warn),
             asyncio.to_thread(available_presets, config.handbrake.binary),
+            asyncio.to_thread(handbrake_version, config.handbrake.binary),  # for the hosts table
             return_exceptions=True,
         )
+        self.handbrake_version = version if isinstance(version, str) else None
         if isinstance(hashes, BaseException):
             raise hashes
         if isinstance(listed, BaseException) and not isinstance(listed, HandBrakeUnavailable):
