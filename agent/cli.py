@@ -176,7 +176,10 @@ def _load(arguments: argparse.Namespace) -> Loaded | None:
 
 
 def _run(arguments: argparse.Namespace) -> int:
+    from agent.cli_jobs import store_failure
     from agent.runtime import run
+    from agent.store import StoreError
+    from agent.store.choose import store_location
     from agent.store.db import StateError
     from agent.store.lock import LockHeld
 
@@ -193,6 +196,9 @@ def _run(arguments: argparse.Namespace) -> int:
         return EXIT_ERROR
     except StateError as error:
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except StoreError as error:  # the store cannot be reached at start, or another agent holds it
+        print(f"error: {store_failure(store_location(loaded.config), error)}", file=sys.stderr)
         return EXIT_ERROR
 
 
@@ -219,15 +225,16 @@ def _plan(arguments: argparse.Namespace) -> int:
     import json
     import time
 
+    from agent.cli_jobs import store_failure
     from agent.domain import Ledger
     from agent.observe import job_identities, observe
     from agent.plan import plan
     from agent.queued_plan import files_with_jobs, with_jobs
     from agent.render import render_text, to_json
     from agent.store import StoreError
-    from agent.store.db import StateError, database_path
+    from agent.store.choose import readonly_store_for, store_location
+    from agent.store.db import StateError
     from agent.store.jobs import Job
-    from agent.store.sqlite import open_store_readonly
 
     loaded = _load(arguments)
     if loaded is None:
@@ -235,7 +242,7 @@ def _plan(arguments: argparse.Namespace) -> int:
     config = loaded.config
     jobs: list[Job] = []
     try:
-        store = open_store_readonly(config.paths.state_dir, warn=_warn)
+        store = readonly_store_for(config, warn=_warn)
         ledger = Ledger()
         if store is not None:
             try:
@@ -246,8 +253,8 @@ def _plan(arguments: argparse.Namespace) -> int:
     except StateError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    except StoreError as error:  # e.g. a table lost to a damaged disk or a bad restore
-        print(f"error: state database {database_path(config.paths.state_dir)}: {error}", file=sys.stderr)
+    except StoreError as error:  # unreachable, or e.g. a table lost to a damaged disk or a bad restore
+        print(f"error: {store_failure(store_location(config), error)}", file=sys.stderr)
         return EXIT_ERROR
     # A short-lived command that builds a few hundred thousand objects and frees none of
     # them early: the cyclic collector's repeated passes would cost a third of the run.
@@ -256,9 +263,7 @@ def _plan(arguments: argparse.Namespace) -> int:
     observation = observe(config, ledger, now_ns=now_ns, warn=_warn)
     result = plan(config, observation, ledger, now_ns=now_ns)
     # What the queue already holds for the transcodes: queued, running, to retry, dead, cancelled.
-    fingerprints, preset_hashes = job_identities(
-        config, observation, ledger, files_with_jobs(result, jobs), warn=_warn
-    )
+    fingerprints, preset_hashes = job_identities(config, observation, ledger, files_with_jobs(result, jobs), warn=_warn)
     queued = with_jobs(result, jobs, fingerprints=fingerprints, preset_hashes=preset_hashes)
     if arguments.json:
         sys.stdout.write(json.dumps(to_json(queued), indent=2) + "\n")
@@ -274,7 +279,7 @@ def _jobs(arguments: argparse.Namespace) -> int:
     loaded = _load(arguments)
     if loaded is None:
         return EXIT_ERROR
-    return list_jobs(arguments, loaded.config.paths.state_dir)
+    return list_jobs(arguments, loaded.config)
 
 
 def _job_state(value: str) -> JobState:
@@ -294,7 +299,7 @@ def _retry(arguments: argparse.Namespace) -> int:
     loaded = _load(arguments)
     if loaded is None:
         return EXIT_ERROR
-    return retry_jobs(job_id, loaded.config.paths.state_dir)
+    return retry_jobs(job_id, loaded.config)
 
 
 def _backup(arguments: argparse.Namespace) -> int:

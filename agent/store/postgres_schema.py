@@ -21,7 +21,8 @@ exactly once. A database at a newer version than this hb2r knows is refused, not
 
 from __future__ import annotations
 
-from agent.store.postgres import PostgresDatabase, StoreError
+from agent.store.postgres import PostgresDatabase
+from agent.store.sql import StoreError
 
 # pg_advisory_xact_lock key: "hb2r" in ASCII, so other applications' keys do not collide with it by chance.
 MIGRATION_LOCK = 0x68623272

@@ -9,16 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from agent.store import sqlite_files
 from agent.store.database_store import DatabaseStore
 from agent.store.db import open_database, open_readonly
 from agent.store.sql import SqliteDatabase
-
-if TYPE_CHECKING:
-    from agent.config.models import Config
-    from agent.store.protocol import Store
 
 
 class SqliteStore(DatabaseStore):
@@ -41,8 +36,3 @@ def open_store_readonly(state_dir: Path, *, warn: Callable[[str], None] = lambda
     """Open the state in state_dir without writing anything (`hb2r plan`, `hb2r jobs`); None if there is none yet."""
     database = open_readonly(state_dir, warn=warn)
     return None if database is None else SqliteStore(database)
-
-
-def store_for(config: Config) -> Store:
-    """Return the store the config names: today always the SQLite file in `paths.state_dir`."""
-    return open_store(config.paths.state_dir)
