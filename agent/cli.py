@@ -104,14 +104,16 @@ def _parser() -> argparse.ArgumentParser:
     retry.set_defaults(handler=_retry, usage_error=retry.error)
 
     backup = commands.add_parser(
-        "backup", help="write a consistent copy of the state database (safe while the agent runs)"
+        "backup", help="write a consistent copy of the state (safe while the agent runs; PostgreSQL: pg_dump)"
     )
     backup.add_argument("--to", type=Path, required=True, metavar="FILE", help="the backup file to write (made 0600)")
     backup.add_argument("--force", action="store_true", help="replace FILE if it exists")
     _config_argument(backup)
     backup.set_defaults(handler=_backup)
 
-    restore = commands.add_parser("restore", help="replace the state database with a backup (stop the agent first)")
+    restore = commands.add_parser(
+        "restore", help="replace the state with a backup (stop the agent first; PostgreSQL: into an empty database)"
+    )
     restore.add_argument("--from", dest="source", type=Path, required=True, metavar="FILE", help="a backup file")
     _config_argument(restore)
     restore.set_defaults(handler=_restore)
@@ -308,6 +310,15 @@ def _backup(arguments: argparse.Namespace) -> int:
     loaded = _load(arguments)
     if loaded is None:
         return EXIT_ERROR
+    if loaded.config.store.is_postgres:
+        from agent.backup_postgres import backup_postgres
+
+        try:
+            print(backup_postgres(loaded.config, arguments.to, force=arguments.force))
+        except BackupError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_ERROR
+        return EXIT_OK
     try:
         written = backup(loaded.config.paths.state_dir, arguments.to, force=arguments.force)
     except BackupError as error:
@@ -324,6 +335,15 @@ def _restore(arguments: argparse.Namespace) -> int:
     loaded = _load(arguments)
     if loaded is None:
         return EXIT_ERROR
+    if loaded.config.store.is_postgres:
+        from agent.backup_postgres import restore_postgres
+
+        try:
+            print("\n".join(restore_postgres(loaded.config, arguments.source)))
+        except BackupError as error:
+            print(f"error: {error}; nothing was restored", file=sys.stderr)
+            return EXIT_ERROR
+        return EXIT_OK
     try:
         restored = restore(loaded.config.paths.state_dir, arguments.source)
     except LockHeld as error:
