@@ -78,7 +78,9 @@ def retry_jobs(job_id: int | None, config: Config) -> int:
         try:
             with store.transaction():
                 if job_id is None:
-                    before = {job.id: job for job in store.list_jobs(state=jobs.JobState.DEAD)}
+                    # What was dead is what retry_dead requeues, read from its own statement: on
+                    # PostgreSQL (READ COMMITTED) a list read first could miss a job that died since.
+                    before = {}
                     requeued = store.retry_dead(now=now)
                     left = store.counts()[jobs.JobState.DEAD]
                 else:
@@ -97,9 +99,9 @@ def retry_jobs(job_id: int | None, config: Config) -> int:
         print(f"error: {store_failure(store_location(config), error)}", file=sys.stderr)
         return EXIT_ERROR
     for job in requeued:
-        was = before[job.id]
-        reason = f": {first_line(was.error)}" if first_line(was.error) else ""
-        print(f"Requeued job {job.id} ({shown(job.library)}: {shown(job.rel_path)}), was {was.state}{reason}")
+        was = before[job.id].state if job.id in before else jobs.JobState.DEAD
+        reason = f": {first_line(job.error)}" if first_line(job.error) else ""  # a requeued job keeps its last error
+        print(f"Requeued job {job.id} ({shown(job.library)}: {shown(job.rel_path)}), was {was}{reason}")
     if job_id is None and not requeued and not left:
         print("No dead jobs to retry.")
     if left:
@@ -131,7 +133,8 @@ def retry_target(arguments: argparse.Namespace) -> int | None:
 def store_failure(location: str, error: Exception) -> str:
     """Return the store's error, saying where the state is unless it does already."""
     message = str(error) or type(error).__name__
-    return message if location.rsplit(" ", 1)[-1] in message else f"{location}: {message}"
+    named = location.rsplit(" ", 1)[-1] in message or "postgresql://" in message  # a redacted URL
+    return message if named else f"{location}: {message}"
 
 
 def _warn(message: str) -> None:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from agent.config.store_url import parse_postgres_url
 from agent.store.database_store import DatabaseStore
 from agent.store.postgres import PostgresDatabase, connect_postgres
 from agent.store.postgres_schema import SCHEMA_VERSION, migrate, schema_version
@@ -75,8 +74,8 @@ class PostgresStore(DatabaseStore):
             holder = self.database.execute("SELECT value FROM agent_status WHERE key = ?", (RUN_HOLDER,)).fetchone()
             who = f"the agent on host {holder[0]}" if holder is not None else "another agent"
             raise StoreInUse(
-                f"{self.database.location}: {who} is running on this store; one `hb2r run` per PostgreSQL store "
-                "until several hosts can share one (leases): stop the other agent, or give this one its own store"
+                f"{who} is running on this store; one `hb2r run` per PostgreSQL store until several hosts "
+                "can share one (leases): stop the other agent, or give this one its own database"
             )
         holder_text = f"{host} (pid {os.getpid()})"
         self.database.execute("SELECT set_config('application_name', ?, false)", (f"hb2r run on {host}"[:63],))
@@ -118,7 +117,7 @@ def open_postgres_store_readonly(url: str, *, password_file: Path | None = None)
         if version != SCHEMA_VERSION:
             newer = version > SCHEMA_VERSION
             raise StoreError(
-                f"{database.location}: store schema {version} is {'newer' if newer else 'older'} than this hb2r "
+                f"store schema {version} is {'newer' if newer else 'older'} than this hb2r "
                 f"knows ({SCHEMA_VERSION}): "
                 + ("upgrade hb2r" if newer else "start `hb2r run` once (it migrates the store), then ask again")
             )
@@ -126,12 +125,3 @@ def open_postgres_store_readonly(url: str, *, password_file: Path | None = None)
         database.close()
         raise
     return PostgresStore(database)
-
-
-def where(url: str) -> str:
-    """Given a postgresql:// URL, return "host:port/database" for messages (no user, no password)."""
-    try:
-        parts = parse_postgres_url(url)
-    except ValueError:
-        return "PostgreSQL"
-    return f"{parts.host}:{parts.port}/{parts.database}"

@@ -76,7 +76,10 @@ def test_a_second_agent_on_the_same_database_is_refused_naming_the_host_that_run
     second = start(on_postgres(write_config(tmp_path / "second"), url=postgres_url, host="desktop"))
     assert second.process.wait(timeout=60) == 1
     output = second.log_path.read_text()
-    assert "the agent on host nas-1 (pid " in output
+    database = postgres_url.rsplit("/", 1)[1]
+    assert (
+        f"error: PostgreSQL store 127.0.0.1:{postgres_cluster.port}/{database}: the agent on host nas-1 (pid " in output
+    )
     assert "is running on this store; one `hb2r run` per PostgreSQL store" in output
     assert postgres_cluster.password not in output
 

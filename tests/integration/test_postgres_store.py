@@ -173,3 +173,39 @@ def test_a_read_only_open_of_an_older_schema_says_to_start_the_agent_first(postg
 
     assert f"store schema {SCHEMA_VERSION - 1} is older than this hb2r knows ({SCHEMA_VERSION})" in str(refused.value)
     assert "start `hb2r run` once" in str(refused.value)
+
+
+@pytest.fixture
+def linguistic_url(postgres_cluster: PostgresCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database whose text collation is a language's (ICU en-US), as `createdb` on a host with
+    LANG=en_US.UTF-8 makes; the test cluster's own databases sort by bytes (C)."""
+    name = f"hb2r_icu_{tmp_path_factory.getbasetemp().name.replace('-', '_')}"
+    with psycopg.connect(postgres_cluster.admin_url, autocommit=True) as admin:
+        admin.execute(
+            f'CREATE DATABASE "{name}" OWNER hb2r TEMPLATE template0 '
+            "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.utf8'"
+        )
+    try:
+        yield postgres_cluster.url(name)
+    finally:
+        postgres_cluster.drop_database(name)
+
+
+def test_names_come_back_in_the_same_order_as_from_sqlite_whatever_the_database_collation(
+    linguistic_url: str,
+) -> None:
+    from agent.domain import UserChange, UserChangeKind
+
+    names = ["bob", "Alice", "_ops", "carol-2", "carol1"]
+    store = open_postgres_store(linguistic_url)
+    try:
+        for name in names:
+            store.apply_user_change(
+                UserChange(UserChangeKind.ADD, name, "user", "$2b$04$" + "x" * 53), now=T0.isoformat()
+            )
+            store.hold(name, reason="x", since=T0.isoformat())
+
+        assert [user.name for user in store.load_users()] == sorted(names)  # code point order, as SQLite's BINARY
+        assert list(store.load_holds()) == sorted(names)
+    finally:
+        store.close()
