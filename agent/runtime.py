@@ -58,7 +58,7 @@ from agent.login_limits import LoginLimits
 from agent.observe import preset_hashes
 from agent.resources import Sampler
 from agent.scheduler import ReconcileSchedule
-from agent.store.choose import store_for_run
+from agent.store.choose import store_for_run, store_location
 from agent.store.lock import agent_lock
 from agent.store.protocol import Store
 
@@ -148,6 +148,7 @@ class _Agent:
             config=str(self.config_path),
             libraries=[lib.name for lib in config.libraries],
             listen=config.server.listen,
+            store=store_location(config),  # the file, or PostgreSQL host:port/database: never a password
             open_files_limit=self.open_files[0],
             max_connections=max_connections,
         )

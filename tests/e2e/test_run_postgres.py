@@ -59,6 +59,8 @@ def test_an_agent_on_postgresql_encodes_once_and_keeps_its_state_there(
     assert jobs.returncode == 0 and "Show/E01.mkv" in jobs.stdout, jobs.stdout + jobs.stderr
     assert agent.stop() == 0
     assert len(agent.events("job started")) == 1
+    database = postgres_url.rsplit("/", 1)[1]
+    assert agent.events("agent started")[0]["store"] == f"PostgreSQL store 127.0.0.1:{postgres_cluster.port}/{database}"
     assert archive_files(tmp_path) == ["TV/Show/E01.mkv"]
     assert checksums(tmp_path / "tv") == sources
     assert not (tmp_path / "state" / "hb2r.db").exists()  # the state is in PostgreSQL only
