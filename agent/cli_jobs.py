@@ -65,15 +65,18 @@ def list_jobs(arguments: argparse.Namespace, config: Config) -> int:
 
 def retry_jobs(job_id: int | None, config: Config) -> int:
     """Given a job id (None: every dead job) and the config, queue the job(s) again; return the exit code."""
-    if not has_state(config):  # nothing to retry; do not make a database to say so
-        if job_id is None:
-            print("No dead jobs to retry.")
-            return EXIT_OK
-        where = database_path(config.paths.state_dir)  # only SQLite's state can be missing
-        print(f"error: there is no job {job_id} (no state database at {where} yet)", file=sys.stderr)
-        return EXIT_ERROR
     now = datetime.now(UTC)
     try:
+        if not has_state(config):  # nothing to retry; do not make a database to say so
+            if job_id is None:
+                print("No dead jobs to retry.")
+                return EXIT_OK
+            if config.store.is_postgres:
+                print(f"error: there is no job {job_id} ({no_state_yet(config)})", file=sys.stderr)
+            else:
+                where = database_path(config.paths.state_dir)
+                print(f"error: there is no job {job_id} (no state database at {where} yet)", file=sys.stderr)
+            return EXIT_ERROR
         store = store_for(config)
         try:
             with store.transaction():

@@ -80,8 +80,13 @@ def readonly_store_for(config: Config, *, warn: Callable[[str], None] = lambda m
 
 
 def has_state(config: Config) -> bool:
-    """Return whether there may be state to act on: False only when the SQLite file does not exist."""
+    """Return whether the store holds state: the SQLite file exists, or the PostgreSQL database has
+    hb2r's schema (asked read-only: nothing is made to find out). Raise StoreError if it cannot be asked."""
     if config.store.is_postgres:
+        found = _open_postgres(config, read_only=True)
+        if found is None:
+            return False
+        found.close()
         return True
     try:
         return database_path(config.paths.state_dir).is_file()

@@ -164,3 +164,18 @@ def test_without_the_postgres_extra_the_message_says_how_to_get_it(tmp_path: Pat
 
     assert finished.returncode == 1
     assert "install hb2r with the postgres extra (pip install 'hb2r[postgres]')" in finished.stderr
+
+
+def test_retry_on_an_empty_database_says_there_is_nothing_and_makes_no_schema(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    config = write_config(tmp_path, url=postgres_url)
+
+    dead = hb2r("retry", "--dead", str(config))
+    one = hb2r("retry", "3", str(config))
+
+    assert dead.returncode == 0 and dead.stdout == "No dead jobs to retry.\n", dead.stderr
+    assert one.returncode == 1
+    assert one.stderr.startswith("error: there is no job 3 (the PostgreSQL store 127.0.0.1:")
+    assert one.stderr.endswith(" holds no hb2r state yet)\n")
+    assert public_tables(postgres_url) == 0
