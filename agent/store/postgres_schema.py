@@ -11,7 +11,7 @@ column by column. Where the dialects differ:
   `max(change_seq) + 1`, which concurrent transactions of several hosts would hand out twice.
   The numbers grow in the order transactions take them, not the order they commit: a reader of
   "changed since N" can miss a change committed after it read N by a transaction that took
-  its number earlier. The realtime readers on PostgreSQL must allow for that.
+  its number earlier: what that means for /api/realtime is in `agent.store.postgres_store`.
 
 The version is the highest number in `schema_version` (one row per migration applied, with
 when). Each migration runs in its own transaction under an advisory lock, and re-reads the

@@ -4,19 +4,21 @@ The SQL is the store modules' own (`DatabaseStore`); what differs is opening it:
 password from `store.password_file`, else the URL or libpq's PGPASSWORD / ~/.pgpass), then
 bring the schema up to date (`agent.store.postgres_schema`, refusing a newer one).
 
-Three ways of opening:
+Two ways of opening, and a lock (`agent.store.choose` picks for each command):
 - `open_postgres_store(url)`: read and write, migrating first (`hb2r run`, `hb2r retry`, the API);
-- `open_postgres_store(url, read_only=True)`: every statement in a read-only transaction
+- `open_postgres_store_readonly(url)`: every statement in a read-only transaction
   (`default_transaction_read_only`), so `hb2r plan` and `hb2r jobs` cannot write even by
   mistake; nothing is migrated: an empty database is "no state yet" (None), one at an older
   schema is refused with what to do (start `hb2r run` once, it migrates);
-- `hold_run_lock(host)`: `hb2r run` holds a session advisory lock (RUN_LOCK, per database) for
-  its whole life. Until jobs are claimed by leases (a later step of issue 11), two agents on
+- `hold_run_lock(host=...)`: `hb2r run` holds a session advisory lock (RUN_LOCK, per database)
+  for its whole life. Until jobs are claimed by leases (a later step of issue 11), two agents on
   one database would both encode the same queue: the second one is refused at start, told
   which host holds the store. The holder writes its host name and pid into `agent_status`
   (key RUN_HOLDER) and into its `application_name`, which `pg_stat_activity` shows operators.
-  The lock is the connection's: it goes when the agent exits or its connection is lost (then
-  the next agent may start; this one's next statement fails and /health turns unhealthy).
+  The lock is the connection's: it goes when the agent exits or its connection is lost. A lost
+  connection is opened again by the next statement (`PostgresDatabase`), which takes the lock
+  again first; while another agent holds it meanwhile, every statement fails (StoreInUse, and
+  /health says unhealthy) and nothing is written.
   Several hosts sharing one store come with leases; until then it is one agent per database.
 
 The change feed (`last_change` / `changed_after`, what /api/realtime follows): jobs.change_seq
@@ -28,6 +30,11 @@ the API inside it. A write by another process at the same moment (`hb2r retry` i
 while the agent writes) can commit a lower number after the feed read past it: the live feed
 misses that one change (the status page shows it on its next full read). Several writers
 (leases, a later step) will need numbers taken at commit time.
+
+Text order: PostgreSQL sorts text by the database's collation (often a language's), SQLite by
+bytes. Nothing here depends on a collation's order but names listed to people (users, paused
+libraries), which the store modules sort in Python so both stores give the same order; time
+stamps are fixed-width ISO-8601 and compare the same under any collation.
 """
 
 from __future__ import annotations

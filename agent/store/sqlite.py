@@ -3,6 +3,7 @@
 Opening, WAL, migrations and the refusal of a newer schema live in `agent.store.db`; the SQL
 in the store modules (shared with PostgreSQL through `DatabaseStore`). What only an SQLite
 file can do is here: the consistent copy of the whole state through SQLite's backup API.
+Which store a config names (this one, or PostgreSQL's) is `agent.store.choose`'s to say.
 """
 
 from __future__ import annotations
