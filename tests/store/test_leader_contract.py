@@ -8,44 +8,21 @@ stops renewing: what SIGSTOP does to it, without stopping the test process.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import pytest
 
-from agent.store import postgres_schema
-from agent.store.database_store import DatabaseStore
 from agent.store.hosts import HostReport
 from agent.store.leader import Leadership, NotLeader
-from agent.store.postgres import connect_postgres
 from agent.store.protocol import Store
-
-from .conftest import STORES
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
 BLINK = timedelta(milliseconds=5)  # a lease that runs out while the test looks
-# Until the shared `store` fixture includes PostgreSQL, these tests run on it through their own fixture.
-LEADER_STORES = [*STORES, *([] if "postgres" in STORES else ["postgres"])]
 
 T = TypeVar("T")
-
-
-@pytest.fixture
-def direct_postgres_store(postgres_url: str) -> Iterator[DatabaseStore]:
-    database = connect_postgres(postgres_url)
-    postgres_schema.migrate(database)
-    opened = DatabaseStore(database)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture(params=LEADER_STORES)
-def store(request: pytest.FixtureRequest) -> Store:
-    name = "direct_postgres" if request.param == "postgres" and "postgres" not in STORES else request.param
-    found: Store = request.getfixturevalue(f"{name}_store")
-    return found
 
 
 def eventually(probe: Callable[[], T], *, seconds: float = 5.0) -> T:
