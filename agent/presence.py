@@ -9,10 +9,15 @@ hangs would hang it): the agent calls it in a thread.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from datetime import timedelta
 
 from agent import __version__
 from agent.config.models import Config
-from agent.store.hosts import HostReport
+from agent.store.hosts import HostReport, HostRow
+
+# A host not seen for this many leases is late: it has missed several reports (each lease/3), not one.
+LATE_AFTER_LEASES = 3
 
 
 def readable_libraries(config: Config) -> tuple[str, ...]:
@@ -38,3 +43,14 @@ def host_report(
         libraries=libraries,
         running_jobs=running_jobs,
     )
+
+
+def late_after(lease: timedelta) -> timedelta:
+    """Return how long a host may go unseen before it counts as late (3 leases)."""
+    return lease * LATE_AFTER_LEASES
+
+
+def late_hosts(hosts: Sequence[HostRow], *, lease: timedelta) -> list[HostRow]:
+    """Given the hosts as the store lists them, return those not seen for 3 leases, by name."""
+    limit = late_after(lease).total_seconds()
+    return [host for host in hosts if host.seen_seconds_ago > limit]
