@@ -173,7 +173,7 @@
     connect();
     refresh();
     clearInterval(state.hostsTimer);
-    state.hostsTimer = setInterval(refresh, HOSTS_REFRESH_MS);
+    state.hostsTimer = setInterval(refreshHosts, HOSTS_REFRESH_MS);
   }
 
   function showUser() {
@@ -301,6 +301,17 @@
   function scheduleRefresh() {
     clearTimeout(state.refreshTimer);
     state.refreshTimer = setTimeout(refresh, REFRESH_DELAY_MS);
+  }
+
+  /** The hosts section alone: hosts report on their own timer, and no socket message says so. */
+  async function refreshHosts() {
+    if (!state.token || state.refreshing) return;
+    try {
+      const hosts = await api("/api/hosts");
+      if (state.token) renderHosts(hosts);
+    } catch (error) {
+      fail(error);
+    }
   }
 
   async function refresh() {
