@@ -144,7 +144,8 @@ class _Agent:
             self.log.error("cannot start: cannot listen", listen=config.server.listen, reason=error.strerror)
             self.api.checker.close()
             return 1
-        await self._renew_and_report()  # before the first pass: on one host it plans at once, as ever
+        self._renew()  # before the first pass: on one host it plans at once, as ever
+        await self._report_host()
         self.schedule.start()
         keeping = asyncio.create_task(self._keep_lease(), name="planner-lease")
         dispatching = asyncio.create_task(self.dispatcher.loop(), name="dispatcher")
@@ -196,17 +197,33 @@ class _Agent:
 
     async def _keep_lease(self) -> None:
         """Every lease/3: renew (or take) the planner's lease and report this host; a new leader plans at once."""
-        while True:
-            await asyncio.sleep(self.planner.renew_every.total_seconds())
-            if await self._renew_and_report():
-                self.schedule.run_soon()
+        reporting: asyncio.Task[None] | None = None
+        try:
+            while True:
+                await asyncio.sleep(self.planner.renew_every.total_seconds())
+                if self._renew():
+                    self.schedule.run_soon()
+                # A source mount that hangs delays this host's report (it looks at the mounts), never its lease.
+                if reporting is None or reporting.done():
+                    reporting = asyncio.create_task(self._report_host(), name="host-report")
+        finally:
+            if reporting is not None:
+                reporting.cancel()
 
-    async def _renew_and_report(self) -> bool:
-        """Renew the planner's lease and upsert this host's row; return whether this host just became the leader."""
+    def _renew(self) -> bool:
+        """Renew the planner's lease; return whether this host just became the leader."""
         was_leading = self.planner.held is not None
-        libraries = await asyncio.to_thread(readable_libraries, self.state.config)
         try:
             self.planner.renew(self.state.store)
+        except StoreError as error:  # the lease runs out by itself; the fence refuses a lapsed pass
+            self.log.warning("cannot renew the planner's lease", reason=str(error))
+            return False
+        return not was_leading and self.planner.held is not None
+
+    async def _report_host(self) -> None:
+        """Upsert this host's row in the hosts table."""
+        libraries = await asyncio.to_thread(readable_libraries, self.state.config)
+        try:
             self.state.store.report_host(
                 host_report(
                     self.state.config,
@@ -215,10 +232,8 @@ class _Agent:
                     running_jobs=len(self.dispatcher.running),
                 )
             )
-        except StoreError as error:  # the lease runs out by itself; the fence refuses a lapsed pass
-            self.log.warning("cannot renew the planner's lease or report this host", reason=str(error))
-            return False
-        return not was_leading and self.planner.held is not None
+        except StoreError as error:
+            self.log.warning("cannot report this host", reason=str(error))
 
     def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """Log what asyncio reports; running out of descriptors once a minute (accept meets it per connection)."""
