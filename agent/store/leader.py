@@ -136,6 +136,9 @@ class _Rows:
         rows, self._rows = self._rows, []
         return rows
 
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self.fetchall())
+
 
 class FencedDatabase:
     """A `Database` whose every transaction first checks (and on PostgreSQL share-locks) the leader row."""
