@@ -39,8 +39,24 @@ Design
 - PostgreSQL: `network_cluster` starts a throwaway cluster (tests/postgres.py) that listens on
   127.0.0.1 and on the run's gateway and admits password logins from the run's /24 only.
 
-What the final assertions read is in multihost_checks.py (the log events the runner and the
-leader must write, and the checks over them).
+- Faults: `Host.crash()` (SIGKILL to everything in the namespace: the agent and its encodes, as a
+  machine that dies), `Host.kill(sig)` (the agent process only), `Host.signal_all(SIGSTOP /
+  SIGCONT)` (the whole host frozen and thawed), `Network.cut/restore(host)`, `Host.unmount()`.
+
+What the final assertions read is in multihost_checks.py (the store's audit of every job and
+leader row change, the log events the runner and the leader write, and the checks over them).
+With the fixtures of tests/e2e/conftest.py the issue's test reads about like this:
+
+    nas, desktop, mini = (hosts(name) for name in ("nas1", "desktop", "mini"))
+    for host in (nas, desktop, mini): host.start().wait_healthy(accept=("healthy", "degraded"))
+    ... faults, each followed by wait_for(...) on what must happen next ...
+    spans = lease_spans(shared_store.audit())
+    assert double_leases(spans) == []
+    assert claim_problems(logged_claims(events_of(all_hosts)), spans) == []
+    assert leader_audit_problems(shared_store.audit()) == [] and leader_epoch_problems(events_of(all_hosts)) == []
+    assert output_problems(library=library, archive=archive) == [] and temp_files(archive) == []
+    assert ledger_problems(shared_store.rows("SELECT library, rel_path FROM ledger"), ...) == []
+    assert checksums(library) == before
 """
 
 from __future__ import annotations
@@ -56,10 +72,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+import psycopg
+from multihost_checks import AuditRow, read_log
+
+from agent.config.load import load_config
+from agent.store.choose import store_for
 
 PREFIX = "h2n"
 BASE = Path(tempfile.gettempdir()) / "hb2r-multihost"
@@ -229,6 +251,8 @@ class Network:
 
     @classmethod
     def create(cls) -> Network:
+        if os.geteuid() != 0:
+            raise RuntimeError("the multi-host tests make network namespaces, links and mounts: run them as root")
         clean_stale_runs()
         number, lock = _claim_run()
         network = cls(number=number, lock=lock)
@@ -334,20 +358,67 @@ class Network:
         self.close()
 
 
-@dataclass(frozen=True)
-class SharedStore:
-    """A database of the run's cluster: `url` (no password, the gateway's address) for the hosts'
-    configs, `password` for their password files, `local_url` for the test's own queries."""
+AUDIT_SQL = """
+CREATE SCHEMA IF NOT EXISTS hb2r_audit;
+CREATE TABLE IF NOT EXISTS hb2r_audit.changes (
+    seq BIGSERIAL PRIMARY KEY,
+    at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+    table_name TEXT NOT NULL,
+    row_after JSONB NOT NULL
+);
+CREATE OR REPLACE FUNCTION hb2r_audit.record() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
+BEGIN
+    INSERT INTO hb2r_audit.changes (table_name, row_after) VALUES (TG_TABLE_NAME, to_jsonb(NEW));
+    RETURN NULL;
+END
+$$;
+"""
+AUDITED_TABLES = ("jobs", "leader")  # the leader row exists once the leader lease has landed
 
-    url: str
-    password: str
-    local_url: str
+
+class SharedStore:
+    """The hosts' database on the run's cluster.
+
+    `url` (no password, the gateway's address) goes into the hosts' configs and `password` into
+    their password files; the test's own queries use `local_url` (127.0.0.1). Before the first
+    host starts, `prepare` makes the agent's schema (as the first agent would) and installs an
+    audit trigger (hb2r_audit.changes, written by the superuser's function, outside the agent's
+    schema) that records every change of a job row and of the leader row, on the database's
+    clock: multihost_checks reads leases and epochs from it.
+    """
+
+    def __init__(self, *, url: str, password: str, local_url: str, admin_url: str) -> None:
+        self.url = url
+        self.password = password
+        self.local_url = local_url
+        self.admin_url = admin_url
+        self.prepared = False
 
     def rows(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        import psycopg
-
         with psycopg.connect(self.local_url, connect_timeout=5) as connection:
             return connection.execute(query, params).fetchall()  # type: ignore[arg-type]
+
+    def prepare(self, config: Path) -> None:
+        """Migrate the database with the agent's own code (config: any host's), then audit it."""
+        store_for(load_config(config).config).close()
+        with psycopg.connect(self.admin_url, autocommit=True) as admin:
+            admin.execute(AUDIT_SQL)
+            for table in AUDITED_TABLES:
+                if admin.execute("SELECT to_regclass(%s)", (f"public.{table}",)).fetchone() == (None,):
+                    continue
+                admin.execute(f"DROP TRIGGER IF EXISTS hb2r_audit ON public.{table}")
+                admin.execute(
+                    f"CREATE TRIGGER hb2r_audit AFTER INSERT OR UPDATE ON public.{table} "
+                    "FOR EACH ROW EXECUTE FUNCTION hb2r_audit.record()"
+                )
+        self.prepared = True
+
+    def audit(self) -> list[AuditRow]:
+        """Every audited change so far, in order."""
+        with psycopg.connect(self.admin_url, connect_timeout=5) as admin:
+            found = admin.execute("SELECT seq, at, table_name, row_after FROM hb2r_audit.changes ORDER BY seq")
+            return [AuditRow(seq, at, table, row) for seq, at, table, row in found.fetchall()]
 
 
 def host_config(
@@ -404,6 +475,7 @@ class Host:
         self.network = network
         self.name = name
         self.root = root
+        self.store = store
         self.library_source = library
         self.namespace = network.add(name)
         self.state = root / "state"
@@ -434,9 +506,12 @@ class Host:
         return f"http://{self.namespace.address}:{AGENT_PORT}/health"
 
     def start(self) -> Host:
-        """Start `hb2r run CONFIG` inside the namespace (log appended to agent.log)."""
+        """Start `hb2r run CONFIG` inside the namespace (log appended to agent.log); the first
+        host to start prepares the store (schema and audit, see SharedStore)."""
         if self.process is not None and self.process.poll() is None:
             raise RuntimeError(f"host {self.name} runs already (pid {self.process.pid})")
+        if not self.store.prepared:
+            self.store.prepare(self.config)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 self.network.command(self.name, [sys.executable, "-m", "agent", "run", str(self.config)]),
@@ -533,14 +608,13 @@ class Host:
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
         """The agent's JSON log lines (all, or those whose event is name)."""
-        lines = []
-        if self.log_path.exists():
-            for line in self.log_path.read_text(errors="replace").splitlines():
-                with contextlib.suppress(json.JSONDecodeError):
-                    entry = json.loads(line)
-                    if isinstance(entry, dict) and (name is None or entry.get("event") == name):
-                        lines.append(entry)
-        return lines
+        entries = read_log(self.log_path) if self.log_path.exists() else []
+        return [entry for entry in entries if name is None or entry.get("event") == name]
+
+
+def events_of(hosts: Iterable[Host]) -> list[dict[str, Any]]:
+    """All hosts' log lines together (for the checks that look across hosts)."""
+    return [entry for host in hosts for entry in host.events()]
 
 
 @contextlib.contextmanager

@@ -1,29 +1,25 @@
-"""What must hold after the multi-host faults, and the log lines those checks read.
+"""What must hold after the multi-host faults, and where the checks read it.
 
-The checks are pure functions over the agents' JSON log lines (plus small readers of the
-archive and the store), so the final test's assertions are one line each and each check is
-tested on its own with hand-written logs (tests/unit/test_multihost_checks.py).
+The checks are pure functions over the agents' JSON log lines and the store's audit rows
+(plus small readers of the archive), so the final test's assertions are one line each and each
+check is tested on its own with hand-written inputs (tests/unit/test_multihost_checks.py).
 
-Log events the runner and the leader must write (JSON lines, structlog; every line carries
-`timestamp`, ISO-8601 UTC). The fencing token is logged as `fence`, not `token`: agent/logs.py
-redacts any key named `token` or ending in `_token`. Times named `*_at` are the *database's*
-clock, as the leases are (on one test machine all clocks are one anyway).
+Two sources, each for what it knows exactly:
+- The store's audit (multihost.SharedStore installs it): a trigger records every insert and
+  every update of a job's state, host, lease_token or lease_expires_at, and of the leader row,
+  with the database's clock_timestamp(), in `hb2r_audit.changes`. A lease's whole life is there,
+  every renewal included, on the one clock the leases use; the agents need not log heartbeats.
+- The agents' logs (JSON lines): what each host believed. The runner logs every claim as
+  `job claimed` with job (id), host, fence (the token; logged as `fence`, because agent/logs.py
+  redacts any key named `token` or ending in `_token`) and lease_expires_at. The leader logs
+  `leadership taken: this host plans` with host and epoch.
 
-- `job claimed`: job (id), fence (int), host (str), expires_at (the lease's first expiry) and,
-  where known, claimed_at (else claimed_at = expires_at - lease is assumed).
-- `lease renewed`: job, fence, host, expires_at (the new expiry). Every successful heartbeat,
-  so the checker knows how long a lease really lived; without these a lease is taken to end
-  at its last logged expiry, which could hide an overlap.
-- `lease ended`: job, fence, host, reason (published | released | lost | failed | cancelled)
-  and ended_at: the database time at which the row stopped being this lease's (the commit's
-  time for publish/release/fail; absent for `lost`, whose lease ended at its last expiry,
-  before the heartbeat that found it gone).
-- `leader elected`: host, epoch (int), the database's epoch after this host took the leader row.
-
-A lease is live from its claim until its end: `ended_at` if logged, else its latest expiry.
-"Never two live leases" means: per job, the spans of its fences do not overlap, each fence is
-claimed once, and fences grow in claim order. The end of one lease and the next claim may meet
-(a claim the instant after expiry): spans are half-open.
+"Never two live leases on one job": a lease (one fence) is live from the audited claim (the
+row turns running under a new token) until the row leaves it (another token, another state:
+released, published, failed, requeued; the change's time, or the lease's expiry if that came
+first) or, if it never does, its last renewed expiry. Per job, spans are half-open and must not
+overlap, and fences must grow. Every audited claim must also be a logged claim (job, fence,
+host), and every logged one audited: the test sees what the hosts did, not only the database.
 """
 
 from __future__ import annotations
@@ -33,15 +29,13 @@ import itertools
 import json
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 CLAIMED = "job claimed"
-RENEWED = "lease renewed"
-ENDED = "lease ended"
-LEADER = "leader elected"
+LEADER = "leadership taken: this host plans"
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
@@ -58,9 +52,26 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 
 
 def _time(value: object, *, what: str) -> datetime:
+    if isinstance(value, datetime):
+        return value
     if not isinstance(value, str):
         raise ValueError(f"{what}: expected an ISO-8601 time, got {value!r}")
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+class AuditRow(NamedTuple):
+    """One audited change: its order, the database's time, the table, the row after it."""
+
+    seq: int
+    at: datetime
+    table: str
+    row: Mapping[str, Any]
+
+
+class ClaimKey(NamedTuple):
+    job: int
+    fence: int
+    host: str
 
 
 @dataclass(frozen=True)
@@ -72,50 +83,51 @@ class LeaseSpan:
     host: str
     start: datetime
     end: datetime
-    ended_by: str | None  # the reason logged, None if the log never said (a killed host)
+    ended_as: str | None  # the job's state when the lease ended; None if it never did
+
+    @property
+    def key(self) -> ClaimKey:
+        return ClaimKey(self.job, self.fence, self.host)
 
 
-def lease_spans(entries: Iterable[Mapping[str, Any]], *, lease: timedelta) -> list[LeaseSpan]:
-    """Each claimed fence's span, from the claim/renew/end events of all hosts' logs."""
-    claims: dict[int, Mapping[str, Any]] = {}
-    expiries: dict[int, datetime] = {}
-    ends: dict[int, Mapping[str, Any]] = {}
-    duplicates = []
-    for entry in entries:
-        event = entry.get("event")
-        if event not in (CLAIMED, RENEWED, ENDED):
+def lease_spans(audit: Iterable[AuditRow]) -> list[LeaseSpan]:
+    """Each fence's span, from the audited changes of the jobs table (in seq order).
+
+    A lease ends early only when its holder ends it (publish, release, failure: the row leaves
+    `running` with `host_losses` unchanged); then at that change. When the row goes straight to
+    another token, or back to the queue as a lost lease (`host_losses` grew: expire_leases), the
+    lease counts as live until its last renewed expiry: a job requeued or claimed before then is
+    exactly what double_leases must catch.
+    """
+    spans: list[LeaseSpan] = []
+    current: dict[int, LeaseSpan] = {}  # job -> its open span
+    losses: dict[int, int] = {}  # job -> host_losses in its previous row
+    for change in sorted((row for row in audit if row.table == "jobs"), key=lambda row: row.seq):
+        job, row = int(change.row["id"]), change.row
+        token = row.get("lease_token")
+        held = row.get("state") == "running" and token is not None
+        lost = int(row.get("host_losses") or 0) > losses.get(job, int(row.get("host_losses") or 0))
+        losses[job] = int(row.get("host_losses") or 0)
+        open_span = current.get(job)
+        if open_span is not None and held and int(token) == open_span.fence:
+            expiry = _time(row["lease_expires_at"], what=f"job {job} lease_expires_at")
+            current[job] = replace(open_span, end=max(open_span.end, expiry))  # renewed
             continue
-        fence = int(entry["fence"])
-        if event == CLAIMED:
-            if fence in claims:
-                duplicates.append(fence)
-            claims[fence] = entry
-        if "expires_at" in entry and entry["expires_at"] is not None:
-            expiry = _time(entry["expires_at"], what=f"fence {fence} expires_at")
-            expiries[fence] = max(expiry, expiries.get(fence, expiry))
-        if event == ENDED:
-            ends[fence] = entry
-    if duplicates:
-        raise AssertionError(f"fences claimed more than once: {sorted(set(duplicates))}")
-    spans = []
-    for fence, claim in claims.items():
-        first_expiry = _time(claim["expires_at"], what=f"fence {fence} expires_at")
-        start = _time(claim["claimed_at"], what="claimed_at") if claim.get("claimed_at") else first_expiry - lease
-        ended = ends.get(fence)
-        if ended is not None and ended.get("ended_at"):
-            end = _time(ended["ended_at"], what=f"fence {fence} ended_at")
-        else:
-            end = expiries[fence]
-        spans.append(
-            LeaseSpan(
-                job=int(claim["job"]),
-                fence=fence,
-                host=str(claim["host"]),
-                start=start,
-                end=end,
-                ended_by=None if ended is None else str(ended.get("reason")),
+        if open_span is not None:
+            ended_by_holder = not held and not lost
+            end = min(open_span.end, change.at) if ended_by_holder else open_span.end
+            spans.append(replace(open_span, end=end, ended_as=str(row.get("state"))))
+            del current[job]
+        if held:
+            current[job] = LeaseSpan(
+                job=job,
+                fence=int(token),
+                host=str(row.get("host")),
+                start=change.at,
+                end=_time(row["lease_expires_at"], what=f"job {job} lease_expires_at"),
+                ended_as=None,
             )
-        )
+    spans.extend(current.values())
     return sorted(spans, key=lambda span: (span.job, span.start, span.fence))
 
 
@@ -138,17 +150,60 @@ def double_leases(spans: Sequence[LeaseSpan]) -> list[str]:
     return problems
 
 
+def logged_claims(entries: Iterable[Mapping[str, Any]]) -> list[ClaimKey]:
+    """The claims the hosts logged (all hosts' log lines together)."""
+    return [
+        ClaimKey(int(entry["job"]), int(entry["fence"]), str(entry["host"]))
+        for entry in entries
+        if entry.get("event") == CLAIMED
+    ]
+
+
+def claim_problems(logged: Sequence[ClaimKey], spans: Sequence[LeaseSpan]) -> list[str]:
+    """Logged and audited claims must be the same set, each fence claimed once."""
+    problems = [f"fence {fence} logged as claimed {count} times" for fence, count in _repeated(c.fence for c in logged)]
+    audited = {span.key for span in spans}
+    problems += [f"claim {key} logged, not in the store's audit" for key in sorted(set(logged) - audited)]
+    problems += [f"claim {key} in the store's audit, never logged" for key in sorted(audited - set(logged))]
+    return problems
+
+
+def _repeated(values: Iterable[int]) -> list[tuple[int, int]]:
+    counts: dict[int, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return sorted((value, count) for value, count in counts.items() if count > 1)
+
+
 def leader_epoch_problems(entries: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Leader elections in time order (all hosts' logs): each epoch above every one before."""
-    elections = sorted(
-        (_time(entry.get("timestamp"), what="leader elected timestamp"), int(entry["epoch"]), str(entry.get("host")))
+    """Leaderships taken, in time order (all hosts' logs): each epoch above every one before."""
+    taken = sorted(
+        (_time(entry.get("timestamp"), what="leadership timestamp"), int(entry["epoch"]), str(entry.get("host")))
         for entry in entries
         if entry.get("event") == LEADER
     )
     problems = []
-    for (_, earlier, first_host), (when, later, host) in itertools.pairwise(elections):
+    for (_, earlier, first_host), (when, later, host) in itertools.pairwise(taken):
         if later <= earlier:
-            problems.append(f"{host} elected with epoch {later} at {when.isoformat()} after {first_host}'s {earlier}")
+            problems.append(
+                f"{host} took the lead with epoch {later} at {when.isoformat()} after {first_host}'s {earlier}"
+            )
+    return problems
+
+
+def leader_audit_problems(audit: Iterable[AuditRow]) -> list[str]:
+    """The leader row's epoch never goes down, and goes up whenever a new term begins (another
+    host, or the same host taking it anew: another taken_at)."""
+    problems = []
+    rows = sorted((row for row in audit if row.table == "leader"), key=lambda row: row.seq)
+    for before, after in itertools.pairwise(rows):
+        old, new = before.row, after.row
+        new_term = (old.get("host"), old.get("taken_at")) != (new.get("host"), new.get("taken_at"))
+        if int(new["epoch"]) < int(old["epoch"]) or (new_term and int(new["epoch"]) <= int(old["epoch"])):
+            problems.append(
+                f"leader epoch {old['epoch']} ({old.get('host')}) then {new['epoch']} ({new.get('host')}) "
+                f"at {after.at.isoformat()}"
+            )
     return problems
 
 

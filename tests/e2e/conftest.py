@@ -62,6 +62,7 @@ def shared_store(network: Network, network_cluster: PostgresCluster) -> SharedSt
         url=f"postgresql://hb2r@{network.gateway}:{network_cluster.port}/hb2r_hosts",
         password=network_cluster.password,
         local_url=local_url,
+        admin_url=network_cluster.admin_url.rsplit("/", 1)[0] + "/hb2r_hosts",
     )
 
 

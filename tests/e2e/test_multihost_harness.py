@@ -5,6 +5,7 @@ behind (not even by a run that was killed), and one real `hb2r run` in a namespa
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -13,7 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from multihost import BASE, PREFIX, Host, Network, SharedStore, _links, _mount_points, _namespaces, network_run
-from multihost_checks import checksums, ledger_problems, output_problems, temp_files
+from multihost_checks import (
+    checksums,
+    claim_problems,
+    double_leases,
+    lease_spans,
+    ledger_problems,
+    logged_claims,
+    output_problems,
+    temp_files,
+)
 from test_run import make_clip, wait_for
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -234,6 +244,14 @@ def test_one_host_in_a_namespace_becomes_healthy_and_encodes_a_clip(
     assert ledger_problems(ledger, library_name="tv", sources=["Show/E01.mkv"]) == []
     assert checksums(library) == sources
     assert shared_store.password not in host.log_path.read_text()
+    # the store's audit saw the job's life on the database's clock (no leases on one host yet)
+    changes = [change for change in shared_store.audit() if change.table == "jobs"]
+    assert [change.row["state"] for change in changes][-1] == "done"
+    assert "running" in [change.row["state"] for change in changes]
+    assert all(earlier.at <= later.at for earlier, later in itertools.pairwise(changes))
+    spans = lease_spans(changes)
+    assert double_leases(spans) == []
+    assert claim_problems(logged_claims(host.events()), spans) == []
 
 
 def test_a_crashed_host_takes_its_encode_with_it_and_can_be_started_again(
