@@ -248,6 +248,7 @@ class Network:
     lock: IO[str]
     namespaces: dict[str, Namespace] = field(default_factory=dict)
     binds: list[Path] = field(default_factory=list)
+    cut_hosts: set[str] = field(default_factory=set)
 
     @classmethod
     def create(cls) -> Network:
@@ -315,9 +316,11 @@ class Network:
     def cut(self, host: str) -> None:
         """Pull host's cable: its root-side veth down (nothing reaches it, it reaches nothing)."""
         _ip("link", "set", self.namespaces[host].link, "down")
+        self.cut_hosts.add(host)
 
     def restore(self, host: str) -> None:
         _ip("link", "set", self.namespaces[host].link, "up")
+        self.cut_hosts.discard(host)
 
     def command(self, host: str, argv: Sequence[str]) -> list[str]:
         """argv run inside host's namespace (`ip netns exec` execs it: same pid)."""
@@ -556,11 +559,12 @@ class Host:
         return [int(pid) for pid in _ip("netns", "pids", self.namespace.netns, check=False).stdout.split()]
 
     def stop(self, *, timeout: float = 15.0) -> int | None:
-        """SIGTERM (after SIGCONT, in case it is stopped), wait; SIGKILL past timeout. Its exit code."""
+        """SIGTERM (after SIGCONT to the whole host, in case it is frozen), wait; SIGKILL past
+        timeout. Its exit code."""
         if self.process is None:
             return None
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
+            self.signal_all(signal.SIGCONT)
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=timeout)

@@ -87,5 +87,7 @@ def hosts(network: Network, shared_store: SharedStore, tmp_path: Path) -> Iterat
         return host
 
     yield make
+    for cut in list(network.cut_hosts):  # an agent cut off from its store would stop slowly
+        network.restore(cut)
     for host in made:
         host.stop()

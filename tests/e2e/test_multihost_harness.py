@@ -219,7 +219,7 @@ def test_a_live_run_of_another_session_is_left_alone(tmp_path: Path) -> None:
             assert leftovers(first.run)["namespaces"] == [f"{first.run}-nas1"]
 
 
-def test_one_host_in_a_namespace_becomes_healthy_and_encodes_a_clip(
+def test_one_host_in_a_namespace_encodes_a_clip_and_sees_its_mount_go_and_come_back(
     hosts: Callable[..., Host], shared_store: SharedStore, tmp_path: Path
 ) -> None:
     library, archive = tmp_path / "library", tmp_path / "archive"
@@ -236,7 +236,15 @@ def test_one_host_in_a_namespace_becomes_healthy_and_encodes_a_clip(
     )
 
     assert health["status"] == "healthy"
+    host.unmount()  # the running agent's library mount goes missing
+    host.wait_healthy(accept=("degraded",), deadline=30)
+    host.remount()
+    host.wait_healthy(deadline=30)
     assert host.stop() == 0
+    paused = host.events("library paused")
+    assert [event["library"] for event in paused] == ["tv"]
+    assert "is the disk mounted?" in paused[0]["reason"]
+    assert [event["library"] for event in host.events("library resumed")] == ["tv"]
     assert host.events("agent started")[0]["store"].startswith(f"PostgreSQL store {host.network.gateway}:")
     assert output_problems(library=library, archive=archive) == []
     assert temp_files(archive) == []
