@@ -26,19 +26,21 @@ Design
   of old tmp folders never walks through a forgotten bind mount into a library.
 - Ownership and stale runs: a run holds an exclusive `flock` on `<tmp>/hb2r-multihost/h2n<N>.lock`
   for its whole life; the kernel drops it when the process dies, however it dies. Every new
-  `Network` first cleans each run whose lock it can take (or that has no lock file): it kills
-  the processes left in that run's namespaces (only those: `ip netns pids`), deletes the
-  namespaces and links named `h2n<N>...`, lazily unmounts what is mounted under the run's folder
-  and removes its (by then empty) folders with rmdir, never a recursive delete. Runs of other
-  live sessions (parallel pytest processes) are left alone, their lock being held.
+  `Network` first cleans each run whose lock it can take (a missing lock file is made, already
+  locked): it kills the processes left in that run's namespaces (only those: `ip netns pids`),
+  deletes the namespaces and links named `h2n<N>...`, lazily unmounts what is mounted under the
+  run's folder and removes its (by then empty) folders with rmdir, never a recursive delete. A
+  new run does the same to its own N once its lock is taken. Runs of other live sessions
+  (parallel pytest processes) are left alone, their lock being held.
 - `Host` is one agent: its namespace, its state folder, its config (store.url naming the gateway,
   password in a 0600 file, host.name, server.listen on the host's own address, a short
   store.lease), its own bind mount of the shared library, and its `hb2r run` process started with
   `ip netns exec` (which execs, so the Popen's pid is the agent's own: signals reach it
   directly). Its log (JSON lines) goes to `<root>/agent.log`.
 - PostgreSQL: `network_cluster` starts a throwaway cluster (tests/postgres.py) that listens on
-  127.0.0.1 and on the run's gateway and admits password logins from the run's /24 only.
-
+  127.0.0.1 and on the run's gateway and admits password logins from the run's /24 only;
+  `SharedStore` (its database) makes the schema with the agent's code before the first host
+  starts and audits every change of a job row and of the leader row (see multihost_checks).
 - Faults: `Host.crash()` (SIGKILL to everything in the namespace: the agent and its encodes, as a
   machine that dies), `Host.kill(sig)` (the agent process only), `Host.signal_all(SIGSTOP /
   SIGCONT)` (the whole host frozen and thawed), `Network.cut/restore(host)`, `Host.unmount()`.
@@ -176,23 +178,56 @@ def _remove_run(run: str) -> None:
     _remove_empty_folders(folder)
 
 
+def _take_lock(run: str) -> IO[str] | None:
+    """Own run's lock, or None if a live process holds it.
+
+    A missing lock file is made already locked (a locked temp file linked into place), so no one
+    sees it unlocked; an existing one is taken only if free and still the file at that name (not
+    one unlinked by its owner's clean-up and replaced by a new run's)."""
+    path = BASE / f"{run}.lock"
+    handle, temporary = tempfile.mkstemp(dir=BASE, prefix=".claim-")
+    lock = os.fdopen(handle, "a")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        os.link(temporary, path)
+        return lock
+    except FileExistsError:
+        lock.close()
+    finally:
+        os.unlink(temporary)
+    try:
+        lock = path.open("a")
+    except OSError:
+        return None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.stat(path).st_ino == os.fstat(lock.fileno()).st_ino:
+            return lock
+    except (BlockingIOError, FileNotFoundError):
+        pass
+    lock.close()
+    return None
+
+
+def _release(run: str, lock: IO[str]) -> None:
+    (BASE / f"{run}.lock").unlink(missing_ok=True)
+    lock.close()
+
+
 def clean_stale_runs() -> list[str]:
     """Remove every run whose owner is gone (its lock is free or missing); return their names."""
     BASE.mkdir(parents=True, exist_ok=True)
     names = [*_namespaces(), *_links(), *(path.name.removesuffix(".lock") for path in BASE.iterdir())]
     cleaned = []
     for run in sorted({run for name in names if (run := _run_of(name))}):
-        lock_path = BASE / f"{run}.lock"
-        with contextlib.ExitStack() as stack:
-            if lock_path.exists():
-                lock = stack.enter_context(lock_path.open("a"))
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue  # a live session's run
+        lock = _take_lock(run)
+        if lock is None:
+            continue  # a live session's run
+        try:
             _remove_run(run)
-            lock_path.unlink(missing_ok=True)
-            cleaned.append(run)
+        finally:
+            _release(run, lock)
+        cleaned.append(run)
     return cleaned
 
 
@@ -211,21 +246,15 @@ def _taken_networks() -> list[ipaddress.IPv4Network]:
 
 
 def _claim_run() -> tuple[int, IO[str]]:
-    """Take a free N: the lock file is made locked (link of a locked temp file), so never seen unlocked."""
+    """Take a free N: no address or route of the machine in its /24, its lock ours, its leftovers gone."""
     taken = _taken_networks()
     for number in range(256):
         if any(ipaddress.IPv4Network(f"10.213.{number}.0/24").overlaps(network) for network in taken):
             continue
-        handle, temporary = tempfile.mkstemp(dir=BASE, prefix=".claim-")
-        lock = os.fdopen(handle, "a")
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            os.link(temporary, BASE / f"{PREFIX}{number}.lock")
-        except FileExistsError:
-            lock.close()
+        lock = _take_lock(f"{PREFIX}{number}")
+        if lock is None:
             continue
-        finally:
-            os.unlink(temporary)
+        _remove_run(f"{PREFIX}{number}")  # ours now: anything under its names is a leftover
         return number, lock
     raise RuntimeError("no free 10.213.N.0/24 for a test network")
 
@@ -351,8 +380,7 @@ class Network:
         try:
             _remove_run(self.run)
         finally:
-            (BASE / f"{self.run}.lock").unlink(missing_ok=True)
-            self.lock.close()
+            _release(self.run, self.lock)
 
     def __enter__(self) -> Network:
         return self
