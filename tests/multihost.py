@@ -17,7 +17,8 @@ Design
   the machine overlaps 10.213.N.0/24, so a run never shadows a real network.
 - `cut(host)` sets the root-side veth down: the namespace's end loses its carrier, packets to
   the gateway go nowhere (no error, like a pulled cable; a TCP connect times out, established
-  connections stall). `restore(host)` sets it up again; with STP off the port forwards at once.
+  connections stall). `restore(host)` sets it up again (with STP off the port forwards at once)
+  and flushes the neighbour entries both ends failed to resolve meanwhile: reachable on return.
 - Mounts: the run owns a folder `<tmp>/hb2r-multihost/h2n<N>/`, bind-mounted onto itself and made
   *shared*. `ip netns exec` gives each command a new mount namespace that is a slave of the root
   one, so a mount or unmount under a shared folder reaches processes already running in the
@@ -267,6 +268,7 @@ class Namespace:
     netns: str
     address: str
     link: str  # the root side of its veth pair, on the bridge
+    peer: str  # the namespace's side of it
 
 
 @dataclass
@@ -330,9 +332,10 @@ class Network:
             netns=f"{self.run}-{host}",
             address=f"10.213.{self.number}.{10 + index}",
             link=f"{self.run}v{index}",
+            peer=f"{self.run}p{index}",
         )
         self.namespaces[host] = namespace
-        peer = f"{self.run}p{index}"
+        peer = namespace.peer
         _ip("netns", "add", namespace.netns)
         _ip("link", "add", namespace.link, "type", "veth", "peer", "name", peer)
         _ip("link", "set", peer, "netns", namespace.netns)
@@ -348,7 +351,13 @@ class Network:
         self.cut_hosts.add(host)
 
     def restore(self, host: str) -> None:
-        _ip("link", "set", self.namespaces[host].link, "up")
+        """Plug the cable back: the link up, and both ends forget the neighbours they failed to
+        resolve while it was out (else the first connection after restore may still fail), so
+        the fault ends when this returns."""
+        namespace = self.namespaces[host]
+        _ip("link", "set", namespace.link, "up")
+        _ip("-n", namespace.netns, "neigh", "flush", "dev", namespace.peer)
+        _ip("neigh", "flush", "to", namespace.address, "dev", self.bridge)
         self.cut_hosts.discard(host)
 
     def command(self, host: str, argv: Sequence[str]) -> list[str]:
