@@ -292,7 +292,7 @@ class Network:
             _ip("link", "add", network.bridge, "type", "bridge", "stp_state", "0")
             _ip("addr", "add", f"{network.gateway}/24", "dev", network.bridge)
             _ip("link", "set", network.bridge, "up")
-            network.folder.mkdir(parents=True)
+            network.folder.mkdir(parents=True, exist_ok=True)  # a leftover kept by a stray file
             subprocess.run(["mount", "--bind", str(network.folder), str(network.folder)], check=True)
             subprocess.run(["mount", "--make-shared", str(network.folder)], check=True)
         except BaseException:
