@@ -227,8 +227,8 @@ class Dispatcher:
         if self.stopping:
             return
         config = self.state.config
+        self.heartbeat()  # first: after a stall of this process, its own leases are renewed before any expires
         self._expire_leases()
-        self.heartbeat()
         self._recheck_here()
         sample = self.take_sample()
         clock = time.monotonic()

@@ -284,3 +284,29 @@ async def test_a_handbrake_that_cannot_start_gives_the_job_back_without_spending
     report = health_report(alpha.context)
     assert any("no job claimed on this host" in problem for problem in report["problems"]), report
     assert temp_files(tmp_path) == []
+
+
+async def test_the_space_another_hosts_encode_will_still_write_holds_a_start_back(
+    tmp_path: Path, hosts: Callable[[Path], Agent], other_store: SqliteStore
+) -> None:
+    make_clip(tmp_path / "tv" / "a.mkv", seconds=1)
+    make_clip(tmp_path / "tv" / "b.mkv", seconds=1)
+    alpha = hosts(host_config(tmp_path, host="alpha", source=tmp_path / "tv"))
+    theirs = alpha.queue("tv", "a.mkv")
+    mine = alpha.queue("tv", "b.mkv")
+    claim = other_store.claim("beta", libraries=["tv"], lease=timedelta(seconds=60), library_order=["tv"])
+    assert claim is not None and claim.job.id == theirs.id
+    free = shutil.disk_usage(tmp_path / "archive").free
+    # beta's encode says, by its heartbeat, that it will still write more than the archive has free.
+    assert other_store.heartbeat(theirs.id, claim.token, progress=5.0, lease=timedelta(seconds=60), remaining=free).held
+
+    for _ in range(3):
+        alpha.dispatcher.tick()
+
+    assert alpha.job(mine.id).state is jobs.JobState.QUEUED  # not started: the space is beta's
+    assert any("disk" in reason or "space" in reason for reason in alpha.dispatcher.blocked_reasons), (
+        alpha.dispatcher.blocked_reasons
+    )
+    other_store.heartbeat(theirs.id, claim.token, progress=50.0, lease=timedelta(seconds=60), remaining=0)
+    alpha.dispatcher.tick()
+    assert alpha.job(mine.id).state is not jobs.JobState.QUEUED  # the space is free again: started

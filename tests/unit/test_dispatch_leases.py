@@ -145,10 +145,3 @@ def test_a_host_whose_handbrake_cannot_start_claims_nothing_and_says_why() -> No
     decision = decide(_tick(encoder_problem="/opt/HandBrakeCLI is not executable"))
     assert decision.commands == ()
     assert decision.blocked == ("HandBrakeCLI cannot start on this host: /opt/HandBrakeCLI is not executable",)
-
-
-def test_the_space_other_hosts_encodes_will_write_holds_a_start_back() -> None:
-    # 500 GiB free, 1 GiB minimum: other hosts' running encodes have 499.5 GiB yet to write.
-    decision = decide(_tick(reserved=int(499.5 * GIB)))
-    assert not any(isinstance(command, Start) for command in decision.commands)
-    assert decision.short_of_resources
