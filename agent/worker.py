@@ -602,7 +602,11 @@ class Dispatcher:
         archive = self.state.config.paths.archive
         try:
             source_stat: os.stat_result | None = source.stat()
-        except (FileNotFoundError, PermissionError, NotADirectoryError):
+        except FileNotFoundError:
+            source_stat = None
+        except (PermissionError, NotADirectoryError):
+            if _readable(library.source):  # the folder is fine: the file's own problem, not a missing mount
+                raise
             source_stat = None
         present = source_stat is not None
         in_the_way = elsewhere = None
