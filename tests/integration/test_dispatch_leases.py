@@ -15,13 +15,15 @@ import json
 import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from agent import logs, worker
+from agent import logs, recovery, scan, worker
 from agent.api.health import health_report
+from agent.config import load_config
+from agent.publish import instance_tag, partial_path, prepare_partial_dir
 from agent.runtime import clean_own_partials
 from agent.store import jobs
 from agent.store.db import open_database
@@ -243,9 +245,6 @@ async def test_start_up_cleanup_leaves_another_hosts_temp_files_alone(tmp_path: 
     make_clip(tmp_path / "tv" / "clip.mkv", seconds=1)
     alpha = host_config(tmp_path, host="alpha", source=tmp_path / "tv")
     beta = host_config(tmp_path, host="beta", source=tmp_path / "tv")
-    from agent.config import load_config
-    from agent.publish import instance_tag, partial_path, prepare_partial_dir
-
     configs = {name: load_config(path).config for name, path in (("alpha", alpha), ("beta", beta))}
     prepare_partial_dir(tmp_path / "archive")
     tag = instance_tag(tmp_path / "state")  # same machine, same state folder: only the host tells them apart
@@ -310,3 +309,33 @@ async def test_the_space_another_hosts_encode_will_still_write_holds_a_start_bac
     other_store.heartbeat(theirs.id, claim.token, progress=50.0, lease=timedelta(seconds=60), remaining=0)
     alpha.dispatcher.tick()
     assert alpha.job(mine.id).state is not jobs.JobState.QUEUED  # the space is free again: started
+
+
+async def test_start_up_settles_only_this_hosts_jobs(tmp_path: Path, other_store: SqliteStore) -> None:
+    # beta crashed after publishing, before recording it; alpha starting up must leave that to beta.
+    source = make_clip(tmp_path / "tv" / "clip.mkv", seconds=1)
+    alpha, beta = (
+        load_config(host_config(tmp_path, host=name, source=tmp_path / "tv")).config for name in ("alpha", "beta")
+    )
+    queued = other_store.enqueue(
+        library="tv",
+        rel_path="clip.mkv",
+        fingerprint=scan.fingerprint(source, size=source.stat().st_size),
+        preset_hash="p1",
+        output_path="TV/clip.mkv",
+        reason="new",
+        now=datetime.now(UTC),
+    )
+    assert queued is not None
+    claim = other_store.claim("beta", libraries=["tv"], lease=timedelta(seconds=60), library_order=["tv"])
+    assert claim is not None
+    (tmp_path / "archive" / "TV").mkdir(parents=True)
+    shutil.copy(source, tmp_path / "archive" / "TV" / "clip.mkv")  # published by beta just now
+
+    assert recovery.settle_published(other_store, alpha, now=datetime.now(UTC)) == []
+    assert other_store.requeue_running(now=datetime.now(UTC), host="alpha") == []
+    running = other_store.get_job(queued.id)
+    assert running is not None and running.state is jobs.JobState.RUNNING
+
+    (settled,) = recovery.settle_published(other_store, beta, now=datetime.now(UTC))
+    assert settled.id == queued.id and settled.state is jobs.JobState.DONE
