@@ -11,12 +11,13 @@ so one host and many run the same code) -> HandBrakeCLI writes
 size, duration) -> in ONE transaction: ledger row and job done only while the token still
 holds the job (`finish_claimed`), and the atomic move into place. If the process dies
 between the move and the commit, the next pass finds an output with no ledger row and adopts
-it; if it dies before the move, the job is requeued at start and its temp file removed. Either way exactly one output.
+it; if it dies before the move, the job is requeued at start and its temp file removed.
+Either way exactly one output.
 A job whose source is gone, or in which HandBrakeCLI finds no title, is dead at once.
 
 The runner ticks every TICK_SECONDS (sooner when woken: a pass queued work, a job ended).
-Each tick first gives back the jobs whose hosts stopped renewing their leases
-(`expire_leases`: idempotent, so every host does it). Progress is kept in memory and written
+Each tick first renews this host's due leases, then gives back the jobs whose hosts stopped
+renewing theirs (`expire_leases`: idempotent, so every host does it). Progress is kept in memory and written
 at most every PROGRESS_WRITE_SECONDS per job, by a heartbeat that also renews the lease; a
 heartbeat runs at least every lease/3 (`dispatch.heartbeat_due`) from the tick and from a
 timer of its own, and carries what the encode has yet to write into the archive, so that every
