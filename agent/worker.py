@@ -407,13 +407,19 @@ class Dispatcher:
             self.log.warning(event, job=job.id, library=job.library, path=job.rel_path, reason=job.error)
 
     def _recheck_here(self) -> None:
-        """Claim again from a library this host can read again, and at all once HandBrakeCLI has changed."""
+        """Claim only from the libraries whose folder this host can read now, and at all only once
+        HandBrakeCLI has changed since it could not start."""
         config = self.state.config
         for name in list(self.unreadable_here):
             library = _library(config, name)
             if library is None or _readable(library.source):
                 del self.unreadable_here[name]
                 self.log.info("library readable again on this host", library=name)
+        for library in config.libraries:
+            if library.name not in self.unreadable_here and not _readable(library.source):
+                reason = f"its folder {library.source} is missing or unreadable on this host (a missing mount?)"
+                self.unreadable_here[library.name] = reason
+                self.log.warning("library unreadable on this host", library=library.name, reason=reason)
         if self.encoder_problem is not None:
             now_seen = _binary(config.handbrake.binary)
             if now_seen is not None and now_seen != self._encoder_seen:

@@ -206,7 +206,7 @@ async def test_stopping_gives_this_hosts_claims_back_at_once(
     assert lease is not None and lease.host_losses == 0
 
 
-async def test_a_host_whose_library_folder_vanished_gives_the_job_back_and_claims_no_more_from_it(
+async def test_a_host_whose_library_folder_is_missing_claims_nothing_from_it_and_another_host_encodes_it(
     tmp_path: Path, hosts: Callable[[Path], Agent]
 ) -> None:
     make_clip(tmp_path / "alpha-mnt" / "clip.mkv", seconds=1)
@@ -217,17 +217,12 @@ async def test_a_host_whose_library_folder_vanished_gives_the_job_back_and_claim
     job = alpha.queue("tv", "clip.mkv")
     (tmp_path / "alpha-mnt").rename(tmp_path / "unmounted")  # alpha's mount is gone
 
-    alpha.dispatcher.tick()
-    await until(lambda: job.id not in alpha.dispatcher.running, what="alpha to give the job back")
-
-    released = alpha.job(job.id)
-    assert released.state is jobs.JobState.QUEUED and released.attempts == 0
-    assert "cannot be read on this host" in (released.error or "")
-    assert "tv" in alpha.dispatcher.unreadable_here
     for _ in range(3):
         alpha.dispatcher.tick()
+
     assert alpha.job(job.id).state is jobs.JobState.QUEUED
-    assert len(events(alpha, "job claimed", job=job.id, host="alpha")) == 1  # not claimed again
+    assert events(alpha, "job claimed", job=job.id, host="alpha") == []
+    assert "tv" in alpha.dispatcher.unreadable_here
     report = health_report(alpha.context)
     assert any("tv not claimed on this host" in problem for problem in report["problems"]), report
 
@@ -239,6 +234,31 @@ async def test_a_host_whose_library_folder_vanished_gives_the_job_back_and_claim
     (tmp_path / "unmounted").rename(tmp_path / "alpha-mnt")
     alpha.dispatcher.tick()
     assert "tv" not in alpha.dispatcher.unreadable_here  # readable again: claimed from again
+
+
+async def test_a_library_folder_lost_during_an_encode_gives_the_job_back_without_spending_an_attempt(
+    tmp_path: Path, hosts: Callable[[Path], Agent]
+) -> None:
+    make_clip(tmp_path / "alpha-mnt" / "brief.mkv", seconds=8, size="640x360")
+    alpha = hosts(host_config(tmp_path, host="alpha", source=tmp_path / "alpha-mnt", args=SLOW))
+    job = alpha.queue("tv", "brief.mkv")
+    alpha.dispatcher.tick()
+    entry = alpha.dispatcher.running[job.id]
+    await until(lambda: entry.encode is not None and entry.progress > 0, what="the encode to make progress")
+    (tmp_path / "alpha-mnt").rename(tmp_path / "unmounted")  # HandBrakeCLI keeps reading its open file
+
+    await until(lambda: job.id not in alpha.dispatcher.running, what="the encode to end", tick=alpha.dispatcher)
+
+    released = alpha.job(job.id)
+    assert released.state is jobs.JobState.QUEUED and released.attempts == 0, released
+    assert "cannot be read on this host" in (released.error or "")
+    lease = alpha.state.store.lease_of(job.id)
+    assert lease is not None and lease.host is None and lease.host_losses == 0
+    assert outputs(tmp_path) == [] and temp_files(tmp_path) == []
+    for _ in range(3):
+        alpha.dispatcher.tick()
+    assert alpha.job(job.id).state is jobs.JobState.QUEUED  # not claimed again while unreadable
+    assert len(events(alpha, "job claimed", job=job.id, host="alpha")) == 1
 
 
 async def test_start_up_cleanup_leaves_another_hosts_temp_files_alone(tmp_path: Path) -> None:
