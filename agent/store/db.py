@@ -145,6 +145,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN lost_hosts TEXT;
     CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_lease_token ON jobs (lease_token);
     """,
+    # 9: what a running encode has yet to write into the archive (bytes), carried by its host's
+    # heartbeats, so that every host's gate counts the encodes of all hosts against the free space.
+    """
+    ALTER TABLE jobs ADD COLUMN remaining_bytes INTEGER CHECK (remaining_bytes IS NULL OR remaining_bytes >= 0);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
