@@ -93,9 +93,7 @@ class SeveralHosts:
             "hb2r_archive": ARCHIVE,
             "hb2r_presets": {"tv": {"handbrake": "Very Fast 480p30", "container": "mkv"}},
             "hb2r_scan_interval": "2s",
-            "hb2r_users": [
-                {"name": "admin", "role": "admin", "password_hash": self.admin_hash}
-            ],
+            "hb2r_users": [{"name": "admin", "role": "admin", "password_hash": self.admin_hash}],
             "hb2r_memory_max": "2G",
             "hb2r_cpu_quota": "200%",
             "hb2r_watchdog_sec": "30s",
@@ -110,11 +108,11 @@ class SeveralHosts:
         path.write_text(yaml.safe_dump(inventory, sort_keys=False))
         return path
 
-    def deploy(self, inventory: Path) -> subprocess.CompletedProcess[str]:
+    def deploy(self, inventory: Path, playbook: str = "deploy.yml") -> subprocess.CompletedProcess[str]:
         environment = {**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_NOCOLOR": "1"}
         environment["PATH"] = f"{BIN}:{environment.get('PATH', '')}"
         return subprocess.run(
-            [str(BIN / "ansible-playbook"), "-i", str(inventory), str(REPO / "playbooks" / "deploy.yml")],
+            [str(BIN / "ansible-playbook"), "-i", str(inventory), str(REPO / "playbooks" / playbook)],
             capture_output=True,
             text=True,
             env=environment,
@@ -144,6 +142,10 @@ def recaps(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, int]
     return found
 
 
+def recap_changes(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
+    return {name: counters["changed"] for name, counters in recaps(result).items()}
+
+
 def inside(host: TestHost, *argv: str) -> str:
     return host.run(*argv).stdout.strip()
 
@@ -162,9 +164,7 @@ def several(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeveralHosts]:
     workdir = tmp_path_factory.mktemp("several")
     with contextlib.ExitStack() as stack:
         database = stack.enter_context(boot_test_host(workdir / "database", name="hb2r-db"))
-        agents = {
-            name: stack.enter_context(boot_test_host(workdir / name, name=f"hb2r-{name}")) for name in SOURCES
-        }
+        agents = {name: stack.enter_context(boot_test_host(workdir / name, name=f"hb2r-{name}")) for name in SOURCES}
         for name, host in agents.items():
             host.run("mkdir", "-p", SOURCES[name], ARCHIVE)
             host.run("chmod", "0777", ARCHIVE)
@@ -219,11 +219,7 @@ def test_one_postgresql_and_two_agents(several: SeveralHosts) -> None:
     # A second deploy with nothing changed changes nothing on any host.
     again = several.deploy(several.inventory())
     assert again.returncode == 0, explain(again)
-    assert {name: counters["changed"] for name, counters in recaps(again).items()} == {
-        "database": 0,
-        "agent-a": 0,
-        "agent-b": 0,
-    }, explain(again)
+    assert recap_changes(again) == {"database": 0, "agent-a": 0, "agent-b": 0}, explain(again)
 
 
 def test_a_wrong_database_password_fails_clearly_and_leaves_the_agents_alone(several: SeveralHosts) -> None:
@@ -239,5 +235,38 @@ def test_a_wrong_database_password_fails_clearly_and_leaves_the_agents_alone(sev
     assert 'password authentication failed for user "hb2r"' in output, explain(result)
     assert "Check hb2r_store_password" in output
     assert wrong not in output and several.password not in output
-    assert recaps(result)["database"]["changed"] == 0, explain(result)
+    assert recap_changes(result)["database"] == 0, explain(result)
     assert {name: agent_state(host) for name, host in several.agents.items()} == before
+
+
+def test_a_change_for_one_agent_restarts_that_agent_only_and_backs_up_no_shared_database(
+    several: SeveralHosts,
+) -> None:
+    before = {name: agent_state(host) for name, host in several.agents.items()}
+    agent_b = several.agents["agent-b"]
+    inventory = several.inventory()
+    data = yaml.safe_load(inventory.read_text())
+    data["hb2r"]["hosts"]["agent-b"]["hb2r_limits"]["max_jobs"] = 3
+    inventory.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    result = several.deploy(inventory)
+
+    assert result.returncode == 0, explain(result)
+    assert recap_changes(result)["agent-a"] == 0 and recap_changes(result)["database"] == 0, explain(result)
+    assert agent_state(several.agents["agent-a"]) == before["agent-a"]
+    assert agent_state(agent_b)[0] != before["agent-b"][0]  # restarted with its new config
+    assert yaml.safe_load(inside(agent_b, "cat", "/etc/hb2r/config.yaml"))["limits"]["max_jobs"] == 3
+    # The state is in the shared database: no SQLite backup was taken before the switch.
+    assert inside(agent_b, "find", "/var/backups/hb2r", "-name", "*.tar.gz") == ""
+
+
+def test_backup_playbook_refuses_a_postgresql_store_and_says_why(several: SeveralHosts) -> None:
+    result = several.deploy(several.inventory(), playbook="backup.yml")
+
+    assert result.returncode != 0
+    for name, host in several.agents.items():
+        assert (
+            f"the agent in use on {name} keeps its state in the shared PostgreSQL database {several.store_url}: "
+            "back that up on the database host (pg_dump)"
+        ) in result.stdout, explain(result)
+        assert inside(host, "find", "/var/backups/hb2r", "-name", "*.tar.gz") == ""
