@@ -104,14 +104,16 @@ def _parser() -> argparse.ArgumentParser:
     retry.set_defaults(handler=_retry, usage_error=retry.error)
 
     backup = commands.add_parser(
-        "backup", help="write a consistent copy of the state database (safe while the agent runs)"
+        "backup", help="write a consistent copy of the state (safe while the agent runs; PostgreSQL: pg_dump)"
     )
     backup.add_argument("--to", type=Path, required=True, metavar="FILE", help="the backup file to write (made 0600)")
     backup.add_argument("--force", action="store_true", help="replace FILE if it exists")
     _config_argument(backup)
     backup.set_defaults(handler=_backup)
 
-    restore = commands.add_parser("restore", help="replace the state database with a backup (stop the agent first)")
+    restore = commands.add_parser(
+        "restore", help="replace the state with a backup (stop the agent first; PostgreSQL: into an empty database)"
+    )
     restore.add_argument("--from", dest="source", type=Path, required=True, metavar="FILE", help="a backup file")
     _config_argument(restore)
     restore.set_defaults(handler=_restore)
@@ -190,7 +192,10 @@ def _load(arguments: argparse.Namespace) -> Loaded | None:
 
 
 def _run(arguments: argparse.Namespace) -> int:
+    from agent.cli_jobs import store_failure
     from agent.runtime import run
+    from agent.store import StoreError
+    from agent.store.choose import store_location
     from agent.store.db import StateError
     from agent.store.lock import LockHeld
 
@@ -209,6 +214,9 @@ def _run(arguments: argparse.Namespace) -> int:
         return EXIT_ERROR
     except StateError as error:
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except StoreError as error:  # the store cannot be reached at start, or another agent holds it
+        print(f"error: {store_failure(store_location(loaded.config), error)}", file=sys.stderr)
         return EXIT_ERROR
 
 
@@ -235,15 +243,16 @@ def _plan(arguments: argparse.Namespace) -> int:
     import json
     import time
 
+    from agent.cli_jobs import store_failure
     from agent.domain import Ledger
     from agent.observe import job_identities, observe
     from agent.plan import plan
     from agent.queued_plan import files_with_jobs, with_jobs
     from agent.render import render_text, to_json
     from agent.store import StoreError
-    from agent.store.db import StateError, database_path
+    from agent.store.choose import readonly_store_for, store_location
+    from agent.store.db import StateError
     from agent.store.jobs import Job
-    from agent.store.sqlite import open_store_readonly
 
     loaded = _load(arguments)
     if loaded is None:
@@ -251,7 +260,7 @@ def _plan(arguments: argparse.Namespace) -> int:
     config = loaded.config
     jobs: list[Job] = []
     try:
-        store = open_store_readonly(config.paths.state_dir, warn=_warn)
+        store = readonly_store_for(config, warn=_warn)
         ledger = Ledger()
         if store is not None:
             try:
@@ -262,8 +271,8 @@ def _plan(arguments: argparse.Namespace) -> int:
     except StateError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    except StoreError as error:  # e.g. a table lost to a damaged disk or a bad restore
-        print(f"error: state database {database_path(config.paths.state_dir)}: {error}", file=sys.stderr)
+    except StoreError as error:  # unreachable, or e.g. a table lost to a damaged disk or a bad restore
+        print(f"error: {store_failure(store_location(config), error)}", file=sys.stderr)
         return EXIT_ERROR
     # A short-lived command that builds a few hundred thousand objects and frees none of
     # them early: the cyclic collector's repeated passes would cost a third of the run.
@@ -272,9 +281,7 @@ def _plan(arguments: argparse.Namespace) -> int:
     observation = observe(config, ledger, now_ns=now_ns, warn=_warn)
     result = plan(config, observation, ledger, now_ns=now_ns)
     # What the queue already holds for the transcodes: queued, running, to retry, dead, cancelled.
-    fingerprints, preset_hashes = job_identities(
-        config, observation, ledger, files_with_jobs(result, jobs), warn=_warn
-    )
+    fingerprints, preset_hashes = job_identities(config, observation, ledger, files_with_jobs(result, jobs), warn=_warn)
     queued = with_jobs(result, jobs, fingerprints=fingerprints, preset_hashes=preset_hashes)
     if arguments.json:
         sys.stdout.write(json.dumps(to_json(queued), indent=2) + "\n")
@@ -290,7 +297,7 @@ def _jobs(arguments: argparse.Namespace) -> int:
     loaded = _load(arguments)
     if loaded is None:
         return EXIT_ERROR
-    return list_jobs(arguments, loaded.config.paths.state_dir)
+    return list_jobs(arguments, loaded.config)
 
 
 def _job_state(value: str) -> JobState:
@@ -310,7 +317,7 @@ def _retry(arguments: argparse.Namespace) -> int:
     loaded = _load(arguments)
     if loaded is None:
         return EXIT_ERROR
-    return retry_jobs(job_id, loaded.config.paths.state_dir)
+    return retry_jobs(job_id, loaded.config)
 
 
 def _backup(arguments: argparse.Namespace) -> int:
@@ -319,6 +326,15 @@ def _backup(arguments: argparse.Namespace) -> int:
     loaded = _load(arguments)
     if loaded is None:
         return EXIT_ERROR
+    if loaded.config.store.is_postgres:
+        from agent.backup_postgres import backup_postgres
+
+        try:
+            print(backup_postgres(loaded.config, arguments.to, force=arguments.force))
+        except BackupError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_ERROR
+        return EXIT_OK
     try:
         written = backup(loaded.config.paths.state_dir, arguments.to, force=arguments.force)
     except BackupError as error:
@@ -335,6 +351,15 @@ def _restore(arguments: argparse.Namespace) -> int:
     loaded = _load(arguments)
     if loaded is None:
         return EXIT_ERROR
+    if loaded.config.store.is_postgres:
+        from agent.backup_postgres import restore_postgres
+
+        try:
+            print("\n".join(restore_postgres(loaded.config, arguments.source)))
+        except BackupError as error:
+            print(f"error: {error}; nothing was restored", file=sys.stderr)
+            return EXIT_ERROR
+        return EXIT_OK
     try:
         restored = restore(loaded.config.paths.state_dir, arguments.source)
     except LockHeld as error:

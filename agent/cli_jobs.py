@@ -1,8 +1,9 @@
 """The bodies of `hb2r jobs` and `hb2r retry`, apart from the parser in `agent.cli`.
 
 Kept out of `agent/cli.py` so that module stays argument parsing and dispatch. Both read
-the state database directly, so they work while the agent runs (SQLite WAL); `jobs` never
-creates a database, and `retry` does not make one just to say there is nothing to retry.
+the store the config names directly, so they work while the agent runs (SQLite WAL, or
+PostgreSQL); `jobs` never writes (a read-only transaction on PostgreSQL) nor creates a
+database, and `retry` does not make one just to say there is nothing to retry.
 """
 
 from __future__ import annotations
@@ -17,22 +18,23 @@ from typing import TYPE_CHECKING
 from agent.quoting import first_line, shown
 from agent.render_jobs import jobs_table
 from agent.store import StoreError, jobs
+from agent.store.choose import has_state, no_state_yet, readonly_store_for, store_for, store_location
 from agent.store.db import StateError, database_path
-from agent.store.sqlite import open_store, open_store_readonly
 
 if TYPE_CHECKING:
+    from agent.config.models import Config
     from agent.store.jobs import Job
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 
 
-def list_jobs(arguments: argparse.Namespace, state_dir: Path) -> int:
-    """Given `hb2r jobs` arguments and the state folder, print the jobs; return the exit code."""
+def list_jobs(arguments: argparse.Namespace, config: Config) -> int:
+    """Given `hb2r jobs` arguments and the config, print the jobs; return the exit code."""
     found: list[Job] = []
     held_back: tuple[str, ...] = ()
     try:
-        store = open_store_readonly(state_dir, warn=_warn)
+        store = readonly_store_for(config, warn=_warn)
         if store is not None:
             try:
                 found = store.list_jobs(state=arguments.state, library=arguments.library)
@@ -43,7 +45,7 @@ def list_jobs(arguments: argparse.Namespace, state_dir: Path) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     except StoreError as error:
-        print(f"error: state database {database_path(state_dir)}: {error}", file=sys.stderr)
+        print(f"error: {store_failure(store_location(config), error)}", file=sys.stderr)
         return EXIT_ERROR
     if arguments.json:
         print(json.dumps({"held_back": list(held_back), "jobs": [job._asdict() for job in found]}, indent=2))
@@ -51,7 +53,7 @@ def list_jobs(arguments: argparse.Namespace, state_dir: Path) -> int:
     if held_back:
         print(f"No job may start now: {'; '.join(held_back)}.")
     if store is None:
-        print(f"No jobs: there is no state database at {database_path(state_dir)} yet.")
+        print(f"No jobs: {no_state_yet(config)}.")
     elif not found:
         only = f" {arguments.state}" if arguments.state else ""
         where = f" in library {arguments.library}" if arguments.library else ""
@@ -61,25 +63,27 @@ def list_jobs(arguments: argparse.Namespace, state_dir: Path) -> int:
     return EXIT_OK
 
 
-def retry_jobs(job_id: int | None, state_dir: Path) -> int:
-    """Given a job id (None: every dead job) and the state folder, queue the job(s) again; return the exit code."""
-    try:
-        exists = database_path(state_dir).is_file()
-    except OSError:
-        exists = True  # let opening it say what is wrong
-    if not exists:  # nothing to retry; do not make a database to say so
-        if job_id is None:
-            print("No dead jobs to retry.")
-            return EXIT_OK
-        print(f"error: there is no job {job_id} (no state database at {database_path(state_dir)} yet)", file=sys.stderr)
-        return EXIT_ERROR
+def retry_jobs(job_id: int | None, config: Config) -> int:
+    """Given a job id (None: every dead job) and the config, queue the job(s) again; return the exit code."""
     now = datetime.now(UTC)
     try:
-        store = open_store(state_dir)
+        if not has_state(config):  # nothing to retry; do not make a database to say so
+            if job_id is None:
+                print("No dead jobs to retry.")
+                return EXIT_OK
+            if config.store.is_postgres:
+                print(f"error: there is no job {job_id} ({no_state_yet(config)})", file=sys.stderr)
+            else:
+                where = database_path(config.paths.state_dir)
+                print(f"error: there is no job {job_id} (no state database at {where} yet)", file=sys.stderr)
+            return EXIT_ERROR
+        store = store_for(config)
         try:
             with store.transaction():
                 if job_id is None:
-                    before = {job.id: job for job in store.list_jobs(state=jobs.JobState.DEAD)}
+                    # What was dead is what retry_dead requeues, read from its own statement: on
+                    # PostgreSQL (READ COMMITTED) a list read first could miss a job that died since.
+                    before = {}
                     requeued = store.retry_dead(now=now)
                     left = store.counts()[jobs.JobState.DEAD]
                 else:
@@ -95,12 +99,12 @@ def retry_jobs(job_id: int | None, state_dir: Path) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     except StoreError as error:
-        print(f"error: state database {database_path(state_dir)}: {error}", file=sys.stderr)
+        print(f"error: {store_failure(store_location(config), error)}", file=sys.stderr)
         return EXIT_ERROR
     for job in requeued:
-        was = before[job.id]
-        reason = f": {first_line(was.error)}" if first_line(was.error) else ""
-        print(f"Requeued job {job.id} ({shown(job.library)}: {shown(job.rel_path)}), was {was.state}{reason}")
+        was = before[job.id].state if job.id in before else jobs.JobState.DEAD
+        reason = f": {first_line(job.error)}" if first_line(job.error) else ""  # a requeued job keeps its last error
+        print(f"Requeued job {job.id} ({shown(job.library)}: {shown(job.rel_path)}), was {was}{reason}")
     if job_id is None and not requeued and not left:
         print("No dead jobs to retry.")
     if left:
@@ -127,6 +131,13 @@ def retry_target(arguments: argparse.Namespace) -> int | None:
     except ValueError:
         arguments.usage_error(f"JOB_ID must be a job's number (see hb2r jobs), got {job_id!r}; or --dead for all dead")
         raise  # not reached: usage_error exits
+
+
+def store_failure(location: str, error: Exception) -> str:
+    """Return the store's error, saying where the state is unless it does already."""
+    message = str(error) or type(error).__name__
+    named = location.rsplit(" ", 1)[-1] in message or "postgresql://" in message  # a redacted URL
+    return message if named else f"{location}: {message}"
 
 
 def _warn(message: str) -> None:

@@ -1,6 +1,13 @@
 """`hb2r run`: the long-running agent's life, from start-up to a clean stop.
 
-Start-up: open (and migrate) the state database; a job a crash left `running` after its
+Start-up: open (and migrate) the store the config names (`agent.store.choose`). One that
+cannot be opened — a PostgreSQL server that cannot be reached or refuses the password, a
+schema newer than this hb2r — ends `hb2r run` at once with one line naming it and exit 1;
+systemd's `Restart=on-failure` tries again every few seconds, so a database that comes up
+later is found. (Once running, a failing store is what it is for SQLite: the pass or the
+statement fails, /health says `unhealthy`, and the next pass tries again.) On PostgreSQL the
+agent also holds the store's run lock (`agent.store.postgres_store`): a second `hb2r run` on
+the same database is refused, naming the host that holds it. Then a job a crash left `running` after its
 output was published is settled (ledger row, done: see `agent.recovery`), the other jobs left
 `running` go back to `queued` and temp files in `.hb2r-partial` are removed; HandBrakeCLI is asked for its version
 and presets — a library whose preset HandBrake does not know is held back with an error,
@@ -51,8 +58,9 @@ from agent.login_limits import LoginLimits
 from agent.observe import preset_hashes
 from agent.resources import Sampler
 from agent.scheduler import ReconcileSchedule
+from agent.store.choose import store_for_run, store_location
 from agent.store.lock import agent_lock
-from agent.store.sqlite import store_for
+from agent.store.protocol import Store
 
 CONFIG_CHECK_SECONDS = 5.0
 PROBE_RETRY_FIRST_SECONDS = 5.0
@@ -62,23 +70,26 @@ PROBE_RETRY_MAX_SECONDS = 300.0
 def run(config_path: Path, config: Config) -> int:
     """Run the agent until SIGTERM/SIGINT; return the exit code.
 
-    Raise LockHeld (a StateError naming the pid) if another agent or a restore uses the state_dir.
+    Raise LockHeld (a StateError naming the pid) if another agent or a restore uses the state_dir;
+    StoreError if the store cannot be opened (PostgreSQL: unreachable, refused) or, on
+    PostgreSQL, another agent runs on it (StoreInUse, naming its host).
     """
     logs.configure()
     open_files = descriptors.raise_soft_limit()
     # Taken before the database is opened, held for the agent's life (see agent.store.lock).
     with agent_lock(config.paths.state_dir, purpose="run"):
-        return asyncio.run(_Agent(config_path, config, open_files=open_files).main())
+        store = store_for_run(config, now=datetime.now(UTC))
+        return asyncio.run(_Agent(config_path, config, store=store, open_files=open_files).main())
 
 
 class _Agent:
-    def __init__(self, config_path: Path, config: Config, *, open_files: tuple[int, int]) -> None:
+    def __init__(self, config_path: Path, config: Config, *, store: Store, open_files: tuple[int, int]) -> None:
         self.config_path = config_path
         self.log = logs.get_logger("hb2r")
         self.open_files = open_files
         self.shortage = descriptors.OncePerInterval(self.log)
         self.config_digest = _digest(config_path)
-        self.state = EngineState(config=config, store=store_for(config), preset_hashes={})
+        self.state = EngineState(config=config, store=store, preset_hashes={})
         self.stop_requested = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._reloads: set[asyncio.Task[None]] = set()
@@ -137,6 +148,7 @@ class _Agent:
             config=str(self.config_path),
             libraries=[lib.name for lib in config.libraries],
             listen=config.server.listen,
+            store=store_location(config),  # the file, or PostgreSQL host:port/database: never a password
             open_files_limit=self.open_files[0],
             max_connections=max_connections,
         )

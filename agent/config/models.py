@@ -379,6 +379,25 @@ class StoreSettings(Model):
         description="File holding the PostgreSQL password (kept out of the URL and the config).",
     )
 
+    lease: Duration = Field(
+        default=timedelta(seconds=30),
+        description="How long a host holds a claimed job (and the planner its turn) without a heartbeat; "
+        "heartbeats come every third of it. A dead host's job runs elsewhere after about this long.",
+    )
+    host_losses: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Hosts that may die holding one job before it is dead-lettered (apart from retry.attempts).",
+    )
+
+    @field_validator("lease")
+    @classmethod
+    def _lease_in_range(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=3) <= value <= timedelta(minutes=10):
+            raise ValueError(f"lease must be between 3s and 10m, got {format_duration(value)}")
+        return value
+
     @field_validator("url")
     @classmethod
     def _url_is_sqlite_or_postgres(cls, value: str) -> str:

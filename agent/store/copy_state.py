@@ -43,11 +43,11 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from agent.config.store_url import redact_url
 from agent.store import jobs
 from agent.store.db import StateError, database_path, open_readonly
 from agent.store.lock import agent_lock
-from agent.store.postgres import PostgresDatabase, connect_postgres, redact_url
-from agent.store.postgres import StoreError as PostgresStoreError
+from agent.store.postgres import PostgresDatabase, connect_postgres
 from agent.store.postgres_schema import MIGRATION_LOCK, SCHEMA_VERSION, migrate, schema_version
 from agent.store.sql import Database, SqliteDatabase, StoreError
 
@@ -60,7 +60,6 @@ COUNTER_SEQUENCES: Mapping[str, tuple[str, str]] = {
     "jobs_change_seq": ("jobs", "change_seq"),
     "jobs_lease_token": ("jobs", "lease_token"),
 }
-StoreErrors = (StoreError, PostgresStoreError)
 
 
 class MigrateError(Exception):
@@ -161,7 +160,7 @@ def migrate_state(state_dir: Path, *, url: str, password_file: Path | None, now:
         try:
             try:
                 target = connect_postgres(url, password_file=password_file)
-            except StoreErrors as error:
+            except StoreError as error:
                 raise MigrateError(str(error)) from None
             try:
                 rows, requeued = copy_state(sqlite, target, now=now)
@@ -196,7 +195,7 @@ def copy_state(source: SqliteDatabase, target: PostgresDatabase, *, now: datetim
             problems = count_problems(copied, {table: _count(target, table) for table, _ in tables})
             if problems:
                 raise MigrateError(f"the copy does not add up ({'; '.join(problems)}); nothing was kept")
-    except StoreErrors as error:
+    except StoreError as error:
         raise MigrateError(f"copying into {target.location} failed: {error}; nothing was written there") from None
     return copied, len(requeued)
 
@@ -264,7 +263,7 @@ def _copy_rows(
                     f"INSERT INTO {_quoted(table)} ({names}) VALUES ({', '.join('?' for _ in columns)})",  # noqa: S608
                     rows,
                 )
-            except StoreErrors as error:
+            except StoreError as error:
                 raise MigrateError(
                     f"PostgreSQL refused a row of table {table}: {error}; nothing was written to {target.location}"
                 ) from None

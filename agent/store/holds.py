@@ -13,7 +13,8 @@ class Hold(NamedTuple):
 
 
 def load_holds(database: Database) -> dict[str, Hold]:
-    rows = database.execute("SELECT library, reason, since FROM library_holds ORDER BY library").fetchall()
+    """Return the paused libraries by name, in code point order on every database (see users.load_users)."""
+    rows = sorted(database.execute("SELECT library, reason, since FROM library_holds").fetchall())
     return {library: Hold(reason, since) for library, reason, since in rows}
 
 

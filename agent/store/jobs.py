@@ -26,6 +26,10 @@ Design notes:
   row) or, outside one, statement by statement. Every state change is one
   guarded UPDATE and so atomic by itself; `enqueue` is two statements (insert, then cancel
   the superseded job), so batches of it belong in one transaction.
+- The one read that feeds a write, `mark_failed` (attempts + 1), writes only if the row still
+  holds what it read (`attempts = ?`, a compare-and-set): under PostgreSQL's READ COMMITTED a
+  change committed in between makes it fail loudly (JobStateError), never count an attempt
+  twice, so it needs no `SELECT ... FOR UPDATE`; nor do the others, which read nothing first.
 """
 
 from __future__ import annotations

@@ -23,32 +23,33 @@ Transactions run at READ COMMITTED, PostgreSQL's default: unlike SQLite's BEGIN 
 two transactions may both read a row and then both write it; a store module that reads
 before it writes in PostgreSQL locks the rows it reads (`SELECT ... FOR UPDATE`).
 
-The password is never logged nor put in a message: `redact_url` replaces it with `***`.
+The password is never logged nor put in a message: `agent.config.store_url.redact_url` and
+`hide_secrets` replace it (one redaction rule for the config and the store).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import os
+import stat
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import SplitResult, quote, unquote, urlsplit
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict
 
+from agent.config.store_url import hide_secrets, redact_url, url_passwords
+from agent.store.sql import StoreError
+
 DEFAULT_PORT = 5432
 CONNECT_TIMEOUT_SECONDS = 10
-
-
-class StoreError(Exception):
-    """The store failed (a lost server, refused credentials, a broken statement); the message says how.
-
-    Stand-in until `agent.store.sql.StoreError` is on this branch: then this class becomes
-    `from agent.store.sql import StoreError`, one line.
-    """
+RECONNECT_FIRST_SECONDS = 1.0
+RECONNECT_MAX_SECONDS = 30.0
 
 
 @lru_cache(maxsize=1024)
@@ -105,34 +106,84 @@ class PostgresCursor:
 
 
 class PostgresDatabase:
-    """A store `Database` on an autocommit psycopg 3 connection."""
+    """A store `Database` on an autocommit psycopg 3 connection, opened again when it was lost.
+
+    A connection the server or the network ended is opened again (with `reconnect`) by the
+    next statement or transaction that begins outside a transaction, then `on_reconnect` runs
+    (the run lock is taken again there); a failed attempt is repeated no sooner than a backoff
+    of RECONNECT_FIRST_SECONDS doubling up to RECONNECT_MAX_SECONDS, meanwhile every statement
+    fails at once with the last reason. A connection lost inside a transaction fails that
+    transaction: the rest of it is never run on a new connection in pieces.
+    """
 
     dialect = "postgres"
 
-    def __init__(self, connection: psycopg.Connection[tuple[Any, ...]], *, location: str = "PostgreSQL") -> None:
+    def __init__(
+        self,
+        connection: psycopg.Connection[tuple[Any, ...]],
+        *,
+        location: str = "PostgreSQL",
+        reconnect: Callable[[], psycopg.Connection[tuple[Any, ...]]] | None = None,
+    ) -> None:
+        self._use(connection)
+        self.location = location  # the URL without its password, for messages
+        self.on_reconnect: Callable[[], None] | None = None
+        self._reconnect = reconnect
+        self._depth = 0  # transaction() blocks open
+        self._closed = False
+        self._retry_at = 0.0
+        self._delay = 0.0
+        self._last_failure: StoreError | None = None
+
+    def _use(self, connection: psycopg.Connection[tuple[Any, ...]]) -> None:
         connection.autocommit = True
         connection.cursor_factory = psycopg.ClientCursor  # see "Parameters" above
         self.connection = connection  # for agent.store only: migrations, backups
-        self.location = location  # the URL without its password, for messages
+
+    def _connected(self) -> psycopg.Connection[tuple[Any, ...]]:
+        """Return the connection, opened again first if it was lost outside a transaction."""
+        if not self.connection.closed or self._closed or self._reconnect is None or self._depth > 0:
+            return self.connection
+        if self._last_failure is not None and time.monotonic() < self._retry_at:
+            raise type(self._last_failure)(str(self._last_failure))
+        try:
+            connection = self._reconnect()
+            self._use(connection)
+            if self.on_reconnect is not None:
+                try:
+                    self.on_reconnect()
+                except BaseException:
+                    connection.close()  # without what on_reconnect gives (the run lock) it must not be used
+                    raise
+        except StoreError as error:
+            self._delay = min(max(self._delay * 2, RECONNECT_FIRST_SECONDS), RECONNECT_MAX_SECONDS)
+            self._retry_at = time.monotonic() + self._delay
+            self._last_failure = error
+            raise
+        self._delay, self._last_failure = 0.0, None
+        return connection
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> PostgresCursor:
+        connection = self._connected()
         try:
             # Always with a parameter sequence, even empty: psycopg then undoes the `%%` escaping.
-            return PostgresCursor(self.connection.execute(qmark_to_pyformat(sql), _as_sqlite_would(params)))
+            return PostgresCursor(connection.execute(qmark_to_pyformat(sql), _as_sqlite_would(params)))
         except psycopg.Error as error:
             raise _store_error(error) from error
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        connection = self._connected()
         try:
-            with self.connection.cursor() as cursor:
+            with connection.cursor() as cursor:
                 cursor.executemany(qmark_to_pyformat(sql), [_as_sqlite_would(row) for row in rows])
         except psycopg.Error as error:
             raise _store_error(error) from error
 
     def run_script(self, script: str) -> None:
         """Run several statements as they are: no placeholders, `%` and `?` untouched."""
+        connection = self._connected()
         try:
-            self.connection.execute(script)  # no parameters: sent as it is, several statements allowed
+            connection.execute(script)  # no parameters: sent as it is, several statements allowed
         except psycopg.Error as error:
             raise _store_error(error) from error
 
@@ -145,10 +196,15 @@ class PostgresDatabase:
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        if self.in_transaction:
-            yield
+        if self._depth > 0:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
             return
         self.execute("BEGIN")
+        self._depth = 1
         try:
             yield
             self.execute("COMMIT")
@@ -159,8 +215,11 @@ class PostgresDatabase:
                 with suppress(psycopg.Error):  # a lost server: the original error tells more
                     self.connection.execute("ROLLBACK")
             raise
+        finally:
+            self._depth = 0
 
     def close(self) -> None:
+        self._closed = True
         self.connection.close()
 
 
@@ -174,23 +233,24 @@ def _store_error(error: psycopg.Error) -> StoreError:
     return StoreError(message)
 
 
-def redact_url(url: str) -> str:
-    """Given a postgresql:// URL, return it with the password (if any) replaced by `***`."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{_host_port(parts)}"
-    return parts._replace(netloc=netloc).geturl()
-
-
-def _host_port(parts: SplitResult) -> str:
-    return parts.netloc.rpartition("@")[2]
-
-
 def read_password_file(path: Path) -> str:
-    """Return the password in the file (one line; trailing newline dropped); StoreError if unreadable or empty."""
+    """Return the password in the file (one line; trailing newline dropped).
+
+    Raise StoreError naming the file if it is missing, unreadable, empty, or readable by its
+    group or others (a password others may read is no secret: chmod 600).
+    """
     try:
-        password = path.read_text(encoding="utf-8").rstrip("\r\n")
+        with path.open("rb") as file:
+            mode = os.fstat(file.fileno()).st_mode
+            if mode & (stat.S_IRGRP | stat.S_IROTH):
+                who = " and ".join(
+                    name for bit, name in ((stat.S_IRGRP, "its group"), (stat.S_IROTH, "others")) if mode & bit
+                )
+                raise StoreError(
+                    f"the PostgreSQL password file {path} may be read by {who} "
+                    f"(mode {stat.S_IMODE(mode):04o}): chmod 600 {path}"
+                )
+            password = file.read().decode("utf-8").rstrip("\r\n")
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
         raise StoreError(f"cannot read the PostgreSQL password file {path}: {reason}") from None
@@ -199,45 +259,44 @@ def read_password_file(path: Path) -> str:
     return password
 
 
-def connect_postgres(url: str, *, password_file: Path | None = None) -> PostgresDatabase:
+def connect_postgres(url: str, *, password_file: Path | None = None, read_only: bool = False) -> PostgresDatabase:
     """Connect to the PostgreSQL database at `url`; return it as a `PostgresDatabase`.
 
     The password comes from `password_file` if given, else from the URL or libpq's usual
-    places (PGPASSWORD, ~/.pgpass). Raise StoreError naming host, port, database and user,
+    places (PGPASSWORD, ~/.pgpass). With read_only, every transaction of the session is read-only
+    (the server refuses any write). Raise StoreError naming host, port, database and user,
     never the password, if the URL is malformed, the server cannot be reached or refuses us.
     """
     location = redact_url(url)
     if urlsplit(url).scheme not in ("postgresql", "postgres"):
         raise StoreError(f"store URL {location} is not a postgresql:// URL")
     password = read_password_file(password_file) if password_file is not None else None
-    url_password = _url_password(url)
+    url_secrets = url_passwords(url)
     try:
         params = conninfo_to_dict(url)
     except psycopg.Error as error:
-        reason = _without_secrets(str(error).strip(), url_password)
+        reason = hide_secrets(_one_line(str(error)), *url_secrets)
         raise StoreError(f"store URL {location} is malformed: {reason}") from None
     where = (
-        f"PostgreSQL at {params.get('host') or 'localhost'}:{params.get('port') or DEFAULT_PORT}, "
-        f"database {params.get('dbname') or '(default)'}, user {params.get('user') or '(default)'}"
+        f"PostgreSQL at {params.get('host') or 'localhost'}:{params.get('port') or DEFAULT_PORT}/"
+        f"{params.get('dbname') or '(default)'} as user {params.get('user') or '(default)'}"
     )
     options: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "application_name": "hb2r"}
     if password is not None:
         options["password"] = password
-    try:
-        connection = psycopg.connect(url, autocommit=True, **options)
-    except psycopg.Error as error:
-        reason = _without_secrets(str(error).strip(), url_password, password)
-        raise StoreError(f"cannot connect to {where}: {reason}") from None
-    return PostgresDatabase(connection, location=location)
+    if read_only:
+        options["options"] = "-c default_transaction_read_only=on"
+
+    def connect() -> psycopg.Connection[tuple[Any, ...]]:
+        try:
+            return psycopg.connect(url, autocommit=True, **options)
+        except psycopg.Error as error:
+            reason = hide_secrets(_one_line(str(error)), *url_secrets, password)
+            raise StoreError(f"cannot connect to {where}: {reason}") from None
+
+    return PostgresDatabase(connect(), location=location, reconnect=connect)
 
 
-def _url_password(url: str) -> str | None:
-    password = urlsplit(url).password
-    return unquote(password) if password else None
-
-
-def _without_secrets(message: str, *secrets: str | None) -> str:
-    for secret in secrets:
-        if secret:
-            message = message.replace(secret, "***").replace(quote(secret, safe=""), "***")
-    return message
+def _one_line(text: str) -> str:
+    """Return libpq's message (often several lines and tab-indented hints) as one line."""
+    return "; ".join(line.strip() for line in text.strip().splitlines() if line.strip())

@@ -11,7 +11,7 @@ column by column. Where the dialects differ:
   `max(change_seq) + 1`, which concurrent transactions of several hosts would hand out twice.
   The numbers grow in the order transactions take them, not the order they commit: a reader of
   "changed since N" can miss a change committed after it read N by a transaction that took
-  its number earlier. The realtime readers on PostgreSQL must allow for that.
+  its number earlier: what that means for /api/realtime is in `agent.store.postgres_store`.
 - jobs.lease_token (migration 8) comes from the sequence `jobs_lease_token` instead of SQLite's
   `max(lease_token) + 1`, for the same reason; a copy of a SQLite state must move the sequence
   past the copied tokens (`setval`), as for the ids.
@@ -24,7 +24,8 @@ exactly once. A database at a newer version than this hb2r knows is refused, not
 
 from __future__ import annotations
 
-from agent.store.postgres import PostgresDatabase, StoreError
+from agent.store.postgres import PostgresDatabase
+from agent.store.sql import StoreError
 
 # pg_advisory_xact_lock key: "hb2r" in ASCII, so other applications' keys do not collide with it by chance.
 MIGRATION_LOCK = 0x68623272

@@ -76,7 +76,17 @@ class Store(Protocol):
         self, *, state: JobState | None = None, library: str | None = None, before_id: int | None = None, limit: int
     ) -> list[Job]: ...
     def last_change(self) -> int: ...
-    def changed_after(self, change: int, *, limit: int = 500) -> list[tuple[int, Job]]: ...
+    def changed_after(self, change: int, *, limit: int = 500) -> list[tuple[int, Job]]:
+        """The change feed: jobs changed after change number `change`, in number order.
+
+        What a follower of the feed is promised: on SQLite (one writer at a time, numbers taken
+        inside the write lock) every committed change, in commit order. On PostgreSQL (numbers
+        from a sequence, taken at write time) the same while one process writes jobs — the
+        agent, which its run lock makes the only one — and a change another process commits at
+        the same moment may be skipped (see `agent.store.postgres_store`).
+        """
+        ...
+
     def unfinished(self) -> list[Job]: ...
 
     # --- the ledger (agent.store.ledger) and everything the planner reads (agent.store.state)

@@ -3,22 +3,18 @@
 Opening, WAL, migrations and the refusal of a newer schema live in `agent.store.db`; the SQL
 in the store modules (shared with PostgreSQL through `DatabaseStore`). What only an SQLite
 file can do is here: the consistent copy of the whole state through SQLite's backup API.
+Which store a config names (this one, or PostgreSQL's) is `agent.store.choose`'s to say.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from agent.store import sqlite_files
 from agent.store.database_store import DatabaseStore
 from agent.store.db import open_database, open_readonly
 from agent.store.sql import SqliteDatabase
-
-if TYPE_CHECKING:
-    from agent.config.models import Config
-    from agent.store.protocol import Store
 
 
 class SqliteStore(DatabaseStore):
@@ -41,8 +37,3 @@ def open_store_readonly(state_dir: Path, *, warn: Callable[[str], None] = lambda
     """Open the state in state_dir without writing anything (`hb2r plan`, `hb2r jobs`); None if there is none yet."""
     database = open_readonly(state_dir, warn=warn)
     return None if database is None else SqliteStore(database)
-
-
-def store_for(config: Config) -> Store:
-    """Return the store the config names: today always the SQLite file in `paths.state_dir`."""
-    return open_store(config.paths.state_dir)

@@ -7,7 +7,10 @@ from agent.store.sql import Database
 
 
 def load_users(database: Database) -> tuple[UserRecord, ...]:
-    rows = database.execute("SELECT name, role, password_hash, generated FROM users ORDER BY name").fetchall()
+    """Return the stored users by name, in code point order on every database."""
+    # Sorted here, not by ORDER BY: PostgreSQL sorts text by the database's collation (often a
+    # language's: "alice" before "Bob"), SQLite by bytes ("Bob" first).
+    rows = sorted(database.execute("SELECT name, role, password_hash, generated FROM users").fetchall())
     return tuple(UserRecord(name, role, hashed, bool(generated)) for name, role, hashed, generated in rows)
 
 

@@ -1,5 +1,5 @@
-"""A real agent's API for tests: real config file, real SQLite, a real Dispatcher (not ticking),
-served by aiohttp's test server on loopback.
+"""A real agent's API for tests: real config file, real SQLite (or the PostgreSQL store.url
+names), a real Dispatcher (not ticking), served by aiohttp's test server on loopback.
 
 Users: `admin` (role admin, password ADMIN_PASSWORD) and `viewer` (role user,
 password VIEWER_PASSWORD); hashes made with bcrypt cost 4 to keep tests quick.
@@ -23,8 +23,7 @@ from agent.engine import EngineState
 from agent.gate import Sample
 from agent.passwords import hash_password
 from agent.resources import Sampler
-from agent.store.db import open_database
-from agent.store.sqlite import SqliteStore
+from agent.store.choose import store_for
 
 ADMIN_PASSWORD = "admin-password-1"
 VIEWER_PASSWORD = "viewer-password-2"
@@ -112,8 +111,7 @@ class Api:
 def build_context(config_path: Path, *, sampler: Any = None, log: Any = None) -> ApiContext:
     """Return the API context of an agent on config_path, as `hb2r run` builds it (no passes run)."""
     config: Config = load_config(config_path).config
-    connection = open_database(config.paths.state_dir)
-    state = EngineState(config=config, store=SqliteStore(connection), preset_hashes={})
+    state = EngineState(config=config, store=store_for(config), preset_hashes={})  # store.url: SQLite by default
     log = log or logs.get_logger("hb2r-test")
     auth.sync_users(state.store, config, now=datetime.now(UTC), log=log)
     scans: list[datetime] = []

@@ -284,6 +284,9 @@ def test_plan_writes_nothing_anywhere(tmp_path: Path, clip: Path, state: str) ->
             ALTER TABLE ledger DROP COLUMN origin;
             DROP TRIGGER jobs_change_on_insert; DROP TRIGGER jobs_change_on_update; DROP INDEX jobs_by_change;
             ALTER TABLE jobs DROP COLUMN cancelled_by; ALTER TABLE jobs DROP COLUMN change_seq;
+            DROP INDEX jobs_by_lease_token; ALTER TABLE jobs DROP COLUMN host; ALTER TABLE jobs DROP COLUMN lease_token;
+            ALTER TABLE jobs DROP COLUMN lease_expires_at; ALTER TABLE jobs DROP COLUMN host_losses;
+            ALTER TABLE jobs DROP COLUMN lost_hosts;
             PRAGMA user_version = 1;
             """
         )

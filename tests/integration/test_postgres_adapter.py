@@ -17,7 +17,8 @@ import psycopg
 import pytest
 from postgres import PostgresCluster, free_loopback_port, server_bin_dir
 
-from agent.store.postgres import PostgresDatabase, StoreError, connect_postgres, qmark_to_pyformat, redact_url
+from agent.store.postgres import PostgresDatabase, connect_postgres, qmark_to_pyformat
+from agent.store.sql import StoreError
 
 
 @pytest.fixture
@@ -33,11 +34,11 @@ def rows_seen_by_another_connection(url: str) -> list[tuple[Any, ...]]:
         return other.execute("SELECT id, body FROM notes ORDER BY id").fetchall()
 
 
-def test_the_cluster_starts_within_seconds_and_its_url_reaches_a_database_owned_by_hb2r(
+def test_the_clusters_url_reaches_a_database_owned_by_hb2r(
     postgres_cluster: PostgresCluster, postgres_url: str
 ) -> None:
+    # How long the cluster takes to start is printed, not asserted: a shared machine makes it noisy.
     print(f"\nPostgreSQL test cluster started in {postgres_cluster.started_in_seconds:.2f} s")
-    assert postgres_cluster.started_in_seconds < 5
     assert postgres_url.startswith(f"postgresql://hb2r:{postgres_cluster.password}@127.0.0.1:{postgres_cluster.port}/")
     with psycopg.connect(postgres_url) as connection:
         row = connection.execute(
@@ -144,9 +145,9 @@ def test_a_wrong_password_is_refused_with_where_and_why_but_never_the_password(
     with pytest.raises(StoreError) as refused:
         connect_postgres(postgres_cluster.url(database_name, password=quote(wrong, safe="")))
     message = str(refused.value)
-    assert f"127.0.0.1:{postgres_cluster.port}" in message
-    assert f"database {database_name}" in message
+    assert f"127.0.0.1:{postgres_cluster.port}/{database_name}" in message
     assert "user hb2r" in message
+    assert "\n" not in message  # one line, for a log or a terminal
     assert "password authentication failed" in message
     assert wrong not in message and quote(wrong, safe="") not in message
     assert wrong not in repr(refused.value.__cause__) and refused.value.__suppress_context__
@@ -158,6 +159,7 @@ def test_the_password_file_is_used_and_an_unreachable_server_is_named(
     database_name = postgres_url.rsplit("/", 1)[1]
     password_file = tmp_path / "store.password"
     password_file.write_text(postgres_cluster.password + "\n")
+    password_file.chmod(0o600)
     url_without_password = f"postgresql://hb2r@127.0.0.1:{postgres_cluster.port}/{database_name}"
     database = connect_postgres(url_without_password, password_file=password_file)
     assert database.execute("SELECT current_user").fetchone() == ("hb2r",)
@@ -165,25 +167,43 @@ def test_the_password_file_is_used_and_an_unreachable_server_is_named(
 
     closed_port = _a_closed_loopback_port()
     began = time.monotonic()
-    with pytest.raises(StoreError, match=rf"cannot connect to PostgreSQL at 127\.0\.0\.1:{closed_port}, database x"):
+    with pytest.raises(
+        StoreError, match=rf"cannot connect to PostgreSQL at 127\.0\.0\.1:{closed_port}/x "
+    ) as unreachable:
         connect_postgres(f"postgresql://hb2r:pw@127.0.0.1:{closed_port}/x")
+    assert "\n" not in str(unreachable.value)
     assert time.monotonic() - began < 5
 
     with pytest.raises(StoreError, match=r"cannot read the PostgreSQL password file .*missing"):
         connect_postgres(url_without_password, password_file=tmp_path / "missing")
 
-    with pytest.raises(StoreError, match=r"PostgreSQL at 127\.0\.0\.1:nope, .*invalid integer value \"nope\"") as bad:
+    with pytest.raises(StoreError, match=r"PostgreSQL at 127\.0\.0\.1:nope/x .*invalid integer value \"nope\"") as bad:
         connect_postgres("postgresql://hb2r:Secret-9@127.0.0.1:nope/x")
     assert "Secret-9" not in str(bad.value)
-    with pytest.raises(StoreError, match=r"store URL postgresql://hb2r:\*\*\*@db/x\?colour=red is malformed: .*colour"):
+    with pytest.raises(
+        StoreError, match=r"store URL postgresql://hb2r:<redacted>@db/x\?colour=red is malformed: .*colour"
+    ):
         connect_postgres("postgresql://hb2r:Secret-9@db/x?colour=red")
 
 
-def test_redacted_urls_keep_everything_but_the_password() -> None:
-    assert redact_url("postgresql://hb2r:s3cret@db.lan:5433/hb2r?sslmode=require") == (
-        "postgresql://hb2r:***@db.lan:5433/hb2r?sslmode=require"
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644])
+def test_a_password_file_others_may_read_is_refused_naming_it(
+    postgres_cluster: PostgresCluster, postgres_url: str, tmp_path: Path, mode: int
+) -> None:
+    password_file = tmp_path / "store.password"
+    password_file.write_text(postgres_cluster.password + "\n")
+    password_file.chmod(mode)
+    url_without_password = postgres_url.replace(f":{postgres_cluster.password}@", "@")
+
+    with pytest.raises(StoreError) as refused:
+        connect_postgres(url_without_password, password_file=password_file)
+
+    assert str(refused.value) == (
+        f"the PostgreSQL password file {password_file} may be read by "
+        f"{'its group' if mode & 0o040 else ''}{' and ' if mode & 0o040 and mode & 0o004 else ''}"
+        f"{'others' if mode & 0o004 else ''} (mode {mode:04o}): chmod 600 {password_file}"
     )
-    assert redact_url("postgresql://hb2r@db.lan/hb2r") == "postgresql://hb2r@db.lan/hb2r"
+    assert postgres_cluster.password not in str(refused.value)
 
 
 def _a_closed_loopback_port() -> int:

@@ -16,8 +16,9 @@ import pytest
 from postgres import PostgresCluster
 
 from agent.store.db import open_database
-from agent.store.postgres import PostgresDatabase, StoreError, connect_postgres
+from agent.store.postgres import PostgresDatabase, connect_postgres
 from agent.store.postgres_schema import MIGRATIONS, SCHEMA_VERSION, migrate, schema_version
+from agent.store.sql import StoreError
 
 NOW = "2026-12-01T12:00:00+00:00"
 
@@ -108,7 +109,9 @@ def test_a_schema_newer_than_this_hb2r_knows_is_refused_and_left_untouched(
         StoreError, match=rf"store schema {newer} is newer than this hb2r knows \({SCHEMA_VERSION}\): upgrade hb2r"
     ) as refused:
         migrate(database)
-    assert f"postgresql://hb2r:***@127.0.0.1:{postgres_cluster.port}/" in str(refused.value)  # where, not the password
+    assert f"postgresql://hb2r:<redacted>@127.0.0.1:{postgres_cluster.port}/" in str(
+        refused.value
+    )  # where, not the password
     assert postgres_cluster.password not in str(refused.value)
     assert schema_version(database) == newer
 

@@ -430,6 +430,7 @@ def test_without_to_the_configs_postgresql_store_url_is_the_target(
 ) -> None:
     password_file = tmp_path / "pg.password"
     password_file.write_text(postgres_cluster.password + "\n")
+    password_file.chmod(0o600)
     plain_url = postgres_url.replace(f":{postgres_cluster.password}@", "@")
     text = legacy.config_path.read_text()
     config = tmp_path / "postgres.yaml"

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from agent.store.postgres_store import PostgresStore, open_postgres_store
 from agent.store.protocol import Store
 from agent.store.sqlite import SqliteStore, open_store
 
-STORES = ["sqlite"]
+STORES = ["sqlite", "postgres"]
 
 
 @pytest.fixture(params=STORES)
@@ -27,5 +28,12 @@ def store(request: pytest.FixtureRequest) -> Store:
 @pytest.fixture
 def sqlite_store(tmp_path: Path) -> Iterator[SqliteStore]:
     opened = open_store(tmp_path / "state")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def postgres_store(postgres_url: str) -> Iterator[PostgresStore]:
+    opened = open_postgres_store(postgres_url)
     yield opened
     opened.close()

@@ -177,7 +177,7 @@ def test_a_temporary_failure_spends_no_attempt_and_a_permanent_one_is_dead_at_on
 
     assert (temporary.state, temporary.attempts) == (JobState.FAILED, 0)
     assert temporary.not_before == at(30).isoformat(timespec="microseconds")
-    assert (permanent.state, permanent.attempts, permanent.stderr_tail) == (JobState.DEAD, 0, "a\nb")
+    assert (permanent.state, permanent.attempts, permanent.stderr_tail) == (JobState.DEAD, 1, "a\nb")  # its one try
 
 
 # --- state changes the queue refuses

@@ -17,7 +17,7 @@ from agent.store.copy_state import (
 )
 from agent.store.db import SCHEMA_VERSION
 
-WHERE = "postgresql://hb2r:***@db:5432/hb2r"
+WHERE = "postgresql://hb2r:<redacted>@db:5432/hb2r"
 
 
 def test_tables_are_copied_in_name_order_with_sqlites_columns_and_postgresqls_version_table_is_ignored() -> None:

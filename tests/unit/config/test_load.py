@@ -939,3 +939,25 @@ def test_an_empty_host_name_from_the_environment_means_the_machines_name(folder:
     config = load(edited(("", "host:\n  name: ${HB2R_HOST_NAME:-}\n"))).config
 
     assert config.host.name == socket.gethostname().split(".")[0]
+
+
+LEASE_AT = "config.yaml:19: at 'store.lease'"
+
+
+@pytest.mark.parametrize(
+    ("lease", "expected"),
+    [
+        pytest.param("2s", f"{LEASE_AT}: lease must be between 3s and 10m, got 2s", id="too-short"),
+        pytest.param("1h", f"{LEASE_AT}: lease must be between 3s and 10m, got 1h", id="too-long"),
+    ],
+)
+def test_a_lease_a_host_could_not_renew_or_that_would_strand_a_job_is_refused(
+    folder: Path, lease: str, expected: str
+) -> None:
+    assert problems(edited(("", f"store:\n  url: sqlite\n  lease: {lease}\n"))) == [expected]
+
+
+def test_the_lease_defaults_to_30_seconds_and_three_host_losses(folder: Path) -> None:
+    store = load(BASE).config.store
+
+    assert (store.lease, store.host_losses) == (timedelta(seconds=30), 3)

@@ -1,0 +1,211 @@
+"""PostgresStore as the agent and the commands open it: one `hb2r run` per database (the run
+lock), a read-only store that cannot write, and a connection lost and found again."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+from postgres import PostgresCluster
+
+from agent.store.postgres_schema import SCHEMA_VERSION, migrate
+from agent.store.postgres_store import (
+    PostgresStore,
+    StoreInUse,
+    open_postgres_store,
+    open_postgres_store_readonly,
+)
+from agent.store.sql import StoreError
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(postgres_url: str) -> Iterator[PostgresStore]:
+    opened = open_postgres_store(postgres_url)
+    yield opened
+    opened.close()
+
+
+def enqueue(store: PostgresStore, rel_path: str = "a.mkv") -> None:
+    store.enqueue(
+        library="tv", rel_path=rel_path, fingerprint="1:a", preset_hash="p", output_path=f"TV/{rel_path}",
+        reason="new", now=T0,
+    )  # fmt: skip
+
+
+def terminate_connections_of(cluster: PostgresCluster, url: str) -> int:
+    """Cut every connection to url's database, as a server restart or a network cut does; return how many."""
+    database = url.rsplit("/", 1)[1]
+    with psycopg.connect(cluster.admin_url, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        ).fetchall()
+    return len(rows)
+
+
+def test_a_second_agent_on_the_same_database_is_refused_naming_the_host_that_runs(
+    store: PostgresStore, postgres_url: str
+) -> None:
+    store.hold_run_lock(host="nas-1", now=T0.isoformat())
+    second = open_postgres_store(postgres_url)
+    try:
+        with pytest.raises(StoreInUse) as refused:
+            second.hold_run_lock(host="desktop", now=T0.isoformat())
+    finally:
+        second.close()
+
+    assert "the agent on host nas-1 (pid " in str(refused.value)
+    assert "one `hb2r run` per PostgreSQL store" in str(refused.value)
+    with psycopg.connect(postgres_url) as other:
+        names = [row[0] for row in other.execute("SELECT application_name FROM pg_stat_activity").fetchall()]
+    assert "hb2r run on nas-1" in names  # what an operator sees in pg_stat_activity
+
+
+def test_the_run_lock_goes_with_the_agent(store: PostgresStore, postgres_url: str) -> None:
+    store.hold_run_lock(host="nas-1", now=T0.isoformat())
+    store.close()  # the agent stopped (or died: the server ends its session)
+
+    after = open_postgres_store(postgres_url)
+    try:
+        after.hold_run_lock(host="desktop", now=T0.isoformat())
+    finally:
+        after.close()
+
+
+def test_a_lost_connection_is_opened_again_with_the_run_lock(
+    store: PostgresStore, postgres_url: str, postgres_cluster: PostgresCluster
+) -> None:
+    store.hold_run_lock(host="nas-1", now=T0.isoformat())
+    enqueue(store)
+    assert terminate_connections_of(postgres_cluster, postgres_url) == 1
+
+    # The statement that finds the connection gone fails (it may or may not have run: it is
+    # not repeated behind the caller's back); the next one connects again.
+    with pytest.raises(StoreError, match="terminating connection"):
+        store.list_jobs()
+    assert [job.rel_path for job in store.list_jobs()] == ["a.mkv"]
+
+    second = open_postgres_store(postgres_url)
+    try:
+        with pytest.raises(StoreInUse, match="host nas-1"):
+            second.hold_run_lock(host="desktop", now=T0.isoformat())
+    finally:
+        second.close()
+
+
+def test_an_agent_whose_lock_was_taken_while_it_was_cut_off_does_not_write(
+    store: PostgresStore, postgres_url: str, postgres_cluster: PostgresCluster
+) -> None:
+    store.hold_run_lock(host="nas-1", now=T0.isoformat())
+    terminate_connections_of(postgres_cluster, postgres_url)
+    with pytest.raises(StoreError, match="terminating connection"):
+        store.list_jobs()
+    other = open_postgres_store(postgres_url)
+    try:
+        other.hold_run_lock(host="desktop", now=T0.isoformat())
+
+        with pytest.raises(StoreInUse, match="host desktop"):
+            enqueue(store, "from-the-cut-off-agent.mkv")
+        assert other.list_jobs() == []
+    finally:
+        other.close()
+
+    deadline = time.monotonic() + 10  # it tries again after a backoff (1 s, then doubling)
+    while True:
+        try:
+            enqueue(store, "once-the-other-stopped.mkv")
+            break
+        except StoreInUse:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)  # the lock is free again: taken back, then written
+    assert [job.rel_path for job in store.list_jobs()] == ["once-the-other-stopped.mkv"]
+
+
+def test_a_connection_lost_inside_a_transaction_fails_it_rather_than_finishing_it_in_pieces(
+    store: PostgresStore, postgres_url: str, postgres_cluster: PostgresCluster
+) -> None:
+    with pytest.raises(StoreError), store.transaction():
+        enqueue(store, "first.mkv")
+        terminate_connections_of(postgres_cluster, postgres_url)
+        enqueue(store, "second.mkv")
+
+    assert store.list_jobs() == []
+
+
+def test_a_read_only_store_cannot_write(store: PostgresStore, postgres_url: str) -> None:
+    enqueue(store)
+    readonly = open_postgres_store_readonly(postgres_url)
+    assert readonly is not None
+    try:
+        assert [job.rel_path for job in readonly.list_jobs()] == ["a.mkv"]
+        with pytest.raises(StoreError, match="read-only transaction"):
+            enqueue(readonly, "b.mkv")
+        with pytest.raises(StoreError, match="read-only transaction"), readonly.transaction():
+            readonly.hold("tv", reason="x", since=T0.isoformat())
+    finally:
+        readonly.close()
+    assert [job.rel_path for job in store.list_jobs()] == ["a.mkv"]
+
+
+def test_a_read_only_open_of_an_empty_database_finds_no_state_and_makes_none(postgres_url: str) -> None:
+    assert open_postgres_store_readonly(postgres_url) is None
+
+    with psycopg.connect(postgres_url) as other:
+        tables = other.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()
+    assert tables == (0,)
+
+
+def test_a_read_only_open_of_an_older_schema_says_to_start_the_agent_first(postgres_url: str) -> None:
+    from agent.store.postgres import connect_postgres
+    from agent.store.postgres_schema import MIGRATIONS
+
+    older = connect_postgres(postgres_url)
+    migrate(older, migrations=MIGRATIONS[: SCHEMA_VERSION - 1])
+    older.close()
+
+    with pytest.raises(StoreError) as refused:
+        open_postgres_store_readonly(postgres_url)
+
+    assert f"store schema {SCHEMA_VERSION - 1} is older than this hb2r knows ({SCHEMA_VERSION})" in str(refused.value)
+    assert "start `hb2r run` once" in str(refused.value)
+
+
+@pytest.fixture
+def linguistic_url(postgres_cluster: PostgresCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database whose text collation is a language's (ICU en-US), as `createdb` on a host with
+    LANG=en_US.UTF-8 makes; the test cluster's own databases sort by bytes (C)."""
+    name = f"hb2r_icu_{tmp_path_factory.getbasetemp().name.replace('-', '_')}"
+    with psycopg.connect(postgres_cluster.admin_url, autocommit=True) as admin:
+        admin.execute(
+            f'CREATE DATABASE "{name}" OWNER hb2r TEMPLATE template0 '
+            "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.utf8'"
+        )
+    try:
+        yield postgres_cluster.url(name)
+    finally:
+        postgres_cluster.drop_database(name)
+
+
+def test_names_come_back_in_the_same_order_as_from_sqlite_whatever_the_database_collation(
+    linguistic_url: str,
+) -> None:
+    from agent.domain import UserChange, UserChangeKind
+
+    names = ["bob", "Alice", "_ops", "carol-2", "carol1"]
+    store = open_postgres_store(linguistic_url)
+    try:
+        for name in names:
+            store.apply_user_change(
+                UserChange(UserChangeKind.ADD, name, "user", "$2b$04$" + "x" * 53), now=T0.isoformat()
+            )
+            store.hold(name, reason="x", since=T0.isoformat())
+
+        assert [user.name for user in store.load_users()] == sorted(names)  # code point order, as SQLite's BINARY
+        assert list(store.load_holds()) == sorted(names)
+    finally:
+        store.close()
