@@ -7,10 +7,15 @@ The containers share this machine's network, so PostgreSQL listens on 127.0.0.1 
 (the "host's address" of every container here) and the agents reach it there; each agent's
 service listens on a port of its own.
 
-One deploy is lived in order in the first test (PostgreSQL installed and reachable with the
-password from each agent's host, each agent with its own config, a second deploy that changes
-nothing); the wrong-password test follows on the same hosts and checks that the running agents are
-left exactly as they were.
+What main does today is one `hb2r run` per PostgreSQL database (agent.store.postgres_store's
+run lock) until jobs are claimed under leases: so the first agent, agent-a, is deployed and runs
+on the database (and encodes), and the second, agent-b, is refused by the deploy's store check
+before anything of it is started, naming the host that runs. When several agents may share one
+database, agent-b's expectation becomes "runs too".
+
+The tests run in order on the same hosts: the first deploy and a second that changes nothing;
+agent-b refused; a wrong password refused on both agents with the running one left exactly as it
+was; a config change on one agent; backup.yml with a pg_dump of the shared database.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import yaml
 
 from agent.passwords import hash_password
 
-from .deployment import ADMIN_PASSWORD, BIN, REPO, explain, free_port
+from .deployment import ADMIN_PASSWORD, BIN, REPO, explain, free_port, make_clip, wait_for
 from .testhost import TestHost, boot_test_host
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="booting systemd-nspawn hosts needs root")
@@ -108,11 +113,19 @@ class SeveralHosts:
         path.write_text(yaml.safe_dump(inventory, sort_keys=False))
         return path
 
-    def deploy(self, inventory: Path, playbook: str = "deploy.yml") -> subprocess.CompletedProcess[str]:
+    def deploy(
+        self, inventory: Path, playbook: str = "deploy.yml", *, limit: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         environment = {**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_NOCOLOR": "1"}
         environment["PATH"] = f"{BIN}:{environment.get('PATH', '')}"
         return subprocess.run(
-            [str(BIN / "ansible-playbook"), "-i", str(inventory), str(REPO / "playbooks" / playbook)],
+            [
+                str(BIN / "ansible-playbook"),
+                "-i",
+                str(inventory),
+                str(REPO / "playbooks" / playbook),
+                *(("--limit", limit) if limit else ()),
+            ],
             capture_output=True,
             text=True,
             env=environment,
@@ -132,18 +145,31 @@ def ssh_vars(host: TestHost) -> dict[str, Any]:
     }
 
 
-def recaps(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, int]]:
+def recaps(
+    result: subprocess.CompletedProcess[str], hosts: tuple[str, ...] = ("database", "agent-a", "agent-b")
+) -> dict[str, dict[str, int]]:
     """Return the PLAY RECAP counters of every host."""
     found = {
         name: {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", counters)}
         for name, counters in re.findall(r"^([\w.-]+)\s*:\s*((?:\w+=\d+\s*)+)$", result.stdout, re.MULTILINE)
     }
-    assert set(found) == {"database", "agent-a", "agent-b"}, explain(result)
+    assert set(found) == set(hosts), explain(result)
     return found
 
 
-def recap_changes(result: subprocess.CompletedProcess[str]) -> dict[str, int]:
-    return {name: counters["changed"] for name, counters in recaps(result).items()}
+def recap_changes(
+    result: subprocess.CompletedProcess[str], hosts: tuple[str, ...] = ("database", "agent-a", "agent-b")
+) -> dict[str, int]:
+    return {name: counters["changed"] for name, counters in recaps(result, hosts).items()}
+
+
+FIRST = "hb2r_database,agent-a"  # --limit: the database and the agent that runs on it
+
+
+def database_sql(several: SeveralHosts, query: str) -> str:
+    """Run query in hb2r's database on the database host, as the postgres superuser; return the rows as text."""
+    return inside(several.database, "runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-t", "-A",
+                  "-p", str(several.postgres_port), "-d", "hb2r", "-c", query)  # fmt: skip
 
 
 def inside(host: TestHost, *argv: str) -> str:
@@ -180,8 +206,8 @@ def several(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeveralHosts]:
         )
 
 
-def test_one_postgresql_and_two_agents(several: SeveralHosts) -> None:
-    first = several.deploy(several.inventory())
+def test_one_postgresql_and_an_agent_on_it(several: SeveralHosts, tmp_path: Path) -> None:
+    first = several.deploy(several.inventory(), limit=FIRST)
     assert first.returncode == 0, explain(first)
     assert several.password not in first.stdout + first.stderr
 
@@ -194,36 +220,67 @@ def test_one_postgresql_and_two_agents(several: SeveralHosts) -> None:
     hba = inside(database, "cat", f"/etc/postgresql/{cluster[0]}/{cluster[1]}/pg_hba.conf").splitlines()
     assert hba[1].split() == ["host", "hb2r", "hb2r", "127.0.0.1/32", "scram-sha-256"], hba[:4]
 
-    for name, host in several.agents.items():
-        # The agent runs, answers /health, and its config is its own: its host name, its own path
-        # for the library, its own limits, the shared store's URL with no password in it.
-        assert inside(host, "systemctl", "is-active", "hb2r") == "active"
-        health = inside(host, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                        f"http://127.0.0.1:{several.listen_ports[name]}/health")  # fmt: skip
-        assert health == "200"
-        config = yaml.safe_load(inside(host, "cat", "/etc/hb2r/config.yaml"))
-        assert config["host"] == {"name": name}
-        assert config["store"] == {"url": several.store_url, "password_file": PASSWORD_FILE}
-        assert config["libraries"][0]["name"] == "tv" and config["libraries"][0]["source"] == SOURCES[name]
-        assert config["limits"]["max_jobs"] == MAX_JOBS[name]
-        assert several.password not in inside(host, "cat", "/etc/hb2r/config.yaml", "/etc/hb2r/environment")
-        # The password is in a file only the agent's user reads.
-        assert inside(host, "stat", "-c", "%U %G %a", PASSWORD_FILE) == "hb2r hb2r 600"
-        assert host.run("cat", PASSWORD_FILE).stdout == several.password + "\n"
-        # The agent's release has the driver, and from this host, as the agent's user, with that
-        # file, the agent's own connect code logs in to the database and may make its tables.
-        probe = inside(host, "runuser", "-u", "hb2r", "--", "/opt/hb2r/current/venv/bin/python", "-c", PROBE,
-                       several.store_url, PASSWORD_FILE)  # fmt: skip
-        assert probe == "('hb2r', 'hb2r')"
+    # The agent runs, answers /health, and its config is its own: its host name, its own path for
+    # the library, its own limits, the shared store's URL with no password in it.
+    name, host = "agent-a", several.agents["agent-a"]
+    assert inside(host, "systemctl", "is-active", "hb2r") == "active"
+    health = inside(host, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                    f"http://127.0.0.1:{several.listen_ports[name]}/health")  # fmt: skip
+    assert health == "200"
+    config = yaml.safe_load(inside(host, "cat", "/etc/hb2r/config.yaml"))
+    assert config["host"] == {"name": name}
+    assert config["store"] == {"url": several.store_url, "password_file": PASSWORD_FILE}
+    assert config["libraries"][0]["name"] == "tv" and config["libraries"][0]["source"] == SOURCES[name]
+    assert config["limits"]["max_jobs"] == MAX_JOBS[name]
+    assert several.password not in inside(host, "cat", "/etc/hb2r/config.yaml", "/etc/hb2r/environment")
+    # The password is in a file only the agent's user reads.
+    assert inside(host, "stat", "-c", "%U %G %a", PASSWORD_FILE) == "hb2r hb2r 600"
+    assert host.run("cat", PASSWORD_FILE).stdout == several.password + "\n"
+    # The release has the driver: from this host, as the agent's user, with that file, the
+    # agent's own connect code logs in to the database and may make tables there.
+    probe = inside(host, "runuser", "-u", "hb2r", "--", "/opt/hb2r/current/venv/bin/python", "-c", PROBE,
+                   several.store_url, PASSWORD_FILE)  # fmt: skip
+    assert probe == "('hb2r', 'hb2r')"
 
-    # A second deploy with nothing changed changes nothing on any host.
-    again = several.deploy(several.inventory())
+    # The agent keeps its state in PostgreSQL: it is connected, and a clip it encodes is in the ledger there.
+    assert "hb2r run on agent-a" in database_sql(several, "SELECT application_name FROM pg_stat_activity")
+    host.copy_in(make_clip(tmp_path / "first.mkv", seconds=2), f"{SOURCES[name]}/first.mkv")
+    wait_for(
+        "the clip's ledger row in PostgreSQL",
+        lambda: database_sql(several, "SELECT rel_path FROM ledger") == "first.mkv",
+        explain=lambda: inside(host, "journalctl", "-u", "hb2r", "--no-pager", "-o", "cat", "-n", "30"),
+    )
+    assert inside(host, "ls", f"{ARCHIVE}/TV") == "first.mkv"
+
+    # A second deploy with nothing changed changes nothing.
+    again = several.deploy(several.inventory(), limit=FIRST)
     assert again.returncode == 0, explain(again)
-    assert recap_changes(again) == {"database": 0, "agent-a": 0, "agent-b": 0}, explain(again)
+    assert recap_changes(again, ("database", "agent-a")) == {"database": 0, "agent-a": 0}, explain(again)
+
+
+def test_a_second_agent_on_the_database_is_refused_before_anything_of_it_starts(several: SeveralHosts) -> None:
+    running = agent_state(several.agents["agent-a"])
+
+    result = several.deploy(several.inventory())
+
+    assert result.returncode != 0
+    # agent-b reached the database with its password (it read who runs there) and was stopped
+    # by the store check, before its config, unit or agent.
+    assert (f"agent-b cannot use the store {several.store_url}: the agent on host agent-a (pid ") in result.stdout, (
+        explain(result)
+    )
+    assert "is running on this store; one `hb2r run` per PostgreSQL store" in result.stdout
+    assert recaps(result)["agent-b"]["failed"] == 1
+    agent_b = several.agents["agent-b"]
+    assert agent_b.run("test", "-e", "/etc/systemd/system/hb2r.service", check=False).returncode == 1
+    assert agent_b.run("test", "-e", PASSWORD_FILE, check=False).returncode == 1
+    assert recap_changes(result)["database"] == 0 and recap_changes(result)["agent-a"] == 0, explain(result)
+    assert agent_state(several.agents["agent-a"]) == running
+    assert several.password not in result.stdout + result.stderr
 
 
 def test_a_wrong_database_password_fails_clearly_and_leaves_the_agents_alone(several: SeveralHosts) -> None:
-    before = {name: agent_state(host) for name, host in several.agents.items()}
+    before = agent_state(several.agents["agent-a"])
     wrong = f"not-the-password-{secrets.token_hex(4)}"
 
     result = several.deploy(several.inventory(agent_vars={"hb2r_store_password": wrong}))
@@ -236,37 +293,38 @@ def test_a_wrong_database_password_fails_clearly_and_leaves_the_agents_alone(sev
     assert "Check hb2r_store_password" in output
     assert wrong not in output and several.password not in output
     assert recap_changes(result)["database"] == 0, explain(result)
-    assert {name: agent_state(host) for name, host in several.agents.items()} == before
+    assert agent_state(several.agents["agent-a"]) == before
 
 
-def test_a_change_for_one_agent_restarts_that_agent_only_and_backs_up_no_shared_database(
-    several: SeveralHosts,
-) -> None:
-    before = {name: agent_state(host) for name, host in several.agents.items()}
-    agent_b = several.agents["agent-b"]
+def test_a_config_change_restarts_the_agent_and_backs_up_no_shared_database(several: SeveralHosts) -> None:
+    agent_a = several.agents["agent-a"]
+    before = agent_state(agent_a)
     inventory = several.inventory()
     data = yaml.safe_load(inventory.read_text())
-    data["hb2r"]["hosts"]["agent-b"]["hb2r_limits"]["max_jobs"] = 3
+    data["hb2r"]["hosts"]["agent-a"]["hb2r_limits"]["max_jobs"] = 3
     inventory.write_text(yaml.safe_dump(data, sort_keys=False))
 
-    result = several.deploy(inventory)
+    result = several.deploy(inventory, limit=FIRST)
 
     assert result.returncode == 0, explain(result)
-    assert recap_changes(result)["agent-a"] == 0 and recap_changes(result)["database"] == 0, explain(result)
-    assert agent_state(several.agents["agent-a"]) == before["agent-a"]
-    assert agent_state(agent_b)[0] != before["agent-b"][0]  # restarted with its new config
-    assert yaml.safe_load(inside(agent_b, "cat", "/etc/hb2r/config.yaml"))["limits"]["max_jobs"] == 3
-    # The state is in the shared database: no SQLite backup was taken before the switch.
-    assert inside(agent_b, "find", "/var/backups/hb2r", "-name", "*.tar.gz") == ""
+    assert recap_changes(result, ("database", "agent-a"))["database"] == 0, explain(result)
+    assert agent_state(agent_a)[0] != before[0]  # restarted with its new config
+    assert yaml.safe_load(inside(agent_a, "cat", "/etc/hb2r/config.yaml"))["limits"]["max_jobs"] == 3
+    # The state is in the shared database, which a deploy neither backs up nor puts back.
+    assert inside(agent_a, "find", "/var/backups/hb2r", "-name", "*.tar.gz") == ""
+    assert "hb2r run on agent-a" in database_sql(several, "SELECT application_name FROM pg_stat_activity")
 
 
-def test_backup_playbook_refuses_a_postgresql_store_and_says_why(several: SeveralHosts) -> None:
-    result = several.deploy(several.inventory(), playbook="backup.yml")
+def test_backup_playbook_dumps_the_shared_database_with_the_hosts_files(several: SeveralHosts) -> None:
+    agent_a = several.agents["agent-a"]
 
-    assert result.returncode != 0
-    for name, host in several.agents.items():
-        assert (
-            f"the agent in use on {name} keeps its state in the shared PostgreSQL database {several.store_url}: "
-            "back that up on the database host (pg_dump)"
-        ) in result.stdout, explain(result)
-        assert inside(host, "find", "/var/backups/hb2r", "-name", "*.tar.gz") == ""
+    result = several.deploy(several.inventory(), playbook="backup.yml", limit="agent-a")
+
+    assert result.returncode == 0, explain(result)
+    (tarball,) = inside(agent_a, "sh", "-c", "ls /var/backups/hb2r/*.tar.gz").split()
+    assert inside(agent_a, "stat", "-c", "%U %a", tarball) == "root 600"
+    members = set(inside(agent_a, "tar", "-tzf", tarball).split())
+    assert {"hb2r.pgdump", "etc/hb2r/config.yaml", "etc/hb2r/db.password"} <= members, members
+    listing = inside(agent_a, "sh", "-c", f"tar -xzOf {tarball} hb2r.pgdump | pg_restore --list")
+    assert "TABLE public ledger" in listing
+    assert several.password not in result.stdout + result.stderr

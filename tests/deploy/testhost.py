@@ -79,6 +79,7 @@ ROOT_PACKAGES: tuple[str, ...] = (
     "procps",
     "postgresql",  # the hb2r_postgres role's server (no cluster starts at boot: see _customise_root)
     "libpq5",  # what psycopg loads on an agent whose store is PostgreSQL
+    "postgresql-client",  # pg_dump, for hb2r backup of a PostgreSQL store
 )
 # Units that misbehave in a container sharing the host's network, masked in the root:
 # apt's daily timers would take the dpkg lock (or upgrade packages) in the middle of a deploy test.
