@@ -6,6 +6,9 @@ temp folder owned by the `postgres` user when the tests run as root (initdb refu
 tests then run initdb and pg_ctl through `runuser`), by the user otherwise; it listens on a free
 loopback TCP port only (its Unix socket stays inside the folder), asks every TCP client for a
 password (scram-sha-256), and runs with fsync off: its data is thrown away at the end.
+`start_cluster(listen=..., clients=...)` makes a cluster that also listens on addresses a test
+created itself (the multi-host tests' bridge, see multihost.py) and lets clients of those
+networks in, with a password too; no other address is ever listened on.
 
 Each test gets a fresh database owned by the role `hb2r` (a plain role with a password, not a
 superuser, as an operator would create for hb2r), so tests cannot see each other's rows.
@@ -27,7 +30,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,9 +74,10 @@ class PostgresCluster:
     password: str  # the role hb2r's
     admin_password: str
     started_in_seconds: float
+    listen: tuple[str, ...] = ()  # addresses besides 127.0.0.1
 
-    def url(self, database: str, *, password: str | None = None) -> str:
-        return f"postgresql://{ROLE}:{password or self.password}@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str, *, password: str | None = None, host: str = "127.0.0.1") -> str:
+        return f"postgresql://{ROLE}:{password or self.password}@{host}:{self.port}/{database}"
 
     @property
     def admin_url(self) -> str:
@@ -118,13 +122,17 @@ def _give_to_server_user(path: Path) -> None:
     os.chown(path, owner.pw_uid, owner.pw_gid)
 
 
-def start_cluster() -> tuple[PostgresCluster, Path]:
-    """Make and start a cluster in a new temp folder; return it and its data folder."""
+def start_cluster(*, listen: Sequence[str] = (), clients: Sequence[str] = ()) -> tuple[PostgresCluster, Path]:
+    """Make and start a cluster in a new temp folder; return it and its data folder.
+
+    `listen`: addresses to listen on besides 127.0.0.1 (only ones the test made: a cluster
+    cannot bind elsewhere); `clients`: networks (CIDR) whose clients may log in with a password.
+    """
     began = time.monotonic()
     bin_dir = server_bin_dir()
     folder = Path(tempfile.mkdtemp(prefix="hb2r-postgres-"))
     try:
-        return _start_in(folder, bin_dir=bin_dir, began=began)
+        return _start_in(folder, bin_dir=bin_dir, began=began, listen=tuple(listen), clients=tuple(clients))
     except BaseException:  # a half-made cluster is stopped and removed too
         if (folder / "data" / "postmaster.pid").exists():
             _as_postgres(
@@ -134,7 +142,9 @@ def start_cluster() -> tuple[PostgresCluster, Path]:
         raise
 
 
-def _start_in(folder: Path, *, bin_dir: Path, began: float) -> tuple[PostgresCluster, Path]:
+def _start_in(
+    folder: Path, *, bin_dir: Path, began: float, listen: tuple[str, ...], clients: tuple[str, ...]
+) -> tuple[PostgresCluster, Path]:
     _give_to_server_user(folder)
     data = folder / "data"
     admin_password = secrets.token_urlsafe(16)
@@ -163,10 +173,14 @@ def _start_in(folder: Path, *, bin_dir: Path, began: float) -> tuple[PostgresClu
     with (data / "postgresql.conf").open("a") as conf:
         conf.write(
             "\n# hb2r test cluster: loopback TCP only, socket in the temp folder, speed over durability\n"
-            "listen_addresses = '127.0.0.1'\n"
+            f"listen_addresses = '{','.join(('127.0.0.1', *listen))}'\n"
             f"unix_socket_directories = '{folder}'\n"
             "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
         )
+    if clients:
+        with (data / "pg_hba.conf").open("a") as hba:
+            hba.write("\n# networks the test made (multihost.py): password logins only\n")
+            hba.writelines(f"host all all {network} scram-sha-256\n" for network in clients)
     log = folder / "server.log"
     for attempt in itertools.count(1):
         port = free_loopback_port()  # another process may take it before the server binds: try again
@@ -190,6 +204,7 @@ def _start_in(folder: Path, *, bin_dir: Path, began: float) -> tuple[PostgresClu
         password=role_password,
         admin_password=admin_password,
         started_in_seconds=time.monotonic() - began,
+        listen=listen,
     )
     return cluster, data
 

@@ -48,6 +48,10 @@ from agent.store.sql import StoreError
 
 DEFAULT_PORT = 5432
 CONNECT_TIMEOUT_SECONDS = 10
+KEEPALIVE_IDLE_SECONDS = 5
+KEEPALIVE_INTERVAL_SECONDS = 2
+KEEPALIVE_COUNT = 2
+UNACKNOWLEDGED_MS = 8_000  # data the server has not acknowledged for this long: the link is gone
 RECONNECT_FIRST_SECONDS = 1.0
 RECONNECT_MAX_SECONDS = 30.0
 
@@ -281,7 +285,17 @@ def connect_postgres(url: str, *, password_file: Path | None = None, read_only: 
         f"PostgreSQL at {params.get('host') or 'localhost'}:{params.get('port') or DEFAULT_PORT}/"
         f"{params.get('dbname') or '(default)'} as user {params.get('user') or '(default)'}"
     )
-    options: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, "application_name": "hb2r"}
+    options: dict[str, Any] = {
+        "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "application_name": "hb2r",
+        # A cut link must fail a statement in seconds, not hang on TCP's retransmissions for many
+        # minutes: the host then gives up its encodes as lost instead of believing it still holds them.
+        "keepalives": 1,
+        "keepalives_idle": KEEPALIVE_IDLE_SECONDS,
+        "keepalives_interval": KEEPALIVE_INTERVAL_SECONDS,
+        "keepalives_count": KEEPALIVE_COUNT,
+        "tcp_user_timeout": UNACKNOWLEDGED_MS,
+    }
     if password is not None:
         options["password"] = password
     if read_only:
