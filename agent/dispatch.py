@@ -25,11 +25,22 @@ The rules of a tick, in the order they are applied:
    cancelled instead. A refusal's reasons are kept (`Decision.blocked`) for /health and the
    log, with the gate's hysteresis state.
 
-At the end of an encode (`conclude`): a stopped encode (cancelled, agent stopping) is thrown
-away (`Discard`); a hung one fails as temporary; a source that is gone fails permanently (as
+At the end of an encode (`conclude`): an encode whose lease was lost (another host holds the
+job now) or that was stopped (cancelled, agent stopping) is thrown away (`Discard`), nothing
+recorded; a HandBrakeCLI that could not start, and a source whose library folder this host
+cannot read (a missing mount), are this host's problems, not the file's: the job is given
+back (`Release`, no attempt spent) for another host, and this host stops claiming from that
+library (or at all, for HandBrakeCLI) until it can again; a hung one fails as temporary; a
+source that is gone fails permanently (as
 `verify.source_gone` says); a source that changed during the encode fails as temporary; a
 failed verification fails as its kind says (`verify.FailureKind`); a whole one is published
 (`Publish`: ledger row, job done and the atomic move, in one transaction).
+
+Leases (`agent.store.leases`): every job runs under a claim, on SQLite too (one code path).
+`heartbeat_due` says when a running job's lease is renewed (every lease/3); `after_heartbeat`
+says what a heartbeat's answer means: still held (carry on), cancelled elsewhere (stop it as
+an operator's cancel does), or lost (another host may hold it: kill the encode at once,
+remove its temp file, publish and record nothing).
 """
 
 from __future__ import annotations
@@ -124,13 +135,34 @@ class Publish:
 
 
 @dataclass(frozen=True)
+class Release:
+    """Give the job back to the queue, no attempt spent: the problem is this host's, not the file's.
+    `encoder`: HandBrakeCLI cannot start here (claim nothing); else its library cannot be read here."""
+
+    job_id: int
+    reason: str
+    encoder: bool = False
+
+
+@dataclass(frozen=True)
+class Lost:
+    """The job's lease is no longer this host's: stop the encode, remove its temp file, publish and
+    record nothing. `cancelled`: it was cancelled elsewhere (stopped as an operator's cancel is);
+    else another host may be encoding it (killed at once)."""
+
+    job_id: int
+    reason: str
+    cancelled: bool = False
+
+
+@dataclass(frozen=True)
 class Discard:
     """Throw the encode's output away and record nothing (the job was cancelled or requeued)."""
 
     job_id: int
 
 
-Command = Start | Suspend | Resume | Cancel | Fail | Publish | Discard
+Command = Start | Suspend | Resume | Cancel | Fail | Publish | Discard | Release | Lost
 
 
 @dataclass(frozen=True)
@@ -149,7 +181,8 @@ class Tick:
     candidates: tuple[Candidate, ...] = ()  # runnable jobs, first to start first
     unrecorded: tuple[Unrecorded, ...] = ()
     strained: bool = False  # the last verdict refused for CPU or memory use: hysteresis applies
-    reserved: int = 0  # archive bytes the running encodes may still write
+    reserved: int = 0  # archive bytes the running encodes (of every host) may still write
+    encoder_problem: str | None = None  # HandBrakeCLI cannot start on this host: nothing is claimed
 
 
 @dataclass(frozen=True)
@@ -167,10 +200,13 @@ def unavailable_libraries(
     broken: Iterable[str],
     held: Iterable[str],
     unpublishable: Iterable[str],
+    unreadable_here: Iterable[str] = (),
 ) -> frozenset[str]:
-    """Return the libraries no job may start in now. A hold on a library no longer configured
-    does not count: its jobs must still be cancelled."""
-    return frozenset(paused) | frozenset(broken) | frozenset(unpublishable) | (frozenset(held) & set(configured))
+    """Return the libraries no job may start in now (`unreadable_here`: their source cannot be
+    read on this host). A hold on a library no longer configured does not count: its jobs must
+    still be cancelled."""
+    unavailable = frozenset(paused) | frozenset(broken) | frozenset(unpublishable) | frozenset(unreadable_here)
+    return unavailable | (frozenset(held) & set(configured))
 
 
 def decide(tick: Tick) -> Decision:
@@ -196,6 +232,9 @@ def decide(tick: Tick) -> Decision:
     if candidate.library not in tick.configured:  # the next pass agrees
         commands.append(Cancel(candidate.job_id, "its library was taken out of the config"))
         return Decision(tuple(commands), strained=tick.strained)
+    if tick.encoder_problem is not None:
+        blocked = (f"HandBrakeCLI cannot start on this host: {tick.encoder_problem}",)
+        return Decision(tuple(commands), blocked=blocked, strained=tick.strained)
     estimated = gate.estimate_output_size(candidate.source_size)
     verdict = gate.decide(
         sample=tick.sample,
@@ -251,17 +290,35 @@ class Ended:
     source_changed: str | None = None  # why the source may differ from what was queued
     verification: Verification | None = None  # None when not verified yet
     stderr_tail: tuple[str, ...] = ()
+    lost: bool = False  # a heartbeat found the lease no longer this host's
+    start_error: str | None = None  # HandBrakeCLI could not be started (exec error)
+    exit_code: int | None = None
+    progressed: bool = True  # HandBrakeCLI reported some progress
 
 
-def conclude(ended: Ended) -> Publish | Fail | Discard:
+# What an exec wrapper (nice, ionice, setpriv) exits with when it cannot run HandBrakeCLI:
+# 126 found but not executable, 127 not found (POSIX shells, coreutils, util-linux).
+EXEC_FAILED_EXIT_CODES = frozenset({126, 127})
+
+
+def conclude(ended: Ended) -> Publish | Fail | Discard | Release:
     """Given how an encode ended, return what becomes of its output and its job."""
     job_id, tail = ended.job_id, ended.stderr_tail
+    if ended.lost:
+        return Discard(job_id)
+    if ended.start_error is not None:
+        return Release(job_id, f"HandBrakeCLI cannot start on this host: {ended.start_error}", encoder=True)
+    if not ended.progressed and ended.exit_code in EXEC_FAILED_EXIT_CODES and not ended.stopped:
+        said = "; ".join(tail[-2:]) or "no message"
+        return Release(job_id, f"HandBrakeCLI cannot start on this host: exit {ended.exit_code} ({said})", encoder=True)
     if ended.stall is not None and not ended.stopped:
         return Fail(job_id, FailureKind.TEMPORARY, f"{ended.stall}; killed, will be retried", tail, stalled=True)
     if ended.stopped:
         return Discard(job_id)
     if not ended.source_present:
-        gone = source_gone(when="end", library_readable=ended.library_readable)
+        if not ended.library_readable:
+            return Release(job_id, unreadable_here(when="during its encode"))
+        gone = source_gone(when="end", library_readable=True)
         return Fail(job_id, gone.kind, gone.reason, tail)
     if ended.source_changed is not None:  # what HandBrakeCLI read may mix two contents: never publish it
         return Fail(job_id, FailureKind.TEMPORARY, ended.source_changed, tail)
@@ -273,18 +330,45 @@ def conclude(ended: Ended) -> Publish | Fail | Discard:
 
 def before_start(
     *, job_id: int, source_present: bool, library_readable: bool, in_the_way: str | None, elsewhere: str | None
-) -> Fail | None:
+) -> Fail | Release | None:
     """Given what the runner found before starting HandBrakeCLI, return the failure that spares the
     encode, or None: a source already gone, a file hb2r did not make at the output path (permanent),
-    an output folder on another mount (temporary: a mount appeared since the pass)."""
+    an output folder on another mount (temporary: a mount appeared since the pass). A source
+    whose library folder this host cannot read is released for another host."""
     if not source_present:
-        gone = source_gone(when="start", library_readable=library_readable)
+        if not library_readable:
+            return Release(job_id, unreadable_here(when="when its encode started"))
+        gone = source_gone(when="start", library_readable=True)
         return Fail(job_id, gone.kind, gone.reason)
     if in_the_way is not None:
         return Fail(job_id, FailureKind.PERMANENT, in_the_way)
     if elsewhere is not None:
         return Fail(job_id, FailureKind.TEMPORARY, elsewhere)
     return None
+
+
+def unreadable_here(*, when: str) -> str:
+    """Return why a job whose library folder this host cannot read was given back."""
+    return (
+        f"the source cannot be read on this host {when}: its library's folder is missing or unreadable "
+        "(a missing mount?); released for another host, no attempt spent"
+    )
+
+
+def heartbeat_due(*, now: float, last_heartbeat: float, lease: float) -> bool:
+    """Given the monotonic time, the last heartbeat's and the lease (seconds), return whether to renew now:
+    every third of the lease, so that two heartbeats may fail before it runs out."""
+    return now - last_heartbeat >= lease / 3
+
+
+def after_heartbeat(*, job_id: int, held: bool, cancelled: bool) -> Lost | None:
+    """Given a heartbeat's answer for a running job, return what to do: None while this host still
+    holds it; else `Lost`, cancelled or not."""
+    if held:
+        return None
+    if cancelled:
+        return Lost(job_id, "the job was cancelled elsewhere", cancelled=True)
+    return Lost(job_id, "its lease is no longer this host's (expired and taken, released or gone)")
 
 
 def duration(seconds: float) -> str:

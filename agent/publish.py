@@ -79,9 +79,22 @@ def instance_tag(state_dir: Path) -> str:
     return hashlib.blake2b(identity, digest_size=4).hexdigest()
 
 
-def partial_path(archive: Path, *, job_id: int, extension: str, instance: str | None = None) -> Path:
+def partial_path(
+    archive: Path,
+    *,
+    job_id: int,
+    extension: str,
+    instance: str | None = None,
+    host: str | None = None,
+    token: int | None = None,
+) -> Path:
     """Given a job, its container's extension ('.mkv') and its agent's `instance_tag`, return where
-    HandBrakeCLI writes its output: `<archive>/.hb2r-partial/<instance>-<job id><extension>`."""
+    HandBrakeCLI writes its output: `<archive>/.hb2r-partial/<instance>-<job id><extension>`; with
+    the host's name and the job's lease token, `<host>-<instance>-<job id>-<token><extension>`:
+    hosts sharing one archive and one queue each know their own temp files, and a job claimed
+    again (a new token) never writes into the file of the host that lost it."""
+    if host is not None and instance is not None and token is not None:
+        return archive / PARTIAL_DIR / f"{host}-{instance}-{job_id}-{token}{extension}"
     name = f"{job_id}{extension}" if instance is None else f"{instance}-{job_id}{extension}"
     return archive / PARTIAL_DIR / name
 
@@ -204,13 +217,14 @@ def discard_partial(temp: Path) -> None:
     temp.unlink(missing_ok=True)
 
 
-def clean_partials(archive: Path, *, instance: str | None = None) -> list[Path]:
+def clean_partials(archive: Path, *, instance: str | None = None, host: str | None = None) -> list[Path]:
     """Given the archive, delete what interrupted encodes left in its partial folder; return the removed files.
 
     Only files directly in `<archive>/.hb2r-partial/` are removed: hb2r makes nothing else
     there. Folders in it, and everything outside it, are left alone. With an instance tag only
-    that agent's temp files are removed, and those named `<job id>.<ext>` by hb2r versions
-    before the tag; another agent's are left alone.
+    that agent's temp files are removed (with a host too: only those named for that host), and
+    those named `<job id>.<ext>` or `<instance>-<job id>.<ext>` by earlier hb2r versions; another
+    agent's or host's are left alone: it may still be encoding into them.
     """
     folder = _partial_folder(archive)
     if not folder.is_dir():
@@ -221,14 +235,22 @@ def clean_partials(archive: Path, *, instance: str | None = None) -> list[Path]:
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
                 continue
-            if instance is not None and not (
-                entry.name.startswith(f"{instance}-") or _UNTAGGED_TEMP.fullmatch(entry.name)
-            ):
+            if instance is not None and not _own_temp(entry.name, instance=instance, host=host):
                 continue
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
     return sorted(removed)
+
+
+def _own_temp(name: str, *, instance: str, host: str | None) -> bool:
+    """Return whether a temp file's name is this agent's (and host's, if given)."""
+    if _UNTAGGED_TEMP.fullmatch(name):
+        return True
+    if host is None:
+        return name.startswith(f"{instance}-")
+    earlier = name.startswith(f"{instance}-") and _UNTAGGED_TEMP.fullmatch(name[len(instance) + 1 :]) is not None
+    return earlier or name.startswith(f"{host}-{instance}-")
 
 
 def _require_inside(archive: Path, path: Path) -> None:

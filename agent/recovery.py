@@ -12,6 +12,10 @@ it, publish keeps the mtime) is recorded in the ledger and marked done, provided
 still has the content the job encoded (same fingerprint). An older file at that path is an
 earlier output (the source changed since), and a job whose library was taken out of the
 config, or whose source changed or vanished, is requeued as before: the pass decides.
+
+Only this host's running jobs are settled (and those started before leases, with no host):
+another host sharing the store may be encoding its own right now. A claimed job is settled
+through `finish_claimed` with its token, so one another host took meanwhile is left alone.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from agent.config.models import Config
 from agent.domain import LedgerEntry
 from agent.scan import fingerprint
 from agent.store import jobs
+from agent.store.jobs import LeaseLost
 from agent.store.protocol import Store
 
 
@@ -32,7 +37,8 @@ def settle_published(store: Store, config: Config, *, now: datetime) -> list[job
     settled = []
     for job in store.list_jobs(state=jobs.JobState.RUNNING):
         source_folder = sources.get(job.library)
-        if source_folder is None:
+        lease = store.lease_of(job.id)
+        if source_folder is None or lease is None or lease.host not in (None, config.host.name):
             continue
         published = _published_entry(
             job, source=source_folder / job.rel_path, output=config.paths.archive / job.output_path
@@ -40,10 +46,19 @@ def settle_published(store: Store, config: Config, *, now: datetime) -> list[job
         if published is None:
             continue
         entry, output_size = published
-        with store.transaction():
-            store.forget_output(job.output_path)  # an earlier content's row, superseded
-            store.record_output(entry, encoded_at=now.isoformat(), output_size=output_size)
-            settled.append(store.mark_done(job.id, now=now))
+        try:
+            with store.transaction():
+                store.forget_output(job.output_path)  # an earlier content's row, superseded
+                if lease.token is None:
+                    store.record_output(entry, encoded_at=now.isoformat(), output_size=output_size)
+                    done = store.mark_done(job.id, now=now)
+                else:
+                    done = store.finish_claimed(
+                        job.id, lease.token, entry, encoded_at=now.isoformat(), output_size=output_size, now=now
+                    )
+        except LeaseLost:  # taken by another host meanwhile (nothing written): that host settles it
+            continue
+        settled.append(done)
     return settled
 
 

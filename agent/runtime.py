@@ -110,7 +110,7 @@ class _Agent:
             return 1
         for job in recovery.settle_published(store, config, now=datetime.now(UTC)):
             self.log.info("job settled", job=job.id, library=job.library, path=job.rel_path, output=job.output_path)
-        for job in store.requeue_running(now=datetime.now(UTC)):
+        for job in store.requeue_running(now=datetime.now(UTC), host=config.host.name):  # other hosts' go on
             self.log.info("job requeued", job=job.id, library=job.library, path=job.rel_path, reason="left by a crash")
         clean_own_partials(config, log=self.log)
         await self._apply_presets(config)
@@ -383,9 +383,11 @@ class _Agent:
 
 
 def clean_own_partials(config: Config, *, log: Any) -> None:
-    """Remove the temp files interrupted encodes of this agent left in the archive."""
+    """Remove the temp files interrupted encodes of this agent on this host left in the archive
+    (other hosts sharing the archive may still be encoding into theirs)."""
     if config.paths.archive.is_dir():
-        for path in publish.clean_partials(config.paths.archive, instance=publish.instance_tag(config.paths.state_dir)):
+        instance = publish.instance_tag(config.paths.state_dir)
+        for path in publish.clean_partials(config.paths.archive, instance=instance, host=config.host.name):
             log.info("temp file removed", path=str(path))
 
 

@@ -5,17 +5,31 @@ hung, and what becomes of an encode that ended) are the pure functions of `agent
 its docstring has the rules. This module carries their commands out: processes, temp
 files, SQLite writes, logs and metrics.
 
-A job's life here: mark running -> HandBrakeCLI writes `<archive>/.hb2r-partial/<id>.<ext>`
--> verify (exit code, WorkDone, size, duration) -> in ONE transaction: ledger row, job done,
-and the atomic move into place. If the process dies between the move and the commit, the
-next pass finds an output with no ledger row and adopts it; if it dies before the move,
-the job is requeued at start and its temp file removed. Either way exactly one output.
+A job's life here: claim (a lease with a fencing token, `agent.store.leases`; on SQLite too,
+so one host and many run the same code) -> HandBrakeCLI writes
+`<archive>/.hb2r-partial/<host>-<instance>-<id>-<token>.<ext>` -> verify (exit code, WorkDone,
+size, duration) -> in ONE transaction: ledger row and job done only while the token still
+holds the job (`finish_claimed`), and the atomic move into place. If the process dies
+between the move and the commit, the next pass finds an output with no ledger row and adopts
+it; if it dies before the move, the job is requeued at start and its temp file removed.
+Either way exactly one output.
 A job whose source is gone, or in which HandBrakeCLI finds no title, is dead at once.
 
 The runner ticks every TICK_SECONDS (sooner when woken: a pass queued work, a job ended).
-Progress is kept in memory and written to SQLite at most every PROGRESS_WRITE_SECONDS per
-job. A failure that could not be recorded (SQLite busy or failing) is kept and handed to
-the next tick's decision until it is recorded. A stall is logged, counted in the metrics
+Each tick first renews this host's due leases, then gives back the jobs whose hosts stopped
+renewing theirs (`expire_leases`: idempotent, so every host does it). Progress is kept in memory and written
+at most every PROGRESS_WRITE_SECONDS per job, by a heartbeat that also renews the lease; a
+heartbeat runs at least every lease/3 (`dispatch.heartbeat_due`) from the tick and from a
+timer of its own, and carries what the encode has yet to write into the archive, so that every
+host's gate counts every host's encodes. A heartbeat that finds the job cancelled elsewhere
+stops it as an operator's cancel does; one that finds it lost kills the encode at once and
+removes its temp file: nothing is published or recorded by this host (failures are fenced by
+the token too). A host that cannot read a library's folder, or cannot start HandBrakeCLI,
+gives the job back with no attempt spent and claims no more from that library (or at all)
+until it can again (`unreadable_here`, `encoder_problem`; both shown by /health). Stopping
+gives this host's claims back at once (`release_claim`), for another host to take. A failure
+that could not be recorded (SQLite busy or failing) is kept and handed to the next tick's
+decision until it is recorded. A stall is logged, counted in the metrics
 (outcome "stalled") and shown by /health until its job next ends otherwise.
 """
 
@@ -25,6 +39,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -42,6 +57,7 @@ from agent.handbrake.progress import Progress
 from agent.handbrake.runner import Encode, EncodeResult
 from agent.resources import cpu_count
 from agent.store import StoreError, jobs
+from agent.store.jobs import LeaseLost
 from agent.verify import FailureKind, Verification, verify
 
 TICK_SECONDS = 2.0
@@ -69,6 +85,11 @@ class Running:
     last_progress: float = field(default_factory=time.monotonic)  # when progress last moved (or it resumed)
     stalled: bool = False  # the watchdog killed it
     stall_reason: str | None = None  # why the watchdog killed it
+    token: int | None = None  # its lease's fencing token
+    last_heartbeat: float = field(default_factory=time.monotonic)  # when its lease was last renewed
+    lost: bool = False  # its lease is no longer this host's: thrown away, nothing recorded
+    progressed: bool = False  # HandBrakeCLI has reported progress
+    ended: bool = False  # HandBrakeCLI has ended: heartbeats carry no progress while it is verified
 
     def as_encoding(self) -> dispatch.Encoding:
         """Return this encode as the plain values the decisions take."""
@@ -92,6 +113,7 @@ class _Failure:
     reason: str
     stderr_tail: tuple[str, ...]
     kind: FailureKind
+    token: int | None = None
 
 
 class JobObserver(Protocol):
@@ -122,6 +144,19 @@ class Dispatcher:
         self.stalls: dict[int, str] = {}  # job id -> what /health says of its stall, until it ends otherwise
         self._unrecorded: dict[int, _Failure] = {}
         self._stopping_tasks: set[asyncio.Task[None]] = set()
+        self.unreadable_here: dict[str, str] = {}  # library -> why this host cannot read it (no claims from it)
+        self.encoder_problem: str | None = None  # why HandBrakeCLI cannot start here (no claims at all)
+        self._encoder_seen: tuple[str, int, int, int] | None = None  # the binary as it was when it failed
+        self._available: frozenset[str] = frozenset()
+
+    @property
+    def host(self) -> str:
+        return self.state.config.host.name
+
+    @property
+    def lease(self) -> float:
+        """The lease, in seconds."""
+        return self.state.config.store.lease.total_seconds()
 
     @property
     def blocked_reasons(self) -> tuple[str, ...]:
@@ -159,7 +194,23 @@ class Dispatcher:
         self._wake.set()
 
     async def loop(self) -> None:
-        """Tick until stopped; a failing tick is logged, never fatal."""
+        """Tick until stopped, renewing leases in between; a failing tick is logged, never fatal."""
+        beating = asyncio.create_task(self._heartbeats(), name="heartbeats")
+        try:
+            await self._ticks()
+        finally:
+            beating.cancel()
+
+    async def _heartbeats(self) -> None:
+        """Renew the running jobs' leases when due, whatever a tick is waiting for."""
+        while not self.stopping:
+            try:
+                self.heartbeat()
+            except Exception:
+                self.log.exception("heartbeat failed")
+            await asyncio.sleep(min(TICK_SECONDS, self.lease / 6))
+
+    async def _ticks(self) -> None:
         while not self.stopping:
             try:
                 self.tick()
@@ -177,6 +228,9 @@ class Dispatcher:
         if self.stopping:
             return
         config = self.state.config
+        self.heartbeat()  # first: after a stall of this process, its own leases are renewed before any expires
+        self._expire_leases()
+        self._recheck_here()
         sample = self.take_sample()
         clock = time.monotonic()
         for entry in self.running.values():
@@ -190,7 +244,9 @@ class Dispatcher:
             broken=self.state.broken_libraries,
             held=self.state.held_libraries,
             unpublishable=self.state.unpublishable_libraries,
+            unreadable_here=self.unreadable_here,
         )
+        self._available = configured - unavailable
         job = self.state.store.next_runnable(
             now=datetime.now(UTC),
             library_order=[library.name for library in config.libraries],
@@ -218,7 +274,9 @@ class Dispatcher:
                 candidates=candidates,
                 unrecorded=unrecorded,
                 strained=self._strained,
-                reserved=gate.reserved_space(archive_checks.written_so_far(self.running.values())),
+                reserved=gate.reserved_space(archive_checks.written_so_far(self.running.values()))
+                + self.state.store.remaining_bytes(other_than=self.host),
+                encoder_problem=self.encoder_problem,
             )
         )
         for command in decision.commands:
@@ -234,7 +292,9 @@ class Dispatcher:
             case dispatch.Fail() if command.job_id in self._unrecorded:
                 failure = self._unrecorded.pop(command.job_id)  # _fail keeps it again if it still cannot
                 with contextlib.suppress(jobs.JobError):  # no longer running (cancelled, requeued): nothing to record
-                    self._fail(failure.job, command.reason, command.stderr_tail, kind=command.kind)
+                    self._fail(
+                        failure.job, command.reason, command.stderr_tail, kind=command.kind, token=failure.token
+                    )
             case dispatch.Fail(stalled=True) if entry is not None:
                 entry.stalled, entry.stall_reason = True, command.reason
                 self.log.warning(
@@ -266,12 +326,125 @@ class Dispatcher:
             case dispatch.Cancel():
                 self.state.store.cancel(command.job_id, now=datetime.now(UTC), by=jobs.CancelledBy.ENGINE)
             case dispatch.Start() if command.job_id in waiting:
-                job = self.state.store.mark_running(command.job_id, now=datetime.now(UTC))
-                entry = Running(job, estimated_output=command.estimated_output)
-                self.running[job.id] = entry
-                entry.task = asyncio.create_task(self._run(entry), name=f"job-{job.id}")
+                self._claim(command)
             case _:
                 self.log.error("dispatcher command not carried out", command=repr(command))
+
+    def _claim(self, start: dispatch.Start) -> None:
+        """Claim the next runnable job of the libraries available here (the gate admitted one) and start it."""
+        config = self.state.config
+        claim = self.state.store.claim(
+            self.host,
+            libraries=self._available,
+            lease=config.store.lease,
+            library_order=[library.name for library in config.libraries],
+        )
+        if claim is None:  # another host took it meanwhile
+            return
+        job = claim.job
+        estimated = start.estimated_output
+        if job.id != start.job_id:  # another host took the one the gate saw; this one came next
+            estimated = gate.estimate_output_size(_source_size(config, job))
+        self.log.info("job claimed", job=job.id, library=job.library, path=job.rel_path, host=self.host,
+                      fence=claim.token, lease_expires_at=claim.expires_at)  # fmt: skip
+        entry = Running(job, estimated_output=estimated, token=claim.token)
+        self.running[job.id] = entry
+        entry.task = asyncio.create_task(self._run(entry), name=f"job-{job.id}")
+
+    def heartbeat(self) -> None:
+        """Renew the lease of every running job whose heartbeat is due (`dispatch.heartbeat_due`)."""
+        clock = time.monotonic()
+        for entry in list(self.running.values()):
+            if dispatch.heartbeat_due(now=clock, last_heartbeat=entry.last_heartbeat, lease=self.lease):
+                self.renew(entry)
+
+    def renew(self, entry: Running) -> None:
+        """Renew entry's lease with its progress and the bytes it has yet to write; act on the answer."""
+        if entry.token is None or entry.lost:
+            return
+        ((estimated, written),) = archive_checks.written_so_far([entry])
+        try:
+            answer = self.state.store.heartbeat(
+                entry.job.id,
+                entry.token,
+                progress=None if entry.ended else entry.progress,
+                lease=self.state.config.store.lease,
+                remaining=max(0, estimated - written),
+            )
+        except StoreError as error:  # tried again at the next tick; the lease lasts two more
+            self.log.warning("heartbeat not recorded; trying again", job=entry.job.id, error=str(error))
+            return
+        entry.last_heartbeat = time.monotonic()
+        lost = dispatch.after_heartbeat(job_id=entry.job.id, held=answer.held, cancelled=answer.cancelled)
+        if lost is not None:
+            self._lose(entry, lost)
+
+    def _lose(self, entry: Running, lost: dispatch.Lost) -> None:
+        """Stop an encode whose job is no longer this host's: as an operator's cancel if it was
+        cancelled elsewhere, else killed at once; `_encode` then throws its output away."""
+        if entry.lost or entry.cancelled:
+            return
+        job = entry.job
+        if lost.cancelled:
+            entry.cancelled = True
+            self.log.warning("job cancelled elsewhere", job=job.id, library=job.library, path=job.rel_path)
+            self._stop_encode(entry)
+            return
+        entry.lost = True
+        self.log.error("job lost", job=job.id, library=job.library, path=job.rel_path, host=self.host,
+                       fence=entry.token, reason=lost.reason)  # fmt: skip
+        self._stop_encode(entry, grace=0.0)
+
+    def _expire_leases(self) -> None:
+        """Give back to the queue the jobs whose hosts stopped renewing their leases (any host may)."""
+        try:
+            expired = self.state.store.expire_leases(host_loss_cap=self.state.config.store.host_losses)
+        except StoreError as error:
+            self.log.warning("expired leases not taken back; trying again", error=str(error))
+            return
+        for job in expired:
+            event = "job dead" if job.state == jobs.JobState.DEAD else "job lease expired"
+            self.log.warning(event, job=job.id, library=job.library, path=job.rel_path, reason=job.error)
+
+    def _recheck_here(self) -> None:
+        """Claim only from the libraries whose folder this host can read now, and at all only once
+        HandBrakeCLI has changed since it could not start."""
+        config = self.state.config
+        for name in list(self.unreadable_here):
+            library = _library(config, name)
+            if library is None or _readable(library.source):
+                del self.unreadable_here[name]
+                self.log.info("library readable again on this host", library=name)
+        for library in config.libraries:
+            if library.name not in self.unreadable_here and not _readable(library.source):
+                reason = f"its folder {library.source} is missing or unreadable on this host (a missing mount?)"
+                self.unreadable_here[library.name] = reason
+                self.log.warning("library unreadable on this host", library=library.name, reason=reason)
+        if self.encoder_problem is not None:
+            now_seen = _binary(config.handbrake.binary)
+            if now_seen is not None and now_seen != self._encoder_seen:
+                self.encoder_problem = None
+                self.log.info("HandBrakeCLI may start again on this host", binary=now_seen[0])
+
+    def _release(self, entry: Running, release: dispatch.Release) -> None:
+        """Give entry's job back (no attempt spent) and stop claiming what this host cannot do."""
+        job = entry.job
+        if release.encoder:
+            self.encoder_problem = release.reason
+            self._encoder_seen = _binary(self.state.config.handbrake.binary)
+        else:
+            self.unreadable_here[job.library] = release.reason
+        if entry.token is None:
+            return
+        try:
+            self.state.store.release_claim(job.id, entry.token, reason=f"host {self.host}: {release.reason}")
+        except LeaseLost:
+            return
+        except StoreError as error:  # the lease runs out and expire_leases gives it back
+            self.log.error("job not released", job=job.id, error=str(error))
+            return
+        self.log.warning("job released", job=job.id, library=job.library, path=job.rel_path, host=self.host,
+                         reason=release.reason)  # fmt: skip
 
     def _forget_settled_stalls(self) -> None:
         """Stop reporting the stalls whose job was cancelled or retried by hand since."""
@@ -280,17 +453,17 @@ class Dispatcher:
             if job is None or job.state not in (jobs.JobState.QUEUED, jobs.JobState.FAILED):
                 del self.stalls[job_id]
 
-    def _stop_encode(self, entry: Running) -> None:
+    def _stop_encode(self, entry: Running, *, grace: float = CANCEL_GRACE_SECONDS) -> None:
         """Stop entry's encode (its whole process group) in a task of its own; a tick does not wait."""
         if entry.encode is not None:
-            task = asyncio.create_task(entry.encode.cancel(grace=CANCEL_GRACE_SECONDS))
+            task = asyncio.create_task(entry.encode.cancel(grace=grace))
             self._stopping_tasks.add(task)
             task.add_done_callback(self._stopping_tasks.discard)
         elif entry.task is not None:
             entry.task.cancel()
 
     async def stop(self) -> None:
-        """Stop admitting, stop every encode, requeue their jobs and remove their temp files."""
+        """Stop admitting, stop every encode, give this host's jobs back and remove their temp files."""
         self.stopping = True
         self._wake.set()
         entries = list(self.running.values())
@@ -304,12 +477,21 @@ class Dispatcher:
         tasks = [entry.task for entry in entries if entry.task is not None]
         if tasks:
             await asyncio.wait(tasks, timeout=CANCEL_GRACE_SECONDS)
-        requeued = self.state.store.requeue_running(now=datetime.now(UTC))
+        for entry in entries:  # given back at once, no attempt spent: another host may take them now
+            if entry.token is None or entry.lost:
+                continue
+            with contextlib.suppress(jobs.JobError):  # published, failed or lost meanwhile
+                job = self.state.store.release_claim(entry.job.id, entry.token, reason=f"host {self.host} stopped")
+                self.log.info("job released", job=job.id, library=job.library, path=job.rel_path, host=self.host,
+                              reason="agent stopping")  # fmt: skip
+        requeued = self.state.store.requeue_running(now=datetime.now(UTC), host=self.host)
         for job in requeued:
             self.log.info("job requeued", job=job.id, library=job.library, path=job.rel_path, reason="agent stopping")
         archive = self.state.config.paths.archive
         if archive.is_dir():
-            publish.clean_partials(archive, instance=publish.instance_tag(self.state.config.paths.state_dir))
+            publish.clean_partials(
+                archive, instance=publish.instance_tag(self.state.config.paths.state_dir), host=self.host
+            )
 
     async def _run(self, entry: Running) -> None:
         job = entry.job
@@ -319,8 +501,8 @@ class Dispatcher:
             raise
         except Exception as error:  # a bug or an I/O error must fail the job, not the agent
             self.log.exception("job crashed", job=job.id, library=job.library, path=job.rel_path)
-            if job.id not in self._unrecorded:  # its own failure was not recorded: that one is kept
-                self._fail(job, f"internal error: {error}", ())
+            if job.id not in self._unrecorded and not entry.lost:  # its own failure was not recorded: that one is kept
+                self._fail(job, f"internal error: {error}", (), token=entry.token)
         finally:
             self.running.pop(job.id, None)
             if not entry.stalled:
@@ -337,13 +519,20 @@ class Dispatcher:
         source = library.source / job.rel_path
         source_stat, refused = self._refuse_start(job, library, source)
         if refused is not None or source_stat is None:  # found before encoding: no encode is wasted on it
-            if refused is not None:
-                self._fail(job, refused.reason, (), kind=refused.kind)
+            if isinstance(refused, dispatch.Release):
+                self._release(entry, refused)
+            elif refused is not None:
+                self._fail(job, refused.reason, (), kind=refused.kind, token=entry.token)
             return
         self._note_ignore_list(archive_checks.ignore_list_problem(archive))
         publish.prepare_partial_dir(archive, ignore_list=False)
         temp = publish.partial_path(
-            archive, job_id=job.id, extension=preset.extension, instance=publish.instance_tag(config.paths.state_dir)
+            archive,
+            job_id=job.id,
+            extension=preset.extension,
+            instance=publish.instance_tag(config.paths.state_dir),
+            host=self.host,
+            token=entry.token,
         )
         entry.temp = temp
         argv = encode_argv(binary=config.handbrake.binary, preset=preset, source=source, output=temp)
@@ -351,13 +540,24 @@ class Dispatcher:
         self.log.info("job started", job=job.id, library=job.library, path=job.rel_path, attempt=job.attempts + 1)
         # The source's duration is measured while HandBrakeCLI works, not after it.
         source_duration = asyncio.create_task(asyncio.to_thread(media_duration, source))
-        entry.encode = await Encode.start(argv, nice=config.limits.nice, on_progress=reporter)
+        try:
+            entry.encode = await Encode.start(argv, nice=config.limits.nice, on_progress=reporter)
+        except OSError as error:  # not found, not executable: this host's problem, not the file's
+            source_duration.cancel()
+            start_failed = dispatch.conclude(dispatch.Ended(job.id, stopped=False, start_error=str(error)))
+            if isinstance(start_failed, dispatch.Release):
+                self._release(entry, start_failed)
+            return
         result = await entry.encode.wait()
+        entry.ended = True
         ended = dispatch.Ended(
             job.id,
-            stopped=self.stopping or entry.cancelled or (result.cancelled and not entry.stalled),
+            stopped=self.stopping or entry.cancelled or (result.cancelled and not entry.stalled and not entry.lost),
             stall=entry.stall_reason,
             stderr_tail=result.stderr_tail,
+            lost=entry.lost,
+            exit_code=result.exit_code,
+            progressed=entry.progressed,
         )
         output_size = 0
         if not ended.stopped and ended.stall is None:
@@ -369,38 +569,51 @@ class Dispatcher:
             if present and ended.source_changed is None:
                 output_size = temp.stat().st_size if temp.exists() else 0
                 verification = await self._verify(temp, result, output_size, source_duration)
-                # Cancelled or stopping while it was verified: thrown away.
-                ended = replace(ended, verification=verification, stopped=self.stopping or entry.cancelled)
+                # Cancelled, stopping or lost while it was verified: thrown away.
+                ended = replace(
+                    ended, verification=verification, stopped=self.stopping or entry.cancelled, lost=entry.lost
+                )
         seconds = time.monotonic() - entry.started
         match dispatch.conclude(ended):
             case dispatch.Discard():
                 publish.discard_partial(temp)
+                if entry.lost:
+                    self.log.warning("lost job's encode thrown away", job=job.id, temp=str(temp))
+            case dispatch.Release() as released:
+                publish.discard_partial(temp)
+                self._release(entry, released)
             case dispatch.Fail(stalled=True) as failed:
                 publish.discard_partial(temp)
-                self._fail(job, failed.reason, failed.stderr_tail, kind=failed.kind)
+                self._fail(job, failed.reason, failed.stderr_tail, kind=failed.kind, token=entry.token)
                 stall = ended.stall or ""
                 self.stalls[job.id] = f"job {job.id} ({job.library}/{job.rel_path}) stalled: {stall}; retried later"
                 self._observe(job, outcome="stalled", seconds=seconds, bytes_read=source_stat.st_size, bytes_written=0)
             case dispatch.Fail() as failed:
                 publish.discard_partial(temp)
-                outcome = self._fail(job, failed.reason, failed.stderr_tail, kind=failed.kind)
+                outcome = self._fail(job, failed.reason, failed.stderr_tail, kind=failed.kind, token=entry.token)
                 self._observe(job, outcome=outcome, seconds=seconds, bytes_read=source_stat.st_size, bytes_written=0)
             case dispatch.Publish():
                 self.log.info("job verified", job=job.id, library=job.library, path=job.rel_path)
-                if self._publish(job, temp, source_stat.st_size, source_stat.st_mtime_ns, output_size=output_size):
+                if self._publish(
+                    entry, temp, source_stat.st_size, source_stat.st_mtime_ns, output_size=output_size
+                ):
                     self._observe(
                         job, outcome="done", seconds=seconds, bytes_read=source_stat.st_size, bytes_written=output_size
                     )
 
     def _refuse_start(
         self, job: jobs.Job, library: Library, source: Path
-    ) -> tuple[os.stat_result | None, dispatch.Fail | None]:
+    ) -> tuple[os.stat_result | None, dispatch.Fail | dispatch.Release | None]:
         """Check, before HandBrakeCLI starts, what would waste its encode; return the source's stat
         (None if it is gone) and the failure to record instead of encoding, or None."""
         archive = self.state.config.paths.archive
         try:
             source_stat: os.stat_result | None = source.stat()
         except FileNotFoundError:
+            source_stat = None
+        except (PermissionError, NotADirectoryError):
+            if _readable(library.source):  # the folder is fine: the file's own problem, not a missing mount
+                raise
             source_stat = None
         present = source_stat is not None
         in_the_way = elsewhere = None
@@ -468,9 +681,10 @@ class Dispatcher:
                 bytes_written=bytes_written,
             )
 
-    def _publish(self, job: jobs.Job, temp: Path, size: int, mtime_ns: int, *, output_size: int) -> bool:
-        """Record and publish the verified output; return whether it was published."""
-        store, archive = self.state.store, self.state.config.paths.archive
+    def _publish(self, running: Running, temp: Path, size: int, mtime_ns: int, *, output_size: int) -> bool:
+        """Record and publish the verified output while this host's token holds the job; return whether
+        it was published. A stale token publishes nothing: the temp file is removed."""
+        store, archive, job = self.state.store, self.state.config.paths.archive, running.job
         may_replace = store.made_output(job.output_path)  # hb2r made what is there, not adopted it
         entry = LedgerEntry(
             job.library, job.rel_path, job.fingerprint, size, mtime_ns, job.preset_hash, job.output_path
@@ -478,24 +692,34 @@ class Dispatcher:
         try:
             with store.transaction():
                 store.forget_output(job.output_path)  # a vanished source's, taken over
-                store.record_output(entry, encoded_at=datetime.now(UTC).isoformat(), output_size=output_size)
-                store.mark_done(job.id, now=datetime.now(UTC))
+                if running.token is None:  # not claimed (never, since every job is): unfenced
+                    store.record_output(entry, encoded_at=datetime.now(UTC).isoformat(), output_size=output_size)
+                    store.mark_done(job.id, now=datetime.now(UTC))
+                else:
+                    store.finish_claimed(job.id, running.token, entry, encoded_at=datetime.now(UTC).isoformat(),
+                                         output_size=output_size, now=datetime.now(UTC))  # fmt: skip
                 publish.publish(
                     temp,
                     archive / job.output_path,
                     may_replace=may_replace,
                     access=archive_checks.access(self.state.config),
                 )
+        except LeaseLost as error:  # another host holds the job now: its output is that host's to make
+            publish.discard_partial(temp)
+            self.log.error("job lost: not published", job=job.id, library=job.library, path=job.rel_path,
+                           host=self.host, fence=running.token, reason=str(error))  # fmt: skip
+            return False
         except publish.PublishConflict as error:
             publish.discard_partial(temp)
-            self._fail(job, archive_checks.conflict_reason(job.id, str(error)), (), kind=FailureKind.PERMANENT)
+            self._fail(job, archive_checks.conflict_reason(job.id, str(error)), (), kind=FailureKind.PERMANENT,
+                       token=running.token)  # fmt: skip
             return False
         except OSError as error:  # nothing was published (the rename is atomic): no temp may stay behind
             publish.discard_partial(temp)
             if error.errno == errno.EXDEV:
                 self.state.unpublishable_libraries[job.library] = str(error)
             kind = FailureKind.TEMPORARY if error.errno in (errno.EXDEV, errno.ENOSPC) else FailureKind.COUNTED
-            self._fail(job, f"cannot publish: {error}", (), kind=kind)
+            self._fail(job, f"cannot publish: {error}", (), kind=kind, token=running.token)
             return False
         self.log.info("job published", job=job.id, library=job.library, path=job.rel_path, output=job.output_path)
         return True
@@ -507,26 +731,30 @@ class Dispatcher:
         stderr_tail: tuple[str, ...] | list[str],
         *,
         kind: FailureKind = FailureKind.COUNTED,
+        token: int | None = None,
     ) -> str:
-        """Record the failure (retry later, or dead) as its kind says; return the job's new state.
+        """Record the failure (retry later, or dead) as its kind says, only while token holds the job;
+        return the job's new state ("lost" if token no longer holds it: nothing recorded).
 
-        If SQLite cannot record it now, keep it to record at the next ticks and return "running".
+        If the store cannot record it now, keep it to record at the next ticks and return "running".
         Raise jobs.JobError if the job is no longer running.
         """
-        store, now, tail = self.state.store, datetime.now(UTC), list(stderr_tail)
+        store, now, tail, retry = self.state.store, datetime.now(UTC), list(stderr_tail), self.state.config.retry
         try:
             if kind is FailureKind.TEMPORARY:
                 failed = store.mark_failed_temporarily(
-                    job.id, error=reason, stderr_tail=tail, retry=self.state.config.retry, now=now
+                    job.id, error=reason, stderr_tail=tail, retry=retry, now=now, token=token
                 )
             elif kind is FailureKind.PERMANENT:
-                failed = store.mark_failed_permanently(job.id, error=reason, stderr_tail=tail, now=now)
+                failed = store.mark_failed_permanently(job.id, error=reason, stderr_tail=tail, now=now, token=token)
             else:
-                failed = store.mark_failed(
-                    job.id, error=reason, stderr_tail=tail, retry=self.state.config.retry, now=now
-                )
+                failed = store.mark_failed(job.id, error=reason, stderr_tail=tail, retry=retry, now=now, token=token)
+        except LeaseLost as error:  # another host holds it now: its failure is not this host's to record
+            self.log.error("job lost: failure not recorded", job=job.id, host=self.host, fence=token,
+                           reason=reason, error=str(error))  # fmt: skip
+            return "lost"
         except StoreError as error:
-            self._unrecorded[job.id] = _Failure(job, reason, tuple(stderr_tail), kind)
+            self._unrecorded[job.id] = _Failure(job, reason, tuple(stderr_tail), kind, token)
             self.log.error(
                 "job failure not recorded; trying again",
                 job=job.id,
@@ -566,7 +794,7 @@ class _ProgressReporter:
     def __init__(self, dispatcher: Dispatcher, entry: Running) -> None:
         self.dispatcher = dispatcher
         self.entry = entry
-        self.written_at = 0.0
+        self.written_at = time.monotonic()  # the claim has just set the lease
         self.logged_decile = 0
 
     def __call__(self, progress: Progress) -> None:
@@ -574,14 +802,17 @@ class _ProgressReporter:
         clock = time.monotonic()
         if progress.overall_percent != entry.progress:
             entry.last_progress = clock
+        entry.progressed = True
         entry.progress = progress.overall_percent
         entry.fps = progress.fps
         entry.eta_seconds = progress.eta_seconds
-        if clock - self.written_at >= PROGRESS_WRITE_SECONDS:
+        if clock - self.written_at >= PROGRESS_WRITE_SECONDS:  # one write: progress, and the lease renewed
             self.written_at = clock
-            self.dispatcher.state.store.record_progress(
-                entry.job.id, progress=entry.progress, now=datetime.now(UTC)
-            )
+            if entry.token is None:
+                store = self.dispatcher.state.store
+                store.record_progress(entry.job.id, progress=entry.progress, now=datetime.now(UTC))
+            else:
+                self.dispatcher.renew(entry)
         decile = int(entry.progress // 10)
         if decile > self.logged_decile:
             self.logged_decile = decile
@@ -608,6 +839,18 @@ def _source_size(config: Config, job: jobs.Job) -> int:
         return (library.source / job.rel_path).stat().st_size
     except OSError:
         return 0
+
+
+def _binary(binary: str) -> tuple[str, int, int, int] | None:
+    """Return HandBrakeCLI's path, mtime, mode and inode if it is found and executable, else None."""
+    found = shutil.which(binary)
+    if found is None:
+        return None
+    try:
+        status = os.stat(found)
+    except OSError:
+        return None
+    return found, status.st_mtime_ns, status.st_mode, status.st_ino
 
 
 def _readable(folder: Path) -> bool:

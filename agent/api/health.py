@@ -57,6 +57,13 @@ def health_report(context: ApiContext) -> dict[str, Any]:
         ]
         degraded += [f"archive: {reason}" for _, reason in sorted(state.archive_problems.items())]
         degraded += [f"library {name} paused: {reason}" for name, reason in [*paused, *held]]
+        degraded += [  # this host's own problems: other hosts may still encode these libraries
+            f"library {name} not claimed on this host: {reason}"
+            for name, reason in sorted(context.dispatcher.unreadable_here.items())
+            if name in configured
+        ]
+        if context.dispatcher.encoder_problem is not None:
+            degraded.append(f"no job claimed on this host: {context.dispatcher.encoder_problem}")
         if context.dispatcher.short_of_resources and context.dispatcher.blocked_reasons:
             degraded += [f"jobs held back: {reason}" for reason in context.dispatcher.blocked_reasons]
         if state.reload_error:

@@ -80,21 +80,43 @@ class DatabaseStore:
     def mark_done(self, job_id: int, *, now: datetime) -> Job:
         return jobs.mark_done(self.database, job_id, now=now)
 
-    def mark_failed(self, job_id: int, *, error: str, stderr_tail: Sequence[str], retry: Retry, now: datetime) -> Job:
-        return jobs.mark_failed(self.database, job_id, error=error, stderr_tail=stderr_tail, retry=retry, now=now)
-
-    def mark_failed_temporarily(
-        self, job_id: int, *, error: str, stderr_tail: Sequence[str], retry: Retry, now: datetime
+    def mark_failed(
+        self,
+        job_id: int,
+        *,
+        error: str,
+        stderr_tail: Sequence[str],
+        retry: Retry,
+        now: datetime,
+        token: int | None = None,
     ) -> Job:
-        return failures.mark_failed_temporarily(
-            self.database, job_id, error=error, stderr_tail=stderr_tail, retry=retry, now=now
+        return jobs.mark_failed(
+            self.database, job_id, error=error, stderr_tail=stderr_tail, retry=retry, now=now, token=token
         )
 
-    def mark_failed_permanently(self, job_id: int, *, error: str, stderr_tail: Sequence[str], now: datetime) -> Job:
-        return failures.mark_failed_permanently(self.database, job_id, error=error, stderr_tail=stderr_tail, now=now)
+    def mark_failed_temporarily(
+        self,
+        job_id: int,
+        *,
+        error: str,
+        stderr_tail: Sequence[str],
+        retry: Retry,
+        now: datetime,
+        token: int | None = None,
+    ) -> Job:
+        return failures.mark_failed_temporarily(
+            self.database, job_id, error=error, stderr_tail=stderr_tail, retry=retry, now=now, token=token
+        )
 
-    def requeue_running(self, *, now: datetime) -> list[Job]:
-        return jobs.requeue_running(self.database, now=now)
+    def mark_failed_permanently(
+        self, job_id: int, *, error: str, stderr_tail: Sequence[str], now: datetime, token: int | None = None
+    ) -> Job:
+        return failures.mark_failed_permanently(
+            self.database, job_id, error=error, stderr_tail=stderr_tail, now=now, token=token
+        )
+
+    def requeue_running(self, *, now: datetime, host: str | None = None) -> list[Job]:
+        return jobs.requeue_running(self.database, now=now, host=host)
 
     def cancel(self, job_id: int, *, now: datetime, by: CancelledBy = CancelledBy.ENGINE) -> Job:
         return jobs.cancel(self.database, job_id, now=now, by=by)
@@ -247,8 +269,13 @@ class DatabaseStore:
     ) -> Claim | None:
         return leases.claim(self.database, host, libraries=libraries, lease=lease, library_order=library_order)
 
-    def heartbeat(self, job_id: int, token: int, *, progress: float | None, lease: timedelta) -> Heartbeat:
-        return leases.heartbeat(self.database, job_id, token, progress=progress, lease=lease)
+    def heartbeat(
+        self, job_id: int, token: int, *, progress: float | None, lease: timedelta, remaining: int | None = None
+    ) -> Heartbeat:
+        return leases.heartbeat(self.database, job_id, token, progress=progress, lease=lease, remaining=remaining)
+
+    def remaining_bytes(self, *, other_than: str | None) -> int:
+        return leases.remaining_bytes(self.database, other_than=other_than)
 
     def release_claim(self, job_id: int, token: int, *, reason: str) -> Job:
         return leases.release(self.database, job_id, token, reason=reason)

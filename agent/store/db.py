@@ -145,7 +145,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN lost_hosts TEXT;
     CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_lease_token ON jobs (lease_token);
     """,
-    # 9: one planner at a time (agent.store.leader: the one leader row, its epoch only grows) and
+    # 9: what a running encode has yet to write into the archive (bytes), carried by its host's
+    # heartbeats, so that every host's gate counts the encodes of all hosts against the free space.
+    """
+    ALTER TABLE jobs ADD COLUMN remaining_bytes INTEGER CHECK (remaining_bytes IS NULL OR remaining_bytes >= 0);
+    """,
+    # 10: one planner at a time (agent.store.leader: the one leader row, its epoch only grows) and
     # the hosts sharing the store as each last reported itself (agent.store.hosts). Times are
     # ISO-8601 text on the database's clock.
     """

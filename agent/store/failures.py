@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from agent.retry import backoff_delay
-from agent.store.jobs import Job, _one, _refuse, _sql, _stamp, _tail
+from agent.store.jobs import Job, _one, _refuse, _sql, _stamp, _tail, check_token, fenced
 from agent.store.sql import Database
 from agent.store.transitions import JobEvent, sql_states, target
 
@@ -36,22 +36,25 @@ def mark_failed_temporarily(
     stderr_tail: Sequence[str],
     retry: Retry,
     now: datetime,
+    token: int | None = None,
 ) -> Job:
     """Fail a running job without counting the attempt; it may run again after `retry.backoff`; return it.
 
-    Raise JobNotFound or JobStateError if there is no such job or it is not running.
+    Raise JobNotFound or JobStateError if there is no such job or it is not running; with a
+    token, LeaseLost (writing nothing) if that lease token no longer holds it.
     """
     not_before = now + backoff_delay(attempt=1, backoff=retry.backoff, max_backoff=retry.max_backoff)
     return _end(database, job_id, event=JobEvent.FAIL_TEMPORARILY, not_before=_stamp(not_before), error=error,
-                stderr_tail=stderr_tail, now=now)  # fmt: skip
+                stderr_tail=stderr_tail, now=now, token=token)  # fmt: skip
 
 
 def mark_failed_permanently(
-    database: Database, job_id: int, *, error: str, stderr_tail: Sequence[str], now: datetime
+    database: Database, job_id: int, *, error: str, stderr_tail: Sequence[str], now: datetime, token: int | None = None
 ) -> Job:
     """Make a running job dead at once (retrying cannot help), its attempt counted; return it.
 
-    Raise JobNotFound or JobStateError if there is no such job or it is not running.
+    Raise JobNotFound or JobStateError if there is no such job or it is not running; with a
+    token, LeaseLost (writing nothing) if that lease token no longer holds it.
     """
     return _end(
         database,
@@ -61,6 +64,7 @@ def mark_failed_permanently(
         error=error,
         stderr_tail=stderr_tail,
         now=now,
+        token=token,
     )
 
 
@@ -73,18 +77,22 @@ def _end(
     error: str,
     stderr_tail: Sequence[str],
     now: datetime,
+    token: int | None,
 ) -> Job:
     counted = 1 if event is JobEvent.FAIL_PERMANENTLY else 0  # a temporary failure is not the file's
     cursor = database.execute(
         _sql(f"""
         UPDATE jobs SET state = ?, attempts = attempts + ?, not_before = ?, error = ?, stderr_tail = ?,
                         progress = NULL, updated_at = ?
-        WHERE id = ? AND state IN {sql_states(event)}
+        WHERE id = ? AND state IN {sql_states(event)}{fenced(token)}
         RETURNING {{COLUMNS}}
         """),  # noqa: S608 - the guard is built from the transition table's constants
-        (str(target(event)), counted, not_before, error, _tail(stderr_tail), _stamp(now), job_id),
+        (str(target(event)), counted, not_before, error, _tail(stderr_tail), _stamp(now), job_id)
+        + (() if token is None else (token,)),
     )
     job = _one(cursor)
+    if job is None and token is not None:
+        check_token(database, job_id, token, doing="record its failure")
     if job is None:
         _refuse(database, job_id, event=event)
     return job

@@ -83,6 +83,15 @@ class Job(NamedTuple):
     host: str | None = None  # the host running it under a lease (agent.store.leases); None otherwise
 
 
+class LeaseLost(JobError):
+    """The token is no longer the job's (its lease expired, it was released or cancelled); nothing was written."""
+
+    def __init__(self, message: str, *, job_id: int, token: int) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.token = token
+
+
 class CancelledBy(StrEnum):
     OPERATOR = "operator"  # stays cancelled until retried or the source changes
     ENGINE = "engine"  # the plan stopped wanting it: queued again when wanted again
@@ -91,7 +100,7 @@ class CancelledBy(StrEnum):
 _FIELDS = Job._fields
 _STATE = _FIELDS.index("state")
 _COLUMNS = ", ".join(_FIELDS)  # every query reads these columns, in this order
-__all__ = ["Job", "JobError", "JobEvent", "JobNotFound", "JobState", "JobStateError"]
+__all__ = ["Job", "JobError", "JobEvent", "JobNotFound", "JobState", "JobStateError", "LeaseLost"]
 # The guards of the state changes below, from the transition table (constants, not input).
 _START = f"state IN {sql_states(JobEvent.START)}"
 _FINISH = f"state IN {sql_states(JobEvent.FINISH)}"
@@ -272,14 +281,18 @@ def mark_failed(
     stderr_tail: Sequence[str],
     retry: Retry,
     now: datetime,
+    token: int | None = None,
 ) -> Job:
     """Record a failure of a running job; return it, failed (to retry after a backoff) or dead.
 
     Its attempts grow by one; at `retry.attempts` the job is dead. Either way the error and the
     last STDERR_LINES lines of stderr are kept (failures that are not counted: `agent.store.failures`).
-    Raise JobNotFound or JobStateError if there is no such job or it is not running.
+    With a token, only while that lease token holds the job. Raise JobNotFound or JobStateError
+    if there is no such job or it is not running, LeaseLost (writing nothing) if token no longer holds it.
     """
     job = get(database, job_id)
+    if token is not None:
+        check_token(database, job_id, token, doing="record its failure")
     if job is None or job.state not in sources(JobEvent.FAIL):
         _refuse(database, job_id, event=JobEvent.FAIL)
     attempts = job.attempts + 1
@@ -292,12 +305,15 @@ def mark_failed(
         _sql(f"""
         UPDATE jobs SET state = ?, attempts = ?, not_before = ?, error = ?, stderr_tail = ?, progress = NULL,
                         updated_at = ?
-        WHERE id = ? AND {_FAIL} AND attempts = ?
+        WHERE id = ? AND {_FAIL} AND attempts = ?{fenced(token)}
         RETURNING {{COLUMNS}}
         """),  # noqa: S608 - the guard is built from the transition table's constants
-        (str(state), attempts, not_before, error, _tail(stderr_tail), _stamp(now), job_id, job.attempts),
+        (str(state), attempts, not_before, error, _tail(stderr_tail), _stamp(now), job_id, job.attempts)
+        + (() if token is None else (token,)),
     )
     failed = _one(cursor)
+    if failed is None and token is not None:
+        check_token(database, job_id, token, doing="record its failure")
     if failed is None:
         raise JobStateError(
             f"job {job_id} changed while its failure was being recorded", job_id=job_id, event=JobEvent.FAIL
@@ -305,18 +321,44 @@ def mark_failed(
     return failed
 
 
-def requeue_running(database: Database, *, now: datetime) -> list[Job]:
-    """Put every running job back in the queue, attempts unchanged (start-up after a crash, shutdown)."""
+def requeue_running(database: Database, *, now: datetime, host: str | None = None) -> list[Job]:
+    """Put running jobs back in the queue, attempts unchanged (start-up after a crash, shutdown); return them.
+
+    With a host, only that host's and those started without a lease (no host): other hosts'
+    encodes go on. Without, every running job (a copy of a stopped agent's state).
+    """
+    mine = "" if host is None else " AND (host = ? OR host IS NULL)"
     cursor = database.execute(
         _sql(f"""
         UPDATE jobs SET state = ?, not_before = NULL, progress = NULL, host = NULL, lease_expires_at = NULL,
                         updated_at = ?
-        WHERE {_REQUEUE}
+        WHERE {_REQUEUE}{mine}
         RETURNING {{COLUMNS}}
         """),  # noqa: S608 - the guard is built from the transition table's constants
-        (str(target(JobEvent.REQUEUE)), _stamp(now)),
+        (str(target(JobEvent.REQUEUE)), _stamp(now), *(() if host is None else (host,))),
     )
     return _sorted(cursor)
+
+
+def fenced(token: int | None) -> str:
+    """Return the condition that fences an UPDATE by lease token (empty without one); its parameter comes last."""
+    return "" if token is None else " AND lease_token = ?"
+
+
+def check_token(database: Database, job_id: int, token: int, *, doing: str) -> None:
+    """Raise LeaseLost if token is not job_id's lease token (running or not), saying where the job is now."""
+    row = database.execute("SELECT state, host, lease_token FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is not None and row[2] == token:
+        return
+    if row is None:
+        where = "there is no such job"
+    elif row[1] is not None:
+        where = f"the job is {row[0]} on host {row[1]} under token {row[2]}"
+    else:
+        where = f"the job is {row[0]}"
+    raise LeaseLost(
+        f"job {job_id}: token {token} no longer holds it, cannot {doing}: {where}", job_id=job_id, token=token
+    )
 
 
 def cancel(database: Database, job_id: int, *, now: datetime, by: CancelledBy = CancelledBy.ENGINE) -> Job:

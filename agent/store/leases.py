@@ -46,6 +46,7 @@ from typing import NamedTuple, NoReturn
 from agent.domain import LedgerEntry
 from agent.store import ledger
 from agent.store.jobs import Job, _job, _one, _sql, _stamp, _waiting_libraries
+from agent.store.jobs import LeaseLost as LeaseLost  # raised here too; its home is `jobs` (failures are fenced)
 from agent.store.sql import Database
 from agent.store.transitions import JobError, JobEvent, JobState, sql_states, target
 
@@ -75,15 +76,6 @@ class Lease(NamedTuple):
     expires_at: str | None
     host_losses: int
     lost_hosts: str | None  # the hosts that lost it, oldest first, ", "-separated
-
-
-class LeaseLost(JobError):
-    """The token is no longer the job's (its lease expired, it was released or cancelled); nothing was written."""
-
-    def __init__(self, message: str, *, job_id: int, token: int) -> None:
-        super().__init__(message)
-        self.job_id = job_id
-        self.token = token
 
 
 _CLAIM = f"state IN {sql_states(JobEvent.CLAIM)}"
@@ -198,7 +190,8 @@ def _take(database: Database, job_id: int, *, host: str, expires_at: str, stamp:
     cursor = database.execute(
         _sql(f"""
         UPDATE jobs SET state = ?, host = ?, lease_token = {_NEXT_TOKEN[database.dialect]}, lease_expires_at = ?,
-                        not_before = NULL, error = NULL, stderr_tail = NULL, progress = 0, updated_at = ?
+                        not_before = NULL, error = NULL, stderr_tail = NULL, progress = 0, remaining_bytes = NULL,
+                        updated_at = ?
         WHERE id = ? AND {_CLAIM}
         RETURNING {{COLUMNS}}, lease_token
         """),  # noqa: S608 - the guard and the token expression are constants
@@ -210,32 +203,62 @@ def _take(database: Database, job_id: int, *, host: str, expires_at: str, stamp:
     return Claim(job=_job(row[:-1]), host=host, token=int(row[-1]), expires_at=expires_at)
 
 
-def heartbeat(database: Database, job_id: int, token: int, *, progress: float | None, lease: timedelta) -> Heartbeat:
+def heartbeat(
+    database: Database,
+    job_id: int,
+    token: int,
+    *,
+    progress: float | None,
+    lease: timedelta,
+    remaining: int | None = None,
+) -> Heartbeat:
     """Renew the lease of job_id held by token for `lease` from now, recording progress (percent) if given.
 
-    Return held=False if token no longer holds a running job_id (the host must stop it), with
-    cancelled=True if that is because the job was cancelled while token held it.
+    `remaining`: the bytes the encode may still write into the archive (every host's gate counts
+    them, see `remaining_bytes`), if given. Without progress the job's `updated_at` is left as it
+    is (the encode has ended and is being verified: start-up recovery compares its output's
+    mtime with that time). Return held=False if token no longer holds a running job_id (the host
+    must stop it), with cancelled=True if that is because the job was cancelled while token held it.
     """
     _check_lease(lease)
     if progress is not None:
         if not math.isfinite(progress):
             raise ValueError(f"progress must be a finite percentage, got {progress!r}")
         progress = min(max(progress, 0.0), 100.0)
+    if remaining is not None and remaining < 0:
+        raise ValueError(f"remaining bytes must be 0 or more, got {remaining}")
     now = database_now(database)
     expires_at = _stamp(now + lease)
+    changes: list[str] = ["lease_expires_at = ?"]
+    values: list[object] = [expires_at]
+    if progress is not None:
+        changes += ["progress = ?", "updated_at = ?"]
+        values += [progress, _stamp(now)]
+    if remaining is not None:
+        changes.append("remaining_bytes = ?")
+        values.append(remaining)
     renewed = database.execute(
-        """
-        UPDATE jobs SET progress = coalesce(?, progress), lease_expires_at = ?, updated_at = ?
-        WHERE id = ? AND lease_token = ? AND state = 'running'
-        RETURNING lease_expires_at
-        """,
-        (progress, expires_at, _stamp(now), job_id, token),
+        f"UPDATE jobs SET {', '.join(changes)} WHERE id = ? AND lease_token = ? AND state = 'running'"  # noqa: S608 - constants
+        " RETURNING lease_expires_at",
+        (*values, job_id, token),
     ).fetchone()
     if renewed is not None:
         return Heartbeat(held=True, cancelled=False, expires_at=str(renewed[0]))
     found = database.execute("SELECT state, lease_token FROM jobs WHERE id = ?", (job_id,)).fetchone()
     cancelled = found is not None and found[0] == JobState.CANCELLED and found[1] == token
     return Heartbeat(held=False, cancelled=cancelled, expires_at=None)
+
+
+def remaining_bytes(database: Database, *, other_than: str | None) -> int:
+    """Return what the running encodes have yet to write into the archive, as their heartbeats said;
+    those of host other_than left out (a host counts its own from memory, fresher)."""
+    query = "SELECT coalesce(sum(remaining_bytes), 0) FROM jobs WHERE state = 'running'"
+    params: tuple[str, ...] = ()
+    if other_than is not None:
+        query += " AND (host IS NULL OR host != ?)"
+        params = (other_than,)
+    row = database.execute(query, params).fetchone()
+    return 0 if row is None else int(row[0])
 
 
 def release(database: Database, job_id: int, token: int, *, reason: str) -> Job:

@@ -156,7 +156,11 @@ MIGRATIONS: tuple[str, ...] = (
     SELECT setval('jobs_lease_token', COALESCE((SELECT max(lease_token) FROM jobs), 0) + 1, false);
     CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_lease_token ON jobs (lease_token);
     """,
-    # 9: the leader row (epoch BIGINT: it only grows) and the hosts, as SQLite's migration 9.
+    # 9: what a running encode has yet to write into the archive, from its host's heartbeats.
+    """
+    ALTER TABLE jobs ADD COLUMN remaining_bytes BIGINT CHECK (remaining_bytes IS NULL OR remaining_bytes >= 0);
+    """,
+    # 10: the leader row (epoch BIGINT: it only grows) and the hosts, as SQLite's migration 10.
     """
     CREATE TABLE IF NOT EXISTS leader (
         id INTEGER PRIMARY KEY CHECK (id = 1),

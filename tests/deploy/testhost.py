@@ -77,6 +77,9 @@ ROOT_PACKAGES: tuple[str, ...] = (
     "ca-certificates",
     "iproute2",
     "procps",
+    "postgresql",  # the hb2r_postgres role's server (no cluster starts at boot: see _customise_root)
+    "libpq5",  # what psycopg loads on an agent whose store is PostgreSQL
+    "postgresql-client",  # pg_dump, for hb2r backup of a PostgreSQL store
 )
 # Units that misbehave in a container sharing the host's network, masked in the root:
 # apt's daily timers would take the dpkg lock (or upgrade packages) in the middle of a deploy test.
@@ -85,7 +88,7 @@ MASKED_UNITS: tuple[str, ...] = (
     "apt-daily-upgrade.timer",
 )
 # Bump when _customise_root changes in a way that needs a new root.
-ROOT_FORMAT = 1
+ROOT_FORMAT = 2
 
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SSHD_DROP_IN = "/etc/ssh/sshd_config.d/00-hb2r-testhost.conf"
@@ -232,6 +235,10 @@ def _customise_root(root: Path) -> None:
     # The per-boot sshd drop-in and authorized_keys are bind-mounted over these (nspawn wants the targets to exist).
     (root / SSHD_DROP_IN.lstrip("/")).write_text("# replaced at boot by tests/deploy/testhost.py\n")
     (root / AUTHORIZED_KEYS.lstrip("/")).write_text("")
+    # A cluster the postgresql package made (debootstrap's bookworm makes none) would start at boot on port 5432 of
+    # the host's network: only a deploy (the hb2r_postgres role) starts one, on the address and port a test gives.
+    for start_conf in (root / "etc/postgresql").glob("*/*/start.conf"):
+        start_conf.write_text("manual\n")
     for leftover in (root / "var/cache/apt/archives").glob("*.deb"):
         leftover.unlink()
 

@@ -286,7 +286,8 @@ def test_plan_writes_nothing_anywhere(tmp_path: Path, clip: Path, state: str) ->
             ALTER TABLE jobs DROP COLUMN cancelled_by; ALTER TABLE jobs DROP COLUMN change_seq;
             DROP INDEX jobs_by_lease_token; ALTER TABLE jobs DROP COLUMN host; ALTER TABLE jobs DROP COLUMN lease_token;
             ALTER TABLE jobs DROP COLUMN lease_expires_at; ALTER TABLE jobs DROP COLUMN host_losses;
-            ALTER TABLE jobs DROP COLUMN lost_hosts; DROP TABLE leader; DROP TABLE hosts;
+            ALTER TABLE jobs DROP COLUMN lost_hosts; ALTER TABLE jobs DROP COLUMN remaining_bytes;
+            DROP TABLE leader; DROP TABLE hosts;
             PRAGMA user_version = 1;
             """
         )

@@ -242,6 +242,24 @@ def test_clean_partials_of_one_agent_removes_its_own_and_untagged_temp_files_onl
     assert tree(archive) == {".hb2r-partial/feedf00d-1.mkv": b"another agent's, still encoding"}
 
 
+def test_clean_partials_of_one_host_leaves_another_hosts_temp_files_alone(archive: Path) -> None:
+    # Two hosts share the archive; both may have the same instance tag (same hostname and path).
+    mine = put(archive, f"{PARTIAL_DIR}/alpha-0badcafe-3-12.mkv", b"alpha's, left by a crash")
+    earlier = put(archive, f"{PARTIAL_DIR}/0badcafe-1.mkv", b"alpha's, named by an earlier hb2r")
+    put(archive, f"{PARTIAL_DIR}/beta-0badcafe-4-13.mkv", b"beta's, still encoding")
+    put(archive, f"{PARTIAL_DIR}/alpha-beta-0badcafe-5-14.mkv", b"host alpha-beta's")
+
+    removed = clean_partials(archive, instance="0badcafe", host="alpha")
+
+    assert removed == [earlier, mine]
+    assert set(tree(archive)) == {".hb2r-partial/beta-0badcafe-4-13.mkv", ".hb2r-partial/alpha-beta-0badcafe-5-14.mkv"}
+
+
+def test_a_temp_file_names_its_host_job_and_token(tmp_path: Path) -> None:
+    path = partial_path(tmp_path, job_id=3, extension=".mkv", instance="0badcafe", host="alpha", token=12)
+    assert path == tmp_path / PARTIAL_DIR / "alpha-0badcafe-3-12.mkv"
+
+
 def test_each_state_folder_tags_its_temp_files_differently(tmp_path: Path) -> None:
     first, second = instance_tag(tmp_path / "first"), instance_tag(tmp_path / "second")
 

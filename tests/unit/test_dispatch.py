@@ -19,6 +19,7 @@ from agent.dispatch import (
     Ended,
     Fail,
     Publish,
+    Release,
     Resume,
     Start,
     Suspend,
@@ -294,13 +295,12 @@ DISK_FULL = Verification(False, "the archive's disk filled during the encode", F
         ),
         pytest.param(
             Ended(1, stopped=False, source_present=False, library_readable=False),
-            Fail(
+            Release(
                 1,
-                FailureKind.TEMPORARY,
-                "the source is gone during its encode and its library's folder cannot "
-                "be read (a missing mount?); temporary: retried later, the attempt is not counted",
+                "the source cannot be read on this host during its encode: its library's folder is missing "
+                "or unreadable (a missing mount?); released for another host, no attempt spent",
             ),
-            id="a-source-gone-with-its-mount-is-temporary",
+            id="a-source-gone-with-its-mount-is-released-for-another-host",
         ),
         pytest.param(
             Ended(1, stopped=False, source_changed="source changed during the encode", verification=WHOLE),
@@ -329,13 +329,12 @@ def test_conclude(ended: Ended, expected: object) -> None:
         ),
         pytest.param(
             {"source_present": False, "library_readable": False},
-            Fail(
+            Release(
                 1,
-                FailureKind.TEMPORARY,
-                "the source is gone when its encode started and its library's folder "
-                "cannot be read (a missing mount?); temporary: retried later, the attempt is not counted",
+                "the source cannot be read on this host when its encode started: its library's folder is "
+                "missing or unreadable (a missing mount?); released for another host, no attempt spent",
             ),
-            id="a-source-gone-with-its-mount-is-temporary",
+            id="a-source-gone-with-its-mount-is-released-for-another-host",
         ),
         pytest.param(
             {"in_the_way": "a file hb2r did not make"},
@@ -349,7 +348,7 @@ def test_conclude(ended: Ended, expected: object) -> None:
         ),
     ],
 )
-def test_before_start(facts: dict[str, Any], expected: Fail | None) -> None:
+def test_before_start(facts: dict[str, Any], expected: Fail | Release | None) -> None:
     arguments: dict[str, Any] = {
         "job_id": 1,
         "source_present": True,
