@@ -5,9 +5,10 @@ cannot be opened — a PostgreSQL server that cannot be reached or refuses the p
 schema newer than this hb2r — ends `hb2r run` at once with one line naming it and exit 1;
 systemd's `Restart=on-failure` tries again every few seconds, so a database that comes up
 later is found. (Once running, a failing store is what it is for SQLite: the pass or the
-statement fails, /health says `unhealthy`, and the next pass tries again.) On PostgreSQL the
-agent also holds the store's run lock (`agent.store.postgres_store`): a second `hb2r run` on
-the same database is refused, naming the host that holds it. Then a job a crash left `running` after its
+statement fails, /health says `unhealthy`, and the next pass tries again.) Several agents may
+share one PostgreSQL database: each claims jobs under leases, and one at a time plans (the
+planner's lease, `agent.leadership`, renewed every lease/3 with this host's row in `hosts`).
+Then a job a crash left `running` after its
 output was published is settled (ledger row, done: see `agent.recovery`), the other jobs left
 `running` go back to `queued` and temp files in `.hb2r-partial` are removed; HandBrakeCLI is asked for its version
 and presets — a library whose preset HandBrake does not know is held back with an error,
@@ -74,8 +75,7 @@ def run(config_path: Path, config: Config) -> int:
     """Run the agent until SIGTERM/SIGINT; return the exit code.
 
     Raise LockHeld (a StateError naming the pid) if another agent or a restore uses the state_dir;
-    StoreError if the store cannot be opened (PostgreSQL: unreachable, refused) or, on
-    PostgreSQL, another agent runs on it (StoreInUse, naming its host).
+    StoreError if the store cannot be opened (PostgreSQL: unreachable, refused, a newer schema).
     """
     logs.configure()
     open_files = descriptors.raise_soft_limit()

@@ -99,9 +99,9 @@ class Store(Protocol):
 
         What a follower of the feed is promised: on SQLite (one writer at a time, numbers taken
         inside the write lock) every committed change, in commit order. On PostgreSQL (numbers
-        from a sequence, taken at write time) the same while one process writes jobs — the
-        agent, which its run lock makes the only one — and a change another process commits at
-        the same moment may be skipped (see `agent.store.postgres_store`).
+        from a sequence, taken at write time) the same while one process writes jobs; with
+        several (another host's agent, `hb2r retry`) a change one commits at the same moment as
+        another may be skipped (see `agent.store.postgres_store`).
         """
         ...
 
