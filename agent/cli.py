@@ -93,6 +93,10 @@ def _parser() -> argparse.ArgumentParser:
     _config_argument(jobs)
     jobs.set_defaults(handler=_jobs)
 
+    hosts = commands.add_parser("hosts", help="list the hosts sharing the store, and which one plans (reads only)")
+    _config_argument(hosts)
+    hosts.set_defaults(handler=_hosts)
+
     retry = commands.add_parser(
         "retry",
         help="queue a dead, failed or cancelled job again, or every dead job",
@@ -298,6 +302,15 @@ def _jobs(arguments: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_ERROR
     return list_jobs(arguments, loaded.config)
+
+
+def _hosts(arguments: argparse.Namespace) -> int:
+    from agent.cli_hosts import list_hosts
+
+    loaded = _load(arguments)
+    if loaded is None:
+        return EXIT_ERROR
+    return list_hosts(loaded.config)
 
 
 def _job_state(value: str) -> JobState:

@@ -90,9 +90,21 @@ class PassSummary:
     pending: bool
 
 
-async def reconcile(state: EngineState, *, log: Any, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Plan:
-    """Run one pass: observe, plan, apply what is quick, queue what is slow; return the plan."""
-    config, store = state.config, state.store
+async def reconcile(
+    state: EngineState,
+    *,
+    log: Any,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    store: Store | None = None,
+) -> Plan:
+    """Run one pass: observe, plan, apply what is quick, queue what is slow; return the plan.
+
+    `store` is what the pass reads and writes through (default: the state's): the leader's
+    fenced view (`Store.fenced`), whose every transaction raises NotLeader, having written
+    nothing, once this host no longer leads; the pass then stops there.
+    """
+    config = state.config
+    store = state.store if store is None else store
     started = time.monotonic()
     remembered = store.load_ledger()
     now_ns = time.time_ns()
@@ -127,11 +139,12 @@ async def reconcile(state: EngineState, *, log: Any, now: Callable[[], datetime]
                 )
     for action in result.actions:
         if isinstance(action, RenameOutput):
-            _rename(state, action, remembered.entries, log=log, now=stamp)
+            _rename(state, store, action, remembered.entries, log=log, now=stamp)
         elif isinstance(action, Adopt):
-            _adopt(state, action, fingerprints.get((action.library, action.source.rel_path)), log=log, now=stamp)
+            fingerprint = fingerprints.get((action.library, action.source.rel_path))
+            _adopt(state, store, action, fingerprint, log=log, now=stamp)
     await check_archive(state, log=log)
-    _queue(state, to_queue, fingerprints, log=log, now=stamp)
+    _queue(state, store, to_queue, fingerprints, log=log, now=stamp)
     _report(state, result, log=log)
     queued = with_jobs(
         result,
@@ -199,13 +212,13 @@ def _fingerprints_to_read(actions: list[Transcode | Adopt], remembered: Ledger) 
 
 def _queue(
     state: EngineState,
+    store: Store,
     to_queue: list[Transcode],
     fingerprints: dict[tuple[str, str], str],
     *,
     log: Any,
     now: datetime,
 ) -> None:
-    store = state.store
     hashes = _library_preset_hashes(state)
     queued = 0
     with store.transaction():
@@ -214,7 +227,7 @@ def _queue(
             preset_hash = hashes.get(action.library)
             if fingerprint is None or preset_hash is None:
                 continue  # not read yet (budget, or vanished since the scan): a later pass queues it
-            if _encoded_since_the_scan(state, action, fingerprint, preset_hash):
+            if _encoded_since_the_scan(state, store, action, fingerprint, preset_hash):
                 continue
             job = store.enqueue(
                 library=action.library,
@@ -238,14 +251,16 @@ def _queue(
         log.info("pass queued jobs", count=queued, planned=len(to_queue))
 
 
-def _encoded_since_the_scan(state: EngineState, action: Transcode, fingerprint: str, preset_hash: str) -> bool:
+def _encoded_since_the_scan(
+    state: EngineState, store: Store, action: Transcode, fingerprint: str, preset_hash: str
+) -> bool:
     """Return whether the dispatcher published this very content while the pass was scanning.
 
     The plan was made from the ledger as it was at the start of the pass; a job that finished
     since then must not be queued again (enqueue reopens a done job, for an output that went
     missing). Published means recorded in the ledger now, with its output in place.
     """
-    recorded = state.store.records(
+    recorded = store.records(
         library=action.library,
         rel_path=action.source.rel_path,
         fingerprint=fingerprint,
@@ -255,26 +270,33 @@ def _encoded_since_the_scan(state: EngineState, action: Transcode, fingerprint: 
 
 
 def _rename(
-    state: EngineState, action: RenameOutput, entries: tuple[LedgerEntry, ...], *, log: Any, now: datetime
+    state: EngineState,
+    store: Store,
+    action: RenameOutput,
+    entries: tuple[LedgerEntry, ...],
+    *,
+    log: Any,
+    now: datetime,
 ) -> None:
-    config, store = state.config, state.store
+    config = state.config
     old = next(
         (entry for entry in entries if entry.library == action.library and entry.rel_path == action.from_rel_path), None
     )
     if old is None:
         return
-    try:
-        if action.from_output_path != action.output_path:
-            publish.move_output(
-                config.paths.archive,
-                action.from_output_path,
-                action.output_path,
-                access=archive_checks.access(config),
-            )
-    except (OSError, publish.PublishConflict) as error:
-        log.warning("rename failed", library=action.library, path=action.source.rel_path, error=str(error))
-        return
+    # The move happens inside the (fenced) transaction: a pass that no longer leads moves nothing.
     with store.transaction():
+        try:
+            if action.from_output_path != action.output_path:
+                publish.move_output(
+                    config.paths.archive,
+                    action.from_output_path,
+                    action.output_path,
+                    access=archive_checks.access(config),
+                )
+        except (OSError, publish.PublishConflict) as error:
+            log.warning("rename failed", library=action.library, path=action.source.rel_path, error=str(error))
+            return
         size = store.output_size(library=action.library, rel_path=action.from_rel_path)
         was_adopted = store.adopted(library=action.library, rel_path=action.from_rel_path)
         store.forget(library=action.library, rel_path=action.from_rel_path)
@@ -295,7 +317,9 @@ def _rename(
     log.info("output renamed", library=action.library, path=action.source.rel_path, output=action.output_path)
 
 
-def _adopt(state: EngineState, action: Adopt, fingerprint: str | None, *, log: Any, now: datetime) -> None:
+def _adopt(
+    state: EngineState, store: Store, action: Adopt, fingerprint: str | None, *, log: Any, now: datetime
+) -> None:
     preset_hash = _library_preset_hashes(state).get(action.library)
     if action.from_library is None and (fingerprint is None or preset_hash is None):
         return
@@ -304,7 +328,6 @@ def _adopt(state: EngineState, action: Adopt, fingerprint: str | None, *, log: A
     except OSError:
         output_size = None
     configured = {library.name for library in state.config.libraries}
-    store = state.store
     with store.transaction():
         holder = store.output_holder(action.output_path)
         if holder in configured:
@@ -341,7 +364,7 @@ def _adopt(state: EngineState, action: Adopt, fingerprint: str | None, *, log: A
             encoded_at=now.isoformat(),
             output_size=output_size,
             # hb2r's own output, published just before a crash kept its job from being marked done
-            adopted=not state.store.awaited_by_a_job(
+            adopted=not store.awaited_by_a_job(
                 library=action.library,
                 rel_path=action.source.rel_path,
                 fingerprint=fingerprint,

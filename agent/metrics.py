@@ -5,7 +5,9 @@ Two kinds:
   outcome), bytes read and written by encodes. The dispatcher reports each finished encode.
 - Read from the state at scrape time, so they are right even after a restart or a change
   made by `hb2r retry` from another process: jobs by state and library, the archive's input
-  and output bytes and space saved by library, the gate, running encodes, the last scan.
+  and output bytes and space saved by library, the gate, running encodes, the last scan; the
+  hosts sharing the store (seen within 3 leases or late, seconds since each was last seen on
+  the database's clock, each one's running jobs) and the planner's epoch by its host.
 
 Each agent has its own registry (not prometheus-client's global one), so tests can run
 several side by side.
@@ -41,6 +43,7 @@ class Snapshot:
     suspended_encodes: int
     last_scan_seconds: float | None
     config_generation: int
+    late_after_seconds: float = 90.0  # a host not seen for this long (3 leases) is late
 
 
 class Metrics:
@@ -140,3 +143,31 @@ class _StateCollector(Collector):
         yield GaugeMetricFamily(
             "hb2r_config_generation", "Config generation in force (1 at start).", value=snapshot.config_generation
         )
+        yield from _host_metrics(store, late_after_seconds=snapshot.late_after_seconds)
+
+
+def _host_metrics(store: Store, *, late_after_seconds: float) -> Iterator[Metric]:
+    """The hosts sharing the store as they last reported (agent.store.hosts), and the planner's epoch."""
+    seen = GaugeMetricFamily(
+        "hb2r_hosts_seen", "1 for a host seen within 3 leases, 0 for one that is late.", labels=["host"]
+    )
+    last_seen = GaugeMetricFamily(
+        "hb2r_host_last_seen_seconds", "Seconds since the host last reported (database clock).", labels=["host"]
+    )
+    running = GaugeMetricFamily("hb2r_host_running_jobs", "Jobs the host ran when it last reported.", labels=["host"])
+    late = 0
+    for host in store.list_hosts():
+        is_late = host.seen_seconds_ago > late_after_seconds
+        late += is_late
+        seen.add_metric([host.name], 0 if is_late else 1)
+        last_seen.add_metric([host.name], host.seen_seconds_ago)
+        running.add_metric([host.name], host.running_jobs)
+    yield from (seen, last_seen, running)
+    yield GaugeMetricFamily("hb2r_hosts_late", "Hosts not seen for 3 leases.", value=late)
+    epoch = GaugeMetricFamily(
+        "hb2r_leader_epoch", "The planner's lease epoch, by the host holding it (none while free).", labels=["host"]
+    )
+    leader = store.leadership()
+    if leader is not None:
+        epoch.add_metric([leader.host], leader.epoch)
+    yield epoch

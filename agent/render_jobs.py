@@ -16,11 +16,14 @@ from agent.store.jobs import Job, JobState
 
 def jobs_table(found: Sequence[Job], *, now: datetime) -> str:
     """Return the jobs as an aligned table with a count by state below it."""
-    header = ("ID", "STATE", "ATTEMPTS", "LIBRARY", "PATH", "PROGRESS", "DETAIL")
+    # Which host runs a job shows only where some job has one (a store shared by several hosts).
+    hosts = any(job.host for job in found)
+    header = ("ID", "STATE", *(("HOST",) if hosts else ()), "ATTEMPTS", "LIBRARY", "PATH", "PROGRESS", "DETAIL")
     rows = [header] + [
         (
             str(job.id),
             str(job.state),
+            *((shown(job.host or ""),) if hosts else ()),
             str(job.attempts),
             shown(job.library),
             shown(job.rel_path),

@@ -5,9 +5,10 @@ cannot be opened — a PostgreSQL server that cannot be reached or refuses the p
 schema newer than this hb2r — ends `hb2r run` at once with one line naming it and exit 1;
 systemd's `Restart=on-failure` tries again every few seconds, so a database that comes up
 later is found. (Once running, a failing store is what it is for SQLite: the pass or the
-statement fails, /health says `unhealthy`, and the next pass tries again.) On PostgreSQL the
-agent also holds the store's run lock (`agent.store.postgres_store`): a second `hb2r run` on
-the same database is refused, naming the host that holds it. Then a job a crash left `running` after its
+statement fails, /health says `unhealthy`, and the next pass tries again.) Several agents may
+share one PostgreSQL database: each claims jobs under leases, and one at a time plans (the
+planner's lease, `agent.leadership`, renewed every lease/3 with this host's row in `hosts`).
+Then a job a crash left `running` after its
 output was published is settled (ledger row, done: see `agent.recovery`), the other jobs left
 `running` go back to `queued` and temp files in `.hb2r-partial` are removed; HandBrakeCLI is asked for its version
 and presets — a library whose preset HandBrake does not know is held back with an error,
@@ -52,12 +53,15 @@ from agent.api.app import serve
 from agent.api.context import assemble
 from agent.config import ConfigError, load_config
 from agent.config.models import Config
-from agent.engine import EngineState, reconcile
-from agent.handbrake.probe import FFPROBE, HandBrakeUnavailable, available_presets
+from agent.engine import EngineState
+from agent.handbrake.probe import FFPROBE, HandBrakeUnavailable, available_presets, handbrake_version
+from agent.leadership import PlannerLease, lead_pass
 from agent.login_limits import LoginLimits
 from agent.observe import preset_hashes
+from agent.presence import host_report, readable_libraries
 from agent.resources import Sampler
 from agent.scheduler import ReconcileSchedule
+from agent.store import StoreError
 from agent.store.choose import store_for_run, store_location
 from agent.store.lock import agent_lock
 from agent.store.protocol import Store
@@ -71,8 +75,7 @@ def run(config_path: Path, config: Config) -> int:
     """Run the agent until SIGTERM/SIGINT; return the exit code.
 
     Raise LockHeld (a StateError naming the pid) if another agent or a restore uses the state_dir;
-    StoreError if the store cannot be opened (PostgreSQL: unreachable, refused) or, on
-    PostgreSQL, another agent runs on it (StoreInUse, naming its host).
+    StoreError if the store cannot be opened (PostgreSQL: unreachable, refused, a newer schema).
     """
     logs.configure()
     open_files = descriptors.raise_soft_limit()
@@ -95,6 +98,8 @@ class _Agent:
         self._reloads: set[asyncio.Task[None]] = set()
         self._probe_delay: float | None = None  # None: the last HandBrakeCLI probe succeeded
         self._probe_retry_at = 0.0  # loop time of the next probe after one failed
+        self.planner = PlannerLease(host=config.host.name, lease=config.store.lease, log=self.log)
+        self.handbrake_version: str | None = None  # for the hosts table; None while HandBrakeCLI cannot tell
 
     async def main(self) -> int:
         config, store = self.state.config, self.state.store
@@ -139,7 +144,10 @@ class _Agent:
             self.log.error("cannot start: cannot listen", listen=config.server.listen, reason=error.strerror)
             self.api.checker.close()
             return 1
+        self._renew()  # before the first pass: on one host it plans at once, as ever
+        await self._report_host()
         self.schedule.start()
+        keeping = asyncio.create_task(self._keep_lease(), name="planner-lease")
         dispatching = asyncio.create_task(self.dispatcher.loop(), name="dispatcher")
         watching = asyncio.create_task(self._watch_config(), name="config-watch")
         systemd.notify("READY=1")
@@ -159,6 +167,11 @@ class _Agent:
         await runner.cleanup()
         self.api.checker.close()
         self.schedule.shutdown()
+        keeping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeping
+        with contextlib.suppress(StoreError):
+            self.planner.resign(self.state.store)
         watching.cancel()
         await self.dispatcher.stop()
         dispatching.cancel()
@@ -172,7 +185,7 @@ class _Agent:
         if self.stop_requested.is_set():
             return
         try:
-            await reconcile(self.state, log=self.log)
+            await lead_pass(self.state, self.planner, log=self.log)  # nothing on a follower
         except descriptors.OutOfDescriptors as error:
             self.state.pass_problem = f"reconcile pass failed, retried next pass: {error}"
             self.shortage.report("reconcile pass failed: out of file descriptors", reason=str(error))
@@ -181,6 +194,46 @@ class _Agent:
         else:
             self.state.pass_problem = None
         self.dispatcher.wake()
+
+    async def _keep_lease(self) -> None:
+        """Every lease/3: renew (or take) the planner's lease and report this host; a new leader plans at once."""
+        reporting: asyncio.Task[None] | None = None
+        try:
+            while True:
+                await asyncio.sleep(self.planner.renew_every.total_seconds())
+                if self._renew():
+                    self.schedule.run_soon()
+                # A source mount that hangs delays this host's report (it looks at the mounts), never its lease.
+                if reporting is None or reporting.done():
+                    reporting = asyncio.create_task(self._report_host(), name="host-report")
+        finally:
+            if reporting is not None:
+                reporting.cancel()
+
+    def _renew(self) -> bool:
+        """Renew the planner's lease; return whether this host just became the leader."""
+        was_leading = self.planner.held is not None
+        try:
+            self.planner.renew(self.state.store)
+        except StoreError as error:  # the lease runs out by itself; the fence refuses a lapsed pass
+            self.log.warning("cannot renew the planner's lease", reason=str(error))
+            return False
+        return not was_leading and self.planner.held is not None
+
+    async def _report_host(self) -> None:
+        """Upsert this host's row in the hosts table."""
+        libraries = await asyncio.to_thread(readable_libraries, self.state.config)
+        try:
+            self.state.store.report_host(
+                host_report(
+                    self.state.config,
+                    handbrake_version=self.handbrake_version,
+                    libraries=libraries,
+                    running_jobs=len(self.dispatcher.running),
+                )
+            )
+        except StoreError as error:
+            self.log.warning("cannot report this host", reason=str(error))
 
     def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """Log what asyncio reports; running out of descriptors once a minute (accept meets it per connection)."""
@@ -281,11 +334,13 @@ class _Agent:
             self.log.warning(message)
 
         # Two HandBrakeCLI start-ups of about half a second each: run them side by side.
-        hashes, listed = await asyncio.gather(
+        hashes, listed, version = await asyncio.gather(
             asyncio.to_thread(preset_hashes, config, warn=warn),
             asyncio.to_thread(available_presets, config.handbrake.binary),
+            asyncio.to_thread(handbrake_version, config.handbrake.binary),  # for the hosts table
             return_exceptions=True,
         )
+        self.handbrake_version = version if isinstance(version, str) else None
         if isinstance(hashes, BaseException):
             raise hashes
         if isinstance(listed, BaseException) and not isinstance(listed, HandBrakeUnavailable):

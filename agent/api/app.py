@@ -10,7 +10,19 @@ import re
 
 from aiohttp import web
 
-from agent.api import config_view, health, jobs, libraries, metrics, openapi, page, realtime, sessions, status
+from agent.api import (
+    config_view,
+    health,
+    hosts,
+    jobs,
+    libraries,
+    metrics,
+    openapi,
+    page,
+    realtime,
+    sessions,
+    status,
+)
 from agent.api.context import CONTEXT, ApiContext
 from agent.api.listener import IDLE_TIMEOUT_SECONDS, CappedSite
 from agent.api.middlewares import MAX_BODY_BYTES, audit, cors, errors
@@ -28,6 +40,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/api/auth/logout", sessions.logout),
     ("GET", "/api/status", status.status),
     ("GET", "/api/system", status.system),
+    ("GET", "/api/hosts", hosts.list_hosts),
     ("GET", "/api/jobs", jobs.list_jobs),
     ("GET", "/api/jobs/{id}", jobs.get_job),
     ("POST", "/api/jobs/{id}/retry", jobs.retry_job),

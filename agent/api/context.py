@@ -15,6 +15,7 @@ from agent.auth import PasswordChecker, Session
 from agent.engine import EngineState
 from agent.login_limits import LoginLimits
 from agent.metrics import Metrics, Snapshot
+from agent.presence import late_after
 from agent.worker import Dispatcher, SampleSource
 
 
@@ -57,6 +58,7 @@ def assemble(
             suspended_encodes=sum(1 for entry in running if entry.suspended),
             last_scan_seconds=None if state.last_pass is None else state.last_pass.seconds,
             config_generation=state.config_generation,
+            late_after_seconds=late_after(state.config.store.lease).total_seconds(),
         )
 
     metrics = Metrics(store=lambda: state.store, snapshot=snapshot, version=__version__)

@@ -7,7 +7,10 @@ is missing or read-only. `degraded` (HTTP 200): a library is paused or in error 
 folder on another mount included), the archive has a problem that does not stop encoding
 (`.sync/IgnoreList` not writable, outputs Resilio could not read), the gate
 holds jobs back for want of CPU, memory or disk, the last config reload was refused, or an
-encode stalled (the watchdog killed it; shown until that job next ends otherwise).
+encode stalled (the watchdog killed it; shown until that job next ends otherwise), or a host
+sharing the store has not been seen for 3 leases (named, with when it was last seen: dead,
+frozen or cut off; `agent.presence`). `leader` names the host that plans now and its epoch
+(null while no host holds the planner's lease).
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from typing import Any
 from aiohttp import web
 
 from agent.api.context import ApiContext, context_of
+from agent.api.hosts import leader_view
 from agent.api.views import GIB, fresh_sample
+from agent.presence import late_after, late_hosts
 from agent.store import StoreError, jobs
 
 HEALTH_CACHE_SECONDS = 1.0
@@ -66,6 +71,7 @@ def health_report(context: ApiContext) -> dict[str, Any]:
         if state.pass_problem:
             degraded.append(state.pass_problem)
         degraded += list(context.dispatcher.stalls.values())
+        degraded += checks["late_hosts"]
         if degraded:
             status, problems = "degraded", degraded
     return {
@@ -78,6 +84,7 @@ def health_report(context: ApiContext) -> dict[str, Any]:
             "disk_free_gb": round(sample.archive_free / GIB, 1),
         },
         "database": checks["database"],
+        "leader": checks["leader"],
         "queue": checks["queue"],
         "problems": problems,
         "config_generation": state.config_generation,
@@ -91,6 +98,8 @@ def _checks(context: ApiContext) -> dict[str, Any]:
         return cache
     problems = []
     queue = {"queue_size": 0, "running_jobs": 0, "completed_jobs": 0}
+    leader: dict[str, Any] | None = None
+    late: list[str] = []
     try:
         counts = context.state.store.counts()
         queue = {
@@ -99,6 +108,7 @@ def _checks(context: ApiContext) -> dict[str, Any]:
             "completed_jobs": counts[jobs.JobState.DONE],
         }
         database = "healthy"
+        leader, late = _hosts(context)
     except StoreError as error:
         database = "unreachable"
         problems.append(f"state database: {error}")
@@ -107,8 +117,21 @@ def _checks(context: ApiContext) -> dict[str, Any]:
     if problem:
         problems.append(problem)
     cache.clear()
-    cache.update(at=time.monotonic(), problems=problems, database=database, queue=queue)
+    cache.update(
+        at=time.monotonic(), problems=problems, database=database, queue=queue, leader=leader, late_hosts=late
+    )
     return cache
+
+
+def _hosts(context: ApiContext) -> tuple[dict[str, Any] | None, list[str]]:
+    """Return the leader (host, epoch) and a problem for each host not seen for 3 leases."""
+    store, lease = context.state.store, context.state.config.store.lease
+    late = [
+        f"host {host.name} not seen for 3 leases ({int(late_after(lease).total_seconds())} s): "
+        f"last seen {host.last_seen}"
+        for host in late_hosts(store.list_hosts(), lease=lease)
+    ]
+    return leader_view(store.leadership()), late
 
 
 def _archive_problem(archive: os.PathLike[str]) -> str | None:

@@ -189,7 +189,54 @@ def document() -> dict[str, Any]:
                         "stderr_tail": {"type": "array", "items": {"type": "string"}},
                         "created_at": {"type": "string"},
                         "updated_at": {"type": "string"},
+                        "host": {"type": ["string", "null"], "description": "The host running it under a lease."},
                     },
+                },
+                "Leader": {
+                    "description": "The host whose turn it is to plan, and its epoch; null while none holds it.",
+                    "oneOf": [
+                        {"type": "null"},
+                        {
+                            "type": "object",
+                            "required": ["host", "epoch"],
+                            "properties": {
+                                "host": {"type": "string"},
+                                "epoch": {"type": "integer"},
+                                "expires_at": {"type": "string", "description": "Database clock (/api/hosts)."},
+                            },
+                            "additionalProperties": False,
+                        },
+                    ],
+                },
+                "Host": {
+                    "type": "object",
+                    "required": [
+                        "name",
+                        "version",
+                        "handbrake_version",
+                        "libraries",
+                        "running_jobs",
+                        "last_seen",
+                        "seen_seconds_ago",
+                        "late",
+                        "leader",
+                    ],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "version": {"type": "string", "description": "Its hb2r version."},
+                        "handbrake_version": {"type": ["string", "null"]},
+                        "libraries": {
+                            "type": "array",
+                            "items": {"type": "string"},
+                            "description": "The libraries it could read when it last reported.",
+                        },
+                        "running_jobs": {"type": "integer"},
+                        "last_seen": {"type": "string", "description": "ISO-8601, the database's clock."},
+                        "seen_seconds_ago": {"type": "number"},
+                        "late": {"type": "boolean", "description": "Not seen for 3 leases."},
+                        "leader": {"type": "boolean", "description": "It plans now."},
+                    },
+                    "additionalProperties": False,
                 },
                 "Health": {
                     "type": "object",
@@ -209,6 +256,7 @@ def document() -> dict[str, Any]:
                             "additionalProperties": False,
                         },
                         "database": {"enum": ["healthy", "unreachable"]},
+                        "leader": {"$ref": "#/components/schemas/Leader"},
                         "queue": {
                             "type": "object",
                             "required": ["queue_size", "running_jobs", "completed_jobs"],
@@ -327,6 +375,8 @@ def document() -> dict[str, Any]:
                             "The agent's status.",
                             _fields(
                                 "version",
+                                "host",
+                                "leader",
                                 "started_at",
                                 "uptime_seconds",
                                 "config_generation",
@@ -349,6 +399,28 @@ def document() -> dict[str, Any]:
                         "200": _ok(
                             "The host and the encodes.",
                             _fields("cpu", "memory", "load", "archive", "max_jobs", "running", "gate"),
+                        ),
+                        **_AUTH_ERRORS,
+                    },
+                }
+            },
+            "/api/hosts": {
+                "get": {
+                    "summary": "The hosts sharing the store, as each last reported itself, and which one plans.",
+                    "security": BEARER,
+                    "responses": {
+                        "200": _ok(
+                            "The hosts, by name.",
+                            {
+                                "type": "object",
+                                "required": ["hosts", "leader", "late_after_seconds"],
+                                "properties": {
+                                    "hosts": {"type": "array", "items": {"$ref": "#/components/schemas/Host"}},
+                                    "leader": {"$ref": "#/components/schemas/Leader"},
+                                    "late_after_seconds": {"type": "integer", "description": "3 leases."},
+                                },
+                                "additionalProperties": False,
+                            },
                         ),
                         **_AUTH_ERRORS,
                     },

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from agent.api.context import context_of
+from agent.api.hosts import leader_view
 from agent.api.security import requires
 from agent.api.views import encodes_view, gate_view, system_view
 from agent.engine import update_conditions
@@ -67,6 +68,8 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "version": context.version,
+            "host": state.config.host.name,
+            "leader": leader_view(state.store.leadership()),
             "started_at": context.started_at.isoformat(),
             "uptime_seconds": int((now - context.started_at).total_seconds()),
             "config_generation": state.config_generation,

@@ -29,6 +29,7 @@ def job_view(job: Job, *, running: Running | None = None, detail: bool = False) 
         "retry_at": job.not_before,
         "created_at": job.created_at,
         "updated_at": job.updated_at,
+        "host": job.host,  # the host running it under a lease; None when none does
     }
     if running is not None:
         view.update(running_view(running))

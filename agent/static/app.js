@@ -16,6 +16,7 @@
 (() => {
   const TOKEN_KEY = "hb2r.token";
   const REFRESH_DELAY_MS = 250;
+  const HOSTS_REFRESH_MS = 10000; // hosts report every lease/3; no socket message says so
   const RECONNECT_MIN_MS = 500;
   const RECONNECT_MAX_MS = 10000;
   const LIST_LIMIT = 100;
@@ -30,6 +31,7 @@
     reconnectMs: RECONNECT_MIN_MS,
     reconnectTimer: null,
     refreshTimer: null,
+    hostsTimer: null,
     refreshing: false,
     refreshAgain: false,
     startedAt: null,
@@ -151,6 +153,7 @@
     sessionStorage.removeItem(TOKEN_KEY);
     disconnect();
     clearTimeout(state.refreshTimer);
+    clearInterval(state.hostsTimer);
     clearDashboard();
     clearNotice();
     $("dashboard").hidden = true;
@@ -169,6 +172,8 @@
     showUser();
     connect();
     refresh();
+    clearInterval(state.hostsTimer);
+    state.hostsTimer = setInterval(refreshHosts, HOSTS_REFRESH_MS);
   }
 
   function showUser() {
@@ -298,6 +303,17 @@
     state.refreshTimer = setTimeout(refresh, REFRESH_DELAY_MS);
   }
 
+  /** The hosts section alone: hosts report on their own timer, and no socket message says so. */
+  async function refreshHosts() {
+    if (!state.token || state.refreshing) return;
+    try {
+      const hosts = await api("/api/hosts");
+      if (state.token) renderHosts(hosts);
+    } catch (error) {
+      fail(error);
+    }
+  }
+
   async function refresh() {
     if (!state.token) return;
     if (state.refreshing) {
@@ -306,10 +322,11 @@
     }
     state.refreshing = true;
     try {
-      const [me, status, system, queued, dead] = await Promise.all([
+      const [me, status, system, hosts, queued, dead] = await Promise.all([
         api("/api/auth/me"),
         api("/api/status"),
         api("/api/system"),
+        api("/api/hosts"),
         api(`/api/jobs?state=queued&limit=${LIST_LIMIT}`),
         api(`/api/jobs?state=dead&limit=${LIST_LIMIT}`),
       ]);
@@ -318,6 +335,7 @@
       showUser();
       renderStatus(status);
       renderSystem(system);
+      renderHosts(hosts);
       renderJobs("queue", queued);
       renderJobs("dead", dead);
       clearNotice();
@@ -335,11 +353,12 @@
   // --- rendering ------------------------------------------------------------------------
 
   function clearDashboard() {
-    for (const id of ["libraries", "encodes", "queue", "dead", "gate-reasons"]) $(id).replaceChildren();
+    for (const id of ["hosts", "libraries", "encodes", "queue", "dead", "gate-reasons"]) $(id).replaceChildren();
     state.encodes.clear();
   }
 
   function renderStatus(status) {
+    setText("host", status.host);
     setText("version", status.version);
     setText("generation", String(status.config_generation));
     state.startedAt = Date.now() - status.uptime_seconds * 1000; // this clock, not the agent's
@@ -499,6 +518,35 @@
     meter.value = Math.max(0, Math.min(value, max));
   }
 
+  function renderHosts(answer) {
+    const rows = answer.hosts.map(hostRow);
+    $("hosts").replaceChildren(...rows);
+    $("hosts-empty").hidden = rows.length > 0;
+    const late = answer.hosts.filter((host) => host.late).length;
+    setText("hosts-count", late ? `(${rows.length}, ${late} late)` : `(${rows.length})`);
+  }
+
+  /** One host as it last reported: a late one (not seen for 3 leases) says when it was last seen. */
+  function hostRow(host) {
+    const meta = [
+      `hb2r ${host.version}`,
+      `HandBrake ${host.handbrake_version || "unknown"}`,
+      `libraries: ${host.libraries.length ? host.libraries.join(", ") : "none readable"}`,
+      `${host.running_jobs} running`,
+    ];
+    const seen = host.late
+      ? `late: last seen ${host.last_seen}`
+      : `seen ${duration(host.seen_seconds_ago)} ago`;
+    return el(
+      "li",
+      { class: "job host", "data-host": host.name, "data-late": host.late ? "true" : "false" },
+      el("span", { class: "name", text: host.name, title: host.name }),
+      host.leader ? el("span", { class: "badge", text: "plans" }) : null,
+      el("span", { class: "meta", text: meta.join(" · ") }),
+      el("p", { class: host.late ? "why late" : "why", text: seen }),
+    );
+  }
+
   function renderJobs(which, page) {
     const rows = page.jobs.map((job) => jobRow(job, which));
     $(which).replaceChildren(...rows);
@@ -508,6 +556,7 @@
 
   function jobRow(job, which) {
     const meta = [job.library, `#${job.id}`, `${job.attempts} ${job.attempts === 1 ? "attempt" : "attempts"}`];
+    if (job.host) meta.push(`on ${job.host}`);
     if (which === "queue" && job.reason) meta.push(job.reason);
     const item = el(
       "li",

@@ -6,8 +6,8 @@ URL is a PostgreSQL database (`agent.store.postgres_store`), its password from
 that opens the state comes through here, so `hb2r run`, `plan`, `jobs`, `retry` and the API
 work on either:
 - `store_for(config)`: read and write, migrated (`hb2r retry`);
-- `store_for_run(config, now=...)`: the same, and on PostgreSQL the store's run lock (one
-  `hb2r run` per database until leases; on SQLite the state folder's flock does that job);
+- `store_for_run(config, now=...)`: the same, its PostgreSQL connection named after the host
+  (several agents share one database; on SQLite the state folder's flock keeps one agent);
 - `readonly_store_for(config)`: writes nothing (`hb2r plan`, `hb2r jobs`); None if there is
   no state yet.
 
@@ -57,15 +57,12 @@ def store_for(config: Config) -> Store:
 
 
 def store_for_run(config: Config, *, now: datetime) -> Store:
-    """Open the config's store for `hb2r run`; on PostgreSQL also take its run lock for the agent's life.
-
-    Raise StoreInUse (a StoreError naming the host) if another agent runs on the PostgreSQL store.
-    """
+    """Open the config's store for `hb2r run`; on PostgreSQL name its connection after this host."""
     if not config.store.is_postgres:
         return open_store(config.paths.state_dir)
     store = _open_postgres(config)
     try:
-        store.hold_run_lock(host=config.host.name, now=now.isoformat())
+        store.name_connection(host=config.host.name)
     except BaseException:
         store.close()
         raise

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.domain import Ledger, LedgerEntry, SeenFile, SourceFile, UserChange, UserRecord
-from agent.store import failures, holds, jobs, leases, ledger, scans, state, status, tokens, users
+from agent.store import failures, holds, hosts, jobs, leader, leases, ledger, scans, state, status, tokens, users
 from agent.store.holds import Hold
+from agent.store.hosts import HostReport, HostRow
 from agent.store.jobs import CancelledBy, Job, JobState
+from agent.store.leader import FencedDatabase, Leadership
 from agent.store.leases import Claim, Heartbeat, Lease
 from agent.store.ledger import LibraryBytes
 from agent.store.sql import Database, StoreError
@@ -297,6 +299,25 @@ class DatabaseStore:
 
     def lease_of(self, job_id: int) -> Lease | None:
         return leases.lease_of(self.database, job_id)
+
+    # --- the planner's lease and the hosts
+    def take_or_renew_leadership(self, host: str, *, lease: timedelta) -> Leadership | None:
+        return leader.take_or_renew(self.database, host, lease=lease)
+
+    def resign(self, host: str, epoch: int) -> bool:
+        return leader.resign(self.database, host, epoch)
+
+    def leadership(self) -> Leadership | None:
+        return leader.current(self.database)
+
+    def fenced(self, leadership: Leadership) -> DatabaseStore:
+        return DatabaseStore(FencedDatabase(self.database, leadership))
+
+    def report_host(self, report: HostReport) -> str:
+        return hosts.report(self.database, report)
+
+    def list_hosts(self) -> list[HostRow]:
+        return hosts.list_hosts(self.database)
 
     # --- revoked tokens
     def revoke_token(self, token_id: str, *, expires_at: str, now: str) -> None:

@@ -150,6 +150,26 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE jobs ADD COLUMN remaining_bytes INTEGER CHECK (remaining_bytes IS NULL OR remaining_bytes >= 0);
     """,
+    # 10: one planner at a time (agent.store.leader: the one leader row, its epoch only grows) and
+    # the hosts sharing the store as each last reported itself (agent.store.hosts). Times are
+    # ISO-8601 text on the database's clock.
+    """
+    CREATE TABLE IF NOT EXISTS leader (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        host TEXT NOT NULL,
+        epoch INTEGER NOT NULL CHECK (epoch >= 1),
+        expires_at TEXT NOT NULL,
+        taken_at TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS hosts (
+        name TEXT PRIMARY KEY,
+        version TEXT NOT NULL,
+        handbrake_version TEXT,
+        libraries TEXT NOT NULL DEFAULT '[]',
+        running_jobs INTEGER NOT NULL DEFAULT 0 CHECK (running_jobs >= 0),
+        last_seen TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -80,6 +80,7 @@ class Job(NamedTuple):
     created_at: str
     updated_at: str
     cancelled_by: str | None = None  # CancelledBy of a cancelled job; None for other states
+    host: str | None = None  # the host running it under a lease (agent.store.leases); None otherwise
 
 
 class LeaseLost(JobError):

@@ -114,7 +114,7 @@ class PostgresDatabase:
 
     A connection the server or the network ended is opened again (with `reconnect`) by the
     next statement or transaction that begins outside a transaction, then `on_reconnect` runs
-    (the run lock is taken again there); a failed attempt is repeated no sooner than a backoff
+    (the connection is named again there); a failed attempt is repeated no sooner than a backoff
     of RECONNECT_FIRST_SECONDS doubling up to RECONNECT_MAX_SECONDS, meanwhile every statement
     fails at once with the last reason. A connection lost inside a transaction fails that
     transaction: the rest of it is never run on a new connection in pieces.
@@ -157,7 +157,7 @@ class PostgresDatabase:
                 try:
                     self.on_reconnect()
                 except BaseException:
-                    connection.close()  # without what on_reconnect gives (the run lock) it must not be used
+                    connection.close()  # without what on_reconnect gives it must not be used
                     raise
         except StoreError as error:
             self._delay = min(max(self._delay * 2, RECONNECT_FIRST_SECONDS), RECONNECT_MAX_SECONDS)

@@ -160,6 +160,24 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE jobs ADD COLUMN remaining_bytes BIGINT CHECK (remaining_bytes IS NULL OR remaining_bytes >= 0);
     """,
+    # 10: the leader row (epoch BIGINT: it only grows) and the hosts, as SQLite's migration 10.
+    """
+    CREATE TABLE IF NOT EXISTS leader (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        host TEXT NOT NULL,
+        epoch BIGINT NOT NULL CHECK (epoch >= 1),
+        expires_at TEXT NOT NULL,
+        taken_at TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS hosts (
+        name TEXT PRIMARY KEY,
+        version TEXT NOT NULL,
+        handbrake_version TEXT,
+        libraries TEXT NOT NULL DEFAULT '[]',
+        running_jobs INTEGER NOT NULL DEFAULT 0 CHECK (running_jobs >= 0),
+        last_seen TEXT NOT NULL
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

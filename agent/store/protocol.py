@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from agent.domain import Ledger, LedgerEntry, SeenFile, SourceFile, UserChange, UserRecord
 from agent.store.holds import Hold
+from agent.store.hosts import HostReport, HostRow
 from agent.store.jobs import CancelledBy, Job, JobState
+from agent.store.leader import Leadership
 from agent.store.leases import Claim, Heartbeat, Lease
 from agent.store.ledger import LibraryBytes
 
@@ -97,9 +99,9 @@ class Store(Protocol):
 
         What a follower of the feed is promised: on SQLite (one writer at a time, numbers taken
         inside the write lock) every committed change, in commit order. On PostgreSQL (numbers
-        from a sequence, taken at write time) the same while one process writes jobs — the
-        agent, which its run lock makes the only one — and a change another process commits at
-        the same moment may be skipped (see `agent.store.postgres_store`).
+        from a sequence, taken at write time) the same while one process writes jobs; with
+        several (another host's agent, `hb2r retry`) a change one commits at the same moment as
+        another may be skipped (see `agent.store.postgres_store`).
         """
         ...
 
@@ -173,6 +175,17 @@ class Store(Protocol):
         now: datetime,
     ) -> Job: ...
     def lease_of(self, job_id: int) -> Lease | None: ...
+
+    # --- one planner at a time (agent.store.leader) and the hosts sharing the store (agent.store.hosts)
+    def take_or_renew_leadership(self, host: str, *, lease: timedelta) -> Leadership | None: ...
+    def resign(self, host: str, epoch: int) -> bool: ...
+    def leadership(self) -> Leadership | None: ...
+    def fenced(self, leadership: Leadership) -> Store:
+        """This store, every transaction of which first checks that leadership still holds (NotLeader if not)."""
+        ...
+
+    def report_host(self, report: HostReport) -> str: ...
+    def list_hosts(self) -> list[HostRow]: ...
 
     # --- tokens ended by a logout (agent.store.tokens)
     def revoke_token(self, token_id: str, *, expires_at: str, now: str) -> None: ...

@@ -1,7 +1,7 @@
 """`hb2r run` on a PostgreSQL store: a real agent process, the real HandBrakeCLI, a tiny clip,
 and the throwaway cluster. What must hold: the output published and verified once, its ledger
 row and done job in PostgreSQL (no SQLite state beside it), `hb2r plan` then in sync; and a
-second agent on the same database refused, naming the host that runs."""
+second agent on the same database running beside it: one plans, each file is encoded once."""
 
 from __future__ import annotations
 
@@ -67,25 +67,48 @@ def test_an_agent_on_postgresql_encodes_once_and_keeps_its_state_there(
     assert postgres_cluster.password not in agent.log_path.read_text()
 
 
-def test_a_second_agent_on_the_same_database_is_refused_naming_the_host_that_runs(
+def sharing(config: Path, *, root: Path) -> Path:
+    """Point a test_run config's watched folder and archive at root's (shared storage, as NFS mounts are)."""
+    text = config.read_text().replace("archive: archive,", f"archive: {root / 'archive'},")
+    config.write_text(text.replace("source: tv,", f"source: {root / 'tv'},"))
+    return config
+
+
+def test_two_agents_on_one_database_run_side_by_side_one_plans_and_each_file_is_encoded_once(
     tmp_path: Path, start: Callable[[Path], Agent], postgres_url: str, postgres_cluster: PostgresCluster
 ) -> None:
-    (tmp_path / "first").mkdir()
-    (tmp_path / "second").mkdir()
-    first = start(on_postgres(write_config(tmp_path / "first"), url=postgres_url, host="nas-1"))
-    wait_for(lambda: first.events("agent started"), what="the first agent started", agent=first)
+    for folder in ("shared", "nas-1", "desktop"):
+        (tmp_path / folder).mkdir()
+    shared = tmp_path / "shared"
+    write_config(shared)  # the shared tv and archive folders
+    for number in range(3):
+        make_clip(shared / "tv" / "Show" / f"E0{number}.mkv", seconds=1)
+    sources = checksums(shared / "tv")
+    agents = {
+        host: start(on_postgres(sharing(write_config(tmp_path / host), root=shared), url=postgres_url, host=host))
+        for host in ("nas-1", "desktop")
+    }
 
-    second = start(on_postgres(write_config(tmp_path / "second"), url=postgres_url, host="desktop"))
-    assert second.process.wait(timeout=60) == 1
-    output = second.log_path.read_text()
-    database = postgres_url.rsplit("/", 1)[1]
-    assert (
-        f"error: PostgreSQL store 127.0.0.1:{postgres_cluster.port}/{database}: the agent on host nas-1 (pid " in output
+    wait_for(
+        lambda: sorted(published(shared)) == [f"TV/Show/E0{number}.mkv" for number in range(3)],
+        what="every output published",
+        deadline=180,
     )
-    assert "is running on this store; one `hb2r run` per PostgreSQL store" in output
-    assert postgres_cluster.password not in output
+    wait_for(
+        lambda: rows(postgres_url, "SELECT state, count(*) FROM jobs GROUP BY state") == [("done", 3)],
+        what="every job done",
+    )
+    hosts = rows(postgres_url, "SELECT name FROM hosts ORDER BY name")
+    leaders = [host for host, agent in agents.items() if agent.events("leadership taken: this host plans")]
+    stops = {host: agent.stop() for host, agent in agents.items()}
 
-    assert first.process.poll() is None  # the first one carries on
-    assert first.stop() == 0
-    again = start(on_postgres(write_config(tmp_path / "second"), url=postgres_url, host="desktop"))
-    wait_for(lambda: again.events("agent started"), what="the second agent started once the first stopped", agent=again)
+    assert stops == {"nas-1": 0, "desktop": 0}
+    assert hosts == [("desktop",), ("nas-1",)]
+    assert len(leaders) == 1  # one planner; the other followed
+    assert len(rows(postgres_url, "SELECT DISTINCT rel_path FROM ledger")) == 3
+    started = [event for agent in agents.values() for event in agent.events("job started")]
+    assert len(started) == 3  # no file encoded twice
+    assert archive_files(shared) == [f"TV/Show/E0{number}.mkv" for number in range(3)]
+    assert checksums(shared / "tv") == sources
+    for agent in agents.values():
+        assert postgres_cluster.password not in agent.log_path.read_text()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright, expect
-from test_api_e2e import ADMIN, ADMIN_PASSWORD, VIEWER, VIEWER_PASSWORD, Client, drop, log_tail
+from test_api_e2e import ADMIN, ADMIN_PASSWORD, VIEWER, VIEWER_PASSWORD, Client, drop, log_tail, poll
 from test_run import DEADLINE, REPO, Agent, free_port, make_clip, write_config
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -321,4 +322,55 @@ async def test_a_user_sees_a_paused_library_and_the_lists_without_buttons_and_a_
         assert await page.locator("#dead li").count() == 0  # nothing left on show
         assert viewer.dialogs == [] and viewer.errors == []
         await viewer.context.close()
+    assert agent.stop() == 0, log_tail(agent)
+
+
+# --- hosts: a host that stopped reporting long ago is a row the test writes into the agent's database
+# (what a host dead for hours leaves behind, without a second machine or hours of waiting).
+
+LONG_AGO = "2024-05-01T12:00:00.000000+00:00"
+
+
+async def test_the_page_lists_the_hosts_marks_the_planner_and_a_late_host(
+    tmp_path: Path, agents: Callable[[Path], Agent], browser: Browser
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port=port, users=ADMIN + VIEWER)
+    config.write_text(config.read_text() + "host: {name: nas-1}\n")
+    agent = agents(config)
+    async with aiohttp.ClientSession() as http:
+        api = Client(http, port)
+        await api.healthy(agent)
+        with sqlite3.connect(tmp_path / "state" / "hb2r.db", timeout=30) as database:
+            database.execute(
+                "INSERT INTO hosts (name, version, handbrake_version, libraries, running_jobs, last_seen)"
+                " VALUES ('desktop', '1.3.9', NULL, '[\"tv\"]', 0, ?)",
+                (LONG_AGO,),
+            )
+
+        watched = await open_page(browser, api.base)
+        page = watched.page
+        await log_in(page, "viewer", VIEWER_PASSWORD)
+
+        await expect(page.locator("#host")).to_have_text("nas-1")
+        await expect(page.locator("#hosts li")).to_have_count(2, timeout=15 * MS)
+        await expect(page.locator("#hosts-count")).to_have_text("(2, 1 late)")
+        nas = page.locator("#hosts li[data-host='nas-1']")
+        await expect(nas.locator(".badge")).to_have_text("plans")
+        await expect(nas).to_have_attribute("data-late", "false")
+        await expect(nas.locator(".meta")).to_contain_text("libraries: tv")
+        desktop = page.locator("#hosts li[data-host=desktop]")
+        await expect(desktop).to_have_attribute("data-late", "true")
+        await expect(desktop.locator(".why")).to_have_text(f"late: last seen {LONG_AGO}")
+        assert await desktop.locator(".badge").count() == 0
+
+        async def degraded() -> dict[str, Any] | None:  # /health keeps its checks for a second
+            status, body = await api.get("/health")
+            return body if status == 200 and body["status"] == "degraded" else None
+
+        health = await poll(degraded, what="/health degraded", agent=agent, deadline=10.0)
+        assert any(problem.startswith("host desktop not seen for 3 leases") for problem in health["problems"])
+        assert health["leader"] == {"host": "nas-1", "epoch": 1}
+        assert watched.errors == [] and watched.dialogs == []
+        await watched.context.close()
     assert agent.stop() == 0, log_tail(agent)

@@ -287,6 +287,7 @@ def test_plan_writes_nothing_anywhere(tmp_path: Path, clip: Path, state: str) ->
             DROP INDEX jobs_by_lease_token; ALTER TABLE jobs DROP COLUMN host; ALTER TABLE jobs DROP COLUMN lease_token;
             ALTER TABLE jobs DROP COLUMN lease_expires_at; ALTER TABLE jobs DROP COLUMN host_losses;
             ALTER TABLE jobs DROP COLUMN lost_hosts; ALTER TABLE jobs DROP COLUMN remaining_bytes;
+            DROP TABLE leader; DROP TABLE hosts;
             PRAGMA user_version = 1;
             """
         )

@@ -1,9 +1,9 @@
-"""PostgresStore as the agent and the commands open it: one `hb2r run` per database (the run
-lock), a read-only store that cannot write, and a connection lost and found again."""
+"""PostgresStore as the agent and the commands open it: several agents on one database, each
+connection named after its host, a read-only store that cannot write, and a connection lost and
+found again."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -14,7 +14,6 @@ from postgres import PostgresCluster
 from agent.store.postgres_schema import SCHEMA_VERSION, migrate
 from agent.store.postgres_store import (
     PostgresStore,
-    StoreInUse,
     open_postgres_store,
     open_postgres_store_readonly,
 )
@@ -48,39 +47,30 @@ def terminate_connections_of(cluster: PostgresCluster, url: str) -> int:
     return len(rows)
 
 
-def test_a_second_agent_on_the_same_database_is_refused_naming_the_host_that_runs(
+def application_names(url: str) -> list[str]:
+    with psycopg.connect(url) as other:
+        return [str(row[0]) for row in other.execute("SELECT application_name FROM pg_stat_activity").fetchall()]
+
+
+def test_two_agents_open_one_store_side_by_side_each_named_in_pg_stat_activity(
     store: PostgresStore, postgres_url: str
 ) -> None:
-    store.hold_run_lock(host="nas-1", now=T0.isoformat())
+    store.name_connection(host="nas-1")
     second = open_postgres_store(postgres_url)
     try:
-        with pytest.raises(StoreInUse) as refused:
-            second.hold_run_lock(host="desktop", now=T0.isoformat())
+        second.name_connection(host="desktop")  # no longer refused: jobs are leased, one host plans
+        enqueue(store, "from-nas-1.mkv")
+        enqueue(second, "from-desktop.mkv")
+        assert sorted(job.rel_path for job in store.list_jobs()) == ["from-desktop.mkv", "from-nas-1.mkv"]
+        assert {"hb2r run on nas-1", "hb2r run on desktop"} <= set(application_names(postgres_url))
     finally:
         second.close()
 
-    assert "the agent on host nas-1 (pid " in str(refused.value)
-    assert "one `hb2r run` per PostgreSQL store" in str(refused.value)
-    with psycopg.connect(postgres_url) as other:
-        names = [row[0] for row in other.execute("SELECT application_name FROM pg_stat_activity").fetchall()]
-    assert "hb2r run on nas-1" in names  # what an operator sees in pg_stat_activity
 
-
-def test_the_run_lock_goes_with_the_agent(store: PostgresStore, postgres_url: str) -> None:
-    store.hold_run_lock(host="nas-1", now=T0.isoformat())
-    store.close()  # the agent stopped (or died: the server ends its session)
-
-    after = open_postgres_store(postgres_url)
-    try:
-        after.hold_run_lock(host="desktop", now=T0.isoformat())
-    finally:
-        after.close()
-
-
-def test_a_lost_connection_is_opened_again_with_the_run_lock(
+def test_a_lost_connection_is_opened_again_and_named_again(
     store: PostgresStore, postgres_url: str, postgres_cluster: PostgresCluster
 ) -> None:
-    store.hold_run_lock(host="nas-1", now=T0.isoformat())
+    store.name_connection(host="nas-1")
     enqueue(store)
     assert terminate_connections_of(postgres_cluster, postgres_url) == 1
 
@@ -89,41 +79,7 @@ def test_a_lost_connection_is_opened_again_with_the_run_lock(
     with pytest.raises(StoreError, match="terminating connection"):
         store.list_jobs()
     assert [job.rel_path for job in store.list_jobs()] == ["a.mkv"]
-
-    second = open_postgres_store(postgres_url)
-    try:
-        with pytest.raises(StoreInUse, match="host nas-1"):
-            second.hold_run_lock(host="desktop", now=T0.isoformat())
-    finally:
-        second.close()
-
-
-def test_an_agent_whose_lock_was_taken_while_it_was_cut_off_does_not_write(
-    store: PostgresStore, postgres_url: str, postgres_cluster: PostgresCluster
-) -> None:
-    store.hold_run_lock(host="nas-1", now=T0.isoformat())
-    terminate_connections_of(postgres_cluster, postgres_url)
-    with pytest.raises(StoreError, match="terminating connection"):
-        store.list_jobs()
-    other = open_postgres_store(postgres_url)
-    try:
-        other.hold_run_lock(host="desktop", now=T0.isoformat())
-
-        with pytest.raises(StoreInUse, match="host desktop"):
-            enqueue(store, "from-the-cut-off-agent.mkv")
-        assert other.list_jobs() == []
-    finally:
-        other.close()
-
-    deadline = time.monotonic() + 10  # it tries again after a backoff (1 s, then doubling)
-    while True:
-        try:
-            enqueue(store, "once-the-other-stopped.mkv")
-            break
-        except StoreInUse:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)  # the lock is free again: taken back, then written
-    assert [job.rel_path for job in store.list_jobs()] == ["once-the-other-stopped.mkv"]
+    assert "hb2r run on nas-1" in application_names(postgres_url)
 
 
 def test_a_connection_lost_inside_a_transaction_fails_it_rather_than_finishing_it_in_pieces(

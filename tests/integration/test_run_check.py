@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.store.postgres import connect_postgres
+from agent.store.postgres_schema import SCHEMA_VERSION
 from agent.store.postgres_store import open_postgres_store
 from agent.store.run_check import check_can_run, main
 from agent.store.sql import StoreError
@@ -26,16 +27,26 @@ def test_an_empty_database_with_the_right_password_is_usable_and_stays_empty(pos
         database.close()
 
 
-def test_another_hosts_agent_on_the_store_is_named(postgres_url: str) -> None:
+def test_another_hosts_agent_on_the_store_is_no_obstacle(postgres_url: str) -> None:
     running = open_postgres_store(postgres_url)
-    running.hold_run_lock(host="nas", now=NOW)
+    running.name_connection(host="nas")
     try:
-        with pytest.raises(StoreError, match=r"the agent on host nas \(pid \d+\) is running on this store"):
-            check_can_run(postgres_url, host="desktop")
-        check_can_run(postgres_url, host="nas")  # a redeploy of nas restarts its own agent
+        check_can_run(postgres_url, host="desktop")  # several agents share one store
+        check_can_run(postgres_url, host="nas")
     finally:
         running.close()
-    check_can_run(postgres_url, host="desktop")  # and the lock was not kept by the checks
+
+
+def test_a_store_schema_newer_than_the_release_is_refused_naming_both(postgres_url: str) -> None:
+    open_postgres_store(postgres_url).close()
+    database = connect_postgres(postgres_url)
+    try:
+        database.execute("INSERT INTO schema_version (version, applied_at) VALUES (?, ?)", (SCHEMA_VERSION + 1, NOW))
+    finally:
+        database.close()
+
+    with pytest.raises(StoreError, match=rf"store schema {SCHEMA_VERSION + 1} is newer than this hb2r knows"):
+        check_can_run(postgres_url, host="desktop")
 
 
 def test_a_wrong_password_is_one_line_without_the_password(

@@ -36,6 +36,7 @@ from agent.queued_plan import Stage, files_with_jobs, with_jobs
 from agent.scan import fingerprint
 from agent.store.database_store import DatabaseStore
 from agent.store.db import MIGRATIONS, SCHEMA_VERSION, database_path
+from agent.store.hosts import HostReport
 from agent.store.jobs import CancelledBy
 from agent.store.lock import agent_lock
 from agent.store.postgres import connect_postgres
@@ -48,7 +49,18 @@ from .test_plan_cli import write_config
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 STAMP = T0.isoformat()
-TABLES = ("agent_status", "jobs", "ledger", "library_holds", "library_scans", "revoked_tokens", "seen_files", "users")
+TABLES = (
+    "agent_status",
+    "hosts",
+    "jobs",
+    "leader",
+    "ledger",
+    "library_holds",
+    "library_scans",
+    "revoked_tokens",
+    "seen_files",
+    "users",
+)
 JOB_FILES = {
     "done": ("Show/S01E01.mkv", "Show/S01E02.mkv"),
     "queued": ("Show/S01E03.mkv",),
@@ -128,6 +140,8 @@ def fill_state(config: Config) -> dict[str, list[int]]:
             store.apply_user_change(UserChange(UserChangeKind.ADD, user.name, user.role, user.password_hash), now=STAMP)
         store.hold("movies", reason="operator", since=STAMP)
         store.set_gate(reasons=("cpu 95% >= 80%",), now=T0)
+        store.report_host(HostReport("nas-1", "1.4.0", "1.6.1", (library.name,), 0))
+        store.take_or_renew_leadership("nas-1", lease=timedelta(seconds=30))  # epochs go on from it
         store.revoke_token("token-1", expires_at="2999-01-01T00:00:00+00:00", now=STAMP)
     finally:
         store.close()

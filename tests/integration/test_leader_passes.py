@@ -1,0 +1,155 @@
+"""One planner at a time on a real PostgreSQL: two hosts' reconcile passes, each on its own connection.
+
+The hosts are two EngineStates in this process with their own Store connections and host
+names, on the same library folders (as two machines mounting one share). A leader "paused"
+(SIGSTOP, a frozen VM) is one whose pass stops for longer than its lease without renewing:
+here its scan waits, on the real clock, until the other host has taken the lease over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from agent import engine, logs
+from agent.config import load_config
+from agent.engine import EngineState
+from agent.leadership import PlannerLease, lead_pass
+from agent.store import postgres_schema
+from agent.store.database_store import DatabaseStore
+from agent.store.jobs import JobState
+from agent.store.leader import NotLeader
+from agent.store.postgres import connect_postgres
+
+LEASE = timedelta(seconds=3)
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T], *, seconds: float = 10.0) -> T:
+    deadline = time.monotonic() + seconds
+    while True:
+        found = probe()
+        if found or time.monotonic() > deadline:
+            assert found, f"nothing within {seconds} s"
+            return found
+        time.sleep(0.05)
+
+
+def make_config(root: Path, files: int) -> Path:
+    for folder in ("tv", "archive"):
+        (root / folder).mkdir()
+    for number in range(files):
+        (root / "tv" / f"E{number:02d}.mkv").write_bytes(f"episode {number}".encode() * 100)
+    config = root / "config.yaml"
+    config.write_text(
+        "version: 1\n"
+        "paths: {archive: archive, state_dir: state}\n"
+        "libraries: [{name: tv, source: tv, output: TV, preset: tv, stable_after: 0s}]\n"
+        "presets: {tv: {handbrake: 'Very Fast 480p30'}}\n"
+    )
+    return config
+
+
+@pytest.fixture
+def stores(postgres_url: str) -> Iterator[tuple[DatabaseStore, DatabaseStore]]:
+    opened = []
+    for _ in range(2):
+        database = connect_postgres(postgres_url)
+        postgres_schema.migrate(database)
+        opened.append(DatabaseStore(database))
+    yield opened[0], opened[1]
+    for store in opened:
+        store.close()
+
+
+def queued(store: DatabaseStore) -> list[str]:
+    return sorted(job.rel_path for job in store.list_jobs(state=JobState.QUEUED))
+
+
+def test_only_the_leaders_pass_writes_and_a_paused_former_leader_is_refused(
+    tmp_path: Path, stores: tuple[DatabaseStore, DatabaseStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = load_config(make_config(tmp_path, files=2)).config
+    output = io.StringIO()
+    logs.configure(stream=output, json=True)
+    log = logs.get_logger("test")
+    alpha_store, beta_store = stores
+    alpha, beta = PlannerLease(host="alpha", lease=LEASE, log=log), PlannerLease(host="beta", lease=LEASE, log=log)
+    alpha_state = EngineState(config=config, store=alpha_store, preset_hashes={"tv": "p1"})
+    beta_state = EngineState(config=config, store=beta_store, preset_hashes={"tv": "p1"})
+
+    async def scenario() -> None:
+        taken = alpha.renew(alpha_store)
+        assert taken is not None and taken.epoch == 1
+        assert beta.renew(beta_store) is None
+
+        assert await lead_pass(beta_state, beta, log=log) is None  # a follower plans nothing
+        assert queued(beta_store) == [] and beta_state.last_pass is None
+        assert await lead_pass(alpha_state, alpha, log=log) is not None
+        assert queued(beta_store) == ["E00.mkv", "E01.mkv"]
+
+        # alpha is paused in the middle of its next pass, past its lease; beta takes over meanwhile.
+        (tmp_path / "tv" / "E02.mkv").write_bytes(b"episode 2" * 100)
+        observe = engine.observe
+
+        def paused_observe(*args: Any, **kwargs: Any) -> Any:
+            observed = observe(*args, **kwargs)
+            eventually(lambda: beta.renew(beta_store))
+            return observed
+
+        monkeypatch.setattr(engine, "observe", paused_observe)
+        assert await lead_pass(alpha_state, alpha, log=log) is None  # its first write was refused
+        monkeypatch.setattr(engine, "observe", observe)
+
+        assert alpha.held is None
+        assert beta.held is not None and beta.held.epoch == 2
+        assert queued(alpha_store) == ["E00.mkv", "E01.mkv"]  # the former leader wrote nothing
+        assert alpha.renew(alpha_store) is None  # and comes back a follower
+
+        assert await lead_pass(beta_state, beta, log=log) is not None
+        assert queued(alpha_store) == ["E00.mkv", "E01.mkv", "E02.mkv"]
+
+    asyncio.run(scenario())
+    assert "reconcile pass stopped: this host no longer leads" in output.getvalue()
+
+
+def test_a_takeover_waits_for_the_leaders_transaction_in_flight_then_fences_its_next_one(
+    stores: tuple[DatabaseStore, DatabaseStore],
+) -> None:
+    alpha_store, beta_store = stores
+    alpha = alpha_store.take_or_renew_leadership("alpha", lease=timedelta(milliseconds=200))
+    assert alpha is not None
+    fenced = alpha_store.fenced(alpha)
+    taken: list[object] = []
+
+    with fenced.transaction():  # checked while the lease held; the leader row is now share-locked
+        job = fenced.enqueue(
+            library="tv",
+            rel_path="E00.mkv",
+            fingerprint="f0",
+            preset_hash="p1",
+            output_path="TV/E00.mkv",
+            reason="new",
+            now=datetime.now(UTC),
+        )
+        taker = threading.Thread(
+            target=lambda: taken.append(eventually(lambda: beta_store.take_or_renew_leadership("beta", lease=LEASE)))
+        )
+        taker.start()
+        time.sleep(0.5)  # well past alpha's lease: beta's take must still be waiting on the row lock
+        assert taken == []
+    taker.join(timeout=10)
+
+    assert len(taken) == 1 and getattr(taken[0], "epoch", None) == 2
+    assert [job.rel_path for job in beta_store.list_jobs()] == ["E00.mkv"]  # the in-flight write committed
+    assert job is not None
+    with pytest.raises(NotLeader):
+        fenced.cancel(job.id, now=datetime.now(UTC))

@@ -1,0 +1,167 @@
+"""One planner at a time, and the hosts table, as every store must keep them.
+
+The leader lease is timed by the database's clock: the tests that need it to run out take a
+few milliseconds' lease and poll with a deadline. A "paused" former leader is one that simply
+stops renewing: what SIGSTOP does to it, without stopping the test process.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+import pytest
+
+from agent.store.hosts import HostReport
+from agent.store.leader import Leadership, NotLeader
+from agent.store.protocol import Store
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+LEASE = timedelta(seconds=60)
+BLINK = timedelta(milliseconds=5)  # a lease that runs out while the test looks
+
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T], *, seconds: float = 5.0) -> T:
+    """Return probe()'s first truthy result; fail if none comes within seconds."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = probe()
+        if found or time.monotonic() > deadline:
+            assert found, f"nothing within {seconds} s"
+            return found
+        time.sleep(0.01)
+
+
+def lead(store: Store, host: str, *, lease: timedelta = LEASE) -> Leadership:
+    taken = store.take_or_renew_leadership(host, lease=lease)
+    assert taken is not None, f"{host} could not take the free leader lease"
+    return taken
+
+
+def take_after_expiry(store: Store, host: str) -> Leadership:
+    return eventually(lambda: store.take_or_renew_leadership(host, lease=LEASE))
+
+
+def enqueue(store: Store, rel_path: str) -> object:
+    return store.enqueue(
+        library="tv",
+        rel_path=rel_path,
+        fingerprint=f"100:{rel_path}",
+        preset_hash="p1",
+        output_path=f"TV/{rel_path}",
+        reason="new",
+        now=T0,
+    )
+
+
+# --- the leader lease
+
+
+def test_the_first_host_takes_the_free_lease_with_epoch_1_and_another_host_is_refused(store: Store) -> None:
+    before = datetime.now(UTC)
+    alpha = lead(store, "alpha")
+
+    assert (alpha.host, alpha.epoch) == ("alpha", 1)
+    # The test databases run on this machine: the database's clock is this clock (1 s of slack).
+    assert datetime.fromisoformat(alpha.expires_at) >= before + LEASE - timedelta(seconds=1)
+    assert store.take_or_renew_leadership("beta", lease=LEASE) is None
+    assert store.leadership() == alpha
+
+
+def test_the_holder_renews_under_the_same_epoch_and_a_later_expiry(store: Store) -> None:
+    first = lead(store, "alpha")
+    renewed = eventually(
+        lambda: (found := lead(store, "alpha")).expires_at > first.expires_at and found  # the clock moves on
+    )
+
+    assert (renewed.host, renewed.epoch) == ("alpha", first.epoch)
+    assert store.leadership() == renewed
+
+
+def test_a_lease_that_runs_out_is_taken_by_another_host_with_the_next_epoch(store: Store) -> None:
+    alpha = lead(store, "alpha", lease=BLINK)
+
+    beta = take_after_expiry(store, "beta")
+
+    assert (beta.host, beta.epoch) == ("beta", alpha.epoch + 1)
+    assert store.take_or_renew_leadership("alpha", lease=LEASE) is None  # alpha comes back a follower
+    assert store.leadership() == beta
+
+
+def test_a_lapsed_leader_that_takes_the_lease_back_gets_a_new_epoch(store: Store) -> None:
+    alpha = lead(store, "alpha", lease=BLINK)
+    eventually(lambda: store.leadership() is None)
+
+    again = lead(store, "alpha")
+
+    assert again.epoch == alpha.epoch + 1
+
+
+def test_a_resigned_lease_is_free_at_once_and_the_next_taker_bumps_the_epoch(store: Store) -> None:
+    alpha = lead(store, "alpha")
+
+    assert store.resign("alpha", alpha.epoch) is True
+    assert store.leadership() is None
+    beta = lead(store, "beta")
+
+    assert beta.epoch == alpha.epoch + 1
+    assert store.resign("alpha", alpha.epoch) is False  # no longer its to give up
+
+
+def test_the_leaders_fenced_writes_go_through_in_one_transaction(store: Store) -> None:
+    alpha = lead(store, "alpha")
+    fenced = store.fenced(alpha)
+
+    with fenced.transaction():
+        enqueue(fenced, "Show/E01.mkv")
+        enqueue(fenced, "Show/E02.mkv")
+    enqueue(fenced, "Show/E03.mkv")  # a statement of its own is fenced in a transaction of its own
+
+    assert sorted(job.rel_path for job in store.list_jobs()) == ["Show/E01.mkv", "Show/E02.mkv", "Show/E03.mkv"]
+
+
+def test_a_former_leaders_fenced_write_is_refused_after_another_host_took_over(store: Store) -> None:
+    alpha = lead(store, "alpha", lease=BLINK)
+    paused = store.fenced(alpha)  # alpha stops renewing (paused) while a pass holds this view
+    take_after_expiry(store, "beta")
+
+    refused = r"alpha no longer leads under epoch 1 \(beta holds it under epoch 2\)"
+    with pytest.raises(NotLeader, match=refused), paused.transaction():
+        enqueue(paused, "Show/E01.mkv")
+    with pytest.raises(NotLeader):
+        enqueue(paused, "Show/E02.mkv")
+
+    assert store.list_jobs() == []
+
+
+def test_a_fenced_write_is_refused_once_the_lease_ran_out_even_before_anyone_took_it(store: Store) -> None:
+    alpha = lead(store, "alpha", lease=BLINK)
+    fenced = store.fenced(alpha)
+    eventually(lambda: store.leadership() is None)
+
+    with pytest.raises(NotLeader, match="no host holds it"):
+        enqueue(fenced, "Show/E01.mkv")
+    assert store.list_jobs() == []
+
+
+# --- hosts
+
+
+def test_a_host_report_is_kept_with_the_database_time_and_updated_in_place(store: Store) -> None:
+    before = datetime.now(UTC)
+    store.report_host(HostReport("beta", "1.0", "1.6.1", ("tv", "movies"), 1))
+    store.report_host(HostReport("alpha", "1.0", None, (), 0))
+    store.report_host(HostReport("beta", "1.1", "1.7.0", ("tv",), 2))
+
+    hosts = store.list_hosts()
+
+    assert [host.name for host in hosts] == ["alpha", "beta"]
+    beta = hosts[1]
+    assert (beta.version, beta.handbrake_version, beta.libraries, beta.running_jobs) == ("1.1", "1.7.0", ("tv",), 2)
+    assert datetime.fromisoformat(beta.last_seen) >= before - timedelta(seconds=1)
+    assert 0 <= beta.seen_seconds_ago < 5
+    assert hosts[0].handbrake_version is None and hosts[0].libraries == ()
