@@ -545,16 +545,19 @@ class Host:
     def health_url(self) -> str:
         return f"http://{self.namespace.address}:{AGENT_PORT}/health"
 
-    def start(self) -> Host:
+    def start(self, *, cpus: str | None = None) -> Host:
         """Start `hb2r run CONFIG` inside the namespace (log appended to agent.log); the first
-        host to start prepares the store (schema and audit, see SharedStore)."""
+        host to start prepares the store (schema and audit, see SharedStore). `cpus` (a taskset
+        list, e.g. "0") pins the agent and so its encodes, which inherit it: a host of that many
+        cores. taskset execs, as `ip netns exec` does: the Popen's pid is still the agent's."""
         if self.process is not None and self.process.poll() is None:
             raise RuntimeError(f"host {self.name} runs already (pid {self.process.pid})")
         if not self.store.prepared:
             self.store.prepare(self.config)
+        pin = ["taskset", "-c", cpus] if cpus is not None else []
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                self.network.command(self.name, [sys.executable, "-m", "agent", "run", str(self.config)]),
+                [*pin, *self.network.command(self.name, [sys.executable, "-m", "agent", "run", str(self.config)])],
                 cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,
