@@ -4,7 +4,6 @@ found again."""
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -180,6 +179,7 @@ def test_a_leader_frozen_inside_a_pass_transaction_does_not_keep_the_lease_from_
     lease = timedelta(seconds=3)
     leader, taker = open_postgres_store(postgres_url), open_postgres_store(postgres_url)
     frozen, thawed = threading.Event(), threading.Event()
+    ended: list[StoreError] = []
     thaw_at_last = threading.Timer(15, thawed.set)  # else a blocked taker would wait forever
     try:
         held = leader.take_or_renew_leadership("nas1", lease=lease)
@@ -187,10 +187,14 @@ def test_a_leader_frozen_inside_a_pass_transaction_does_not_keep_the_lease_from_
         fenced = leader.fenced(held)
 
         def freeze_mid_pass() -> None:
-            with contextlib.suppress(Exception), fenced.transaction():  # its end: an error, once thawed
-                fenced.list_jobs()  # the pass has read (and share-locked the leader row)
-                frozen.set()
-                thawed.wait(timeout=60)
+            try:
+                with fenced.transaction():
+                    fenced.list_jobs()  # the pass has read (and share-locked the leader row)
+                    frozen.set()
+                    thawed.wait(timeout=60)
+                    fenced.list_jobs()  # thawed: its next statement
+            except StoreError as error:
+                ended.append(error)
 
         pass_thread = threading.Thread(target=freeze_mid_pass)
         pass_thread.start()
@@ -210,3 +214,4 @@ def test_a_leader_frozen_inside_a_pass_transaction_does_not_keep_the_lease_from_
         pass_thread.join(timeout=30)
         leader.close()
         taker.close()
+    assert len(ended) == 1  # the thawed leader's transaction failed: it wrote nothing more
