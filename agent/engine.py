@@ -258,8 +258,13 @@ def _encoded_since_the_scan(
 
     The plan was made from the ledger as it was at the start of the pass; a job that finished
     since then must not be queued again (enqueue reopens a done job, for an output that went
-    missing). Published means recorded in the ledger now, with its output in place.
+    missing). Published means recorded in the ledger now, with its output in place. The job's
+    row is held first (until the pass's transaction ends): a publish in flight on another host
+    is waited for and seen, and none can land between this check and the enqueue.
     """
+    store.hold_identity(
+        library=action.library, rel_path=action.source.rel_path, fingerprint=fingerprint, preset_hash=preset_hash
+    )
     recorded = store.records(
         library=action.library,
         rel_path=action.source.rel_path,

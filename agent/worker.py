@@ -119,8 +119,9 @@ class _Failure:
 class JobObserver(Protocol):
     """Told how each encode ended (for metrics)."""
 
-    def job_finished(self, *, library: str, outcome: str, seconds: float, bytes_read: int, bytes_written: int) -> None:
-        ...
+    def job_finished(
+        self, *, library: str, outcome: str, seconds: float, bytes_read: int, bytes_written: int
+    ) -> None: ...
 
 
 class Dispatcher:
@@ -292,9 +293,7 @@ class Dispatcher:
             case dispatch.Fail() if command.job_id in self._unrecorded:
                 failure = self._unrecorded.pop(command.job_id)  # _fail keeps it again if it still cannot
                 with contextlib.suppress(jobs.JobError):  # no longer running (cancelled, requeued): nothing to record
-                    self._fail(
-                        failure.job, command.reason, command.stderr_tail, kind=command.kind, token=failure.token
-                    )
+                    self._fail(failure.job, command.reason, command.stderr_tail, kind=command.kind, token=failure.token)
             case dispatch.Fail(stalled=True) if entry is not None:
                 entry.stalled, entry.stall_reason = True, command.reason
                 self.log.warning(
@@ -412,12 +411,15 @@ class Dispatcher:
         config = self.state.config
         for name in list(self.unreadable_here):
             library = _library(config, name)
-            if library is None or _readable(library.source):
+            if library is None or self._seen_here(library) is True:
                 del self.unreadable_here[name]
                 self.log.info("library readable again on this host", library=name)
         for library in config.libraries:
-            if library.name not in self.unreadable_here and not _readable(library.source):
-                reason = f"its folder {library.source} is missing or unreadable on this host (a missing mount?)"
+            if library.name not in self.unreadable_here and self._seen_here(library) is False:
+                reason = (
+                    f"its folder {library.source} is missing, unreadable or empty on this host while the "
+                    "last scan found files in it (a missing mount?)"
+                )
                 self.unreadable_here[library.name] = reason
                 self.log.warning("library unreadable on this host", library=library.name, reason=reason)
         if self.encoder_problem is not None:
@@ -425,6 +427,21 @@ class Dispatcher:
             if now_seen is not None and now_seen != self._encoder_seen:
                 self.encoder_problem = None
                 self.log.info("HandBrakeCLI may start again on this host", binary=now_seen[0])
+
+    def _seen_here(self, library: Library) -> bool | None:
+        """Whether this host sees library's files: its folder can be listed and is not empty while
+        the last good scan (the planning host's, in the store) counted files in it. An unmounted
+        share leaves its mount point behind, readable and empty: that is a missing mount, not a
+        library whose every file was deleted. None when the store cannot say now."""
+        if not _readable(library.source):
+            return False
+        if not _empty(library.source):
+            return True
+        try:
+            known = self.state.store.load_file_counts().get(library.name, 0)
+        except StoreError:
+            return None
+        return known == 0
 
     def _release(self, entry: Running, release: dispatch.Release) -> None:
         """Give entry's job back (no attempt spent) and stop claiming what this host cannot do."""
@@ -562,7 +579,7 @@ class Dispatcher:
         output_size = 0
         if not ended.stopped and ended.stall is None:
             present = await asyncio.to_thread(os.path.lexists, source)
-            ended = replace(ended, source_present=present, library_readable=present or _readable(library.source))
+            ended = replace(ended, source_present=present, library_readable=present or self._seen_here(library) is True)
             if present:
                 changed = await asyncio.to_thread(archive_checks.source_changed, source, before=source_stat, job=job)
                 ended = replace(ended, source_changed=changed)
@@ -594,9 +611,7 @@ class Dispatcher:
                 self._observe(job, outcome=outcome, seconds=seconds, bytes_read=source_stat.st_size, bytes_written=0)
             case dispatch.Publish():
                 self.log.info("job verified", job=job.id, library=job.library, path=job.rel_path)
-                if self._publish(
-                    entry, temp, source_stat.st_size, source_stat.st_mtime_ns, output_size=output_size
-                ):
+                if self._publish(entry, temp, source_stat.st_size, source_stat.st_mtime_ns, output_size=output_size):
                     self._observe(
                         job, outcome="done", seconds=seconds, bytes_read=source_stat.st_size, bytes_written=output_size
                     )
@@ -627,7 +642,7 @@ class Dispatcher:
         refused = dispatch.before_start(
             job_id=job.id,
             source_present=present,
-            library_readable=present or _readable(library.source),
+            library_readable=present or self._seen_here(library) is True,
             in_the_way=in_the_way,
             elsewhere=elsewhere,
         )
@@ -856,6 +871,15 @@ def _binary(binary: str) -> tuple[str, int, int, int] | None:
 def _readable(folder: Path) -> bool:
     """Whether a library's folder can still be listed (a missing mount cannot)."""
     return folder.is_dir() and os.access(folder, os.R_OK | os.X_OK)
+
+
+def _empty(folder: Path) -> bool:
+    """Whether a listable folder holds nothing (an unmounted share's mount point)."""
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False
 
 
 def _minute_of_day() -> int:

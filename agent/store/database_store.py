@@ -64,6 +64,11 @@ class DatabaseStore:
             now=now,
         )
 
+    def hold_identity(self, *, library: str, rel_path: str, fingerprint: str, preset_hash: str) -> None:
+        jobs.hold_identity(
+            self.database, library=library, rel_path=rel_path, fingerprint=fingerprint, preset_hash=preset_hash
+        )
+
     def next_runnable(
         self, *, now: datetime, library_order: Sequence[str], exclude_libraries: Collection[str] = ()
     ) -> Job | None:

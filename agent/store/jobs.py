@@ -164,6 +164,23 @@ def enqueue(
     return job
 
 
+def hold_identity(database: Database, *, library: str, rel_path: str, fingerprint: str, preset_hash: str) -> None:
+    """Lock this identity's job row, if any, until the caller's transaction ends.
+
+    Why: a pass checks the ledger, then `enqueue` reopens a done job; with several hosts another
+    one may publish that very job in between (its row turns done under the pass's eyes), and the
+    pass would queue a second encode of content just published. Holding the row first makes the
+    pass wait for a publish in flight and then see its ledger row. SQLite's write transaction
+    (BEGIN IMMEDIATE) already keeps every other writer out: nothing to lock there.
+    """
+    if database.dialect == "sqlite":
+        return
+    database.execute(
+        "SELECT id FROM jobs WHERE library = ? AND rel_path = ? AND fingerprint = ? AND preset_hash = ? FOR UPDATE",
+        (library, rel_path, fingerprint, preset_hash),
+    )
+
+
 def next_runnable(
     database: Database,
     *,

@@ -19,9 +19,11 @@ out (ISO-8601 UTC text on the DATABASE's clock, as job leases are: `agent.store.
   checks that the row still names this host and epoch and has not run out, and on PostgreSQL
   locks the row `FOR SHARE` while the transaction lasts: a taker's UPDATE of the row waits for
   an in-flight pass transaction to end, and the pass's next transaction sees the new epoch and
-  raises NotLeader, having written nothing. A statement run outside a transaction gets a
-  transaction of its own (its rows read before the commit). On SQLite (one host: its state
-  folder's lock allows one agent) the check is the same and trivially holds.
+  raises NotLeader, having written nothing. A pass transaction left idle past the lease (its
+  leader frozen mid-pass) is ended by the server, so that lock never outlives the lease. A
+  statement run outside a transaction gets a transaction of its own (its rows read before the
+  commit). On SQLite (one host: its state folder's lock allows one agent) the check is the same
+  and trivially holds.
 """
 
 from __future__ import annotations
@@ -107,6 +109,16 @@ _HELD = "SELECT epoch FROM leader WHERE id = 1 AND host = ? AND epoch = ? AND ex
 _CHECK = {"sqlite": _HELD, "postgres": _HELD + " FOR SHARE"}
 
 
+# PostgreSQL: a leader stopped mid-pass (SIGSTOP, a paused VM) would keep that share lock, and so
+# the lease, for as long as it stays stopped. The server ends a pass transaction left idle past
+# the lease it writes under (at least 1 s): its locks go, the next host takes over, and the
+# thawed leader's next statement fails, having written nothing.
+_IDLE_LIMIT_SQL = (
+    "SELECT set_config('idle_in_transaction_session_timeout', "
+    "greatest(1000, ceil(extract(epoch FROM (?::timestamptz - clock_timestamp())) * 1000))::bigint::text, true)"
+)
+
+
 def check(database: Database, leadership: Leadership) -> None:
     """Raise NotLeader unless leadership still holds the lease; on PostgreSQL lock the row for the transaction."""
     stamp = _stamp(database_now(database))
@@ -174,6 +186,8 @@ class FencedDatabase:
             return
         with self.inner.transaction():
             check(self.inner, self.leadership)
+            if self.dialect == "postgres":
+                self.inner.execute(_IDLE_LIMIT_SQL, (self.leadership.expires_at,))
             self._depth = 1
             try:
                 yield

@@ -51,6 +51,10 @@ class Store(Protocol):
         reason: str,
         now: datetime,
     ) -> Job | None: ...
+    def hold_identity(self, *, library: str, rel_path: str, fingerprint: str, preset_hash: str) -> None:
+        """Lock this identity's job row until the transaction ends (see agent.store.jobs)."""
+        ...
+
     def next_runnable(
         self, *, now: datetime, library_order: Sequence[str], exclude_libraries: Collection[str] = ()
     ) -> Job | None: ...

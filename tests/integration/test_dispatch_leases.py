@@ -236,6 +236,32 @@ async def test_a_host_whose_library_folder_is_missing_claims_nothing_from_it_and
     assert "tv" not in alpha.dispatcher.unreadable_here  # readable again: claimed from again
 
 
+async def test_a_host_whose_library_mount_point_is_left_empty_claims_nothing_and_the_job_stays_alive(
+    tmp_path: Path, hosts: Callable[[Path], Agent]
+) -> None:
+    make_clip(tmp_path / "alpha-mnt" / "clip.mkv", seconds=1)
+    alpha = hosts(host_config(tmp_path, host="alpha", source=tmp_path / "alpha-mnt"))
+    seen = scan.scan_library(alpha.state.config.libraries[0])  # the planning host's good scan: one file
+    alpha.state.store.record_scan(library="tv", files=seen.files, previous={}, now_ns=time.time_ns(), scanned_at="now")
+    job = alpha.queue("tv", "clip.mkv")
+    (tmp_path / "alpha-mnt").rename(tmp_path / "unmounted")
+    (tmp_path / "alpha-mnt").mkdir()  # an unmounted share leaves its mount point: readable, empty
+
+    for _ in range(3):
+        alpha.dispatcher.tick()
+    await until(lambda: job.id not in alpha.dispatcher.running, what="nothing running", tick=alpha.dispatcher)
+
+    queued = alpha.job(job.id)
+    assert queued.state is jobs.JobState.QUEUED and queued.attempts == 0, queued  # not dead as "source gone"
+    assert events(alpha, "job claimed", job=job.id, host="alpha") == []
+    assert "tv" in alpha.dispatcher.unreadable_here
+
+    (tmp_path / "alpha-mnt").rmdir()
+    (tmp_path / "unmounted").rename(tmp_path / "alpha-mnt")  # mounted again
+    alpha.dispatcher.tick()
+    assert "tv" not in alpha.dispatcher.unreadable_here
+
+
 async def test_a_library_folder_lost_during_an_encode_gives_the_job_back_without_spending_an_attempt(
     tmp_path: Path, hosts: Callable[[Path], Agent]
 ) -> None:

@@ -4,8 +4,10 @@ found again."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -165,3 +167,51 @@ def test_names_come_back_in_the_same_order_as_from_sqlite_whatever_the_database_
         assert list(store.load_holds()) == sorted(names)
     finally:
         store.close()
+
+
+def test_a_leader_frozen_inside_a_pass_transaction_does_not_keep_the_lease_from_the_next_host(
+    postgres_url: str,
+) -> None:
+    """A leader stopped (SIGSTOP, a paused VM) mid-pass holds the leader row share-locked; the
+    server must end that transaction once its lease has run out, so another host can take over
+    (found by tests/e2e/test_several_hosts.py). The frozen leader is a connection left idle in
+    its fenced transaction; the taker another connection."""
+    lease = timedelta(seconds=3)
+    leader, taker = open_postgres_store(postgres_url), open_postgres_store(postgres_url)
+    frozen, thawed = threading.Event(), threading.Event()
+    ended: list[StoreError] = []
+    thaw_at_last = threading.Timer(15, thawed.set)  # else a blocked taker would wait forever
+    try:
+        held = leader.take_or_renew_leadership("nas1", lease=lease)
+        assert held is not None
+        fenced = leader.fenced(held)
+
+        def freeze_mid_pass() -> None:
+            try:
+                with fenced.transaction():
+                    fenced.list_jobs()  # the pass has read (and share-locked the leader row)
+                    frozen.set()
+                    thawed.wait(timeout=60)
+                    fenced.list_jobs()  # thawed: its next statement
+            except StoreError as error:
+                ended.append(error)
+
+        pass_thread = threading.Thread(target=freeze_mid_pass)
+        pass_thread.start()
+        assert frozen.wait(timeout=10)
+        thaw_at_last.start()
+        began = time.monotonic()
+        taken = None
+        while taken is None and time.monotonic() - began < 20:
+            taken = taker.take_or_renew_leadership("desktop", lease=lease)  # blocks while the row is locked
+            time.sleep(0.2)
+        waited = time.monotonic() - began
+        assert taken is not None and taken.epoch == held.epoch + 1, taken
+        assert waited < lease.total_seconds() + 3, waited
+    finally:
+        thawed.set()
+        thaw_at_last.cancel()
+        pass_thread.join(timeout=30)
+        leader.close()
+        taker.close()
+    assert len(ended) == 1  # the thawed leader's transaction failed: it wrote nothing more
