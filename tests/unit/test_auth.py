@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
 
 import pytest
@@ -43,7 +42,7 @@ async def test_an_unknown_name_costs_what_a_wrong_password_does_even_the_first_t
     user = UserRecord("alice", "user", hash_password(PASSWORD, rounds=10), False)
     first_unknown: list[float] = []
     wrong: list[float] = []
-    for _ in range(3):
+    for _ in range(5):
         checker = PasswordChecker(threads=1)  # a fresh one: nothing prepared yet
         try:
             started = time.perf_counter()
@@ -55,7 +54,9 @@ async def test_an_unknown_name_costs_what_a_wrong_password_does_even_the_first_t
         finally:
             checker.close()
 
-    assert 0.5 < statistics.median(first_unknown) / statistics.median(wrong) < 1.5, (first_unknown, wrong)
+    # The fastest of each: on a loaded machine a slow sample says how busy it was, not what a check costs.
+    # Without the dummy check an unknown name answers in microseconds: a ratio near 0.
+    assert 0.5 < min(first_unknown) / min(wrong) < 2, (first_unknown, wrong)
 
 
 async def test_too_many_waiting_logins_are_turned_away(
