@@ -196,10 +196,9 @@ def _load(arguments: argparse.Namespace) -> Loaded | None:
 
 
 def _run(arguments: argparse.Namespace) -> int:
-    from agent.cli_jobs import store_failure
     from agent.runtime import run
     from agent.store import StoreError
-    from agent.store.choose import store_location
+    from agent.store.choose import store_failure
     from agent.store.db import StateError
     from agent.store.lock import LockHeld
 
@@ -220,7 +219,7 @@ def _run(arguments: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     except StoreError as error:  # the store cannot be reached at start, or another agent holds it
-        print(f"error: {store_failure(store_location(loaded.config), error)}", file=sys.stderr)
+        print(f"error: {store_failure(loaded.config, error)}", file=sys.stderr)
         return EXIT_ERROR
 
 
@@ -247,37 +246,24 @@ def _plan(arguments: argparse.Namespace) -> int:
     import json
     import time
 
-    from agent.cli_jobs import store_failure
     from agent.domain import Ledger
     from agent.observe import job_identities, observe
     from agent.plan import plan
     from agent.queued_plan import files_with_jobs, with_jobs
     from agent.render import render_text, to_json
-    from agent.store import StoreError
-    from agent.store.choose import readonly_store_for, store_location
+    from agent.store.choose import read_state
     from agent.store.db import StateError
-    from agent.store.jobs import Job
 
     loaded = _load(arguments)
     if loaded is None:
         return EXIT_ERROR
     config = loaded.config
-    jobs: list[Job] = []
     try:
-        store = readonly_store_for(config, warn=_warn)
-        ledger = Ledger()
-        if store is not None:
-            try:
-                ledger = store.load_ledger()
-                jobs = store.unfinished()
-            finally:
-                store.close()
+        state = read_state(config, lambda store: (store.load_ledger(), store.unfinished()), warn=_warn)
     except StateError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    except StoreError as error:  # unreachable, or e.g. a table lost to a damaged disk or a bad restore
-        print(f"error: {store_failure(store_location(config), error)}", file=sys.stderr)
-        return EXIT_ERROR
+    ledger, jobs = state if state is not None else (Ledger(), [])
     # A short-lived command that builds a few hundred thousand objects and frees none of
     # them early: the cyclic collector's repeated passes would cost a third of the run.
     gc.disable()

@@ -18,12 +18,11 @@ from typing import TYPE_CHECKING
 from agent.quoting import first_line, shown
 from agent.render_jobs import jobs_table
 from agent.store import StoreError, jobs
-from agent.store.choose import has_state, no_state_yet, readonly_store_for, store_for, store_location
+from agent.store.choose import has_state, no_state_yet, read_state, store_failure, store_for
 from agent.store.db import StateError, database_path
 
 if TYPE_CHECKING:
     from agent.config.models import Config
-    from agent.store.jobs import Job
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -31,28 +30,22 @@ EXIT_ERROR = 1
 
 def list_jobs(arguments: argparse.Namespace, config: Config) -> int:
     """Given `hb2r jobs` arguments and the config, print the jobs; return the exit code."""
-    found: list[Job] = []
-    held_back: tuple[str, ...] = ()
     try:
-        store = readonly_store_for(config, warn=_warn)
-        if store is not None:
-            try:
-                found = store.list_jobs(state=arguments.state, library=arguments.library)
-                held_back, _ = store.gate_reasons()
-            finally:
-                store.close()
+        state = read_state(
+            config,
+            lambda store: (store.list_jobs(state=arguments.state, library=arguments.library), store.gate_reasons()[0]),
+            warn=_warn,
+        )
     except StateError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    except StoreError as error:
-        print(f"error: {store_failure(store_location(config), error)}", file=sys.stderr)
-        return EXIT_ERROR
+    found, held_back = state if state is not None else ([], ())
     if arguments.json:
         print(json.dumps({"held_back": list(held_back), "jobs": [job._asdict() for job in found]}, indent=2))
         return EXIT_OK
     if held_back:
         print(f"No job may start now: {'; '.join(held_back)}.")
-    if store is None:
+    if state is None:
         print(f"No jobs: {no_state_yet(config)}.")
     elif not found:
         only = f" {arguments.state}" if arguments.state else ""
@@ -99,7 +92,7 @@ def retry_jobs(job_id: int | None, config: Config) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
     except StoreError as error:
-        print(f"error: {store_failure(store_location(config), error)}", file=sys.stderr)
+        print(f"error: {store_failure(config, error)}", file=sys.stderr)
         return EXIT_ERROR
     for job in requeued:
         was = before[job.id].state if job.id in before else jobs.JobState.DEAD
@@ -131,13 +124,6 @@ def retry_target(arguments: argparse.Namespace) -> int | None:
     except ValueError:
         arguments.usage_error(f"JOB_ID must be a job's number (see hb2r jobs), got {job_id!r}; or --dead for all dead")
         raise  # not reached: usage_error exits
-
-
-def store_failure(location: str, error: Exception) -> str:
-    """Return the store's error, saying where the state is unless it does already."""
-    message = str(error) or type(error).__name__
-    named = location.rsplit(" ", 1)[-1] in message or "postgresql://" in message  # a redacted URL
-    return message if named else f"{location}: {message}"
 
 
 def _warn(message: str) -> None:

@@ -81,7 +81,7 @@ def run(config_path: Path, config: Config) -> int:
     open_files = descriptors.raise_soft_limit()
     # Taken before the database is opened, held for the agent's life (see agent.store.lock).
     with agent_lock(config.paths.state_dir, purpose="run"):
-        store = store_for_run(config, now=datetime.now(UTC))
+        store = store_for_run(config)
         return asyncio.run(_Agent(config_path, config, store=store, open_files=open_files).main())
 
 

@@ -6,10 +6,10 @@ URL is a PostgreSQL database (`agent.store.postgres_store`), its password from
 that opens the state comes through here, so `hb2r run`, `plan`, `jobs`, `retry` and the API
 work on either:
 - `store_for(config)`: read and write, migrated (`hb2r retry`);
-- `store_for_run(config, now=...)`: the same, its PostgreSQL connection named after the host
+- `store_for_run(config)`: the same, its PostgreSQL connection named after the host
   (several agents share one database; on SQLite the state folder's flock keeps one agent);
 - `readonly_store_for(config)`: writes nothing (`hb2r plan`, `hb2r jobs`); None if there is
-  no state yet.
+  no state yet; `read_state(config, read)` opens it, reads and closes it for a command.
 
 A store that cannot be opened raises StoreError (PostgreSQL: one line naming host:port/database,
 never the password) or StateError (SQLite's file). The driver for PostgreSQL (psycopg) is the
@@ -19,10 +19,9 @@ never the password) or StateError (SQLite's file). The driver for PostgreSQL (ps
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING, TypeVar, overload
 
-from agent.store.db import database_path
+from agent.store.db import StateError, database_path
 from agent.store.sql import StoreError
 from agent.store.sqlite import open_store, open_store_readonly
 
@@ -30,6 +29,8 @@ if TYPE_CHECKING:
     from agent.config.models import Config
     from agent.store.postgres_store import PostgresStore
     from agent.store.protocol import Store
+
+T = TypeVar("T")
 
 
 def store_location(config: Config) -> str:
@@ -56,7 +57,7 @@ def store_for(config: Config) -> Store:
     return open_store(config.paths.state_dir)
 
 
-def store_for_run(config: Config, *, now: datetime) -> Store:
+def store_for_run(config: Config) -> Store:
     """Open the config's store for `hb2r run`; on PostgreSQL name its connection after this host."""
     if not config.store.is_postgres:
         return open_store(config.paths.state_dir)
@@ -74,6 +75,33 @@ def readonly_store_for(config: Config, *, warn: Callable[[str], None] = lambda m
     if config.store.is_postgres:
         return _open_postgres(config, read_only=True)
     return open_store_readonly(config.paths.state_dir, warn=warn)
+
+
+def read_state(
+    config: Config, read: Callable[[Store], T], *, warn: Callable[[str], None] = lambda message: None
+) -> T | None:
+    """Open the config's store read-only, return `read(store)` and close it; None if it holds no state yet.
+
+    Raise StateError whose message names the store if it cannot be opened or read.
+    """
+    try:
+        store = readonly_store_for(config, warn=warn)
+        if store is None:
+            return None
+        try:
+            return read(store)
+        finally:
+            store.close()
+    except StoreError as error:  # unreachable, or e.g. a table lost to a damaged disk or a bad restore
+        raise StateError(store_failure(config, error)) from error
+
+
+def store_failure(config: Config, error: Exception) -> str:
+    """Return the store's error, saying where the state is unless it does already."""
+    location = store_location(config)
+    message = str(error) or type(error).__name__
+    named = location.rsplit(" ", 1)[-1] in message or "postgresql://" in message  # a redacted URL
+    return message if named else f"{location}: {message}"
 
 
 def has_state(config: Config) -> bool:
