@@ -355,6 +355,22 @@ def unreadable_here(*, when: str) -> str:
     )
 
 
+def library_seen_here(*, listable: bool, empty: bool, last_file_count: int | None) -> bool | None:
+    """Whether this host sees a library's files, given what it finds at the library's folder and the
+    file count of the store's last good scan (None: the store cannot say now).
+
+    An unmounted share leaves its mount point behind, listable and empty: empty while the last scan
+    counted files is a missing mount, not a library whose every file was deleted. None: not known.
+    """
+    if not listable:
+        return False
+    if not empty:
+        return True
+    if last_file_count is None:
+        return None
+    return last_file_count == 0
+
+
 def heartbeat_due(*, now: float, last_heartbeat: float, lease: float) -> bool:
     """Given the monotonic time, the last heartbeat's and the lease (seconds), return whether to renew now:
     every third of the lease, so that two heartbeats may fail before it runs out."""

@@ -429,19 +429,16 @@ class Dispatcher:
                 self.log.info("HandBrakeCLI may start again on this host", binary=now_seen[0])
 
     def _seen_here(self, library: Library) -> bool | None:
-        """Whether this host sees library's files: its folder can be listed and is not empty while
-        the last good scan (the planning host's, in the store) counted files in it. An unmounted
-        share leaves its mount point behind, readable and empty: that is a missing mount, not a
-        library whose every file was deleted. None when the store cannot say now."""
-        if not _readable(library.source):
-            return False
-        if not _empty(library.source):
-            return True
-        try:
-            known = self.state.store.load_file_counts().get(library.name, 0)
-        except StoreError:
-            return None
-        return known == 0
+        """Whether this host sees library's files now (see dispatch.library_seen_here)."""
+        listable = _readable(library.source)
+        empty = listable and _empty(library.source)
+        known: int | None = None
+        if empty:  # only then does the last scan's count matter
+            try:
+                known = self.state.store.load_file_counts().get(library.name, 0)
+            except StoreError:
+                known = None
+        return dispatch.library_seen_here(listable=listable, empty=empty, last_file_count=known)
 
     def _release(self, entry: Running, release: dispatch.Release) -> None:
         """Give entry's job back (no attempt spent) and stop claiming what this host cannot do."""

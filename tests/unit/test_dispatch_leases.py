@@ -24,6 +24,7 @@ from agent.dispatch import (
     conclude,
     decide,
     heartbeat_due,
+    library_seen_here,
     unavailable_libraries,
 )
 from agent.gate import Sample
@@ -145,3 +146,17 @@ def test_a_host_whose_handbrake_cannot_start_claims_nothing_and_says_why() -> No
     decision = decide(_tick(encoder_problem="/opt/HandBrakeCLI is not executable"))
     assert decision.commands == ()
     assert decision.blocked == ("HandBrakeCLI cannot start on this host: /opt/HandBrakeCLI is not executable",)
+
+
+@pytest.mark.parametrize(
+    ("listable", "empty", "last_file_count", "seen"),
+    [
+        pytest.param(False, False, 10, False, id="a-folder-that-cannot-be-listed-is-not-seen"),
+        pytest.param(True, False, 10, True, id="a-folder-with-entries-is-seen"),
+        pytest.param(True, True, 10, False, id="an-empty-mount-point-where-files-were-is-a-missing-mount"),
+        pytest.param(True, True, 0, True, id="an-empty-library-that-was-empty-is-seen"),
+        pytest.param(True, True, None, None, id="empty-and-the-store-cannot-say-is-not-known"),
+    ],
+)
+def test_library_seen_here(listable: bool, empty: bool, last_file_count: int | None, seen: bool | None) -> None:
+    assert library_seen_here(listable=listable, empty=empty, last_file_count=last_file_count) is seen
