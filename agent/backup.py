@@ -169,15 +169,7 @@ def backup(state_dir: Path, target: Path, *, force: bool = False) -> DatabaseInf
     target = target.absolute()
     _refuse_live_target(target, source)
     folder = target.parent
-    try:
-        if not folder.is_dir():
-            raise BackupError(f"cannot write {target}: folder {folder} does not exist")
-        if target.is_dir():
-            raise BackupError(f"cannot write {target}: it is a folder")
-        if target.exists() and not force:
-            raise BackupError(f"{target} exists; give --force to replace it")
-    except OSError as error:  # e.g. a folder this user may not enter
-        raise BackupError(f"cannot write {target}: {error.strerror}") from None
+    check_target(target, force=force)
     with _private_folder(folder, f".{target.name}.") as private:
         temp = private / target.name
         os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
@@ -270,6 +262,21 @@ def _keep_previous(database: Path, *, damaged: bool) -> Path:
         else:  # merged (or of no use): it must not be replayed into the new database
             side.unlink()
     return kept
+
+
+def check_target(target: Path, *, force: bool) -> None:
+    """Raise BackupError if a backup cannot be written at target (an absolute path): its folder is
+    missing, it is a folder, or it exists and force is not given."""
+    folder = target.parent
+    try:
+        if not folder.is_dir():
+            raise BackupError(f"cannot write {target}: folder {folder} does not exist")
+        if target.is_dir():
+            raise BackupError(f"cannot write {target}: it is a folder")
+        if target.exists() and not force:
+            raise BackupError(f"{target} exists; give --force to replace it")
+    except OSError as error:  # e.g. a folder this user may not enter
+        raise BackupError(f"cannot write {target}: {error.strerror}") from None
 
 
 def _put_in_place(temp: Path, target: Path, *, replace: bool) -> None:

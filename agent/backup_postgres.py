@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.backup import BackupError, _count, _fsync, _fsync_folder, _private_folder, _put_in_place, _size
+from agent.backup import BackupError, _count, _fsync, _fsync_folder, _private_folder, _put_in_place, _size, check_target
 from agent.store.choose import store_location
 from agent.store.postgres_dump import check_archive, dump, restore
 from agent.store.postgres_schema import SCHEMA_VERSION
@@ -30,15 +30,7 @@ def backup_postgres(config: Config, target: Path, *, force: bool = False) -> str
     where = store_location(config)
     target = target.absolute()
     folder = target.parent
-    try:
-        if not folder.is_dir():
-            raise BackupError(f"cannot write {target}: folder {folder} does not exist")
-        if target.is_dir():
-            raise BackupError(f"cannot write {target}: it is a folder")
-        if target.exists() and not force:
-            raise BackupError(f"{target} exists; give --force to replace it")
-    except OSError as error:
-        raise BackupError(f"cannot write {target}: {error.strerror}") from None
+    check_target(target, force=force)
     with _private_folder(folder, f".{target.name}.") as private:
         temp = private / target.name
         temp.touch(mode=0o600, exist_ok=False)
