@@ -156,6 +156,19 @@ def ensure_ignore_listed(archive: Path) -> bool:
     return True
 
 
+def sync_to_disk(temp: Path) -> None:
+    """Write temp's data to disk now. The slow part of publishing (seconds for a big file): the
+    dispatcher does it before opening the store's transaction that records the output, so that
+    the transaction never holds its rows across it. `publish` syncs again, which is then quick.
+    Raise OSError if it cannot be done (nothing is published then).
+    """
+    descriptor = os.open(temp, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def publish(temp: Path, final: Path, *, may_replace: bool, access: Access | None = None) -> None:
     """Given a verified encode in `<archive>/.hb2r-partial/`, make it appear whole at final, in the same archive.
 

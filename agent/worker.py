@@ -702,6 +702,7 @@ class Dispatcher:
             job.library, job.rel_path, job.fingerprint, size, mtime_ns, job.preset_hash, job.output_path
         )
         try:
+            publish.sync_to_disk(temp)
             with store.transaction():
                 store.forget_output(job.output_path)  # a vanished source's, taken over
                 if running.token is None:  # not claimed (never, since every job is): unfenced

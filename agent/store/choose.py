@@ -63,7 +63,7 @@ def store_for_run(config: Config) -> Store:
         return open_store(config.paths.state_dir)
     store = _open_postgres(config)
     try:
-        store.name_connection(host=config.host.name)
+        store.name_connection(host=config.host.name, lease=config.store.lease)
     except BaseException:
         store.close()
         raise

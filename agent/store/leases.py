@@ -289,6 +289,12 @@ def expire_leases(database: Database, *, host_loss_cap: int) -> list[Job]:
     if host_loss_cap < 0:
         raise ValueError(f"host_loss_cap must be 0 or more, got {host_loss_cap}")
     stamp = _stamp(database_now(database))
+    expired = f"{_EXPIRE} AND lease_expires_at IS NOT NULL AND lease_expires_at < ?"
+    if database.dialect == "postgres":
+        # A row another host has locked is in the middle of its transaction (publishing it, say):
+        # skip it rather than wait. If that host is frozen, the server ends its transaction after
+        # a lease (`PostgresStore.name_connection`) and the next call takes the job.
+        expired = f"id IN (SELECT id FROM jobs WHERE {expired} FOR UPDATE SKIP LOCKED)"  # noqa: S608 - constants
     cursor = database.execute(
         _sql(f"""
         UPDATE jobs SET
@@ -302,7 +308,7 @@ def expire_leases(database: Database, *, host_loss_cap: int) -> list[Job]:
             host_losses = host_losses + 1,
             lost_hosts = {_LOST_HOSTS},
             host = NULL, lease_expires_at = NULL, not_before = NULL, progress = NULL, updated_at = ?
-        WHERE {_EXPIRE} AND lease_expires_at IS NOT NULL AND lease_expires_at < ?
+        WHERE {expired}
         RETURNING {{COLUMNS}}
         """),  # noqa: S608 - built from constants only
         (

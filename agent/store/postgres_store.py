@@ -10,8 +10,14 @@ Two ways of opening, and a name (`agent.store.choose` picks for each command):
   (`default_transaction_read_only`), so `hb2r plan` and `hb2r jobs` cannot write even by
   mistake; nothing is migrated: an empty database is "no state yet" (None), one at an older
   schema is refused with what to do (start `hb2r run` once, it migrates);
-- `name_connection(host=...)`: `hb2r run` names its connection `hb2r run on HOST`
-  (`application_name`, which `pg_stat_activity` shows operators), again after a reconnect.
+- `name_connection(host=..., lease=...)`: `hb2r run` names its connection `hb2r run on HOST`
+  (`application_name`, which `pg_stat_activity` shows operators), again after a reconnect, and
+  has the server end any transaction of it left idle longer than the lease
+  (`idle_in_transaction_session_timeout`): a host frozen inside a transaction (SIGSTOP, a paused
+  VM: its socket stays open, so the server would wait for ever) would otherwise keep the rows
+  it wrote locked, and the other hosts could never take its jobs back. No transaction of
+  `hb2r run` waits on anything slow between its statements (a publish syncs the file to disk
+  before its transaction begins), so one idle that long is a host that stopped.
   Several agents share one database: job claims are leased (`agent.store.leases`) and one
   host at a time plans (`agent.store.leader`), so no agent is refused for another running.
   (Before those existed, a session advisory lock let only one `hb2r run` in per database.)
@@ -34,6 +40,7 @@ stamps are fixed-width ISO-8601 and compare the same under any collation.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from agent.store.database_store import DatabaseStore
@@ -51,13 +58,19 @@ class PostgresStore(DatabaseStore):
     def backup_to(self, target: Path) -> None:
         raise StoreError(f"{self.database.location}: a PostgreSQL store is backed up by `hb2r backup` (pg_dump)")
 
-    def name_connection(self, *, host: str) -> None:
-        """Name the connection `hb2r run on HOST` in pg_stat_activity, now and after every reconnect."""
-        self._name(host)
-        self.database.on_reconnect = lambda: self._name(host)
+    def name_connection(self, *, host: str, lease: timedelta) -> None:
+        """Name the connection `hb2r run on HOST` in pg_stat_activity and end its transactions left
+        idle longer than lease (at least a second), now and after every reconnect."""
+        idle_ms = max(1000, int(lease.total_seconds() * 1000))
+        self._configure(host, idle_ms)
+        self.database.on_reconnect = lambda: self._configure(host, idle_ms)
 
-    def _name(self, host: str) -> None:
-        self.database.execute("SELECT set_config('application_name', ?, false)", (f"hb2r run on {host}"[:63],))
+    def _configure(self, host: str, idle_ms: int) -> None:
+        self.database.execute(
+            "SELECT set_config('application_name', ?, false), "
+            "set_config('idle_in_transaction_session_timeout', ?, false)",
+            (f"hb2r run on {host}"[:63], str(idle_ms)),
+        )
 
 
 def open_postgres_store(url: str, *, password_file: Path | None = None) -> PostgresStore:

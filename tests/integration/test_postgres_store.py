@@ -57,10 +57,11 @@ def application_names(url: str) -> list[str]:
 def test_two_agents_open_one_store_side_by_side_each_named_in_pg_stat_activity(
     store: PostgresStore, postgres_url: str
 ) -> None:
-    store.name_connection(host="nas-1")
+    store.name_connection(host="nas-1", lease=timedelta(seconds=30))
     second = open_postgres_store(postgres_url)
     try:
-        second.name_connection(host="desktop")  # no longer refused: jobs are leased, one host plans
+        # no longer refused: jobs are leased, one host plans
+        second.name_connection(host="desktop", lease=timedelta(seconds=30))
         enqueue(store, "from-nas-1.mkv")
         enqueue(second, "from-desktop.mkv")
         assert sorted(job.rel_path for job in store.list_jobs()) == ["from-desktop.mkv", "from-nas-1.mkv"]
@@ -72,7 +73,7 @@ def test_two_agents_open_one_store_side_by_side_each_named_in_pg_stat_activity(
 def test_a_lost_connection_is_opened_again_and_named_again(
     store: PostgresStore, postgres_url: str, postgres_cluster: PostgresCluster
 ) -> None:
-    store.name_connection(host="nas-1")
+    store.name_connection(host="nas-1", lease=timedelta(seconds=30))
     enqueue(store)
     assert terminate_connections_of(postgres_cluster, postgres_url) == 1
 

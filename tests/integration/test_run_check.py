@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -29,7 +29,7 @@ def test_an_empty_database_with_the_right_password_is_usable_and_stays_empty(pos
 
 def test_another_hosts_agent_on_the_store_is_no_obstacle(postgres_url: str) -> None:
     running = open_postgres_store(postgres_url)
-    running.name_connection(host="nas")
+    running.name_connection(host="nas", lease=timedelta(seconds=30))
     try:
         check_can_run(postgres_url, host="desktop")  # several agents share one store
         check_can_run(postgres_url, host="nas")

@@ -1,7 +1,7 @@
 """One claiming host, as its own process with its own connection: for the two-process claim test and
 `bench/hosts.py`.
 
-    python tests/store/claimer.py STORE HOST LIBRARY...
+    python tests/store/claimer.py STORE HOST PAUSE LIBRARY...
 
 STORE is a postgresql:// URL or a SQLite state folder. The process opens the store, prints
 `ready`, waits for a line on stdin (so that every host starts claiming at once), then claims
@@ -9,6 +9,12 @@ until the queue of those libraries is empty, and prints `done`. Each claimed job
 at once (`finish_claimed`: job done, ledger row written, fenced by the token), so that as on
 real hosts only a few jobs run at any time. Every claim is printed as a line
 `<job id> <token> <seconds the claim took> <published: 1, or 0 if another token held the job>`.
+
+PAUSE (seconds) is the "encode" between one job and the next claim. With 0 (the benchmark's
+throughput) one claimer empties the 2,000-job queue in about half a second, so one that a loaded
+machine schedules late, or that SQLite's busy handler leaves asleep while the other commits
+again and again, may claim nothing at all. Real hosts spend minutes between claims; the test's
+pause of a few milliseconds keeps the claimers interleaved the same way.
 """
 
 from __future__ import annotations
@@ -68,12 +74,15 @@ class HostsRun(NamedTuple):
     seconds: float  # from "go" until the last host had emptied the queue
 
 
-def run_hosts(location: str, *, hosts: list[str], libraries: list[str], timeout: float = 300) -> HostsRun:
-    """Start one claimer process per host and let them all claim at once, until the queue is empty."""
+def run_hosts(
+    location: str, *, hosts: list[str], libraries: list[str], pause: float = 0.0, timeout: float = 300
+) -> HostsRun:
+    """Start one claimer process per host and let them all claim at once, until the queue is empty;
+    each waits `pause` seconds after publishing a job before its next claim."""
     argv = [sys.executable, str(Path(__file__).resolve())]
     processes = {
         host: subprocess.Popen(
-            [*argv, location, host, *libraries],
+            [*argv, location, host, str(pause), *libraries],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -108,7 +117,7 @@ def run_hosts(location: str, *, hosts: list[str], libraries: list[str], timeout:
                 process.wait()
 
 
-def main(location: str, host: str, libraries: list[str]) -> None:
+def main(location: str, host: str, pause: float, libraries: list[str]) -> None:
     store = open_any(location)
     print("ready", flush=True)
     sys.stdin.readline()
@@ -128,9 +137,11 @@ def main(location: str, host: str, libraries: list[str]) -> None:
         except LeaseLost:  # only if another host holds the job: what the tests look for
             published = 0
         out.append(f"{claim.job.id} {claim.token} {took:.6f} {published}")
+        if pause:
+            time.sleep(pause)  # the encode
     store.close()
     print("\n".join([*out, "done"]), flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3:])
+    main(sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4:])

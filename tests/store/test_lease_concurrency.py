@@ -20,6 +20,7 @@ from .claimer import fill, open_any, run_hosts
 
 JOBS = 2000
 LIBRARIES = ["tv", "movies"]
+PAUSE = 0.002  # each host's "encode" between claims: see claimer.py on why not 0
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -35,7 +36,7 @@ def queue(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def test_two_processes_claiming_one_queue_never_take_the_same_job(queue: str) -> None:
-    claims = run_hosts(queue, hosts=["alpha", "beta"], libraries=LIBRARIES).claims
+    claims = run_hosts(queue, hosts=["alpha", "beta"], libraries=LIBRARIES, pause=PAUSE).claims
 
     logged = [(host, claim.job_id, claim.token) for host, found in claims.items() for claim in found]
     job_ids = [job_id for _, job_id, _ in logged]

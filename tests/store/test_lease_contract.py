@@ -9,8 +9,11 @@ run out take a few milliseconds' lease and poll `expire_leases` with a deadline.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -22,6 +25,7 @@ from agent.store.database_store import DatabaseStore
 from agent.store.jobs import CancelledBy, Job, JobState
 from agent.store.leases import Claim, LeaseLost
 from agent.store.postgres import connect_postgres
+from agent.store.postgres_store import open_postgres_store
 from agent.store.protocol import Store
 
 from .conftest import STORES
@@ -302,3 +306,65 @@ def test_a_released_job_goes_back_to_the_queue_without_spending_an_attempt(store
     assert not store.heartbeat(job.id, claim.token, progress=None, lease=LEASE).held
     with pytest.raises(LeaseLost):
         store.release_claim(job.id, claim.token, reason="again")
+
+
+# --- a host frozen in the middle of a transaction (PostgreSQL: several hosts, row locks)
+
+
+def _within(seconds: float, call: Callable[[], T]) -> T:
+    """Return call()'s result, failing if it does not return within seconds (it would block a host)."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(call)
+    try:
+        return future.result(timeout=seconds)
+    except FutureTimeout:
+        raise AssertionError(f"still blocked after {seconds} s") from None
+    finally:
+        pool.shutdown(wait=False)  # a blocked call ends when the test lets go of the lock
+
+
+def test_a_host_frozen_while_publishing_does_not_stall_the_others_taking_back_expired_leases(
+    postgres_url: str,
+) -> None:
+    alpha, beta = open_postgres_store(postgres_url), open_postgres_store(postgres_url)
+    try:
+        publishing = added(alpha, "a.mkv")
+        forgotten = added(alpha, "b.mkv", seconds=1)
+        held = claimed(alpha, "alpha", lease=BLINK)
+        claimed(alpha, "alpha", lease=BLINK)
+        with alpha.transaction():  # alpha stops (SIGSTOP) between its ledger write and its commit
+            alpha.finish_claimed(publishing.id, held.token, entry_for(publishing), encoded_at="x", now=T0)
+
+            expired = _within(10, lambda: expire_now(beta))
+
+            assert [job.id for job in expired] == [forgotten.id]  # the row alpha holds is left to alpha
+    finally:
+        alpha.close()
+    taken = beta.get_job(publishing.id)
+    assert taken is not None and taken.state is JobState.DONE  # alpha's commit went through: not taken back
+    beta.close()
+
+
+def test_a_host_frozen_inside_a_transaction_loses_it_after_its_lease_so_its_rows_are_not_held_forever(
+    postgres_url: str,
+) -> None:
+    lease = timedelta(seconds=3)
+    alpha = open_postgres_store(postgres_url)
+    beta = open_postgres_store(postgres_url)
+    alpha.name_connection(host="alpha", lease=lease)
+    try:
+        job = added(alpha)
+        held = claimed(alpha, "alpha", lease=BLINK)
+        frozen = alpha.transaction()
+        frozen.__enter__()  # alpha stops inside its publish transaction and never comes back
+        alpha.finish_claimed(job.id, held.token, entry_for(job), encoded_at="x", now=T0)
+
+        (expired,) = _within(3 * lease.total_seconds(), lambda: expire_now(beta))
+
+        assert expired.id == job.id and expired.state is JobState.QUEUED
+        assert beta.load_ledger().entries == ()  # alpha's uncommitted publish is gone with its session
+    finally:
+        with contextlib.suppress(Exception):
+            frozen.__exit__(None, None, None)
+        alpha.close()
+        beta.close()
