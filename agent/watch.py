@@ -120,8 +120,11 @@ class Watcher:
         on_burst: Callable[[], None],
         log: Any,
         mountinfo: Callable[[], str] = read_mountinfo,
+        statuses: dict[str, WatchStatus] | None = None,
     ) -> None:
+        """`statuses` (e.g. `EngineState.watch`) is kept up to date with each library's status."""
         self._loop = asyncio.get_running_loop()
+        self._statuses = {} if statuses is None else statuses
         self._mark_folders = mark
         self._on_burst = on_burst
         self._log = log
@@ -150,7 +153,7 @@ class Watcher:
 
     def status(self) -> dict[str, WatchStatus]:
         """Return each library's watch mode, why it polls, and how many folders are watched."""
-        return {name: library.status for name, library in self._libraries.items()}
+        return dict(self._statuses)
 
     async def watch(self, libraries: Mapping[str, Path]) -> None:
         """Watch these libraries (name -> source folder) and no others: at start and on each
@@ -160,6 +163,7 @@ class Watcher:
             for name in list(self._libraries):
                 if name not in libraries or self._libraries[name].source != libraries[name]:
                     self._release(self._libraries.pop(name))
+                    self._statuses.pop(name, None)
             for name, source in libraries.items():
                 library = self._libraries.setdefault(name, _Library(name, source))
                 library.out_of_watches = False
@@ -168,7 +172,9 @@ class Watcher:
     async def refresh(self) -> None:
         """Check every library again (after each pass): watch those that can be watched and are
         not, or whose root folder is another one now (a disk mounted over it); drop to polling
-        those now on a remote filesystem."""
+        those now on a remote filesystem. Skipped while a watch() or refresh() runs: it looks."""
+        if self._serial.locked():
+            return
         async with self._serial:
             await self._refresh()
 
@@ -231,9 +237,14 @@ class Watcher:
         limit = _read_limit("/proc/sys/fs/inotify/max_user_watches")
         self._set_status(library, WatchStatus("polling", watch_limit_reason(limit=limit, folders_needed=needed), 0))
 
+    def _put(self, library: _Library, status: WatchStatus) -> None:
+        library.status = status
+        if self._libraries.get(library.name) is library:
+            self._statuses[library.name] = status
+
     def _set_status(self, library: _Library, status: WatchStatus) -> None:
         before = library.status
-        library.status = status
+        self._put(library, status)
         if (before.mode, before.reason) == (status.mode, status.reason):
             return
         if status.mode == "events":
@@ -382,7 +393,7 @@ class Watcher:
 
     def _set_folders(self, library: _Library) -> None:
         if library.status.mode == "events":
-            library.status = WatchStatus("events", None, len(library.folders))
+            self._put(library, WatchStatus("events", None, len(library.folders)))
 
     def _root_gone(self, library: _Library) -> None:
         self._release(library)
@@ -416,6 +427,15 @@ class Watcher:
         self._timer = None
         self._burst_started = None
         self._on_burst()
+
+
+def pick_up_now(source: Path) -> PickUp:
+    """Return how the library at `source` would notice changes now (for `hb2r plan`): polling
+    if its filesystem sends no events for other machines' changes, or if it is not a folder."""
+    decision, identity = _look_at(source, parse_mountinfo(read_mountinfo()))
+    if decision.mode == "events" and identity is None:
+        return PickUp("polling", ROOT_GONE_REASON)
+    return decision
 
 
 def _look_at(source: Path, mounts: list[Any]) -> tuple[PickUp, tuple[int, int] | None]:
