@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -109,3 +110,37 @@ async def test_a_library_on_a_fuse_mount_polls_and_says_why_once(
         await poll(three_passes, what="three passes", agent=agent, deadline=30.0)
     said = agent.events("library polls for changes")
     assert len(said) == 1 and said[0]["library"] == "tv", said
+
+
+async def test_a_reload_watches_an_added_library_and_forgets_a_removed_one(
+    tmp_path: Path, clip: Path, agents: Callable[[Path], Agent]
+) -> None:
+    port = free_port()
+    config = hourly(api_config(tmp_path, port=port))
+    agent = agents(config)
+    async with aiohttp.ClientSession() as http:
+        api = Client(http, port)
+        await api.healthy(agent)
+        token = await api.login("viewer", VIEWER_PASSWORD)
+        await poll(lambda: library_status(api, token), what="the first pass", agent=agent, deadline=30.0)
+
+        (tmp_path / "movies" / "Film").mkdir(parents=True)
+        text = config.read_text()
+        tv_line = next(line for line in text.splitlines() if "{name: tv," in line)
+        movies_line = "  - {name: movies, source: movies, output: Movies, preset: tv, stable_after: 1s}"
+        config.write_text(text.replace(tv_line, movies_line))
+        agent.process.send_signal(signal.SIGHUP)
+
+        async def movies_watched() -> dict[str, Any] | None:
+            status, body = await api.get("/api/status", token)
+            libraries = {library["name"]: library for library in body["libraries"]} if status == 200 else {}
+            watch = libraries.get("movies", {}).get("watch")
+            return watch if watch and set(libraries) == {"movies"} else None
+
+        watch = await poll(movies_watched, what="the added library watched", agent=agent, deadline=30.0)
+        assert watch == {"mode": "events", "reason": None, "folders": 2}
+        shutil.copyfile(clip, tmp_path / "movies" / "Film" / "film.mkv")
+        copied = time.monotonic()
+        while not any("Film/film.mkv" in paths for paths in jobs_by_state(tmp_path).values()):
+            assert time.monotonic() < copied + STABLE_AFTER + 2.0, agent.log_path.read_text()[-3000:]
+            await asyncio.sleep(0.05)

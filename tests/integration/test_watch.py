@@ -325,3 +325,46 @@ def test_running_out_of_inotify_watches_makes_that_library_poll_and_says_so_once
     assert report["watches"] == 2, "the big library's partial watches were not released"
     said = [line for line in report["log"] if line[1] == "library polls for changes"]
     assert len(said) == 1 and said[0][2]["library"] == "big", report["log"]
+
+
+NO_INSTANCE_SCRIPT = """
+import asyncio, json, sys
+from pathlib import Path
+from agent.watch import Watcher
+
+class Log:
+    lines = []
+    def info(self, event, **fields): self.lines.append(["info", event, fields])
+    def warning(self, event, **fields): self.lines.append(["warning", event, fields])
+
+async def main():
+    watcher = Watcher(mark=lambda *a: None, on_burst=lambda: None, log=Log())
+    await watcher.watch({"tv": Path(sys.argv[1])})
+    await watcher.refresh()
+    status = {name: [s.mode, s.reason, s.folders] for name, s in watcher.status().items()}
+    print(json.dumps({"status": status, "log": Log.lines}))
+    watcher.close()
+
+asyncio.run(main())
+"""
+
+
+def test_no_inotify_instance_to_be_had_makes_every_library_poll_and_names_the_sysctl(tree: Path) -> None:
+    # max_user_instances run out for real, in a user namespace whose limit is 0: inotify_init1 says EMFILE.
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is missing")
+    script = f'echo 0 > /proc/sys/user/max_inotify_instances && exec {sys.executable} -c "$0" "$1"'
+    done = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "bash", "-c", script, NO_INSTANCE_SCRIPT, str(tree)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    mode, reason, folders = report["status"]["tv"]
+    assert (mode, folders) == ("polling", 0)
+    assert "fs.inotify.max_user_instances" in reason
+    assert [line[1] for line in report["log"]] == ["library polls for changes"]
