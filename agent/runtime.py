@@ -52,6 +52,7 @@ import contextlib
 import hashlib
 import shutil
 import signal
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,7 @@ class _Agent:
         self.stop_requested = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._reloads: set[asyncio.Task[None]] = set()
+        self._watching: set[asyncio.Task[None]] = set()
         self._probe_delay: float | None = None  # None: the last HandBrakeCLI probe succeeded
         self._probe_retry_at = 0.0  # loop time of the next probe after one failed
         self.planner = PlannerLease(host=config.host.name, lease=config.store.lease, log=self.log)
@@ -160,7 +162,7 @@ class _Agent:
             self.watcher.close()
             return 1
         # The first walk of a big library takes a while: it goes on beside the first pass.
-        first_watch = asyncio.create_task(self.watcher.watch(_sources(config)), name="first-watch")
+        self._watch_soon(self.watcher.watch(_sources(config)))
         self._renew()  # before the first pass: on one host it plans at once, as ever
         await self._report_host()
         self.schedule.start()
@@ -184,9 +186,10 @@ class _Agent:
         await runner.cleanup()
         self.api.checker.close()
         self.schedule.shutdown()
-        first_watch.cancel()
+        for task in self._watching:
+            task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await first_watch
+            await asyncio.gather(*self._watching)
         self.watcher.close()
         keeping.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -223,10 +226,23 @@ class _Agent:
         else:
             self.state.pass_problem = None
         self.dispatcher.wake()
+        self._watch_soon(self.watcher.refresh())
+
+    def _watch_soon(self, looking: Coroutine[Any, Any, None]) -> None:
+        """Have the watcher look at the libraries beside the passes and reloads: it stats each
+        source, which a hung network mount would hold up (the watcher skips a refresh while one runs)."""
+        if self.stop_requested.is_set():  # stopping: the watcher is closed, or about to be
+            looking.close()
+            return
+        task = asyncio.create_task(self._logged(looking), name="watch-libraries")
+        self._watching.add(task)
+        task.add_done_callback(self._watching.discard)
+
+    async def _logged(self, looking: Coroutine[Any, Any, None]) -> None:
         try:
-            await self.watcher.refresh()
+            await looking
         except Exception:
-            self.log.exception("watching the libraries failed; they are polled")
+            self.log.exception("watching the libraries failed")
 
     async def _keep_lease(self) -> None:
         """Every lease/3: renew (or take) the planner's lease and report this host; a new leader plans at once."""
@@ -349,7 +365,7 @@ class _Agent:
         self.state.config_generation += 1
         self.state.reload_error = None
         await self._apply_presets(new)
-        await self.watcher.watch(_sources(new))
+        self._watch_soon(self.watcher.watch(_sources(new)))
         if new.scan.interval != old.scan.interval:
             self.schedule.set_interval(new.scan.interval)
         self.log.info("config reloaded", trigger=why)
