@@ -253,11 +253,13 @@ def _plan(arguments: argparse.Namespace) -> int:
     from agent.render import render_text, to_json
     from agent.store.choose import read_state
     from agent.store.db import StateError
+    from agent.watch import pick_up_now
 
     loaded = _load(arguments)
     if loaded is None:
         return EXIT_ERROR
     config = loaded.config
+    watch = {library.name: pick_up_now(library.source) for library in config.libraries}
     try:
         state = read_state(config, lambda store: (store.load_ledger(), store.unfinished()), warn=_warn)
     except StateError as error:
@@ -274,9 +276,11 @@ def _plan(arguments: argparse.Namespace) -> int:
     fingerprints, preset_hashes = job_identities(config, observation, ledger, files_with_jobs(result, jobs), warn=_warn)
     queued = with_jobs(result, jobs, fingerprints=fingerprints, preset_hashes=preset_hashes)
     if arguments.json:
-        sys.stdout.write(json.dumps(to_json(queued), indent=2) + "\n")
+        as_json = to_json(queued)
+        as_json["watch"] = {name: {"mode": found.mode, "reason": found.reason} for name, found in watch.items()}
+        sys.stdout.write(json.dumps(as_json, indent=2) + "\n")
     else:
-        sys.stdout.write(render_text(queued, config, observation))
+        sys.stdout.write(render_text(queued, config, observation, watch=watch))
     sys.stdout.flush()
     return EXIT_PENDING if queued.pending else EXIT_OK
 

@@ -45,6 +45,7 @@ from agent.domain import (
     Transcode,
     Wait,
 )
+from agent.mounts import WatchStatus
 from agent.observe import observe, with_fingerprints
 from agent.plan import plan
 from agent.queued_plan import QueuedPlan, with_jobs
@@ -75,19 +76,27 @@ class EngineState:
     unpublishable_libraries: dict[str, str] = field(default_factory=dict)
     # check -> what is wrong with the archive that does not stop encoding (degraded /health)
     archive_problems: dict[str, str] = field(default_factory=dict)
+    # library -> folders (relative to its source, "" for the top) inotify saw change since the
+    # last pass took them: `agent.watch` adds, the reconcile pass takes them.
+    dirty_folders: dict[str, set[str]] = field(default_factory=dict)
+    # library -> how its changes are noticed (inotify events or polling, why, folders watched);
+    # kept up to date by `agent.watch`.
+    watch: dict[str, WatchStatus] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class PassSummary:
     """What the last reconcile pass found: counts of the plan's actions (transcodes by their
     job's stage, keys as in `agent.queued_plan.COUNT_KEYS`), files waiting to be stable by
-    library, whether work is pending, and how long it took."""
+    library, whether work is pending, and how long it took; when the first waiting file becomes
+    stable (None if none waits), for a pass to run then."""
 
     finished_at: datetime
     seconds: float
     counts: dict[str, int]
     waiting: dict[str, int]
     pending: bool
+    next_stable_at: datetime | None = None
 
 
 async def reconcile(
@@ -106,6 +115,7 @@ async def reconcile(
     config = state.config
     store = state.store if store is None else store
     started = time.monotonic()
+    state.dirty_folders.clear()  # this pass walks every folder: it takes them all
     remembered = store.load_ledger()
     now_ns = time.time_ns()
     observation = await asyncio.to_thread(
@@ -152,20 +162,24 @@ async def reconcile(
         fingerprints=fingerprints,
         preset_hashes={name: value for name, value in _library_preset_hashes(state).items() if value is not None},
     )
-    state.last_pass = _summary(queued, finished_at=now(), seconds=time.monotonic() - started)
+    state.last_pass = _summary(queued, finished_at=now(), seconds=time.monotonic() - started, observed_at_ns=now_ns)
     update_conditions(state, now=state.last_pass.finished_at)
     return result
 
 
-def _summary(queued: QueuedPlan, *, finished_at: datetime, seconds: float) -> PassSummary:
+def _summary(queued: QueuedPlan, *, finished_at: datetime, seconds: float, observed_at_ns: int) -> PassSummary:
     """Count the plan as `hb2r plan --json` does (transcodes by their job's stage), so that
-    /api/status and `hb2r plan` agree on what is pending."""
+    /api/status and `hb2r plan` agree on what is pending; note when the first waiting file
+    becomes stable (its wait counts from the moment the pass observed it)."""
     counts = {key: count for key, count in queued.counts().items() if count}
     waiting: dict[str, int] = {}
+    soonest: float | None = None
     for action in queued.plan.actions:
         if isinstance(action, Wait):
             waiting[action.library] = waiting.get(action.library, 0) + 1
-    return PassSummary(finished_at, seconds, counts, waiting, queued.pending)
+            soonest = action.stable_in_seconds if soonest is None else min(soonest, action.stable_in_seconds)
+    stable_at = None if soonest is None else datetime.fromtimestamp(observed_at_ns / 1e9 + soonest, UTC)
+    return PassSummary(finished_at, seconds, counts, waiting, queued.pending, next_stable_at=stable_at)
 
 
 def update_conditions(state: EngineState, *, now: datetime) -> dict[str, Condition]:

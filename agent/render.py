@@ -11,11 +11,12 @@ carries them exact.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from agent.config.models import Config
+from agent.config.units import format_duration
 from agent.domain import (
     Action,
     Adopt,
@@ -28,6 +29,7 @@ from agent.domain import (
     UserChange,
     Wait,
 )
+from agent.mounts import PickUp
 from agent.queued_plan import NEEDS_RETRY, JobView, QueuedPlan, Stage
 from agent.quoting import escaped, first_line, shown
 
@@ -61,12 +63,24 @@ def summary(queued: QueuedPlan) -> str:
     return f"Plan: {', '.join(parts)}."
 
 
-def render_text(queued: QueuedPlan, config: Config, observation: Observation) -> str:
-    """Return the plan as readable lines, grouped by library, ending with the summary."""
-    return "\n".join(_text_lines(queued, config, observation)) + "\n"
+def render_text(
+    queued: QueuedPlan, config: Config, observation: Observation, *, watch: Mapping[str, PickUp] | None = None
+) -> str:
+    """Return the plan as readable lines, grouped by library, ending with the summary; with
+    `watch`, each library says how it notices new files (inotify events, or polling and why)."""
+    return "\n".join(_text_lines(queued, config, observation, watch or {})) + "\n"
 
 
-def _text_lines(queued: QueuedPlan, config: Config, observation: Observation) -> Iterator[str]:
+def watch_line(pick_up: PickUp, config: Config) -> str:
+    """Return the line saying how a library notices new files."""
+    if pick_up.mode == "events":
+        return "  watch: inotify events (new files are seen as they arrive)"
+    return f"  watch: polling every {format_duration(config.scan.interval)} ({escaped(pick_up.reason or '')})"
+
+
+def _text_lines(
+    queued: QueuedPlan, config: Config, observation: Observation, watch: Mapping[str, PickUp]
+) -> Iterator[str]:
     by_library: dict[str, list[Action]] = {library.name: [] for library in config.libraries}
     user_changes: list[UserChange] = []
     for action in queued.plan.actions:
@@ -76,8 +90,11 @@ def _text_lines(queued: QueuedPlan, config: Config, observation: Observation) ->
             by_library[action.library].append(action)
     for library in config.libraries:
         actions = by_library[library.name]
+        pick_up = watch.get(library.name)
         if actions and isinstance(actions[0], PauseLibrary):  # a paused library has no other action
             yield f"{shown(library.name)}: PAUSED, {escaped(actions[0].reason)}"
+            if pick_up is not None:
+                yield watch_line(pick_up, config)
             continue
         observed = observation.libraries.get(library.name)
         files = len(observed.files) if observed else 0
@@ -86,8 +103,12 @@ def _text_lines(queued: QueuedPlan, config: Config, observation: Observation) ->
         heading = f"{shown(library.name)} ({shown(str(library.source))} -> {target}, {counted})"
         if not actions:
             yield f"{heading}: in sync"
+            if pick_up is not None:
+                yield watch_line(pick_up, config)
             continue
         yield heading
+        if pick_up is not None:
+            yield watch_line(pick_up, config)
         for action in actions:
             if isinstance(action, Transcode):
                 yield _transcode_line(action, queued, attempts_allowed=config.retry.attempts)

@@ -30,6 +30,14 @@ the libraries queue again at once, with no reload or restart needed.
 The HTTP service (`agent.api`) runs on the same event loop; READY=1 goes to systemd once it
 answers, so `systemctl start` returning means /health can be asked.
 
+New files are noticed as they arrive (agent/watch.py): each library's folders are watched
+with inotify (on every host: a follower's watcher asks for passes that do nothing), a change
+marks its folder in `EngineState.dirty_folders` and asks for a pass within a second; a pass
+whose plan has files waiting to become stable asks for one more when the first of them is
+(STABLE_MARGIN_SECONDS later). A library that cannot be watched is polled every
+`scan.interval`, as before, and says why. After each pass the watcher looks again (a source
+unmounted, mounted over or back); a reload watches added libraries and drops removed ones.
+
 File descriptors (agent/descriptors.py): the soft RLIMIT_NOFILE is raised to the hard one
 before anything is opened, and the HTTP service is capped below it. Running out anyway
 (EMFILE/ENFILE, e.g. the host's table is full) is logged once a minute, whether asyncio met
@@ -44,7 +52,8 @@ import contextlib
 import hashlib
 import shutil
 import signal
-from datetime import UTC, datetime
+from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +74,11 @@ from agent.store import StoreError
 from agent.store.choose import store_for_run, store_location
 from agent.store.lock import agent_lock
 from agent.store.protocol import Store
+from agent.watch import Watcher
 
 CONFIG_CHECK_SECONDS = 5.0
+# A pass for a file becoming stable runs this long after it is, so that it is stable then.
+STABLE_MARGIN_SECONDS = 0.25
 PROBE_RETRY_FIRST_SECONDS = 5.0
 PROBE_RETRY_MAX_SECONDS = 300.0
 
@@ -96,6 +108,7 @@ class _Agent:
         self.stop_requested = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._reloads: set[asyncio.Task[None]] = set()
+        self._watching: set[asyncio.Task[None]] = set()
         self._probe_delay: float | None = None  # None: the last HandBrakeCLI probe succeeded
         self._probe_retry_at = 0.0  # loop time of the next probe after one failed
         self.planner = PlannerLease(host=config.host.name, lease=config.store.lease, log=self.log)
@@ -132,6 +145,9 @@ class _Agent:
             now=datetime.now(UTC),
         )
         self.dispatcher = self.api.dispatcher
+        self.watcher = Watcher(
+            mark=self._mark_dirty, on_burst=self.schedule.run_soon, log=self.log, statuses=self.state.watch
+        )
         loop = asyncio.get_running_loop()
         loop.set_exception_handler(self._loop_exception)
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -143,7 +159,10 @@ class _Agent:
         except OSError as error:
             self.log.error("cannot start: cannot listen", listen=config.server.listen, reason=error.strerror)
             self.api.checker.close()
+            self.watcher.close()
             return 1
+        # The first walk of a big library takes a while: it goes on beside the first pass.
+        self._watch_soon(self.watcher.watch(_sources(config)))
         self._renew()  # before the first pass: on one host it plans at once, as ever
         await self._report_host()
         self.schedule.start()
@@ -167,6 +186,11 @@ class _Agent:
         await runner.cleanup()
         self.api.checker.close()
         self.schedule.shutdown()
+        for task in self._watching:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self._watching)
+        self.watcher.close()
         keeping.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await keeping
@@ -181,11 +205,19 @@ class _Agent:
         self.log.info("agent stopped")
         return 0
 
+    def _mark_dirty(self, library: str, folders: set[str]) -> None:
+        self.state.dirty_folders.setdefault(library, set()).update(folders)
+
     async def _pass(self) -> None:
         if self.stop_requested.is_set():
             return
         try:
-            await lead_pass(self.state, self.planner, log=self.log)  # nothing on a follower
+            planned = await lead_pass(self.state, self.planner, log=self.log)  # nothing on a follower
+            summary = self.state.last_pass
+            if planned is not None and summary is not None:
+                stable_at = summary.next_stable_at
+                margin = timedelta(seconds=STABLE_MARGIN_SECONDS)
+                self.schedule.wake_at(None if stable_at is None else stable_at + margin)
         except descriptors.OutOfDescriptors as error:
             self.state.pass_problem = f"reconcile pass failed, retried next pass: {error}"
             self.shortage.report("reconcile pass failed: out of file descriptors", reason=str(error))
@@ -194,6 +226,23 @@ class _Agent:
         else:
             self.state.pass_problem = None
         self.dispatcher.wake()
+        self._watch_soon(self.watcher.refresh())
+
+    def _watch_soon(self, looking: Coroutine[Any, Any, None]) -> None:
+        """Have the watcher look at the libraries beside the passes and reloads: it stats each
+        source, which a hung network mount would hold up (the watcher skips a refresh while one runs)."""
+        if self.stop_requested.is_set():  # stopping: the watcher is closed, or about to be
+            looking.close()
+            return
+        task = asyncio.create_task(self._logged(looking), name="watch-libraries")
+        self._watching.add(task)
+        task.add_done_callback(self._watching.discard)
+
+    async def _logged(self, looking: Coroutine[Any, Any, None]) -> None:
+        try:
+            await looking
+        except Exception:
+            self.log.exception("watching the libraries failed")
 
     async def _keep_lease(self) -> None:
         """Every lease/3: renew (or take) the planner's lease and report this host; a new leader plans at once."""
@@ -316,6 +365,7 @@ class _Agent:
         self.state.config_generation += 1
         self.state.reload_error = None
         await self._apply_presets(new)
+        self._watch_soon(self.watcher.watch(_sources(new)))
         if new.scan.interval != old.scan.interval:
             self.schedule.set_interval(new.scan.interval)
         self.log.info("config reloaded", trigger=why)
@@ -389,6 +439,10 @@ def clean_own_partials(config: Config, *, log: Any) -> None:
         instance = publish.instance_tag(config.paths.state_dir)
         for path in publish.clean_partials(config.paths.archive, instance=instance, host=config.host.name):
             log.info("temp file removed", path=str(path))
+
+
+def _sources(config: Config) -> dict[str, Path]:
+    return {library.name: library.source for library in config.libraries}
 
 
 def _output_sizes(archive: Path, output_paths: list[str]) -> dict[str, int]:

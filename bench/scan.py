@@ -9,7 +9,13 @@ and on the same warm page cache:
             the floor for any Python scanner, before config, planning and output.
 Prints the medians, the ratio (target <= 3x) and hb2r's peak RSS (target <= 150 MB).
 
-    .venv/bin/python bench/scan.py [--files 100000] [--runs 7] [--keep DIR]
+Part `pickup` (bench_pickup): a running `hb2r run` on the same tree, every file already
+encoded (ledger rows and outputs written beforehand), `scan.interval: 1h`, `stable_after` 2 s,
+the gate closed by a time window so nothing encodes: one file is added, and the time from its
+close to its job being queued is measured, ten times; prints the median against the target
+(stable_after + 2 s).
+
+    .venv/bin/python bench/scan.py [--files 100000] [--runs 7] [--keep DIR] [--parts plan,pickup]
 """
 
 from __future__ import annotations
@@ -17,11 +23,16 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 HB2R = [sys.executable, "-m", "agent"]
@@ -96,7 +107,9 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--keep", type=Path, help="build the tree here and keep it")
+    parser.add_argument("--parts", default="plan,pickup", help="comma-separated parts to run: plan, pickup")
     arguments = parser.parse_args()
+    parts = set(arguments.parts.split(","))
 
     root = arguments.keep or Path(tempfile.mkdtemp(prefix="hb2r-bench-"))
     try:
@@ -105,6 +118,10 @@ def main() -> None:
             started = time.perf_counter()
             make_tree(source, arguments.files)
             print(f"made {arguments.files} files in {time.perf_counter() - started:.1f}s under {source}")
+        if "pickup" in parts:
+            bench_pickup(root, source, tries=10)
+        if "plan" not in parts:
+            return
         config = write_config(root)
         find = f"find {source} -type f -printf '%p %s %T@\\n' | wc -l"
         time_shell(find)  # warm the page cache for both
@@ -132,6 +149,170 @@ def main() -> None:
     finally:
         if arguments.keep is None:
             shutil.rmtree(root, ignore_errors=True)
+
+
+PICKUP_STABLE_AFTER = 2.0
+
+
+def bench_pickup(root: Path, source: Path, *, tries: int) -> None:
+    """One file added to the library of a running agent: seconds from its close to its job
+    being queued, median of `tries`, against stable_after + 2 s. Leaves `source` as it was."""
+    work = root / "pickup"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    port = _free_port()
+    closed_hour = (datetime.now(UTC).astimezone().hour + 12) % 24  # the gate holds every job: nothing encodes
+    config = work / "config.yaml"
+    config.write_text(
+        "version: 1\n"
+        "paths: {archive: archive, state_dir: state}\n"
+        "libraries:\n"
+        f"  - {{name: tv, source: {source}, output: TV, preset: tv, stable_after: {PICKUP_STABLE_AFTER:g}s}}\n"
+        "presets:\n"
+        "  tv: {handbrake: 'Fast 1080p30'}\n"
+        "scan: {interval: 1h}\n"
+        f"limits: {{windows: ['{closed_hour:02d}:00-{closed_hour:02d}:01']}}\n"
+        "auth: {jwt_secret_file: state/jwt.secret, bcrypt_rounds: 4}\n"
+        f"server: {{listen: '127.0.0.1:{port}'}}\n"
+    )
+    started = time.perf_counter()
+    count = _record_everything_encoded(config)
+    print(f"pickup: recorded {count} files as encoded in {time.perf_counter() - started:.1f}s")
+    log = (work / "agent.log").open("wb")
+    agent = subprocess.Popen(
+        [*HB2R, "run", str(config)], cwd=Path(__file__).parent.parent, stdout=log, stderr=subprocess.STDOUT
+    )
+    added: list[Path] = []
+    try:
+        _until(lambda: _first_pass_done(port), what="the agent's first pass", deadline=600.0, agent=agent)
+        folders = sorted({path.parent for path in source.glob("*/*/*.mkv")})
+        latencies: list[float] = []
+        pass_seconds: list[float] = []  # how long the pass that queued it took: two passes bound the wait
+        for attempt in range(tries):
+            folder = folders[(attempt * 7919) % len(folders)]
+            target = folder / f"added {attempt:02d}.mkv"
+            target.write_bytes(b"a new episode, not really a video\n")
+            closed = time.monotonic()
+            added.append(target)
+            rel_path = str(target.relative_to(source))
+            _until(
+                lambda rel_path=rel_path: _queued(work / "state" / "hb2r.db", rel_path),
+                what="the job queued",
+                deadline=60.0,
+                agent=agent,
+            )
+            latencies.append(time.monotonic() - closed)
+            pass_seconds.append(_scan_seconds(port))
+        median = statistics.median(latencies)
+        target_seconds = PICKUP_STABLE_AFTER + 2.0
+        print(
+            f"pickup: one file added, queued after (median of {tries}): {median:.2f}s  "
+            f"(target <= stable_after + 2 s = {target_seconds:g}s; "
+            f"min {min(latencies):.2f}s, max {max(latencies):.2f}s)"
+        )
+        print(f"pickup: beyond stable_after: {median - PICKUP_STABLE_AFTER:.2f}s")
+        print(f"pickup: one pass of the running agent (median): {statistics.median(pass_seconds):.2f}s")
+    finally:
+        agent.terminate()
+        try:
+            agent.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.wait()
+        log.close()
+        for path in added:
+            path.unlink(missing_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _record_everything_encoded(config_path: Path) -> int:
+    """Write the ledger rows and outputs `hb2r run` would leave after encoding every file."""
+    sys.path.insert(0, str(Path(__file__).parent.parent))
+    from agent.config import load_config
+    from agent.domain import LedgerEntry
+    from agent.handbrake.probe import handbrake_version
+    from agent.identity import output_path, preset_identity
+    from agent.scan import fingerprint
+    from agent.store import ledger
+    from agent.store.db import open_database
+
+    config = load_config(config_path).config
+    (config.paths.archive).mkdir(parents=True, exist_ok=True)
+    library = config.libraries[0]
+    preset = config.preset_for(library)
+    preset_hash = preset_identity(
+        preset, import_file_content=None, handbrake_version=handbrake_version(config.handbrake.binary)
+    )
+    database = open_database(config.paths.state_dir)
+    count = 0
+    made: set[Path] = set()
+    try:
+        with database.transaction():
+            for folder, _, names in os.walk(library.source):
+                for name in names:
+                    path = Path(folder) / name
+                    info = path.stat()
+                    rel_path = path.relative_to(library.source).as_posix()
+                    output = output_path(library, preset, rel_path)
+                    entry = LedgerEntry(
+                        library.name,
+                        rel_path,
+                        fingerprint(path, size=info.st_size),
+                        info.st_size,
+                        info.st_mtime_ns,
+                        preset_hash,
+                        output,
+                    )
+                    ledger.record(database, entry, encoded_at=datetime.now(UTC).isoformat())
+                    target = config.paths.archive / output
+                    if target.parent not in made:
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        made.add(target.parent)
+                    target.write_bytes(b"encoded")
+                    count += 1
+    finally:
+        database.close()
+    return count
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _scan_seconds(port: int) -> float:
+    """Return how long the agent's last pass took (0 before the first, or if it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith("hb2r_scan_duration_seconds "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def _first_pass_done(port: int) -> bool:
+    return _scan_seconds(port) > 0
+
+
+def _queued(database: Path, rel_path: str) -> bool:
+    if not database.exists():
+        return False
+    with sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True, timeout=5) as connection:
+        return connection.execute("SELECT 1 FROM jobs WHERE rel_path = ?", (rel_path,)).fetchone() is not None
+
+
+def _until(condition: Callable[[], bool], *, what: str, deadline: float, agent: subprocess.Popen[bytes]) -> None:
+    end = time.monotonic() + deadline
+    while not condition():
+        if agent.poll() is not None:
+            raise SystemExit(f"the agent exited ({agent.returncode}) while waiting for {what}")
+        if time.monotonic() > end:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.02)
 
 
 if __name__ == "__main__":

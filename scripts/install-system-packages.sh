@@ -32,6 +32,9 @@ command -v runuser >/dev/null 2>&1 || [ -x /usr/sbin/runuser ] || missing+=(util
 { command -v ip || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; } >/dev/null 2>&1 || missing+=(iproute2)
 command -v mount >/dev/null 2>&1 || missing+=(mount)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# The pick-up tests mount a library over FUSE (bindfs), where other machines' changes send no
+# inotify event, to see hb2r poll it.
+command -v bindfs >/dev/null 2>&1 || missing+=(bindfs)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -12,6 +12,7 @@ from agent.api.hosts import leader_view
 from agent.api.security import requires
 from agent.api.views import encodes_view, gate_view, system_view
 from agent.engine import update_conditions
+from agent.mounts import WatchStatus
 from agent.store import ledger
 
 COUNTED_STATES = ("done", "queued", "running", "failed", "dead", "cancelled")
@@ -31,6 +32,7 @@ async def status(request: web.Request) -> web.Response:
         condition = conditions[library.name]
         found = sizes.get(library.name, ledger.LibraryBytes(0, 0, 0))
         by_state = counts.get(library.name, {})
+        watch = state.watch.get(library.name)
         libraries.append(
             {
                 "name": library.name,
@@ -46,6 +48,8 @@ async def status(request: web.Request) -> web.Response:
                     **{state_name: by_state.get(state_name, 0) for state_name in COUNTED_STATES},
                     "waiting": waiting.get(library.name, 0),
                 },
+                # how new files are noticed: inotify events, or polling every scan.interval (and why)
+                "watch": None if watch is None else _watch_view(watch),
                 "space": {
                     "outputs": found.files,
                     "input_bytes": found.input_bytes,
@@ -80,6 +84,10 @@ async def status(request: web.Request) -> web.Response:
             "running": encodes_view(context),
         }
     )
+
+
+def _watch_view(watch: WatchStatus) -> dict[str, Any]:
+    return {"mode": watch.mode, "reason": watch.reason, "folders": watch.folders}
 
 
 @requires("user")

@@ -222,7 +222,12 @@ class HandBrake(Model):
 
 
 class Scan(Model):
-    interval: Duration = Field(default=timedelta(seconds=60), description="Time between reconcile passes.")
+    interval: Duration = Field(
+        default=timedelta(seconds=60),
+        description="Time between timed reconcile passes. Libraries watched with inotify also get a pass within "
+        "a second of a change; libraries that are polled (network or FUSE mounts, watch limit reached) "
+        "notice new files only at this interval.",
+    )
     max_vanish_percent: Percent = Field(
         default=50,
         description="Pause a library whose file count falls by more than this percent since the last good scan "

@@ -36,6 +36,7 @@ from agent.config.models import Retry
 from agent.domain import LedgerEntry
 from agent.engine import PassSummary
 from agent.gate import Sample
+from agent.mounts import WatchStatus
 from agent.store import holds, jobs, ledger
 from agent.store.db import open_database
 from agent.worker import Running
@@ -455,6 +456,20 @@ async def test_status_counts_space_plan_generation_and_gate(api: Api) -> None:
     assert status["uptime_seconds"] >= 0
     assert status["gate"] == {"admitting": True, "reasons": [], "short_of_resources": False}
     assert status["running"] == []
+
+
+async def test_status_says_how_each_library_notices_new_files(api: Api) -> None:
+    state = api.context.state
+    reason = "/mnt/movies is on nfs4 (nas:/movies at /mnt/movies), where changes made by other machines send no events"
+    state.watch["tv"] = WatchStatus("events", None, 12)
+    state.watch["movies"] = WatchStatus("polling", reason, 0)
+
+    status = await get_status(api)
+
+    assert library_of(status, "tv")["watch"] == {"mode": "events", "reason": None, "folders": 12}
+    assert library_of(status, "movies")["watch"] == {"mode": "polling", "reason": reason, "folders": 0}
+    state.watch.clear()  # not looked at yet (the agent's first walk is still going on)
+    assert library_of(await get_status(api), "tv")["watch"] is None
 
 
 async def test_status_before_the_first_pass_has_no_plan(api: Api) -> None:

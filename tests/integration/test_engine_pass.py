@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -124,3 +124,28 @@ def test_a_file_published_while_the_pass_scans_is_not_queued_again(
         connection.close()
 
     asyncio.run(scenario())
+
+
+def test_a_pass_takes_the_folders_inotify_marked_and_says_when_a_waiting_file_becomes_stable(tmp_path: Path) -> None:
+    config = load_config(make_config(tmp_path, files=1)).config
+    config = config.model_copy(
+        update={"libraries": [config.libraries[0].model_copy(update={"stable_after": timedelta(seconds=30)})]}
+    )
+    logs.configure(stream=io.StringIO(), json=True)
+
+    async def one_pass() -> EngineState:
+        connection = open_database(config.paths.state_dir)
+        state = EngineState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
+        state.dirty_folders["tv"] = {"", "Show"}
+        await reconcile(state, log=logs.get_logger("test"))
+        connection.close()
+        return state
+
+    before = datetime.now(UTC)
+    state = asyncio.run(one_pass())
+    assert state.dirty_folders == {}  # this pass walked them (a full walk takes them all)
+    assert state.last_pass is not None and state.last_pass.waiting == {"tv": 1}
+    stable_at = state.last_pass.next_stable_at
+    assert stable_at is not None
+    # the file was written just before the pass: stable 30 s after that
+    assert before + timedelta(seconds=28) < stable_at <= datetime.now(UTC) + timedelta(seconds=30)

@@ -183,7 +183,9 @@ def test_everything_recorded_and_present_is_in_sync(tmp_path: Path, clip: Path) 
     lines = finished.stdout.splitlines()
     assert lines == [
         f"tv ({tmp_path / 'tv'} -> {tmp_path / 'archive'}/TV, 2 files): in sync",
+        "  watch: inotify events (new files are seen as they arrive)",
         f"movies ({tmp_path / 'movies'} -> {tmp_path / 'archive'}/Movies, 2 files): in sync",
+        "  watch: inotify events (new files are seen as they arrive)",
         "Plan: in sync, nothing to do.",
     ]
     as_json = run_plan(config, "--json")
@@ -453,7 +455,8 @@ def test_hostile_file_names_are_quoted_on_one_line_and_ordinary_ones_shown_as_th
     assert finished.returncode == 2, finished.stderr
     assert _on_a_terminal(finished.stdout) == set()
     lines = finished.stdout.splitlines()
-    assert len(lines) == 1 + len(HOSTILE_NAMES) + len(ORDINARY_NAMES) + 1  # heading, one per file, summary
+    # heading, how it notices new files, one per file, summary
+    assert len(lines) == 2 + len(HOSTILE_NAMES) + len(ORDINARY_NAMES) + 1
     for quoted in HOSTILE_NAMES.values():
         assert f"  + transcode {quoted} -> \"TV/{quoted[1:]} (new)" in lines, lines
     for name in ORDINARY_NAMES:
@@ -462,3 +465,36 @@ def test_hostile_file_names_are_quoted_on_one_line_and_ordinary_ones_shown_as_th
     as_json = run_plan(config, "--json")
     paths = {action["path"] for action in json.loads(as_json.stdout)["actions"]}
     assert paths == {*HOSTILE_NAMES, *ORDINARY_NAMES}  # JSON keeps the names exact
+
+
+@pytest.fixture
+def fuse_movies(tmp_path: Path) -> Iterable[Path]:
+    """tmp_path/movies as a bindfs (FUSE) view of tmp_path/disk, as an sshfs or rclone mount would
+    be: a filesystem where other machines' changes send no inotify event. Unmounted at the end."""
+    if shutil.which("bindfs") is None:
+        pytest.skip("bindfs is missing (Debian package bindfs; make system-packages)")
+    (tmp_path / "disk").mkdir()
+    (tmp_path / "movies").mkdir()
+    subprocess.run(["bindfs", str(tmp_path / "disk"), str(tmp_path / "movies")], check=True)
+    try:
+        yield tmp_path / "movies"
+    finally:
+        subprocess.run(["umount", "-l", str(tmp_path / "movies")], check=False)
+
+
+def test_plan_says_how_each_library_notices_new_files(tmp_path: Path, clip: Path, fuse_movies: Path) -> None:
+    place(clip, tmp_path / "tv", "Show/S01E01.mkv")
+    place(clip, fuse_movies, "Film.mkv")
+    config = write_config(tmp_path)
+
+    lines = run_plan(config).stdout.splitlines()
+
+    assert lines[1] == "  watch: inotify events (new files are seen as they arrive)"
+    movies = lines.index(f"movies ({fuse_movies} -> {tmp_path / 'archive'}/Movies, 1 file)")
+    assert lines[movies + 1] == (
+        f"  watch: polling every 1m ({fuse_movies} is on fuse ({tmp_path / 'disk'} at {fuse_movies}), "
+        "where changes made by other machines send no inotify events)"
+    )
+    watch = json.loads(run_plan(config, "--json").stdout)["watch"]
+    assert watch["tv"] == {"mode": "events", "reason": None}
+    assert watch["movies"]["mode"] == "polling" and "fuse" in watch["movies"]["reason"]
