@@ -15,6 +15,11 @@ column by column. Where the dialects differ:
 - jobs.lease_token (migration 8) comes from the sequence `jobs_lease_token` instead of SQLite's
   `max(lease_token) + 1`, for the same reason; a copy of a SQLite state must move the sequence
   past the copied tokens (`setval`), as for the ids.
+- job_tallies and ledger_tallies (migration 11) are kept by one trigger function per table
+  instead of SQLite's trigger per event. A tally is a row that every change of its (library,
+  state) updates, so hosts changing jobs of one library at once queue on it until each
+  transaction commits (a pass's batch of enqueues holds its library's `queued` row to its end):
+  the price of counts that cost nothing to read.
 
 The version is the highest number in `schema_version` (one row per migration applied, with
 when). Each migration runs in its own transaction under an advisory lock, and re-reads the
@@ -197,12 +202,17 @@ MIGRATIONS: tuple[str, ...] = (
         IF TG_OP = 'UPDATE' AND OLD.library = NEW.library AND OLD.state = NEW.state THEN
             RETURN NULL;
         END IF;
-        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+        -- The two tally rows are locked in key order, whichever way the job moves: hosts changing
+        -- jobs at once then wait for each other in line, never in a cycle.
+        IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND (OLD.library, OLD.state) < (NEW.library, NEW.state)) THEN
             UPDATE job_tallies SET total = total - 1 WHERE library = OLD.library AND state = OLD.state;
         END IF;
         IF TG_OP IN ('INSERT', 'UPDATE') THEN
             INSERT INTO job_tallies (library, state, total) VALUES (NEW.library, NEW.state, 1)
                 ON CONFLICT (library, state) DO UPDATE SET total = job_tallies.total + 1;
+        END IF;
+        IF TG_OP = 'UPDATE' AND (OLD.library, OLD.state) > (NEW.library, NEW.state) THEN
+            UPDATE job_tallies SET total = total - 1 WHERE library = OLD.library AND state = OLD.state;
         END IF;
         RETURN NULL;
     END
