@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
     from agent.config.models import Config
     from agent.store.protocol import Store
 
-MAX_PAGE = 10_000  # jobs in one page of `hb2r jobs`
+DEFAULT_PAGE = 100  # jobs in one page of `hb2r jobs`
+MAX_PAGE = 10_000
 EXIT_OK = 0
 EXIT_ERROR = 1
 
@@ -62,7 +64,7 @@ def list_jobs(arguments: argparse.Namespace, config: Config) -> int:
         sys.stdout.write(jobs_table(found, now=datetime.now(UTC), counts=page.counts))
         shown = f"the newest {len(found)}" if before is None else f"{len(found)} older than job {before}"
         if next_before is not None:
-            print(f"Shown: {shown}. Older ones: hb2r jobs --before {next_before}")
+            print(f"Shown: {shown}. Older ones: {_next_page(arguments, next_before)}")
         elif before is not None:
             print(f"Shown: {shown}.")
     return EXIT_OK
@@ -88,6 +90,15 @@ def _read_page(store: Store, arguments: argparse.Namespace) -> Page:
                     counts[state] = counts.get(state, 0) + number
     page = newest_first[: arguments.limit]
     return Page(page[::-1], store.gate_reasons()[0], counts, more=len(newest_first) > arguments.limit)
+
+
+def _next_page(arguments: argparse.Namespace, before: int) -> str:
+    """Return the command that shows the page after this one: the same filters, below `before`."""
+    options = [("--state", arguments.state), ("--library", arguments.library)]
+    options += [("--limit", arguments.limit if arguments.limit != DEFAULT_PAGE else None), ("--before", before)]
+    return shlex.join(
+        ["hb2r", "jobs", *(part for name, value in options if value is not None for part in (name, str(value)))]
+    )
 
 
 def retry_jobs(job_id: int | None, config: Config) -> int:

@@ -376,12 +376,26 @@ def test_jobs_shows_the_newest_page_and_how_to_reach_the_older_ones(config: Path
     assert [line.split()[0] for line in first.stdout.splitlines()[1:4]] == ["5", "6", "7"]
     assert first.stdout.splitlines()[4:] == [
         "7 jobs: 6 queued, 1 dead",
-        "Shown: the newest 3. Older ones: hb2r jobs --before 5",
+        "Shown: the newest 3. Older ones: hb2r jobs --limit 3 --before 5",
     ]
     assert [line.split()[0] for line in second.stdout.splitlines()[1:4]] == ["2", "3", "4"]
-    assert second.stdout.splitlines()[-1] == "Shown: 3 older than job 5. Older ones: hb2r jobs --before 2"
+    assert second.stdout.splitlines()[-1] == "Shown: 3 older than job 5. Older ones: hb2r jobs --limit 3 --before 2"
     assert [line.split()[0] for line in last.stdout.splitlines()[1:2]] == ["1"]
     assert last.stdout.splitlines()[-2:] == ["7 jobs: 6 queued, 1 dead", "Shown: 1 older than job 2."]
+
+
+def test_the_next_page_keeps_the_filters(config: Path, database: sqlite3.Connection) -> None:
+    seven(database)
+    enqueue(database, "Film.mkv", library="movies")
+
+    finished = hb2r("jobs", "--state", "queued", "--library", "tv", "--limit", "2", str(config))
+
+    assert finished.returncode == 0, finished.stderr
+    assert [line.split()[0] for line in finished.stdout.splitlines()[1:3]] == ["6", "7"]
+    assert finished.stdout.splitlines()[-2:] == [
+        "6 jobs: 6 queued",
+        "Shown: the newest 2. Older ones: hb2r jobs --state queued --library tv --limit 2 --before 6",
+    ]
 
 
 def test_jobs_shows_a_hundred_by_default(config: Path, database: sqlite3.Connection) -> None:
