@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: run test lint system-packages demo bench bench-throughput bench-http bench-hosts clean
+.PHONY: run test lint system-packages demo bench bench-throughput bench-http bench-hosts bench-queue clean
 
 run: system-packages $(VENV)/.installed demo
 	@$(BIN)/hb2r plan examples/demo.yaml || [ $$? -eq 2 ]
@@ -37,6 +37,9 @@ bench-http: system-packages $(VENV)/.installed-test
 
 bench-hosts: system-packages $(VENV)/.installed-test
 	$(BIN)/python bench/hosts.py
+
+bench-queue: system-packages $(VENV)/.installed-test
+	$(BIN)/python bench/queue.py
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -89,6 +89,16 @@ def _parser() -> argparse.ArgumentParser:
         help="only jobs in this state: queued, running, done, failed, dead or cancelled",
     )
     jobs.add_argument("--library", metavar="LIBRARY", help="only jobs of this library")
+    jobs.add_argument(
+        "--limit",
+        type=_page_limit,
+        default=100,
+        metavar="N",
+        help="show the newest N jobs (default 100, at most 10000); the last line says how to see older ones",
+    )
+    jobs.add_argument(
+        "--before", type=_job_number, metavar="JOB_ID", help="only jobs older than this one: the next page"
+    )
     jobs.add_argument("--json", action="store_true", help="print the jobs as JSON")
     _config_argument(jobs)
     jobs.set_defaults(handler=_jobs)
@@ -311,6 +321,20 @@ def _job_state(value: str) -> JobState:
     except ValueError:
         known = ", ".join(JobState)
         raise argparse.ArgumentTypeError(f"unknown state {value!r} (choose from {known})") from None
+
+
+def _page_limit(value: str) -> int:
+    from agent.cli_jobs import MAX_PAGE
+
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_PAGE:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_PAGE}, got {value[:40]!r}")
+    return int(value)
+
+
+def _job_number(value: str) -> int:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18 or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be a job's number (see hb2r jobs), got {value[:40]!r}")
+    return int(value)
 
 
 def _retry(arguments: argparse.Namespace) -> int:

@@ -4,16 +4,22 @@ Kept out of `agent/cli.py` so that module stays argument parsing and dispatch. B
 the store the config names directly, so they work while the agent runs (SQLite WAL, or
 PostgreSQL); `jobs` never writes (a read-only transaction on PostgreSQL) nor creates a
 database, and `retry` does not make one just to say there is nothing to retry.
+
+`jobs` reads one page, never the whole table (a queue may hold a million jobs): the newest
+`--limit` jobs the filters match (below `--before` when given), printed oldest first as a log's
+tail is, the count of every matching job by state (from the store's tallies, not the page), and
+the `--before` that shows the next, older page.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from agent.quoting import first_line, shown
 from agent.render_jobs import jobs_table
@@ -23,37 +29,76 @@ from agent.store.db import StateError, database_path
 
 if TYPE_CHECKING:
     from agent.config.models import Config
+    from agent.store.protocol import Store
 
+DEFAULT_PAGE = 100  # jobs in one page of `hb2r jobs`
+MAX_PAGE = 10_000
 EXIT_OK = 0
 EXIT_ERROR = 1
 
 
 def list_jobs(arguments: argparse.Namespace, config: Config) -> int:
-    """Given `hb2r jobs` arguments and the config, print the jobs; return the exit code."""
+    """Given `hb2r jobs` arguments and the config, print a page of jobs; return the exit code."""
     try:
-        state = read_state(
-            config,
-            lambda store: (store.list_jobs(state=arguments.state, library=arguments.library), store.gate_reasons()[0]),
-            warn=_warn,
-        )
+        state = read_state(config, lambda store: _read_page(store, arguments), warn=_warn)
     except StateError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    found, held_back = state if state is not None else ([], ())
+    page = state if state is not None else Page([], (), {}, more=False)
+    found, before = page.jobs, arguments.before
+    next_before = found[0].id if page.more else None
     if arguments.json:
-        print(json.dumps({"held_back": list(held_back), "jobs": [job._asdict() for job in found]}, indent=2))
+        listed = [job._asdict() for job in found]
+        print(json.dumps({"held_back": list(page.held_back), "jobs": listed, "next_before": next_before}, indent=2))
         return EXIT_OK
-    if held_back:
-        print(f"No job may start now: {'; '.join(held_back)}.")
+    if page.held_back:
+        print(f"No job may start now: {'; '.join(page.held_back)}.")
     if state is None:
         print(f"No jobs: {no_state_yet(config)}.")
     elif not found:
         only = f" {arguments.state}" if arguments.state else ""
         where = f" in library {arguments.library}" if arguments.library else ""
-        print(f"No{only} jobs{where}.")
+        older = f" older than job {before}" if before is not None else ""
+        print(f"No{only} jobs{where}{older}.")
     else:
-        sys.stdout.write(jobs_table(found, now=datetime.now(UTC)))
+        sys.stdout.write(jobs_table(found, now=datetime.now(UTC), counts=page.counts))
+        shown = f"the newest {len(found)}" if before is None else f"{len(found)} older than job {before}"
+        if next_before is not None:
+            print(f"Shown: {shown}. Older ones: {_next_page(arguments, next_before)}")
+        elif before is not None:
+            print(f"Shown: {shown}.")
     return EXIT_OK
+
+
+class Page(NamedTuple):
+    jobs: list[jobs.Job]  # oldest first
+    held_back: tuple[str, ...]
+    counts: dict[str, int]  # of every job the filters match, by state, not only the page's
+    more: bool  # older jobs match too
+
+
+def _read_page(store: Store, arguments: argparse.Namespace) -> Page:
+    """Read one page (never the whole table: a queue may hold a million jobs) and the counts."""
+    newest_first = store.page(
+        state=arguments.state, library=arguments.library, before_id=arguments.before, limit=arguments.limit + 1
+    )
+    counts: dict[str, int] = {}
+    for library, by_state in store.counts_by_library().items():
+        if arguments.library is None or library == arguments.library:
+            for state, number in by_state.items():
+                if arguments.state is None or state == arguments.state:
+                    counts[state] = counts.get(state, 0) + number
+    page = newest_first[: arguments.limit]
+    return Page(page[::-1], store.gate_reasons()[0], counts, more=len(newest_first) > arguments.limit)
+
+
+def _next_page(arguments: argparse.Namespace, before: int) -> str:
+    """Return the command that shows the page after this one: the same filters, below `before`."""
+    options = [("--state", arguments.state), ("--library", arguments.library)]
+    options += [("--limit", arguments.limit if arguments.limit != DEFAULT_PAGE else None), ("--before", before)]
+    return shlex.join(
+        ["hb2r", "jobs", *(part for name, value in options if value is not None for part in (name, str(value)))]
+    )
 
 
 def retry_jobs(job_id: int | None, config: Config) -> int:

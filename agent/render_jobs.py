@@ -7,15 +7,16 @@ sequence or a bidi override), so a strange name can neither break the table nor 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from agent.quoting import first_line, shown
 from agent.store.jobs import Job, JobState
 
 
-def jobs_table(found: Sequence[Job], *, now: datetime) -> str:
-    """Return the jobs as an aligned table with a count by state below it."""
+def jobs_table(found: Sequence[Job], *, now: datetime, counts: Mapping[str, int] | None = None) -> str:
+    """Return the jobs as an aligned table with a count by state below it: of `counts` (every job
+    the filters match, when the table is one page of them) if given, else of the jobs shown."""
     # Which host runs a job shows only where some job has one (a store shared by several hosts).
     hosts = any(job.host for job in found)
     header = ("ID", "STATE", *(("HOST",) if hosts else ()), "ATTEMPTS", "LIBRARY", "PATH", "PROGRESS", "DETAIL")
@@ -37,9 +38,10 @@ def jobs_table(found: Sequence[Job], *, now: datetime) -> str:
         "  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[-1]]).rstrip()
         for row in rows
     ]
-    by_state = Counter(job.state for job in found)
+    by_state = Counter(str(job.state) for job in found) if counts is None else Counter(counts)
     summary = ", ".join(f"{by_state[state]} {state}" for state in JobState if by_state[state])
-    count = f"{len(found)} job" if len(found) == 1 else f"{len(found)} jobs"
+    total = sum(by_state.values())
+    count = f"{total} job" if total == 1 else f"{total} jobs"
     lines.append(f"{count}: {summary}")
     return "\n".join(lines) + "\n"
 

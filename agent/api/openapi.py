@@ -429,6 +429,12 @@ def document() -> dict[str, Any]:
             "/api/jobs": {
                 "get": {
                     "summary": "Jobs, newest first, a page at a time.",
+                    "description": (
+                        "A keyset page: the jobs below the cursor's id, read from an index in id order, so a "
+                        "page costs the same at a million jobs as at ten. Following next_cursor until it is "
+                        "null shows every job that existed when the walk began exactly once, in a stable "
+                        "order; jobs queued meanwhile are newer than the cursor and show on the next walk."
+                    ),
                     "security": BEARER,
                     "parameters": [
                         {
@@ -450,7 +456,7 @@ def document() -> dict[str, Any]:
                             "name": "cursor",
                             "in": "query",
                             "schema": {"type": "string", "pattern": CURSOR_PATTERN, "minLength": 1, "maxLength": 18},
-                            "description": "next_cursor of the previous page.",
+                            "description": "next_cursor of the previous page (a job id as text).",
                         },
                     ],
                     "responses": {

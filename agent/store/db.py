@@ -170,6 +170,79 @@ MIGRATIONS: tuple[str, ...] = (
         last_seen TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 11: the queue at a million rows (agent.store.jobs: counts, page; ledger: bytes_by_library).
+    # Pages of jobs, newest first, by state, library or both, read from an index in id order (no
+    # sort of every match). Counts by library and state, and each library's outputs and bytes,
+    # kept in tallies that triggers change in the same transaction as the row: /api/status,
+    # /health and /metrics read a few rows instead of counting a million. They start from a
+    # count of what is there.
+    """
+    CREATE INDEX IF NOT EXISTS jobs_by_state_id ON jobs (state, id);
+    CREATE INDEX IF NOT EXISTS jobs_by_library_id ON jobs (library, id);
+    CREATE INDEX IF NOT EXISTS jobs_by_library_state_id ON jobs (library, state, id);
+    CREATE TABLE IF NOT EXISTS job_tallies (
+        library TEXT NOT NULL,
+        state TEXT NOT NULL,
+        total INTEGER NOT NULL,
+        PRIMARY KEY (library, state)
+    ) WITHOUT ROWID;
+    DELETE FROM job_tallies;
+    INSERT INTO job_tallies (library, state, total) SELECT library, state, count(*) FROM jobs GROUP BY library, state;
+    CREATE TRIGGER IF NOT EXISTS job_tallies_on_insert AFTER INSERT ON jobs BEGIN
+        INSERT INTO job_tallies (library, state, total) VALUES (NEW.library, NEW.state, 1)
+            ON CONFLICT (library, state) DO UPDATE SET total = job_tallies.total + 1;
+    END;
+    CREATE TRIGGER IF NOT EXISTS job_tallies_on_update AFTER UPDATE OF library, state ON jobs
+    WHEN OLD.library IS NOT NEW.library OR OLD.state IS NOT NEW.state BEGIN
+        UPDATE job_tallies SET total = total - 1 WHERE library = OLD.library AND state = OLD.state;
+        INSERT INTO job_tallies (library, state, total) VALUES (NEW.library, NEW.state, 1)
+            ON CONFLICT (library, state) DO UPDATE SET total = job_tallies.total + 1;
+    END;
+    CREATE TRIGGER IF NOT EXISTS job_tallies_on_delete AFTER DELETE ON jobs BEGIN
+        UPDATE job_tallies SET total = total - 1 WHERE library = OLD.library AND state = OLD.state;
+    END;
+    CREATE TABLE IF NOT EXISTS ledger_tallies (
+        library TEXT PRIMARY KEY,
+        outputs INTEGER NOT NULL,
+        input_bytes INTEGER NOT NULL,
+        output_bytes INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    DELETE FROM ledger_tallies;
+    INSERT INTO ledger_tallies (library, outputs, input_bytes, output_bytes)
+        SELECT library, count(*), coalesce(sum(CASE WHEN output_size IS NOT NULL THEN size END), 0),
+               coalesce(sum(output_size), 0)
+        FROM ledger GROUP BY library;
+    CREATE TRIGGER IF NOT EXISTS ledger_tallies_on_insert AFTER INSERT ON ledger BEGIN
+        INSERT INTO ledger_tallies (library, outputs, input_bytes, output_bytes)
+            VALUES (NEW.library, 1, CASE WHEN NEW.output_size IS NOT NULL THEN NEW.size ELSE 0 END,
+                    coalesce(NEW.output_size, 0))
+            ON CONFLICT (library) DO UPDATE SET
+                outputs = ledger_tallies.outputs + excluded.outputs,
+                input_bytes = ledger_tallies.input_bytes + excluded.input_bytes,
+                output_bytes = ledger_tallies.output_bytes + excluded.output_bytes;
+    END;
+    CREATE TRIGGER IF NOT EXISTS ledger_tallies_on_update AFTER UPDATE OF library, size, output_size ON ledger BEGIN
+        UPDATE ledger_tallies SET
+            outputs = outputs - 1,
+            input_bytes = input_bytes - CASE WHEN OLD.output_size IS NOT NULL THEN OLD.size ELSE 0 END,
+            output_bytes = output_bytes - coalesce(OLD.output_size, 0)
+        WHERE library = OLD.library;
+        INSERT INTO ledger_tallies (library, outputs, input_bytes, output_bytes)
+            VALUES (NEW.library, 1, CASE WHEN NEW.output_size IS NOT NULL THEN NEW.size ELSE 0 END,
+                    coalesce(NEW.output_size, 0))
+            ON CONFLICT (library) DO UPDATE SET
+                outputs = ledger_tallies.outputs + excluded.outputs,
+                input_bytes = ledger_tallies.input_bytes + excluded.input_bytes,
+                output_bytes = ledger_tallies.output_bytes + excluded.output_bytes;
+    END;
+    CREATE TRIGGER IF NOT EXISTS ledger_tallies_on_delete AFTER DELETE ON ledger BEGIN
+        UPDATE ledger_tallies SET
+            outputs = outputs - 1,
+            input_bytes = input_bytes - CASE WHEN OLD.output_size IS NOT NULL THEN OLD.size ELSE 0 END,
+            output_bytes = output_bytes - coalesce(OLD.output_size, 0)
+        WHERE library = OLD.library;
+    END;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

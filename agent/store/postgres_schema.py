@@ -15,6 +15,11 @@ column by column. Where the dialects differ:
 - jobs.lease_token (migration 8) comes from the sequence `jobs_lease_token` instead of SQLite's
   `max(lease_token) + 1`, for the same reason; a copy of a SQLite state must move the sequence
   past the copied tokens (`setval`), as for the ids.
+- job_tallies and ledger_tallies (migration 11) are kept by one trigger function per table
+  instead of SQLite's trigger per event. A tally is a row that every change of its (library,
+  state) updates, so hosts changing jobs of one library at once queue on it until each
+  transaction commits (a pass's batch of enqueues holds its library's `queued` row to its end):
+  the price of counts that cost nothing to read.
 
 The version is the highest number in `schema_version` (one row per migration applied, with
 when). Each migration runs in its own transaction under an advisory lock, and re-reads the
@@ -177,6 +182,77 @@ MIGRATIONS: tuple[str, ...] = (
         running_jobs INTEGER NOT NULL DEFAULT 0 CHECK (running_jobs >= 0),
         last_seen TEXT NOT NULL
     );
+    """,
+    # 11: the indexes for pages of jobs and the tallies kept by triggers, as SQLite's migration 11
+    # (one trigger function per table here; SQLite has a trigger per event).
+    """
+    CREATE INDEX IF NOT EXISTS jobs_by_state_id ON jobs (state, id);
+    CREATE INDEX IF NOT EXISTS jobs_by_library_id ON jobs (library, id);
+    CREATE INDEX IF NOT EXISTS jobs_by_library_state_id ON jobs (library, state, id);
+    CREATE TABLE IF NOT EXISTS job_tallies (
+        library TEXT NOT NULL,
+        state TEXT NOT NULL,
+        total BIGINT NOT NULL,
+        PRIMARY KEY (library, state)
+    );
+    DELETE FROM job_tallies;
+    INSERT INTO job_tallies (library, state, total) SELECT library, state, count(*) FROM jobs GROUP BY library, state;
+    CREATE OR REPLACE FUNCTION job_tallies_follow() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'UPDATE' AND OLD.library = NEW.library AND OLD.state = NEW.state THEN
+            RETURN NULL;
+        END IF;
+        -- The two tally rows are locked in key order, whichever way the job moves: hosts changing
+        -- jobs at once then wait for each other in line, never in a cycle.
+        IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND (OLD.library, OLD.state) < (NEW.library, NEW.state)) THEN
+            UPDATE job_tallies SET total = total - 1 WHERE library = OLD.library AND state = OLD.state;
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            INSERT INTO job_tallies (library, state, total) VALUES (NEW.library, NEW.state, 1)
+                ON CONFLICT (library, state) DO UPDATE SET total = job_tallies.total + 1;
+        END IF;
+        IF TG_OP = 'UPDATE' AND (OLD.library, OLD.state) > (NEW.library, NEW.state) THEN
+            UPDATE job_tallies SET total = total - 1 WHERE library = OLD.library AND state = OLD.state;
+        END IF;
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER job_tallies_follow AFTER INSERT OR DELETE OR UPDATE OF library, state ON jobs
+        FOR EACH ROW EXECUTE FUNCTION job_tallies_follow();
+    CREATE TABLE IF NOT EXISTS ledger_tallies (
+        library TEXT PRIMARY KEY,
+        outputs BIGINT NOT NULL,
+        input_bytes BIGINT NOT NULL,
+        output_bytes BIGINT NOT NULL
+    );
+    DELETE FROM ledger_tallies;
+    INSERT INTO ledger_tallies (library, outputs, input_bytes, output_bytes)
+        SELECT library, count(*), coalesce(sum(CASE WHEN output_size IS NOT NULL THEN size END), 0),
+               coalesce(sum(output_size), 0)
+        FROM ledger GROUP BY library;
+    CREATE OR REPLACE FUNCTION ledger_tallies_follow() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            UPDATE ledger_tallies SET
+                outputs = outputs - 1,
+                input_bytes = input_bytes - CASE WHEN OLD.output_size IS NOT NULL THEN OLD.size ELSE 0 END,
+                output_bytes = output_bytes - coalesce(OLD.output_size, 0)
+            WHERE library = OLD.library;
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            INSERT INTO ledger_tallies (library, outputs, input_bytes, output_bytes)
+                VALUES (NEW.library, 1, CASE WHEN NEW.output_size IS NOT NULL THEN NEW.size ELSE 0 END,
+                        coalesce(NEW.output_size, 0))
+                ON CONFLICT (library) DO UPDATE SET
+                    outputs = ledger_tallies.outputs + excluded.outputs,
+                    input_bytes = ledger_tallies.input_bytes + excluded.input_bytes,
+                    output_bytes = ledger_tallies.output_bytes + excluded.output_bytes;
+        END IF;
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER ledger_tallies_follow AFTER INSERT OR DELETE OR UPDATE OF library, size, output_size ON ledger
+        FOR EACH ROW EXECUTE FUNCTION ledger_tallies_follow();
     """,
 )
 

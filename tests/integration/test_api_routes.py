@@ -524,6 +524,26 @@ async def test_jobs_newest_first_and_the_cursor_walks_every_job_once(api: Api) -
     assert seen == sorted((job.id for job in made), reverse=True)
 
 
+async def test_jobs_cursor_walk_shows_each_job_once_while_jobs_are_queued_and_change(api: Api) -> None:
+    made = [add_job(api, f"e{index:02d}.mkv", state=jobs.JobState.DEAD if index % 4 else jobs.JobState.QUEUED)
+            for index in range(30)]  # fmt: skip
+    headers = await api.viewer()
+    seen: list[int] = []
+    cursor: str | None = None
+    for page_number in range(20):
+        query = {"limit": "4", "state": "dead", **({"cursor": cursor} if cursor else {})}
+        response = await api.client.get("/api/jobs", params=query, headers=headers)
+        assert response.status == 200, await response.text()
+        page = await response.json()
+        seen += [job["id"] for job in page["jobs"]]
+        add_job(api, f"new{page_number:02d}.mkv", state=jobs.JobState.DEAD)  # newer than the cursor
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+
+    assert seen == sorted((job.id for job in made if job.state is jobs.JobState.DEAD), reverse=True)
+
+
 async def test_jobs_page_boundary_has_no_empty_last_page(api: Api) -> None:
     for index in range(20):
         add_job(api, f"e{index:02d}.mkv")
@@ -561,6 +581,7 @@ async def test_jobs_filters_by_state_and_library(api: Api) -> None:
     [
         ("limit=0", "limit"),
         ("limit=501", "limit"),
+        ("limit=100000", "limit"),
         ("limit=x", "limit"),
         ("limit=-5", "limit"),
         ("limit=1.5", "limit"),

@@ -190,7 +190,7 @@ def test_jobs_on_a_missing_database_says_there_are_none_and_creates_nothing(conf
     assert finished.returncode == 0, finished.stderr
     assert finished.stdout.startswith("No jobs: there is no state database at ")
     assert as_json.returncode == 0
-    assert json.loads(as_json.stdout) == {"held_back": [], "jobs": []}
+    assert json.loads(as_json.stdout) == {"held_back": [], "jobs": [], "next_before": None}
     assert not (config.parent / "state").exists()
 
 
@@ -354,3 +354,98 @@ def test_jobs_quotes_a_hostile_file_name_and_escapes_its_error_on_one_line(
     assert retried.stdout == (
         'Requeued job 1 (tv: "a\\nb\\x1b[2J\\u202e.mkv"), was failed: cannot open \\x1b[2J\\u202ex\\x07\n'
     )
+
+
+# --- pages: a queue of a million jobs is shown a page at a time, newest page first
+
+
+def seven(connection: sqlite3.Connection) -> list[Job]:
+    made = [enqueue(connection, f"Show/S01E{index:02d}.mkv") for index in range(1, 8)]
+    fail(connection, fail(connection, made[0], "exit 3", now=T0 - timedelta(hours=2)), "exit 3")  # dead: counted
+    return made
+
+
+def test_jobs_shows_the_newest_page_and_how_to_reach_the_older_ones(config: Path, database: sqlite3.Connection) -> None:
+    seven(database)
+
+    first = hb2r("jobs", "--limit", "3", str(config))
+    second = hb2r("jobs", "--limit", "3", "--before", "5", str(config))
+    last = hb2r("jobs", "--limit", "3", "--before", "2", str(config))
+
+    assert first.returncode == second.returncode == last.returncode == 0, first.stderr + second.stderr + last.stderr
+    assert [line.split()[0] for line in first.stdout.splitlines()[1:4]] == ["5", "6", "7"]
+    assert first.stdout.splitlines()[4:] == [
+        "7 jobs: 6 queued, 1 dead",
+        "Shown: the newest 3. Older ones: hb2r jobs --limit 3 --before 5",
+    ]
+    assert [line.split()[0] for line in second.stdout.splitlines()[1:4]] == ["2", "3", "4"]
+    assert second.stdout.splitlines()[-1] == "Shown: 3 older than job 5. Older ones: hb2r jobs --limit 3 --before 2"
+    assert [line.split()[0] for line in last.stdout.splitlines()[1:2]] == ["1"]
+    assert last.stdout.splitlines()[-2:] == ["7 jobs: 6 queued, 1 dead", "Shown: 1 older than job 2."]
+
+
+def test_the_next_page_keeps_the_filters(config: Path, database: sqlite3.Connection) -> None:
+    seven(database)
+    enqueue(database, "Film.mkv", library="movies")
+
+    finished = hb2r("jobs", "--state", "queued", "--library", "tv", "--limit", "2", str(config))
+
+    assert finished.returncode == 0, finished.stderr
+    assert [line.split()[0] for line in finished.stdout.splitlines()[1:3]] == ["6", "7"]
+    assert finished.stdout.splitlines()[-2:] == [
+        "6 jobs: 6 queued",
+        "Shown: the newest 2. Older ones: hb2r jobs --state queued --library tv --limit 2 --before 6",
+    ]
+
+
+def test_jobs_shows_a_hundred_by_default(config: Path, database: sqlite3.Connection) -> None:
+    for index in range(105):
+        enqueue(database, f"e{index:03d}.mkv")
+
+    finished = hb2r("jobs", str(config))
+
+    assert finished.returncode == 0, finished.stderr
+    lines = finished.stdout.splitlines()
+    assert [int(line.split()[0]) for line in lines[1:-2]] == list(range(6, 106))
+    assert lines[-2:] == ["105 jobs: 105 queued", "Shown: the newest 100. Older ones: hb2r jobs --before 6"]
+
+
+def test_jobs_json_pages_with_next_before(config: Path, database: sqlite3.Connection) -> None:
+    seven(database)
+
+    first = json.loads(hb2r("jobs", "--json", "--limit", "4", str(config)).stdout)
+    second = json.loads(
+        hb2r("jobs", "--json", "--limit", "4", "--before", str(first["next_before"]), str(config)).stdout
+    )
+
+    assert [job["id"] for job in first["jobs"]] == [4, 5, 6, 7]
+    assert first["next_before"] == 4
+    assert [job["id"] for job in second["jobs"]] == [1, 2, 3]
+    assert second["next_before"] is None
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        pytest.param(
+            ["--limit", "0"], "argument --limit: must be a whole number from 1 to 10000, got '0'", id="limit-zero"
+        ),
+        pytest.param(
+            ["--limit", "100000"], "argument --limit: must be a whole number from 1 to 10000", id="limit-too-big"
+        ),
+        pytest.param(
+            ["--limit", "ten"], "argument --limit: must be a whole number from 1 to 10000, got 'ten'", id="limit-word"
+        ),
+        pytest.param(
+            ["--before", "x"], "argument --before: must be a job's number (see hb2r jobs), got 'x'", id="before-word"
+        ),
+        pytest.param(
+            ["--before", "0"], "argument --before: must be a job's number (see hb2r jobs), got '0'", id="before-zero"
+        ),
+    ],
+)
+def test_a_bad_page_option_is_refused_naming_it(config: Path, arguments: list[str], message: str) -> None:
+    finished = hb2r("jobs", *arguments, str(config))
+
+    assert finished.returncode == 2
+    assert message in finished.stderr

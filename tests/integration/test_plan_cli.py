@@ -280,6 +280,10 @@ def test_plan_writes_nothing_anywhere(tmp_path: Path, clip: Path, state: str) ->
         connection = sqlite3.connect(tmp_path / "state" / DATABASE_NAME)
         connection.executescript(
             """
+            DROP TRIGGER job_tallies_on_insert; DROP TRIGGER job_tallies_on_update; DROP TRIGGER job_tallies_on_delete;
+            DROP TRIGGER ledger_tallies_on_insert; DROP TRIGGER ledger_tallies_on_update;
+            DROP TRIGGER ledger_tallies_on_delete; DROP TABLE job_tallies; DROP TABLE ledger_tallies;
+            DROP INDEX jobs_by_state_id; DROP INDEX jobs_by_library_id; DROP INDEX jobs_by_library_state_id;
             DROP TABLE seen_files; DROP TABLE library_scans; DROP INDEX jobs_waiting; DROP TABLE agent_status;
             DROP TABLE revoked_tokens; DROP TABLE library_holds; DROP INDEX jobs_by_update;
             ALTER TABLE ledger DROP COLUMN output_size; ALTER TABLE users DROP COLUMN generated;
