@@ -231,6 +231,7 @@ class Dispatcher:
         config = self.state.config
         self.heartbeat()  # first: after a stall of this process, its own leases are renewed before any expires
         self._expire_leases()
+        self._fold_tallies()
         self._recheck_here()
         sample = self.take_sample()
         clock = time.monotonic()
@@ -404,6 +405,13 @@ class Dispatcher:
         for job in expired:
             event = "job dead" if job.state == jobs.JobState.DEAD else "job lease expired"
             self.log.warning(event, job=job.id, library=job.library, path=job.rel_path, reason=job.error)
+
+    def _fold_tallies(self) -> None:
+        """Move the counts' pending changes into the tallies (PostgreSQL; `agent.store.tallies`)."""
+        try:
+            self.state.store.fold_tallies()
+        except StoreError as error:  # the reads add the pending changes meanwhile: nothing is wrong
+            self.log.warning("tally changes not folded; trying again", error=str(error))
 
     def _recheck_here(self) -> None:
         """Claim only from the libraries whose folder this host can read now, and at all only once

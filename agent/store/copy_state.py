@@ -54,7 +54,7 @@ from agent.store.sql import Database, SqliteDatabase, StoreError
 MIGRATE_PURPOSE = "store migrate"
 # Tables only PostgreSQL has, by design (its version lives in a table): a migration that adds a
 # table to PostgreSQL alone (e.g. hosts, leases) names it here, or every copy is refused.
-POSTGRES_ONLY_TABLES = frozenset({"schema_version"})
+POSTGRES_ONLY_TABLES = frozenset({"schema_version", "job_tally_changes", "ledger_tally_changes"})
 # Sequences not owned by a column (identity columns' are found in the catalog): which column each feeds.
 COUNTER_SEQUENCES: Mapping[str, tuple[str, str]] = {
     "jobs_change_seq": ("jobs", "change_seq"),

@@ -14,7 +14,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.domain import Ledger, LedgerEntry, SeenFile, SourceFile, UserChange, UserRecord
-from agent.store import failures, holds, hosts, jobs, leader, leases, ledger, scans, state, status, tokens, users
+from agent.store import (
+    failures,
+    holds,
+    hosts,
+    jobs,
+    leader,
+    leases,
+    ledger,
+    scans,
+    state,
+    status,
+    tallies,
+    tokens,
+    users,
+)
 from agent.store.holds import Hold
 from agent.store.hosts import HostReport, HostRow
 from agent.store.jobs import CancelledBy, Job, JobState
@@ -287,6 +301,9 @@ class DatabaseStore:
 
     def expire_leases(self, *, host_loss_cap: int) -> list[Job]:
         return leases.expire_leases(self.database, host_loss_cap=host_loss_cap)
+
+    def fold_tallies(self) -> bool:
+        return tallies.fold(self.database)
 
     def finish_claimed(
         self,

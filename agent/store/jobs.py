@@ -41,6 +41,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from agent.retry import backoff_delay
+from agent.store import tallies
 from agent.store.sql import Cursor, Database
 from agent.store.transitions import (
     JobError,
@@ -493,15 +494,18 @@ def counts(database: Database) -> dict[JobState, int]:
     Read from the tallies that triggers keep in step with the jobs, in the transaction that
     changes a job (migration 11): a few rows, however many jobs there are.
     """
-    found = dict(database.execute("SELECT state, sum(total) FROM job_tallies GROUP BY state").fetchall())
+    source = tallies.JOBS[database.dialect]
+    found = dict(database.execute(f"SELECT state, sum(total) FROM {source} GROUP BY state").fetchall())  # noqa: S608 - constants
     return {state: int(found.get(str(state)) or 0) for state in JobState}
 
 
 def counts_by_library(database: Database) -> dict[str, dict[str, int]]:
     """Return library -> state -> number of jobs (states with none are left out), from the tallies."""
     result: dict[str, dict[str, int]] = {}
+    source = tallies.JOBS[database.dialect]
     for library, state, count in database.execute(
-        "SELECT library, state, total FROM job_tallies WHERE total <> 0 ORDER BY library, state"
+        f"SELECT library, state, sum(total) FROM {source} GROUP BY library, state"  # noqa: S608 - constants
+        " HAVING sum(total) <> 0 ORDER BY library, state"
     ).fetchall():
         result.setdefault(library, {})[state] = int(count)
     return result

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from agent.domain import LedgerEntry
+from agent.store import tallies
 from agent.store.sql import Database
 
 
@@ -83,8 +84,10 @@ def bytes_by_library(database: Database) -> dict[str, LibraryBytes]:
     Read from the tallies that triggers keep in step with the ledger (migration 11), not summed
     over every row.
     """
+    source = tallies.LEDGER[database.dialect]
     rows = database.execute(
-        "SELECT library, outputs, input_bytes, output_bytes FROM ledger_tallies WHERE outputs <> 0 ORDER BY library"
+        f"SELECT library, sum(outputs), sum(input_bytes), sum(output_bytes) FROM {source}"  # noqa: S608 - constants
+        " GROUP BY library HAVING sum(outputs) <> 0 ORDER BY library"
     ).fetchall()
     return {row[0]: LibraryBytes(int(row[1]), int(row[2]), int(row[3])) for row in rows}
 

@@ -15,11 +15,13 @@ column by column. Where the dialects differ:
 - jobs.lease_token (migration 8) comes from the sequence `jobs_lease_token` instead of SQLite's
   `max(lease_token) + 1`, for the same reason; a copy of a SQLite state must move the sequence
   past the copied tokens (`setval`), as for the ids.
-- job_tallies and ledger_tallies (migration 11) are kept by one trigger function per table
-  instead of SQLite's trigger per event. A tally is a row that every change of its (library,
-  state) updates, so hosts changing jobs of one library at once queue on it until each
-  transaction commits (a pass's batch of enqueues holds its library's `queued` row to its end):
-  the price of counts that cost nothing to read.
+- job_tallies and ledger_tallies (migration 11) are not updated by the triggers as SQLite's
+  are: a tally row that every change of its library updated would be locked by each changing
+  transaction to its end, so hosts changing jobs of one library would wait for each other (and
+  for a host frozen mid-transaction, for a whole lease). Instead a trigger appends the change
+  to job_tally_changes / ledger_tally_changes (PostgreSQL-only tables: an INSERT waits for no
+  one), readers add those rows to the tallies, and `agent.store.tallies.fold` moves them into
+  the tallies now and then (each host's dispatcher tick), skipping rows another fold holds.
 
 The version is the highest number in `schema_version` (one row per migration applied, with
 when). Each migration runs in its own transaction under an advisory lock, and re-reads the
@@ -183,8 +185,8 @@ MIGRATIONS: tuple[str, ...] = (
         last_seen TEXT NOT NULL
     );
     """,
-    # 11: the indexes for pages of jobs and the tallies kept by triggers, as SQLite's migration 11
-    # (one trigger function per table here; SQLite has a trigger per event).
+    # 11: the indexes for pages of jobs and the tallies, as SQLite's migration 11; here the triggers
+    # append changes that `agent.store.tallies.fold` moves into the tallies (see the docstring).
     """
     CREATE INDEX IF NOT EXISTS jobs_by_state_id ON jobs (state, id);
     CREATE INDEX IF NOT EXISTS jobs_by_library_id ON jobs (library, id);
@@ -197,22 +199,21 @@ MIGRATIONS: tuple[str, ...] = (
     );
     DELETE FROM job_tallies;
     INSERT INTO job_tallies (library, state, total) SELECT library, state, count(*) FROM jobs GROUP BY library, state;
+    CREATE TABLE IF NOT EXISTS job_tally_changes (
+        library TEXT NOT NULL,
+        state TEXT NOT NULL,
+        delta BIGINT NOT NULL
+    );
     CREATE OR REPLACE FUNCTION job_tallies_follow() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         IF TG_OP = 'UPDATE' AND OLD.library = NEW.library AND OLD.state = NEW.state THEN
             RETURN NULL;
         END IF;
-        -- The two tally rows are locked in key order, whichever way the job moves: hosts changing
-        -- jobs at once then wait for each other in line, never in a cycle.
-        IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND (OLD.library, OLD.state) < (NEW.library, NEW.state)) THEN
-            UPDATE job_tallies SET total = total - 1 WHERE library = OLD.library AND state = OLD.state;
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            INSERT INTO job_tally_changes (library, state, delta) VALUES (OLD.library, OLD.state, -1);
         END IF;
         IF TG_OP IN ('INSERT', 'UPDATE') THEN
-            INSERT INTO job_tallies (library, state, total) VALUES (NEW.library, NEW.state, 1)
-                ON CONFLICT (library, state) DO UPDATE SET total = job_tallies.total + 1;
-        END IF;
-        IF TG_OP = 'UPDATE' AND (OLD.library, OLD.state) > (NEW.library, NEW.state) THEN
-            UPDATE job_tallies SET total = total - 1 WHERE library = OLD.library AND state = OLD.state;
+            INSERT INTO job_tally_changes (library, state, delta) VALUES (NEW.library, NEW.state, 1);
         END IF;
         RETURN NULL;
     END
@@ -230,23 +231,23 @@ MIGRATIONS: tuple[str, ...] = (
         SELECT library, count(*), coalesce(sum(CASE WHEN output_size IS NOT NULL THEN size END), 0),
                coalesce(sum(output_size), 0)
         FROM ledger GROUP BY library;
+    CREATE TABLE IF NOT EXISTS ledger_tally_changes (
+        library TEXT NOT NULL,
+        outputs BIGINT NOT NULL,
+        input_bytes BIGINT NOT NULL,
+        output_bytes BIGINT NOT NULL
+    );
     CREATE OR REPLACE FUNCTION ledger_tallies_follow() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         IF TG_OP IN ('UPDATE', 'DELETE') THEN
-            UPDATE ledger_tallies SET
-                outputs = outputs - 1,
-                input_bytes = input_bytes - CASE WHEN OLD.output_size IS NOT NULL THEN OLD.size ELSE 0 END,
-                output_bytes = output_bytes - coalesce(OLD.output_size, 0)
-            WHERE library = OLD.library;
+            INSERT INTO ledger_tally_changes (library, outputs, input_bytes, output_bytes)
+                VALUES (OLD.library, -1, -CASE WHEN OLD.output_size IS NOT NULL THEN OLD.size ELSE 0 END,
+                        -coalesce(OLD.output_size, 0));
         END IF;
         IF TG_OP IN ('INSERT', 'UPDATE') THEN
-            INSERT INTO ledger_tallies (library, outputs, input_bytes, output_bytes)
+            INSERT INTO ledger_tally_changes (library, outputs, input_bytes, output_bytes)
                 VALUES (NEW.library, 1, CASE WHEN NEW.output_size IS NOT NULL THEN NEW.size ELSE 0 END,
-                        coalesce(NEW.output_size, 0))
-                ON CONFLICT (library) DO UPDATE SET
-                    outputs = ledger_tallies.outputs + excluded.outputs,
-                    input_bytes = ledger_tallies.input_bytes + excluded.input_bytes,
-                    output_bytes = ledger_tallies.output_bytes + excluded.output_bytes;
+                        coalesce(NEW.output_size, 0));
         END IF;
         RETURN NULL;
     END

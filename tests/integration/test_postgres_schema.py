@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from postgres import PostgresCluster
 
+from agent.store.copy_state import POSTGRES_ONLY_TABLES
 from agent.store.db import open_database
 from agent.store.postgres import PostgresDatabase, connect_postgres
 from agent.store.postgres_schema import MIGRATIONS, SCHEMA_VERSION, migrate, schema_version
@@ -216,7 +217,7 @@ def test_postgresql_has_every_table_column_key_and_index_of_sqlite(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
         ).fetchall()
     }
-    assert postgres_tables == set(expected) | {"schema_version"}
+    assert postgres_tables == set(expected) | POSTGRES_ONLY_TABLES  # those `hb2r store migrate` knows
 
     sqlite_indexes = {
         (table, name)
