@@ -13,7 +13,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.domain import Ledger, LedgerEntry, SeenFile, SourceFile, UserChange, UserRecord
+from agent.domain import (
+    FolderVisit,
+    Ledger,
+    LedgerEntry,
+    RememberedFolder,
+    SeenFile,
+    SourceFile,
+    UserChange,
+    UserRecord,
+)
 from agent.store import failures, holds, hosts, jobs, leader, leases, ledger, scans, state, status, tokens, users
 from agent.store.holds import Hold
 from agent.store.hosts import HostReport, HostRow
@@ -233,10 +242,23 @@ class DatabaseStore:
         previous: Mapping[tuple[str, str], SeenFile],
         now_ns: int,
         scanned_at: str,
+        folders: Iterable[FolderVisit] | None = None,
     ) -> None:
         scans.record_scan(
-            self.database, library=library, files=files, previous=previous, now_ns=now_ns, scanned_at=scanned_at
+            self.database,
+            library=library,
+            files=files,
+            previous=previous,
+            now_ns=now_ns,
+            scanned_at=scanned_at,
+            folders=folders,
         )
+
+    def load_folders(self, library: str) -> dict[str, RememberedFolder]:
+        return scans.load_folders(self.database, library)
+
+    def load_folder_files(self, library: str, folders: Sequence[str]) -> dict[str, list[SourceFile]]:
+        return scans.load_folder_files(self.database, library, folders)
 
     # --- users
     def load_users(self) -> tuple[UserRecord, ...]:

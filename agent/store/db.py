@@ -170,6 +170,29 @@ MIGRATIONS: tuple[str, ...] = (
         last_seen TEXT NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 11: passes that list only the folders that changed (agent.incremental_scan): each folder a
+    # walk reached, each file's ctime and folder (to give it back without a stat), and when the
+    # last full pass ran and how long it took. A file's folder is its path up to the last '/'.
+    """
+    CREATE TABLE IF NOT EXISTS scanned_folders (
+        library TEXT NOT NULL,
+        rel_path TEXT NOT NULL,
+        identity TEXT NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        ctime_ns INTEGER NOT NULL,
+        via_link INTEGER NOT NULL DEFAULT 0 CHECK (via_link IN (0, 1)),
+        file_count INTEGER NOT NULL CHECK (file_count >= 0),
+        listed_at_ns INTEGER NOT NULL,
+        newest_change_ns INTEGER NOT NULL,
+        PRIMARY KEY (library, rel_path)
+    ) WITHOUT ROWID;
+    ALTER TABLE seen_files ADD COLUMN ctime_ns INTEGER;
+    ALTER TABLE seen_files ADD COLUMN folder TEXT NOT NULL DEFAULT '';
+    UPDATE seen_files SET folder = rtrim(rtrim(rel_path, replace(rel_path, '/', '')), '/');
+    CREATE INDEX IF NOT EXISTS seen_files_by_folder ON seen_files (library, folder);
+    ALTER TABLE library_scans ADD COLUMN full_at TEXT;
+    ALTER TABLE library_scans ADD COLUMN full_seconds REAL CHECK (full_seconds IS NULL OR full_seconds >= 0);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

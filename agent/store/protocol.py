@@ -19,7 +19,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from agent.domain import Ledger, LedgerEntry, SeenFile, SourceFile, UserChange, UserRecord
+from agent.domain import (
+    FolderVisit,
+    Ledger,
+    LedgerEntry,
+    RememberedFolder,
+    SeenFile,
+    SourceFile,
+    UserChange,
+    UserRecord,
+)
 from agent.store.holds import Hold
 from agent.store.hosts import HostReport, HostRow
 from agent.store.jobs import CancelledBy, Job, JobState
@@ -141,7 +150,12 @@ class Store(Protocol):
         previous: Mapping[tuple[str, str], SeenFile],
         now_ns: int,
         scanned_at: str,
+        folders: Iterable[FolderVisit] | None = None,
     ) -> None: ...
+    def load_folders(self, library: str) -> dict[str, RememberedFolder]: ...
+    def load_folder_files(self, library: str, folders: Sequence[str]) -> dict[str, list[SourceFile]]:
+        """The remembered files of these folders, by folder (agent.store.scans)."""
+        ...
 
     # --- users (agent.store.users)
     def load_users(self) -> tuple[UserRecord, ...]: ...

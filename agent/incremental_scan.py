@@ -1,0 +1,72 @@
+"""Passes that cost what changed: list only the folders that moved, take the rest from the scan memory.
+
+Why: a full walk lists every folder and stats every file on every pass (1,000,000 files: four
+seconds, 300 MB, a NAS whose disks never sleep) although between two passes almost nothing
+changes. A folder's listing changes only when its mtime moves (an entry created, removed or
+renamed in it), so a folder whose mtime has not moved holds the files it held, and those are
+in the scan memory already. This module is the design's source of truth; the batch planner
+(next step) and the engine's wiring follow it.
+
+What is remembered (the scan memory, in the store, written in the pass's transaction and only
+when the pass records a scan: a paused library's scan is no baseline, and neither is its memory)
+- `seen_files`: each file's size, mtime, ctime (to give the file back without a stat), the
+  folder it is in, its fingerprint while size and mtime hold, when a scan last saw it change.
+- `scanned_folders`: each folder a walk reached (`""` is the source folder itself): its identity
+  (`dev:ino`: a disk mounted over it, or another folder renamed into its place, differs), mtime
+  and ctime (a chmod moves only the ctime), whether a symlink led to it, how many files it
+  holds, when it was last listed, and the newest change among its files (the latest of their
+  mtime, ctime and seen change), which says whether they are still settling.
+- `library_scans`: the file count of the last good scan (the vanish breaker's baseline), and
+  when the last full pass ran and how long it took (`/api/status`).
+A folder whose listing had a problem (an unreadable folder, a name that is not UTF-8) is not
+remembered, so it is listed again every pass, as a full walk would.
+
+What a pass reads
+- one stat of the source folder, and one stat of each remembered folder the walk reaches: the
+  walk descends the remembered tree, so a folder is reached exactly when a full walk would
+  reach it (a folder removed, made unreadable or hidden behind a symlink loop is not);
+- a listing (scandir, one stat per candidate file) of the folders that are not remembered, whose
+  identity, mtime or ctime moved, whose last listing is racy (their mtime within RACY_NS of
+  it: a file made in the same clock tick would not move the mtime), that hold files still
+  settling (newest change + max(stable_after, RACY_NS) after now), that inotify marked dirty
+  (`EngineState.dirty_folders`, consumed at the start of the pass), or all of them in a full
+  pass (`scan.full_interval`, and the first pass after start);
+- the files of every other folder from the scan memory, without a stat.
+Both kinds of walk share one walker (`agent.scan._walk`): subfolders are taken in name order
+and a folder reached twice (links, bind mounts) is kept where it is met first, so the two agree
+on the same tree. What only a full pass can see, and so is late by up to `scan.full_interval`
+where inotify is not there to say it: a file rewritten in place, without a create or rename in
+its folder, after it had settled (a copy resumed after stalling longer than `stable_after`).
+The full pass reports every difference it finds from the memory, with a count, in the log.
+
+The archive's outputs are remembered the same way (next step): the archive's folders and their
+file names; a pass lists only the archive folders that moved.
+
+Planning in batches (next step, `agent.batch_plan`): memory bounded by a batch of folders, not
+the library. `plan()` stays pure and becomes a function over one batch (the files of some
+folders, in path order, with their ledger rows, seen rows and the outputs of their output
+folders) plus the aggregate facts of the library, read from the store by index:
+- pause reasons and the vanish breaker: the file count now = the remembered count minus the
+  remembered counts of the folders listed or lost this pass plus what the listings found
+  (per-folder counts, no file rows), against `library_scans.file_count`; files hidden by an
+  unreadable folder are the remembered counts under it;
+- renames: a new stable file whose size equals a vanished entry's is fingerprinted and matched
+  against the ledger entries of its library with that fingerprint whose source is gone and
+  whose output exists (indexed lookups); batches run in path order and carry the set of
+  vanished entries already claimed, so the first file by path wins, as now;
+- conflicts (two sources, one output): an output is in the source's own folder, and a batch
+  never splits a folder, so owners and reserved paths are per batch;
+- drift: preset drift is per recorded file; "source vanished" drift streams the vanished
+  entries (ledger rows with no seen row, outside unreadable folders) in batches;
+- adoption and renamed libraries: the outputs of the batch's output folders, and the ledger
+  rows holding those output paths (any library), by index;
+- users: few, whole.
+Which folders a running agent plans: those listed, those whose ledger rows or output folder
+changed since the last pass, those left with work not yet queued (the enqueue budget) or
+settling, and all of them after a config or preset change and in a full pass; the others keep
+the actions counted at their last planning (kept per folder in the engine's memory, so
+/api/status counts the whole library). Queued jobs are cancelled as unwanted only in the
+folders planned. `hb2r plan` always walks in full and plans and prints batch by batch.
+"""
+
+from __future__ import annotations
