@@ -104,6 +104,7 @@ class FolderVisit(NamedTuple):
     ctime_ns: int
     via_link: bool
     listed_at_ns: int
+    problems: bool = False  # its listing failed or named a file it could not take: list it every pass
 
 
 class RememberedFolder(NamedTuple):
@@ -113,6 +114,7 @@ class RememberedFolder(NamedTuple):
     mtime_ns: int
     ctime_ns: int
     via_link: bool
+    problems: bool
     file_count: int
     listed_at_ns: int
     newest_change_ns: int  # the latest mtime, ctime or seen change of its files; 0 if none

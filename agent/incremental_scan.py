@@ -70,3 +70,101 @@ folders planned. `hb2r plan` always walks in full and plans and prints batch by 
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from agent.config.models import Library
+from agent.domain import FolderVisit, RememberedFolder, SourceFile
+from agent.scan import LibraryWalk, walk_library
+
+NS_PER_SECOND = 1_000_000_000
+# A change within this long of a listing may not have moved the folder's mtime (timestamps are
+# coarse: a clock tick on Linux filesystems, 2 s on FAT and some SMB servers): list it again.
+RACY_NS = 2 * NS_PER_SECOND
+
+
+def listing_stands(remembered: RememberedFolder, visit: FolderVisit, *, now_ns: int, settle_ns: int) -> bool:
+    """Given what the memory holds of a folder and what its stat says now, return whether its
+    remembered listing still holds (see the module docstring). Pure."""
+    if remembered.problems:
+        return False
+    if (remembered.identity, remembered.mtime_ns, remembered.ctime_ns, remembered.via_link) != (
+        visit.identity,
+        visit.mtime_ns,
+        visit.ctime_ns,
+        visit.via_link,
+    ):
+        return False
+    if max(remembered.mtime_ns, remembered.ctime_ns) >= remembered.listed_at_ns - RACY_NS:
+        return False  # racy: changed in the tick it was listed in
+    return remembered.newest_change_ns + max(settle_ns, RACY_NS) <= now_ns  # nothing settling in it
+
+
+@dataclass
+class FolderMemory:
+    """The scan memory of one library as a walk reads it (`agent.scan.WalkMemory`)."""
+
+    folders: Mapping[str, RememberedFolder]
+    load_files: Callable[[Sequence[str]], dict[str, list[SourceFile]]]
+    now_ns: int
+    settle_ns: int
+    dirty: Collection[str] = ()
+    _children: dict[str, list[tuple[str, bool]]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        for rel_path, remembered in self.folders.items():
+            if rel_path:
+                parent, _, name = rel_path.rpartition("/")
+                self._children.setdefault(parent, []).append((name, remembered.via_link))
+
+    def keep(self, visit: FolderVisit) -> FolderVisit | None:
+        remembered = self.folders.get(visit.rel_path)
+        if remembered is None or visit.rel_path in self.dirty:
+            return None
+        if not listing_stands(remembered, visit, now_ns=self.now_ns, settle_ns=self.settle_ns):
+            return None
+        return visit._replace(listed_at_ns=remembered.listed_at_ns)
+
+    def subfolders(self, rel_path: str) -> list[tuple[str, bool]]:
+        return self._children.get(rel_path, [])
+
+    def files(self, folders: Sequence[str]) -> dict[str, list[SourceFile]]:
+        return self.load_files(folders)
+
+    def file_count(self, rel_path: str) -> int:
+        remembered = self.folders.get(rel_path)
+        return 0 if remembered is None else remembered.file_count
+
+
+class ScanMemory(Protocol):
+    """What `scan_incrementally` reads of the store (`agent.store.protocol.Store` has it)."""
+
+    def load_folders(self, library: str) -> dict[str, RememberedFolder]: ...
+    def load_folder_files(self, library: str, folders: Sequence[str]) -> dict[str, list[SourceFile]]: ...
+
+
+def scan_incrementally(
+    library: Library,
+    memory: ScanMemory,
+    *,
+    excluded: Collection[Path] = (),
+    now_ns: int,
+    dirty: Collection[str] = (),
+    full: bool = False,
+) -> LibraryWalk:
+    """Walk a library, listing only the folders whose remembered listing does not stand (all of
+    them when `full`); `dirty` are folders (relative to the source, "" the top) to list anyway."""
+    if full:
+        return walk_library(library, excluded=excluded, now_ns=now_ns)
+    name = library.name
+    folder_memory = FolderMemory(
+        folders=memory.load_folders(name),
+        load_files=lambda folders: memory.load_folder_files(name, folders),
+        now_ns=now_ns,
+        settle_ns=int(library.stable_after.total_seconds() * NS_PER_SECOND),
+        dirty=dirty,
+    )
+    return walk_library(library, excluded=excluded, memory=folder_memory, now_ns=now_ns)

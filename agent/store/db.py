@@ -181,6 +181,7 @@ MIGRATIONS: tuple[str, ...] = (
         mtime_ns INTEGER NOT NULL,
         ctime_ns INTEGER NOT NULL,
         via_link INTEGER NOT NULL DEFAULT 0 CHECK (via_link IN (0, 1)),
+        problems INTEGER NOT NULL DEFAULT 0 CHECK (problems IN (0, 1)),
         file_count INTEGER NOT NULL CHECK (file_count >= 0),
         listed_at_ns INTEGER NOT NULL,
         newest_change_ns INTEGER NOT NULL,

@@ -187,6 +187,7 @@ MIGRATIONS: tuple[str, ...] = (
         mtime_ns BIGINT NOT NULL,
         ctime_ns BIGINT NOT NULL,
         via_link INTEGER NOT NULL DEFAULT 0 CHECK (via_link IN (0, 1)),
+        problems INTEGER NOT NULL DEFAULT 0 CHECK (problems IN (0, 1)),
         file_count BIGINT NOT NULL CHECK (file_count >= 0),
         listed_at_ns BIGINT NOT NULL,
         newest_change_ns BIGINT NOT NULL,

@@ -30,13 +30,13 @@ def load_file_counts(database: Database) -> dict[str, int]:
 def load_folders(database: Database, library: str) -> dict[str, RememberedFolder]:
     """Return the folders the last recorded walk of library reached, by path ("" is the source)."""
     rows = database.execute(
-        "SELECT rel_path, identity, mtime_ns, ctime_ns, via_link, file_count, listed_at_ns, newest_change_ns"
-        " FROM scanned_folders WHERE library = ?",
+        "SELECT rel_path, identity, mtime_ns, ctime_ns, via_link, problems, file_count, listed_at_ns,"
+        " newest_change_ns FROM scanned_folders WHERE library = ?",
         (library,),
     ).fetchall()
     return {
-        rel_path: RememberedFolder(identity, mtime, ctime, bool(via_link), count, listed_at, newest)
-        for rel_path, identity, mtime, ctime, via_link, count, listed_at, newest in rows
+        rel_path: RememberedFolder(identity, mtime, ctime, bool(via_link), bool(problems), count, listed_at, newest)
+        for rel_path, identity, mtime, ctime, via_link, problems, count, listed_at, newest in rows
     }
 
 
@@ -141,12 +141,13 @@ def _record_folders(
             visit.mtime_ns,
             visit.ctime_ns,
             visit.via_link,
+            visit.problems,
             counts.get(visit.rel_path, 0),
             visit.listed_at_ns,
             newest.get(visit.rel_path, 0),
         )
         if before.get(visit.rel_path) != row:
-            rows.append((library, visit.rel_path, *row[:3], int(row.via_link), *row[4:]))
+            rows.append((library, visit.rel_path, *row[:3], int(row.via_link), int(row.problems), *row[5:]))
     database.executemany(
         "DELETE FROM scanned_folders WHERE library = ? AND rel_path = ?",
         [(library, rel_path) for rel_path in before.keys() - reached],
@@ -154,12 +155,13 @@ def _record_folders(
     database.executemany(
         """
         INSERT INTO scanned_folders (
-            library, rel_path, identity, mtime_ns, ctime_ns, via_link, file_count, listed_at_ns, newest_change_ns
+            library, rel_path, identity, mtime_ns, ctime_ns, via_link, problems, file_count, listed_at_ns,
+            newest_change_ns
         )
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (library, rel_path) DO UPDATE SET
             identity = excluded.identity, mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns,
-            via_link = excluded.via_link, file_count = excluded.file_count,
+            via_link = excluded.via_link, problems = excluded.problems, file_count = excluded.file_count,
             listed_at_ns = excluded.listed_at_ns, newest_change_ns = excluded.newest_change_ns
         """,
         rows,

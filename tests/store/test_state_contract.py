@@ -178,13 +178,13 @@ def test_a_fingerprint_is_kept_while_the_file_holds_still(store: Store) -> None:
 
 
 def test_the_folders_a_walk_reached_are_remembered_with_their_files_and_forgotten_once_gone(store: Store) -> None:
-    top, show = FolderVisit("", "1:2", 10, 11, False, 100), FolderVisit("Show", "1:3", 20, 21, True, 100)
+    top, show = FolderVisit("", "1:2", 10, 11, False, 100), FolderVisit("Show", "1:3", 20, 21, True, 100, True)
     files = [SourceFile("a.mkv", 5, 7, 8), SourceFile("Show/b.mkv", 6, 9, 12), SourceFile("Show/c.mkv", 1, 3, 4)]
     store.record_scan(library="tv", files=files, previous={}, now_ns=100, scanned_at=STAMP, folders=[top, show])
 
     assert store.load_folders("tv") == {
-        "": RememberedFolder("1:2", 10, 11, False, 1, 100, 8),
-        "Show": RememberedFolder("1:3", 20, 21, True, 2, 100, 12),
+        "": RememberedFolder("1:2", 10, 11, False, False, 1, 100, 8),
+        "Show": RememberedFolder("1:3", 20, 21, True, True, 2, 100, 12),
     }
     assert store.load_folders("movies") == {}
     by_folder = store.load_folder_files("tv", ["Show", "", "Gone"])
@@ -195,7 +195,8 @@ def test_the_folders_a_walk_reached_are_remembered_with_their_files_and_forgotte
         library="tv", files=[grown], previous=store.load_seen(), now_ns=200, scanned_at=STAMP, folders=[top]
     )
 
-    assert store.load_folders("tv") == {"": RememberedFolder("1:2", 10, 11, False, 1, 100, 200)}  # seen change at 200
+    # a.mkv grew: the folder's newest change is when the scan saw it (200)
+    assert store.load_folders("tv") == {"": RememberedFolder("1:2", 10, 11, False, False, 1, 100, 200)}
     assert store.load_folder_files("tv", ["", "Show"]) == {"": [grown]}
 
 

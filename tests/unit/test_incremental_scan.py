@@ -1,0 +1,59 @@
+"""Decision table: may a folder's remembered listing stand, or must the pass list it again?"""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.domain import FolderVisit, RememberedFolder
+from agent.incremental_scan import RACY_NS, listing_stands
+
+S = 1_000_000_000
+NOW = 1_750_000_000 * S
+SETTLE = 60 * S
+HOUR = 3600 * S
+LISTED = NOW - HOUR  # the folder was last listed an hour ago
+CHANGED = NOW - 2 * HOUR  # and had last changed an hour before that
+
+
+def remembered(**changes: object) -> RememberedFolder:
+    base = RememberedFolder("8:1", CHANGED, CHANGED, False, False, 3, LISTED, CHANGED)
+    return base._replace(**changes)
+
+
+def now(**changes: object) -> FolderVisit:
+    base = FolderVisit("Show", "8:1", CHANGED, CHANGED, False, NOW)
+    return base._replace(**changes)
+
+
+@pytest.mark.parametrize(
+    ("memory", "visit", "stands"),
+    [
+        pytest.param(remembered(), now(), True, id="unchanged-folder-is-not-listed"),
+        pytest.param(remembered(), now(mtime_ns=NOW - 5 * S), False, id="entry-made-or-removed-moves-the-mtime"),
+        pytest.param(remembered(), now(ctime_ns=NOW - 5 * S), False, id="chmod-moves-only-the-ctime"),
+        pytest.param(remembered(), now(identity="9:1"), False, id="a-disk-mounted-over-it-is-another-folder"),
+        pytest.param(remembered(), now(via_link=True), False, id="now-reached-through-a-symlink"),
+        pytest.param(remembered(problems=True), now(), False, id="a-folder-whose-listing-had-a-problem-is-listed"),
+        pytest.param(
+            remembered(mtime_ns=LISTED - RACY_NS // 2), now(mtime_ns=LISTED - RACY_NS // 2), False,
+            id="changed-just-before-its-listing-it-may-hide-a-change-in-the-same-tick",
+        ),
+        pytest.param(
+            remembered(mtime_ns=LISTED - 2 * RACY_NS), now(mtime_ns=LISTED - 2 * RACY_NS), True,
+            id="changed-well-before-its-listing-is-not-racy",
+        ),
+        pytest.param(
+            remembered(newest_change_ns=NOW - SETTLE + S), now(), False, id="a-file-in-it-is-still-settling",
+        ),
+        pytest.param(remembered(newest_change_ns=NOW - SETTLE), now(), True, id="its-files-have-just-settled"),
+    ],
+)  # fmt: skip
+def test_a_remembered_listing_stands_only_while_nothing_in_the_folder_can_have_changed(
+    memory: RememberedFolder, visit: FolderVisit, stands: bool
+) -> None:
+    assert listing_stands(memory, visit, now_ns=NOW, settle_ns=SETTLE) is stands
+
+
+def test_files_settle_for_at_least_the_racy_window_even_with_stable_after_zero() -> None:
+    memory = remembered(newest_change_ns=NOW - RACY_NS + S)
+    assert listing_stands(memory, now(), now_ns=NOW, settle_ns=0) is False
