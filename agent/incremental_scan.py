@@ -76,7 +76,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from agent.config.models import Library
+from agent.archive_walk import ArchiveWalk, walk_archive
+from agent.config.models import Config, Library
 from agent.domain import FolderVisit, RememberedFolder, SourceFile
 from agent.scan import LibraryWalk, walk_library
 
@@ -168,3 +169,58 @@ def scan_incrementally(
         dirty=dirty,
     )
     return walk_library(library, excluded=excluded, memory=folder_memory, now_ns=now_ns)
+
+
+@dataclass
+class ArchiveFolderMemory:
+    """The scan memory of the archive as an archive walk reads it (`agent.archive_walk.ArchiveMemory`)."""
+
+    folders: Mapping[str, RememberedFolder]
+    load_files: Callable[[Sequence[str]], dict[str, list[str]]]
+    now_ns: int
+    _children: dict[str, list[str]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        for rel_path in self.folders:
+            parent, slash, name = rel_path.rpartition("/")
+            if slash:
+                self._children.setdefault(parent, []).append(name)
+
+    def keep(self, visit: FolderVisit) -> FolderVisit | None:
+        remembered = self.folders.get(visit.rel_path)
+        if remembered is None or not listing_stands(remembered, visit, now_ns=self.now_ns, settle_ns=0):
+            return None
+        return visit._replace(listed_at_ns=remembered.listed_at_ns)
+
+    def subfolders(self, rel_path: str) -> list[str]:
+        return self._children.get(rel_path, [])
+
+    def files(self, folders: Sequence[str]) -> dict[str, list[str]]:
+        return self.load_files(folders)
+
+    def file_count(self, rel_path: str) -> int:
+        remembered = self.folders.get(rel_path)
+        return 0 if remembered is None else remembered.file_count
+
+
+class ArchiveScanMemory(Protocol):
+    """What `scan_archive_incrementally` reads of the store (`agent.store.protocol.Store` has it)."""
+
+    def load_archive_folders(self) -> dict[str, RememberedFolder]: ...
+    def load_archive_files(self, folders: Sequence[str]) -> dict[str, list[str]]: ...
+
+
+def scan_archive_incrementally(
+    config: Config,
+    memory: ArchiveScanMemory,
+    *,
+    recorded_folders: Collection[str] = (),
+    now_ns: int,
+    full: bool = False,
+) -> ArchiveWalk:
+    """Walk the archive's output folders, listing only the folders whose remembered listing does
+    not stand (all of them when `full`)."""
+    if full:
+        return walk_archive(config, recorded_folders=recorded_folders, now_ns=now_ns)
+    archive_memory = ArchiveFolderMemory(memory.load_archive_folders(), memory.load_archive_files, now_ns)
+    return walk_archive(config, recorded_folders=recorded_folders, memory=archive_memory, now_ns=now_ns)

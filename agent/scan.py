@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from agent.archive_walk import walk_archive
 from agent.config.models import Config, Library
 from agent.descriptors import OutOfDescriptors, is_shortage
 from agent.domain import ArchiveObservation, FolderVisit, LibraryObservation, ScanProblem, SourceFile, SourceStatus
@@ -251,37 +252,9 @@ def _by_name(candidate: tuple[str, str, os.stat_result, bool]) -> str:
 
 
 def scan_archive(config: Config, *, recorded_folders: Iterable[str] = ()) -> ArchiveObservation:
-    """Return which files exist in the archive (names only) under each library's output folder.
-
-    `recorded_folders` are output folders the ledger still points into: after an output
-    folder is renamed in the config, the old outputs must be seen to be moved, not re-encoded.
-    """
-    archive = str(config.paths.archive)
-    if not os.path.isdir(archive):
-        return ArchiveObservation(available=False, detail=f"{archive} is missing (not mounted?)")
-    outputs: list[str] = []
-    present: set[str] = set()
-    for output in dict.fromkeys([*(library.output for library in config.libraries), *recorded_folders]):
-        top = os.path.join(archive, output)
-        if not os.path.isdir(top):
-            continue
-        present.add(output)
-        folders = [(top, output + "/")]
-        while folders:
-            folder, prefix = folders.pop()
-            try:
-                with os.scandir(folder) as entries:
-                    for entry in entries:
-                        if entry.name.startswith("."):
-                            continue
-                        if entry.is_dir(follow_symlinks=False):
-                            folders.append((entry.path, prefix + entry.name + "/"))
-                        else:
-                            outputs.append(prefix + entry.name)
-            except OSError as error:
-                _raise_if_shortage(error, folder)
-                continue
-    return ArchiveObservation(available=True, outputs=frozenset(outputs), output_folders=frozenset(present))
+    """Return which files exist in the archive under each library's output folder (a full walk;
+    see `agent.archive_walk`)."""
+    return walk_archive(config, recorded_folders=recorded_folders).observation
 
 
 def fingerprint(path: Path, *, size: int) -> str:

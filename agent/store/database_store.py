@@ -260,6 +260,15 @@ class DatabaseStore:
     def load_folder_files(self, library: str, folders: Sequence[str]) -> dict[str, list[SourceFile]]:
         return scans.load_folder_files(self.database, library, folders)
 
+    def load_archive_folders(self) -> dict[str, RememberedFolder]:
+        return scans.load_archive_folders(self.database)
+
+    def load_archive_files(self, folders: Sequence[str]) -> dict[str, list[str]]:
+        return scans.load_archive_files(self.database, folders)
+
+    def record_archive(self, *, folders: Iterable[FolderVisit], listed: Mapping[str, Sequence[str]]) -> None:
+        scans.record_archive(self.database, folders=folders, listed=listed)
+
     # --- users
     def load_users(self) -> tuple[UserRecord, ...]:
         return users.load_users(self.database)

@@ -193,6 +193,20 @@ MIGRATIONS: tuple[str, ...] = (
         newest_change_ns BIGINT NOT NULL,
         PRIMARY KEY (library, rel_path)
     );
+    CREATE TABLE IF NOT EXISTS archive_folders (
+        rel_path TEXT PRIMARY KEY,
+        identity TEXT NOT NULL,
+        mtime_ns BIGINT NOT NULL,
+        ctime_ns BIGINT NOT NULL,
+        problems INTEGER NOT NULL DEFAULT 0 CHECK (problems IN (0, 1)),
+        file_count BIGINT NOT NULL CHECK (file_count >= 0),
+        listed_at_ns BIGINT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS archive_files (
+        rel_path TEXT PRIMARY KEY,
+        folder TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS archive_files_by_folder ON archive_files (folder);
     ALTER TABLE seen_files ADD COLUMN ctime_ns BIGINT;
     ALTER TABLE seen_files ADD COLUMN folder TEXT NOT NULL DEFAULT '';
     UPDATE seen_files SET folder = regexp_replace(rel_path, '/?[^/]*$', '');

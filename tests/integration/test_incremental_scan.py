@@ -24,11 +24,14 @@ from typing import Any
 
 import pytest
 
+from agent.archive_walk import walk_archive
 from agent.config import load_config
+from agent.config.models import Config
 from agent.domain import LedgerEntry
 from agent.identity import output_path
+from agent.incremental_scan import scan_archive_incrementally
 from agent.scan import fingerprint
-from agent.store.sqlite import open_store
+from agent.store.sqlite import SqliteStore, open_store
 
 REPO = Path(__file__).resolve().parents[2]
 HELPER = Path(__file__).with_name("incremental_pass.py")
@@ -171,3 +174,64 @@ def test_every_kind_of_change_plans_the_same_incrementally_as_in_full(library: P
     finally:
         source.with_name("tv-unmounted").rename(source)
     assert run_pass(library)["full"]["status"] == "ok"
+
+
+# --- the archive
+
+
+def archive_pass(config: Config, store: SqliteStore, *, recorded_folders: tuple[str, ...] = ()) -> list[str]:
+    """Walk the archive in full and incrementally, assert they agree, record; return the folders listed."""
+    now_ns = clock()
+    full = walk_archive(config, recorded_folders=recorded_folders, now_ns=now_ns)
+    incremental = scan_archive_incrementally(config, store, recorded_folders=recorded_folders, now_ns=now_ns)
+    assert incremental.observation == full.observation
+    if incremental.observation.available:
+        store.record_archive(folders=incremental.folders, listed=incremental.listed or {})
+    return sorted(incremental.listed or {})
+
+
+def test_the_archive_is_listed_only_where_it_changed_and_seen_the_same_as_in_full(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    for show in range(20):
+        for number in range(50):
+            output = archive / "TV" / f"Show {show:02d}" / "Season 1" / f"E{number:02d}.mkv"
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_bytes(b"encoded")
+    config = Config.model_validate(
+        {
+            "version": 1,
+            "paths": {"archive": str(archive), "state_dir": str(tmp_path / "state")},
+            "libraries": [{"name": "tv", "source": str(tmp_path / "tv"), "output": "TV", "preset": "tv"}],
+            "presets": {"tv": {"handbrake": "Fast 1080p30"}},
+        },
+        context={"base_dir": "/"},
+    )
+    store = open_store(config.paths.state_dir)
+    try:
+        assert len(archive_pass(config, store)) == 1 + 2 * 20
+        assert archive_pass(config, store) == []
+
+        partial = archive / "TV" / ".hb2r-partial" / "7.mkv"  # publish: a temp file renamed into place
+        partial.parent.mkdir()
+        partial.write_bytes(b"encoded")
+        assert archive_pass(config, store) == ["TV"]  # the hidden folder is no output
+        os.replace(partial, archive / "TV" / "Show 03" / "Season 1" / "E99.mkv")
+        assert archive_pass(config, store) == ["TV/Show 03/Season 1"]
+
+        (archive / "TV" / "Show 04" / "Season 1" / "E01.mkv").unlink()  # an output deleted
+        assert archive_pass(config, store) == ["TV/Show 04/Season 1"]
+
+        shutil.rmtree(archive / "TV" / "Show 05")  # a whole folder deleted
+        assert archive_pass(config, store) == ["TV"]
+
+        (archive / "TV").rename(archive / "Series")  # the output folder renamed: the old one is in the ledger
+        assert len(archive_pass(config, store, recorded_folders=("Series",))) == 1 + 2 * 19
+
+        archive.rename(tmp_path / "archive-unmounted")  # the archive unmounted
+        try:
+            archive_pass(config, store)
+        finally:
+            (tmp_path / "archive-unmounted").rename(archive)
+        assert archive_pass(config, store, recorded_folders=("Series",)) == []
+    finally:
+        store.close()

@@ -200,6 +200,24 @@ def test_the_folders_a_walk_reached_are_remembered_with_their_files_and_forgotte
     assert store.load_folder_files("tv", ["", "Show"]) == {"": [grown]}
 
 
+def test_the_archive_folders_a_walk_reached_are_remembered_with_the_names_of_those_it_listed(store: Store) -> None:
+    tv, show = FolderVisit("TV", "1:2", 10, 11, False, 100), FolderVisit("TV/Show", "1:3", 20, 21, False, 100)
+    store.record_archive(folders=[tv, show], listed={"TV": ["TV/a.mkv"], "TV/Show": ["TV/Show/b.mkv", "TV/Show/c"]})
+
+    assert store.load_archive_folders() == {
+        "TV": RememberedFolder("1:2", 10, 11, False, False, 1, 100, 0),
+        "TV/Show": RememberedFolder("1:3", 20, 21, False, False, 2, 100, 0),
+    }
+    names = store.load_archive_files(["TV/Show", "Movies"])
+    assert {folder: sorted(found) for folder, found in names.items()} == {"TV/Show": ["TV/Show/b.mkv", "TV/Show/c"]}
+
+    moved = tv._replace(mtime_ns=12, listed_at_ns=200)
+    store.record_archive(folders=[moved], listed={"TV": []})  # TV/Show removed: TV listed again
+
+    assert store.load_archive_folders() == {"TV": RememberedFolder("1:2", 12, 11, False, False, 0, 200, 0)}
+    assert store.load_archive_files(["TV", "TV/Show"]) == {}
+
+
 # --- users
 
 
