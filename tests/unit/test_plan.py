@@ -3,6 +3,10 @@
 Every row builds the three inputs from plain values and names the Plan a person should see.
 The library under test is `tv` (source /src/tv, output folder TV, mkv preset, stable_after 60s)
 unless a row says otherwise. No row touches the disk: the planner does no I/O.
+
+Every table runs in both modes (the `planner` fixture): the whole library decided at once, as a
+full pass does, and one folder at a time, as a pass with bounded memory does
+(`agent.batch_plan`); both must give the same actions in the same order.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from agent.domain import (
     UserRecord,
     Wait,
 )
-from agent.plan import fingerprints_needed, plan
+from agent.plan import fingerprints_needed, plan, plan_in_folder_batches
 
 NS = 1_000_000_000
 NOW = 1_750_000_000 * NS
@@ -176,8 +180,19 @@ def _ledger(
     )
 
 
+PLANNERS = {"whole-library": plan, "folder-by-folder": plan_in_folder_batches}
+_planner = [plan]
+
+
+@pytest.fixture(params=sorted(PLANNERS), autouse=True)
+def planner(request: pytest.FixtureRequest) -> str:
+    """Run the test with the library decided whole, then folder by folder."""
+    _planner[0] = PLANNERS[request.param]
+    return str(request.param)
+
+
 def _plan(config: Config, disk: Observation, ledger: Ledger) -> Plan:
-    return plan(config, disk, ledger, now_ns=NOW)
+    return _planner[0](config, disk, ledger, now_ns=NOW)
 
 
 def _assert_actions(result: Plan, expected: Sequence[Action]) -> None:
@@ -457,6 +472,29 @@ LIBRARY_CASES = [
         _ledger(_done(_file("a.mkv", fingerprint="fp:a")), _done(_file("b/a.avi", fingerprint="fp:old-b"))),
         [RenameOutput("tv", _file("b/a.mkv", fingerprint="fp:a"), "a.mkv", "TV/a.mkv", "TV/b/a.mkv")],
         id="rename-may-replace-the-stale-output-of-another-vanished-source",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(
+            _file("B/copy.mkv", fingerprint="fp:x"), _file("A/copy.mkv", fingerprint="fp:x"), outputs=["TV/Old/a.mkv"]
+        ),
+        _ledger(_done(_file("Old/a.mkv", fingerprint="fp:x"))),
+        [
+            RenameOutput("tv", _file("A/copy.mkv", fingerprint="fp:x"), "Old/a.mkv", "TV/Old/a.mkv", "TV/A/copy.mkv"),
+            Transcode("tv", _file("B/copy.mkv", fingerprint="fp:x"), "TV/B/copy.mkv", TranscodeReason.NEW),
+        ],
+        id="two-copies-of-a-moved-file-in-two-folders-the-first-folder-takes-the-output-the-other-is-encoded",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("Show/Season 1/E01.mkv"), _file("Show/Top.mkv"), _file("Show A/E01.mkv")),
+        _ledger(),
+        [
+            Transcode("tv", _file("Show/Top.mkv"), "TV/Show/Top.mkv", TranscodeReason.NEW),
+            Transcode("tv", _file("Show A/E01.mkv"), "TV/Show A/E01.mkv", TranscodeReason.NEW),
+            Transcode("tv", _file("Show/Season 1/E01.mkv"), "TV/Show/Season 1/E01.mkv", TranscodeReason.NEW),
+        ],
+        id="files-are-decided-by-folder-path-then-name",
     ),
     pytest.param(
         CONFIG,
