@@ -5,7 +5,7 @@ seconds, 300 MB, a NAS whose disks never sleep) although between two passes almo
 changes. A folder's listing changes only when its mtime moves (an entry created, removed or
 renamed in it), so a folder whose mtime has not moved holds the files it held, and those are
 in the scan memory already. This module is the design's source of truth; the batch planner
-(next step) and the engine's wiring follow it.
+(`agent.batch_plan`), the archive's walk (`agent.archive_walk`) and the engine's wiring follow it.
 
 What is remembered (the scan memory, in the store, written in the pass's transaction and only
 when the pass records a scan: a paused library's scan is no baseline, and neither is its memory)
@@ -39,34 +39,42 @@ where inotify is not there to say it: a file rewritten in place, without a creat
 its folder, after it had settled (a copy resumed after stalling longer than `stable_after`).
 The full pass reports every difference it finds from the memory, with a count, in the log.
 
-The archive's outputs are remembered the same way (next step): the archive's folders and their
-file names; a pass lists only the archive folders that moved.
+The archive's outputs are remembered the same way (`agent.archive_walk`): the archive's folders
+and the names in them; a pass lists only the archive folders that moved.
 
-Planning in batches (next step, `agent.batch_plan`): memory bounded by a batch of folders, not
-the library. `plan()` stays pure and becomes a function over one batch (the files of some
-folders, in path order, with their ledger rows, seen rows and the outputs of their output
-folders) plus the aggregate facts of the library, read from the store by index:
-- pause reasons and the vanish breaker: the file count now = the remembered count minus the
-  remembered counts of the folders listed or lost this pass plus what the listings found
-  (per-folder counts, no file rows), against `library_scans.file_count`; files hidden by an
-  unreadable folder are the remembered counts under it;
-- renames: a new stable file whose size equals a vanished entry's is fingerprinted and matched
-  against the ledger entries of its library with that fingerprint whose source is gone and
-  whose output exists (indexed lookups); batches run in path order and carry the set of
-  vanished entries already claimed, so the first file by path wins, as now;
-- conflicts (two sources, one output): an output is in the source's own folder, and a batch
-  never splits a folder, so owners and reserved paths are per batch;
-- drift: preset drift is per recorded file; "source vanished" drift streams the vanished
-  entries (ledger rows with no seen row, outside unreadable folders) in batches;
-- adoption and renamed libraries: the outputs of the batch's output folders, and the ledger
-  rows holding those output paths (any library), by index;
+Planning in batches (`agent.batch_plan`; what it reads from the store is built next):
+memory bounded by a batch of folders, not the library. `plan()` stays pure: it is a function
+over one batch (the files of some whole folders, with their ledger rows, seen rows, the outputs
+they name and the rows of renamed libraries holding those outputs) plus the library's context,
+and the claims the batches before it made. Where each fact comes from, without the library:
+- "present now" is the scan memory: a pass records the walk (seen rows, folders) BEFORE it
+  plans, once the pause reason is known, so a ledger row is vanished when it has no seen row
+  (less the paths an unreadable folder hides). `hb2r plan` writes nothing: it records its full
+  walk into a temporary table of its own (SQLite's TEMP, also beside PostgreSQL) and plans from
+  that, so its memory stays bounded too;
+- pause reasons and the vanish breaker: the file count now = the sum of `scanned_folders.file_count`
+  after the walk, against `library_scans.file_count`; files hidden by an unreadable folder are
+  the remembered counts under it; no file rows are read;
+- renames: a new stable file whose size equals a vanished row's is fingerprinted (the sizes of
+  vanished rows by index: ledger (library, size)) and matched against the vanished rows of its
+  library with that fingerprint whose output exists (ledger (library, fingerprint)), the first
+  by path; the batches run in `file_order` and carry the claims, so the first file wins, as now;
+- conflicts, adoption, preset drift: an output path mirrors its source's folder, so a batch
+  needs only its folders' ledger rows (ledger (library, folder)), the archive names of the
+  paths it names (`archive_files`) and the rows of unconfigured libraries holding those paths
+  (ledger output_path, unique);
+- "source vanished" drift after the last batch: the vanished rows in path order (an anti-join
+  of ledger and seen_files: streamed, in a full pass; see below for the others);
 - users: few, whole.
+In PostgreSQL, path order is asked with `COLLATE "C"` (code point order, as Python's and SQLite's).
+
 Which folders a running agent plans: those listed, those whose ledger rows or output folder
 changed since the last pass, those left with work not yet queued (the enqueue budget) or
-settling, and all of them after a config or preset change and in a full pass; the others keep
-the actions counted at their last planning (kept per folder in the engine's memory, so
-/api/status counts the whole library). Queued jobs are cancelled as unwanted only in the
-folders planned. `hb2r plan` always walks in full and plans and prints batch by batch.
+settling, those holding a vanished row a new file may take, and all of them after a config or
+preset change and in a full pass. The others keep the actions counted at their last planning
+(per folder, in the engine's memory: /api/status counts the whole library), and their queued
+jobs are not cancelled as unwanted. `hb2r plan` always walks in full, plans and prints batch
+by batch (the renderings stream: JSON as an array written action by action).
 """
 
 from __future__ import annotations
