@@ -7,7 +7,7 @@ can do. Each method is the module function of the same (or the named) purpose.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,7 +23,21 @@ from agent.domain import (
     UserChange,
     UserRecord,
 )
-from agent.store import failures, holds, hosts, jobs, leader, leases, ledger, scans, state, status, tokens, users
+from agent.store import (
+    batch_facts,
+    failures,
+    holds,
+    hosts,
+    jobs,
+    leader,
+    leases,
+    ledger,
+    scans,
+    state,
+    status,
+    tokens,
+    users,
+)
 from agent.store.holds import Hold
 from agent.store.hosts import HostReport, HostRow
 from agent.store.jobs import CancelledBy, Job, JobState
@@ -259,6 +273,33 @@ class DatabaseStore:
 
     def load_folder_files(self, library: str, folders: Sequence[str]) -> dict[str, list[SourceFile]]:
         return scans.load_folder_files(self.database, library, folders)
+
+    # --- what planning one batch of folders reads (agent.store.batch_facts)
+    def ledger_in_folders(self, library: str, folders: Sequence[str]) -> dict[str, LedgerEntry]:
+        return batch_facts.ledger_in_folders(self.database, library, folders)
+
+    def seen_in_folders(self, library: str, folders: Sequence[str]) -> dict[str, SeenFile]:
+        return batch_facts.seen_in_folders(self.database, library, folders)
+
+    def outputs_present(self, paths: Collection[str]) -> set[str]:
+        return batch_facts.outputs_present(self.database, paths)
+
+    def rows_holding_outputs(self, paths: Collection[str], *, other_than: Collection[str]) -> dict[str, LedgerEntry]:
+        return batch_facts.rows_holding_outputs(self.database, paths, other_than=other_than)
+
+    def vanished_sizes(self, library: str, sizes: Collection[int]) -> set[int]:
+        return batch_facts.vanished_sizes(self.database, library, sizes)
+
+    def vanished_with_fingerprints(
+        self, library: str, fingerprints: Collection[str], *, hidden: tuple[str, ...] = ()
+    ) -> dict[str, LedgerEntry]:
+        return batch_facts.vanished_with_fingerprints(self.database, library, fingerprints, hidden=hidden)
+
+    def vanished_rows(self, library: str) -> Iterator[LedgerEntry]:
+        return batch_facts.vanished_rows(self.database, library)
+
+    def remembered_file_count(self, library: str) -> int:
+        return batch_facts.remembered_file_count(self.database, library)
 
     def load_archive_folders(self) -> dict[str, RememberedFolder]:
         return scans.load_archive_folders(self.database)

@@ -172,8 +172,9 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 11: passes that list only the folders that changed (agent.incremental_scan): each folder a
     # walk of a library or of the archive reached, the names in the archive's folders, each file's
-    # ctime and folder (to give it back without a stat), and when the last full pass ran and how
-    # long it took. A file's folder is its path up to the last '/'.
+    # ctime and folder (to give it back without a stat), each ledger row's folder and the indexes a
+    # batch of folders is planned by, and when the last full pass ran and how long it took. A
+    # file's folder is its path up to the last '/'.
     """
     CREATE TABLE IF NOT EXISTS scanned_folders (
         library TEXT NOT NULL,
@@ -206,6 +207,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE seen_files ADD COLUMN folder TEXT NOT NULL DEFAULT '';
     UPDATE seen_files SET folder = rtrim(rtrim(rel_path, replace(rel_path, '/', '')), '/');
     CREATE INDEX IF NOT EXISTS seen_files_by_folder ON seen_files (library, folder);
+    ALTER TABLE ledger ADD COLUMN folder TEXT NOT NULL DEFAULT '';
+    UPDATE ledger SET folder = rtrim(rtrim(rel_path, replace(rel_path, '/', '')), '/');
+    CREATE INDEX IF NOT EXISTS ledger_by_folder ON ledger (library, folder);
+    CREATE INDEX IF NOT EXISTS ledger_by_fingerprint ON ledger (library, fingerprint);
+    CREATE INDEX IF NOT EXISTS ledger_by_size ON ledger (library, size);
     ALTER TABLE library_scans ADD COLUMN full_at TEXT;
     ALTER TABLE library_scans ADD COLUMN full_seconds REAL CHECK (full_seconds IS NULL OR full_seconds >= 0);
     """,

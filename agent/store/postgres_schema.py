@@ -211,6 +211,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE seen_files ADD COLUMN folder TEXT NOT NULL DEFAULT '';
     UPDATE seen_files SET folder = regexp_replace(rel_path, '/?[^/]*$', '');
     CREATE INDEX IF NOT EXISTS seen_files_by_folder ON seen_files (library, folder);
+    ALTER TABLE ledger ADD COLUMN folder TEXT NOT NULL DEFAULT '';
+    UPDATE ledger SET folder = regexp_replace(rel_path, '/?[^/]*$', '');
+    CREATE INDEX IF NOT EXISTS ledger_by_folder ON ledger (library, folder);
+    CREATE INDEX IF NOT EXISTS ledger_by_fingerprint ON ledger (library, fingerprint);
+    CREATE INDEX IF NOT EXISTS ledger_by_size ON ledger (library, size);
     ALTER TABLE library_scans ADD COLUMN full_at TEXT;
     ALTER TABLE library_scans ADD COLUMN full_seconds DOUBLE PRECISION
         CHECK (full_seconds IS NULL OR full_seconds >= 0);

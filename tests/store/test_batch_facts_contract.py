@@ -1,0 +1,73 @@
+"""What planning one batch of folders reads from a store, as every store must answer it
+(`agent.store.batch_facts`): a folder's rows and no subfolder's, vanished rows (no seen row)
+found by size and fingerprint, in path order (code points, whatever the database's collation)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.domain import FolderVisit, LedgerEntry, SourceFile
+from agent.store import batch_facts
+from agent.store.protocol import Store
+
+STAMP = "2024-05-01T12:00:00+00:00"
+
+
+def row(rel_path: str, fingerprint: str, size: int, *, library: str = "tv") -> LedgerEntry:
+    return LedgerEntry(library, rel_path, fingerprint, size, 7, "p1", f"TV/{rel_path}")
+
+
+A, B, C = row("Show/a.mkv", "A", 10), row("Show/b.mkv", "B", 20), row("Show/Season 1/c.mkv", "C", 30)
+GONE, GONE_NO_OUTPUT = row("Gone/d.mkv", "A", 10), row("Gone/e.mkv", "E", 40)
+ORPHAN = LedgerEntry("oldtv", "x.mkv", "X", 5, 7, "p1", "TV/x.mkv")
+ODD_NAMES = [row(name, f"odd{number}", 50) for number, name in enumerate(["é.mkv", "a/b.mkv", "a b.mkv", "A.mkv"])]
+
+
+@pytest.fixture
+def facts(store: Store) -> Store:
+    """A ledger of tv (and of `oldtv`, a library the config no longer names), the scan memory of
+    what tv holds now (Show/, Show/Season 1/; Gone/ and the odd names vanished), the archive."""
+    for entry in [A, B, C, GONE, GONE_NO_OUTPUT, ORPHAN, *ODD_NAMES]:
+        store.record_output(entry, encoded_at=STAMP)
+    present = [SourceFile(entry.rel_path, entry.size, 7, 7) for entry in (A, B, C)]
+    folders = [
+        FolderVisit(rel, f"1:{number}", 1, 1, False, 1) for number, rel in enumerate(["", "Show", "Show/Season 1"])
+    ]
+    store.record_scan(library="tv", files=present, previous={}, now_ns=1, scanned_at=STAMP, folders=folders)
+    outputs = [A, B, GONE, ORPHAN, *ODD_NAMES]
+    store.record_archive(
+        folders=[FolderVisit("TV", "2:1", 1, 1, False, 1)], listed={"TV": [entry.output_path for entry in outputs]}
+    )
+    return store
+
+
+def test_a_batch_reads_its_own_folders_rows_and_not_its_subfolders(facts: Store) -> None:
+    assert facts.ledger_in_folders("tv", ["Show"]) == {"Show/a.mkv": A, "Show/b.mkv": B}
+    assert sorted(facts.seen_in_folders("tv", ["Show", "Gone"])) == ["Show/a.mkv", "Show/b.mkv"]
+    assert facts.ledger_in_folders("movies", ["Show"]) == {}
+
+
+def test_outputs_and_the_rows_of_unconfigured_libraries_are_found_by_path(facts: Store) -> None:
+    assert facts.outputs_present({"TV/Show/a.mkv", "TV/Gone/e.mkv"}) == {"TV/Show/a.mkv"}
+    assert facts.rows_holding_outputs({"TV/x.mkv", "TV/Show/a.mkv"}, other_than={"tv"}) == {"TV/x.mkv": ORPHAN}
+
+
+def test_vanished_rows_are_found_by_size_and_fingerprint_the_first_by_path_with_its_output(facts: Store) -> None:
+    assert facts.vanished_sizes("tv", [10, 20, 40]) == {10, 40}
+    # A: Show/a.mkv is present, Gone/d.mkv vanished; E: vanished, but its output is gone; B: present.
+    assert facts.vanished_with_fingerprints("tv", ["A", "B", "E"]) == {"A": GONE}
+    assert facts.vanished_with_fingerprints("tv", ["A"], hidden=("Gone/",)) == {}
+
+
+def test_vanished_rows_come_in_code_point_order_a_page_at_a_time(facts: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = sorted([GONE, GONE_NO_OUTPUT, *ODD_NAMES], key=lambda entry: entry.rel_path)
+    assert [entry.rel_path for entry in expected][:4] == ["A.mkv", "Gone/d.mkv", "Gone/e.mkv", "a b.mkv"]
+
+    assert list(facts.vanished_rows("tv")) == expected
+    monkeypatch.setattr(batch_facts, "PAGE", 2)
+    assert list(facts.vanished_rows("tv")) == expected
+
+
+def test_the_remembered_file_count_is_the_sum_of_the_folders(facts: Store) -> None:
+    assert facts.remembered_file_count("tv") == 3
+    assert facts.remembered_file_count("movies") == 0
