@@ -89,6 +89,14 @@ def _plan(config: Config, observation: Observation, ledger: LedgerState, *, now_
     return Plan(tuple(actions))
 
 
+def library_context(
+    config: Config, library: Library, observation: Observation, ledger: LedgerState
+) -> tuple[LibraryContext, str | None]:
+    """Return a library's context for planning it in batches, and why it is paused (None: it is not)."""
+    facts = _LibraryFacts.of(config, library, observation, ledger)
+    return facts.context(), facts.pause_reason()
+
+
 def fingerprints_needed(
     config: Config, observation: Observation, ledger: LedgerState, *, now_ns: int
 ) -> set[tuple[str, str]]:
