@@ -68,6 +68,7 @@ from agent.domain import (
     UserRecord,
 )
 from agent.domain import Ledger as LedgerState
+from agent.pause import PauseCounts, pause_reason
 
 
 def plan(config: Config, observation: Observation, ledger: LedgerState, *, now_ns: int) -> Plan:
@@ -174,34 +175,27 @@ class _LibraryFacts:
         )
 
     def pause_reason(self) -> str | None:
-        archive = self.observation.archive
-        if not archive.available:
-            return f"archive unavailable: {archive.detail}"
-        if self.observed.status is SourceStatus.MISSING:
-            return f"source folder missing: {self.library.source} (not mounted?)"
-        if self.observed.status is SourceStatus.UNREADABLE:
-            return f"source folder unreadable: {self.library.source}: {self.observed.detail}"
-        prefix = self.library.output + "/"
-        recorded_outputs = sum(1 for entry in self.entries.values() if entry.output_path.startswith(prefix))
-        if recorded_outputs and self.library.output not in archive.output_folders:
-            return (
-                f"output folder {self.library.output!r} is missing from the archive while "
-                f"{recorded_outputs} transcodes are recorded in it"
-            )
         known: Iterable[str]
         if self.library.name in self.ledger.file_counts:
             baseline, known = self.ledger.file_counts[self.library.name], self.seen.keys()
         else:
             baseline, known = len(self.entries), self.entries.keys()
         hidden = self.hidden_prefixes()
-        # Files an unreadable folder hides are still there: they are not counted as vanished.
-        vanished = baseline - len(self.files) - (sum(1 for rel in known if rel.startswith(hidden)) if hidden else 0)
-        if baseline and vanished * 100 > self.max_vanish_percent * baseline:
-            return (
-                f"{vanished} of {baseline} files vanished since the last good scan "
-                f"(more than {self.max_vanish_percent}%); is the disk mounted?"
-            )
-        return None
+        prefix = self.library.output + "/"
+        counts = PauseCounts(
+            files_now=len(self.files),
+            baseline=baseline,
+            hidden_known=sum(1 for rel in known if rel.startswith(hidden)) if hidden else 0,
+            recorded_outputs=sum(1 for entry in self.entries.values() if entry.output_path.startswith(prefix)),
+        )
+        return pause_reason(
+            self.library,
+            archive=self.observation.archive,
+            status=self.observed.status,
+            detail=self.observed.detail,
+            counts=counts,
+            max_vanish_percent=self.max_vanish_percent,
+        )
 
     def hidden_prefixes(self) -> tuple[str, ...]:
         """Return the prefixes of the paths that unreadable folders hide from the scan."""

@@ -27,8 +27,10 @@ from agent.batch_plan import (
     plan_batch,
     plan_vanished,
 )
+from agent.config.models import Library
 from agent.domain import Action, LedgerEntry, ScanProblem, SeenFile, Skip, SourceFile
 from agent.identity import output_namer
+from agent.pause import PauseCounts
 
 # Files per batch: folders are added to a batch until it holds this many (a folder is never split).
 BATCH_FILES = 5000
@@ -49,6 +51,10 @@ class BatchFacts(Protocol):
         self, library: str, fingerprints: Collection[str], *, hidden: tuple[str, ...] = ()
     ) -> dict[str, LedgerEntry]: ...
     def vanished_rows(self, library: str) -> Iterator[LedgerEntry]: ...
+    def load_file_counts(self) -> dict[str, int]: ...
+    def ledger_count(self, library: str) -> int: ...
+    def count_under(self, library: str, prefixes: Sequence[str], *, remembered: bool) -> int: ...
+    def outputs_recorded_in(self, library: str, output_folder: str) -> int: ...
 
 
 # Given a batch's files and the paths whose fingerprint the plan needs, return the files with
@@ -58,6 +64,21 @@ FillFingerprints = Callable[[Sequence[SourceFile], set[str], dict[str, SeenFile]
 
 def _as_given(files: Sequence[SourceFile], needed: set[str], seen: dict[str, SeenFile]) -> Sequence[SourceFile]:
     return files
+
+
+def pause_counts(
+    store: BatchFacts, library: Library, *, files_now: int, hidden: tuple[str, ...], output_folder_present: bool
+) -> PauseCounts:
+    """Return the counts the library's pause depends on (`agent.pause`), read from the store as
+    it is before this walk is recorded: no row of the library is read."""
+    baseline = store.load_file_counts().get(library.name)
+    remembered = baseline is not None
+    return PauseCounts(
+        files_now=files_now,
+        baseline=baseline if baseline is not None else store.ledger_count(library.name),
+        hidden_known=store.count_under(library.name, hidden, remembered=remembered) if hidden else 0,
+        recorded_outputs=0 if output_folder_present else store.outputs_recorded_in(library.name, library.output),
+    )
 
 
 def plan_library_from_store(

@@ -107,7 +107,7 @@ def vanished_with_fingerprints(
 def vanished_rows(database: Database, library: str) -> Iterator[LedgerEntry]:
     """Yield the vanished rows of library in path order, a page at a time."""
     after = ""
-    order = ' COLLATE "C"' if database.dialect == "postgres" else ""
+    order = _order(database)
     while True:
         query = (
             f"SELECT {_ENTRY} FROM ledger l WHERE l.library = ? AND l.rel_path{order} > ? AND {_VANISHED}"  # noqa: S608
@@ -119,6 +119,34 @@ def vanished_rows(database: Database, library: str) -> Iterator[LedgerEntry]:
         if len(rows) < PAGE:
             return
         after = rows[-1][1]
+
+
+def ledger_count(database: Database, library: str) -> int:
+    """Return how many ledger rows library has (the vanish breaker's baseline before any scan)."""
+    row = database.execute("SELECT count(*) FROM ledger WHERE library = ?", (library,)).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def count_under(database: Database, library: str, prefixes: Sequence[str], *, remembered: bool) -> int:
+    """Return how many files of library under these folder prefixes ("Locked/") the scan memory
+    (`remembered`) or else the ledger holds."""
+    table = "seen_files" if remembered else "ledger"
+    order = _order(database)
+    total = 0
+    for prefix in prefixes:
+        query = f"SELECT count(*) FROM {table} WHERE library = ? AND rel_path{order} >= ? AND rel_path{order} < ?"  # noqa: S608
+        row = database.execute(query, (library, prefix, _past(prefix))).fetchone()
+        total += 0 if row is None else int(row[0])
+    return total
+
+
+def outputs_recorded_in(database: Database, library: str, output_folder: str) -> int:
+    """Return how many ledger rows of library have their output in this output folder."""
+    order = _order(database)
+    prefix = output_folder + "/"
+    query = f"SELECT count(*) FROM ledger WHERE library = ? AND output_path{order} >= ? AND output_path{order} < ?"  # noqa: S608
+    row = database.execute(query, (library, prefix, _past(prefix))).fetchone()
+    return 0 if row is None else int(row[0])
 
 
 def remembered_file_count(database: Database, library: str) -> int:
@@ -140,3 +168,13 @@ def _marks(chunk: Sequence[Any]) -> str:
 
 def _by_path(entry: LedgerEntry) -> str:
     return entry.rel_path
+
+
+def _order(database: Database) -> str:
+    """Code point order for comparisons of paths (PostgreSQL's default collation may differ)."""
+    return ' COLLATE "C"' if database.dialect == "postgres" else ""
+
+
+def _past(prefix: str) -> str:
+    """Return the first string after every string that starts with prefix (which ends with '/')."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)

@@ -298,6 +298,15 @@ class DatabaseStore:
     def vanished_rows(self, library: str) -> Iterator[LedgerEntry]:
         return batch_facts.vanished_rows(self.database, library)
 
+    def ledger_count(self, library: str) -> int:
+        return batch_facts.ledger_count(self.database, library)
+
+    def count_under(self, library: str, prefixes: Sequence[str], *, remembered: bool) -> int:
+        return batch_facts.count_under(self.database, library, prefixes, remembered=remembered)
+
+    def outputs_recorded_in(self, library: str, output_folder: str) -> int:
+        return batch_facts.outputs_recorded_in(self.database, library, output_folder)
+
     def remembered_file_count(self, library: str) -> int:
         return batch_facts.remembered_file_count(self.database, library)
 

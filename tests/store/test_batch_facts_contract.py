@@ -71,3 +71,13 @@ def test_vanished_rows_come_in_code_point_order_a_page_at_a_time(facts: Store, m
 def test_the_remembered_file_count_is_the_sum_of_the_folders(facts: Store) -> None:
     assert facts.remembered_file_count("tv") == 3
     assert facts.remembered_file_count("movies") == 0
+
+
+def test_the_breakers_counts_are_read_without_the_rows(facts: Store) -> None:
+    assert facts.ledger_count("tv") == 9
+    assert facts.count_under("tv", ["Gone/"], remembered=False) == 2
+    assert facts.count_under("tv", ["Show/", "Gone/"], remembered=True) == 3  # Show/Season 1/ is under Show/
+    assert facts.count_under("tv", ["Show/Season 1/"], remembered=True) == 1
+    assert facts.outputs_recorded_in("tv", "TV") == 9
+    assert facts.outputs_recorded_in("tv", "T") == 0
+    assert facts.outputs_recorded_in("oldtv", "TV") == 1

@@ -48,8 +48,9 @@ from agent.domain import (
     UserRecord,
     Wait,
 )
+from agent.pause import pause_reason
 from agent.plan import fingerprints_needed, library_context, plan, plan_in_folder_batches, plan_users
-from agent.plan_from_store import by_folder, plan_library_from_store
+from agent.plan_from_store import by_folder, pause_counts, plan_library_from_store
 from agent.store.sqlite import SqliteStore, open_store
 
 NS = 1_000_000_000
@@ -187,19 +188,34 @@ def _ledger(
 
 
 def _plan_through_the_store(config: Config, observation: Observation, ledger: Ledger, *, now_ns: int) -> Plan:
-    """Plan as a pass with bounded memory does: from a store holding the row's facts."""
+    """Plan as a pass with bounded memory does: the pause from the store's counts, then this walk
+    recorded, then batch by batch from the store."""
     with tempfile.TemporaryDirectory(prefix="hb2r-plan-") as folder:
         store = open_store(Path(folder))
         try:
-            _remember(store, config, observation, ledger, now_ns=now_ns)
+            _remember(store, observation, ledger)
             actions: list[Action] = []
             configured = {library.name for library in config.libraries}
+            archive = observation.archive
             for library in config.libraries:
-                context, pause_reason = library_context(config, library, observation, ledger)
-                if pause_reason is not None:  # decided from counts, before any batch
-                    actions.append(PauseLibrary(library.name, pause_reason))
+                observed = observation.libraries.get(library.name) or LibraryObservation(
+                    library.name, SourceStatus.MISSING, detail="not scanned"
+                )
+                context, _ = library_context(config, library, observation, ledger)
+                counts = pause_counts(
+                    store, library, files_now=len(observed.files), hidden=context.hidden,
+                    output_folder_present=library.output in archive.output_folders,
+                )  # fmt: skip
+                reason = pause_reason(
+                    library, archive=archive, status=observed.status, detail=observed.detail, counts=counts,
+                    max_vanish_percent=config.scan.max_vanish_percent,
+                )  # fmt: skip
+                if reason is not None:
+                    actions.append(PauseLibrary(library.name, reason))
                     continue
-                observed = observation.libraries[library.name]
+                store.record_scan(
+                    library=library.name, files=observed.files, previous=ledger.seen, now_ns=now_ns, scanned_at="now"
+                )
                 actions.extend(
                     plan_library_from_store(
                         context, store, folders=by_folder(observed.files), configured=configured,
@@ -212,9 +228,9 @@ def _plan_through_the_store(config: Config, observation: Observation, ledger: Le
             store.close()
 
 
-def _remember(store: SqliteStore, config: Config, observation: Observation, ledger: Ledger, *, now_ns: int) -> None:
-    """Write the row's facts as a pass leaves them before it plans: the ledger, the scan memory as
-    the last pass left it and then this walk recorded over it, the archive's names."""
+def _remember(store: SqliteStore, observation: Observation, ledger: Ledger) -> None:
+    """Write the row's facts as the last pass left them: the ledger, the scan memory and the
+    breaker's baseline, the archive's names."""
     for entry in ledger.entries:
         store.record_output(entry, encoded_at="2024-05-01T12:00:00+00:00")
     store.database.executemany(
@@ -226,12 +242,10 @@ def _remember(store: SqliteStore, config: Config, observation: Observation, ledg
             for (name, rel), seen in ledger.seen.items()
         ],
     )  # fmt: skip
-    for library in config.libraries:
-        observed = observation.libraries.get(library.name)
-        if observed is not None and observed.status is SourceStatus.OK:
-            store.record_scan(
-                library=library.name, files=observed.files, previous=ledger.seen, now_ns=now_ns, scanned_at="now"
-            )
+    store.database.executemany(
+        "INSERT INTO library_scans (library, file_count, scanned_at) VALUES (?, ?, 'before')",
+        list(ledger.file_counts.items()),
+    )
     names: dict[str, list[str]] = {}
     for output in observation.archive.outputs:
         names.setdefault(output.rpartition("/")[0], []).append(output)
