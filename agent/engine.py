@@ -75,6 +75,9 @@ class EngineState:
     unpublishable_libraries: dict[str, str] = field(default_factory=dict)
     # check -> what is wrong with the archive that does not stop encoding (degraded /health)
     archive_problems: dict[str, str] = field(default_factory=dict)
+    # library -> folders (relative to its source, "" for the top) inotify saw change since the
+    # last pass took them: `agent.watch` adds, the reconcile pass takes them.
+    dirty_folders: dict[str, set[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -257,6 +257,7 @@ class DatabaseStore:
         now_ns: int,
         scanned_at: str,
         folders: Iterable[FolderVisit] | None = None,
+        full_seconds: float | None = None,
     ) -> None:
         scans.record_scan(
             self.database,
@@ -266,7 +267,11 @@ class DatabaseStore:
             now_ns=now_ns,
             scanned_at=scanned_at,
             folders=folders,
+            full_seconds=full_seconds,
         )
+
+    def load_full_passes(self) -> dict[str, scans.FullPass]:
+        return scans.load_full_passes(self.database)
 
     def load_folders(self, library: str) -> dict[str, RememberedFolder]:
         return scans.load_folders(self.database, library)

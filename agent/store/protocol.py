@@ -35,6 +35,7 @@ from agent.store.jobs import CancelledBy, Job, JobState
 from agent.store.leader import Leadership
 from agent.store.leases import Claim, Heartbeat, Lease
 from agent.store.ledger import LibraryBytes
+from agent.store.scans import FullPass
 
 if TYPE_CHECKING:
     from agent.config.models import Retry
@@ -151,7 +152,12 @@ class Store(Protocol):
         now_ns: int,
         scanned_at: str,
         folders: Iterable[FolderVisit] | None = None,
+        full_seconds: float | None = None,
     ) -> None: ...
+    def load_full_passes(self) -> dict[str, FullPass]:
+        """The last recorded full pass of each library: when, how long (agent.store.scans)."""
+        ...
+
     def load_folders(self, library: str) -> dict[str, RememberedFolder]: ...
     def load_folder_files(self, library: str, folders: Sequence[str]) -> dict[str, list[SourceFile]]:
         """The remembered files of these folders, by folder (agent.store.scans)."""

@@ -5,6 +5,7 @@ and so that a pass can take the files of a folder that did not change without a 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
 
 from agent.domain import FolderVisit, RememberedFolder, SeenFile, SourceFile
 from agent.store.sql import Database
@@ -25,6 +26,19 @@ def load_seen(database: Database) -> dict[tuple[str, str], SeenFile]:
 
 def load_file_counts(database: Database) -> dict[str, int]:
     return dict(database.execute("SELECT library, file_count FROM library_scans").fetchall())
+
+
+class FullPass(NamedTuple):
+    at: str  # ISO-8601, when its scan was recorded
+    seconds: float  # how long its walk took
+
+
+def load_full_passes(database: Database) -> dict[str, FullPass]:
+    """Return, by library, the last recorded full pass (libraries without one are left out)."""
+    rows = database.execute(
+        "SELECT library, full_at, full_seconds FROM library_scans WHERE full_at IS NOT NULL"
+    ).fetchall()
+    return {library: FullPass(at, float(seconds)) for library, at, seconds in rows}
 
 
 def load_folders(database: Database, library: str) -> dict[str, RememberedFolder]:
@@ -68,9 +82,11 @@ def record_scan(
     now_ns: int,
     scanned_at: str,
     folders: Iterable[FolderVisit] | None = None,
+    full_seconds: float | None = None,
 ) -> None:
     """Record one good scan of a library in a single transaction; `previous` is what the
-    database holds now (`load_seen`).
+    database holds now (`load_seen`). With `full_seconds`, the scan was a full pass that took
+    that long (`load_full_passes`).
 
     A file whose size or mtime differs from the previous scan gets `changed_at_ns = now_ns`;
     files no longer present are forgotten. Fingerprints are kept while size and mtime hold.
@@ -119,6 +135,11 @@ def record_scan(
             """,
             (library, len(files), scanned_at),
         )
+        if full_seconds is not None:
+            database.execute(
+                "UPDATE library_scans SET full_at = ?, full_seconds = ? WHERE library = ?",
+                (scanned_at, full_seconds, library),
+            )
         if folders is not None:
             _record_folders(database, library=library, folders=folders, counts=counts, newest=newest)
 

@@ -218,6 +218,14 @@ def test_the_archive_folders_a_walk_reached_are_remembered_with_the_names_of_tho
     assert store.load_archive_files(["TV", "TV/Show"]) == {}
 
 
+def test_the_last_full_pass_of_each_library_is_when_and_how_long(store: Store) -> None:
+    store.record_scan(library="tv", files=[], previous={}, now_ns=1, scanned_at=STAMP, full_seconds=2.5)
+    store.record_scan(library="tv", files=[], previous={}, now_ns=2, scanned_at="2024-05-01T13:00:00+00:00")
+    store.record_scan(library="movies", files=[], previous={}, now_ns=2, scanned_at=STAMP)
+
+    assert store.load_full_passes() == {"tv": (STAMP, 2.5)}  # a pass that was not full changes nothing
+
+
 # --- users
 
 
