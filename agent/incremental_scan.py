@@ -79,14 +79,14 @@ by batch (the renderings stream: JSON as an array written action by action).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from agent.archive_walk import ArchiveWalk, walk_archive
 from agent.config.models import Config, Library
-from agent.domain import FolderVisit, RememberedFolder, SourceFile
+from agent.domain import FolderVisit, RememberedFolder, SourceFile, SourceStatus
 from agent.scan import LibraryWalk, walk_library
 
 NS_PER_SECOND = 1_000_000_000
@@ -148,6 +148,57 @@ class FolderMemory:
         return 0 if remembered is None else remembered.file_count
 
 
+@dataclass(frozen=True)
+class Missed:
+    """What a full pass found that the memory did not have, in folders an incremental pass would
+    not have listed: files made, gone or changed (size, mtime or ctime) there."""
+
+    count: int = 0
+    examples: tuple[str, ...] = ()  # the first few paths, for the log
+
+
+MISSED_EXAMPLES = 5
+
+
+def missed_changes(
+    remembered: Mapping[str, Sequence[SourceFile]], walked: Iterable[SourceFile], folders: Collection[str]
+) -> Missed:
+    """Given the remembered files of some folders, the files a full walk found and those folders
+    (the ones an incremental pass would have kept), return what differs there. Pure."""
+    before = {source.rel_path: source[:4] for folder in folders for source in remembered.get(folder, ())}
+    differing: list[str] = []
+    for source in walked:
+        if source.rel_path.rpartition("/")[0] not in folders:
+            continue
+        if before.pop(source.rel_path, None) != source[:4]:
+            differing.append(source.rel_path)
+    differing.extend(before)  # remembered, and gone
+    differing.sort()
+    return Missed(len(differing), tuple(differing[:MISSED_EXAMPLES]))
+
+
+@dataclass
+class _Checking:
+    """A memory that keeps nothing (every folder is listed) but notes which it would have kept."""
+
+    memory: FolderMemory
+    would_keep: set[str] = field(default_factory=set)
+
+    def keep(self, visit: FolderVisit) -> FolderVisit | None:
+        if self.memory.keep(visit) is not None:
+            self.would_keep.add(visit.rel_path)
+        return None
+
+    def subfolders(self, rel_path: str) -> list[tuple[str, bool]]:
+        return []
+
+    def files(self, folders: Sequence[str]) -> dict[str, list[SourceFile]]:
+        return {}
+
+    def file_count(self, rel_path: str) -> int:
+        return 0
+
+
 class ScanMemory(Protocol):
     """What `scan_incrementally` reads of the store (`agent.store.protocol.Store` has it)."""
 
@@ -168,15 +219,32 @@ def scan_incrementally(
     them when `full`); `dirty` are folders (relative to the source, "" the top) to list anyway."""
     if full:
         return walk_library(library, excluded=excluded, now_ns=now_ns)
+    return walk_library(library, excluded=excluded, memory=_memory(library, memory, now_ns, dirty), now_ns=now_ns)
+
+
+def scan_in_full(
+    library: Library, memory: ScanMemory, *, excluded: Collection[Path] = (), now_ns: int
+) -> tuple[LibraryWalk, Missed]:
+    """Walk a library in full, and say what it found that an incremental pass would have missed
+    (see `Missed`): the memory is read for the folders it would have kept, once per full pass."""
+    checking = _Checking(_memory(library, memory, now_ns, ()))
+    walk = walk_library(library, excluded=excluded, memory=checking, now_ns=now_ns)
+    folders = sorted(checking.would_keep)
+    if not folders or walk.observation.status is not SourceStatus.OK:
+        return walk, Missed()
+    remembered = memory.load_folder_files(library.name, folders)
+    return walk, missed_changes(remembered, walk.observation.files, set(folders))
+
+
+def _memory(library: Library, memory: ScanMemory, now_ns: int, dirty: Collection[str]) -> FolderMemory:
     name = library.name
-    folder_memory = FolderMemory(
+    return FolderMemory(
         folders=memory.load_folders(name),
         load_files=lambda folders: memory.load_folder_files(name, folders),
         now_ns=now_ns,
         settle_ns=int(library.stable_after.total_seconds() * NS_PER_SECOND),
         dirty=dirty,
     )
-    return walk_library(library, excluded=excluded, memory=folder_memory, now_ns=now_ns)
 
 
 @dataclass

@@ -29,7 +29,7 @@ from agent.config import load_config
 from agent.config.models import Config
 from agent.domain import LedgerEntry
 from agent.identity import output_path
-from agent.incremental_scan import scan_archive_incrementally
+from agent.incremental_scan import Missed, scan_archive_incrementally, scan_in_full, scan_incrementally
 from agent.scan import fingerprint
 from agent.store.sqlite import SqliteStore, open_store
 
@@ -174,6 +174,25 @@ def test_every_kind_of_change_plans_the_same_incrementally_as_in_full(library: P
     finally:
         source.with_name("tv-unmounted").rename(source)
     assert run_pass(library)["full"]["status"] == "ok"
+
+
+def test_a_full_pass_finds_a_file_rewritten_in_place_which_an_incremental_pass_cannot_see(library: Path) -> None:
+    run_pass(library)
+    config = load_config(library).config
+    [tv] = config.libraries
+    rewritten = config.libraries[0].source / episode(2, 7)
+    with rewritten.open("r+b") as handle:  # same size, no entry made or renamed: no folder's mtime moves
+        handle.write(b"X")
+    store = open_store(config.paths.state_dir)
+    try:
+        incremental = scan_incrementally(tv, store, now_ns=clock())
+        assert incremental.listed == frozenset()
+        full, missed = scan_in_full(tv, store, now_ns=clock())
+    finally:
+        store.close()
+
+    assert missed == Missed(1, (episode(2, 7),))
+    assert len(full.listed) == 1 + 2 * SHOWS
 
 
 # --- the archive

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.domain import FolderVisit, RememberedFolder
-from agent.incremental_scan import RACY_NS, listing_stands
+from agent.domain import FolderVisit, RememberedFolder, SourceFile
+from agent.incremental_scan import RACY_NS, Missed, listing_stands, missed_changes
 
 S = 1_000_000_000
 NOW = 1_750_000_000 * S
@@ -57,3 +57,21 @@ def test_a_remembered_listing_stands_only_while_nothing_in_the_folder_can_have_c
 def test_files_settle_for_at_least_the_racy_window_even_with_stable_after_zero() -> None:
     memory = remembered(newest_change_ns=NOW - RACY_NS + S)
     assert listing_stands(memory, now(), now_ns=NOW, settle_ns=0) is False
+
+
+def test_a_full_pass_counts_what_differs_only_in_the_folders_an_incremental_pass_would_have_kept() -> None:
+    remembered = {
+        "Kept": [SourceFile("Kept/same.mkv", 1, 1, 1), SourceFile("Kept/rewritten.mkv", 1, 1, 1),
+                 SourceFile("Kept/gone.mkv", 1, 1, 1)],
+        "Listed": [SourceFile("Listed/gone.mkv", 1, 1, 1)],
+    }  # fmt: skip
+    walked = [
+        SourceFile("Kept/same.mkv", 1, 1, 1),
+        SourceFile("Kept/rewritten.mkv", 1, 2, 2),
+        SourceFile("Kept/Sub/new.mkv", 1, 1, 1),  # in a subfolder, listed anyway
+        SourceFile("Listed/new.mkv", 1, 1, 1),
+    ]
+
+    missed = missed_changes(remembered, walked, {"Kept"})
+
+    assert missed == Missed(2, ("Kept/gone.mkv", "Kept/rewritten.mkv"))
