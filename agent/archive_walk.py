@@ -16,9 +16,10 @@ UTF-8 is listed every pass (such a name cannot be stored).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,7 +29,8 @@ from agent.domain import ArchiveObservation, FolderVisit
 
 
 class ArchiveMemory(Protocol):
-    """What an archive walk reads of the scan memory (`agent.incremental_scan.ArchiveFolderMemory`)."""
+    """What an archive walk reads of the scan memory (`agent.incremental_scan.ArchiveFolderMemory`):
+    the remembered folders only, loaded before the walk."""
 
     def keep(self, visit: FolderVisit) -> FolderVisit | None:
         """The folder as remembered if its remembered listing stands, else None (list it)."""
@@ -36,20 +38,16 @@ class ArchiveMemory(Protocol):
 
     def subfolders(self, rel_path: str) -> list[str]: ...
 
-    def files(self, folders: Sequence[str]) -> dict[str, list[str]]:
-        """The remembered names (archive-relative paths) in these folders; a folder left out is listed."""
-        ...
-
-    def file_count(self, rel_path: str) -> int: ...
-
 
 @dataclass(frozen=True)
 class ArchiveWalk:
-    """An archive walk's observation; the folders it reached and, of those it listed, the outputs in each."""
+    """An archive walk's observation; the folders it reached, the outputs in each it listed, and
+    the folders it kept (their names are the memory's, not in the observation until `with_kept_names`)."""
 
     observation: ArchiveObservation
     folders: tuple[FolderVisit, ...] = ()
     listed: dict[str, list[str]] | None = None
+    kept: tuple[str, ...] = ()
 
 
 def walk_archive(
@@ -68,7 +66,7 @@ def walk_archive(
     present: set[str] = set()
     visits: list[FolderVisit] = []
     listed: dict[str, list[str]] = {}
-    kept: list[tuple[str, str]] = []
+    kept: list[str] = []
     for output in dict.fromkeys([*(library.output for library in config.libraries), *recorded_folders]):
         top = os.path.join(archive, output)
         try:
@@ -86,7 +84,7 @@ def walk_archive(
             if remembered is not None:
                 assert memory is not None  # noqa: S101 - for mypy
                 visits.append(remembered)
-                kept.append((folder, rel_folder))
+                kept.append(rel_folder)
                 for child in memory.subfolders(rel_folder):
                     path = os.path.join(folder, child)
                     try:
@@ -108,19 +106,29 @@ def walk_archive(
             for child, child_info in subfolders:
                 rel_child = f"{rel_folder}/{child}"
                 folders.append((os.path.join(folder, child), rel_child, _visit(rel_child, child_info, now_ns=now_ns)))
-    if kept:
-        assert memory is not None  # noqa: S101 - only a walk with memory keeps folders
-        remembered_names = memory.files([rel_folder for _, rel_folder in kept])
-        for folder, rel_folder in kept:
-            found = remembered_names.get(rel_folder)
-            if found is None and memory.file_count(rel_folder):
-                found, _, _ = _list(folder, rel_folder)  # the memory cannot give it back: list it
-            outputs.extend(found or ())
     return ArchiveWalk(
         ArchiveObservation(available=True, outputs=frozenset(outputs), output_folders=frozenset(present)),
         folders=tuple(visits),
         listed=listed,
+        kept=tuple(kept),
     )
+
+
+def with_kept_names(
+    walk: ArchiveWalk, config: Config, remembered: Mapping[str, Sequence[str]], *, file_counts: Mapping[str, int]
+) -> ArchiveWalk:
+    """Return the walk with the remembered names of the folders it kept; a kept folder the memory
+    holds names of (`file_counts`) but cannot give back is listed now."""
+    if not walk.kept:
+        return walk
+    outputs = set(walk.observation.outputs)
+    for rel_folder in walk.kept:
+        found = remembered.get(rel_folder)
+        if found is None and file_counts.get(rel_folder):
+            found, _, _ = _list(os.path.join(config.paths.archive, rel_folder), rel_folder)
+        outputs.update(found or ())
+    observation = dataclasses.replace(walk.observation, outputs=frozenset(outputs))
+    return dataclasses.replace(walk, observation=observation, kept=())
 
 
 def _list(folder: str, rel_folder: str) -> tuple[list[str], list[tuple[str, os.stat_result]], bool]:

@@ -79,15 +79,15 @@ by batch (the renderings stream: JSON as an array written action by action).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from agent.archive_walk import ArchiveWalk, walk_archive
+from agent.archive_walk import ArchiveWalk, walk_archive, with_kept_names
 from agent.config.models import Config, Library
 from agent.domain import FolderVisit, RememberedFolder, SourceFile, SourceStatus
-from agent.scan import LibraryWalk, walk_library
+from agent.scan import LibraryWalk, walk_library, with_kept_files
 
 NS_PER_SECOND = 1_000_000_000
 # A change within this long of a listing may not have moved the folder's mtime (timestamps are
@@ -114,10 +114,9 @@ def listing_stands(remembered: RememberedFolder, visit: FolderVisit, *, now_ns: 
 
 @dataclass
 class FolderMemory:
-    """The scan memory of one library as a walk reads it (`agent.scan.WalkMemory`)."""
+    """The remembered folders of one library as a walk reads them (`agent.scan.WalkMemory`)."""
 
     folders: Mapping[str, RememberedFolder]
-    load_files: Callable[[Sequence[str]], dict[str, list[SourceFile]]]
     now_ns: int
     settle_ns: int
     dirty: Collection[str] = ()
@@ -139,13 +138,6 @@ class FolderMemory:
 
     def subfolders(self, rel_path: str) -> list[tuple[str, bool]]:
         return self._children.get(rel_path, [])
-
-    def files(self, folders: Sequence[str]) -> dict[str, list[SourceFile]]:
-        return self.load_files(folders)
-
-    def file_count(self, rel_path: str) -> int:
-        remembered = self.folders.get(rel_path)
-        return 0 if remembered is None else remembered.file_count
 
 
 @dataclass(frozen=True)
@@ -192,18 +184,52 @@ class _Checking:
     def subfolders(self, rel_path: str) -> list[tuple[str, bool]]:
         return []
 
-    def files(self, folders: Sequence[str]) -> dict[str, list[SourceFile]]:
-        return {}
-
-    def file_count(self, rel_path: str) -> int:
-        return 0
-
 
 class ScanMemory(Protocol):
-    """What `scan_incrementally` reads of the store (`agent.store.protocol.Store` has it)."""
+    """What the walks read of the store (`agent.store.protocol.Store` has it)."""
 
     def load_folders(self, library: str) -> dict[str, RememberedFolder]: ...
     def load_folder_files(self, library: str, folders: Sequence[str]) -> dict[str, list[SourceFile]]: ...
+    def load_archive_folders(self) -> dict[str, RememberedFolder]: ...
+    def load_archive_files(self, folders: Sequence[str]) -> dict[str, list[str]]: ...
+
+
+def full_pass_due(
+    last: tuple[float, int] | None, *, now: float, interval_seconds: float, config_generation: int
+) -> bool:
+    """Given when the last full pass of a library (or the archive) was recorded (a monotonic clock,
+    and the config generation it ran under; None: none since the agent started), return whether
+    this pass must be full: the first after start, the first after a config change (its
+    extensions or source may be others), and every `scan.full_interval`. Pure."""
+    if last is None:
+        return True
+    at, generation = last
+    return generation != config_generation or now - at >= interval_seconds
+
+
+def walk_changed(
+    library: Library,
+    folders: Mapping[str, RememberedFolder],
+    *,
+    excluded: Collection[Path] = (),
+    now_ns: int,
+    dirty: Collection[str] = (),
+) -> LibraryWalk:
+    """Walk a library listing only the folders whose remembered listing (`folders`, the store's
+    `load_folders`) does not stand, and `dirty` ones (relative to the source, "" the top). No
+    store is used: the kept folders' files are added after, by `with_kept_files`."""
+    memory = FolderMemory(folders, now_ns, _settle_ns(library), dirty)
+    return walk_library(library, excluded=excluded, memory=memory, now_ns=now_ns)
+
+
+def walk_in_full(
+    library: Library, folders: Mapping[str, RememberedFolder], *, excluded: Collection[Path] = (), now_ns: int
+) -> tuple[LibraryWalk, frozenset[str]]:
+    """Walk a library in full; also return the folders an incremental pass would have kept, where
+    what the walk found may differ from the memory (`missed_changes`). No store is used."""
+    checking = _Checking(FolderMemory(folders, now_ns, _settle_ns(library)))
+    walk = walk_library(library, excluded=excluded, memory=checking, now_ns=now_ns)
+    return walk, frozenset(checking.would_keep if walk.observation.status is SourceStatus.OK else ())
 
 
 def scan_incrementally(
@@ -215,11 +241,24 @@ def scan_incrementally(
     dirty: Collection[str] = (),
     full: bool = False,
 ) -> LibraryWalk:
-    """Walk a library, listing only the folders whose remembered listing does not stand (all of
-    them when `full`); `dirty` are folders (relative to the source, "" the top) to list anyway."""
+    """`walk_changed` (or in full, when `full`) with the kept folders' files read from the store:
+    for callers on the store's thread."""
     if full:
         return walk_library(library, excluded=excluded, now_ns=now_ns)
-    return walk_library(library, excluded=excluded, memory=_memory(library, memory, now_ns, dirty), now_ns=now_ns)
+    folders = memory.load_folders(library.name)
+    walk = walk_changed(library, folders, excluded=excluded, now_ns=now_ns, dirty=dirty)
+    return with_remembered_files(walk, library, memory, folders)
+
+
+def with_remembered_files(
+    walk: LibraryWalk, library: Library, memory: ScanMemory, folders: Mapping[str, RememberedFolder]
+) -> LibraryWalk:
+    """Return the walk with its kept folders' files read from the store."""
+    if not walk.kept:
+        return walk
+    remembered = memory.load_folder_files(library.name, walk.kept)
+    counts = {rel_path: folders[rel_path].file_count for rel_path in walk.kept if rel_path in folders}
+    return with_kept_files(walk, library, remembered, file_counts=counts)
 
 
 def scan_in_full(
@@ -227,32 +266,27 @@ def scan_in_full(
 ) -> tuple[LibraryWalk, Missed]:
     """Walk a library in full, and say what it found that an incremental pass would have missed
     (see `Missed`): the memory is read for the folders it would have kept, once per full pass."""
-    checking = _Checking(_memory(library, memory, now_ns, ()))
-    walk = walk_library(library, excluded=excluded, memory=checking, now_ns=now_ns)
-    folders = sorted(checking.would_keep)
-    if not folders or walk.observation.status is not SourceStatus.OK:
-        return walk, Missed()
-    remembered = memory.load_folder_files(library.name, folders)
-    return walk, missed_changes(remembered, walk.observation.files, set(folders))
+    walk, would_keep = walk_in_full(library, memory.load_folders(library.name), excluded=excluded, now_ns=now_ns)
+    return walk, missed_in(walk, memory, library.name, would_keep)
 
 
-def _memory(library: Library, memory: ScanMemory, now_ns: int, dirty: Collection[str]) -> FolderMemory:
-    name = library.name
-    return FolderMemory(
-        folders=memory.load_folders(name),
-        load_files=lambda folders: memory.load_folder_files(name, folders),
-        now_ns=now_ns,
-        settle_ns=int(library.stable_after.total_seconds() * NS_PER_SECOND),
-        dirty=dirty,
-    )
+def missed_in(walk: LibraryWalk, memory: ScanMemory, library: str, would_keep: Collection[str]) -> Missed:
+    """Return what a full walk found that differs from the memory in the folders it would have kept."""
+    if not would_keep:
+        return Missed()
+    folders = sorted(would_keep)
+    return missed_changes(memory.load_folder_files(library, folders), walk.observation.files, set(folders))
+
+
+def _settle_ns(library: Library) -> int:
+    return int(library.stable_after.total_seconds() * NS_PER_SECOND)
 
 
 @dataclass
 class ArchiveFolderMemory:
-    """The scan memory of the archive as an archive walk reads it (`agent.archive_walk.ArchiveMemory`)."""
+    """The remembered archive folders as an archive walk reads them (`agent.archive_walk.ArchiveMemory`)."""
 
     folders: Mapping[str, RememberedFolder]
-    load_files: Callable[[Sequence[str]], dict[str, list[str]]]
     now_ns: int
     _children: dict[str, list[str]] = field(default_factory=dict, init=False)
 
@@ -271,32 +305,41 @@ class ArchiveFolderMemory:
     def subfolders(self, rel_path: str) -> list[str]:
         return self._children.get(rel_path, [])
 
-    def files(self, folders: Sequence[str]) -> dict[str, list[str]]:
-        return self.load_files(folders)
 
-    def file_count(self, rel_path: str) -> int:
-        remembered = self.folders.get(rel_path)
-        return 0 if remembered is None else remembered.file_count
-
-
-class ArchiveScanMemory(Protocol):
-    """What `scan_archive_incrementally` reads of the store (`agent.store.protocol.Store` has it)."""
-
-    def load_archive_folders(self) -> dict[str, RememberedFolder]: ...
-    def load_archive_files(self, folders: Sequence[str]) -> dict[str, list[str]]: ...
-
-
-def scan_archive_incrementally(
+def walk_archive_changed(
     config: Config,
-    memory: ArchiveScanMemory,
+    folders: Mapping[str, RememberedFolder],
     *,
     recorded_folders: Collection[str] = (),
     now_ns: int,
     full: bool = False,
 ) -> ArchiveWalk:
-    """Walk the archive's output folders, listing only the folders whose remembered listing does
-    not stand (all of them when `full`)."""
-    if full:
-        return walk_archive(config, recorded_folders=recorded_folders, now_ns=now_ns)
-    archive_memory = ArchiveFolderMemory(memory.load_archive_folders(), memory.load_archive_files, now_ns)
-    return walk_archive(config, recorded_folders=recorded_folders, memory=archive_memory, now_ns=now_ns)
+    """Walk the archive's output folders listing only those whose remembered listing (`folders`,
+    the store's `load_archive_folders`) does not stand, all of them when `full`. No store is
+    used: the kept folders' names are added after, by `with_remembered_names`."""
+    memory = None if full else ArchiveFolderMemory(folders, now_ns)
+    return walk_archive(config, recorded_folders=recorded_folders, memory=memory, now_ns=now_ns)
+
+
+def with_remembered_names(
+    walk: ArchiveWalk, config: Config, memory: ScanMemory, folders: Mapping[str, RememberedFolder]
+) -> ArchiveWalk:
+    """Return the archive walk with its kept folders' names read from the store."""
+    if not walk.kept:
+        return walk
+    counts = {rel_path: folders[rel_path].file_count for rel_path in walk.kept if rel_path in folders}
+    return with_kept_names(walk, config, memory.load_archive_files(walk.kept), file_counts=counts)
+
+
+def scan_archive_incrementally(
+    config: Config,
+    memory: ScanMemory,
+    *,
+    recorded_folders: Collection[str] = (),
+    now_ns: int,
+    full: bool = False,
+) -> ArchiveWalk:
+    """`walk_archive_changed` with the kept folders' names read from the store."""
+    folders = {} if full else memory.load_archive_folders()
+    walk = walk_archive_changed(config, folders, recorded_folders=recorded_folders, now_ns=now_ns, full=full)
+    return with_remembered_names(walk, config, memory, folders)

@@ -23,10 +23,11 @@ unreadable (which pauses it), a subfolder unreadable or archive outputs missing.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -46,7 +47,8 @@ def scan_library(library: Library, *, excluded: Iterable[Path] = ()) -> LibraryO
 
 
 class WalkMemory(Protocol):
-    """What a walk reads of the scan memory (`agent.incremental_scan.FolderMemory` has it)."""
+    """What a walk reads of the scan memory (`agent.incremental_scan.FolderMemory` has it): the
+    remembered folders only, loaded before the walk (the store is not used from the walk's thread)."""
 
     def keep(self, visit: FolderVisit) -> FolderVisit | None:
         """Given a folder as its stat says it is now, return it as remembered if its remembered
@@ -57,20 +59,16 @@ class WalkMemory(Protocol):
         """The remembered subfolders of a remembered folder: (name, reached through a symlink)."""
         ...
 
-    def files(self, folders: Sequence[str]) -> dict[str, list[SourceFile]]:
-        """The remembered files of these folders; a folder left out must be listed."""
-        ...
-
-    def file_count(self, rel_path: str) -> int: ...
-
 
 @dataclass(frozen=True)
 class LibraryWalk:
-    """A walk's observation, and the folders it reached (to remember) and listed."""
+    """A walk's observation, the folders it reached (to remember), those it listed, and those it
+    kept: their files are the scan memory's, not in the observation until `with_kept_files`."""
 
     observation: LibraryObservation
     folders: tuple[FolderVisit, ...] = ()
     listed: frozenset[str] = frozenset()
+    kept: tuple[str, ...] = ()
 
 
 def walk_library(
@@ -79,7 +77,8 @@ def walk_library(
     """Given a library, return what its source folder holds now; never raises for I/O.
 
     Without `memory`, every folder is listed (a full walk). With it, a folder the memory keeps
-    is not listed: its subfolders and files are taken as remembered (agent.incremental_scan).
+    is not listed: its subfolders are taken as remembered, and its files are left for
+    `with_kept_files` to add from the scan memory (agent.incremental_scan).
     Both descend the same way (subfolders by name, a folder met twice kept where met first),
     so they agree on the same tree. `now_ns` is when the listings happen (their `listed_at_ns`).
     """
@@ -107,7 +106,7 @@ def walk_library(
     unreadable: list[str] = []
     visits: list[FolderVisit] = []
     listed: set[str] = set()
-    kept: list[tuple[str, str]] = []  # (path, rel_path) of folders taken from memory
+    kept: list[str] = []  # folders taken from memory
     folders = [(root, "", _visit("", root_stat, via_link=False, now_ns=now_ns))]
     while folders:
         folder, prefix, visit = folders.pop()
@@ -117,7 +116,7 @@ def walk_library(
         if remembered is not None:
             assert memory is not None  # noqa: S101 - for mypy
             visit = remembered
-            kept.append((folder, rel_folder))
+            kept.append(rel_folder)
             for child, via_link in memory.subfolders(rel_folder):
                 path = os.path.join(folder, child)
                 try:
@@ -154,36 +153,40 @@ def walk_library(
             child_prefix = prefix + child + "/"
             subfolders.append((path, child_prefix, _visit(child_prefix[:-1], info, via_link=via_link, now_ns=now_ns)))
         folders.extend(reversed(subfolders))  # popped in name order
-    if kept:
-        _add_remembered(kept, memory, extensions=extensions, files=files, problems=problems, now_ns=now_ns)
     return LibraryWalk(
         LibraryObservation(
             name, SourceStatus.OK, files=tuple(files), problems=tuple(problems), unreadable_dirs=tuple(unreadable)
         ),
         folders=tuple(visits),
         listed=frozenset(listed),
+        kept=tuple(kept),
     )
 
 
-def _add_remembered(
-    kept: list[tuple[str, str]],
-    memory: WalkMemory | None,
+def with_kept_files(
+    walk: LibraryWalk,
+    library: Library,
+    remembered: Mapping[str, Sequence[SourceFile]],
     *,
-    extensions: frozenset[str],
-    files: list[SourceFile],
-    problems: list[ScanProblem],
-    now_ns: int,
-) -> None:
-    """Add the remembered files of the kept folders; list those the memory cannot give back."""
-    assert memory is not None  # noqa: S101 - only a walk with memory keeps folders
-    remembered = memory.files([rel_folder for _, rel_folder in kept])
-    for folder, rel_folder in kept:
+    file_counts: Mapping[str, int],
+) -> LibraryWalk:
+    """Return the walk with the remembered files of the folders it kept (`remembered`, by folder);
+    a kept folder the memory holds files of (`file_counts`) but cannot give back is listed now."""
+    if not walk.kept:
+        return walk
+    files = list(walk.observation.files)
+    problems = list(walk.observation.problems)
+    extensions = frozenset(library.extensions)
+    for rel_folder in walk.kept:
         found = remembered.get(rel_folder)
-        if found is not None or memory.file_count(rel_folder) == 0:
+        if found is not None or not file_counts.get(rel_folder):
             files.extend(found or ())
             continue
         prefix = rel_folder + "/" if rel_folder else ""
-        _list_folder(folder, prefix, extensions=extensions, files=files, problems=problems)
+        _list_folder(os.path.join(library.source, rel_folder), prefix, extensions=extensions, files=files,
+                     problems=problems)  # fmt: skip
+    observation = dataclasses.replace(walk.observation, files=tuple(files), problems=tuple(problems))
+    return dataclasses.replace(walk, observation=observation, kept=())
 
 
 def _list_folder(
