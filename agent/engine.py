@@ -43,6 +43,7 @@ from agent.domain import (
     Plan,
     RenameOutput,
     Skip,
+    SourceFile,
     Transcode,
     Wait,
 )
@@ -50,6 +51,7 @@ from agent.incremental_scan import full_pass_due
 from agent.observe import PassWalk, walk_for_pass, with_fingerprints, with_memory, with_needed_fingerprints
 from agent.plan import plan
 from agent.queued_plan import QueuedPlan, with_jobs
+from agent.scan import LibraryWalk
 from agent.store.holds import Hold
 from agent.store.protocol import Store
 from agent.store.scans import FullPass
@@ -137,18 +139,19 @@ async def reconcile(
     state.paused_libraries = {
         action.library: action.reason for action in result.actions if isinstance(action, PauseLibrary)
     }
-    previous = dict(remembered.seen)
     recorded = []
     with store.transaction():
         for name, observed in observation.libraries.items():
             if name not in state.paused_libraries:  # a paused scan must not become the vanish baseline
-                store.record_scan(
+                walk = walked.libraries[name]
+                listed, known = _what_to_record(walk, observed.files)
+                store.record_walk(
                     library=name,
-                    files=observed.files,
-                    previous=previous,
+                    listed=listed,
+                    folders=walk.folders,
+                    fingerprints=known,
                     now_ns=now_ns,
                     scanned_at=stamp.isoformat(),
-                    folders=walked.libraries[name].folders,
                     full_seconds=walked.seconds[name] if name in walked.full else None,
                 )
                 recorded.append(name)
@@ -211,6 +214,23 @@ async def _walk(
         with_needed_fingerprints, config, walked.observation(state.preset_hashes), remembered, now_ns=now_ns
     )
     return walked, observation
+
+
+def _what_to_record(
+    walk: LibraryWalk, files: tuple[SourceFile, ...]
+) -> tuple[dict[str, list[SourceFile]], dict[str, tuple[int, int, str]]]:
+    """Return the files of the folders the walk listed (those it can remember), by folder, and
+    the fingerprints known of the others' files: what `Store.record_walk` writes."""
+    rememberable = {visit.rel_path for visit in walk.folders}
+    listed: dict[str, list[SourceFile]] = {folder: [] for folder in walk.listed if folder in rememberable}
+    fingerprints = {}
+    for source in files:
+        folder = source.rel_path.rpartition("/")[0]
+        if folder in listed:
+            listed[folder].append(source)
+        elif source.fingerprint is not None:
+            fingerprints[source.rel_path] = (source.size, source.mtime_ns, source.fingerprint)
+    return listed, fingerprints
 
 
 def _note_full_passes(

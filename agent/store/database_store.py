@@ -273,6 +273,28 @@ class DatabaseStore:
     def load_full_passes(self) -> dict[str, scans.FullPass]:
         return scans.load_full_passes(self.database)
 
+    def record_walk(
+        self,
+        *,
+        library: str,
+        listed: Mapping[str, Sequence[SourceFile]],
+        folders: Iterable[FolderVisit],
+        fingerprints: Mapping[str, tuple[int, int, str]] | None = None,
+        now_ns: int,
+        scanned_at: str,
+        full_seconds: float | None = None,
+    ) -> None:
+        scans.record_walk(
+            self.database,
+            library=library,
+            listed=listed,
+            folders=folders,
+            fingerprints=fingerprints,
+            now_ns=now_ns,
+            scanned_at=scanned_at,
+            full_seconds=full_seconds,
+        )
+
     def load_folders(self, library: str) -> dict[str, RememberedFolder]:
         return scans.load_folders(self.database, library)
 

@@ -158,6 +158,20 @@ class Store(Protocol):
         """The last recorded full pass of each library: when, how long (agent.store.scans)."""
         ...
 
+    def record_walk(
+        self,
+        *,
+        library: str,
+        listed: Mapping[str, Sequence[SourceFile]],
+        folders: Iterable[FolderVisit],
+        fingerprints: Mapping[str, tuple[int, int, str]] | None = None,
+        now_ns: int,
+        scanned_at: str,
+        full_seconds: float | None = None,
+    ) -> None:
+        """Record a walk writing only what it can have changed (agent.store.scans)."""
+        ...
+
     def load_folders(self, library: str) -> dict[str, RememberedFolder]: ...
     def load_folder_files(self, library: str, folders: Sequence[str]) -> dict[str, list[SourceFile]]:
         """The remembered files of these folders, by folder (agent.store.scans)."""

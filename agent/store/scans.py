@@ -248,3 +248,125 @@ def record_archive(database: Database, *, folders: Iterable[FolderVisit], listed
             "INSERT INTO archive_files (rel_path, folder) VALUES (?, ?)",
             [(name, folder) for folder, names in listed.items() for name in names],
         )
+
+
+def record_walk(
+    database: Database,
+    *,
+    library: str,
+    listed: Mapping[str, Sequence[SourceFile]],
+    folders: Iterable[FolderVisit],
+    fingerprints: Mapping[str, tuple[int, int, str]] | None = None,
+    now_ns: int,
+    scanned_at: str,
+    full_seconds: float | None = None,
+) -> None:
+    """Record one good walk of a library, writing only what it can have changed: the files of the
+    folders it listed (`listed`: folder -> files, as `record_scan` records them), the folders it no
+    longer reached (forgotten, with their files), the folder rows that differ, and fingerprints
+    read this pass for files elsewhere (`fingerprints`: path -> (size, mtime_ns, fingerprint),
+    kept while size and mtime hold). The file count is the sum of the folders'. One transaction.
+    """
+    before_folders = load_folders(database, library)
+    visits = {visit.rel_path: visit for visit in folders}
+    lost = sorted(before_folders.keys() - visits.keys())
+    previous = _seen_in(database, library, sorted(listed))
+    rows: list[tuple[object, ...]] = []
+    gone: list[tuple[str, str]] = []
+    counts: dict[str, int] = {}
+    newest: dict[str, int] = {}
+    for folder, files in listed.items():
+        present = set()
+        for source in files:
+            present.add(source.rel_path)
+            before = previous.get(source.rel_path)
+            changed = before is not None and (before.size, before.mtime_ns) != (source.size, source.mtime_ns)
+            changed_at = now_ns if changed else (before.changed_at_ns if before else None)
+            kept = before.fingerprint if before is not None and not changed else None
+            row = SeenFile(source.size, source.mtime_ns, source.fingerprint or kept, changed_at, source.ctime_ns)
+            newest[folder] = max(newest.get(folder, 0), source.mtime_ns, source.ctime_ns, changed_at or 0)
+            if row != before or before.ctime_ns != row.ctime_ns:
+                rows.append((library, source.rel_path, folder, row.size, row.mtime_ns, row.ctime_ns, row.fingerprint,
+                             row.changed_at_ns))  # fmt: skip
+        counts[folder] = len(files)
+        gone.extend((library, rel_path) for rel_path, seen in previous.items() if _folder(rel_path) == folder
+                    and rel_path not in present)  # fmt: skip
+    folder_rows = []
+    total = 0
+    for rel_path, visit in visits.items():
+        remembered = before_folders.get(rel_path)
+        if rel_path in listed or remembered is None:
+            count, latest = counts.get(rel_path, 0), newest.get(rel_path, 0)
+        else:
+            count, latest = remembered.file_count, remembered.newest_change_ns
+        total += count
+        row_folder = RememberedFolder(
+            visit.identity, visit.mtime_ns, visit.ctime_ns, visit.via_link, visit.problems, count,
+            visit.listed_at_ns, latest,
+        )  # fmt: skip
+        if row_folder != remembered:
+            folder_rows.append((library, rel_path, *row_folder[:3], int(row_folder.via_link),
+                                int(row_folder.problems), *row_folder[5:]))  # fmt: skip
+    with database.transaction():
+        database.executemany("DELETE FROM seen_files WHERE library = ? AND folder = ?", [(library, f) for f in lost])
+        database.executemany("DELETE FROM scanned_folders WHERE library = ? AND rel_path = ?",
+                             [(library, f) for f in lost])  # fmt: skip
+        database.executemany("DELETE FROM seen_files WHERE library = ? AND rel_path = ?", gone)
+        database.executemany(_UPSERT_SEEN, rows)
+        database.executemany(_UPSERT_FOLDER, folder_rows)
+        database.executemany(
+            "UPDATE seen_files SET fingerprint = ? WHERE library = ? AND rel_path = ? AND size = ? AND mtime_ns = ?"
+            " AND fingerprint IS NULL",
+            [(fingerprint, library, rel_path, size, mtime) for rel_path, (size, mtime, fingerprint)
+             in (fingerprints or {}).items() if _folder(rel_path) not in listed],
+        )  # fmt: skip
+        database.execute(
+            """
+            INSERT INTO library_scans (library, file_count, scanned_at) VALUES (?, ?, ?)
+            ON CONFLICT (library) DO UPDATE SET file_count = excluded.file_count, scanned_at = excluded.scanned_at
+            """,
+            (library, total, scanned_at),
+        )
+        if full_seconds is not None:
+            database.execute(
+                "UPDATE library_scans SET full_at = ?, full_seconds = ? WHERE library = ?",
+                (scanned_at, full_seconds, library),
+            )
+
+
+_UPSERT_SEEN = """
+    INSERT INTO seen_files (library, rel_path, folder, size, mtime_ns, ctime_ns, fingerprint, changed_at_ns)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (library, rel_path) DO UPDATE SET
+        folder = excluded.folder, size = excluded.size, mtime_ns = excluded.mtime_ns,
+        ctime_ns = excluded.ctime_ns, fingerprint = excluded.fingerprint, changed_at_ns = excluded.changed_at_ns
+"""
+
+_UPSERT_FOLDER = """
+    INSERT INTO scanned_folders (
+        library, rel_path, identity, mtime_ns, ctime_ns, via_link, problems, file_count, listed_at_ns,
+        newest_change_ns
+    )
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (library, rel_path) DO UPDATE SET
+        identity = excluded.identity, mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns,
+        via_link = excluded.via_link, problems = excluded.problems, file_count = excluded.file_count,
+        listed_at_ns = excluded.listed_at_ns, newest_change_ns = excluded.newest_change_ns
+"""
+
+
+def _seen_in(database: Database, library: str, folders: Sequence[str]) -> dict[str, SeenFile]:
+    found: dict[str, SeenFile] = {}
+    for start in range(0, len(folders), FOLDERS_PER_QUERY):
+        chunk = folders[start : start + FOLDERS_PER_QUERY]
+        placeholders = ", ".join("?" * len(chunk))
+        query = f"SELECT rel_path, size, mtime_ns, fingerprint, changed_at_ns, ctime_ns FROM seen_files WHERE library = ? AND folder IN ({placeholders})"  # noqa: S608, E501 - placeholders only
+        for rel_path, size, mtime_ns, fingerprint, changed, ctime in database.execute(
+            query, (library, *chunk)
+        ).fetchall():
+            found[rel_path] = SeenFile(size, mtime_ns, fingerprint, changed, ctime)
+    return found
+
+
+def _folder(rel_path: str) -> str:
+    return rel_path.rpartition("/")[0]
