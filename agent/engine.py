@@ -43,15 +43,13 @@ from agent.domain import (
     Plan,
     RenameOutput,
     Skip,
-    SourceFile,
     Transcode,
     Wait,
 )
-from agent.incremental_scan import full_pass_due
+from agent.incremental_scan import full_pass_due, what_to_record
 from agent.observe import PassWalk, walk_for_pass, with_fingerprints, with_memory, with_needed_fingerprints
 from agent.plan import plan
 from agent.queued_plan import QueuedPlan, with_jobs
-from agent.scan import LibraryWalk
 from agent.store.holds import Hold
 from agent.store.protocol import Store
 from agent.store.scans import FullPass
@@ -144,7 +142,7 @@ async def reconcile(
         for name, observed in observation.libraries.items():
             if name not in state.paused_libraries:  # a paused scan must not become the vanish baseline
                 walk = walked.libraries[name]
-                listed, known = _what_to_record(walk, observed.files)
+                listed, known = what_to_record(walk, observed.files)
                 store.record_walk(
                     library=name,
                     listed=listed,
@@ -214,23 +212,6 @@ async def _walk(
         with_needed_fingerprints, config, walked.observation(state.preset_hashes), remembered, now_ns=now_ns
     )
     return walked, observation
-
-
-def _what_to_record(
-    walk: LibraryWalk, files: tuple[SourceFile, ...]
-) -> tuple[dict[str, list[SourceFile]], dict[str, tuple[int, int, str]]]:
-    """Return the files of the folders the walk listed (those it can remember), by folder, and
-    the fingerprints known of the others' files: what `Store.record_walk` writes."""
-    rememberable = {visit.rel_path for visit in walk.folders}
-    listed: dict[str, list[SourceFile]] = {folder: [] for folder in walk.listed if folder in rememberable}
-    fingerprints = {}
-    for source in files:
-        folder = source.rel_path.rpartition("/")[0]
-        if folder in listed:
-            listed[folder].append(source)
-        elif source.fingerprint is not None:
-            fingerprints[source.rel_path] = (source.size, source.mtime_ns, source.fingerprint)
-    return listed, fingerprints
 
 
 def _note_full_passes(

@@ -18,8 +18,12 @@ when the pass records a scan: a paused library's scan is no baseline, and neithe
   mtime, ctime and seen change), which says whether they are still settling.
 - `library_scans`: the file count of the last good scan (the vanish breaker's baseline), and
   when the last full pass ran and how long it took (`/api/status`).
-A folder whose listing had a problem (an unreadable folder, a name that is not UTF-8) is not
-remembered, so it is listed again every pass, as a full walk would.
+- `archive_folders`, `archive_files`: the same for the archive's output folders (names only).
+A folder whose listing had a problem (an unreadable folder, a file name that is not UTF-8) is
+remembered as such and listed again every pass, as a full walk would; one whose own name is
+not UTF-8 cannot be stored: its parent is listed every pass instead.
+A pass records only what its walk can have changed (`Store.record_walk`): the folders it
+listed or no longer reached, and the fingerprints it read; an unchanged library costs no write.
 
 What a pass reads
 - one stat of the source folder, and one stat of each remembered folder the walk reaches: the
@@ -28,21 +32,26 @@ What a pass reads
 - a listing (scandir, one stat per candidate file) of the folders that are not remembered, whose
   identity, mtime or ctime moved, whose last listing is racy (their mtime within RACY_NS of
   it: a file made in the same clock tick would not move the mtime), that hold files still
-  settling (newest change + max(stable_after, RACY_NS) after now), that inotify marked dirty
-  (`EngineState.dirty_folders`, consumed at the start of the pass), or all of them in a full
-  pass (`scan.full_interval`, and the first pass after start);
+  settling (newest change + max(stable_after, RACY_NS) after now), that were marked dirty
+  (`EngineState.dirty_folders`, consumed at the start of the pass: by inotify, and by the
+  dispatcher when an encode found its source rewritten), or all of them in a full pass (the
+  first after a start or a config change, then every `scan.full_interval`: `full_pass_due`);
 - the files of every other folder from the scan memory, without a stat.
-Both kinds of walk share one walker (`agent.scan._walk`): subfolders are taken in name order
+Both kinds of walk share one walker (`agent.scan.walk_library`), which uses no store (it runs
+in a thread; the remembered folders are loaded before it, the kept folders' files after):
+subfolders are taken in name order
 and a folder reached twice (links, bind mounts) is kept where it is met first, so the two agree
 on the same tree. What only a full pass can see, and so is late by up to `scan.full_interval`
 where inotify is not there to say it: a file rewritten in place, without a create or rename in
 its folder, after it had settled (a copy resumed after stalling longer than `stable_after`).
-The full pass reports every difference it finds from the memory, with a count, in the log.
+A full pass logs what it found that the memory had missed in the folders an incremental pass
+would have kept (`Missed`: a count and the first paths).
 
 The archive's outputs are remembered the same way (`agent.archive_walk`): the archive's folders
 and the names in them; a pass lists only the archive folders that moved.
 
-Planning in batches (`agent.batch_plan`; what it reads from the store is built next):
+Planning in batches (`agent.batch_plan`, `agent.plan_from_store`; the engine still plans the
+whole Observation, and wiring these in is the next step):
 memory bounded by a batch of folders, not the library. `plan()` stays pure: it is a function
 over one batch (the files of some whole folders, with their ledger rows, seen rows, the outputs
 they name and the rows of renamed libraries holding those outputs) plus the library's context,
@@ -343,3 +352,21 @@ def scan_archive_incrementally(
     folders = {} if full else memory.load_archive_folders()
     walk = walk_archive_changed(config, folders, recorded_folders=recorded_folders, now_ns=now_ns, full=full)
     return with_remembered_names(walk, config, memory, folders)
+
+
+def what_to_record(
+    walk: LibraryWalk, files: Iterable[SourceFile]
+) -> tuple[dict[str, list[SourceFile]], dict[str, tuple[int, int, str]]]:
+    """Given a walk and the files of its observation (with the fingerprints the pass read), return
+    the files of the folders it listed (those it can remember), by folder, and the fingerprints
+    known of the other files: what `Store.record_walk` writes."""
+    rememberable = {visit.rel_path for visit in walk.folders}
+    listed: dict[str, list[SourceFile]] = {folder: [] for folder in walk.listed if folder in rememberable}
+    fingerprints = {}
+    for source in files:
+        folder = source.rel_path.rpartition("/")[0]
+        if folder in listed:
+            listed[folder].append(source)
+        elif source.fingerprint is not None:
+            fingerprints[source.rel_path] = (source.size, source.mtime_ns, source.fingerprint)
+    return listed, fingerprints

@@ -5,7 +5,7 @@ the file-permission bypass and a folder with mode 000 is unreadable to it).
     python tests/integration/incremental_pass.py CONFIG NOW_NS
 
 Both walks are planned against the same ledger; the incremental one is then recorded, as the
-agent records a pass (not when the library is paused).
+agent records a pass (`Store.record_walk`; not when the library is paused).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from agent.config import load_config
 from agent.config.models import Config
 from agent.domain import Action, ArchiveObservation, Ledger, LibraryObservation, Observation, PauseLibrary
-from agent.incremental_scan import scan_incrementally
+from agent.incremental_scan import scan_incrementally, what_to_record
 from agent.observe import with_fingerprints
 from agent.plan import fingerprints_needed, plan
 from agent.scan import scan_archive, walk_library
@@ -40,13 +40,14 @@ def main(config_path: Path, now_ns: int) -> None:
         full_plan = _plan(config, full.observation, archive, ledger, now_ns)
         incremental_plan = _plan(config, incremental.observation, archive, ledger, now_ns)
         if not any(isinstance(action, PauseLibrary) for action in incremental_plan):
-            store.record_scan(
+            listed, fingerprints = what_to_record(incremental, incremental.observation.files)
+            store.record_walk(
                 library=library.name,
-                files=incremental.observation.files,
-                previous=ledger.seen,
+                listed=listed,
+                folders=incremental.folders,
+                fingerprints=fingerprints,
                 now_ns=now_ns,
                 scanned_at=datetime.now(UTC).isoformat(),
-                folders=incremental.folders,
             )
     finally:
         store.close()
