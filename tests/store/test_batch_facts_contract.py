@@ -4,10 +4,15 @@ found by size and fingerprint, in path order (code points, whatever the database
 
 from __future__ import annotations
 
+import os
+
+import psycopg
 import pytest
+from postgres import ROLE, PostgresCluster
 
 from agent.domain import FolderVisit, LedgerEntry, SourceFile
 from agent.store import batch_facts
+from agent.store.postgres_store import open_postgres_store
 from agent.store.protocol import Store
 
 STAMP = "2024-05-01T12:00:00+00:00"
@@ -27,6 +32,10 @@ ODD_NAMES = [row(name, f"odd{number}", 50) for number, name in enumerate(["é.mk
 def facts(store: Store) -> Store:
     """A ledger of tv (and of `oldtv`, a library the config no longer names), the scan memory of
     what tv holds now (Show/, Show/Season 1/; Gone/ and the odd names vanished), the archive."""
+    return _fill(store)
+
+
+def _fill(store: Store) -> Store:
     for entry in [A, B, C, GONE, GONE_NO_OUTPUT, ORPHAN, *ODD_NAMES]:
         store.record_output(entry, encoded_at=STAMP)
     present = [SourceFile(entry.rel_path, entry.size, 7, 7) for entry in (A, B, C)]
@@ -81,3 +90,31 @@ def test_the_breakers_counts_are_read_without_the_rows(facts: Store) -> None:
     assert facts.outputs_recorded_in("tv", "TV") == 9
     assert facts.outputs_recorded_in("tv", "T") == 0
     assert facts.outputs_recorded_in("oldtv", "TV") == 1
+
+
+def test_postgresql_gives_code_point_order_whatever_the_databases_collation(postgres_cluster: PostgresCluster) -> None:
+    name = f"hb2r_icu_{os.getpid()}"
+    try:
+        with psycopg.connect(postgres_cluster.admin_url, autocommit=True) as admin:
+            admin.execute(
+                f'CREATE DATABASE "{name}" OWNER {ROLE} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE \'en\''
+                " LOCALE 'C.utf8'"
+            )
+    except psycopg.Error as error:  # a server built without ICU cannot make one
+        pytest.skip(f"no database with a natural-language collation here: {error}")
+    try:
+        store = open_postgres_store(postgres_cluster.url(name))
+        try:
+            _fill(store)
+            by_database = [row[0] for row in store.database.execute(
+                "SELECT rel_path FROM ledger WHERE library = 'tv' ORDER BY rel_path").fetchall()]  # fmt: skip
+            assert by_database != sorted(by_database)  # this database's own order is not code point order
+
+            assert [entry.rel_path for entry in store.vanished_rows("tv")] == sorted(
+                entry.rel_path for entry in [GONE, GONE_NO_OUTPUT, *ODD_NAMES]
+            )
+            assert store.count_under("tv", ["a/"], remembered=False) == 1  # "a b.mkv" is not under "a/"
+        finally:
+            store.close()
+    finally:
+        postgres_cluster.drop_database(name)

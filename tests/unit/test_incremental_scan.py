@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent.domain import FolderVisit, RememberedFolder, SourceFile
-from agent.incremental_scan import RACY_NS, Missed, listing_stands, missed_changes
+from agent.incremental_scan import RACY_NS, Missed, full_pass_due, listing_stands, missed_changes
 
 S = 1_000_000_000
 NOW = 1_750_000_000 * S
@@ -75,3 +75,18 @@ def test_a_full_pass_counts_what_differs_only_in_the_folders_an_incremental_pass
     missed = missed_changes(remembered, walked, {"Kept"})
 
     assert missed == Missed(2, ("Kept/gone.mkv", "Kept/rewritten.mkv"))
+
+
+@pytest.mark.parametrize(
+    ("last", "now", "generation", "due"),
+    [
+        pytest.param(None, 100.0, 1, True, id="the-first-pass-after-start-is-full"),
+        pytest.param((100.0, 1), 100.0 + 3599, 1, False, id="within-full-interval-passes-are-incremental"),
+        pytest.param((100.0, 1), 100.0 + 3600, 1, True, id="full-interval-after-the-last-full-pass-is-full"),
+        pytest.param((100.0, 1), 101.0, 2, True, id="the-first-pass-after-a-config-change-is-full"),
+    ],
+)
+def test_a_full_pass_is_due_first_after_start_or_a_config_change_then_every_full_interval(
+    last: tuple[float, int] | None, now: float, generation: int, due: bool
+) -> None:
+    assert full_pass_due(last, now=now, interval_seconds=3600, config_generation=generation) is due
