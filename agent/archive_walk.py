@@ -29,7 +29,7 @@ from agent.domain import ArchiveObservation, FolderVisit
 
 
 class ArchiveMemory(Protocol):
-    """What an archive walk reads of the scan memory (`agent.incremental_scan.ArchiveFolderMemory`):
+    """What an archive walk reads of the scan memory (`agent.incremental_archive.ArchiveFolderMemory`):
     the remembered folders only, loaded before the walk."""
 
     def keep(self, visit: FolderVisit) -> FolderVisit | None:

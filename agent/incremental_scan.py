@@ -47,8 +47,9 @@ its folder, after it had settled (a copy resumed after stalling longer than `sta
 A full pass logs what it found that the memory had missed in the folders an incremental pass
 would have kept (`Missed`: a count and the first paths).
 
-The archive's outputs are remembered the same way (`agent.archive_walk`): the archive's folders
-and the names in them; a pass lists only the archive folders that moved.
+The archive's outputs are remembered the same way (`agent.archive_walk`,
+`agent.incremental_archive`): its folders and the names in them; a pass lists only the archive
+folders that moved.
 
 Planning in batches (`agent.batch_plan`, `agent.plan_from_store`; the engine still plans the
 whole Observation, and wiring these in is the next step):
@@ -93,8 +94,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from agent.archive_walk import ArchiveWalk, walk_archive, with_kept_names
-from agent.config.models import Config, Library
+from agent.config.models import Library
 from agent.domain import FolderVisit, RememberedFolder, SourceFile, SourceStatus
 from agent.scan import LibraryWalk, walk_library, with_kept_files
 
@@ -289,69 +289,6 @@ def missed_in(walk: LibraryWalk, memory: ScanMemory, library: str, would_keep: C
 
 def _settle_ns(library: Library) -> int:
     return int(library.stable_after.total_seconds() * NS_PER_SECOND)
-
-
-@dataclass
-class ArchiveFolderMemory:
-    """The remembered archive folders as an archive walk reads them (`agent.archive_walk.ArchiveMemory`)."""
-
-    folders: Mapping[str, RememberedFolder]
-    now_ns: int
-    _children: dict[str, list[str]] = field(default_factory=dict, init=False)
-
-    def __post_init__(self) -> None:
-        for rel_path in self.folders:
-            parent, slash, name = rel_path.rpartition("/")
-            if slash:
-                self._children.setdefault(parent, []).append(name)
-
-    def keep(self, visit: FolderVisit) -> FolderVisit | None:
-        remembered = self.folders.get(visit.rel_path)
-        if remembered is None or not listing_stands(remembered, visit, now_ns=self.now_ns, settle_ns=0):
-            return None
-        return visit._replace(listed_at_ns=remembered.listed_at_ns)
-
-    def subfolders(self, rel_path: str) -> list[str]:
-        return self._children.get(rel_path, [])
-
-
-def walk_archive_changed(
-    config: Config,
-    folders: Mapping[str, RememberedFolder],
-    *,
-    recorded_folders: Collection[str] = (),
-    now_ns: int,
-    full: bool = False,
-) -> ArchiveWalk:
-    """Walk the archive's output folders listing only those whose remembered listing (`folders`,
-    the store's `load_archive_folders`) does not stand, all of them when `full`. No store is
-    used: the kept folders' names are added after, by `with_remembered_names`."""
-    memory = None if full else ArchiveFolderMemory(folders, now_ns)
-    return walk_archive(config, recorded_folders=recorded_folders, memory=memory, now_ns=now_ns)
-
-
-def with_remembered_names(
-    walk: ArchiveWalk, config: Config, memory: ScanMemory, folders: Mapping[str, RememberedFolder]
-) -> ArchiveWalk:
-    """Return the archive walk with its kept folders' names read from the store."""
-    if not walk.kept:
-        return walk
-    counts = {rel_path: folders[rel_path].file_count for rel_path in walk.kept if rel_path in folders}
-    return with_kept_names(walk, config, memory.load_archive_files(walk.kept), file_counts=counts)
-
-
-def scan_archive_incrementally(
-    config: Config,
-    memory: ScanMemory,
-    *,
-    recorded_folders: Collection[str] = (),
-    now_ns: int,
-    full: bool = False,
-) -> ArchiveWalk:
-    """`walk_archive_changed` with the kept folders' names read from the store."""
-    folders = {} if full else memory.load_archive_folders()
-    walk = walk_archive_changed(config, folders, recorded_folders=recorded_folders, now_ns=now_ns, full=full)
-    return with_remembered_names(walk, config, memory, folders)
 
 
 def what_to_record(

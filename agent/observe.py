@@ -19,15 +19,14 @@ from agent.config.models import Config
 from agent.domain import Ledger, LibraryObservation, Observation, RememberedFolder, SourceFile
 from agent.handbrake.probe import HandBrakeUnavailable, handbrake_version
 from agent.identity import preset_identity
+from agent.incremental_archive import walk_archive_changed, with_remembered_names
 from agent.incremental_scan import (
     Missed,
     ScanMemory,
     missed_in,
-    walk_archive_changed,
     walk_changed,
     walk_in_full,
     with_remembered_files,
-    with_remembered_names,
 )
 from agent.plan import fingerprints_needed
 from agent.scan import LibraryWalk, fingerprint, scan_archive, scan_library

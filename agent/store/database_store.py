@@ -24,6 +24,7 @@ from agent.domain import (
     UserRecord,
 )
 from agent.store import (
+    archive_memory,
     batch_facts,
     failures,
     holds,
@@ -338,13 +339,13 @@ class DatabaseStore:
         return batch_facts.remembered_file_count(self.database, library)
 
     def load_archive_folders(self) -> dict[str, RememberedFolder]:
-        return scans.load_archive_folders(self.database)
+        return archive_memory.load_archive_folders(self.database)
 
     def load_archive_files(self, folders: Sequence[str]) -> dict[str, list[str]]:
-        return scans.load_archive_files(self.database, folders)
+        return archive_memory.load_archive_files(self.database, folders)
 
     def record_archive(self, *, folders: Iterable[FolderVisit], listed: Mapping[str, Sequence[str]]) -> None:
-        scans.record_archive(self.database, folders=folders, listed=listed)
+        archive_memory.record_archive(self.database, folders=folders, listed=listed)
 
     # --- users
     def load_users(self) -> tuple[UserRecord, ...]:

@@ -29,7 +29,8 @@ from agent.config import load_config
 from agent.config.models import Config
 from agent.domain import LedgerEntry
 from agent.identity import output_path
-from agent.incremental_scan import Missed, scan_archive_incrementally, scan_in_full, scan_incrementally
+from agent.incremental_archive import scan_archive_incrementally
+from agent.incremental_scan import Missed, scan_in_full, scan_incrementally
 from agent.scan import fingerprint
 from agent.store.sqlite import SqliteStore, open_store
 
