@@ -38,6 +38,7 @@ from agent.domain import (
     Drift,
     Ledger,
     LedgerEntry,
+    Observation,
     PauseLibrary,
     Plan,
     RenameOutput,
@@ -45,14 +46,17 @@ from agent.domain import (
     Transcode,
     Wait,
 )
+from agent.incremental_scan import full_pass_due, what_to_record
 from agent.mounts import WatchStatus
-from agent.observe import observe, with_fingerprints
+from agent.observe import PassWalk, walk_for_pass, with_fingerprints, with_memory, with_needed_fingerprints
 from agent.plan import plan
 from agent.queued_plan import QueuedPlan, with_jobs
 from agent.store.holds import Hold
 from agent.store.protocol import Store
+from agent.store.scans import FullPass
 
 ENQUEUE_BUDGET = 500
+ARCHIVE_WALK = "/archive"  # the archive's key in EngineState.full_pass_clock (no library is named so)
 
 
 @dataclass
@@ -82,6 +86,11 @@ class EngineState:
     # library -> how its changes are noticed (inotify events or polling, why, folders watched);
     # kept up to date by `agent.watch`.
     watch: dict[str, WatchStatus] = field(default_factory=dict)
+    # library (and ARCHIVE_WALK) -> when its last full pass was recorded (time.monotonic()) and under
+    # which config generation: empty at start, so the first pass is full (agent.incremental_scan)
+    full_pass_clock: dict[str, tuple[float, int]] = field(default_factory=dict)
+    # library -> its last recorded full pass (when, how long its walk took), for /api/status
+    full_passes: dict[str, FullPass] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -115,12 +124,10 @@ async def reconcile(
     config = state.config
     store = state.store if store is None else store
     started = time.monotonic()
-    state.dirty_folders.clear()  # this pass walks every folder: it takes them all
+    dirty, state.dirty_folders = state.dirty_folders, {}
     remembered = store.load_ledger()
     now_ns = time.time_ns()
-    observation = await asyncio.to_thread(
-        observe, config, remembered, now_ns=now_ns, preset_hashes=state.preset_hashes, warn=log.warning
-    )
+    walked, observation = await _walk(state, store, remembered, dirty=dirty, now_ns=now_ns, clock=started)
     result = plan(config, observation, remembered, now_ns=now_ns)
     to_queue = [action for action in result.actions if isinstance(action, Transcode)]
     adoptions = [action for action in result.actions if isinstance(action, Adopt)]
@@ -136,17 +143,26 @@ async def reconcile(
     state.paused_libraries = {
         action.library: action.reason for action in result.actions if isinstance(action, PauseLibrary)
     }
-    previous = dict(remembered.seen)
+    recorded = []
     with store.transaction():
         for name, observed in observation.libraries.items():
             if name not in state.paused_libraries:  # a paused scan must not become the vanish baseline
-                store.record_scan(
+                walk = walked.libraries[name]
+                listed, known = what_to_record(walk, observed.files)
+                store.record_walk(
                     library=name,
-                    files=observed.files,
-                    previous=previous,
+                    listed=listed,
+                    folders=walk.folders,
+                    fingerprints=known,
                     now_ns=now_ns,
                     scanned_at=stamp.isoformat(),
+                    full_seconds=walked.seconds[name] if name in walked.full else None,
                 )
+                recorded.append(name)
+        if observation.archive.available:
+            store.record_archive(folders=walked.archive.folders, listed=walked.archive.listed or {})
+    _note_full_passes(state, walked, recorded, archive=observation.archive.available, clock=started, stamp=stamp,
+                      log=log)  # fmt: skip
     for action in result.actions:
         if isinstance(action, RenameOutput):
             _rename(state, store, action, remembered.entries, log=log, now=stamp)
@@ -165,6 +181,73 @@ async def reconcile(
     state.last_pass = _summary(queued, finished_at=now(), seconds=time.monotonic() - started, observed_at_ns=now_ns)
     update_conditions(state, now=state.last_pass.finished_at)
     return result
+
+
+async def _walk(
+    state: EngineState, store: Store, remembered: Ledger, *, dirty: dict[str, set[str]], now_ns: int, clock: float
+) -> tuple[PassWalk, Observation]:
+    """Walk the libraries and the archive, in full where a full pass is due, else listing only
+    what changed (`agent.incremental_scan`); return the walks and the Observation to plan from.
+    The walk runs in a thread; the store is read on the loop's thread, before and after it."""
+    config = state.config
+    due = {
+        key
+        for key in (*(library.name for library in config.libraries), ARCHIVE_WALK)
+        if full_pass_due(
+            state.full_pass_clock.get(key),
+            now=clock,
+            interval_seconds=config.scan.full_interval.total_seconds(),
+            config_generation=state.config_generation,
+        )
+    }
+    folders = {library.name: store.load_folders(library.name) for library in config.libraries}
+    archive_folders = {} if ARCHIVE_WALK in due else store.load_archive_folders()
+    walked = await asyncio.to_thread(
+        walk_for_pass,
+        config,
+        remembered,
+        folders=folders,
+        archive_folders=archive_folders,
+        now_ns=now_ns,
+        full=due - {ARCHIVE_WALK},
+        full_archive=ARCHIVE_WALK in due,
+        dirty=dirty,
+    )
+    walked = with_memory(walked, config, store, folders=folders, archive_folders=archive_folders)
+    observation = await asyncio.to_thread(
+        with_needed_fingerprints, config, walked.observation(state.preset_hashes), remembered, now_ns=now_ns
+    )
+    return walked, observation
+
+
+def _note_full_passes(
+    state: EngineState,
+    walked: PassWalk,
+    recorded: list[str],
+    *,
+    archive: bool,
+    clock: float,
+    stamp: datetime,
+    log: Any,
+) -> None:
+    """Remember when the full passes just recorded ran, and log what each found the memory missed."""
+    for name in recorded:
+        if name not in walked.full:
+            continue
+        state.full_pass_clock[name] = (clock, state.config_generation)
+        state.full_passes[name] = FullPass(stamp.isoformat(), walked.seconds[name])
+        missed = walked.missed.get(name)
+        if missed is not None and missed.count:
+            log.warning(
+                "full pass found changes the scan memory had missed",
+                library=name,
+                count=missed.count,
+                paths=list(missed.examples),
+            )
+        else:
+            log.info("full pass", library=name, seconds=round(walked.seconds[name], 3), missed=0)
+    if archive and walked.full_archive:
+        state.full_pass_clock[ARCHIVE_WALK] = (clock, state.config_generation)
 
 
 def _summary(queued: QueuedPlan, *, finished_at: datetime, seconds: float, observed_at_ns: int) -> PassSummary:

@@ -9,15 +9,27 @@ something to compare with, so planning a fresh library does not pay for its star
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
+from agent.archive_walk import ArchiveWalk
 from agent.config.models import Config
-from agent.domain import Ledger, LibraryObservation, Observation, SourceFile
+from agent.domain import Ledger, LibraryObservation, Observation, RememberedFolder, SourceFile
 from agent.handbrake.probe import HandBrakeUnavailable, handbrake_version
 from agent.identity import preset_identity
+from agent.incremental_archive import walk_archive_changed, with_remembered_names
+from agent.incremental_scan import (
+    Missed,
+    ScanMemory,
+    missed_in,
+    walk_changed,
+    walk_in_full,
+    with_remembered_files,
+)
 from agent.plan import fingerprints_needed
-from agent.scan import fingerprint, scan_archive, scan_library
+from agent.scan import LibraryWalk, fingerprint, scan_archive, scan_library
 
 
 def observe(
@@ -40,6 +52,95 @@ def observe(
         archive=scan_archive(config, recorded_folders=_recorded_folders(config, ledger)),
         preset_hashes=preset_hashes if preset_hashes is not None else _lazy_preset_hashes(config, ledger, warn=warn),
     )
+    return with_fingerprints(
+        config, observation, fingerprints_needed(config, observation, ledger, now_ns=now_ns), ledger
+    )
+
+
+@dataclass(frozen=True)
+class PassWalk:
+    """What one agent pass walked (`walk_for_pass`), and what to remember of it."""
+
+    libraries: Mapping[str, LibraryWalk]
+    archive: ArchiveWalk
+    full: frozenset[str]  # the libraries walked in full
+    would_keep: Mapping[str, frozenset[str]]  # by library walked in full: folders a pass would have kept
+    seconds: Mapping[str, float]  # how long each library's walk took
+    full_archive: bool = False  # whether the archive was walked in full
+    missed: Mapping[str, Missed] = dataclasses.field(default_factory=dict)  # filled by `with_memory`
+
+    def observation(self, preset_hashes: Mapping[str, str]) -> Observation:
+        return Observation(
+            libraries={name: walk.observation for name, walk in self.libraries.items()},
+            archive=self.archive.observation,
+            preset_hashes=preset_hashes,
+        )
+
+
+def walk_for_pass(
+    config: Config,
+    ledger: Ledger,
+    *,
+    folders: Mapping[str, Mapping[str, RememberedFolder]],
+    archive_folders: Mapping[str, RememberedFolder],
+    now_ns: int,
+    full: Collection[str],
+    full_archive: bool,
+    dirty: Mapping[str, Collection[str]],
+) -> PassWalk:
+    """Walk every library and the archive: those in `full` (and the archive if `full_archive`)
+    in full, the others listing only the folders whose remembered listing (`folders`, by library;
+    `archive_folders`) does not stand (`agent.incremental_scan`). Uses no store, so it may run in
+    a thread; `with_memory` then adds what the kept folders hold."""
+    excluded = (config.paths.archive, config.paths.state_dir)
+    walks: dict[str, LibraryWalk] = {}
+    would_keep: dict[str, frozenset[str]] = {}
+    seconds: dict[str, float] = {}
+    for library in config.libraries:
+        started = time.perf_counter()
+        remembered = folders.get(library.name, {})
+        if library.name in full:
+            walks[library.name], would_keep[library.name] = walk_in_full(
+                library, remembered, excluded=excluded, now_ns=now_ns
+            )
+        else:
+            walks[library.name] = walk_changed(
+                library, remembered, excluded=excluded, now_ns=now_ns, dirty=dirty.get(library.name, ())
+            )
+        seconds[library.name] = time.perf_counter() - started
+    archive = walk_archive_changed(
+        config,
+        archive_folders,
+        recorded_folders=_recorded_folders(config, ledger),
+        now_ns=now_ns,
+        full=full_archive,
+    )
+    return PassWalk(walks, archive, frozenset(full), would_keep, seconds, full_archive)
+
+
+def with_memory(
+    walked: PassWalk,
+    config: Config,
+    memory: ScanMemory,
+    *,
+    folders: Mapping[str, Mapping[str, RememberedFolder]],
+    archive_folders: Mapping[str, RememberedFolder],
+) -> PassWalk:
+    """Return the pass's walks with what their kept folders hold, read from the store, and what
+    each full walk found that the memory missed."""
+    libraries = {}
+    for library in config.libraries:
+        walk = walked.libraries[library.name]
+        libraries[library.name] = with_remembered_files(walk, library, memory, folders.get(library.name, {}))
+    missed = {
+        name: missed_in(libraries[name], memory, name, would_keep) for name, would_keep in walked.would_keep.items()
+    }
+    archive = with_remembered_names(walked.archive, config, memory, archive_folders)
+    return dataclasses.replace(walked, libraries=libraries, archive=archive, missed=missed)
+
+
+def with_needed_fingerprints(config: Config, observation: Observation, ledger: Ledger, *, now_ns: int) -> Observation:
+    """Return the observation with the fingerprints the plan depends on (`fingerprints_needed`)."""
     return with_fingerprints(
         config, observation, fingerprints_needed(config, observation, ledger, now_ns=now_ns), ledger
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -149,3 +151,66 @@ def test_a_pass_takes_the_folders_inotify_marked_and_says_when_a_waiting_file_be
     assert stable_at is not None
     # the file was written just before the pass: stable 30 s after that
     assert before + timedelta(seconds=28) < stable_at <= datetime.now(UTC) + timedelta(seconds=30)
+
+
+class Clocks:
+    """The pass's clocks (wall and monotonic), an hour ahead of the files' and moved on by the test:
+    the files look settled without waiting."""
+
+    def __init__(self) -> None:
+        self.ahead = 3600.0
+
+    def time_ns(self) -> int:
+        return time.time_ns() + int(self.ahead * 1e9)
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.ahead
+
+
+def test_passes_list_only_what_changed_and_a_full_pass_every_full_interval_reports_what_they_missed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_path = make_config(tmp_path, files=3)
+    (tmp_path / "tv" / "Show").mkdir()
+    (tmp_path / "tv" / "Show" / "S01.mkv").write_bytes(b"show" * 100)
+    config_path.write_text(config_path.read_text() + "scan: {interval: 1m, full_interval: 1h}\n")
+    config = load_config(config_path).config
+    output = io.StringIO()
+    logs.configure(stream=output, json=True)
+    clocks = Clocks()
+    monkeypatch.setattr(engine, "time", clocks)
+
+    async def scenario() -> None:
+        connection = open_database(config.paths.state_dir)
+        store = SqliteStore(connection)
+        state = EngineState(config=config, store=store, preset_hashes={"tv": "p1"})
+        log = logs.get_logger("test")
+
+        await reconcile(state, log=log)  # the first pass after start is full
+        first = state.full_passes["tv"]
+        listed = {rel_path: folder.listed_at_ns for rel_path, folder in store.load_folders("tv").items()}
+        assert sorted(listed) == ["", "Show"]
+
+        clocks.ahead += 60
+        await reconcile(state, log=log)  # nothing changed: nothing listed
+        assert {rel: folder.listed_at_ns for rel, folder in store.load_folders("tv").items()} == listed
+        assert state.full_passes["tv"] == first
+
+        with (tmp_path / "tv" / "E01.mkv").open("r+b") as handle:  # rewritten in place: no folder's mtime moves
+            handle.write(b"X")
+        state.dirty_folders = {"tv": {"Show"}}  # inotify saw something in Show
+        clocks.ahead += 60
+        await reconcile(state, log=log)
+        assert state.dirty_folders == {}  # taken by the pass
+        now_listed = {rel: folder.listed_at_ns for rel, folder in store.load_folders("tv").items()}
+        assert now_listed[""] == listed[""] and now_listed["Show"] > listed["Show"]
+        assert "found changes the scan memory had missed" not in output.getvalue()
+
+        clocks.ahead += 3600  # scan.full_interval later: a full pass, which finds the rewritten file
+        await reconcile(state, log=log)
+        assert state.full_passes["tv"].at > first.at
+        [missed] = [json.loads(line) for line in output.getvalue().splitlines() if "had missed" in line]
+        assert (missed["library"], missed["count"], missed["paths"]) == ("tv", 1, ["E01.mkv"])
+        connection.close()
+
+    asyncio.run(scenario())
