@@ -14,7 +14,9 @@ if [ "$(id -u)" = 0 ]; then
         echo "hb2r-entrypoint: PUID=0 would run the agent as root; choose the id that should own the archive" >&2
         exit 64
     fi
+    # hb2r keeps state only in a folder that is its user's alone (README "The store").
     if [ -d /state ] && [ "$(stat -c %u:%g /state)" != "${PUID}:${PGID}" ]; then
+        chmod go-w /state
         chown "${PUID}:${PGID}" /state
     fi
     export HOME=/state

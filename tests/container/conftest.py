@@ -21,6 +21,11 @@ def image() -> str:
         pytest.skip(f"container tests skipped: {reason}")
     if given := os.environ.get("HB2R_TEST_IMAGE"):
         return given
+    base = podman.ensure_base()
+    try:  # podman may be installed yet unable to start a container here (runtime, cgroups, rlimits)
+        podman.podman("run", "--rm", base, "true", timeout=120)
+    except podman.PodmanError as error:
+        pytest.skip(f"container tests skipped: podman cannot run a container on this machine: {error}")
     tag, seconds = podman.ensure_image()
     log.info("container image %s ready in %.0f s", tag, seconds)
     return tag

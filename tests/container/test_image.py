@@ -299,6 +299,10 @@ def test_podman_kill_hup_applies_a_config_change(site: Site, run: Callable[..., 
         logs=container.logs,
     )
     assert container.state()["Running"]
+    # README "Container": a backup through exec, as the agent's user, while it runs.
+    podman("exec", f"--user={PUID}:{PGID}", container.name, "hb2r", "backup", "--to", "/state/hb2r-backup.db")
+    with sqlite3.connect(f"file:{site.state / 'hb2r-backup.db'}?mode=ro", uri=True) as db:
+        assert db.execute("SELECT count(*) FROM users WHERE name = 'admin'").fetchone() == (1,)
 
 
 def test_limited_to_one_cpu_and_1_gib_the_gate_sees_the_containers_share(
