@@ -3,9 +3,10 @@
 How podman runs here (see tests/container/podman.py): rootful, the `runc` runtime with the cgroupfs manager
 (`crun` fails on these hosts' hybrid cgroup layout), `default_ulimits = []` (raising rlimits is not permitted),
 host networking (the agent listens on 127.0.0.1 and a free port), all through a containers.conf named by
-`CONTAINERS_CONF`. Each container runs hardened as examples/compose.yaml runs it: read-only root, every
-capability dropped but the three the entrypoint needs to give /state to PUID:PGID and drop to them, and
-no-new-privileges.
+`CONTAINERS_CONF`. Podman's periodic health checks need systemd timers, which these hosts lack (podman logs
+that it cannot add them): the test runs the image's check itself with `podman healthcheck run`. Each container
+runs hardened as examples/compose.yaml runs it: read-only root, every capability dropped but the three the
+entrypoint needs to give /state to PUID:PGID and drop to them, and no-new-privileges.
 """
 
 from __future__ import annotations
