@@ -50,8 +50,9 @@ from agent.incremental_scan import full_pass_due, what_to_record
 from agent.mounts import WatchStatus
 from agent.observe import PassWalk, walk_for_pass, with_fingerprints, with_memory, with_needed_fingerprints
 from agent.plan import plan
-from agent.queued_plan import QueuedPlan, with_jobs
+from agent.queued_plan import QueuedPlan, transcoded_files, with_jobs
 from agent.store.holds import Hold
+from agent.store.jobs import Job
 from agent.store.protocol import Store
 from agent.store.scans import FullPass
 
@@ -174,7 +175,7 @@ async def reconcile(
     _report(state, result, log=log)
     queued = with_jobs(
         result,
-        store.unfinished(),
+        jobs_of_transcodes(store, result),
         fingerprints=fingerprints,
         preset_hashes={name: value for name, value in _library_preset_hashes(state).items() if value is not None},
     )
@@ -248,6 +249,14 @@ def _note_full_passes(
             log.info("full pass", library=name, seconds=round(walked.seconds[name], 3), missed=0)
     if archive and walked.full_archive:
         state.full_pass_clock[ARCHIVE_WALK] = (clock, state.config_generation)
+
+
+def jobs_of_transcodes(store: Store, result: Plan) -> list[Job]:
+    """Return the unfinished jobs of the files the plan transcodes (all that `with_jobs` pairs),
+    read by file through an index rather than every unfinished job of the queue."""
+    return [
+        job for library, paths in transcoded_files(result).items() for job in store.unfinished_of_files(library, paths)
+    ]
 
 
 def _summary(queued: QueuedPlan, *, finished_at: datetime, seconds: float, observed_at_ns: int) -> PassSummary:

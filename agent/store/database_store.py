@@ -189,6 +189,9 @@ class DatabaseStore:
     def unfinished(self) -> list[Job]:
         return jobs.unfinished(self.database)
 
+    def unfinished_of_files(self, library: str, rel_paths: Sequence[str]) -> list[Job]:
+        return jobs.unfinished_of_files(self.database, library, rel_paths)
+
     # --- the ledger
     def load_ledger(self) -> Ledger:
         return state.load_ledger(self.database)
