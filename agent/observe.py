@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.archive_walk import ArchiveWalk
-from agent.config.models import Config
-from agent.domain import Ledger, LibraryObservation, Observation, RememberedFolder, SourceFile
+from agent.config.models import Config, Library
+from agent.domain import Ledger, LibraryObservation, Observation, RememberedFolder, SeenFile, SourceFile
 from agent.handbrake.probe import HandBrakeUnavailable, handbrake_version
 from agent.identity import preset_identity
 from agent.incremental_archive import walk_archive_changed, with_remembered_names
@@ -29,6 +29,7 @@ from agent.incremental_scan import (
     with_remembered_files,
 )
 from agent.plan import fingerprints_needed
+from agent.plan_from_store import FillFingerprints
 from agent.scan import LibraryWalk, fingerprint, scan_archive, scan_library
 
 
@@ -204,8 +205,28 @@ def _with_fingerprints(
     return dataclasses.replace(observed, files=tuple(files))
 
 
+def fingerprints_from_disk(library: Library) -> FillFingerprints:
+    """Return how `agent.plan_from_store` fills the fingerprints a batch's plan needs: from the
+    scan memory while a file's size and mtime hold, else read from the file (None if it cannot be)."""
+
+    def fill(files: Sequence[SourceFile], needed: set[str], seen: dict[str, SeenFile]) -> list[SourceFile]:
+        return [
+            source._replace(
+                fingerprint=_fingerprint_of(library.source / source.rel_path, source, seen.get(source.rel_path))
+            )
+            if source.rel_path in needed
+            else source
+            for source in files
+        ]
+
+    return fill
+
+
 def _fingerprint(path: Path, source: SourceFile, ledger: Ledger, library: str) -> str | None:
-    seen = ledger.seen.get((library, source.rel_path))
+    return _fingerprint_of(path, source, ledger.seen.get((library, source.rel_path)))
+
+
+def _fingerprint_of(path: Path, source: SourceFile, seen: SeenFile | None) -> str | None:
     if seen is not None and seen.fingerprint and (seen.size, seen.mtime_ns) == (source.size, source.mtime_ns):
         return seen.fingerprint
     try:

@@ -15,7 +15,7 @@ tests/unit/test_plan.py run through here too.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from agent.batch_plan import (
@@ -27,8 +27,8 @@ from agent.batch_plan import (
     plan_batch,
     plan_vanished,
 )
-from agent.config.models import Library
-from agent.domain import Action, LedgerEntry, ScanProblem, SeenFile, Skip, SourceFile
+from agent.config.models import Config, Library
+from agent.domain import Action, LedgerEntry, LibraryObservation, ScanProblem, SeenFile, Skip, SourceFile
 from agent.identity import output_namer
 from agent.pause import PauseCounts
 
@@ -64,6 +64,14 @@ FillFingerprints = Callable[[Sequence[SourceFile], set[str], dict[str, SeenFile]
 
 def _as_given(files: Sequence[SourceFile], needed: set[str], seen: dict[str, SeenFile]) -> Sequence[SourceFile]:
     return files
+
+
+def library_context_of(
+    config: Config, library: Library, observed: LibraryObservation, preset_hashes: Mapping[str, str]
+) -> LibraryContext:
+    """Return a library's context for planning it batch by batch, from its walk alone (no ledger)."""
+    hidden = tuple(folder.rstrip("/") + "/" for folder in observed.unreadable_dirs)
+    return LibraryContext(library, config.preset_for(library), preset_hashes.get(library.preset), hidden)
 
 
 def pause_counts(
