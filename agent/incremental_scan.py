@@ -51,8 +51,8 @@ The archive's outputs are remembered the same way (`agent.archive_walk`,
 `agent.incremental_archive`): its folders and the names in them; a pass lists only the archive
 folders that moved.
 
-Planning in batches (`agent.batch_plan`, `agent.plan_from_store`; the engine still plans the
-whole Observation, and wiring these in is the next step):
+Planning in batches (`agent.batch_plan`, `agent.plan_from_store`; the engine plans this way,
+every folder of each library that is not paused; `hb2r plan` does not yet):
 memory bounded by a batch of folders, not the library. `plan()` stays pure: it is a function
 over one batch (the files of some whole folders, with their ledger rows, seen rows, the outputs
 they name and the rows of renamed libraries holding those outputs) plus the library's context,
@@ -78,8 +78,9 @@ and the claims the batches before it made. Where each fact comes from, without t
 - users: few, whole.
 In PostgreSQL, path order is asked with `COLLATE "C"` (code point order, as Python's and SQLite's).
 
-Which folders a running agent plans: those listed, those whose ledger rows or output folder
-changed since the last pass, those left with work not yet queued (the enqueue budget) or
+Which folders a running agent is to plan (not yet: today it plans every folder, batch by
+batch, reading the kept folders' files back from the scan memory): those listed, those whose
+ledger rows or output folder changed since the last pass, those left with work not yet queued (the enqueue budget) or
 settling, those holding a vanished row a new file may take, and all of them after a config or
 preset change and in a full pass. The others keep the actions counted at their last planning
 (per folder, in the engine's memory: /api/status counts the whole library), and their queued

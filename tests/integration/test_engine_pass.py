@@ -87,7 +87,7 @@ def test_a_file_published_while_the_pass_scans_is_not_queued_again(
 ) -> None:
     config = load_config(make_config(tmp_path, files=1)).config
     logs.configure(stream=io.StringIO(), json=True)
-    real_with_fingerprints = engine.with_fingerprints
+    real_queue = engine._queue
 
     async def scenario() -> None:
         connection = open_database(config.paths.state_dir)
@@ -98,9 +98,9 @@ def test_a_file_published_while_the_pass_scans_is_not_queued_again(
 
         def publish_meanwhile(*arguments: object, **options: object) -> object:
             # The interleaving that re-encoded a file: the dispatcher publishes the running job
-            # (ledger row, job done, output in place) while the pass reads fingerprints in its
-            # thread, after the pass read the ledger. Real functions, only the timing is forced
-            # (and a connection of its own: this runs in the pass's thread).
+            # (ledger row, job done, output in place) after the pass planned from the ledger and
+            # before it queues. Real functions, only the timing is forced (and a connection of
+            # its own, as the dispatcher's).
             writer = open_database(config.paths.state_dir)
             source = tmp_path / "tv" / job.rel_path
             entry = LedgerEntry(
@@ -112,13 +112,13 @@ def test_a_file_published_while_the_pass_scans_is_not_queued_again(
             writer.close()
             (tmp_path / "archive" / job.output_path).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / "archive" / job.output_path).write_bytes(b"out")
-            return real_with_fingerprints(*arguments, **options)  # type: ignore[arg-type]
+            return real_queue(*arguments, **options)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(engine, "with_fingerprints", publish_meanwhile)
+        monkeypatch.setattr(engine, "_queue", publish_meanwhile)
         await reconcile(state, log=logs.get_logger("test"))
         assert [found.state for found in jobs.list_jobs(connection)] == [jobs.JobState.DONE]
 
-        monkeypatch.setattr(engine, "with_fingerprints", real_with_fingerprints)
+        monkeypatch.setattr(engine, "_queue", real_queue)
         (tmp_path / "archive" / job.output_path).unlink()  # the output goes missing: encoded again
         await reconcile(state, log=logs.get_logger("test"))
         (again,) = jobs.list_jobs(connection)
@@ -214,3 +214,50 @@ def test_passes_list_only_what_changed_and_a_full_pass_every_full_interval_repor
         connection.close()
 
     asyncio.run(scenario())
+
+
+def test_a_pass_holds_a_few_folders_at_a_time_never_the_whole_library(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory that does not grow with the library: a pass plans from the store batch by batch,
+    so it never loads the ledger and scan memory whole, nor every kept folder's files at once.
+    (The real store, with its whole-table reads made to fail or to be watched.)"""
+    (tmp_path / "tv").mkdir()
+    (tmp_path / "archive").mkdir()
+    for folder in range(engine.KEPT_PAGE + 20):
+        (tmp_path / "tv" / f"Show {folder:03d}").mkdir()
+        (tmp_path / "tv" / f"Show {folder:03d}" / "E01.mkv").write_bytes(b"episode" * 100)
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(
+        "version: 1\n"
+        "paths: {archive: archive, state_dir: state}\n"
+        "libraries: [{name: tv, source: tv, output: TV, preset: tv, stable_after: 0s}]\n"
+        "presets: {tv: {handbrake: 'Very Fast 480p30'}}\n"
+        "scan: {full_interval: 1h}\n"
+    )
+    config = load_config(config_path).config
+    logs.configure(stream=io.StringIO(), json=True)
+    asked: list[int] = []
+    real_folder_files = SqliteStore.load_folder_files
+
+    def whole_ledger(self: SqliteStore) -> object:
+        raise AssertionError("a pass read the whole ledger and scan memory")
+
+    def folder_files(self: SqliteStore, library: str, folders: list[str]) -> object:
+        asked.append(len(folders))
+        return real_folder_files(self, library, folders)
+
+    async def passes() -> tuple[int, int]:
+        connection = open_database(config.paths.state_dir)
+        state = EngineState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
+        await reconcile(state, log=logs.get_logger("test"))  # full: every folder listed
+        await reconcile(state, log=logs.get_logger("test"))  # incremental: every folder kept
+        queued = len(jobs.list_jobs(connection, state=jobs.JobState.QUEUED))
+        connection.close()
+        assert state.last_pass is not None
+        return queued, state.last_pass.counts.get("queued", 0)
+
+    monkeypatch.setattr(SqliteStore, "load_ledger", whole_ledger)
+    monkeypatch.setattr(SqliteStore, "load_folder_files", folder_files)
+    assert asyncio.run(passes()) == (engine.KEPT_PAGE + 20, engine.KEPT_PAGE + 20)
+    assert asked and max(asked) <= engine.KEPT_PAGE  # the kept folders' files, a page at a time
