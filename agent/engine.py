@@ -7,7 +7,8 @@ triggered), holding a few folders at a time, never the library (`agent.increment
 - records what the walk saw (stability and the vanish breaker survive restarts), so that the
   scan memory says what is present now;
 - plans each library batch by batch from the store (`agent.plan_from_store`; the kept
-  folders' files read from the scan memory a page at a time), and acts on each stretch of
+  folders' files read from the scan memory a page at a time), only the folders that changed
+  or have work left (`PlannedFolders`; the others count as they did), and acts on each stretch of
   actions as it comes: renames (one atomic move) and adoptions (a ledger row) at once, and
   transcodes turned into jobs, one per (library, path, fingerprint, preset) identity; users
   are brought in line by `agent.auth.sync_users` at start and on each reload;
@@ -35,13 +36,14 @@ import asyncio
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from agent import archive_checks, publish
-from agent.batch_plan import LibraryContext
+from agent.archive_walk import ArchiveWalk
+from agent.batch_plan import Claims, LibraryContext
 from agent.conditions import Condition, library_condition
 from agent.config.models import Config
 from agent.domain import (
@@ -63,7 +65,7 @@ from agent.mounts import WatchStatus
 from agent.observe import PassWalk, fingerprints_from_disk, walk_for_pass
 from agent.pause import pause_reason
 from agent.plan import plan_users
-from agent.plan_from_store import library_context_of, pause_counts, plan_library_from_store
+from agent.plan_from_store import library_context_of, pause_counts, plan_folders_from_store, plan_library_tail
 from agent.queued_plan import COUNT_KEYS, QueuedPlan, with_jobs
 from agent.scan import LibraryWalk
 from agent.store.holds import Hold
@@ -106,6 +108,9 @@ class EngineState:
     full_pass_clock: dict[str, tuple[float, int]] = field(default_factory=dict)
     # library -> its last recorded full pass (when, how long its walk took), for /api/status
     full_passes: dict[str, FullPass] = field(default_factory=dict)
+    # library -> what its last planning found, by folder: a pass plans only the folders that
+    # changed or have work (empty at start and after a pause: the library is planned whole)
+    planned_folders: dict[str, PlannedFolders] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -146,7 +151,7 @@ async def reconcile(
     started = time.monotonic()
     dirty, state.dirty_folders = state.dirty_folders, {}
     now_ns = time.time_ns()
-    walked, folders = await _walk(state, store, dirty=dirty, now_ns=now_ns, clock=started)
+    walked, folders, archive_lost = await _walk(state, store, dirty=dirty, now_ns=now_ns, clock=started)
     stamp = now()
     archive = walked.archive.observation
     contexts: dict[str, LibraryContext] = {}
@@ -189,20 +194,40 @@ async def reconcile(
         report.add(PauseLibrary(name, reason))
     acting.tally.add_queued(QueuedPlan(Plan(tuple(PauseLibrary(name, reason) for name, reason in paused.items()))))
     configured = set(contexts) | set(paused)
+    for name in paused:
+        state.planned_folders.pop(name, None)  # its memory was not recorded: plan it whole once resumed
     for library in config.libraries:
         if library.name not in contexts:
             continue
         walk = walked.libraries[library.name]
-        actions = plan_library_from_store(
-            contexts[library.name],
+        context = contexts[library.name]
+        basis = (state.config_generation, context.preset_hash)
+        before = state.planned_folders.get(library.name)
+        whole = before is None or before.basis != basis or library.name in walked.full
+        memory = PlannedFolders(basis) if whole or before is None else before
+        affected = None if whole else _affected(memory, walk, library.output, walked.archive, archive_lost)
+        memory.forget(affected, reached={visit.rel_path for visit in walk.folders})
+        for quiet in memory.tallies.values():  # the folders not planned now count as they did
+            acting.tally.counts.update(quiet.counts)
+            report.current.update(quiet.reported)
+        claimed: list[Claims] = []
+        batches = plan_folders_from_store(
+            context,
             store,
-            folders=_folders_of(walk, library.name, store, folders.get(library.name, {})),
+            folders=_folders_of(walk, library.name, store, folders.get(library.name, {}), only=affected),
             configured=configured,
-            problems=walk.observation.problems,
             now_ns=now_ns,
             fill_fingerprints=fingerprints_from_disk(library),
+            claimed=claimed,
         )
-        for stretch in _stretches(actions):
+        for stretch in _stretches(batches):
+            for action in stretch:
+                report.add(action)
+                memory.note(action)
+            await acting.act(library.name, stretch)
+        state.planned_folders[library.name] = memory
+        tail = plan_library_tail(context, store, claims=claimed[-1], problems=walk.observation.problems)
+        for stretch in _stretches(tail):
             for action in stretch:
                 report.add(action)
             await acting.act(library.name, stretch)
@@ -231,15 +256,22 @@ def _stretches(actions: Iterable[Action]) -> Iterator[list[Action]]:
 
 
 def _folders_of(
-    walk: LibraryWalk, library: str, store: Store, remembered: Mapping[str, RememberedFolder]
+    walk: LibraryWalk,
+    library: str,
+    store: Store,
+    remembered: Mapping[str, RememberedFolder],
+    *,
+    only: Collection[str] | None = None,
 ) -> Iterator[tuple[str, Sequence[SourceFile]]]:
-    """Yield a library's folders with their files, in folder order: the listed folders' from the
-    walk, the kept folders' read from the scan memory a few folders at a time."""
+    """Yield a library's folders (`only` these, if given) with their files, in folder order: the
+    listed folders' from the walk, the kept folders' read from the scan memory a few at a time."""
     listed: dict[str, list[SourceFile]] = {}
     for source in walk.observation.files:
         listed.setdefault(source.rel_path.rpartition("/")[0], []).append(source)
     kept = [folder for folder in walk.kept if remembered.get(folder) is None or remembered[folder].file_count]
     names = sorted(set(listed) | set(kept))
+    if only is not None:
+        names = [name for name in names if name in only]
     kept_set = set(kept)
     for start in range(0, len(names), KEPT_PAGE):
         page = names[start : start + KEPT_PAGE]
@@ -251,6 +283,73 @@ def _folders_of(
 
 
 KEPT_PAGE = 100  # kept folders whose files are read from the scan memory at once
+
+
+@dataclass
+class QuietFolder:
+    """What a folder's last planning found that stays while nothing changes there: its drift and
+    skips (counted in each summary, logged once)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    reported: set[tuple[str, ...]] = field(default_factory=set)
+
+
+# Actions after which a folder is planned again next pass: work the agent has yet to do there,
+# or did this pass (its ledger rows changed), or files still settling.
+_BUSY = (Transcode, Wait, RenameOutput, Adopt)
+
+
+@dataclass
+class PlannedFolders:
+    """What the engine remembers of a library's last planning, so that a pass plans only the
+    folders that changed or have work (`_affected`); the others count as they did (`tallies`).
+    Planned whole again when the basis (config generation, preset identity) changes, in a full
+    pass, and after a pause."""
+
+    basis: tuple[int, str | None]
+    busy: set[str] = field(default_factory=set)  # folders planned with work left in them
+    tallies: dict[str, QuietFolder] = field(default_factory=dict)  # folders with drift or skips
+
+    def forget(self, folders: Collection[str] | None, *, reached: Collection[str]) -> None:
+        """Forget what was found in these folders (None: all) before they are planned again,
+        and in the folders the walk no longer reached."""
+        for known in (self.busy, self.tallies):
+            for folder in [folder for folder in known if folders is None or folder in folders or folder not in reached]:
+                if isinstance(known, set):
+                    known.discard(folder)
+                else:
+                    del known[folder]
+
+    def note(self, action: Action) -> None:
+        """Note an action of a planned folder (not the library's tail)."""
+        if isinstance(action, _BUSY):
+            self.busy.add(_folder_of(action))
+        elif isinstance(action, Drift | Skip):
+            quiet = self.tallies.setdefault(_folder_of(action), QuietFolder())
+            quiet.counts[action.kind] += 1
+            key = _report_key(action)
+            if key is not None:
+                quiet.reported.add(key)
+
+
+def _folder_of(action: Transcode | Wait | RenameOutput | Adopt | Drift | Skip) -> str:
+    rel_path = action.source.rel_path if isinstance(action, Transcode | RenameOutput | Adopt) else action.rel_path
+    return rel_path.rpartition("/")[0]
+
+
+def _affected(
+    memory: PlannedFolders, walk: LibraryWalk, output: str, archive: ArchiveWalk, archive_lost: Collection[str]
+) -> set[str]:
+    """Return the folders of a library to plan: those the walk listed (changed, settling or marked
+    dirty), those with work left, and those whose output folder in the archive changed or is gone."""
+    affected = set(walk.listed) | memory.busy
+    prefix = output + "/"
+    for folder in [*(archive.listed or {}), *archive_lost]:
+        if folder == output:
+            affected.add("")
+        elif folder.startswith(prefix):
+            affected.add(folder[len(prefix) :])
+    return affected
 
 
 def _waiting_jobs(store: Store) -> dict[tuple[str, str], list[int]]:
@@ -378,6 +477,17 @@ class _Acting:
         return found
 
 
+def _report_key(action: Action) -> tuple[str, ...] | None:
+    """Return what identifies a drift, skip or pause in the log (None for other actions)."""
+    if isinstance(action, Drift):
+        return ("drift", action.library, action.rel_path, str(action.reason))
+    if isinstance(action, Skip):
+        return ("skip", action.library, action.rel_path, action.reason)
+    if isinstance(action, PauseLibrary):
+        return ("pause", action.library, action.reason)
+    return None
+
+
 @dataclass
 class _Report:
     """Logs drift, skips and pauses once, when they appear, as the pass meets them."""
@@ -387,20 +497,16 @@ class _Report:
     current: set[tuple[str, ...]] = field(default_factory=set)
 
     def add(self, action: Action) -> None:
-        if isinstance(action, Drift):
-            key: tuple[str, ...] = ("drift", action.library, action.rel_path, str(action.reason))
-            if key not in self.state.reported:
-                self.log.warning("drift", library=action.library, path=action.rel_path, reason=str(action.reason))
-        elif isinstance(action, Skip):
-            key = ("skip", action.library, action.rel_path, action.reason)
-            if key not in self.state.reported:
-                self.log.warning("file skipped", library=action.library, path=action.rel_path, reason=action.reason)
-        elif isinstance(action, PauseLibrary):
-            key = ("pause", action.library, action.reason)
-            if key not in self.state.reported:
-                self.log.error("library paused", library=action.library, reason=action.reason)
-        else:
+        key = _report_key(action)
+        if key is None:
             return
+        if key not in self.state.reported:
+            if isinstance(action, Drift):
+                self.log.warning("drift", library=action.library, path=action.rel_path, reason=str(action.reason))
+            elif isinstance(action, Skip):
+                self.log.warning("file skipped", library=action.library, path=action.rel_path, reason=action.reason)
+            elif isinstance(action, PauseLibrary):
+                self.log.error("library paused", library=action.library, reason=action.reason)
         self.current.add(key)
 
     def close(self) -> None:
@@ -412,10 +518,11 @@ class _Report:
 
 async def _walk(
     state: EngineState, store: Store, *, dirty: dict[str, set[str]], now_ns: int, clock: float
-) -> tuple[PassWalk, dict[str, dict[str, RememberedFolder]]]:
+) -> tuple[PassWalk, dict[str, dict[str, RememberedFolder]], set[str]]:
     """Walk the libraries and the archive, in full where a full pass is due, else listing only
     what changed (`agent.incremental_scan`); return the walks (the kept folders' files left in the
-    scan memory) and the remembered folders they were walked against. The walk runs in a
+    scan memory), the remembered folders they were walked against and the archive folders no
+    longer there. The walk runs in a
     thread; the store is read on the loop's thread, before and after it."""
     config = state.config
     due = {
@@ -442,7 +549,8 @@ async def _walk(
         dirty=dirty,
     )
     missed = {name: missed_in(walked.libraries[name], store, name, keep) for name, keep in walked.would_keep.items()}
-    return dataclasses.replace(walked, missed=missed), folders
+    archive_lost = set(archive_folders) - {visit.rel_path for visit in walked.archive.folders}
+    return dataclasses.replace(walked, missed=missed), folders, archive_lost
 
 
 def _note_full_passes(

@@ -101,6 +101,26 @@ def plan_library_from_store(
 ) -> Iterator[Action]:
     """Given a library's context, its folders with their files now (in folder order), the names of
     the configured libraries and the walk's problems, yield the library's actions."""
+    claimed: list[Claims] = []
+    yield from plan_folders_from_store(
+        context, store, folders=folders, configured=configured, now_ns=now_ns, fill_fingerprints=fill_fingerprints,
+        claimed=claimed,
+    )  # fmt: skip
+    yield from plan_library_tail(context, store, claims=claimed[-1], problems=problems)
+
+
+def plan_folders_from_store(
+    context: LibraryContext,
+    store: BatchFacts,
+    *,
+    folders: Iterable[tuple[str, Sequence[SourceFile]]],
+    configured: Collection[str],
+    now_ns: int,
+    fill_fingerprints: FillFingerprints = _as_given,
+    claimed: list[Claims],
+) -> Iterator[Action]:
+    """Yield the actions about the files of these folders, batch by batch; once done, append what
+    the batches claimed of the vanished rows to `claimed` (for `plan_library_tail`)."""
     name = context.library.name
     claims = Claims()
     for batch_folders, walked in _batches(folders):
@@ -115,9 +135,17 @@ def plan_library_from_store(
             batch = dataclasses.replace(batch, files=files, renamable=_renamable(context, store, files, claims))
         actions, claims = plan_batch(context, batch, claims, now_ns=now_ns)
         yield from actions
+    claimed.append(claims)
+
+
+def plan_library_tail(
+    context: LibraryContext, store: BatchFacts, *, claims: Claims, problems: Sequence[ScanProblem]
+) -> Iterator[Action]:
+    """Yield what is decided after the library's folders: "source vanished" drift (every vanished
+    row, less what the batches claimed) and the walk's problems."""
     yield from _vanished_drift(context, store, claims)
     for problem in problems:
-        yield Skip(name, problem.rel_path, problem.message)
+        yield Skip(context.library.name, problem.rel_path, problem.message)
 
 
 def _batches(folders: Iterable[tuple[str, Sequence[SourceFile]]]) -> Iterator[tuple[list[str], list[SourceFile]]]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import shutil
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -261,3 +263,84 @@ def test_a_pass_holds_a_few_folders_at_a_time_never_the_whole_library(
     monkeypatch.setattr(SqliteStore, "load_folder_files", folder_files)
     assert asyncio.run(passes()) == (engine.KEPT_PAGE + 20, engine.KEPT_PAGE + 20)
     assert asked and max(asked) <= engine.KEPT_PAGE  # the kept folders' files, a page at a time
+
+
+def test_a_pass_plans_only_the_folders_that_changed_or_have_work_and_counts_the_rest_as_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cost follows change: over an unchanged, encoded library a pass plans no folder, and after a
+    change only the folders concerned, while its summary stays what a pass planning every folder
+    (a fresh agent's) says. (The real store; which folders a pass reads is watched.)"""
+    from agent.identity import output_path
+    from agent.scan import fingerprint
+
+    source, archive = tmp_path / "tv", tmp_path / "archive"
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(
+        "version: 1\n"
+        "paths: {archive: archive, state_dir: state}\n"
+        "libraries: [{name: tv, source: tv, output: TV, preset: tv, stable_after: 0s}]\n"
+        "presets: {tv: {handbrake: 'Very Fast 480p30'}}\n"
+        "scan: {full_interval: 1h}\n"
+    )
+    for folder in range(30):
+        (source / f"Show {folder:03d}").mkdir(parents=True)
+        (source / f"Show {folder:03d}" / "E01.mkv").write_bytes(f"episode {folder}".encode() * 100)
+    (source / "Empty").mkdir()
+    (source / "Empty" / "E01.mkv").write_bytes(b"")  # skipped, in every pass's counts
+    config = load_config(config_path).config
+    [tv] = config.libraries
+    connection = open_database(config.paths.state_dir)
+    for folder in range(30):
+        rel_path = f"Show {folder:03d}/E01.mkv"
+        info = (source / rel_path).stat()
+        output = output_path(tv, config.preset_for(tv), rel_path)
+        entry = LedgerEntry("tv", rel_path, fingerprint(source / rel_path, size=info.st_size), info.st_size,
+                            info.st_mtime_ns, "p1", output)  # fmt: skip
+        ledger.record(connection, entry, encoded_at=datetime.now(UTC).isoformat())
+        (archive / output).parent.mkdir(parents=True, exist_ok=True)
+        (archive / output).write_bytes(b"encoded")
+    logs.configure(stream=io.StringIO(), json=True)
+    planned: list[str] = []
+    real_ledger_in_folders = SqliteStore.ledger_in_folders
+
+    def ledger_in_folders(self: SqliteStore, library: str, folders: list[str]) -> object:
+        planned.extend(folders)
+        return real_ledger_in_folders(self, library, folders)
+
+    monkeypatch.setattr(SqliteStore, "ledger_in_folders", ledger_in_folders)
+    # The passes' clock an hour ahead of the files' (as in test_incremental_scan.py): the tree just
+    # made is settled, not racy, so a folder is listed only when it changes.
+    ahead = SimpleNamespace(time_ns=lambda: time.time_ns() + 3600 * 10**9, monotonic=time.monotonic)
+    monkeypatch.setattr(engine, "time", ahead)
+    state = EngineState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
+
+    def a_pass() -> tuple[list[str], dict[str, int]]:
+        planned.clear()
+        asyncio.run(reconcile(state, log=logs.get_logger("test")))
+        assert state.last_pass is not None
+        return sorted(planned), state.last_pass.counts
+
+    def a_fresh_agents_counts() -> dict[str, int]:
+        fresh = EngineState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
+        asyncio.run(reconcile(fresh, log=logs.get_logger("test")))
+        assert fresh.last_pass is not None
+        return fresh.last_pass.counts
+
+    first_planned, first_counts = a_pass()
+    assert len(first_planned) == 31 and first_counts == {"skip": 1}
+    assert a_pass() == ([], {"skip": 1})  # nothing changed: nothing planned, the same counts
+
+    (source / "Show 003" / "E01.mkv").unlink()  # its output is kept: drift
+    (source / "Show 004" / "E02.mkv").write_bytes(b"a new episode")
+    changed = a_pass()  # Show 003 holds no file now: its vanished row is the library's, not a folder's
+    assert changed == (["Show 004"], {"queued": 1, "drift": 1, "skip": 1})
+    assert a_pass() == changed  # work left in Show 004 (its job): planned again, and nothing else
+    assert changed[1] == a_fresh_agents_counts()
+
+    (archive / "TV" / "Show 010" / "E01.mkv").unlink()  # an output deleted: its folder in the archive changed
+    shutil.rmtree(archive / "TV" / "Show 011")  # an output folder deleted
+    planned_now, counts = a_pass()
+    assert planned_now == ["Show 004", "Show 010", "Show 011"]
+    assert counts == {"queued": 3, "drift": 1, "skip": 1} == a_fresh_agents_counts()
+    connection.close()
