@@ -111,6 +111,8 @@ class EngineState:
     # library -> what its last planning found, by folder: a pass plans only the folders that
     # changed or have work (empty at start and after a pause: the library is planned whole)
     planned_folders: dict[str, PlannedFolders] = field(default_factory=dict)
+    # (config generation, the archive folders the ledger's outputs are in), read once per generation
+    recorded_output_folders: tuple[int, set[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -226,10 +228,18 @@ async def reconcile(
                 memory.note(action)
             await acting.act(library.name, stretch)
         state.planned_folders[library.name] = memory
+        if affected is not None and not affected and memory.tail is not None:
+            # Nothing in the library or its outputs moved and no work is left in it: the vanished
+            # rows and the walk's problems are the last pass's (no anti-join over the ledger).
+            acting.tally.counts.update(memory.tail.counts)
+            report.current.update(memory.tail.reported)
+            continue
+        memory.tail = QuietFolder()
         tail = plan_library_tail(context, store, claims=claimed[-1], problems=walk.observation.problems)
         for stretch in _stretches(tail):
             for action in stretch:
                 report.add(action)
+                memory.note_tail(action)
             await acting.act(library.name, stretch)
     acting.tally.add_queued(QueuedPlan(Plan(tuple(plan_users(config.users, store.load_users())))))
     _cancel_unwanted(state, store, acting.waiting, log=log, now=stamp)
@@ -285,6 +295,15 @@ def _folders_of(
 KEPT_PAGE = 100  # kept folders whose files are read from the scan memory at once
 
 
+def _recorded_output_folders(state: EngineState, store: Store) -> set[str]:
+    """Return the archive folders the ledger's outputs are in: read once per config generation
+    (only a config change names other ones; adoptions and renames, which move rows, read again)."""
+    cached = state.recorded_output_folders
+    if cached is None or cached[0] != state.config_generation:
+        cached = state.recorded_output_folders = (state.config_generation, store.recorded_output_folders())
+    return cached[1]
+
+
 @dataclass
 class QuietFolder:
     """What a folder's last planning found that stays while nothing changes there: its drift and
@@ -309,6 +328,7 @@ class PlannedFolders:
     basis: tuple[int, str | None]
     busy: set[str] = field(default_factory=set)  # folders planned with work left in them
     tallies: dict[str, QuietFolder] = field(default_factory=dict)  # folders with drift or skips
+    tail: QuietFolder | None = None  # the library's "source vanished" drift and problems, last decided
 
     def forget(self, folders: Collection[str] | None, *, reached: Collection[str]) -> None:
         """Forget what was found in these folders (None: all) before they are planned again,
@@ -319,6 +339,13 @@ class PlannedFolders:
                     known.discard(folder)
                 else:
                     del known[folder]
+
+    def note_tail(self, action: Action) -> None:
+        """Note an action of the library's tail (drift of vanished sources, the walk's problems)."""
+        key = _report_key(action)
+        if self.tail is not None and key is not None:
+            self.tail.counts[action.kind] += 1
+            self.tail.reported.add(key)
 
     def note(self, action: Action) -> None:
         """Note an action of a planned folder (not the library's tail)."""
@@ -430,6 +457,8 @@ class _Acting:
         if known:
             self.store.remember_fingerprints(library, known)
         for action in stretch:
+            if isinstance(action, RenameOutput | Adopt):
+                self.state.recorded_output_folders = None  # rows moved: read the folders again
             if isinstance(action, RenameOutput):
                 _rename(self.state, self.store, action, log=self.log, now=self.stamp)
             elif isinstance(action, Adopt):
@@ -540,7 +569,7 @@ async def _walk(
     walked = await asyncio.to_thread(
         walk_for_pass,
         config,
-        recorded_folders=store.recorded_output_folders(),
+        recorded_folders=_recorded_output_folders(state, store),
         folders=folders,
         archive_folders=archive_folders,
         now_ns=now_ns,
