@@ -36,7 +36,7 @@ import asyncio
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -65,7 +65,14 @@ from agent.mounts import WatchStatus
 from agent.observe import PassWalk, fingerprints_from_disk, walk_for_pass
 from agent.pause import pause_reason
 from agent.plan import plan_users
-from agent.plan_from_store import library_context_of, pause_counts, plan_folders_from_store, plan_library_tail
+from agent.plan_from_store import (
+    FillFingerprints,
+    NeedFingerprints,
+    folder_steps,
+    library_context_of,
+    pause_counts,
+    plan_library_tail,
+)
 from agent.queued_plan import COUNT_KEYS, QueuedPlan, with_jobs
 from agent.scan import LibraryWalk
 from agent.store.holds import Hold
@@ -213,16 +220,15 @@ async def reconcile(
             acting.tally.counts.update(quiet.counts)
             report.current.update(quiet.reported)
         claimed: list[Claims] = []
-        batches = plan_folders_from_store(
+        steps = folder_steps(
             context,
             store,
             folders=_folders_of(walk, library.name, store, folders.get(library.name, {}), only=affected),
             configured=configured,
             now_ns=now_ns,
-            fill_fingerprints=fingerprints_from_disk(library),
             claimed=claimed,
         )
-        for stretch in _stretches(batches):
+        async for stretch in _stretches_of(steps, fingerprints_from_disk(library)):
             for action in stretch:
                 report.add(action)
                 memory.note(action)
@@ -252,6 +258,30 @@ async def reconcile(
 
 
 STRETCH = 500  # actions acted on together (one query for their jobs, one transaction for their queue)
+
+
+async def _stretches_of(
+    steps: Generator[Action | NeedFingerprints, Sequence[SourceFile] | None, None], fill: FillFingerprints
+) -> AsyncIterator[list[Action]]:
+    """Drive the planning steps, reading the fingerprints they need in a thread (the loop stays
+    free for the API and the dispatcher), and yield their actions a stretch at a time."""
+    stretch: list[Action] = []
+    reply: Sequence[SourceFile] | None = None
+    while True:
+        try:
+            step = steps.send(reply)
+        except StopIteration:
+            break
+        reply = None
+        if isinstance(step, NeedFingerprints):
+            reply = await asyncio.to_thread(fill, step.files, step.needed, step.seen)
+            continue
+        stretch.append(step)
+        if len(stretch) >= STRETCH:
+            yield stretch
+            stretch = []
+    if stretch:
+        yield stretch
 
 
 def _stretches(actions: Iterable[Action]) -> Iterator[list[Action]]:

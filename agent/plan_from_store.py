@@ -15,7 +15,8 @@ tests/unit/test_plan.py run through here too.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from agent.batch_plan import (
@@ -121,6 +122,41 @@ def plan_folders_from_store(
 ) -> Iterator[Action]:
     """Yield the actions about the files of these folders, batch by batch; once done, append what
     the batches claimed of the vanished rows to `claimed` (for `plan_library_tail`)."""
+    steps = folder_steps(context, store, folders=folders, configured=configured, now_ns=now_ns, claimed=claimed)
+    reply: Sequence[SourceFile] | None = None
+    while True:
+        try:
+            step = steps.send(reply)
+        except StopIteration:
+            return
+        reply = None
+        if isinstance(step, NeedFingerprints):
+            reply = fill_fingerprints(step.files, step.needed, step.seen)
+        else:
+            yield step
+
+
+@dataclass(frozen=True)
+class NeedFingerprints:
+    """A step of `folder_steps`: fill these fingerprints (see `FillFingerprints`) and send the files back."""
+
+    files: Sequence[SourceFile]
+    needed: set[str]
+    seen: dict[str, SeenFile]
+
+
+def folder_steps(
+    context: LibraryContext,
+    store: BatchFacts,
+    *,
+    folders: Iterable[tuple[str, Sequence[SourceFile]]],
+    configured: Collection[str],
+    now_ns: int,
+    claimed: list[Claims],
+) -> Generator[Action | NeedFingerprints, Sequence[SourceFile] | None, None]:
+    """`plan_folders_from_store` as steps, for a caller that reads fingerprints elsewhere (the
+    agent, in a thread, so that its loop is not held up by the disk): where a batch needs
+    fingerprints it yields NeedFingerprints and takes the filled files by `send`."""
     name = context.library.name
     claims = Claims()
     for batch_folders, walked in _batches(folders):
@@ -131,7 +167,8 @@ def plan_folders_from_store(
             )
         )
         if needed:
-            files = fill_fingerprints(batch.files, needed, dict(batch.seen))
+            filled = yield NeedFingerprints(batch.files, needed, dict(batch.seen))
+            files = batch.files if filled is None else filled
             batch = dataclasses.replace(batch, files=files, renamable=_renamable(context, store, files, claims))
         actions, claims = plan_batch(context, batch, claims, now_ns=now_ns)
         yield from actions

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import shutil
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -355,4 +356,43 @@ def test_a_pass_plans_only_the_folders_that_changed_or_have_work_and_counts_the_
     planned_now, counts = a_pass()
     assert planned_now == ["Show 004", "Show 010", "Show 011"]
     assert counts == {"queued": 3, "drift": 1, "skip": 1} == a_fresh_agents_counts()
+    connection.close()
+
+
+def test_the_fingerprints_a_pass_decides_with_are_read_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A moved folder of episodes means reading a fingerprint of each: the API and the dispatcher
+    must not wait for the disk meanwhile. (Real reads; the thread they run in is watched.)"""
+    from agent import observe
+    from agent.identity import output_path
+    from agent.scan import fingerprint
+
+    config = load_config(make_config(tmp_path, files=1)).config
+    [tv] = config.libraries
+    source = tmp_path / "tv"
+    connection = open_database(config.paths.state_dir)
+    info = (source / "E00.mkv").stat()
+    output = output_path(tv, config.preset_for(tv), "E00.mkv")
+    entry = LedgerEntry("tv", "E00.mkv", fingerprint(source / "E00.mkv", size=info.st_size), info.st_size,
+                        info.st_mtime_ns, "p1", output)  # fmt: skip
+    ledger.record(connection, entry, encoded_at=datetime.now(UTC).isoformat())
+    (tmp_path / "archive" / output).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "archive" / output).write_bytes(b"encoded")
+    (source / "Season 1").mkdir()
+    (source / "E00.mkv").rename(source / "Season 1" / "E00.mkv")  # moved: a rename, once its fingerprint is read
+    logs.configure(stream=io.StringIO(), json=True)
+    threads: list[bool] = []
+    real_fingerprint = observe.fingerprint
+
+    def watched(path: Path, *, size: int) -> str:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real_fingerprint(path, size=size)
+
+    monkeypatch.setattr(observe, "fingerprint", watched)
+    state = EngineState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
+    asyncio.run(reconcile(state, log=logs.get_logger("test")))
+
+    assert [row[0] for row in connection.execute("SELECT rel_path FROM ledger").fetchall()] == ["Season 1/E00.mkv"]
+    assert threads == [False]  # read once, in a thread
     connection.close()
