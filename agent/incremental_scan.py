@@ -51,8 +51,8 @@ The archive's outputs are remembered the same way (`agent.archive_walk`,
 `agent.incremental_archive`): its folders and the names in them; a pass lists only the archive
 folders that moved.
 
-Planning in batches (`agent.batch_plan`, `agent.plan_from_store`; the engine still plans the
-whole Observation, and wiring these in is the next step):
+Planning in batches (`agent.batch_plan`, `agent.plan_from_store`; the engine plans this way,
+see below for which folders; `hb2r plan` does not yet):
 memory bounded by a batch of folders, not the library. `plan()` stays pure: it is a function
 over one batch (the files of some whole folders, with their ledger rows, seen rows, the outputs
 they name and the rows of renamed libraries holding those outputs) plus the library's context,
@@ -78,13 +78,18 @@ and the claims the batches before it made. Where each fact comes from, without t
 - users: few, whole.
 In PostgreSQL, path order is asked with `COLLATE "C"` (code point order, as Python's and SQLite's).
 
-Which folders a running agent plans: those listed, those whose ledger rows or output folder
-changed since the last pass, those left with work not yet queued (the enqueue budget) or
-settling, those holding a vanished row a new file may take, and all of them after a config or
-preset change and in a full pass. The others keep the actions counted at their last planning
-(per folder, in the engine's memory: /api/status counts the whole library), and their queued
-jobs are not cancelled as unwanted. `hb2r plan` always walks in full, plans and prints batch
-by batch (the renderings stream: JSON as an array written action by action).
+Which folders a running agent plans (`agent.engine.PlannedFolders`): those the walk listed
+(changed, settling, dirty; a listed folder left with no file has nothing to plan), those whose
+last planning left work in them (transcodes at any stage of their job, waits, renames,
+adoptions: the dispatcher's publishes and the pass's own moves change their ledger rows),
+those whose output folder in the archive was listed or is gone, and all of them in a full pass,
+after a config or preset change and after a pause. The others keep the drift and skips counted
+at their last planning (per folder, in the engine's memory: /api/status counts the whole
+library); "source vanished" drift and the walk's problems are the library's, decided every
+pass (the vanished rows are read by an anti-join, a page at a time). A queued job no planned
+folder wants is cancelled, as before: a quiet folder holds no transcode, so no job of it is
+wanted. Not yet: `hb2r plan` walks in full and plans the whole Observation (to come: plan and
+print batch by batch, its walk in a temporary table, the renderings streamed).
 """
 
 from __future__ import annotations

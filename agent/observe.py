@@ -10,25 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent.archive_walk import ArchiveWalk
-from agent.config.models import Config
-from agent.domain import Ledger, LibraryObservation, Observation, RememberedFolder, SourceFile
+from agent.config.models import Config, Library
+from agent.domain import Ledger, LibraryObservation, Observation, RememberedFolder, SeenFile, SourceFile
 from agent.handbrake.probe import HandBrakeUnavailable, handbrake_version
 from agent.identity import preset_identity
-from agent.incremental_archive import walk_archive_changed, with_remembered_names
+from agent.incremental_archive import walk_archive_changed
 from agent.incremental_scan import (
     Missed,
-    ScanMemory,
-    missed_in,
     walk_changed,
     walk_in_full,
-    with_remembered_files,
 )
 from agent.plan import fingerprints_needed
+from agent.plan_from_store import FillFingerprints
 from agent.scan import LibraryWalk, fingerprint, scan_archive, scan_library
 
 
@@ -67,7 +65,8 @@ class PassWalk:
     would_keep: Mapping[str, frozenset[str]]  # by library walked in full: folders a pass would have kept
     seconds: Mapping[str, float]  # how long each library's walk took
     full_archive: bool = False  # whether the archive was walked in full
-    missed: Mapping[str, Missed] = dataclasses.field(default_factory=dict)  # filled by `with_memory`
+    # by library walked in full: what its walk found that the memory missed (filled by the engine)
+    missed: Mapping[str, Missed] = dataclasses.field(default_factory=dict)
 
     def observation(self, preset_hashes: Mapping[str, str]) -> Observation:
         return Observation(
@@ -79,8 +78,8 @@ class PassWalk:
 
 def walk_for_pass(
     config: Config,
-    ledger: Ledger,
     *,
+    recorded_folders: Collection[str],
     folders: Mapping[str, Mapping[str, RememberedFolder]],
     archive_folders: Mapping[str, RememberedFolder],
     now_ns: int,
@@ -90,8 +89,9 @@ def walk_for_pass(
 ) -> PassWalk:
     """Walk every library and the archive: those in `full` (and the archive if `full_archive`)
     in full, the others listing only the folders whose remembered listing (`folders`, by library;
-    `archive_folders`) does not stand (`agent.incremental_scan`). Uses no store, so it may run in
-    a thread; `with_memory` then adds what the kept folders hold."""
+    `archive_folders`) does not stand (`agent.incremental_scan`); `recorded_folders`: the archive
+    folders the ledger's outputs are in. Uses no store, so it may run in a thread; the kept
+    folders' files stay in the scan memory, read a few folders at a time by whoever plans them."""
     excluded = (config.paths.archive, config.paths.state_dir)
     walks: dict[str, LibraryWalk] = {}
     would_keep: dict[str, frozenset[str]] = {}
@@ -111,39 +111,11 @@ def walk_for_pass(
     archive = walk_archive_changed(
         config,
         archive_folders,
-        recorded_folders=_recorded_folders(config, ledger),
+        recorded_folders=set(recorded_folders) - {library.output for library in config.libraries},
         now_ns=now_ns,
         full=full_archive,
     )
     return PassWalk(walks, archive, frozenset(full), would_keep, seconds, full_archive)
-
-
-def with_memory(
-    walked: PassWalk,
-    config: Config,
-    memory: ScanMemory,
-    *,
-    folders: Mapping[str, Mapping[str, RememberedFolder]],
-    archive_folders: Mapping[str, RememberedFolder],
-) -> PassWalk:
-    """Return the pass's walks with what their kept folders hold, read from the store, and what
-    each full walk found that the memory missed."""
-    libraries = {}
-    for library in config.libraries:
-        walk = walked.libraries[library.name]
-        libraries[library.name] = with_remembered_files(walk, library, memory, folders.get(library.name, {}))
-    missed = {
-        name: missed_in(libraries[name], memory, name, would_keep) for name, would_keep in walked.would_keep.items()
-    }
-    archive = with_remembered_names(walked.archive, config, memory, archive_folders)
-    return dataclasses.replace(walked, libraries=libraries, archive=archive, missed=missed)
-
-
-def with_needed_fingerprints(config: Config, observation: Observation, ledger: Ledger, *, now_ns: int) -> Observation:
-    """Return the observation with the fingerprints the plan depends on (`fingerprints_needed`)."""
-    return with_fingerprints(
-        config, observation, fingerprints_needed(config, observation, ledger, now_ns=now_ns), ledger
-    )
 
 
 def with_fingerprints(
@@ -204,8 +176,28 @@ def _with_fingerprints(
     return dataclasses.replace(observed, files=tuple(files))
 
 
+def fingerprints_from_disk(library: Library) -> FillFingerprints:
+    """Return how `agent.plan_from_store` fills the fingerprints a batch's plan needs: from the
+    scan memory while a file's size and mtime hold, else read from the file (None if it cannot be)."""
+
+    def fill(files: Sequence[SourceFile], needed: set[str], seen: dict[str, SeenFile]) -> list[SourceFile]:
+        return [
+            source._replace(
+                fingerprint=_fingerprint_of(library.source / source.rel_path, source, seen.get(source.rel_path))
+            )
+            if source.rel_path in needed
+            else source
+            for source in files
+        ]
+
+    return fill
+
+
 def _fingerprint(path: Path, source: SourceFile, ledger: Ledger, library: str) -> str | None:
-    seen = ledger.seen.get((library, source.rel_path))
+    return _fingerprint_of(path, source, ledger.seen.get((library, source.rel_path)))
+
+
+def _fingerprint_of(path: Path, source: SourceFile, seen: SeenFile | None) -> str | None:
     if seen is not None and seen.fingerprint and (seen.size, seen.mtime_ns) == (source.size, source.mtime_ns):
         return seen.fingerprint
     try:

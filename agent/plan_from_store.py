@@ -15,7 +15,8 @@ tests/unit/test_plan.py run through here too.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from agent.batch_plan import (
@@ -27,8 +28,8 @@ from agent.batch_plan import (
     plan_batch,
     plan_vanished,
 )
-from agent.config.models import Library
-from agent.domain import Action, LedgerEntry, ScanProblem, SeenFile, Skip, SourceFile
+from agent.config.models import Config, Library
+from agent.domain import Action, LedgerEntry, LibraryObservation, ScanProblem, SeenFile, Skip, SourceFile
 from agent.identity import output_namer
 from agent.pause import PauseCounts
 
@@ -66,6 +67,14 @@ def _as_given(files: Sequence[SourceFile], needed: set[str], seen: dict[str, See
     return files
 
 
+def library_context_of(
+    config: Config, library: Library, observed: LibraryObservation, preset_hashes: Mapping[str, str]
+) -> LibraryContext:
+    """Return a library's context for planning it batch by batch, from its walk alone (no ledger)."""
+    hidden = tuple(folder.rstrip("/") + "/" for folder in observed.unreadable_dirs)
+    return LibraryContext(library, config.preset_for(library), preset_hashes.get(library.preset), hidden)
+
+
 def pause_counts(
     store: BatchFacts, library: Library, *, files_now: int, hidden: tuple[str, ...], output_folder_present: bool
 ) -> PauseCounts:
@@ -93,6 +102,61 @@ def plan_library_from_store(
 ) -> Iterator[Action]:
     """Given a library's context, its folders with their files now (in folder order), the names of
     the configured libraries and the walk's problems, yield the library's actions."""
+    claimed: list[Claims] = []
+    yield from plan_folders_from_store(
+        context, store, folders=folders, configured=configured, now_ns=now_ns, fill_fingerprints=fill_fingerprints,
+        claimed=claimed,
+    )  # fmt: skip
+    yield from plan_library_tail(context, store, claims=claimed[-1], problems=problems)
+
+
+def plan_folders_from_store(
+    context: LibraryContext,
+    store: BatchFacts,
+    *,
+    folders: Iterable[tuple[str, Sequence[SourceFile]]],
+    configured: Collection[str],
+    now_ns: int,
+    fill_fingerprints: FillFingerprints = _as_given,
+    claimed: list[Claims],
+) -> Iterator[Action]:
+    """Yield the actions about the files of these folders, batch by batch; once done, append what
+    the batches claimed of the vanished rows to `claimed` (for `plan_library_tail`)."""
+    steps = folder_steps(context, store, folders=folders, configured=configured, now_ns=now_ns, claimed=claimed)
+    reply: Sequence[SourceFile] | None = None
+    while True:
+        try:
+            step = steps.send(reply)
+        except StopIteration:
+            return
+        reply = None
+        if isinstance(step, NeedFingerprints):
+            reply = fill_fingerprints(step.files, step.needed, step.seen)
+        else:
+            yield step
+
+
+@dataclass(frozen=True)
+class NeedFingerprints:
+    """A step of `folder_steps`: fill these fingerprints (see `FillFingerprints`) and send the files back."""
+
+    files: Sequence[SourceFile]
+    needed: set[str]
+    seen: dict[str, SeenFile]
+
+
+def folder_steps(
+    context: LibraryContext,
+    store: BatchFacts,
+    *,
+    folders: Iterable[tuple[str, Sequence[SourceFile]]],
+    configured: Collection[str],
+    now_ns: int,
+    claimed: list[Claims],
+) -> Generator[Action | NeedFingerprints, Sequence[SourceFile] | None, None]:
+    """`plan_folders_from_store` as steps, for a caller that reads fingerprints elsewhere (the
+    agent, in a thread, so that its loop is not held up by the disk): where a batch needs
+    fingerprints it yields NeedFingerprints and takes the filled files by `send`."""
     name = context.library.name
     claims = Claims()
     for batch_folders, walked in _batches(folders):
@@ -103,13 +167,22 @@ def plan_library_from_store(
             )
         )
         if needed:
-            files = fill_fingerprints(batch.files, needed, dict(batch.seen))
+            filled = yield NeedFingerprints(batch.files, needed, dict(batch.seen))
+            files = batch.files if filled is None else filled
             batch = dataclasses.replace(batch, files=files, renamable=_renamable(context, store, files, claims))
         actions, claims = plan_batch(context, batch, claims, now_ns=now_ns)
         yield from actions
+    claimed.append(claims)
+
+
+def plan_library_tail(
+    context: LibraryContext, store: BatchFacts, *, claims: Claims, problems: Sequence[ScanProblem]
+) -> Iterator[Action]:
+    """Yield what is decided after the library's folders: "source vanished" drift (every vanished
+    row, less what the batches claimed) and the walk's problems."""
     yield from _vanished_drift(context, store, claims)
     for problem in problems:
-        yield Skip(name, problem.rel_path, problem.message)
+        yield Skip(context.library.name, problem.rel_path, problem.message)
 
 
 def _batches(folders: Iterable[tuple[str, Sequence[SourceFile]]]) -> Iterator[tuple[list[str], list[SourceFile]]]:

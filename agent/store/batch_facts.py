@@ -13,7 +13,7 @@ matters (the first vanished row by path), PostgreSQL is asked for code point ord
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from agent.domain import LedgerEntry, SeenFile
@@ -155,6 +155,29 @@ def remembered_file_count(database: Database, library: str) -> int:
         "SELECT coalesce(sum(file_count), 0) FROM scanned_folders WHERE library = ?", (library,)
     ).fetchone()
     return 0 if row is None else int(row[0])
+
+
+def recorded_output_folders(database: Database) -> set[str]:
+    """Return the archive folders the ledger's outputs are in (an output path's first part)."""
+    first = (
+        "split_part(output_path, '/', 1)"
+        if database.dialect == "postgres"
+        else ("substr(output_path, 1, instr(output_path, '/') - 1)")
+    )
+    return {row[0] for row in database.execute(f"SELECT DISTINCT {first} FROM ledger").fetchall()}  # noqa: S608
+
+
+def remember_fingerprints(database: Database, library: str, fingerprints: Mapping[str, tuple[int, int, str]]) -> None:
+    """Remember fingerprints read after the walk was recorded (path -> size, mtime_ns, fingerprint),
+    for the files whose seen row still has that size and mtime and no fingerprint."""
+    database.executemany(
+        "UPDATE seen_files SET fingerprint = ? WHERE library = ? AND rel_path = ? AND size = ? AND mtime_ns = ?"
+        " AND fingerprint IS NULL",
+        [
+            (fingerprint, library, rel_path, size, mtime)
+            for rel_path, (size, mtime, fingerprint) in fingerprints.items()
+        ],
+    )
 
 
 def _chunks(keys: Sequence[Any]) -> Iterator[Sequence[Any]]:

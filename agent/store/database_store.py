@@ -189,6 +189,9 @@ class DatabaseStore:
     def unfinished(self) -> list[Job]:
         return jobs.unfinished(self.database)
 
+    def unfinished_of_files(self, library: str, rel_paths: Sequence[str]) -> list[Job]:
+        return jobs.unfinished_of_files(self.database, library, rel_paths)
+
     # --- the ledger
     def load_ledger(self) -> Ledger:
         return state.load_ledger(self.database)
@@ -338,6 +341,13 @@ class DatabaseStore:
 
     def remembered_file_count(self, library: str) -> int:
         return batch_facts.remembered_file_count(self.database, library)
+
+    def recorded_output_folders(self) -> set[str]:
+        return batch_facts.recorded_output_folders(self.database)
+
+    def remember_fingerprints(self, library: str, fingerprints: Mapping[str, tuple[int, int, str]]) -> None:
+        with self.transaction():
+            batch_facts.remember_fingerprints(self.database, library, fingerprints)
 
     def load_archive_folders(self) -> dict[str, RememberedFolder]:
         return archive_memory.load_archive_folders(self.database)

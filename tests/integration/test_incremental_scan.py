@@ -4,7 +4,8 @@ A tree of 3,000 files in 30 folders; some files are recorded as encoded (outputs
 archive), so that renames, drift and changed content are planned too. Each step makes one
 kind of change and runs a pass (tests/integration/incremental_pass.py) that walks in full and
 incrementally, plans both against the same ledger and records the incremental walk, as the
-agent would; the two observations and the two plans must be equal.
+agent would, then plans it batch by batch from the store; the two observations and the three
+plans must be equal.
 
 The passes run on a clock an hour ahead of the files' (the tree and its changes look settled),
 except for the file still being written, whose mtime the test sets to that clock: the tree's
@@ -109,6 +110,7 @@ def run_pass(config: Path) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(finished.stdout)
     assert result["incremental"] == result["full"]
     assert result["incremental_plan"] == result["full_plan"]
+    assert result["batch_plan"] == result["full_plan"]
     return result
 
 

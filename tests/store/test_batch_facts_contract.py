@@ -92,6 +92,20 @@ def test_the_breakers_counts_are_read_without_the_rows(facts: Store) -> None:
     assert facts.outputs_recorded_in("oldtv", "TV") == 1
 
 
+def test_the_output_folders_the_ledger_points_into_are_read_without_the_rows(facts: Store) -> None:
+    assert facts.recorded_output_folders() == {"TV"}
+    facts.record_output(LedgerEntry("tv", "z.mkv", "Z", 1, 7, "p1", "Series/z.mkv"), encoded_at=STAMP)
+    assert facts.recorded_output_folders() == {"TV", "Series"}
+
+
+def test_fingerprints_read_after_a_walk_is_recorded_are_remembered_while_size_and_mtime_hold(facts: Store) -> None:
+    facts.remember_fingerprints("tv", {"Show/a.mkv": (10, 7, "fp-a"), "Show/b.mkv": (20, 8, "fp-b-older")})
+
+    seen = facts.seen_in_folders("tv", ["Show"])
+    assert seen["Show/a.mkv"].fingerprint == "fp-a"
+    assert seen["Show/b.mkv"].fingerprint is None  # the file changed since that fingerprint was read
+
+
 def test_postgresql_gives_code_point_order_whatever_the_databases_collation(postgres_cluster: PostgresCluster) -> None:
     name = f"hb2r_icu_{os.getpid()}"
     try:
