@@ -7,8 +7,11 @@ stops renewing: what SIGSTOP does to it, without stopping the test process.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -16,6 +19,7 @@ import pytest
 
 from agent.store.hosts import HostReport
 from agent.store.leader import Leadership, NotLeader
+from agent.store.postgres_store import open_postgres_store
 from agent.store.protocol import Store
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -165,3 +169,57 @@ def test_a_host_report_is_kept_with_the_database_time_and_updated_in_place(store
     assert datetime.fromisoformat(beta.last_seen) >= before - timedelta(seconds=1)
     assert 0 <= beta.seen_seconds_ago < 5
     assert hosts[0].handbrake_version is None and hosts[0].libraries == ()
+
+
+# --- PostgreSQL: a former leader frozen inside a pass transaction
+
+
+def test_a_leader_frozen_in_a_pass_transaction_past_its_lease_is_ended_by_the_host_that_takes_over(
+    postgres_url: str,
+) -> None:
+    alpha, beta = open_postgres_store(postgres_url), open_postgres_store(postgres_url)
+    alpha.name_connection(host="alpha", lease=timedelta(seconds=30))
+    beta.name_connection(host="beta", lease=timedelta(seconds=30))
+    try:
+        held = lead(alpha, "alpha", lease=timedelta(milliseconds=300))
+        fenced = alpha.fenced(held)
+        frozen = fenced.transaction()
+        frozen.__enter__()  # the leader row is share-locked until this transaction ends
+        enqueue(fenced, "written-by-the-frozen-leader.mkv")
+        # A frozen client in the middle of a pipelined batch (psycopg's executemany) leaves the server
+        # with no idle timer running: PostgreSQL starts it only once it has answered a whole request.
+        # That state cannot be made on demand here, so the test turns the timer off to stand for it.
+        alpha.database.execute("SELECT set_config('idle_in_transaction_session_timeout', '0', true)")
+
+        taken = _within(10, lambda: take_after_expiry(beta, "beta"))
+
+        assert taken.epoch == held.epoch + 1
+        assert beta.list_jobs() == []  # the frozen leader's write died with its transaction
+    finally:
+        with contextlib.suppress(Exception):
+            frozen.__exit__(None, None, None)
+        alpha.close()
+        beta.close()
+
+
+def test_a_follower_does_not_wait_for_the_leaders_pass_transaction_to_learn_it_follows(postgres_url: str) -> None:
+    alpha, beta = open_postgres_store(postgres_url), open_postgres_store(postgres_url)
+    try:
+        fenced = alpha.fenced(lead(alpha, "alpha"))
+        with fenced.transaction():  # a long pass: the leader row is share-locked meanwhile
+            assert _within(5, lambda: beta.take_or_renew_leadership("beta", lease=LEASE)) is None
+    finally:
+        alpha.close()
+        beta.close()
+
+
+def _within(seconds: float, call: Callable[[], T]) -> T:
+    """Return call()'s result, failing if it does not return within seconds (it would block a host)."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(call)
+    try:
+        return future.result(timeout=seconds)
+    except FutureTimeout:
+        raise AssertionError(f"still blocked after {seconds} s") from None
+    finally:
+        pool.shutdown(wait=False)
