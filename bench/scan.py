@@ -56,6 +56,16 @@ print(count)
 """
 
 
+def stop_agent(agent: subprocess.Popen[bytes]) -> None:
+    """Stop a benchmark's agent: SIGTERM (a clean stop), SIGKILL if it is still there after 30 s."""
+    agent.terminate()
+    try:
+        agent.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        agent.kill()
+        agent.wait()
+
+
 def make_tree(source: Path, files: int) -> None:
     """Shows / seasons / episodes, ~100 files a folder, a few bytes each."""
     per_folder = 100
@@ -220,12 +230,7 @@ def bench_pickup(root: Path, source: Path, *, tries: int) -> None:
         print(f"pickup: beyond stable_after: {median - PICKUP_STABLE_AFTER:.2f}s")
         print(f"pickup: one pass of the running agent (median): {statistics.median(pass_seconds):.2f}s")
     finally:
-        agent.terminate()
-        try:
-            agent.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            agent.kill()
-            agent.wait()
+        stop_agent(agent)
         log.close()
         for path in added:
             path.unlink(missing_ok=True)
@@ -287,12 +292,7 @@ def bench_idle(root: Path, source: Path, *, seconds: float) -> None:
         print(f"idle: agent CPU at a {IDLE_INTERVAL:g}s interval: {cpu * 100:.1f}% of one core")
         print(f"idle: agent RSS: {rss / 1e6:.0f} MB now, {peak / 1e6:.0f} MB peak")
     finally:
-        agent.terminate()
-        try:
-            agent.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            agent.kill()
-            agent.wait()
+        stop_agent(agent)
         log.close()
         shutil.rmtree(work, ignore_errors=True)
 

@@ -8,12 +8,7 @@ stops renewing: what SIGSTOP does to it, without stopping the test process.
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
 
 import pytest
 
@@ -22,22 +17,12 @@ from agent.store.leader import Leadership, NotLeader
 from agent.store.postgres_store import open_postgres_store
 from agent.store.protocol import Store
 
+from .waiting import eventually, within
+
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
 BLINK = timedelta(milliseconds=5)  # a lease that runs out while the test looks
 
-T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T], *, seconds: float = 5.0) -> T:
-    """Return probe()'s first truthy result; fail if none comes within seconds."""
-    deadline = time.monotonic() + seconds
-    while True:
-        found = probe()
-        if found or time.monotonic() > deadline:
-            assert found, f"nothing within {seconds} s"
-            return found
-        time.sleep(0.01)
 
 
 def lead(store: Store, host: str, *, lease: timedelta = LEASE) -> Leadership:
@@ -191,7 +176,7 @@ def test_a_leader_frozen_in_a_pass_transaction_past_its_lease_is_ended_by_the_ho
         # That state cannot be made on demand here, so the test turns the timer off to stand for it.
         alpha.database.execute("SELECT set_config('idle_in_transaction_session_timeout', '0', true)")
 
-        taken = _within(10, lambda: take_after_expiry(beta, "beta"))
+        taken = within(10, lambda: take_after_expiry(beta, "beta"))
 
         assert taken.epoch == held.epoch + 1
         assert beta.list_jobs() == []  # the frozen leader's write died with its transaction
@@ -207,19 +192,7 @@ def test_a_follower_does_not_wait_for_the_leaders_pass_transaction_to_learn_it_f
     try:
         fenced = alpha.fenced(lead(alpha, "alpha"))
         with fenced.transaction():  # a long pass: the leader row is share-locked meanwhile
-            assert _within(5, lambda: beta.take_or_renew_leadership("beta", lease=LEASE)) is None
+            assert within(5, lambda: beta.take_or_renew_leadership("beta", lease=LEASE)) is None
     finally:
         alpha.close()
         beta.close()
-
-
-def _within(seconds: float, call: Callable[[], T]) -> T:
-    """Return call()'s result, failing if it does not return within seconds (it would block a host)."""
-    pool = ThreadPoolExecutor(max_workers=1)
-    future = pool.submit(call)
-    try:
-        return future.result(timeout=seconds)
-    except FutureTimeout:
-        raise AssertionError(f"still blocked after {seconds} s") from None
-    finally:
-        pool.shutdown(wait=False)
