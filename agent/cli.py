@@ -24,8 +24,7 @@ from agent.descriptors import OutOfDescriptors
 
 if TYPE_CHECKING:
     from agent.config import Loaded
-    from agent.store.jobs import Job, JobState
-    from agent.store.protocol import Store
+    from agent.store.jobs import JobState
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -254,14 +253,9 @@ def _validate(arguments: argparse.Namespace) -> int:
 
 def _plan(arguments: argparse.Namespace) -> int:
     import gc
-    import json
     import time
 
-    from agent.domain import Ledger
-    from agent.observe import job_identities, observe
-    from agent.plan import plan
-    from agent.queued_plan import files_with_jobs, transcoded_files, with_jobs
-    from agent.render import render_text, to_json
+    from agent.plan_command import NoState, PlanState, PlanWriter
     from agent.store.choose import read_state
     from agent.store.db import StateError
     from agent.watch import pick_up_now
@@ -271,38 +265,25 @@ def _plan(arguments: argparse.Namespace) -> int:
         return EXIT_ERROR
     config = loaded.config
     watch = {library.name: pick_up_now(library.source) for library in config.libraries}
-    try:
-        ledger = read_state(config, lambda store: store.load_ledger(), warn=_warn) or Ledger()
-    except StateError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    # A short-lived command that builds a few hundred thousand objects and frees none of
-    # them early: the cyclic collector's repeated passes would cost a third of the run.
+    # A short-lived command that frees little early: the cyclic collector's repeated passes
+    # over the batches' objects would cost a fifth of the run.
     gc.disable()
     now_ns = time.time_ns()
-    observation = observe(config, ledger, now_ns=now_ns, warn=_warn)
-    result = plan(config, observation, ledger, now_ns=now_ns)
-    try:  # the jobs of the planned transcodes' files only, read by file (not the whole queue)
-        jobs = read_state(config, lambda store: _jobs_of_files(store, transcoded_files(result)), warn=_warn) or []
+
+    def write(state: PlanState) -> bool:
+        writer = PlanWriter(config, state, as_json=arguments.json, watch=watch, out=sys.stdout, now_ns=now_ns,
+                            warn=_warn)  # fmt: skip
+        return writer.write()
+
+    try:
+        pending = read_state(config, write, warn=_warn)
+        if pending is None:  # no state yet
+            pending = write(NoState())
     except StateError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    # What the queue already holds for the transcodes: queued, running, to retry, dead, cancelled.
-    fingerprints, preset_hashes = job_identities(config, observation, ledger, files_with_jobs(result, jobs), warn=_warn)
-    queued = with_jobs(result, jobs, fingerprints=fingerprints, preset_hashes=preset_hashes)
-    if arguments.json:
-        as_json = to_json(queued)
-        as_json["watch"] = {name: {"mode": found.mode, "reason": found.reason} for name, found in watch.items()}
-        sys.stdout.write(json.dumps(as_json, indent=2) + "\n")
-    else:
-        sys.stdout.write(render_text(queued, config, observation, watch=watch))
     sys.stdout.flush()
-    return EXIT_PENDING if queued.pending else EXIT_OK
-
-
-def _jobs_of_files(store: Store, files: dict[str, list[str]]) -> list[Job]:
-    """Return the unfinished jobs of these files (library -> paths), read by file."""
-    return [job for library, paths in files.items() for job in store.unfinished_of_files(library, paths)]
+    return EXIT_PENDING if pending else EXIT_OK
 
 
 def _jobs(arguments: argparse.Namespace) -> int:
