@@ -49,11 +49,16 @@ def format_location(loc: Location) -> str:
     return text
 
 
+def data_location(pydantic_loc: tuple[str | int, ...]) -> Location:
+    """Given a location pydantic reports, return its keys and indexes in the file (without union branch names)."""
+    return tuple(part for part in pydantic_loc if _is_data_key(part))
+
+
 def describe_validation_error(error: Any) -> tuple[Location, str]:
     """Given one item of pydantic's `ValidationError.errors()`, return its location and a plain message."""
     from agent.config.models import Config
 
-    loc = tuple(part for part in error["loc"] if _is_data_key(part))
+    loc = data_location(error["loc"])
     kind = error["type"]
     value = error.get("input")
     if kind == "extra_forbidden":
