@@ -7,8 +7,8 @@ the usual way such a loop sneaks in. Folders that do not exist are warnings, not
 a disk that is not mounted yet must not stop the agent (its library is paused instead).
 
 The checks look at a `Checkable`, not a Config, so that they also run on a file whose shape
-is wrong somewhere (see `partial.py`): each check uses only the parts that are there and
-skips what needs a missing one, rather than guess what a wrong value meant.
+is wrong somewhere (see `partial.py`): each check uses only the parts that are there and the
+values not in doubt, and skips what needs another, rather than guess what a wrong value meant.
 """
 
 from __future__ import annotations
@@ -34,9 +34,11 @@ class Found:
 class Checkable:
     """The parts of a config that the checks relate, each valid on its own.
 
-    From a valid Config every part is there. From a file with mistakes, a section holding one
-    is None, and so is such an entry of `libraries`, `presets` or `users` (kept in its place,
-    so that indexes in messages stay true; a preset's name still counts as defined).
+    From a valid Config every part is there and no value is in doubt. From a file with
+    mistakes, a section that cannot be made is None, and so is such an entry of `libraries`,
+    `presets` or `users` (kept in its place, so that indexes in messages stay true; a preset's
+    name still counts as defined). A part made with a default in place of a wrong value, or of
+    a value written under a misspelt key, lists that key in `doubtful`: checks leave it alone.
     """
 
     paths: Paths | None
@@ -48,6 +50,11 @@ class Checkable:
     auth: Auth | None
     store: StoreSettings | None
     users: tuple[User | None, ...] | None
+    doubtful: frozenset[Location] = frozenset()
+
+    def sure(self, loc: Location) -> bool:
+        """Return whether the value at loc is what the file says (no doubt at it, above it or below it)."""
+        return not any(loc[: len(place)] == place or place[: len(loc)] == loc for place in self.doubtful)
 
     @classmethod
     def of(cls, config: Config) -> Checkable:
@@ -122,13 +129,17 @@ def _check_libraries(parts: Checkable, found: Found) -> None:
 
 
 def _check_folders(parts: Checkable, found: Found) -> None:
-    paths, auth = parts.paths, parts.auth
+    # Required keys (the archive, a library's source) are never in doubt in a part that was made.
+    paths, auth, store = parts.paths, parts.auth, parts.store
     archive = _real(paths.archive) if paths is not None else None
-    state_dir = _real(paths.state_dir) if paths is not None else None
-    jwt_secret_file = _real(auth.jwt_secret_file) if auth is not None else None
+    state_dir = _real(paths.state_dir) if paths is not None and parts.sure(("paths", "state_dir")) else None
+    jwt_secret_file = (
+        _real(auth.jwt_secret_file) if auth is not None and parts.sure(("auth", "jwt_secret_file")) else None
+    )
+    password_file = store.password_file if store is not None and parts.sure(("store", "password_file")) else None
     libraries = _valid_entries(parts.libraries)
     sources = {index: _real(library.source) for index, library in libraries}
-    if paths is not None and archive is not None and state_dir is not None:
+    if paths is not None and archive is not None:
         if not paths.archive.is_dir():
             found.warnings.append(
                 (
@@ -136,7 +147,7 @@ def _check_folders(parts: Checkable, found: Found) -> None:
                     f"archive folder {str(paths.archive)!r} does not exist yet; nothing is published until it does",
                 )
             )
-        if state_dir == archive or _inside(state_dir, archive):
+        if state_dir is not None and (state_dir == archive or _inside(state_dir, archive)):
             where = "is the archive itself" if state_dir == archive else "is inside the archive"
             message = f"state_dir {where}: Resilio Sync would share the database"
             found.errors.append((("paths", "state_dir"), message))
@@ -147,7 +158,6 @@ def _check_folders(parts: Checkable, found: Found) -> None:
                     "jwt_secret_file is inside the archive: Resilio Sync would share the secret",
                 )
             )
-        password_file = parts.store.password_file if parts.store is not None else None
         if password_file is not None and _inside(_real(password_file), archive):
             found.errors.append(
                 (
@@ -210,7 +220,9 @@ def _check_presets(parts: Checkable, found: Found) -> None:
     for name, preset in (parts.presets or {}).items():
         if every_library_known and name not in used:
             found.warnings.append((("presets", name), f"preset {name!r} is not used by any library"))
-        if preset is not None and preset.import_file is not None and not os.access(preset.import_file, os.R_OK):
+        if preset is None or not parts.sure(("presets", name, "import_file")):
+            continue
+        if preset.import_file is not None and not os.access(preset.import_file, os.R_OK):
             found.errors.append(
                 (("presets", name, "import_file"), f"cannot read preset file {str(preset.import_file)!r}")
             )
@@ -226,9 +238,11 @@ def _check_limits(parts: Checkable, found: Found) -> None:
         vanish_risk = "an unmounted disk may not pause its library"
         percents.append((("scan", "max_vanish_percent"), parts.scan.max_vanish_percent, vanish_risk))
     for loc, value, risk in percents:
-        if value > HIGH_PERCENT:
+        if value > HIGH_PERCENT and parts.sure(loc):
             found.warnings.append((loc, f"{value}% is above {HIGH_PERCENT}%: {risk}"))
-    if parts.retry is not None and parts.retry.max_backoff < parts.retry.backoff:
+    retry = parts.retry
+    retry_sure = parts.sure(("retry", "backoff")) and parts.sure(("retry", "max_backoff"))
+    if retry is not None and retry_sure and retry.max_backoff < retry.backoff:
         found.errors.append((("retry", "max_backoff"), "max_backoff is shorter than backoff"))
 
 

@@ -193,7 +193,6 @@ class _Document:
         for key_node, value_node in node.value:
             line = key_node.start_mark.line + 1
             if not isinstance(key_node, yaml.ScalarNode):
-                self.doubtful.append(loc)
                 self.problems.append(
                     Problem(self.name, line, format_location(loc) or None, "a key must be a plain name")
                 )

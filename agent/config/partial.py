@@ -6,15 +6,17 @@ several sections, so they need typed values, and a file that fails validation gi
 Config. We validate its sections, and each entry of `libraries`, `presets` and `users`, on
 their own instead, and hand the checks the parts that pass (`checks.Checkable`).
 
-Why parts and not the raw mapping, nor the broken values replaced by defaults: the checks
-compare resolved paths, normalised output folders and parsed durations, which only the
-models make; checking raw values would repeat that work, and a default put in for a wrong
-value could raise errors about a setting the operator never wrote. So:
-- An unknown key is dropped before the parts are validated: nothing reads it, so what is left
-  is what the agent would use (and its own message says it is unknown).
-- A part holding a wrong value, or a value the reader already complained about (an unset
-  `${VAR}`, a bad YAML tag, a duplicate key), is left out; the checks skip what needs it.
-  A preset entry left out still counts as defined, so no library is told its preset is missing.
+Why parts and not the raw mapping: the checks compare resolved paths, normalised output
+folders and parsed durations, which only the models make; checking raw values would repeat
+that work. And so that no check reports what the file does not say:
+- An unknown key is dropped: nothing reads it. But when it is close to a known key beside it
+  (`backof:` for `backoff:`), that key's value is in doubt: the operator meant to set it.
+- A wrong value, or one the reader already complained about (an unset `${VAR}`, a bad YAML
+  tag, a duplicate key), is in doubt too. It is left out so that the part can still be made;
+  where that key has a default, the part is made with it, and the checks skip every key in
+  doubt (`Checkable.sure`). A part that cannot be made (a required key in doubt, not a
+  mapping) is None and the checks skip what needs it; a preset that cannot be made still
+  counts as defined, so no library is told its preset is missing.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from agent.config.checks import Checkable
-from agent.config.errors import Location
+from agent.config.errors import Location, likely_meant
 from agent.config.models import Auth, Library, Limits, Paths, Preset, Retry, Scan, StoreSettings, User
 
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -40,59 +42,47 @@ def checkable_parts(
     doubtful: Iterable[Location],
     base_dir: Path,
 ) -> Checkable:
-    """Given a file's values, where its unknown keys are and where values are doubtful, return its valid parts."""
+    """Given a file's values, where its unknown keys are and which values are in doubt, return the parts it makes."""
+    unknown_keys = list(unknown_keys)
     values = _without(data, unknown_keys)
-    doubtful = frozenset(doubtful)
+    meant = [(*loc[:-1], key) for loc in unknown_keys if (key := likely_meant(loc)) is not None]
+    in_doubt = frozenset([*doubtful, *meant])
     context = {"base_dir": base_dir}
 
-    def section(name: str, model: type[_Model]) -> _Model | None:
-        return _valid(model, values.get(name, {}), loc=(name,), doubtful=doubtful, context=context)
+    def made(model: type[_Model], raw: Any, loc: Location) -> _Model | None:
+        if not isinstance(raw, dict) or any(loc[: len(place)] == place for place in in_doubt):
+            return None
+        keys_in_doubt = {place[len(loc)] for place in in_doubt if len(place) > len(loc) and place[: len(loc)] == loc}
+        try:
+            return model.model_validate(
+                {key: value for key, value in raw.items() if key not in keys_in_doubt}, context=context
+            )
+        except ValidationError:
+            return None
 
     def entries(name: str, model: type[_Model]) -> tuple[_Model | None, ...] | None:
         raw = values.get(name, [])
-        if not isinstance(raw, list) or _holds((name,), doubtful, exactly=True):
+        if not isinstance(raw, list) or (name,) in in_doubt:
             return None
-        return tuple(
-            _valid(model, item, loc=(name, index), doubtful=doubtful, context=context) for index, item in enumerate(raw)
-        )
+        return tuple(made(model, item, (name, index)) for index, item in enumerate(raw))
 
     presets_raw = values.get("presets", {})
     presets: dict[str, Preset | None] | None = None
     names_are_text = isinstance(presets_raw, dict) and all(isinstance(name, str) for name in presets_raw)
-    if names_are_text and not _holds(("presets",), doubtful, exactly=True):
-        presets = {
-            name: _valid(Preset, raw, loc=("presets", name), doubtful=doubtful, context=context)
-            for name, raw in presets_raw.items()
-        }
+    if names_are_text and ("presets",) not in in_doubt:
+        presets = {name: made(Preset, raw, ("presets", name)) for name, raw in presets_raw.items()}
     return Checkable(
-        paths=section("paths", Paths),
+        paths=made(Paths, values.get("paths", {}), ("paths",)),
         libraries=entries("libraries", Library),
         presets=presets,
-        scan=section("scan", Scan),
-        limits=section("limits", Limits),
-        retry=section("retry", Retry),
-        auth=section("auth", Auth),
-        store=section("store", StoreSettings),
+        scan=made(Scan, values.get("scan", {}), ("scan",)),
+        limits=made(Limits, values.get("limits", {}), ("limits",)),
+        retry=made(Retry, values.get("retry", {}), ("retry",)),
+        auth=made(Auth, values.get("auth", {}), ("auth",)),
+        store=made(StoreSettings, values.get("store", {}), ("store",)),
         users=entries("users", User),
+        doubtful=in_doubt,
     )
-
-
-def _valid(
-    model: type[_Model], raw: Any, *, loc: Location, doubtful: frozenset[Location], context: dict[str, Any]
-) -> _Model | None:
-    if _holds(loc, doubtful):
-        return None
-    try:
-        return model.model_validate(raw, context=context)
-    except ValidationError:
-        return None
-
-
-def _holds(loc: Location, doubtful: frozenset[Location], *, exactly: bool = False) -> bool:
-    """Return whether a doubtful value is at loc (exactly) or at loc or below it."""
-    if exactly:
-        return loc in doubtful
-    return any(place[: len(loc)] == loc for place in doubtful)
 
 
 def _without(data: Mapping[str, Any], keys: Iterable[Location]) -> dict[str, Any]:

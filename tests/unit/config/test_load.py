@@ -704,10 +704,30 @@ UNDEFINED_TVV = "config.yaml:9: at 'libraries[0].preset': preset 'tvv' is not de
             [("state_dir: state", "state_dir: archive/state\n  archive_group: ''"), ("source: movies", "source: tv")],
             [
                 "config.yaml:5: at 'paths.archive_group': string should have at least 1 character, got ''",
+                "config.yaml:4: at 'paths.state_dir': state_dir is inside the archive: Resilio Sync would share the "
+                "database",
                 "config.yaml:12: at 'libraries[1].source': source overlaps libraries[0].source: files would be "
                 "encoded twice",
             ],
-            id="wrong-paths-skip-the-archive-checks-but-not-the-sources-between-them",
+            id="a-wrong-value-leaves-the-rest-of-its-section-checked",
+        ),
+        pytest.param(
+            [("    preset: tv\n", "    preset: tvv\n    stable_after: later\n")],
+            [
+                "config.yaml:10: at 'libraries[0].stable_after': expected a duration like 90s, 15m or 1h, got 'later'",
+                UNDEFINED_TVV,
+            ],
+            id="a-wrong-value-in-the-library-naming-an-undefined-preset",
+        ),
+        pytest.param(
+            [_append("retry:\n  backof: 1s\n  max_backoff: 10s\n")],
+            ["config.yaml:18: at 'retry.backof': unknown key 'backof'; did you mean 'backoff'?"],
+            id="a-misspelt-key-is-not-read-as-its-default-by-the-checks",
+        ),
+        pytest.param(
+            [_append("retry:\n  backoff: soon\n  max_backoff: 10s\n")],
+            ["config.yaml:18: at 'retry.backoff': expected a duration like 90s, 15m or 1h, got 'soon'"],
+            id="a-wrong-value-is-not-read-as-its-default-by-the-checks",
         ),
     ],
 )
