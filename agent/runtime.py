@@ -27,6 +27,11 @@ HandBrakeCLI is probed (version, preset list) at start and on each reload. A pro
 PROBE_RETRY_FIRST_SECONDS, doubling up to PROBE_RETRY_MAX_SECONDS, until it succeeds: then
 the libraries queue again at once, with no reload or restart needed.
 
+Notifications (`agent.notify`): the notifier starts with the agent, gets the targets of each
+reloaded config and has CLOSE_GRACE_SECONDS at a stop. `<state_dir>/agent.running`
+(`agent.store.clean_stop`) is written once the agent is up and removed at a clean stop: found
+at start (or jobs left running), the agent before crashed, and the operator is told.
+
 The HTTP service (`agent.api`) runs on the same event loop; READY=1 goes to systemd once it
 answers, so `systemctl start` returning means /health can be asked.
 
@@ -75,6 +80,7 @@ from agent.resources import Sampler
 from agent.scheduler import ReconcileSchedule
 from agent.store import StoreError, clean_stop
 from agent.store.choose import store_for_run, store_location
+from agent.store.db import StateError
 from agent.store.lock import agent_lock
 from agent.store.protocol import Store
 from agent.watch import Watcher
@@ -177,7 +183,10 @@ class _Agent:
             self.watcher.close()
             await self.notifier.close()
             return 1
-        clean_stop.mark_running(config.paths.state_dir, pid=os.getpid(), started_at=datetime.now(UTC).isoformat())
+        try:
+            clean_stop.mark_running(config.paths.state_dir, pid=os.getpid(), started_at=datetime.now(UTC).isoformat())
+        except (OSError, StateError) as error:  # the agent runs all the same; only a crash would go untold
+            self.log.warning("cannot mark the agent running; a crash will not be told", reason=str(error))
         # The first walk of a big library takes a while: it goes on beside the first pass.
         self._watch_soon(self.watcher.watch(_sources(config)))
         self._renew()  # before the first pass: on one host it plans at once, as ever
@@ -220,7 +229,10 @@ class _Agent:
             await asyncio.gather(dispatching, watching)
         await self.notifier.close()
         self.state.store.close()
-        clean_stop.mark_stopped(self.state.config.paths.state_dir)
+        try:
+            clean_stop.mark_stopped(self.state.config.paths.state_dir)
+        except OSError as error:
+            self.log.warning("cannot mark the agent stopped; its next start tells a crash", reason=str(error))
         self.log.info("agent stopped")
         return 0
 

@@ -3,9 +3,9 @@
 `emit` is what the engine, the dispatcher and the start-up call where a fact is decided: it
 never blocks and never raises. Each target has a lane: its own queue (at most MAX_QUEUED
 messages) and a task that sends one message at a time, in order, through Apprise in a
-thread pool of the notifier's own (Apprise blocks; a service that hangs must not hold up
-the agent's other threads: fingerprints, probes). Which targets want an event and what is
-coalesced is `agent.notify.policy`'s to decide.
+daemon thread of its own (Apprise blocks): a service that hangs holds up neither the loop nor
+the default pool's threads (fingerprints, probes), nor the process's exit at a stop. Which
+targets want an event and what is coalesced is `agent.notify.policy`'s to decide.
 
 A message that fails is tried again after the target's `backoff`, doubling (at most
 MAX_BACKOFF_SECONDS), until `attempts` tries; then it counts as failed. Every outcome is
@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Protocol
 
 from agent.config.models import NotifyTarget
@@ -39,7 +38,6 @@ from agent.notify.events import Event
 MAX_QUEUED = 500
 MAX_BACKOFF_SECONDS = 300.0
 CLOSE_GRACE_SECONDS = 3.0
-SEND_THREADS = 2
 
 Send = Callable[[str, Event], Delivery]
 
@@ -92,7 +90,6 @@ class Notifier:
         self._send = send
         self._clock = clock
         self._config = tuple(targets)
-        self._executor = ThreadPoolExecutor(max_workers=SEND_THREADS, thread_name_prefix="hb2r-notify")
         self._lanes = self._make_lanes(self._config)
         self._retiring: set[asyncio.Task[None]] = set()
 
@@ -128,15 +125,30 @@ class Notifier:
         await _close_lanes(self._lanes, grace=grace)
         if self._retiring:
             await asyncio.gather(*self._retiring, return_exceptions=True)
-        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def count(self, target: Target, event: Event, outcome: str) -> None:
         if self.observer is not None:
             self.observer.notification(target=target.name, event=str(event.kind), outcome=outcome)
 
     async def send(self, target: Target, event: Event) -> Delivery:
+        """Deliver event to target in a daemon thread; return the outcome (a raised error is a failed delivery)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, partial(self._send, target.url, event))
+        answer: asyncio.Future[Delivery] = loop.create_future()
+
+        def settle(delivery: Delivery) -> None:
+            if not answer.done():  # not cancelled meanwhile (a stop)
+                answer.set_result(delivery)
+
+        def work() -> None:
+            try:
+                delivery = self._send(target.url, event)
+            except Exception as error:
+                delivery = Delivery(False, f"{type(error).__name__} while sending")
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+                loop.call_soon_threadsafe(settle, delivery)
+
+        threading.Thread(target=work, name=f"hb2r-notify-{target.name}", daemon=True).start()
+        return await answer
 
 
 async def _close_lanes(lanes: Sequence[_Lane], *, grace: float) -> None:
