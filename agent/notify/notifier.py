@@ -88,7 +88,7 @@ class Notifier:
         self.log = log
         self.observer = observer
         self._send = send
-        self._clock = clock
+        self.clock = clock
         self._config = tuple(targets)
         self._lanes = self._make_lanes(self._config)
         self._retiring: set[asyncio.Task[None]] = set()
@@ -190,7 +190,7 @@ class _Lane:
             return
         key = policy.key_of(event)
         state, now_send = policy.admit(
-            self.states.get(key), event, now=self.notifier._clock(), min_interval=self.target.min_interval
+            self.states.get(key), event, now=self.notifier.clock(), min_interval=self.target.min_interval
         )
         self.states[key] = state
         if now_send is None:
@@ -207,7 +207,7 @@ class _Lane:
 
     def _flush(self, *, everything: bool = False) -> float | None:
         """Queue the held summaries that are due (all of them if everything); return when the next is due."""
-        now = self.notifier._clock()
+        now = self.notifier.clock()
         interval = 0.0 if everything else self.target.min_interval
         for key, state in list(self.states.items()):
             kept, summary = policy.flush(state, now=now, min_interval=interval)
@@ -230,7 +230,7 @@ class _Lane:
             if self.closing:
                 return
             self.wake.clear()
-            timeout = None if due is None else max(0.0, due - self.notifier._clock())
+            timeout = None if due is None else max(0.0, due - self.notifier.clock())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout)
 
