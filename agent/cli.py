@@ -7,7 +7,8 @@ success (for `plan`: in sync), 1 error, 2 `plan` has changes pending.
 Heavy imports (pydantic, the store, structlog) happen inside the commands that need them,
 so `hb2r --version` and `hb2r plan` start quickly. This module is argument parsing and
 dispatch: the bodies of `jobs` and `retry` are in `agent.cli_jobs`, of `backup` and
-`restore` in `agent.backup`, of `store migrate` in `agent.cli_store`, of `ops` (which needs no config) in `agent.ops`.
+`restore` in `agent.backup`, of `store migrate` in `agent.cli_store`, of `notify-test` in
+`agent.cli_notify`, of `ops` (which needs no config) in `agent.ops`.
 """
 
 from __future__ import annotations
@@ -106,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     hosts = commands.add_parser("hosts", help="list the hosts sharing the store, and which one plans (reads only)")
     _config_argument(hosts)
     hosts.set_defaults(handler=_hosts)
+
+    notify_test = commands.add_parser(
+        "notify-test", help="send one test message to each notify target and say what became of each"
+    )
+    _config_argument(notify_test)
+    notify_test.set_defaults(handler=_notify_test)
 
     retry = commands.add_parser(
         "retry",
@@ -302,6 +309,15 @@ def _hosts(arguments: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_ERROR
     return list_hosts(loaded.config)
+
+
+def _notify_test(arguments: argparse.Namespace) -> int:
+    from agent.cli_notify import notify_test
+
+    loaded = _load(arguments)
+    if loaded is None:
+        return EXIT_ERROR
+    return notify_test(loaded.config)
 
 
 def _job_state(value: str) -> JobState:

@@ -33,6 +33,7 @@ from agent.store import (
     leader,
     leases,
     ledger,
+    savings,
     scans,
     state,
     status,
@@ -46,6 +47,7 @@ from agent.store.jobs import CancelledBy, Job, JobState
 from agent.store.leader import FencedDatabase, Leadership
 from agent.store.leases import Claim, Heartbeat, Lease
 from agent.store.ledger import LibraryBytes
+from agent.store.savings import Saving
 from agent.store.sql import Database, StoreError
 
 if TYPE_CHECKING:
@@ -212,6 +214,9 @@ class DatabaseStore:
 
     def bytes_by_library(self) -> dict[str, LibraryBytes]:
         return ledger.bytes_by_library(self.database)
+
+    def saved_since(self, since: datetime) -> Saving:
+        return savings.saved_since(self.database, since)
 
     def forget(self, *, library: str, rel_path: str) -> None:
         ledger.forget(self.database, library=library, rel_path=rel_path)

@@ -347,7 +347,7 @@ BAD_ARGS = "args may not contain"
             [_append("colour: blue\n")],
             [
                 "config.yaml:17: at 'colour': unknown key 'colour' (known: auth, handbrake, host, libraries, "
-                "limits, paths, presets, retry, scan, server, store, users, version)"
+                "limits, notify, paths, presets, retry, scan, server, store, users, version)"
             ],
             id="an-unknown-key-with-no-near-match-lists-the-known-keys",
         ),
