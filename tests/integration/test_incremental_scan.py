@@ -25,13 +25,13 @@ from typing import Any
 
 import pytest
 
+from agent import incremental_scan
 from agent.archive_walk import walk_archive
 from agent.config import load_config
 from agent.config.models import Config
 from agent.domain import LedgerEntry
 from agent.identity import output_path
 from agent.incremental_archive import scan_archive_incrementally
-from agent import incremental_scan
 from agent.incremental_scan import Missed, scan_in_full, scan_incrementally
 from agent.scan import fingerprint
 from agent.store.sqlite import SqliteStore, open_store
