@@ -280,6 +280,9 @@ async def _stretches_of(
         if isinstance(step, NeedFingerprints):
             reply = await asyncio.to_thread(fill, step.files, step.needed, step.seen)
             continue
+        # A batch, whatever it decided: give the loop a turn (the planner lease, the API and the
+        # dispatcher run on it; a million files in sync are 200 batches and no action).
+        await asyncio.sleep(0)
         stretch.extend(step)
         while len(stretch) >= STRETCH:
             yield stretch[:STRETCH]

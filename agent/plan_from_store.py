@@ -156,8 +156,8 @@ def folder_steps(
 ) -> Generator[list[Action] | NeedFingerprints, Sequence[SourceFile] | None, None]:
     """`plan_folders_from_store` as steps, for a caller that reads fingerprints elsewhere (the
     agent, in a thread, so that its loop is not held up by the disk): each batch's actions come
-    as one step (a list); where a batch needs fingerprints it yields NeedFingerprints first and
-    takes the filled files by `send`."""
+    as one step (a list, empty if the batch is in sync); where a batch needs fingerprints it
+    yields NeedFingerprints first and takes the filled files by `send`."""
     name = context.library.name
     claims = Claims()
     for batch_folders, walked in _batches(folders):
@@ -173,8 +173,7 @@ def folder_steps(
             files = batch.files if filled is None else filled
             batch = dataclasses.replace(batch, files=files, renamable=_renamable(context, store, files, claims))
         actions, claims = plan_batch(context, batch, claims, now_ns=now_ns)
-        if actions:
-            yield actions
+        yield actions  # even none: a caller on an event loop gives it a turn between batches
     claimed.append(claims)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
 import shutil
 import threading
@@ -14,7 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from agent import engine, logs
+from agent import engine, logs, plan_from_store
 from agent.config import load_config
 from agent.domain import LedgerEntry
 from agent.engine import EngineState, reconcile
@@ -396,3 +397,69 @@ def test_the_fingerprints_a_pass_decides_with_are_read_off_the_event_loop(
     assert [row[0] for row in connection.execute("SELECT rel_path FROM ledger").fetchall()] == ["Season 1/E00.mkv"]
     assert threads == [False]  # read once, in a thread
     connection.close()
+
+
+def test_a_pass_over_an_unchanged_library_gives_the_loop_a_turn_between_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease renewal, the API and the dispatcher run on the pass's loop: a pass that plans a
+    million unchanged files (no action to act on) without letting them run lost its planner lease
+    every time, and never finished."""
+    for folder in ("tv", "archive"):
+        (tmp_path / folder).mkdir()
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(
+        "version: 1\n"
+        "paths: {archive: archive, state_dir: state}\n"
+        "libraries: [{name: tv, source: tv, output: TV, preset: tv, stable_after: 0s}]\n"
+        "presets: {tv: {handbrake: 'Very Fast 480p30'}}\n"
+    )
+    config = load_config(config_path).config
+    connection = open_database(config.paths.state_dir)
+    for show in range(12):
+        for episode in range(2):
+            rel_path = f"Show {show:02d}/E{episode}.mkv"
+            source = tmp_path / "tv" / rel_path
+            source.parent.mkdir(exist_ok=True)
+            source.write_bytes(f"{rel_path}\n".encode())
+            output = tmp_path / "archive" / "TV" / rel_path
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_bytes(b"encoded")
+            info = source.stat()
+            entry = LedgerEntry("tv", rel_path, "f", info.st_size, info.st_mtime_ns, "p1", f"TV/{rel_path}")
+            ledger.record(connection, entry, encoded_at="2024-05-01T12:00:00+00:00")
+    monkeypatch.setattr(plan_from_store, "BATCH_FILES", 2)  # a batch a folder
+    logs.configure(stream=io.StringIO(), json=True)
+
+    async def scenario() -> list[int]:
+        store = SqliteStore(connection)
+        state = EngineState(config=config, store=store, preset_hashes={"tv": "p1"})
+        turns = 0
+        seen_at_turn: list[int] = []
+        read_seen = store.seen_in_folders
+
+        def seen_in_folders(library: str, folders: list[str]) -> object:
+            seen_at_turn.append(turns)  # the loop's turns so far, as each batch is read
+            return read_seen(library, folders)
+
+        store.seen_in_folders = seen_in_folders  # type: ignore[method-assign,assignment]
+        stop = asyncio.Event()
+
+        async def count_turns() -> None:
+            nonlocal turns
+            while not stop.is_set():
+                turns += 1
+                await asyncio.sleep(0)
+
+        counter = asyncio.create_task(count_turns())
+        summary = await reconcile(state, log=logs.get_logger("test"))
+        stop.set()
+        await counter
+        assert summary.counts.get("transcode", 0) == 0  # in sync: no action, nothing to act on
+        return seen_at_turn
+
+    seen_at_turn = asyncio.run(scenario())
+    connection.close()
+
+    assert len(seen_at_turn) == 12
+    assert all(later > earlier for earlier, later in itertools.pairwise(seen_at_turn))
