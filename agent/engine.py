@@ -60,7 +60,7 @@ from agent.domain import (
     Transcode,
     Wait,
 )
-from agent.incremental_scan import full_pass_due, missed_in, what_to_record
+from agent.incremental_scan import Missed, combined, full_pass_due, missed_pages, what_to_record
 from agent.mounts import WatchStatus
 from agent.notify import events as notify_events
 from agent.notify.events import Event
@@ -184,10 +184,13 @@ async def reconcile(
         else:
             paused[library.name] = reason
     state.paused_libraries = paused
-    with store.transaction():
-        for name in contexts:  # a paused scan must not become the vanish baseline
-            walk = walked.libraries[name]
-            listed, known = what_to_record(walk, walk.observation.files)
+    # Each library's walk, and the archive's, in a transaction of its own, the loop's turn between
+    # them: a full walk of a million files takes seconds to record, and the planner lease must be
+    # renewed meanwhile.
+    for name in contexts:  # a paused scan must not become the vanish baseline
+        walk = walked.libraries[name]
+        listed, known = what_to_record(walk, walk.observation.files)
+        with store.transaction():
             store.record_walk(
                 library=name,
                 listed=listed,
@@ -197,8 +200,11 @@ async def reconcile(
                 scanned_at=stamp.isoformat(),
                 full_seconds=walked.seconds[name] if name in walked.full else None,
             )
-        if archive.available:
+        await give_way()
+    if archive.available:
+        with store.transaction():
             store.record_archive(folders=walked.archive.folders, listed=walked.archive.listed or {})
+        await give_way()
     _note_full_passes(state, walked, list(contexts), archive=archive.available, clock=started, stamp=stamp, log=log)
     await check_archive(state, log=log)
     acting = _Acting(state, store, log=log, stamp=stamp, waiting=_waiting_jobs(store), budget=ENQUEUE_BUDGET)
@@ -261,6 +267,14 @@ async def reconcile(
     return state.last_pass
 
 
+async def give_way() -> None:
+    """Let the work that fell due while the pass held the loop run before the pass goes on: the
+    planner lease's renewal (a pass that holds the loop past a lease loses it, and starts over),
+    the API, the dispatcher. A timer, not `sleep(0)`: timers that are due run before a later one,
+    while a task that only yields would be first in line again."""
+    await asyncio.sleep(0.001)
+
+
 STRETCH = 500  # actions acted on together (one query for their jobs, one transaction for their queue)
 
 
@@ -280,9 +294,8 @@ async def _stretches_of(
         if isinstance(step, NeedFingerprints):
             reply = await asyncio.to_thread(fill, step.files, step.needed, step.seen)
             continue
-        # A batch, whatever it decided: give the loop a turn (the planner lease, the API and the
-        # dispatcher run on it; a million files in sync are 200 batches and no action).
-        await asyncio.sleep(0)
+        # A batch, whatever it decided: give way (a million files in sync are 200 batches and no action).
+        await give_way()
         stretch.extend(step)
         while len(stretch) >= STRETCH:
             yield stretch[:STRETCH]
@@ -614,7 +627,13 @@ async def _walk(
         full_archive=ARCHIVE_WALK in due,
         dirty=dirty,
     )
-    missed = {name: missed_in(walked.libraries[name], store, name, keep) for name, keep in walked.would_keep.items()}
+    missed: dict[str, Missed] = {}
+    for name, keep in walked.would_keep.items():
+        pages = []
+        for page in missed_pages(walked.libraries[name], store, name, keep):
+            pages.append(page)
+            await give_way()  # a page of the memory read
+        missed[name] = combined(pages)
     archive_lost = set(archive_folders) - {visit.rel_path for visit in walked.archive.folders}
     return dataclasses.replace(walked, missed=missed), folders, archive_lost
 

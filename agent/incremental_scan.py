@@ -94,7 +94,7 @@ print batch by batch, its walk in a temporary table, the renderings streamed).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -288,10 +288,15 @@ MISSED_PAGE = 100  # folders whose remembered files are compared at once
 
 
 def missed_in(walk: LibraryWalk, memory: ScanMemory, library: str, would_keep: Collection[str]) -> Missed:
-    """Return what a full walk found that differs from the memory in the folders it would have kept,
-    reading the memory a page of folders at a time (on a full pass that is nearly every folder)."""
+    """Return what a full walk found that differs from the memory in the folders it would have kept."""
+    return combined(missed_pages(walk, memory, library, would_keep))
+
+
+def missed_pages(walk: LibraryWalk, memory: ScanMemory, library: str, would_keep: Collection[str]) -> Iterator[Missed]:
+    """`missed_in` a page of folders at a time, reading the memory of each page only (on a full pass
+    nearly every folder is one it would have kept): for a caller on an event loop to give it turns."""
     if not would_keep:
-        return Missed()
+        return
     kept = set(would_keep)
     walked: dict[str, list[SourceFile]] = {}
     for source in walk.observation.files:
@@ -299,16 +304,21 @@ def missed_in(walk: LibraryWalk, memory: ScanMemory, library: str, would_keep: C
         if folder in kept:
             walked.setdefault(folder, []).append(source)
     folders = sorted(kept)
-    count = 0
-    examples: list[str] = []
     for start in range(0, len(folders), MISSED_PAGE):
         page = folders[start : start + MISSED_PAGE]
-        found = missed_changes(
+        yield missed_changes(
             memory.load_folder_files(library, page), [source for folder in page for source in walked.get(folder, ())],
             set(page),
         )  # fmt: skip
-        count += found.count
-        examples.extend(found.examples)
+
+
+def combined(pages: Iterable[Missed]) -> Missed:
+    """Return the pages' Missed as one: their counts summed, the first examples by path."""
+    count = 0
+    examples: list[str] = []
+    for page in pages:
+        count += page.count
+        examples.extend(page.examples)
     return Missed(count, tuple(sorted(examples)[:MISSED_EXAMPLES]))
 
 
