@@ -51,6 +51,7 @@ from agent.config.models import Config, Library
 from agent.domain import LedgerEntry
 from agent.engine import EngineState
 from agent.handbrake.command import encode_argv
+from agent.handbrake.decode import decode_whole
 from agent.handbrake.mux import muxed_bytes
 from agent.handbrake.probe import media_duration, media_end
 from agent.handbrake.progress import Progress
@@ -58,7 +59,7 @@ from agent.handbrake.runner import Encode, EncodeResult
 from agent.resources import cpu_count
 from agent.store import StoreError, jobs
 from agent.store.jobs import LeaseLost
-from agent.verify import FailureKind, Verification, verify
+from agent.verify import FailureKind, Verification, decode_verdict, verify
 
 TICK_SECONDS = 2.0
 PROGRESS_WRITE_SECONDS = 5.0
@@ -236,8 +237,8 @@ class Dispatcher:
         sample = self.take_sample()
         clock = time.monotonic()
         for entry in self.running.values():
-            if entry.suspended:
-                entry.last_progress = clock  # suspended is waiting, not stuck
+            if entry.suspended or entry.ended:
+                entry.last_progress = clock  # suspended is waiting, and verifying (a decode check) not stuck
         self._forget_settled_stalls()
         configured = frozenset(library.name for library in config.libraries)
         unavailable = dispatch.unavailable_libraries(
@@ -591,6 +592,8 @@ class Dispatcher:
             if present and ended.source_changed is None:
                 output_size = temp.stat().st_size if temp.exists() else 0
                 verification = await self._verify(temp, result, output_size, source_duration)
+                if verification.ok and config.verify_for(library).decode:
+                    verification = await self._decode_check(temp, nice=config.limits.nice) or verification
                 # Cancelled, stopping or lost while it was verified: thrown away.
                 ended = replace(
                     ended, verification=verification, stopped=self.stopping or entry.cancelled, lost=entry.lost
@@ -678,6 +681,14 @@ class Dispatcher:
             archive_free=archive_free,
             stderr_tail=result.stderr_tail,
         )
+
+    async def _decode_check(self, temp: Path, *, nice: int) -> Verification | None:
+        """Decode the whole output at the encoders' niceness; return the failure if it does not decode cleanly."""
+        try:
+            decoded = await decode_whole(temp, nice=nice)
+        except OSError as error:  # ffmpeg missing: the check that was asked for cannot be made
+            return Verification(False, f"the decode check cannot run: {error}")
+        return decode_verdict(exit_code=decoded.exit_code, errors=decoded.errors)
 
     def _note_ignore_list(self, problem: str | None) -> None:
         """Keep the IgnoreList's state in the archive problems; log it only when it changes."""

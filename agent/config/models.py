@@ -28,6 +28,7 @@ from pydantic import (
     ValidationInfo,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from agent.config.store_url import SQLITE, parse_postgres_url, redact_url
@@ -141,6 +142,14 @@ class Paths(Model):
     )
 
 
+class VerifySettings(Model):
+    decode: bool = Field(
+        default=False,
+        description="After the duration check, decode the whole output once with ffmpeg, at the encoders' "
+        "niceness; any decode error fails the encode (nothing is published). Costs CPU: a fraction of the encode's.",
+    )
+
+
 class Library(Model):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Short unique name (a-z, 0-9, _ and -).")
     source: ConfigPath = Field(description="The watched folder. hb2r only ever reads it.")
@@ -158,6 +167,11 @@ class Library(Model):
     on_preset_change: Literal["keep", "reencode"] = Field(
         default="keep",
         description="When the preset changes after encoding: keep the output and report drift, or re-encode.",
+    )
+    verify: VerifySettings | None = Field(
+        default=None,
+        description="How this library's outputs are checked before they are published; keys not set here "
+        "come from the top-level 'verify'.",
     )
 
     @field_validator("output")
@@ -473,9 +487,34 @@ class Config(Model):
     users: tuple[User, ...] = Field(default=(), description="Who may use the API.")
     store: StoreSettings = Field(default_factory=StoreSettings)
     host: Host = Field(default_factory=Host)
+    verify: VerifySettings = Field(
+        default_factory=VerifySettings,
+        description="Default output checks for every library; a library's own 'verify' keys win.",
+    )
+
+    @model_validator(mode="after")
+    def _libraries_inherit_defaults(self) -> Config:
+        """Give each library the top-level defaults for the keys it does not set itself, so
+        `validate --show` prints what each library really gets."""
+        libraries = tuple(
+            library.model_copy(update={"verify": _merged(self.verify, library.verify)}) for library in self.libraries
+        )
+        object.__setattr__(self, "libraries", libraries)
+        return self
+
+    def verify_for(self, library: Library) -> VerifySettings:
+        """Return the output checks of a library: its own keys, the top-level defaults for the rest."""
+        return _merged(self.verify, library.verify)
 
     def preset_for(self, library: Library) -> Preset:
         return self.presets[library.preset]
+
+
+def _merged(default: VerifySettings, own: VerifySettings | None) -> VerifySettings:
+    """Given the top-level settings and a library's own (None: not set), return the library's effective ones."""
+    if own is None:
+        return default
+    return default.model_copy(update=own.model_dump(exclude_unset=True))
 
 
 def json_schema() -> dict[str, Any]:

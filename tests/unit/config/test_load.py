@@ -346,7 +346,7 @@ BAD_ARGS = "args may not contain"
             [_append("colour: blue\n")],
             [
                 "config.yaml:17: at 'colour': unknown key 'colour' (known: auth, handbrake, host, libraries, "
-                "limits, paths, presets, retry, scan, server, store, users, version)"
+                "limits, paths, presets, retry, scan, server, store, users, verify, version)"
             ],
             id="an-unknown-key-with-no-near-match-lists-the-known-keys",
         ),
@@ -961,3 +961,36 @@ def test_the_lease_defaults_to_30_seconds_and_three_host_losses(folder: Path) ->
     store = load(BASE).config.store
 
     assert (store.lease, store.host_losses) == (timedelta(seconds=30), 3)
+
+
+# --- verify: per library, with top-level defaults ------------------------------------------
+
+
+def test_the_decode_check_is_off_unless_asked_for(folder: Path) -> None:
+    config = load(BASE).config
+
+    assert [config.verify_for(library).decode for library in config.libraries] == [False, False]
+
+
+def test_a_top_level_decode_check_applies_to_every_library_that_does_not_say_otherwise(folder: Path) -> None:
+    text = edited(
+        ("    preset: movies\n", "    preset: movies\n    verify: {decode: false}\n"), ("", "verify: {decode: true}\n")
+    )
+    config = load(text).config
+
+    assert [(library.name, config.verify_for(library).decode) for library in config.libraries] == [
+        ("tv", True),
+        ("movies", False),
+    ]
+    shown_yaml = effective_yaml(config)  # validate --show prints what each library really gets
+    assert "verify:\n    decode: true\n" in shown_yaml
+    assert "verify:\n    decode: false\n" in shown_yaml
+
+
+def test_a_decode_check_that_is_not_a_yes_or_no_is_named_with_its_line(folder: Path) -> None:
+    text = edited(("    preset: tv\n", "    preset: tv\n    verify: {decode: sometimes}\n"))
+
+    assert problems(text) == [
+        "config.yaml:10: at 'libraries[0].verify.decode': input should be a valid boolean, "
+        "unable to interpret input, got 'sometimes'"
+    ]
