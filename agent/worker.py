@@ -8,10 +8,11 @@ files, SQLite writes, logs and metrics.
 A job's life here: claim (a lease with a fencing token, `agent.store.leases`; on SQLite too,
 so one host and many run the same code) -> HandBrakeCLI writes
 `<archive>/.hb2r-partial/<host>-<instance>-<id>-<token>.<ext>` -> verify (exit code, WorkDone,
-size, duration) -> in ONE transaction: ledger row and job done only while the token still
-holds the job (`finish_claimed`), and the atomic move into place. If the process dies
-between the move and the commit, the next pass finds an output with no ledger row and adopts
-it; if it dies before the move, the job is requeued at start and its temp file removed.
+size, duration; the whole decode where `verify.decode` asks) -> in ONE transaction: ledger
+row and job done only while the token still holds the job (`finish_claimed`), and the
+atomic move into place. If the process dies between the move and the commit, the next pass
+finds an output with no ledger row and adopts it; if it dies before the move, the job is
+requeued at start and its temp file removed.
 Either way exactly one output.
 A job whose source is gone, or in which HandBrakeCLI finds no title, is dead at once.
 
