@@ -60,6 +60,7 @@ from agent.handbrake.runner import Encode, EncodeResult
 from agent.resources import cpu_count
 from agent.store import StoreError, jobs
 from agent.store.jobs import LeaseLost
+from agent.store.order import QueueOrder
 from agent.verify import FailureKind, Verification, decode_verdict, verify
 
 TICK_SECONDS = 2.0
@@ -255,6 +256,7 @@ class Dispatcher:
             now=datetime.now(UTC),
             library_order=[library.name for library in config.libraries],
             exclude_libraries=unavailable,
+            order=queue_order(config),
         )
         waiting = {} if job is None else {job.id: job}
         candidates = tuple(
@@ -340,6 +342,7 @@ class Dispatcher:
             libraries=self._available,
             lease=config.store.lease,
             library_order=[library.name for library in config.libraries],
+            order=queue_order(config),
         )
         if claim is None:  # another host took it meanwhile
             return
@@ -903,3 +906,12 @@ def _empty(folder: Path) -> bool:
 def _minute_of_day() -> int:
     local = datetime.now().astimezone()  # windows are in the host's local time
     return local.hour * 60 + local.minute
+
+
+def queue_order(config: Config) -> QueueOrder:
+    """Return the queue's order the config asks for (`order`, each library's, `order_across`)."""
+    return QueueOrder(
+        default=config.order,
+        within={library.name: config.order_for(library) for library in config.libraries},
+        across=config.order_across,
+    )

@@ -142,6 +142,11 @@ class Paths(Model):
     )
 
 
+# The queue's order within a library (agent.store.order), and how libraries take turns.
+QueueOrderName = Literal["oldest", "newest", "smallest", "largest"]
+OrderAcross = Literal["listed", "mixed"]
+
+
 class VerifySettings(Model):
     decode: bool = Field(
         default=False,
@@ -172,6 +177,11 @@ class Library(Model):
         default=None,
         description="How this library's outputs are checked before they are published; keys not set here "
         "come from the top-level 'verify'.",
+    )
+    order: QueueOrderName | None = Field(
+        default=None,
+        description="Which of this library's jobs start first: oldest, newest, smallest or largest source; "
+        "default: the top-level 'order'.",
     )
 
     @field_validator("output")
@@ -492,12 +502,26 @@ class Config(Model):
         description="Default output checks for every library; a library's own 'verify' keys win.",
     )
 
+    order: QueueOrderName = Field(
+        default="oldest",
+        description="Which jobs start first in each library that sets no 'order' of its own: oldest, newest, "
+        "smallest or largest source. A job an admin moved to the front goes before all.",
+    )
+    order_across: OrderAcross = Field(
+        default="listed",
+        description="How libraries take turns: 'listed' starts the first library in the list that has a job "
+        "waiting; 'mixed' compares every library's next job by the top-level 'order'.",
+    )
+
     @model_validator(mode="after")
     def _libraries_inherit_defaults(self) -> Config:
         """Give each library the top-level defaults for the keys it does not set itself, so
         `validate --show` prints what each library really gets."""
         libraries = tuple(
-            library.model_copy(update={"verify": _merged(self.verify, library.verify)}) for library in self.libraries
+            library.model_copy(
+                update={"verify": _merged(self.verify, library.verify), "order": library.order or self.order}
+            )
+            for library in self.libraries
         )
         object.__setattr__(self, "libraries", libraries)
         return self
@@ -505,6 +529,10 @@ class Config(Model):
     def verify_for(self, library: Library) -> VerifySettings:
         """Return the output checks of a library: its own keys, the top-level defaults for the rest."""
         return _merged(self.verify, library.verify)
+
+    def order_for(self, library: Library) -> QueueOrderName:
+        """Return which of a library's jobs start first: its own order, else the top-level one."""
+        return library.order or self.order
 
     def preset_for(self, library: Library) -> Preset:
         return self.presets[library.preset]

@@ -35,6 +35,7 @@ from agent.store.jobs import CancelledBy, Job, JobState
 from agent.store.leader import FencedDatabase, Leadership
 from agent.store.leases import Claim, Heartbeat, Lease
 from agent.store.ledger import LibraryBytes
+from agent.store.order import QueueOrder
 from agent.store.sql import Database, StoreError
 
 if TYPE_CHECKING:
@@ -84,11 +85,19 @@ class DatabaseStore:
         )
 
     def next_runnable(
-        self, *, now: datetime, library_order: Sequence[str], exclude_libraries: Collection[str] = ()
+        self,
+        *,
+        now: datetime,
+        library_order: Sequence[str],
+        exclude_libraries: Collection[str] = (),
+        order: QueueOrder | None = None,
     ) -> Job | None:
         return jobs.next_runnable(
-            self.database, now=now, library_order=library_order, exclude_libraries=exclude_libraries
+            self.database, now=now, library_order=library_order, exclude_libraries=exclude_libraries, order=order
         )
+
+    def move_to_front(self, job_id: int, *, now: datetime) -> Job:
+        return jobs.move_to_front(self.database, job_id, now=now)
 
     def mark_running(self, job_id: int, *, now: datetime) -> Job:
         return jobs.mark_running(self.database, job_id, now=now)
@@ -284,9 +293,17 @@ class DatabaseStore:
 
     # --- leases
     def claim(
-        self, host: str, *, libraries: Collection[str], lease: timedelta, library_order: Sequence[str]
+        self,
+        host: str,
+        *,
+        libraries: Collection[str],
+        lease: timedelta,
+        library_order: Sequence[str],
+        order: QueueOrder | None = None,
     ) -> Claim | None:
-        return leases.claim(self.database, host, libraries=libraries, lease=lease, library_order=library_order)
+        return leases.claim(
+            self.database, host, libraries=libraries, lease=lease, library_order=library_order, order=order
+        )
 
     def heartbeat(
         self, job_id: int, token: int, *, progress: float | None, lease: timedelta, remaining: int | None = None

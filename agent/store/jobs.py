@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from agent.retry import backoff_delay
 from agent.store import tallies
+from agent.store.order import QueueOrder, source_size
 from agent.store.sql import Cursor, Database
 from agent.store.transitions import (
     JobError,
@@ -138,18 +139,19 @@ def enqueue(
     cursor = database.execute(
         _sql("""
         INSERT INTO jobs (library, rel_path, fingerprint, preset_hash, output_path, reason, state, attempts,
-                          created_at, updated_at)
-        VALUES (?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?)
+                          created_at, updated_at, source_size)
+        VALUES (?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?)
         ON CONFLICT (library, rel_path, fingerprint, preset_hash) DO UPDATE SET
             state = 'queued', reason = excluded.reason, output_path = excluded.output_path,
             attempts = CASE WHEN jobs.state = 'done' THEN 0 ELSE jobs.attempts END,
             host_losses = CASE WHEN jobs.state = 'done' THEN 0 ELSE jobs.host_losses END,
-            not_before = NULL, progress = NULL, cancelled_by = NULL, updated_at = excluded.updated_at
+            not_before = NULL, progress = NULL, cancelled_by = NULL, updated_at = excluded.updated_at,
+            priority = 0, source_size = excluded.source_size
         WHERE jobs.state = 'done'
            OR (jobs.state = 'cancelled' AND (jobs.cancelled_by IS NULL OR jobs.cancelled_by <> 'operator'))
         RETURNING {COLUMNS}
         """),
-        (library, rel_path, fingerprint, preset_hash, output_path, reason, stamp, stamp),
+        (library, rel_path, fingerprint, preset_hash, output_path, reason, stamp, stamp, source_size(fingerprint)),
     )
     job = _one(cursor)
     if job is None:
@@ -188,28 +190,125 @@ def next_runnable(
     now: datetime,
     library_order: Sequence[str],
     exclude_libraries: Collection[str] = (),
+    order: QueueOrder | None = None,
 ) -> Job | None:
     """Return the job to start next, or None.
 
     Runnable: queued, or failed with `not_before` passed; not in an excluded library; no other job
-    for the same file running. First by library in `library_order` (others after them), then oldest.
+    for the same file running. A job moved to the front first (the latest moved first); then by
+    `order` (`agent.store.order`; default: libraries as in `library_order`, others after them by
+    their oldest job, and the oldest job of the library).
     """
-    # Indexed queries only (the partial index `jobs_waiting` holds just the queued and failed
-    # jobs): the dispatcher asks every few seconds, also with a long queue or a paused library.
+    # Indexed queries only (partial indexes that hold just the waiting jobs): the dispatcher
+    # asks every few seconds, also with a long queue or a paused library.
+    order = order or QueueOrder()
     stamp = _stamp(now)
     excluded = set(exclude_libraries)
     waiting = [library for library in _waiting_libraries(database) if library not in excluded]
-    for library in dict.fromkeys(library_order):
-        if library in waiting:
-            job = _one(database.execute(_NEXT_IN_LIBRARY, (library, stamp)))
-            if job is not None:
-                return job
-    unlisted = (
-        _one(database.execute(_NEXT_IN_LIBRARY, (library, stamp)))
-        for library in waiting
-        if library not in library_order
+    picked = first_fronted(database, libraries=waiting, stamp=stamp, lock="")
+    for library in library_sequence(database, waiting=waiting, library_order=library_order, order=order, stamp=stamp):
+        if picked is not None:
+            break
+        picked = first_in_library(database, library=library, stamp=stamp, order_by=order.of(library), lock="")
+    return None if picked is None else get(database, picked)
+
+
+def first_fronted(database: Database, *, libraries: Collection[str], stamp: str, lock: str) -> int | None:
+    """Return the id of the runnable job of `libraries` moved to the front last (locked on PostgreSQL
+    by `lock`), or None. Reads `jobs_fronted`, which holds only waiting jobs moved to the front."""
+    if not libraries:
+        return None
+    # SQLite must be told to use the small partial index (`INDEXED BY`); PostgreSQL picks it itself.
+    indexed = " INDEXED BY jobs_fronted" if database.dialect == "sqlite" else ""
+    rows = database.execute(_FRONTED.replace("{INDEXED}", indexed) + lock, (stamp,)).fetchall()
+    for job_id, library, rel_path in rows:
+        if library in libraries and database.execute(_FILE_RUNNING, (library, rel_path)).fetchone() is None:
+            return int(job_id)
+    return None
+
+
+def first_in_library(database: Database, *, library: str, stamp: str, order_by: str, lock: str) -> int | None:
+    """Return the id of library's next runnable job in `order_by` (locked on PostgreSQL by `lock`), or None.
+
+    Read in the order of a partial index and stopping at the first row; the rare job whose file
+    has another job running is skipped by a second, indexed look-up (a NOT EXISTS in the one query
+    would make PostgreSQL join every waiting job of the library).
+    """
+    skipped: list[int] = []
+    while True:
+        marks = ", ".join(["?"] * len(skipped))
+        query = (
+            _FIRST_WAITING.replace("{SKIPPED}", f" AND id NOT IN ({marks})" if skipped else "").replace(
+                "{ORDER}", order_by
+            )
+            + lock
+        )
+        row = database.execute(query, (library, stamp, *skipped)).fetchone()
+        if row is None:
+            return None
+        if database.execute(_FILE_RUNNING, (library, row[1])).fetchone() is None:
+            return int(row[0])
+        skipped.append(int(row[0]))
+
+
+def library_sequence(
+    database: Database, *, waiting: list[str], library_order: Sequence[str], order: QueueOrder, stamp: str
+) -> list[str]:
+    """Return the waiting libraries in the order they take turns: `listed` ones as listed, then the
+    rest by their next job; `mixed`: all of them by their next job (in the top-level order)."""
+    listed = [library for library in dict.fromkeys(library_order) if library in waiting and order.across == "listed"]
+    rest = [library for library in waiting if library not in listed]
+    if len(rest) > 1:
+        firsts = {
+            library: first_in_library(database, library=library, stamp=stamp, order_by=order.of(library), lock="")
+            for library in rest
+        }
+        ranked = _in_order(database, [job_id for job_id in firsts.values() if job_id is not None], order.between)
+        rest = [library for job_id in ranked for library, first in firsts.items() if first == job_id]
+    return listed + rest
+
+
+def _in_order(database: Database, job_ids: list[int], order_by: str) -> list[int]:
+    """Return job_ids in `order_by`."""
+    if not job_ids:
+        return []
+    query = f"SELECT id FROM jobs WHERE id IN ({{MARKS}}) ORDER BY {order_by}"  # noqa: S608 - constants only
+    rows = database.execute(query.replace("{MARKS}", ", ".join(["?"] * len(job_ids))), job_ids).fetchall()
+    return [int(row[0]) for row in rows]
+
+
+def move_to_front(database: Database, job_id: int, *, now: datetime) -> Job:
+    """Put a waiting (queued or failed) job before every other, its backoff waived; return it.
+
+    The latest job moved goes first. Raise JobNotFound if there is no such job, JobStateError if
+    it is not waiting (running, done, dead or cancelled: retry it first).
+    """
+    cursor = database.execute(
+        _sql("""
+        UPDATE jobs SET priority = (
+                            SELECT coalesce(max(priority), 0) + 1 FROM jobs{INDEXED} WHERE priority > 0 AND {WAITING}
+                        ),
+                        not_before = NULL,
+                        updated_at = ?
+        WHERE id = ? AND state IN ('queued', 'failed')
+        RETURNING {COLUMNS}
+        """)
+        .replace("{WAITING}", "state IN ('queued', 'failed')")
+        .replace("{INDEXED}", " INDEXED BY jobs_fronted" if database.dialect == "sqlite" else ""),
+        (_stamp(now), job_id),
     )
-    return min((job for job in unlisted if job is not None), key=lambda job: (job.created_at, job.id), default=None)
+    job = _one(cursor)
+    if job is None:
+        found = get(database, job_id)
+        if found is None:
+            raise JobNotFound(f"there is no job {job_id}")
+        raise JobStateError(
+            f"job {job_id} is {found.state}: only a queued or failed job can be moved to the front"
+            + (" (retry it first)" if found.state in (JobState.DEAD, JobState.CANCELLED) else ""),
+            job_id=job_id,
+            state=found.state,
+        )
+    return job
 
 
 def _waiting_libraries(database: Database) -> list[str]:
@@ -234,18 +333,19 @@ _WAITING_LIBRARIES = """
     SELECT library FROM waiting WHERE library IS NOT NULL
 """
 
-
-_NEXT_IN_LIBRARY = _sql("""
-    SELECT {COLUMNS} FROM jobs
-    WHERE library = ? AND state IN ('queued', 'failed')
-      AND (state = 'queued' OR not_before IS NULL OR not_before <= ?)
-      AND NOT EXISTS (
-          SELECT 1 FROM jobs AS other
-          WHERE other.library = jobs.library AND other.rel_path = jobs.rel_path AND other.state = 'running'
-      )
-    ORDER BY created_at, id
+_RUNNABLE = "state IN ('queued', 'failed') AND (state = 'queued' OR not_before IS NULL OR not_before <= ?)"
+_FIRST_WAITING = f"""
+    SELECT id, rel_path FROM jobs
+    WHERE library = ? AND {_RUNNABLE}{{SKIPPED}}
+    ORDER BY {{ORDER}}
     LIMIT 1
-""")
+"""  # noqa: S608 - constants only
+_FRONTED = f"""
+    SELECT id, library, rel_path FROM jobs{{INDEXED}}
+    WHERE priority > 0 AND {_RUNNABLE}
+    ORDER BY priority DESC
+"""  # noqa: S608 - constants only
+_FILE_RUNNING = "SELECT 1 FROM jobs WHERE library = ? AND rel_path = ? AND state = 'running' LIMIT 1"
 
 
 def mark_running(database: Database, job_id: int, *, now: datetime) -> Job:

@@ -26,6 +26,7 @@ from agent.store.jobs import CancelledBy, Job, JobState
 from agent.store.leader import Leadership
 from agent.store.leases import Claim, Heartbeat, Lease
 from agent.store.ledger import LibraryBytes
+from agent.store.order import QueueOrder
 
 if TYPE_CHECKING:
     from agent.config.models import Retry
@@ -56,8 +57,14 @@ class Store(Protocol):
         ...
 
     def next_runnable(
-        self, *, now: datetime, library_order: Sequence[str], exclude_libraries: Collection[str] = ()
+        self,
+        *,
+        now: datetime,
+        library_order: Sequence[str],
+        exclude_libraries: Collection[str] = (),
+        order: QueueOrder | None = None,
     ) -> Job | None: ...
+    def move_to_front(self, job_id: int, *, now: datetime) -> Job: ...
     def mark_running(self, job_id: int, *, now: datetime) -> Job: ...
     def record_progress(self, job_id: int, *, progress: float, now: datetime) -> None: ...
     def mark_done(self, job_id: int, *, now: datetime) -> Job: ...
@@ -160,7 +167,13 @@ class Store(Protocol):
 
     # --- leases for several hosts on one queue (agent.store.leases; `release_claim` is its `release`)
     def claim(
-        self, host: str, *, libraries: Collection[str], lease: timedelta, library_order: Sequence[str]
+        self,
+        host: str,
+        *,
+        libraries: Collection[str],
+        lease: timedelta,
+        library_order: Sequence[str],
+        order: QueueOrder | None = None,
     ) -> Claim | None: ...
     def heartbeat(
         self, job_id: int, token: int, *, progress: float | None, lease: timedelta, remaining: int | None = None

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from agent.store.jobs import JobState
+from agent.store.order import ORDERS, QueueOrder
 from agent.store.sqlite import SqliteStore, open_store
 
 WORK_UNIT = 100  # VM instructions per call of the progress handler
@@ -43,10 +44,10 @@ def filled(state_dir: Path, count: int) -> SqliteStore:
     with store.transaction():
         store.database.executemany(
             "INSERT INTO jobs (library, rel_path, fingerprint, preset_hash, output_path, reason, state,"
-            " created_at, updated_at) VALUES (?, ?, ?, 'p', ?, 'new', ?, ?, ?)",
+            " created_at, updated_at, source_size) VALUES (?, ?, ?, 'p', ?, 'new', ?, ?, ?, ?)",
             (
                 (library(index), f"e{index}.mkv", f"f{index}", f"out/e{index}.mkv", state(index), stamp(index),
-                 stamp(index))
+                 stamp(index), (index * 7919) % 100_000)
                 for index in range(count)
             ),
         )  # fmt: skip
@@ -99,6 +100,29 @@ READS: dict[str, Callable[[SqliteStore], Any]] = {
     "a later page of a library": lambda store: store.page(library="movies", before_id=SMALL // 2, limit=101),
     "next runnable job (dispatcher tick)": lambda store: store.next_runnable(now=NOW, library_order=["tv", "movies"]),
     "running jobs' remaining bytes (dispatcher tick)": lambda store: store.remaining_bytes(other_than=None),
+    **{
+        f"next runnable job, {within} first, libraries {across}": (
+            lambda store, within=within, across=across: store.next_runnable(
+                now=NOW, library_order=["tv", "movies"], order=QueueOrder(default=within, across=across)
+            )
+        )
+        for within in ORDERS
+        for across in ("listed", "mixed")
+    },
+    # before the claims, which start jobs: the job moved must still be waiting
+    "move a job to the front": lambda store: store.move_to_front(SMALL - 1, now=NOW),
+    "next runnable job with one moved to the front": lambda store: (
+        store.move_to_front(SMALL - 1, now=NOW), store.next_runnable(now=NOW, library_order=["tv", "movies"])
+    ),
+    **{
+        f"claim, {within} first": (
+            lambda store, within=within: store.claim(
+                "alpha", libraries=["tv", "movies"], lease=timedelta(seconds=30), library_order=["tv", "movies"],
+                order=QueueOrder(default=within, across="mixed"),
+            )
+        )
+        for within in ORDERS
+    },
 }
 
 
@@ -121,6 +145,8 @@ def test_the_tallies_of_a_state_from_before_them_count_every_row(tmp_path: Path)
         DROP TRIGGER ledger_tallies_on_insert; DROP TRIGGER ledger_tallies_on_update;
         DROP TRIGGER ledger_tallies_on_delete; DROP TABLE job_tallies; DROP TABLE ledger_tallies;
         DROP INDEX jobs_by_state_id; DROP INDEX jobs_by_library_id; DROP INDEX jobs_by_library_state_id;
+        DROP INDEX jobs_waiting_by_size; DROP INDEX jobs_fronted;
+        ALTER TABLE jobs DROP COLUMN source_size; ALTER TABLE jobs DROP COLUMN priority;
         PRAGMA user_version = 10;
         UPDATE jobs SET state = 'dead' WHERE id <= 10;
         UPDATE ledger SET output_size = NULL WHERE id <= 10;

@@ -346,7 +346,7 @@ BAD_ARGS = "args may not contain"
             [_append("colour: blue\n")],
             [
                 "config.yaml:17: at 'colour': unknown key 'colour' (known: auth, handbrake, host, libraries, "
-                "limits, paths, presets, retry, scan, server, store, users, verify, version)"
+                "limits, order, order_across, paths, presets, retry, scan, server, store, users, verify, version)"
             ],
             id="an-unknown-key-with-no-near-match-lists-the-known-keys",
         ),
@@ -993,4 +993,35 @@ def test_a_decode_check_that_is_not_a_yes_or_no_is_named_with_its_line(folder: P
     assert problems(text) == [
         "config.yaml:10: at 'libraries[0].verify.decode': input should be a valid boolean, "
         "unable to interpret input, got 'sometimes'"
+    ]
+
+
+# --- order: per library, with a top-level default ------------------------------------------
+
+
+def test_the_queue_starts_the_oldest_job_first_and_libraries_in_their_listed_order_by_default(folder: Path) -> None:
+    config = load(BASE).config
+
+    assert [config.order_for(library) for library in config.libraries] == ["oldest", "oldest"]
+    assert config.order_across == "listed"
+
+
+def test_a_library_without_an_order_of_its_own_takes_the_top_level_one(folder: Path) -> None:
+    text = edited(
+        ("    preset: movies\n", "    preset: movies\n    order: largest\n"),
+        ("", "order: smallest\norder_across: mixed\n"),
+    )
+    config = load(text).config
+
+    orders = [(library.name, library.order) for library in config.libraries]
+    assert orders == [("tv", "smallest"), ("movies", "largest")]
+    assert config.order_across == "mixed"
+
+
+def test_an_order_hb2r_does_not_know_lists_the_ones_it_does(folder: Path) -> None:
+    text = edited(("    preset: tv\n", "    preset: tv\n    order: random\n"))
+
+    assert problems(text) == [
+        "config.yaml:10: at 'libraries[0].order': input should be 'oldest', 'newest', 'smallest' or 'largest', "
+        "got 'random'"
     ]
