@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.domain import Ledger, LedgerEntry, SeenFile, SourceFile, UserChange, UserRecord
+from agent.facts import MediaFacts
 from agent.store import (
     failures,
     holds,
@@ -22,6 +23,7 @@ from agent.store import (
     leader,
     leases,
     ledger,
+    media_facts,
     scans,
     state,
     status,
@@ -35,6 +37,7 @@ from agent.store.jobs import CancelledBy, Job, JobState
 from agent.store.leader import FencedDatabase, Leadership
 from agent.store.leases import Claim, Heartbeat, Lease
 from agent.store.ledger import LibraryBytes
+from agent.store.media_facts import StoredFacts
 from agent.store.order import QueueOrder
 from agent.store.sql import Database, StoreError
 
@@ -98,6 +101,15 @@ class DatabaseStore:
 
     def move_to_front(self, job_id: int, *, now: datetime) -> Job:
         return jobs.move_to_front(self.database, job_id, now=now)
+
+    def record_facts(self, fingerprint: str, *, facts: MediaFacts | None, error: str | None, now: datetime) -> None:
+        media_facts.record(self.database, fingerprint, facts=facts, error=error, now=now)
+
+    def facts_for(self, fingerprints: Collection[str]) -> dict[str, StoredFacts]:
+        return media_facts.read(self.database, fingerprints)
+
+    def forget_facts(self, fingerprints: Collection[str]) -> int:
+        return media_facts.forget(self.database, fingerprints)
 
     def mark_running(self, job_id: int, *, now: datetime) -> Job:
         return jobs.mark_running(self.database, job_id, now=now)

@@ -255,13 +255,20 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER ledger_tallies_follow AFTER INSERT OR DELETE OR UPDATE OF library, size, output_size ON ledger
         FOR EACH ROW EXECUTE FUNCTION ledger_tallies_follow();
     """,
-    # 12: the queue's order, as SQLite's migration 12.
+    # 12: the queue's order and the media facts, as SQLite's migration 12.
     """
     ALTER TABLE jobs ADD COLUMN source_size BIGINT NOT NULL DEFAULT 0 CHECK (source_size >= 0);
     ALTER TABLE jobs ADD COLUMN priority BIGINT NOT NULL DEFAULT 0 CHECK (priority >= 0);
     UPDATE jobs SET source_size = split_part(fingerprint, ':', 1)::BIGINT WHERE fingerprint ~ '^[0-9]{1,18}:';
     CREATE INDEX IF NOT EXISTS jobs_waiting_by_size ON jobs (library, source_size) WHERE state IN ('queued', 'failed');
     CREATE INDEX IF NOT EXISTS jobs_fronted ON jobs (priority) WHERE priority > 0 AND state IN ('queued', 'failed');
+    CREATE TABLE IF NOT EXISTS media_facts (
+        fingerprint TEXT PRIMARY KEY,
+        facts TEXT,
+        error TEXT,
+        probed_at TEXT NOT NULL,
+        CHECK ((facts IS NULL) <> (error IS NULL))
+    );
     """,
 )
 

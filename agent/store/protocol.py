@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from agent.domain import Ledger, LedgerEntry, SeenFile, SourceFile, UserChange, UserRecord
+from agent.facts import MediaFacts
 from agent.store.holds import Hold
 from agent.store.hosts import HostReport, HostRow
 from agent.store.jobs import CancelledBy, Job, JobState
 from agent.store.leader import Leadership
 from agent.store.leases import Claim, Heartbeat, Lease
 from agent.store.ledger import LibraryBytes
+from agent.store.media_facts import StoredFacts
 from agent.store.order import QueueOrder
 
 if TYPE_CHECKING:
@@ -65,6 +67,13 @@ class Store(Protocol):
         order: QueueOrder | None = None,
     ) -> Job | None: ...
     def move_to_front(self, job_id: int, *, now: datetime) -> Job: ...
+
+    # --- each content's media facts, by fingerprint (agent.store.media_facts)
+    def record_facts(
+        self, fingerprint: str, *, facts: MediaFacts | None, error: str | None, now: datetime
+    ) -> None: ...
+    def facts_for(self, fingerprints: Collection[str]) -> dict[str, StoredFacts]: ...
+    def forget_facts(self, fingerprints: Collection[str]) -> int: ...
     def mark_running(self, job_id: int, *, now: datetime) -> Job: ...
     def record_progress(self, job_id: int, *, progress: float, now: datetime) -> None: ...
     def mark_done(self, job_id: int, *, now: datetime) -> Job: ...

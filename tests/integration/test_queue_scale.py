@@ -145,7 +145,7 @@ def test_the_tallies_of_a_state_from_before_them_count_every_row(tmp_path: Path)
         DROP TRIGGER ledger_tallies_on_insert; DROP TRIGGER ledger_tallies_on_update;
         DROP TRIGGER ledger_tallies_on_delete; DROP TABLE job_tallies; DROP TABLE ledger_tallies;
         DROP INDEX jobs_by_state_id; DROP INDEX jobs_by_library_id; DROP INDEX jobs_by_library_state_id;
-        DROP INDEX jobs_waiting_by_size; DROP INDEX jobs_fronted;
+        DROP INDEX jobs_waiting_by_size; DROP INDEX jobs_fronted; DROP TABLE media_facts;
         ALTER TABLE jobs DROP COLUMN source_size; ALTER TABLE jobs DROP COLUMN priority;
         PRAGMA user_version = 10;
         UPDATE jobs SET state = 'dead' WHERE id <= 10;
