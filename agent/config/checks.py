@@ -15,6 +15,7 @@ from pathlib import Path
 
 from agent.config.errors import Location
 from agent.config.models import Config
+from agent.config.rules import Rule
 
 HIGH_PERCENT = 90
 
@@ -31,6 +32,7 @@ def check(config: Config) -> Found:
     _check_libraries(config, found)
     _check_folders(config, found)
     _check_presets(config, found)
+    _check_rules(config, found)
     _check_limits(config, found)
     _check_users(config, found)
     return found
@@ -75,6 +77,32 @@ def _check_libraries(config: Config, found: Found) -> None:
             found.errors.append(
                 (("libraries", index, "preset"), f"preset {library.preset!r} is not defined (known: {known})")
             )
+
+
+def _check_rules(config: Config, found: Found) -> None:
+    """`hdr:` and a rule's `preset:` must name a defined preset; each mistake is named once, where it is written
+    (a library's value equal to the top-level one is inherited from there)."""
+    known = ", ".join(sorted(config.presets)) or "none"
+
+    def hdr_problem(value: str) -> str | None:
+        if value in ("copy", "skip") or value in config.presets:
+            return None
+        return f"hdr must be copy, skip or a preset's name; preset {value!r} is not defined (known: {known})"
+
+    def rule_problems(rules: tuple[Rule, ...], at: tuple[str | int, ...]) -> None:
+        for index, rule in enumerate(rules):
+            if rule.preset is not None and rule.preset not in config.presets:
+                message = f"rule {rule.name!r}: preset {rule.preset!r} is not defined (known: {known})"
+                found.errors.append(((*at, index, "preset"), message))
+
+    if (problem := hdr_problem(config.hdr)) is not None:
+        found.errors.append((("hdr",), problem))
+    rule_problems(config.rules, ("rules",))
+    for index, library in enumerate(config.libraries):
+        if library.hdr is not None and library.hdr != config.hdr and (problem := hdr_problem(library.hdr)):
+            found.errors.append((("libraries", index, "hdr"), problem))
+        if library.rules is not None and library.rules != config.rules:
+            rule_problems(library.rules, ("libraries", index, "rules"))
 
 
 def _check_folders(config: Config, found: Found) -> None:

@@ -15,7 +15,7 @@ import re
 import socket
 from datetime import timedelta
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from agent.config.rules import Audio, LargerOutput, Rule, Subtitles
 from agent.config.store_url import SQLITE, parse_postgres_url, redact_url
 from agent.config.units import (
     Rate,
@@ -182,6 +183,19 @@ class Library(Model):
         default=None,
         description="Which of this library's jobs start first: oldest, newest, smallest or largest source; "
         "default: the top-level 'order'.",
+    )
+    rules: tuple[Rule, ...] | None = Field(
+        default=None, description="This library's rules, replacing the top-level 'rules' whole; first match wins."
+    )
+    larger_output: LargerOutput | None = Field(
+        default=None, description="As the top-level 'larger_output'; keys not set here come from there."
+    )
+    hdr: str | None = Field(default=None, min_length=1, description="As the top-level 'hdr'.")
+    audio: Audio | None = Field(
+        default=None, description="As the top-level 'audio'; keys not set here come from there."
+    )
+    subtitles: Subtitles | None = Field(
+        default=None, description="As the top-level 'subtitles'; keys not set here come from there."
     )
 
     @field_validator("output")
@@ -513,13 +527,41 @@ class Config(Model):
         "waiting; 'mixed' compares every library's next job by the top-level 'order'.",
     )
 
+    rules: tuple[Rule, ...] = Field(
+        default=(),
+        description="Media-aware rules for every library without its own: the first whose 'when' holds decides "
+        "encode, copy or skip; none: encode. Not applied yet: they are checked and shown only.",
+    )
+    larger_output: LargerOutput = Field(
+        default_factory=LargerOutput,
+        description="What to do when a verified output is not enough smaller than its source. Not applied yet.",
+    )
+    hdr: str = Field(
+        default="copy",
+        min_length=1,
+        description="HDR and Dolby Vision sources: copy, skip, or the name of an HDR-capable entry of 'presets' "
+        "(10-bit x265 keeping HDR10 metadata); never an 8-bit encode by default. Not applied yet.",
+    )
+    audio: Audio = Field(default_factory=Audio, description="Which audio tracks to keep, and how. Not applied yet.")
+    subtitles: Subtitles = Field(
+        default_factory=Subtitles, description="Which subtitles to keep; never burned in unless asked. Not applied yet."
+    )
+
     @model_validator(mode="after")
     def _libraries_inherit_defaults(self) -> Config:
         """Give each library the top-level defaults for the keys it does not set itself, so
         `validate --show` prints what each library really gets."""
         libraries = tuple(
             library.model_copy(
-                update={"verify": _merged(self.verify, library.verify), "order": library.order or self.order}
+                update={
+                    "verify": _merged(self.verify, library.verify),
+                    "order": library.order or self.order,
+                    "rules": self.rules if library.rules is None else library.rules,
+                    "larger_output": _merged(self.larger_output, library.larger_output),
+                    "hdr": library.hdr or self.hdr,
+                    "audio": _merged(self.audio, library.audio),
+                    "subtitles": _merged(self.subtitles, library.subtitles),
+                }
             )
             for library in self.libraries
         )
@@ -538,7 +580,10 @@ class Config(Model):
         return self.presets[library.preset]
 
 
-def _merged(default: VerifySettings, own: VerifySettings | None) -> VerifySettings:
+_Settings = TypeVar("_Settings", bound=BaseModel)
+
+
+def _merged(default: _Settings, own: _Settings | None) -> _Settings:
     """Given the top-level settings and a library's own (None: not set), return the library's effective ones."""
     if own is None:
         return default
