@@ -1,0 +1,105 @@
+"""What a library's rules decide for one file, and what becomes of an output that saved too little.
+
+PURE: facts (`agent.facts`), the source's size and a library's effective settings in, a
+decision out; the planner and the worker will call these once wired (see the README's Rules).
+
+`decide`: the first rule whose `when:` holds decides (encode, copy or skip); none: encode with
+the library's preset. Then HDR: an encode of an HDR or Dolby Vision source that no rule asked
+for by preset name goes by `hdr:` instead (copy, skip, or encode with the named preset), so an
+HDR source is never encoded with an 8-bit preset by default. A file with no facts (not probed,
+or the probe failed) is encoded as before rules existed: rules decide only on what is known,
+and a failed probe is reported on its own.
+
+`after_encode`: a verified output that is not at least `min_saving` % smaller than its source
+goes by `larger_output.then`: copy (publish the source instead), keep (publish the encode), or
+skip (publish nothing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from agent.config.rules import LargerOutput, Rule, When
+from agent.facts import MediaFacts
+
+Action = Literal["encode", "copy", "skip"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with a file: `action`, the `preset` to encode with (encode only), and why."""
+
+    action: Action
+    preset: str | None
+    reason: str  # for `hb2r plan`: `rule "already efficient"`, `hdr: copy`, `no rule matched`
+    rule: str | None = None  # the rule that chose it, if one did
+
+
+def decide(facts: MediaFacts | None, *, size: int, rules: tuple[Rule, ...], hdr: str, library_preset: str) -> Decision:
+    """Given a file's facts (None: unknown) and size, a library's rules, its `hdr:` setting and its
+    preset's name, return what to do with the file."""
+    if facts is None:
+        return Decision("encode", library_preset, "no media facts: encoded with the library's preset")
+    for rule in rules:
+        if matches(rule.when, facts, size=size):
+            if rule.action != "encode":
+                return Decision(rule.action, None, f'rule "{rule.name}"', rule.name)
+            if rule.preset is not None:  # asked for by name: HDR or not
+                return Decision("encode", rule.preset, f'rule "{rule.name}"', rule.name)
+            return _unless_hdr(
+                facts, hdr=hdr, decision=Decision("encode", library_preset, f'rule "{rule.name}"', rule.name)
+            )
+    return _unless_hdr(facts, hdr=hdr, decision=Decision("encode", library_preset, "no rule matched"))
+
+
+def matches(when: When, facts: MediaFacts, *, size: int) -> bool:
+    """Return whether every condition of `when` holds for the facts and the file's size."""
+    video = facts.video
+    bitrate = facts.effective_video_bitrate
+    checks = (
+        when.codec is None or (video is not None and video.codec.lower() in when.codec),
+        when.bitrate_below is None or (bitrate is not None and bitrate < when.bitrate_below),
+        when.height_at_most is None or (video is not None and video.height <= when.height_at_most),
+        when.size_below is None or size < when.size_below,
+        when.hdr is None or (video is not None and video.hdr.value in when.hdr),
+        when.container is None or facts.container.lower() in when.container,
+    )
+    return all(checks)
+
+
+def _unless_hdr(facts: MediaFacts, *, hdr: str, decision: Decision) -> Decision:
+    video = facts.video
+    if video is None or not video.hdr.is_hdr:
+        return decision
+    reason = f"{_HDR_NAMES[video.hdr.value]}, hdr: {hdr}"
+    if hdr == "copy":
+        return Decision("copy", None, reason, decision.rule)
+    if hdr == "skip":
+        return Decision("skip", None, reason, decision.rule)
+    return Decision("encode", hdr, reason, decision.rule)
+
+
+_HDR_NAMES = {"hlg": "HLG", "pq": "PQ", "hdr10": "HDR10", "hdr10+": "HDR10+", "dolby_vision": "Dolby Vision"}
+
+
+@dataclass(frozen=True)
+class AfterEncode:
+    """What to publish once an encode is verified: the encode, the source instead, or nothing."""
+
+    publish: Literal["encode", "source", "nothing"]
+    reason: str
+
+
+def after_encode(*, source_size: int, output_size: int, settings: LargerOutput) -> AfterEncode:
+    """Given the source's and the verified output's sizes and `larger_output`, return what to publish."""
+    saved = 1 - output_size / source_size if source_size > 0 else 0.0
+    if source_size > 0 and output_size * 100 <= source_size * (100 - settings.min_saving):  # exact, in integers
+        return AfterEncode("encode", f"the output saves {saved:.0%}")
+    said = (
+        f"the output saves {saved:.0%}, less than {settings.min_saving}%"
+        if saved >= 0
+        else (f"the output is {-saved:.0%} larger than its source")
+    )
+    publish: dict[str, Literal["encode", "source", "nothing"]] = {"copy": "source", "keep": "encode", "skip": "nothing"}
+    return AfterEncode(publish[settings.then], f"{said}: larger_output: {settings.then}")
