@@ -2,8 +2,10 @@
 
 A preset's identity is a hash of everything that shapes its output: HandBrake's preset
 name, the content of an imported preset file, the container, the extra arguments and the
-HandBrake version. Two encodes with equal identities are interchangeable, so the ledger
-stores it and the planner compares it to spot presets that changed since encoding.
+HandBrake version, and a library's `audio:`/`subtitles:` settings when they are not the defaults
+(they change which tracks the encode keeps, so the drift policy applies to a change of them).
+Two encodes with equal identities are interchangeable, so the ledger stores it and the
+planner compares it to spot presets that changed since encoding.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 from collections.abc import Callable
 
 from agent.config.models import Library, Preset
+from agent.config.rules import Audio, Subtitles
 
 
 def output_path(library: Library, preset: Preset, rel_path: str) -> str:
@@ -37,13 +40,26 @@ def output_namer(library: Library, preset: Preset) -> Callable[[str], str]:
     return name
 
 
-def preset_identity(preset: Preset, *, import_file_content: bytes | None, handbrake_version: str) -> str:
-    """Return a short stable hash of everything that determines a preset's output."""
-    facts = {
+def preset_identity(
+    preset: Preset,
+    *,
+    import_file_content: bytes | None,
+    handbrake_version: str,
+    audio: Audio | None = None,
+    subtitles: Subtitles | None = None,
+) -> str:
+    """Return a short stable hash of everything that determines a preset's output: with a library's
+    `audio:` and `subtitles:` settings, which change what the encode keeps. Settings left at their
+    defaults (the preset chooses) leave the identity as it was before these keys existed."""
+    facts: dict[str, object] = {
         "handbrake": preset.handbrake,
         "import_file": hashlib.sha256(import_file_content).hexdigest() if import_file_content is not None else None,
         "container": preset.container,
         "args": list(preset.args),
         "version": handbrake_version,
     }
+    if audio is not None and audio != Audio():
+        facts["audio"] = audio.model_dump(mode="json")
+    if subtitles is not None and subtitles != Subtitles():
+        facts["subtitles"] = subtitles.model_dump(mode="json")
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()[:16]

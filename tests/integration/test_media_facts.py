@@ -4,13 +4,19 @@ and a clear reason, for that file alone, when a file cannot be read."""
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from agent.config.models import Preset
+from agent.config.rules import Audio, Subtitles
 from agent.facts import HdrKind
+from agent.handbrake.command import encode_argv
 from agent.handbrake.probe import ProbeFailed, probe_facts
-from tests.integration.archive_support import require_tools
+from agent.handbrake.tracks import audio_options, subtitle_options
+from tests.integration.archive_support import PRESET, require_tools
 from tests.integration.media_clips import CLIPS
 
 
@@ -56,3 +62,43 @@ def test_a_corrupt_file_fails_with_a_clear_reason_of_its_own(tmp_path: Path, cli
 def test_a_missing_ffprobe_is_named(tmp_path: Path, clips: dict[str, Path]) -> None:
     with pytest.raises(ProbeFailed, match="no-such-ffprobe could not run"):
         probe_facts(clips["hevc"], ffprobe=str(tmp_path / "no-such-ffprobe"))
+
+
+def streams_of(path: Path) -> list[tuple[str, str, int]]:
+    """Return (type, language, forced) of each stream of a file, as ffprobe reads it."""
+    answer = subprocess.run(
+        ["ffprobe", "-v", "error", "-print_format", "json", "-show_streams", str(path)],
+        check=True, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    return [
+        (stream["codec_type"], stream.get("tags", {}).get("language", "und"), stream["disposition"]["forced"])
+        for stream in json.loads(answer.stdout)["streams"]
+    ]
+
+
+def test_the_encode_keeps_exactly_the_tracks_the_settings_ask_for_and_burns_nothing(
+    tmp_path: Path, clips: dict[str, Path]
+) -> None:
+    source = clips["multi_track"]
+    facts = probe_facts(source)
+    audio = Audio(languages=("original", "fre"))  # original: the first track's language, eng
+    subtitles = Subtitles(languages=("eng",), forced_only=True)
+    output = tmp_path / "out.mkv"
+    argv = encode_argv(
+        binary="HandBrakeCLI", preset=Preset(handbrake=PRESET), source=source, output=output,
+        tracks=audio_options(audio, facts) + subtitle_options(subtitles, facts),
+    )  # fmt: skip
+
+    subprocess.run(argv, check=True, capture_output=True, timeout=300)
+
+    kept = streams_of(output)
+    assert [(kind, language) for kind, language, _ in kept] == [
+        ("video", "und"), ("audio", "eng"), ("audio", "fre"), ("subtitle", "eng"),
+    ]  # fmt: skip
+    # Kept as a text stream (burned in, it would be in the picture, not a stream), and it is the
+    # forced track: HandBrake 1.6.1 drops the forced flag, so its words tell which one it is.
+    words = subprocess.run(
+        ["ffmpeg", "-nostdin", "-v", "error", "-i", str(output), "-map", "0:s:0", "-f", "srt", "-"],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout  # fmt: skip
+    assert "Forced words" in words
