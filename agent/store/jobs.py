@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from agent.retry import backoff_delay
 from agent.store import tallies
-from agent.store.order import QueueOrder, source_size
+from agent.store.order import QueueOrder, first_fronted, first_in_library, library_sequence, source_size
 from agent.store.sql import Cursor, Database
 from agent.store.transitions import (
     JobError,
@@ -213,70 +213,6 @@ def next_runnable(
     return None if picked is None else get(database, picked)
 
 
-def first_fronted(database: Database, *, libraries: Collection[str], stamp: str, lock: str) -> int | None:
-    """Return the id of the runnable job of `libraries` moved to the front last (locked on PostgreSQL
-    by `lock`), or None. Reads `jobs_fronted`, which holds only waiting jobs moved to the front."""
-    if not libraries:
-        return None
-    # SQLite must be told to use the small partial index (`INDEXED BY`); PostgreSQL picks it itself.
-    indexed = " INDEXED BY jobs_fronted" if database.dialect == "sqlite" else ""
-    rows = database.execute(_FRONTED.replace("{INDEXED}", indexed) + lock, (stamp,)).fetchall()
-    for job_id, library, rel_path in rows:
-        if library in libraries and database.execute(_FILE_RUNNING, (library, rel_path)).fetchone() is None:
-            return int(job_id)
-    return None
-
-
-def first_in_library(database: Database, *, library: str, stamp: str, order_by: str, lock: str) -> int | None:
-    """Return the id of library's next runnable job in `order_by` (locked on PostgreSQL by `lock`), or None.
-
-    Read in the order of a partial index and stopping at the first row; the rare job whose file
-    has another job running is skipped by a second, indexed look-up (a NOT EXISTS in the one query
-    would make PostgreSQL join every waiting job of the library).
-    """
-    skipped: list[int] = []
-    while True:
-        marks = ", ".join(["?"] * len(skipped))
-        query = (
-            _FIRST_WAITING.replace("{SKIPPED}", f" AND id NOT IN ({marks})" if skipped else "").replace(
-                "{ORDER}", order_by
-            )
-            + lock
-        )
-        row = database.execute(query, (library, stamp, *skipped)).fetchone()
-        if row is None:
-            return None
-        if database.execute(_FILE_RUNNING, (library, row[1])).fetchone() is None:
-            return int(row[0])
-        skipped.append(int(row[0]))
-
-
-def library_sequence(
-    database: Database, *, waiting: list[str], library_order: Sequence[str], order: QueueOrder, stamp: str
-) -> list[str]:
-    """Return the waiting libraries in the order they take turns: `listed` ones as listed, then the
-    rest by their next job; `mixed`: all of them by their next job (in the top-level order)."""
-    listed = [library for library in dict.fromkeys(library_order) if library in waiting and order.across == "listed"]
-    rest = [library for library in waiting if library not in listed]
-    if len(rest) > 1:
-        firsts = {
-            library: first_in_library(database, library=library, stamp=stamp, order_by=order.of(library), lock="")
-            for library in rest
-        }
-        ranked = _in_order(database, [job_id for job_id in firsts.values() if job_id is not None], order.between)
-        rest = [library for job_id in ranked for library, first in firsts.items() if first == job_id]
-    return listed + rest
-
-
-def _in_order(database: Database, job_ids: list[int], order_by: str) -> list[int]:
-    """Return job_ids in `order_by`."""
-    if not job_ids:
-        return []
-    query = f"SELECT id FROM jobs WHERE id IN ({{MARKS}}) ORDER BY {order_by}"  # noqa: S608 - constants only
-    rows = database.execute(query.replace("{MARKS}", ", ".join(["?"] * len(job_ids))), job_ids).fetchall()
-    return [int(row[0]) for row in rows]
-
-
 def move_to_front(database: Database, job_id: int, *, now: datetime) -> Job:
     """Put a waiting (queued or failed) job before every other, its backoff waived; return it.
 
@@ -333,19 +269,6 @@ _WAITING_LIBRARIES = """
     SELECT library FROM waiting WHERE library IS NOT NULL
 """
 
-_RUNNABLE = "state IN ('queued', 'failed') AND (state = 'queued' OR not_before IS NULL OR not_before <= ?)"
-_FIRST_WAITING = f"""
-    SELECT id, rel_path FROM jobs
-    WHERE library = ? AND {_RUNNABLE}{{SKIPPED}}
-    ORDER BY {{ORDER}}
-    LIMIT 1
-"""  # noqa: S608 - constants only
-_FRONTED = f"""
-    SELECT id, library, rel_path FROM jobs{{INDEXED}}
-    WHERE priority > 0 AND {_RUNNABLE}
-    ORDER BY priority DESC
-"""  # noqa: S608 - constants only
-_FILE_RUNNING = "SELECT 1 FROM jobs WHERE library = ? AND rel_path = ? AND state = 'running' LIMIT 1"
 
 
 def mark_running(database: Database, job_id: int, *, now: datetime) -> Job:

@@ -45,19 +45,9 @@ from typing import NamedTuple, NoReturn
 
 from agent.domain import LedgerEntry
 from agent.store import ledger
-from agent.store.jobs import (
-    Job,
-    _job,
-    _one,
-    _sql,
-    _stamp,
-    _waiting_libraries,
-    first_fronted,
-    first_in_library,
-    library_sequence,
-)
+from agent.store.jobs import Job, _job, _one, _sql, _stamp, _waiting_libraries
 from agent.store.jobs import LeaseLost as LeaseLost  # raised here too; its home is `jobs` (failures are fenced)
-from agent.store.order import QueueOrder
+from agent.store.order import QueueOrder, first_fronted, first_in_library, library_sequence
 from agent.store.sql import Database
 from agent.store.transitions import JobError, JobEvent, JobState, sql_states, target
 
