@@ -1,0 +1,45 @@
+"""Media facts for a pass's candidates, each content probed once.
+
+The planner's wiring (not yet done) calls `facts_for` between observing and planning with the
+files it may act on: what the store keeps by fingerprint is read in batches, only contents
+never probed (or probed by an older parser) are given to ffprobe, and what ffprobe says is
+kept, a failure with its reason too. So a second pass over unchanged files runs no ffprobe,
+and a corrupt file costs one ffprobe per content, not one per pass: its reason is shown for
+that file alone and the pass goes on.
+
+Effects (ffprobe, the store) are here; what the facts mean is `agent.facts` and `agent.rules`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+
+from agent.facts import MediaFacts
+from agent.handbrake.probe import ProbeFailed, probe_facts
+from agent.store.media_facts import StoredFacts
+from agent.store.protocol import Store
+
+Probe = Callable[[Path], MediaFacts]
+
+
+def facts_for(
+    store: Store, files: Iterable[tuple[Path, str]], *, now: datetime, probe: Probe = probe_facts
+) -> dict[str, StoredFacts]:
+    """Given (path, fingerprint) pairs, return what is known of each fingerprint: kept facts, or facts
+    probed now (and kept), or why ffprobe could not read the file (kept too, until its content changes)."""
+    paths = {fingerprint: path for path, fingerprint in files}
+    known = store.facts_for(paths)
+    stamp = now.isoformat(timespec="microseconds")
+    for fingerprint, path in paths.items():
+        if fingerprint in known:
+            continue
+        try:
+            facts: MediaFacts | None = probe(path)
+            error = None
+        except ProbeFailed as failure:
+            facts, error = None, f"{path.name}: {failure}"
+        store.record_facts(fingerprint, facts=facts, error=error, now=now)
+        known[fingerprint] = StoredFacts(facts, error, stamp)
+    return known
