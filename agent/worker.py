@@ -66,6 +66,7 @@ from agent.verify import FailureKind, Verification, decode_verdict, verify
 TICK_SECONDS = 2.0
 PROGRESS_WRITE_SECONDS = 5.0
 CANCEL_GRACE_SECONDS = 5.0
+DECODE_POLL_SECONDS = 0.5  # how soon a decode check notices a cancel or a stop
 
 
 class SampleSource(Protocol):
@@ -597,7 +598,7 @@ class Dispatcher:
                 output_size = temp.stat().st_size if temp.exists() else 0
                 verification = await self._verify(temp, result, output_size, source_duration)
                 if verification.ok and config.verify_for(library).decode:
-                    verification = await self._decode_check(temp, nice=config.limits.nice) or verification
+                    verification = await self._decode_check(entry, temp, nice=config.limits.nice) or verification
                 # Cancelled, stopping or lost while it was verified: thrown away.
                 ended = replace(
                     ended, verification=verification, stopped=self.stopping or entry.cancelled, lost=entry.lost
@@ -686,12 +687,25 @@ class Dispatcher:
             stderr_tail=result.stderr_tail,
         )
 
-    async def _decode_check(self, temp: Path, *, nice: int) -> Verification | None:
-        """Decode the whole output at the encoders' niceness; return the failure if it does not decode cleanly."""
+    async def _decode_check(self, entry: Running, temp: Path, *, nice: int) -> Verification | None:
+        """Decode the whole output at the encoders' niceness; return the failure if it does not decode cleanly.
+
+        A film takes minutes to decode: a cancel, a lost lease or the agent stopping meanwhile stops the
+        decode at once (its process group is killed) and returns None; the caller throws the output away.
+        """
+        decode = asyncio.create_task(decode_whole(temp, nice=nice))
         try:
-            decoded = await decode_whole(temp, nice=nice)
+            while not decode.done():
+                if self.stopping or entry.cancelled or entry.lost:
+                    return None
+                await asyncio.wait({decode}, timeout=DECODE_POLL_SECONDS)
+            decoded = decode.result()
         except OSError as error:  # ffmpeg missing: the check that was asked for cannot be made
             return Verification(False, f"the decode check cannot run: {error}")
+        finally:
+            if not decode.done():
+                decode.cancel()
+                await asyncio.wait({decode})
         return decode_verdict(exit_code=decoded.exit_code, errors=decoded.errors)
 
     def _note_ignore_list(self, problem: str | None) -> None:

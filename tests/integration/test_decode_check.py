@@ -6,6 +6,7 @@ Real clips made with ffmpeg, the real HandBrakeCLI, the real ffmpeg and ffprobe,
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from agent.handbrake.probe import media_duration, media_end
 from agent.store import jobs
 from agent.verify import decode_verdict, verify
 from tests.integration.archive_support import PRESET, make_clip, require_tools
-from tests.integration.test_dispatch_lifecycle import Agent, agents, until
+from tests.integration.test_dispatch_lifecycle import Agent, agents, alive, until
 
 __all__ = ["agents"]  # the fixture, shared with the lifecycle tests
 
@@ -178,3 +179,37 @@ async def test_a_damaged_encode_is_failed_and_never_published_where_the_decode_c
     assert agent.job(unchecked.id).state is jobs.JobState.DONE
     assert (tmp_path / "archive" / "TV" / "episode.mkv").exists()
     assert (tmp_path / "movies" / "film.mkv").read_bytes() == source_bytes
+
+
+SLOW_FFMPEG = """#!/bin/sh
+# Stands in for the decode of a film, which takes minutes: the real ffmpeg decodes the test
+# clips in a fraction of a second, too fast to cancel it midway.
+echo $$ > "$(dirname "$0")/pid"
+exec sleep 600
+"""
+
+
+async def test_a_job_cancelled_during_its_decode_check_stops_it_at_once_and_publishes_nothing(
+    tmp_path: Path, agents: Callable[[Path], Agent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_tools()
+    make_clip(tmp_path / "movies" / "film.mkv", seconds=2)
+    slow = tmp_path / "slow-bin" / "ffmpeg"
+    slow.parent.mkdir()
+    slow.write_text(SLOW_FFMPEG)
+    slow.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{slow.parent}:{os.environ['PATH']}")
+    agent = agents(write_config(tmp_path, binary=Path(shutil.which("HandBrakeCLI") or "HandBrakeCLI"),
+                                verify_tv="{decode: true}"))  # fmt: skip
+    job = agent.queue("movies", "film.mkv")
+    agent.dispatcher.tick()
+    await until(lambda: (slow.parent / "pid").exists(), what="the decode check to start")
+    decoder = int((slow.parent / "pid").read_text())
+
+    await agent.dispatcher.cancel_job(job.id)
+    await until(lambda: job.id not in agent.dispatcher.running, what="the job to end")
+
+    assert not alive(decoder)
+    assert agent.job(job.id).state is jobs.JobState.CANCELLED
+    assert not (tmp_path / "archive" / "MOVIES").exists()
+    assert list((tmp_path / "archive" / ".hb2r-partial").iterdir()) == []
