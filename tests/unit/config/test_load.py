@@ -1099,3 +1099,16 @@ def test_a_rule_mistake_is_explained_with_its_line_and_key(
     folder: Path, changes: list[Change], expected: list[str]
 ) -> None:
     assert problems(edited(*changes)) == expected
+
+
+def test_the_schema_offers_the_rule_keys_at_the_top_and_per_library() -> None:
+    from agent.config.models import json_schema
+
+    schema = json_schema()
+    library = schema["$defs"]["Library"]["properties"]
+
+    for key in ("rules", "larger_output", "hdr", "audio", "subtitles", "order", "verify"):
+        assert key in schema["properties"], key
+        assert key in library, key
+    assert schema["properties"]["order_across"]["enum"] == ["listed", "mixed"]
+    assert "Not applied yet" in schema["properties"]["rules"]["description"]
