@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: run test lint system-packages demo bench bench-throughput bench-http bench-hosts bench-queue clean
+.PHONY: run test lint image system-packages demo bench bench-throughput bench-http bench-hosts bench-queue clean
 
 run: system-packages $(VENV)/.installed demo
 	@$(BIN)/hb2r plan examples/demo.yaml || [ $$? -eq 2 ]
@@ -19,6 +19,18 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check agent tests bench scripts
 	$(BIN)/mypy agent
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint -q playbooks/
+
+# hb2r's container image from this checkout (packaging/Containerfile), with podman or else docker.
+# `make image IMAGE=registry.example/hb2r:1.2`; BUILD_ARGS for more, e.g. --build-arg PIP_INDEX_URL=...
+IMAGE ?= localhost/hb2r:latest
+ENGINE ?= $(shell command -v podman >/dev/null 2>&1 && echo podman || echo docker)
+BUILD_ARGS ?=
+# Behind a TLS-intercepting proxy, podman mounts the CA bundle PIP_CERT (or SSL_CERT_FILE) names into the build.
+PIP_CA := $(or $(PIP_CERT),$(SSL_CERT_FILE))
+image:
+	$(ENGINE) build $(if $(filter podman,$(notdir $(ENGINE))),--format=docker $(if $(wildcard $(PIP_CA)),--volume $(realpath $(PIP_CA)):/etc/ssl/build-ca.pem:ro --build-arg PIP_CERT=/etc/ssl/build-ca.pem)) \
+	  --file packaging/Containerfile --tag $(IMAGE) $(BUILD_ARGS) .
+	@$(ENGINE) image inspect --format 'built $(IMAGE): {{.Size}} bytes' $(IMAGE)
 
 system-packages:
 	@bash scripts/install-system-packages.sh

@@ -24,7 +24,8 @@ from agent.descriptors import OutOfDescriptors
 
 if TYPE_CHECKING:
     from agent.config import Loaded
-    from agent.store.jobs import JobState
+    from agent.store.jobs import Job, JobState
+    from agent.store.protocol import Store
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -268,7 +269,7 @@ def _plan(arguments: argparse.Namespace) -> int:
     from agent.domain import Ledger
     from agent.observe import job_identities, observe
     from agent.plan import plan
-    from agent.queued_plan import files_with_jobs, with_jobs
+    from agent.queued_plan import files_with_jobs, transcoded_files, with_jobs
     from agent.render import render_text, to_json
     from agent.store.choose import read_state
     from agent.store.db import StateError
@@ -280,17 +281,21 @@ def _plan(arguments: argparse.Namespace) -> int:
     config = loaded.config
     watch = {library.name: pick_up_now(library.source) for library in config.libraries}
     try:
-        state = read_state(config, lambda store: (store.load_ledger(), store.unfinished()), warn=_warn)
+        ledger = read_state(config, lambda store: store.load_ledger(), warn=_warn) or Ledger()
     except StateError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    ledger, jobs = state if state is not None else (Ledger(), [])
     # A short-lived command that builds a few hundred thousand objects and frees none of
     # them early: the cyclic collector's repeated passes would cost a third of the run.
     gc.disable()
     now_ns = time.time_ns()
     observation = observe(config, ledger, now_ns=now_ns, warn=_warn)
     result = plan(config, observation, ledger, now_ns=now_ns)
+    try:  # the jobs of the planned transcodes' files only, read by file (not the whole queue)
+        jobs = read_state(config, lambda store: _jobs_of_files(store, transcoded_files(result)), warn=_warn) or []
+    except StateError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
     # What the queue already holds for the transcodes: queued, running, to retry, dead, cancelled.
     fingerprints, preset_hashes = job_identities(config, observation, ledger, files_with_jobs(result, jobs), warn=_warn)
     queued = with_jobs(result, jobs, fingerprints=fingerprints, preset_hashes=preset_hashes)
@@ -302,6 +307,11 @@ def _plan(arguments: argparse.Namespace) -> int:
         sys.stdout.write(render_text(queued, config, observation, watch=watch))
     sys.stdout.flush()
     return EXIT_PENDING if queued.pending else EXIT_OK
+
+
+def _jobs_of_files(store: Store, files: dict[str, list[str]]) -> list[Job]:
+    """Return the unfinished jobs of these files (library -> paths), read by file."""
+    return [job for library, paths in files.items() for job in store.unfinished_of_files(library, paths)]
 
 
 def _jobs(arguments: argparse.Namespace) -> int:

@@ -82,12 +82,42 @@ class LedgerEntry:
 
 @dataclass(frozen=True, slots=True)
 class SeenFile:
-    """What an earlier scan saw of a file; `changed_at_ns` is when a scan last saw it change."""
+    """What an earlier scan saw of a file; `changed_at_ns` is when a scan last saw it change.
+
+    `ctime_ns` lets a pass give the file back without a stat (agent.incremental_scan); it is no
+    fact the planner decides from, so it takes no part in comparisons (None: not recorded yet)."""
 
     size: int
     mtime_ns: int
     fingerprint: str | None
     changed_at_ns: int | None
+    ctime_ns: int | None = field(default=None, compare=False)
+
+
+class FolderVisit(NamedTuple):
+    """A folder a walk reached (`rel_path` "" is the source folder) and what its stat said.
+    `listed_at_ns` is when it was last listed: now if this walk listed it."""
+
+    rel_path: str
+    identity: str  # "dev:ino"
+    mtime_ns: int
+    ctime_ns: int
+    via_link: bool
+    listed_at_ns: int
+    problems: bool = False  # its listing failed or named a file it could not take: list it every pass
+
+
+class RememberedFolder(NamedTuple):
+    """What the scan memory holds of a folder (see agent.incremental_scan)."""
+
+    identity: str
+    mtime_ns: int
+    ctime_ns: int
+    via_link: bool
+    problems: bool
+    file_count: int
+    listed_at_ns: int
+    newest_change_ns: int  # the latest mtime, ctime or seen change of its files; 0 if none
 
 
 @dataclass(frozen=True, slots=True)

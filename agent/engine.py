@@ -1,19 +1,28 @@
 """The reconcile pass: observe -> plan -> act on what is quick, queue what is slow.
 
 Each pass recomputes the whole plan from the config, the disk and the ledger (level-
-triggered), then:
-- records what the scan saw (stability and the vanish breaker survive restarts);
-- applies renames (one atomic move) and adoptions (a ledger row) at once (users are brought
-  in line by `agent.auth.sync_users` at start and on each reload, when the config changes);
-- turns transcodes into jobs, one per (library, path, fingerprint, preset) identity;
-- cancels queued jobs the plan no longer wants (the file changed again, or is in sync).
+triggered), holding a few folders at a time, never the library (`agent.incremental_scan`):
+- walks (listing only what changed, or in full), and decides each library's pause from
+  counts (`agent.pause`), before anything is recorded;
+- records what the walk saw (stability and the vanish breaker survive restarts), so that the
+  scan memory says what is present now;
+- plans each library batch by batch from the store (`agent.plan_from_store`; the kept
+  folders' files read from the scan memory a page at a time), only the folders that changed
+  or have work left (`PlannedFolders`; the others count as they did), and acts on each stretch of
+  actions as it comes: renames (one atomic move) and adoptions (a ledger row) at once, and
+  transcodes turned into jobs, one per (library, path, fingerprint, preset) identity; users
+  are brought in line by `agent.auth.sync_users` at start and on each reload;
+- cancels the queued jobs no batch wanted (the file changed again, or is in sync), and sums
+  the stretches' counts into the pass's summary (their jobs read by file, not the queue whole).
 Encoding itself is the dispatcher's (`worker.py`).
 
 Choices:
 - Fingerprints of new files are read when they are queued, at most ENQUEUE_BUDGET files a
   pass, so the first pass over a big library does not read three MiB of every file before
   the first encode starts; the rest are queued by later passes (fingerprints already in the
-  scan memory cost nothing and do not count).
+  scan memory cost nothing and do not count). The budget is spent in plan order, a stretch
+  at a time (transcodes, then adoptions, of each stretch). Fingerprints read after the walk was
+  recorded are remembered in the scan memory while the file's size and mtime hold.
 - An adopted output is recorded with the current preset's identity: hb2r did not make it,
   so it cannot know better, and it will not re-encode what an operator put there. An output
   recorded under a library the config no longer has is taken over the same way; one the
@@ -24,35 +33,54 @@ Choices:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Collection, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from agent import archive_checks, publish
+from agent.archive_walk import ArchiveWalk
+from agent.batch_plan import Claims, LibraryContext
 from agent.conditions import Condition, library_condition
 from agent.config.models import Config
 from agent.domain import (
+    Action,
     Adopt,
     Drift,
-    Ledger,
     LedgerEntry,
     PauseLibrary,
     Plan,
+    RememberedFolder,
     RenameOutput,
     Skip,
+    SourceFile,
     Transcode,
     Wait,
 )
+from agent.incremental_scan import full_pass_due, missed_in, what_to_record
 from agent.mounts import WatchStatus
-from agent.observe import observe, with_fingerprints
-from agent.plan import plan
-from agent.queued_plan import QueuedPlan, with_jobs
+from agent.observe import PassWalk, fingerprints_from_disk, walk_for_pass
+from agent.pause import pause_reason
+from agent.plan import plan_users
+from agent.plan_from_store import (
+    FillFingerprints,
+    NeedFingerprints,
+    folder_steps,
+    library_context_of,
+    pause_counts,
+    plan_library_tail,
+)
+from agent.queued_plan import COUNT_KEYS, QueuedPlan, with_jobs
+from agent.scan import LibraryWalk
 from agent.store.holds import Hold
 from agent.store.protocol import Store
+from agent.store.scans import FullPass
 
 ENQUEUE_BUDGET = 500
+ARCHIVE_WALK = "/archive"  # the archive's key in EngineState.full_pass_clock (no library is named so)
 
 
 @dataclass
@@ -82,6 +110,16 @@ class EngineState:
     # library -> how its changes are noticed (inotify events or polling, why, folders watched);
     # kept up to date by `agent.watch`.
     watch: dict[str, WatchStatus] = field(default_factory=dict)
+    # library (and ARCHIVE_WALK) -> when its last full pass was recorded (time.monotonic()) and under
+    # which config generation: empty at start, so the first pass is full (agent.incremental_scan)
+    full_pass_clock: dict[str, tuple[float, int]] = field(default_factory=dict)
+    # library -> its last recorded full pass (when, how long its walk took), for /api/status
+    full_passes: dict[str, FullPass] = field(default_factory=dict)
+    # library -> what its last planning found, by folder: a pass plans only the folders that
+    # changed or have work (empty at start and after a pause: the library is planned whole)
+    planned_folders: dict[str, PlannedFolders] = field(default_factory=dict)
+    # (config generation, the archive folders the ledger's outputs are in), read once per generation
+    recorded_output_folders: tuple[int, set[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,8 +143,13 @@ async def reconcile(
     log: Any,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     store: Store | None = None,
-) -> Plan:
-    """Run one pass: observe, plan, apply what is quick, queue what is slow; return the plan.
+) -> PassSummary:
+    """Run one pass: observe, plan, apply what is quick, queue what is slow; return its summary.
+
+    The pass holds one batch of folders at a time, never the library (`agent.incremental_scan`):
+    it walks, decides each library's pause from counts, records the walks, then plans each
+    library batch by batch from the store (`agent.plan_from_store`) and acts on each stretch of
+    actions as it comes (renames, adoptions, jobs), counting them for the summary.
 
     `store` is what the pass reads and writes through (default: the state's): the leader's
     fenced view (`Store.fenced`), whose every transaction raises NotLeader, having written
@@ -115,71 +158,488 @@ async def reconcile(
     config = state.config
     store = state.store if store is None else store
     started = time.monotonic()
-    state.dirty_folders.clear()  # this pass walks every folder: it takes them all
-    remembered = store.load_ledger()
+    dirty, state.dirty_folders = state.dirty_folders, {}
     now_ns = time.time_ns()
-    observation = await asyncio.to_thread(
-        observe, config, remembered, now_ns=now_ns, preset_hashes=state.preset_hashes, warn=log.warning
-    )
-    result = plan(config, observation, remembered, now_ns=now_ns)
-    to_queue = [action for action in result.actions if isinstance(action, Transcode)]
-    adoptions = [action for action in result.actions if isinstance(action, Adopt)]
-    wanted = _fingerprints_to_read([*to_queue, *adoptions], remembered)
-    observation = await asyncio.to_thread(with_fingerprints, config, observation, wanted, remembered)
-    fingerprints = {
-        (name, source.rel_path): source.fingerprint
-        for name, observed in observation.libraries.items()
-        for source in observed.files
-        if source.fingerprint is not None
-    }
+    walked, folders, archive_lost = await _walk(state, store, dirty=dirty, now_ns=now_ns, clock=started)
     stamp = now()
-    state.paused_libraries = {
-        action.library: action.reason for action in result.actions if isinstance(action, PauseLibrary)
-    }
-    previous = dict(remembered.seen)
+    archive = walked.archive.observation
+    contexts: dict[str, LibraryContext] = {}
+    paused: dict[str, str] = {}
+    for library in config.libraries:
+        walk = walked.libraries[library.name]
+        observed = walk.observation
+        context = library_context_of(config, library, observed, state.preset_hashes)
+        remembered = folders.get(library.name, {})
+        files_now = len(observed.files) + sum(remembered[kept].file_count for kept in walk.kept if kept in remembered)
+        counts = pause_counts(store, library, files_now=files_now, hidden=context.hidden,
+                              output_folder_present=library.output in archive.output_folders)  # fmt: skip
+        reason = pause_reason(library, archive=archive, status=observed.status, detail=observed.detail, counts=counts,
+                              max_vanish_percent=config.scan.max_vanish_percent)  # fmt: skip
+        if reason is None:
+            contexts[library.name] = context
+        else:
+            paused[library.name] = reason
+    state.paused_libraries = paused
     with store.transaction():
-        for name, observed in observation.libraries.items():
-            if name not in state.paused_libraries:  # a paused scan must not become the vanish baseline
-                store.record_scan(
-                    library=name,
-                    files=observed.files,
-                    previous=previous,
-                    now_ns=now_ns,
-                    scanned_at=stamp.isoformat(),
-                )
-    for action in result.actions:
-        if isinstance(action, RenameOutput):
-            _rename(state, store, action, remembered.entries, log=log, now=stamp)
-        elif isinstance(action, Adopt):
-            fingerprint = fingerprints.get((action.library, action.source.rel_path))
-            _adopt(state, store, action, fingerprint, log=log, now=stamp)
+        for name in contexts:  # a paused scan must not become the vanish baseline
+            walk = walked.libraries[name]
+            listed, known = what_to_record(walk, walk.observation.files)
+            store.record_walk(
+                library=name,
+                listed=listed,
+                folders=walk.folders,
+                fingerprints=known,
+                now_ns=now_ns,
+                scanned_at=stamp.isoformat(),
+                full_seconds=walked.seconds[name] if name in walked.full else None,
+            )
+        if archive.available:
+            store.record_archive(folders=walked.archive.folders, listed=walked.archive.listed or {})
+    _note_full_passes(state, walked, list(contexts), archive=archive.available, clock=started, stamp=stamp, log=log)
     await check_archive(state, log=log)
-    _queue(state, store, to_queue, fingerprints, log=log, now=stamp)
-    _report(state, result, log=log)
-    queued = with_jobs(
-        result,
-        store.unfinished(),
-        fingerprints=fingerprints,
-        preset_hashes={name: value for name, value in _library_preset_hashes(state).items() if value is not None},
-    )
-    state.last_pass = _summary(queued, finished_at=now(), seconds=time.monotonic() - started, observed_at_ns=now_ns)
+    acting = _Acting(state, store, log=log, stamp=stamp, waiting=_waiting_jobs(store), budget=ENQUEUE_BUDGET)
+    report = _Report(state, log=log)
+    for name, reason in paused.items():
+        report.add(PauseLibrary(name, reason))
+    acting.tally.add_queued(QueuedPlan(Plan(tuple(PauseLibrary(name, reason) for name, reason in paused.items()))))
+    configured = set(contexts) | set(paused)
+    for name in paused:
+        state.planned_folders.pop(name, None)  # its memory was not recorded: plan it whole once resumed
+    for library in config.libraries:
+        if library.name not in contexts:
+            continue
+        walk = walked.libraries[library.name]
+        context = contexts[library.name]
+        basis = (state.config_generation, context.preset_hash)
+        before = state.planned_folders.get(library.name)
+        whole = before is None or before.basis != basis or library.name in walked.full
+        memory = PlannedFolders(basis) if whole or before is None else before
+        affected = None if whole else _affected(memory, walk, library.output, walked.archive, archive_lost)
+        memory.forget(affected, reached={visit.rel_path for visit in walk.folders})
+        for quiet in memory.tallies.values():  # the folders not planned now count as they did
+            acting.tally.counts.update(quiet.counts)
+            report.current.update(quiet.reported)
+        claimed: list[Claims] = []
+        steps = folder_steps(
+            context,
+            store,
+            folders=_folders_of(walk, library.name, store, folders.get(library.name, {}), only=affected),
+            configured=configured,
+            now_ns=now_ns,
+            claimed=claimed,
+        )
+        async for stretch in _stretches_of(steps, fingerprints_from_disk(library)):
+            for action in stretch:
+                report.add(action)
+                memory.note(action)
+            await acting.act(library.name, stretch)
+        state.planned_folders[library.name] = memory
+        if affected is not None and not affected and memory.tail is not None:
+            # Nothing in the library or its outputs moved and no work is left in it: the vanished
+            # rows and the walk's problems are the last pass's (no anti-join over the ledger).
+            acting.tally.counts.update(memory.tail.counts)
+            report.current.update(memory.tail.reported)
+            continue
+        memory.tail = QuietFolder()
+        tail = plan_library_tail(context, store, claims=claimed[-1], problems=walk.observation.problems)
+        for stretch in _stretches(tail):
+            for action in stretch:
+                report.add(action)
+                memory.note_tail(action)
+            await acting.act(library.name, stretch)
+    acting.tally.add_queued(QueuedPlan(Plan(tuple(plan_users(config.users, store.load_users())))))
+    _cancel_unwanted(state, store, acting.waiting, log=log, now=stamp)
+    if acting.queued:
+        log.info("pass queued jobs", count=acting.queued, planned=acting.tally.transcodes)
+    report.close()
+    state.last_pass = acting.tally.summary(finished_at=now(), seconds=time.monotonic() - started, observed_at_ns=now_ns)
     update_conditions(state, now=state.last_pass.finished_at)
-    return result
+    return state.last_pass
 
 
-def _summary(queued: QueuedPlan, *, finished_at: datetime, seconds: float, observed_at_ns: int) -> PassSummary:
-    """Count the plan as `hb2r plan --json` does (transcodes by their job's stage), so that
-    /api/status and `hb2r plan` agree on what is pending; note when the first waiting file
-    becomes stable (its wait counts from the moment the pass observed it)."""
-    counts = {key: count for key, count in queued.counts().items() if count}
-    waiting: dict[str, int] = {}
+STRETCH = 500  # actions acted on together (one query for their jobs, one transaction for their queue)
+
+
+async def _stretches_of(
+    steps: Generator[Action | NeedFingerprints, Sequence[SourceFile] | None, None], fill: FillFingerprints
+) -> AsyncIterator[list[Action]]:
+    """Drive the planning steps, reading the fingerprints they need in a thread (the loop stays
+    free for the API and the dispatcher), and yield their actions a stretch at a time."""
+    stretch: list[Action] = []
+    reply: Sequence[SourceFile] | None = None
+    while True:
+        try:
+            step = steps.send(reply)
+        except StopIteration:
+            break
+        reply = None
+        if isinstance(step, NeedFingerprints):
+            reply = await asyncio.to_thread(fill, step.files, step.needed, step.seen)
+            continue
+        stretch.append(step)
+        if len(stretch) >= STRETCH:
+            yield stretch
+            stretch = []
+    if stretch:
+        yield stretch
+
+
+def _stretches(actions: Iterable[Action]) -> Iterator[list[Action]]:
+    stretch: list[Action] = []
+    for action in actions:
+        stretch.append(action)
+        if len(stretch) >= STRETCH:
+            yield stretch
+            stretch = []
+    if stretch:
+        yield stretch
+
+
+def _folders_of(
+    walk: LibraryWalk,
+    library: str,
+    store: Store,
+    remembered: Mapping[str, RememberedFolder],
+    *,
+    only: Collection[str] | None = None,
+) -> Iterator[tuple[str, Sequence[SourceFile]]]:
+    """Yield a library's folders (`only` these, if given) with their files, in folder order: the
+    listed folders' from the walk, the kept folders' read from the scan memory a few at a time."""
+    listed: dict[str, list[SourceFile]] = {}
+    for source in walk.observation.files:
+        listed.setdefault(source.rel_path.rpartition("/")[0], []).append(source)
+    kept = [folder for folder in walk.kept if remembered.get(folder) is None or remembered[folder].file_count]
+    names = sorted(set(listed) | set(kept))
+    if only is not None:
+        names = [name for name in names if name in only]
+    kept_set = set(kept)
+    for start in range(0, len(names), KEPT_PAGE):
+        page = names[start : start + KEPT_PAGE]
+        files = store.load_folder_files(library, [name for name in page if name in kept_set])
+        for name in page:
+            found = listed.get(name) if name not in kept_set else files.get(name)
+            if found:
+                yield name, found
+
+
+KEPT_PAGE = 100  # kept folders whose files are read from the scan memory at once
+
+
+def _recorded_output_folders(state: EngineState, store: Store) -> set[str]:
+    """Return the archive folders the ledger's outputs are in: read once per config generation
+    (only a config change names other ones; adoptions and renames, which move rows, read again)."""
+    cached = state.recorded_output_folders
+    if cached is None or cached[0] != state.config_generation:
+        cached = state.recorded_output_folders = (state.config_generation, store.recorded_output_folders())
+    return cached[1]
+
+
+@dataclass
+class QuietFolder:
+    """What a folder's last planning found that stays while nothing changes there: its drift and
+    skips (counted in each summary, logged once)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    reported: set[tuple[str, ...]] = field(default_factory=set)
+
+
+# Actions after which a folder is planned again next pass: work the agent has yet to do there,
+# or did this pass (its ledger rows changed), or files still settling.
+_BUSY = (Transcode, Wait, RenameOutput, Adopt)
+
+
+@dataclass
+class PlannedFolders:
+    """What the engine remembers of a library's last planning, so that a pass plans only the
+    folders that changed or have work (`_affected`); the others count as they did (`tallies`).
+    Planned whole again when the basis (config generation, preset identity) changes, in a full
+    pass, and after a pause."""
+
+    basis: tuple[int, str | None]
+    busy: set[str] = field(default_factory=set)  # folders planned with work left in them
+    tallies: dict[str, QuietFolder] = field(default_factory=dict)  # folders with drift or skips
+    tail: QuietFolder | None = None  # the library's "source vanished" drift and problems, last decided
+
+    def forget(self, folders: Collection[str] | None, *, reached: Collection[str]) -> None:
+        """Forget what was found in these folders (None: all) before they are planned again,
+        and in the folders the walk no longer reached."""
+        for known in (self.busy, self.tallies):
+            for folder in [folder for folder in known if folders is None or folder in folders or folder not in reached]:
+                if isinstance(known, set):
+                    known.discard(folder)
+                else:
+                    del known[folder]
+
+    def note_tail(self, action: Action) -> None:
+        """Note an action of the library's tail (drift of vanished sources, the walk's problems)."""
+        key = _report_key(action)
+        if self.tail is not None and key is not None:
+            self.tail.counts[action.kind] += 1
+            self.tail.reported.add(key)
+
+    def note(self, action: Action) -> None:
+        """Note an action of a planned folder (not the library's tail)."""
+        if isinstance(action, _BUSY):
+            self.busy.add(_folder_of(action))
+        elif isinstance(action, Drift | Skip):
+            quiet = self.tallies.setdefault(_folder_of(action), QuietFolder())
+            quiet.counts[action.kind] += 1
+            key = _report_key(action)
+            if key is not None:
+                quiet.reported.add(key)
+
+
+def _folder_of(action: Transcode | Wait | RenameOutput | Adopt | Drift | Skip) -> str:
+    rel_path = action.source.rel_path if isinstance(action, Transcode | RenameOutput | Adopt) else action.rel_path
+    return rel_path.rpartition("/")[0]
+
+
+def _affected(
+    memory: PlannedFolders, walk: LibraryWalk, output: str, archive: ArchiveWalk, archive_lost: Collection[str]
+) -> set[str]:
+    """Return the folders of a library to plan: those the walk listed (changed, settling or marked
+    dirty), those with work left, and those whose output folder in the archive changed or is gone."""
+    affected = set(walk.listed) | memory.busy
+    prefix = output + "/"
+    for folder in [*(archive.listed or {}), *archive_lost]:
+        if folder == output:
+            affected.add("")
+        elif folder.startswith(prefix):
+            affected.add(folder[len(prefix) :])
+    return affected
+
+
+def _waiting_jobs(store: Store) -> dict[tuple[str, str], list[int]]:
+    """Return the queued and failed jobs by file: those no batch wants are cancelled at the end."""
+    waiting: dict[tuple[str, str], list[int]] = {}
+    for job_id, library, rel_path in store.waiting():
+        waiting.setdefault((library, rel_path), []).append(job_id)
+    return waiting
+
+
+def _cancel_unwanted(
+    state: EngineState, store: Store, waiting: dict[tuple[str, str], list[int]], *, log: Any, now: datetime
+) -> None:
+    with store.transaction():
+        for (library, rel_path), job_ids in sorted(waiting.items(), key=lambda item: item[1]):
+            if library in state.paused_libraries or library in state.held_libraries:
+                continue
+            for job_id in job_ids:
+                store.cancel(job_id, now=now)
+                log.info("job cancelled", job=job_id, library=library, path=rel_path, reason="no longer planned")
+
+
+@dataclass
+class _Tally:
+    """The pass's counts, summed stretch by stretch (see `PassSummary`)."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    waiting: dict[str, int] = field(default_factory=dict)
+    pending: bool = False
     soonest: float | None = None
-    for action in queued.plan.actions:
-        if isinstance(action, Wait):
-            waiting[action.library] = waiting.get(action.library, 0) + 1
-            soonest = action.stable_in_seconds if soonest is None else min(soonest, action.stable_in_seconds)
-    stable_at = None if soonest is None else datetime.fromtimestamp(observed_at_ns / 1e9 + soonest, UTC)
-    return PassSummary(finished_at, seconds, counts, waiting, queued.pending, next_stable_at=stable_at)
+    transcodes: int = 0
+
+    def add_queued(self, queued: QueuedPlan) -> None:
+        self.counts.update(queued.counts())
+        self.pending = self.pending or queued.pending
+        for action in queued.plan.actions:
+            if isinstance(action, Wait):
+                self.waiting[action.library] = self.waiting.get(action.library, 0) + 1
+                wait = action.stable_in_seconds
+                self.soonest = wait if self.soonest is None else min(self.soonest, wait)
+            elif isinstance(action, Transcode):
+                self.transcodes += 1
+
+    def summary(self, *, finished_at: datetime, seconds: float, observed_at_ns: int) -> PassSummary:
+        """Count the plan as `hb2r plan --json` does (transcodes by their job's stage), so that
+        /api/status and `hb2r plan` agree on what is pending; note when the first waiting file
+        becomes stable (its wait counts from the moment the pass observed it)."""
+        counts = {key: self.counts[key] for key in COUNT_KEYS if self.counts[key]}
+        stable_at = None if self.soonest is None else datetime.fromtimestamp(observed_at_ns / 1e9 + self.soonest, UTC)
+        return PassSummary(finished_at, seconds, counts, self.waiting, self.pending, next_stable_at=stable_at)
+
+
+@dataclass
+class _Acting:
+    """Acts on a pass's actions a stretch at a time: renames and adoptions at once, transcodes
+    queued (reading at most ENQUEUE_BUDGET fingerprints from disk in the whole pass)."""
+
+    state: EngineState
+    store: Store
+    log: Any
+    stamp: datetime
+    waiting: dict[tuple[str, str], list[int]]
+    budget: int  # fingerprints the pass may still read from disk
+    queued: int = 0
+    tally: _Tally = field(default_factory=_Tally)
+
+    async def act(self, library: str, stretch: list[Action]) -> None:
+        to_queue = [action for action in stretch if isinstance(action, Transcode)]
+        adoptions = [action for action in stretch if isinstance(action, Adopt)]
+        fingerprints = await self._fingerprints(library, [*to_queue, *adoptions])
+        known: dict[str, tuple[int, int, str]] = {}
+        for action in stretch:
+            if isinstance(action, Transcode | Adopt | RenameOutput):
+                source = action.source
+                found = source.fingerprint or fingerprints.get(source.rel_path)
+                if found is not None:
+                    known[source.rel_path] = (source.size, source.mtime_ns, found)
+        if known:
+            self.store.remember_fingerprints(library, known)
+        for action in stretch:
+            if isinstance(action, RenameOutput | Adopt):
+                self.state.recorded_output_folders = None  # rows moved: read the folders again
+            if isinstance(action, RenameOutput):
+                _rename(self.state, self.store, action, log=self.log, now=self.stamp)
+            elif isinstance(action, Adopt):
+                fingerprint = fingerprints.get(action.source.rel_path) or action.source.fingerprint
+                _adopt(self.state, self.store, action, fingerprint, log=self.log, now=self.stamp)
+        by_file = {(library, rel_path): found for rel_path, found in fingerprints.items()}
+        self.queued += _queue(self.state, self.store, to_queue, by_file, log=self.log, now=self.stamp)
+        for action in to_queue:
+            self.waiting.pop((action.library, action.source.rel_path), None)
+        hashes = {name: value for name, value in _library_preset_hashes(self.state).items() if value is not None}
+        plan = Plan(tuple(stretch))
+        jobs = self.store.unfinished_of_files(library, [action.source.rel_path for action in to_queue])
+        self.tally.add_queued(with_jobs(plan, jobs, fingerprints=by_file, preset_hashes=hashes))
+
+    async def _fingerprints(self, library: str, actions: list[Transcode | Adopt]) -> dict[str, str]:
+        """Return the fingerprints of these actions' sources: those the scan memory holds (free),
+        and those read from disk while the pass's budget lasts."""
+        missing = [action.source for action in actions if action.source.fingerprint is None]
+        if not missing:
+            return {}
+        seen = self.store.seen_in_folders(library, sorted({source.rel_path.rpartition("/")[0] for source in missing}))
+        found: dict[str, str] = {}
+        to_read: list[SourceFile] = []
+        for source in missing:
+            remembered = seen.get(source.rel_path)
+            if (
+                remembered is not None
+                and remembered.fingerprint
+                and (remembered.size, remembered.mtime_ns)
+                == (
+                    source.size,
+                    source.mtime_ns,
+                )
+            ):
+                found[source.rel_path] = remembered.fingerprint
+            elif self.budget > 0:
+                self.budget -= 1
+                to_read.append(source)
+        if to_read:
+            configured = next(each for each in self.state.config.libraries if each.name == library)
+            filled = await asyncio.to_thread(
+                fingerprints_from_disk(configured), to_read, {s.rel_path for s in to_read}, {}
+            )
+            found.update((source.rel_path, source.fingerprint) for source in filled if source.fingerprint is not None)
+        return found
+
+
+def _report_key(action: Action) -> tuple[str, ...] | None:
+    """Return what identifies a drift, skip or pause in the log (None for other actions)."""
+    if isinstance(action, Drift):
+        return ("drift", action.library, action.rel_path, str(action.reason))
+    if isinstance(action, Skip):
+        return ("skip", action.library, action.rel_path, action.reason)
+    if isinstance(action, PauseLibrary):
+        return ("pause", action.library, action.reason)
+    return None
+
+
+@dataclass
+class _Report:
+    """Logs drift, skips and pauses once, when they appear, as the pass meets them."""
+
+    state: EngineState
+    log: Any
+    current: set[tuple[str, ...]] = field(default_factory=set)
+
+    def add(self, action: Action) -> None:
+        key = _report_key(action)
+        if key is None:
+            return
+        if key not in self.state.reported:
+            if isinstance(action, Drift):
+                self.log.warning("drift", library=action.library, path=action.rel_path, reason=str(action.reason))
+            elif isinstance(action, Skip):
+                self.log.warning("file skipped", library=action.library, path=action.rel_path, reason=action.reason)
+            elif isinstance(action, PauseLibrary):
+                self.log.error("library paused", library=action.library, reason=action.reason)
+        self.current.add(key)
+
+    def close(self) -> None:
+        for key in self.state.reported - self.current:
+            if key[0] == "pause":
+                self.log.info("library resumed", library=key[1])
+        self.state.reported = self.current
+
+
+async def _walk(
+    state: EngineState, store: Store, *, dirty: dict[str, set[str]], now_ns: int, clock: float
+) -> tuple[PassWalk, dict[str, dict[str, RememberedFolder]], set[str]]:
+    """Walk the libraries and the archive, in full where a full pass is due, else listing only
+    what changed (`agent.incremental_scan`); return the walks (the kept folders' files left in the
+    scan memory), the remembered folders they were walked against and the archive folders no
+    longer there. The walk runs in a
+    thread; the store is read on the loop's thread, before and after it."""
+    config = state.config
+    due = {
+        key
+        for key in (*(library.name for library in config.libraries), ARCHIVE_WALK)
+        if full_pass_due(
+            state.full_pass_clock.get(key),
+            now=clock,
+            interval_seconds=config.scan.full_interval.total_seconds(),
+            config_generation=state.config_generation,
+        )
+    }
+    folders = {library.name: store.load_folders(library.name) for library in config.libraries}
+    archive_folders = {} if ARCHIVE_WALK in due else store.load_archive_folders()
+    walked = await asyncio.to_thread(
+        walk_for_pass,
+        config,
+        recorded_folders=_recorded_output_folders(state, store),
+        folders=folders,
+        archive_folders=archive_folders,
+        now_ns=now_ns,
+        full=due - {ARCHIVE_WALK},
+        full_archive=ARCHIVE_WALK in due,
+        dirty=dirty,
+    )
+    missed = {name: missed_in(walked.libraries[name], store, name, keep) for name, keep in walked.would_keep.items()}
+    archive_lost = set(archive_folders) - {visit.rel_path for visit in walked.archive.folders}
+    return dataclasses.replace(walked, missed=missed), folders, archive_lost
+
+
+def _note_full_passes(
+    state: EngineState,
+    walked: PassWalk,
+    recorded: list[str],
+    *,
+    archive: bool,
+    clock: float,
+    stamp: datetime,
+    log: Any,
+) -> None:
+    """Remember when the full passes just recorded ran, and log what each found the memory missed."""
+    for name in recorded:
+        if name not in walked.full:
+            continue
+        state.full_pass_clock[name] = (clock, state.config_generation)
+        state.full_passes[name] = FullPass(stamp.isoformat(), walked.seconds[name])
+        missed = walked.missed.get(name)
+        if missed is not None and missed.count:
+            log.warning(
+                "full pass found changes the scan memory had missed",
+                library=name,
+                count=missed.count,
+                paths=list(missed.examples),
+            )
+        else:
+            log.info("full pass", library=name, seconds=round(walked.seconds[name], 3), missed=0)
+    if archive and walked.full_archive:
+        state.full_pass_clock[ARCHIVE_WALK] = (clock, state.config_generation)
 
 
 def update_conditions(state: EngineState, *, now: datetime) -> dict[str, Condition]:
@@ -206,24 +666,6 @@ def update_conditions(state: EngineState, *, now: datetime) -> dict[str, Conditi
     return current
 
 
-def _fingerprints_to_read(actions: list[Transcode | Adopt], remembered: Ledger) -> set[tuple[str, str]]:
-    """Return the files whose fingerprint the pass needs: all that the scan memory holds (free),
-    and up to ENQUEUE_BUDGET that must be read from disk."""
-    cached: set[tuple[str, str]] = set()
-    to_read: list[tuple[str, str]] = []
-    for action in actions:
-        source = action.source
-        if source.fingerprint is not None:
-            continue
-        key = (action.library, source.rel_path)
-        seen = remembered.seen.get(key)
-        if seen is not None and seen.fingerprint and (seen.size, seen.mtime_ns) == (source.size, source.mtime_ns):
-            cached.add(key)
-        elif len(to_read) < ENQUEUE_BUDGET:
-            to_read.append(key)
-    return cached | set(to_read)
-
-
 def _queue(
     state: EngineState,
     store: Store,
@@ -232,7 +674,8 @@ def _queue(
     *,
     log: Any,
     now: datetime,
-) -> None:
+) -> int:
+    """Queue a job for each transcode whose fingerprint is known; return how many were queued."""
     hashes = _library_preset_hashes(state)
     queued = 0
     with store.transaction():
@@ -255,14 +698,7 @@ def _queue(
             if job is not None:
                 queued += 1
                 log.info("job queued", job=job.id, library=job.library, path=job.rel_path, reason=job.reason)
-        wanted = {(action.library, action.source.rel_path) for action in to_queue}
-        for job_id, library, rel_path in store.waiting():
-            if library in state.paused_libraries or library in state.held_libraries or (library, rel_path) in wanted:
-                continue
-            store.cancel(job_id, now=now)
-            log.info("job cancelled", job=job_id, library=library, path=rel_path, reason="no longer planned")
-    if queued:
-        log.info("pass queued jobs", count=queued, planned=len(to_queue))
+    return queued
 
 
 def _encoded_since_the_scan(
@@ -288,19 +724,10 @@ def _encoded_since_the_scan(
     return recorded and (state.config.paths.archive / action.output_path).exists()
 
 
-def _rename(
-    state: EngineState,
-    store: Store,
-    action: RenameOutput,
-    entries: tuple[LedgerEntry, ...],
-    *,
-    log: Any,
-    now: datetime,
-) -> None:
+def _rename(state: EngineState, store: Store, action: RenameOutput, *, log: Any, now: datetime) -> None:
     config = state.config
-    old = next(
-        (entry for entry in entries if entry.library == action.library and entry.rel_path == action.from_rel_path), None
-    )
+    folder = action.from_rel_path.rpartition("/")[0]
+    old = store.ledger_in_folders(action.library, [folder]).get(action.from_rel_path)
     if old is None:
         return
     # The move happens inside the (fenced) transaction: a pass that no longer leads moves nothing.
@@ -391,31 +818,6 @@ def _adopt(
             ),
         )
     log.info("output adopted", library=action.library, path=action.source.rel_path, output=action.output_path)
-
-
-def _report(state: EngineState, result: Plan, *, log: Any) -> None:
-    """Log drift, skips and pauses once, when they appear."""
-    current: set[tuple[str, ...]] = set()
-    for action in result.actions:
-        if isinstance(action, Drift):
-            key: tuple[str, ...] = ("drift", action.library, action.rel_path, str(action.reason))
-            if key not in state.reported:
-                log.warning("drift", library=action.library, path=action.rel_path, reason=str(action.reason))
-        elif isinstance(action, Skip):
-            key = ("skip", action.library, action.rel_path, action.reason)
-            if key not in state.reported:
-                log.warning("file skipped", library=action.library, path=action.rel_path, reason=action.reason)
-        elif isinstance(action, PauseLibrary):
-            key = ("pause", action.library, action.reason)
-            if key not in state.reported:
-                log.error("library paused", library=action.library, reason=action.reason)
-        else:
-            continue
-        current.add(key)
-    for key in state.reported - current:
-        if key[0] == "pause":
-            log.info("library resumed", library=key[1])
-    state.reported = current
 
 
 def _library_preset_hashes(state: EngineState) -> dict[str, str | None]:

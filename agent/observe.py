@@ -9,15 +9,25 @@ something to compare with, so planning a fresh library does not pay for its star
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection, Mapping
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from agent.config.models import Config
-from agent.domain import Ledger, LibraryObservation, Observation, SourceFile
+from agent.archive_walk import ArchiveWalk
+from agent.config.models import Config, Library
+from agent.domain import Ledger, LibraryObservation, Observation, RememberedFolder, SeenFile, SourceFile
 from agent.handbrake.probe import HandBrakeUnavailable, handbrake_version
 from agent.identity import preset_identity
+from agent.incremental_archive import walk_archive_changed
+from agent.incremental_scan import (
+    Missed,
+    walk_changed,
+    walk_in_full,
+)
 from agent.plan import fingerprints_needed
-from agent.scan import fingerprint, scan_archive, scan_library
+from agent.plan_from_store import FillFingerprints
+from agent.scan import LibraryWalk, fingerprint, scan_archive, scan_library
 
 
 def observe(
@@ -43,6 +53,69 @@ def observe(
     return with_fingerprints(
         config, observation, fingerprints_needed(config, observation, ledger, now_ns=now_ns), ledger
     )
+
+
+@dataclass(frozen=True)
+class PassWalk:
+    """What one agent pass walked (`walk_for_pass`), and what to remember of it."""
+
+    libraries: Mapping[str, LibraryWalk]
+    archive: ArchiveWalk
+    full: frozenset[str]  # the libraries walked in full
+    would_keep: Mapping[str, frozenset[str]]  # by library walked in full: folders a pass would have kept
+    seconds: Mapping[str, float]  # how long each library's walk took
+    full_archive: bool = False  # whether the archive was walked in full
+    # by library walked in full: what its walk found that the memory missed (filled by the engine)
+    missed: Mapping[str, Missed] = dataclasses.field(default_factory=dict)
+
+    def observation(self, preset_hashes: Mapping[str, str]) -> Observation:
+        return Observation(
+            libraries={name: walk.observation for name, walk in self.libraries.items()},
+            archive=self.archive.observation,
+            preset_hashes=preset_hashes,
+        )
+
+
+def walk_for_pass(
+    config: Config,
+    *,
+    recorded_folders: Collection[str],
+    folders: Mapping[str, Mapping[str, RememberedFolder]],
+    archive_folders: Mapping[str, RememberedFolder],
+    now_ns: int,
+    full: Collection[str],
+    full_archive: bool,
+    dirty: Mapping[str, Collection[str]],
+) -> PassWalk:
+    """Walk every library and the archive: those in `full` (and the archive if `full_archive`)
+    in full, the others listing only the folders whose remembered listing (`folders`, by library;
+    `archive_folders`) does not stand (`agent.incremental_scan`); `recorded_folders`: the archive
+    folders the ledger's outputs are in. Uses no store, so it may run in a thread; the kept
+    folders' files stay in the scan memory, read a few folders at a time by whoever plans them."""
+    excluded = (config.paths.archive, config.paths.state_dir)
+    walks: dict[str, LibraryWalk] = {}
+    would_keep: dict[str, frozenset[str]] = {}
+    seconds: dict[str, float] = {}
+    for library in config.libraries:
+        started = time.perf_counter()
+        remembered = folders.get(library.name, {})
+        if library.name in full:
+            walks[library.name], would_keep[library.name] = walk_in_full(
+                library, remembered, excluded=excluded, now_ns=now_ns
+            )
+        else:
+            walks[library.name] = walk_changed(
+                library, remembered, excluded=excluded, now_ns=now_ns, dirty=dirty.get(library.name, ())
+            )
+        seconds[library.name] = time.perf_counter() - started
+    archive = walk_archive_changed(
+        config,
+        archive_folders,
+        recorded_folders=set(recorded_folders) - {library.output for library in config.libraries},
+        now_ns=now_ns,
+        full=full_archive,
+    )
+    return PassWalk(walks, archive, frozenset(full), would_keep, seconds, full_archive)
 
 
 def with_fingerprints(
@@ -103,8 +176,28 @@ def _with_fingerprints(
     return dataclasses.replace(observed, files=tuple(files))
 
 
+def fingerprints_from_disk(library: Library) -> FillFingerprints:
+    """Return how `agent.plan_from_store` fills the fingerprints a batch's plan needs: from the
+    scan memory while a file's size and mtime hold, else read from the file (None if it cannot be)."""
+
+    def fill(files: Sequence[SourceFile], needed: set[str], seen: dict[str, SeenFile]) -> list[SourceFile]:
+        return [
+            source._replace(
+                fingerprint=_fingerprint_of(library.source / source.rel_path, source, seen.get(source.rel_path))
+            )
+            if source.rel_path in needed
+            else source
+            for source in files
+        ]
+
+    return fill
+
+
 def _fingerprint(path: Path, source: SourceFile, ledger: Ledger, library: str) -> str | None:
-    seen = ledger.seen.get((library, source.rel_path))
+    return _fingerprint_of(path, source, ledger.seen.get((library, source.rel_path)))
+
+
+def _fingerprint_of(path: Path, source: SourceFile, seen: SeenFile | None) -> str | None:
     if seen is not None and seen.fingerprint and (seen.size, seen.mtime_ns) == (source.size, source.mtime_ns):
         return seen.fingerprint
     try:

@@ -12,8 +12,12 @@ Choices where DESIGN.md is silent:
 - A renamed source is recognised only within its library, by fingerprint, and only when
   the old output still exists; otherwise the file is simply transcoded. An output hb2r did
   not make is never moved over: if one sits at the new path, it is adopted instead.
+- Files are decided folder by folder (folders in path order), each folder's files by name:
+  the whole library at once (`plan`) or one folder at a time (`plan_in_folder_batches`, and
+  `agent.batch_plan`, where the decisions are), with the same actions in the same order.
 - Two sources that map to one output (`a.avi`, `a.mp4` -> `a.mkv`) are a conflict: the
   one already recorded, else the first by name, wins; the other is skipped and reported.
+  Two new copies of one renamed file: the first in that order takes the output.
   A recorded source keeps that claim on its new path when the output folder or container
   changes in the config.
 - A library is paused, with no other action, when its source is missing or unreadable,
@@ -33,47 +37,65 @@ Choices where DESIGN.md is silent:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import cached_property
-from operator import itemgetter
 
+from agent.batch_plan import (
+    Claims,
+    FolderBatch,
+    LibraryContext,
+    file_order,
+    fingerprints_needed_in_batch,
+    plan_batch,
+    plan_vanished,
+    renamable_by_fingerprint,
+)
 from agent.config.models import Config, Library, Preset, User
 from agent.domain import (
     Action,
-    Adopt,
-    Drift,
-    DriftReason,
     LedgerEntry,
     LibraryObservation,
     Observation,
     PauseLibrary,
     Plan,
-    RenameOutput,
     SeenFile,
     Skip,
     SourceFile,
     SourceStatus,
-    Transcode,
-    TranscodeReason,
     UserChange,
     UserChangeKind,
     UserRecord,
-    Wait,
 )
 from agent.domain import Ledger as LedgerState
-from agent.identity import output_namer
-
-NS_PER_SECOND = 1_000_000_000
+from agent.pause import PauseCounts, pause_reason
 
 
 def plan(config: Config, observation: Observation, ledger: LedgerState, *, now_ns: int) -> Plan:
     """Given desired state, what the disk holds and what hb2r remembers, return the Plan."""
+    return _plan(config, observation, ledger, now_ns=now_ns, by_folder=False)
+
+
+def plan_in_folder_batches(config: Config, observation: Observation, ledger: LedgerState, *, now_ns: int) -> Plan:
+    """Return the same Plan as `plan`, decided one folder at a time (`agent.batch_plan`)."""
+    return _plan(config, observation, ledger, now_ns=now_ns, by_folder=True)
+
+
+def _plan(config: Config, observation: Observation, ledger: LedgerState, *, now_ns: int, by_folder: bool) -> Plan:
     actions: list[Action] = []
     for library in config.libraries:
-        actions.extend(_plan_library(_LibraryFacts.of(config, library, observation, ledger), now_ns=now_ns))
+        actions.extend(_plan_library(_LibraryFacts.of(config, library, observation, ledger), now_ns=now_ns,
+                                     by_folder=by_folder))  # fmt: skip
     actions.extend(plan_users(config.users, ledger.users))
     return Plan(tuple(actions))
+
+
+def library_context(
+    config: Config, library: Library, observation: Observation, ledger: LedgerState
+) -> tuple[LibraryContext, str | None]:
+    """Return a library's context for planning it in batches, and why it is paused (None: it is not)."""
+    facts = _LibraryFacts.of(config, library, observation, ledger)
+    return facts.context(), facts.pause_reason()
 
 
 def fingerprints_needed(
@@ -91,16 +113,9 @@ def fingerprints_needed(
         if not (facts.entries or facts.orphans) or facts.pause_reason() is not None:
             continue  # with nothing recorded, no file is a rename or a changed one
         vanished_sizes = {entry.size for entry in facts.vanished_entries()}
-        output_of = output_namer(facts.library, facts.preset)
-        for source in facts.files:
-            entry = facts.entries.get(source.rel_path) or facts.orphan_of(source.rel_path, output_of(source.rel_path))
-            if entry is None:
-                if source.size not in vanished_sizes:
-                    continue
-            elif (entry.size, entry.mtime_ns) == (source.size, source.mtime_ns):
-                continue
-            if source.size and facts.stable_in_seconds(source, now_ns=now_ns) <= 0:
-                needed.add((library.name, source.rel_path))
+        batch = facts.batch(renamable={})
+        found = fingerprints_needed_in_batch(facts.context(), batch, vanished_sizes=vanished_sizes, now_ns=now_ns)
+        needed.update((library.name, rel_path) for rel_path in found)
     return needed
 
 
@@ -159,59 +174,41 @@ class _LibraryFacts:
             orphans={entry.output_path: entry for entry in ledger.entries if entry.library not in configured},
         )
 
-    def orphan_of(self, rel_path: str, output_path: str) -> LedgerEntry | None:
-        """Return the entry a renamed library left for this file and output, or None."""
-        orphan = self.orphans.get(output_path)
-        return orphan if orphan is not None and orphan.rel_path == rel_path else None
-
     def pause_reason(self) -> str | None:
-        archive = self.observation.archive
-        if not archive.available:
-            return f"archive unavailable: {archive.detail}"
-        if self.observed.status is SourceStatus.MISSING:
-            return f"source folder missing: {self.library.source} (not mounted?)"
-        if self.observed.status is SourceStatus.UNREADABLE:
-            return f"source folder unreadable: {self.library.source}: {self.observed.detail}"
-        prefix = self.library.output + "/"
-        recorded_outputs = sum(1 for entry in self.entries.values() if entry.output_path.startswith(prefix))
-        if recorded_outputs and self.library.output not in archive.output_folders:
-            return (
-                f"output folder {self.library.output!r} is missing from the archive while "
-                f"{recorded_outputs} transcodes are recorded in it"
-            )
         known: Iterable[str]
         if self.library.name in self.ledger.file_counts:
             baseline, known = self.ledger.file_counts[self.library.name], self.seen.keys()
         else:
             baseline, known = len(self.entries), self.entries.keys()
         hidden = self.hidden_prefixes()
-        # Files an unreadable folder hides are still there: they are not counted as vanished.
-        vanished = baseline - len(self.files) - (sum(1 for rel in known if rel.startswith(hidden)) if hidden else 0)
-        if baseline and vanished * 100 > self.max_vanish_percent * baseline:
-            return (
-                f"{vanished} of {baseline} files vanished since the last good scan "
-                f"(more than {self.max_vanish_percent}%); is the disk mounted?"
-            )
-        return None
-
-    def stable_in_seconds(self, source: SourceFile, *, now_ns: int) -> float:
-        """Return how long until the file counts as stable (<= 0: it is)."""
-        since = max(source.mtime_ns, source.ctime_ns)
-        seen = self.seen.get(source.rel_path)
-        if seen is not None:
-            if (seen.size, seen.mtime_ns) != (source.size, source.mtime_ns):
-                since = max(since, now_ns)
-            elif seen.changed_at_ns is not None:
-                since = max(since, seen.changed_at_ns)
-        return (since + self.stable_after_ns - now_ns) / NS_PER_SECOND
-
-    @cached_property
-    def stable_after_ns(self) -> int:
-        return int(self.library.stable_after.total_seconds() * NS_PER_SECOND)
+        prefix = self.library.output + "/"
+        counts = PauseCounts(
+            files_now=len(self.files),
+            baseline=baseline,
+            hidden_known=sum(1 for rel in known if rel.startswith(hidden)) if hidden else 0,
+            recorded_outputs=sum(1 for entry in self.entries.values() if entry.output_path.startswith(prefix)),
+        )
+        return pause_reason(
+            self.library,
+            archive=self.observation.archive,
+            status=self.observed.status,
+            detail=self.observed.detail,
+            counts=counts,
+            max_vanish_percent=self.max_vanish_percent,
+        )
 
     def hidden_prefixes(self) -> tuple[str, ...]:
         """Return the prefixes of the paths that unreadable folders hide from the scan."""
         return tuple(folder.rstrip("/") + "/" for folder in self.observed.unreadable_dirs)
+
+    def context(self) -> LibraryContext:
+        preset_hash = self.observation.preset_hashes.get(self.library.preset)
+        return LibraryContext(self.library, self.preset, preset_hash, self.hidden_prefixes())
+
+    def batch(self, *, renamable: dict[str, LedgerEntry]) -> FolderBatch:
+        """Return the whole library as one batch."""
+        outputs = self.observation.archive.outputs
+        return FolderBatch(self.files, self.entries, self.seen, outputs, self.orphans, renamable)
 
     def vanished_entries(self) -> list[LedgerEntry]:
         """Return recorded files not seen now, leaving out those under unreadable folders."""
@@ -224,110 +221,38 @@ class _LibraryFacts:
         ]
 
 
-def _plan_library(facts: _LibraryFacts, *, now_ns: int) -> Iterator[Action]:
+def _plan_library(facts: _LibraryFacts, *, now_ns: int, by_folder: bool) -> Iterator[Action]:
     name = facts.library.name
     reason = facts.pause_reason()
     if reason is not None:
         yield PauseLibrary(name, reason)
         return
+    context = facts.context()
     outputs = facts.observation.archive.outputs
-    current_hash = facts.observation.preset_hashes.get(facts.library.preset)
-    reencode = facts.library.on_preset_change == "reencode"
     vanished = facts.vanished_entries()
-    vanished_paths = {entry.rel_path for entry in vanished}
-    renamable = {entry.fingerprint: entry for entry in reversed(vanished) if entry.output_path in outputs}
-    vanished_outputs = {entry.output_path for entry in vanished}
-    # Output path -> the source that owns it; a vanished source's output may be taken over.
-    owners = {entry.output_path: rel for rel, entry in facts.entries.items() if rel not in vanished_paths}
-
-    output_of = output_namer(facts.library, facts.preset)
-    # A recorded source also holds the path its output belongs at now (the output folder or
-    # container may have changed in the config): a newcomer may not take it.
-    reserved: dict[str, str] = {}
-    for rel in sorted(rel for output, rel in owners.items() if output_of(rel) != output):
-        reserved.setdefault(output_of(rel), rel)
-    settled_before = now_ns - facts.stable_after_ns  # changed before this: stable, unless a scan saw more
-    seen = facts.seen
-    for source in sorted(facts.files, key=_by_path):
-        rel_path = source.rel_path
-        if source.mtime_ns > settled_before or source.ctime_ns > settled_before or rel_path in seen:
-            wait = facts.stable_in_seconds(source, now_ns=now_ns)
-            if wait > 0:
-                yield Wait(name, rel_path, wait)
-                continue
-        desired = output_of(rel_path)
-        if source.size == 0:
-            yield Skip(name, rel_path, "empty file (0 bytes)")
-            continue
-        entry = facts.entries.get(rel_path)
-        if entry is not None:
-            action = _plan_recorded(facts, source, entry, desired, current_hash=current_hash, reencode=reencode)
-            if action is not None:
-                yield action
-            continue
-        owner = owners.get(desired) or reserved.get(desired)
-        if owner is not None and owner != rel_path:
-            yield Skip(name, rel_path, f"its output {desired} already belongs to {owner}")
-            continue
-        owners[desired] = rel_path
-        orphan = facts.orphan_of(rel_path, desired) if desired in outputs else None
-        if orphan is not None:  # hb2r's output, recorded under the library's old name
-            if _same_content(orphan, source):
-                yield Adopt(name, source, desired, from_library=orphan.library)
-            else:
-                yield Transcode(name, source, desired, TranscodeReason.CHANGED)
-            continue
-        # An output hb2r did not make is never overwritten, not even by a rename: it is adopted.
-        foreign = desired in outputs and desired not in vanished_outputs
-        match = renamable.get(source.fingerprint) if source.fingerprint else None
-        if match is not None and not foreign:
-            del renamable[match.fingerprint]
-            vanished_paths.discard(match.rel_path)
-            yield RenameOutput(name, source, match.rel_path, match.output_path, desired)
-        elif foreign:
-            yield Adopt(name, source, desired)
-        else:
-            yield Transcode(name, source, desired, TranscodeReason.NEW)
-
-    claimed = set(owners)
-    for entry in vanished:
-        if entry.rel_path in vanished_paths and entry.output_path in outputs and entry.output_path not in claimed:
-            yield Drift(name, entry.rel_path, entry.output_path, DriftReason.SOURCE_VANISHED)
+    whole = facts.batch(renamable=renamable_by_fingerprint(vanished, outputs))
+    claims = Claims()
+    for batch in _by_folder(whole) if by_folder else [whole]:
+        actions, claims = plan_batch(context, batch, claims, now_ns=now_ns)
+        yield from actions
+    yield from plan_vanished(name, vanished, outputs, claims)
     for problem in facts.observed.problems:
         yield Skip(name, problem.rel_path, problem.message)
 
 
-def _plan_recorded(
-    facts: _LibraryFacts,
-    source: SourceFile,
-    entry: LedgerEntry,
-    desired: str,
-    *,
-    current_hash: str | None,
-    reencode: bool,
-) -> Action | None:
-    """Return the action for a file the ledger knows, or None when it is in sync (the usual case)."""
-    name = facts.library.name
-    if not _same_content(entry, source):
-        return Transcode(name, source, desired, TranscodeReason.CHANGED)
-    if entry.output_path not in facts.observation.archive.outputs:
-        return Transcode(name, source, desired, TranscodeReason.OUTPUT_MISSING)
-    preset_changed = current_hash is not None and entry.preset_hash != current_hash
-    same_container = entry.output_path.rsplit(".", 1)[-1] == desired.rsplit(".", 1)[-1]
-    if preset_changed or not same_container:
-        if reencode:
-            return Transcode(name, source, desired, TranscodeReason.PRESET_CHANGED)
-        return Drift(name, source.rel_path, entry.output_path, DriftReason.PRESET_CHANGED)
-    if entry.output_path != desired:  # the library's output folder was renamed in the config
-        return RenameOutput(name, source, source.rel_path, entry.output_path, desired)
-    return None
-
-
-def _same_content(entry: LedgerEntry, source: SourceFile) -> bool:
-    """Return whether source still has the content entry recorded (same size and mtime, or fingerprint)."""
-    return (entry.size, entry.mtime_ns) == (source.size, source.mtime_ns) or (
-        source.fingerprint is not None and source.fingerprint == entry.fingerprint
-    )
-
-
-_by_path = itemgetter(0)  # SourceFile.rel_path
+def _by_folder(whole: FolderBatch) -> Iterator[FolderBatch]:
+    """Split a library's batch into one batch per folder, in folder order."""
+    files: dict[str, list[SourceFile]] = {}
+    for source in whole.files:
+        files.setdefault(file_order(source)[0], []).append(source)
+    entries: dict[str, dict[str, LedgerEntry]] = {}
+    for rel_path, entry in whole.entries.items():
+        entries.setdefault(rel_path.rpartition("/")[0], {})[rel_path] = entry
+    for folder in sorted(files):
+        in_folder = {source.rel_path for source in files[folder]}
+        yield dataclasses.replace(
+            whole,
+            files=files[folder],
+            entries=entries.get(folder, {}),
+            seen={rel_path: seen for rel_path, seen in whole.seen.items() if rel_path in in_folder},
+        )

@@ -23,34 +23,78 @@ unreadable (which pauses it), a subfolder unreadable or archive outputs missing.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
+from agent.archive_walk import walk_archive
 from agent.config.models import Config, Library
 from agent.descriptors import OutOfDescriptors, is_shortage
-from agent.domain import ArchiveObservation, LibraryObservation, ScanProblem, SourceFile, SourceStatus
+from agent.domain import ArchiveObservation, FolderVisit, LibraryObservation, ScanProblem, SourceFile, SourceStatus
 
 FINGERPRINT_BLOCK = 1024 * 1024
 NOT_UTF8 = "file name is not valid UTF-8; rename it to have it encoded"
 
 
 def scan_library(library: Library, *, excluded: Iterable[Path] = ()) -> LibraryObservation:
-    """Given a library, return what its source folder holds now. Never raises for I/O."""
+    """Given a library, return what its source folder holds now (a full walk). Never raises for I/O."""
+    return walk_library(library, excluded=excluded).observation
+
+
+class WalkMemory(Protocol):
+    """What a walk reads of the scan memory (`agent.incremental_scan.FolderMemory` has it): the
+    remembered folders only, loaded before the walk (the store is not used from the walk's thread)."""
+
+    def keep(self, visit: FolderVisit) -> FolderVisit | None:
+        """Given a folder as its stat says it is now, return it as remembered if its remembered
+        listing stands (it is not listed), or None if it must be listed."""
+        ...
+
+    def subfolders(self, rel_path: str) -> list[tuple[str, bool]]:
+        """The remembered subfolders of a remembered folder: (name, reached through a symlink)."""
+        ...
+
+
+@dataclass(frozen=True)
+class LibraryWalk:
+    """A walk's observation, the folders it reached (to remember), those it listed, and those it
+    kept: their files are the scan memory's, not in the observation until `with_kept_files`."""
+
+    observation: LibraryObservation
+    folders: tuple[FolderVisit, ...] = ()
+    listed: frozenset[str] = frozenset()
+    kept: tuple[str, ...] = ()
+
+
+def walk_library(
+    library: Library, *, excluded: Iterable[Path] = (), memory: WalkMemory | None = None, now_ns: int = 0
+) -> LibraryWalk:
+    """Given a library, return what its source folder holds now; never raises for I/O.
+
+    Without `memory`, every folder is listed (a full walk). With it, a folder the memory keeps
+    is not listed: its subfolders are taken as remembered, and its files are left for
+    `with_kept_files` to add from the scan memory (agent.incremental_scan).
+    Both descend the same way (subfolders by name, a folder met twice kept where met first),
+    so they agree on the same tree. `now_ns` is when the listings happen (their `listed_at_ns`).
+    """
+    name = library.name
     root = str(library.source)
     try:
         root_stat = os.stat(root)
     except FileNotFoundError:
-        return LibraryObservation(library.name, SourceStatus.MISSING, detail="no such folder")
+        return LibraryWalk(LibraryObservation(name, SourceStatus.MISSING, detail="no such folder"))
     except OSError as error:
         _raise_if_shortage(error, root)
-        return LibraryObservation(library.name, SourceStatus.UNREADABLE, detail=error.strerror or str(error))
+        return LibraryWalk(LibraryObservation(name, SourceStatus.UNREADABLE, detail=error.strerror or str(error)))
     if not stat.S_ISDIR(root_stat.st_mode):
-        return LibraryObservation(library.name, SourceStatus.MISSING, detail="not a folder")
+        return LibraryWalk(LibraryObservation(name, SourceStatus.MISSING, detail="not a folder"))
     if not os.access(root, os.R_OK | os.X_OK):
-        return LibraryObservation(library.name, SourceStatus.UNREADABLE, detail="permission denied")
+        return LibraryWalk(LibraryObservation(name, SourceStatus.UNREADABLE, detail="permission denied"))
 
     extensions = frozenset(library.extensions)
     excluded = tuple(excluded)
@@ -58,96 +102,162 @@ def scan_library(library: Library, *, excluded: Iterable[Path] = ()) -> LibraryO
     # A link may lead into a subfolder of the archive, whose identity is not in `visited`.
     excluded_prefixes = tuple(os.path.join(os.path.realpath(path), "") for path in excluded)
     files: list[SourceFile] = []
-    add_file, new_tuple, is_regular, is_folder = files.append, tuple.__new__, stat.S_ISREG, stat.S_ISDIR
     problems: list[ScanProblem] = []
     unreadable: list[str] = []
-    folders = [(root, "")]
+    visits: list[FolderVisit] = []
+    listed: set[str] = set()
+    kept: list[str] = []  # folders taken from memory
+    folders = [(root, "", _visit("", root_stat, via_link=False, now_ns=now_ns))]
     while folders:
-        folder, prefix = folders.pop()
-        try:
-            entries = os.scandir(folder)
-        except OSError as error:
-            _raise_if_shortage(error, folder)
-            if not prefix:  # the source folder itself
-                return LibraryObservation(library.name, SourceStatus.UNREADABLE, detail=error.strerror or str(error))
-            unreadable.append(prefix.rstrip("/"))
-            problems.append(ScanProblem(_printable(prefix.rstrip("/")), f"folder unreadable: {error.strerror}"))
-            continue
-        with entries:
-            for entry in entries:
-                name = entry.name
-                if name[0] == ".":
-                    continue
-                # Most entries are videos: test the name first, so a file costs one stat and
-                # no is_dir(). Partial suffixes (.part, .!sync, ...) cannot pass: the config
-                # refuses them as extensions.
-                dot = name.rfind(".")
+        folder, prefix, visit = folders.pop()
+        rel_folder = prefix[:-1]
+        candidates: list[tuple[str, str, os.stat_result, bool]] = []  # subfolders: name, path, stat, via link
+        remembered = memory.keep(visit) if memory is not None else None
+        if remembered is not None:
+            assert memory is not None  # noqa: S101 - for mypy
+            visit = remembered
+            kept.append(rel_folder)
+            for child, via_link in memory.subfolders(rel_folder):
+                path = os.path.join(folder, child)
                 try:
-                    if dot > 0 and name[0] != "~" and name[dot:].lower() in extensions:
-                        info = entry.stat()
-                        if is_regular(info.st_mode):
-                            rel_path = prefix + name
-                            if rel_path.isascii() or _is_utf8(rel_path):
-                                # tuple.__new__ is SourceFile(...) without its Python-level __new__:
-                                # this line runs once per file of every library on every pass.
-                                add_file(
-                                    new_tuple(
-                                        SourceFile, (rel_path, info.st_size, info.st_mtime_ns, info.st_ctime_ns, None)
-                                    )
-                                )
-                            else:
-                                problems.append(ScanProblem(_printable(rel_path), NOT_UTF8))
-                            continue
-                        if not is_folder(info.st_mode):
-                            continue
-                    elif entry.is_dir():
-                        info = entry.stat()
-                    else:
-                        continue
-                except OSError:
-                    continue  # vanished between listing and stat, or a broken link
-                identity = (info.st_dev, info.st_ino)
-                if identity in visited or (entry.is_symlink() and _leads_into(entry.path, excluded_prefixes)):
-                    continue
-                visited.add(identity)
-                folders.append((entry.path, prefix + name + "/"))
-    return LibraryObservation(
-        library.name, SourceStatus.OK, files=tuple(files), problems=tuple(problems), unreadable_dirs=tuple(unreadable)
+                    info = os.stat(path)
+                except OSError as error:
+                    _raise_if_shortage(error, path)
+                    continue  # gone since it was remembered, as a listing would not find it
+                if stat.S_ISDIR(info.st_mode):
+                    candidates.append((child, path, info, via_link))
+        else:
+            listed.add(rel_folder)
+            listing = _list_folder(folder, prefix, extensions=extensions, files=files, problems=problems)
+            if isinstance(listing, OSError):
+                if not prefix:  # the source folder itself
+                    detail = listing.strerror or str(listing)
+                    return LibraryWalk(LibraryObservation(name, SourceStatus.UNREADABLE, detail=detail))
+                unreadable.append(rel_folder)
+                problems.append(ScanProblem(_printable(rel_folder), f"folder unreadable: {listing.strerror}"))
+                candidates, visit = [], visit._replace(problems=True)
+            else:
+                candidates, had_problems = listing
+                # A subfolder whose name is not UTF-8 cannot be remembered: list its parent every pass.
+                had_problems = had_problems or not all(_is_text(child) for child, *_ in candidates)
+                visit = visit._replace(problems=had_problems)
+        # A name that is not UTF-8 cannot be stored: such a folder is listed every pass.
+        if _is_text(rel_folder):
+            visits.append(visit)
+        subfolders = []
+        for child, path, info, via_link in sorted(candidates, key=_by_name):
+            identity = (info.st_dev, info.st_ino)
+            if identity in visited or (via_link and _leads_into(path, excluded_prefixes)):
+                continue
+            visited.add(identity)
+            child_prefix = prefix + child + "/"
+            subfolders.append((path, child_prefix, _visit(child_prefix[:-1], info, via_link=via_link, now_ns=now_ns)))
+        folders.extend(reversed(subfolders))  # popped in name order
+    return LibraryWalk(
+        LibraryObservation(
+            name, SourceStatus.OK, files=tuple(files), problems=tuple(problems), unreadable_dirs=tuple(unreadable)
+        ),
+        folders=tuple(visits),
+        listed=frozenset(listed),
+        kept=tuple(kept),
     )
 
 
-def scan_archive(config: Config, *, recorded_folders: Iterable[str] = ()) -> ArchiveObservation:
-    """Return which files exist in the archive (names only) under each library's output folder.
-
-    `recorded_folders` are output folders the ledger still points into: after an output
-    folder is renamed in the config, the old outputs must be seen to be moved, not re-encoded.
-    """
-    archive = str(config.paths.archive)
-    if not os.path.isdir(archive):
-        return ArchiveObservation(available=False, detail=f"{archive} is missing (not mounted?)")
-    outputs: list[str] = []
-    present: set[str] = set()
-    for output in dict.fromkeys([*(library.output for library in config.libraries), *recorded_folders]):
-        top = os.path.join(archive, output)
-        if not os.path.isdir(top):
+def with_kept_files(
+    walk: LibraryWalk,
+    library: Library,
+    remembered: Mapping[str, Sequence[SourceFile]],
+    *,
+    file_counts: Mapping[str, int],
+) -> LibraryWalk:
+    """Return the walk with the remembered files of the folders it kept (`remembered`, by folder);
+    a kept folder the memory holds files of (`file_counts`) but cannot give back is listed now."""
+    if not walk.kept:
+        return walk
+    files = list(walk.observation.files)
+    problems = list(walk.observation.problems)
+    extensions = frozenset(library.extensions)
+    for rel_folder in walk.kept:
+        found = remembered.get(rel_folder)
+        if found is not None or not file_counts.get(rel_folder):
+            files.extend(found or ())
             continue
-        present.add(output)
-        folders = [(top, output + "/")]
-        while folders:
-            folder, prefix = folders.pop()
-            try:
-                with os.scandir(folder) as entries:
-                    for entry in entries:
-                        if entry.name.startswith("."):
-                            continue
-                        if entry.is_dir(follow_symlinks=False):
-                            folders.append((entry.path, prefix + entry.name + "/"))
-                        else:
-                            outputs.append(prefix + entry.name)
-            except OSError as error:
-                _raise_if_shortage(error, folder)
+        prefix = rel_folder + "/" if rel_folder else ""
+        _list_folder(os.path.join(library.source, rel_folder), prefix, extensions=extensions, files=files,
+                     problems=problems)  # fmt: skip
+    observation = dataclasses.replace(walk.observation, files=tuple(files), problems=tuple(problems))
+    return dataclasses.replace(walk, observation=observation, kept=())
+
+
+def _list_folder(
+    folder: str,
+    prefix: str,
+    *,
+    extensions: frozenset[str],
+    files: list[SourceFile],
+    problems: list[ScanProblem],
+) -> tuple[list[tuple[str, str, os.stat_result, bool]], bool] | OSError:
+    """List one folder: add its candidate files to `files` and its bad names to `problems`; return
+    its subfolders (name, path, stat, via link) and whether it had a problem, or the OSError that
+    kept it from being listed."""
+    try:
+        entries = os.scandir(folder)
+    except OSError as error:
+        _raise_if_shortage(error, folder)
+        return error
+    subfolders: list[tuple[str, str, os.stat_result, bool]] = []
+    had_problems = False
+    add_file, new_tuple, is_regular, is_folder = files.append, tuple.__new__, stat.S_ISREG, stat.S_ISDIR
+    with entries:
+        for entry in entries:
+            name = entry.name
+            if name[0] == ".":
                 continue
-    return ArchiveObservation(available=True, outputs=frozenset(outputs), output_folders=frozenset(present))
+            # Most entries are videos: test the name first, so a file costs one stat and
+            # no is_dir(). Partial suffixes (.part, .!sync, ...) cannot pass: the config
+            # refuses them as extensions.
+            dot = name.rfind(".")
+            try:
+                if dot > 0 and name[0] != "~" and name[dot:].lower() in extensions:
+                    info = entry.stat()
+                    if is_regular(info.st_mode):
+                        rel_path = prefix + name
+                        if rel_path.isascii() or _is_utf8(rel_path):
+                            # tuple.__new__ is SourceFile(...) without its Python-level __new__:
+                            # this line runs once per file of every library on every pass.
+                            add_file(
+                                new_tuple(
+                                    SourceFile, (rel_path, info.st_size, info.st_mtime_ns, info.st_ctime_ns, None)
+                                )
+                            )
+                        else:
+                            problems.append(ScanProblem(_printable(rel_path), NOT_UTF8))
+                            had_problems = True
+                        continue
+                    if not is_folder(info.st_mode):
+                        continue
+                elif entry.is_dir():
+                    info = entry.stat()
+                else:
+                    continue
+            except OSError:
+                continue  # vanished between listing and stat, or a broken link
+            subfolders.append((name, entry.path, info, entry.is_symlink()))
+    return subfolders, had_problems
+
+
+def _visit(rel_path: str, info: os.stat_result, *, via_link: bool, now_ns: int) -> FolderVisit:
+    return FolderVisit(rel_path, f"{info.st_dev}:{info.st_ino}", info.st_mtime_ns, info.st_ctime_ns, via_link, now_ns)
+
+
+def _by_name(candidate: tuple[str, str, os.stat_result, bool]) -> str:
+    return candidate[0]
+
+
+def scan_archive(config: Config, *, recorded_folders: Iterable[str] = ()) -> ArchiveObservation:
+    """Return which files exist in the archive under each library's output folder (a full walk;
+    see `agent.archive_walk`)."""
+    return walk_archive(config, recorded_folders=recorded_folders).observation
 
 
 def fingerprint(path: Path, *, size: int) -> str:
@@ -194,6 +304,10 @@ def _identities(paths: Iterable[Path]) -> set[tuple[int, int]]:
 
 def _leads_into(link: str, prefixes: tuple[str, ...]) -> bool:
     return os.path.join(os.path.realpath(link), "").startswith(prefixes)
+
+
+def _is_text(name: str) -> bool:
+    return name.isascii() or _is_utf8(name)
 
 
 def _is_utf8(text: str) -> bool:

@@ -594,6 +594,8 @@ class Dispatcher:
             if present:
                 changed = await asyncio.to_thread(archive_checks.source_changed, source, before=source_stat, job=job)
                 ended = replace(ended, source_changed=changed)
+                if changed is not None:  # rewritten in place, which no folder's mtime shows: list it next pass
+                    self.state.dirty_folders.setdefault(job.library, set()).add(job.rel_path.rpartition("/")[0])
             if present and ended.source_changed is None:
                 output_size = temp.stat().st_size if temp.exists() else 0
                 verification = await self._verify(temp, result, output_size, source_duration)

@@ -15,7 +15,12 @@ the gate closed by a time window so nothing encodes: one file is added, and the 
 close to its job being queued is measured, ten times; prints the median against the target
 (stable_after + 2 s).
 
-    .venv/bin/python bench/scan.py [--files 100000] [--runs 7] [--keep DIR] [--parts plan,pickup]
+Part `idle` (bench_idle): a running `hb2r run` on the same tree, every file already encoded,
+`scan.interval: 3s` (full passes every 6 h, the first after start excepted), nothing changing:
+the median pass (`hb2r_scan_duration_seconds`, the first, full pass left out) against `find`
+on the same tree, the agent's CPU over the window (share of one core) and its RSS (now, peak).
+
+    .venv/bin/python bench/scan.py [--files 100000] [--runs 7] [--keep DIR] [--parts plan,pickup,idle]
 """
 
 from __future__ import annotations
@@ -49,6 +54,16 @@ while folders:
                 count += 1
 print(count)
 """
+
+
+def stop_agent(agent: subprocess.Popen[bytes]) -> None:
+    """Stop a benchmark's agent: SIGTERM (a clean stop), SIGKILL if it is still there after 30 s."""
+    agent.terminate()
+    try:
+        agent.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        agent.kill()
+        agent.wait()
 
 
 def make_tree(source: Path, files: int) -> None:
@@ -107,7 +122,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--keep", type=Path, help="build the tree here and keep it")
-    parser.add_argument("--parts", default="plan,pickup", help="comma-separated parts to run: plan, pickup")
+    parser.add_argument("--parts", default="plan,pickup", help="comma-separated parts to run: plan, pickup, idle")
     arguments = parser.parse_args()
     parts = set(arguments.parts.split(","))
 
@@ -120,6 +135,8 @@ def main() -> None:
             print(f"made {arguments.files} files in {time.perf_counter() - started:.1f}s under {source}")
         if "pickup" in parts:
             bench_pickup(root, source, tries=10)
+        if "idle" in parts:
+            bench_idle(root, source, seconds=30.0)
         if "plan" not in parts:
             return
         config = write_config(root)
@@ -213,16 +230,87 @@ def bench_pickup(root: Path, source: Path, *, tries: int) -> None:
         print(f"pickup: beyond stable_after: {median - PICKUP_STABLE_AFTER:.2f}s")
         print(f"pickup: one pass of the running agent (median): {statistics.median(pass_seconds):.2f}s")
     finally:
-        agent.terminate()
-        try:
-            agent.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            agent.kill()
-            agent.wait()
+        stop_agent(agent)
         log.close()
         for path in added:
             path.unlink(missing_ok=True)
         shutil.rmtree(work, ignore_errors=True)
+
+
+IDLE_INTERVAL = 3.0
+
+
+def bench_idle(root: Path, source: Path, *, seconds: float) -> None:
+    """A running agent over an unchanged, fully encoded library: its passes against `find`, its
+    CPU while it only passes, and its memory."""
+    work = root / "idle"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    port = _free_port()
+    config = work / "config.yaml"
+    config.write_text(
+        "version: 1\n"
+        "paths: {archive: archive, state_dir: state}\n"
+        "libraries:\n"
+        f"  - {{name: tv, source: {source}, output: TV, preset: tv, stable_after: 2s}}\n"
+        "presets:\n"
+        "  tv: {handbrake: 'Fast 1080p30'}\n"
+        f"scan: {{interval: {IDLE_INTERVAL:g}s}}\n"
+        "auth: {jwt_secret_file: state/jwt.secret, bcrypt_rounds: 4}\n"
+        f"server: {{listen: '127.0.0.1:{port}'}}\n"
+    )
+    started = time.perf_counter()
+    count = _record_everything_encoded(config)
+    print(f"idle: recorded {count} files as encoded in {time.perf_counter() - started:.1f}s")
+    find = f"find {source} -type f -printf '%p %s %T@\\n' | wc -l"
+    time_shell(find)
+    find_median = statistics.median(time_shell(find) for _ in range(5))
+    log = (work / "agent.log").open("wb")
+    agent = subprocess.Popen(
+        [*HB2R, "run", str(config)], cwd=Path(__file__).parent.parent, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        _until(lambda: _first_pass_done(port), what="the agent's first pass", deadline=600.0, agent=agent)
+        first = _scan_seconds(port)
+        cpu_before, at_before = _cpu_seconds(agent.pid), time.monotonic()
+        passes: list[float] = []
+        last = first
+        while time.monotonic() - at_before < seconds:
+            value = _scan_seconds(port)
+            if value != last:
+                passes.append(value)
+                last = value
+            time.sleep(0.1)
+        cpu = (_cpu_seconds(agent.pid) - cpu_before) / (time.monotonic() - at_before)
+        rss, peak = _rss(agent.pid)
+        median = statistics.median(passes) if passes else float("nan")
+        print(f"idle: find (median of 5): {find_median:.3f}s; the first, full pass: {first:.3f}s")
+        print(
+            f"idle: a pass over the unchanged library (median of {len(passes)}): {median:.3f}s  "
+            f"({median / find_median:.2f}x find)"
+        )
+        print(f"idle: agent CPU at a {IDLE_INTERVAL:g}s interval: {cpu * 100:.1f}% of one core")
+        print(f"idle: agent RSS: {rss / 1e6:.0f} MB now, {peak / 1e6:.0f} MB peak")
+    finally:
+        stop_agent(agent)
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """Return the CPU seconds (user + system) the process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss(pid: int) -> tuple[int, int]:
+    """Return the process's resident memory now and at its peak, in bytes."""
+    found = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            found[key] = int(value.split()[0]) * 1024
+    return found["VmRSS"], found["VmHWM"]
 
 
 def _record_everything_encoded(config_path: Path) -> int:

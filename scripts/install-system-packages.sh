@@ -35,6 +35,10 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 # The pick-up tests mount a library over FUSE (bindfs), where other machines' changes send no
 # inotify event, to see hb2r poll it.
 command -v bindfs >/dev/null 2>&1 || missing+=(bindfs)
+# The container tests (tests/container) build and run hb2r's image with rootful podman and the runc
+# runtime (crun fails on hybrid cgroup hosts); the base image comes from debootstrap (above).
+command -v podman >/dev/null 2>&1 || missing+=(podman)
+command -v runc >/dev/null 2>&1 || [ -x /usr/sbin/runc ] || missing+=(runc)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -14,6 +14,7 @@ from agent.api.views import encodes_view, gate_view, system_view
 from agent.engine import update_conditions
 from agent.mounts import WatchStatus
 from agent.store import ledger
+from agent.store.scans import FullPass
 
 COUNTED_STATES = ("done", "queued", "running", "failed", "dead", "cancelled")
 
@@ -56,6 +57,8 @@ async def status(request: web.Request) -> web.Response:
                     "output_bytes": found.output_bytes,
                     "saved_bytes": found.input_bytes - found.output_bytes,
                 },
+                # the last full pass (every folder listed) since the agent started: when, how long
+                "last_full_pass": _full_pass_view(state.full_passes.get(library.name)),
             }
         )
     last = state.last_pass
@@ -88,6 +91,10 @@ async def status(request: web.Request) -> web.Response:
 
 def _watch_view(watch: WatchStatus) -> dict[str, Any]:
     return {"mode": watch.mode, "reason": watch.reason, "folders": watch.folders}
+
+
+def _full_pass_view(full_pass: FullPass | None) -> dict[str, Any] | None:
+    return None if full_pass is None else {"at": full_pass.at, "seconds": round(full_pass.seconds, 3)}
 
 
 @requires("user")

@@ -266,6 +266,13 @@ class Scan(Model):
         "a second of a change; libraries that are polled (network or FUSE mounts, watch limit reached) "
         "notice new files only at this interval.",
     )
+    full_interval: Duration = Field(
+        default=timedelta(hours=6),
+        description="Time between full passes, which list every folder and stat every file; the passes "
+        "between list only the folders that changed (their mtime moved, inotify marked them, or they hold "
+        "files still settling). The safety net for changes no folder mtime or event shows: a file rewritten "
+        "in place after it had settled. At least `interval`.",
+    )
     max_vanish_percent: Percent = Field(
         default=50,
         description="Pause a library whose file count falls by more than this percent since the last good scan "
@@ -278,6 +285,15 @@ class Scan(Model):
         if value < timedelta(seconds=1):
             raise ValueError(f"interval must be at least 1s, got {format_duration(value)}")
         return value
+
+    @model_validator(mode="after")
+    def _full_pass_not_more_often_than_passes(self) -> Scan:
+        if self.full_interval < self.interval:
+            raise ValueError(
+                f"full_interval ({format_duration(self.full_interval)}) must be at least interval "
+                f"({format_duration(self.interval)}): a full pass cannot come more often than passes do"
+            )
+        return self
 
 
 def _max_jobs(value: object) -> int | Literal["auto"]:

@@ -7,15 +7,26 @@ can do. Each method is the module function of the same (or the named) purpose.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.domain import Ledger, LedgerEntry, SeenFile, SourceFile, UserChange, UserRecord
+from agent.domain import (
+    FolderVisit,
+    Ledger,
+    LedgerEntry,
+    RememberedFolder,
+    SeenFile,
+    SourceFile,
+    UserChange,
+    UserRecord,
+)
 from agent.facts import MediaFacts
 from agent.store import (
+    archive_memory,
+    batch_facts,
     failures,
     holds,
     hosts,
@@ -199,6 +210,9 @@ class DatabaseStore:
     def unfinished(self) -> list[Job]:
         return jobs.unfinished(self.database)
 
+    def unfinished_of_files(self, library: str, rel_paths: Sequence[str]) -> list[Job]:
+        return jobs.unfinished_of_files(self.database, library, rel_paths)
+
     # --- the ledger
     def load_ledger(self) -> Ledger:
         return state.load_ledger(self.database)
@@ -268,10 +282,102 @@ class DatabaseStore:
         previous: Mapping[tuple[str, str], SeenFile],
         now_ns: int,
         scanned_at: str,
+        folders: Iterable[FolderVisit] | None = None,
+        full_seconds: float | None = None,
     ) -> None:
         scans.record_scan(
-            self.database, library=library, files=files, previous=previous, now_ns=now_ns, scanned_at=scanned_at
+            self.database,
+            library=library,
+            files=files,
+            previous=previous,
+            now_ns=now_ns,
+            scanned_at=scanned_at,
+            folders=folders,
+            full_seconds=full_seconds,
         )
+
+    def load_full_passes(self) -> dict[str, scans.FullPass]:
+        return scans.load_full_passes(self.database)
+
+    def record_walk(
+        self,
+        *,
+        library: str,
+        listed: Mapping[str, Sequence[SourceFile]],
+        folders: Iterable[FolderVisit],
+        fingerprints: Mapping[str, tuple[int, int, str]] | None = None,
+        now_ns: int,
+        scanned_at: str,
+        full_seconds: float | None = None,
+    ) -> None:
+        scans.record_walk(
+            self.database,
+            library=library,
+            listed=listed,
+            folders=folders,
+            fingerprints=fingerprints,
+            now_ns=now_ns,
+            scanned_at=scanned_at,
+            full_seconds=full_seconds,
+        )
+
+    def load_folders(self, library: str) -> dict[str, RememberedFolder]:
+        return scans.load_folders(self.database, library)
+
+    def load_folder_files(self, library: str, folders: Sequence[str]) -> dict[str, list[SourceFile]]:
+        return scans.load_folder_files(self.database, library, folders)
+
+    # --- what planning one batch of folders reads (agent.store.batch_facts)
+    def ledger_in_folders(self, library: str, folders: Sequence[str]) -> dict[str, LedgerEntry]:
+        return batch_facts.ledger_in_folders(self.database, library, folders)
+
+    def seen_in_folders(self, library: str, folders: Sequence[str]) -> dict[str, SeenFile]:
+        return batch_facts.seen_in_folders(self.database, library, folders)
+
+    def outputs_present(self, paths: Collection[str]) -> set[str]:
+        return batch_facts.outputs_present(self.database, paths)
+
+    def rows_holding_outputs(self, paths: Collection[str], *, other_than: Collection[str]) -> dict[str, LedgerEntry]:
+        return batch_facts.rows_holding_outputs(self.database, paths, other_than=other_than)
+
+    def vanished_sizes(self, library: str, sizes: Collection[int]) -> set[int]:
+        return batch_facts.vanished_sizes(self.database, library, sizes)
+
+    def vanished_with_fingerprints(
+        self, library: str, fingerprints: Collection[str], *, hidden: tuple[str, ...] = ()
+    ) -> dict[str, LedgerEntry]:
+        return batch_facts.vanished_with_fingerprints(self.database, library, fingerprints, hidden=hidden)
+
+    def vanished_rows(self, library: str) -> Iterator[LedgerEntry]:
+        return batch_facts.vanished_rows(self.database, library)
+
+    def ledger_count(self, library: str) -> int:
+        return batch_facts.ledger_count(self.database, library)
+
+    def count_under(self, library: str, prefixes: Sequence[str], *, remembered: bool) -> int:
+        return batch_facts.count_under(self.database, library, prefixes, remembered=remembered)
+
+    def outputs_recorded_in(self, library: str, output_folder: str) -> int:
+        return batch_facts.outputs_recorded_in(self.database, library, output_folder)
+
+    def remembered_file_count(self, library: str) -> int:
+        return batch_facts.remembered_file_count(self.database, library)
+
+    def recorded_output_folders(self) -> set[str]:
+        return batch_facts.recorded_output_folders(self.database)
+
+    def remember_fingerprints(self, library: str, fingerprints: Mapping[str, tuple[int, int, str]]) -> None:
+        with self.transaction():
+            batch_facts.remember_fingerprints(self.database, library, fingerprints)
+
+    def load_archive_folders(self) -> dict[str, RememberedFolder]:
+        return archive_memory.load_archive_folders(self.database)
+
+    def load_archive_files(self, folders: Sequence[str]) -> dict[str, list[str]]:
+        return archive_memory.load_archive_files(self.database, folders)
+
+    def record_archive(self, *, folders: Iterable[FolderVisit], listed: Mapping[str, Sequence[str]]) -> None:
+        archive_memory.record_archive(self.database, folders=folders, listed=listed)
 
     # --- users
     def load_users(self) -> tuple[UserRecord, ...]:

@@ -243,7 +243,52 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE library = OLD.library;
     END;
     """,
-    # 12: the queue's order (agent.store.order): each job's source size (from its fingerprint,
+    # 12: passes that list only the folders that changed (agent.incremental_scan): each folder a
+    # walk of a library or of the archive reached, the names in the archive's folders, each file's
+    # ctime and folder (to give it back without a stat), each ledger row's folder and the indexes a
+    # batch of folders is planned by, and when the last full pass ran and how long it took. A
+    # file's folder is its path up to the last '/'.
+    """
+    CREATE TABLE IF NOT EXISTS scanned_folders (
+        library TEXT NOT NULL,
+        rel_path TEXT NOT NULL,
+        identity TEXT NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        ctime_ns INTEGER NOT NULL,
+        via_link INTEGER NOT NULL DEFAULT 0 CHECK (via_link IN (0, 1)),
+        problems INTEGER NOT NULL DEFAULT 0 CHECK (problems IN (0, 1)),
+        file_count INTEGER NOT NULL CHECK (file_count >= 0),
+        listed_at_ns INTEGER NOT NULL,
+        newest_change_ns INTEGER NOT NULL,
+        PRIMARY KEY (library, rel_path)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS archive_folders (
+        rel_path TEXT PRIMARY KEY,
+        identity TEXT NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        ctime_ns INTEGER NOT NULL,
+        problems INTEGER NOT NULL DEFAULT 0 CHECK (problems IN (0, 1)),
+        file_count INTEGER NOT NULL CHECK (file_count >= 0),
+        listed_at_ns INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS archive_files (
+        rel_path TEXT PRIMARY KEY,
+        folder TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS archive_files_by_folder ON archive_files (folder);
+    ALTER TABLE seen_files ADD COLUMN ctime_ns INTEGER;
+    ALTER TABLE seen_files ADD COLUMN folder TEXT NOT NULL DEFAULT '';
+    UPDATE seen_files SET folder = rtrim(rtrim(rel_path, replace(rel_path, '/', '')), '/');
+    CREATE INDEX IF NOT EXISTS seen_files_by_folder ON seen_files (library, folder);
+    ALTER TABLE ledger ADD COLUMN folder TEXT NOT NULL DEFAULT '';
+    UPDATE ledger SET folder = rtrim(rtrim(rel_path, replace(rel_path, '/', '')), '/');
+    CREATE INDEX IF NOT EXISTS ledger_by_folder ON ledger (library, folder);
+    CREATE INDEX IF NOT EXISTS ledger_by_fingerprint ON ledger (library, fingerprint);
+    CREATE INDEX IF NOT EXISTS ledger_by_size ON ledger (library, size);
+    ALTER TABLE library_scans ADD COLUMN full_at TEXT;
+    ALTER TABLE library_scans ADD COLUMN full_seconds REAL CHECK (full_seconds IS NULL OR full_seconds >= 0);
+    """,
+    # 13: the queue's order (agent.store.order): each job's source size (from its fingerprint,
     # `size:hash`) for smallest/largest first, and an admin's "move to the front" (priority > 0,
     # the latest moved highest). Each order reads a partial index of the waiting jobs. And each
     # content's media facts (agent.store.media_facts), or why ffprobe could not read them.

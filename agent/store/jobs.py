@@ -647,3 +647,25 @@ def unfinished(database: Database) -> list[Job]:
             """)
         )
     )
+
+
+UNFINISHED_CHUNK = 500  # paths per query, well under SQLite's limit of parameters
+
+
+def unfinished_of_files(database: Database, library: str, rel_paths: Sequence[str]) -> list[Job]:
+    """Return the jobs of these files of library that are not done, oldest first.
+
+    What a plan of some folders pairs with its transcodes (`agent.queued_plan`), read by file
+    through the index of job identities (library, path, ...): however many jobs the table holds.
+    """
+    found: list[Job] = []
+    keys = sorted(set(rel_paths))
+    for start in range(0, len(keys), UNFINISHED_CHUNK):
+        chunk = keys[start : start + UNFINISHED_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        query = _sql(
+            "SELECT {COLUMNS} FROM jobs WHERE library = ? AND rel_path IN (" + marks + ")"  # noqa: S608 (constants)
+            " AND state IN ('queued', 'running', 'failed', 'dead', 'cancelled')"
+        )
+        found.extend(_all(database.execute(query, (library, *chunk))))
+    return sorted(found, key=lambda job: job.id)

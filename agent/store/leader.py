@@ -20,7 +20,10 @@ out (ISO-8601 UTC text on the DATABASE's clock, as job leases are: `agent.store.
   locks the row `FOR SHARE` while the transaction lasts: a taker's UPDATE of the row waits for
   an in-flight pass transaction to end, and the pass's next transaction sees the new epoch and
   raises NotLeader, having written nothing. A pass transaction left idle past the lease (its
-  leader frozen mid-pass) is ended by the server, so that lock never outlives the lease. A
+  leader frozen mid-pass) is ended by the server, or else by the host taking over
+  (`end_stale_transactions`), so that lock never outlives the lease for long. On PostgreSQL a
+  host first reads the row without a lock and, while another host's lease runs, goes on
+  following without queueing behind that leader's pass transaction for the row. A
   statement run outside a transaction gets a transaction of its own (its rows read before the
   commit). On SQLite (one host: its state folder's lock allows one agent) the check is the same
   and trivially holds.
@@ -28,6 +31,7 @@ out (ISO-8601 UTC text on the DATABASE's clock, as job leases are: `agent.store.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import timedelta
@@ -35,7 +39,7 @@ from typing import Any, NamedTuple
 
 from agent.store.jobs import _stamp
 from agent.store.leases import database_now
-from agent.store.sql import Cursor, Database
+from agent.store.sql import Cursor, Database, StoreError
 
 
 class Leadership(NamedTuple):
@@ -61,6 +65,12 @@ def take_or_renew(database: Database, host: str, *, lease: timedelta) -> Leaders
         raise ValueError(f"a lease must be longer than 0 seconds, got {lease}")
     now = database_now(database)
     stamp, expires_at = _stamp(now), _stamp(now + lease)
+    if database.dialect == "postgres":
+        holder = database.execute("SELECT host, expires_at FROM leader WHERE id = 1").fetchone()
+        if holder is not None and holder[0] != host:
+            if str(holder[1]) > stamp:
+                return None  # read without a lock: a follower never queues behind the leader's pass
+            end_stale_transactions(database, holder=str(holder[0]), expired_at=str(holder[1]))
     row = database.execute(
         """
         INSERT INTO leader (id, host, epoch, expires_at, taken_at) VALUES (1, ?, 1, ?, ?)
@@ -77,6 +87,31 @@ def take_or_renew(database: Database, host: str, *, lease: timedelta) -> Leaders
         (host, expires_at, stamp, stamp, stamp, stamp),
     ).fetchone()
     return None if row is None else Leadership(str(row[0]), int(row[1]), str(row[2]))
+
+
+# PostgreSQL only. A former leader's transactions that began before its lease ran out and are still
+# open: it is frozen or cut off mid-pass, and its share lock on the leader row would keep every
+# other host from taking over. The server's idle timer (`idle_in_transaction_session_timeout`)
+# does not end them all: it runs only once the server has answered a whole request, not while a
+# pipelined batch (psycopg's executemany) is half sent. The taker ends them; whatever they wrote is
+# rolled back, which the fence would have refused anyway. Hosts share one role, which may end its
+# own sessions; a role that may not is told so by the server, and the taker then waits as before.
+_END_STALE = """
+    SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+    WHERE datname = current_database() AND pid <> pg_backend_pid()
+      AND application_name = ? AND xact_start < ?::timestamptz
+"""
+
+
+def session_name(host: str) -> str:
+    """The application_name of `hb2r run` on host's connection (PostgreSQL keeps 63 bytes of it)."""
+    return f"hb2r run on {host}"[:63]
+
+
+def end_stale_transactions(database: Database, *, holder: str, expired_at: str) -> None:
+    """End holder's transactions that began before its lease ran out at expired_at (PostgreSQL)."""
+    with contextlib.suppress(StoreError):  # not allowed to (another role): the upsert waits instead
+        database.execute(_END_STALE, (session_name(holder), expired_at)).fetchall()
 
 
 def resign(database: Database, host: str, epoch: int) -> bool:

@@ -33,9 +33,9 @@ def record(
         """
         INSERT INTO ledger (
             library, rel_path, fingerprint, size, mtime_ns, preset_hash, output_path, encoded_at, output_size,
-            origin
+            origin, folder
         )
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (library, rel_path) DO UPDATE SET
             fingerprint = excluded.fingerprint, size = excluded.size, mtime_ns = excluded.mtime_ns,
             preset_hash = excluded.preset_hash, output_path = excluded.output_path,
@@ -52,6 +52,7 @@ def record(
             encoded_at,
             output_size,
             "adopted" if adopted else "encoded",
+            entry.rel_path.rpartition("/")[0],
         ),
     )
 
@@ -120,8 +121,8 @@ def carry_over(database: Database, *, output_path: str, library: str, rel_path: 
     """Move the entry of output_path to library (renamed in the config), with the source's size and
     mtime now; its fingerprint, preset, encoding time and output size stay."""
     database.execute(
-        "UPDATE ledger SET library = ?, rel_path = ?, size = ?, mtime_ns = ? WHERE output_path = ?",
-        (library, rel_path, size, mtime_ns, output_path),
+        "UPDATE ledger SET library = ?, rel_path = ?, folder = ?, size = ?, mtime_ns = ? WHERE output_path = ?",
+        (library, rel_path, rel_path.rpartition("/")[0], size, mtime_ns, output_path),
     )
 
 

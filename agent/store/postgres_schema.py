@@ -255,7 +255,49 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TRIGGER ledger_tallies_follow AFTER INSERT OR DELETE OR UPDATE OF library, size, output_size ON ledger
         FOR EACH ROW EXECUTE FUNCTION ledger_tallies_follow();
     """,
-    # 12: the queue's order and the media facts, as SQLite's migration 12.
+    # 12: the folders a walk reached, each file's ctime and folder, the last full pass, as SQLite's 12.
+    """
+    CREATE TABLE IF NOT EXISTS scanned_folders (
+        library TEXT NOT NULL,
+        rel_path TEXT NOT NULL,
+        identity TEXT NOT NULL,
+        mtime_ns BIGINT NOT NULL,
+        ctime_ns BIGINT NOT NULL,
+        via_link INTEGER NOT NULL DEFAULT 0 CHECK (via_link IN (0, 1)),
+        problems INTEGER NOT NULL DEFAULT 0 CHECK (problems IN (0, 1)),
+        file_count BIGINT NOT NULL CHECK (file_count >= 0),
+        listed_at_ns BIGINT NOT NULL,
+        newest_change_ns BIGINT NOT NULL,
+        PRIMARY KEY (library, rel_path)
+    );
+    CREATE TABLE IF NOT EXISTS archive_folders (
+        rel_path TEXT PRIMARY KEY,
+        identity TEXT NOT NULL,
+        mtime_ns BIGINT NOT NULL,
+        ctime_ns BIGINT NOT NULL,
+        problems INTEGER NOT NULL DEFAULT 0 CHECK (problems IN (0, 1)),
+        file_count BIGINT NOT NULL CHECK (file_count >= 0),
+        listed_at_ns BIGINT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS archive_files (
+        rel_path TEXT PRIMARY KEY,
+        folder TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS archive_files_by_folder ON archive_files (folder);
+    ALTER TABLE seen_files ADD COLUMN ctime_ns BIGINT;
+    ALTER TABLE seen_files ADD COLUMN folder TEXT NOT NULL DEFAULT '';
+    UPDATE seen_files SET folder = regexp_replace(rel_path, '/?[^/]*$', '');
+    CREATE INDEX IF NOT EXISTS seen_files_by_folder ON seen_files (library, folder);
+    ALTER TABLE ledger ADD COLUMN folder TEXT NOT NULL DEFAULT '';
+    UPDATE ledger SET folder = regexp_replace(rel_path, '/?[^/]*$', '');
+    CREATE INDEX IF NOT EXISTS ledger_by_folder ON ledger (library, folder);
+    CREATE INDEX IF NOT EXISTS ledger_by_fingerprint ON ledger (library, fingerprint);
+    CREATE INDEX IF NOT EXISTS ledger_by_size ON ledger (library, size);
+    ALTER TABLE library_scans ADD COLUMN full_at TEXT;
+    ALTER TABLE library_scans ADD COLUMN full_seconds DOUBLE PRECISION
+        CHECK (full_seconds IS NULL OR full_seconds >= 0);
+    """,
+    # 13: the queue's order and the media facts, as SQLite's migration 13.
     """
     ALTER TABLE jobs ADD COLUMN source_size BIGINT NOT NULL DEFAULT 0 CHECK (source_size >= 0);
     ALTER TABLE jobs ADD COLUMN priority BIGINT NOT NULL DEFAULT 0 CHECK (priority >= 0);

@@ -44,6 +44,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from agent.store.database_store import DatabaseStore
+from agent.store.leader import session_name
 from agent.store.postgres import PostgresDatabase, connect_postgres
 from agent.store.postgres_schema import SCHEMA_VERSION, migrate, schema_version
 from agent.store.sql import StoreError
@@ -69,7 +70,7 @@ class PostgresStore(DatabaseStore):
         self.database.execute(
             "SELECT set_config('application_name', ?, false), "
             "set_config('idle_in_transaction_session_timeout', ?, false)",
-            (f"hb2r run on {host}"[:63], str(idle_ms)),
+            (session_name(host), str(idle_ms)),
         )
 
 

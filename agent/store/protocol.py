@@ -13,13 +13,22 @@ where the module takes text. A failure of the database raises `StoreError`.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from agent.domain import Ledger, LedgerEntry, SeenFile, SourceFile, UserChange, UserRecord
+from agent.domain import (
+    FolderVisit,
+    Ledger,
+    LedgerEntry,
+    RememberedFolder,
+    SeenFile,
+    SourceFile,
+    UserChange,
+    UserRecord,
+)
 from agent.facts import MediaFacts
 from agent.store.holds import Hold
 from agent.store.hosts import HostReport, HostRow
@@ -29,6 +38,7 @@ from agent.store.leases import Claim, Heartbeat, Lease
 from agent.store.ledger import LibraryBytes
 from agent.store.media_facts import StoredFacts
 from agent.store.order import QueueOrder
+from agent.store.scans import FullPass
 
 if TYPE_CHECKING:
     from agent.config.models import Retry
@@ -126,6 +136,7 @@ class Store(Protocol):
         ...
 
     def unfinished(self) -> list[Job]: ...
+    def unfinished_of_files(self, library: str, rel_paths: Sequence[str]) -> list[Job]: ...
 
     # --- the ledger (agent.store.ledger) and everything the planner reads (agent.store.state)
     def load_ledger(self) -> Ledger: ...
@@ -157,7 +168,56 @@ class Store(Protocol):
         previous: Mapping[tuple[str, str], SeenFile],
         now_ns: int,
         scanned_at: str,
+        folders: Iterable[FolderVisit] | None = None,
+        full_seconds: float | None = None,
     ) -> None: ...
+    def load_full_passes(self) -> dict[str, FullPass]:
+        """The last recorded full pass of each library: when, how long (agent.store.scans)."""
+        ...
+
+    def record_walk(
+        self,
+        *,
+        library: str,
+        listed: Mapping[str, Sequence[SourceFile]],
+        folders: Iterable[FolderVisit],
+        fingerprints: Mapping[str, tuple[int, int, str]] | None = None,
+        now_ns: int,
+        scanned_at: str,
+        full_seconds: float | None = None,
+    ) -> None:
+        """Record a walk writing only what it can have changed (agent.store.scans)."""
+        ...
+
+    def load_folders(self, library: str) -> dict[str, RememberedFolder]: ...
+    def load_folder_files(self, library: str, folders: Sequence[str]) -> dict[str, list[SourceFile]]:
+        """The remembered files of these folders, by folder (agent.store.scans)."""
+        ...
+
+    # --- what planning one batch of folders reads (agent.store.batch_facts)
+    def ledger_in_folders(self, library: str, folders: Sequence[str]) -> dict[str, LedgerEntry]: ...
+    def seen_in_folders(self, library: str, folders: Sequence[str]) -> dict[str, SeenFile]: ...
+    def outputs_present(self, paths: Collection[str]) -> set[str]: ...
+    def rows_holding_outputs(
+        self, paths: Collection[str], *, other_than: Collection[str]
+    ) -> dict[str, LedgerEntry]: ...
+    def vanished_sizes(self, library: str, sizes: Collection[int]) -> set[int]: ...
+    def vanished_with_fingerprints(
+        self, library: str, fingerprints: Collection[str], *, hidden: tuple[str, ...] = ()
+    ) -> dict[str, LedgerEntry]: ...
+    def vanished_rows(self, library: str) -> Iterator[LedgerEntry]: ...
+    def ledger_count(self, library: str) -> int: ...
+    def count_under(self, library: str, prefixes: Sequence[str], *, remembered: bool) -> int: ...
+    def outputs_recorded_in(self, library: str, output_folder: str) -> int: ...
+    def remembered_file_count(self, library: str) -> int: ...
+    def recorded_output_folders(self) -> set[str]: ...
+    def remember_fingerprints(self, library: str, fingerprints: Mapping[str, tuple[int, int, str]]) -> None: ...
+
+    def load_archive_folders(self) -> dict[str, RememberedFolder]: ...
+    def load_archive_files(self, folders: Sequence[str]) -> dict[str, list[str]]: ...
+    def record_archive(self, *, folders: Iterable[FolderVisit], listed: Mapping[str, Sequence[str]]) -> None:
+        """Remember the archive folders a walk reached and the names in those it listed (agent.store.scans)."""
+        ...
 
     # --- users (agent.store.users)
     def load_users(self) -> tuple[UserRecord, ...]: ...

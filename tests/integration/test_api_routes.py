@@ -39,6 +39,7 @@ from agent.gate import Sample
 from agent.mounts import WatchStatus
 from agent.store import holds, jobs, ledger
 from agent.store.db import open_database
+from agent.store.scans import FullPass
 from agent.worker import Running
 
 from .api_support import ADMIN_HASH, VIEWER_HASH, Api, FixedSampler, build_context, write_config
@@ -429,9 +430,12 @@ async def test_status_counts_space_plan_generation_and_gate(api: Api) -> None:
         pending=True,
     )
     state.config_generation = 3
+    state.full_passes["tv"] = FullPass("2024-05-01T02:00:00+00:00", 4.5678)
 
     status = await get_status(api)
     tv = library_of(status, "tv")
+    assert tv["last_full_pass"] == {"at": "2024-05-01T02:00:00+00:00", "seconds": 4.568}
+    assert library_of(status, "movies")["last_full_pass"] is None  # none since the agent started
     assert tv["counts"] == {
         "done": 2, "queued": 3, "running": 1, "failed": 1, "dead": 2, "cancelled": 1, "waiting": 2,
     }  # fmt: skip

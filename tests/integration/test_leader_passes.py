@@ -98,16 +98,16 @@ def test_only_the_leaders_pass_writes_and_a_paused_former_leader_is_refused(
 
         # alpha is paused in the middle of its next pass, past its lease; beta takes over meanwhile.
         (tmp_path / "tv" / "E02.mkv").write_bytes(b"episode 2" * 100)
-        observe = engine.observe
+        walk = engine.walk_for_pass
 
-        def paused_observe(*args: Any, **kwargs: Any) -> Any:
-            observed = observe(*args, **kwargs)
+        def paused_walk(*args: Any, **kwargs: Any) -> Any:
+            walked = walk(*args, **kwargs)
             eventually(lambda: beta.renew(beta_store))
-            return observed
+            return walked
 
-        monkeypatch.setattr(engine, "observe", paused_observe)
+        monkeypatch.setattr(engine, "walk_for_pass", paused_walk)
         assert await lead_pass(alpha_state, alpha, log=log) is None  # its first write was refused
-        monkeypatch.setattr(engine, "observe", observe)
+        monkeypatch.setattr(engine, "walk_for_pass", walk)
 
         assert alpha.held is None
         assert beta.held is not None and beta.held.epoch == 2

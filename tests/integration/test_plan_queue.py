@@ -146,6 +146,7 @@ def test_plan_shows_each_file_by_what_its_job_is_doing(tmp_path: Path, clip: Pat
     assert finished.returncode == 2, finished.stdout + finished.stderr  # new, queued, running, failed: work
     assert finished.stdout.splitlines() == [
         f"tv ({tmp_path / 'tv'} -> {tmp_path / 'archive'}/TV, 6 files)",
+        "  watch: inotify events (new files are seen as they arrive)",
         f"  x cancelled cancelled.mkv -> TV/cancelled.mkv (new; job {ids['cancelled']} was cancelled;"
         f" to encode it: hb2r retry {ids['cancelled']})",
         f"  x dead      dead.mkv -> TV/dead.mkv (new; job {ids['dead']} dead after 3 failed attempts:"
@@ -269,8 +270,9 @@ def test_a_file_handbrake_cannot_read_is_shown_dead_with_its_retry_command(tmp_p
     assert finished.returncode == 0, finished.stdout + finished.stderr
     lines = finished.stdout.splitlines()
     dead_line = f"  x dead      broken.mkv -> TV/broken.mkv (new; job {dead.id} dead after 1 failed attempt: "
-    assert lines[1].startswith(dead_line), lines
-    assert lines[1].endswith(f"; to try again: hb2r retry {dead.id})")
+    assert lines[1] == "  watch: inotify events (new files are seen as they arrive)"
+    assert lines[2].startswith(dead_line), lines
+    assert lines[2].endswith(f"; to try again: hb2r retry {dead.id})")
     assert lines[-1] == "Plan: 1 dead."
 
     retried = hb2r("retry", str(dead.id), config=config_path)

@@ -91,6 +91,22 @@ def test_a_database_migrated_by_an_older_hb2r_gets_the_rest(database: PostgresDa
     assert schema_version(database) == SCHEMA_VERSION
 
 
+def test_files_remembered_before_folders_were_are_filed_under_their_folder(database: PostgresDatabase) -> None:
+    migrate(database, migrations=MIGRATIONS[:11])
+    database.executemany(
+        "INSERT INTO seen_files (library, rel_path, size, mtime_ns) VALUES ('tv', ?, 1, 1)",
+        [("Top.mkv",), ("Show/Season 1.5/S01E01 v2.mkv",), ("a.b/c/d.e.mkv",)],
+    )
+
+    migrate(database)
+
+    assert dict(database.execute("SELECT rel_path, folder FROM seen_files").fetchall()) == {
+        "Top.mkv": "",
+        "Show/Season 1.5/S01E01 v2.mkv": "Show/Season 1.5",
+        "a.b/c/d.e.mkv": "a.b/c",
+    }
+
+
 def test_a_failing_migration_is_undone_and_those_before_it_stay(database: PostgresDatabase) -> None:
     broken = (*MIGRATIONS[:2], "CREATE TABLE half_done (x INTEGER); SELECT no_such_function();")
     with pytest.raises(StoreError, match=r"store schema migration 3 failed: .*no_such_function"):

@@ -10,6 +10,7 @@ may; the agent may not outside agent/store) for speed, through the real triggers
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from agent.store.db import DATABASE_NAME, MIGRATIONS
 from agent.store.jobs import JobState
 from agent.store.order import ORDERS, QueueOrder
 from agent.store.sqlite import SqliteStore, open_store
@@ -26,10 +28,9 @@ SMALL, LARGE = 2_000, 20_000
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
-def filled(state_dir: Path, count: int) -> SqliteStore:
-    """Return a store holding `count` jobs (90 % done, 5 % cancelled, 3 % dead, 2 % queued; a
-    quarter in movies) and as many ledger rows."""
-    store = open_store(state_dir)
+def insert_rows(execute_many: Callable[[str, Any], Any], count: int) -> None:
+    """Insert `count` jobs (90 % done, 5 % cancelled, 3 % dead, 2 % queued; a quarter in movies)
+    and as many ledger rows, with columns every schema since migration 10 has."""
 
     def state(index: int) -> str:
         share = index % 100
@@ -41,22 +42,30 @@ def filled(state_dir: Path, count: int) -> SqliteStore:
     def library(index: int) -> str:
         return "movies" if index % 4 == 0 else "tv"
 
+    execute_many(
+        "INSERT INTO jobs (library, rel_path, fingerprint, preset_hash, output_path, reason, state,"
+        " created_at, updated_at) VALUES (?, ?, ?, 'p', ?, 'new', ?, ?, ?)",
+        (
+            (library(index), f"e{index}.mkv", f"f{index}", f"out/e{index}.mkv", state(index), stamp(index),
+             stamp(index))
+            for index in range(count)
+        ),
+    )  # fmt: skip
+    execute_many(
+        "INSERT INTO ledger (library, rel_path, fingerprint, size, mtime_ns, preset_hash, output_path, encoded_at,"
+        " output_size) VALUES (?, ?, ?, ?, 0, 'p', ?, 'x', ?)",
+        ((library(index), f"e{index}.mkv", f"f{index}", 1000 + index, f"out/e{index}.mkv", 300 + index)
+         for index in range(count)),
+    )  # fmt: skip
+
+
+def filled(state_dir: Path, count: int) -> SqliteStore:
+    """Return a store holding `count` jobs and as many ledger rows (`insert_rows`), the jobs
+    with spread source sizes for the queue's size orders."""
+    store = open_store(state_dir)
     with store.transaction():
-        store.database.executemany(
-            "INSERT INTO jobs (library, rel_path, fingerprint, preset_hash, output_path, reason, state,"
-            " created_at, updated_at, source_size) VALUES (?, ?, ?, 'p', ?, 'new', ?, ?, ?, ?)",
-            (
-                (library(index), f"e{index}.mkv", f"f{index}", f"out/e{index}.mkv", state(index), stamp(index),
-                 stamp(index), (index * 7919) % 100_000)
-                for index in range(count)
-            ),
-        )  # fmt: skip
-        store.database.executemany(
-            "INSERT INTO ledger (library, rel_path, fingerprint, size, mtime_ns, preset_hash, output_path, encoded_at,"
-            " output_size) VALUES (?, ?, ?, ?, 0, 'p', ?, 'x', ?)",
-            ((library(index), f"e{index}.mkv", f"f{index}", 1000 + index, f"out/e{index}.mkv", 300 + index)
-             for index in range(count)),
-        )  # fmt: skip
+        insert_rows(store.database.executemany, count)
+        store.database.execute("UPDATE jobs SET source_size = ((id - 1) * 7919) % 100000")  # orders by size
     return store
 
 
@@ -138,21 +147,18 @@ def test_a_read_does_not_grow_with_the_table(stores: tuple[SqliteStore, SqliteSt
 
 
 def test_the_tallies_of_a_state_from_before_them_count_every_row(tmp_path: Path) -> None:
-    store = filled(tmp_path / "state", 300)
-    store.database.connection.executescript(
-        """
-        DROP TRIGGER job_tallies_on_insert; DROP TRIGGER job_tallies_on_update; DROP TRIGGER job_tallies_on_delete;
-        DROP TRIGGER ledger_tallies_on_insert; DROP TRIGGER ledger_tallies_on_update;
-        DROP TRIGGER ledger_tallies_on_delete; DROP TABLE job_tallies; DROP TABLE ledger_tallies;
-        DROP INDEX jobs_by_state_id; DROP INDEX jobs_by_library_id; DROP INDEX jobs_by_library_state_id;
-        DROP INDEX jobs_waiting_by_size; DROP INDEX jobs_fronted; DROP TABLE media_facts;
-        ALTER TABLE jobs DROP COLUMN source_size; ALTER TABLE jobs DROP COLUMN priority;
-        PRAGMA user_version = 10;
-        UPDATE jobs SET state = 'dead' WHERE id <= 10;
-        UPDATE ledger SET output_size = NULL WHERE id <= 10;
-        """
-    )
-    store.close()
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    connection = sqlite3.connect(state_dir / DATABASE_NAME, isolation_level=None)
+    for script in MIGRATIONS[:10]:  # the schema just before the tallies
+        connection.executescript(script)
+    connection.execute("PRAGMA user_version = 10")
+    connection.execute("BEGIN")
+    insert_rows(connection.executemany, 300)
+    connection.execute("UPDATE jobs SET state = 'dead' WHERE id <= 10")
+    connection.execute("UPDATE ledger SET output_size = NULL WHERE id <= 10")
+    connection.execute("COMMIT")
+    connection.close()
 
     store = open_store(tmp_path / "state")  # migrated: the tallies start from a count of the rows
     try:

@@ -95,9 +95,10 @@ def build_old_database(state_dir: Path, version: int) -> None:
         )
     if version >= 2:
         connection.execute(
-            "INSERT INTO seen_files VALUES ('tv', 'Show/E01.mkv', 100, 1000, '100:x', NULL)"
+            "INSERT INTO seen_files (library, rel_path, size, mtime_ns, fingerprint, changed_at_ns)"
+            " VALUES ('tv', 'Show/E01.mkv', 100, 1000, '100:x', NULL)"
         )
-        connection.execute("INSERT INTO library_scans VALUES ('tv', 1, ?)", (NOW,))
+        connection.execute("INSERT INTO library_scans (library, file_count, scanned_at) VALUES ('tv', 1, ?)", (NOW,))
     connection.close()
 
 
@@ -162,6 +163,30 @@ def test_an_older_database_is_migrated_and_keeps_its_rows(tmp_path: Path, versio
     if version >= 2:
         assert state.seen[("tv", "Show/E01.mkv")] == SeenFile(100, 1000, "100:x", None)
         assert state.file_counts == {"tv": 1}
+
+
+def test_files_remembered_before_folders_were_are_filed_under_their_folder(tmp_path: Path) -> None:
+    build_old_database(tmp_path, 11)
+    connection = sqlite3.connect(tmp_path / DATABASE_NAME)
+    connection.executemany(
+        "INSERT INTO seen_files (library, rel_path, size, mtime_ns) VALUES ('tv', ?, 1, 1)",
+        [("Top.mkv",), ("Show/Season 1.5/S01E01 v2.mkv",), ("a.b/c/d.e.mkv",)],
+    )
+    connection.commit()
+    connection.close()
+
+    database = open_database(tmp_path)
+    try:
+        rows = dict(database.execute("SELECT rel_path, folder FROM seen_files").fetchall())
+    finally:
+        database.close()
+
+    assert rows == {
+        "Show/E01.mkv": "Show",
+        "Top.mkv": "",
+        "Show/Season 1.5/S01E01 v2.mkv": "Show/Season 1.5",
+        "a.b/c/d.e.mkv": "a.b/c",
+    }
 
 
 def test_a_database_from_a_newer_hb2r_is_refused_and_left_alone(tmp_path: Path) -> None:

@@ -51,11 +51,11 @@ def test_a_commit_refused_by_a_reader_is_rolled_back_and_later_writes_are_commit
 
 
 def test_a_full_disk_at_commit_leaves_the_connection_usable(tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    # A real full file system: a 256 KiB tmpfs (we are root), filled up before the COMMIT.
+    # A real full file system: a 2 MiB tmpfs (we are root; room for a new state database), filled up before the COMMIT.
     # (SQLite rolls this one back by itself; the test keeps it so.)
     mount = tmp_path / "small"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=False).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=False).returncode:
         pytest.skip("cannot mount a tmpfs here")
     try:
         state_dir = mount / "state"

@@ -381,6 +381,24 @@ def test_the_unfinished_and_the_waiting_leave_out_what_is_done(store: Store) -> 
     assert sorted(store.waiting()) == [(queued.id, "tv", "b.mkv"), (failed.id, "tv", "c.mkv")]
 
 
+def test_the_unfinished_jobs_of_some_files_are_read_by_file_not_the_whole_table(store: Store) -> None:
+    done, _ = added(store, "Show/a.mkv"), added(store, "Show/b.mkv")
+    store.mark_running(done.id, now=T0)
+    store.mark_done(done.id, now=T0)
+    fail(store, added(store, "Show/c.mkv"))
+    added(store, "Show/b.mkv", fingerprint="new content")  # b's earlier job is superseded: cancelled, not done
+    added(store, "Show/b.mkv", library="movies")
+    added(store, "Show/d.mkv")
+    many = [f"Show/{number}.mkv" for number in range(1200)]  # more keys than one query takes
+
+    found = store.unfinished_of_files("tv", ["Show/a.mkv", "Show/b.mkv", "Show/c.mkv", "Gone.mkv", *many])
+
+    wanted = {"Show/b.mkv", "Show/c.mkv"}
+    expected = [job for job in store.unfinished() if job.library == "tv" and job.rel_path in wanted]
+    assert found == expected and len(found) == 3
+    assert store.unfinished_of_files("tv", []) == []
+
+
 def test_the_change_feed_hands_out_every_change_once_in_order(store: Store) -> None:
     assert store.last_change() == 0
     first = added(store, "a.mkv")

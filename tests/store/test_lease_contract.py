@@ -10,12 +10,8 @@ run out take a few milliseconds' lease and poll `expire_leases` with a deadline.
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
 
 import pytest
 
@@ -30,6 +26,7 @@ from agent.store.postgres_store import open_postgres_store
 from agent.store.protocol import Store
 
 from .conftest import STORES
+from .waiting import eventually, within
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
@@ -37,7 +34,6 @@ BLINK = timedelta(milliseconds=5)  # a lease that runs out while the test looks
 # Until the shared `store` fixture includes PostgreSQL, these tests run on it through their own fixture.
 LEASE_STORES = [*STORES, *([] if "postgres" in STORES else ["postgres"])]
 
-T = TypeVar("T")
 
 
 @pytest.fixture
@@ -88,17 +84,6 @@ def entry_for(job: Job) -> LedgerEntry:
         preset_hash=job.preset_hash,
         output_path=job.output_path,
     )
-
-
-def eventually(probe: Callable[[], T], *, seconds: float = 5.0) -> T:
-    """Return probe()'s first truthy result; fail if none comes within seconds."""
-    deadline = time.monotonic() + seconds
-    while True:
-        found = probe()
-        if found or time.monotonic() > deadline:
-            assert found, f"nothing within {seconds} s"
-            return found
-        time.sleep(0.01)
 
 
 def expire_now(store: Store, *, host_loss_cap: int = 3) -> list[Job]:
@@ -333,17 +318,6 @@ def test_a_released_job_goes_back_to_the_queue_without_spending_an_attempt(store
 # --- a host frozen in the middle of a transaction (PostgreSQL: several hosts, row locks)
 
 
-def _within(seconds: float, call: Callable[[], T]) -> T:
-    """Return call()'s result, failing if it does not return within seconds (it would block a host)."""
-    pool = ThreadPoolExecutor(max_workers=1)
-    future = pool.submit(call)
-    try:
-        return future.result(timeout=seconds)
-    except FutureTimeout:
-        raise AssertionError(f"still blocked after {seconds} s") from None
-    finally:
-        pool.shutdown(wait=False)  # a blocked call ends when the test lets go of the lock
-
 
 def test_a_host_frozen_while_publishing_does_not_stall_the_others_taking_back_expired_leases(
     postgres_url: str,
@@ -357,7 +331,7 @@ def test_a_host_frozen_while_publishing_does_not_stall_the_others_taking_back_ex
         with alpha.transaction():  # alpha stops (SIGSTOP) between its ledger write and its commit
             alpha.finish_claimed(publishing.id, held.token, entry_for(publishing), encoded_at="x", now=T0)
 
-            expired = _within(10, lambda: expire_now(beta))
+            expired = within(10, lambda: expire_now(beta))
 
             assert [job.id for job in expired] == [forgotten.id]  # the row alpha holds is left to alpha
     finally:
@@ -381,7 +355,7 @@ def test_a_host_frozen_inside_a_transaction_loses_it_after_its_lease_so_its_rows
         frozen.__enter__()  # alpha stops inside its publish transaction and never comes back
         alpha.finish_claimed(job.id, held.token, entry_for(job), encoded_at="x", now=T0)
 
-        (expired,) = _within(3 * lease.total_seconds(), lambda: expire_now(beta))
+        (expired,) = within(3 * lease.total_seconds(), lambda: expire_now(beta))
 
         assert expired.id == job.id and expired.state is JobState.QUEUED
         assert beta.load_ledger().entries == ()  # alpha's uncommitted publish is gone with its session

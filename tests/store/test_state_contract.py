@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from agent.domain import LedgerEntry, SeenFile, SourceFile, UserChange, UserChangeKind, UserRecord
+from agent.domain import (
+    FolderVisit,
+    LedgerEntry,
+    RememberedFolder,
+    SeenFile,
+    SourceFile,
+    UserChange,
+    UserChangeKind,
+    UserRecord,
+)
 from agent.store.holds import Hold
 from agent.store.jobs import JobState
 from agent.store.ledger import LibraryBytes
@@ -166,6 +175,86 @@ def test_a_fingerprint_is_kept_while_the_file_holds_still(store: Store) -> None:
     )
 
     assert store.load_seen() == {("tv", "a.mkv"): SeenFile(10, 1, "10:a", None)}
+
+
+def test_the_folders_a_walk_reached_are_remembered_with_their_files_and_forgotten_once_gone(store: Store) -> None:
+    top, show = FolderVisit("", "1:2", 10, 11, False, 100), FolderVisit("Show", "1:3", 20, 21, True, 100, True)
+    files = [SourceFile("a.mkv", 5, 7, 8), SourceFile("Show/b.mkv", 6, 9, 12), SourceFile("Show/c.mkv", 1, 3, 4)]
+    store.record_scan(library="tv", files=files, previous={}, now_ns=100, scanned_at=STAMP, folders=[top, show])
+
+    assert store.load_folders("tv") == {
+        "": RememberedFolder("1:2", 10, 11, False, False, 1, 100, 8),
+        "Show": RememberedFolder("1:3", 20, 21, True, True, 2, 100, 12),
+    }
+    assert store.load_folders("movies") == {}
+    by_folder = store.load_folder_files("tv", ["Show", "", "Gone"])
+    assert {folder: sorted(found) for folder, found in by_folder.items()} == {"": files[:1], "Show": sorted(files[1:])}
+
+    grown = SourceFile("a.mkv", 50, 70, 80)
+    store.record_scan(
+        library="tv", files=[grown], previous=store.load_seen(), now_ns=200, scanned_at=STAMP, folders=[top]
+    )
+
+    # a.mkv grew: the folder's newest change is when the scan saw it (200)
+    assert store.load_folders("tv") == {"": RememberedFolder("1:2", 10, 11, False, False, 1, 100, 200)}
+    assert store.load_folder_files("tv", ["", "Show"]) == {"": [grown]}
+
+
+def test_a_walk_is_recorded_by_writing_only_the_folders_it_listed_or_lost(store: Store) -> None:
+    top, show = FolderVisit("", "1:2", 10, 11, False, 100), FolderVisit("Show", "1:3", 20, 21, False, 100)
+    a, b, c = SourceFile("a.mkv", 5, 7, 8), SourceFile("Show/b.mkv", 6, 9, 12), SourceFile("Show/c.mkv", 1, 3, 4)
+    store.record_walk(library="tv", listed={"": [a], "Show": [b, c]}, folders=[top, show], now_ns=100,
+                      scanned_at=STAMP)  # fmt: skip
+    assert store.load_seen() == {("tv", rel): SeenFile(f.size, f.mtime_ns, None, None) for rel, f in
+                                 (("a.mkv", a), ("Show/b.mkv", b), ("Show/c.mkv", c))}  # fmt: skip
+    assert store.load_file_counts() == {"tv": 3}
+
+    # Show listed again (b grew, c gone, d new); the top kept, a's fingerprint read this pass.
+    grown, d = SourceFile("Show/b.mkv", 60, 90, 120), SourceFile("Show/d.mkv", 2, 2, 2)
+    store.record_walk(
+        library="tv", listed={"Show": [grown, d]}, folders=[top, show._replace(mtime_ns=22, listed_at_ns=200)],
+        fingerprints={"a.mkv": (5, 7, "5:a")}, now_ns=200, scanned_at=STAMP, full_seconds=1.5,
+    )  # fmt: skip
+
+    assert store.load_seen() == {
+        ("tv", "a.mkv"): SeenFile(5, 7, "5:a", None),
+        ("tv", "Show/b.mkv"): SeenFile(60, 90, None, 200),
+        ("tv", "Show/d.mkv"): SeenFile(2, 2, None, None),
+    }
+    assert store.load_file_counts() == {"tv": 3}
+    assert store.load_folders("tv")["Show"] == RememberedFolder("1:3", 22, 21, False, False, 2, 200, 200)
+    assert store.load_full_passes() == {"tv": (STAMP, 1.5)}
+
+    store.record_walk(library="tv", listed={}, folders=[top], now_ns=300, scanned_at=STAMP)  # Show is gone
+
+    assert list(store.load_seen()) == [("tv", "a.mkv")]
+    assert list(store.load_folders("tv")) == [""] and store.load_file_counts() == {"tv": 1}
+
+
+def test_the_archive_folders_a_walk_reached_are_remembered_with_the_names_of_those_it_listed(store: Store) -> None:
+    tv, show = FolderVisit("TV", "1:2", 10, 11, False, 100), FolderVisit("TV/Show", "1:3", 20, 21, False, 100)
+    store.record_archive(folders=[tv, show], listed={"TV": ["TV/a.mkv"], "TV/Show": ["TV/Show/b.mkv", "TV/Show/c"]})
+
+    assert store.load_archive_folders() == {
+        "TV": RememberedFolder("1:2", 10, 11, False, False, 1, 100, 0),
+        "TV/Show": RememberedFolder("1:3", 20, 21, False, False, 2, 100, 0),
+    }
+    names = store.load_archive_files(["TV/Show", "Movies"])
+    assert {folder: sorted(found) for folder, found in names.items()} == {"TV/Show": ["TV/Show/b.mkv", "TV/Show/c"]}
+
+    moved = tv._replace(mtime_ns=12, listed_at_ns=200)
+    store.record_archive(folders=[moved], listed={"TV": []})  # TV/Show removed: TV listed again
+
+    assert store.load_archive_folders() == {"TV": RememberedFolder("1:2", 12, 11, False, False, 0, 200, 0)}
+    assert store.load_archive_files(["TV", "TV/Show"]) == {}
+
+
+def test_the_last_full_pass_of_each_library_is_when_and_how_long(store: Store) -> None:
+    store.record_scan(library="tv", files=[], previous={}, now_ns=1, scanned_at=STAMP, full_seconds=2.5)
+    store.record_scan(library="tv", files=[], previous={}, now_ns=2, scanned_at="2024-05-01T13:00:00+00:00")
+    store.record_scan(library="movies", files=[], previous={}, now_ns=2, scanned_at=STAMP)
+
+    assert store.load_full_passes() == {"tv": (STAMP, 2.5)}  # a pass that was not full changes nothing
 
 
 # --- users

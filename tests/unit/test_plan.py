@@ -3,13 +3,20 @@
 Every row builds the three inputs from plain values and names the Plan a person should see.
 The library under test is `tv` (source /src/tv, output folder TV, mkv preset, stable_after 60s)
 unless a row says otherwise. No row touches the disk: the planner does no I/O.
+
+Every table runs in three modes (the `planner` fixture), which must give the same actions in
+the same order: the whole library decided at once, as a full pass does; one folder at a time
+(`agent.batch_plan`); and through the store, as a pass with bounded memory does
+(`agent.plan_from_store`): the row's ledger, scan memory and archive are written into a real
+SQLite store in a temporary folder, and each batch reads back only its own facts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -21,6 +28,7 @@ from agent.domain import (
     ArchiveObservation,
     Drift,
     DriftReason,
+    FolderVisit,
     Ledger,
     LedgerEntry,
     LibraryObservation,
@@ -40,7 +48,10 @@ from agent.domain import (
     UserRecord,
     Wait,
 )
-from agent.plan import fingerprints_needed, plan
+from agent.pause import pause_reason
+from agent.plan import fingerprints_needed, library_context, plan, plan_in_folder_batches, plan_users
+from agent.plan_from_store import by_folder, pause_counts, plan_library_from_store
+from agent.store.sqlite import SqliteStore, open_store
 
 NS = 1_000_000_000
 NOW = 1_750_000_000 * NS
@@ -176,8 +187,89 @@ def _ledger(
     )
 
 
+def _plan_through_the_store(config: Config, observation: Observation, ledger: Ledger, *, now_ns: int) -> Plan:
+    """Plan as a pass with bounded memory does: the pause from the store's counts, then this walk
+    recorded, then batch by batch from the store."""
+    with tempfile.TemporaryDirectory(prefix="hb2r-plan-") as folder:
+        store = open_store(Path(folder))
+        try:
+            _remember(store, observation, ledger)
+            actions: list[Action] = []
+            configured = {library.name for library in config.libraries}
+            archive = observation.archive
+            for library in config.libraries:
+                observed = observation.libraries.get(library.name) or LibraryObservation(
+                    library.name, SourceStatus.MISSING, detail="not scanned"
+                )
+                context, _ = library_context(config, library, observation, ledger)
+                counts = pause_counts(
+                    store, library, files_now=len(observed.files), hidden=context.hidden,
+                    output_folder_present=library.output in archive.output_folders,
+                )  # fmt: skip
+                reason = pause_reason(
+                    library, archive=archive, status=observed.status, detail=observed.detail, counts=counts,
+                    max_vanish_percent=config.scan.max_vanish_percent,
+                )  # fmt: skip
+                if reason is not None:
+                    actions.append(PauseLibrary(library.name, reason))
+                    continue
+                store.record_scan(
+                    library=library.name, files=observed.files, previous=ledger.seen, now_ns=now_ns, scanned_at="now"
+                )
+                actions.extend(
+                    plan_library_from_store(
+                        context, store, folders=by_folder(observed.files), configured=configured,
+                        problems=observed.problems, now_ns=now_ns,
+                    )
+                )  # fmt: skip
+            actions.extend(plan_users(config.users, ledger.users))
+            return Plan(tuple(actions))
+        finally:
+            store.close()
+
+
+def _remember(store: SqliteStore, observation: Observation, ledger: Ledger) -> None:
+    """Write the row's facts as the last pass left them: the ledger, the scan memory and the
+    breaker's baseline, the archive's names."""
+    for entry in ledger.entries:
+        store.record_output(entry, encoded_at="2024-05-01T12:00:00+00:00")
+    store.database.executemany(
+        "INSERT INTO seen_files (library, rel_path, folder, size, mtime_ns, fingerprint, changed_at_ns, ctime_ns)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (name, rel, rel.rpartition("/")[0], seen.size, seen.mtime_ns, seen.fingerprint, seen.changed_at_ns,
+             seen.mtime_ns)
+            for (name, rel), seen in ledger.seen.items()
+        ],
+    )  # fmt: skip
+    store.database.executemany(
+        "INSERT INTO library_scans (library, file_count, scanned_at) VALUES (?, ?, 'before')",
+        list(ledger.file_counts.items()),
+    )
+    names: dict[str, list[str]] = {}
+    for output in observation.archive.outputs:
+        names.setdefault(output.rpartition("/")[0], []).append(output)
+    visits = [FolderVisit(folder, "1:1", 1, 1, False, 1) for folder in names]
+    store.record_archive(folders=visits, listed=names)
+
+
+PLANNERS = {
+    "whole-library": plan,
+    "folder-by-folder": plan_in_folder_batches,
+    "through-the-store": _plan_through_the_store,
+}
+_planner = [plan]
+
+
+@pytest.fixture(params=list(PLANNERS), autouse=True)
+def planner(request: pytest.FixtureRequest) -> str:
+    """Run the test with the library decided whole, folder by folder, and through the store."""
+    _planner[0] = PLANNERS[request.param]
+    return str(request.param)
+
+
 def _plan(config: Config, disk: Observation, ledger: Ledger) -> Plan:
-    return plan(config, disk, ledger, now_ns=NOW)
+    return _planner[0](config, disk, ledger, now_ns=NOW)
 
 
 def _assert_actions(result: Plan, expected: Sequence[Action]) -> None:
@@ -460,6 +552,39 @@ LIBRARY_CASES = [
     ),
     pytest.param(
         CONFIG,
+        _disk(
+            _file("B/copy.mkv", fingerprint="fp:x"), _file("A/copy.mkv", fingerprint="fp:x"), outputs=["TV/Old/a.mkv"]
+        ),
+        _ledger(_done(_file("Old/a.mkv", fingerprint="fp:x"))),
+        [
+            RenameOutput("tv", _file("A/copy.mkv", fingerprint="fp:x"), "Old/a.mkv", "TV/Old/a.mkv", "TV/A/copy.mkv"),
+            Transcode("tv", _file("B/copy.mkv", fingerprint="fp:x"), "TV/B/copy.mkv", TranscodeReason.NEW),
+        ],
+        id="two-copies-of-a-moved-file-in-two-folders-the-first-folder-takes-the-output-the-other-is-encoded",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("c/x.mkv", fingerprint="fp:x"), outputs=["TV/b/x.mkv", "TV/a/x.mkv"]),
+        _ledger(_done(_file("b/x.mkv", fingerprint="fp:x")), _done(_file("a/x.mkv", fingerprint="fp:x"))),
+        [
+            RenameOutput("tv", _file("c/x.mkv", fingerprint="fp:x"), "a/x.mkv", "TV/a/x.mkv", "TV/c/x.mkv"),
+            Drift("tv", "b/x.mkv", "TV/b/x.mkv", DriftReason.SOURCE_VANISHED),
+        ],
+        id="of-two-vanished-copies-the-first-by-path-is-renamed-the-other-drifts",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(_file("Show/Season 1/E01.mkv"), _file("Show/Top.mkv"), _file("Show A/E01.mkv")),
+        _ledger(),
+        [
+            Transcode("tv", _file("Show/Top.mkv"), "TV/Show/Top.mkv", TranscodeReason.NEW),
+            Transcode("tv", _file("Show A/E01.mkv"), "TV/Show A/E01.mkv", TranscodeReason.NEW),
+            Transcode("tv", _file("Show/Season 1/E01.mkv"), "TV/Show/Season 1/E01.mkv", TranscodeReason.NEW),
+        ],
+        id="files-are-decided-by-folder-path-then-name",
+    ),
+    pytest.param(
+        CONFIG,
         _disk(EPISODE, problems=[ScanProblem("Show/S01E0\\xff.mkv", "file name is not valid UTF-8")]),
         _ledger(),
         [
@@ -738,6 +863,8 @@ def _carry_out(config: Config, result: Plan, disk: Observation, ledger: Ledger) 
                 old = entries.pop((action.library, action.from_rel_path))
                 preset_hash = old.preset_hash
                 outputs.discard(action.from_output_path)
+            if isinstance(action, Adopt) and action.from_library is not None:  # its entry is carried over
+                preset_hash = entries.pop((action.from_library, action.source.rel_path)).preset_hash
             source = action.source
             entries[(action.library, source.rel_path)] = LedgerEntry(
                 action.library,

@@ -32,6 +32,7 @@ from .test_plan import (
     _library,
     _plan,
     _tv,
+    planner,  # noqa: F401 - the autouse fixture: every test runs whole and folder by folder
 )
 
 SERIES = _config(_library("series", source="/src/tv", output="TV", preset="tv"))

@@ -108,6 +108,7 @@ def test_the_base_config_loads_with_its_defaults_and_no_warnings(folder: Path) -
     assert config.libraries[0].extensions[0] == ".mkv"
     assert config.limits.max_jobs == "auto"
     assert config.limits.min_free_disk == 5 * 1024**3
+    assert config.scan.full_interval == timedelta(hours=6)
     assert config.users == ()
 
 
@@ -506,6 +507,14 @@ BAD_ARGS = "args may not contain"
             [_append("scan:\n  interval: .inf\n")],
             ["config.yaml:18: at 'scan.interval': a duration must be finite and under 999999999 days, got inf"],
             id="an-infinite-duration",
+        ),
+        pytest.param(
+            [_append("scan:\n  interval: 10m\n  full_interval: 5m\n")],
+            [
+                "config.yaml:17: at 'scan': full_interval (5m) must be at least interval (10m): "
+                "a full pass cannot come more often than passes do"
+            ],
+            id="a-full-pass-more-often-than-passes",
         ),
         pytest.param(
             [_append(LIMITS + "min_free_disk: 5 gigs\n")],
