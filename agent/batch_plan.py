@@ -40,9 +40,13 @@ from agent.domain import (
     TranscodeReason,
     Wait,
 )
-from agent.identity import output_namer
+from agent.identity import copy_output_path, output_namer
 
 NS_PER_SECOND = 1_000_000_000
+# A ledger row of a source published as it is (a rule's `copy`) holds "copy:" + the library's
+# preset identity when it was copied: its output keeps the source's extension, and a change of
+# the preset (or its rules) is drift like any other.
+COPY_MARK = "copy:"
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,9 @@ class LibraryContext:
     preset: Preset
     preset_hash: str | None  # the current preset identity; None if HandBrakeCLI cannot tell
     hidden: tuple[str, ...] = ()  # prefixes of paths an unreadable folder hides ("Locked/")
+    # the identities of the presets the library's rules and `hdr:` name: an output encoded with
+    # one of them is in sync (the rules chose it), not drift
+    rule_hashes: frozenset[str] = frozenset()
 
     @property
     def stable_after_ns(self) -> int:
@@ -157,6 +164,15 @@ def plan_batch(
     return actions, Claims(frozenset(used_fingerprints), frozenset(renamed), frozenset(taken))
 
 
+def rule_hashes(library: Library, preset_hashes: Mapping[str, str]) -> frozenset[str]:
+    """Return the identities of the presets a library's rules and `hdr:` name, other than its own."""
+    names = {rule.preset for rule in library.rules or () if rule.preset is not None}
+    if library.hdr not in (None, "copy", "skip"):
+        names.add(library.hdr)
+    names.discard(library.preset)
+    return frozenset(preset_hashes[name] for name in names if name in preset_hashes)
+
+
 def plan_vanished(
     library: str, vanished: Iterable[LedgerEntry], outputs: Container[str], claims: Claims
 ) -> Iterator[Drift]:
@@ -239,8 +255,13 @@ def _plan_recorded(
         return Transcode(name, source, desired, TranscodeReason.CHANGED)
     if entry.output_path not in outputs:
         return Transcode(name, source, desired, TranscodeReason.OUTPUT_MISSING)
+    recorded_hash = entry.preset_hash
+    if recorded_hash.startswith(COPY_MARK):  # the source itself, published by a rule: its own extension
+        recorded_hash = recorded_hash[len(COPY_MARK) :]
+        desired = copy_output_path(desired, source.rel_path)
     current_hash = context.preset_hash
-    preset_changed = current_hash is not None and entry.preset_hash != current_hash
+    preset_changed = current_hash is not None and recorded_hash != current_hash
+    preset_changed = preset_changed and recorded_hash not in context.rule_hashes
     same_container = entry.output_path.rsplit(".", 1)[-1] == desired.rsplit(".", 1)[-1]
     if preset_changed or not same_container:
         if reencode:
@@ -249,3 +270,4 @@ def _plan_recorded(
     if entry.output_path != desired:  # the library's output folder was renamed in the config
         return RenameOutput(name, source, source.rel_path, entry.output_path, desired)
     return None
+

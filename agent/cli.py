@@ -265,10 +265,12 @@ def _plan(arguments: argparse.Namespace) -> int:
     import gc
     import json
     import time
+    from datetime import UTC, datetime
 
     from agent.domain import Ledger
     from agent.observe import job_identities, observe
     from agent.plan import plan
+    from agent.plan_rules import with_rules
     from agent.queued_plan import files_with_jobs, transcoded_files, with_jobs
     from agent.render import render_text, to_json
     from agent.store.choose import read_state
@@ -291,6 +293,12 @@ def _plan(arguments: argparse.Namespace) -> int:
     now_ns = time.time_ns()
     observation = observe(config, ledger, now_ns=now_ns, warn=_warn)
     result = plan(config, observation, ledger, now_ns=now_ns)
+    try:  # each transcode as the rules make it (agent.plan_rules): copy, skip or encode, and why
+        result, facts = with_rules(config, observation, ledger, result, now=datetime.now(UTC),
+                            read_facts=lambda wanted: read_state(config, lambda store: store.facts_for(wanted)) or {})
+    except StateError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
     try:  # the jobs of the planned transcodes' files only, read by file (not the whole queue)
         jobs = read_state(config, lambda store: _jobs_of_files(store, transcoded_files(result)), warn=_warn) or []
     except StateError as error:
@@ -300,7 +308,7 @@ def _plan(arguments: argparse.Namespace) -> int:
     fingerprints, preset_hashes = job_identities(config, observation, ledger, files_with_jobs(result, jobs), warn=_warn)
     queued = with_jobs(result, jobs, fingerprints=fingerprints, preset_hashes=preset_hashes)
     if arguments.json:
-        as_json = to_json(queued)
+        as_json = to_json(queued, facts=facts)
         as_json["watch"] = {name: {"mode": found.mode, "reason": found.reason} for name, found in watch.items()}
         sys.stdout.write(json.dumps(as_json, indent=2) + "\n")
     else:

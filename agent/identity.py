@@ -40,6 +40,16 @@ def output_namer(library: Library, preset: Preset) -> Callable[[str], str]:
     return name
 
 
+def copy_output_path(output_path: str, rel_path: str) -> str:
+    """Given the output path the preset's container gives and the source's path, return the path a
+    copy is published at: the same, with the source's own extension (its bytes are the source's)."""
+    stem, dot, _ = output_path.rpartition(".")
+    _, source_dot, source_extension = rel_path.rpartition("/")[2].rpartition(".")
+    if not dot or not source_dot:
+        return output_path
+    return f"{stem}.{source_extension}"
+
+
 def preset_identity(
     preset: Preset,
     *,

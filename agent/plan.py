@@ -50,6 +50,7 @@ from agent.batch_plan import (
     plan_batch,
     plan_vanished,
     renamable_by_fingerprint,
+    rule_hashes,
 )
 from agent.config.models import Config, Library, Preset, User
 from agent.domain import (
@@ -203,7 +204,8 @@ class _LibraryFacts:
 
     def context(self) -> LibraryContext:
         preset_hash = self.observation.preset_hashes.get(self.library.preset)
-        return LibraryContext(self.library, self.preset, preset_hash, self.hidden_prefixes())
+        hashes = rule_hashes(self.library, self.observation.preset_hashes)
+        return LibraryContext(self.library, self.preset, preset_hash, self.hidden_prefixes(), hashes)
 
     def batch(self, *, renamable: dict[str, LedgerEntry]) -> FolderBatch:
         """Return the whole library as one batch."""

@@ -39,7 +39,19 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Protocol
 
-from agent.domain import CHANGES, Adopt, Drift, PauseLibrary, Plan, RenameOutput, Skip, Transcode, UserChange, Wait
+from agent.domain import (
+    CHANGES,
+    Adopt,
+    Copy,
+    Drift,
+    PauseLibrary,
+    Plan,
+    RenameOutput,
+    Skip,
+    Transcode,
+    UserChange,
+    Wait,
+)
 
 FileKey = tuple[str, str]  # (library, rel_path)
 
@@ -103,6 +115,7 @@ _COUNTED: tuple[tuple[str, type | Stage], ...] = (
     ("failed", Stage.FAILED),
     ("dead", Stage.DEAD),
     ("cancelled", Stage.CANCELLED),
+    ("copy", Copy),
     ("rename", RenameOutput),
     ("adopt", Adopt),
     ("wait", Wait),

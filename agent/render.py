@@ -11,6 +11,7 @@ carries them exact.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ from agent.config.units import format_duration
 from agent.domain import (
     Action,
     Adopt,
+    Copy,
     Drift,
     Observation,
     PauseLibrary,
@@ -32,6 +34,7 @@ from agent.domain import (
 from agent.mounts import PickUp
 from agent.queued_plan import NEEDS_RETRY, JobView, QueuedPlan, Stage
 from agent.quoting import escaped, first_line, shown
+from agent.store.media_facts import StoredFacts
 
 # count key -> (summary text for one, for more than one); keys and order from agent.queued_plan
 _SUMMARY: dict[str, tuple[str, str]] = {
@@ -41,6 +44,7 @@ _SUMMARY: dict[str, tuple[str, str]] = {
     "failed": ("{} to retry", "{} to retry"),
     "dead": ("{} dead", "{} dead"),
     "cancelled": ("{} cancelled", "{} cancelled"),
+    "copy": ("{} to copy", "{} to copy"),
     "rename": ("{} to rename", "{} to rename"),
     "adopt": ("{} to adopt", "{} to adopt"),
     "wait": ("{} waiting", "{} waiting"),
@@ -128,7 +132,9 @@ def _transcode_line(action: Transcode, queued: QueuedPlan, *, attempts_allowed: 
     job = queued.job_of(action)
     stage = queued.stage_of(action)
     if job is None or stage is Stage.TO_QUEUE:
-        return f"  + transcode {paths} ({action.reason})"
+        why = f"; {escaped(action.why)}" if action.why else ""
+        preset = f"; preset {shown(action.preset)}" if action.preset else ""
+        return f"  + transcode {paths} ({action.reason}{why}{preset})"
     error = first_line(job.error)
     because = f": {error}" if error else ""
     match stage:
@@ -168,6 +174,10 @@ def _line(action: Action) -> str:
         case Adopt():
             reason = f"{shown(action.output_path)} already exists; recorded, not re-encoded"
             return f"  = adopt     {shown(action.source.rel_path)} ({reason})"
+        case Copy():
+            return (
+                f"  = copy      {shown(action.source.rel_path)} -> {shown(action.output_path)} ({escaped(action.why)})"
+            )
         case Wait():
             stable_in = _seconds(action.stable_in_seconds)
             return f"  . wait      {shown(action.rel_path)} (changed recently; stable in {stable_in})"
@@ -185,14 +195,18 @@ def _seconds(value: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def to_json(queued: QueuedPlan) -> dict[str, Any]:
+def to_json(queued: QueuedPlan, *, facts: Mapping[tuple[str, str], StoredFacts] | None = None) -> dict[str, Any]:
     """Return the plan as JSON-ready data: pending, summary counts and one object per action;
-    a transcode carries its job (null if it has none yet)."""
-    return {
-        "pending": queued.pending,
-        "summary": queued.counts(),
-        "actions": [_action_json(action, queued) for action in queued.plan.actions],
-    }
+    a transcode carries its job (null if it has none yet); with `facts` (by library and path),
+    the actions the rules decided carry their file's media facts, or why they could not be read."""
+    actions = [_action_json(action, queued) for action in queued.plan.actions]
+    for data in actions:
+        known = (facts or {}).get((data.get("library", ""), data.get("path", "")))
+        if known is not None:
+            data["facts"] = None if known.facts is None else dataclasses.asdict(known.facts)
+            if known.error is not None:
+                data["facts_error"] = known.error
+    return {"pending": queued.pending, "summary": queued.counts(), "actions": actions}
 
 
 def _job_json(job: JobView | None, stage: Stage) -> dict[str, Any] | None:
@@ -218,15 +232,19 @@ def _action_json(action: Action, queued: QueuedPlan) -> dict[str, Any]:
             data.update(change=str(action.change), name=action.name, role=action.role)
         case PauseLibrary():
             data.update(library=action.library, reason=action.reason)
-        case Transcode() | RenameOutput() | Adopt():
+        case Transcode() | Copy() | RenameOutput() | Adopt():
             data.update(
                 library=action.library,
                 path=action.source.rel_path,
                 size=action.source.size,
                 output=action.output_path,
             )
+            if isinstance(action, Copy):
+                data.update(why=action.why, rule=action.rule)
             if isinstance(action, Transcode):
                 data["reason"] = str(action.reason)
+                if action.why:
+                    data.update(why=action.why, preset=action.preset)
                 data["job"] = _job_json(queued.job_of(action), queued.stage_of(action))
             if isinstance(action, RenameOutput):
                 data.update(from_path=action.from_rel_path, from_output=action.from_output_path)

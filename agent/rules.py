@@ -1,7 +1,17 @@
 """What a library's rules decide for one file, and what becomes of an output that saved too little.
 
 PURE: facts (`agent.facts`), the source's size and a library's effective settings in, a
-decision out; the planner and the worker will call these once wired (see the README's Rules).
+decision out. The planner's transcodes go through `ruled` once their facts are known (the
+engine and `hb2r plan` read them by fingerprint, `agent.probing`); the worker calls
+`after_encode` (see the README's Rules).
+
+`ruled`: a transcode becomes a Copy (publish the source, under its own extension), a Skip
+(reported with the rule's name) or stays a Transcode that says why and names the preset a rule
+or `hdr:` asked for. A transcode whose facts are not known yet (its fingerprint is not read:
+the pass's budget) stays as it is; it is not queued without a fingerprint, so a later pass
+decides it. A file ffprobe cannot read is not skipped: it is encoded with the library's preset
+as before rules existed, and says why (`hb2r plan`, the pass's log); HandBrakeCLI is the judge
+of whether it can be read, and its job fails with HandBrakeCLI's reason (`hb2r jobs`) if not.
 
 `decide`: the first rule whose `when:` holds decides (encode, copy or skip); none: encode with
 the library's preset. Then HDR: an encode of an HDR or Dolby Vision source that no rule asked
@@ -20,8 +30,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from agent.config.models import Library
 from agent.config.rules import LargerOutput, Rule, When
+from agent.domain import Copy, Skip, Transcode
 from agent.facts import MediaFacts
+from agent.identity import copy_output_path
+from agent.store.media_facts import StoredFacts
 
 Action = Literal["encode", "copy", "skip"]
 
@@ -103,3 +117,41 @@ def after_encode(*, source_size: int, output_size: int, settings: LargerOutput) 
     )
     publish: dict[str, Literal["encode", "source", "nothing"]] = {"copy": "source", "keep": "encode", "skip": "nothing"}
     return AfterEncode(publish[settings.then], f"{said}: larger_output: {settings.then}")
+
+
+def ruled(action: Transcode, known: StoredFacts | None, *, library: Library) -> Transcode | Copy | Skip:
+    """Given a transcode the planner decided, what is known of its source's content (None: not
+    read yet) and its library's effective settings, return what the rules make of it."""
+    if known is None:
+        return action
+    rel_path = action.source.rel_path
+    if known.facts is None:
+        return action._replace(why=f"media facts unreadable ({known.error}): the library's preset, as before rules")
+    decision = decide(
+        known.facts, size=action.source.size, rules=library.rules or (), hdr=library.hdr or "copy",
+        library_preset=library.preset,
+    )  # fmt: skip
+    why = f"{summary(known.facts)}: {decision.reason}"
+    if decision.action == "copy":
+        return Copy(action.library, action.source, copy_output_path(action.output_path, rel_path), why, decision.rule)
+    if decision.action == "skip":
+        return Skip(action.library, rel_path, why)
+    preset = None if decision.preset == library.preset else decision.preset
+    if decision.rule is None and preset is None:
+        return action  # no rule matched and no HDR: the library's preset, as before rules existed
+    return action._replace(why=why, preset=preset)
+
+
+def summary(facts: MediaFacts) -> str:
+    """Return the facts a person reads a decision by: `hevc 2.1 Mb/s`, `hevc 10-bit 12.0 Mb/s` (an
+    HDR kind is named by the decision itself: `HDR10, hdr: copy`)."""
+    video = facts.video
+    if video is None:
+        return f"{facts.container}, no video"
+    parts = [video.codec]
+    if video.bit_depth > 8:
+        parts.append(f"{video.bit_depth}-bit")
+    bitrate = facts.effective_video_bitrate
+    if bitrate is not None:
+        parts.append(f"{bitrate / 1e6:.1f} Mb/s" if bitrate >= 1_000_000 else f"{bitrate / 1e3:.0f} kb/s")
+    return " ".join(parts)

@@ -42,6 +42,7 @@ import errno
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -542,7 +543,7 @@ class Dispatcher:
         library = _library(config, job.library)
         if library is None:
             raise RuntimeError(f"library {job.library!r} is no longer configured")
-        preset = config.presets[library.preset]
+        preset = config.presets[_preset_name(library, job.preset_hash, self.state.preset_hashes)]
         archive = config.paths.archive
         source = library.source / job.rel_path
         source_stat, refused = self._refuse_start(job, library, source)
@@ -877,6 +878,15 @@ class _ProgressReporter:
                 fps=progress.fps,
                 eta_seconds=progress.eta_seconds,
             )
+
+
+def _preset_name(library: Library, preset_hash: str, preset_hashes: Mapping[str, str]) -> str:
+    """Return the preset a job encodes with: the one a library's rule or `hdr:` named whose
+    identity the job holds (agent.rules chose it for the file), else the library's."""
+    named = [rule.preset for rule in library.rules or () if rule.preset is not None]
+    if library.hdr not in (None, "copy", "skip"):
+        named.append(library.hdr)
+    return next((name for name in named if preset_hashes.get(name) == preset_hash), library.preset)
 
 
 def _library(config: Config, name: str) -> Library | None:

@@ -546,7 +546,7 @@ class Config(Model):
     rules: tuple[Rule, ...] = Field(
         default=(),
         description="Media-aware rules for every library without its own: the first whose 'when' holds decides "
-        "encode, copy or skip; none: encode. Not applied yet: they are checked and shown only.",
+        "encode, copy or skip; none: encode.",
     )
     larger_output: LargerOutput = Field(
         default_factory=LargerOutput,
@@ -556,7 +556,7 @@ class Config(Model):
         default="copy",
         min_length=1,
         description="HDR and Dolby Vision sources: copy, skip, or the name of an HDR-capable entry of 'presets' "
-        "(10-bit x265 keeping HDR10 metadata); never an 8-bit encode by default. Not applied yet.",
+        "(10-bit x265 keeping HDR10 metadata); never an 8-bit encode by default.",
     )
     audio: Audio = Field(default_factory=Audio, description="Which audio tracks to keep, and how. Not applied yet.")
     subtitles: Subtitles = Field(

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from agent.batch_plan import COPY_MARK
 from agent.config.models import Config
 from agent.domain import (
     Action,
@@ -291,6 +292,8 @@ EPISODE_OUT = "TV/Show/S01E01.mkv"
 OTHER = _file("Show/S01E02.mkv", fingerprint="fp:other")
 THIRD = _file("Show/S01E03.mkv", fingerprint="fp:third")
 RENAMED = _file("Show/Season 1/Pilot.mkv", fingerprint="fp:episode")
+COPIED = _file("Show/S01E04.mp4", fingerprint="fp:copied")  # published as it is by a rule
+COPIED_OUT = "TV/Show/S01E04.mp4"
 
 
 # --- one library, one decision per row ------------------------------------------------------
@@ -454,6 +457,27 @@ LIBRARY_CASES = [
         _ledger(_done(EPISODE)),
         [Drift("tv", EPISODE.rel_path, EPISODE_OUT, DriftReason.PRESET_CHANGED)],
         id="container-changed-with-keep-is-drift-not-a-rename",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(COPIED, outputs=[COPIED_OUT]),
+        _ledger(_done(COPIED, output=COPIED_OUT, preset_hash=COPY_MARK + TV_HASH)),
+        [],
+        id="a-source-a-rule-copied-keeps-its-extension-and-is-in-sync",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(COPIED, outputs=[COPIED_OUT]),
+        _ledger(_done(COPIED, output=COPIED_OUT, preset_hash=COPY_MARK + "tv-preset-v0")),
+        [Drift("tv", COPIED.rel_path, COPIED_OUT, DriftReason.PRESET_CHANGED)],
+        id="a-copy-made-under-another-preset-or-rules-is-drift",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(COPIED, outputs=[]),
+        _ledger(_done(COPIED, output=COPIED_OUT, preset_hash=COPY_MARK + TV_HASH)),
+        [Transcode("tv", COPIED, "TV/Show/S01E04.mkv", TranscodeReason.OUTPUT_MISSING)],
+        id="a-copy-gone-from-the-archive-is-decided-again",
     ),
     pytest.param(
         _config(_library(on_preset_change="reencode"), tv_container="mp4"),

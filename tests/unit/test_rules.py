@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 
+from agent.config.models import Config, Library
 from agent.config.rules import LargerOutput, Rule, When
+from agent.domain import Copy, Skip, SourceFile, Transcode, TranscodeReason
 from agent.facts import HdrKind, MediaFacts, parse_facts
-from agent.rules import after_encode, decide, matches
+from agent.rules import after_encode, decide, matches, ruled
+from agent.store.media_facts import StoredFacts
 
 RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "ffprobe"
 
@@ -110,3 +113,54 @@ def test_an_output_that_saves_too_little(output_size: int, settings: LargerOutpu
 
     assert outcome.publish == publish
     assert says in outcome.reason
+
+
+def _library(**settings: Any) -> Library:
+    config = Config.model_validate(
+        {
+            "version": 1,
+            "paths": {"archive": "/archive", "state_dir": "/state"},
+            "libraries": [{"name": "tv", "source": "/src/tv", "output": "TV", "preset": "tv", **settings}],
+            "presets": {"tv": {"handbrake": "Fast 1080p30"}, "hdr10": {"handbrake": "H.265 MKV 1080p30"}},
+        },
+        context={"base_dir": Path("/")},
+    )
+    return config.libraries[0]
+
+
+SOURCE = SourceFile("Show/ep1.mp4", 96_844, 1, 1, "96844:abc")
+PLANNED = Transcode("tv", SOURCE, "TV/Show/ep1.mkv", TranscodeReason.NEW)
+EFFICIENT = {"rules": [{"name": "already efficient", "when": {"codec": ["hevc", "av1"]}, "action": "copy"}]}
+
+
+def _known(facts: MediaFacts | None, error: str | None = None) -> StoredFacts:
+    return StoredFacts(facts, error, "2026-12-01T00:00:00")
+
+
+@pytest.mark.parametrize(
+    "known, settings, expected",
+    [
+        pytest.param(_known(HEVC), EFFICIENT,
+                     Copy("tv", SOURCE, "TV/Show/ep1.mp4", 'hevc 97 kb/s: rule "already efficient"',
+                          "already efficient"),
+                     id="a-copy-keeps-the-source-extension-and-says-the-rule"),
+        pytest.param(_known(H264_LOW), EFFICIENT, PLANNED, id="no-rule-matched-stays-as-planned"),
+        pytest.param(_known(HEVC), {"rules": [{"name": "tiny", "when": {"size_below": "1MiB"}, "action": "skip"}]},
+                     Skip("tv", SOURCE.rel_path, 'hevc 97 kb/s: rule "tiny"'), id="a-skip-rule-is-reported"),
+        pytest.param(_known(HDR10), {},
+                     Copy("tv", SOURCE, "TV/Show/ep1.mp4", "hevc 10-bit 211 kb/s: HDR10, hdr: copy", None),
+                     id="hdr-is-copied-by-default"),
+        pytest.param(_known(HDR10), {"hdr": "hdr10"},
+                     PLANNED._replace(why="hevc 10-bit 211 kb/s: HDR10, hdr: hdr10", preset="hdr10"),
+                     id="hdr-encodes-with-the-named-preset"),
+        pytest.param(_known(None, "ep1.mp4: ffprobe cannot read it (exit code 1): Invalid data"), EFFICIENT,
+                     PLANNED._replace(why="media facts unreadable (ep1.mp4: ffprobe cannot read it (exit code 1): "
+                                          "Invalid data): the library's preset, as before rules"),
+                     id="unreadable-facts-say-why-and-encode-as-before-rules"),
+        pytest.param(None, EFFICIENT, PLANNED, id="facts-not-read-yet-stay-as-planned"),
+    ],
+)  # fmt: skip
+def test_what_the_rules_make_of_a_planned_transcode(
+    known: StoredFacts | None, settings: dict[str, Any], expected: Transcode | Copy | Skip
+) -> None:
+    assert ruled(PLANNED, known, library=_library(**settings)) == expected
