@@ -61,6 +61,7 @@ from agent.domain import (
     Transcode,
     Wait,
 )
+from agent.identity import decided_identity, library_identity
 from agent.incremental_scan import full_pass_due, missed_in, what_to_record
 from agent.mounts import WatchStatus
 from agent.observe import PassWalk, fingerprints_from_disk, walk_for_pass
@@ -726,7 +727,10 @@ def _queue(
             fingerprint = action.source.fingerprint or fingerprints.get((action.library, action.source.rel_path))
             # a preset a rule or `hdr:` chose: the job's identity names it, and the worker encodes with it
             chosen = action.preset
-            preset_hash = hashes.get(action.library) if chosen is None else state.preset_hashes.get(chosen)
+            library = next(each for each in state.config.libraries if each.name == action.library)
+            preset_hash = (
+                hashes.get(action.library) if chosen is None else library_identity(library, state.preset_hashes, chosen)
+            )
             if fingerprint is None or preset_hash is None:
                 continue  # not read yet (budget, or vanished since the scan): a later pass queues it
             if _encoded_since_the_scan(state, store, action, fingerprint, preset_hash):
@@ -881,12 +885,13 @@ async def _copy(state: EngineState, store: Store, action: Copy, *, log: Any, now
         publish.prepare_partial_dir(archive)
         how = await asyncio.to_thread(
             publish_copy, library.source / action.source.rel_path, archive / action.output_path, temp=temp,
-            access=archive_checks.access(config),
+            access=archive_checks.access(config), may_replace=store.made_output(action.output_path),
         )  # fmt: skip
     except (OSError, publish.PublishConflict) as error:
         log.warning("copy failed", library=action.library, path=action.source.rel_path, error=str(error))
         return
     with store.transaction():
+        store.forget_output(action.output_path)  # a vanished source's, taken over
         store.record_output(
             LedgerEntry(
                 library=action.library,
@@ -894,7 +899,7 @@ async def _copy(state: EngineState, store: Store, action: Copy, *, log: Any, now
                 fingerprint=fingerprint,
                 size=action.source.size,
                 mtime_ns=action.source.mtime_ns,
-                preset_hash=COPY_MARK + preset_hash,
+                preset_hash=COPY_MARK + decided_identity(preset_hash, library),
                 output_path=action.output_path,
             ),
             encoded_at=now.isoformat(),
@@ -907,7 +912,7 @@ async def _copy(state: EngineState, store: Store, action: Copy, *, log: Any, now
 
 def _library_preset_hashes(state: EngineState) -> dict[str, str | None]:
     """Return each library's preset identity (None where HandBrakeCLI could not tell it)."""
-    return {library.name: state.preset_hashes.get(library.preset) for library in state.config.libraries}
+    return {library.name: library_identity(library, state.preset_hashes) for library in state.config.libraries}
 
 
 async def check_archive(state: EngineState, *, log: Any) -> None:

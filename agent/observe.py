@@ -18,7 +18,7 @@ from agent.archive_walk import ArchiveWalk
 from agent.config.models import Config, Library
 from agent.domain import Ledger, LibraryObservation, Observation, RememberedFolder, SeenFile, SourceFile
 from agent.handbrake.probe import HandBrakeUnavailable, handbrake_version
-from agent.identity import preset_identity
+from agent.identity import library_identity, preset_identity
 from agent.incremental_archive import walk_archive_changed
 from agent.incremental_scan import (
     Missed,
@@ -153,9 +153,8 @@ def job_identities(
         if source.fingerprint is not None and (name, source.rel_path) in files
     }
     by_preset = observation.preset_hashes or preset_hashes(config, warn=warn)
-    return fingerprints, {
-        library.name: by_preset[library.preset] for library in config.libraries if library.preset in by_preset
-    }
+    identities = {library.name: library_identity(library, by_preset) for library in config.libraries}
+    return fingerprints, {name: found for name, found in identities.items() if found is not None}
 
 
 def _lazy_preset_hashes(config: Config, ledger: Ledger, *, warn: Callable[[str], None]) -> dict[str, str]:

@@ -69,6 +69,7 @@ from agent.domain import (
     UserRecord,
 )
 from agent.domain import Ledger as LedgerState
+from agent.identity import library_identity
 from agent.pause import PauseCounts, pause_reason
 
 
@@ -203,7 +204,7 @@ class _LibraryFacts:
         return tuple(folder.rstrip("/") + "/" for folder in self.observed.unreadable_dirs)
 
     def context(self) -> LibraryContext:
-        preset_hash = self.observation.preset_hashes.get(self.library.preset)
+        preset_hash = library_identity(self.library, self.observation.preset_hashes)
         hashes = rule_hashes(self.library, self.observation.preset_hashes)
         return LibraryContext(self.library, self.preset, preset_hash, self.hidden_prefixes(), hashes)
 

@@ -31,7 +31,7 @@ from agent.batch_plan import (
 )
 from agent.config.models import Config, Library
 from agent.domain import Action, LedgerEntry, LibraryObservation, ScanProblem, SeenFile, Skip, SourceFile
-from agent.identity import output_namer
+from agent.identity import library_identity, output_namer
 from agent.pause import PauseCounts
 
 # Files per batch: folders are added to a batch until it holds this many (a folder is never split).
@@ -74,7 +74,7 @@ def library_context_of(
     """Return a library's context for planning it batch by batch, from its walk alone (no ledger)."""
     hidden = tuple(folder.rstrip("/") + "/" for folder in observed.unreadable_dirs)
     return LibraryContext(
-        library, config.preset_for(library), preset_hashes.get(library.preset), hidden,
+        library, config.preset_for(library), library_identity(library, preset_hashes), hidden,
         rule_hashes(library, preset_hashes),
     )  # fmt: skip
 

@@ -33,31 +33,43 @@ class CopyMismatch(OSError):
 
 
 def publish_copy(
-    source: Path, final: Path, *, temp: Path, access: publish.Access | None = None
+    source: Path, final: Path, *, temp: Path, access: publish.Access | None = None, may_replace: bool = False
 ) -> Literal["link", "copy"]:
     """Given a source file, its final path in the archive and a temp path in the archive's partial
     folder, publish the source at final (a hard link, else a verified copy); return which.
 
-    Raise publish.PublishConflict if final exists, OSError (CopyMismatch for a copy that does not
-    read back the same) if it cannot be done; the temp file is removed then.
+    Raise publish.PublishConflict if final exists (unless may_replace: hb2r made it), OSError
+    (CopyMismatch for a copy that does not read back the same) if it cannot be done; the temp
+    file is removed then.
     """
+    how = stage(source, temp)
+    try:
+        publish.publish(temp, final, may_replace=may_replace, access=access if how == "copy" else None)
+    except BaseException:
+        publish.discard_partial(temp)
+        raise
+    return how
+
+
+def stage(source: Path, temp: Path) -> Literal["link", "copy"]:
+    """Put the source's bytes at temp (in the archive's partial folder), unpublished: a hard link,
+    else a copy read back and compared; return which. Raise OSError (the temp file removed then)."""
     temp.unlink(missing_ok=True)
-    how: Literal["link", "copy"] = "link"
     try:
         try:
             os.link(source, temp, follow_symlinks=False)
         except OSError as error:
             if error.errno not in _NO_LINK:
                 raise
-            how = "copy"
-            shutil.copyfile(source, temp, follow_symlinks=False)
-            if digest(temp) != digest(source):
-                raise CopyMismatch(errno.EIO, f"the copy of {source} does not read back the same") from None
-        publish.publish(temp, final, may_replace=False, access=access if how == "copy" else None)
+        else:
+            return "link"
+        shutil.copyfile(source, temp, follow_symlinks=False)
+        if digest(temp) != digest(source):
+            raise CopyMismatch(errno.EIO, f"the copy of {source} does not read back the same")
     except BaseException:
         publish.discard_partial(temp)
         raise
-    return how
+    return "copy"
 
 
 def digest(path: Path) -> tuple[int, str]:

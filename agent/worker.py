@@ -49,7 +49,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from agent import archive_checks, descriptors, dispatch, gate, publish
+from agent.batch_plan import COPY_MARK, SKIP_MARK
 from agent.config.models import Config, Library
+from agent.config.rules import LargerOutput
 from agent.domain import LedgerEntry
 from agent.engine import EngineState
 from agent.handbrake.command import encode_argv
@@ -58,7 +60,11 @@ from agent.handbrake.mux import muxed_bytes
 from agent.handbrake.probe import media_duration, media_end
 from agent.handbrake.progress import Progress
 from agent.handbrake.runner import Encode, EncodeResult
+from agent.handbrake.tracks import track_options
+from agent.identity import copy_output_path, decided_identity, library_identity
+from agent.publish_copy import stage as stage_copy
 from agent.resources import cpu_count
+from agent.rules import AfterEncode, after_encode
 from agent.store import StoreError, jobs
 from agent.store.jobs import LeaseLost
 from agent.store.order import QueueOrder
@@ -564,7 +570,9 @@ class Dispatcher:
             token=entry.token,
         )
         entry.temp = temp
-        argv = encode_argv(binary=config.handbrake.binary, preset=preset, source=source, output=temp)
+        facts = self.state.store.facts_for([job.fingerprint]).get(job.fingerprint)
+        tracks = track_options(library, None if facts is None else facts.facts)
+        argv = encode_argv(binary=config.handbrake.binary, preset=preset, source=source, output=temp, tracks=tracks)
         reporter = _ProgressReporter(self, entry)
         self.log.info("job started", job=job.id, library=job.library, path=job.rel_path, attempt=job.attempts + 1)
         # The source's duration is measured while HandBrakeCLI works, not after it.
@@ -627,7 +635,18 @@ class Dispatcher:
                 self._observe(job, outcome=outcome, seconds=seconds, bytes_read=source_stat.st_size, bytes_written=0)
             case dispatch.Publish():
                 self.log.info("job verified", job=job.id, library=job.library, path=job.rel_path)
-                if self._publish(entry, temp, source_stat.st_size, source_stat.st_mtime_ns, output_size=output_size):
+                larger = after_encode(
+                    source_size=source_stat.st_size, output_size=output_size,
+                    settings=library.larger_output or LargerOutput(),
+                )  # fmt: skip
+                if larger.publish == "encode":
+                    published = self._publish(
+                        entry, temp, source_stat.st_size, source_stat.st_mtime_ns, output_size=output_size
+                    )
+                else:
+                    published = await self._publish_instead(entry, temp, source, source_stat, larger)
+                    output_size = source_stat.st_size if larger.publish == "source" else 0
+                if published:
                     self._observe(
                         job, outcome="done", seconds=seconds, bytes_read=source_stat.st_size, bytes_written=output_size
                     )
@@ -733,16 +752,53 @@ class Dispatcher:
                 bytes_written=bytes_written,
             )
 
-    def _publish(self, running: Running, temp: Path, size: int, mtime_ns: int, *, output_size: int) -> bool:
-        """Record and publish the verified output while this host's token holds the job; return whether
-        it was published. A stale token publishes nothing: the temp file is removed."""
-        store, archive, job = self.state.store, self.state.config.paths.archive, running.job
-        may_replace = store.made_output(job.output_path)  # hb2r made what is there, not adopted it
-        entry = LedgerEntry(
-            job.library, job.rel_path, job.fingerprint, size, mtime_ns, job.preset_hash, job.output_path
-        )
+    async def _publish_instead(
+        self, running: Running, temp: Path, source: Path, source_stat: os.stat_result, larger: AfterEncode
+    ) -> bool:
+        """The verified output saved too little (`larger_output`): throw it away and publish the source
+        itself (`copy`, under its own extension) or nothing (`skip`), recorded in the ledger either way
+        so that the file is not encoded again; return whether it was recorded."""
+        job = running.job
+        publish.discard_partial(temp)
+        self.log.info("output saved too little", job=job.id, library=job.library, path=job.rel_path,
+                      reason=larger.reason)  # fmt: skip
+        size, mtime_ns = source_stat.st_size, source_stat.st_mtime_ns
+        if larger.publish == "nothing":
+            return self._publish(running, None, size, mtime_ns, output_size=None, marked=SKIP_MARK)
+        staged = temp.with_name(f"{temp.stem}-source{temp.suffix}")
         try:
-            publish.sync_to_disk(temp)
+            how = await asyncio.to_thread(stage_copy, source, staged)
+        except OSError as error:
+            self._fail(job, f"cannot copy the source instead ({larger.reason}): {error}", (), token=running.token)
+            return False
+        return self._publish(running, staged, size, mtime_ns, output_size=size, marked=COPY_MARK, linked=how == "link")
+
+    def _publish(
+        self,
+        running: Running,
+        temp: Path | None,
+        size: int,
+        mtime_ns: int,
+        *,
+        output_size: int | None,
+        marked: str = "",
+        linked: bool = False,
+    ) -> bool:
+        """Record and publish the verified output while this host's token holds the job; return whether
+        it was published. A stale token publishes nothing: the temp file is removed. With `marked`
+        (agent.batch_plan's COPY_MARK: temp holds the source itself, under its own extension; SKIP_MARK:
+        nothing to publish, temp is None) the ledger row says so."""
+        store, archive, job = self.state.store, self.state.config.paths.archive, running.job
+        output_path = copy_output_path(job.output_path, job.rel_path) if marked == COPY_MARK else job.output_path
+        may_replace = store.made_output(output_path)  # hb2r made what is there, not adopted it
+        preset_hash = job.preset_hash
+        library = _library(self.state.config, job.library)
+        if marked and library is not None:  # what the rules decided holds while they stand (agent.batch_plan)
+            preset_hash = marked + decided_identity(job.preset_hash, library)
+        entry = LedgerEntry(job.library, job.rel_path, job.fingerprint, size, mtime_ns, preset_hash, output_path)
+        try:
+            if temp is not None:
+                publish.sync_to_disk(temp)
             with store.transaction():
                 store.forget_output(job.output_path)  # a vanished source's, taken over
                 if running.token is None:  # not claimed (never, since every job is): unfenced
@@ -751,30 +807,35 @@ class Dispatcher:
                 else:
                     store.finish_claimed(job.id, running.token, entry, encoded_at=datetime.now(UTC).isoformat(),
                                          output_size=output_size, now=datetime.now(UTC))  # fmt: skip
-                publish.publish(
-                    temp,
-                    archive / job.output_path,
-                    may_replace=may_replace,
-                    access=archive_checks.access(self.state.config),
-                )
+                if temp is not None:
+                    publish.publish(
+                        temp,
+                        archive / output_path,
+                        may_replace=may_replace,
+                        access=None if linked else archive_checks.access(self.state.config),
+                    )
         except LeaseLost as error:  # another host holds the job now: its output is that host's to make
-            publish.discard_partial(temp)
+            if temp is not None:
+                publish.discard_partial(temp)
             self.log.error("job lost: not published", job=job.id, library=job.library, path=job.rel_path,
                            host=self.host, fence=running.token, reason=str(error))  # fmt: skip
             return False
         except publish.PublishConflict as error:
-            publish.discard_partial(temp)
+            if temp is not None:
+                publish.discard_partial(temp)
             self._fail(job, archive_checks.conflict_reason(job.id, str(error)), (), kind=FailureKind.PERMANENT,
                        token=running.token)  # fmt: skip
             return False
         except OSError as error:  # nothing was published (the rename is atomic): no temp may stay behind
-            publish.discard_partial(temp)
+            if temp is not None:
+                publish.discard_partial(temp)
             if error.errno == errno.EXDEV:
                 self.state.unpublishable_libraries[job.library] = str(error)
             kind = FailureKind.TEMPORARY if error.errno in (errno.EXDEV, errno.ENOSPC) else FailureKind.COUNTED
             self._fail(job, f"cannot publish: {error}", (), kind=kind, token=running.token)
             return False
-        self.log.info("job published", job=job.id, library=job.library, path=job.rel_path, output=job.output_path)
+        self.log.info("job published", job=job.id, library=job.library, path=job.rel_path, output=output_path,
+                      **({"as": marked.rstrip(":")} if marked else {}))  # fmt: skip
         return True
 
     def _fail(
@@ -886,7 +947,8 @@ def _preset_name(library: Library, preset_hash: str, preset_hashes: Mapping[str,
     named = [rule.preset for rule in library.rules or () if rule.preset is not None]
     if library.hdr not in (None, "copy", "skip"):
         named.append(library.hdr)
-    return next((name for name in named if preset_hashes.get(name) == preset_hash), library.preset)
+    chosen = (name for name in named if library_identity(library, preset_hashes, name) == preset_hash)
+    return next(chosen, library.preset)
 
 
 def _library(config: Config, name: str) -> Library | None:

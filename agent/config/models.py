@@ -550,7 +550,7 @@ class Config(Model):
     )
     larger_output: LargerOutput = Field(
         default_factory=LargerOutput,
-        description="What to do when a verified output is not enough smaller than its source. Not applied yet.",
+        description="What to do when a verified output is not enough smaller than its source.",
     )
     hdr: str = Field(
         default="copy",
@@ -558,9 +558,9 @@ class Config(Model):
         description="HDR and Dolby Vision sources: copy, skip, or the name of an HDR-capable entry of 'presets' "
         "(10-bit x265 keeping HDR10 metadata); never an 8-bit encode by default.",
     )
-    audio: Audio = Field(default_factory=Audio, description="Which audio tracks to keep, and how. Not applied yet.")
+    audio: Audio = Field(default_factory=Audio, description="Which audio tracks to keep, and how.")
     subtitles: Subtitles = Field(
-        default_factory=Subtitles, description="Which subtitles to keep; never burned in unless asked. Not applied yet."
+        default_factory=Subtitles, description="Which subtitles to keep; never burned in unless asked."
     )
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ Default settings give no options at all: the preset chooses, as before these key
 
 from __future__ import annotations
 
+from agent.config.models import Library
 from agent.config.rules import Audio, Subtitles
 from agent.facts import MediaFacts
 
@@ -79,3 +80,9 @@ def subtitle_options(settings: Subtitles, facts: MediaFacts | None) -> tuple[str
     if not chosen:
         return ("--subtitle", "none")
     return ("--subtitle", ",".join(map(str, chosen)), *burned)
+
+
+def track_options(library: Library, facts: MediaFacts | None) -> tuple[str, ...]:
+    """Given a library (its effective `audio:` and `subtitles:`) and the file's facts (None: unknown),
+    return the HandBrakeCLI options that keep the tracks they ask for."""
+    return audio_options(library.audio or Audio(), facts) + subtitle_options(library.subtitles or Subtitles(), facts)

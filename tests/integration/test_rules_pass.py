@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,7 +78,7 @@ def library(root: Path) -> Path:
     make_hevc(tv / "Show" / "hevc.mkv")
     make_clip(tv / "Show" / "h264.mkv", seconds=2, size="160x90")
     make_hdr10(tv / "Show" / "hdr10.mkv")
-    (tv / "Show" / "broken.mkv").write_bytes(os.urandom(64 * 1024))  # no media ffprobe can read
+    (tv / "Show" / "broken.mkv").write_bytes(bytes(64 * 1024))  # no media ffprobe can read: zeros
     (tv / "Show" / "small.mkv").write_bytes(make_clip(root / "x" / "small.mkv", seconds=0.2, size="32x32").read_bytes())
     return tv
 

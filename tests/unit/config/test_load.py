@@ -1121,4 +1121,4 @@ def test_the_schema_offers_the_rule_keys_at_the_top_and_per_library() -> None:
         assert key in library, key
     assert schema["properties"]["order_across"]["enum"] == ["listed", "mixed"]
     assert "first whose 'when' holds decides" in schema["properties"]["rules"]["description"]
-    assert "Not applied yet" in schema["properties"]["audio"]["description"]
+    assert "never burned in" in schema["properties"]["subtitles"]["description"]

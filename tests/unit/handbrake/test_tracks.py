@@ -14,7 +14,7 @@ from agent.config.rules import Audio, Subtitles
 from agent.facts import MediaFacts, parse_facts
 from agent.handbrake.command import encode_argv
 from agent.handbrake.tracks import audio_options, subtitle_options
-from agent.identity import preset_identity
+from agent.identity import preset_identity, with_tracks
 
 RECORDED = Path(__file__).resolve().parents[2] / "fixtures" / "ffprobe"
 MULTI = parse_facts((RECORDED / "multi_track.streams.json").read_text())
@@ -86,12 +86,12 @@ def test_track_options_come_before_the_presets_own_args_so_an_operators_option_w
 
 
 def test_a_track_setting_changes_the_preset_identity_and_defaults_do_not() -> None:
-    preset = Preset(handbrake="Fast 1080p30")
+    preset_hash = preset_identity(Preset(handbrake="Fast 1080p30"), import_file_content=None, handbrake_version="1.6.1")
 
-    def identity(**settings: Any) -> str:
-        return preset_identity(preset, import_file_content=None, handbrake_version="1.6.1", **settings)
+    def identity(audio: Audio | None = None, subtitles: Subtitles | None = None) -> str:
+        return with_tracks(preset_hash, audio=audio, subtitles=subtitles)
 
-    assert identity() == identity(audio=Audio(), subtitles=Subtitles())  # outputs made before stay in sync
+    assert identity() == identity(Audio(), Subtitles()) == preset_hash  # outputs made before stay in sync
     assert identity(audio=Audio(languages=("eng",))) != identity()
     assert identity(subtitles=Subtitles(forced_only=True)) != identity()
     assert identity(audio=Audio(languages=("eng",))) != identity(audio=Audio(languages=("jpn",)))
