@@ -207,7 +207,8 @@ def with_jobs(
         content = action.source.fingerprint or fingerprints.get(key)
         if not candidates or content is None:
             continue
-        preset = preset_hashes.get(action.library)
+        # a preset a rule or `hdr:` chose has an identity of its own: the content alone pairs the job
+        preset = preset_hashes.get(action.library) if action.preset is None else None
         same = [
             job for job in candidates if job.fingerprint == content and (preset is None or job.preset_hash == preset)
         ]
