@@ -97,7 +97,7 @@ def walk_archive(
                             (path, f"{rel_folder}/{child}", _visit(f"{rel_folder}/{child}", child_info, now_ns=now_ns))
                         )
                 continue
-            names, subfolders, problem = _list(folder, rel_folder)
+            names, subfolders, problem = list_archive_folder(folder, rel_folder)
             outputs.extend(names)
             if _is_text(rel_folder):
                 visits.append(visit._replace(problems=problem))
@@ -114,6 +114,16 @@ def walk_archive(
     )
 
 
+def archive_presence(config: Config, folders: Iterable[str]) -> ArchiveObservation:
+    """Return whether the archive is there and which of these output folders it holds, as
+    `walk_archive` finds them, without walking them (`hb2r plan` looks files up on demand)."""
+    archive = str(config.paths.archive)
+    if not os.path.isdir(archive):
+        return ArchiveObservation(available=False, detail=f"{archive} is missing (not mounted?)")
+    present = {folder for folder in folders if os.path.isdir(os.path.join(archive, folder))}
+    return ArchiveObservation(available=True, output_folders=frozenset(present))
+
+
 def with_kept_names(
     walk: ArchiveWalk, config: Config, remembered: Mapping[str, Sequence[str]], *, file_counts: Mapping[str, int]
 ) -> ArchiveWalk:
@@ -125,13 +135,13 @@ def with_kept_names(
     for rel_folder in walk.kept:
         found = remembered.get(rel_folder)
         if found is None and file_counts.get(rel_folder):
-            found, _, _ = _list(os.path.join(config.paths.archive, rel_folder), rel_folder)
+            found, _, _ = list_archive_folder(os.path.join(config.paths.archive, rel_folder), rel_folder)
         outputs.update(found or ())
     observation = dataclasses.replace(walk.observation, outputs=frozenset(outputs))
     return dataclasses.replace(walk, observation=observation, kept=())
 
 
-def _list(folder: str, rel_folder: str) -> tuple[list[str], list[tuple[str, os.stat_result]], bool]:
+def list_archive_folder(folder: str, rel_folder: str) -> tuple[list[str], list[tuple[str, os.stat_result]], bool]:
     """Return the names in one folder (archive-relative), its subfolders with their lstat, and
     whether its listing had a problem (failed, or a name that is not UTF-8)."""
     names: list[str] = []

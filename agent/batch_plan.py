@@ -22,7 +22,7 @@ are the same (the planner's tables run both ways: tests/unit/test_plan.py).
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -86,6 +86,8 @@ class FolderBatch:
     outputs: Container[str]  # which outputs exist (at least the paths these files and rows name)
     orphans: Mapping[str, LedgerEntry] = field(default_factory=dict)  # output -> row of a library no longer named
     renamable: Mapping[str, LedgerEntry] = field(default_factory=dict)  # fingerprint -> vanished row, output there
+    # rel_path -> the output path it maps to, where the caller has it already (else computed)
+    desired: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ def plan_batch(
     # Output path -> the source that owns it; a vanished source's output may be taken over.
     owners = {entry.output_path: rel for rel, entry in batch.entries.items() if rel not in vanished_paths}
     output_of = output_namer(context.library, context.preset)
+    known = batch.desired
     # A recorded source also holds the path its output belongs at now (the output folder or
     # container may have changed in the config): a newcomer may not take it.
     reserved: dict[str, str] = {}
@@ -135,7 +138,7 @@ def plan_batch(
             if wait > 0:
                 actions.append(Wait(name, rel_path, wait))
                 continue
-        desired = output_of(rel_path)
+        desired = known.get(rel_path) or output_of(rel_path)
         if source.size == 0:
             actions.append(Skip(name, rel_path, "empty file (0 bytes)"))
             continue
@@ -209,10 +212,11 @@ def fingerprints_needed_in_batch(
 ) -> Iterator[str]:
     """Return the paths of the batch's files whose fingerprint the plan depends on (see
     `agent.plan.fingerprints_needed`); the library has something recorded and is not paused."""
-    output_of = output_namer(context.library, context.preset)
+    output_of = _output_of(context, batch)
+    orphans = batch.orphans
     for source in batch.files:
-        entry = batch.entries.get(source.rel_path) or orphan_of(
-            batch.orphans, source.rel_path, output_of(source.rel_path)
+        entry = batch.entries.get(source.rel_path) or (
+            orphan_of(orphans, source.rel_path, output_of(source.rel_path)) if orphans else None
         )
         if entry is None:
             if source.size not in vanished_sizes:
@@ -224,6 +228,15 @@ def fingerprints_needed_in_batch(
         )
         if source.size and wait <= 0:
             yield source.rel_path
+
+
+def _output_of(context: LibraryContext, batch: FolderBatch) -> Callable[[str], str]:
+    """Return the output path of a file of the batch: the batch's own where it has them."""
+    output_of = output_namer(context.library, context.preset)
+    desired = batch.desired
+    if not desired:
+        return output_of
+    return lambda rel_path: desired.get(rel_path) or output_of(rel_path)
 
 
 def stable_in_seconds(source: SourceFile, seen: SeenFile | None, *, stable_after_ns: int, now_ns: int) -> float:

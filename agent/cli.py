@@ -24,8 +24,7 @@ from agent.descriptors import OutOfDescriptors
 
 if TYPE_CHECKING:
     from agent.config import Loaded
-    from agent.store.jobs import Job, JobState
-    from agent.store.protocol import Store
+    from agent.store.jobs import JobState
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -82,9 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     _config_argument(plan)
     plan.set_defaults(handler=_plan)
 
-    jobs = commands.add_parser(
-        "jobs", help="list the transcode jobs (reads only; works while the agent runs); --front ID moves one first"
-    )
+    jobs = commands.add_parser("jobs", help="list the transcode jobs (reads only; works while the agent runs)")
     jobs.add_argument(
         "--state",
         type=_job_state,
@@ -103,13 +100,6 @@ def _parser() -> argparse.ArgumentParser:
         "--before", type=_job_number, metavar="JOB_ID", help="only jobs older than this one: the next page"
     )
     jobs.add_argument("--json", action="store_true", help="print the jobs as JSON")
-    jobs.add_argument(
-        "--front",
-        type=_job_number,
-        metavar="JOB_ID",
-        help="move this queued or failed job to the front of the queue (it starts next; a failed one's wait is "
-        "waived) instead of listing",
-    )
     _config_argument(jobs)
     jobs.set_defaults(handler=_jobs)
 
@@ -263,16 +253,9 @@ def _validate(arguments: argparse.Namespace) -> int:
 
 def _plan(arguments: argparse.Namespace) -> int:
     import gc
-    import json
     import time
-    from datetime import UTC, datetime
 
-    from agent.domain import Ledger
-    from agent.observe import job_identities, observe
-    from agent.plan import plan
-    from agent.plan_rules import with_rules
-    from agent.queued_plan import files_with_jobs, transcoded_files, with_jobs
-    from agent.render import render_text, to_json
+    from agent.plan_command import NoState, PlanState, PlanWriter
     from agent.store.choose import read_state
     from agent.store.db import StateError
     from agent.watch import pick_up_now
@@ -282,54 +265,33 @@ def _plan(arguments: argparse.Namespace) -> int:
         return EXIT_ERROR
     config = loaded.config
     watch = {library.name: pick_up_now(library.source) for library in config.libraries}
-    try:
-        ledger = read_state(config, lambda store: store.load_ledger(), warn=_warn) or Ledger()
-    except StateError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    # A short-lived command that builds a few hundred thousand objects and frees none of
-    # them early: the cyclic collector's repeated passes would cost a third of the run.
+    # A short-lived command that frees little early: the cyclic collector's repeated passes
+    # over the batches' objects would cost a fifth of the run.
     gc.disable()
     now_ns = time.time_ns()
-    observation = observe(config, ledger, now_ns=now_ns, warn=_warn)
-    result = plan(config, observation, ledger, now_ns=now_ns)
-    try:  # each transcode as the rules make it (agent.plan_rules): copy, skip or encode, and why
-        result, facts = with_rules(config, observation, ledger, result, now=datetime.now(UTC),
-                            read_facts=lambda wanted: read_state(config, lambda store: store.facts_for(wanted)) or {})
+
+    def write(state: PlanState) -> bool:
+        writer = PlanWriter(config, state, as_json=arguments.json, watch=watch, out=sys.stdout, now_ns=now_ns,
+                            warn=_warn)  # fmt: skip
+        return writer.write()
+
+    try:
+        pending = read_state(config, write, warn=_warn)
+        if pending is None:  # no state yet
+            pending = write(NoState())
     except StateError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    try:  # the jobs of the planned transcodes' files only, read by file (not the whole queue)
-        jobs = read_state(config, lambda store: _jobs_of_files(store, transcoded_files(result)), warn=_warn) or []
-    except StateError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    # What the queue already holds for the transcodes: queued, running, to retry, dead, cancelled.
-    fingerprints, preset_hashes = job_identities(config, observation, ledger, files_with_jobs(result, jobs), warn=_warn)
-    queued = with_jobs(result, jobs, fingerprints=fingerprints, preset_hashes=preset_hashes)
-    if arguments.json:
-        as_json = to_json(queued, facts=facts)
-        as_json["watch"] = {name: {"mode": found.mode, "reason": found.reason} for name, found in watch.items()}
-        sys.stdout.write(json.dumps(as_json, indent=2) + "\n")
-    else:
-        sys.stdout.write(render_text(queued, config, observation, watch=watch))
     sys.stdout.flush()
-    return EXIT_PENDING if queued.pending else EXIT_OK
-
-
-def _jobs_of_files(store: Store, files: dict[str, list[str]]) -> list[Job]:
-    """Return the unfinished jobs of these files (library -> paths), read by file."""
-    return [job for library, paths in files.items() for job in store.unfinished_of_files(library, paths)]
+    return EXIT_PENDING if pending else EXIT_OK
 
 
 def _jobs(arguments: argparse.Namespace) -> int:
-    from agent.cli_jobs import front_job, list_jobs
+    from agent.cli_jobs import list_jobs
 
     loaded = _load(arguments)
     if loaded is None:
         return EXIT_ERROR
-    if arguments.front is not None:
-        return front_job(arguments.front, loaded.config)
     return list_jobs(arguments, loaded.config)
 
 

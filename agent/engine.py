@@ -267,7 +267,7 @@ STRETCH = 500  # actions acted on together (one query for their jobs, one transa
 
 
 async def _stretches_of(
-    steps: Generator[Action | NeedFingerprints, Sequence[SourceFile] | None, None], fill: FillFingerprints
+    steps: Generator[list[Action] | NeedFingerprints, Sequence[SourceFile] | None, None], fill: FillFingerprints
 ) -> AsyncIterator[list[Action]]:
     """Drive the planning steps, reading the fingerprints they need in a thread (the loop stays
     free for the API and the dispatcher), and yield their actions a stretch at a time."""
@@ -282,10 +282,10 @@ async def _stretches_of(
         if isinstance(step, NeedFingerprints):
             reply = await asyncio.to_thread(fill, step.files, step.needed, step.seen)
             continue
-        stretch.append(step)
-        if len(stretch) >= STRETCH:
-            yield stretch
-            stretch = []
+        stretch.extend(step)
+        while len(stretch) >= STRETCH:
+            yield stretch[:STRETCH]
+            stretch = stretch[STRETCH:]
     if stretch:
         yield stretch
 

@@ -18,7 +18,7 @@ from agent.archive_walk import ArchiveWalk
 from agent.config.models import Config, Library
 from agent.domain import Ledger, LibraryObservation, Observation, RememberedFolder, SeenFile, SourceFile
 from agent.handbrake.probe import HandBrakeUnavailable, handbrake_version
-from agent.identity import library_identity, preset_identity
+from agent.identity import preset_identity
 from agent.incremental_archive import walk_archive_changed
 from agent.incremental_scan import (
     Missed,
@@ -132,31 +132,6 @@ def with_fingerprints(
     return dataclasses.replace(observation, libraries=filled)
 
 
-def job_identities(
-    config: Config,
-    observation: Observation,
-    ledger: Ledger,
-    files: Collection[tuple[str, str]],
-    *,
-    warn: Callable[[str], None] = lambda message: None,
-) -> tuple[dict[tuple[str, str], str], dict[str, str]]:
-    """Return what `agent.queued_plan.with_jobs` needs to find the jobs of these (library, path)
-    files: their fingerprints (from the scan memory, else read) and each library's preset
-    identity (asking HandBrakeCLI its version if the observation does not hold them yet)."""
-    if not files:
-        return {}, {}
-    filled = with_fingerprints(config, observation, files, ledger)
-    fingerprints = {
-        (name, source.rel_path): source.fingerprint
-        for name, observed in filled.libraries.items()
-        for source in observed.files
-        if source.fingerprint is not None and (name, source.rel_path) in files
-    }
-    by_preset = observation.preset_hashes or preset_hashes(config, warn=warn)
-    identities = {library.name: library_identity(library, by_preset) for library in config.libraries}
-    return fingerprints, {name: found for name, found in identities.items() if found is not None}
-
-
 def _lazy_preset_hashes(config: Config, ledger: Ledger, *, warn: Callable[[str], None]) -> dict[str, str]:
     return preset_hashes(config, warn=warn) if ledger.entries else {}
 
@@ -182,7 +157,7 @@ def fingerprints_from_disk(library: Library) -> FillFingerprints:
     def fill(files: Sequence[SourceFile], needed: set[str], seen: dict[str, SeenFile]) -> list[SourceFile]:
         return [
             source._replace(
-                fingerprint=_fingerprint_of(library.source / source.rel_path, source, seen.get(source.rel_path))
+                fingerprint=fingerprint_of(library.source / source.rel_path, source, seen.get(source.rel_path))
             )
             if source.rel_path in needed
             else source
@@ -193,10 +168,11 @@ def fingerprints_from_disk(library: Library) -> FillFingerprints:
 
 
 def _fingerprint(path: Path, source: SourceFile, ledger: Ledger, library: str) -> str | None:
-    return _fingerprint_of(path, source, ledger.seen.get((library, source.rel_path)))
+    return fingerprint_of(path, source, ledger.seen.get((library, source.rel_path)))
 
 
-def _fingerprint_of(path: Path, source: SourceFile, seen: SeenFile | None) -> str | None:
+def fingerprint_of(path: Path, source: SourceFile, seen: SeenFile | None) -> str | None:
+    """Return the file's fingerprint: the scan memory's while size and mtime hold, else read (None if it cannot be)."""
     if seen is not None and seen.fingerprint and (seen.size, seen.mtime_ns) == (source.size, source.mtime_ns):
         return seen.fingerprint
     try:

@@ -137,7 +137,7 @@ def plan_folders_from_store(
         if isinstance(step, NeedFingerprints):
             reply = fill_fingerprints(step.files, step.needed, step.seen)
         else:
-            yield step
+            yield from step
 
 
 @dataclass(frozen=True)
@@ -157,25 +157,28 @@ def folder_steps(
     configured: Collection[str],
     now_ns: int,
     claimed: list[Claims],
-) -> Generator[Action | NeedFingerprints, Sequence[SourceFile] | None, None]:
+) -> Generator[list[Action] | NeedFingerprints, Sequence[SourceFile] | None, None]:
     """`plan_folders_from_store` as steps, for a caller that reads fingerprints elsewhere (the
-    agent, in a thread, so that its loop is not held up by the disk): where a batch needs
-    fingerprints it yields NeedFingerprints and takes the filled files by `send`."""
+    agent, in a thread, so that its loop is not held up by the disk): each batch's actions come
+    as one step (a list); where a batch needs fingerprints it yields NeedFingerprints first and
+    takes the filled files by `send`."""
     name = context.library.name
     claims = Claims()
     for batch_folders, walked in _batches(folders):
         batch = _read_batch(context, store, batch_folders, walked, configured=configured, claims=claims)
-        needed = set(
-            fingerprints_needed_in_batch(
-                context, batch, vanished_sizes=store.vanished_sizes(name, _new_sizes(batch)), now_ns=now_ns
-            )
+        vanished_sizes = store.vanished_sizes(name, _new_sizes(batch))
+        needed = (
+            set(fingerprints_needed_in_batch(context, batch, vanished_sizes=vanished_sizes, now_ns=now_ns))
+            if vanished_sizes or batch.entries or batch.orphans  # else nothing recorded is like these files
+            else set()
         )
         if needed:
             filled = yield NeedFingerprints(batch.files, needed, dict(batch.seen))
             files = batch.files if filled is None else filled
             batch = dataclasses.replace(batch, files=files, renamable=_renamable(context, store, files, claims))
         actions, claims = plan_batch(context, batch, claims, now_ns=now_ns)
-        yield from actions
+        if actions:
+            yield actions
     claimed.append(claims)
 
 
@@ -215,15 +218,17 @@ def _read_batch(
     name = context.library.name
     output_of = output_namer(context.library, context.preset)
     entries = store.ledger_in_folders(name, folders)
-    desired = {output_of(source.rel_path) for source in files}
-    named = desired | {entry.output_path for entry in entries.values()}
+    desired = {source.rel_path: output_of(source.rel_path) for source in files}
+    outputs = set(desired.values())
+    named = outputs.union(entry.output_path for entry in entries.values())
     return FolderBatch(
         files=files,
         entries=entries,
         seen=store.seen_in_folders(name, folders),
         outputs=store.outputs_present(named),
-        orphans=store.rows_holding_outputs(desired, other_than=configured),
+        orphans=store.rows_holding_outputs(outputs, other_than=configured),
         renamable=_renamable(context, store, files, claims),
+        desired=desired,
     )
 
 

@@ -1,4 +1,4 @@
-"""`hb2r plan`'s rules step: its transcodes as the libraries' rules make them (`agent.rules.ruled`).
+"""`hb2r plan`'s rules step: a stretch's transcodes as their library's rules make them (`agent.rules.ruled`).
 
 The same decision the agent's pass makes, from the same facts: each transcode's fingerprint
 (from the scan memory while size and mtime hold, else read), the facts the store keeps for
@@ -8,13 +8,13 @@ is not kept (the agent probes again, once, and keeps it).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 
-from agent.config.models import Config
-from agent.domain import Action, Ledger, Observation, Plan, SourceFile, Transcode
+from agent.config.models import Library
+from agent.domain import Action, SeenFile, SourceFile, Transcode
 from agent.handbrake.probe import probe_facts as default_probe
-from agent.observe import with_fingerprints
+from agent.observe import fingerprint_of
 from agent.probing import Probe, probe_each
 from agent.rules import ruled
 from agent.store.media_facts import StoredFacts
@@ -22,44 +22,38 @@ from agent.store.media_facts import StoredFacts
 ReadFacts = Callable[[Collection[str]], dict[str, StoredFacts]]
 
 
-def with_rules(
-    config: Config,
-    observation: Observation,
-    ledger: Ledger,
-    plan: Plan,
+def rule_stretch(
+    library: Library,
+    stretch: Sequence[Action],
     *,
+    seen: Mapping[str, SeenFile],
     read_facts: ReadFacts,
     now: datetime,
     probe: Probe = default_probe,
-) -> tuple[Plan, dict[tuple[str, str], StoredFacts]]:
-    """Given a plan and how to read the kept facts by fingerprint, return the plan with its
-    transcodes ruled (copies, skips, and transcodes that say why) and what is known of each
-    ruled file's content, by (library, path), for `--json`."""
-    wanted = {(action.library, action.source.rel_path) for action in plan.actions if isinstance(action, Transcode)}
-    if not wanted:
-        return plan, {}
-    filled = with_fingerprints(config, observation, wanted, ledger)
-    sources: dict[tuple[str, str], SourceFile] = {
-        (name, source.rel_path): source
-        for name, observed in filled.libraries.items()
-        for source in observed.files
-        if (name, source.rel_path) in wanted and source.fingerprint is not None
-    }
-    libraries = {library.name: library for library in config.libraries}
-    paths = {
-        source.fingerprint: libraries[name].source / rel_path
-        for (name, rel_path), source in sources.items()
-        if source.fingerprint is not None
-    }
+) -> tuple[list[Action], dict[str, StoredFacts]]:
+    """Given a library, a stretch of its actions, what the scan memory holds of their files and how
+    to read the kept facts by fingerprint, return the stretch with its transcodes ruled (copies,
+    skips, transcodes that say why) and what is known of each ruled file's content, by path."""
+    sources: dict[str, SourceFile] = {}
+    for action in stretch:
+        if isinstance(action, Transcode):
+            source = action.source
+            found = source.fingerprint or fingerprint_of(
+                library.source / source.rel_path, source, seen.get(source.rel_path)
+            )
+            if found is not None:
+                sources[source.rel_path] = source._replace(fingerprint=found)
+    if not sources:
+        return list(stretch), {}
+    paths = {source.fingerprint: library.source / rel for rel, source in sources.items() if source.fingerprint}
     known = read_facts(paths)
     known |= probe_each({fingerprint: path for fingerprint, path in paths.items() if fingerprint not in known},
                         now=now, probe=probe)  # fmt: skip
     actions: list[Action] = []
-    for action in plan.actions:
-        if isinstance(action, Transcode) and (source := sources.get((action.library, action.source.rel_path))):
-            action = ruled(
-                action._replace(source=source), known.get(source.fingerprint or ""), library=libraries[action.library]
-            )
+    for action in stretch:
+        filled = sources.get(action.source.rel_path) if isinstance(action, Transcode) else None
+        if isinstance(action, Transcode) and filled is not None:
+            action = ruled(action._replace(source=filled), known.get(filled.fingerprint or ""), library=library)
         actions.append(action)
-    by_file = {key: known[source.fingerprint] for key, source in sources.items() if source.fingerprint in known}
-    return Plan(tuple(actions)), by_file
+    by_path = {rel: known[source.fingerprint] for rel, source in sources.items() if source.fingerprint in known}
+    return actions, by_path

@@ -164,15 +164,6 @@ class QueuedPlan:
         }
 
 
-def transcoded_files(plan: Plan) -> dict[str, list[str]]:
-    """Return library -> the paths of the files the plan transcodes: whose jobs `with_jobs` pairs."""
-    found: dict[str, list[str]] = {}
-    for action in plan.actions:
-        if isinstance(action, Transcode):
-            found.setdefault(action.library, []).append(action.source.rel_path)
-    return found
-
-
 def files_with_jobs(plan: Plan, jobs: Iterable[JobView]) -> set[FileKey]:
     """Return the (library, path) of the transcodes whose file has a job: the only ones whose
     fingerprint `with_jobs` needs (reading it for every new file would cost a pass)."""

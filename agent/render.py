@@ -11,12 +11,11 @@ carries them exact.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.config.models import Config
+from agent.config.models import Config, Library
 from agent.config.units import format_duration
 from agent.domain import (
     Action,
@@ -25,6 +24,7 @@ from agent.domain import (
     Drift,
     Observation,
     PauseLibrary,
+    Plan,
     RenameOutput,
     Skip,
     Transcode,
@@ -34,7 +34,6 @@ from agent.domain import (
 from agent.mounts import PickUp
 from agent.queued_plan import NEEDS_RETRY, JobView, QueuedPlan, Stage
 from agent.quoting import escaped, first_line, shown
-from agent.store.media_facts import StoredFacts
 
 # count key -> (summary text for one, for more than one); keys and order from agent.queued_plan
 _SUMMARY: dict[str, tuple[str, str]] = {
@@ -57,8 +56,13 @@ _SUMMARY: dict[str, tuple[str, str]] = {
 
 def summary(queued: QueuedPlan) -> str:
     """Return e.g. 'Plan: 12 to transcode, 2 queued, 1 dead, 3 waiting, 1 library paused.'"""
+    return summary_of(queued.counts())
+
+
+def summary_of(counts: Mapping[str, int]) -> str:
+    """Return the summary line of these counts (`QueuedPlan.counts`, summed over a plan's parts)."""
     parts = []
-    for key, count in queued.counts().items():
+    for key, count in counts.items():
         if count:
             one, many = _SUMMARY[key]
             parts.append((one if count == 1 else many).format(count))
@@ -96,45 +100,62 @@ def _text_lines(
         actions = by_library[library.name]
         pick_up = watch.get(library.name)
         if actions and isinstance(actions[0], PauseLibrary):  # a paused library has no other action
-            yield f"{shown(library.name)}: PAUSED, {escaped(actions[0].reason)}"
-            if pick_up is not None:
-                yield watch_line(pick_up, config)
+            yield from paused_lines(library, actions[0].reason, pick_up, config)
             continue
         observed = observation.libraries.get(library.name)
-        files = len(observed.files) if observed else 0
-        counted = f"{files} file" if files == 1 else f"{files} files"
-        target = shown(f"{config.paths.archive}/{library.output}")
-        heading = f"{shown(library.name)} ({shown(str(library.source))} -> {target}, {counted})"
-        if not actions:
-            yield f"{heading}: in sync"
-            if pick_up is not None:
-                yield watch_line(pick_up, config)
-            continue
-        yield heading
-        if pick_up is not None:
-            yield watch_line(pick_up, config)
-        for action in actions:
-            if isinstance(action, Transcode):
-                yield _transcode_line(action, queued, attempts_allowed=config.retry.attempts)
-            else:
-                yield _line(action)
+        yield from heading_lines(library, config, files=len(observed.files) if observed else 0,
+                                 in_sync=not actions, pick_up=pick_up)  # fmt: skip
+        yield from action_lines(QueuedPlan(Plan(tuple(actions)), queued.jobs), attempts_allowed=config.retry.attempts)
+    yield from user_lines(user_changes)
+    yield summary(queued)
+
+
+def paused_lines(library: Library, reason: str, pick_up: PickUp | None, config: Config) -> Iterator[str]:
+    """Return the lines of a paused library."""
+    yield f"{shown(library.name)}: PAUSED, {escaped(reason)}"
+    if pick_up is not None:
+        yield watch_line(pick_up, config)
+
+
+def heading_lines(
+    library: Library, config: Config, *, files: int, in_sync: bool, pick_up: PickUp | None
+) -> Iterator[str]:
+    """Return a library's heading (with how many files its walk found) and its watch line."""
+    counted = f"{files} file" if files == 1 else f"{files} files"
+    target = shown(f"{config.paths.archive}/{library.output}")
+    heading = f"{shown(library.name)} ({shown(str(library.source))} -> {target}, {counted})"
+    yield f"{heading}: in sync" if in_sync else heading
+    if pick_up is not None:
+        yield watch_line(pick_up, config)
+
+
+def action_lines(queued: QueuedPlan, *, attempts_allowed: int) -> Iterator[str]:
+    """Return the lines of a library's actions (or some of them, in order)."""
+    for action in queued.plan.actions:
+        if isinstance(action, Transcode):
+            yield _transcode_line(action, queued, attempts_allowed=attempts_allowed)
+        else:
+            yield _line(action)
+
+
+def user_lines(user_changes: Sequence[UserChange]) -> Iterator[str]:
+    """Return the lines of the changes to users (none if there are none)."""
     if user_changes:
         yield "users"
         for change in user_changes:
             mark = {"add": "+", "update": "~", "remove": "-"}[change.change]
             yield f"  {mark} {change.change:<9} {shown(change.name)} ({change.role})"
-    yield summary(queued)
 
 
 def _transcode_line(action: Transcode, queued: QueuedPlan, *, attempts_allowed: int) -> str:
     """Return the line of a transcode: to be queued, or what its job is doing."""
     paths = f"{shown(action.source.rel_path)} -> {shown(action.output_path)}"
     job = queued.job_of(action)
+    if job is None:  # the usual case: no job yet
+        return f"  + transcode {paths} ({action.reason}{_why(action)})"
     stage = queued.stage_of(action)
-    if job is None or stage is Stage.TO_QUEUE:
-        why = f"; {escaped(action.why)}" if action.why else ""
-        preset = f"; preset {shown(action.preset)}" if action.preset else ""
-        return f"  + transcode {paths} ({action.reason}{why}{preset})"
+    if stage is Stage.TO_QUEUE:
+        return f"  + transcode {paths} ({action.reason}{_why(action)})"
     error = first_line(job.error)
     because = f": {error}" if error else ""
     match stage:
@@ -154,6 +175,12 @@ def _transcode_line(action: Transcode, queued: QueuedPlan, *, attempts_allowed: 
         case _:
             again = f"to encode it: {retry_command(job.id)}"
             return f"  x cancelled {paths} ({action.reason}; job {job.id} was cancelled; {again})"
+
+
+def _why(action: Transcode) -> str:
+    """Return what a transcode's line adds when a rule or `hdr:` decided it: why, and the preset named."""
+    why = f"; {escaped(action.why)}" if action.why else ""
+    return why + (f"; preset {shown(action.preset)}" if action.preset else "")
 
 
 def retry_command(job_id: int) -> str:
@@ -195,18 +222,14 @@ def _seconds(value: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def to_json(queued: QueuedPlan, *, facts: Mapping[tuple[str, str], StoredFacts] | None = None) -> dict[str, Any]:
+def to_json(queued: QueuedPlan) -> dict[str, Any]:
     """Return the plan as JSON-ready data: pending, summary counts and one object per action;
-    a transcode carries its job (null if it has none yet); with `facts` (by library and path),
-    the actions the rules decided carry their file's media facts, or why they could not be read."""
-    actions = [_action_json(action, queued) for action in queued.plan.actions]
-    for data in actions:
-        known = (facts or {}).get((data.get("library", ""), data.get("path", "")))
-        if known is not None:
-            data["facts"] = None if known.facts is None else dataclasses.asdict(known.facts)
-            if known.error is not None:
-                data["facts_error"] = known.error
-    return {"pending": queued.pending, "summary": queued.counts(), "actions": actions}
+    a transcode carries its job (null if it has none yet)."""
+    return {
+        "pending": queued.pending,
+        "summary": queued.counts(),
+        "actions": [action_json(action, queued) for action in queued.plan.actions],
+    }
 
 
 def _job_json(job: JobView | None, stage: Stage) -> dict[str, Any] | None:
@@ -225,7 +248,8 @@ def _job_json(job: JobView | None, stage: Stage) -> dict[str, Any] | None:
     return data
 
 
-def _action_json(action: Action, queued: QueuedPlan) -> dict[str, Any]:
+def action_json(action: Action, queued: QueuedPlan) -> dict[str, Any]:
+    """Return one action as JSON-ready data (a transcode with its job, if it has one)."""
     data: dict[str, Any] = {"kind": action.kind}
     match action:
         case UserChange():

@@ -10,8 +10,9 @@ engine and `hb2r plan` read them by fingerprint, `agent.probing`); the worker ca
 or `hdr:` asked for. A transcode whose facts are not known yet (its fingerprint is not read:
 the pass's budget) stays as it is; it is not queued without a fingerprint, so a later pass
 decides it. A file ffprobe cannot read is not skipped: it is encoded with the library's preset
-as before rules existed, and says why (`hb2r plan`, the pass's log); HandBrakeCLI is the judge
-of whether it can be read, and its job fails with HandBrakeCLI's reason (`hb2r jobs`) if not.
+as before rules existed (its line in `hb2r plan` is as before; the pass's log and `hb2r plan
+--json`'s `facts_error` say why its facts are missing); HandBrakeCLI is the judge of whether it
+can be read, and its job fails with HandBrakeCLI's reason (`hb2r jobs`) if not.
 
 `decide`: the first rule whose `when:` holds decides (encode, copy or skip); none: encode with
 the library's preset. Then HDR: an encode of an HDR or Dolby Vision source that no rule asked
@@ -126,7 +127,7 @@ def ruled(action: Transcode, known: StoredFacts | None, *, library: Library) -> 
         return action
     rel_path = action.source.rel_path
     if known.facts is None:
-        return action._replace(why=f"media facts unreadable ({known.error}): the library's preset, as before rules")
+        return action  # encoded as before rules existed; why the facts are missing is logged and in --json
     decision = decide(
         known.facts, size=action.source.size, rules=library.rules or (), hdr=library.hdr or "copy",
         library_preset=library.preset,

@@ -27,7 +27,7 @@ import dataclasses
 import hashlib
 import os
 import stat
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -82,85 +82,128 @@ def walk_library(
     Both descend the same way (subfolders by name, a folder met twice kept where met first),
     so they agree on the same tree. `now_ns` is when the listings happen (their `listed_at_ns`).
     """
-    name = library.name
-    root = str(library.source)
-    try:
-        root_stat = os.stat(root)
-    except FileNotFoundError:
-        return LibraryWalk(LibraryObservation(name, SourceStatus.MISSING, detail="no such folder"))
-    except OSError as error:
-        _raise_if_shortage(error, root)
-        return LibraryWalk(LibraryObservation(name, SourceStatus.UNREADABLE, detail=error.strerror or str(error)))
-    if not stat.S_ISDIR(root_stat.st_mode):
-        return LibraryWalk(LibraryObservation(name, SourceStatus.MISSING, detail="not a folder"))
-    if not os.access(root, os.R_OK | os.X_OK):
-        return LibraryWalk(LibraryObservation(name, SourceStatus.UNREADABLE, detail="permission denied"))
-
-    extensions = frozenset(library.extensions)
-    excluded = tuple(excluded)
-    visited = {(root_stat.st_dev, root_stat.st_ino)} | _identities(excluded)
-    # A link may lead into a subfolder of the archive, whose identity is not in `visited`.
-    excluded_prefixes = tuple(os.path.join(os.path.realpath(path), "") for path in excluded)
+    walking = FolderWalk(library, excluded=excluded, memory=memory, now_ns=now_ns)
     files: list[SourceFile] = []
-    problems: list[ScanProblem] = []
-    unreadable: list[str] = []
-    visits: list[FolderVisit] = []
-    listed: set[str] = set()
-    kept: list[str] = []  # folders taken from memory
-    folders = [(root, "", _visit("", root_stat, via_link=False, now_ns=now_ns))]
-    while folders:
-        folder, prefix, visit = folders.pop()
-        rel_folder = prefix[:-1]
-        candidates: list[tuple[str, str, os.stat_result, bool]] = []  # subfolders: name, path, stat, via link
-        remembered = memory.keep(visit) if memory is not None else None
-        if remembered is not None:
-            assert memory is not None  # noqa: S101 - for mypy
-            visit = remembered
-            kept.append(rel_folder)
-            for child, via_link in memory.subfolders(rel_folder):
-                path = os.path.join(folder, child)
-                try:
-                    info = os.stat(path)
-                except OSError as error:
-                    _raise_if_shortage(error, path)
-                    continue  # gone since it was remembered, as a listing would not find it
-                if stat.S_ISDIR(info.st_mode):
-                    candidates.append((child, path, info, via_link))
-        else:
-            listed.add(rel_folder)
-            listing = _list_folder(folder, prefix, extensions=extensions, files=files, problems=problems)
-            if isinstance(listing, OSError):
-                if not prefix:  # the source folder itself
-                    detail = listing.strerror or str(listing)
-                    return LibraryWalk(LibraryObservation(name, SourceStatus.UNREADABLE, detail=detail))
-                unreadable.append(rel_folder)
-                problems.append(ScanProblem(_printable(rel_folder), f"folder unreadable: {listing.strerror}"))
-                candidates, visit = [], visit._replace(problems=True)
+    for _, found in walking.folders():
+        files.extend(found)
+    return walking.result(files)
+
+
+class FolderWalk:
+    """One walk of a library, folder by folder (`folders`), for a caller that handles each
+    folder's files as they come instead of holding the library's (`hb2r plan`); what else the
+    walk found (status, problems, unreadable and visited folders) is kept for `result`."""
+
+    def __init__(
+        self, library: Library, *, excluded: Iterable[Path] = (), memory: WalkMemory | None = None, now_ns: int = 0
+    ) -> None:
+        self.library = library
+        self.excluded = tuple(excluded)
+        self.memory = memory
+        self.now_ns = now_ns
+        self.status = SourceStatus.OK
+        self.detail = ""
+        self.problems: list[ScanProblem] = []
+        self.unreadable: list[str] = []
+        self.visits: list[FolderVisit] = []
+        self.listed: set[str] = set()
+        self.kept: list[str] = []  # folders taken from memory
+
+    def result(self, files: Sequence[SourceFile] = ()) -> LibraryWalk:
+        """Return the walk, once `folders` is done, with these files (all that it yielded, or none)."""
+        name = self.library.name
+        if self.status is not SourceStatus.OK:
+            return LibraryWalk(LibraryObservation(name, self.status, detail=self.detail))
+        return LibraryWalk(
+            LibraryObservation(
+                name,
+                SourceStatus.OK,
+                files=tuple(files),
+                problems=tuple(self.problems),
+                unreadable_dirs=tuple(self.unreadable),
+            ),
+            folders=tuple(self.visits),
+            listed=frozenset(self.listed),
+            kept=tuple(self.kept),
+        )
+
+    def folders(self) -> Iterator[tuple[str, list[SourceFile]]]:
+        """Yield each listed folder with its candidate files, depth first with subfolders by
+        name; a source folder that is missing or unreadable yields nothing and sets `status`."""
+        root = str(self.library.source)
+        try:
+            root_stat = os.stat(root)
+        except FileNotFoundError:
+            self.status, self.detail = SourceStatus.MISSING, "no such folder"
+            return
+        except OSError as error:
+            _raise_if_shortage(error, root)
+            self.status, self.detail = SourceStatus.UNREADABLE, error.strerror or str(error)
+            return
+        if not stat.S_ISDIR(root_stat.st_mode):
+            self.status, self.detail = SourceStatus.MISSING, "not a folder"
+            return
+        if not os.access(root, os.R_OK | os.X_OK):
+            self.status, self.detail = SourceStatus.UNREADABLE, "permission denied"
+            return
+
+        memory, now_ns = self.memory, self.now_ns
+        extensions = frozenset(self.library.extensions)
+        visited = {(root_stat.st_dev, root_stat.st_ino)} | _identities(self.excluded)
+        # A link may lead into a subfolder of the archive, whose identity is not in `visited`.
+        excluded_prefixes = tuple(os.path.join(os.path.realpath(path), "") for path in self.excluded)
+        problems, visits = self.problems, self.visits
+        folders = [(root, "", _visit("", root_stat, via_link=False, now_ns=now_ns))]
+        while folders:
+            folder, prefix, visit = folders.pop()
+            rel_folder = prefix[:-1]
+            candidates: list[tuple[str, str, os.stat_result, bool]] = []  # subfolders: name, path, stat, via link
+            remembered = memory.keep(visit) if memory is not None else None
+            files: list[SourceFile] = []
+            if remembered is not None:
+                assert memory is not None  # noqa: S101 - for mypy
+                visit = remembered
+                self.kept.append(rel_folder)
+                for child, via_link in memory.subfolders(rel_folder):
+                    path = os.path.join(folder, child)
+                    try:
+                        info = os.stat(path)
+                    except OSError as error:
+                        _raise_if_shortage(error, path)
+                        continue  # gone since it was remembered, as a listing would not find it
+                    if stat.S_ISDIR(info.st_mode):
+                        candidates.append((child, path, info, via_link))
             else:
-                candidates, had_problems = listing
-                # A subfolder whose name is not UTF-8 cannot be remembered: list its parent every pass.
-                had_problems = had_problems or not all(_is_text(child) for child, *_ in candidates)
-                visit = visit._replace(problems=had_problems)
-        # A name that is not UTF-8 cannot be stored: such a folder is listed every pass.
-        if _is_text(rel_folder):
-            visits.append(visit)
-        subfolders = []
-        for child, path, info, via_link in sorted(candidates, key=_by_name):
-            identity = (info.st_dev, info.st_ino)
-            if identity in visited or (via_link and _leads_into(path, excluded_prefixes)):
-                continue
-            visited.add(identity)
-            child_prefix = prefix + child + "/"
-            subfolders.append((path, child_prefix, _visit(child_prefix[:-1], info, via_link=via_link, now_ns=now_ns)))
-        folders.extend(reversed(subfolders))  # popped in name order
-    return LibraryWalk(
-        LibraryObservation(
-            name, SourceStatus.OK, files=tuple(files), problems=tuple(problems), unreadable_dirs=tuple(unreadable)
-        ),
-        folders=tuple(visits),
-        listed=frozenset(listed),
-        kept=tuple(kept),
-    )
+                self.listed.add(rel_folder)
+                listing = _list_folder(folder, prefix, extensions=extensions, files=files, problems=problems)
+                if isinstance(listing, OSError):
+                    if not prefix:  # the source folder itself
+                        self.status, self.detail = SourceStatus.UNREADABLE, listing.strerror or str(listing)
+                        return
+                    self.unreadable.append(rel_folder)
+                    problems.append(ScanProblem(_printable(rel_folder), f"folder unreadable: {listing.strerror}"))
+                    candidates, visit = [], visit._replace(problems=True)
+                else:
+                    candidates, had_problems = listing
+                    # A subfolder whose name is not UTF-8 cannot be remembered: list its parent every pass.
+                    had_problems = had_problems or not all(_is_text(child) for child, *_ in candidates)
+                    visit = visit._replace(problems=had_problems)
+            # A name that is not UTF-8 cannot be stored: such a folder is listed every pass.
+            if _is_text(rel_folder):
+                visits.append(visit)
+            subfolders = []
+            for child, path, info, via_link in sorted(candidates, key=_by_name):
+                identity = (info.st_dev, info.st_ino)
+                if identity in visited or (via_link and _leads_into(path, excluded_prefixes)):
+                    continue
+                visited.add(identity)
+                child_prefix = prefix + child + "/"
+                subfolders.append(
+                    (path, child_prefix, _visit(child_prefix[:-1], info, via_link=via_link, now_ns=now_ns))
+                )
+            folders.extend(reversed(subfolders))  # popped in name order
+            if files:
+                yield rel_folder, files
 
 
 def with_kept_files(

@@ -49,18 +49,23 @@ def format_location(loc: Location) -> str:
     return text
 
 
+def data_location(pydantic_loc: tuple[str | int, ...]) -> Location:
+    """Given a location pydantic reports, return its keys and indexes in the file (without union branch names)."""
+    return tuple(part for part in pydantic_loc if _is_data_key(part))
+
+
 def describe_validation_error(error: Any) -> tuple[Location, str]:
     """Given one item of pydantic's `ValidationError.errors()`, return its location and a plain message."""
     from agent.config.models import Config
 
-    loc = tuple(part for part in error["loc"] if _is_data_key(part))
+    loc = data_location(error["loc"])
     kind = error["type"]
     value = error.get("input")
     if kind == "extra_forbidden":
         key = loc[-1]
         known = _known_keys(Config, loc[:-1])
-        close = difflib.get_close_matches(str(key), known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else (f" (known: {', '.join(sorted(known))})" if known else "")
+        meant = likely_meant(loc)
+        hint = f"; did you mean {meant!r}?" if meant else (f" (known: {', '.join(sorted(known))})" if known else "")
         return loc, f"unknown key {key!r}{hint}"
     if kind == "missing":
         return loc, "required key is missing"
@@ -80,6 +85,14 @@ def describe_validation_error(error: Any) -> tuple[Location, str]:
     if kind not in ("value_error",) and _is_plain(value) and repr(value) not in message:
         message = f"{message}, got {value!r}"
     return loc, _lower_first(message)
+
+
+def likely_meant(loc: Location) -> str | None:
+    """Given where an unknown key is, return the known key beside it that it is close to (a misspelling), if any."""
+    from agent.config.models import Config
+
+    close = difflib.get_close_matches(str(loc[-1]), _known_keys(Config, loc[:-1]), n=1)
+    return close[0] if close else None
 
 
 def _lower_first(message: str) -> str:

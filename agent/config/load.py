@@ -5,6 +5,10 @@ its line: errors read `config.yaml:12: at 'libraries[0].preset': ...`. Building 
 from the nodes ourselves also lets us expand `${VAR}` / `${VAR:-default}` in scalars
 before validation, refuse duplicate keys, and stop an alias "billion laughs" bomb early
 by counting the values we build.
+
+Mistakes in the shape of the file (unknown keys, wrong values, what the reader refuses) and
+mistakes between values (an undefined preset, nested folders) are reported together: the
+checks between values run on the parts of the file that are valid (see `partial.py`).
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from agent.config import checks
-from agent.config.errors import ConfigError, Location, Problem, format_location
+from agent.config.errors import ConfigError, Location, Problem, data_location, format_location
 from agent.config.models import Config
+from agent.config.partial import checkable_parts
 
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_VALUES = 20_000
@@ -52,20 +58,37 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Load
     text = _read_text(path, name)
     document = _Document(name, text, environ)
     data = document.build()
+    base_dir = path.parent.absolute()
+    config: Config | None = None
+    shape_errors: list[ErrorDetails] = []
     try:
-        config = Config.model_validate(data, context={"base_dir": path.parent.absolute()})
+        config = Config.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as error:
-        found_early = {problem.path for problem in document.problems}
-        later = [document.problem_from(item) for item in error.errors()]
-        raise ConfigError(document.problems + [p for p in later if p.path not in found_early]) from None
-    if document.problems:
-        raise ConfigError(document.problems)
-    found = checks.check(config)
+        shape_errors = error.errors()
+    if config is None or document.problems:
+        raise ConfigError(_every_problem(document, data, shape_errors=shape_errors, base_dir=base_dir))
+    found = checks.check(checks.Checkable.of(config))
     errors = [document.problem_at(loc, message) for loc, message in found.errors]
     if errors:
         raise ConfigError(errors)
     warnings = tuple(document.problem_at(loc, message) for loc, message in found.warnings)
     return Loaded(config=config, warnings=warnings)
+
+
+def _every_problem(
+    document: _Document, data: dict[str, Any], *, shape_errors: list[ErrorDetails], base_dir: Path
+) -> list[Problem]:
+    """Return the reader's problems, the models', then the errors between the values of the parts that are valid.
+
+    (Warnings wait for a file without errors.)
+    """
+    found_early = {problem.path for problem in document.problems}
+    from_models = [document.problem_from(item) for item in shape_errors]
+    unknown_keys = [data_location(item["loc"]) for item in shape_errors if item["type"] == "extra_forbidden"]
+    wrong = [data_location(item["loc"]) for item in shape_errors if item["type"] != "extra_forbidden"]
+    parts = checkable_parts(data, unknown_keys=unknown_keys, doubtful=[*document.doubtful, *wrong], base_dir=base_dir)
+    between = [document.problem_at(loc, message) for loc, message in checks.check(parts).errors]
+    return document.problems + [problem for problem in from_models if problem.path not in found_early] + between
 
 
 def _read_text(path: Path, name: str) -> str:
@@ -99,6 +122,7 @@ class _Document:
         self.environ = environ
         self.lines: dict[Location, int] = {(): 1}
         self.problems: list[Problem] = []
+        self.doubtful: list[Location] = []  # where the values built are not what the file meant
         self._built = 0
         self._own_keys: dict[int, set[int]] = {}
         self._loader = yaml.SafeLoader(text)
@@ -175,6 +199,7 @@ class _Document:
                 continue
             key = key_node.value
             if key in result and key not in merged:
+                self.doubtful.append((*loc, key))
                 self.problems.append(
                     Problem(
                         self.name,
@@ -207,6 +232,7 @@ class _Document:
         except Exception:  # PyYAML raises ValueError, KeyError, ... for `!!int abc`
             message = f"bad value: {node.value!r} is not a valid {node.tag.rsplit(':', 1)[-1]}"
         line = node.start_mark.line + 1
+        self.doubtful.append(loc)
         self.problems.append(Problem(self.name, line, format_location(loc), message))
         return None
 
@@ -221,6 +247,7 @@ class _Document:
             if default is not None:
                 return default
             if value is None:
+                self.doubtful.append(loc)
                 self.problems.append(
                     Problem(
                         self.name,

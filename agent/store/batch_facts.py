@@ -121,6 +121,21 @@ def vanished_rows(database: Database, library: str) -> Iterator[LedgerEntry]:
         after = rows[-1][1]
 
 
+def ledger_folders(database: Database, library: str) -> set[str]:
+    """Return the folders library's ledger rows are in (`hb2r plan` looks for rows whose folder it did not walk)."""
+    rows = database.execute("SELECT DISTINCT folder FROM ledger WHERE library = ?", (library,)).fetchall()
+    return {row[0] for row in rows}
+
+
+def ledger_with_sizes(database: Database, library: str, sizes: Collection[int]) -> list[LedgerEntry]:
+    """Return the ledger rows of library whose source has one of these sizes (rename candidates)."""
+    found: list[LedgerEntry] = []
+    for chunk in _chunks(sorted(sizes)):
+        query = f"SELECT {_ENTRY} FROM ledger l WHERE l.library = ? AND l.size IN ({_marks(chunk)})"  # noqa: S608
+        found.extend(LedgerEntry(*row) for row in database.execute(query, (library, *chunk)).fetchall())
+    return found
+
+
 def ledger_count(database: Database, library: str) -> int:
     """Return how many ledger rows library has (the vanish breaker's baseline before any scan)."""
     row = database.execute("SELECT count(*) FROM ledger WHERE library = ?", (library,)).fetchone()

@@ -351,6 +351,12 @@ class DatabaseStore:
     def vanished_rows(self, library: str) -> Iterator[LedgerEntry]:
         return batch_facts.vanished_rows(self.database, library)
 
+    def ledger_folders(self, library: str) -> set[str]:
+        return batch_facts.ledger_folders(self.database, library)
+
+    def ledger_with_sizes(self, library: str, sizes: Collection[int]) -> list[LedgerEntry]:
+        return batch_facts.ledger_with_sizes(self.database, library, sizes)
+
     def ledger_count(self, library: str) -> int:
         return batch_facts.ledger_count(self.database, library)
 

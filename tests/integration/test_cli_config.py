@@ -118,6 +118,24 @@ def test_validate_reports_problems_found_after_the_values_are_read(config: Path)
     ]
 
 
+def test_validate_reports_a_misspelt_key_and_an_undefined_preset_in_one_run(config: Path) -> None:
+    config.write_text(
+        VALID.replace("windows:", "max_job: 2\n  windows:").replace(
+            "preset: tv\n  - name: movies", "preset: tvv\n  - name: movies"
+        )
+    )
+
+    result = hb2r("validate", str(config))
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"error: {config}:17: at 'limits.max_job': unknown key 'max_job'; did you mean 'max_jobs'?",
+        f"error: {config}:9: at 'libraries[0].preset': preset 'tvv' is not defined (known: tv)",
+        f"{config}: 2 problems; nothing was done.",
+    ]
+
+
 @pytest.mark.parametrize(
     ("content", "where"),
     [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -9,18 +10,22 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agent import plan_from_store, plan_stream
 from agent.config import load_config
 from agent.domain import LedgerEntry, SourceFile, UserChange, UserChangeKind
 from agent.handbrake.probe import handbrake_version
 from agent.identity import output_path, preset_identity
+from agent.plan_command import NoState, PlanState, PlanWriter
 from agent.scan import fingerprint
 from agent.store import ledger, scans, users
+from agent.store.choose import read_state
 from agent.store.db import DATABASE_NAME, SCHEMA_VERSION, open_database
 
 REPO = Path(__file__).resolve().parents[2]
@@ -507,3 +512,90 @@ def test_plan_says_how_each_library_notices_new_files(tmp_path: Path, clip: Path
     watch = json.loads(run_plan(config, "--json").stdout)["watch"]
     assert watch["tv"] == {"mode": "events", "reason": None}
     assert watch["movies"]["mode"] == "polling" and "fuse" in watch["movies"]["reason"]
+
+
+# --- planned a batch of folders at a time (agent.plan_stream): the plan must not depend on where
+# the batches fall, and a rename must be seen whichever folder the walk reaches first.
+
+
+def plan_text(config_path: Path, *, as_json: bool = False) -> tuple[str, bool]:
+    """Return the plan as `hb2r plan` writes it (in this process, so that the batch size can be set)."""
+    config = load_config(config_path).config
+    out = io.StringIO()
+
+    def write(state: PlanState) -> bool:
+        writer = PlanWriter(
+            config, state, as_json=as_json, watch={}, out=out, now_ns=time.time_ns(), warn=lambda message: None
+        )
+        return writer.write()
+
+    pending = read_state(config, write)
+    if pending is None:
+        pending = write(NoState())
+    return out.getvalue(), pending
+
+
+def small_files(folder: Path, rel_paths: list[str]) -> None:
+    """Files of a few bytes, each its own content (a rename is found by content)."""
+    for rel_path in rel_paths:
+        path = folder / rel_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(f"video {rel_path}\n".encode())
+
+
+def library_of_changes(tmp_path: Path) -> Path:
+    """A library of 40 recorded files in 8 folders, then: new files, one changed, one deleted,
+    one renamed into an earlier folder and one into a later folder, one lost output."""
+    names = [f"Show {show}/Season 1/E{episode:02d}.mkv" for show in range(1, 9) for episode in range(1, 6)]
+    small_files(tmp_path / "tv", names)
+    config = write_config(tmp_path, libraries=["tv"])
+    record_everything_done(config)
+    tv = tmp_path / "tv"
+    small_files(tv, ["Show 2/Season 2/E01.mkv", "Show 9/Season 1/E01.mkv"])
+    (tv / "Show 3/Season 1/E01.mkv").write_bytes(b"a new cut\n")
+    (tv / "Show 4/Season 1/E02.mkv").unlink()
+    (tv / "Show 1/Extras").mkdir()
+    shutil.move(tv / "Show 7/Season 1/E03.mkv", tv / "Show 1/Extras/E03.mkv")  # to a folder walked earlier
+    (tv / "Show 8/Extras").mkdir()
+    shutil.move(tv / "Show 2/Season 1/E04.mkv", tv / "Show 8/Extras/E04.mkv")  # to a folder walked later
+    (tmp_path / "archive/TV/Show 5/Season 1/E05.mkv").unlink()
+    return config
+
+
+def test_the_plan_is_the_same_however_small_the_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = library_of_changes(tmp_path)
+    whole, whole_pending = plan_text(config)
+    whole_json, _ = plan_text(config, as_json=True)
+
+    monkeypatch.setattr(plan_from_store, "BATCH_FILES", 3)
+    monkeypatch.setattr(plan_stream, "BATCH_FILES", 3)
+    batched, batched_pending = plan_text(config)
+    batched_json, _ = plan_text(config, as_json=True)
+
+    assert batched == whole
+    assert json.loads(batched_json) == json.loads(whole_json)
+    assert batched_pending and whole_pending
+    lines = whole.splitlines()
+    moved_earlier = "TV/Show 7/Season 1/E03.mkv -> TV/Show 1/Extras/E03.mkv (source now Show 1/Extras/E03.mkv)"
+    moved_later = "TV/Show 2/Season 1/E04.mkv -> TV/Show 8/Extras/E04.mkv (source now Show 8/Extras/E04.mkv)"
+    assert f"  > rename    {moved_earlier}" in lines
+    assert f"  > rename    {moved_later}" in lines
+    assert "  + transcode Show 2/Season 2/E01.mkv -> TV/Show 2/Season 2/E01.mkv (new)" in lines
+    assert "  + transcode Show 9/Season 1/E01.mkv -> TV/Show 9/Season 1/E01.mkv (new)" in lines
+    assert "  + transcode Show 3/Season 1/E01.mkv -> TV/Show 3/Season 1/E01.mkv (changed)" in lines
+    assert "  + transcode Show 5/Season 1/E05.mkv -> TV/Show 5/Season 1/E05.mkv (output missing)" in lines
+    assert any(line.startswith("  ~ drift     Show 4/Season 1/E02.mkv (source vanished") for line in lines)
+    assert lines[-1] == "Plan: 4 to transcode, 2 to rename, 1 drifted."
+    assert len(lines) == 1 + 7 + 1  # heading, the actions, the summary
+
+
+def test_a_file_moved_before_or_after_its_old_folder_is_a_rename_in_the_plan(tmp_path: Path) -> None:
+    config = library_of_changes(tmp_path)
+
+    finished = run_plan(config)
+
+    assert finished.returncode == 2, finished.stderr
+    assert "Show 1/Extras/E03.mkv (new)" not in finished.stdout
+    assert "(source now Show 1/Extras/E03.mkv)" in finished.stdout
+    assert "(source now Show 8/Extras/E04.mkv)" in finished.stdout
+    assert "Show 7/Season 1/E03.mkv (source vanished" not in finished.stdout

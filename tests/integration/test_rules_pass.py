@@ -169,13 +169,15 @@ def test_plan_shows_each_files_action_the_rule_and_the_reason_and_json_carries_t
     assert said["Show/small.mkv"].startswith("  ! skip      Show/small.mkv (h264 ")
     assert said["Show/small.mkv"].endswith(' kb/s: rule "tiny")')
     assert said["Show/h264.mkv"] == "  + transcode Show/h264.mkv -> TV/Show/h264.mkv (new)"
-    assert said["Show/broken.mkv"].startswith("  + transcode Show/broken.mkv -> TV/Show/broken.mkv (new; media facts")
+    assert said["Show/broken.mkv"] == "  + transcode Show/broken.mkv -> TV/Show/broken.mkv (new)"
     assert lines[-1] == "Plan: 2 to transcode, 2 to copy, 1 skipped."
     by_path = {action.get("path"): action for action in as_json["actions"]}
     assert by_path["Show/hevc.mkv"]["kind"] == "copy"
     assert by_path["Show/hevc.mkv"]["rule"] == "already efficient"
     assert by_path["Show/hevc.mkv"]["facts"]["video"]["codec"] == "hevc"
     assert by_path["Show/hdr10.mkv"]["facts"]["video"]["hdr"] == "hdr10"
+    assert by_path["Show/broken.mkv"]["facts"] is None
+    assert "Invalid data found" in by_path["Show/broken.mkv"]["facts_error"]
     assert as_json["summary"]["copy"] == 2
     assert not list(archive.iterdir())  # plan writes nothing
     assert digests(tv) == before

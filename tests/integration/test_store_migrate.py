@@ -3,13 +3,15 @@
 Real SQLite states filled by the real store functions (jobs done with their ledger rows, dead,
 queued, running and cancelled; users, scan memory, holds, agent status, ended tokens), a real
 PostgreSQL from the throwaway cluster, `hb2r store migrate` run as the command line runs it.
-Afterwards the planner, fed from the PostgreSQL store the way `hb2r plan` feeds it, must plan
+Afterwards `hb2r plan`'s writer, reading the PostgreSQL store, must plan
 no transcode for what was done; the SQLite file must be byte for byte what it was.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import sqlite3
 import subprocess
@@ -27,12 +29,10 @@ from postgres import PostgresCluster
 from agent.cli import main
 from agent.config import load_config
 from agent.config.models import Config
-from agent.domain import Ledger, LedgerEntry, SourceFile, Transcode, UserChange, UserChangeKind
+from agent.domain import LedgerEntry, SourceFile, UserChange, UserChangeKind
 from agent.handbrake.probe import handbrake_version
 from agent.identity import output_path, preset_identity
-from agent.observe import job_identities, observe
-from agent.plan import plan
-from agent.queued_plan import Stage, files_with_jobs, with_jobs
+from agent.plan_command import PlanWriter
 from agent.scan import fingerprint
 from agent.store.database_store import DatabaseStore
 from agent.store.db import MIGRATIONS, SCHEMA_VERSION, database_path
@@ -268,25 +268,21 @@ def test_migrate_copies_every_row_and_the_planner_on_postgres_plans_nothing_for_
     target.forget(library="tv", rel_path="Show/S02E01.mkv")
     target.cancel(job.id, now=T0)
 
-    # The planner, fed from the PostgreSQL store as `hb2r plan` feeds it.
-    ledger: Ledger = target.load_ledger()
-    unfinished = target.unfinished()
-    config = legacy.config
+    # The plan, from the PostgreSQL store, as `hb2r plan --json` writes it.
+    out = io.StringIO()
     now_ns = time.time_ns()  # as `hb2r plan`: the files were written just now
-    observation = observe(config, ledger, now_ns=now_ns)
-    result = plan(config, observation, ledger, now_ns=now_ns)
-    fingerprints, preset_hashes = job_identities(config, observation, ledger, files_with_jobs(result, unfinished))
-    queued = with_jobs(result, unfinished, fingerprints=fingerprints, preset_hashes=preset_hashes)
+    PlanWriter(legacy.config, target, as_json=True, watch={}, out=out, now_ns=now_ns, warn=lambda message: None).write()
+    planned = json.loads(out.getvalue())
     transcodes = {
-        action.source.rel_path: queued.stage_of(action) for action in result.actions if isinstance(action, Transcode)
+        action["path"]: action["job"]["state"] if action["job"] else None
+        for action in planned["actions"]
+        if action["kind"] == "transcode"
     }
-    assert transcodes == {
-        JOB_FILES["queued"][0]: Stage.QUEUED,
-        JOB_FILES["running"][0]: Stage.QUEUED,
-        JOB_FILES["dead"][0]: Stage.DEAD,
-        JOB_FILES["cancelled"][0]: Stage.CANCELLED,
-    }  # nothing for the done files, nothing new to queue
-    assert queued.counts()["transcode"] == 0
+    assert set(transcodes) == {JOB_FILES[state][0] for state in ("queued", "running", "dead", "cancelled")}
+    assert None not in transcodes.values()  # each is shown with its job
+    summary = planned["summary"]
+    assert (summary["queued"], summary["dead"], summary["cancelled"]) == (2, 1, 1)
+    assert summary["transcode"] == 0  # nothing for the done files, nothing new to queue
 
 
 def test_a_second_migrate_into_the_same_database_is_refused_and_changes_nothing(

@@ -651,6 +651,93 @@ def test_a_source_linked_into_the_archive_is_caught(folder: Path) -> None:
     ]
 
 
+# --- shape and cross-check errors in one run ------------------------------------------------
+
+UNDEFINED_TVV = "config.yaml:9: at 'libraries[0].preset': preset 'tvv' is not defined (known: movies, tv)"
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        pytest.param(
+            [_append(LIMITS + "max_job: 2\n"), ("    preset: tv\n", "    preset: tvv\n")],
+            ["config.yaml:18: at 'limits.max_job': unknown key 'max_job'; did you mean 'max_jobs'?", UNDEFINED_TVV],
+            id="a-misspelt-key-and-an-undefined-preset",
+        ),
+        pytest.param(
+            [("    preset: tv\n", "    preset: tvv\n    stable_aftr: 5s\n")],
+            [
+                "config.yaml:10: at 'libraries[0].stable_aftr': unknown key 'stable_aftr'; "
+                "did you mean 'stable_after'?",
+                UNDEFINED_TVV,
+            ],
+            id="a-misspelt-key-in-the-library-naming-an-undefined-preset",
+        ),
+        pytest.param(
+            [
+                ("    preset: movies\n", "    preset: movies\n    stable_after: later\n"),
+                ("    preset: tv\n", "    preset: tvv\n"),
+            ],
+            [
+                "config.yaml:14: at 'libraries[1].stable_after': expected a duration like 90s, 15m or 1h, got 'later'",
+                UNDEFINED_TVV,
+            ],
+            id="a-wrong-value-in-one-library-and-an-undefined-preset-in-another",
+        ),
+        pytest.param(
+            [("container: mp4", "container: avi"), ("name: movies", "name: tv")],
+            [
+                "config.yaml:16: at 'presets.movies.container': input should be 'mkv', 'mp4' or 'webm', got 'avi'",
+                "config.yaml:10: at 'libraries[1].name': library name 'tv' is already used by libraries[0]",
+            ],
+            id="a-wrong-preset-is-still-defined-for-the-libraries-that-use-it",
+        ),
+        pytest.param(
+            [("archive: archive", "archive: ${ARCHIVE}"), ("    preset: tv\n", "    preset: tvv\n")],
+            [
+                "config.yaml:3: at 'paths.archive': environment variable ARCHIVE is not set and has no default "
+                "(write ${ARCHIVE:-value})",
+                UNDEFINED_TVV,
+            ],
+            id="an-archive-left-unset-is-not-compared-with-the-sources",
+        ),
+        pytest.param(
+            [("state_dir: state", "state_dir: archive/state\n  archive_group: ''"), ("source: movies", "source: tv")],
+            [
+                "config.yaml:5: at 'paths.archive_group': string should have at least 1 character, got ''",
+                "config.yaml:4: at 'paths.state_dir': state_dir is inside the archive: Resilio Sync would share the "
+                "database",
+                "config.yaml:12: at 'libraries[1].source': source overlaps libraries[0].source: files would be "
+                "encoded twice",
+            ],
+            id="a-wrong-value-leaves-the-rest-of-its-section-checked",
+        ),
+        pytest.param(
+            [("    preset: tv\n", "    preset: tvv\n    stable_after: later\n")],
+            [
+                "config.yaml:10: at 'libraries[0].stable_after': expected a duration like 90s, 15m or 1h, got 'later'",
+                UNDEFINED_TVV,
+            ],
+            id="a-wrong-value-in-the-library-naming-an-undefined-preset",
+        ),
+        pytest.param(
+            [_append("retry:\n  backof: 1s\n  max_backoff: 10s\n")],
+            ["config.yaml:18: at 'retry.backof': unknown key 'backof'; did you mean 'backoff'?"],
+            id="a-misspelt-key-is-not-read-as-its-default-by-the-checks",
+        ),
+        pytest.param(
+            [_append("retry:\n  backoff: soon\n  max_backoff: 10s\n")],
+            ["config.yaml:18: at 'retry.backoff': expected a duration like 90s, 15m or 1h, got 'soon'"],
+            id="a-wrong-value-is-not-read-as-its-default-by-the-checks",
+        ),
+    ],
+)
+def test_shape_and_cross_check_errors_are_reported_in_one_run(
+    folder: Path, changes: list[Change], expected: list[str]
+) -> None:
+    assert problems(edited(*changes)) == expected
+
+
 # --- warnings -----------------------------------------------------------------------------
 
 
