@@ -7,7 +7,8 @@ success (for `plan`: in sync), 1 error, 2 `plan` has changes pending.
 Heavy imports (pydantic, the store, structlog) happen inside the commands that need them,
 so `hb2r --version` and `hb2r plan` start quickly. This module is argument parsing and
 dispatch: the bodies of `jobs` and `retry` are in `agent.cli_jobs`, of `backup` and
-`restore` in `agent.backup`, of `store migrate` in `agent.cli_store`, of `ops` (which needs no config) in `agent.ops`.
+`restore` in `agent.backup`, of `store migrate` in `agent.cli_store`, of `notify-test` in
+`agent.cli_notify`, of `ops` (which needs no config) in `agent.ops`.
 """
 
 from __future__ import annotations
@@ -81,7 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     _config_argument(plan)
     plan.set_defaults(handler=_plan)
 
-    jobs = commands.add_parser("jobs", help="list the transcode jobs (reads only; works while the agent runs)")
+    jobs = commands.add_parser(
+        "jobs", help="list the transcode jobs (reads only; works while the agent runs); --front ID moves one first"
+    )
     jobs.add_argument(
         "--state",
         type=_job_state,
@@ -100,12 +103,25 @@ def _parser() -> argparse.ArgumentParser:
         "--before", type=_job_number, metavar="JOB_ID", help="only jobs older than this one: the next page"
     )
     jobs.add_argument("--json", action="store_true", help="print the jobs as JSON")
+    jobs.add_argument(
+        "--front",
+        type=_job_number,
+        metavar="JOB_ID",
+        help="move this queued or failed job to the front of the queue (it starts next; a failed one's wait is "
+        "waived) instead of listing",
+    )
     _config_argument(jobs)
     jobs.set_defaults(handler=_jobs)
 
     hosts = commands.add_parser("hosts", help="list the hosts sharing the store, and which one plans (reads only)")
     _config_argument(hosts)
     hosts.set_defaults(handler=_hosts)
+
+    notify_test = commands.add_parser(
+        "notify-test", help="send one test message to each notify target and say what became of each"
+    )
+    _config_argument(notify_test)
+    notify_test.set_defaults(handler=_notify_test)
 
     retry = commands.add_parser(
         "retry",
@@ -287,11 +303,13 @@ def _plan(arguments: argparse.Namespace) -> int:
 
 
 def _jobs(arguments: argparse.Namespace) -> int:
-    from agent.cli_jobs import list_jobs
+    from agent.cli_jobs import front_job, list_jobs
 
     loaded = _load(arguments)
     if loaded is None:
         return EXIT_ERROR
+    if arguments.front is not None:
+        return front_job(arguments.front, loaded.config)
     return list_jobs(arguments, loaded.config)
 
 
@@ -302,6 +320,15 @@ def _hosts(arguments: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_ERROR
     return list_hosts(loaded.config)
+
+
+def _notify_test(arguments: argparse.Namespace) -> int:
+    from agent.cli_notify import notify_test
+
+    loaded = _load(arguments)
+    if loaded is None:
+        return EXIT_ERROR
+    return notify_test(loaded.config)
 
 
 def _job_state(value: str) -> JobState:

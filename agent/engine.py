@@ -44,7 +44,7 @@ from typing import Any
 from agent import archive_checks, publish
 from agent.archive_walk import ArchiveWalk
 from agent.batch_plan import COPY_MARK, Claims, LibraryContext
-from agent.conditions import Condition, library_condition
+from agent.conditions import ERROR, PAUSED, Condition, library_condition
 from agent.config.models import Config, Library
 from agent.domain import (
     Action,
@@ -64,6 +64,8 @@ from agent.domain import (
 from agent.identity import decided_identity, library_identity
 from agent.incremental_scan import full_pass_due, missed_in, what_to_record
 from agent.mounts import WatchStatus
+from agent.notify import events as notify_events
+from agent.notify.events import Event
 from agent.observe import PassWalk, fingerprints_from_disk, walk_for_pass
 from agent.pause import pause_reason
 from agent.plan import plan_users
@@ -125,6 +127,8 @@ class EngineState:
     planned_folders: dict[str, PlannedFolders] = field(default_factory=dict)
     # (config generation, the archive folders the ledger's outputs are in), read once per generation
     recorded_output_folders: tuple[int, set[str]] | None = None
+    # tells the operator (agent.notify.notifier.Notifier.emit; by default nobody): never blocks
+    notify: Callable[[Event], None] = field(default=lambda event: None)
 
 
 @dataclass(frozen=True)
@@ -706,8 +710,18 @@ def update_conditions(state: EngineState, *, now: datetime) -> dict[str, Conditi
             now=now,
         )
         current[name] = condition
+        _notify_condition(state, name, previous=state.conditions.get(name), now=condition)
     state.conditions = current
     return current
+
+
+def _notify_condition(state: EngineState, library: str, *, previous: Condition | None, now: Condition) -> None:
+    """Tell the operator when a library becomes paused or in error, or its reason changes (at start too)."""
+    unchanged = previous is not None and (previous.status, previous.reason) == (now.status, now.reason)
+    if now.status not in (PAUSED, ERROR) or unchanged:
+        return
+    make = notify_events.library_error if now.status == ERROR else notify_events.library_paused
+    state.notify(make(library=library, reason=now.reason, host=state.config.host.name))
 
 
 def _queue(

@@ -284,12 +284,32 @@ def scan_in_full(
     return walk, missed_in(walk, memory, library.name, would_keep)
 
 
+MISSED_PAGE = 100  # folders whose remembered files are compared at once
+
+
 def missed_in(walk: LibraryWalk, memory: ScanMemory, library: str, would_keep: Collection[str]) -> Missed:
-    """Return what a full walk found that differs from the memory in the folders it would have kept."""
+    """Return what a full walk found that differs from the memory in the folders it would have kept,
+    reading the memory a page of folders at a time (on a full pass that is nearly every folder)."""
     if not would_keep:
         return Missed()
-    folders = sorted(would_keep)
-    return missed_changes(memory.load_folder_files(library, folders), walk.observation.files, set(folders))
+    kept = set(would_keep)
+    walked: dict[str, list[SourceFile]] = {}
+    for source in walk.observation.files:
+        folder = source.rel_path.rpartition("/")[0]
+        if folder in kept:
+            walked.setdefault(folder, []).append(source)
+    folders = sorted(kept)
+    count = 0
+    examples: list[str] = []
+    for start in range(0, len(folders), MISSED_PAGE):
+        page = folders[start : start + MISSED_PAGE]
+        found = missed_changes(
+            memory.load_folder_files(library, page), [source for folder in page for source in walked.get(folder, ())],
+            set(page),
+        )  # fmt: skip
+        count += found.count
+        examples.extend(found.examples)
+    return Missed(count, tuple(sorted(examples)[:MISSED_EXAMPLES]))
 
 
 def _settle_ns(library: Library) -> int:

@@ -2,7 +2,8 @@
 
 Two kinds:
 - Counted as they happen, since the agent started: encode seconds (a histogram by library and
-  outcome), bytes read and written by encodes. The dispatcher reports each finished encode.
+  outcome), bytes read and written by encodes. The dispatcher reports each finished encode;
+  the notifier (`agent.notify.notifier`) each notification's outcome.
 - Read from the state at scrape time, so they are right even after a restart or a change
   made by `hb2r retry` from another process: jobs by state and library, the archive's input
   and output bytes and space saved by library, the gate, running encodes, the last scan; the
@@ -65,6 +66,13 @@ class Metrics:
             ["library"],
             registry=self.registry,
         )
+        self.notifications = Counter(
+            "hb2r_notifications",
+            "Notifications by target (notify[i]), event and outcome: sent, retried (a try failed, another follows), "
+            "failed (every try failed, or it could not wait), coalesced (held for a later 'and N more' message).",
+            ["target", "event", "outcome"],
+            registry=self.registry,
+        )
         self.registry.register(_StateCollector(store, snapshot, version))
 
     def job_finished(self, *, library: str, outcome: str, seconds: float, bytes_read: int, bytes_written: int) -> None:
@@ -72,6 +80,9 @@ class Metrics:
         self.bytes_read.labels(library).inc(bytes_read)
         if bytes_written:
             self.bytes_written.labels(library).inc(bytes_written)
+
+    def notification(self, *, target: str, event: str, outcome: str) -> None:
+        self.notifications.labels(target, event, outcome).inc()
 
     def render(self) -> tuple[bytes, str]:
         """Return the exposition text and its content type."""

@@ -27,6 +27,11 @@ HandBrakeCLI is probed (version, preset list) at start and on each reload. A pro
 PROBE_RETRY_FIRST_SECONDS, doubling up to PROBE_RETRY_MAX_SECONDS, until it succeeds: then
 the libraries queue again at once, with no reload or restart needed.
 
+Notifications (`agent.notify`): the notifier starts with the agent, gets the targets of each
+reloaded config and has CLOSE_GRACE_SECONDS at a stop. `<state_dir>/agent.running`
+(`agent.store.clean_stop`) is written once the agent is up and removed at a clean stop: found
+at start (or jobs left running), the agent before crashed, and the operator is told.
+
 The HTTP service (`agent.api`) runs on the same event loop; READY=1 goes to systemd once it
 answers, so `systemctl start` returning means /health can be asked.
 
@@ -50,6 +55,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import shutil
 import signal
 from collections.abc import Coroutine
@@ -66,12 +72,15 @@ from agent.engine import EngineState
 from agent.handbrake.probe import FFPROBE, HandBrakeUnavailable, available_presets, handbrake_version
 from agent.leadership import PlannerLease, lead_pass
 from agent.login_limits import LoginLimits
+from agent.notify import events as notify_events
+from agent.notify.notifier import Notifier
 from agent.observe import preset_hashes
 from agent.presence import host_report, readable_libraries
 from agent.resources import Sampler
 from agent.scheduler import ReconcileSchedule
-from agent.store import StoreError
+from agent.store import StoreError, clean_stop
 from agent.store.choose import store_for_run, store_location
+from agent.store.db import StateError
 from agent.store.lock import agent_lock
 from agent.store.protocol import Store
 from agent.watch import Watcher
@@ -121,9 +130,12 @@ class _Agent:
         except auth.SecretError as error:
             self.log.error("cannot start", reason=str(error))
             return 1
-        for job in recovery.settle_published(store, config, now=datetime.now(UTC)):
+        previous_run = clean_stop.previous_run(config.paths.state_dir)  # None: the last agent stopped cleanly
+        settled = recovery.settle_published(store, config, now=datetime.now(UTC))
+        for job in settled:
             self.log.info("job settled", job=job.id, library=job.library, path=job.rel_path, output=job.output_path)
-        for job in store.requeue_running(now=datetime.now(UTC), host=config.host.name):  # other hosts' go on
+        requeued = store.requeue_running(now=datetime.now(UTC), host=config.host.name)  # other hosts' go on
+        for job in requeued:
             self.log.info("job requeued", job=job.id, library=job.library, path=job.rel_path, reason="left by a crash")
         clean_own_partials(config, log=self.log)
         await self._apply_presets(config)
@@ -145,6 +157,15 @@ class _Agent:
             now=datetime.now(UTC),
         )
         self.dispatcher = self.api.dispatcher
+        self.notifier = Notifier(config.notify, log=self.log, observer=self.api.metrics)
+        self.state.notify = self.notifier.emit
+        self.notifier.start()
+        if previous_run is not None or settled or requeued:  # jobs left running: a crash before the marker existed
+            previous = previous_run or "an earlier agent, which left jobs running"
+            self.log.warning("started after a crash", previous=previous, requeued=len(requeued), settled=len(settled))
+            self.state.notify(notify_events.started_after_crash(
+                host=config.host.name, previous=previous, requeued=len(requeued), settled=len(settled)
+            ))  # fmt: skip
         self.watcher = Watcher(
             mark=self._mark_dirty, on_burst=self.schedule.run_soon, log=self.log, statuses=self.state.watch
         )
@@ -160,7 +181,12 @@ class _Agent:
             self.log.error("cannot start: cannot listen", listen=config.server.listen, reason=error.strerror)
             self.api.checker.close()
             self.watcher.close()
+            await self.notifier.close()
             return 1
+        try:
+            clean_stop.mark_running(config.paths.state_dir, pid=os.getpid(), started_at=datetime.now(UTC).isoformat())
+        except (OSError, StateError) as error:  # the agent runs all the same; only a crash would go untold
+            self.log.warning("cannot mark the agent running; a crash will not be told", reason=str(error))
         # The first walk of a big library takes a while: it goes on beside the first pass.
         self._watch_soon(self.watcher.watch(_sources(config)))
         self._renew()  # before the first pass: on one host it plans at once, as ever
@@ -201,7 +227,12 @@ class _Agent:
         dispatching.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(dispatching, watching)
+        await self.notifier.close()
         self.state.store.close()
+        try:
+            clean_stop.mark_stopped(self.state.config.paths.state_dir)
+        except OSError as error:
+            self.log.warning("cannot mark the agent stopped; its next start tells a crash", reason=str(error))
         self.log.info("agent stopped")
         return 0
 
@@ -359,6 +390,7 @@ class _Agent:
             return
         self.state.config = new
         self.api.secret = secret
+        self.notifier.reconfigure(new.notify)
         if new.auth.login_rate_limit != old.auth.login_rate_limit:
             self.api.limiter = LoginLimits(new.auth.login_rate_limit)
         auth.sync_users(self.state.store, new, now=datetime.now(UTC), log=self.log)

@@ -62,6 +62,7 @@ from agent.handbrake.progress import Progress
 from agent.handbrake.runner import Encode, EncodeResult
 from agent.handbrake.tracks import track_options
 from agent.identity import copy_output_path, decided_identity, library_identity
+from agent.notify import events as notify_events
 from agent.publish_copy import stage as stage_copy
 from agent.resources import cpu_count
 from agent.rules import AfterEncode, after_encode
@@ -160,6 +161,7 @@ class Dispatcher:
         self.encoder_problem: str | None = None  # why HandBrakeCLI cannot start here (no claims at all)
         self._encoder_seen: tuple[str, int, int, int] | None = None  # the binary as it was when it failed
         self._available: frozenset[str] = frozenset()
+        self._archive_low = False  # the last sample found the archive below min_free_disk (told once per drop)
 
     @property
     def host(self) -> str:
@@ -245,6 +247,7 @@ class Dispatcher:
         self._fold_tallies()
         self._recheck_here()
         sample = self.take_sample()
+        self._note_archive_space(sample)
         clock = time.monotonic()
         for entry in self.running.values():
             if entry.suspended or entry.ended:
@@ -317,6 +320,11 @@ class Dispatcher:
                     seconds_without_progress=round(time.monotonic() - entry.last_progress),
                     percent=round(entry.progress, 1),
                 )
+                job = entry.job
+                self.state.notify(notify_events.encode_stalled(
+                    job_id=job.id, library=job.library, path=job.rel_path, host=self.host,
+                    seconds=round(time.monotonic() - entry.last_progress), percent=entry.progress,
+                ))  # fmt: skip
                 self._stop_encode(entry)
             case dispatch.Suspend() if entry is not None and entry.encode is not None:
                 entry.encode.suspend()
@@ -418,6 +426,7 @@ class Dispatcher:
         for job in expired:
             event = "job dead" if job.state == jobs.JobState.DEAD else "job lease expired"
             self.log.warning(event, job=job.id, library=job.library, path=job.rel_path, reason=job.error)
+            self._notify_host_lost(job)
 
     def _fold_tallies(self) -> None:
         """Move the counts' pending changes into the tallies (PostgreSQL; `agent.store.tallies`)."""
@@ -542,6 +551,7 @@ class Dispatcher:
             self.running.pop(job.id, None)
             if not entry.stalled:
                 self.stalls.pop(job.id, None)
+            self._notify_if_drained()
             self.wake()
 
     async def _encode(self, entry: Running) -> None:
@@ -889,7 +899,60 @@ class Dispatcher:
             retry_at=failed.not_before,
             kind=str(kind),
         )
+        if failed.state == jobs.JobState.DEAD:
+            self.state.notify(notify_events.job_dead(
+                job_id=job.id, library=job.library, path=job.rel_path, reason=reason, host=self.host
+            ))  # fmt: skip
         return str(failed.state)
+
+    def _note_archive_space(self, sample: gate.Sample) -> None:
+        """Tell the operator when the archive's free space drops below min_free_disk (once per drop)."""
+        minimum = self.state.config.limits.min_free_disk
+        # A missing archive also measures 0 B free: its libraries are paused, and that is told instead.
+        low = sample.archive_free < minimum and self.state.config.paths.archive.is_dir()
+        if low and not self._archive_low:
+            self.state.notify(notify_events.archive_low_space(
+                free=gate._size(sample.archive_free), minimum=gate._size(minimum),  # the gate's wording
+                archive=str(self.state.config.paths.archive), host=self.host,
+            ))  # fmt: skip
+        self._archive_low = low
+
+    def _notify_host_lost(self, job: jobs.Job) -> None:
+        """Tell the operator which host stopped renewing job's lease (and that the job died, if it did)."""
+        try:
+            lease = self.state.store.lease_of(job.id)
+        except StoreError:
+            lease = None
+        lost_hosts = (lease.lost_hosts or "") if lease is not None else ""
+        host = lost_hosts.rpartition(", ")[2] or "?"
+        dead = job.state == jobs.JobState.DEAD
+        self.state.notify(notify_events.host_lost(
+            host=host, job_id=job.id, library=job.library, path=job.rel_path, dead=dead
+        ))  # fmt: skip
+        if dead:
+            self.state.notify(notify_events.job_dead(
+                job_id=job.id, library=job.library, path=job.rel_path, reason=job.error or "lost", host=self.host
+            ))  # fmt: skip
+
+    def _notify_if_drained(self) -> None:
+        """After an encode here ended: if nothing runs, waits or is to be retried any more, tell the
+        operator the queue is empty, with what today's encodes (since local midnight) saved."""
+        if self.stopping or self.running:
+            return
+        try:
+            counts = self.state.store.counts()
+            if any(counts.get(state, 0) for state in (jobs.JobState.QUEUED, jobs.JobState.RUNNING,
+                                                        jobs.JobState.FAILED)):  # fmt: skip
+                return
+            midnight = datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+            today = self.state.store.saved_since(midnight)
+        except StoreError as error:
+            self.log.warning("queue state not read; no drained notification", error=str(error))
+            return
+        self.state.notify(notify_events.queue_drained(
+            encoded_today=today.files, saved_today=gate._size(max(0, today.saved_bytes)),
+            dead=counts.get(jobs.JobState.DEAD, 0), host=self.host,
+        ))  # fmt: skip
 
     def _set_blocked(self, reasons: tuple[str, ...]) -> None:
         if reasons == self._blocked:

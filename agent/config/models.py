@@ -480,6 +480,53 @@ class StoreSettings(Model):
         return self.url != SQLITE
 
 
+def _notify_events(value: object) -> object:
+    """Given `events:` as written, return it; raise ValueError naming an unknown event and the known ones."""
+    from agent.notify.events import KNOWN_KINDS
+
+    if not isinstance(value, list | tuple):
+        return value  # pydantic says it must be a list
+    known = [str(kind) for kind in KNOWN_KINDS]
+    for name in value:
+        if name not in known:
+            raise ValueError(f"unknown event {name!r} (known: {', '.join(known)})")
+    if isinstance(value, list) and not value:  # written `events: []` (the default is the empty tuple: every event)
+        raise ValueError("events is empty: leave the key out for every event")
+    return value
+
+
+class NotifyTarget(Model):
+    url: str = Field(
+        repr=False,
+        description="Apprise URL of the service (ntfy://, gotifys://, discord://, mailtos://, json://, ...); a secret: "
+        "usually ${NTFY_URL}. Never logged, redacted when the config is shown.",
+    )
+    events: Annotated[tuple[str, ...], BeforeValidator(_notify_events)] = Field(
+        default=(),
+        description="The events to send: job_dead, library_paused, library_error, archive_low_space, "
+        "encode_stalled, queue_drained, host_lost, started_after_crash; left out: all of them.",
+    )
+    min_interval: Duration = Field(
+        default=timedelta(minutes=10),
+        description="Repeats of one event about one subject (a library, a host) within this long are held and "
+        "sent as one 'and N more' message once it has passed; 0s sends each.",
+    )
+    attempts: int = Field(default=4, ge=1, le=20, description="Tries per message before it counts as failed.")
+    backoff: Duration = Field(
+        default=timedelta(seconds=5), description="Wait before the second try; doubles each time (at most 5m)."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _apprise_understands(cls, value: str) -> str:
+        from agent.notify.deliver import url_problem
+
+        problem = url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value.strip()
+
+
 def _machine_name() -> str:
     return socket.gethostname().split(".")[0] or "localhost"
 
@@ -527,6 +574,10 @@ class Config(Model):
     users: tuple[User, ...] = Field(default=(), description="Who may use the API.")
     store: StoreSettings = Field(default_factory=StoreSettings)
     host: Host = Field(default_factory=Host)
+    notify: tuple[NotifyTarget, ...] = Field(
+        default=(), description="Where to send notifications (Apprise URLs), and which events each wants."
+    )
+
     verify: VerifySettings = Field(
         default_factory=VerifySettings,
         description="Default output checks for every library; a library's own 'verify' keys win.",

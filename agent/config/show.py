@@ -8,6 +8,7 @@ import yaml
 
 from agent.config.models import Config
 from agent.config.store_url import redact_url
+from agent.notify.deliver import scheme_of
 
 REDACTED = "<redacted>"
 
@@ -18,7 +19,7 @@ def effective_yaml(config: Config) -> str:
 
 
 def effective_data(config: Config) -> dict[str, Any]:
-    """Return the config as plain data, password hashes, the JWT secret and a store password replaced by <redacted>."""
+    """Return the config as plain data, password hashes, the JWT secret, a store password and notify URLs redacted."""
     data: dict[str, Any] = config.model_dump(mode="json")
     for user in data.get("users", []):
         user["password_hash"] = REDACTED
@@ -26,4 +27,6 @@ def effective_data(config: Config) -> dict[str, Any]:
         data["auth"]["jwt_secret"] = REDACTED
     if "store" in data:
         data["store"]["url"] = redact_url(data["store"]["url"])
+    for target in data.get("notify", []):  # an Apprise URL is a secret whole (a topic, a webhook token)
+        target["url"] = f"{scheme_of(target['url'])}://{REDACTED}"
     return data

@@ -35,6 +35,7 @@ from agent.store import (
     leases,
     ledger,
     media_facts,
+    savings,
     scans,
     state,
     status,
@@ -50,6 +51,7 @@ from agent.store.leases import Claim, Heartbeat, Lease
 from agent.store.ledger import LibraryBytes
 from agent.store.media_facts import StoredFacts
 from agent.store.order import QueueOrder
+from agent.store.savings import Saving
 from agent.store.sql import Database, StoreError
 
 if TYPE_CHECKING:
@@ -233,6 +235,9 @@ class DatabaseStore:
 
     def bytes_by_library(self) -> dict[str, LibraryBytes]:
         return ledger.bytes_by_library(self.database)
+
+    def saved_since(self, since: datetime) -> Saving:
+        return savings.saved_since(self.database, since)
 
     def forget(self, *, library: str, rel_path: str) -> None:
         ledger.forget(self.database, library=library, rel_path=rel_path)

@@ -209,49 +209,37 @@ def record_walk(
     before_folders = load_folders(database, library)
     visits = {visit.rel_path: visit for visit in folders}
     lost = sorted(before_folders.keys() - visits.keys())
-    previous = _seen_in(database, library, sorted(listed))
-    rows: list[tuple[object, ...]] = []
-    gone: list[tuple[str, str]] = []
     counts: dict[str, int] = {}
     newest: dict[str, int] = {}
-    for folder, files in listed.items():
-        present = set()
-        for source in files:
-            present.add(source.rel_path)
-            before = previous.get(source.rel_path)
-            changed = before is not None and (before.size, before.mtime_ns) != (source.size, source.mtime_ns)
-            changed_at = now_ns if changed else (before.changed_at_ns if before else None)
-            kept = before.fingerprint if before is not None and not changed else None
-            row = SeenFile(source.size, source.mtime_ns, source.fingerprint or kept, changed_at, source.ctime_ns)
-            newest[folder] = max(newest.get(folder, 0), source.mtime_ns, source.ctime_ns, changed_at or 0)
-            if row != before or before.ctime_ns != row.ctime_ns:
-                rows.append((library, source.rel_path, folder, row.size, row.mtime_ns, row.ctime_ns, row.fingerprint,
-                             row.changed_at_ns))  # fmt: skip
-        counts[folder] = len(files)
-        gone.extend((library, rel_path) for rel_path, seen in previous.items() if _folder(rel_path) == folder
-                    and rel_path not in present)  # fmt: skip
-    folder_rows = []
-    total = 0
-    for rel_path, visit in visits.items():
-        remembered = before_folders.get(rel_path)
-        if rel_path in listed or remembered is None:
-            count, latest = counts.get(rel_path, 0), newest.get(rel_path, 0)
-        else:
-            count, latest = remembered.file_count, remembered.newest_change_ns
-        total += count
-        row_folder = RememberedFolder(
-            visit.identity, visit.mtime_ns, visit.ctime_ns, visit.via_link, visit.problems, count,
-            visit.listed_at_ns, latest,
-        )  # fmt: skip
-        if row_folder != remembered:
-            folder_rows.append((library, rel_path, *row_folder[:3], int(row_folder.via_link),
-                                int(row_folder.problems), *row_folder[5:]))  # fmt: skip
     with database.transaction():
         database.executemany("DELETE FROM seen_files WHERE library = ? AND folder = ?", [(library, f) for f in lost])
         database.executemany("DELETE FROM scanned_folders WHERE library = ? AND rel_path = ?",
                              [(library, f) for f in lost])  # fmt: skip
-        database.executemany("DELETE FROM seen_files WHERE library = ? AND rel_path = ?", gone)
-        database.executemany(_UPSERT_SEEN, rows)
+        # A page of folders at a time: a full walk lists every folder, and their rows are many.
+        names = sorted(listed)
+        for start in range(0, len(names), FOLDERS_PER_QUERY):
+            page = names[start : start + FOLDERS_PER_QUERY]
+            rows, gone = _changed_rows(library, {folder: listed[folder] for folder in page},
+                                       _seen_in(database, library, page), now_ns=now_ns, counts=counts,
+                                       newest=newest)  # fmt: skip
+            database.executemany("DELETE FROM seen_files WHERE library = ? AND rel_path = ?", gone)
+            database.executemany(_UPSERT_SEEN, rows)
+        folder_rows = []
+        total = 0
+        for rel_path, visit in visits.items():
+            remembered = before_folders.get(rel_path)
+            if rel_path in listed or remembered is None:
+                count, latest = counts.get(rel_path, 0), newest.get(rel_path, 0)
+            else:
+                count, latest = remembered.file_count, remembered.newest_change_ns
+            total += count
+            row_folder = RememberedFolder(
+                visit.identity, visit.mtime_ns, visit.ctime_ns, visit.via_link, visit.problems, count,
+                visit.listed_at_ns, latest,
+            )  # fmt: skip
+            if row_folder != remembered:
+                folder_rows.append((library, rel_path, *row_folder[:3], int(row_folder.via_link),
+                                    int(row_folder.problems), *row_folder[5:]))  # fmt: skip
         database.executemany(_UPSERT_FOLDER, folder_rows)
         database.executemany(
             "UPDATE seen_files SET fingerprint = ? WHERE library = ? AND rel_path = ? AND size = ? AND mtime_ns = ?"
@@ -271,6 +259,39 @@ def record_walk(
                 "UPDATE library_scans SET full_at = ?, full_seconds = ? WHERE library = ?",
                 (scanned_at, full_seconds, library),
             )
+
+
+def _changed_rows(
+    library: str,
+    listed: Mapping[str, Sequence[SourceFile]],
+    previous: Mapping[str, SeenFile],
+    *,
+    now_ns: int,
+    counts: dict[str, int],
+    newest: dict[str, int],
+) -> tuple[list[tuple[object, ...]], list[tuple[str, str]]]:
+    """Given some listed folders' files and what the memory held of them, return the seen rows to
+    write (new or changed) and the (library, path) of those gone; fill each folder's file count
+    and newest change in `counts` and `newest`."""
+    rows: list[tuple[object, ...]] = []
+    gone: list[tuple[str, str]] = []
+    for folder, files in listed.items():
+        present = set()
+        for source in files:
+            present.add(source.rel_path)
+            before = previous.get(source.rel_path)
+            changed = before is not None and (before.size, before.mtime_ns) != (source.size, source.mtime_ns)
+            changed_at = now_ns if changed else (before.changed_at_ns if before else None)
+            kept = before.fingerprint if before is not None and not changed else None
+            row = SeenFile(source.size, source.mtime_ns, source.fingerprint or kept, changed_at, source.ctime_ns)
+            newest[folder] = max(newest.get(folder, 0), source.mtime_ns, source.ctime_ns, changed_at or 0)
+            if row != before or before.ctime_ns != row.ctime_ns:
+                rows.append((library, source.rel_path, folder, row.size, row.mtime_ns, row.ctime_ns, row.fingerprint,
+                             row.changed_at_ns))  # fmt: skip
+        counts[folder] = len(files)
+        gone.extend((library, rel_path) for rel_path in previous if _folder(rel_path) == folder
+                    and rel_path not in present)  # fmt: skip
+    return rows, gone
 
 
 _UPSERT_SEEN = """

@@ -116,11 +116,12 @@ def holds(document: Any, path: KeyPath) -> bool:
 
 # --- the example ----------------------------------------------------------------------------
 
-_COMMENTED_KEY = re.compile(r"^(\s*)# ([a-z_][a-z0-9_]*:(?:\s.*)?)$")
+_COMMENTED_KEY = re.compile(r"^(\s*)# (\s*(?:- )?[a-z_][a-z0-9_]*:(?:\s.*)?)$")
 
 
 def example_keys(text: str) -> Any:
-    """Return the example's data, its commented-out keys (`# key: value`) read as keys."""
+    """Return the example's data, its commented-out keys (`# key: value`, `#   - key: value` in a
+    list) read as keys."""
     return yaml.safe_load("\n".join(_COMMENTED_KEY.sub(r"\1\2", line) for line in text.splitlines()))
 
 

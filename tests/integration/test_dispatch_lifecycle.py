@@ -25,6 +25,7 @@ from agent.api.health import health_report
 from agent.config import load_config
 from agent.engine import EngineState
 from agent.gate import Sample
+from agent.notify.events import Event, EventKind
 from agent.resources import Sampler
 from agent.store import jobs
 from agent.store.db import database_path, open_database
@@ -229,6 +230,8 @@ async def test_a_hung_encode_is_killed_failed_as_temporary_and_reported(
     fake.write_text(HANGING_HANDBRAKE)
     fake.chmod(0o755)
     agent = agents(write_config(tmp_path, handbrake=f"{{binary: {fake}, stall_timeout: 1s}}"))
+    told: list[Event] = []
+    agent.state.notify = told.append  # what the notifier would be handed (agent.notify.notifier.Notifier.emit)
     make_clip(tmp_path / "tv" / "clip.mkv", seconds=1)
     job = agent.queue("tv", "clip.mkv")
     agent.dispatcher.tick()
@@ -249,6 +252,8 @@ async def test_a_hung_encode_is_killed_failed_as_temporary_and_reported(
     assert report["status"] == "degraded"
     assert any("stalled" in problem and "clip.mkv" in problem for problem in report["problems"])
     assert 'outcome="stalled"' in agent.context.metrics.render()[0].decode()
+    assert [(event.kind, event.subject) for event in told] == [(EventKind.ENCODE_STALLED, "tv")]  # told once
+    assert "tv/clip.mkv: no progress for" in told[0].body
 
     jobs.cancel(agent.state.store.database, job.id, now=datetime.now(UTC), by=jobs.CancelledBy.OPERATOR)
     agent.dispatcher.tick()

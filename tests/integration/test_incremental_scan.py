@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from agent import incremental_scan
 from agent.archive_walk import walk_archive
 from agent.config import load_config
 from agent.config.models import Config
@@ -257,3 +258,23 @@ def test_the_archive_is_listed_only_where_it_changed_and_seen_the_same_as_in_ful
         assert archive_pass(config, store, recorded_folders=("Series",)) == []
     finally:
         store.close()
+
+
+def test_what_a_full_pass_finds_is_counted_over_every_page_of_folders_it_reads_the_memory_by(
+    library: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_pass(library)
+    config = load_config(library).config
+    [tv] = config.libraries
+    rewritten = [episode(show, 5) for show in (29, 1, 17, 3, 11, 23, 2)]  # in folders on many pages
+    for rel_path in rewritten:
+        with (tv.source / rel_path).open("r+b") as handle:
+            handle.write(b"X")
+    monkeypatch.setattr(incremental_scan, "MISSED_PAGE", 2)  # the memory is read 2 folders at a time
+    store = open_store(config.paths.state_dir)
+    try:
+        _, missed = scan_in_full(tv, store, now_ns=clock())
+    finally:
+        store.close()
+
+    assert missed == Missed(len(rewritten), tuple(sorted(rewritten)[:5]))

@@ -347,8 +347,8 @@ BAD_ARGS = "args may not contain"
             [_append("colour: blue\n")],
             [
                 "config.yaml:17: at 'colour': unknown key 'colour' (known: audio, auth, handbrake, hdr, host, "
-                "larger_output, libraries, limits, order, order_across, paths, presets, retry, rules, scan, server, "
-                "store, subtitles, users, verify, version)"
+                "larger_output, libraries, limits, notify, order, order_across, paths, presets, retry, rules, scan, "
+                "server, store, subtitles, users, verify, version)"
             ],
             id="an-unknown-key-with-no-near-match-lists-the-known-keys",
         ),
