@@ -104,6 +104,7 @@ class AfterEncode:
 
     publish: Literal["encode", "source", "nothing"]
     reason: str
+    then: str = ""  # the `larger_output.then` that applied: the output saved too little ("": it did not)
 
 
 def after_encode(*, source_size: int, output_size: int, settings: LargerOutput) -> AfterEncode:
@@ -117,7 +118,7 @@ def after_encode(*, source_size: int, output_size: int, settings: LargerOutput) 
         else (f"the output is {-saved:.0%} larger than its source")
     )
     publish: dict[str, Literal["encode", "source", "nothing"]] = {"copy": "source", "keep": "encode", "skip": "nothing"}
-    return AfterEncode(publish[settings.then], f"{said}: larger_output: {settings.then}")
+    return AfterEncode(publish[settings.then], f"{said}: larger_output: {settings.then}", settings.then)
 
 
 def ruled(action: Transcode, known: StoredFacts | None, *, library: Library) -> Transcode | Copy | Skip:

@@ -134,6 +134,7 @@ class JobObserver(Protocol):
     def job_finished(
         self, *, library: str, outcome: str, seconds: float, bytes_read: int, bytes_written: int
     ) -> None: ...
+    def larger_output(self, *, library: str, then: str) -> None: ...
 
 
 class Dispatcher:
@@ -656,6 +657,8 @@ class Dispatcher:
                 else:
                     published = await self._publish_instead(entry, temp, source, source_stat, larger)
                     output_size = source_stat.st_size if larger.publish == "source" else 0
+                if larger.then and published and self.observer is not None:  # it saved too little
+                    self.observer.larger_output(library=job.library, then=larger.then)
                 if published:
                     self._observe(
                         job, outcome="done", seconds=seconds, bytes_read=source_stat.st_size, bytes_written=output_size

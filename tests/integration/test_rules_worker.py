@@ -82,6 +82,8 @@ def test_an_output_that_saves_too_little_goes_by_larger_output_and_is_not_encode
         else:
             assert not published.exists()
         assert len(agent.state.store.load_ledger().entries) == 1  # recorded: a later pass encodes nothing
+        metrics = agent.context.metrics.render()[0].decode()
+        assert f'hb2r_larger_output_total{{library="tv",then="{then}"}} 1.0' in metrics
         assert agent.state.last_pass is not None and not agent.state.last_pass.pending
         assert sha(source) == before
     finally:
