@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from agent.facts import MediaFacts
-from agent.handbrake.probe import ProbeFailed, probe_facts
+from agent.handbrake.probe import ProbeFailed, ProbeUnavailable, probe_facts
 from agent.store.media_facts import StoredFacts
 from agent.store.protocol import Store
 
@@ -41,13 +41,17 @@ def facts_for(
 
 
 def probe_each(paths: Mapping[str, Path], *, now: datetime, probe: Probe = probe_facts) -> dict[str, StoredFacts]:
-    """Given files by fingerprint, probe each; return its facts, or why ffprobe could not read it."""
+    """Given files by fingerprint, probe each; return its facts, or why ffprobe could not read it.
+    A file ffprobe could not be run on (missing, too slow) is left out: nothing is known of it
+    yet, and it is probed again by a later pass rather than kept as unreadable."""
     stamp = now.isoformat(timespec="microseconds")
     found: dict[str, StoredFacts] = {}
     for fingerprint, path in paths.items():
         try:
             facts: MediaFacts | None = probe(path)
             error = None
+        except ProbeUnavailable:
+            continue
         except ProbeFailed as failure:
             facts, error = None, f"{path.name}: {failure}"
         found[fingerprint] = StoredFacts(facts, error, stamp)

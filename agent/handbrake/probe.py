@@ -27,6 +27,10 @@ class ProbeFailed(Exception):
     """ffprobe cannot read a file's media facts; the message says why, for that file alone."""
 
 
+class ProbeUnavailable(ProbeFailed):
+    """ffprobe could not run, or took too long: the host's problem now, not a fact of the file."""
+
+
 def facts_argv(path: Path, *, ffprobe: str = FFPROBE) -> list[str]:
     """Return the ffprobe argv that describes the container and every stream of a file, as JSON."""
     return [ffprobe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", "--", str(path)]
@@ -45,7 +49,7 @@ def probe_facts(path: Path, *, ffprobe: str = FFPROBE, timeout: float = 120) -> 
     (ffprobe missing or too slow, a file it cannot read, an answer that is no media description)."""
     described = _run_ffprobe(facts_argv(path, ffprobe=ffprobe), timeout=timeout)
     if described is None:
-        raise ProbeFailed(f"{ffprobe} could not run or took longer than {timeout:g}s")
+        raise ProbeUnavailable(f"{ffprobe} could not run or took longer than {timeout:g}s")
     if described.returncode != 0:
         said = (described.stderr.strip().splitlines() or ["no message"])[-1]
         raise ProbeFailed(f"ffprobe cannot read it (exit code {described.returncode}): {said}")

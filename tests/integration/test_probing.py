@@ -79,3 +79,15 @@ def test_a_corrupt_file_is_reported_alone_and_probed_again_only_when_its_content
 
     assert counting.probed.count("corrupt.mkv") == 2
     assert all(known.facts is not None for known in again.values())
+
+
+def test_a_file_ffprobe_could_not_be_run_on_is_not_kept_as_unreadable(tmp_path: Path, store: SqliteStore) -> None:
+    require_tools()
+    low = make_h264_low(tmp_path / "low.mkv")
+    missing = tmp_path / "no-such-ffprobe"  # the host's ffprobe is gone (uninstalled, not mounted yet)
+
+    while_missing = facts_for(store, files(low), now=NOW, probe=lambda path: probe_facts(path, ffprobe=str(missing)))
+    once_back = facts_for(store, files(low), now=NOW)
+
+    assert while_missing == {}  # nothing known yet: not "unreadable" for as long as the content stays
+    assert all(known.facts is not None for known in once_back.values()) and len(once_back) == 1
