@@ -181,3 +181,26 @@ def test_plan_shows_each_files_action_the_rule_and_the_reason_and_json_carries_t
     assert as_json["summary"]["copy"] == 2
     assert not list(archive.iterdir())  # plan writes nothing
     assert digests(tv) == before
+
+
+def test_a_copy_stays_in_sync_and_shows_drift_once_its_rule_is_removed(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    config_path = write_config(tmp_path, archive=archive)
+    without_rules = config_path.read_text()
+    config_path.write_text(without_rules + LEAVE_HEVC_ALONE)
+    make_hevc(tmp_path / "tv" / "hevc.mkv")
+    agent = Agent.from_file(config_path)
+    try:
+        asyncio.run(agent.scan())
+    finally:
+        agent.close()
+
+    in_sync = run_plan(config_path)
+    config_path.write_text(without_rules)  # the owner no longer leaves HEVC alone
+    drifted = run_plan(config_path)
+
+    assert in_sync.returncode == 0, in_sync.stdout + in_sync.stderr
+    assert in_sync.stdout.splitlines()[-1] == "Plan: in sync, nothing to do."
+    assert drifted.returncode == 0, drifted.stderr  # drift is a report: the copy is kept
+    assert "  ~ drift     hevc.mkv (preset changed; output kept: TV/hevc.mkv)" in drifted.stdout.splitlines()
