@@ -122,7 +122,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--keep", type=Path, help="build the tree here and keep it")
+    parser.add_argument(
+        "--keep", type=Path, help="build the tree here and keep it, and what parts pickup and idle record (DIR/encoded)"
+    )
     parser.add_argument("--parts", default="plan,pickup", help="comma-separated parts to run: plan, pickup, idle")
     parser.add_argument("--idle-seconds", type=float, default=30.0, help="how long part idle watches the agent")
     arguments = parser.parse_args()
@@ -136,9 +138,9 @@ def main() -> None:
             make_tree(source, arguments.files)
             print(f"made {arguments.files} files in {time.perf_counter() - started:.1f}s under {source}")
         if "pickup" in parts:
-            bench_pickup(root, source, tries=10)
+            bench_pickup(root, source, tries=10, keep=arguments.keep is not None)
         if "idle" in parts:
-            bench_idle(root, source, seconds=arguments.idle_seconds)
+            bench_idle(root, source, seconds=arguments.idle_seconds, keep=arguments.keep is not None)
         if "plan" not in parts:
             return
         config = write_config(root)
@@ -173,15 +175,13 @@ def main() -> None:
 PICKUP_STABLE_AFTER = 2.0
 
 
-def bench_pickup(root: Path, source: Path, *, tries: int) -> None:
+def bench_pickup(root: Path, source: Path, *, tries: int, keep: bool = False) -> None:
     """One file added to the library of a running agent: seconds from its close to its job
     being queued, median of `tries`, against stable_after + 2 s. Leaves `source` as it was."""
-    work = root / "pickup"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
+    work, reuse = _encoded_work(root, "pickup", keep=keep)
     port = _free_port()
     closed_hour = (datetime.now(UTC).astimezone().hour + 12) % 24  # the gate holds every job: nothing encodes
-    config = work / "config.yaml"
+    config = work / "pickup.yaml"
     config.write_text(
         "version: 1\n"
         "paths: {archive: archive, state_dir: state}\n"
@@ -194,9 +194,7 @@ def bench_pickup(root: Path, source: Path, *, tries: int) -> None:
         "auth: {jwt_secret_file: state/jwt.secret, bcrypt_rounds: 4}\n"
         f"server: {{listen: '127.0.0.1:{port}'}}\n"
     )
-    started = time.perf_counter()
-    count = _record_everything_encoded(config)
-    print(f"pickup: recorded {count} files as encoded in {time.perf_counter() - started:.1f}s")
+    _record_unless_reused(config, work, reuse=reuse, keep=keep, part="pickup")
     log = (work / "agent.log").open("wb")
     agent = subprocess.Popen(
         [*HB2R, "run", str(config)], cwd=Path(__file__).parent.parent, stdout=log, stderr=subprocess.STDOUT
@@ -236,20 +234,19 @@ def bench_pickup(root: Path, source: Path, *, tries: int) -> None:
         log.close()
         for path in added:
             path.unlink(missing_ok=True)
-        shutil.rmtree(work, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 IDLE_INTERVAL = 3.0
 
 
-def bench_idle(root: Path, source: Path, *, seconds: float) -> None:
+def bench_idle(root: Path, source: Path, *, seconds: float, keep: bool = False) -> None:
     """A running agent over an unchanged, fully encoded library: its passes against `find`, its
     CPU while it only passes, and its memory."""
-    work = root / "idle"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
+    work, reuse = _encoded_work(root, "idle", keep=keep)
     port = _free_port()
-    config = work / "config.yaml"
+    config = work / "idle.yaml"
     config.write_text(
         "version: 1\n"
         "paths: {archive: archive, state_dir: state}\n"
@@ -261,9 +258,7 @@ def bench_idle(root: Path, source: Path, *, seconds: float) -> None:
         "auth: {jwt_secret_file: state/jwt.secret, bcrypt_rounds: 4}\n"
         f"server: {{listen: '127.0.0.1:{port}'}}\n"
     )
-    started = time.perf_counter()
-    count = _record_everything_encoded(config)
-    print(f"idle: recorded {count} files as encoded in {time.perf_counter() - started:.1f}s")
+    _record_unless_reused(config, work, reuse=reuse, keep=keep, part="idle")
     find = f"find {source} -type f -printf '%p %s %T@\\n' | wc -l"
     time_shell(find)
     find_median = statistics.median(time_shell(find) for _ in range(5))
@@ -296,7 +291,31 @@ def bench_idle(root: Path, source: Path, *, seconds: float) -> None:
     finally:
         stop_agent(agent)
         log.close()
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _encoded_work(root: Path, part: str, *, keep: bool) -> tuple[Path, bool]:
+    """Return the folder a part runs its agent in, and whether it holds a state recorded earlier:
+    with --keep, one folder ("encoded") shared by the parts and by later runs on the same tree,
+    left as the last agent left it; else a new folder of the part's own."""
+    work = root / ("encoded" if keep else part)
+    reuse = keep and (work / "recorded").exists()
+    if not reuse:
         shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+    return work, reuse
+
+
+def _record_unless_reused(config: Path, work: Path, *, reuse: bool, keep: bool, part: str) -> None:
+    if reuse:
+        print(f"{part}: the state and outputs recorded by an earlier run (--keep), as its agent left them")
+        return
+    started = time.perf_counter()
+    count = _record_everything_encoded(config)
+    print(f"{part}: recorded {count} files as encoded in {time.perf_counter() - started:.1f}s")
+    if keep:
+        (work / "recorded").touch()
 
 
 def _cpu_seconds(pid: int) -> float:

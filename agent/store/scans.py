@@ -275,6 +275,9 @@ def _changed_rows(
     and newest change in `counts` and `newest`."""
     rows: list[tuple[object, ...]] = []
     gone: list[tuple[str, str]] = []
+    remembered_in: dict[str, list[str]] = {}
+    for rel_path in previous:
+        remembered_in.setdefault(_folder(rel_path), []).append(rel_path)
     for folder, files in listed.items():
         present = set()
         for source in files:
@@ -289,8 +292,7 @@ def _changed_rows(
                 rows.append((library, source.rel_path, folder, row.size, row.mtime_ns, row.ctime_ns, row.fingerprint,
                              row.changed_at_ns))  # fmt: skip
         counts[folder] = len(files)
-        gone.extend((library, rel_path) for rel_path in previous if _folder(rel_path) == folder
-                    and rel_path not in present)  # fmt: skip
+        gone.extend((library, rel_path) for rel_path in remembered_in.get(folder, ()) if rel_path not in present)
     return rows, gone
 
 
