@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from agent.config.models import Library, Preset
 from agent.domain import (
@@ -40,9 +41,16 @@ from agent.domain import (
     TranscodeReason,
     Wait,
 )
-from agent.identity import output_namer
+from agent.identity import copy_output_path, decided_identity, library_identity, output_namer
 
 NS_PER_SECOND = 1_000_000_000
+# A ledger row of a source published as it is (a rule's `copy`) holds "copy:" + the library's
+# preset identity when it was copied: its output keeps the source's extension, and a change of
+# the preset (or its rules) is drift like any other.
+COPY_MARK = "copy:"
+# A ledger row of a source whose encode saved too little with `larger_output: skip`: nothing was
+# published, and the file is not encoded again while its content and the preset stay the same.
+SKIP_MARK = "skip:"
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,15 @@ class LibraryContext:
     preset: Preset
     preset_hash: str | None  # the current preset identity; None if HandBrakeCLI cannot tell
     hidden: tuple[str, ...] = ()  # prefixes of paths an unreadable folder hides ("Locked/")
+    # the identities of the presets the library's rules and `hdr:` name: an output encoded with
+    # one of them is in sync (the rules chose it), not drift
+    rule_hashes: frozenset[str] = frozenset()
+
+    @cached_property
+    def decided_hashes(self) -> frozenset[str]:
+        """The identities a copy's or a skip's ledger row holds while the rules that made it stand."""
+        hashes = {self.preset_hash, *self.rule_hashes} - {None}
+        return frozenset(decided_identity(found, self.library) for found in hashes if found is not None)
 
     @property
     def stable_after_ns(self) -> int:
@@ -160,6 +177,15 @@ def plan_batch(
     return actions, Claims(frozenset(used_fingerprints), frozenset(renamed), frozenset(taken))
 
 
+def rule_hashes(library: Library, preset_hashes: Mapping[str, str]) -> frozenset[str]:
+    """Return the identities of the presets a library's rules and `hdr:` name, other than its own."""
+    names = {rule.preset for rule in library.rules or () if rule.preset is not None}
+    if library.hdr not in (None, "copy", "skip"):
+        names.add(library.hdr)
+    names.discard(library.preset)
+    return frozenset(found for name in names if (found := library_identity(library, preset_hashes, name)) is not None)
+
+
 def plan_vanished(
     library: str, vanished: Iterable[LedgerEntry], outputs: Container[str], claims: Claims
 ) -> Iterator[Drift]:
@@ -250,14 +276,28 @@ def _plan_recorded(
     name = context.library.name
     if not same_content(entry, source):
         return Transcode(name, source, desired, TranscodeReason.CHANGED)
+    if entry.preset_hash.startswith(SKIP_MARK):
+        decided = entry.preset_hash[len(SKIP_MARK) :]
+        if context.preset_hash is not None and decided not in context.decided_hashes:
+            if reencode:
+                return Transcode(name, source, desired, TranscodeReason.PRESET_CHANGED)
+            return Drift(name, source.rel_path, entry.output_path, DriftReason.PRESET_CHANGED)
+        return Skip(name, source.rel_path, "its encode saved too little (larger_output: skip); nothing published")
     if entry.output_path not in outputs:
         return Transcode(name, source, desired, TranscodeReason.OUTPUT_MISSING)
     current_hash = context.preset_hash
-    preset_changed = current_hash is not None and entry.preset_hash != current_hash
+    encoded_at = desired  # where a new encode goes (the rules may make it a copy again)
+    if entry.preset_hash.startswith(COPY_MARK):  # the source itself, published by a rule: its own extension
+        desired = copy_output_path(desired, source.rel_path)
+        decided = entry.preset_hash[len(COPY_MARK) :]
+        preset_changed = current_hash is not None and decided not in context.decided_hashes
+    else:
+        preset_changed = current_hash is not None and entry.preset_hash != current_hash
+        preset_changed = preset_changed and entry.preset_hash not in context.rule_hashes
     same_container = entry.output_path.rsplit(".", 1)[-1] == desired.rsplit(".", 1)[-1]
     if preset_changed or not same_container:
         if reencode:
-            return Transcode(name, source, desired, TranscodeReason.PRESET_CHANGED)
+            return Transcode(name, source, encoded_at, TranscodeReason.PRESET_CHANGED)
         return Drift(name, source.rel_path, entry.output_path, DriftReason.PRESET_CHANGED)
     if entry.output_path != desired:  # the library's output folder was renamed in the config
         return RenameOutput(name, source, source.rel_path, entry.output_path, desired)

@@ -79,10 +79,17 @@ def _parser() -> argparse.ArgumentParser:
 
     plan = commands.add_parser("plan", help="show what the agent would do, without doing it")
     plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    plan.add_argument(
+        "--probe",
+        action="store_true",
+        help="read the media facts of new files now, to show what the rules make of them (slow on a big library)",
+    )
     _config_argument(plan)
     plan.set_defaults(handler=_plan)
 
-    jobs = commands.add_parser("jobs", help="list the transcode jobs (reads only; works while the agent runs)")
+    jobs = commands.add_parser(
+        "jobs", help="list the transcode jobs (reads only; works while the agent runs); --front ID moves one first"
+    )
     jobs.add_argument(
         "--state",
         type=_job_state,
@@ -101,6 +108,13 @@ def _parser() -> argparse.ArgumentParser:
         "--before", type=_job_number, metavar="JOB_ID", help="only jobs older than this one: the next page"
     )
     jobs.add_argument("--json", action="store_true", help="print the jobs as JSON")
+    jobs.add_argument(
+        "--front",
+        type=_job_number,
+        metavar="JOB_ID",
+        help="move this queued or failed job to the front of the queue (it starts next; a failed one's wait is "
+        "waived) instead of listing",
+    )
     _config_argument(jobs)
     jobs.set_defaults(handler=_jobs)
 
@@ -279,7 +293,7 @@ def _plan(arguments: argparse.Namespace) -> int:
 
     def write(state: PlanState) -> bool:
         writer = PlanWriter(config, state, as_json=arguments.json, watch=watch, out=sys.stdout, now_ns=now_ns,
-                            warn=_warn)  # fmt: skip
+                            warn=_warn, probe=arguments.probe)  # fmt: skip
         return writer.write()
 
     try:
@@ -294,11 +308,13 @@ def _plan(arguments: argparse.Namespace) -> int:
 
 
 def _jobs(arguments: argparse.Namespace) -> int:
-    from agent.cli_jobs import list_jobs
+    from agent.cli_jobs import front_job, list_jobs
 
     loaded = _load(arguments)
     if loaded is None:
         return EXIT_ERROR
+    if arguments.front is not None:
+        return front_job(arguments.front, loaded.config)
     return list_jobs(arguments, loaded.config)
 
 

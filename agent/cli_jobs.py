@@ -1,4 +1,4 @@
-"""The bodies of `hb2r jobs` and `hb2r retry`, apart from the parser in `agent.cli`.
+"""The bodies of `hb2r jobs` (and its `--front`) and `hb2r retry`, apart from the parser in `agent.cli`.
 
 Kept out of `agent/cli.py` so that module stays argument parsing and dispatch. Both read
 the store the config names directly, so they work while the agent runs (SQLite WAL, or
@@ -99,6 +99,30 @@ def _next_page(arguments: argparse.Namespace, before: int) -> str:
     return shlex.join(
         ["hb2r", "jobs", *(part for name, value in options if value is not None for part in (name, str(value)))]
     )
+
+
+def front_job(job_id: int, config: Config) -> int:
+    """Given a job id and the config, move that waiting job to the front of the queue; return the exit code."""
+    try:
+        if not has_state(config):  # no queue yet; do not make a database to say so
+            print(f"error: there is no job {job_id} ({no_state_yet(config)}); nothing was changed", file=sys.stderr)
+            return EXIT_ERROR
+        store = store_for(config)
+        try:
+            job = store.move_to_front(job_id, now=datetime.now(UTC))
+        finally:
+            store.close()
+    except jobs.JobError as error:
+        print(f"error: {error}; nothing was changed", file=sys.stderr)
+        return EXIT_ERROR
+    except StateError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except StoreError as error:
+        print(f"error: {store_failure(config, error)}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"Moved job {job.id} ({shown(job.library)}: {shown(job.rel_path)}) to the front: it starts next")
+    return EXIT_OK
 
 
 def retry_jobs(job_id: int | None, config: Config) -> int:

@@ -154,10 +154,15 @@ class DriftReason(StrEnum):
 
 
 class Transcode(NamedTuple):
+    """Encode a source. `why` says which rule chose it (`agent.rules`, "" before rules decided);
+    `preset` names the preset a rule or `hdr:` asked for instead of the library's (None: the library's)."""
+
     library: str
     source: SourceFile
     output_path: str
     reason: TranscodeReason
+    why: str = ""
+    preset: str | None = None
 
     @property
     def kind(self) -> str:
@@ -212,6 +217,21 @@ class Drift(NamedTuple):
         return "drift"
 
 
+class Copy(NamedTuple):
+    """Publish the source itself, as it is (a rule or `hdr:` said so; `why` says which). Its
+    output keeps the source's extension: the bytes are the source's, not the preset's container."""
+
+    library: str
+    source: SourceFile
+    output_path: str
+    why: str
+    rule: str | None
+
+    @property
+    def kind(self) -> str:
+        return "copy"
+
+
 class Skip(NamedTuple):
     """A file that will not be encoded until a person acts (empty, bad name, output taken)."""
 
@@ -246,10 +266,10 @@ class UserChange:
     password_hash: str = field(repr=False, default="")
 
 
-Action = Transcode | RenameOutput | Adopt | Wait | Drift | Skip | PauseLibrary | UserChange
+Action = Transcode | Copy | RenameOutput | Adopt | Wait | Drift | Skip | PauseLibrary | UserChange
 
 # Actions that change something; the others only report.
-CHANGES = (Transcode, RenameOutput, Adopt, Wait, UserChange)
+CHANGES = (Transcode, Copy, RenameOutput, Adopt, Wait, UserChange)
 
 
 @dataclass(frozen=True)

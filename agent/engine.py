@@ -43,12 +43,13 @@ from typing import Any
 
 from agent import archive_checks, publish
 from agent.archive_walk import ArchiveWalk
-from agent.batch_plan import Claims, LibraryContext
+from agent.batch_plan import COPY_MARK, Claims, LibraryContext
 from agent.conditions import ERROR, PAUSED, Condition, library_condition
-from agent.config.models import Config
+from agent.config.models import Config, Library
 from agent.domain import (
     Action,
     Adopt,
+    Copy,
     Drift,
     LedgerEntry,
     PauseLibrary,
@@ -60,6 +61,7 @@ from agent.domain import (
     Transcode,
     Wait,
 )
+from agent.identity import decided_identity, library_identity
 from agent.incremental_scan import Missed, combined, full_pass_due, missed_pages, what_to_record
 from agent.mounts import WatchStatus
 from agent.notify import events as notify_events
@@ -75,7 +77,10 @@ from agent.plan_from_store import (
     pause_counts,
     plan_library_tail,
 )
+from agent.probing import probe_each
+from agent.publish_copy import publish_copy
 from agent.queued_plan import COUNT_KEYS, QueuedPlan, with_jobs
+from agent.rules import ruled
 from agent.scan import LibraryWalk
 from agent.store.holds import Hold
 from agent.store.protocol import Store
@@ -238,7 +243,8 @@ async def reconcile(
             now_ns=now_ns,
             claimed=claimed,
         )
-        async for stretch in _stretches_of(steps, fingerprints_from_disk(library)):
+        async for planned in _stretches_of(steps, fingerprints_from_disk(library)):
+            stretch = await acting.rule(library, planned)
             for action in stretch:
                 report.add(action)
                 memory.note(action)
@@ -365,7 +371,7 @@ class QuietFolder:
 
 # Actions after which a folder is planned again next pass: work the agent has yet to do there,
 # or did this pass (its ledger rows changed), or files still settling.
-_BUSY = (Transcode, Wait, RenameOutput, Adopt)
+_BUSY = (Transcode, Copy, Wait, RenameOutput, Adopt)
 
 
 @dataclass
@@ -409,9 +415,10 @@ class PlannedFolders:
                 quiet.reported.add(key)
 
 
-def _folder_of(action: Transcode | Wait | RenameOutput | Adopt | Drift | Skip) -> str:
-    rel_path = action.source.rel_path if isinstance(action, Transcode | RenameOutput | Adopt) else action.rel_path
-    return rel_path.rpartition("/")[0]
+def _folder_of(action: Transcode | Copy | Wait | RenameOutput | Adopt | Drift | Skip) -> str:
+    if isinstance(action, Transcode | Copy | RenameOutput | Adopt):
+        return action.source.rel_path.rpartition("/")[0]
+    return action.rel_path.rpartition("/")[0]
 
 
 def _affected(
@@ -514,6 +521,9 @@ class _Acting:
             elif isinstance(action, Adopt):
                 fingerprint = fingerprints.get(action.source.rel_path) or action.source.fingerprint
                 _adopt(self.state, self.store, action, fingerprint, log=self.log, now=self.stamp)
+        for action in stretch:
+            if isinstance(action, Copy):
+                await _copy(self.state, self.store, action, log=self.log, now=self.stamp)
         by_file = {(library, rel_path): found for rel_path, found in fingerprints.items()}
         self.queued += _queue(self.state, self.store, to_queue, by_file, log=self.log, now=self.stamp)
         for action in to_queue:
@@ -522,6 +532,40 @@ class _Acting:
         plan = Plan(tuple(stretch))
         jobs = self.store.unfinished_of_files(library, [action.source.rel_path for action in to_queue])
         self.tally.add_queued(with_jobs(plan, jobs, fingerprints=by_file, preset_hashes=hashes))
+
+    async def rule(self, library: Library, stretch: list[Action]) -> list[Action]:
+        """Return the stretch with its transcodes as the library's rules make them (`agent.rules`):
+        their fingerprints read (within the pass's budget), each content's facts read from the
+        store or probed once (ffprobe in a thread) and kept, whatever it says."""
+        transcodes = [action for action in stretch if isinstance(action, Transcode)]
+        if not transcodes:
+            return stretch
+        read = await self._fingerprints(library.name, list(transcodes))
+        sources = {
+            action.source.rel_path: action.source._replace(fingerprint=action.source.fingerprint or found)
+            for action in transcodes
+            if (found := action.source.fingerprint or read.get(action.source.rel_path)) is not None
+        }
+        paths = {source.fingerprint: library.source / rel for rel, source in sources.items() if source.fingerprint}
+        known = self.store.facts_for(paths)
+        probed = await asyncio.to_thread(probe_each, {fp: path for fp, path in paths.items() if fp not in known},
+                                         now=self.stamp)  # fmt: skip
+        with self.store.transaction():
+            for fingerprint, probe in probed.items():
+                self.store.record_facts(fingerprint, facts=probe.facts, error=probe.error, now=self.stamp)
+                if probe.error is not None:
+                    self.log.warning("media facts unreadable", library=library.name, error=probe.error)
+            self.store.remember_fingerprints(
+                library.name, {rel: (src.size, src.mtime_ns, src.fingerprint or "") for rel, src in sources.items()}
+            )
+        known |= probed
+        ruled_stretch: list[Action] = []
+        for action in stretch:
+            if isinstance(action, Transcode) and action.source.rel_path in sources:
+                source = sources[action.source.rel_path]
+                action = ruled(action._replace(source=source), known.get(source.fingerprint or ""), library=library)
+            ruled_stretch.append(action)
+        return ruled_stretch
 
     async def _fingerprints(self, library: str, actions: list[Transcode | Adopt]) -> dict[str, str]:
         """Return the fingerprints of these actions' sources: those the scan memory holds (free),
@@ -717,7 +761,12 @@ def _queue(
     with store.transaction():
         for action in to_queue:
             fingerprint = action.source.fingerprint or fingerprints.get((action.library, action.source.rel_path))
-            preset_hash = hashes.get(action.library)
+            # a preset a rule or `hdr:` chose: the job's identity names it, and the worker encodes with it
+            chosen = action.preset
+            library = next(each for each in state.config.libraries if each.name == action.library)
+            preset_hash = (
+                hashes.get(action.library) if chosen is None else library_identity(library, state.preset_hashes, chosen)
+            )
             if fingerprint is None or preset_hash is None:
                 continue  # not read yet (budget, or vanished since the scan): a later pass queues it
             if _encoded_since_the_scan(state, store, action, fingerprint, preset_hash):
@@ -856,9 +905,50 @@ def _adopt(
     log.info("output adopted", library=action.library, path=action.source.rel_path, output=action.output_path)
 
 
+async def _copy(state: EngineState, store: Store, action: Copy, *, log: Any, now: datetime) -> None:
+    """Publish a source itself (`agent.publish_copy`, in a thread) and record it in the ledger
+    with the library's preset identity, so that it is in sync, not encoded, from then on."""
+    config = state.config
+    preset_hash = _library_preset_hashes(state).get(action.library)
+    library = next(each for each in config.libraries if each.name == action.library)
+    fingerprint = action.source.fingerprint
+    if fingerprint is None or preset_hash is None:
+        return  # not read yet (the pass's budget): a later pass copies it
+    archive = config.paths.archive
+    instance = publish.instance_tag(config.paths.state_dir)
+    temp = archive / publish.PARTIAL_DIR / f"{instance}-copy-{fingerprint.replace(':', '-')}"
+    try:
+        publish.prepare_partial_dir(archive)
+        how = await asyncio.to_thread(
+            publish_copy, library.source / action.source.rel_path, archive / action.output_path, temp=temp,
+            access=archive_checks.access(config), may_replace=store.made_output(action.output_path),
+        )  # fmt: skip
+    except (OSError, publish.PublishConflict) as error:
+        log.warning("copy failed", library=action.library, path=action.source.rel_path, error=str(error))
+        return
+    with store.transaction():
+        store.forget_output(action.output_path)  # a vanished source's, taken over
+        store.record_output(
+            LedgerEntry(
+                library=action.library,
+                rel_path=action.source.rel_path,
+                fingerprint=fingerprint,
+                size=action.source.size,
+                mtime_ns=action.source.mtime_ns,
+                preset_hash=COPY_MARK + decided_identity(preset_hash, library),
+                output_path=action.output_path,
+            ),
+            encoded_at=now.isoformat(),
+            output_size=action.source.size,
+        )
+    state.recorded_output_folders = None  # a new output folder may have appeared
+    log.info("source copied", library=action.library, path=action.source.rel_path, output=action.output_path,
+             how=how, why=action.why)  # fmt: skip
+
+
 def _library_preset_hashes(state: EngineState) -> dict[str, str | None]:
     """Return each library's preset identity (None where HandBrakeCLI could not tell it)."""
-    return {library.name: state.preset_hashes.get(library.preset) for library in state.config.libraries}
+    return {library.name: library_identity(library, state.preset_hashes) for library in state.config.libraries}
 
 
 async def check_archive(state: EngineState, *, log: Any) -> None:

@@ -73,6 +73,13 @@ class Metrics:
             ["target", "event", "outcome"],
             registry=self.registry,
         )
+        self.larger_outputs = Counter(
+            "hb2r_larger_output",
+            "Verified encodes that saved less than larger_output.min_saving, by library and what was done instead: "
+            "copy (the source published), keep (the encode published anyway), skip (nothing published).",
+            ["library", "then"],
+            registry=self.registry,
+        )
         self.registry.register(_StateCollector(store, snapshot, version))
 
     def job_finished(self, *, library: str, outcome: str, seconds: float, bytes_read: int, bytes_written: int) -> None:
@@ -80,6 +87,9 @@ class Metrics:
         self.bytes_read.labels(library).inc(bytes_read)
         if bytes_written:
             self.bytes_written.labels(library).inc(bytes_written)
+
+    def larger_output(self, *, library: str, then: str) -> None:
+        self.larger_outputs.labels(library, then).inc()
 
     def notification(self, *, target: str, event: str, outcome: str) -> None:
         self.notifications.labels(target, event, outcome).inc()

@@ -50,6 +50,7 @@ from agent.batch_plan import (
     plan_batch,
     plan_vanished,
     renamable_by_fingerprint,
+    rule_hashes,
 )
 from agent.config.models import Config, Library, Preset, User
 from agent.domain import (
@@ -68,6 +69,7 @@ from agent.domain import (
     UserRecord,
 )
 from agent.domain import Ledger as LedgerState
+from agent.identity import library_identity
 from agent.pause import PauseCounts, pause_reason
 
 
@@ -202,8 +204,9 @@ class _LibraryFacts:
         return tuple(folder.rstrip("/") + "/" for folder in self.observed.unreadable_dirs)
 
     def context(self) -> LibraryContext:
-        preset_hash = self.observation.preset_hashes.get(self.library.preset)
-        return LibraryContext(self.library, self.preset, preset_hash, self.hidden_prefixes())
+        preset_hash = library_identity(self.library, self.observation.preset_hashes)
+        hashes = rule_hashes(self.library, self.observation.preset_hashes)
+        return LibraryContext(self.library, self.preset, preset_hash, self.hidden_prefixes(), hashes)
 
     def batch(self, *, renamable: dict[str, LedgerEntry]) -> FolderBatch:
         """Return the whole library as one batch."""

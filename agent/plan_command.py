@@ -12,22 +12,28 @@ and "pending" and "summary" after them, as they are known only at the end.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import IO, Protocol
+from datetime import UTC, datetime
+from typing import IO, Any, Protocol
 
 from agent.archive_lookup import ArchiveLookup
 from agent.archive_walk import archive_presence
+from agent.batch_plan import rule_hashes
 from agent.config.models import Config, Library
 from agent.domain import Action, ArchiveObservation, LedgerEntry, PauseLibrary, Plan, SeenFile, Transcode, UserRecord
+from agent.identity import library_identity
 from agent.mounts import PickUp
 from agent.observe import fingerprint_of, preset_hashes
 from agent.plan import plan_users
+from agent.plan_rules import rule_stretch
 from agent.plan_stream import PlanFacts, plan_library_streamed
 from agent.queued_plan import COUNT_KEYS, JobView, QueuedPlan, files_with_jobs, with_jobs
 from agent.render import action_json, action_lines, heading_lines, paused_lines, summary_of, user_lines
+from agent.store.media_facts import StoredFacts
 
 
 class PlanState(PlanFacts, Protocol):
@@ -36,6 +42,7 @@ class PlanState(PlanFacts, Protocol):
     def unfinished_of_files(self, library: str, rel_paths: Sequence[str]) -> Sequence[JobView]: ...
     def load_users(self) -> tuple[UserRecord, ...]: ...
     def recorded_output_folders(self) -> set[str]: ...
+    def facts_for(self, fingerprints: Collection[str]) -> dict[str, StoredFacts]: ...
 
 
 class NoState:
@@ -49,6 +56,9 @@ class NoState:
 
     def recorded_output_folders(self) -> set[str]:
         return set()
+
+    def facts_for(self, fingerprints: Collection[str]) -> dict[str, StoredFacts]:
+        return {}
 
     def ledger_in_folders(self, library: str, folders: Sequence[str]) -> dict[str, LedgerEntry]:
         return {}
@@ -122,6 +132,7 @@ class PlanWriter:
         out: IO[str],
         now_ns: int,
         warn: Callable[[str], None],
+        probe: bool = False,
     ) -> None:
         self.config = config
         self.state = state
@@ -130,6 +141,7 @@ class PlanWriter:
         self.out = out
         self.now_ns = now_ns
         self.warn = warn
+        self.probe = probe  # read and probe the files whose facts are not known yet (`agent.plan_rules`)
         self.totals = _Totals()
         self._hashes: dict[str, str] | None = None
         self._first_json = True
@@ -166,19 +178,21 @@ class PlanWriter:
         part = _Library()
         try:
 
-            def emit(stretch: Sequence[Action]) -> None:
+            def emit(planned: Sequence[Action]) -> None:
+                stretch, facts = self._ruled(library, planned)
                 queued = self._queued(library, stretch)
                 part.totals.add(queued)
                 part.actions += len(stretch)
                 if self.as_json:
-                    lines = [json.dumps(action_json(action, queued)) for action in stretch]
+                    lines = [json.dumps(_with_facts(action_json(action, queued), facts)) for action in stretch]
                 else:
                     lines = list(action_lines(queued, attempts_allowed=self.config.retry.attempts))
                 part.spool.write("\n".join(lines) + "\n")
 
             outcome = plan_library_streamed(
                 self.config, library, self.state, archive=archive, lookup=lookup,
-                preset_hash=self._hashes.get(library.preset) if self._hashes else None,
+                preset_hash=library_identity(library, self._hashes) if self._hashes else None,
+                rule_hashes=rule_hashes(library, self._hashes) if self._hashes else frozenset(),
                 excluded=(self.config.paths.archive, self.config.paths.state_dir), now_ns=self.now_ns,
                 emit=emit, restart=part.restart,
             )  # fmt: skip
@@ -231,14 +245,36 @@ class PlanWriter:
             if (library.name, action.source.rel_path) in with_job and action.source.fingerprint is None
             and (found := fingerprint_of(library.source / action.source.rel_path, action.source, None)) is not None
         }  # fmt: skip
-        hashes = self._preset_hashes()
-        by_library = {library.name: hashes[library.preset]} if library.preset in hashes else {}
+        identity = library_identity(library, self._preset_hashes())
+        by_library = {library.name: identity} if identity is not None else {}
         return with_jobs(plan, jobs, fingerprints=fingerprints, preset_hashes=by_library)
+
+    def _ruled(self, library: Library, stretch: Sequence[Action]) -> tuple[list[Action], dict[str, StoredFacts]]:
+        """Return the stretch with its transcodes as the library's rules make them (`agent.plan_rules`),
+        and what is known of each ruled file, by path."""
+        folders = sorted(
+            {action.source.rel_path.rpartition("/")[0] for action in stretch if isinstance(action, Transcode)}
+        )
+        if not folders:
+            return list(stretch), {}
+        seen = self.state.seen_in_folders(library.name, folders)
+        return rule_stretch(library, stretch, seen=seen, read_facts=self.state.facts_for, now=datetime.now(UTC),
+                            read_unknown=self.probe)  # fmt: skip
 
     def _preset_hashes(self) -> dict[str, str]:
         if self._hashes is None:
             self._hashes = preset_hashes(self.config, warn=self.warn)
         return self._hashes
+
+
+def _with_facts(data: dict[str, Any], facts: Mapping[str, StoredFacts]) -> dict[str, Any]:
+    """Return an action's JSON with its file's media facts (or why they could not be read), where known."""
+    known = facts.get(str(data.get("path", ""))) if data.get("kind") in ("transcode", "copy", "skip") else None
+    if known is not None:
+        data["facts"] = None if known.facts is None else dataclasses.asdict(known.facts)
+        if known.error is not None:
+            data["facts_error"] = known.error
+    return data
 
 
 def _archive_now(config: Config, folders: Collection[str]) -> ArchiveObservation:

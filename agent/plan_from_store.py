@@ -27,10 +27,11 @@ from agent.batch_plan import (
     fingerprints_needed_in_batch,
     plan_batch,
     plan_vanished,
+    rule_hashes,
 )
 from agent.config.models import Config, Library
 from agent.domain import Action, LedgerEntry, LibraryObservation, ScanProblem, SeenFile, Skip, SourceFile
-from agent.identity import output_namer
+from agent.identity import library_identity, output_namer
 from agent.pause import PauseCounts
 
 # Files per batch: folders are added to a batch until it holds this many (a folder is never split).
@@ -72,7 +73,10 @@ def library_context_of(
 ) -> LibraryContext:
     """Return a library's context for planning it batch by batch, from its walk alone (no ledger)."""
     hidden = tuple(folder.rstrip("/") + "/" for folder in observed.unreadable_dirs)
-    return LibraryContext(library, config.preset_for(library), preset_hashes.get(library.preset), hidden)
+    return LibraryContext(
+        library, config.preset_for(library), library_identity(library, preset_hashes), hidden,
+        rule_hashes(library, preset_hashes),
+    )  # fmt: skip
 
 
 def pause_counts(

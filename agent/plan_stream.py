@@ -139,12 +139,13 @@ def plan_library_streamed(
     now_ns: int,
     emit: Emit,
     restart: Callable[[], None],
+    rule_hashes: frozenset[str] = frozenset(),
 ) -> Outcome:
     """Walk and plan one library, emitting its actions a stretch at a time (see the module docstring);
     `restart` is called when the library is planned again: what was emitted before is dropped."""
     name = library.name
     configured = {each.name for each in config.libraries}
-    context = LibraryContext(library, config.preset_for(library), preset_hash)
+    context = LibraryContext(library, config.preset_for(library), preset_hash, rule_hashes=rule_hashes)
     vanished: list[LedgerEntry] = []
     walked: set[str] = set()
     walk = FolderWalk(library, excluded=excluded, now_ns=now_ns)
@@ -184,7 +185,7 @@ def plan_library_streamed(
                           max_vanish_percent=config.scan.max_vanish_percent)  # fmt: skip
     if reason is not None:
         return Outcome(files, paused=reason)
-    context = LibraryContext(library, context.preset, preset_hash, hidden)
+    context = LibraryContext(library, context.preset, preset_hash, hidden, rule_hashes)
     if uncertain:  # plan it all again, every vanished row known
         again = FolderWalk(library, excluded=excluded, now_ns=now_ns)
         claimed.clear()

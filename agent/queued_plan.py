@@ -39,7 +39,19 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Protocol
 
-from agent.domain import CHANGES, Adopt, Drift, PauseLibrary, Plan, RenameOutput, Skip, Transcode, UserChange, Wait
+from agent.domain import (
+    CHANGES,
+    Adopt,
+    Copy,
+    Drift,
+    PauseLibrary,
+    Plan,
+    RenameOutput,
+    Skip,
+    Transcode,
+    UserChange,
+    Wait,
+)
 
 FileKey = tuple[str, str]  # (library, rel_path)
 
@@ -103,6 +115,7 @@ _COUNTED: tuple[tuple[str, type | Stage], ...] = (
     ("failed", Stage.FAILED),
     ("dead", Stage.DEAD),
     ("cancelled", Stage.CANCELLED),
+    ("copy", Copy),
     ("rename", RenameOutput),
     ("adopt", Adopt),
     ("wait", Wait),
@@ -185,7 +198,8 @@ def with_jobs(
         content = action.source.fingerprint or fingerprints.get(key)
         if not candidates or content is None:
             continue
-        preset = preset_hashes.get(action.library)
+        # a preset a rule or `hdr:` chose has an identity of its own: the content alone pairs the job
+        preset = preset_hashes.get(action.library) if action.preset is None else None
         same = [
             job for job in candidates if job.fingerprint == content and (preset is None or job.preset_hash == preset)
         ]

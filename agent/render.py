@@ -20,6 +20,7 @@ from agent.config.units import format_duration
 from agent.domain import (
     Action,
     Adopt,
+    Copy,
     Drift,
     Observation,
     PauseLibrary,
@@ -42,6 +43,7 @@ _SUMMARY: dict[str, tuple[str, str]] = {
     "failed": ("{} to retry", "{} to retry"),
     "dead": ("{} dead", "{} dead"),
     "cancelled": ("{} cancelled", "{} cancelled"),
+    "copy": ("{} to copy", "{} to copy"),
     "rename": ("{} to rename", "{} to rename"),
     "adopt": ("{} to adopt", "{} to adopt"),
     "wait": ("{} waiting", "{} waiting"),
@@ -150,10 +152,10 @@ def _transcode_line(action: Transcode, queued: QueuedPlan, *, attempts_allowed: 
     paths = f"{shown(action.source.rel_path)} -> {shown(action.output_path)}"
     job = queued.job_of(action)
     if job is None:  # the usual case: no job yet
-        return f"  + transcode {paths} ({action.reason})"
+        return f"  + transcode {paths} ({action.reason}{_why(action)})"
     stage = queued.stage_of(action)
     if stage is Stage.TO_QUEUE:
-        return f"  + transcode {paths} ({action.reason})"
+        return f"  + transcode {paths} ({action.reason}{_why(action)})"
     error = first_line(job.error)
     because = f": {error}" if error else ""
     match stage:
@@ -175,6 +177,12 @@ def _transcode_line(action: Transcode, queued: QueuedPlan, *, attempts_allowed: 
             return f"  x cancelled {paths} ({action.reason}; job {job.id} was cancelled; {again})"
 
 
+def _why(action: Transcode) -> str:
+    """Return what a transcode's line adds when a rule or `hdr:` decided it: why, and the preset named."""
+    why = f"; {escaped(action.why)}" if action.why else ""
+    return why + (f"; preset {shown(action.preset)}" if action.preset else "")
+
+
 def retry_command(job_id: int) -> str:
     """Return the command that queues a dead or cancelled job again."""
     return f"hb2r retry {job_id}"
@@ -193,6 +201,10 @@ def _line(action: Action) -> str:
         case Adopt():
             reason = f"{shown(action.output_path)} already exists; recorded, not re-encoded"
             return f"  = adopt     {shown(action.source.rel_path)} ({reason})"
+        case Copy():
+            return (
+                f"  = copy      {shown(action.source.rel_path)} -> {shown(action.output_path)} ({escaped(action.why)})"
+            )
         case Wait():
             stable_in = _seconds(action.stable_in_seconds)
             return f"  . wait      {shown(action.rel_path)} (changed recently; stable in {stable_in})"
@@ -244,15 +256,19 @@ def action_json(action: Action, queued: QueuedPlan) -> dict[str, Any]:
             data.update(change=str(action.change), name=action.name, role=action.role)
         case PauseLibrary():
             data.update(library=action.library, reason=action.reason)
-        case Transcode() | RenameOutput() | Adopt():
+        case Transcode() | Copy() | RenameOutput() | Adopt():
             data.update(
                 library=action.library,
                 path=action.source.rel_path,
                 size=action.source.size,
                 output=action.output_path,
             )
+            if isinstance(action, Copy):
+                data.update(why=action.why, rule=action.rule)
             if isinstance(action, Transcode):
                 data["reason"] = str(action.reason)
+                if action.why:
+                    data.update(why=action.why, preset=action.preset)
                 data["job"] = _job_json(queued.job_of(action), queued.stage_of(action))
             if isinstance(action, RenameOutput):
                 data.update(from_path=action.from_rel_path, from_output=action.from_output_path)

@@ -20,6 +20,8 @@ job is dead at once instead of being tried `retry.attempts` times:
   found 0 valid title(s)" and "No title found." to stderr and exits 2. The same bytes give the
   same answer every time. (A source that could not be read at all is caught before this, by
   the runner's check that the source is still there.)
+- (not permanent) With `verify: {decode: true}`, an output that ffmpeg cannot decode whole
+  (`decode_verdict`) is a COUNTED failure: the next encode may well come out whole.
 - The source is gone when the job starts or when its encode ends, while its library's folder
   is still readable: the file was deleted or moved; a pass queues its new path, if any, as a
   new job. When the library's folder itself cannot be read (a mount went away) the failure is
@@ -182,6 +184,22 @@ def source_gone(*, when: str, library_readable: bool) -> Verification:
         f"the source is gone {moment} and its library's folder cannot be read (a missing mount?); "
         "temporary: retried later, the attempt is not counted",
         FailureKind.TEMPORARY,
+    )
+
+
+def decode_verdict(*, exit_code: int, errors: Sequence[str]) -> Verification | None:
+    """Given how decoding the whole output went (ffmpeg's exit code and the error lines it printed
+    at `-v error`), return the failure if it did not decode cleanly, else None.
+
+    Any error line counts, even with exit code 0: ffmpeg goes on past a damaged frame and exits 0.
+    """
+    if exit_code == 0 and not errors:
+        return None
+    said = "; ".join(errors) if errors else "no message"
+    return Verification(
+        False,
+        f"the output does not decode cleanly (ffmpeg exit code {exit_code}): {said}; "
+        "it would not play whole: nothing was published",
     )
 
 

@@ -8,10 +8,11 @@ files, SQLite writes, logs and metrics.
 A job's life here: claim (a lease with a fencing token, `agent.store.leases`; on SQLite too,
 so one host and many run the same code) -> HandBrakeCLI writes
 `<archive>/.hb2r-partial/<host>-<instance>-<id>-<token>.<ext>` -> verify (exit code, WorkDone,
-size, duration) -> in ONE transaction: ledger row and job done only while the token still
-holds the job (`finish_claimed`), and the atomic move into place. If the process dies
-between the move and the commit, the next pass finds an output with no ledger row and adopts
-it; if it dies before the move, the job is requeued at start and its temp file removed.
+size, duration; the whole decode where `verify.decode` asks) -> in ONE transaction: ledger
+row and job done only while the token still holds the job (`finish_claimed`), and the
+atomic move into place. If the process dies between the move and the commit, the next pass
+finds an output with no ledger row and adopts it; if it dies before the move, the job is
+requeued at start and its temp file removed.
 Either way exactly one output.
 A job whose source is gone, or in which HandBrakeCLI finds no title, is dead at once.
 
@@ -41,29 +42,39 @@ import errno
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from agent import archive_checks, descriptors, dispatch, gate, publish
+from agent.batch_plan import COPY_MARK, SKIP_MARK
 from agent.config.models import Config, Library
+from agent.config.rules import LargerOutput
 from agent.domain import LedgerEntry
 from agent.engine import EngineState
 from agent.handbrake.command import encode_argv
+from agent.handbrake.decode import decode_whole
 from agent.handbrake.mux import muxed_bytes
 from agent.handbrake.probe import media_duration, media_end
 from agent.handbrake.progress import Progress
 from agent.handbrake.runner import Encode, EncodeResult
+from agent.handbrake.tracks import track_options
+from agent.identity import copy_output_path, decided_identity, library_identity
 from agent.notify import events as notify_events
+from agent.publish_copy import stage as stage_copy
 from agent.resources import cpu_count
+from agent.rules import AfterEncode, after_encode
 from agent.store import StoreError, jobs
 from agent.store.jobs import LeaseLost
-from agent.verify import FailureKind, Verification, verify
+from agent.store.order import QueueOrder
+from agent.verify import FailureKind, Verification, decode_verdict, verify
 
 TICK_SECONDS = 2.0
 PROGRESS_WRITE_SECONDS = 5.0
 CANCEL_GRACE_SECONDS = 5.0
+DECODE_POLL_SECONDS = 0.5  # how soon a decode check notices a cancel or a stop
 
 
 class SampleSource(Protocol):
@@ -123,6 +134,7 @@ class JobObserver(Protocol):
     def job_finished(
         self, *, library: str, outcome: str, seconds: float, bytes_read: int, bytes_written: int
     ) -> None: ...
+    def larger_output(self, *, library: str, then: str) -> None: ...
 
 
 class Dispatcher:
@@ -239,8 +251,8 @@ class Dispatcher:
         self._note_archive_space(sample)
         clock = time.monotonic()
         for entry in self.running.values():
-            if entry.suspended:
-                entry.last_progress = clock  # suspended is waiting, not stuck
+            if entry.suspended or entry.ended:
+                entry.last_progress = clock  # suspended is waiting, and verifying (a decode check) not stuck
         self._forget_settled_stalls()
         configured = frozenset(library.name for library in config.libraries)
         unavailable = dispatch.unavailable_libraries(
@@ -256,6 +268,7 @@ class Dispatcher:
             now=datetime.now(UTC),
             library_order=[library.name for library in config.libraries],
             exclude_libraries=unavailable,
+            order=queue_order(config),
         )
         waiting = {} if job is None else {job.id: job}
         candidates = tuple(
@@ -346,6 +359,7 @@ class Dispatcher:
             libraries=self._available,
             lease=config.store.lease,
             library_order=[library.name for library in config.libraries],
+            order=queue_order(config),
         )
         if claim is None:  # another host took it meanwhile
             return
@@ -546,7 +560,7 @@ class Dispatcher:
         library = _library(config, job.library)
         if library is None:
             raise RuntimeError(f"library {job.library!r} is no longer configured")
-        preset = config.presets[library.preset]
+        preset = config.presets[_preset_name(library, job.preset_hash, self.state.preset_hashes)]
         archive = config.paths.archive
         source = library.source / job.rel_path
         source_stat, refused = self._refuse_start(job, library, source)
@@ -567,7 +581,9 @@ class Dispatcher:
             token=entry.token,
         )
         entry.temp = temp
-        argv = encode_argv(binary=config.handbrake.binary, preset=preset, source=source, output=temp)
+        facts = self.state.store.facts_for([job.fingerprint]).get(job.fingerprint)
+        tracks = track_options(library, None if facts is None else facts.facts)
+        argv = encode_argv(binary=config.handbrake.binary, preset=preset, source=source, output=temp, tracks=tracks)
         reporter = _ProgressReporter(self, entry)
         self.log.info("job started", job=job.id, library=job.library, path=job.rel_path, attempt=job.attempts + 1)
         # The source's duration is measured while HandBrakeCLI works, not after it.
@@ -603,6 +619,8 @@ class Dispatcher:
             if present and ended.source_changed is None:
                 output_size = temp.stat().st_size if temp.exists() else 0
                 verification = await self._verify(temp, result, output_size, source_duration)
+                if verification.ok and config.verify_for(library).decode:
+                    verification = await self._decode_check(entry, temp, nice=config.limits.nice) or verification
                 # Cancelled, stopping or lost while it was verified: thrown away.
                 ended = replace(
                     ended, verification=verification, stopped=self.stopping or entry.cancelled, lost=entry.lost
@@ -628,7 +646,20 @@ class Dispatcher:
                 self._observe(job, outcome=outcome, seconds=seconds, bytes_read=source_stat.st_size, bytes_written=0)
             case dispatch.Publish():
                 self.log.info("job verified", job=job.id, library=job.library, path=job.rel_path)
-                if self._publish(entry, temp, source_stat.st_size, source_stat.st_mtime_ns, output_size=output_size):
+                larger = after_encode(
+                    source_size=source_stat.st_size, output_size=output_size,
+                    settings=library.larger_output or LargerOutput(),
+                )  # fmt: skip
+                if larger.publish == "encode":
+                    published = self._publish(
+                        entry, temp, source_stat.st_size, source_stat.st_mtime_ns, output_size=output_size
+                    )
+                else:
+                    published = await self._publish_instead(entry, temp, source, source_stat, larger)
+                    output_size = source_stat.st_size if larger.publish == "source" else 0
+                if larger.then and published and self.observer is not None:  # it saved too little
+                    self.observer.larger_output(library=job.library, then=larger.then)
+                if published:
                     self._observe(
                         job, outcome="done", seconds=seconds, bytes_read=source_stat.st_size, bytes_written=output_size
                     )
@@ -691,6 +722,27 @@ class Dispatcher:
             stderr_tail=result.stderr_tail,
         )
 
+    async def _decode_check(self, entry: Running, temp: Path, *, nice: int) -> Verification | None:
+        """Decode the whole output at the encoders' niceness; return the failure if it does not decode cleanly.
+
+        A film takes minutes to decode: a cancel, a lost lease or the agent stopping meanwhile stops the
+        decode at once (its process group is killed) and returns None; the caller throws the output away.
+        """
+        decode = asyncio.create_task(decode_whole(temp, nice=nice))
+        try:
+            while not decode.done():
+                if self.stopping or entry.cancelled or entry.lost:
+                    return None
+                await asyncio.wait({decode}, timeout=DECODE_POLL_SECONDS)
+            decoded = decode.result()
+        except OSError as error:  # ffmpeg missing: the check that was asked for cannot be made
+            return Verification(False, f"the decode check cannot run: {error}")
+        finally:
+            if not decode.done():
+                decode.cancel()
+                await asyncio.wait({decode})
+        return decode_verdict(exit_code=decoded.exit_code, errors=decoded.errors)
+
     def _note_ignore_list(self, problem: str | None) -> None:
         """Keep the IgnoreList's state in the archive problems; log it only when it changes."""
         problems = self.state.archive_problems
@@ -713,16 +765,53 @@ class Dispatcher:
                 bytes_written=bytes_written,
             )
 
-    def _publish(self, running: Running, temp: Path, size: int, mtime_ns: int, *, output_size: int) -> bool:
-        """Record and publish the verified output while this host's token holds the job; return whether
-        it was published. A stale token publishes nothing: the temp file is removed."""
-        store, archive, job = self.state.store, self.state.config.paths.archive, running.job
-        may_replace = store.made_output(job.output_path)  # hb2r made what is there, not adopted it
-        entry = LedgerEntry(
-            job.library, job.rel_path, job.fingerprint, size, mtime_ns, job.preset_hash, job.output_path
-        )
+    async def _publish_instead(
+        self, running: Running, temp: Path, source: Path, source_stat: os.stat_result, larger: AfterEncode
+    ) -> bool:
+        """The verified output saved too little (`larger_output`): throw it away and publish the source
+        itself (`copy`, under its own extension) or nothing (`skip`), recorded in the ledger either way
+        so that the file is not encoded again; return whether it was recorded."""
+        job = running.job
+        publish.discard_partial(temp)
+        self.log.info("output saved too little", job=job.id, library=job.library, path=job.rel_path,
+                      reason=larger.reason)  # fmt: skip
+        size, mtime_ns = source_stat.st_size, source_stat.st_mtime_ns
+        if larger.publish == "nothing":
+            return self._publish(running, None, size, mtime_ns, output_size=None, marked=SKIP_MARK)
+        staged = temp.with_name(f"{temp.stem}-source{temp.suffix}")
         try:
-            publish.sync_to_disk(temp)
+            how = await asyncio.to_thread(stage_copy, source, staged)
+        except OSError as error:
+            self._fail(job, f"cannot copy the source instead ({larger.reason}): {error}", (), token=running.token)
+            return False
+        return self._publish(running, staged, size, mtime_ns, output_size=size, marked=COPY_MARK, linked=how == "link")
+
+    def _publish(
+        self,
+        running: Running,
+        temp: Path | None,
+        size: int,
+        mtime_ns: int,
+        *,
+        output_size: int | None,
+        marked: str = "",
+        linked: bool = False,
+    ) -> bool:
+        """Record and publish the verified output while this host's token holds the job; return whether
+        it was published. A stale token publishes nothing: the temp file is removed. With `marked`
+        (agent.batch_plan's COPY_MARK: temp holds the source itself, under its own extension; SKIP_MARK:
+        nothing to publish, temp is None) the ledger row says so."""
+        store, archive, job = self.state.store, self.state.config.paths.archive, running.job
+        output_path = copy_output_path(job.output_path, job.rel_path) if marked == COPY_MARK else job.output_path
+        may_replace = store.made_output(output_path)  # hb2r made what is there, not adopted it
+        preset_hash = job.preset_hash
+        library = _library(self.state.config, job.library)
+        if marked and library is not None:  # what the rules decided holds while they stand (agent.batch_plan)
+            preset_hash = marked + decided_identity(job.preset_hash, library)
+        entry = LedgerEntry(job.library, job.rel_path, job.fingerprint, size, mtime_ns, preset_hash, output_path)
+        try:
+            if temp is not None:
+                publish.sync_to_disk(temp)
             with store.transaction():
                 store.forget_output(job.output_path)  # a vanished source's, taken over
                 if running.token is None:  # not claimed (never, since every job is): unfenced
@@ -731,30 +820,35 @@ class Dispatcher:
                 else:
                     store.finish_claimed(job.id, running.token, entry, encoded_at=datetime.now(UTC).isoformat(),
                                          output_size=output_size, now=datetime.now(UTC))  # fmt: skip
-                publish.publish(
-                    temp,
-                    archive / job.output_path,
-                    may_replace=may_replace,
-                    access=archive_checks.access(self.state.config),
-                )
+                if temp is not None:
+                    publish.publish(
+                        temp,
+                        archive / output_path,
+                        may_replace=may_replace,
+                        access=None if linked else archive_checks.access(self.state.config),
+                    )
         except LeaseLost as error:  # another host holds the job now: its output is that host's to make
-            publish.discard_partial(temp)
+            if temp is not None:
+                publish.discard_partial(temp)
             self.log.error("job lost: not published", job=job.id, library=job.library, path=job.rel_path,
                            host=self.host, fence=running.token, reason=str(error))  # fmt: skip
             return False
         except publish.PublishConflict as error:
-            publish.discard_partial(temp)
+            if temp is not None:
+                publish.discard_partial(temp)
             self._fail(job, archive_checks.conflict_reason(job.id, str(error)), (), kind=FailureKind.PERMANENT,
                        token=running.token)  # fmt: skip
             return False
         except OSError as error:  # nothing was published (the rename is atomic): no temp may stay behind
-            publish.discard_partial(temp)
+            if temp is not None:
+                publish.discard_partial(temp)
             if error.errno == errno.EXDEV:
                 self.state.unpublishable_libraries[job.library] = str(error)
             kind = FailureKind.TEMPORARY if error.errno in (errno.EXDEV, errno.ENOSPC) else FailureKind.COUNTED
             self._fail(job, f"cannot publish: {error}", (), kind=kind, token=running.token)
             return False
-        self.log.info("job published", job=job.id, library=job.library, path=job.rel_path, output=job.output_path)
+        self.log.info("job published", job=job.id, library=job.library, path=job.rel_path, output=output_path,
+                      **({"as": marked.rstrip(":")} if marked else {}))  # fmt: skip
         return True
 
     def _fail(
@@ -913,6 +1007,16 @@ class _ProgressReporter:
             )
 
 
+def _preset_name(library: Library, preset_hash: str, preset_hashes: Mapping[str, str]) -> str:
+    """Return the preset a job encodes with: the one a library's rule or `hdr:` named whose
+    identity the job holds (agent.rules chose it for the file), else the library's."""
+    named = [rule.preset for rule in library.rules or () if rule.preset is not None]
+    if library.hdr not in (None, "copy", "skip"):
+        named.append(library.hdr)
+    chosen = (name for name in named if library_identity(library, preset_hashes, name) == preset_hash)
+    return next(chosen, library.preset)
+
+
 def _library(config: Config, name: str) -> Library | None:
     return next((library for library in config.libraries if library.name == name), None)
 
@@ -956,3 +1060,12 @@ def _empty(folder: Path) -> bool:
 def _minute_of_day() -> int:
     local = datetime.now().astimezone()  # windows are in the host's local time
     return local.hour * 60 + local.minute
+
+
+def queue_order(config: Config) -> QueueOrder:
+    """Return the queue's order the config asks for (`order`, each library's, `order_across`)."""
+    return QueueOrder(
+        default=config.order,
+        within={library.name: config.order_for(library) for library in config.libraries},
+        across=config.order_across,
+    )

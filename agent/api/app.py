@@ -45,6 +45,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/api/jobs/{id}", jobs.get_job),
     ("POST", "/api/jobs/{id}/retry", jobs.retry_job),
     ("POST", "/api/jobs/{id}/cancel", jobs.cancel_job),
+    ("POST", "/api/jobs/{id}/priority", jobs.front_job),
     ("POST", "/api/libraries/{name}/pause", libraries.pause),
     ("POST", "/api/libraries/{name}/resume", libraries.resume),
     ("POST", "/api/scan", libraries.scan),

@@ -1,4 +1,4 @@
-"""Jobs: the list (newest first, by cursor), one job, and an admin's retry and cancel."""
+"""Jobs: the list (newest first, by cursor), one job, and an admin's retry, cancel and move to the front."""
 
 from __future__ import annotations
 
@@ -83,6 +83,20 @@ async def cancel_job(request: web.Request) -> web.Response:
     except jobs.JobError as error:
         raise _job_error(error) from None
     _log(request, "job cancelled", job)
+    return web.json_response(job_view(job, detail=True))
+
+
+@requires("admin")
+async def front_job(request: web.Request) -> web.Response:
+    """Move a waiting job before every other (agent.store.order): it starts when a slot is next free."""
+    context = context_of(request)
+    job_id = params.job_id(request)
+    try:
+        job = context.state.store.move_to_front(job_id, now=datetime.now(UTC))
+    except jobs.JobError as error:
+        raise _job_error(error) from None
+    _log(request, "job moved to the front", job)
+    context.dispatcher.wake()
     return web.json_response(job_view(job, detail=True))
 
 

@@ -494,6 +494,10 @@ def document() -> dict[str, Any]:
             },
             "/api/jobs/{id}/retry": _job_action("Queue a dead, failed or cancelled job again (admin)."),
             "/api/jobs/{id}/cancel": _job_action("Cancel a queued, running or failed job (admin)."),
+            "/api/jobs/{id}/priority": _job_action(
+                "Move a queued or failed job to the front of the queue, before every library's jobs; a failed "
+                "job's backoff is waived (admin)."
+            ),
             "/api/libraries/{name}/pause": _library_action("Hold a library's queue (admin); kept across restarts."),
             "/api/libraries/{name}/resume": _library_action(
                 "Let a paused library's jobs run again (admin); also lifts the hold of a library since removed "

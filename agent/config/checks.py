@@ -20,6 +20,7 @@ from pathlib import Path
 
 from agent.config.errors import Location
 from agent.config.models import Auth, Config, Library, Limits, Paths, Preset, Retry, Scan, StoreSettings, User
+from agent.config.rules import Rule
 
 HIGH_PERCENT = 90
 
@@ -51,6 +52,8 @@ class Checkable:
     store: StoreSettings | None
     users: tuple[User | None, ...] | None
     doubtful: frozenset[Location] = frozenset()
+    rules: tuple[Rule, ...] | None = None  # the top-level defaults of media-aware rules
+    hdr: str | None = None
 
     def sure(self, loc: Location) -> bool:
         """Return whether the value at loc is what the file says (no doubt at it, above it or below it)."""
@@ -69,6 +72,8 @@ class Checkable:
             auth=config.auth,
             store=config.store,
             users=config.users,
+            rules=config.rules,
+            hdr=config.hdr,
         )
 
 
@@ -78,6 +83,7 @@ def check(parts: Checkable) -> Found:
     _check_libraries(parts, found)
     _check_folders(parts, found)
     _check_presets(parts, found)
+    _check_rules(parts, found)
     _check_limits(parts, found)
     _check_users(parts, found)
     return found
@@ -126,6 +132,36 @@ def _check_libraries(parts: Checkable, found: Found) -> None:
             found.errors.append(
                 (("libraries", index, "preset"), f"preset {library.preset!r} is not defined (known: {known})")
             )
+
+
+def _check_rules(parts: Checkable, found: Found) -> None:
+    """`hdr:` and a rule's `preset:` must name a defined preset; each mistake is named once, where it is written
+    (a library's value equal to the top-level one is inherited from there)."""
+    presets = parts.presets
+    if presets is None:
+        return
+    known = ", ".join(sorted(presets)) or "none"
+
+    def hdr_problem(value: str) -> str | None:
+        if value in ("copy", "skip") or value in presets:
+            return None
+        return f"hdr must be copy, skip or a preset's name; preset {value!r} is not defined (known: {known})"
+
+    def rule_problems(rules: tuple[Rule, ...], at: tuple[str | int, ...]) -> None:
+        for index, rule in enumerate(rules):
+            if rule.preset is not None and rule.preset not in presets:
+                message = f"rule {rule.name!r}: preset {rule.preset!r} is not defined (known: {known})"
+                found.errors.append(((*at, index, "preset"), message))
+
+    if parts.hdr is not None and (problem := hdr_problem(parts.hdr)) is not None:
+        found.errors.append((("hdr",), problem))
+    if parts.rules is not None:
+        rule_problems(parts.rules, ("rules",))
+    for index, library in _valid_entries(parts.libraries):
+        if library.hdr is not None and library.hdr != parts.hdr and (problem := hdr_problem(library.hdr)):
+            found.errors.append((("libraries", index, "hdr"), problem))
+        if library.rules is not None and library.rules != parts.rules:
+            rule_problems(library.rules, ("libraries", index, "rules"))
 
 
 def _check_folders(parts: Checkable, found: Found) -> None:

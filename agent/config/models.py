@@ -15,7 +15,7 @@ import re
 import socket
 from datetime import timedelta
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from agent.config.rules import Audio, LargerOutput, Rule, Subtitles
 from agent.config.store_url import SQLITE, parse_postgres_url, redact_url
 from agent.config.units import (
     Rate,
@@ -142,6 +143,19 @@ class Paths(Model):
     )
 
 
+# The queue's order within a library (agent.store.order), and how libraries take turns.
+QueueOrderName = Literal["oldest", "newest", "smallest", "largest"]
+OrderAcross = Literal["listed", "mixed"]
+
+
+class VerifySettings(Model):
+    decode: bool = Field(
+        default=False,
+        description="After the duration check, decode the whole output once with ffmpeg, at the encoders' "
+        "niceness; any decode error fails the encode (nothing is published). Costs CPU: a fraction of the encode's.",
+    )
+
+
 class Library(Model):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$", description="Short unique name (a-z, 0-9, _ and -).")
     source: ConfigPath = Field(description="The watched folder. hb2r only ever reads it.")
@@ -159,6 +173,29 @@ class Library(Model):
     on_preset_change: Literal["keep", "reencode"] = Field(
         default="keep",
         description="When the preset changes after encoding: keep the output and report drift, or re-encode.",
+    )
+    verify: VerifySettings | None = Field(
+        default=None,
+        description="How this library's outputs are checked before they are published; keys not set here "
+        "come from the top-level 'verify'.",
+    )
+    order: QueueOrderName | None = Field(
+        default=None,
+        description="Which of this library's jobs start first: oldest, newest, smallest or largest source; "
+        "default: the top-level 'order'.",
+    )
+    rules: tuple[Rule, ...] | None = Field(
+        default=None, description="This library's rules, replacing the top-level 'rules' whole; first match wins."
+    )
+    larger_output: LargerOutput | None = Field(
+        default=None, description="As the top-level 'larger_output'; keys not set here come from there."
+    )
+    hdr: str | None = Field(default=None, min_length=1, description="As the top-level 'hdr'.")
+    audio: Audio | None = Field(
+        default=None, description="As the top-level 'audio'; keys not set here come from there."
+    )
+    subtitles: Subtitles | None = Field(
+        default=None, description="As the top-level 'subtitles'; keys not set here come from there."
     )
 
     @field_validator("output")
@@ -541,8 +578,83 @@ class Config(Model):
         default=(), description="Where to send notifications (Apprise URLs), and which events each wants."
     )
 
+    verify: VerifySettings = Field(
+        default_factory=VerifySettings,
+        description="Default output checks for every library; a library's own 'verify' keys win.",
+    )
+
+    order: QueueOrderName = Field(
+        default="oldest",
+        description="Which jobs start first in each library that sets no 'order' of its own: oldest, newest, "
+        "smallest or largest source. A job an admin moved to the front goes before all.",
+    )
+    order_across: OrderAcross = Field(
+        default="listed",
+        description="How libraries take turns: 'listed' starts the first library in the list that has a job "
+        "waiting; 'mixed' compares every library's next job by the top-level 'order'.",
+    )
+
+    rules: tuple[Rule, ...] = Field(
+        default=(),
+        description="Media-aware rules for every library without its own: the first whose 'when' holds decides "
+        "encode, copy or skip; none: encode.",
+    )
+    larger_output: LargerOutput = Field(
+        default_factory=LargerOutput,
+        description="What to do when a verified output is not enough smaller than its source.",
+    )
+    hdr: str = Field(
+        default="copy",
+        min_length=1,
+        description="HDR and Dolby Vision sources: copy, skip, or the name of an HDR-capable entry of 'presets' "
+        "(10-bit x265 keeping HDR10 metadata); never an 8-bit encode by default.",
+    )
+    audio: Audio = Field(default_factory=Audio, description="Which audio tracks to keep, and how.")
+    subtitles: Subtitles = Field(
+        default_factory=Subtitles, description="Which subtitles to keep; never burned in unless asked."
+    )
+
+    @model_validator(mode="after")
+    def _libraries_inherit_defaults(self) -> Config:
+        """Give each library the top-level defaults for the keys it does not set itself, so
+        `validate --show` prints what each library really gets."""
+        libraries = tuple(
+            library.model_copy(
+                update={
+                    "verify": _merged(self.verify, library.verify),
+                    "order": library.order or self.order,
+                    "rules": self.rules if library.rules is None else library.rules,
+                    "larger_output": _merged(self.larger_output, library.larger_output),
+                    "hdr": library.hdr or self.hdr,
+                    "audio": _merged(self.audio, library.audio),
+                    "subtitles": _merged(self.subtitles, library.subtitles),
+                }
+            )
+            for library in self.libraries
+        )
+        object.__setattr__(self, "libraries", libraries)
+        return self
+
+    def verify_for(self, library: Library) -> VerifySettings:
+        """Return the output checks of a library: its own keys, the top-level defaults for the rest."""
+        return _merged(self.verify, library.verify)
+
+    def order_for(self, library: Library) -> QueueOrderName:
+        """Return which of a library's jobs start first: its own order, else the top-level one."""
+        return library.order or self.order
+
     def preset_for(self, library: Library) -> Preset:
         return self.presets[library.preset]
+
+
+_Settings = TypeVar("_Settings", bound=BaseModel)
+
+
+def _merged(default: _Settings, own: _Settings | None) -> _Settings:
+    """Given the top-level settings and a library's own (None: not set), return the library's effective ones."""
+    if own is None:
+        return default
+    return default.model_copy(update=own.model_dump(exclude_unset=True))
 
 
 def json_schema() -> dict[str, Any]:

@@ -5,7 +5,8 @@ Why pure: the argv is part of a preset's identity and of what an operator sees i
 it as a table without starting a process. Like borgmatic, each piece is a tuple and the
 command is their sum; only `runner.py` and `probe.py` ever run one.
 
-The order is hb2r's options first, then the preset's own `args`, so that an operator's
+The order is hb2r's options first (then the tracks a library's `audio:` and `subtitles:` keep,
+from `tracks.py`), then the preset's own `args`, so that an operator's
 extra option (say `--encoder-preset slow`) overrides what the named preset sets. The
 config model already refuses `args` that name input, output, `--json`, preset or format.
 """
@@ -20,14 +21,18 @@ from agent.config.models import Preset
 MUXERS = {"mkv": "av_mkv", "mp4": "av_mp4", "webm": "av_webm"}
 
 
-def encode_argv(*, binary: str, preset: Preset, source: Path, output: Path) -> tuple[str, ...]:
-    """Given the HandBrakeCLI binary, a preset and the source and output paths, return the
-    argv that encodes source into output with --json progress; raise KeyError if the
-    preset's container has no HandBrake muxer (the config model allows none such)."""
+def encode_argv(
+    *, binary: str, preset: Preset, source: Path, output: Path, tracks: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """Given the HandBrakeCLI binary, a preset, the source and output paths and the track options
+    (`agent.handbrake.tracks`), return the argv that encodes source into output with --json
+    progress; raise KeyError if the preset's container has no HandBrake muxer (the config model
+    allows none such)."""
     return (
         (binary, "--json", "--input", str(source), "--output", str(output), "--preset", preset.handbrake)
         + (("--preset-import-file", str(preset.import_file)) if preset.import_file is not None else ())
         + ("--format", MUXERS[preset.container])
+        + tracks
         + tuple(preset.args)
     )
 

@@ -4,7 +4,8 @@ Short, synchronous questions with a timeout each: which HandBrake this is (part 
 preset's identity), which built-in presets it has (checked at start-up, so a library with a
 misspelt preset gets an error of its own instead of a failing job per file), and how long a
 video plays (publish compares output with source: HandBrakeCLI exits 0 with a short output
-when its input is truncated). Each runs an argv list, never a shell. The engine calls them
+when its input is truncated), and a file's media facts (`probe_facts`, for the rules). Each
+runs an argv list, never a shell. The engine calls them
 through `asyncio.to_thread`; the long-running encodes live in `runner.py`.
 """
 
@@ -15,10 +16,48 @@ import re
 import subprocess
 from pathlib import Path
 
+from agent.facts import FactsError, MediaFacts, parse_facts
 from agent.handbrake.command import parse_preset_list, preset_list_argv
 
 _VERSION = re.compile(r"HandBrake (\S+)")
 FFPROBE = "ffprobe"
+
+
+class ProbeFailed(Exception):
+    """ffprobe cannot read a file's media facts; the message says why, for that file alone."""
+
+
+class ProbeUnavailable(ProbeFailed):
+    """ffprobe could not run, or took too long: the host's problem now, not a fact of the file."""
+
+
+def facts_argv(path: Path, *, ffprobe: str = FFPROBE) -> list[str]:
+    """Return the ffprobe argv that describes the container and every stream of a file, as JSON."""
+    return [ffprobe, "-v", "error", "-print_format", "json", "-show_format", "-show_streams", "--", str(path)]
+
+
+def first_frame_argv(path: Path, *, ffprobe: str = FFPROBE) -> list[str]:
+    """Return the ffprobe argv that describes the first frame of a file's first video stream (its HDR side data)."""
+    return [
+        ffprobe, "-v", "error", "-print_format", "json", "-select_streams", "v:0", "-read_intervals", "%+#1",
+        "-show_frames", "-show_entries", "frame=media_type,color_transfer,side_data_list", "--", str(path),
+    ]  # fmt: skip
+
+
+def probe_facts(path: Path, *, ffprobe: str = FFPROBE, timeout: float = 120) -> MediaFacts:
+    """Given a media file, return its media facts (agent.facts); raise ProbeFailed naming what went wrong
+    (ffprobe missing or too slow, a file it cannot read, an answer that is no media description)."""
+    described = _run_ffprobe(facts_argv(path, ffprobe=ffprobe), timeout=timeout)
+    if described is None:
+        raise ProbeUnavailable(f"{ffprobe} could not run or took longer than {timeout:g}s")
+    if described.returncode != 0:
+        said = (described.stderr.strip().splitlines() or ["no message"])[-1]
+        raise ProbeFailed(f"ffprobe cannot read it (exit code {described.returncode}): {said}")
+    frame = _run_ffprobe(first_frame_argv(path, ffprobe=ffprobe), timeout=timeout)
+    try:
+        return parse_facts(described.stdout, frame.stdout if frame is not None and frame.returncode == 0 else None)
+    except FactsError as error:
+        raise ProbeFailed(str(error)) from None
 
 
 class HandBrakeUnavailable(Exception):

@@ -90,7 +90,7 @@ class Encode:
             raise ValueError(f"nice must be 0-19, got {nice}")
         if shutil.which(argv[0]) is None:
             raise FileNotFoundError(errno.ENOENT, "no such executable", argv[0])
-        prefix, renice_after_start = _low_priority_prefix(nice)
+        prefix, renice_after_start = low_priority_prefix(nice)
         process = await asyncio.create_subprocess_exec(
             *prefix,
             *argv,
@@ -239,7 +239,7 @@ def _usable_setpriv() -> str | None:
     return setpriv if probe.returncode == 0 else None
 
 
-def _low_priority_prefix(nice: int) -> tuple[tuple[str, ...], bool]:
+def low_priority_prefix(nice: int) -> tuple[tuple[str, ...], bool]:
     """Given the niceness wanted, return the argv prefix that makes the child die with the
     agent and run at that niceness and low I/O priority, and whether the niceness must be
     set after the start instead (no `nice` on PATH)."""

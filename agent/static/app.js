@@ -569,7 +569,11 @@
         el(
           "span",
           { class: "actions" },
-          which === "dead" ? actionButton(job, "retry", "Retry") : actionButton(job, "cancel", "Cancel"),
+          ...(which === "dead"
+            ? [actionButton(job, "retry", "Retry")]
+            : which === "queue" && (job.state === "queued" || job.state === "failed")
+              ? [actionButton(job, "priority", "Run next"), actionButton(job, "cancel", "Cancel")]
+              : [actionButton(job, "cancel", "Cancel")]),
         ),
       );
     }

@@ -23,6 +23,7 @@ from agent.domain import (
     UserChange,
     UserRecord,
 )
+from agent.facts import MediaFacts
 from agent.store import (
     archive_memory,
     batch_facts,
@@ -33,6 +34,7 @@ from agent.store import (
     leader,
     leases,
     ledger,
+    media_facts,
     savings,
     scans,
     state,
@@ -47,6 +49,8 @@ from agent.store.jobs import CancelledBy, Job, JobState
 from agent.store.leader import FencedDatabase, Leadership
 from agent.store.leases import Claim, Heartbeat, Lease
 from agent.store.ledger import LibraryBytes
+from agent.store.media_facts import StoredFacts
+from agent.store.order import QueueOrder
 from agent.store.savings import Saving
 from agent.store.sql import Database, StoreError
 
@@ -97,11 +101,28 @@ class DatabaseStore:
         )
 
     def next_runnable(
-        self, *, now: datetime, library_order: Sequence[str], exclude_libraries: Collection[str] = ()
+        self,
+        *,
+        now: datetime,
+        library_order: Sequence[str],
+        exclude_libraries: Collection[str] = (),
+        order: QueueOrder | None = None,
     ) -> Job | None:
         return jobs.next_runnable(
-            self.database, now=now, library_order=library_order, exclude_libraries=exclude_libraries
+            self.database, now=now, library_order=library_order, exclude_libraries=exclude_libraries, order=order
         )
+
+    def move_to_front(self, job_id: int, *, now: datetime) -> Job:
+        return jobs.move_to_front(self.database, job_id, now=now)
+
+    def record_facts(self, fingerprint: str, *, facts: MediaFacts | None, error: str | None, now: datetime) -> None:
+        media_facts.record(self.database, fingerprint, facts=facts, error=error, now=now)
+
+    def facts_for(self, fingerprints: Collection[str]) -> dict[str, StoredFacts]:
+        return media_facts.read(self.database, fingerprints)
+
+    def forget_facts(self, fingerprints: Collection[str]) -> int:
+        return media_facts.forget(self.database, fingerprints)
 
     def mark_running(self, job_id: int, *, now: datetime) -> Job:
         return jobs.mark_running(self.database, job_id, now=now)
@@ -401,9 +422,17 @@ class DatabaseStore:
 
     # --- leases
     def claim(
-        self, host: str, *, libraries: Collection[str], lease: timedelta, library_order: Sequence[str]
+        self,
+        host: str,
+        *,
+        libraries: Collection[str],
+        lease: timedelta,
+        library_order: Sequence[str],
+        order: QueueOrder | None = None,
     ) -> Claim | None:
-        return leases.claim(self.database, host, libraries=libraries, lease=lease, library_order=library_order)
+        return leases.claim(
+            self.database, host, libraries=libraries, lease=lease, library_order=library_order, order=order
+        )
 
     def heartbeat(
         self, job_id: int, token: int, *, progress: float | None, lease: timedelta, remaining: int | None = None

@@ -288,6 +288,25 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE library_scans ADD COLUMN full_at TEXT;
     ALTER TABLE library_scans ADD COLUMN full_seconds REAL CHECK (full_seconds IS NULL OR full_seconds >= 0);
     """,
+    # 13: the queue's order (agent.store.order): each job's source size (from its fingerprint,
+    # `size:hash`) for smallest/largest first, and an admin's "move to the front" (priority > 0,
+    # the latest moved highest). Each order reads a partial index of the waiting jobs. And each
+    # content's media facts (agent.store.media_facts), or why ffprobe could not read them.
+    """
+    ALTER TABLE jobs ADD COLUMN source_size INTEGER NOT NULL DEFAULT 0 CHECK (source_size >= 0);
+    ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0 CHECK (priority >= 0);
+    UPDATE jobs SET source_size = CAST(substr(fingerprint, 1, instr(fingerprint, ':') - 1) AS INTEGER)
+    WHERE fingerprint GLOB '[0-9]*:*' AND substr(fingerprint, 1, instr(fingerprint, ':') - 1) NOT GLOB '*[^0-9]*';
+    CREATE INDEX IF NOT EXISTS jobs_waiting_by_size ON jobs (library, source_size) WHERE state IN ('queued', 'failed');
+    CREATE INDEX IF NOT EXISTS jobs_fronted ON jobs (priority) WHERE priority > 0 AND state IN ('queued', 'failed');
+    CREATE TABLE IF NOT EXISTS media_facts (
+        fingerprint TEXT PRIMARY KEY,
+        facts TEXT,
+        error TEXT,
+        probed_at TEXT NOT NULL,
+        CHECK ((facts IS NULL) <> (error IS NULL))
+    ) WITHOUT ROWID;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

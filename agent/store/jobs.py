@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from agent.retry import backoff_delay
 from agent.store import tallies
+from agent.store.order import QueueOrder, first_fronted, first_in_library, library_sequence, source_size
 from agent.store.sql import Cursor, Database
 from agent.store.transitions import (
     JobError,
@@ -138,18 +139,19 @@ def enqueue(
     cursor = database.execute(
         _sql("""
         INSERT INTO jobs (library, rel_path, fingerprint, preset_hash, output_path, reason, state, attempts,
-                          created_at, updated_at)
-        VALUES (?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?)
+                          created_at, updated_at, source_size)
+        VALUES (?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?)
         ON CONFLICT (library, rel_path, fingerprint, preset_hash) DO UPDATE SET
             state = 'queued', reason = excluded.reason, output_path = excluded.output_path,
             attempts = CASE WHEN jobs.state = 'done' THEN 0 ELSE jobs.attempts END,
             host_losses = CASE WHEN jobs.state = 'done' THEN 0 ELSE jobs.host_losses END,
-            not_before = NULL, progress = NULL, cancelled_by = NULL, updated_at = excluded.updated_at
+            not_before = NULL, progress = NULL, cancelled_by = NULL, updated_at = excluded.updated_at,
+            priority = 0, source_size = excluded.source_size
         WHERE jobs.state = 'done'
            OR (jobs.state = 'cancelled' AND (jobs.cancelled_by IS NULL OR jobs.cancelled_by <> 'operator'))
         RETURNING {COLUMNS}
         """),
-        (library, rel_path, fingerprint, preset_hash, output_path, reason, stamp, stamp),
+        (library, rel_path, fingerprint, preset_hash, output_path, reason, stamp, stamp, source_size(fingerprint)),
     )
     job = _one(cursor)
     if job is None:
@@ -188,28 +190,61 @@ def next_runnable(
     now: datetime,
     library_order: Sequence[str],
     exclude_libraries: Collection[str] = (),
+    order: QueueOrder | None = None,
 ) -> Job | None:
     """Return the job to start next, or None.
 
     Runnable: queued, or failed with `not_before` passed; not in an excluded library; no other job
-    for the same file running. First by library in `library_order` (others after them), then oldest.
+    for the same file running. A job moved to the front first (the latest moved first); then by
+    `order` (`agent.store.order`; default: libraries as in `library_order`, others after them by
+    their oldest job, and the oldest job of the library).
     """
-    # Indexed queries only (the partial index `jobs_waiting` holds just the queued and failed
-    # jobs): the dispatcher asks every few seconds, also with a long queue or a paused library.
+    # Indexed queries only (partial indexes that hold just the waiting jobs): the dispatcher
+    # asks every few seconds, also with a long queue or a paused library.
+    order = order or QueueOrder()
     stamp = _stamp(now)
     excluded = set(exclude_libraries)
     waiting = [library for library in _waiting_libraries(database) if library not in excluded]
-    for library in dict.fromkeys(library_order):
-        if library in waiting:
-            job = _one(database.execute(_NEXT_IN_LIBRARY, (library, stamp)))
-            if job is not None:
-                return job
-    unlisted = (
-        _one(database.execute(_NEXT_IN_LIBRARY, (library, stamp)))
-        for library in waiting
-        if library not in library_order
+    picked = first_fronted(database, libraries=waiting, stamp=stamp, lock="")
+    for library in library_sequence(database, waiting=waiting, library_order=library_order, order=order, stamp=stamp):
+        if picked is not None:
+            break
+        picked = first_in_library(database, library=library, stamp=stamp, order_by=order.of(library), lock="")
+    return None if picked is None else get(database, picked)
+
+
+def move_to_front(database: Database, job_id: int, *, now: datetime) -> Job:
+    """Put a waiting (queued or failed) job before every other, its backoff waived; return it.
+
+    The latest job moved goes first. Raise JobNotFound if there is no such job, JobStateError if
+    it is not waiting (running, done, dead or cancelled: retry it first).
+    """
+    cursor = database.execute(
+        _sql("""
+        UPDATE jobs SET priority = (
+                            SELECT coalesce(max(priority), 0) + 1 FROM jobs{INDEXED} WHERE priority > 0 AND {WAITING}
+                        ),
+                        not_before = NULL,
+                        updated_at = ?
+        WHERE id = ? AND state IN ('queued', 'failed')
+        RETURNING {COLUMNS}
+        """)
+        .replace("{WAITING}", "state IN ('queued', 'failed')")
+        .replace("{INDEXED}", " INDEXED BY jobs_fronted" if database.dialect == "sqlite" else ""),
+        (_stamp(now), job_id),
     )
-    return min((job for job in unlisted if job is not None), key=lambda job: (job.created_at, job.id), default=None)
+    job = _one(cursor)
+    if job is None:
+        found = get(database, job_id)
+        if found is None:
+            raise JobNotFound(f"there is no job {job_id}")
+        raise JobStateError(
+            f"job {job_id} is {found.state}: only a queued or failed job can be moved to the front"
+            + (" (retry it first)" if found.state in (JobState.DEAD, JobState.CANCELLED) else ""),
+            job_id=job_id,
+            state=found.state,
+        )
+    return job
 
 
 def _waiting_libraries(database: Database) -> list[str]:
@@ -234,18 +269,6 @@ _WAITING_LIBRARIES = """
     SELECT library FROM waiting WHERE library IS NOT NULL
 """
 
-
-_NEXT_IN_LIBRARY = _sql("""
-    SELECT {COLUMNS} FROM jobs
-    WHERE library = ? AND state IN ('queued', 'failed')
-      AND (state = 'queued' OR not_before IS NULL OR not_before <= ?)
-      AND NOT EXISTS (
-          SELECT 1 FROM jobs AS other
-          WHERE other.library = jobs.library AND other.rel_path = jobs.rel_path AND other.state = 'running'
-      )
-    ORDER BY created_at, id
-    LIMIT 1
-""")
 
 
 def mark_running(database: Database, job_id: int, *, now: datetime) -> Job:

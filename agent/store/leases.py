@@ -15,8 +15,8 @@ Decisions:
 - Atomic claims. PostgreSQL: the candidate row is read `FOR UPDATE SKIP LOCKED` and updated in
   one transaction, so concurrent claimers skip each other's rows instead of waiting or taking
   the same one. SQLite: `BEGIN IMMEDIATE` makes the claim the only writer while it chooses.
-  The choice is `jobs.next_runnable`'s (library order, then oldest; one encode per file),
-  among `libraries` only.
+  The choice is `jobs.next_runnable`'s (the front, then `agent.store.order`; one encode per
+  file), among `libraries` only.
 - Tokens come from one counter for all jobs and only grow: a PostgreSQL sequence; in SQLite
   `max(lease_token) + 1` inside the claim's transaction (which no other writer can enter).
   A unique index makes a token handed out twice an error, not a silent double claim.
@@ -47,6 +47,7 @@ from agent.domain import LedgerEntry
 from agent.store import ledger
 from agent.store.jobs import Job, _job, _one, _sql, _stamp, _waiting_libraries
 from agent.store.jobs import LeaseLost as LeaseLost  # raised here too; its home is `jobs` (failures are fenced)
+from agent.store.order import QueueOrder, first_fronted, first_in_library, library_sequence
 from agent.store.sql import Database
 from agent.store.transitions import JobError, JobEvent, JobState, sql_states, target
 
@@ -111,10 +112,11 @@ def claim(
     libraries: Collection[str],
     lease: timedelta,
     library_order: Sequence[str],
+    order: QueueOrder | None = None,
 ) -> Claim | None:
     """Run the next runnable job of `libraries` for `host` under a new lease; return the claim, or None.
 
-    The job is the one `jobs.next_runnable` would start among those libraries. Raise ValueError
+    The job is the one `jobs.next_runnable` would start among those libraries (in `order`). Raise ValueError
     for an empty host name or a lease that is not positive.
     """
     if not host:
@@ -123,67 +125,26 @@ def claim(
     allowed = set(libraries)
     if not allowed:
         return None
+    order = order or QueueOrder()
     lock = " FOR UPDATE SKIP LOCKED" if database.dialect == "postgres" else ""
     with database.transaction():
         now = database_now(database)
         stamp = _stamp(now)
         waiting = [library for library in _waiting_libraries(database) if library in allowed]
-        for library in _claim_order(database, waiting=waiting, library_order=library_order, stamp=stamp):
-            candidate = _candidate(database, library=library, stamp=stamp, lock=lock)
+        fronted = first_fronted(database, libraries=waiting, stamp=stamp, lock=lock)
+        if fronted is not None:
+            taken = _take(database, fronted, host=host, expires_at=_stamp(now + lease), stamp=stamp)
+            if taken is not None:
+                return taken
+        sequence = library_sequence(database, waiting=waiting, library_order=library_order, order=order, stamp=stamp)
+        for library in sequence:
+            candidate = first_in_library(database, library=library, stamp=stamp, order_by=order.of(library), lock=lock)
             if candidate is None:
                 continue  # none runnable, or every one is being claimed by another host
             taken = _take(database, candidate, host=host, expires_at=_stamp(now + lease), stamp=stamp)
             if taken is not None:
                 return taken
     return None
-
-
-# next_runnable's choice in a library, read in the order of the index `jobs_waiting` and
-# stopping at the first row: its one-query form (NOT EXISTS a running job of the file) makes
-# PostgreSQL join every waiting job of the library on every claim. Here the rare job whose
-# file has another job running is skipped by a second, indexed look-up instead.
-_FIRST_WAITING = """
-    SELECT id, rel_path FROM jobs
-    WHERE library = ? AND state IN ('queued', 'failed')
-      AND (state = 'queued' OR not_before IS NULL OR not_before <= ?){SKIPPED}
-    ORDER BY created_at, id
-    LIMIT 1
-"""
-_FILE_RUNNING = "SELECT 1 FROM jobs WHERE library = ? AND rel_path = ? AND state = 'running' LIMIT 1"
-
-
-def _candidate(database: Database, *, library: str, stamp: str, lock: str) -> int | None:
-    """Return the id of library's next runnable job (locked on PostgreSQL), or None."""
-    skipped: list[int] = []
-    while True:
-        marks = ", ".join(["?"] * len(skipped))
-        query = _FIRST_WAITING.replace("{SKIPPED}", f" AND id NOT IN ({marks})" if skipped else "") + lock
-        row = database.execute(query, (library, stamp, *skipped)).fetchone()
-        if row is None:
-            return None
-        if database.execute(_FILE_RUNNING, (library, row[1])).fetchone() is None:
-            return int(row[0])
-        skipped.append(int(row[0]))
-
-
-def _claim_order(database: Database, *, waiting: list[str], library_order: Sequence[str], stamp: str) -> list[str]:
-    """Return the waiting libraries in next_runnable's order: as listed, then the rest by their oldest job."""
-    listed = [library for library in dict.fromkeys(library_order) if library in waiting]
-    rest = [library for library in waiting if library not in listed]
-    if len(rest) > 1:
-        firsts = {library: _candidate(database, library=library, stamp=stamp, lock="") for library in rest}
-        order = _in_queue_order(database, [job_id for job_id in firsts.values() if job_id is not None])
-        rest = [library for job_id in order for library, first in firsts.items() if first == job_id]
-    return listed + rest
-
-
-def _in_queue_order(database: Database, job_ids: list[int]) -> list[int]:
-    """Return job_ids oldest first, as next_runnable orders jobs."""
-    if not job_ids:
-        return []
-    query = "SELECT id FROM jobs WHERE id IN ({MARKS}) ORDER BY created_at, id"
-    rows = database.execute(query.replace("{MARKS}", ", ".join(["?"] * len(job_ids))), job_ids).fetchall()
-    return [int(row[0]) for row in rows]
 
 
 def _take(database: Database, job_id: int, *, host: str, expires_at: str, stamp: str) -> Claim | None:

@@ -297,6 +297,21 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE library_scans ADD COLUMN full_seconds DOUBLE PRECISION
         CHECK (full_seconds IS NULL OR full_seconds >= 0);
     """,
+    # 13: the queue's order and the media facts, as SQLite's migration 13.
+    """
+    ALTER TABLE jobs ADD COLUMN source_size BIGINT NOT NULL DEFAULT 0 CHECK (source_size >= 0);
+    ALTER TABLE jobs ADD COLUMN priority BIGINT NOT NULL DEFAULT 0 CHECK (priority >= 0);
+    UPDATE jobs SET source_size = split_part(fingerprint, ':', 1)::BIGINT WHERE fingerprint ~ '^[0-9]{1,18}:';
+    CREATE INDEX IF NOT EXISTS jobs_waiting_by_size ON jobs (library, source_size) WHERE state IN ('queued', 'failed');
+    CREATE INDEX IF NOT EXISTS jobs_fronted ON jobs (priority) WHERE priority > 0 AND state IN ('queued', 'failed');
+    CREATE TABLE IF NOT EXISTS media_facts (
+        fingerprint TEXT PRIMARY KEY,
+        facts TEXT,
+        error TEXT,
+        probed_at TEXT NOT NULL,
+        CHECK ((facts IS NULL) <> (error IS NULL))
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

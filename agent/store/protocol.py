@@ -29,12 +29,15 @@ from agent.domain import (
     UserChange,
     UserRecord,
 )
+from agent.facts import MediaFacts
 from agent.store.holds import Hold
 from agent.store.hosts import HostReport, HostRow
 from agent.store.jobs import CancelledBy, Job, JobState
 from agent.store.leader import Leadership
 from agent.store.leases import Claim, Heartbeat, Lease
 from agent.store.ledger import LibraryBytes
+from agent.store.media_facts import StoredFacts
+from agent.store.order import QueueOrder
 from agent.store.savings import Saving
 from agent.store.scans import FullPass
 
@@ -67,8 +70,21 @@ class Store(Protocol):
         ...
 
     def next_runnable(
-        self, *, now: datetime, library_order: Sequence[str], exclude_libraries: Collection[str] = ()
+        self,
+        *,
+        now: datetime,
+        library_order: Sequence[str],
+        exclude_libraries: Collection[str] = (),
+        order: QueueOrder | None = None,
     ) -> Job | None: ...
+    def move_to_front(self, job_id: int, *, now: datetime) -> Job: ...
+
+    # --- each content's media facts, by fingerprint (agent.store.media_facts)
+    def record_facts(
+        self, fingerprint: str, *, facts: MediaFacts | None, error: str | None, now: datetime
+    ) -> None: ...
+    def facts_for(self, fingerprints: Collection[str]) -> dict[str, StoredFacts]: ...
+    def forget_facts(self, fingerprints: Collection[str]) -> int: ...
     def mark_running(self, job_id: int, *, now: datetime) -> Job: ...
     def record_progress(self, job_id: int, *, progress: float, now: datetime) -> None: ...
     def mark_done(self, job_id: int, *, now: datetime) -> Job: ...
@@ -224,7 +240,13 @@ class Store(Protocol):
 
     # --- leases for several hosts on one queue (agent.store.leases; `release_claim` is its `release`)
     def claim(
-        self, host: str, *, libraries: Collection[str], lease: timedelta, library_order: Sequence[str]
+        self,
+        host: str,
+        *,
+        libraries: Collection[str],
+        lease: timedelta,
+        library_order: Sequence[str],
+        order: QueueOrder | None = None,
     ) -> Claim | None: ...
     def heartbeat(
         self, job_id: int, token: int, *, progress: float | None, lease: timedelta, remaining: int | None = None

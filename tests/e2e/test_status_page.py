@@ -193,6 +193,13 @@ async def test_an_admin_watches_an_encode_live_retries_a_dead_job_and_the_page_s
         await expect(page.locator("#queue li .name")).to_have_text(HOSTILE, timeout=10 * MS)
         await expect(page.locator("#dead li")).to_have_count(0)
         await expect(page.locator("#queue li button[data-action=cancel]")).to_be_visible()
+        run_next = page.locator("#queue li button[data-action=priority]")
+        await expect(run_next).to_have_text("Run next")
+        async with page.expect_response(lambda response: response.url.endswith("/priority")) as moved:
+            await run_next.click()  # the one waiting job: it stays first, and the page says no error
+        assert (await moved.value).status == 200
+        await expect(page.locator("#queue li .name")).to_have_text(HOSTILE)
+        await expect(page.locator("#notice")).to_be_hidden()
         await expect(page.locator("#gate-verdict")).to_have_attribute("data-open", "false", timeout=10 * MS)
         await expect(page.locator("#gate-reasons")).to_contain_text("1 job running, the most allowed is 1")
         await expect(encode).to_have_count(1)

@@ -680,6 +680,7 @@ async def test_job_ids_that_are_not_positive_whole_numbers_are_a_400(api: Api, r
         ("GET", f"/api/jobs/{raw}"),
         ("POST", f"/api/jobs/{raw}/retry"),
         ("POST", f"/api/jobs/{raw}/cancel"),
+        ("POST", f"/api/jobs/{raw}/priority"),
     ):
         response = await api.client.request(method, path, headers=headers)
         body = await json_error(response, 400)
@@ -725,6 +726,32 @@ async def test_cancel_a_queued_job(api: Api) -> None:
     # A cancelled job cannot be cancelled again.
     body = await json_error(await api.client.post(f"/api/jobs/{queued.id}/cancel", headers=await api.admin()), 409)
     assert "cancelled" in body["message"]
+
+
+# --- POST /api/jobs/{id}/priority ----------------------------------------------------------
+
+
+async def test_an_admin_moves_a_waiting_job_to_the_front_and_it_is_the_next_to_start(api: Api) -> None:
+    add_job(api, "first.mkv", library="tv")
+    last = add_job(api, "last.mkv", library="movies")
+    store = api.context.state.store
+
+    response = await api.client.post(f"/api/jobs/{last.id}/priority", headers=await api.admin())
+
+    assert response.status == 200, await response.text()
+    assert (await response.json())["id"] == last.id
+    assert store.next_runnable(now=now(), library_order=["tv", "movies"]) == store.get_job(last.id)
+
+
+async def test_moving_a_job_that_is_not_waiting_is_a_409_and_a_user_may_not(api: Api) -> None:
+    done = add_job(api, "a.mkv", state=jobs.JobState.DONE)
+    queued = add_job(api, "b.mkv")
+
+    body = await json_error(await api.client.post(f"/api/jobs/{done.id}/priority", headers=await api.admin()), 409)
+    assert f"job {done.id} is done: only a queued or failed job can be moved to the front" in body["message"]
+    await json_error(await api.client.post("/api/jobs/777/priority", headers=await api.admin()), 404)
+    await json_error(await api.client.post(f"/api/jobs/{queued.id}/priority", headers=await api.viewer()), 403)
+    assert api.context.state.store.get_job(queued.id) == queued  # nothing changed
 
 
 # --- libraries: pause, resume, scan ---------------------------------------------------------
@@ -911,6 +938,7 @@ async def test_hostile_input_in_every_parameter_is_refused_cleanly(api: Api, val
             ("GET", f"/api/jobs/{piece}", None),
             ("POST", f"/api/jobs/{piece}/retry", None),
             ("POST", f"/api/jobs/{piece}/cancel", None),
+            ("POST", f"/api/jobs/{piece}/priority", None),
             ("POST", f"/api/libraries/{piece}/pause", None),
             ("POST", f"/api/libraries/{piece}/resume", None),
         ]

@@ -395,10 +395,12 @@ def _damaged(path: Path) -> None:
         [(f"{number}.mkv", f"TV/{number}.mkv") for number in range(2000)],
     )
     connection.execute("COMMIT")
+    (root_page,) = connection.execute("SELECT rootpage FROM sqlite_schema WHERE name = 'jobs'").fetchone()
+    (page_size,) = connection.execute("PRAGMA page_size").fetchone()
     connection.close()
     data = bytearray(path.read_bytes())
-    middle = len(data) // 2
-    data[middle : middle + 4096] = b"\xff" * 4096
+    start = (root_page - 1) * page_size  # the jobs table's root: counting its rows must fail, whatever the schema
+    data[start : start + page_size] = b"\xff" * page_size
     path.write_bytes(bytes(data))
 
 

@@ -308,6 +308,42 @@ def test_retry_of_a_job_that_cannot_be_retried_fails_and_changes_nothing(
     assert jobs.list_jobs(database) == before
 
 
+def test_front_moves_a_waiting_job_before_every_other(config: Path, database: sqlite3.Connection) -> None:
+    made = fill(database)
+    last = enqueue(database, "Late (2024).mkv", library="movies")
+
+    finished = hb2r("jobs", "--front", str(last.id), str(config))
+
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout == f"Moved job {last.id} (movies: Late (2024).mkv) to the front: it starts next\n"
+    assert jobs.next_runnable(database, now=T0, library_order=["tv", "movies"]) == jobs.get(database, last.id)
+    assert jobs.get(database, made["queued"].id) == made["queued"]  # the others are as they were
+
+
+@pytest.mark.parametrize(
+    "job, message",
+    [
+        pytest.param("999", "error: there is no job 999; nothing was changed", id="an-unknown-job"),
+        pytest.param(
+            "2",
+            "error: job 2 is running: only a queued or failed job can be moved to the front; nothing was changed",
+            id="a-running-job",
+        ),
+    ],
+)
+def test_front_of_a_job_that_is_not_waiting_fails_and_changes_nothing(
+    config: Path, database: sqlite3.Connection, job: str, message: str
+) -> None:
+    fill(database)
+    before = jobs.list_jobs(database)
+
+    finished = hb2r("jobs", "--front", job, str(config))
+
+    assert finished.returncode == 1
+    assert message in finished.stderr.splitlines()
+    assert jobs.list_jobs(database) == before
+
+
 def test_retry_without_a_database_makes_none(config: Path) -> None:
     one = hb2r("retry", "3", str(config))
     dead = hb2r("retry", "--dead", str(config))

@@ -302,6 +302,8 @@ def test_plan_writes_nothing_anywhere(tmp_path: Path, clip: Path, state: str) ->
             DROP TABLE scanned_folders; DROP TABLE archive_folders; DROP TABLE archive_files;
             DROP INDEX ledger_by_folder; DROP INDEX ledger_by_fingerprint; DROP INDEX ledger_by_size;
             ALTER TABLE ledger DROP COLUMN folder;
+            DROP INDEX jobs_waiting_by_size; DROP INDEX jobs_fronted; DROP TABLE media_facts;
+            ALTER TABLE jobs DROP COLUMN source_size; ALTER TABLE jobs DROP COLUMN priority;
             PRAGMA user_version = 1;
             """
         )

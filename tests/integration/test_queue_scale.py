@@ -20,6 +20,7 @@ import pytest
 
 from agent.store.db import DATABASE_NAME, MIGRATIONS
 from agent.store.jobs import JobState
+from agent.store.order import ORDERS, QueueOrder
 from agent.store.sqlite import SqliteStore, open_store
 
 WORK_UNIT = 100  # VM instructions per call of the progress handler
@@ -59,10 +60,12 @@ def insert_rows(execute_many: Callable[[str, Any], Any], count: int) -> None:
 
 
 def filled(state_dir: Path, count: int) -> SqliteStore:
-    """Return a store holding `count` jobs and as many ledger rows (`insert_rows`)."""
+    """Return a store holding `count` jobs and as many ledger rows (`insert_rows`), the jobs
+    with spread source sizes for the queue's size orders."""
     store = open_store(state_dir)
     with store.transaction():
         insert_rows(store.database.executemany, count)
+        store.database.execute("UPDATE jobs SET source_size = ((id - 1) * 7919) % 100000")  # orders by size
     return store
 
 
@@ -106,6 +109,29 @@ READS: dict[str, Callable[[SqliteStore], Any]] = {
     "a later page of a library": lambda store: store.page(library="movies", before_id=SMALL // 2, limit=101),
     "next runnable job (dispatcher tick)": lambda store: store.next_runnable(now=NOW, library_order=["tv", "movies"]),
     "running jobs' remaining bytes (dispatcher tick)": lambda store: store.remaining_bytes(other_than=None),
+    **{
+        f"next runnable job, {within} first, libraries {across}": (
+            lambda store, within=within, across=across: store.next_runnable(
+                now=NOW, library_order=["tv", "movies"], order=QueueOrder(default=within, across=across)
+            )
+        )
+        for within in ORDERS
+        for across in ("listed", "mixed")
+    },
+    # before the claims, which start jobs: the job moved must still be waiting
+    "move a job to the front": lambda store: store.move_to_front(SMALL - 1, now=NOW),
+    "next runnable job with one moved to the front": lambda store: (
+        store.move_to_front(SMALL - 1, now=NOW), store.next_runnable(now=NOW, library_order=["tv", "movies"])
+    ),
+    **{
+        f"claim, {within} first": (
+            lambda store, within=within: store.claim(
+                "alpha", libraries=["tv", "movies"], lease=timedelta(seconds=30), library_order=["tv", "movies"],
+                order=QueueOrder(default=within, across="mixed"),
+            )
+        )
+        for within in ORDERS
+    },
 }
 
 

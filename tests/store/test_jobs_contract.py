@@ -9,6 +9,7 @@ import pytest
 
 from agent.config.models import Retry
 from agent.store.jobs import CancelledBy, Job, JobNotFound, JobState, JobStateError
+from agent.store.order import Order, QueueOrder
 from agent.store.protocol import Store
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -135,6 +136,88 @@ def test_libraries_left_out_of_the_order_come_after_it_oldest_first(store: Store
     assert store.next_runnable(now=at(20), library_order=["tv"]) == listed
     store.mark_running(listed.id, now=at(21))
     assert store.next_runnable(now=at(22), library_order=["tv"]) == other
+
+
+@pytest.mark.parametrize(
+    "order, first",
+    [
+        pytest.param("oldest", "old-medium.mkv", id="oldest-first-by-default"),
+        pytest.param("newest", "new-small.mkv", id="newest-first"),
+        pytest.param("smallest", "new-small.mkv", id="smallest-source-first"),
+        pytest.param("largest", "mid-large.mkv", id="largest-source-first"),
+    ],
+)
+def test_a_library_starts_its_jobs_in_its_order(store: Store, order: Order, first: str) -> None:
+    add(store, "old-medium.mkv", fingerprint="5000:a", now=at(0))
+    add(store, "mid-large.mkv", fingerprint="90000:b", now=at(1))
+    add(store, "new-small.mkv", fingerprint="20:c", now=at(2))
+
+    picked = store.next_runnable(now=at(3), library_order=["tv"], order=QueueOrder(within={"tv": order}))
+
+    assert picked is not None and picked.rel_path == first
+
+
+def test_libraries_take_turns_as_listed_or_mixed_by_the_top_level_order(store: Store) -> None:
+    add(store, "big.mkv", library="tv", fingerprint="90000:a", now=at(0))
+    add(store, "small.mkv", library="movies", fingerprint="10:b", now=at(1))
+
+    listed = store.next_runnable(now=at(2), library_order=["tv", "movies"], order=QueueOrder(default="smallest"))
+    mixed = store.next_runnable(
+        now=at(2), library_order=["tv", "movies"], order=QueueOrder(default="smallest", across="mixed")
+    )
+
+    assert listed is not None and listed.rel_path == "big.mkv"  # tv is listed first
+    assert mixed is not None and mixed.rel_path == "small.mkv"  # the smallest of every library's next job
+
+
+def test_a_job_moved_to_the_front_goes_first_across_libraries_the_latest_moved_first(store: Store) -> None:
+    added(store, "a.mkv", library="tv")
+    second = added(store, "b.mkv", library="movies")
+    third = added(store, "c.mkv", library="movies")
+
+    store.move_to_front(second.id, now=at(1))
+    store.move_to_front(third.id, now=at(2))
+
+    assert store.next_runnable(now=at(3), library_order=["tv", "movies"]) == store.get_job(third.id)
+    store.mark_running(third.id, now=at(4))
+    assert store.next_runnable(now=at(5), library_order=["tv", "movies"]) == store.get_job(second.id)
+    # a library this host may not take from is not started for its fronted job
+    assert store.next_runnable(now=at(5), library_order=["tv"], exclude_libraries={"movies"}).rel_path == "a.mkv"
+
+
+def test_a_failed_job_moved_to_the_front_runs_without_waiting_out_its_backoff(store: Store) -> None:
+    job = fail(store, added(store, "a.mkv"), now=at(0))
+    added(store, "b.mkv")
+    assert store.next_runnable(now=at(1), library_order=["tv"]).rel_path == "b.mkv"  # a.mkv waits 30 s
+
+    store.move_to_front(job.id, now=at(2))
+
+    assert store.next_runnable(now=at(3), library_order=["tv"]) == store.get_job(job.id)
+
+
+def test_only_a_waiting_job_can_be_moved_to_the_front(store: Store) -> None:
+    running = added(store, "a.mkv")
+    store.mark_running(running.id, now=at(1))
+    gone = dead(store, added(store, "b.mkv"))
+
+    with pytest.raises(JobStateError, match="is running: only a queued or failed job"):
+        store.move_to_front(running.id, now=at(2))
+    with pytest.raises(JobStateError, match=r"is dead: .* \(retry it first\)"):
+        store.move_to_front(gone.id, now=at(2))
+    with pytest.raises(JobNotFound, match="there is no job 999"):
+        store.move_to_front(999, now=at(2))
+
+
+def test_a_requeued_job_is_no_longer_at_the_front(store: Store) -> None:
+    added(store, "b.mkv")
+    job = added(store, "a.mkv")
+    store.move_to_front(job.id, now=at(1))
+    store.mark_running(job.id, now=at(2))
+    store.mark_done(job.id, now=at(3))
+    again = add(store, "a.mkv", now=at(4))  # its output went missing: encoded afresh, in the usual order
+
+    assert again is not None and again.id == job.id
+    assert store.next_runnable(now=at(5), library_order=["tv"]).rel_path == "b.mkv"
 
 
 def test_an_excluded_library_starts_nothing(store: Store) -> None:

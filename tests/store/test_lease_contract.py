@@ -20,6 +20,7 @@ from agent.store import postgres_schema
 from agent.store.database_store import DatabaseStore
 from agent.store.jobs import CancelledBy, Job, JobState
 from agent.store.leases import Claim, LeaseLost
+from agent.store.order import QueueOrder
 from agent.store.postgres import connect_postgres
 from agent.store.postgres_store import open_postgres_store
 from agent.store.protocol import Store
@@ -149,6 +150,27 @@ def test_a_claim_takes_what_next_runnable_would_start(store: Store) -> None:
     ]
 
     assert order == [listed.rel_path, "a.mkv", "b.mkv"]
+
+
+def test_a_claim_takes_the_job_moved_to_the_front_then_follows_the_order(store: Store) -> None:
+    first = added(store, "a.mkv", library="tv", seconds=0)
+    added(store, "b.mkv", library="tv", seconds=1)
+    fronted = added(store, "c.mkv", library="movies", seconds=2)
+    elsewhere = added(store, "d.mkv", library="other", seconds=3)
+    store.move_to_front(fronted.id, now=T0)
+    store.move_to_front(elsewhere.id, now=T0)  # moved last, but in a library this host does not take
+
+    def take() -> str | None:
+        claim = store.claim(
+            "alpha",
+            libraries=["tv", "movies"],
+            lease=LEASE,
+            library_order=["tv", "movies"],
+            order=QueueOrder(within={"tv": "newest"}),
+        )
+        return None if claim is None else claim.job.rel_path
+
+    assert [take(), take(), take(), take()] == ["c.mkv", "b.mkv", first.rel_path, None]
 
 
 def test_a_claim_never_starts_a_second_encode_of_a_file(store: Store) -> None:

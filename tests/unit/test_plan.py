@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from agent.batch_plan import COPY_MARK, SKIP_MARK
 from agent.config.models import Config
 from agent.domain import (
     Action,
@@ -48,6 +49,7 @@ from agent.domain import (
     UserRecord,
     Wait,
 )
+from agent.identity import decided_identity
 from agent.pause import pause_reason
 from agent.plan import fingerprints_needed, library_context, plan, plan_in_folder_batches, plan_users
 from agent.plan_from_store import by_folder, pause_counts, plan_library_from_store
@@ -291,6 +293,14 @@ EPISODE_OUT = "TV/Show/S01E01.mkv"
 OTHER = _file("Show/S01E02.mkv", fingerprint="fp:other")
 THIRD = _file("Show/S01E03.mkv", fingerprint="fp:third")
 RENAMED = _file("Show/Season 1/Pilot.mkv", fingerprint="fp:episode")
+COPIED = _file("Show/S01E04.mp4", fingerprint="fp:copied")  # published as it is by a rule
+COPIED_OUT = "TV/Show/S01E04.mp4"
+LEAVE_HEVC_ALONE = [{"name": "already efficient", "when": {"codec": ["hevc"]}, "action": "copy"}]
+
+
+def _copied(preset_hash: str = TV_HASH, mark: str = COPY_MARK, **settings: Any) -> str:
+    """Return the identity a ledger row of a copy (or a skip) made by these rules holds."""
+    return mark + decided_identity(preset_hash, _config(_library(**settings)).libraries[0])
 
 
 # --- one library, one decision per row ------------------------------------------------------
@@ -454,6 +464,55 @@ LIBRARY_CASES = [
         _ledger(_done(EPISODE)),
         [Drift("tv", EPISODE.rel_path, EPISODE_OUT, DriftReason.PRESET_CHANGED)],
         id="container-changed-with-keep-is-drift-not-a-rename",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(COPIED, outputs=[COPIED_OUT]),
+        _ledger(_done(COPIED, output=COPIED_OUT, preset_hash=_copied())),
+        [],
+        id="a-source-a-rule-copied-keeps-its-extension-and-is-in-sync",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(COPIED, outputs=[COPIED_OUT]),
+        _ledger(_done(COPIED, output=COPIED_OUT, preset_hash=_copied("tv-preset-v0"))),
+        [Drift("tv", COPIED.rel_path, COPIED_OUT, DriftReason.PRESET_CHANGED)],
+        id="a-copy-made-under-another-preset-or-rules-is-drift",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(COPIED, outputs=[COPIED_OUT]),
+        _ledger(_done(COPIED, output=COPIED_OUT, preset_hash=_copied(rules=LEAVE_HEVC_ALONE))),
+        [Drift("tv", COPIED.rel_path, COPIED_OUT, DriftReason.PRESET_CHANGED)],
+        id="a-copy-whose-rule-was-removed-is-drift",
+    ),
+    pytest.param(
+        _config(_library(rules=LEAVE_HEVC_ALONE, on_preset_change="reencode")),
+        _disk(COPIED, outputs=[COPIED_OUT]),
+        _ledger(_done(COPIED, output=COPIED_OUT, preset_hash=_copied())),
+        [Transcode("tv", COPIED, "TV/Show/S01E04.mkv", TranscodeReason.PRESET_CHANGED)],
+        id="a-copy-whose-rules-changed-is-decided-again-with-reencode",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(EPISODE, outputs=[]),
+        _ledger(_done(EPISODE, preset_hash=_copied(mark=SKIP_MARK))),
+        [Skip("tv", EPISODE.rel_path, "its encode saved too little (larger_output: skip); nothing published")],
+        id="an-encode-that-saved-too-little-with-skip-is-not-encoded-again",
+    ),
+    pytest.param(
+        _config(_library(larger_output={"then": "copy"}, on_preset_change="reencode")),
+        _disk(EPISODE, outputs=[]),
+        _ledger(_done(EPISODE, preset_hash=_copied(mark=SKIP_MARK, larger_output={"then": "skip"}))),
+        [Transcode("tv", EPISODE, EPISODE_OUT, TranscodeReason.PRESET_CHANGED)],
+        id="a-skip-whose-larger-output-changed-is-decided-again-with-reencode",
+    ),
+    pytest.param(
+        CONFIG,
+        _disk(COPIED, outputs=[]),
+        _ledger(_done(COPIED, output=COPIED_OUT, preset_hash=_copied())),
+        [Transcode("tv", COPIED, "TV/Show/S01E04.mkv", TranscodeReason.OUTPUT_MISSING)],
+        id="a-copy-gone-from-the-archive-is-decided-again",
     ),
     pytest.param(
         _config(_library(on_preset_change="reencode"), tv_container="mp4"),

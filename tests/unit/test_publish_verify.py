@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from agent.verify import FailureKind, Verification, source_gone, verify
+from agent.verify import FailureKind, Verification, decode_verdict, source_gone, verify
 
 # A 4 s clip that HandBrakeCLI encoded to a 4.04 s output of 350 kB, reporting success.
 GOOD: dict[str, Any] = {
@@ -215,3 +215,30 @@ def test_a_vanished_source(when: str, library_readable: bool, kind: FailureKind,
 
     assert (verification.ok, verification.kind) == (False, kind)
     assert says in verification.reason
+
+
+@pytest.mark.parametrize(
+    "exit_code, errors, fails, says",
+    [
+        pytest.param(0, (), False, "", id="a-clean-decode-passes"),
+        pytest.param(
+            0,
+            ("[h264 @ 0x1] error while decoding MB 3 7",),
+            True,
+            "error while decoding MB 3 7",
+            id="an-error-line-fails-even-with-exit-0",
+        ),
+        pytest.param(1, (), True, "ffmpeg exit code 1): no message", id="a-failed-ffmpeg-without-a-word-fails"),
+    ],
+)
+def test_the_decode_check_fails_an_output_that_does_not_decode_cleanly(
+    exit_code: int, errors: tuple[str, ...], fails: bool, says: str
+) -> None:
+    verdict = decode_verdict(exit_code=exit_code, errors=errors)
+
+    if not fails:
+        assert verdict is None
+        return
+    assert verdict is not None and not verdict.ok
+    assert "does not decode cleanly" in verdict.reason and says in verdict.reason
+    assert verdict.kind is FailureKind.COUNTED  # a new encode may come out whole

@@ -116,6 +116,16 @@ def test_with_the_preset_identity_unknown_the_newest_job_of_the_content_stands_f
     assert queued.stage_of(A_UNREAD) is Stage.CANCELLED
 
 
+def test_a_transcode_with_a_preset_a_rule_chose_is_paired_with_the_job_of_its_content() -> None:
+    hdr = A_READ._replace(why="hevc 10-bit 12.0 Mb/s: HDR10, hdr: hdr", preset="hdr")
+
+    running = [JobRow(1, "running", preset_hash="p-hdr")]
+
+    queued = with_jobs(Plan((hdr,)), running, fingerprints={}, preset_hashes=PRESETS)
+
+    assert queued.stage_of(hdr) is Stage.RUNNING
+
+
 @pytest.mark.parametrize(
     ("other", "pending"),
     [

@@ -194,6 +194,7 @@ def test_json_has_pending_summary_counts_and_one_object_per_action() -> None:
         "failed": 0,
         "dead": 0,
         "cancelled": 0,
+        "copy": 0,
         "rename": 1,
         "adopt": 1,
         "wait": 1,

@@ -346,8 +346,9 @@ BAD_ARGS = "args may not contain"
         pytest.param(
             [_append("colour: blue\n")],
             [
-                "config.yaml:17: at 'colour': unknown key 'colour' (known: auth, handbrake, host, libraries, "
-                "limits, notify, paths, presets, retry, scan, server, store, users, version)"
+                "config.yaml:17: at 'colour': unknown key 'colour' (known: audio, auth, handbrake, hdr, host, "
+                "larger_output, libraries, limits, notify, order, order_across, paths, presets, retry, rules, scan, "
+                "server, store, subtitles, users, verify, version)"
             ],
             id="an-unknown-key-with-no-near-match-lists-the-known-keys",
         ),
@@ -1057,3 +1058,154 @@ def test_the_lease_defaults_to_30_seconds_and_three_host_losses(folder: Path) ->
     store = load(BASE).config.store
 
     assert (store.lease, store.host_losses) == (timedelta(seconds=30), 3)
+
+
+# --- verify: per library, with top-level defaults ------------------------------------------
+
+
+def test_the_decode_check_is_off_unless_asked_for(folder: Path) -> None:
+    config = load(BASE).config
+
+    assert [config.verify_for(library).decode for library in config.libraries] == [False, False]
+
+
+def test_a_top_level_decode_check_applies_to_every_library_that_does_not_say_otherwise(folder: Path) -> None:
+    text = edited(
+        ("    preset: movies\n", "    preset: movies\n    verify: {decode: false}\n"), ("", "verify: {decode: true}\n")
+    )
+    config = load(text).config
+
+    assert [(library.name, config.verify_for(library).decode) for library in config.libraries] == [
+        ("tv", True),
+        ("movies", False),
+    ]
+    shown_yaml = effective_yaml(config)  # validate --show prints what each library really gets
+    assert "verify:\n    decode: true\n" in shown_yaml
+    assert "verify:\n    decode: false\n" in shown_yaml
+
+
+def test_a_decode_check_that_is_not_a_yes_or_no_is_named_with_its_line(folder: Path) -> None:
+    text = edited(("    preset: tv\n", "    preset: tv\n    verify: {decode: sometimes}\n"))
+
+    assert problems(text) == [
+        "config.yaml:10: at 'libraries[0].verify.decode': input should be a valid boolean, "
+        "unable to interpret input, got 'sometimes'"
+    ]
+
+
+# --- order: per library, with a top-level default ------------------------------------------
+
+
+def test_the_queue_starts_the_oldest_job_first_and_libraries_in_their_listed_order_by_default(folder: Path) -> None:
+    config = load(BASE).config
+
+    assert [config.order_for(library) for library in config.libraries] == ["oldest", "oldest"]
+    assert config.order_across == "listed"
+
+
+def test_a_library_without_an_order_of_its_own_takes_the_top_level_one(folder: Path) -> None:
+    text = edited(
+        ("    preset: movies\n", "    preset: movies\n    order: largest\n"),
+        ("", "order: smallest\norder_across: mixed\n"),
+    )
+    config = load(text).config
+
+    orders = [(library.name, library.order) for library in config.libraries]
+    assert orders == [("tv", "smallest"), ("movies", "largest")]
+    assert config.order_across == "mixed"
+
+
+def test_an_order_hb2r_does_not_know_lists_the_ones_it_does(folder: Path) -> None:
+    text = edited(("    preset: tv\n", "    preset: tv\n    order: random\n"))
+
+    assert problems(text) == [
+        "config.yaml:10: at 'libraries[0].order': input should be 'oldest', 'newest', 'smallest' or 'largest', "
+        "got 'random'"
+    ]
+
+
+# --- media-aware rules: checked and shown, per library with top-level defaults --------------
+
+
+def test_the_rules_default_to_encoding_everything_and_copying_hdr(folder: Path) -> None:
+    config = load(BASE).config
+    tv = config.libraries[0]
+
+    assert (tv.rules, tv.hdr, tv.larger_output.min_saving, tv.larger_output.then) == ((), "copy", 10, "copy")
+    assert (tv.audio.languages, tv.audio.fallback, tv.audio.codec) == ((), "first", "copy")
+    assert (tv.subtitles.languages, tv.subtitles.burn) == ((), False)
+
+
+RULES = """rules:
+  - name: already efficient
+    when: {codec: [HEVC, av1], bitrate_below: 2.5Mb/s}
+    action: copy
+audio: {languages: [eng, original], keep: all}
+subtitles: {languages: [eng], forced_only: true}
+"""
+
+
+def test_a_library_replaces_the_rules_whole_and_overrides_track_keys_one_by_one(folder: Path) -> None:
+    own = "    rules: [{name: everything, action: skip}]\n    audio: {keep: first}\n    hdr: skip\n"
+    config = load(edited(("    preset: movies\n", "    preset: movies\n" + own), ("", RULES))).config
+    tv, movies = config.libraries
+
+    assert [rule.name for rule in tv.rules] == ["already efficient"]
+    assert tv.rules[0].when.codec == ("hevc", "av1") and tv.rules[0].when.bitrate_below == 2_500_000
+    assert [rule.name for rule in movies.rules] == ["everything"]
+    assert (tv.audio.keep, movies.audio.keep, movies.audio.languages) == ("all", "first", ("eng", "original"))
+    assert (tv.hdr, movies.hdr) == ("copy", "skip")
+    assert "already efficient" in effective_yaml(config)  # validate --show prints what each library gets
+
+
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        pytest.param(
+            [("", "hdr: hdr-preset\n")],
+            ["config.yaml:17: at 'hdr': hdr must be copy, skip or a preset's name; preset 'hdr-preset' is not "
+             "defined (known: movies, tv)"],
+            id="an-hdr-preset-that-is-not-defined",
+        ),
+        pytest.param(
+            [("", "audio: {languages: [english]}\n")],
+            ["config.yaml:17: at 'audio.languages': language 'english' is not an ISO 639-2 code like 'eng', "
+             "'jpn' or 'und', nor 'original'"],
+            id="a-language-that-is-not-iso-639-2",
+        ),
+        pytest.param(
+            [("", "rules: [{name: x, when: {bitrate_below: fast}, action: copy}]\n")],
+            ["config.yaml:17: at 'rules[0].when.bitrate_below': a bitrate looks like 2.5Mb/s, 800kb/s or 64000 "
+             "(b/s), got 'fast'"],
+            id="a-bitrate-that-is-not-one",
+        ),
+        pytest.param(
+            [("", "rules: [{name: x, action: skip, preset: tv}]\n")],
+            ["config.yaml:17: at 'rules[0]': rule 'x': 'preset' is only for action: encode, not skip"],
+            id="a-preset-on-a-rule-that-does-not-encode",
+        ),
+        pytest.param(
+            [("", "rules: [{name: x, action: encode, preset: hdr10}]\n")],
+            ["config.yaml:17: at 'rules[0].preset': rule 'x': preset 'hdr10' is not defined (known: movies, tv)"],
+            id="a-rule-preset-that-is-not-defined",
+        ),
+    ],
+)  # fmt: skip
+def test_a_rule_mistake_is_explained_with_its_line_and_key(
+    folder: Path, changes: list[Change], expected: list[str]
+) -> None:
+    assert problems(edited(*changes)) == expected
+
+
+def test_the_schema_offers_the_rule_keys_at_the_top_and_per_library() -> None:
+    from agent.config.models import json_schema
+
+    schema = json_schema()
+    library = schema["$defs"]["Library"]["properties"]
+
+    for key in ("rules", "larger_output", "hdr", "audio", "subtitles", "order", "verify"):
+        assert key in schema["properties"], key
+        assert key in library, key
+    assert schema["properties"]["order_across"]["enum"] == ["listed", "mixed"]
+    assert "first whose 'when' holds decides" in schema["properties"]["rules"]["description"]
+    assert "never burned in" in schema["properties"]["subtitles"]["description"]

@@ -1,0 +1,211 @@
+"""A pass decides each file by its library's rules, from facts ffprobe read once per content.
+
+Real clips made with ffmpeg, real ffprobe, a real state database and the real engine pass; the
+archive is on the sources' file system (a hard link) or on a tmpfs of its own (a verified copy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.handbrake import probe
+from agent.store import jobs
+
+from .archive_support import Agent, make_clip, require_tools, tmpfs, write_config
+from .media_clips import make_hdr10
+from .test_plan_cli import run_plan
+
+pytestmark = pytest.mark.usefixtures("tools")
+
+LEAVE_HEVC_ALONE = (
+    "rules:\n"
+    "  - {name: already efficient, when: {codec: [hevc, av1]}, action: copy}\n"
+    "  - {name: tiny, when: {height_at_most: 40}, action: skip}\n"
+)
+
+
+@pytest.fixture
+def tools() -> None:
+    require_tools()
+
+
+@pytest.fixture
+def ffprobe_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[str]]]:
+    """Count the ffprobe processes the probe starts (the real ones run)."""
+    started: list[list[str]] = []
+    real = probe._run_ffprobe
+
+    def counted(argv: list[str], *, timeout: float) -> subprocess.CompletedProcess[str] | None:
+        started.append(argv)
+        return real(argv, timeout=timeout)
+
+    monkeypatch.setattr(probe, "_run_ffprobe", counted)
+    yield started
+
+
+def make_hevc(path: Path) -> Path:
+    """Write a 2 s 160x90 HEVC clip (x265 crf 38: already efficient)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            "ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25",
+            "-t", "2", "-c:v", "libx265", "-preset", "ultrafast", "-crf", "38", "-x265-params", "log-level=error",
+            str(path),
+        ],
+        check=True,
+        timeout=120,
+    )  # fmt: skip
+    return path
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def library(root: Path) -> Path:
+    tv = root / "tv"
+    make_hevc(tv / "Show" / "hevc.mkv")
+    make_clip(tv / "Show" / "h264.mkv", seconds=2, size="160x90")
+    make_hdr10(tv / "Show" / "hdr10.mkv")
+    (tv / "Show" / "broken.mkv").write_bytes(bytes(64 * 1024))  # no media ffprobe can read: zeros
+    (tv / "Show" / "small.mkv").write_bytes(make_clip(root / "x" / "small.mkv", seconds=0.2, size="32x32").read_bytes())
+    return tv
+
+
+def test_a_pass_copies_what_a_rule_leaves_alone_and_probes_each_content_once(
+    tmp_path: Path, ffprobe_runs: list[list[str]]
+) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    config_path = write_config(tmp_path, archive=archive)
+    config_path.write_text(config_path.read_text() + LEAVE_HEVC_ALONE)
+    tv = library(tmp_path)
+    before = digests(tv)
+    agent = Agent.from_file(config_path)
+    try:
+        asyncio.run(agent.scan())
+
+        copied = archive / "TV" / "Show" / "hevc.mkv"
+        assert copied.read_bytes() == (tv / "Show" / "hevc.mkv").read_bytes()
+        assert copied.stat().st_ino == (tv / "Show" / "hevc.mkv").stat().st_ino  # a hard link: same file system
+        # HDR10 with the default `hdr: copy`: the source as it is, never an 8-bit encode
+        assert (archive / "TV" / "Show" / "hdr10.mkv").read_bytes() == (tv / "Show" / "hdr10.mkv").read_bytes()
+        queued = {job.rel_path for job in jobs.list_jobs(agent.connection)}
+        assert queued == {"Show/h264.mkv", "Show/broken.mkv"}  # the pass went on past the corrupt file
+        assert not (archive / "TV" / "Show" / "small.mkv").exists()  # skipped by the rule "tiny"
+        logged = [json.loads(line) for line in agent.stream.getvalue().splitlines()]
+        unreadable = [entry for entry in logged if entry.get("event") == "media facts unreadable"]
+        assert len(unreadable) == 1 and "broken.mkv" in unreadable[0]["error"], unreadable
+        skipped = [entry for entry in logged if entry.get("event") == "file skipped"]
+        assert [entry["path"] for entry in skipped] == ["Show/small.mkv"]
+        assert 'rule "tiny"' in skipped[0]["reason"]
+        recorded = agent.state.store.load_ledger().entries
+        assert sorted((row.rel_path, row.output_path) for row in recorded) == [
+            ("Show/hdr10.mkv", "TV/Show/hdr10.mkv"),
+            ("Show/hevc.mkv", "TV/Show/hevc.mkv"),
+        ]
+        probed = len(ffprobe_runs)
+        assert probed >= 5  # each of the five contents, once
+
+        asyncio.run(agent.scan())
+        asyncio.run(agent.scan())
+
+        assert len(ffprobe_runs) == probed  # known facts (and known failures) are not probed again
+        assert {job.rel_path for job in jobs.list_jobs(agent.connection)} == queued
+        assert digests(tv) == before
+    finally:
+        agent.close()
+
+
+def test_across_file_systems_a_copy_is_a_verified_copy(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "archive", size="8m") as archive:
+        config_path = write_config(tmp_path, archive=archive)
+        config_path.write_text(config_path.read_text() + LEAVE_HEVC_ALONE)
+        source = make_hevc(tmp_path / "tv" / "hevc.mkv")
+        before = digests(tmp_path / "tv")
+        agent = Agent.from_file(config_path)
+        try:
+            asyncio.run(agent.scan())
+
+            copied = archive / "TV" / "hevc.mkv"
+            assert copied.read_bytes() == source.read_bytes()
+            assert copied.stat().st_dev != source.stat().st_dev
+            assert oct(copied.stat().st_mode & 0o777) == oct(int(agent.config.paths.archive_mode, 8))
+            assert not list((archive / ".hb2r-partial").iterdir())  # nothing left behind
+            assert digests(tmp_path / "tv") == before
+            assert jobs.list_jobs(agent.connection) == []
+        finally:
+            agent.close()
+
+
+def test_plan_with_probe_shows_each_files_action_the_rule_and_the_reason_and_json_the_facts(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    config_path = write_config(tmp_path, archive=archive)
+    config_path.write_text(config_path.read_text() + LEAVE_HEVC_ALONE)
+    tv = library(tmp_path)
+    before = digests(tv)
+
+    unprobed = run_plan(config_path)
+    shown = run_plan(config_path, "--probe")
+    as_json = json.loads(run_plan(config_path, "--json", "--probe").stdout)
+
+    # Without --probe, files the agent has not probed yet are planned by the preset, facts unknown.
+    assert unprobed.returncode == 2, unprobed.stderr
+    assert "  + transcode Show/hevc.mkv -> TV/Show/hevc.mkv (new)" in unprobed.stdout.splitlines()
+    assert unprobed.stdout.splitlines()[-1] == "Plan: 5 to transcode."
+    assert shown.returncode == 2, shown.stderr
+    lines = shown.stdout.splitlines()
+    said = {line.split()[2]: line for line in lines if line.startswith("  ") and "Show/" in line}
+    assert said["Show/hevc.mkv"].startswith("  = copy      Show/hevc.mkv -> TV/Show/hevc.mkv (hevc ")
+    assert said["Show/hevc.mkv"].endswith(' kb/s: rule "already efficient")')
+    assert said["Show/hdr10.mkv"].startswith("  = copy      Show/hdr10.mkv -> TV/Show/hdr10.mkv (hevc 10-bit ")
+    assert said["Show/small.mkv"].startswith("  ! skip      Show/small.mkv (h264 ")
+    assert said["Show/small.mkv"].endswith(' kb/s: rule "tiny")')
+    assert said["Show/h264.mkv"] == "  + transcode Show/h264.mkv -> TV/Show/h264.mkv (new)"
+    assert said["Show/broken.mkv"] == "  + transcode Show/broken.mkv -> TV/Show/broken.mkv (new)"
+    assert lines[-1] == "Plan: 2 to transcode, 2 to copy, 1 skipped."
+    by_path = {action.get("path"): action for action in as_json["actions"]}
+    assert by_path["Show/hevc.mkv"]["kind"] == "copy"
+    assert by_path["Show/hevc.mkv"]["rule"] == "already efficient"
+    assert by_path["Show/hevc.mkv"]["facts"]["video"]["codec"] == "hevc"
+    assert by_path["Show/hdr10.mkv"]["facts"]["video"]["hdr"] == "hdr10"
+    assert by_path["Show/broken.mkv"]["facts"] is None
+    assert "Invalid data found" in by_path["Show/broken.mkv"]["facts_error"]
+    assert as_json["summary"]["copy"] == 2
+    assert not list(archive.iterdir())  # plan writes nothing
+    assert digests(tv) == before
+
+
+def test_a_copy_stays_in_sync_and_shows_drift_once_its_rule_is_removed(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    config_path = write_config(tmp_path, archive=archive)
+    without_rules = config_path.read_text()
+    config_path.write_text(without_rules + LEAVE_HEVC_ALONE)
+    make_hevc(tmp_path / "tv" / "hevc.mkv")
+    agent = Agent.from_file(config_path)
+    try:
+        asyncio.run(agent.scan())
+    finally:
+        agent.close()
+
+    in_sync = run_plan(config_path)
+    config_path.write_text(without_rules)  # the owner no longer leaves HEVC alone
+    drifted = run_plan(config_path)
+
+    assert in_sync.returncode == 0, in_sync.stdout + in_sync.stderr
+    assert in_sync.stdout.splitlines()[-1] == "Plan: in sync, nothing to do."
+    assert drifted.returncode == 0, drifted.stderr  # drift is a report: the copy is kept
+    assert "  ~ drift     hevc.mkv (preset changed; output kept: TV/hevc.mkv)" in drifted.stdout.splitlines()
