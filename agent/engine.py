@@ -169,7 +169,8 @@ async def reconcile(
     started = time.monotonic()
     dirty, state.dirty_folders = state.dirty_folders, {}
     now_ns = time.time_ns()
-    walked, folders, archive_lost = await _walk(state, store, dirty=dirty, now_ns=now_ns, clock=started)
+    walked, folders, archive_before = await _walk(state, store, dirty=dirty, now_ns=now_ns, clock=started)
+    archive_lost = set(archive_before or ()) - {visit.rel_path for visit in walked.archive.folders}
     stamp = now()
     archive = walked.archive.observation
     contexts: dict[str, LibraryContext] = {}
@@ -204,11 +205,14 @@ async def reconcile(
                 now_ns=now_ns,
                 scanned_at=stamp.isoformat(),
                 full_seconds=walked.seconds[name] if name in walked.full else None,
+                before_walk=folders.get(name),  # as read before the walk: not read again
             )
         await give_way()
     if archive.available:
         with store.transaction():
-            store.record_archive(folders=walked.archive.folders, listed=walked.archive.listed or {})
+            store.record_archive(
+                folders=walked.archive.folders, listed=walked.archive.listed or {}, before_walk=archive_before
+            )
         await give_way()
     _note_full_passes(state, walked, list(contexts), archive=archive.available, clock=started, stamp=stamp, log=log)
     await check_archive(state, log=log)
@@ -641,11 +645,11 @@ class _Report:
 
 async def _walk(
     state: EngineState, store: Store, *, dirty: dict[str, set[str]], now_ns: int, clock: float
-) -> tuple[PassWalk, dict[str, dict[str, RememberedFolder]], set[str]]:
+) -> tuple[PassWalk, dict[str, dict[str, RememberedFolder]], dict[str, RememberedFolder] | None]:
     """Walk the libraries and the archive, in full where a full pass is due, else listing only
     what changed (`agent.incremental_scan`); return the walks (the kept folders' files left in the
-    scan memory), the remembered folders they were walked against and the archive folders no
-    longer there. The walk runs in a
+    scan memory), and the remembered folders they were walked against: the libraries' and the
+    archive's (None when the archive was walked in full, its memory not read). The walk runs in a
     thread; the store is read on the loop's thread, before and after it."""
     config = state.config
     due = {
@@ -678,8 +682,7 @@ async def _walk(
             pages.append(page)
             await give_way()  # a page of the memory read
         missed[name] = combined(pages)
-    archive_lost = set(archive_folders) - {visit.rel_path for visit in walked.archive.folders}
-    return dataclasses.replace(walked, missed=missed), folders, archive_lost
+    return dataclasses.replace(walked, missed=missed), folders, None if ARCHIVE_WALK in due else archive_folders
 
 
 def _note_full_passes(

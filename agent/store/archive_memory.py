@@ -35,11 +35,18 @@ def load_archive_files(database: Database, folders: Sequence[str]) -> dict[str, 
     return found
 
 
-def record_archive(database: Database, *, folders: Iterable[FolderVisit], listed: Mapping[str, Sequence[str]]) -> None:
+def record_archive(
+    database: Database,
+    *,
+    folders: Iterable[FolderVisit],
+    listed: Mapping[str, Sequence[str]],
+    before_walk: Mapping[str, RememberedFolder] | None = None,
+) -> None:
     """Remember the archive folders a walk reached and the names in those it listed (`listed`:
     folder -> archive-relative paths); forget the folders no longer reached and their names.
-    Writes what changed only: the folders listed or lost, and the folder rows that differ."""
-    before = load_archive_folders(database)
+    Writes what changed only: the folders listed or lost, and the folder rows that differ.
+    `before_walk`: the folders as `load_archive_folders` gave them before the walk, if the caller has them."""
+    before = load_archive_folders(database) if before_walk is None else before_walk
     rows, reached = [], set()
     for visit in folders:
         reached.add(visit.rel_path)

@@ -314,6 +314,7 @@ class DatabaseStore:
         now_ns: int,
         scanned_at: str,
         full_seconds: float | None = None,
+        before_walk: Mapping[str, RememberedFolder] | None = None,
     ) -> None:
         scans.record_walk(
             self.database,
@@ -324,6 +325,7 @@ class DatabaseStore:
             now_ns=now_ns,
             scanned_at=scanned_at,
             full_seconds=full_seconds,
+            before_walk=before_walk,
         )
 
     def load_folders(self, library: str) -> dict[str, RememberedFolder]:
@@ -387,8 +389,14 @@ class DatabaseStore:
     def load_archive_files(self, folders: Sequence[str]) -> dict[str, list[str]]:
         return archive_memory.load_archive_files(self.database, folders)
 
-    def record_archive(self, *, folders: Iterable[FolderVisit], listed: Mapping[str, Sequence[str]]) -> None:
-        archive_memory.record_archive(self.database, folders=folders, listed=listed)
+    def record_archive(
+        self,
+        *,
+        folders: Iterable[FolderVisit],
+        listed: Mapping[str, Sequence[str]],
+        before_walk: Mapping[str, RememberedFolder] | None = None,
+    ) -> None:
+        archive_memory.record_archive(self.database, folders=folders, listed=listed, before_walk=before_walk)
 
     # --- users
     def load_users(self) -> tuple[UserRecord, ...]:

@@ -187,6 +187,7 @@ class Store(Protocol):
         now_ns: int,
         scanned_at: str,
         full_seconds: float | None = None,
+        before_walk: Mapping[str, RememberedFolder] | None = None,
     ) -> None:
         """Record a walk writing only what it can have changed (agent.store.scans)."""
         ...
@@ -219,7 +220,13 @@ class Store(Protocol):
 
     def load_archive_folders(self) -> dict[str, RememberedFolder]: ...
     def load_archive_files(self, folders: Sequence[str]) -> dict[str, list[str]]: ...
-    def record_archive(self, *, folders: Iterable[FolderVisit], listed: Mapping[str, Sequence[str]]) -> None:
+    def record_archive(
+        self,
+        *,
+        folders: Iterable[FolderVisit],
+        listed: Mapping[str, Sequence[str]],
+        before_walk: Mapping[str, RememberedFolder] | None = None,
+    ) -> None:
         """Remember the archive folders a walk reached and the names in those it listed (agent.store.scans)."""
         ...
 

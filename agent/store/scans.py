@@ -199,14 +199,17 @@ def record_walk(
     now_ns: int,
     scanned_at: str,
     full_seconds: float | None = None,
+    before_walk: Mapping[str, RememberedFolder] | None = None,
 ) -> None:
     """Record one good walk of a library, writing only what it can have changed: the files of the
     folders it listed (`listed`: folder -> files, as `record_scan` records them), the folders it no
     longer reached (forgotten, with their files), the folder rows that differ, and fingerprints
     read this pass for files elsewhere (`fingerprints`: path -> (size, mtime_ns, fingerprint),
     kept while size and mtime hold). The file count is the sum of the folders'. One transaction.
+    `before_walk`: the library's folders as `load_folders` gave them before the walk, if the caller
+    has them (they are read again otherwise).
     """
-    before_folders = load_folders(database, library)
+    before_folders = load_folders(database, library) if before_walk is None else before_walk
     visits = {visit.rel_path: visit for visit in folders}
     lost = sorted(before_folders.keys() - visits.keys())
     counts: dict[str, int] = {}
