@@ -16,12 +16,12 @@ close to its job being queued is measured, ten times; prints the median against 
 (stable_after + 2 s).
 
 Part `idle` (bench_idle): a running `hb2r run` on the same tree, every file already encoded,
-`scan.interval: 3s` (full passes every 6 h, the first after start excepted), nothing changing:
+`scan.interval: 3s` (--idle-interval; full passes every 6 h, the first after start excepted), nothing changing:
 the median pass (`hb2r_scan_duration_seconds`, the first, full pass left out) against `find`
 on the same tree, the agent's CPU over the window (share of one core) and its RSS (now, peak).
 
     .venv/bin/python bench/scan.py [--files 100000] [--runs 7] [--keep DIR] [--parts plan,pickup,idle]
-                                   [--idle-seconds 30]
+                                   [--idle-seconds 30] [--idle-interval 3]
 """
 
 from __future__ import annotations
@@ -127,6 +127,7 @@ def main() -> None:
     )
     parser.add_argument("--parts", default="plan,pickup", help="comma-separated parts to run: plan, pickup, idle")
     parser.add_argument("--idle-seconds", type=float, default=30.0, help="how long part idle watches the agent")
+    parser.add_argument("--idle-interval", type=float, default=3.0, help="scan.interval of part idle (60: the default)")
     arguments = parser.parse_args()
     parts = set(arguments.parts.split(","))
 
@@ -140,7 +141,10 @@ def main() -> None:
         if "pickup" in parts:
             bench_pickup(root, source, tries=10, keep=arguments.keep is not None)
         if "idle" in parts:
-            bench_idle(root, source, seconds=arguments.idle_seconds, keep=arguments.keep is not None)
+            bench_idle(
+                root, source, seconds=arguments.idle_seconds, interval=arguments.idle_interval,
+                keep=arguments.keep is not None,
+            )  # fmt: skip
         if "plan" not in parts:
             return
         config = write_config(root)
@@ -238,10 +242,9 @@ def bench_pickup(root: Path, source: Path, *, tries: int, keep: bool = False) ->
             shutil.rmtree(work, ignore_errors=True)
 
 
-IDLE_INTERVAL = 3.0
 
 
-def bench_idle(root: Path, source: Path, *, seconds: float, keep: bool = False) -> None:
+def bench_idle(root: Path, source: Path, *, seconds: float, interval: float = 3.0, keep: bool = False) -> None:
     """A running agent over an unchanged, fully encoded library: its passes against `find`, its
     CPU while it only passes, and its memory."""
     work, reuse = _encoded_work(root, "idle", keep=keep)
@@ -254,7 +257,7 @@ def bench_idle(root: Path, source: Path, *, seconds: float, keep: bool = False) 
         f"  - {{name: tv, source: {source}, output: TV, preset: tv, stable_after: 2s}}\n"
         "presets:\n"
         "  tv: {handbrake: 'Fast 1080p30'}\n"
-        f"scan: {{interval: {IDLE_INTERVAL:g}s}}\n"
+        f"scan: {{interval: {interval:g}s}}\n"
         "auth: {jwt_secret_file: state/jwt.secret, bcrypt_rounds: 4}\n"
         f"server: {{listen: '127.0.0.1:{port}'}}\n"
     )
@@ -286,7 +289,7 @@ def bench_idle(root: Path, source: Path, *, seconds: float, keep: bool = False) 
             f"idle: a pass over the unchanged library (median of {len(passes)}): {median:.3f}s  "
             f"({median / find_median:.2f}x find)"
         )
-        print(f"idle: agent CPU at a {IDLE_INTERVAL:g}s interval: {cpu * 100:.1f}% of one core")
+        print(f"idle: agent CPU at a {interval:g}s interval: {cpu * 100:.1f}% of one core")
         print(f"idle: agent RSS: {rss / 1e6:.0f} MB now, {peak / 1e6:.0f} MB peak")
     finally:
         stop_agent(agent)
