@@ -238,6 +238,7 @@ class Skip(NamedTuple):
     library: str
     rel_path: str
     reason: str
+    by_rule: bool = False  # the library's `rules:` or `hdr:` chose it (counted per library in /api/status)
 
     @property
     def kind(self) -> str:

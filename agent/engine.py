@@ -364,6 +364,18 @@ def _recorded_output_folders(state: EngineState, store: Store) -> set[str]:
     return cached[1]
 
 
+RULE_SKIP = "skip_by_rule"  # a QuietFolder count: its skips that a rule chose
+
+
+def rule_skips(state: EngineState) -> dict[str, int]:
+    """Return, per library planned since the agent started, how many files its rules skip (as
+    its folders' last planning found them: a rule's skip records nothing in the ledger)."""
+    return {
+        library: sum(quiet.counts[RULE_SKIP] for quiet in memory.tallies.values())
+        for library, memory in state.planned_folders.items()
+    }
+
+
 @dataclass
 class QuietFolder:
     """What a folder's last planning found that stays while nothing changes there: its drift and
@@ -414,6 +426,8 @@ class PlannedFolders:
         elif isinstance(action, Drift | Skip):
             quiet = self.tallies.setdefault(_folder_of(action), QuietFolder())
             quiet.counts[action.kind] += 1
+            if isinstance(action, Skip) and action.by_rule:
+                quiet.counts[RULE_SKIP] += 1
             key = _report_key(action)
             if key is not None:
                 quiet.reported.add(key)

@@ -16,8 +16,8 @@ several side by side.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -26,6 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from agent.store import jobs
+from agent.store.decisions import LARGER_OUTPUT_THEN, LibraryDecisions
 from agent.store.ledger import LibraryBytes
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class Snapshot:
     last_scan_seconds: float | None
     config_generation: int
     late_after_seconds: float = 90.0  # a host not seen for this long (3 leases) is late
+    rule_skips: Mapping[str, int] = field(default_factory=dict)  # library -> files its rules skip
 
 
 class Metrics:
@@ -144,6 +146,7 @@ class _StateCollector(Collector):
             output_bytes.add_metric([library], found.output_bytes)
             saved.add_metric([library], found.input_bytes - found.output_bytes)
         yield from (outputs, input_bytes, output_bytes, saved)
+        yield from _rule_metrics(store, snapshot)
 
         yield GaugeMetricFamily(
             "hb2r_gate_open",
@@ -165,6 +168,32 @@ class _StateCollector(Collector):
             "hb2r_config_generation", "Config generation in force (1 at start).", value=snapshot.config_generation
         )
         yield from _host_metrics(store, late_after_seconds=snapshot.late_after_seconds)
+
+
+def _rule_metrics(store: Store, snapshot: Snapshot) -> Iterator[Metric]:
+    """What the rules did per library, as the ledger records it (agent.store.decisions) and as the
+    engine last planned it (a rule's skip records nothing): unlike hb2r_larger_output_total, which
+    counts since this agent started, these hold across restarts and hosts."""
+    decided = store.decisions_by_library()
+    libraries = sorted(set(snapshot.libraries) | set(decided) | set(snapshot.rule_skips))
+    copies = GaugeMetricFamily(
+        "hb2r_rule_copies", "Sources a rule published as they are, by library.", labels=["library"]
+    )
+    skips = GaugeMetricFamily(
+        "hb2r_rule_skips", "Files a rule skips (nothing published), by library, as last planned.", labels=["library"]
+    )
+    fallbacks = GaugeMetricFamily(
+        "hb2r_larger_output_fallbacks",
+        "Recorded encodes that saved less than larger_output.min_saving, by library and what was done instead.",
+        labels=["library", "then"],
+    )
+    for library in libraries:
+        found = decided.get(library, LibraryDecisions())
+        copies.add_metric([library], found.copies)
+        skips.add_metric([library], snapshot.rule_skips.get(library, 0))
+        for then in LARGER_OUTPUT_THEN:
+            fallbacks.add_metric([library, then], found.larger_output.get(then, 0))
+    yield from (copies, skips, fallbacks)
 
 
 def _host_metrics(store: Store, *, late_after_seconds: float) -> Iterator[Metric]:

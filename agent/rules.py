@@ -137,7 +137,7 @@ def ruled(action: Transcode, known: StoredFacts | None, *, library: Library) -> 
     if decision.action == "copy":
         return Copy(action.library, action.source, copy_output_path(action.output_path, rel_path), why, decision.rule)
     if decision.action == "skip":
-        return Skip(action.library, rel_path, why)
+        return Skip(action.library, rel_path, why, by_rule=True)
     preset = None if decision.preset == library.preset else decision.preset
     if decision.rule is None and preset is None:
         return action  # no rule matched and no HDR: the library's preset, as before rules existed

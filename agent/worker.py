@@ -652,8 +652,9 @@ class Dispatcher:
                 )  # fmt: skip
                 if larger.publish == "encode":
                     published = self._publish(
-                        entry, temp, source_stat.st_size, source_stat.st_mtime_ns, output_size=output_size
-                    )
+                        entry, temp, source_stat.st_size, source_stat.st_mtime_ns, output_size=output_size,
+                        larger_output=larger.then,
+                    )  # fmt: skip
                 else:
                     published = await self._publish_instead(entry, temp, source, source_stat, larger)
                     output_size = source_stat.st_size if larger.publish == "source" else 0
@@ -777,14 +778,16 @@ class Dispatcher:
                       reason=larger.reason)  # fmt: skip
         size, mtime_ns = source_stat.st_size, source_stat.st_mtime_ns
         if larger.publish == "nothing":
-            return self._publish(running, None, size, mtime_ns, output_size=None, marked=SKIP_MARK)
+            return self._publish(running, None, size, mtime_ns, output_size=None, marked=SKIP_MARK,
+                                 larger_output=larger.then)  # fmt: skip
         staged = temp.with_name(f"{temp.stem}-source{temp.suffix}")
         try:
             how = await asyncio.to_thread(stage_copy, source, staged)
         except OSError as error:
             self._fail(job, f"cannot copy the source instead ({larger.reason}): {error}", (), token=running.token)
             return False
-        return self._publish(running, staged, size, mtime_ns, output_size=size, marked=COPY_MARK, linked=how == "link")
+        return self._publish(running, staged, size, mtime_ns, output_size=size, marked=COPY_MARK,
+                             linked=how == "link", larger_output=larger.then)  # fmt: skip
 
     def _publish(
         self,
@@ -796,11 +799,13 @@ class Dispatcher:
         output_size: int | None,
         marked: str = "",
         linked: bool = False,
+        larger_output: str = "",
     ) -> bool:
         """Record and publish the verified output while this host's token holds the job; return whether
         it was published. A stale token publishes nothing: the temp file is removed. With `marked`
         (agent.batch_plan's COPY_MARK: temp holds the source itself, under its own extension; SKIP_MARK:
-        nothing to publish, temp is None) the ledger row says so."""
+        nothing to publish, temp is None) the ledger row says so, as it does the `larger_output.then`
+        that applied (agent.store.decisions)."""
         store, archive, job = self.state.store, self.state.config.paths.archive, running.job
         output_path = copy_output_path(job.output_path, job.rel_path) if marked == COPY_MARK else job.output_path
         may_replace = store.made_output(output_path)  # hb2r made what is there, not adopted it
@@ -820,6 +825,8 @@ class Dispatcher:
                 else:
                     store.finish_claimed(job.id, running.token, entry, encoded_at=datetime.now(UTC).isoformat(),
                                          output_size=output_size, now=datetime.now(UTC))  # fmt: skip
+                if larger_output:  # the encode saved too little: counted per library (agent.store.decisions)
+                    store.note_larger_output(output_path=output_path, then=larger_output)
                 if temp is not None:
                     publish.publish(
                         temp,

@@ -12,7 +12,7 @@ from aiohttp import web
 from agent import __version__
 from agent.api.forwarded import client_address
 from agent.auth import PasswordChecker, Session
-from agent.engine import EngineState
+from agent.engine import EngineState, rule_skips
 from agent.login_limits import LoginLimits
 from agent.metrics import Metrics, Snapshot
 from agent.presence import late_after
@@ -59,6 +59,7 @@ def assemble(
             last_scan_seconds=None if state.last_pass is None else state.last_pass.seconds,
             config_generation=state.config_generation,
             late_after_seconds=late_after(state.config.store.lease).total_seconds(),
+            rule_skips=rule_skips(state),
         )
 
     metrics = Metrics(store=lambda: state.store, snapshot=snapshot, version=__version__)

@@ -11,9 +11,9 @@ from agent.api.context import context_of
 from agent.api.hosts import leader_view
 from agent.api.security import requires
 from agent.api.views import encodes_view, gate_view, system_view
-from agent.engine import update_conditions
+from agent.engine import rule_skips, update_conditions
 from agent.mounts import WatchStatus
-from agent.store import ledger
+from agent.store import decisions, ledger
 from agent.store.scans import FullPass
 
 COUNTED_STATES = ("done", "queued", "running", "failed", "dead", "cancelled")
@@ -27,11 +27,14 @@ async def status(request: web.Request) -> web.Response:
     conditions = update_conditions(state, now=now)
     counts = state.store.counts_by_library()
     sizes = state.store.bytes_by_library()
+    decided = state.store.decisions_by_library()
+    skipped = rule_skips(state)
     waiting = state.last_pass.waiting if state.last_pass else {}
     libraries: list[dict[str, Any]] = []
     for library in state.config.libraries:
         condition = conditions[library.name]
         found = sizes.get(library.name, ledger.LibraryBytes(0, 0, 0))
+        by_rules = decided.get(library.name, decisions.LibraryDecisions())
         by_state = counts.get(library.name, {})
         watch = state.watch.get(library.name)
         libraries.append(
@@ -56,6 +59,15 @@ async def status(request: web.Request) -> web.Response:
                     "input_bytes": found.input_bytes,
                     "output_bytes": found.output_bytes,
                     "saved_bytes": found.input_bytes - found.output_bytes,
+                },
+                # what the rules did: sources published as they are, files skipped (as last planned),
+                # and verified encodes that saved too little, by what larger_output did instead
+                "rules": {
+                    "copies": by_rules.copies,
+                    "skips": skipped.get(library.name, 0),
+                    "larger_output": {
+                        then: by_rules.larger_output.get(then, 0) for then in decisions.LARGER_OUTPUT_THEN
+                    },
                 },
                 # the last full pass (every folder listed) since the agent started: when, how long
                 "last_full_pass": _full_pass_view(state.full_passes.get(library.name)),

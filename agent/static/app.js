@@ -415,7 +415,25 @@
             `${space.outputs} ${space.outputs === 1 ? "file" : "files"} in ${library.output}`,
         }),
       ),
+      rulesLine(library.rules),
     );
+  }
+
+  // What the rules did: sources published as they are, files skipped, and encodes that saved too
+  // little (larger_output), by what was done instead. Nothing when the rules did nothing.
+  function rulesLine(rules) {
+    if (!rules) return null;
+    const fallbacks = Object.entries(rules.larger_output).filter(([, total]) => total > 0);
+    const larger = fallbacks.reduce((sum, [, total]) => sum + total, 0);
+    if (rules.copies + rules.skips + larger === 0) return null;
+    const said = fallbacks.map(([then, total]) => `${then} ${total}`).join(", ");
+    return el("p", {
+      class: "rules",
+      "data-rules": "",
+      text:
+        `Rules: ${rules.copies} copied as they are, ${rules.skips} skipped` +
+        (larger > 0 ? `, ${larger} saved too little (${said})` : ""),
+    });
   }
 
   function renderEncodes(list) {

@@ -27,6 +27,7 @@ from agent.facts import MediaFacts
 from agent.store import (
     archive_memory,
     batch_facts,
+    decisions,
     failures,
     holds,
     hosts,
@@ -43,6 +44,7 @@ from agent.store import (
     tokens,
     users,
 )
+from agent.store.decisions import LibraryDecisions
 from agent.store.holds import Hold
 from agent.store.hosts import HostReport, HostRow
 from agent.store.jobs import CancelledBy, Job, JobState
@@ -235,6 +237,12 @@ class DatabaseStore:
 
     def bytes_by_library(self) -> dict[str, LibraryBytes]:
         return ledger.bytes_by_library(self.database)
+
+    def note_larger_output(self, *, output_path: str, then: str) -> None:
+        decisions.note_larger_output(self.database, output_path=output_path, then=then)
+
+    def decisions_by_library(self) -> dict[str, LibraryDecisions]:
+        return decisions.by_library(self.database)
 
     def saved_since(self, since: datetime) -> Saving:
         return savings.saved_since(self.database, since)

@@ -307,6 +307,15 @@ MIGRATIONS: tuple[str, ...] = (
         CHECK ((facts IS NULL) <> (error IS NULL))
     ) WITHOUT ROWID;
     """,
+    # 14: what the rules did, per library (agent.store.decisions): each ledger row's larger_output
+    # fallback (the `then` that applied: copy, keep or skip), and partial indexes over the few rows
+    # that are a rule's copy or a fallback, so that counting them reads those rows, not the ledger.
+    """
+    ALTER TABLE ledger ADD COLUMN larger_output TEXT CHECK (larger_output IN ('copy', 'keep', 'skip'));
+    CREATE INDEX IF NOT EXISTS ledger_rule_copies ON ledger (library)
+        WHERE substr(preset_hash, 1, 5) = 'copy:' AND larger_output IS NULL;
+    CREATE INDEX IF NOT EXISTS ledger_larger_outputs ON ledger (library, larger_output) WHERE larger_output IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

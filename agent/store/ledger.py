@@ -39,7 +39,8 @@ def record(
         ON CONFLICT (library, rel_path) DO UPDATE SET
             fingerprint = excluded.fingerprint, size = excluded.size, mtime_ns = excluded.mtime_ns,
             preset_hash = excluded.preset_hash, output_path = excluded.output_path,
-            encoded_at = excluded.encoded_at, output_size = excluded.output_size, origin = excluded.origin
+            encoded_at = excluded.encoded_at, output_size = excluded.output_size, origin = excluded.origin,
+            larger_output = NULL
         """,
         (
             entry.library,

@@ -312,6 +312,13 @@ MIGRATIONS: tuple[str, ...] = (
         CHECK ((facts IS NULL) <> (error IS NULL))
     );
     """,
+    # 14: what the rules did, per library, as SQLite's migration 14.
+    """
+    ALTER TABLE ledger ADD COLUMN larger_output TEXT CHECK (larger_output IN ('copy', 'keep', 'skip'));
+    CREATE INDEX IF NOT EXISTS ledger_rule_copies ON ledger (library)
+        WHERE substr(preset_hash, 1, 5) = 'copy:' AND larger_output IS NULL;
+    CREATE INDEX IF NOT EXISTS ledger_larger_outputs ON ledger (library, larger_output) WHERE larger_output IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

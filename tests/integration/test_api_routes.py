@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import os
 import re
 import shutil
@@ -37,7 +38,7 @@ from agent.domain import LedgerEntry
 from agent.engine import PassSummary
 from agent.gate import Sample
 from agent.mounts import WatchStatus
-from agent.store import holds, jobs, ledger
+from agent.store import decisions, holds, jobs, ledger
 from agent.store.db import open_database
 from agent.store.scans import FullPass
 from agent.worker import Running
@@ -1294,3 +1295,38 @@ async def test_health_and_metrics_and_openapi_need_no_token(api: Api) -> None:
         assert (await api.client.get(path)).status == 200, path
     for path in ("/api/status", "/api/system", "/api/jobs", "/api/jobs/1", "/api/config"):
         await json_error(await api.client.get(path), 401)
+
+
+async def test_rule_copies_and_larger_output_fallbacks_are_counted_through_their_indexes(api: Api) -> None:
+    database = api.context.state.store.database
+    for index in range(3):  # a rule's copies, as the engine records them
+        entry = LedgerEntry("tv", f"c{index}.mkv", f"fp-c{index}", 100, 1, "copy:preset-fast", f"TV/c{index}.mkv")
+        ledger.record(database, entry, encoded_at=now().isoformat(), output_size=100)
+    fallback = LedgerEntry("movies", "f.mkv", "fp-f", 100, 1, "copy:preset-fast", "Movies/f.mkv")
+    ledger.record(database, fallback, encoded_at=now().isoformat(), output_size=100)  # as the worker does
+    decisions.note_larger_output(database, output_path="Movies/f.mkv", then="copy")
+    add_output(api, "encoded.mkv", size=1_000, output_size=400)
+
+    tv, movies = library_of(await get_status(api), "tv"), library_of(await get_status(api), "movies")
+    assert tv["rules"] == {"copies": 3, "skips": 0, "larger_output": {"copy": 0, "keep": 0, "skip": 0}}
+    assert movies["rules"] == {"copies": 0, "skips": 0, "larger_output": {"copy": 1, "keep": 0, "skip": 0}}
+    samples = await scrape(api)
+    assert samples["hb2r_rule_copies"] == {(("library", "movies"),): 0.0, (("library", "tv"),): 3.0}
+    assert samples["hb2r_larger_output_fallbacks"][(("library", "movies"), ("then", "copy"))] == 1.0
+
+    # a re-encode of the same path is no fallback any more
+    encoded = dataclasses.replace(fallback, preset_hash="preset-fast")
+    ledger.record(database, encoded, encoded_at=now().isoformat(), output_size=9)
+    assert library_of(await get_status(api), "movies")["rules"]["larger_output"]["copy"] == 0
+
+    # the counts read the few rows marked, never the whole ledger
+    plans = [
+        " ".join(str(row[-1]) for row in database.execute(f"EXPLAIN QUERY PLAN {query}").fetchall())
+        for query in (
+            "SELECT library, count(*) FROM ledger"
+            " WHERE substr(preset_hash, 1, 5) = 'copy:' AND larger_output IS NULL GROUP BY library",
+            "SELECT library, larger_output, count(*) FROM ledger WHERE larger_output IS NOT NULL"
+            " GROUP BY library, larger_output",
+        )
+    ]
+    assert "ledger_rule_copies" in plans[0] and "ledger_larger_outputs" in plans[1], plans

@@ -304,6 +304,8 @@ def test_plan_writes_nothing_anywhere(tmp_path: Path, clip: Path, state: str) ->
             ALTER TABLE ledger DROP COLUMN folder;
             DROP INDEX jobs_waiting_by_size; DROP INDEX jobs_fronted; DROP TABLE media_facts;
             ALTER TABLE jobs DROP COLUMN source_size; ALTER TABLE jobs DROP COLUMN priority;
+            DROP INDEX ledger_rule_copies; DROP INDEX ledger_larger_outputs;
+            ALTER TABLE ledger DROP COLUMN larger_output;
             PRAGMA user_version = 1;
             """
         )

@@ -12,12 +12,17 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from agent.api.app import init_app
+from agent.engine import reconcile
 from agent.handbrake import probe
+from agent.observe import preset_hashes
 from agent.store import jobs
 
+from . import api_support
 from .archive_support import Agent, make_clip, require_tools, tmpfs, write_config
 from .media_clips import make_hdr10
 from .test_plan_cli import run_plan
@@ -209,3 +214,39 @@ def test_a_copy_stays_in_sync_and_shows_drift_once_its_rule_is_removed(tmp_path:
     assert in_sync.stdout.splitlines()[-1] == "Plan: in sync, nothing to do."
     assert drifted.returncode == 0, drifted.stderr  # drift is a report: the copy is kept
     assert "  ~ drift     hevc.mkv (preset changed; output kept: TV/hevc.mkv)" in drifted.stdout.splitlines()
+
+
+async def test_the_api_and_metrics_count_each_librarys_rule_copies_and_skips(
+    tmp_path: Path, aiohttp_client: Any
+) -> None:
+    tv = tmp_path / "tv"
+    make_hevc(tv / "Show" / "hevc.mkv")  # copied: "already efficient"
+    make_clip(tv / "Show" / "h264.mkv", seconds=2, size="160x90")  # encoded
+    small = make_clip(tmp_path / "x" / "small.mkv", seconds=0.2, size="32x32")  # skipped: "tiny"
+    (tv / "Show" / "small.mkv").write_bytes(small.read_bytes())
+    before = digests(tv)
+    config_path = api_support.write_config(tmp_path, extra=LEAVE_HEVC_ALONE)
+    config_path.write_text(config_path.read_text().replace("preset: fast}", "preset: fast, stable_after: 0s}"))
+    context = api_support.build_context(config_path)
+    context.state.preset_hashes = preset_hashes(context.state.config, warn=print)  # as `hb2r run` does
+    api = api_support.Api(context=context, client=await aiohttp_client(init_app(context)))
+    try:
+        await reconcile(context.state, log=context.log)
+        await reconcile(context.state, log=context.log)  # counted once, however many passes
+
+        response = await api.client.get("/api/status", headers=await api.viewer())
+        assert response.status == 200, await response.text()
+        by_library = {library["name"]: library["rules"] for library in (await response.json())["libraries"]}
+        assert by_library == {
+            "tv": {"copies": 1, "skips": 1, "larger_output": {"copy": 0, "keep": 0, "skip": 0}},
+            "movies": {"copies": 0, "skips": 0, "larger_output": {"copy": 0, "keep": 0, "skip": 0}},
+        }
+        metrics = await (await api.client.get("/metrics")).text()
+        assert 'hb2r_rule_copies{library="tv"} 1.0' in metrics
+        assert 'hb2r_rule_skips{library="tv"} 1.0' in metrics
+        assert 'hb2r_rule_skips{library="movies"} 0.0' in metrics
+        assert 'hb2r_larger_output_fallbacks{library="tv",then="copy"} 0.0' in metrics
+        assert digests(tv) == before
+    finally:
+        context.checker.close()
+        context.state.store.close()

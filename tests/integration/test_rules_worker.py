@@ -84,6 +84,10 @@ def test_an_output_that_saves_too_little_goes_by_larger_output_and_is_not_encode
         assert len(agent.state.store.load_ledger().entries) == 1  # recorded: a later pass encodes nothing
         metrics = agent.context.metrics.render()[0].decode()
         assert f'hb2r_larger_output_total{{library="tv",then="{then}"}} 1.0' in metrics
+        # recorded in the ledger too, so the count outlives the agent (and is any host's)
+        assert f'hb2r_larger_output_fallbacks{{library="tv",then="{then}"}} 1.0' in metrics
+        recorded = agent.state.store.decisions_by_library()["tv"]
+        assert (recorded.copies, recorded.larger_output) == (0, {then: 1})  # a fallback copy is no rule's copy
         assert agent.state.last_pass is not None and not agent.state.last_pass.pending
         assert sha(source) == before
     finally:
