@@ -44,11 +44,12 @@ def list_jobs(arguments: argparse.Namespace, config: Config) -> int:
     except StateError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    page = state if state is not None else Page([], (), {}, more=False)
+    page = state if state is not None else Page([], (), {}, more=False, unreadable={})
     found, before = page.jobs, arguments.before
     next_before = found[0].id if page.more else None
     if arguments.json:
-        listed = [job._asdict() for job in found]
+        # facts_error: why ffprobe could not read the job's file (agent.probing), else None
+        listed = [{**job._asdict(), "facts_error": page.unreadable.get(job.fingerprint)} for job in found]
         print(json.dumps({"held_back": list(page.held_back), "jobs": listed, "next_before": next_before}, indent=2))
         return EXIT_OK
     if page.held_back:
@@ -61,7 +62,7 @@ def list_jobs(arguments: argparse.Namespace, config: Config) -> int:
         older = f" older than job {before}" if before is not None else ""
         print(f"No{only} jobs{where}{older}.")
     else:
-        sys.stdout.write(jobs_table(found, now=datetime.now(UTC), counts=page.counts))
+        sys.stdout.write(jobs_table(found, now=datetime.now(UTC), counts=page.counts, unreadable=page.unreadable))
         shown = f"the newest {len(found)}" if before is None else f"{len(found)} older than job {before}"
         if next_before is not None:
             print(f"Shown: {shown}. Older ones: {_next_page(arguments, next_before)}")
@@ -75,6 +76,7 @@ class Page(NamedTuple):
     held_back: tuple[str, ...]
     counts: dict[str, int]  # of every job the filters match, by state, not only the page's
     more: bool  # older jobs match too
+    unreadable: dict[str, str]  # fingerprint -> why ffprobe could not read that content (the page's only)
 
 
 def _read_page(store: Store, arguments: argparse.Namespace) -> Page:
@@ -89,7 +91,11 @@ def _read_page(store: Store, arguments: argparse.Namespace) -> Page:
                 if arguments.state is None or state == arguments.state:
                     counts[state] = counts.get(state, 0) + number
     page = newest_first[: arguments.limit]
-    return Page(page[::-1], store.gate_reasons()[0], counts, more=len(newest_first) > arguments.limit)
+    known = store.facts_for([job.fingerprint for job in page])
+    unreadable = {fingerprint: kept.error for fingerprint, kept in known.items() if kept.error is not None}
+    return Page(
+        page[::-1], store.gate_reasons()[0], counts, more=len(newest_first) > arguments.limit, unreadable=unreadable
+    )
 
 
 def _next_page(arguments: argparse.Namespace, before: int) -> str:

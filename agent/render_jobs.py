@@ -14,9 +14,17 @@ from agent.quoting import first_line, shown
 from agent.store.jobs import Job, JobState
 
 
-def jobs_table(found: Sequence[Job], *, now: datetime, counts: Mapping[str, int] | None = None) -> str:
+def jobs_table(
+    found: Sequence[Job],
+    *,
+    now: datetime,
+    counts: Mapping[str, int] | None = None,
+    unreadable: Mapping[str, str] | None = None,
+) -> str:
     """Return the jobs as an aligned table with a count by state below it: of `counts` (every job
-    the filters match, when the table is one page of them) if given, else of the jobs shown."""
+    the filters match, when the table is one page of them) if given, else of the jobs shown.
+    `unreadable` (fingerprint -> why ffprobe could not read that content) adds the reason to the
+    line of each job of such a file: the rules could not decide it, so it is encoded as before."""
     # Which host runs a job shows only where some job has one (a store shared by several hosts).
     hosts = any(job.host for job in found)
     header = ("ID", "STATE", *(("HOST",) if hosts else ()), "ATTEMPTS", "LIBRARY", "PATH", "PROGRESS", "DETAIL")
@@ -29,7 +37,7 @@ def jobs_table(found: Sequence[Job], *, now: datetime, counts: Mapping[str, int]
             shown(job.library),
             shown(job.rel_path),
             "" if job.progress is None else f"{job.progress:.1f}%",
-            _job_detail(job, now=now),
+            _with_facts_error(_job_detail(job, now=now), (unreadable or {}).get(job.fingerprint)),
         )
         for job in found
     ]
@@ -44,6 +52,13 @@ def jobs_table(found: Sequence[Job], *, now: datetime, counts: Mapping[str, int]
     count = f"{total} job" if total == 1 else f"{total} jobs"
     lines.append(f"{count}: {summary}")
     return "\n".join(lines) + "\n"
+
+
+def _with_facts_error(detail: str, error: str | None) -> str:
+    if error is None:
+        return detail
+    said = f"media facts unreadable: {first_line(error)}"
+    return f"{detail}; {said}" if detail else said
 
 
 def _job_detail(job: Job, *, now: datetime) -> str:

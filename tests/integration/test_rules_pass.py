@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -250,3 +251,40 @@ async def test_the_api_and_metrics_count_each_librarys_rule_copies_and_skips(
     finally:
         context.checker.close()
         context.state.store.close()
+
+
+def test_jobs_shows_a_files_unreadable_media_facts_on_its_line_and_in_json(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    config_path = write_config(tmp_path, archive=archive)
+    tv = tmp_path / "tv"
+    make_clip(tv / "Show" / "h264.mkv", seconds=2, size="160x90")
+    (tv / "Show" / "broken.mkv").write_bytes(bytes(64 * 1024))  # no media ffprobe can read: zeros
+    before = digests(tv)
+    agent = Agent.from_file(config_path)
+    try:
+        asyncio.run(agent.scan())  # probes both (the real ffprobe) and queues both
+    finally:
+        agent.close()
+
+    table = run_jobs(config_path)
+    as_json = json.loads(run_jobs(config_path, "--json").stdout)["jobs"]
+
+    lines = {line.split()[4]: line for line in table.stdout.splitlines()[1:-1]}
+    assert set(lines) == {"Show/h264.mkv", "Show/broken.mkv"}, table.stdout
+    assert "media facts unreadable: broken.mkv: ffprobe" in lines["Show/broken.mkv"], table.stdout
+    assert "Invalid data found" in lines["Show/broken.mkv"]
+    assert "unreadable" not in lines["Show/h264.mkv"]
+    by_path = {job["rel_path"]: job for job in as_json}
+    assert "Invalid data found" in by_path["Show/broken.mkv"]["facts_error"]
+    assert by_path["Show/h264.mkv"]["facts_error"] is None
+    assert digests(tv) == before
+
+
+def run_jobs(config: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    finished = subprocess.run(
+        [sys.executable, "-m", "agent", "jobs", *options, str(config)],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2], timeout=120, check=False,
+    )  # fmt: skip
+    assert finished.returncode == 0 and "Traceback" not in finished.stderr, finished.stderr
+    return finished
