@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: run test lint image system-packages demo bench bench-throughput bench-http bench-hosts bench-queue clean
+.PHONY: run test lint image system-packages demo bench bench-throughput bench-http bench-hosts bench-queue bench-rules clean
 
 run: system-packages $(VENV)/.installed demo
 	@$(BIN)/hb2r plan examples/demo.yaml || [ $$? -eq 2 ]
@@ -52,6 +52,9 @@ bench-hosts: system-packages $(VENV)/.installed-test
 
 bench-queue: system-packages $(VENV)/.installed-test
 	$(BIN)/python bench/queue.py
+
+bench-rules: system-packages $(VENV)/.installed-test
+	$(BIN)/python bench/rules.py
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
