@@ -61,6 +61,7 @@ from agent.domain import (
     Transcode,
     Wait,
 )
+from agent.facts_cache import FactsCache
 from agent.identity import decided_identity, library_identity
 from agent.incremental_scan import Missed, combined, full_pass_due, missed_pages, what_to_record
 from agent.mounts import WatchStatus
@@ -127,6 +128,8 @@ class EngineState:
     planned_folders: dict[str, PlannedFolders] = field(default_factory=dict)
     # (config generation, the archive folders the ledger's outputs are in), read once per generation
     recorded_output_folders: tuple[int, set[str]] | None = None
+    # each content's media facts this process read or probed, for the next passes (bounded)
+    facts_cache: FactsCache = field(default_factory=FactsCache)
     # tells the operator (agent.notify.notifier.Notifier.emit; by default nobody): never blocks
     notify: Callable[[Event], None] = field(default=lambda event: None)
 
@@ -558,36 +561,51 @@ class _Acting:
         transcodes = [action for action in stretch if isinstance(action, Transcode)]
         if not transcodes:
             return stretch
-        read = await self._fingerprints(library.name, list(transcodes))
+        fresh: set[str] = set()  # the paths whose fingerprint was read from disk now
+        read = await self._fingerprints(library.name, list(transcodes), fresh=fresh)
         sources = {
-            action.source.rel_path: action.source._replace(fingerprint=action.source.fingerprint or found)
+            action.source.rel_path: action.source
+            if action.source.fingerprint
+            else action.source._replace(fingerprint=found)
             for action in transcodes
             if (found := action.source.fingerprint or read.get(action.source.rel_path)) is not None
         }
-        paths = {source.fingerprint: library.source / rel for rel, source in sources.items() if source.fingerprint}
-        known = self.store.facts_for(paths)
-        probed = await asyncio.to_thread(probe_each, {fp: path for fp, path in paths.items() if fp not in known},
-                                         now=self.stamp)  # fmt: skip
+        rel_paths = {source.fingerprint: rel for rel, source in sources.items() if source.fingerprint}
+        known = self.state.facts_cache.known(rel_paths)  # read by an earlier pass (agent.facts_cache)
+        known |= self.store.facts_for([fingerprint for fingerprint in rel_paths if fingerprint not in known])
+        unknown = {fp: library.source / rel for fp, rel in rel_paths.items() if fp not in known}
+        probed = await asyncio.to_thread(probe_each, unknown, now=self.stamp)
         with self.store.transaction():
             for fingerprint, probe in probed.items():
                 self.store.record_facts(fingerprint, facts=probe.facts, error=probe.error, now=self.stamp)
                 if probe.error is not None:
                     self.log.warning("media facts unreadable", library=library.name, error=probe.error)
-            self.store.remember_fingerprints(
-                library.name, {rel: (src.size, src.mtime_ns, src.fingerprint or "") for rel, src in sources.items()}
-            )
+            if fresh:  # the others are in the scan memory already
+                self.store.remember_fingerprints(
+                    library.name,
+                    {
+                        rel: (src.size, src.mtime_ns, src.fingerprint or "")
+                        for rel, src in sources.items()
+                        if rel in fresh
+                    },
+                )
         known |= probed
+        self.state.facts_cache.keep(known)
         ruled_stretch: list[Action] = []
         for action in stretch:
             if isinstance(action, Transcode) and action.source.rel_path in sources:
                 source = sources[action.source.rel_path]
-                action = ruled(action._replace(source=source), known.get(source.fingerprint or ""), library=library)
+                if source is not action.source:
+                    action = action._replace(source=source)
+                action = ruled(action, known.get(source.fingerprint or ""), library=library)
             ruled_stretch.append(action)
         return ruled_stretch
 
-    async def _fingerprints(self, library: str, actions: list[Transcode | Adopt]) -> dict[str, str]:
+    async def _fingerprints(
+        self, library: str, actions: list[Transcode | Adopt], *, fresh: set[str] | None = None
+    ) -> dict[str, str]:
         """Return the fingerprints of these actions' sources: those the scan memory holds (free),
-        and those read from disk while the pass's budget lasts."""
+        and those read from disk while the pass's budget lasts (their paths added to `fresh`)."""
         missing = [action.source for action in actions if action.source.fingerprint is None]
         if not missing:
             return {}
@@ -615,6 +633,8 @@ class _Acting:
                 fingerprints_from_disk(configured), to_read, {s.rel_path for s in to_read}, {}
             )
             found.update((source.rel_path, source.fingerprint) for source in filled if source.fingerprint is not None)
+            if fresh is not None:
+                fresh.update(source.rel_path for source in filled if source.fingerprint is not None)
         return found
 
 

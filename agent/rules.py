@@ -133,14 +133,14 @@ def ruled(action: Transcode, known: StoredFacts | None, *, library: Library) -> 
         known.facts, size=action.source.size, rules=library.rules or (), hdr=library.hdr or "copy",
         library_preset=library.preset,
     )  # fmt: skip
+    if decision.action == "encode" and decision.rule is None and decision.preset in (None, library.preset):
+        return action  # no rule matched and no HDR: the library's preset, as before rules existed
     why = f"{summary(known.facts)}: {decision.reason}"
     if decision.action == "copy":
         return Copy(action.library, action.source, copy_output_path(action.output_path, rel_path), why, decision.rule)
     if decision.action == "skip":
         return Skip(action.library, rel_path, why, by_rule=True)
     preset = None if decision.preset == library.preset else decision.preset
-    if decision.rule is None and preset is None:
-        return action  # no rule matched and no HDR: the library's preset, as before rules existed
     return action._replace(why=why, preset=preset)
 
 
