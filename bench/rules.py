@@ -4,11 +4,13 @@ Part `pass` (10,000 unchanged files, every one already probed): a tree of small 
 (not video: nothing is encoded, each stays a queued transcode, so every pass plans and rules
 every file again; the folders with work are planned each pass). Three agents, each on its own
 state database, run the real engine pass (`agent.engine.reconcile`, in a process of its own)
-until every file is queued, then --runs more passes, timed:
+until every file is queued:
 - before:  the code before rules existed (`git archive` of --before, default the first parent
            of the merge that brought rules), no ffprobe at all: today's pass, the baseline;
 - plain:   this code, no `rules:` (the default `hdr: copy` still reads each file's facts);
 - rules:   this code with "leave HEVC alone" (and a skip rule that matches nothing).
+Then --runs rounds, the three in turn (so a shared machine's load weighs on all alike), each a
+new process: a full pass (untimed), then 2 timed passes.
 The facts of the last two are recorded beforehand for every file's fingerprint (the facts of a
 real H.264 clip, probed once), as a first pass would have; ffprobe on PATH is a wrapper that
 counts its runs. Prints each median pass, the ratios, and how many ffprobe ran (target: 0).
@@ -79,19 +81,20 @@ def queued():
     return connection.execute("SELECT count(*) FROM jobs WHERE state = 'queued'").fetchone()[0]
 
 async def main():
+    at_start = ffprobe_runs()
     warm, before = 0, -1
     while queued() != before:
         before = queued()
         await reconcile(state, log=log)
         warm += 1
-    probes = ffprobe_runs()
+    probes = ffprobe_runs() - at_start
     seconds = []
     for _ in range(runs):
         started = time.perf_counter()
         await reconcile(state, log=log)
         seconds.append(time.perf_counter() - started)
     print(json.dumps({"warm_passes": warm, "queued": queued(), "seconds": seconds,
-                      "ffprobe_warm": probes, "ffprobe_timed": ffprobe_runs() - probes}))
+                      "ffprobe_warm": probes, "ffprobe_timed": ffprobe_runs() - at_start - probes}))
 
 asyncio.run(main())
 """
@@ -177,8 +180,10 @@ def bench_pass(root: Path, *, files: int, runs: int, before_rev: str) -> None:
         raise SystemExit("ffprobe is not installed")
     (wrapper / "ffprobe").write_text(COUNTING_FFPROBE.format(real=real))
     (wrapper / "ffprobe").chmod(0o755)
-    results: dict[str, dict[str, object]] = {}
-    for name, code, extra in (("before", before_code, ""), ("plain", REPO, ""), ("rules", REPO, LEAVE_HEVC_ALONE)):
+    variants = (("before", before_code, ""), ("plain", REPO, ""), ("rules", REPO, LEAVE_HEVC_ALONE))
+    configs: dict[str, tuple[Path, Path, dict[str, str]]] = {}
+    warmed: dict[str, dict[str, object]] = {}
+    for name, code, extra in variants:  # every file queued (and, but for "before", its facts kept)
         config = write_config(root / name, source=source, extra=extra)
         if name != "before":
             seed_facts(config, source, clip)
@@ -187,13 +192,23 @@ def bench_pass(root: Path, *, files: int, runs: int, before_rev: str) -> None:
             "PATH": f"{wrapper}:{os.environ['PATH']}",
             "HB2R_BENCH_FFPROBE_RUNS": str(root / name / "ffprobe-runs"),
         }
-        results[name] = run_passes(code, config, runs=runs, environment=environment)
-    medians = {name: statistics.median(result["seconds"]) for name, result in results.items()}  # type: ignore[arg-type]
-    print(f"part pass: {files} unchanged files, all already probed, {runs} timed passes each (median)")
-    for name, result in results.items():
+        configs[name] = (code, config, environment)
+        warmed[name] = run_passes(code, config, runs=0, environment=environment)
+    # Rounds, each variant in turn, so that the load of a shared machine weighs on all three alike;
+    # each round is a new process: its first pass is a full one (untimed), then 2 timed passes.
+    seconds: dict[str, list[float]] = {name: [] for name in configs}
+    probes = dict.fromkeys(configs, 0)
+    for _ in range(runs):
+        for name, (code, config, environment) in configs.items():
+            result = run_passes(code, config, runs=2, environment=environment)
+            seconds[name] += result["seconds"]  # type: ignore[arg-type]
+            probes[name] += int(result["ffprobe_warm"]) + int(result["ffprobe_timed"])  # type: ignore[call-overload]
+    medians = {name: statistics.median(timed) for name, timed in seconds.items()}
+    print(f"part pass: {files} unchanged files, all already probed; {runs} rounds of 2 timed passes (median)")
+    for name, result in warmed.items():
         print(
             f"  {name:<7} {medians[name]:.3f} s a pass  ({result['queued']} queued after {result['warm_passes']} "
-            f"passes; ffprobe runs: {result['ffprobe_warm']} before timing, {result['ffprobe_timed']} timed)"
+            f"passes, ffprobe runs {result['ffprobe_warm']}; after that, ffprobe runs: {probes[name]})"
         )
     print(f"  rules / before = {medians['rules'] / medians['before']:.2f}x   "
           f"rules / plain = {medians['rules'] / medians['plain']:.2f}x")  # fmt: skip
