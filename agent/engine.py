@@ -36,7 +36,7 @@ import asyncio
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Collection, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -71,12 +71,14 @@ from agent.observe import PassWalk, fingerprints_from_disk, walk_for_pass
 from agent.pause import pause_reason
 from agent.plan import plan_users
 from agent.plan_from_store import (
+    STRETCH,
     FillFingerprints,
     NeedFingerprints,
     folder_steps,
     library_context_of,
     pause_counts,
     plan_library_tail,
+    stretches,
 )
 from agent.probing import probe_each
 from agent.publish_copy import publish_copy
@@ -265,7 +267,7 @@ async def reconcile(
             continue
         memory.tail = QuietFolder()
         tail = plan_library_tail(context, store, claims=claimed[-1], problems=walk.observation.problems)
-        for stretch in _stretches(tail):
+        for stretch in stretches(tail):
             for action in stretch:
                 report.add(action)
                 memory.note_tail(action)
@@ -286,9 +288,6 @@ async def give_way() -> None:
     the API, the dispatcher. A timer, not `sleep(0)`: timers that are due run before a later one,
     while a task that only yields would be first in line again."""
     await asyncio.sleep(0.001)
-
-
-STRETCH = 500  # actions acted on together (one query for their jobs, one transaction for their queue)
 
 
 async def _stretches_of(
@@ -313,17 +312,6 @@ async def _stretches_of(
         while len(stretch) >= STRETCH:
             yield stretch[:STRETCH]
             stretch = stretch[STRETCH:]
-    if stretch:
-        yield stretch
-
-
-def _stretches(actions: Iterable[Action]) -> Iterator[list[Action]]:
-    stretch: list[Action] = []
-    for action in actions:
-        stretch.append(action)
-        if len(stretch) >= STRETCH:
-            yield stretch
-            stretch = []
     if stretch:
         yield stretch
 

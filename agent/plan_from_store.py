@@ -164,7 +164,8 @@ def folder_steps(
     yields NeedFingerprints first and takes the filled files by `send`."""
     name = context.library.name
     claims = Claims()
-    for batch_folders, walked in _batches(folders):
+    for pairs, walked in folder_batches(folders):
+        batch_folders = [folder for folder, _ in pairs]
         batch = _read_batch(context, store, batch_folders, walked, configured=configured, claims=claims)
         vanished_sizes = store.vanished_sizes(name, _new_sizes(batch))
         needed = (
@@ -191,18 +192,36 @@ def plan_library_tail(
         yield Skip(context.library.name, problem.rel_path, problem.message)
 
 
-def _batches(folders: Iterable[tuple[str, Sequence[SourceFile]]]) -> Iterator[tuple[list[str], list[SourceFile]]]:
-    """Group whole folders, in the order given, into batches of about BATCH_FILES files."""
-    batch_folders: list[str] = []
+def folder_batches(
+    folders: Iterable[tuple[str, Sequence[SourceFile]]],
+) -> Iterator[tuple[list[tuple[str, Sequence[SourceFile]]], list[SourceFile]]]:
+    """Group whole folders, in the order given, into batches of about BATCH_FILES files: (each
+    folder with its files, all their files)."""
+    pairs: list[tuple[str, Sequence[SourceFile]]] = []
     files: list[SourceFile] = []
     for folder, found in folders:
-        batch_folders.append(folder)
+        pairs.append((folder, found))
         files.extend(found)
         if len(files) >= BATCH_FILES:
-            yield batch_folders, files
-            batch_folders, files = [], []
-    if batch_folders:
-        yield batch_folders, files
+            yield pairs, files
+            pairs, files = [], []
+    if pairs:
+        yield pairs, files
+
+
+STRETCH = 500  # actions handled together (one query for their jobs, one transaction for their queue)
+
+
+def stretches(actions: Iterable[Action]) -> Iterator[list[Action]]:
+    """Group actions, in order, into lists of STRETCH."""
+    stretch: list[Action] = []
+    for action in actions:
+        stretch.append(action)
+        if len(stretch) >= STRETCH:
+            yield stretch
+            stretch = []
+    if stretch:
+        yield stretch
 
 
 def _read_batch(

@@ -35,7 +35,7 @@ from agent.config.models import Config, Library
 from agent.domain import Action, ArchiveObservation, LedgerEntry, SeenFile, SourceFile
 from agent.observe import fingerprints_from_disk
 from agent.pause import pause_reason
-from agent.plan_from_store import BATCH_FILES, pause_counts, plan_folders_from_store, plan_library_tail
+from agent.plan_from_store import folder_batches, pause_counts, plan_folders_from_store, plan_library_tail, stretches
 from agent.scan import FolderWalk
 
 Emit = Callable[[Sequence[Action]], None]
@@ -157,7 +157,8 @@ def plan_library_streamed(
 
     def batches() -> Iterator[tuple[str, Sequence[SourceFile]]]:
         nonlocal uncertain, files
-        for folders, pairs, found in _batches(walk.folders()):
+        for pairs, found in folder_batches(walk.folders()):
+            folders = [folder for folder, _ in pairs]
             files += len(found)
             walked.update(folders)
             entries = store.ledger_in_folders(name, folders) if recorded else {}
@@ -172,7 +173,7 @@ def plan_library_streamed(
         context, store, folders=batches(), configured=configured, now_ns=now_ns,
         fill_fingerprints=fingerprints_from_disk(library), claimed=claimed,
     )  # fmt: skip
-    for stretch in _stretches(plan):
+    for stretch in stretches(plan):
         emit(stretch)
     observed = walk.result()
     hidden = tuple(folder + "/" for folder in walk.unreadable)
@@ -194,11 +195,11 @@ def plan_library_streamed(
             configured=configured, now_ns=now_ns, fill_fingerprints=fingerprints_from_disk(library), claimed=claimed,
         )  # fmt: skip
         restart()
-        for stretch in _stretches(plan):
+        for stretch in stretches(plan):
             emit(stretch)
     tail = plan_library_tail(context, store, claims=claimed[-1] if claimed else Claims(),
                              problems=observed.observation.problems)  # fmt: skip
-    for stretch in _stretches(tail):
+    for stretch in stretches(tail):
         emit(stretch)
     return Outcome(files, replanned=uncertain)
 
@@ -231,37 +232,6 @@ def _rows_of_folders_not_walked(
         for entry in facts.ledger_in_folders(library, missing[start : start + 100]).values():
             if not (hidden and entry.rel_path.startswith(hidden)):
                 yield entry
-
-
-def _batches(
-    folders: Iterator[tuple[str, list[SourceFile]]],
-) -> Iterator[tuple[list[str], list[tuple[str, list[SourceFile]]], list[SourceFile]]]:
-    """Group whole folders, in walk order, into batches of about BATCH_FILES files, as
-    `agent.plan_from_store` does: (the folders, each with its files, all their files)."""
-    pairs: list[tuple[str, list[SourceFile]]] = []
-    files: list[SourceFile] = []
-    for folder, found in folders:
-        pairs.append((folder, found))
-        files.extend(found)
-        if len(files) >= BATCH_FILES:
-            yield [name for name, _ in pairs], pairs, files
-            pairs, files = [], []
-    if pairs:
-        yield [name for name, _ in pairs], pairs, files
-
-
-STRETCH = 500
-
-
-def _stretches(actions: Iterator[Action]) -> Iterator[list[Action]]:
-    stretch: list[Action] = []
-    for action in actions:
-        stretch.append(action)
-        if len(stretch) >= STRETCH:
-            yield stretch
-            stretch = []
-    if stretch:
-        yield stretch
 
 
 def _by_path(entry: LedgerEntry) -> str:
