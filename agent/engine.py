@@ -857,20 +857,20 @@ def _rename(state: EngineState, store: Store, action: RenameOutput, *, log: Any,
         was_adopted = store.adopted(library=action.library, rel_path=action.from_rel_path)
         store.forget(library=action.library, rel_path=action.from_rel_path)
         store.record_output(
-            LedgerEntry(
-                library=action.library,
-                rel_path=action.source.rel_path,
-                fingerprint=old.fingerprint,
-                size=action.source.size,
-                mtime_ns=action.source.mtime_ns,
-                preset_hash=old.preset_hash,
-                output_path=action.output_path,
-            ),
+            _entry_of(action, fingerprint=old.fingerprint, preset_hash=old.preset_hash),
             encoded_at=now.isoformat(),
             output_size=size,
             adopted=was_adopted,
         )
     log.info("output renamed", library=action.library, path=action.source.rel_path, output=action.output_path)
+
+
+def _entry_of(action: RenameOutput | Adopt | Copy, *, fingerprint: str, preset_hash: str) -> LedgerEntry:
+    """The ledger row of an action's source and output, with this content and identity."""
+    return LedgerEntry(
+        action.library, action.source.rel_path, fingerprint, action.source.size, action.source.mtime_ns,
+        preset_hash, action.output_path,
+    )  # fmt: skip
 
 
 def _adopt(
@@ -908,15 +908,7 @@ def _adopt(
             return
         store.forget_output(action.output_path)  # recorded under a library no longer configured
         store.record_output(
-            LedgerEntry(
-                library=action.library,
-                rel_path=action.source.rel_path,
-                fingerprint=fingerprint,
-                size=action.source.size,
-                mtime_ns=action.source.mtime_ns,
-                preset_hash=preset_hash,
-                output_path=action.output_path,
-            ),
+            _entry_of(action, fingerprint=fingerprint, preset_hash=preset_hash),
             encoded_at=now.isoformat(),
             output_size=output_size,
             # hb2r's own output, published just before a crash kept its job from being marked done
@@ -954,15 +946,7 @@ async def _copy(state: EngineState, store: Store, action: Copy, *, log: Any, now
     with store.transaction():
         store.forget_output(action.output_path)  # a vanished source's, taken over
         store.record_output(
-            LedgerEntry(
-                library=action.library,
-                rel_path=action.source.rel_path,
-                fingerprint=fingerprint,
-                size=action.source.size,
-                mtime_ns=action.source.mtime_ns,
-                preset_hash=COPY_MARK + decided_identity(preset_hash, library),
-                output_path=action.output_path,
-            ),
+            _entry_of(action, fingerprint=fingerprint, preset_hash=COPY_MARK + decided_identity(preset_hash, library)),
             encoded_at=now.isoformat(),
             output_size=action.source.size,
         )
