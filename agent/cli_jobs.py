@@ -118,15 +118,8 @@ def front_job(job_id: int, config: Config) -> int:
             job = store.move_to_front(job_id, now=datetime.now(UTC))
         finally:
             store.close()
-    except jobs.JobError as error:
-        print(f"error: {error}; nothing was changed", file=sys.stderr)
-        return EXIT_ERROR
-    except StateError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    except StoreError as error:
-        print(f"error: {store_failure(config, error)}", file=sys.stderr)
-        return EXIT_ERROR
+    except (jobs.JobError, StateError, StoreError) as error:
+        return _refused(config, error, nothing_done="nothing was changed")
     print(f"Moved job {job.id} ({shown(job.library)}: {shown(job.rel_path)}) to the front: it starts next")
     return EXIT_OK
 
@@ -160,15 +153,8 @@ def retry_jobs(job_id: int | None, config: Config) -> int:
                     requeued, left = [store.retry(job_id, now=now)], 0
         finally:
             store.close()
-    except jobs.JobError as error:
-        print(f"error: {error}; nothing was requeued", file=sys.stderr)
-        return EXIT_ERROR
-    except StateError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    except StoreError as error:
-        print(f"error: {store_failure(config, error)}", file=sys.stderr)
-        return EXIT_ERROR
+    except (jobs.JobError, StateError, StoreError) as error:
+        return _refused(config, error, nothing_done="nothing was requeued")
     for job in requeued:
         was = before[job.id].state if job.id in before else jobs.JobState.DEAD
         reason = f": {first_line(job.error)}" if first_line(job.error) else ""  # a requeued job keeps its last error
@@ -178,6 +164,18 @@ def retry_jobs(job_id: int | None, config: Config) -> int:
     if left:
         print(f"Left {_count(left, 'dead job')} as they are: another job for the same file supersedes them.")
     return EXIT_OK
+
+
+def _refused(config: Config, error: Exception, *, nothing_done: str) -> int:
+    """Say why a change to the queue was refused or failed (what was done: `nothing_done`); return EXIT_ERROR."""
+    if isinstance(error, jobs.JobError):
+        message = f"{error}; {nothing_done}"
+    elif isinstance(error, StateError):
+        message = str(error)
+    else:
+        message = store_failure(config, error)
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 def retry_target(arguments: argparse.Namespace) -> int | None:
