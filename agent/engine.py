@@ -130,6 +130,12 @@ class EngineState:
     planned_folders: dict[str, PlannedFolders] = field(default_factory=dict)
     # (config generation, the archive folders the ledger's outputs are in), read once per generation
     recorded_output_folders: tuple[int, set[str]] | None = None
+    # library (and ARCHIVE_WALK) -> its folders as the scan memory holds them, as this process's
+    # last recording of a walk left them (`Store.record_walk` returns them): an idle pass reads
+    # none of the folder rows again. Only the leader writes the scan memory, so they hold while
+    # this process leads; `lead_epoch` is the lead they were kept under (`forget_another_lead`).
+    remembered_folders: dict[str, dict[str, RememberedFolder]] = field(default_factory=dict)
+    lead_epoch: int | None = None
     # each content's media facts this process read or probed, for the next passes (bounded)
     facts_cache: FactsCache = field(default_factory=FactsCache)
     # tells the operator (agent.notify.notifier.Notifier.emit; by default nobody): never blocks
@@ -202,7 +208,7 @@ async def reconcile(
         walk = walked.libraries[name]
         listed, known = what_to_record(walk, walk.observation.files)
         with store.transaction():
-            store.record_walk(
+            state.remembered_folders[name] = store.record_walk(
                 library=name,
                 listed=listed,
                 folders=walk.folders,
@@ -215,7 +221,7 @@ async def reconcile(
         await give_way()
     if archive.available:
         with store.transaction():
-            store.record_archive(
+            state.remembered_folders[ARCHIVE_WALK] = store.record_archive(
                 folders=walked.archive.folders, listed=walked.archive.listed or {}, before_walk=archive_before
             )
         await give_way()
@@ -684,8 +690,15 @@ async def _walk(
             config_generation=state.config_generation,
         )
     }
-    folders = {library.name: store.load_folders(library.name) for library in config.libraries}
-    archive_folders = {} if ARCHIVE_WALK in due else store.load_archive_folders()
+    remembered = state.remembered_folders
+    folders = {
+        library.name: remembered[library.name] if library.name in remembered else store.load_folders(library.name)
+        for library in config.libraries
+    }
+    if ARCHIVE_WALK in due:
+        archive_folders = {}
+    else:
+        archive_folders = remembered[ARCHIVE_WALK] if ARCHIVE_WALK in remembered else store.load_archive_folders()
     walked = await asyncio.to_thread(
         walk_for_pass,
         config,
@@ -705,6 +718,16 @@ async def _walk(
             await give_way()  # a page of the memory read
         missed[name] = combined(pages)
     return dataclasses.replace(walked, missed=missed), folders, None if ARCHIVE_WALK in due else archive_folders
+
+
+def forget_another_lead(state: EngineState, epoch: int) -> None:
+    """Before a pass under the lead of `epoch`: if this process last passed under another lead,
+    another host may have led in between and recorded its own walks, so forget what this process
+    remembers of the scan memory and of its last planning; the pass reads and plans afresh."""
+    if state.lead_epoch != epoch:
+        state.remembered_folders.clear()
+        state.planned_folders.clear()
+        state.lead_epoch = epoch
 
 
 def _note_full_passes(

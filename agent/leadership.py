@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from agent.engine import EngineState, PassSummary, reconcile
+from agent.engine import EngineState, PassSummary, forget_another_lead, reconcile
 from agent.store.leader import Leadership, NotLeader
 from agent.store.protocol import Store
 
@@ -83,6 +83,7 @@ async def lead_pass(state: EngineState, lease: PlannerLease, *, log: Any) -> Pas
     held = lease.held
     if held is None:
         return None
+    forget_another_lead(state, held.epoch)
     try:
         return await reconcile(state, log=log, store=state.store.fenced(held))
     except NotLeader as error:

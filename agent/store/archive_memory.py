@@ -41,25 +41,27 @@ def record_archive(
     folders: Iterable[FolderVisit],
     listed: Mapping[str, Sequence[str]],
     before_walk: Mapping[str, RememberedFolder] | None = None,
-) -> None:
+) -> dict[str, RememberedFolder]:
     """Remember the archive folders a walk reached and the names in those it listed (`listed`:
     folder -> archive-relative paths); forget the folders no longer reached and their names.
     Writes what changed only: the folders listed or lost, and the folder rows that differ.
-    `before_walk`: the folders as `load_archive_folders` gave them before the walk, if the caller has them."""
+    `before_walk`: the folders as `load_archive_folders` gave them before the walk, if the caller has them.
+    Return the archive's folders as the store now remembers them (what `load_archive_folders` would read)."""
     before = load_archive_folders(database) if before_walk is None else before_walk
-    rows, reached = [], set()
+    rows: list[tuple[object, ...]] = []
+    remembered_now: dict[str, RememberedFolder] = {}
     for visit in folders:
-        reached.add(visit.rel_path)
         names = listed.get(visit.rel_path)
         remembered = before.get(visit.rel_path)
         count = len(names) if names is not None else (remembered.file_count if remembered is not None else 0)
         row = RememberedFolder(
             visit.identity, visit.mtime_ns, visit.ctime_ns, False, visit.problems, count, visit.listed_at_ns, 0
         )
+        remembered_now[visit.rel_path] = row
         if row != remembered:
             rows.append((visit.rel_path, row.identity, row.mtime_ns, row.ctime_ns, int(row.problems), count,
                          row.listed_at_ns))  # fmt: skip
-    lost = before.keys() - reached
+    lost = before.keys() - remembered_now.keys()
     rewritten = [(folder,) for folder in [*lost, *listed]]
     with database.transaction():
         database.executemany("DELETE FROM archive_folders WHERE rel_path = ?", [(folder,) for folder in lost])
@@ -78,3 +80,4 @@ def record_archive(
             "INSERT INTO archive_files (rel_path, folder) VALUES (?, ?)",
             [(name, folder) for folder, names in listed.items() for name in names],
         )
+    return remembered_now

@@ -323,8 +323,8 @@ class DatabaseStore:
         scanned_at: str,
         full_seconds: float | None = None,
         before_walk: Mapping[str, RememberedFolder] | None = None,
-    ) -> None:
-        scans.record_walk(
+    ) -> dict[str, RememberedFolder]:
+        return scans.record_walk(
             self.database,
             library=library,
             listed=listed,
@@ -403,8 +403,8 @@ class DatabaseStore:
         folders: Iterable[FolderVisit],
         listed: Mapping[str, Sequence[str]],
         before_walk: Mapping[str, RememberedFolder] | None = None,
-    ) -> None:
-        archive_memory.record_archive(self.database, folders=folders, listed=listed, before_walk=before_walk)
+    ) -> dict[str, RememberedFolder]:
+        return archive_memory.record_archive(self.database, folders=folders, listed=listed, before_walk=before_walk)
 
     # --- users
     def load_users(self) -> tuple[UserRecord, ...]:

@@ -189,8 +189,9 @@ class Store(Protocol):
         scanned_at: str,
         full_seconds: float | None = None,
         before_walk: Mapping[str, RememberedFolder] | None = None,
-    ) -> None:
-        """Record a walk writing only what it can have changed (agent.store.scans)."""
+    ) -> dict[str, RememberedFolder]:
+        """Record a walk writing only what it can have changed; return its folders as now remembered
+        (agent.store.scans)."""
         ...
 
     def load_folders(self, library: str) -> dict[str, RememberedFolder]: ...
@@ -227,8 +228,9 @@ class Store(Protocol):
         folders: Iterable[FolderVisit],
         listed: Mapping[str, Sequence[str]],
         before_walk: Mapping[str, RememberedFolder] | None = None,
-    ) -> None:
-        """Remember the archive folders a walk reached and the names in those it listed (agent.store.scans)."""
+    ) -> dict[str, RememberedFolder]:
+        """Remember the archive folders a walk reached and the names in those it listed; return the
+        folders as now remembered (agent.store.archive_memory)."""
         ...
 
     # --- users (agent.store.users)

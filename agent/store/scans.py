@@ -200,14 +200,15 @@ def record_walk(
     scanned_at: str,
     full_seconds: float | None = None,
     before_walk: Mapping[str, RememberedFolder] | None = None,
-) -> None:
+) -> dict[str, RememberedFolder]:
     """Record one good walk of a library, writing only what it can have changed: the files of the
     folders it listed (`listed`: folder -> files, as `record_scan` records them), the folders it no
     longer reached (forgotten, with their files), the folder rows that differ, and fingerprints
     read this pass for files elsewhere (`fingerprints`: path -> (size, mtime_ns, fingerprint),
     kept while size and mtime hold). The file count is the sum of the folders'. One transaction.
     `before_walk`: the library's folders as `load_folders` gave them before the walk, if the caller
-    has them (they are read again otherwise).
+    has them (they are read again otherwise). Return the library's folders as the store now
+    remembers them: what `load_folders` would read once the transaction is committed.
     """
     before_folders = load_folders(database, library) if before_walk is None else before_walk
     visits = {visit.rel_path: visit for visit in folders}
@@ -229,6 +230,7 @@ def record_walk(
             database.executemany(_UPSERT_SEEN, rows)
         folder_rows = []
         total = 0
+        remembered_now: dict[str, RememberedFolder] = {}
         for rel_path, visit in visits.items():
             remembered = before_folders.get(rel_path)
             if rel_path in listed or remembered is None:
@@ -240,6 +242,7 @@ def record_walk(
                 visit.identity, visit.mtime_ns, visit.ctime_ns, visit.via_link, visit.problems, count,
                 visit.listed_at_ns, latest,
             )  # fmt: skip
+            remembered_now[rel_path] = row_folder
             if row_folder != remembered:
                 folder_rows.append((library, rel_path, *row_folder[:3], int(row_folder.via_link),
                                     int(row_folder.problems), *row_folder[5:]))  # fmt: skip
@@ -262,6 +265,7 @@ def record_walk(
                 "UPDATE library_scans SET full_at = ?, full_seconds = ? WHERE library = ?",
                 (scanned_at, full_seconds, library),
             )
+    return remembered_now
 
 
 def _changed_rows(

@@ -463,3 +463,66 @@ def test_a_pass_over_an_unchanged_library_gives_the_loop_a_turn_between_batches(
 
     assert len(seen_at_turn) == 12
     assert all(later > earlier for earlier, later in itertools.pairwise(seen_at_turn))
+
+
+def test_an_idle_pass_reads_no_remembered_folder_and_the_agent_remembers_what_the_store_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idle pass at a million files read its 20,000 remembered folders (the library's and the
+    archive's) from the store every pass: a third of its time. The agent keeps them as its last
+    recording left them; they must stay exactly what the store holds through every kind of change."""
+    config_path = make_config(tmp_path, files=2)
+    (tmp_path / "tv" / "Show").mkdir()
+    (tmp_path / "tv" / "Show" / "S01.mkv").write_bytes(b"show" * 100)
+    (tmp_path / "archive" / "TV" / "Show").mkdir(parents=True)
+    (tmp_path / "archive" / "TV" / "Show" / "S01.mkv").write_bytes(b"encoded")
+    config_path.write_text(config_path.read_text() + "scan: {interval: 1m, full_interval: 1h}\n")
+    config = load_config(config_path).config
+    logs.configure(stream=io.StringIO(), json=True)
+    clocks = Clocks()
+    monkeypatch.setattr(engine, "time", clocks)
+    connection = open_database(config.paths.state_dir)
+    store = SqliteStore(connection)
+    reads: list[str] = []
+    load_folders, load_archive_folders = store.load_folders, store.load_archive_folders
+
+    def counted_folders(library: str) -> object:
+        reads.append(library)
+        return load_folders(library)
+
+    def counted_archive_folders() -> object:
+        reads.append(engine.ARCHIVE_WALK)
+        return load_archive_folders()
+
+    store.load_folders = counted_folders  # type: ignore[method-assign,assignment]
+    store.load_archive_folders = counted_archive_folders  # type: ignore[method-assign,assignment]
+    state = EngineState(config=config, store=store, preset_hashes={"tv": "p1"})
+    changes = [
+        lambda: None,
+        lambda: (tmp_path / "tv" / "Show" / "S02.mkv").write_bytes(b"new" * 100),
+        lambda: (tmp_path / "tv" / "Extras").mkdir(),
+        lambda: shutil.rmtree(tmp_path / "tv" / "Show"),
+        lambda: (tmp_path / "archive" / "TV" / "Old").mkdir(),
+        lambda: shutil.rmtree(tmp_path / "archive" / "TV" / "Show"),
+        lambda: (tmp_path / "tv" / "Extras").rename(tmp_path / "tv" / "Bonus"),
+        lambda: None,
+    ]
+
+    async def scenario() -> list[int]:
+        log = logs.get_logger("test")
+        read_per_pass = []
+        await reconcile(state, log=log)  # the first pass after start: full, the archive's too
+        for change in changes:
+            change()
+            clocks.ahead += 60
+            reads.clear()
+            await reconcile(state, log=log)
+            read_per_pass.append(len(reads))
+            assert state.remembered_folders["tv"] == load_folders("tv")
+            assert state.remembered_folders[engine.ARCHIVE_WALK] == load_archive_folders()
+        assert sorted(load_folders("tv")) == ["", "Bonus"]
+        assert sorted(load_archive_folders()) == ["TV", "TV/Old"]
+        return read_per_pass
+
+    assert asyncio.run(scenario()) == [0] * len(changes)
+    connection.close()

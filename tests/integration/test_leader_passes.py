@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -153,3 +154,38 @@ def test_a_takeover_waits_for_the_leaders_transaction_in_flight_then_fences_its_
     assert job is not None
     with pytest.raises(NotLeader):
         fenced.cancel(job.id, now=datetime.now(UTC))
+
+
+def test_a_host_that_leads_again_after_another_did_keeps_the_scan_memory_true(
+    tmp_path: Path, stores: tuple[DatabaseStore, DatabaseStore]
+) -> None:
+    """A leader remembers the folders its passes recorded, not to read them every pass. While
+    another host led, that host recorded its own walks: a folder made and then deleted must not
+    stay in the scan memory, as if its files were still there, when the first host leads again."""
+    config = load_config(make_config(tmp_path, files=1)).config
+    logs.configure(stream=io.StringIO(), json=True)
+    log = logs.get_logger("test")
+    alpha_store, beta_store = stores
+    alpha, beta = PlannerLease(host="alpha", lease=LEASE, log=log), PlannerLease(host="beta", lease=LEASE, log=log)
+    alpha_state = EngineState(config=config, store=alpha_store, preset_hashes={"tv": "p1"})
+    beta_state = EngineState(config=config, store=beta_store, preset_hashes={"tv": "p1"})
+
+    async def scenario() -> None:
+        assert alpha.renew(alpha_store) is not None
+        assert await lead_pass(alpha_state, alpha, log=log) is not None
+        alpha.resign(alpha_store)
+
+        (tmp_path / "tv" / "Extras").mkdir()
+        (tmp_path / "tv" / "Extras" / "Trailer.mkv").write_bytes(b"trailer" * 100)
+        assert beta.renew(beta_store) is not None
+        assert await lead_pass(beta_state, beta, log=log) is not None
+        assert sorted(beta_store.load_folders("tv")) == ["", "Extras"]
+        beta.resign(beta_store)
+
+        shutil.rmtree(tmp_path / "tv" / "Extras")
+        assert alpha.renew(alpha_store) is not None
+        assert await lead_pass(alpha_state, alpha, log=log) is not None
+
+    asyncio.run(scenario())
+    assert sorted(alpha_store.load_folders("tv")) == [""]
+    assert alpha_store.load_folder_files("tv", ["Extras"]) == {}

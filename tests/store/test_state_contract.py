@@ -203,15 +203,16 @@ def test_the_folders_a_walk_reached_are_remembered_with_their_files_and_forgotte
 def test_a_walk_is_recorded_by_writing_only_the_folders_it_listed_or_lost(store: Store) -> None:
     top, show = FolderVisit("", "1:2", 10, 11, False, 100), FolderVisit("Show", "1:3", 20, 21, False, 100)
     a, b, c = SourceFile("a.mkv", 5, 7, 8), SourceFile("Show/b.mkv", 6, 9, 12), SourceFile("Show/c.mkv", 1, 3, 4)
-    store.record_walk(library="tv", listed={"": [a], "Show": [b, c]}, folders=[top, show], now_ns=100,
-                      scanned_at=STAMP)  # fmt: skip
+    recorded = store.record_walk(library="tv", listed={"": [a], "Show": [b, c]}, folders=[top, show], now_ns=100,
+                                 scanned_at=STAMP)  # fmt: skip
+    assert recorded == store.load_folders("tv")  # what it returns is what the store now holds
     assert store.load_seen() == {("tv", rel): SeenFile(f.size, f.mtime_ns, None, None) for rel, f in
                                  (("a.mkv", a), ("Show/b.mkv", b), ("Show/c.mkv", c))}  # fmt: skip
     assert store.load_file_counts() == {"tv": 3}
 
     # Show listed again (b grew, c gone, d new); the top kept, a's fingerprint read this pass.
     grown, d = SourceFile("Show/b.mkv", 60, 90, 120), SourceFile("Show/d.mkv", 2, 2, 2)
-    store.record_walk(
+    recorded = store.record_walk(
         library="tv", listed={"Show": [grown, d]}, folders=[top, show._replace(mtime_ns=22, listed_at_ns=200)],
         fingerprints={"a.mkv": (5, 7, "5:a")}, now_ns=200, scanned_at=STAMP, full_seconds=1.5,
     )  # fmt: skip
@@ -223,9 +224,11 @@ def test_a_walk_is_recorded_by_writing_only_the_folders_it_listed_or_lost(store:
     }
     assert store.load_file_counts() == {"tv": 3}
     assert store.load_folders("tv")["Show"] == RememberedFolder("1:3", 22, 21, False, False, 2, 200, 200)
+    assert recorded == store.load_folders("tv")
     assert store.load_full_passes() == {"tv": (STAMP, 1.5)}
 
-    store.record_walk(library="tv", listed={}, folders=[top], now_ns=300, scanned_at=STAMP)  # Show is gone
+    recorded = store.record_walk(library="tv", listed={}, folders=[top], now_ns=300, scanned_at=STAMP)  # Show gone
+    assert recorded == store.load_folders("tv")
 
     assert list(store.load_seen()) == [("tv", "a.mkv")]
     assert list(store.load_folders("tv")) == [""] and store.load_file_counts() == {"tv": 1}
@@ -233,7 +236,10 @@ def test_a_walk_is_recorded_by_writing_only_the_folders_it_listed_or_lost(store:
 
 def test_the_archive_folders_a_walk_reached_are_remembered_with_the_names_of_those_it_listed(store: Store) -> None:
     tv, show = FolderVisit("TV", "1:2", 10, 11, False, 100), FolderVisit("TV/Show", "1:3", 20, 21, False, 100)
-    store.record_archive(folders=[tv, show], listed={"TV": ["TV/a.mkv"], "TV/Show": ["TV/Show/b.mkv", "TV/Show/c"]})
+    recorded = store.record_archive(
+        folders=[tv, show], listed={"TV": ["TV/a.mkv"], "TV/Show": ["TV/Show/b.mkv", "TV/Show/c"]}
+    )
+    assert recorded == store.load_archive_folders()
 
     assert store.load_archive_folders() == {
         "TV": RememberedFolder("1:2", 10, 11, False, False, 1, 100, 0),
@@ -243,7 +249,8 @@ def test_the_archive_folders_a_walk_reached_are_remembered_with_the_names_of_tho
     assert {folder: sorted(found) for folder, found in names.items()} == {"TV/Show": ["TV/Show/b.mkv", "TV/Show/c"]}
 
     moved = tv._replace(mtime_ns=12, listed_at_ns=200)
-    store.record_archive(folders=[moved], listed={"TV": []})  # TV/Show removed: TV listed again
+    recorded = store.record_archive(folders=[moved], listed={"TV": []})  # TV/Show removed: TV listed again
+    assert recorded == store.load_archive_folders()
 
     assert store.load_archive_folders() == {"TV": RememberedFolder("1:2", 12, 11, False, False, 0, 200, 0)}
     assert store.load_archive_files(["TV", "TV/Show"]) == {}
