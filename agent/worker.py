@@ -48,7 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent import archive_checks, descriptors, dispatch, gate, publish
+from agent import archive_checks, descriptors, dispatch, gate, history, publish
 from agent.batch_plan import COPY_MARK, SKIP_MARK
 from agent.config.models import Config, Library
 from agent.config.rules import LargerOutput
@@ -67,6 +67,7 @@ from agent.publish_copy import stage as stage_copy
 from agent.resources import cpu_count
 from agent.rules import AfterEncode, after_encode
 from agent.store import StoreError, jobs
+from agent.store.history import Outcome
 from agent.store.jobs import LeaseLost
 from agent.store.order import QueueOrder
 from agent.verify import FailureKind, Verification, decode_verdict, verify
@@ -163,6 +164,7 @@ class Dispatcher:
         self._encoder_seen: tuple[str, int, int, int] | None = None  # the binary as it was when it failed
         self._available: frozenset[str] = frozenset()
         self._archive_low = False  # the last sample found the archive below min_free_disk (told once per drop)
+        self._queue_history = history.QueueSampler()  # the queue's length per day (agent.history)
 
     @property
     def host(self) -> str:
@@ -302,6 +304,7 @@ class Dispatcher:
         self._strained = decision.strained
         self.short_of_resources = decision.short_of_resources
         self._set_blocked(decision.blocked)
+        self._queue_history.sample(self.state.store, now=datetime.now(UTC), log=self.log)
 
     def _carry_out(self, command: dispatch.Command, *, waiting: dict[int, jobs.Job]) -> None:
         """Do what a tick's command says; `waiting` holds the runnable jobs the tick was given."""
@@ -827,6 +830,10 @@ class Dispatcher:
                                          output_size=output_size, now=datetime.now(UTC))  # fmt: skip
                 if larger_output:  # the encode saved too little: counted per library (agent.store.decisions)
                     store.note_larger_output(output_path=output_path, then=larger_output)
+                store.record_history(history.ended(
+                    job, outcome=Outcome.DONE, host=self.host, seconds=time.monotonic() - running.started,
+                    input_bytes=size, output_bytes=output_size, larger_output=larger_output, now=datetime.now(UTC),
+                ))  # fmt: skip
                 if temp is not None:
                     publish.publish(
                         temp,
@@ -874,15 +881,23 @@ class Dispatcher:
         Raise jobs.JobError if the job is no longer running.
         """
         store, now, tail, retry = self.state.store, datetime.now(UTC), list(stderr_tail), self.state.config.retry
+        entry = self.running.get(job.id)
         try:
-            if kind is FailureKind.TEMPORARY:
-                failed = store.mark_failed_temporarily(
-                    job.id, error=reason, stderr_tail=tail, retry=retry, now=now, token=token
-                )
-            elif kind is FailureKind.PERMANENT:
-                failed = store.mark_failed_permanently(job.id, error=reason, stderr_tail=tail, now=now, token=token)
-            else:
-                failed = store.mark_failed(job.id, error=reason, stderr_tail=tail, retry=retry, now=now, token=token)
+            with store.transaction():  # the failure and its history row, or neither
+                if kind is FailureKind.TEMPORARY:
+                    failed = store.mark_failed_temporarily(
+                        job.id, error=reason, stderr_tail=tail, retry=retry, now=now, token=token
+                    )
+                elif kind is FailureKind.PERMANENT:
+                    failed = store.mark_failed_permanently(job.id, error=reason, stderr_tail=tail, now=now, token=token)
+                else:
+                    failed = store.mark_failed(
+                        job.id, error=reason, stderr_tail=tail, retry=retry, now=now, token=token
+                    )
+                store.record_history(history.ended(
+                    job, outcome=history.failure_outcome(failed.state), host=self.host, error=reason, now=now,
+                    seconds=None if entry is None else time.monotonic() - entry.started,
+                ))  # fmt: skip
         except LeaseLost as error:  # another host holds it now: its failure is not this host's to record
             self.log.error("job lost: failure not recorded", job=job.id, host=self.host, fence=token,
                            reason=reason, error=str(error))  # fmt: skip

@@ -13,6 +13,7 @@ from aiohttp import web
 from agent.api import (
     config_view,
     health,
+    history,
     hosts,
     jobs,
     libraries,
@@ -41,6 +42,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/api/status", status.status),
     ("GET", "/api/system", status.system),
     ("GET", "/api/hosts", hosts.list_hosts),
+    ("GET", "/api/history", history.history_of_days),
     ("GET", "/api/jobs", jobs.list_jobs),
     ("GET", "/api/jobs/{id}", jobs.get_job),
     ("POST", "/api/jobs/{id}/retry", jobs.retry_job),

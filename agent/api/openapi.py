@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from agent import __version__
+from agent.api.history import DEFAULT_DAYS, MAX_DAYS, RECENT_LIMIT
 from agent.api.jobs import MAX_PAGE
 from agent.api.page import ASSETS
 from agent.api.params import CURSOR_PATTERN, MAX_JOB_ID, NAME_PATTERN
@@ -57,6 +58,34 @@ _LIBRARY = {
     "description": "Library name from the config.",
 }
 
+
+_HISTORY_DAY: dict[str, Any] = {
+    "day": {"type": "string", "format": "date"},
+    "encodes": {"type": "integer", "description": "Encodes published that day."},
+    "failures": {"type": "integer", "description": "Encodes that failed that day (retried or dead)."},
+    "input_bytes": {"type": "integer"},
+    "output_bytes": {"type": "integer"},
+    "saved_bytes": {"type": "integer", "description": "input_bytes - output_bytes of what was published."},
+    "encode_seconds": {"type": "number"},
+    "queue_peak": {"type": ["integer", "null"], "description": "Jobs queued, running or to retry: the day's most."},
+    "queue_last": {"type": ["integer", "null"], "description": "The same, last noted that day."},
+}
+_HISTORY_EVENT: dict[str, Any] = {
+    "id": {"type": "integer"},
+    "finished_at": {"type": "string", "description": "ISO-8601, UTC."},
+    "day": {"type": "string", "format": "date"},
+    "library": {"type": "string"},
+    "path": {"type": "string"},
+    "job_id": {"type": "integer"},
+    "host": {"type": "string"},
+    "outcome": {"enum": ["done", "failed", "dead"]},
+    "seconds": {"type": ["number", "null"], "description": "From its claim to its end; null: it never started."},
+    "input_bytes": {"type": ["integer", "null"]},
+    "output_bytes": {"type": ["integer", "null"], "description": "What was published; null: nothing was."},
+    "saved_bytes": {"type": ["integer", "null"]},
+    "larger_output": {"enum": ["copy", "keep", "skip", None], "description": "What it saved too little led to."},
+    "error": {"type": ["string", "null"], "description": "Why it failed."},
+}
 
 # What a WebSocket client (a browser, aiohttp, websockets) sends by itself (RFC 6455, section 4.1).
 _WEBSOCKET_HANDSHAKE = [
@@ -236,6 +265,18 @@ def document() -> dict[str, Any]:
                         "late": {"type": "boolean", "description": "Not seen for 3 leases."},
                         "leader": {"type": "boolean", "description": "It plans now."},
                     },
+                    "additionalProperties": False,
+                },
+                "HistoryDay": {
+                    "type": "object",
+                    "required": list(_HISTORY_DAY),
+                    "properties": _HISTORY_DAY,
+                    "additionalProperties": False,
+                },
+                "HistoryEvent": {
+                    "type": "object",
+                    "required": list(_HISTORY_EVENT),
+                    "properties": _HISTORY_EVENT,
                     "additionalProperties": False,
                 },
                 "Health": {
@@ -422,6 +463,47 @@ def document() -> dict[str, Any]:
                                 "additionalProperties": False,
                             },
                         ),
+                        **_AUTH_ERRORS,
+                    },
+                }
+            },
+            "/api/history": {
+                "get": {
+                    "summary": "Per day: encodes, failures, bytes saved, queue length; and the last encodes.",
+                    "description": (
+                        "Days are the agent host's local calendar days. `daily` has one entry per day of the `days` "
+                        "that end today, oldest first (a day with nothing recorded has zeros and a null queue); "
+                        f"`recent` the newest {RECENT_LIMIT} encodes and failures of those days, newest first."
+                    ),
+                    "security": BEARER,
+                    "parameters": [
+                        {
+                            "name": "days",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_DAYS, "default": DEFAULT_DAYS},
+                            "description": "How many days, ending today.",
+                        }
+                    ],
+                    "responses": {
+                        "200": _ok(
+                            "The days and the recent encodes.",
+                            {
+                                "type": "object",
+                                "required": ["days", "today", "utc_offset", "daily", "recent"],
+                                "properties": {
+                                    "days": {"type": "integer"},
+                                    "today": {"type": "string", "format": "date"},
+                                    "utc_offset": {"type": "string", "description": "The zone the days are in."},
+                                    "daily": {"type": "array", "items": {"$ref": "#/components/schemas/HistoryDay"}},
+                                    "recent": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/HistoryEvent"},
+                                    },
+                                },
+                                "additionalProperties": False,
+                            },
+                        ),
+                        "400": _error("days is not a whole number from 1 to 366."),
                         **_AUTH_ERRORS,
                     },
                 }

@@ -27,7 +27,13 @@ from aiohttp import web
 from agent.api.errors import not_found
 
 INDEX = "index.html"
-ASSETS = {"app.css": "text/css", "app.js": "text/javascript"}
+ASSETS = {
+    "app.css": "text/css",
+    "app.js": "text/javascript",
+    # uPlot 1.6.32 (MIT, agent/static/uPlot.LICENSE) from the npm registry, for the history charts.
+    "uPlot.iife.min.js": "text/javascript",
+    "uPlot.min.css": "text/css",
+}
 # A Host header worth naming in connect-src: a name or address and a port, nothing that could
 # end the directive (a browser sends exactly this; anything else gets 'self' alone).
 _HOST = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")

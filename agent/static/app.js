@@ -10,6 +10,10 @@
  *   Progress and host figures arrive on the socket. When it closes, it reconnects by itself
  *   (backing off up to RECONNECT_MAX_MS); its `hello` brings a full read. Close code 4401
  *   means the token is refused: back to the login form.
+ * - History: /api/history is read with the rest. The charts are drawn by uPlot 1.6.32 (MIT; vendored
+ *   from the npm registry as agent/static/uPlot.iife.min.js, served by the agent), in the colours
+ *   of the page's CSS variables, so they follow dark mode; they are drawn again when the scheme or
+ *   their width changes.
  */
 "use strict";
 
@@ -21,6 +25,9 @@
   const RECONNECT_MAX_MS = 10000;
   const LIST_LIMIT = 100;
   const UNAUTHORIZED_CLOSE = 4401;
+  const HISTORY_DAYS = 30;
+  const CHART_HEIGHT = 180;
+  const DARK = window.matchMedia("(prefers-color-scheme: dark)");
 
   const $ = (id) => document.getElementById(id);
 
@@ -37,6 +44,8 @@
     startedAt: null,
     encodes: new Map(), // job id -> the row's parts
     shownAdmin: false, // whether the rows on show have an admin's buttons
+    history: null, // the last /api/history answer, to draw the charts again
+    charts: new Map(), // chart name -> its uPlot
   };
 
   class Unauthorized extends Error {}
@@ -96,6 +105,15 @@
   }
 
   const percent = (value) => `${Math.round(value)} %`;
+
+  /** A moment as the operator reads it: its time today, else its date and time. */
+  function when(iso) {
+    const moment = new Date(iso);
+    if (Number.isNaN(moment.getTime())) return iso;
+    const today = new Date().toDateString() === moment.toDateString();
+    const options = today ? { hour: "2-digit", minute: "2-digit" } : { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" };
+    return moment.toLocaleString([], options);
+  }
 
   // --- the API --------------------------------------------------------------------------
 
@@ -322,13 +340,14 @@
     }
     state.refreshing = true;
     try {
-      const [me, status, system, hosts, queued, dead] = await Promise.all([
+      const [me, status, system, hosts, queued, dead, history] = await Promise.all([
         api("/api/auth/me"),
         api("/api/status"),
         api("/api/system"),
         api("/api/hosts"),
         api(`/api/jobs?state=queued&limit=${LIST_LIMIT}`),
         api(`/api/jobs?state=dead&limit=${LIST_LIMIT}`),
+        api(`/api/history?days=${HISTORY_DAYS}`),
       ]);
       if (!state.token) return; // logged out meanwhile
       state.user = me.user;
@@ -338,6 +357,7 @@
       renderHosts(hosts);
       renderJobs("queue", queued);
       renderJobs("dead", dead);
+      renderHistory(history);
       clearNotice();
     } catch (error) {
       fail(error);
@@ -353,8 +373,11 @@
   // --- rendering ------------------------------------------------------------------------
 
   function clearDashboard() {
-    for (const id of ["hosts", "libraries", "encodes", "queue", "dead", "gate-reasons"]) $(id).replaceChildren();
+    for (const id of ["hosts", "libraries", "encodes", "queue", "dead", "gate-reasons", "recent"]) $(id).replaceChildren();
     state.encodes.clear();
+    for (const chart of state.charts.values()) chart.destroy();
+    state.charts.clear();
+    state.history = null;
   }
 
   function renderStatus(status) {
@@ -619,6 +642,131 @@
     });
     return button;
   }
+
+  // --- history: the Recent list and the charts -------------------------------------------
+
+  function renderHistory(history) {
+    state.history = history;
+    const rows = history.recent.map(recentRow);
+    $("recent").replaceChildren(...rows);
+    $("recent-empty").hidden = rows.length > 0;
+    setText("recent-count", `(${rows.length})`);
+    drawCharts();
+  }
+
+  const LARGER_OUTPUT = {
+    copy: "saved too little: the source was published instead",
+    keep: "saved too little: published anyway",
+    skip: "saved too little: nothing published",
+  };
+
+  /** One ended encode: what it took and saved, or why it failed. */
+  function recentRow(event) {
+    const meta = [event.library];
+    if (event.seconds !== null) meta.push(`took ${duration(event.seconds)}`);
+    const item = el(
+      "li",
+      { class: "job recent", "data-outcome": event.outcome, "data-job-id": event.job_id },
+      el("span", { class: "name", text: event.path, title: event.path }),
+      el("span", { class: "meta", text: meta.join(" · ") }),
+    );
+    if (event.outcome === "done") {
+      const sizes = event.output_bytes === null
+        ? `${bytes(event.input_bytes)} in, nothing published`
+        : `${bytes(event.input_bytes)} → ${bytes(event.output_bytes)}`;
+      item.append(el("span", { class: "meta sizes", text: sizes }));
+      if (event.saved_bytes !== null && event.input_bytes > 0) {
+        const share = (100 * event.saved_bytes) / event.input_bytes;
+        item.append(el("span", { class: "saving", text: `saved ${bytes(event.saved_bytes)} (${percent(share)})` }));
+      }
+    } else {
+      item.append(el("span", { class: "outcome", text: event.outcome === "dead" ? "dead" : "failed, retried later" }));
+    }
+    item.append(el("span", { class: "meta when", text: when(event.finished_at), title: event.finished_at }));
+    const why = event.error || LARGER_OUTPUT[event.larger_output];
+    if (why) item.append(el("p", { class: "why", text: why }));
+    return item;
+  }
+
+  /** The page's colour for a CSS variable (light or dark, as the scheme says). */
+  const colour = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+
+  /** A day (YYYY-MM-DD, the agent's) as the unix time of that midnight here, for the x axis. */
+  function dayTime(day) {
+    const [year, month, date] = day.split("-").map(Number);
+    return new Date(year, month - 1, date).getTime() / 1000;
+  }
+
+  // Steps for the y axis's ticks: whole numbers of things, round numbers of bytes.
+  const COUNT_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000];
+  const BYTE_STEPS = [0, 1, 2, 3, 4, 5].flatMap((power) => [1, 2, 5, 10, 20, 50, 100, 200, 500].map((step) => step * 1024 ** power));
+
+  const CHARTS = {
+    saved: { value: bytes, steps: BYTE_STEPS, series: [{ label: "saved", field: "saved_bytes", colour: "--ready", bars: true }] },
+    encodes: {
+      value: (count) => String(count),
+      steps: COUNT_STEPS,
+      series: [
+        { label: "encoded", field: "encodes", colour: "--accent", bars: true, align: -1 },
+        { label: "failed", field: "failures", colour: "--error", bars: true, align: 1 },
+      ],
+    },
+    queue: { value: (count) => String(count), steps: COUNT_STEPS, series: [{ label: "queue", field: "queue_peak", colour: "--paused" }] },
+  };
+
+  function drawCharts() {
+    if (!state.history || typeof window.uPlot !== "function") return;
+    for (const [name, chart] of Object.entries(CHARTS)) drawChart(name, chart, state.history.daily);
+  }
+
+  function drawChart(name, chart, daily) {
+    const target = $(`chart-${name}`).querySelector(".plot");
+    const old = state.charts.get(name);
+    if (old) old.destroy();
+    const text = colour("--text");
+    const line = colour("--line");
+    const axis = { stroke: text, grid: { stroke: line, width: 1 }, ticks: { stroke: line, width: 1 } };
+    const series = chart.series.map((one) => ({
+      label: one.label,
+      stroke: colour(one.colour),
+      fill: one.bars ? colour(one.colour) : undefined,
+      width: one.bars ? 0 : 2,
+      points: { show: !one.bars, size: 5, fill: colour(one.colour) },
+      paths: one.bars ? window.uPlot.paths.bars({ size: [chart.series.length > 1 ? 0.4 : 0.7, 40], align: one.align || 0 }) : undefined,
+      value: (plot, value) => (value === null || value === undefined ? "–" : chart.value(value)),
+    }));
+    const data = [daily.map((day) => dayTime(day.day)), ...chart.series.map((one) => daily.map((day) => day[one.field]))];
+    const plot = new window.uPlot(
+      {
+        width: Math.max(200, target.clientWidth),
+        height: CHART_HEIGHT,
+        series: [{ label: "day", value: (plot, value) => (value === null ? "–" : new Date(value * 1000).toLocaleDateString()) }, ...series],
+        scales: { x: { time: true, range: (plot, min, max) => [min - 43200, max + 43200] }, y: { range: (plot, min, max) => [0, Math.max(1, (max || 0) * 1.1)] } },
+        axes: [
+          { ...axis, space: 60 },
+          { ...axis, size: 64, incrs: chart.steps, values: (plot, ticks) => ticks.map((tick) => chart.value(tick)) },
+        ],
+        legend: { show: true },
+        cursor: { drag: { x: false, y: false } },
+      },
+      data,
+      target,
+    );
+    state.charts.set(name, plot);
+  }
+
+  function resizeCharts() {
+    for (const [name, plot] of state.charts) {
+      const width = Math.max(200, $(`chart-${name}`).querySelector(".plot").clientWidth);
+      if (width !== plot.width) plot.setSize({ width, height: CHART_HEIGHT });
+    }
+  }
+
+  if (typeof ResizeObserver === "function") {
+    const watching = new ResizeObserver(() => resizeCharts());
+    for (const name of Object.keys(CHARTS)) watching.observe($(`chart-${name}`));
+  }
+  DARK.addEventListener("change", drawCharts); // the colours are read from the CSS again
 
   // --- start ----------------------------------------------------------------------------
 

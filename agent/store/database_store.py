@@ -29,6 +29,7 @@ from agent.store import (
     batch_facts,
     decisions,
     failures,
+    history,
     holds,
     hosts,
     jobs,
@@ -435,6 +436,24 @@ class DatabaseStore:
 
     def gate_reasons(self) -> tuple[tuple[str, ...], str | None]:
         return status.gate_reasons(self.database)
+
+    # --- history
+    def record_history(self, finished: history.Finished) -> None:
+        with self.transaction():
+            history.record(self.database, finished)
+
+    def sample_queue(self, *, day: str, length: int) -> None:
+        history.sample_queue(self.database, day=day, length=length)
+
+    def history_days(self, first_day: str) -> list[history.Day]:
+        return history.days_from(self.database, first_day)
+
+    def recent_history(self, *, first_day: str, limit: int) -> list[history.Event]:
+        return history.recent(self.database, first_day=first_day, limit=limit)
+
+    def prune_history(self, *, before_day: str) -> int:
+        with self.transaction():
+            return history.prune(self.database, before_day=before_day)
 
     # --- leases
     def claim(

@@ -316,6 +316,36 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE substr(preset_hash, 1, 5) = 'copy:' AND larger_output IS NULL;
     CREATE INDEX IF NOT EXISTS ledger_larger_outputs ON ledger (library, larger_output) WHERE larger_output IS NOT NULL;
     """,
+    # 15: history to look back on (agent.store.history): a row per local day (YYYY-MM-DD), added to as
+    # encodes end and the queue changes, and a row per ended encode or failure for the "Recent" list.
+    """
+    CREATE TABLE IF NOT EXISTS history_days (
+        day TEXT PRIMARY KEY,
+        encodes INTEGER NOT NULL DEFAULT 0 CHECK (encodes >= 0),
+        failures INTEGER NOT NULL DEFAULT 0 CHECK (failures >= 0),
+        input_bytes INTEGER NOT NULL DEFAULT 0 CHECK (input_bytes >= 0),
+        output_bytes INTEGER NOT NULL DEFAULT 0 CHECK (output_bytes >= 0),
+        encode_seconds REAL NOT NULL DEFAULT 0 CHECK (encode_seconds >= 0),
+        queue_peak INTEGER CHECK (queue_peak IS NULL OR queue_peak >= 0),
+        queue_last INTEGER CHECK (queue_last IS NULL OR queue_last >= 0)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS history_events (
+        id INTEGER PRIMARY KEY,
+        finished_at TEXT NOT NULL,
+        day TEXT NOT NULL,
+        library TEXT NOT NULL,
+        rel_path TEXT NOT NULL,
+        job_id INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        outcome TEXT NOT NULL CHECK (outcome IN ('done', 'failed', 'dead')),
+        seconds REAL CHECK (seconds IS NULL OR seconds >= 0),
+        input_bytes INTEGER CHECK (input_bytes IS NULL OR input_bytes >= 0),
+        output_bytes INTEGER CHECK (output_bytes IS NULL OR output_bytes >= 0),
+        larger_output TEXT,
+        error TEXT
+    );
+    CREATE INDEX IF NOT EXISTS history_events_by_day ON history_events (day);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

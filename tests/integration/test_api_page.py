@@ -1,16 +1,19 @@
 """GET / and /static/{name}: the status page's files, on the real app (aiohttp's test client).
 
 What a browser enforces is tested in a real one (tests/e2e/test_status_page.py); here, quickly:
-the page needs no token, every answer has the security headers, only the three packaged files
-are served (hostile paths go over a raw socket, so no client tidies them first), and the HTML
+the page needs no token, every answer has the security headers, only the packaged files are
+served (hostile paths go over a raw socket, so no client tidies them first), and the HTML
 has no inline script or style the CSP would have to allow.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import re
+import tomllib
 from importlib import resources
+from pathlib import Path
 
 import pytest
 from aiohttp import ClientResponse
@@ -65,7 +68,15 @@ async def test_the_page_is_served_without_a_token_with_the_security_headers(api:
     assert '<link rel="stylesheet" href="/static/app.css">' in html
 
 
-@pytest.mark.parametrize(("name", "content_type"), [("app.js", "text/javascript"), ("app.css", "text/css")])
+@pytest.mark.parametrize(
+    ("name", "content_type"),
+    [
+        ("app.js", "text/javascript"),
+        ("app.css", "text/css"),
+        ("uPlot.iife.min.js", "text/javascript"),
+        ("uPlot.min.css", "text/css"),
+    ],
+)
 async def test_the_script_and_style_sheet_are_served_with_the_headers_and_an_etag(
     api: Api, name: str, content_type: str
 ) -> None:
@@ -123,7 +134,7 @@ async def raw_get(api: Api, target: str) -> tuple[int, bytes]:
         "//static/app.js/../../api/page.py",
     ],
 )
-async def test_no_path_leaves_the_three_files_and_there_is_no_listing(api: Api, target: str) -> None:
+async def test_no_path_leaves_the_packaged_files_and_there_is_no_listing(api: Api, target: str) -> None:
     status, body = await raw_get(api, target)
     assert status == 404, (target, status, body[:200])
     for leak in (b"[project]", b"import ", b"<li>", b"Index of"):
@@ -141,7 +152,10 @@ async def test_a_hostile_host_header_cannot_add_to_the_policy(api: Api) -> None:
 
 def test_the_html_has_no_inline_script_style_or_handler_and_loads_nothing_from_elsewhere() -> None:
     html = page.asset(page.INDEX).body.decode()
-    assert re.findall(r"<script\b[^>]*>", html) == ['<script src="/static/app.js" defer>']
+    assert re.findall(r"<script\b[^>]*>", html) == [
+        '<script src="/static/uPlot.iife.min.js" defer>',  # the vendored chart library (agent/static/)
+        '<script src="/static/app.js" defer>',
+    ]
     assert "<style" not in html
     assert not re.search(r"\sstyle\s*=", html)
     assert not re.search(r"\son[a-z]+\s*=", html, flags=re.IGNORECASE)
@@ -164,3 +178,19 @@ async def test_the_page_and_files_are_answered_to_get_and_head_only(api: Api) ->
         assert response.status == 405
         assert response.headers["Allow"] == "GET,HEAD"
     assert (await api.client.head("/static/nope.js")).status == 404
+
+
+def test_every_served_file_and_the_chart_librarys_licence_are_in_the_package_data() -> None:
+    """A wheel holds agent/static/ only as far as pyproject's package-data says: a file left out
+    would be served by a checkout and missing (a 500) from an installed hb2r."""
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["agent"]
+    shipped = [page.INDEX, *page.ASSETS, "uPlot.LICENSE"]
+    for name in shipped:
+        assert resources.files("agent").joinpath("static", name).is_file(), name
+        assert any(fnmatch.fnmatch(f"static/{name}", pattern) for pattern in patterns), name
+    # The vendored uPlot is the version the README and the page name, with its MIT licence beside it.
+    script = page.asset("uPlot.iife.min.js").body.decode()
+    assert script.startswith("/*! https://github.com/leeoniya/uPlot (v1.6.32) */")
+    licence = resources.files("agent").joinpath("static", "uPlot.LICENSE").read_text()
+    assert "The MIT License" in licence and "Leon Sorokin" in licence
