@@ -42,6 +42,7 @@ import jwt
 
 from agent.config.models import Auth, Config
 from agent.domain import UserRecord
+from agent.durable import write_atomically
 from agent.passwords import check_password, hash_password
 from agent.plan import plan_users
 
@@ -318,14 +319,7 @@ def _dummy_hash(cost: int) -> str:
 def _write_private(path: Path, text: str) -> None:
     """Write text to path, readable by the owner only, replacing any older file atomically."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.unlink(missing_ok=True)
-    descriptor = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temp, path)
+    write_atomically(path, text.encode("utf-8"), mode=0o600)
 
 
 def _stamp(moment: datetime) -> str:

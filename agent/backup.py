@@ -40,6 +40,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.durable import fsync_file, fsync_folder
 from agent.store.db import SCHEMA_VERSION, StateError, database_path
 from agent.store.lock import LockHeld, agent_lock
 from agent.store.private import check_state_dir, refuse_links
@@ -180,11 +181,11 @@ def backup(state_dir: Path, target: Path, *, force: bool = False) -> DatabaseInf
         # A newer schema is copied all the same: a backup taken before a downgrade must work.
         info = inspect_database(temp, name=f"the copy of {source}", refuse_newer=False)
         try:
-            _fsync(temp)
+            fsync_file(temp)
         except OSError as error:
             raise BackupError(f"cannot write {target}: {error.strerror}") from None
         _put_in_place(temp, target, replace=force)
-    _fsync_folder(folder)
+    sync_placed(target)
     return DatabaseInfo(target, info.size, info.schema_version, info.jobs, info.ledger_entries, info.users)
 
 
@@ -218,14 +219,14 @@ def _swap_in(info: DatabaseInfo, database: Path) -> Restored:
         except StoreError as error:
             raise BackupError(f"cannot copy {info.path} into {state_dir}: {error}") from None
         inspect_database(temp, name=f"the copy of {info.path}")  # as written, before it replaces anything
-        _fsync(temp)
+        fsync_file(temp)
         kept: Path | None = None
         damaged: str | None = None
         if database.exists():
             damaged = _merge_wal(database)
             kept = _keep_previous(database, damaged=damaged is not None)
         os.replace(temp, database)
-    _fsync_folder(state_dir)
+    sync_placed(database)
     if kept is not None:
         with contextlib.suppress(OSError):  # done is done: the restore stands
             os.chmod(kept, 0o600)
@@ -348,21 +349,15 @@ def _private_folder(folder: Path, prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+def sync_placed(path: Path) -> None:
+    """Make path's new name durable; raise BackupError if the disk fails (path is in place all the same)."""
     try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _fsync_folder(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # some filesystems cannot fsync a folder; the data is already safe
-        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+        fsync_folder(path.parent)
+    except OSError as error:
+        raise BackupError(
+            f"{path} is in place, but its folder could not be synced to disk ({error.strerror}); "
+            "it may not survive a power cut: check the disk"
+        ) from None
 
 
 def _copy_bytes(source: Path, target: Path) -> None:

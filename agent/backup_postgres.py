@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.backup import BackupError, _count, _fsync, _fsync_folder, _private_folder, _put_in_place, _size, check_target
+from agent.backup import BackupError, _count, _private_folder, _put_in_place, _size, check_target, sync_placed
+from agent.durable import fsync_file
 from agent.store.choose import store_location
 from agent.store.postgres_dump import check_archive, dump, restore
 from agent.store.postgres_schema import SCHEMA_VERSION
@@ -37,14 +38,14 @@ def backup_postgres(config: Config, target: Path, *, force: bool = False) -> str
         try:
             dump(config.store.url, password_file=config.store.password_file, target=temp)
             check_archive(temp)
-            _fsync(temp)
+            fsync_file(temp)
         except StoreError as error:
             raise BackupError(f"cannot back up the {where}: {error}") from None
         except OSError as error:
             raise BackupError(f"cannot write {target}: {error.strerror}") from None
         size = temp.stat().st_size
         _put_in_place(temp, target, replace=force)
-    _fsync_folder(folder)
+    sync_placed(target)
     return f"Wrote {target}: {_size(size)}, a pg_dump archive (custom format) of the {where}."
 
 
