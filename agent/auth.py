@@ -45,6 +45,7 @@ from agent.domain import UserRecord
 from agent.durable import write_atomically
 from agent.passwords import check_password, hash_password
 from agent.plan import plan_users
+from agent.timestamps import stamp
 
 if TYPE_CHECKING:
     from agent.store.protocol import Store
@@ -216,7 +217,7 @@ def _verified_claims(token: str, secret: bytes) -> dict[str, Any]:
 
 def revoke(store: Store, session: Session, *, now: datetime) -> None:
     """End session's token; forget tokens that have expired anyway."""
-    store.revoke_token(session.token_id, expires_at=_stamp(session.expires_at), now=_stamp(now))
+    store.revoke_token(session.token_id, expires_at=stamp(session.expires_at), now=stamp(now))
 
 
 def sync_users(store: Store, config: Config, *, now: datetime, log: Any) -> list[tuple[str, str]]:
@@ -229,7 +230,7 @@ def sync_users(store: Store, config: Config, *, now: datetime, log: Any) -> list
     applied: list[tuple[str, str]] = []
     with store.transaction():
         for change in changes:
-            store.apply_user_change(change, now=_stamp(now))
+            store.apply_user_change(change, now=stamp(now))
             applied.append((change.name, str(change.change)))
             log.info("user changed", user=change.name, change=str(change.change), role=change.role)
     password_file = config.paths.state_dir / INITIAL_PASSWORD_FILE
@@ -246,7 +247,7 @@ def sync_users(store: Store, config: Config, *, now: datetime, log: Any) -> list
         store.add_generated_admin(
             name=INITIAL_ADMIN,
             password_hash=hash_password(password, rounds=config.auth.bcrypt_rounds),
-            now=_stamp(now),
+            now=stamp(now),
         )
     log.warning(
         "no users in the config: made user 'admin'; its password is in the file named here",
@@ -320,7 +321,3 @@ def _write_private(path: Path, text: str) -> None:
     """Write text to path, readable by the owner only, replacing any older file atomically."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_atomically(path, text.encode("utf-8"), mode=0o600)
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")

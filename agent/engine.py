@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agent import archive_checks, publish
+from agent import archive_checks, publish, timestamps
 from agent.archive_walk import ArchiveWalk
 from agent.batch_plan import COPY_MARK, Claims, LibraryContext
 from agent.conditions import ERROR, PAUSED, Condition, library_condition
@@ -208,7 +208,7 @@ async def reconcile(
                 folders=walk.folders,
                 fingerprints=known,
                 now_ns=now_ns,
-                scanned_at=stamp.isoformat(),
+                scanned_at=timestamps.stamp(stamp),
                 full_seconds=walked.seconds[name] if name in walked.full else None,
                 before_walk=folders.get(name),  # as read before the walk: not read again
             )
@@ -722,7 +722,7 @@ def _note_full_passes(
         if name not in walked.full:
             continue
         state.full_pass_clock[name] = (clock, state.config_generation)
-        state.full_passes[name] = FullPass(stamp.isoformat(), walked.seconds[name])
+        state.full_passes[name] = FullPass(timestamps.stamp(stamp), walked.seconds[name])
         missed = walked.missed.get(name)
         if missed is not None and missed.count:
             log.warning(
@@ -858,7 +858,7 @@ def _rename(state: EngineState, store: Store, action: RenameOutput, *, log: Any,
         store.forget(library=action.library, rel_path=action.from_rel_path)
         store.record_output(
             _entry_of(action, fingerprint=old.fingerprint, preset_hash=old.preset_hash),
-            encoded_at=now.isoformat(),
+            encoded_at=timestamps.stamp(now),
             output_size=size,
             adopted=was_adopted,
         )
@@ -909,7 +909,7 @@ def _adopt(
         store.forget_output(action.output_path)  # recorded under a library no longer configured
         store.record_output(
             _entry_of(action, fingerprint=fingerprint, preset_hash=preset_hash),
-            encoded_at=now.isoformat(),
+            encoded_at=timestamps.stamp(now),
             output_size=output_size,
             # hb2r's own output, published just before a crash kept its job from being marked done
             adopted=not store.awaited_by_a_job(
@@ -947,7 +947,7 @@ async def _copy(state: EngineState, store: Store, action: Copy, *, log: Any, now
         store.forget_output(action.output_path)  # a vanished source's, taken over
         store.record_output(
             _entry_of(action, fingerprint=fingerprint, preset_hash=COPY_MARK + decided_identity(preset_hash, library)),
-            encoded_at=now.isoformat(),
+            encoded_at=timestamps.stamp(now),
             output_size=action.source.size,
         )
     state.recorded_output_folders = None  # a new output folder may have appeared

@@ -83,6 +83,7 @@ from agent.store.choose import store_for_run, store_location
 from agent.store.db import StateError
 from agent.store.lock import agent_lock
 from agent.store.protocol import Store
+from agent.timestamps import stamp
 from agent.watch import Watcher
 
 CONFIG_CHECK_SECONDS = 5.0
@@ -184,7 +185,7 @@ class _Agent:
             await self.notifier.close()
             return 1
         try:
-            clean_stop.mark_running(config.paths.state_dir, pid=os.getpid(), started_at=datetime.now(UTC).isoformat())
+            clean_stop.mark_running(config.paths.state_dir, pid=os.getpid(), started_at=stamp(datetime.now(UTC)))
         except (OSError, StateError) as error:  # the agent runs all the same; only a crash would go untold
             self.log.warning("cannot mark the agent running; a crash will not be told", reason=str(error))
         # The first walk of a big library takes a while: it goes on beside the first pass.

@@ -69,6 +69,7 @@ from agent.rules import AfterEncode, after_encode
 from agent.store import StoreError, jobs
 from agent.store.jobs import LeaseLost
 from agent.store.order import QueueOrder
+from agent.timestamps import stamp
 from agent.verify import FailureKind, Verification, decode_verdict, verify
 
 TICK_SECONDS = 2.0
@@ -820,10 +821,10 @@ class Dispatcher:
             with store.transaction():
                 store.forget_output(job.output_path)  # a vanished source's, taken over
                 if running.token is None:  # not claimed (never, since every job is): unfenced
-                    store.record_output(entry, encoded_at=datetime.now(UTC).isoformat(), output_size=output_size)
+                    store.record_output(entry, encoded_at=stamp(datetime.now(UTC)), output_size=output_size)
                     store.mark_done(job.id, now=datetime.now(UTC))
                 else:
-                    store.finish_claimed(job.id, running.token, entry, encoded_at=datetime.now(UTC).isoformat(),
+                    store.finish_claimed(job.id, running.token, entry, encoded_at=stamp(datetime.now(UTC)),
                                          output_size=output_size, now=datetime.now(UTC))  # fmt: skip
                 if larger_output:  # the encode saved too little: counted per library (agent.store.decisions)
                     store.note_larger_output(output_path=output_path, then=larger_output)

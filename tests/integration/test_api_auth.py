@@ -112,8 +112,8 @@ def valid_claims(name: str, password_hash: str) -> dict[str, Any]:
 
 
 def parse_utc(text: str) -> datetime:
-    assert text.endswith("Z"), text
-    return datetime.fromisoformat(text.removesuffix("Z") + "+00:00")
+    assert text.endswith("+00:00"), text
+    return datetime.fromisoformat(text)
 
 
 def log_events(stream: io.StringIO) -> list[dict[str, Any]]:

@@ -48,7 +48,7 @@ from .conftest import MakeApi
 
 GIB = 1024**3
 OUTPUT_FOLDER = {"tv": "TV", "movies": "Movies"}
-TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}\+00:00$")  # agent.timestamps
 BCRYPT = re.compile(r"\$2[abxy]?\$\d{2}\$")
 LEAKS = ("Traceback", "/work/", ".py")
 CALM = Sample(cpu_percent=3.0, memory_percent=20.0, available_memory=16 * GIB, archive_free=1024 * GIB)
@@ -233,7 +233,7 @@ async def test_health_has_the_documented_shape_and_counts_the_queue(api: Api) ->
     assert body["status"] == "healthy"
     assert body["problems"] == []
     assert TIMESTAMP.match(body["timestamp"]), body["timestamp"]
-    stamp = datetime.strptime(body["timestamp"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    stamp = datetime.fromisoformat(body["timestamp"])
     assert abs((now() - stamp).total_seconds()) < 60
     assert body["version"] == __version__
     assert set(body["system"]) == {"cpu_percent", "memory_percent", "disk_free_gb"}
@@ -450,7 +450,7 @@ async def test_status_counts_space_plan_generation_and_gate(api: Api) -> None:
     }  # fmt: skip
     assert (tv["source"], tv["output"], tv["preset"]) == (str(state.config.libraries[0].source), "TV", "fast")
     assert status["plan"] == {
-        "finished_at": "2024-05-01T03:00:00+00:00",
+        "finished_at": "2024-05-01T03:00:00.000000+00:00",
         "seconds": 1.235,
         "counts": {"transcode": 4, "wait": 2},
         "pending": True,
