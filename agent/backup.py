@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.durable import fsync_file, fsync_folder
+from agent.sizes import human_size
 from agent.store.db import SCHEMA_VERSION, StateError, database_path
 from agent.store.lock import LockHeld, agent_lock
 from agent.store.private import check_state_dir, refuse_links
@@ -83,7 +84,7 @@ class Restored:
 def describe_backup(info: DatabaseInfo) -> str:
     """Given a written backup, return the line `hb2r backup` prints."""
     return (
-        f"Wrote {info.path}: {_size(info.size)}, schema version {info.schema_version}, "
+        f"Wrote {info.path}: {human_size(info.size)}, schema version {info.schema_version}, "
         f"{_count(info.jobs, 'job')}, {_count(info.ledger_entries, 'ledger entry', 'ledger entries')}, "
         f"{_count(info.users, 'user')}."
     )
@@ -366,15 +367,6 @@ def _copy_bytes(source: Path, target: Path) -> None:
             writer.write(chunk)
         writer.flush()
         os.fsync(writer.fileno())
-
-
-def _size(size: int) -> str:
-    value = float(size)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{size} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} bytes"  # not reached
 
 
 def _count(number: int, one: str, many: str | None = None) -> str:

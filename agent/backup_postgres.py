@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.backup import BackupError, _count, _private_folder, _put_in_place, _size, check_target, sync_placed
+from agent.backup import BackupError, _count, _private_folder, _put_in_place, check_target, sync_placed
 from agent.durable import fsync_file
+from agent.sizes import human_size
 from agent.store.choose import store_location
 from agent.store.postgres_dump import check_archive, dump, restore
 from agent.store.postgres_schema import SCHEMA_VERSION
@@ -46,7 +47,7 @@ def backup_postgres(config: Config, target: Path, *, force: bool = False) -> str
         size = temp.stat().st_size
         _put_in_place(temp, target, replace=force)
     sync_placed(target)
-    return f"Wrote {target}: {_size(size)}, a pg_dump archive (custom format) of the {where}."
+    return f"Wrote {target}: {human_size(size)}, a pg_dump archive (custom format) of the {where}."
 
 
 def restore_postgres(config: Config, source: Path) -> list[str]:

@@ -66,6 +66,7 @@ from agent.notify import events as notify_events
 from agent.publish_copy import stage as stage_copy
 from agent.resources import cpu_count
 from agent.rules import AfterEncode, after_encode
+from agent.sizes import human_size
 from agent.store import StoreError, jobs
 from agent.store.jobs import LeaseLost
 from agent.store.order import QueueOrder
@@ -923,7 +924,7 @@ class Dispatcher:
         low = sample.archive_free < minimum and self.state.config.paths.archive.is_dir()
         if low and not self._archive_low:
             self.state.notify(notify_events.archive_low_space(
-                free=gate._size(sample.archive_free), minimum=gate._size(minimum),  # the gate's wording
+                free=human_size(sample.archive_free), minimum=human_size(minimum),  # the gate's wording
                 archive=str(self.state.config.paths.archive), host=self.host,
             ))  # fmt: skip
         self._archive_low = low
@@ -961,7 +962,7 @@ class Dispatcher:
             self.log.warning("queue state not read; no drained notification", error=str(error))
             return
         self.state.notify(notify_events.queue_drained(
-            encoded_today=today.files, saved_today=gate._size(max(0, today.saved_bytes)),
+            encoded_today=today.files, saved_today=human_size(max(0, today.saved_bytes)),
             dead=counts.get(jobs.JobState.DEAD, 0), host=self.host,
         ))  # fmt: skip
 
