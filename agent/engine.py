@@ -11,7 +11,7 @@ triggered), holding a few folders at a time, never the library (`agent.increment
   or have work left (`PlannedFolders`; the others count as they did), and acts on each stretch of
   actions as it comes: renames (one atomic move) and adoptions (a ledger row) at once, and
   transcodes turned into jobs, one per (library, path, fingerprint, preset) identity; users
-  are brought in line by `agent.auth.sync_users` at start and on each reload;
+  are brought in line by `agent.auth.user_sync.sync_users` at start and on each reload;
 - cancels the queued jobs no batch wanted (the file changed again, or is in sync), and sums
   the stretches' counts into the pass's summary (their jobs read by file, not the queue whole).
 Encoding itself is the dispatcher's (`worker.py`).

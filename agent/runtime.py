@@ -63,9 +63,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from agent import auth, descriptors, logs, publish, recovery, systemd
+from agent import descriptors, logs, publish, recovery, systemd
 from agent.api.app import serve
 from agent.api.context import assemble
+from agent.auth import jwt_secret, user_sync
 from agent.config import ConfigError, load_config
 from agent.config.models import Config
 from agent.engine import EngineState
@@ -127,8 +128,8 @@ class _Agent:
     async def main(self) -> int:
         config, store = self.state.config, self.state.store
         try:  # first: a secret others can read must stop the agent before it does anything
-            secret = auth.load_secret(config.auth)
-        except auth.SecretError as error:
+            secret = jwt_secret.load_secret(config.auth)
+        except jwt_secret.SecretError as error:
             self.log.error("cannot start", reason=str(error))
             return 1
         previous_run = clean_stop.previous_run(config.paths.state_dir)  # None: the last agent stopped cleanly
@@ -140,7 +141,7 @@ class _Agent:
             self.log.info("job requeued", job=job.id, library=job.library, path=job.rel_path, reason="left by a crash")
         clean_own_partials(config, log=self.log)
         await self._apply_presets(config)
-        auth.sync_users(store, config, now=datetime.now(UTC), log=self.log)
+        user_sync.sync_users(store, config, now=datetime.now(UTC), log=self.log)
         self.state.held_libraries = store.load_holds()
         unsized = store.unsized_outputs()
         if unsized:
@@ -384,8 +385,8 @@ class _Agent:
         if new.server.listen != old.server.listen:
             self.log.warning("server.listen changed; it takes effect on restart", trigger=why)
         try:
-            secret = auth.load_secret(new.auth)
-        except auth.SecretError as error:
+            secret = jwt_secret.load_secret(new.auth)
+        except jwt_secret.SecretError as error:
             self.log.error("config not reloaded; the old one stays in force", trigger=why, errors=[str(error)])
             self.state.reload_error = str(error)
             return
@@ -394,7 +395,7 @@ class _Agent:
         self.notifier.reconfigure(new.notify)
         if new.auth.login_rate_limit != old.auth.login_rate_limit:
             self.api.limiter = LoginLimits(new.auth.login_rate_limit)
-        auth.sync_users(self.state.store, new, now=datetime.now(UTC), log=self.log)
+        user_sync.sync_users(self.state.store, new, now=datetime.now(UTC), log=self.log)
         self.state.config_generation += 1
         self.state.reload_error = None
         await self._apply_presets(new)

@@ -11,7 +11,8 @@ from aiohttp import web
 
 from agent import __version__
 from agent.api.forwarded import client_address
-from agent.auth import PasswordChecker, Session
+from agent.auth.bcrypt_pool import PasswordChecker
+from agent.auth.tokens import Session
 from agent.engine import EngineState, rule_skips
 from agent.login_limits import LoginLimits
 from agent.metrics import Metrics, Snapshot

@@ -20,7 +20,8 @@ from agent.api import params
 from agent.api.context import client_of, context_of, session_of
 from agent.api.errors import ApiError
 from agent.api.security import CHALLENGE, requires
-from agent.auth import LoginBusy, bcrypt_cost, issue_token, revoke
+from agent.auth.bcrypt_pool import LoginBusy, bcrypt_cost
+from agent.auth.tokens import issue_token, revoke
 from agent.login_names import logged_name
 from agent.timestamps import stamp
 

@@ -15,8 +15,9 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from agent import auth, logs
+from agent import logs
 from agent.api.context import ApiContext, assemble
+from agent.auth import jwt_secret, user_sync
 from agent.config import load_config
 from agent.config.models import Config
 from agent.engine import EngineState
@@ -113,12 +114,12 @@ def build_context(config_path: Path, *, sampler: Any = None, log: Any = None) ->
     config: Config = load_config(config_path).config
     state = EngineState(config=config, store=store_for(config), preset_hashes={})  # store.url: SQLite by default
     log = log or logs.get_logger("hb2r-test")
-    auth.sync_users(state.store, config, now=datetime.now(UTC), log=log)
+    user_sync.sync_users(state.store, config, now=datetime.now(UTC), log=log)
     scans: list[datetime] = []
     context = assemble(
         state,
         sampler=sampler or Sampler(config.paths.archive),
-        secret=auth.load_secret(config.auth),
+        secret=jwt_secret.load_secret(config.auth),
         request_scan=lambda: scans.append(datetime.now(UTC)),
         log=log,
         now=datetime.now(UTC),
