@@ -41,12 +41,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.durable import fsync_file, fsync_folder
-from agent.sizes import human_size
 from agent.store.db import SCHEMA_VERSION, StateError, database_path
 from agent.store.lock import LockHeld, agent_lock
 from agent.store.private import check_state_dir, refuse_links
 from agent.store.sql import StoreError
 from agent.store.sqlite_files import DatabaseInUse, inspect, merge_wal, snapshot
+from agent.wording import counted, human_size
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 REQUIRED_TABLES = ("jobs", "ledger", "users")  # hb2r's tables since schema version 1
@@ -85,8 +85,8 @@ def describe_backup(info: DatabaseInfo) -> str:
     """Given a written backup, return the line `hb2r backup` prints."""
     return (
         f"Wrote {info.path}: {human_size(info.size)}, schema version {info.schema_version}, "
-        f"{_count(info.jobs, 'job')}, {_count(info.ledger_entries, 'ledger entry', 'ledger entries')}, "
-        f"{_count(info.users, 'user')}."
+        f"{counted(info.jobs, 'job')}, {counted(info.ledger_entries, 'ledger entry', 'ledger entries')}, "
+        f"{counted(info.users, 'user')}."
     )
 
 
@@ -95,8 +95,8 @@ def describe_restore(restored: Restored) -> list[str]:
     source = restored.source
     lines = [
         f"Restored {source.path} into {restored.database}: schema version {source.schema_version}, "
-        f"{_count(source.jobs, 'job')}, {_count(source.ledger_entries, 'ledger entry', 'ledger entries')}, "
-        f"{_count(source.users, 'user')}."
+        f"{counted(source.jobs, 'job')}, {counted(source.ledger_entries, 'ledger entry', 'ledger entries')}, "
+        f"{counted(source.users, 'user')}."
     ]
     if source.schema_version < SCHEMA_VERSION:
         lines.append(f"It is migrated to schema version {SCHEMA_VERSION} when the agent next opens it.")
@@ -367,7 +367,3 @@ def _copy_bytes(source: Path, target: Path) -> None:
             writer.write(chunk)
         writer.flush()
         os.fsync(writer.fileno())
-
-
-def _count(number: int, one: str, many: str | None = None) -> str:
-    return f"{number} {one if number == 1 else (many or one + 's')}"

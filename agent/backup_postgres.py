@@ -12,13 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.backup import BackupError, _count, _private_folder, _put_in_place, check_target, sync_placed
+from agent.backup import BackupError, _private_folder, _put_in_place, check_target, sync_placed
 from agent.durable import fsync_file
-from agent.sizes import human_size
 from agent.store.choose import store_location
 from agent.store.postgres_dump import check_archive, dump, restore
 from agent.store.postgres_schema import SCHEMA_VERSION
 from agent.store.sql import StoreError
+from agent.wording import counted, human_size
 
 if TYPE_CHECKING:
     from agent.config.models import Config
@@ -66,8 +66,8 @@ def restore_postgres(config: Config, source: Path) -> list[str]:
         raise BackupError(str(error) if where.rsplit(" ", 1)[-1] in str(error) else f"{where}: {error}") from None
     version = found["schema_version"]
     lines = [
-        f"Restored {source} into the {where}: schema version {version}, {_count(found['jobs'], 'job')}, "
-        f"{_count(found['ledger'], 'ledger entry', 'ledger entries')}, {_count(found['users'], 'user')}."
+        f"Restored {source} into the {where}: schema version {version}, {counted(found['jobs'], 'job')}, "
+        f"{counted(found['ledger'], 'ledger entry', 'ledger entries')}, {counted(found['users'], 'user')}."
     ]
     if version < SCHEMA_VERSION:
         lines.append(f"It is migrated to schema version {SCHEMA_VERSION} when the agent next opens it.")

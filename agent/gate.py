@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from agent.config.models import Limits
 from agent.config.units import TimeWindow
-from agent.sizes import human_size
+from agent.wording import human_size
 
 # One x264 encode keeps about this many cores busy (HandBrake's frame threads plus filters).
 ENCODE_CORES = 1.8

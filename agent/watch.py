@@ -299,25 +299,25 @@ class Watcher:
             gone = [folder for folder in library.folders if folder == rel or folder.startswith(prefix)]
             descriptors = [(folder, library.folders.pop(folder)) for folder in gone]
             for folder, wd in descriptors:
-                owners = self._owners.get(wd, [])
-                if (library.name, folder) in owners:
-                    owners.remove((library.name, folder))
-                if not owners:
-                    self._owners.pop(wd, None)
-                    self._remove_watch(wd)
+                self._disown(wd, library.name, folder)
 
     def _release(self, library: _Library) -> None:
         """Stop watching every folder of the library."""
         with self._lock:
             for folder, wd in library.folders.items():
-                owners = self._owners.get(wd, [])
-                if (library.name, folder) in owners:
-                    owners.remove((library.name, folder))
-                if not owners:
-                    self._owners.pop(wd, None)
-                    self._remove_watch(wd)
+                self._disown(wd, library.name, folder)
             library.folders.clear()
             library.identity = None
+
+    def _disown(self, wd: int, library: str, folder: str) -> None:
+        """Take (library, folder) off the watch descriptor's owners; remove the watch when none is left.
+        The caller holds the lock."""
+        owners = self._owners.get(wd, [])
+        if (library, folder) in owners:
+            owners.remove((library, folder))
+        if not owners:
+            self._owners.pop(wd, None)
+            self._remove_watch(wd)
 
     def _remove_watch(self, wd: int) -> None:
         if self._inotify is None:

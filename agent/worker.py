@@ -66,12 +66,12 @@ from agent.notify import events as notify_events
 from agent.publish_copy import stage as stage_copy
 from agent.resources import cpu_count
 from agent.rules import AfterEncode, after_encode
-from agent.sizes import human_size
 from agent.store import StoreError, jobs
 from agent.store.jobs import LeaseLost
 from agent.store.order import QueueOrder
 from agent.timestamps import stamp
 from agent.verify import FailureKind, Verification, decode_verdict, verify
+from agent.wording import human_size
 
 TICK_SECONDS = 2.0
 PROGRESS_WRITE_SECONDS = 5.0

@@ -1,5 +1,5 @@
-"""The one wording of a size for people: `3.2 GiB`, as the gate's reasons, the daily summary and
-`hb2r backup` print it.
+"""How hb2r words numbers for people: a size (`3.2 GiB`) and a count (`3 jobs`, `1 ledger entry`),
+the same in the gate's reasons, the daily summary, `hb2r backup` and every command's output.
 
 Binary units (what `df -h` and the config's `5GiB` mean), three significant figures at most with
 trailing zeros dropped, so a reason reads "5 GiB" rather than "5.00 GiB". Two other forms exist on
@@ -26,3 +26,9 @@ def human_size(value: int | float) -> str:
     if "." in text:
         text = text.rstrip("0").removesuffix(".")
     return f"{text} {unit}"
+
+
+def counted(number: int, one: str, many: str | None = None) -> str:
+    """Given a count and its noun, return e.g. `1 job`, `3 jobs` or `2 ledger entries` (many, where
+    the plural is not one + "s")."""
+    return f"{number} {one if number == 1 else (many or one + 's')}"

@@ -1,4 +1,4 @@
-"""One wording of a size for people (agent.sizes.human_size): the gate's reasons, the daily
+"""One wording of a size for people (agent.wording.human_size): the gate's reasons, the daily
 summary, backup and restore all say `3.2 GiB` the same way."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from agent import backup, gate
 from agent.config.models import Limits
 from agent.gate import Sample
-from agent.sizes import human_size
+from agent.wording import counted, human_size
 
 GiB = 1024**3
 
@@ -48,3 +48,11 @@ def test_a_backup_says_its_size_as_the_gate_says_one(size: int) -> None:
 
     assert f"/var/backups/hb2r.db: {human_size(size)}, " in backup.describe_backup(info)
     assert f"available memory {human_size(size)} is below" in refused.reasons[0]
+
+
+@pytest.mark.parametrize(
+    ("number", "one", "many", "text"),
+    [(1, "job", None, "1 job"), (0, "job", None, "0 jobs"), (2, "ledger entry", "ledger entries", "2 ledger entries")],
+)
+def test_a_count_reads_as_people_write_it(number: int, one: str, many: str | None, text: str) -> None:
+    assert counted(number, one, many) == text
