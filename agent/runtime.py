@@ -37,7 +37,7 @@ answers, so `systemctl start` returning means /health can be asked.
 
 New files are noticed as they arrive (agent/watch.py): each library's folders are watched
 with inotify (on every host: a follower's watcher asks for passes that do nothing), a change
-marks its folder in `EngineState.dirty_folders` and asks for a pass within a second; a pass
+marks its folder in `AgentState.dirty_folders` and asks for a pass within a second; a pass
 whose plan has files waiting to become stable asks for one more when the first of them is
 (STABLE_MARGIN_SECONDS later). A library that cannot be watched is polled every
 `scan.interval`, as before, and says why. After each pass the watcher looks again (a source
@@ -69,7 +69,7 @@ from agent.api.context import assemble
 from agent.auth import jwt_secret, user_sync
 from agent.config import ConfigError, load_config
 from agent.config.models import Config
-from agent.engine import EngineState
+from agent.engine import AgentState
 from agent.handbrake.probe import FFPROBE, HandBrakeUnavailable, available_presets, handbrake_version
 from agent.leadership import PlannerLease, lead_pass
 from agent.login_limits import LoginLimits
@@ -115,7 +115,7 @@ class _Agent:
         self.open_files = open_files
         self.shortage = descriptors.OncePerInterval(self.log)
         self.config_digest = _digest(config_path)
-        self.state = EngineState(config=config, store=store, preset_hashes={})
+        self.state = AgentState(config=config, store=store, preset_hashes={})
         self.stop_requested = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._reloads: set[asyncio.Task[None]] = set()

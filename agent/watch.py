@@ -3,7 +3,7 @@
 Why: a pass that walks the whole library every `scan.interval` costs time, CPU and sleepless
 NAS disks in proportion to the library, and still picks a new file up to a whole interval late.
 With inotify the kernel tells us which folder changed: the watcher marks that folder dirty
-(`mark(library, folders)`, which the agent adds to `EngineState.dirty_folders` for the next
+(`mark(library, folders)`, which the agent adds to `AgentState.dirty_folders` for the next
 pass) and asks for a pass (`on_burst()`), debounced: QUIET_SECONDS after the last event of a
 burst, and never more than MAX_DELAY_SECONDS after its first, so a copy of 1,000 files asks for
 one or a few passes, not 1,000, and a single new file is looked at within a second.
@@ -122,7 +122,7 @@ class Watcher:
         mountinfo: Callable[[], str] = read_mountinfo,
         statuses: dict[str, WatchStatus] | None = None,
     ) -> None:
-        """`statuses` (e.g. `EngineState.watch`) is kept up to date with each library's status."""
+        """`statuses` (e.g. `AgentState.watch`) is kept up to date with each library's status."""
         self._loop = asyncio.get_running_loop()
         self._statuses = {} if statuses is None else statuses
         self._mark_folders = mark

@@ -20,7 +20,7 @@ from agent.api.context import ApiContext, assemble
 from agent.auth import jwt_secret, user_sync
 from agent.config import load_config
 from agent.config.models import Config
-from agent.engine import EngineState
+from agent.engine import AgentState
 from agent.gate import Sample
 from agent.passwords import hash_password
 from agent.resources import Sampler
@@ -112,7 +112,7 @@ class Api:
 def build_context(config_path: Path, *, sampler: Any = None, log: Any = None) -> ApiContext:
     """Return the API context of an agent on config_path, as `hb2r run` builds it (no passes run)."""
     config: Config = load_config(config_path).config
-    state = EngineState(config=config, store=store_for(config), preset_hashes={})  # store.url: SQLite by default
+    state = AgentState(config=config, store=store_for(config), preset_hashes={})  # store.url: SQLite by default
     log = log or logs.get_logger("hb2r-test")
     user_sync.sync_users(state.store, config, now=datetime.now(UTC), log=log)
     scans: list[datetime] = []

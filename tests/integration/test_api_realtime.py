@@ -22,10 +22,10 @@ from aiohttp import ClientWebSocketResponse, WSMsgType
 from agent.api import realtime
 from agent.auth import tokens, user_sync
 from agent.config import load_config
+from agent.dispatcher import Running
 from agent.store import jobs
 from agent.store import users as stored_users
 from agent.store.db import transaction
-from agent.worker import Running
 
 from .api_support import ADMIN_HASH, VIEWER_PASSWORD, Api, write_config
 

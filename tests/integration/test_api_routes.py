@@ -34,6 +34,7 @@ from agent.api import params
 from agent.api.app import init_app
 from agent.api.middlewares import MAX_BODY_BYTES
 from agent.config.models import Retry
+from agent.dispatcher import Running
 from agent.domain import LedgerEntry
 from agent.engine import PassSummary
 from agent.gate import Sample
@@ -41,7 +42,6 @@ from agent.mounts import WatchStatus
 from agent.store import decisions, holds, jobs, ledger
 from agent.store.db import open_database
 from agent.store.scans import FullPass
-from agent.worker import Running
 
 from .api_support import ADMIN_HASH, VIEWER_HASH, Api, FixedSampler, build_context, write_config
 from .conftest import MakeApi
@@ -1303,7 +1303,7 @@ async def test_rule_copies_and_larger_output_fallbacks_are_counted_through_their
         entry = LedgerEntry("tv", f"c{index}.mkv", f"fp-c{index}", 100, 1, "copy:preset-fast", f"TV/c{index}.mkv")
         ledger.record(database, entry, encoded_at=now().isoformat(), output_size=100)
     fallback = LedgerEntry("movies", "f.mkv", "fp-f", 100, 1, "copy:preset-fast", "Movies/f.mkv")
-    ledger.record(database, fallback, encoded_at=now().isoformat(), output_size=100)  # as the worker does
+    ledger.record(database, fallback, encoded_at=now().isoformat(), output_size=100)  # as the dispatcher does
     decisions.note_larger_output(database, output_path="Movies/f.mkv", then="copy")
     add_output(api, "encoded.mkv", size=1_000, output_size=400)
 
