@@ -40,11 +40,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.durable import fsync_file, fsync_folder
 from agent.store.db import SCHEMA_VERSION, StateError, database_path
 from agent.store.lock import LockHeld, agent_lock
 from agent.store.private import check_state_dir, refuse_links
 from agent.store.sql import StoreError
 from agent.store.sqlite_files import DatabaseInUse, inspect, merge_wal, snapshot
+from agent.wording import counted, human_size
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 REQUIRED_TABLES = ("jobs", "ledger", "users")  # hb2r's tables since schema version 1
@@ -82,9 +84,9 @@ class Restored:
 def describe_backup(info: DatabaseInfo) -> str:
     """Given a written backup, return the line `hb2r backup` prints."""
     return (
-        f"Wrote {info.path}: {_size(info.size)}, schema version {info.schema_version}, "
-        f"{_count(info.jobs, 'job')}, {_count(info.ledger_entries, 'ledger entry', 'ledger entries')}, "
-        f"{_count(info.users, 'user')}."
+        f"Wrote {info.path}: {human_size(info.size)}, schema version {info.schema_version}, "
+        f"{counted(info.jobs, 'job')}, {counted(info.ledger_entries, 'ledger entry', 'ledger entries')}, "
+        f"{counted(info.users, 'user')}."
     )
 
 
@@ -93,8 +95,8 @@ def describe_restore(restored: Restored) -> list[str]:
     source = restored.source
     lines = [
         f"Restored {source.path} into {restored.database}: schema version {source.schema_version}, "
-        f"{_count(source.jobs, 'job')}, {_count(source.ledger_entries, 'ledger entry', 'ledger entries')}, "
-        f"{_count(source.users, 'user')}."
+        f"{counted(source.jobs, 'job')}, {counted(source.ledger_entries, 'ledger entry', 'ledger entries')}, "
+        f"{counted(source.users, 'user')}."
     ]
     if source.schema_version < SCHEMA_VERSION:
         lines.append(f"It is migrated to schema version {SCHEMA_VERSION} when the agent next opens it.")
@@ -180,11 +182,11 @@ def backup(state_dir: Path, target: Path, *, force: bool = False) -> DatabaseInf
         # A newer schema is copied all the same: a backup taken before a downgrade must work.
         info = inspect_database(temp, name=f"the copy of {source}", refuse_newer=False)
         try:
-            _fsync(temp)
+            fsync_file(temp)
         except OSError as error:
             raise BackupError(f"cannot write {target}: {error.strerror}") from None
         _put_in_place(temp, target, replace=force)
-    _fsync_folder(folder)
+    sync_placed(target)
     return DatabaseInfo(target, info.size, info.schema_version, info.jobs, info.ledger_entries, info.users)
 
 
@@ -218,14 +220,14 @@ def _swap_in(info: DatabaseInfo, database: Path) -> Restored:
         except StoreError as error:
             raise BackupError(f"cannot copy {info.path} into {state_dir}: {error}") from None
         inspect_database(temp, name=f"the copy of {info.path}")  # as written, before it replaces anything
-        _fsync(temp)
+        fsync_file(temp)
         kept: Path | None = None
         damaged: str | None = None
         if database.exists():
             damaged = _merge_wal(database)
             kept = _keep_previous(database, damaged=damaged is not None)
         os.replace(temp, database)
-    _fsync_folder(state_dir)
+    sync_placed(database)
     if kept is not None:
         with contextlib.suppress(OSError):  # done is done: the restore stands
             os.chmod(kept, 0o600)
@@ -348,21 +350,15 @@ def _private_folder(folder: Path, prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+def sync_placed(path: Path) -> None:
+    """Make path's new name durable; raise BackupError if the disk fails (path is in place all the same)."""
     try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _fsync_folder(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # some filesystems cannot fsync a folder; the data is already safe
-        descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+        fsync_folder(path.parent)
+    except OSError as error:
+        raise BackupError(
+            f"{path} is in place, but its folder could not be synced to disk ({error.strerror}); "
+            "it may not survive a power cut: check the disk"
+        ) from None
 
 
 def _copy_bytes(source: Path, target: Path) -> None:
@@ -371,16 +367,3 @@ def _copy_bytes(source: Path, target: Path) -> None:
             writer.write(chunk)
         writer.flush()
         os.fsync(writer.fileno())
-
-
-def _size(size: int) -> str:
-    value = float(size)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{size} bytes" if unit == "bytes" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} bytes"  # not reached
-
-
-def _count(number: int, one: str, many: str | None = None) -> str:
-    return f"{number} {one if number == 1 else (many or one + 's')}"

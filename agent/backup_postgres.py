@@ -12,11 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.backup import BackupError, _count, _fsync, _fsync_folder, _private_folder, _put_in_place, _size, check_target
+from agent.backup import BackupError, _private_folder, _put_in_place, check_target, sync_placed
+from agent.durable import fsync_file
 from agent.store.choose import store_location
 from agent.store.postgres_dump import check_archive, dump, restore
 from agent.store.postgres_schema import SCHEMA_VERSION
 from agent.store.sql import StoreError
+from agent.wording import counted, human_size
 
 if TYPE_CHECKING:
     from agent.config.models import Config
@@ -37,15 +39,15 @@ def backup_postgres(config: Config, target: Path, *, force: bool = False) -> str
         try:
             dump(config.store.url, password_file=config.store.password_file, target=temp)
             check_archive(temp)
-            _fsync(temp)
+            fsync_file(temp)
         except StoreError as error:
             raise BackupError(f"cannot back up the {where}: {error}") from None
         except OSError as error:
             raise BackupError(f"cannot write {target}: {error.strerror}") from None
         size = temp.stat().st_size
         _put_in_place(temp, target, replace=force)
-    _fsync_folder(folder)
-    return f"Wrote {target}: {_size(size)}, a pg_dump archive (custom format) of the {where}."
+    sync_placed(target)
+    return f"Wrote {target}: {human_size(size)}, a pg_dump archive (custom format) of the {where}."
 
 
 def restore_postgres(config: Config, source: Path) -> list[str]:
@@ -64,8 +66,8 @@ def restore_postgres(config: Config, source: Path) -> list[str]:
         raise BackupError(str(error) if where.rsplit(" ", 1)[-1] in str(error) else f"{where}: {error}") from None
     version = found["schema_version"]
     lines = [
-        f"Restored {source} into the {where}: schema version {version}, {_count(found['jobs'], 'job')}, "
-        f"{_count(found['ledger'], 'ledger entry', 'ledger entries')}, {_count(found['users'], 'user')}."
+        f"Restored {source} into the {where}: schema version {version}, {counted(found['jobs'], 'job')}, "
+        f"{counted(found['ledger'], 'ledger entry', 'ledger entries')}, {counted(found['users'], 'user')}."
     ]
     if version < SCHEMA_VERSION:
         lines.append(f"It is migrated to schema version {SCHEMA_VERSION} when the agent next opens it.")

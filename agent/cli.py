@@ -21,15 +21,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent import __version__
+from agent.cli_output import EXIT_ERROR, EXIT_OK, EXIT_PENDING, fail, warn
 from agent.descriptors import OutOfDescriptors
+from agent.wording import counted
 
 if TYPE_CHECKING:
     from agent.config import Loaded
     from agent.store.jobs import JobState
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_PENDING = 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,8 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except OutOfDescriptors as error:  # says nothing about the libraries: no plan rather than a wrong one
-        print(f"error: {error}; raise the file limit (ulimit -n) and try again", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(f"{error}; raise the file limit (ulimit -n) and try again")
     return code
 
 
@@ -219,7 +216,7 @@ def _load(arguments: argparse.Namespace) -> Loaded | None:
         for problem in error.problems:
             print(f"error: {problem}", file=sys.stderr)
         count = len(error.problems)
-        print(f"{path}: {count} problem{'s' if count != 1 else ''}; nothing was done.", file=sys.stderr)
+        print(f"{path}: {counted(count, 'problem')}; nothing was done.", file=sys.stderr)
         return None
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -244,14 +241,11 @@ def _run(arguments: argparse.Namespace) -> int:
             if error.holder.purpose in ("restore", "store migrate")
             else "one agent per state_dir"
         )
-        print(f"error: {error}; {then}", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(f"{error}; {then}")
     except StateError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(error)
     except StoreError as error:  # the store cannot be reached at start, or another agent holds it
-        print(f"error: {store_failure(loaded.config, error)}", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(f"{store_failure(loaded.config, error)}")
 
 
 def _validate(arguments: argparse.Namespace) -> int:
@@ -266,8 +260,9 @@ def _validate(arguments: argparse.Namespace) -> int:
         return EXIT_OK
     names = ", ".join(library.name for library in config.libraries) or "none"
     print(
-        f"{_config_path(arguments)}: valid: {_count(len(config.libraries), 'library', 'libraries')} ({names}), "
-        f"{_count(len(config.presets), 'preset')}, {_count(len(config.users), 'user')}; archive {config.paths.archive}"
+        f"{_config_path(arguments)}: valid: {counted(len(config.libraries), 'library', 'libraries')} ({names}), "
+        f"{counted(len(config.presets), 'preset')}, {counted(len(config.users), 'user')}; "
+        f"archive {config.paths.archive}"
     )
     return EXIT_OK
 
@@ -293,16 +288,15 @@ def _plan(arguments: argparse.Namespace) -> int:
 
     def write(state: PlanState) -> bool:
         writer = PlanWriter(config, state, as_json=arguments.json, watch=watch, out=sys.stdout, now_ns=now_ns,
-                            warn=_warn, probe=arguments.probe)  # fmt: skip
+                            warn=warn, probe=arguments.probe)  # fmt: skip
         return writer.write()
 
     try:
-        pending = read_state(config, write, warn=_warn)
+        pending = read_state(config, write, warn=warn)
         if pending is None:  # no state yet
             pending = write(NoState())
     except StateError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(error)
     sys.stdout.flush()
     return EXIT_PENDING if pending else EXIT_OK
 
@@ -382,14 +376,12 @@ def _backup(arguments: argparse.Namespace) -> int:
         try:
             print(backup_postgres(loaded.config, arguments.to, force=arguments.force))
         except BackupError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return EXIT_ERROR
+            return fail(error)
         return EXIT_OK
     try:
         written = backup(loaded.config.paths.state_dir, arguments.to, force=arguments.force)
     except BackupError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(error)
     print(describe_backup(written))
     return EXIT_OK
 
@@ -407,8 +399,7 @@ def _restore(arguments: argparse.Namespace) -> int:
         try:
             print("\n".join(restore_postgres(loaded.config, arguments.source)))
         except BackupError as error:
-            print(f"error: {error}; nothing was restored", file=sys.stderr)
-            return EXIT_ERROR
+            return fail(f"{error}; nothing was restored")
         return EXIT_OK
     try:
         restored = restore(loaded.config.paths.state_dir, arguments.source)
@@ -418,11 +409,9 @@ def _restore(arguments: argparse.Namespace) -> int:
             if error.holder.purpose == "restore"
             else "stop it first (e.g. `systemctl stop hb2r`)"
         )
-        print(f"error: {error}; {first}; nothing was changed", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(f"{error}; {first}; nothing was changed")
     except BackupError as error:
-        print(f"error: {error}; the state database was not changed", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(f"{error}; the state database was not changed")
     print("\n".join(describe_restore(restored)))
     return EXIT_OK
 
@@ -449,8 +438,7 @@ def _ops(arguments: argparse.Namespace) -> int:
             check=arguments.check,
         )
     except OpsError as error:
-        print(f"error: {error}; nothing was run", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(f"{error}; nothing was run")
 
 
 def _schema(arguments: argparse.Namespace) -> int:
@@ -472,21 +460,9 @@ def _hash_password(arguments: argparse.Namespace) -> int:
     else:
         password = getpass.getpass("Password: ")
         if getpass.getpass("Again: ") != password:
-            print("error: the two passwords differ; nothing was printed", file=sys.stderr)
-            return EXIT_ERROR
+            return fail("the two passwords differ; nothing was printed")
     try:
         print(hash_password(password, rounds=arguments.rounds))
     except PasswordRefused as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(error)
     return EXIT_OK
-
-
-def _warn(message: str) -> None:
-    from agent.quoting import escaped
-
-    print(f"warning: {escaped(message)}", file=sys.stderr)
-
-
-def _count(number: int, one: str, many: str | None = None) -> str:
-    return f"{number} {one if number == 1 else (many or one + 's')}"

@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import sys
 
+from agent.cli_output import EXIT_OK, fail, warn
 from agent.config.models import Config
 from agent.render_hosts import hosts_table
 from agent.store.choose import no_state_yet, read_state
 from agent.store.db import StateError
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-
 
 def list_hosts(config: Config) -> int:
     """Given the config, print its store's hosts; return the exit code."""
     try:
-        state = read_state(config, lambda store: (store.list_hosts(), store.leadership()), warn=_warn)
+        state = read_state(config, lambda store: (store.list_hosts(), store.leadership()), warn=warn)
     except StateError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(error)
     if state is None:
         print(f"No hosts: {no_state_yet(config)}.")
         return EXIT_OK
@@ -34,7 +31,3 @@ def list_hosts(config: Config) -> int:
     else:
         sys.stdout.write(hosts_table(found, leader=leader, lease=config.store.lease))
     return EXIT_OK
-
-
-def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)

@@ -21,11 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
+from agent.cli_output import EXIT_ERROR, EXIT_OK, fail, warn
 from agent.quoting import first_line, shown
 from agent.render_jobs import jobs_table
 from agent.store import StoreError, jobs
 from agent.store.choose import has_state, no_state_yet, read_state, store_failure, store_for
 from agent.store.db import StateError, database_path
+from agent.wording import counted
 
 if TYPE_CHECKING:
     from agent.config.models import Config
@@ -33,17 +35,14 @@ if TYPE_CHECKING:
 
 DEFAULT_PAGE = 100  # jobs in one page of `hb2r jobs`
 MAX_PAGE = 10_000
-EXIT_OK = 0
-EXIT_ERROR = 1
 
 
 def list_jobs(arguments: argparse.Namespace, config: Config) -> int:
     """Given `hb2r jobs` arguments and the config, print a page of jobs; return the exit code."""
     try:
-        state = read_state(config, lambda store: _read_page(store, arguments), warn=_warn)
+        state = read_state(config, lambda store: _read_page(store, arguments), warn=warn)
     except StateError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(error)
     page = state if state is not None else Page([], (), {}, more=False, unreadable={})
     found, before = page.jobs, arguments.before
     next_before = found[0].id if page.more else None
@@ -111,8 +110,7 @@ def front_job(job_id: int, config: Config) -> int:
     """Given a job id and the config, move that waiting job to the front of the queue; return the exit code."""
     try:
         if not has_state(config):  # no queue yet; do not make a database to say so
-            print(f"error: there is no job {job_id} ({no_state_yet(config)}); nothing was changed", file=sys.stderr)
-            return EXIT_ERROR
+            return fail(f"there is no job {job_id} ({no_state_yet(config)}); nothing was changed")
         store = store_for(config)
         try:
             job = store.move_to_front(job_id, now=datetime.now(UTC))
@@ -162,7 +160,7 @@ def retry_jobs(job_id: int | None, config: Config) -> int:
     if job_id is None and not requeued and not left:
         print("No dead jobs to retry.")
     if left:
-        print(f"Left {_count(left, 'dead job')} as they are: another job for the same file supersedes them.")
+        print(f"Left {counted(left, 'dead job')} as they are: another job for the same file supersedes them.")
     return EXIT_OK
 
 
@@ -174,8 +172,7 @@ def _refused(config: Config, error: Exception, *, nothing_done: str) -> int:
         message = str(error)
     else:
         message = store_failure(config, error)
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_ERROR
+    return fail(message)
 
 
 def retry_target(arguments: argparse.Namespace) -> int | None:
@@ -197,11 +194,3 @@ def retry_target(arguments: argparse.Namespace) -> int | None:
     except ValueError:
         arguments.usage_error(f"JOB_ID must be a job's number (see hb2r jobs), got {job_id!r}; or --dead for all dead")
         raise  # not reached: usage_error exits
-
-
-def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
-
-
-def _count(number: int, one: str) -> str:
-    return f"{number} {one if number == 1 else one + 's'}"

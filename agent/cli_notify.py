@@ -8,8 +8,7 @@ message, 1 if any did not or none is configured.
 
 from __future__ import annotations
 
-import sys
-
+from agent.cli_output import fail
 from agent.config.models import Config
 from agent.notify.deliver import deliver, target_name
 from agent.notify.events import probe_message
@@ -18,8 +17,7 @@ from agent.notify.events import probe_message
 def notify_test(config: Config) -> int:
     """Send the test message to every target, print one line for each; return the exit code."""
     if not config.notify:
-        print("error: no notify targets in the config (see README: Notifications)", file=sys.stderr)
-        return 1
+        return fail("no notify targets in the config (see README: Notifications)")
     failed = 0
     for index, target in enumerate(config.notify):
         name = target_name(index, target.url)

@@ -17,15 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from agent.cli_output import EXIT_ERROR, EXIT_OK, fail
 from agent.config.models import Config
 from agent.store.db import SCHEMA_VERSION, StateError
 from agent.store.lock import LockHeld
+from agent.wording import counted
 
 if TYPE_CHECKING:
     from agent.store.copy_state import Copied
-
-EXIT_OK = 0
-EXIT_ERROR = 1
 
 
 def migrate_store(arguments: argparse.Namespace, *, config: Config, config_path: Path) -> int:
@@ -53,11 +52,9 @@ def migrate_store(arguments: argparse.Namespace, *, config: Config, config_path:
     try:
         copied = migrate_state(config.paths.state_dir, url=url, password_file=password_file, now=datetime.now(UTC))
     except LockHeld as error:
-        print(f"error: {error}; stop it first (e.g. `systemctl stop hb2r`); nothing was copied", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(f"{error}; stop it first (e.g. `systemctl stop hb2r`); nothing was copied")
     except (MigrateError, StateError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return fail(error)
     lines = describe_migration(
         copied, next_url=without_password(url), config_path=config_path, already_set=url == config.store.url
     )
@@ -72,8 +69,8 @@ def describe_migration(copied: Copied, *, next_url: str, config_path: Path, alre
     for table, count in copied.rows.items():
         note = ""
         if table == "jobs" and copied.requeued:
-            note = f" ({_count(copied.requeued, 'running job')} put back in the queue)"
-        lines.append(f"  {table}: {_count(count, 'row')}{note}")
+            note = f" ({counted(copied.requeued, 'running job')} put back in the queue)"
+        lines.append(f"  {table}: {counted(count, 'row')}{note}")
     lines.append(
         f"{copied.source} is left as it was: to go back, set store.url to sqlite (what ran since is not in it)."
     )
@@ -95,7 +92,3 @@ def without_password(url: str) -> str:
     user, _, _ = parts.netloc.rpartition("@")[0].partition(":")
     host = parts.netloc.rpartition("@")[2]
     return parts._replace(netloc=f"{user}@{host}" if user else host).geturl()
-
-
-def _count(number: int, one: str) -> str:
-    return f"{number} {one if number == 1 else one + 's'}"

@@ -11,10 +11,10 @@ triggered), holding a few folders at a time, never the library (`agent.increment
   or have work left (`PlannedFolders`; the others count as they did), and acts on each stretch of
   actions as it comes: renames (one atomic move) and adoptions (a ledger row) at once, and
   transcodes turned into jobs, one per (library, path, fingerprint, preset) identity; users
-  are brought in line by `agent.auth.sync_users` at start and on each reload;
+  are brought in line by `agent.auth.user_sync.sync_users` at start and on each reload;
 - cancels the queued jobs no batch wanted (the file changed again, or is in sync), and sums
   the stretches' counts into the pass's summary (their jobs read by file, not the queue whole).
-Encoding itself is the dispatcher's (`worker.py`).
+Encoding itself is the dispatcher's (`dispatcher.py`).
 
 Choices:
 - Fingerprints of new files are read when they are queued, at most ENQUEUE_BUDGET files a
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agent import archive_checks, publish
+from agent import archive_checks, publish, timestamps
 from agent.archive_walk import ArchiveWalk
 from agent.batch_plan import COPY_MARK, Claims, LibraryContext
 from agent.conditions import ERROR, PAUSED, Condition, library_condition
@@ -90,11 +90,11 @@ from agent.store.protocol import Store
 from agent.store.scans import FullPass
 
 ENQUEUE_BUDGET = 500
-ARCHIVE_WALK = "/archive"  # the archive's key in EngineState.full_pass_clock (no library is named so)
+ARCHIVE_WALK = "/archive"  # the archive's key in AgentState.full_pass_clock (no library is named so)
 
 
 @dataclass
-class EngineState:
+class AgentState:
     """What the agent knows between passes; replaced parts on a config reload."""
 
     config: Config
@@ -158,7 +158,7 @@ class PassSummary:
 
 
 async def reconcile(
-    state: EngineState,
+    state: AgentState,
     *,
     log: Any,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -214,7 +214,7 @@ async def reconcile(
                 folders=walk.folders,
                 fingerprints=known,
                 now_ns=now_ns,
-                scanned_at=stamp.isoformat(),
+                scanned_at=timestamps.stamp(stamp),
                 full_seconds=walked.seconds[name] if name in walked.full else None,
                 before_walk=folders.get(name),  # as read before the walk: not read again
             )
@@ -352,7 +352,7 @@ def _folders_of(
 KEPT_PAGE = 100  # kept folders whose files are read from the scan memory at once
 
 
-def _recorded_output_folders(state: EngineState, store: Store) -> set[str]:
+def _recorded_output_folders(state: AgentState, store: Store) -> set[str]:
     """Return the archive folders the ledger's outputs are in: read once per config generation
     (only a config change names other ones; adoptions and renames, which move rows, read again)."""
     cached = state.recorded_output_folders
@@ -364,7 +364,7 @@ def _recorded_output_folders(state: EngineState, store: Store) -> set[str]:
 RULE_SKIP = "skip_by_rule"  # a QuietFolder count: its skips that a rule chose
 
 
-def rule_skips(state: EngineState) -> dict[str, int]:
+def rule_skips(state: AgentState) -> dict[str, int]:
     """Return, per library planned since the agent started, how many files its rules skip (as
     its folders' last planning found them: a rule's skip records nothing in the ledger)."""
     return {
@@ -460,7 +460,7 @@ def _waiting_jobs(store: Store) -> dict[tuple[str, str], list[int]]:
 
 
 def _cancel_unwanted(
-    state: EngineState, store: Store, waiting: dict[tuple[str, str], list[int]], *, log: Any, now: datetime
+    state: AgentState, store: Store, waiting: dict[tuple[str, str], list[int]], *, log: Any, now: datetime
 ) -> None:
     with store.transaction():
         for (library, rel_path), job_ids in sorted(waiting.items(), key=lambda item: item[1]):
@@ -506,7 +506,7 @@ class _Acting:
     """Acts on a pass's actions a stretch at a time: renames and adoptions at once, transcodes
     queued (reading at most ENQUEUE_BUDGET fingerprints from disk in the whole pass)."""
 
-    state: EngineState
+    state: AgentState
     store: Store
     log: Any
     stamp: datetime
@@ -647,7 +647,7 @@ def _report_key(action: Action) -> tuple[str, ...] | None:
 class _Report:
     """Logs drift, skips and pauses once, when they appear, as the pass meets them."""
 
-    state: EngineState
+    state: AgentState
     log: Any
     current: set[tuple[str, ...]] = field(default_factory=set)
 
@@ -672,7 +672,7 @@ class _Report:
 
 
 async def _walk(
-    state: EngineState, store: Store, *, dirty: dict[str, set[str]], now_ns: int, clock: float
+    state: AgentState, store: Store, *, dirty: dict[str, set[str]], now_ns: int, clock: float
 ) -> tuple[PassWalk, dict[str, dict[str, RememberedFolder]], dict[str, RememberedFolder] | None]:
     """Walk the libraries and the archive, in full where a full pass is due, else listing only
     what changed (`agent.incremental_scan`); return the walks (the kept folders' files left in the
@@ -720,7 +720,7 @@ async def _walk(
     return dataclasses.replace(walked, missed=missed), folders, None if ARCHIVE_WALK in due else archive_folders
 
 
-def forget_another_lead(state: EngineState, epoch: int) -> None:
+def forget_another_lead(state: AgentState, epoch: int) -> None:
     """Before a pass under the lead of `epoch`: if this process last passed under another lead,
     another host may have led in between and recorded its own walks, so forget what this process
     remembers of the scan memory and of its last planning; the pass reads and plans afresh."""
@@ -731,7 +731,7 @@ def forget_another_lead(state: EngineState, epoch: int) -> None:
 
 
 def _note_full_passes(
-    state: EngineState,
+    state: AgentState,
     walked: PassWalk,
     recorded: list[str],
     *,
@@ -745,7 +745,7 @@ def _note_full_passes(
         if name not in walked.full:
             continue
         state.full_pass_clock[name] = (clock, state.config_generation)
-        state.full_passes[name] = FullPass(stamp.isoformat(), walked.seconds[name])
+        state.full_passes[name] = FullPass(timestamps.stamp(stamp), walked.seconds[name])
         missed = walked.missed.get(name)
         if missed is not None and missed.count:
             log.warning(
@@ -760,7 +760,7 @@ def _note_full_passes(
         state.full_pass_clock[ARCHIVE_WALK] = (clock, state.config_generation)
 
 
-def update_conditions(state: EngineState, *, now: datetime) -> dict[str, Condition]:
+def update_conditions(state: AgentState, *, now: datetime) -> dict[str, Condition]:
     """Recompute each library's condition, keeping `since` while it stays the same; return them."""
     by_library = state.store.counts_by_library()
     waiting = state.last_pass.waiting if state.last_pass else {}
@@ -785,7 +785,7 @@ def update_conditions(state: EngineState, *, now: datetime) -> dict[str, Conditi
     return current
 
 
-def _notify_condition(state: EngineState, library: str, *, previous: Condition | None, now: Condition) -> None:
+def _notify_condition(state: AgentState, library: str, *, previous: Condition | None, now: Condition) -> None:
     """Tell the operator when a library becomes paused or in error, or its reason changes (at start too)."""
     unchanged = previous is not None and (previous.status, previous.reason) == (now.status, now.reason)
     if now.status not in (PAUSED, ERROR) or unchanged:
@@ -795,7 +795,7 @@ def _notify_condition(state: EngineState, library: str, *, previous: Condition |
 
 
 def _queue(
-    state: EngineState,
+    state: AgentState,
     store: Store,
     to_queue: list[Transcode],
     fingerprints: dict[tuple[str, str], str],
@@ -809,7 +809,7 @@ def _queue(
     with store.transaction():
         for action in to_queue:
             fingerprint = action.source.fingerprint or fingerprints.get((action.library, action.source.rel_path))
-            # a preset a rule or `hdr:` chose: the job's identity names it, and the worker encodes with it
+            # a preset a rule or `hdr:` chose: the job's identity names it, and the dispatcher encodes with it
             chosen = action.preset
             library = next(each for each in state.config.libraries if each.name == action.library)
             preset_hash = (
@@ -835,7 +835,7 @@ def _queue(
 
 
 def _encoded_since_the_scan(
-    state: EngineState, store: Store, action: Transcode, fingerprint: str, preset_hash: str
+    state: AgentState, store: Store, action: Transcode, fingerprint: str, preset_hash: str
 ) -> bool:
     """Return whether the dispatcher published this very content while the pass was scanning.
 
@@ -857,7 +857,7 @@ def _encoded_since_the_scan(
     return recorded and (state.config.paths.archive / action.output_path).exists()
 
 
-def _rename(state: EngineState, store: Store, action: RenameOutput, *, log: Any, now: datetime) -> None:
+def _rename(state: AgentState, store: Store, action: RenameOutput, *, log: Any, now: datetime) -> None:
     config = state.config
     folder = action.from_rel_path.rpartition("/")[0]
     old = store.ledger_in_folders(action.library, [folder]).get(action.from_rel_path)
@@ -881,7 +881,7 @@ def _rename(state: EngineState, store: Store, action: RenameOutput, *, log: Any,
         store.forget(library=action.library, rel_path=action.from_rel_path)
         store.record_output(
             _entry_of(action, fingerprint=old.fingerprint, preset_hash=old.preset_hash),
-            encoded_at=now.isoformat(),
+            encoded_at=timestamps.stamp(now),
             output_size=size,
             adopted=was_adopted,
         )
@@ -897,7 +897,7 @@ def _entry_of(action: RenameOutput | Adopt | Copy, *, fingerprint: str, preset_h
 
 
 def _adopt(
-    state: EngineState, store: Store, action: Adopt, fingerprint: str | None, *, log: Any, now: datetime
+    state: AgentState, store: Store, action: Adopt, fingerprint: str | None, *, log: Any, now: datetime
 ) -> None:
     preset_hash = _library_preset_hashes(state).get(action.library)
     if action.from_library is None and (fingerprint is None or preset_hash is None):
@@ -932,7 +932,7 @@ def _adopt(
         store.forget_output(action.output_path)  # recorded under a library no longer configured
         store.record_output(
             _entry_of(action, fingerprint=fingerprint, preset_hash=preset_hash),
-            encoded_at=now.isoformat(),
+            encoded_at=timestamps.stamp(now),
             output_size=output_size,
             # hb2r's own output, published just before a crash kept its job from being marked done
             adopted=not store.awaited_by_a_job(
@@ -945,7 +945,7 @@ def _adopt(
     log.info("output adopted", library=action.library, path=action.source.rel_path, output=action.output_path)
 
 
-async def _copy(state: EngineState, store: Store, action: Copy, *, log: Any, now: datetime) -> None:
+async def _copy(state: AgentState, store: Store, action: Copy, *, log: Any, now: datetime) -> None:
     """Publish a source itself (`agent.publish_copy`, in a thread) and record it in the ledger
     with the library's preset identity, so that it is in sync, not encoded, from then on."""
     config = state.config
@@ -970,7 +970,7 @@ async def _copy(state: EngineState, store: Store, action: Copy, *, log: Any, now
         store.forget_output(action.output_path)  # a vanished source's, taken over
         store.record_output(
             _entry_of(action, fingerprint=fingerprint, preset_hash=COPY_MARK + decided_identity(preset_hash, library)),
-            encoded_at=now.isoformat(),
+            encoded_at=timestamps.stamp(now),
             output_size=action.source.size,
         )
     state.recorded_output_folders = None  # a new output folder may have appeared
@@ -978,12 +978,12 @@ async def _copy(state: EngineState, store: Store, action: Copy, *, log: Any, now
              how=how, why=action.why)  # fmt: skip
 
 
-def _library_preset_hashes(state: EngineState) -> dict[str, str | None]:
+def _library_preset_hashes(state: AgentState) -> dict[str, str | None]:
     """Return each library's preset identity (None where HandBrakeCLI could not tell it)."""
     return {library.name: library_identity(library, state.preset_hashes) for library in state.config.libraries}
 
 
-async def check_archive(state: EngineState, *, log: Any) -> None:
+async def check_archive(state: AgentState, *, log: Any) -> None:
     """Check what the archive must be like for outputs to be published (agent.archive_checks);
     log each problem when it appears and when it clears."""
     unpublishable, problems = await asyncio.to_thread(archive_checks.check, state.config)

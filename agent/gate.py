@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from agent.config.models import Limits
 from agent.config.units import TimeWindow
+from agent.wording import human_size
 
 # One x264 encode keeps about this many cores busy (HandBrake's frame threads plus filters).
 ENCODE_CORES = 1.8
@@ -120,14 +121,14 @@ def decide(
     strained = bool(reasons)
     if sample.available_memory < limits.min_free_memory:
         reasons.append(
-            f"available memory {_size(sample.available_memory)} is below "
-            f"min_free_memory {_size(limits.min_free_memory)}"
+            f"available memory {human_size(sample.available_memory)} is below "
+            f"min_free_memory {human_size(limits.min_free_memory)}"
         )
     if sample.archive_free < limits.min_free_disk + estimated_output + reserved:
-        running_part = f" + {_size(reserved)} reserved for running encodes" if reserved else ""
+        running_part = f" + {human_size(reserved)} reserved for running encodes" if reserved else ""
         reasons.append(
-            f"archive free space {_size(sample.archive_free)} is below min_free_disk "
-            f"{_size(limits.min_free_disk)} + estimated output {_size(estimated_output)}{running_part}"
+            f"archive free space {human_size(sample.archive_free)} is below min_free_disk "
+            f"{human_size(limits.min_free_disk)} + estimated output {human_size(estimated_output)}{running_part}"
         )
     short_of_resources = bool(reasons)
     most = max_jobs(limits, cpu_count=cpu_count)
@@ -157,8 +158,8 @@ def memory_pressure(*, sample: Sample, limits: Limits, suspended: int) -> Pressu
         return Pressure(
             suspend=True,
             resume=False,
-            reason=f"available memory {_size(sample.available_memory)} is below half of "
-            f"min_free_memory {_size(limits.min_free_memory)}",
+            reason=f"available memory {human_size(sample.available_memory)} is below half of "
+            f"min_free_memory {human_size(limits.min_free_memory)}",
         )
     if sample.memory_percent >= suspend_percent:
         return Pressure(
@@ -180,13 +181,13 @@ def memory_pressure(*, sample: Sample, limits: Limits, suspended: int) -> Pressu
         return Pressure(
             suspend=False,
             resume=False,
-            reason=f"available memory {_size(sample.available_memory)} is not yet back to "
-            f"min_free_memory {_size(limits.min_free_memory)}; {waiting}",
+            reason=f"available memory {human_size(sample.available_memory)} is not yet back to "
+            f"min_free_memory {human_size(limits.min_free_memory)}; {waiting}",
         )
     return Pressure(
         suspend=False,
         resume=True,
-        reason=f"memory {_percent(sample.memory_percent)} with {_size(sample.available_memory)} available "
+        reason=f"memory {_percent(sample.memory_percent)} with {human_size(sample.available_memory)} available "
         f"is back under the limits",
     )
 
@@ -212,19 +213,3 @@ def _resume_below(limit: int) -> float:
 
 def _percent(value: float) -> str:
     return f"{value:.1f}".removesuffix(".0") + "%"
-
-
-def _size(value: int | float) -> str:
-    """Given bytes, return e.g. `3.2 GiB` (three significant figures at most, trailing zeros dropped)."""
-    scaled, unit = float(value), "B"
-    for next_unit in ("KiB", "MiB", "GiB", "TiB"):
-        if abs(scaled) < 1024:
-            break
-        scaled, unit = scaled / 1024, next_unit
-    if unit == "B":
-        return f"{int(scaled)} B"
-    digits = 0 if abs(scaled) >= 100 else 1 if abs(scaled) >= 10 else 2
-    text = f"{scaled:.{digits}f}"
-    if "." in text:
-        text = text.rstrip("0").removesuffix(".")
-    return f"{text} {unit}"

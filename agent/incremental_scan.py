@@ -33,7 +33,7 @@ What a pass reads
   identity, mtime or ctime moved, whose last listing is racy (their mtime within RACY_NS of
   it: a file made in the same clock tick would not move the mtime), that hold files still
   settling (newest change + max(stable_after, RACY_NS) after now), that were marked dirty
-  (`EngineState.dirty_folders`, consumed at the start of the pass: by inotify, and by the
+  (`AgentState.dirty_folders`, consumed at the start of the pass: by inotify, and by the
   dispatcher when an encode found its source rewritten), or all of them in a full pass (the
   first after a start or a config change, then every `scan.full_interval`: `full_pass_due`);
 - the files of every other folder from the scan memory, without a stat.

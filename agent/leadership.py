@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from agent.engine import EngineState, PassSummary, forget_another_lead, reconcile
+from agent.engine import AgentState, PassSummary, forget_another_lead, reconcile
 from agent.store.leader import Leadership, NotLeader
 from agent.store.protocol import Store
 
@@ -75,7 +75,7 @@ class PlannerLease:
             self.held = None
 
 
-async def lead_pass(state: EngineState, lease: PlannerLease, *, log: Any) -> PassSummary | None:
+async def lead_pass(state: AgentState, lease: PlannerLease, *, log: Any) -> PassSummary | None:
     """Run the reconcile pass if this host leads, every write fenced by its epoch; return its summary.
 
     Return None if this host follows, or if the pass stopped because another host took over.

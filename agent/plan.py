@@ -55,6 +55,7 @@ from agent.batch_plan import (
 from agent.config.models import Config, Library, Preset, User
 from agent.domain import (
     Action,
+    Ledger,
     LedgerEntry,
     LibraryObservation,
     Observation,
@@ -68,22 +69,21 @@ from agent.domain import (
     UserChangeKind,
     UserRecord,
 )
-from agent.domain import Ledger as LedgerState
 from agent.identity import library_identity
 from agent.pause import PauseCounts, pause_reason
 
 
-def plan(config: Config, observation: Observation, ledger: LedgerState, *, now_ns: int) -> Plan:
+def plan(config: Config, observation: Observation, ledger: Ledger, *, now_ns: int) -> Plan:
     """Given desired state, what the disk holds and what hb2r remembers, return the Plan."""
     return _plan(config, observation, ledger, now_ns=now_ns, by_folder=False)
 
 
-def plan_in_folder_batches(config: Config, observation: Observation, ledger: LedgerState, *, now_ns: int) -> Plan:
+def plan_in_folder_batches(config: Config, observation: Observation, ledger: Ledger, *, now_ns: int) -> Plan:
     """Return the same Plan as `plan`, decided one folder at a time (`agent.batch_plan`)."""
     return _plan(config, observation, ledger, now_ns=now_ns, by_folder=True)
 
 
-def _plan(config: Config, observation: Observation, ledger: LedgerState, *, now_ns: int, by_folder: bool) -> Plan:
+def _plan(config: Config, observation: Observation, ledger: Ledger, *, now_ns: int, by_folder: bool) -> Plan:
     actions: list[Action] = []
     for library in config.libraries:
         actions.extend(_plan_library(_LibraryFacts.of(config, library, observation, ledger), now_ns=now_ns,
@@ -93,7 +93,7 @@ def _plan(config: Config, observation: Observation, ledger: LedgerState, *, now_
 
 
 def library_context(
-    config: Config, library: Library, observation: Observation, ledger: LedgerState
+    config: Config, library: Library, observation: Observation, ledger: Ledger
 ) -> tuple[LibraryContext, str | None]:
     """Return a library's context for planning it in batches, and why it is paused (None: it is not)."""
     facts = _LibraryFacts.of(config, library, observation, ledger)
@@ -101,7 +101,7 @@ def library_context(
 
 
 def fingerprints_needed(
-    config: Config, observation: Observation, ledger: LedgerState, *, now_ns: int
+    config: Config, observation: Observation, ledger: Ledger, *, now_ns: int
 ) -> set[tuple[str, str]]:
     """Return the (library, path) of the files whose fingerprint the plan depends on.
 
@@ -153,12 +153,12 @@ class _LibraryFacts:
     entries: dict[str, LedgerEntry]
     seen: dict[str, SeenFile]
     observation: Observation
-    ledger: LedgerState
+    ledger: Ledger
     max_vanish_percent: int
     orphans: dict[str, LedgerEntry]  # output path -> entry of a library the config no longer has
 
     @classmethod
-    def of(cls, config: Config, library: Library, observation: Observation, ledger: LedgerState) -> _LibraryFacts:
+    def of(cls, config: Config, library: Library, observation: Observation, ledger: Ledger) -> _LibraryFacts:
         observed = observation.libraries.get(library.name) or LibraryObservation(
             library.name, SourceStatus.MISSING, detail="not scanned"
         )

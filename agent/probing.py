@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 
+from agent import timestamps
 from agent.facts import MediaFacts
 from agent.handbrake.probe import ProbeFailed, ProbeUnavailable, probe_facts
 from agent.store.media_facts import StoredFacts
@@ -44,7 +45,7 @@ def probe_each(paths: Mapping[str, Path], *, now: datetime, probe: Probe = probe
     """Given files by fingerprint, probe each; return its facts, or why ffprobe could not read it.
     A file ffprobe could not be run on (missing, too slow) is left out: nothing is known of it
     yet, and it is probed again by a later pass rather than kept as unreadable."""
-    stamp = now.isoformat(timespec="microseconds")
+    stamp = timestamps.stamp(now)
     found: dict[str, StoredFacts] = {}
     for fingerprint, path in paths.items():
         try:

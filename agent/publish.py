@@ -30,9 +30,10 @@ import os
 import re
 import socket
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from agent.durable import fsync_file, fsync_folder, write_atomically
 
 PARTIAL_DIR = ".hb2r-partial"
 SYNC_DIR = ".sync"
@@ -126,7 +127,7 @@ def prepare_partial_dir(archive: Path, *, ignore_list: bool = True) -> Path:
         raise FileNotFoundError(errno.ENOENT, f"archive {archive} is missing (not mounted?)") from None
     else:
         folder.chmod(0o755)  # mkdir's mode is masked by the umask
-        _fsync_folder(archive)
+        fsync_folder(archive)
     return folder
 
 
@@ -152,7 +153,7 @@ def ensure_ignore_listed(archive: Path) -> bool:
     newline = "\r\n" if "\r\n" in text else "\n"
     if text and not text.endswith(("\n", "\r")):
         text += newline
-    _write_atomically(ignore_list, bom + (text + PARTIAL_DIR + newline).encode("utf-8", "surrogateescape"))
+    write_atomically(ignore_list, bom + (text + PARTIAL_DIR + newline).encode("utf-8", "surrogateescape"))
     return True
 
 
@@ -162,11 +163,7 @@ def sync_to_disk(temp: Path) -> None:
     the transaction never holds its rows across it. `publish` syncs again, which is then quick.
     Raise OSError if it cannot be done (nothing is published then).
     """
-    descriptor = os.open(temp, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    fsync_file(temp)
 
 
 def publish(temp: Path, final: Path, *, may_replace: bool, access: Access | None = None) -> None:
@@ -299,7 +296,7 @@ def _make_folders(folder: Path, access: Access | None = None) -> None:
                 _apply_access(descriptor, mode=access.folder_mode, group_id=access.group_id)
             finally:
                 os.close(descriptor)
-        _fsync_folder(new.parent)
+        fsync_folder(new.parent)
 
 
 def _apply_access(descriptor: int, *, mode: int, group_id: int | None) -> None:
@@ -317,9 +314,9 @@ def _place(source: Path, destination: Path, *, may_replace: bool) -> None:
         _rename(source, destination)
     else:
         _rename_without_replacing(source, destination)
-    _fsync_folder(destination.parent)
+    fsync_folder(destination.parent)
     if source.parent != destination.parent:
-        _fsync_folder(source.parent)
+        fsync_folder(source.parent)
 
 
 def _rename_without_replacing(source: Path, destination: Path) -> None:
@@ -371,39 +368,5 @@ def _remove_emptied_folders(archive: Path, folder: Path) -> None:
             folder.rmdir()  # fails unless empty
         except OSError:
             return
-        _fsync_folder(folder.parent)
+        fsync_folder(folder.parent)
         folder = folder.parent
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    try:
-        old = path.stat()
-    except FileNotFoundError:
-        old = None
-    descriptor, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".hb2r-tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fchmod(handle.fileno(), stat.S_IMODE(old.st_mode) if old else 0o644)
-            if old:
-                with contextlib.suppress(PermissionError):  # keep Resilio's owner when allowed to
-                    os.fchown(handle.fileno(), old.st_uid, old.st_gid)
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
-        raise
-    _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    except OSError as error:
-        if error.errno != errno.EINVAL:  # some file systems cannot sync a folder
-            raise
-    finally:
-        os.close(descriptor)

@@ -29,6 +29,7 @@ from agent.scan import fingerprint
 from agent.store import jobs
 from agent.store.jobs import LeaseLost
 from agent.store.protocol import Store
+from agent.timestamps import stamp
 
 
 def settle_published(store: Store, config: Config, *, now: datetime) -> list[jobs.Job]:
@@ -50,11 +51,11 @@ def settle_published(store: Store, config: Config, *, now: datetime) -> list[job
             with store.transaction():
                 store.forget_output(job.output_path)  # an earlier content's row, superseded
                 if lease.token is None:
-                    store.record_output(entry, encoded_at=now.isoformat(), output_size=output_size)
+                    store.record_output(entry, encoded_at=stamp(now), output_size=output_size)
                     done = store.mark_done(job.id, now=now)
                 else:
                     done = store.finish_claimed(
-                        job.id, lease.token, entry, encoded_at=now.isoformat(), output_size=output_size, now=now
+                        job.id, lease.token, entry, encoded_at=stamp(now), output_size=output_size, now=now
                     )
         except LeaseLost:  # taken by another host meanwhile (nothing written): that host settles it
             continue

@@ -2,7 +2,7 @@
 
 PURE: facts (`agent.facts`), the source's size and a library's effective settings in, a
 decision out. The planner's transcodes go through `ruled` once their facts are known (the
-engine and `hb2r plan` read them by fingerprint, `agent.probing`); the worker calls
+engine and `hb2r plan` read them by fingerprint, `agent.probing`); the dispatcher calls
 `after_encode` (see the README's Rules).
 
 `ruled`: a transcode becomes a Copy (publish the source, under its own extension), a Skip

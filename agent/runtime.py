@@ -37,7 +37,7 @@ answers, so `systemctl start` returning means /health can be asked.
 
 New files are noticed as they arrive (agent/watch.py): each library's folders are watched
 with inotify (on every host: a follower's watcher asks for passes that do nothing), a change
-marks its folder in `EngineState.dirty_folders` and asks for a pass within a second; a pass
+marks its folder in `AgentState.dirty_folders` and asks for a pass within a second; a pass
 whose plan has files waiting to become stable asks for one more when the first of them is
 (STABLE_MARGIN_SECONDS later). A library that cannot be watched is polled every
 `scan.interval`, as before, and says why. After each pass the watcher looks again (a source
@@ -63,12 +63,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from agent import auth, descriptors, logs, publish, recovery, systemd
+from agent import descriptors, logs, publish, recovery, systemd
 from agent.api.app import serve
 from agent.api.context import assemble
+from agent.auth import jwt_secret, user_sync
 from agent.config import ConfigError, load_config
 from agent.config.models import Config
-from agent.engine import EngineState
+from agent.engine import AgentState
 from agent.handbrake.probe import FFPROBE, HandBrakeUnavailable, available_presets, handbrake_version
 from agent.leadership import PlannerLease, lead_pass
 from agent.login_limits import LoginLimits
@@ -83,6 +84,7 @@ from agent.store.choose import store_for_run, store_location
 from agent.store.db import StateError
 from agent.store.lock import agent_lock
 from agent.store.protocol import Store
+from agent.timestamps import stamp
 from agent.watch import Watcher
 
 CONFIG_CHECK_SECONDS = 5.0
@@ -113,7 +115,7 @@ class _Agent:
         self.open_files = open_files
         self.shortage = descriptors.OncePerInterval(self.log)
         self.config_digest = _digest(config_path)
-        self.state = EngineState(config=config, store=store, preset_hashes={})
+        self.state = AgentState(config=config, store=store, preset_hashes={})
         self.stop_requested = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._reloads: set[asyncio.Task[None]] = set()
@@ -126,8 +128,8 @@ class _Agent:
     async def main(self) -> int:
         config, store = self.state.config, self.state.store
         try:  # first: a secret others can read must stop the agent before it does anything
-            secret = auth.load_secret(config.auth)
-        except auth.SecretError as error:
+            secret = jwt_secret.load_secret(config.auth)
+        except jwt_secret.SecretError as error:
             self.log.error("cannot start", reason=str(error))
             return 1
         previous_run = clean_stop.previous_run(config.paths.state_dir)  # None: the last agent stopped cleanly
@@ -139,7 +141,7 @@ class _Agent:
             self.log.info("job requeued", job=job.id, library=job.library, path=job.rel_path, reason="left by a crash")
         clean_own_partials(config, log=self.log)
         await self._apply_presets(config)
-        auth.sync_users(store, config, now=datetime.now(UTC), log=self.log)
+        user_sync.sync_users(store, config, now=datetime.now(UTC), log=self.log)
         self.state.held_libraries = store.load_holds()
         unsized = store.unsized_outputs()
         if unsized:
@@ -184,7 +186,7 @@ class _Agent:
             await self.notifier.close()
             return 1
         try:
-            clean_stop.mark_running(config.paths.state_dir, pid=os.getpid(), started_at=datetime.now(UTC).isoformat())
+            clean_stop.mark_running(config.paths.state_dir, pid=os.getpid(), started_at=stamp(datetime.now(UTC)))
         except (OSError, StateError) as error:  # the agent runs all the same; only a crash would go untold
             self.log.warning("cannot mark the agent running; a crash will not be told", reason=str(error))
         # The first walk of a big library takes a while: it goes on beside the first pass.
@@ -383,8 +385,8 @@ class _Agent:
         if new.server.listen != old.server.listen:
             self.log.warning("server.listen changed; it takes effect on restart", trigger=why)
         try:
-            secret = auth.load_secret(new.auth)
-        except auth.SecretError as error:
+            secret = jwt_secret.load_secret(new.auth)
+        except jwt_secret.SecretError as error:
             self.log.error("config not reloaded; the old one stays in force", trigger=why, errors=[str(error)])
             self.state.reload_error = str(error)
             return
@@ -393,7 +395,7 @@ class _Agent:
         self.notifier.reconfigure(new.notify)
         if new.auth.login_rate_limit != old.auth.login_rate_limit:
             self.api.limiter = LoginLimits(new.auth.login_rate_limit)
-        auth.sync_users(self.state.store, new, now=datetime.now(UTC), log=self.log)
+        user_sync.sync_users(self.state.store, new, now=datetime.now(UTC), log=self.log)
         self.state.config_generation += 1
         self.state.reload_error = None
         await self._apply_presets(new)

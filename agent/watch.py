@@ -3,7 +3,7 @@
 Why: a pass that walks the whole library every `scan.interval` costs time, CPU and sleepless
 NAS disks in proportion to the library, and still picks a new file up to a whole interval late.
 With inotify the kernel tells us which folder changed: the watcher marks that folder dirty
-(`mark(library, folders)`, which the agent adds to `EngineState.dirty_folders` for the next
+(`mark(library, folders)`, which the agent adds to `AgentState.dirty_folders` for the next
 pass) and asks for a pass (`on_burst()`), debounced: QUIET_SECONDS after the last event of a
 burst, and never more than MAX_DELAY_SECONDS after its first, so a copy of 1,000 files asks for
 one or a few passes, not 1,000, and a single new file is looked at within a second.
@@ -122,7 +122,7 @@ class Watcher:
         mountinfo: Callable[[], str] = read_mountinfo,
         statuses: dict[str, WatchStatus] | None = None,
     ) -> None:
-        """`statuses` (e.g. `EngineState.watch`) is kept up to date with each library's status."""
+        """`statuses` (e.g. `AgentState.watch`) is kept up to date with each library's status."""
         self._loop = asyncio.get_running_loop()
         self._statuses = {} if statuses is None else statuses
         self._mark_folders = mark
@@ -299,25 +299,25 @@ class Watcher:
             gone = [folder for folder in library.folders if folder == rel or folder.startswith(prefix)]
             descriptors = [(folder, library.folders.pop(folder)) for folder in gone]
             for folder, wd in descriptors:
-                owners = self._owners.get(wd, [])
-                if (library.name, folder) in owners:
-                    owners.remove((library.name, folder))
-                if not owners:
-                    self._owners.pop(wd, None)
-                    self._remove_watch(wd)
+                self._disown(wd, library.name, folder)
 
     def _release(self, library: _Library) -> None:
         """Stop watching every folder of the library."""
         with self._lock:
             for folder, wd in library.folders.items():
-                owners = self._owners.get(wd, [])
-                if (library.name, folder) in owners:
-                    owners.remove((library.name, folder))
-                if not owners:
-                    self._owners.pop(wd, None)
-                    self._remove_watch(wd)
+                self._disown(wd, library.name, folder)
             library.folders.clear()
             library.identity = None
+
+    def _disown(self, wd: int, library: str, folder: str) -> None:
+        """Take (library, folder) off the watch descriptor's owners; remove the watch when none is left.
+        The caller holds the lock."""
+        owners = self._owners.get(wd, [])
+        if (library, folder) in owners:
+            owners.remove((library, folder))
+        if not owners:
+            self._owners.pop(wd, None)
+            self._remove_watch(wd)
 
     def _remove_watch(self, wd: int) -> None:
         if self._inotify is None:

@@ -37,7 +37,7 @@ the figures quoted are medians over rounds):
    same with 1 worker (context: the latency of one request with no queue in front of it).
 
 On a 2-core machine the client takes one core and the server's event loop the other; during the
-storm the agent's bcrypt thread (agent.auth.LOGIN_THREADS, 1 there) competes with both, so part
+storm the agent's bcrypt thread (agent.auth.bcrypt_pool.LOGIN_THREADS, 1 there) competes with both, so part
 of the storm's slowdown is that CPU, not a blocked loop.
 
 Exits 1 if the agent (or the baseline server) fails to start or dies; a missed target prints

@@ -61,7 +61,7 @@ import asyncio, io, json, os, sys, time
 from pathlib import Path
 from agent import logs
 from agent.config import load_config
-from agent.engine import EngineState, reconcile
+from agent.engine import AgentState, reconcile
 from agent.observe import preset_hashes
 from agent.store.db import open_database
 from agent.store.sqlite import SqliteStore
@@ -71,7 +71,7 @@ runs = int(sys.argv[2])
 logs.configure(stream=io.StringIO(), json=True)
 log = logs.get_logger("bench")
 connection = open_database(config.paths.state_dir)
-state = EngineState(config=config, store=SqliteStore(connection), preset_hashes=preset_hashes(config, warn=print))
+state = AgentState(config=config, store=SqliteStore(connection), preset_hashes=preset_hashes(config, warn=print))
 counted = Path(os.environ["HB2R_BENCH_FFPROBE_RUNS"])
 
 def ffprobe_runs():
@@ -243,7 +243,7 @@ async def _until_in_sync(config_path: Path) -> None:
     from agent import logs
     from agent.api.context import assemble
     from agent.config import load_config
-    from agent.engine import EngineState, reconcile
+    from agent.engine import AgentState, reconcile
     from agent.observe import preset_hashes
     from agent.resources import Sampler
     from agent.store.db import open_database
@@ -253,7 +253,7 @@ async def _until_in_sync(config_path: Path) -> None:
     logs.configure(stream=io.StringIO(), json=True)
     log = logs.get_logger("bench")
     connection = open_database(config.paths.state_dir)
-    state = EngineState(config=config, store=SqliteStore(connection), preset_hashes=preset_hashes(config, warn=print))
+    state = AgentState(config=config, store=SqliteStore(connection), preset_hashes=preset_hashes(config, warn=print))
     context = assemble(
         state, sampler=Sampler(config.paths.archive), secret=b"s" * 32, request_scan=lambda: None, log=log,
         now=datetime.now(UTC),

@@ -1,7 +1,7 @@
 """The aiohttp application: `init_app(context)` for tests and for `serve()` in `hb2r run`.
 
 It runs on the agent's own event loop. Handlers only read SQLite (indexed, a millisecond or
-less) and the engine's memory; bcrypt goes to its own threads (`agent.auth`).
+less) and the engine's memory; bcrypt goes to its own threads (`agent.auth.bcrypt_pool`).
 """
 
 from __future__ import annotations

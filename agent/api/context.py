@@ -11,19 +11,20 @@ from aiohttp import web
 
 from agent import __version__
 from agent.api.forwarded import client_address
-from agent.auth import PasswordChecker, Session
-from agent.engine import EngineState, rule_skips
+from agent.auth.bcrypt_pool import PasswordChecker
+from agent.auth.tokens import Session
+from agent.dispatcher import Dispatcher, SampleSource
+from agent.engine import AgentState, rule_skips
 from agent.login_limits import LoginLimits
 from agent.metrics import Metrics, Snapshot
 from agent.presence import late_after
-from agent.worker import Dispatcher, SampleSource
 
 
 @dataclass
 class ApiContext:
     """The agent as the API sees it. `secret` and `limiter` are replaced on a config reload."""
 
-    state: EngineState
+    state: AgentState
     dispatcher: Dispatcher
     request_scan: Callable[[], None]
     secret: bytes
@@ -37,7 +38,7 @@ class ApiContext:
 
 
 def assemble(
-    state: EngineState,
+    state: AgentState,
     *,
     sampler: SampleSource,
     secret: bytes,

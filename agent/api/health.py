@@ -27,6 +27,7 @@ from agent.api.hosts import leader_view
 from agent.api.views import GIB, fresh_sample
 from agent.presence import late_after, late_hosts
 from agent.store import StoreError, jobs
+from agent.timestamps import stamp
 
 HEALTH_CACHE_SECONDS = 1.0
 
@@ -76,7 +77,7 @@ def health_report(context: ApiContext) -> dict[str, Any]:
             status, problems = "degraded", degraded
     return {
         "status": status,
-        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "timestamp": stamp(datetime.now(UTC)),
         "version": context.version,
         "system": {
             "cpu_percent": round(sample.cpu_percent, 1),
@@ -117,9 +118,7 @@ def _checks(context: ApiContext) -> dict[str, Any]:
     if problem:
         problems.append(problem)
     cache.clear()
-    cache.update(
-        at=time.monotonic(), problems=problems, database=database, queue=queue, leader=leader, late_hosts=late
-    )
+    cache.update(at=time.monotonic(), problems=problems, database=database, queue=queue, leader=leader, late_hosts=late)
     return cache
 
 

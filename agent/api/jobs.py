@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -9,7 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent.api import params
-from agent.api.context import context_of, session_of
+from agent.api.context import ApiContext, context_of, session_of
 from agent.api.errors import ApiError, not_found
 from agent.api.security import requires
 from agent.api.views import job_view
@@ -63,39 +65,40 @@ async def get_job(request: web.Request) -> web.Response:
 
 @requires("admin")
 async def retry_job(request: web.Request) -> web.Response:
-    context = context_of(request)
-    job_id = params.job_id(request)
-    try:
-        job = context.state.store.retry(job_id, now=datetime.now(UTC))
-    except jobs.JobError as error:
-        raise _job_error(error) from None
-    _log(request, "job retried", job)
-    context.dispatcher.wake()
-    return web.json_response(job_view(job, detail=True))
+    return await _change(
+        request, "job retried", lambda context, job_id: context.state.store.retry(job_id, now=datetime.now(UTC))
+    )
 
 
 @requires("admin")
 async def cancel_job(request: web.Request) -> web.Response:
-    context = context_of(request)
-    job_id = params.job_id(request)
-    try:
-        job = await context.dispatcher.cancel_job(job_id)
-    except jobs.JobError as error:
-        raise _job_error(error) from None
-    _log(request, "job cancelled", job)
-    return web.json_response(job_view(job, detail=True))
+    return await _change(request, "job cancelled", lambda context, job_id: context.dispatcher.cancel_job(job_id))
 
 
 @requires("admin")
 async def front_job(request: web.Request) -> web.Response:
     """Move a waiting job before every other (agent.store.order): it starts when a slot is next free."""
+    return await _change(
+        request,
+        "job moved to the front",
+        lambda context, job_id: context.state.store.move_to_front(job_id, now=datetime.now(UTC)),
+    )
+
+
+async def _change(
+    request: web.Request, event: str, act: Callable[[ApiContext, int], jobs.Job | Awaitable[jobs.Job]]
+) -> web.Response:
+    """Do an admin's change to the job the path names; log it as event and answer with the job.
+    A job that is not there is a 404, a change its state does not allow a 409. The dispatcher is
+    woken: the change may let a job start (one retried or moved up, or the slot a cancel freed)."""
     context = context_of(request)
     job_id = params.job_id(request)
     try:
-        job = context.state.store.move_to_front(job_id, now=datetime.now(UTC))
+        done = act(context, job_id)
+        job = await done if inspect.isawaitable(done) else done
     except jobs.JobError as error:
         raise _job_error(error) from None
-    _log(request, "job moved to the front", job)
+    _log(request, event, job)
     context.dispatcher.wake()
     return web.json_response(job_view(job, detail=True))
 

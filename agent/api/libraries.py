@@ -15,6 +15,7 @@ from agent.api.context import ApiContext, context_of, session_of
 from agent.api.errors import not_found
 from agent.api.security import requires
 from agent.engine import update_conditions
+from agent.timestamps import stamp
 
 
 @requires("admin")
@@ -23,7 +24,7 @@ async def pause(request: web.Request) -> web.Response:
     session = session_of(request)
     who = session.user if session else "an operator"
     now = datetime.now(UTC)
-    hold = context.state.store.hold(name, reason=f"paused by {who} through the API", since=now.isoformat())
+    hold = context.state.store.hold(name, reason=f"paused by {who} through the API", since=stamp(now))
     context.state.held_libraries[name] = hold
     context.log.info("library paused", library=name, by=who)
     return _answer(context, name, now)
@@ -70,6 +71,6 @@ def _answer(context: ApiContext, name: str, now: datetime) -> web.Response:
             "paused": name in context.state.held_libraries,
             "condition": None
             if condition is None
-            else {"status": condition.status, "reason": condition.reason, "since": condition.since.isoformat()},
+            else {"status": condition.status, "reason": condition.reason, "since": stamp(condition.since)},
         }
     )

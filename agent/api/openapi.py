@@ -284,7 +284,7 @@ def document() -> dict[str, Any]:
                     "required": ["status", "timestamp", "version", "system", "database", "queue"],
                     "properties": {
                         "status": {"enum": ["healthy", "degraded", "unhealthy"]},
-                        "timestamp": {"type": "string", "format": "date-time", "description": "UTC, to the second."},
+                        "timestamp": {"type": "string", "format": "date-time", "description": "UTC, microseconds."},
                         "version": {"type": "string"},
                         "system": {
                             "type": "object",

@@ -32,7 +32,7 @@ from aiohttp import WSMsgType, web
 
 from agent.api.context import ApiContext, client_of, context_of
 from agent.api.views import job_view, running_view, system_view
-from agent.auth import AuthError, Session, authenticate
+from agent.auth.tokens import AuthError, Session, authenticate
 from agent.store import StoreError, jobs
 
 AUTH_TIMEOUT_SECONDS = 10.0

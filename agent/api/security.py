@@ -10,7 +10,7 @@ from aiohttp import web
 
 from agent.api.context import SESSION_KEY, context_of
 from agent.api.errors import ApiError
-from agent.auth import AuthError, Session, authenticate
+from agent.auth.tokens import AuthError, Session, authenticate
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="hb2r"'}

@@ -20,8 +20,10 @@ from agent.api import params
 from agent.api.context import client_of, context_of, session_of
 from agent.api.errors import ApiError
 from agent.api.security import CHALLENGE, requires
-from agent.auth import LoginBusy, bcrypt_cost, issue_token, revoke
+from agent.auth.bcrypt_pool import LoginBusy, bcrypt_cost
+from agent.auth.tokens import issue_token, revoke
 from agent.login_names import logged_name
+from agent.timestamps import stamp
 
 WRONG = "wrong user name or password"
 
@@ -69,7 +71,7 @@ async def login(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "token": issued.token,
-            "expires_at": issued.expires_at.isoformat().replace("+00:00", "Z"),
+            "expires_at": stamp(issued.expires_at),
             "user": {"name": issued.user, "role": issued.role},
         }
     )
@@ -82,7 +84,7 @@ async def me(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "user": {"name": session.user, "role": session.role},
-            "expires_at": session.expires_at.isoformat().replace("+00:00", "Z"),
+            "expires_at": stamp(session.expires_at),
         }
     )
 

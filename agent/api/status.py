@@ -15,6 +15,7 @@ from agent.engine import rule_skips, update_conditions
 from agent.mounts import WatchStatus
 from agent.store import decisions, ledger
 from agent.store.scans import FullPass
+from agent.timestamps import stamp
 
 COUNTED_STATES = ("done", "queued", "running", "failed", "dead", "cancelled")
 
@@ -46,7 +47,7 @@ async def status(request: web.Request) -> web.Response:
                 "condition": {
                     "status": condition.status,
                     "reason": condition.reason,
-                    "since": condition.since.isoformat(),
+                    "since": stamp(condition.since),
                 },
                 "counts": {
                     **{state_name: by_state.get(state_name, 0) for state_name in COUNTED_STATES},
@@ -78,7 +79,7 @@ async def status(request: web.Request) -> web.Response:
         None
         if last is None
         else {
-            "finished_at": last.finished_at.isoformat(),
+            "finished_at": stamp(last.finished_at),
             "seconds": round(last.seconds, 3),
             "counts": last.counts,
             "pending": last.pending,
@@ -89,7 +90,7 @@ async def status(request: web.Request) -> web.Response:
             "version": context.version,
             "host": state.config.host.name,
             "leader": leader_view(state.store.leadership()),
-            "started_at": context.started_at.isoformat(),
+            "started_at": stamp(context.started_at),
             "uptime_seconds": int((now - context.started_at).total_seconds()),
             "config_generation": state.config_generation,
             "reload_error": state.reload_error,

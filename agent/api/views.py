@@ -8,9 +8,9 @@ from typing import Any
 
 from agent import gate
 from agent.api.context import ApiContext
+from agent.dispatcher import Running
 from agent.resources import cpu_count
 from agent.store.jobs import Job
-from agent.worker import Running
 
 GIB = 1024**3
 

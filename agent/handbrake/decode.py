@@ -22,7 +22,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.handbrake.runner import low_priority_prefix, lower_priority
+from agent.handbrake.runner import start_low_priority
 
 FFMPEG = "ffmpeg"
 # ffmpeg may print one line per damaged frame: keep the first few as the reason.
@@ -47,17 +47,7 @@ async def decode_whole(path: Path, *, nice: int, ffmpeg: str = FFMPEG) -> Decode
     raise FileNotFoundError if ffmpeg is not installed."""
     if shutil.which(ffmpeg) is None:
         raise FileNotFoundError(f"{ffmpeg}: not found (install the ffmpeg package)")
-    prefix, renice_after_start = low_priority_prefix(nice)
-    process = await asyncio.create_subprocess_exec(
-        *prefix,
-        *decode_argv(path, ffmpeg=ffmpeg),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
-    )
-    if renice_after_start:
-        lower_priority(process.pid, nice=nice)
+    process = await start_low_priority(decode_argv(path, ffmpeg=ffmpeg), nice=nice, stdout=asyncio.subprocess.DEVNULL)
     try:
         errors = await _first_lines(process)
         exit_code = await process.wait()

@@ -141,15 +141,7 @@ def _run_ffprobe(argv: list[str], *, timeout: float) -> subprocess.CompletedProc
     """Given an ffprobe argv, return its finished process with text output; None if it cannot
     start or does not finish in time."""
     try:
-        return subprocess.run(  # noqa: S603 - argv list, no shell
-            argv,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        return _run_text(argv, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired):
         return None
 
@@ -158,18 +150,24 @@ def _run_handbrake(argv: list[str], *, binary: str, timeout: float) -> subproces
     """Given an argv that starts HandBrakeCLI, return its finished process with text output;
     raise HandBrakeUnavailable if it is not installed, cannot start or does not finish in time."""
     try:
-        return subprocess.run(  # noqa: S603 - argv list, no shell
-            argv,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        return _run_text(argv, timeout=timeout)
     except FileNotFoundError:
         raise HandBrakeUnavailable(f"{binary}: not found (install the handbrake-cli package)") from None
     except subprocess.TimeoutExpired:
         raise HandBrakeUnavailable(f"{binary}: did not answer within {timeout:g}s") from None
     except OSError as error:
         raise HandBrakeUnavailable(f"{binary}: cannot run: {error}") from None
+
+
+def _run_text(argv: list[str], *, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run argv to the end without a shell or stdin; return it with its output as text (undecodable
+    bytes replaced). Raise OSError if it cannot start, subprocess.TimeoutExpired if it is too slow."""
+    return subprocess.run(  # noqa: S603 - argv list, no shell
+        argv,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )

@@ -90,17 +90,7 @@ class Encode:
             raise ValueError(f"nice must be 0-19, got {nice}")
         if shutil.which(argv[0]) is None:
             raise FileNotFoundError(errno.ENOENT, "no such executable", argv[0])
-        prefix, renice_after_start = low_priority_prefix(nice)
-        process = await asyncio.create_subprocess_exec(
-            *prefix,
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
-        if renice_after_start:
-            lower_priority(process.pid, nice=nice)
+        process = await start_low_priority(argv, nice=nice, stdout=asyncio.subprocess.PIPE)
         return cls(process, on_progress)
 
     @property
@@ -259,6 +249,23 @@ def low_priority_prefix(nice: int) -> tuple[tuple[str, ...], bool]:
         # of a dozen updates every few seconds. Line-buffered, each update comes as it is made.
         prefix += (stdbuf, "-oL")
     return prefix, increment > 0 and not nice_tool
+
+
+async def start_low_priority(argv: Sequence[str], *, nice: int, stdout: int) -> asyncio.subprocess.Process:
+    """Start argv in a session of its own at niceness nice and low I/O priority, dying with the
+    agent (low_priority_prefix); stdin empty, stderr a pipe, stdout as given. Return the process."""
+    prefix, renice_after_start = low_priority_prefix(nice)
+    process = await asyncio.create_subprocess_exec(
+        *prefix,
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    if renice_after_start:
+        lower_priority(process.pid, nice=nice)
+    return process
 
 
 # The lowest best-effort I/O priority, for hosts where the idle class is refused.

@@ -25,6 +25,7 @@ from agent.domain import (
 )
 from agent.facts import MediaFacts
 from agent.store import (
+    agent_status,
     archive_memory,
     batch_facts,
     decisions,
@@ -37,10 +38,9 @@ from agent.store import (
     leases,
     ledger,
     media_facts,
+    planner_ledger,
     savings,
     scans,
-    state,
-    status,
     tallies,
     tokens,
     users,
@@ -220,7 +220,7 @@ class DatabaseStore:
 
     # --- the ledger
     def load_ledger(self) -> Ledger:
-        return state.load_ledger(self.database)
+        return planner_ledger.load_ledger(self.database)
 
     def record_output(
         self, entry: LedgerEntry, *, encoded_at: str, output_size: int | None = None, adopted: bool = False
@@ -432,10 +432,10 @@ class DatabaseStore:
 
     # --- status
     def set_gate(self, *, reasons: tuple[str, ...], now: datetime) -> None:
-        status.set_gate(self.database, reasons=reasons, now=now)
+        agent_status.set_gate(self.database, reasons=reasons, now=now)
 
     def gate_reasons(self) -> tuple[tuple[str, ...], str | None]:
-        return status.gate_reasons(self.database)
+        return agent_status.gate_reasons(self.database)
 
     # --- history
     def record_history(self, finished: history.Finished) -> None:

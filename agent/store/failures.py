@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from agent import timestamps
 from agent.retry import backoff_delay
-from agent.store.jobs import Job, _one, _refuse, _sql, _stamp, _tail, check_token, fenced
+from agent.store.jobs import Job, _one, _refuse, _sql, _tail, check_token, fenced
 from agent.store.sql import Database
 from agent.store.transitions import JobEvent, sql_states, target
 
@@ -44,7 +45,7 @@ def mark_failed_temporarily(
     token, LeaseLost (writing nothing) if that lease token no longer holds it.
     """
     not_before = now + backoff_delay(attempt=1, backoff=retry.backoff, max_backoff=retry.max_backoff)
-    return _end(database, job_id, event=JobEvent.FAIL_TEMPORARILY, not_before=_stamp(not_before), error=error,
+    return _end(database, job_id, event=JobEvent.FAIL_TEMPORARILY, not_before=timestamps.stamp(not_before), error=error,
                 stderr_tail=stderr_tail, now=now, token=token)  # fmt: skip
 
 
@@ -87,7 +88,7 @@ def _end(
         WHERE id = ? AND state IN {sql_states(event)}{fenced(token)}
         RETURNING {{COLUMNS}}
         """),  # noqa: S608 - the guard is built from the transition table's constants
-        (str(target(event)), counted, not_before, error, _tail(stderr_tail), _stamp(now), job_id)
+        (str(target(event)), counted, not_before, error, _tail(stderr_tail), timestamps.stamp(now), job_id)
         + (() if token is None else (token,)),
     )
     job = _one(cursor)

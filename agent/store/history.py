@@ -5,7 +5,7 @@ default), however many jobs there were, and nothing is recomputed from the jobs.
 brought up to date as work happens, by an upsert:
 - an encode that is published adds to its day's `encodes`, `input_bytes`, `output_bytes` and
   `encode_seconds`, and one that fails to its `failures`, in the same transaction that records
-  the job's new state (the dispatcher, `agent.worker`): a day counts exactly what was committed;
+  the job's new state (the dispatcher, `agent.dispatcher`): a day counts exactly what was committed;
 - the queue's length (jobs queued, running or waiting to retry) is sampled when it changes (the
   dispatcher looks each tick, `agent.history.QueueSampler`): `queue_peak` keeps the day's
   highest, `queue_last` the last. The chart shows the peak: the backlog an operator asks about.

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from agent.store.jobs import _stamp
+from agent import timestamps
 from agent.store.leases import database_now
 from agent.store.sql import Database
 
@@ -51,7 +51,7 @@ def report(database: Database, host: HostReport) -> str:
         raise ValueError("a host report needs the host's name")
     if host.running_jobs < 0:
         raise ValueError(f"running jobs must be 0 or more, got {host.running_jobs}")
-    stamp = _stamp(database_now(database))
+    stamp = timestamps.stamp(database_now(database))
     database.execute(
         """
         INSERT INTO hosts (name, version, handbrake_version, libraries, running_jobs, last_seen)

@@ -36,10 +36,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
+from agent import timestamps
 from agent.retry import backoff_delay
 from agent.store import tallies
 from agent.store.order import QueueOrder, first_fronted, first_in_library, library_sequence, source_size
@@ -135,7 +136,7 @@ def enqueue(
     One an operator cancelled is left alone (None). A queued or failed job of another identity
     for the same (library, rel_path) is cancelled (by the engine).
     """
-    stamp = _stamp(now)
+    stamp = timestamps.stamp(now)
     cursor = database.execute(
         _sql("""
         INSERT INTO jobs (library, rel_path, fingerprint, preset_hash, output_path, reason, state, attempts,
@@ -202,7 +203,7 @@ def next_runnable(
     # Indexed queries only (partial indexes that hold just the waiting jobs): the dispatcher
     # asks every few seconds, also with a long queue or a paused library.
     order = order or QueueOrder()
-    stamp = _stamp(now)
+    stamp = timestamps.stamp(now)
     excluded = set(exclude_libraries)
     waiting = [library for library in _waiting_libraries(database) if library not in excluded]
     picked = first_fronted(database, libraries=waiting, stamp=stamp, lock="")
@@ -231,7 +232,7 @@ def move_to_front(database: Database, job_id: int, *, now: datetime) -> Job:
         """)
         .replace("{WAITING}", "state IN ('queued', 'failed')")
         .replace("{INDEXED}", " INDEXED BY jobs_fronted" if database.dialect == "sqlite" else ""),
-        (_stamp(now), job_id),
+        (timestamps.stamp(now), job_id),
     )
     job = _one(cursor)
     if job is None:
@@ -270,7 +271,6 @@ _WAITING_LIBRARIES = """
 """
 
 
-
 def mark_running(database: Database, job_id: int, *, now: datetime) -> Job:
     """Mark a queued or failed job running (its last error cleared); return it.
 
@@ -283,7 +283,7 @@ def mark_running(database: Database, job_id: int, *, now: datetime) -> Job:
         WHERE id = ? AND {_START}
         RETURNING {{COLUMNS}}
         """),  # noqa: S608 - the guard is built from the transition table's constants
-        (str(target(JobEvent.START)), _stamp(now), job_id),
+        (str(target(JobEvent.START)), timestamps.stamp(now), job_id),
     )
     return _one(cursor) or _refuse(database, job_id, event=JobEvent.START)
 
@@ -294,7 +294,7 @@ def record_progress(database: Database, job_id: int, *, progress: float, now: da
         raise ValueError(f"progress must be a finite percentage, got {progress!r}")
     database.execute(
         "UPDATE jobs SET progress = ?, updated_at = ? WHERE id = ? AND state = 'running'",
-        (min(max(progress, 0.0), 100.0), _stamp(now), job_id),
+        (min(max(progress, 0.0), 100.0), timestamps.stamp(now), job_id),
     )
 
 
@@ -309,7 +309,7 @@ def mark_done(database: Database, job_id: int, *, now: datetime) -> Job:
         WHERE id = ? AND {_FINISH}
         RETURNING {{COLUMNS}}
         """),  # noqa: S608 - the guard is built from the transition table's constants
-        (str(target(JobEvent.FINISH)), _stamp(now), job_id),
+        (str(target(JobEvent.FINISH)), timestamps.stamp(now), job_id),
     )
     return _one(cursor) or _refuse(database, job_id, event=JobEvent.FINISH)
 
@@ -341,7 +341,7 @@ def mark_failed(
         state, not_before = target(JobEvent.EXHAUST), None
     else:
         delay = backoff_delay(attempt=attempts, backoff=retry.backoff, max_backoff=retry.max_backoff)
-        state, not_before = target(JobEvent.FAIL), _stamp(now + delay)
+        state, not_before = target(JobEvent.FAIL), timestamps.stamp(now + delay)
     cursor = database.execute(
         _sql(f"""
         UPDATE jobs SET state = ?, attempts = ?, not_before = ?, error = ?, stderr_tail = ?, progress = NULL,
@@ -349,7 +349,7 @@ def mark_failed(
         WHERE id = ? AND {_FAIL} AND attempts = ?{fenced(token)}
         RETURNING {{COLUMNS}}
         """),  # noqa: S608 - the guard is built from the transition table's constants
-        (str(state), attempts, not_before, error, _tail(stderr_tail), _stamp(now), job_id, job.attempts)
+        (str(state), attempts, not_before, error, _tail(stderr_tail), timestamps.stamp(now), job_id, job.attempts)
         + (() if token is None else (token,)),
     )
     failed = _one(cursor)
@@ -376,7 +376,7 @@ def requeue_running(database: Database, *, now: datetime, host: str | None = Non
         WHERE {_REQUEUE}{mine}
         RETURNING {{COLUMNS}}
         """),  # noqa: S608 - the guard is built from the transition table's constants
-        (str(target(JobEvent.REQUEUE)), _stamp(now), *(() if host is None else (host,))),
+        (str(target(JobEvent.REQUEUE)), timestamps.stamp(now), *(() if host is None else (host,))),
     )
     return _sorted(cursor)
 
@@ -414,7 +414,7 @@ def cancel(database: Database, job_id: int, *, now: datetime, by: CancelledBy = 
         WHERE id = ? AND {_CANCEL}
         RETURNING {{COLUMNS}}
         """),  # noqa: S608 - the guard is built from the transition table's constants
-        (str(target(JobEvent.CANCEL)), str(by), _stamp(now), job_id),
+        (str(target(JobEvent.CANCEL)), str(by), timestamps.stamp(now), job_id),
     )
     return _one(cursor) or _refuse(database, job_id, event=JobEvent.CANCEL)
 
@@ -462,7 +462,7 @@ def retry(database: Database, job_id: int, *, now: datetime) -> Job:
           )
         RETURNING {{COLUMNS}}
         """),  # noqa: S608 - the guard is built from the transition table's constants
-        (str(target(JobEvent.RETRY)), _stamp(now), job_id),
+        (str(target(JobEvent.RETRY)), timestamps.stamp(now), job_id),
     )
     return _one(cursor) or _refuse(database, job_id, event=JobEvent.RETRY)
 
@@ -485,7 +485,7 @@ def retry_dead(database: Database, *, now: datetime) -> list[Job]:
           )
         RETURNING {COLUMNS}
         """),
-        (_stamp(now),),
+        (timestamps.stamp(now),),
     )
     return _sorted(cursor)
 
@@ -565,12 +565,6 @@ def changed_after(database: Database, change: int, *, limit: int = 500) -> list[
         _sql("SELECT change_seq, {COLUMNS} FROM jobs WHERE change_seq > ? ORDER BY change_seq LIMIT ?"), (change, limit)
     )
     return [(int(row[0]), _job(row[1:])) for row in cursor.fetchall()]
-
-
-def _stamp(moment: datetime) -> str:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"now must be an aware datetime (UTC), got the naive {moment!r}")
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def _tail(lines: Sequence[str]) -> str | None:

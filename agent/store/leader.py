@@ -37,7 +37,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from agent.store.jobs import _stamp
+from agent import timestamps
 from agent.store.leases import database_now
 from agent.store.sql import Cursor, Database, StoreError
 
@@ -64,7 +64,7 @@ def take_or_renew(database: Database, host: str, *, lease: timedelta) -> Leaders
     if lease <= timedelta(0):
         raise ValueError(f"a lease must be longer than 0 seconds, got {lease}")
     now = database_now(database)
-    stamp, expires_at = _stamp(now), _stamp(now + lease)
+    stamp, expires_at = timestamps.stamp(now), timestamps.stamp(now + lease)
     if database.dialect == "postgres":
         holder = database.execute("SELECT host, expires_at FROM leader WHERE id = 1").fetchone()
         if holder is not None and holder[0] != host:
@@ -116,7 +116,7 @@ def end_stale_transactions(database: Database, *, holder: str, expired_at: str) 
 
 def resign(database: Database, host: str, epoch: int) -> bool:
     """Let host's lease under epoch run out now; return whether it still held it."""
-    stamp = _stamp(database_now(database))
+    stamp = timestamps.stamp(database_now(database))
     cursor = database.execute(
         "UPDATE leader SET expires_at = ? WHERE id = 1 AND host = ? AND epoch = ? AND expires_at > ?",
         (stamp, host, epoch, stamp),
@@ -126,7 +126,7 @@ def resign(database: Database, host: str, epoch: int) -> bool:
 
 def current(database: Database) -> Leadership | None:
     """Return the lease as it is while it has not run out; None if no host holds it."""
-    stamp = _stamp(database_now(database))
+    stamp = timestamps.stamp(database_now(database))
     row = database.execute(
         "SELECT host, epoch, expires_at FROM leader WHERE id = 1 AND expires_at > ?", (stamp,)
     ).fetchone()
@@ -156,7 +156,7 @@ _IDLE_LIMIT_SQL = (
 
 def check(database: Database, leadership: Leadership) -> None:
     """Raise NotLeader unless leadership still holds the lease; on PostgreSQL lock the row for the transaction."""
-    stamp = _stamp(database_now(database))
+    stamp = timestamps.stamp(database_now(database))
     row = database.execute(
         _CHECK[database.dialect],
         (leadership.host, leadership.epoch, stamp),

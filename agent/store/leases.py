@@ -43,9 +43,10 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import NamedTuple, NoReturn
 
+from agent import timestamps
 from agent.domain import LedgerEntry
 from agent.store import ledger
-from agent.store.jobs import Job, _job, _one, _sql, _stamp, _waiting_libraries
+from agent.store.jobs import Job, _job, _one, _sql, _waiting_libraries
 from agent.store.jobs import LeaseLost as LeaseLost  # raised here too; its home is `jobs` (failures are fenced)
 from agent.store.order import QueueOrder, first_fronted, first_in_library, library_sequence
 from agent.store.sql import Database
@@ -129,11 +130,11 @@ def claim(
     lock = " FOR UPDATE SKIP LOCKED" if database.dialect == "postgres" else ""
     with database.transaction():
         now = database_now(database)
-        stamp = _stamp(now)
+        stamp = timestamps.stamp(now)
         waiting = [library for library in _waiting_libraries(database) if library in allowed]
         fronted = first_fronted(database, libraries=waiting, stamp=stamp, lock=lock)
         if fronted is not None:
-            taken = _take(database, fronted, host=host, expires_at=_stamp(now + lease), stamp=stamp)
+            taken = _take(database, fronted, host=host, expires_at=timestamps.stamp(now + lease), stamp=stamp)
             if taken is not None:
                 return taken
         sequence = library_sequence(database, waiting=waiting, library_order=library_order, order=order, stamp=stamp)
@@ -141,7 +142,7 @@ def claim(
             candidate = first_in_library(database, library=library, stamp=stamp, order_by=order.of(library), lock=lock)
             if candidate is None:
                 continue  # none runnable, or every one is being claimed by another host
-            taken = _take(database, candidate, host=host, expires_at=_stamp(now + lease), stamp=stamp)
+            taken = _take(database, candidate, host=host, expires_at=timestamps.stamp(now + lease), stamp=stamp)
             if taken is not None:
                 return taken
     return None
@@ -189,12 +190,12 @@ def heartbeat(
     if remaining is not None and remaining < 0:
         raise ValueError(f"remaining bytes must be 0 or more, got {remaining}")
     now = database_now(database)
-    expires_at = _stamp(now + lease)
+    expires_at = timestamps.stamp(now + lease)
     changes: list[str] = ["lease_expires_at = ?"]
     values: list[object] = [expires_at]
     if progress is not None:
         changes += ["progress = ?", "updated_at = ?"]
-        values += [progress, _stamp(now)]
+        values += [progress, timestamps.stamp(now)]
     if remaining is not None:
         changes.append("remaining_bytes = ?")
         values.append(remaining)
@@ -228,7 +229,7 @@ def release(database: Database, job_id: int, token: int, *, reason: str) -> Job:
     For problems of the host, not of the file (its mount is missing, its HandBrakeCLI does not
     start); `reason` becomes the job's last error. Raise LeaseLost if token no longer holds it.
     """
-    stamp = _stamp(database_now(database))
+    stamp = timestamps.stamp(database_now(database))
     cursor = database.execute(
         _sql(f"""
         UPDATE jobs SET state = ?, host = NULL, lease_expires_at = NULL, not_before = NULL, progress = NULL,
@@ -249,7 +250,7 @@ def expire_leases(database: Database, *, host_loss_cap: int) -> list[Job]:
     """
     if host_loss_cap < 0:
         raise ValueError(f"host_loss_cap must be 0 or more, got {host_loss_cap}")
-    stamp = _stamp(database_now(database))
+    stamp = timestamps.stamp(database_now(database))
     expired = f"{_EXPIRE} AND lease_expires_at IS NOT NULL AND lease_expires_at < ?"
     if database.dialect == "postgres":
         # A row another host has locked is in the middle of its transaction (publishing it, say):
@@ -307,7 +308,7 @@ def finish_claimed(
             WHERE id = ? AND lease_token = ? AND {_FINISH}
             RETURNING {{COLUMNS}}
             """),  # noqa: S608 - the guard is built from the transition table's constants
-            (str(target(JobEvent.FINISH)), _stamp(now), job_id, token),
+            (str(target(JobEvent.FINISH)), timestamps.stamp(now), job_id, token),
         )
         done = _one(cursor) or _lost(database, job_id, token, doing="publish")
         if (entry.library, entry.rel_path) != (done.library, done.rel_path):

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from agent.facts import MediaFacts, facts_from_json, facts_to_json
 from agent.store.sql import Database
+from agent.timestamps import stamp
 
 READ_BATCH = 500
 
@@ -41,7 +42,7 @@ def record(database: Database, fingerprint: str, *, facts: MediaFacts | None, er
         ON CONFLICT (fingerprint) DO UPDATE SET
             facts = excluded.facts, error = excluded.error, probed_at = excluded.probed_at
         """,
-        (fingerprint, None if facts is None else facts_to_json(facts), error, now.isoformat(timespec="microseconds")),
+        (fingerprint, None if facts is None else facts_to_json(facts), error, stamp(now)),
     )
 
 

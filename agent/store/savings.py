@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple
 
-from agent.store.jobs import _stamp
 from agent.store.sql import Database
+from agent.timestamps import stamp
 
 
 class Saving(NamedTuple):
@@ -34,6 +34,6 @@ def saved_since(database: Database, since: datetime) -> Saving:
         WHERE jobs.updated_at >= ? AND jobs.state = 'done' AND ledger.origin = 'encoded'
             AND ledger.output_size IS NOT NULL
         """,
-        (_stamp(since),),
+        (stamp(since),),
     ).fetchone()
     return Saving(0, 0, 0) if row is None else Saving(int(row[0]), int(row[1]), int(row[2]))

@@ -173,20 +173,7 @@ def _record_folders(
         "DELETE FROM scanned_folders WHERE library = ? AND rel_path = ?",
         [(library, rel_path) for rel_path in before.keys() - reached],
     )
-    database.executemany(
-        """
-        INSERT INTO scanned_folders (
-            library, rel_path, identity, mtime_ns, ctime_ns, via_link, problems, file_count, listed_at_ns,
-            newest_change_ns
-        )
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-        ON CONFLICT (library, rel_path) DO UPDATE SET
-            identity = excluded.identity, mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns,
-            via_link = excluded.via_link, problems = excluded.problems, file_count = excluded.file_count,
-            listed_at_ns = excluded.listed_at_ns, newest_change_ns = excluded.newest_change_ns
-        """,
-        rows,
-    )
+    database.executemany(_UPSERT_FOLDER, rows)
 
 
 def record_walk(

@@ -15,11 +15,12 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from agent import auth, logs
+from agent import logs
 from agent.api.context import ApiContext, assemble
+from agent.auth import jwt_secret, user_sync
 from agent.config import load_config
 from agent.config.models import Config
-from agent.engine import EngineState
+from agent.engine import AgentState
 from agent.gate import Sample
 from agent.passwords import hash_password
 from agent.resources import Sampler
@@ -111,14 +112,14 @@ class Api:
 def build_context(config_path: Path, *, sampler: Any = None, log: Any = None) -> ApiContext:
     """Return the API context of an agent on config_path, as `hb2r run` builds it (no passes run)."""
     config: Config = load_config(config_path).config
-    state = EngineState(config=config, store=store_for(config), preset_hashes={})  # store.url: SQLite by default
+    state = AgentState(config=config, store=store_for(config), preset_hashes={})  # store.url: SQLite by default
     log = log or logs.get_logger("hb2r-test")
-    auth.sync_users(state.store, config, now=datetime.now(UTC), log=log)
+    user_sync.sync_users(state.store, config, now=datetime.now(UTC), log=log)
     scans: list[datetime] = []
     context = assemble(
         state,
         sampler=sampler or Sampler(config.paths.archive),
-        secret=auth.load_secret(config.auth),
+        secret=jwt_secret.load_secret(config.auth),
         request_scan=lambda: scans.append(datetime.now(UTC)),
         log=log,
         now=datetime.now(UTC),

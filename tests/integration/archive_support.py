@@ -26,13 +26,13 @@ from agent.api.app import init_app
 from agent.api.context import assemble
 from agent.config import load_config
 from agent.config.models import Config
-from agent.engine import EngineState, reconcile
+from agent.dispatcher import Dispatcher
+from agent.engine import AgentState, reconcile
 from agent.observe import preset_hashes
 from agent.resources import Sampler
 from agent.store import jobs
 from agent.store.db import open_database
 from agent.store.sqlite import SqliteStore
-from agent.worker import Dispatcher
 
 PRESET = "Very Fast 480p30"
 # The test machine is shared and busy: only the archive's space and the slots may hold a job back.
@@ -102,7 +102,7 @@ class Agent:
         self.log = logs.get_logger("test")
         self.config = config
         self.connection = open_database(config.paths.state_dir)
-        self.state = EngineState(
+        self.state = AgentState(
             config=config, store=SqliteStore(self.connection), preset_hashes=preset_hashes(config, warn=print)
         )
         self.context = assemble(

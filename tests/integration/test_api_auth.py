@@ -30,9 +30,10 @@ import pytest
 import structlog
 from aiohttp import ClientResponse
 
-from agent import auth, logs
+from agent import logs
 from agent.api.app import init_app
-from agent.auth import SecretError
+from agent.auth import jwt_secret, tokens, user_sync
+from agent.auth.jwt_secret import SecretError
 from agent.config import load_config
 from agent.config.models import Auth, Config
 from agent.passwords import hash_password
@@ -71,7 +72,7 @@ def reload_users(api: Api, users: str, **options: Any) -> Config:
     """Rewrite api's config with these users and apply it as a reload does; return the new config."""
     root = api.context.state.config.paths.state_dir.parent
     config = load_config(write_config(root, users=users, **options)).config
-    auth.sync_users(api.context.state.store, config, now=datetime.now(UTC), log=api.context.log)
+    user_sync.sync_users(api.context.state.store, config, now=datetime.now(UTC), log=api.context.log)
     api.context.state.config = config
     return config
 
@@ -108,12 +109,12 @@ def hand_made_token(header: dict[str, Any], claims: dict[str, Any], *, key: byte
 
 def valid_claims(name: str, password_hash: str) -> dict[str, Any]:
     now = int(time.time())
-    return {"sub": name, "jti": "hand-made", "iat": now, "exp": now + 600, "pwd": auth.password_digest(password_hash)}
+    return {"sub": name, "jti": "hand-made", "iat": now, "exp": now + 600, "pwd": tokens.password_digest(password_hash)}
 
 
 def parse_utc(text: str) -> datetime:
-    assert text.endswith("Z"), text
-    return datetime.fromisoformat(text.removesuffix("Z") + "+00:00")
+    assert text.endswith("+00:00"), text
+    return datetime.fromisoformat(text)
 
 
 def log_events(stream: io.StringIO) -> list[dict[str, Any]]:
@@ -275,7 +276,7 @@ async def test_a_rightly_signed_token_for_an_unknown_user_is_refused(api: Api) -
 async def test_an_expired_token_is_refused(api: Api) -> None:
     viewer = stored_users.find(api.context.state.store.database, "viewer")
     assert viewer is not None
-    issued = auth.issue_token(
+    issued = tokens.issue_token(
         secret=api.context.secret,
         user=viewer,
         lifetime=api.context.state.config.auth.session_timeout,
@@ -289,14 +290,14 @@ async def test_a_token_is_valid_until_its_expiry_and_not_after(api: Api) -> None
     viewer = stored_users.find(api.context.state.store.database, "viewer")
     assert viewer is not None
     issued_at = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
-    issued = auth.issue_token(secret=api.context.secret, user=viewer, lifetime=timedelta(minutes=60), now=issued_at)
+    issued = tokens.issue_token(secret=api.context.secret, user=viewer, lifetime=timedelta(minutes=60), now=issued_at)
     store, secret = api.context.state.store, api.context.secret
 
-    session = auth.authenticate(
+    session = tokens.authenticate(
         store, secret=secret, token=issued.token, now=issued.expires_at - timedelta(seconds=1)
     )
-    with pytest.raises(auth.AuthError, match="expired"):
-        auth.authenticate(store, secret=secret, token=issued.token, now=issued.expires_at)
+    with pytest.raises(tokens.AuthError, match="expired"):
+        tokens.authenticate(store, secret=secret, token=issued.token, now=issued.expires_at)
 
     assert session.user == "viewer"
     assert session.expires_at == issued.expires_at == datetime(2030, 1, 1, 13, 0, tzinfo=UTC)
@@ -613,7 +614,7 @@ async def test_without_users_an_admin_is_made_whose_password_only_its_file_holds
     make_api: MakeApi, log_output: io.StringIO
 ) -> None:
     api = await make_api(users="")
-    password_file = api.context.state.config.paths.state_dir / auth.INITIAL_PASSWORD_FILE
+    password_file = api.context.state.config.paths.state_dir / user_sync.INITIAL_PASSWORD_FILE
 
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
     password = password_file.read_text().strip()
@@ -627,10 +628,10 @@ async def test_without_users_an_admin_is_made_whose_password_only_its_file_holds
 
 async def test_a_restart_without_users_keeps_the_generated_password(make_api: MakeApi) -> None:
     api = await make_api(users="")
-    password_file = api.context.state.config.paths.state_dir / auth.INITIAL_PASSWORD_FILE
+    password_file = api.context.state.config.paths.state_dir / user_sync.INITIAL_PASSWORD_FILE
     password = password_file.read_text()
 
-    applied = auth.sync_users(
+    applied = user_sync.sync_users(
         api.context.state.store, api.context.state.config, now=datetime.now(UTC), log=api.context.log
     )
 
@@ -643,7 +644,7 @@ async def test_declared_users_replace_the_generated_admin_and_its_password_file(
     make_api: MakeApi, log_output: io.StringIO
 ) -> None:
     api = await make_api(users="")
-    password_file = api.context.state.config.paths.state_dir / auth.INITIAL_PASSWORD_FILE
+    password_file = api.context.state.config.paths.state_dir / user_sync.INITIAL_PASSWORD_FILE
     password = password_file.read_text().strip()
     token = await api.login("admin", password)
 
@@ -659,7 +660,7 @@ async def test_declared_users_replace_the_generated_admin_and_its_password_file(
 
 async def test_a_declared_admin_takes_over_the_generated_one(make_api: MakeApi) -> None:
     api = await make_api(users="")
-    password_file = api.context.state.config.paths.state_dir / auth.INITIAL_PASSWORD_FILE
+    password_file = api.context.state.config.paths.state_dir / user_sync.INITIAL_PASSWORD_FILE
     password = password_file.read_text().strip()
     token = await api.login("admin", password)
 
@@ -678,7 +679,7 @@ async def test_emptying_the_users_list_brings_back_a_generated_admin(api: Api) -
 
     config = reload_users(api, "")
 
-    password_file = config.paths.state_dir / auth.INITIAL_PASSWORD_FILE
+    password_file = config.paths.state_dir / user_sync.INITIAL_PASSWORD_FILE
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
     await assert_unauthorized(await me(api, token))
     await assert_unauthorized(await login(api, "admin", ADMIN_PASSWORD))
@@ -692,12 +693,12 @@ async def test_emptying_the_users_list_brings_back_a_generated_admin(api: Api) -
 def test_a_missing_secret_file_is_made_private_with_32_random_bytes(tmp_path: Path) -> None:
     path = tmp_path / "new-folder" / "jwt.secret"
 
-    secret = auth.load_secret(Auth(jwt_secret_file=path))
+    secret = jwt_secret.load_secret(Auth(jwt_secret_file=path))
 
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.read_bytes() == secret and len(secret) == 32
-    assert auth.load_secret(Auth(jwt_secret_file=path)) == secret  # made once, then read
-    assert auth.load_secret(Auth(jwt_secret_file=tmp_path / "other.secret")) != secret
+    assert jwt_secret.load_secret(Auth(jwt_secret_file=path)) == secret  # made once, then read
+    assert jwt_secret.load_secret(Auth(jwt_secret_file=tmp_path / "other.secret")) != secret
 
 
 def test_a_secret_file_written_with_echo_loses_its_newline(tmp_path: Path) -> None:
@@ -705,7 +706,7 @@ def test_a_secret_file_written_with_echo_loses_its_newline(tmp_path: Path) -> No
     path.write_text("Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5\n")
     path.chmod(0o600)
 
-    assert auth.load_secret(Auth(jwt_secret_file=path)) == b"Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5"
+    assert jwt_secret.load_secret(Auth(jwt_secret_file=path)) == b"Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5"
 
 
 def test_a_too_short_secret_file_is_refused_naming_the_file(tmp_path: Path) -> None:
@@ -714,7 +715,7 @@ def test_a_too_short_secret_file_is_refused_naming_the_file(tmp_path: Path) -> N
     path.chmod(0o600)
 
     with pytest.raises(SecretError) as raised:
-        auth.load_secret(Auth(jwt_secret_file=path))
+        jwt_secret.load_secret(Auth(jwt_secret_file=path))
 
     assert str(path) in str(raised.value)
     assert "32" in str(raised.value)
@@ -725,7 +726,7 @@ def test_an_unreadable_secret_file_is_a_secret_error(tmp_path: Path) -> None:
     path.mkdir()  # a folder where the file should be
 
     with pytest.raises(SecretError, match=r"jwt\.secret"):
-        auth.load_secret(Auth(jwt_secret_file=path))
+        jwt_secret.load_secret(Auth(jwt_secret_file=path))
 
 
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620])
@@ -735,7 +736,7 @@ def test_a_secret_file_others_may_read_or_write_is_refused_naming_the_fix(tmp_pa
     path.chmod(mode)
 
     with pytest.raises(SecretError) as raised:
-        auth.load_secret(Auth(jwt_secret_file=path))
+        jwt_secret.load_secret(Auth(jwt_secret_file=path))
 
     assert str(raised.value) == (
         f"jwt_secret_file {path} may be read or changed by users other than its owner (mode {mode:04o}); "
@@ -752,7 +753,7 @@ def test_a_secret_file_that_is_a_link_is_refused_not_followed(tmp_path: Path) ->
     path.symlink_to(target)
 
     with pytest.raises(SecretError) as raised:
-        auth.load_secret(Auth(jwt_secret_file=path))
+        jwt_secret.load_secret(Auth(jwt_secret_file=path))
 
     assert str(raised.value) == (
         f"jwt_secret_file {path} is a symbolic link; hb2r does not follow links to its secrets: "
@@ -788,7 +789,7 @@ def test_a_configured_secret_is_used_and_no_file_is_made(tmp_path: Path) -> None
     path = tmp_path / "jwt.secret"
     configured = "c" * 40
 
-    assert auth.load_secret(Auth(jwt_secret=configured, jwt_secret_file=path)) == configured.encode()
+    assert jwt_secret.load_secret(Auth(jwt_secret=configured, jwt_secret_file=path)) == configured.encode()
     assert not path.exists()
 
 

@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
 
-from agent import auth
 from agent.api import realtime
+from agent.auth import tokens, user_sync
 from agent.config import load_config
+from agent.dispatcher import Running
 from agent.store import jobs
 from agent.store import users as stored_users
 from agent.store.db import transaction
-from agent.worker import Running
 
 from .api_support import ADMIN_HASH, VIEWER_PASSWORD, Api, write_config
 
@@ -148,7 +148,7 @@ async def test_a_bad_token_is_refused_with_4401(api: Api, where: str) -> None:
 async def test_an_expired_token_is_refused_with_4401(api: Api) -> None:
     user = stored_users.find(api.context.state.store.database, "viewer")
     assert user is not None
-    expired = auth.issue_token(
+    expired = tokens.issue_token(
         secret=api.context.secret,
         user=user,
         lifetime=timedelta(minutes=5),
@@ -202,7 +202,7 @@ async def test_removing_the_user_cuts_the_socket_off(api: Api) -> None:
         write_config(root, users=f'  - {{name: admin, role: admin, password_hash: "{ADMIN_HASH}"}}\n')
     ).config
     api.context.state.config = config
-    auth.sync_users(api.context.state.store, config, now=datetime.now(UTC), log=api.context.log)
+    user_sync.sync_users(api.context.state.store, config, now=datetime.now(UTC), log=api.context.log)
     error, code = await refusal(socket, deadline=3.0)
     assert code == 4401
     assert "no longer valid" in error["message"]

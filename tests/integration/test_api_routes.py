@@ -34,6 +34,7 @@ from agent.api import params
 from agent.api.app import init_app
 from agent.api.middlewares import MAX_BODY_BYTES
 from agent.config.models import Retry
+from agent.dispatcher import Running
 from agent.domain import LedgerEntry
 from agent.engine import PassSummary
 from agent.gate import Sample
@@ -41,14 +42,13 @@ from agent.mounts import WatchStatus
 from agent.store import decisions, holds, jobs, ledger
 from agent.store.db import open_database
 from agent.store.scans import FullPass
-from agent.worker import Running
 
 from .api_support import ADMIN_HASH, VIEWER_HASH, Api, FixedSampler, build_context, write_config
 from .conftest import MakeApi
 
 GIB = 1024**3
 OUTPUT_FOLDER = {"tv": "TV", "movies": "Movies"}
-TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}\+00:00$")  # agent.timestamps
 BCRYPT = re.compile(r"\$2[abxy]?\$\d{2}\$")
 LEAKS = ("Traceback", "/work/", ".py")
 CALM = Sample(cpu_percent=3.0, memory_percent=20.0, available_memory=16 * GIB, archive_free=1024 * GIB)
@@ -233,7 +233,7 @@ async def test_health_has_the_documented_shape_and_counts_the_queue(api: Api) ->
     assert body["status"] == "healthy"
     assert body["problems"] == []
     assert TIMESTAMP.match(body["timestamp"]), body["timestamp"]
-    stamp = datetime.strptime(body["timestamp"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    stamp = datetime.fromisoformat(body["timestamp"])
     assert abs((now() - stamp).total_seconds()) < 60
     assert body["version"] == __version__
     assert set(body["system"]) == {"cpu_percent", "memory_percent", "disk_free_gb"}
@@ -450,7 +450,7 @@ async def test_status_counts_space_plan_generation_and_gate(api: Api) -> None:
     }  # fmt: skip
     assert (tv["source"], tv["output"], tv["preset"]) == (str(state.config.libraries[0].source), "TV", "fast")
     assert status["plan"] == {
-        "finished_at": "2024-05-01T03:00:00+00:00",
+        "finished_at": "2024-05-01T03:00:00.000000+00:00",
         "seconds": 1.235,
         "counts": {"transcode": 4, "wait": 2},
         "pending": True,
@@ -1303,7 +1303,7 @@ async def test_rule_copies_and_larger_output_fallbacks_are_counted_through_their
         entry = LedgerEntry("tv", f"c{index}.mkv", f"fp-c{index}", 100, 1, "copy:preset-fast", f"TV/c{index}.mkv")
         ledger.record(database, entry, encoded_at=now().isoformat(), output_size=100)
     fallback = LedgerEntry("movies", "f.mkv", "fp-f", 100, 1, "copy:preset-fast", "Movies/f.mkv")
-    ledger.record(database, fallback, encoded_at=now().isoformat(), output_size=100)  # as the worker does
+    ledger.record(database, fallback, encoded_at=now().isoformat(), output_size=100)  # as the dispatcher does
     decisions.note_larger_output(database, output_path="Movies/f.mkv", then="copy")
     add_output(api, "encoded.mkv", size=1_000, output_size=400)
 

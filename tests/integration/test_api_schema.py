@@ -29,9 +29,9 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
-from agent import auth
 from agent.api import openapi
 from agent.api.app import serve
+from agent.auth import tokens
 from agent.store import jobs, users
 
 from .api_support import build_context, write_config
@@ -47,7 +47,7 @@ class LiveAgent:
     admin: users.UserRecord
 
     def admin_token(self) -> str:
-        issued = auth.issue_token(
+        issued = tokens.issue_token(
             secret=self.secret, user=self.admin, lifetime=timedelta(minutes=30), now=datetime.now(UTC)
         )
         return issued.token

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent import auth
+from agent.auth import tokens
 from agent.scheduler import ReconcileSchedule
 from agent.store import jobs, users
 
@@ -41,7 +41,7 @@ async def test_a_job_change_written_after_the_clock_stepped_back_still_reaches_t
     [
         pytest.param(timedelta(seconds=0), True, id="same-clock"),
         pytest.param(timedelta(seconds=90), True, id="a-token-issued-before-a-small-step-back-is-kept"),
-        pytest.param(auth.CLOCK_LEEWAY + timedelta(seconds=1), False, id="a-token-from-far-in-the-future-is-refused"),
+        pytest.param(tokens.CLOCK_LEEWAY + timedelta(seconds=1), False, id="a-token-from-far-in-the-future-is-refused"),
     ],
 )
 async def test_a_token_issued_just_before_the_clock_stepped_back_is_still_accepted(
@@ -51,13 +51,13 @@ async def test_a_token_issued_just_before_the_clock_stepped_back_is_still_accept
     user = users.find(connection, "viewer")
     assert user is not None
     issued_at = datetime.now(UTC)
-    token = auth.issue_token(secret=api.context.secret, user=user, lifetime=timedelta(hours=1), now=issued_at)
+    token = tokens.issue_token(secret=api.context.secret, user=user, lifetime=timedelta(hours=1), now=issued_at)
     if accepted:
-        session = auth.authenticate(store, secret=api.context.secret, token=token.token, now=issued_at - step_back)
+        session = tokens.authenticate(store, secret=api.context.secret, token=token.token, now=issued_at - step_back)
         assert session.user == "viewer"
     else:
-        with pytest.raises(auth.AuthError):
-            auth.authenticate(store, secret=api.context.secret, token=token.token, now=issued_at - step_back)
+        with pytest.raises(tokens.AuthError):
+            tokens.authenticate(store, secret=api.context.secret, token=token.token, now=issued_at - step_back)
     assert VIEWER_PASSWORD  # the viewer of api_support
 
 

@@ -18,13 +18,13 @@ from pathlib import Path
 
 from agent import logs
 from agent.config import load_config
-from agent.engine import EngineState, reconcile
+from agent.dispatcher import Dispatcher
+from agent.engine import AgentState, reconcile
 from agent.gate import Sample
 from agent.observe import preset_hashes
 from agent.store import jobs
 from agent.store.db import open_database
 from agent.store.sqlite import SqliteStore
-from agent.worker import Dispatcher
 
 REPO = Path(__file__).resolve().parents[2]
 GIB = 1024**3
@@ -84,7 +84,7 @@ def test_low_archive_space_holds_jobs_back_with_the_reason_shown_then_they_run(t
 
     async def scenario() -> None:
         connection = open_database(config.paths.state_dir)
-        state = EngineState(
+        state = AgentState(
             config=config, store=SqliteStore(connection), preset_hashes=preset_hashes(config, warn=print)
         )
         await reconcile(state, log=log)
@@ -160,7 +160,7 @@ def test_memory_pressure_pauses_the_running_encode_and_resumes_it_later(tmp_path
 
     async def scenario() -> None:
         connection = open_database(config.paths.state_dir)
-        state = EngineState(
+        state = AgentState(
             config=config, store=SqliteStore(connection), preset_hashes=preset_hashes(config, warn=print)
         )
         await reconcile(state, log=log)
@@ -212,7 +212,7 @@ def test_a_job_of_a_library_taken_out_of_the_config_is_cancelled_not_run(tmp_pat
             now=datetime.now(UTC),
         )
         assert left_over is not None
-        state = EngineState(config=config, store=SqliteStore(connection), preset_hashes={})
+        state = AgentState(config=config, store=SqliteStore(connection), preset_hashes={})
         dispatcher = Dispatcher(state, log=logs.get_logger("test"), sampler=FakeSampler(archive_free=500 * GIB))
 
         dispatcher.tick()

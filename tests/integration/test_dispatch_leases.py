@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import logs, recovery, scan, worker
+from agent import dispatcher, logs, recovery, scan
 from agent.api.health import health_report
 from agent.config import load_config
 from agent.publish import instance_tag, partial_path, prepare_partial_dir
@@ -63,7 +63,7 @@ def host_config(
 @pytest.fixture
 def silent_progress(monkeypatch: pytest.MonkeyPatch) -> None:
     """Progress writes renew the lease too: space them past the test, so only ticks renew."""
-    monkeypatch.setattr(worker, "PROGRESS_WRITE_SECONDS", 3600.0)
+    monkeypatch.setattr(dispatcher, "PROGRESS_WRITE_SECONDS", 3600.0)
 
 
 @pytest.fixture

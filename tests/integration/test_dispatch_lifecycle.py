@@ -23,14 +23,14 @@ from agent import logs, scan
 from agent.api.context import ApiContext, assemble
 from agent.api.health import health_report
 from agent.config import load_config
-from agent.engine import EngineState
+from agent.dispatcher import Dispatcher
+from agent.engine import AgentState
 from agent.gate import Sample
 from agent.notify.events import Event, EventKind
 from agent.resources import Sampler
 from agent.store import jobs
 from agent.store.db import database_path, open_database
 from agent.store.sqlite import SqliteStore
-from agent.worker import Dispatcher
 
 DEADLINE = 30.0
 LIMITS = "{cpu_percent: 100, memory_percent: 100, min_free_memory: 1MiB, min_free_disk: 1MiB, max_jobs: 2}"
@@ -91,7 +91,7 @@ class Agent:
         self.stream = io.StringIO()
         logs.configure(stream=self.stream, json=True)
         config = load_config(config_path).config
-        self.state = EngineState(
+        self.state = AgentState(
             config=config, store=SqliteStore(open_database(config.paths.state_dir)), preset_hashes={"p": "p1"}
         )
         self.context: ApiContext = assemble(

@@ -1,4 +1,4 @@
-"""One reconcile pass against real files and a real database (no encoding: that is the worker's)."""
+"""One reconcile pass against real files and a real database (no encoding: that is the dispatcher's)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 from agent import engine, logs, plan_from_store
 from agent.config import load_config
 from agent.domain import LedgerEntry
-from agent.engine import EngineState, reconcile
+from agent.engine import AgentState, reconcile
 from agent.store import jobs, ledger
 from agent.store.db import open_database
 from agent.store.sqlite import SqliteStore
@@ -48,7 +48,7 @@ def test_a_big_library_is_queued_a_budget_at_a_time_and_every_file_gets_its_turn
 
     async def passes() -> list[int]:
         connection = open_database(config.paths.state_dir)
-        state = EngineState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
+        state = AgentState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
         counts = []
         for _ in range(4):
             await reconcile(state, log=logs.get_logger("test"))
@@ -66,7 +66,7 @@ def test_jobs_the_plan_no_longer_wants_are_cancelled_but_not_those_of_a_paused_l
 
     async def scenario() -> None:
         connection = open_database(config.paths.state_dir)
-        state = EngineState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
+        state = AgentState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
         await reconcile(state, log=logs.get_logger("test"))
         assert len(jobs.list_jobs(connection, state=jobs.JobState.QUEUED)) == 2
 
@@ -95,7 +95,7 @@ def test_a_file_published_while_the_pass_scans_is_not_queued_again(
 
     async def scenario() -> None:
         connection = open_database(config.paths.state_dir)
-        state = EngineState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
+        state = AgentState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
         await reconcile(state, log=logs.get_logger("test"))
         (job,) = jobs.list_jobs(connection, state=jobs.JobState.QUEUED)
         jobs.mark_running(connection, job.id, now=datetime.now(UTC))
@@ -139,9 +139,9 @@ def test_a_pass_takes_the_folders_inotify_marked_and_says_when_a_waiting_file_be
     )
     logs.configure(stream=io.StringIO(), json=True)
 
-    async def one_pass() -> EngineState:
+    async def one_pass() -> AgentState:
         connection = open_database(config.paths.state_dir)
-        state = EngineState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
+        state = AgentState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
         state.dirty_folders["tv"] = {"", "Show"}
         await reconcile(state, log=logs.get_logger("test"))
         connection.close()
@@ -187,7 +187,7 @@ def test_passes_list_only_what_changed_and_a_full_pass_every_full_interval_repor
     async def scenario() -> None:
         connection = open_database(config.paths.state_dir)
         store = SqliteStore(connection)
-        state = EngineState(config=config, store=store, preset_hashes={"tv": "p1"})
+        state = AgentState(config=config, store=store, preset_hashes={"tv": "p1"})
         log = logs.get_logger("test")
 
         await reconcile(state, log=log)  # the first pass after start is full
@@ -253,7 +253,7 @@ def test_a_pass_holds_a_few_folders_at_a_time_never_the_whole_library(
 
     async def passes() -> tuple[int, int]:
         connection = open_database(config.paths.state_dir)
-        state = EngineState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
+        state = AgentState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
         await reconcile(state, log=logs.get_logger("test"))  # full: every folder listed
         await reconcile(state, log=logs.get_logger("test"))  # incremental: every folder kept
         queued = len(jobs.list_jobs(connection, state=jobs.JobState.QUEUED))
@@ -323,7 +323,7 @@ def test_a_pass_plans_only_the_folders_that_changed_or_have_work_and_counts_the_
     # made is settled, not racy, so a folder is listed only when it changes.
     ahead = SimpleNamespace(time_ns=lambda: time.time_ns() + 3600 * 10**9, monotonic=time.monotonic)
     monkeypatch.setattr(engine, "time", ahead)
-    state = EngineState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
+    state = AgentState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
 
     def a_pass() -> tuple[list[str], dict[str, int]]:
         planned.clear()
@@ -332,7 +332,7 @@ def test_a_pass_plans_only_the_folders_that_changed_or_have_work_and_counts_the_
         return sorted(planned), state.last_pass.counts
 
     def a_fresh_agents_counts() -> dict[str, int]:
-        fresh = EngineState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
+        fresh = AgentState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
         asyncio.run(reconcile(fresh, log=logs.get_logger("test")))
         assert fresh.last_pass is not None
         return fresh.last_pass.counts
@@ -391,7 +391,7 @@ def test_the_fingerprints_a_pass_decides_with_are_read_off_the_event_loop(
         return real_fingerprint(path, size=size)
 
     monkeypatch.setattr(observe, "fingerprint", watched)
-    state = EngineState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
+    state = AgentState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
     asyncio.run(reconcile(state, log=logs.get_logger("test")))
 
     assert [row[0] for row in connection.execute("SELECT rel_path FROM ledger").fetchall()] == ["Season 1/E00.mkv"]
@@ -433,7 +433,7 @@ def test_a_pass_over_an_unchanged_library_gives_the_loop_a_turn_between_batches(
 
     async def scenario() -> list[int]:
         store = SqliteStore(connection)
-        state = EngineState(config=config, store=store, preset_hashes={"tv": "p1"})
+        state = AgentState(config=config, store=store, preset_hashes={"tv": "p1"})
         turns = 0
         seen_at_turn: list[int] = []
         read_seen = store.seen_in_folders
@@ -496,7 +496,7 @@ def test_an_idle_pass_reads_no_remembered_folder_and_the_agent_remembers_what_th
 
     store.load_folders = counted_folders  # type: ignore[method-assign,assignment]
     store.load_archive_folders = counted_archive_folders  # type: ignore[method-assign,assignment]
-    state = EngineState(config=config, store=store, preset_hashes={"tv": "p1"})
+    state = AgentState(config=config, store=store, preset_hashes={"tv": "p1"})
     changes = [
         lambda: None,
         lambda: (tmp_path / "tv" / "Show" / "S02.mkv").write_bytes(b"new" * 100),

@@ -1,6 +1,6 @@
 """One planner at a time on a real PostgreSQL: two hosts' reconcile passes, each on its own connection.
 
-The hosts are two EngineStates in this process with their own Store connections and host
+The hosts are two AgentStates in this process with their own Store connections and host
 names, on the same library folders (as two machines mounting one share). A leader "paused"
 (SIGSTOP, a frozen VM) is one whose pass stops for longer than its lease without renewing:
 here its scan waits, on the real clock, until the other host has taken the lease over.
@@ -22,7 +22,7 @@ import pytest
 
 from agent import engine, logs
 from agent.config import load_config
-from agent.engine import EngineState
+from agent.engine import AgentState
 from agent.leadership import PlannerLease, lead_pass
 from agent.store import postgres_schema
 from agent.store.database_store import DatabaseStore
@@ -84,8 +84,8 @@ def test_only_the_leaders_pass_writes_and_a_paused_former_leader_is_refused(
     log = logs.get_logger("test")
     alpha_store, beta_store = stores
     alpha, beta = PlannerLease(host="alpha", lease=LEASE, log=log), PlannerLease(host="beta", lease=LEASE, log=log)
-    alpha_state = EngineState(config=config, store=alpha_store, preset_hashes={"tv": "p1"})
-    beta_state = EngineState(config=config, store=beta_store, preset_hashes={"tv": "p1"})
+    alpha_state = AgentState(config=config, store=alpha_store, preset_hashes={"tv": "p1"})
+    beta_state = AgentState(config=config, store=beta_store, preset_hashes={"tv": "p1"})
 
     async def scenario() -> None:
         taken = alpha.renew(alpha_store)
@@ -167,8 +167,8 @@ def test_a_host_that_leads_again_after_another_did_keeps_the_scan_memory_true(
     log = logs.get_logger("test")
     alpha_store, beta_store = stores
     alpha, beta = PlannerLease(host="alpha", lease=LEASE, log=log), PlannerLease(host="beta", lease=LEASE, log=log)
-    alpha_state = EngineState(config=config, store=alpha_store, preset_hashes={"tv": "p1"})
-    beta_state = EngineState(config=config, store=beta_store, preset_hashes={"tv": "p1"})
+    alpha_state = AgentState(config=config, store=alpha_store, preset_hashes={"tv": "p1"})
+    beta_state = AgentState(config=config, store=beta_store, preset_hashes={"tv": "p1"})
 
     async def scenario() -> None:
         assert alpha.renew(alpha_store) is not None

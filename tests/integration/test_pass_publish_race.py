@@ -21,7 +21,7 @@ import pytest
 from agent import engine, logs
 from agent.config import load_config
 from agent.domain import LedgerEntry, SourceFile, Transcode, TranscodeReason
-from agent.engine import EngineState
+from agent.engine import AgentState
 from agent.store import jobs
 from agent.store.postgres_store import PostgresStore, open_postgres_store
 
@@ -55,7 +55,7 @@ def test_a_pass_does_not_queue_again_a_job_another_host_is_publishing_meanwhile(
         "presets: {p: {handbrake: 'Very Fast 480p30'}}\n"
         f"auth: {{jwt_secret_file: {tmp_path / 'jwt.secret'}, bcrypt_rounds: 4}}\n"
     )
-    state = EngineState(
+    state = AgentState(
         config=load_config(config_path).config, store=leader, preset_hashes={"p": "p1"}
     )  # by preset name
     now = datetime.now(UTC)

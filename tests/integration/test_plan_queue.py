@@ -29,7 +29,8 @@ from agent import logs
 from agent.api.app import init_app
 from agent.config import load_config
 from agent.config.models import Config, Retry
-from agent.engine import EngineState, reconcile
+from agent.dispatcher import Dispatcher
+from agent.engine import AgentState, reconcile
 from agent.gate import Sample
 from agent.handbrake.probe import handbrake_version
 from agent.identity import output_path, preset_identity
@@ -39,7 +40,6 @@ from agent.store import jobs
 from agent.store.db import open_database
 from agent.store.jobs import Job, JobState
 from agent.store.sqlite import SqliteStore
-from agent.worker import Dispatcher
 
 from .api_support import VIEWER_PASSWORD, build_context
 from .api_support import write_config as write_api_config
@@ -245,7 +245,7 @@ def test_a_file_handbrake_cannot_read_is_shown_dead_with_its_retry_command(tmp_p
     async def run_until_dead() -> Job:
         connection = open_database(config.paths.state_dir)
         try:
-            state = EngineState(
+            state = AgentState(
                 config=config, store=SqliteStore(connection), preset_hashes=preset_hashes(config, warn=print)
             )
             await reconcile(state, log=log)

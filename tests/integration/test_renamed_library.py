@@ -16,7 +16,7 @@ from pathlib import Path
 from agent import logs
 from agent.config import load_config
 from agent.domain import LedgerEntry
-from agent.engine import EngineState, reconcile
+from agent.engine import AgentState, reconcile
 from agent.observe import preset_hashes
 from agent.scan import fingerprint
 from agent.store import jobs, ledger
@@ -76,7 +76,7 @@ async def test_a_renamed_library_carries_its_ledger_over_and_a_changed_source_is
 
     config_path = write_config(tmp_path, name="series")
     config = load_config(config_path).config
-    state = EngineState(config=config, store=SqliteStore(connection), preset_hashes=hashes)
+    state = AgentState(config=config, store=SqliteStore(connection), preset_hashes=hashes)
     log = logs.get_logger("test")
     await reconcile(state, log=log)
 

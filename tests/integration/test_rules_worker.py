@@ -1,4 +1,4 @@
-"""What the worker does with the rules: the tracks an encode keeps, the preset `hdr:` names, and an
+"""What the dispatcher does with the rules: the tracks an encode keeps, the preset `hdr:` names, and an
 output that saved too little (`larger_output`). Real clips made with ffmpeg, real HandBrakeCLI and
 ffprobe, a real state database, the real pass and dispatcher.
 """

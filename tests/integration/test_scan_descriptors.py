@@ -24,7 +24,7 @@ import asyncio, errno, io, json, os, pathlib, resource, sys
 from agent import logs
 from agent.config import load_config
 from agent.descriptors import OutOfDescriptors
-from agent.engine import EngineState, reconcile
+from agent.engine import AgentState, reconcile
 from agent.scan import scan_archive
 from agent.store import jobs
 from agent.store.db import open_database
@@ -48,7 +48,7 @@ def use_up_descriptors():
 
 async def main():
     connection = open_database(config.paths.state_dir)
-    state = EngineState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
+    state = AgentState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
     await reconcile(state, log=logs.get_logger("test"))  # a good pass: the baseline
     report = {"first_queued": len(jobs.list_jobs(connection, state=jobs.JobState.QUEUED))}
     with open(os.path.join(config.libraries[0].source, "E99.mkv"), "wb") as new_file:  # to be seen later

@@ -20,7 +20,7 @@ from agent.store.db import (
     open_database,
     open_readonly,
 )
-from agent.store.state import load_ledger
+from agent.store.planner_ledger import load_ledger
 
 NOW = "2024-05-01T12:00:00+00:00"
 HASH_A = "$2b$12$" + "a" * 53

@@ -24,6 +24,7 @@ from agent.store.jobs import JobState
 from agent.store.ledger import LibraryBytes
 from agent.store.protocol import Store
 from agent.store.sqlite import SqliteStore, open_store
+from agent.timestamps import stamp
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 STAMP = T0.isoformat()
@@ -299,9 +300,9 @@ def test_why_jobs_are_held_back_is_what_was_last_recorded(store: Store) -> None:
     assert store.gate_reasons() == ((), None)
 
     store.set_gate(reasons=("cpu 95% ≥ 80%", "outside the windows"), now=T0)
-    assert store.gate_reasons() == (("cpu 95% ≥ 80%", "outside the windows"), T0.isoformat())
+    assert store.gate_reasons() == (("cpu 95% ≥ 80%", "outside the windows"), stamp(T0))
     store.set_gate(reasons=(), now=T0)
-    assert store.gate_reasons() == ((), T0.isoformat())
+    assert store.gate_reasons() == ((), stamp(T0))
 
 
 def test_a_logged_out_token_stays_ended_until_it_would_have_expired(store: Store) -> None:

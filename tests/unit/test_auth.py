@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from agent import auth
-from agent.auth import LoginBusy, PasswordChecker
+from agent.auth import bcrypt_pool, tokens
+from agent.auth.bcrypt_pool import LoginBusy, PasswordChecker
 from agent.domain import UserRecord
 from agent.passwords import check_password, hash_password
 
@@ -62,7 +62,7 @@ async def test_an_unknown_name_costs_what_a_wrong_password_does_even_the_first_t
 async def test_too_many_waiting_logins_are_turned_away(
     checker: PasswordChecker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(auth, "MAX_PENDING_LOGINS", 1)
+    monkeypatch.setattr(bcrypt_pool, "MAX_PENDING_LOGINS", 1)
     user = UserRecord("alice", "user", hash_password(PASSWORD, rounds=10), False)
     try:
         first = asyncio.ensure_future(checker.check(PASSWORD, user, cost=10))
@@ -88,24 +88,24 @@ async def test_too_many_waiting_logins_are_turned_away(
     [("$2b$12$" + "a" * 53, 12), ("$2y$04$" + "a" * 53, 4), ("$2a$31$" + "a" * 53, 31), ("", 9), ("garbage", 9)],
 )
 def test_bcrypt_cost_reads_the_hash(password_hash: str, cost: int) -> None:
-    assert auth.bcrypt_cost(password_hash, default=9) == cost
+    assert bcrypt_pool.bcrypt_cost(password_hash, default=9) == cost
 
 
 @pytest.mark.parametrize("cost", [4, 10])
 def test_the_dummy_hash_has_the_cost_asked_and_matches_nothing(cost: int) -> None:
-    dummy = auth._dummy_hash(cost)
+    dummy = bcrypt_pool._dummy_hash(cost)
 
-    assert auth.bcrypt_cost(dummy, default=0) == cost
+    assert bcrypt_pool.bcrypt_cost(dummy, default=0) == cost
     assert len(dummy) == 60
     assert check_password("", dummy) is False
     assert check_password("anything", dummy) is False
-    assert dummy != auth._dummy_hash(cost)
+    assert dummy != bcrypt_pool._dummy_hash(cost)
 
 
 def test_a_token_carries_a_digest_of_the_hash_not_the_hash() -> None:
-    digest = auth.password_digest(HASH_4)
+    digest = tokens.password_digest(HASH_4)
 
     assert len(digest) == 16
     assert digest not in HASH_4
-    assert digest == auth.password_digest(HASH_4)
-    assert digest != auth.password_digest(hash_password(PASSWORD, rounds=4))  # a new salt, a new digest
+    assert digest == tokens.password_digest(HASH_4)
+    assert digest != tokens.password_digest(hash_password(PASSWORD, rounds=4))  # a new salt, a new digest

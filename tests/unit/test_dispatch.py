@@ -1,6 +1,6 @@
 """The dispatcher's decisions as tables: the facts of a tick (or an ended encode) -> commands.
 
-No HandBrakeCLI, no processes, no SQLite: `agent.dispatch` is pure.
+No HandBrakeCLI, no processes, no SQLite: `agent.dispatch_decisions` is pure.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from agent.config.models import Limits
-from agent.dispatch import (
+from agent.dispatch_decisions import (
     Cancel,
     Candidate,
     Discard,

@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 
 from agent.config.models import Limits
-from agent.dispatch import (
+from agent.dispatch_decisions import (
     Candidate,
     Discard,
     Ended,

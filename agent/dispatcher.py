@@ -1,7 +1,7 @@
-"""The dispatcher's runner: gathers each tick's facts, asks `agent.dispatch` what to do, does it.
+"""The dispatcher's runner: gathers each tick's facts, asks `agent.dispatch_decisions` what to do, does it.
 
 The decisions (which job starts, which encode is suspended, resumed, cancelled or failed as
-hung, and what becomes of an encode that ended) are the pure functions of `agent.dispatch`;
+hung, and what becomes of an encode that ended) are the pure functions of `agent.dispatch_decisions`;
 its docstring has the rules. This module carries their commands out: processes, temp
 files, SQLite writes, logs and metrics.
 
@@ -20,7 +20,7 @@ The runner ticks every TICK_SECONDS (sooner when woken: a pass queued work, a jo
 Each tick first renews this host's due leases, then gives back the jobs whose hosts stopped
 renewing theirs (`expire_leases`: idempotent, so every host does it). Progress is kept in memory and written
 at most every PROGRESS_WRITE_SECONDS per job, by a heartbeat that also renews the lease; a
-heartbeat runs at least every lease/3 (`dispatch.heartbeat_due`) from the tick and from a
+heartbeat runs at least every lease/3 (`dispatch_decisions.heartbeat_due`) from the tick and from a
 timer of its own, and carries what the encode has yet to write into the archive, so that every
 host's gate counts every host's encodes. A heartbeat that finds the job cancelled elsewhere
 stops it as an operator's cancel does; one that finds it lost kills the encode at once and
@@ -48,12 +48,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent import archive_checks, descriptors, dispatch, gate, history, publish
+from agent import archive_checks, descriptors, dispatch_decisions, gate, history, publish
 from agent.batch_plan import COPY_MARK, SKIP_MARK
 from agent.config.models import Config, Library
 from agent.config.rules import LargerOutput
 from agent.domain import LedgerEntry
-from agent.engine import EngineState
+from agent.engine import AgentState
 from agent.handbrake.command import encode_argv
 from agent.handbrake.decode import decode_whole
 from agent.handbrake.mux import muxed_bytes
@@ -70,7 +70,9 @@ from agent.store import StoreError, jobs
 from agent.store.history import Outcome
 from agent.store.jobs import LeaseLost
 from agent.store.order import QueueOrder
+from agent.timestamps import stamp
 from agent.verify import FailureKind, Verification, decode_verdict, verify
+from agent.wording import human_size
 
 TICK_SECONDS = 2.0
 PROGRESS_WRITE_SECONDS = 5.0
@@ -104,9 +106,9 @@ class Running:
     progressed: bool = False  # HandBrakeCLI has reported progress
     ended: bool = False  # HandBrakeCLI has ended: heartbeats carry no progress while it is verified
 
-    def as_encoding(self) -> dispatch.Encoding:
+    def as_encoding(self) -> dispatch_decisions.Encoding:
         """Return this encode as the plain values the decisions take."""
-        return dispatch.Encoding(
+        return dispatch_decisions.Encoding(
             job_id=self.job.id,
             library=self.job.library,
             started=self.started,
@@ -140,7 +142,7 @@ class JobObserver(Protocol):
 
 class Dispatcher:
     def __init__(
-        self, state: EngineState, *, log: Any, sampler: SampleSource, observer: JobObserver | None = None
+        self, state: AgentState, *, log: Any, sampler: SampleSource, observer: JobObserver | None = None
     ) -> None:
         self.state = state
         self.log = log
@@ -241,7 +243,7 @@ class Dispatcher:
                 await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
 
     def tick(self) -> None:
-        """Gather the tick's facts, decide (`agent.dispatch.decide`) and carry the commands out."""
+        """Gather the tick's facts, decide (`agent.dispatch_decisions.decide`) and carry the commands out."""
         if self.stopping:
             return
         config = self.state.config
@@ -257,7 +259,7 @@ class Dispatcher:
                 entry.last_progress = clock  # suspended is waiting, and verifying (a decode check) not stuck
         self._forget_settled_stalls()
         configured = frozenset(library.name for library in config.libraries)
-        unavailable = dispatch.unavailable_libraries(
+        unavailable = dispatch_decisions.unavailable_libraries(
             configured=configured,
             paused=self.state.paused_libraries,
             broken=self.state.broken_libraries,
@@ -274,14 +276,14 @@ class Dispatcher:
         )
         waiting = {} if job is None else {job.id: job}
         candidates = tuple(
-            dispatch.Candidate(job.id, job.library, _source_size(config, job)) for job in waiting.values()
+            dispatch_decisions.Candidate(job.id, job.library, _source_size(config, job)) for job in waiting.values()
         )
         unrecorded = tuple(
-            dispatch.Unrecorded(job_id, failure.kind, failure.reason, failure.stderr_tail)
+            dispatch_decisions.Unrecorded(job_id, failure.kind, failure.reason, failure.stderr_tail)
             for job_id, failure in self._unrecorded.items()
         )
-        decision = dispatch.decide(
-            dispatch.Tick(
+        decision = dispatch_decisions.decide(
+            dispatch_decisions.Tick(
                 now=clock,
                 minute_of_day=_minute_of_day(),
                 sample=sample,
@@ -306,15 +308,15 @@ class Dispatcher:
         self._set_blocked(decision.blocked)
         self._queue_history.sample(self.state.store, now=datetime.now(UTC), log=self.log)
 
-    def _carry_out(self, command: dispatch.Command, *, waiting: dict[int, jobs.Job]) -> None:
+    def _carry_out(self, command: dispatch_decisions.Command, *, waiting: dict[int, jobs.Job]) -> None:
         """Do what a tick's command says; `waiting` holds the runnable jobs the tick was given."""
         entry = self.running.get(command.job_id)
         match command:
-            case dispatch.Fail() if command.job_id in self._unrecorded:
+            case dispatch_decisions.Fail() if command.job_id in self._unrecorded:
                 failure = self._unrecorded.pop(command.job_id)  # _fail keeps it again if it still cannot
                 with contextlib.suppress(jobs.JobError):  # no longer running (cancelled, requeued): nothing to record
                     self._fail(failure.job, command.reason, command.stderr_tail, kind=command.kind, token=failure.token)
-            case dispatch.Fail(stalled=True) if entry is not None:
+            case dispatch_decisions.Fail(stalled=True) if entry is not None:
                 entry.stalled, entry.stall_reason = True, command.reason
                 self.log.warning(
                     "job stalled",
@@ -330,15 +332,15 @@ class Dispatcher:
                     seconds=round(time.monotonic() - entry.last_progress), percent=entry.progress,
                 ))  # fmt: skip
                 self._stop_encode(entry)
-            case dispatch.Suspend() if entry is not None and entry.encode is not None:
+            case dispatch_decisions.Suspend() if entry is not None and entry.encode is not None:
                 entry.encode.suspend()
                 entry.suspended = True
                 self.log.warning("job suspended", job=entry.job.id, reason=command.reason)
-            case dispatch.Resume() if entry is not None and entry.encode is not None:
+            case dispatch_decisions.Resume() if entry is not None and entry.encode is not None:
                 entry.encode.resume()
                 entry.suspended = False
                 self.log.info("job resumed", job=entry.job.id, reason=command.reason)
-            case dispatch.Cancel() if entry is not None:
+            case dispatch_decisions.Cancel() if entry is not None:
                 entry.cancelled = True  # _encode throws away whatever it made
                 with contextlib.suppress(jobs.JobError):
                     self.state.store.cancel(entry.job.id, now=datetime.now(UTC), by=jobs.CancelledBy.ENGINE)
@@ -347,14 +349,14 @@ class Dispatcher:
                     "job stopped", job=job.id, library=job.library, path=job.rel_path, reason=command.reason
                 )
                 self._stop_encode(entry)
-            case dispatch.Cancel():
+            case dispatch_decisions.Cancel():
                 self.state.store.cancel(command.job_id, now=datetime.now(UTC), by=jobs.CancelledBy.ENGINE)
-            case dispatch.Start() if command.job_id in waiting:
+            case dispatch_decisions.Start() if command.job_id in waiting:
                 self._claim(command)
             case _:
                 self.log.error("dispatcher command not carried out", command=repr(command))
 
-    def _claim(self, start: dispatch.Start) -> None:
+    def _claim(self, start: dispatch_decisions.Start) -> None:
         """Claim the next runnable job of the libraries available here (the gate admitted one) and start it."""
         config = self.state.config
         claim = self.state.store.claim(
@@ -377,10 +379,10 @@ class Dispatcher:
         entry.task = asyncio.create_task(self._run(entry), name=f"job-{job.id}")
 
     def heartbeat(self) -> None:
-        """Renew the lease of every running job whose heartbeat is due (`dispatch.heartbeat_due`)."""
+        """Renew the lease of every running job whose heartbeat is due (`dispatch_decisions.heartbeat_due`)."""
         clock = time.monotonic()
         for entry in list(self.running.values()):
-            if dispatch.heartbeat_due(now=clock, last_heartbeat=entry.last_heartbeat, lease=self.lease):
+            if dispatch_decisions.heartbeat_due(now=clock, last_heartbeat=entry.last_heartbeat, lease=self.lease):
                 self.renew(entry)
 
     def renew(self, entry: Running) -> None:
@@ -400,11 +402,11 @@ class Dispatcher:
             self.log.warning("heartbeat not recorded; trying again", job=entry.job.id, error=str(error))
             return
         entry.last_heartbeat = time.monotonic()
-        lost = dispatch.after_heartbeat(job_id=entry.job.id, held=answer.held, cancelled=answer.cancelled)
+        lost = dispatch_decisions.after_heartbeat(job_id=entry.job.id, held=answer.held, cancelled=answer.cancelled)
         if lost is not None:
             self._lose(entry, lost)
 
-    def _lose(self, entry: Running, lost: dispatch.Lost) -> None:
+    def _lose(self, entry: Running, lost: dispatch_decisions.Lost) -> None:
         """Stop an encode whose job is no longer this host's: as an operator's cancel if it was
         cancelled elsewhere, else killed at once; `_encode` then throws its output away."""
         if entry.lost or entry.cancelled:
@@ -463,7 +465,7 @@ class Dispatcher:
                 self.log.info("HandBrakeCLI may start again on this host", binary=now_seen[0])
 
     def _seen_here(self, library: Library) -> bool | None:
-        """Whether this host sees library's files now (see dispatch.library_seen_here)."""
+        """Whether this host sees library's files now (see dispatch_decisions.library_seen_here)."""
         listable = _readable(library.source)
         empty = listable and _empty(library.source)
         known: int | None = None
@@ -472,9 +474,9 @@ class Dispatcher:
                 known = self.state.store.load_file_counts().get(library.name, 0)
             except StoreError:
                 known = None
-        return dispatch.library_seen_here(listable=listable, empty=empty, last_file_count=known)
+        return dispatch_decisions.library_seen_here(listable=listable, empty=empty, last_file_count=known)
 
-    def _release(self, entry: Running, release: dispatch.Release) -> None:
+    def _release(self, entry: Running, release: dispatch_decisions.Release) -> None:
         """Give entry's job back (no attempt spent) and stop claiming what this host cannot do."""
         job = entry.job
         if release.encoder:
@@ -568,7 +570,7 @@ class Dispatcher:
         source = library.source / job.rel_path
         source_stat, refused = self._refuse_start(job, library, source)
         if refused is not None or source_stat is None:  # found before encoding: no encode is wasted on it
-            if isinstance(refused, dispatch.Release):
+            if isinstance(refused, dispatch_decisions.Release):
                 self._release(entry, refused)
             elif refused is not None:
                 self._fail(job, refused.reason, (), kind=refused.kind, token=entry.token)
@@ -595,13 +597,15 @@ class Dispatcher:
             entry.encode = await Encode.start(argv, nice=config.limits.nice, on_progress=reporter)
         except OSError as error:  # not found, not executable: this host's problem, not the file's
             source_duration.cancel()
-            start_failed = dispatch.conclude(dispatch.Ended(job.id, stopped=False, start_error=str(error)))
-            if isinstance(start_failed, dispatch.Release):
+            start_failed = dispatch_decisions.conclude(
+                dispatch_decisions.Ended(job.id, stopped=False, start_error=str(error))
+            )
+            if isinstance(start_failed, dispatch_decisions.Release):
                 self._release(entry, start_failed)
             return
         result = await entry.encode.wait()
         entry.ended = True
-        ended = dispatch.Ended(
+        ended = dispatch_decisions.Ended(
             job.id,
             stopped=self.stopping or entry.cancelled or (result.cancelled and not entry.stalled and not entry.lost),
             stall=entry.stall_reason,
@@ -629,25 +633,25 @@ class Dispatcher:
                     ended, verification=verification, stopped=self.stopping or entry.cancelled, lost=entry.lost
                 )
         seconds = time.monotonic() - entry.started
-        match dispatch.conclude(ended):
-            case dispatch.Discard():
+        match dispatch_decisions.conclude(ended):
+            case dispatch_decisions.Discard():
                 publish.discard_partial(temp)
                 if entry.lost:
                     self.log.warning("lost job's encode thrown away", job=job.id, temp=str(temp))
-            case dispatch.Release() as released:
+            case dispatch_decisions.Release() as released:
                 publish.discard_partial(temp)
                 self._release(entry, released)
-            case dispatch.Fail(stalled=True) as failed:
+            case dispatch_decisions.Fail(stalled=True) as failed:
                 publish.discard_partial(temp)
                 self._fail(job, failed.reason, failed.stderr_tail, kind=failed.kind, token=entry.token)
                 stall = ended.stall or ""
                 self.stalls[job.id] = f"job {job.id} ({job.library}/{job.rel_path}) stalled: {stall}; retried later"
                 self._observe(job, outcome="stalled", seconds=seconds, bytes_read=source_stat.st_size, bytes_written=0)
-            case dispatch.Fail() as failed:
+            case dispatch_decisions.Fail() as failed:
                 publish.discard_partial(temp)
                 outcome = self._fail(job, failed.reason, failed.stderr_tail, kind=failed.kind, token=entry.token)
                 self._observe(job, outcome=outcome, seconds=seconds, bytes_read=source_stat.st_size, bytes_written=0)
-            case dispatch.Publish():
+            case dispatch_decisions.Publish():
                 self.log.info("job verified", job=job.id, library=job.library, path=job.rel_path)
                 larger = after_encode(
                     source_size=source_stat.st_size, output_size=output_size,
@@ -670,7 +674,7 @@ class Dispatcher:
 
     def _refuse_start(
         self, job: jobs.Job, library: Library, source: Path
-    ) -> tuple[os.stat_result | None, dispatch.Fail | dispatch.Release | None]:
+    ) -> tuple[os.stat_result | None, dispatch_decisions.Fail | dispatch_decisions.Release | None]:
         """Check, before HandBrakeCLI starts, what would waste its encode; return the source's stat
         (None if it is gone) and the failure to record instead of encoding, or None."""
         archive = self.state.config.paths.archive
@@ -691,7 +695,7 @@ class Dispatcher:
             in_the_way = None if found is None else archive_checks.conflict_reason(job.id, found)
             if in_the_way is None:
                 elsewhere = archive_checks.cross_mount_problem(archive, (archive / job.output_path).parent)
-        refused = dispatch.before_start(
+        refused = dispatch_decisions.before_start(
             job_id=job.id,
             source_present=present,
             library_readable=present or self._seen_here(library) is True,
@@ -823,10 +827,10 @@ class Dispatcher:
             with store.transaction():
                 store.forget_output(job.output_path)  # a vanished source's, taken over
                 if running.token is None:  # not claimed (never, since every job is): unfenced
-                    store.record_output(entry, encoded_at=datetime.now(UTC).isoformat(), output_size=output_size)
+                    store.record_output(entry, encoded_at=stamp(datetime.now(UTC)), output_size=output_size)
                     store.mark_done(job.id, now=datetime.now(UTC))
                 else:
-                    store.finish_claimed(job.id, running.token, entry, encoded_at=datetime.now(UTC).isoformat(),
+                    store.finish_claimed(job.id, running.token, entry, encoded_at=stamp(datetime.now(UTC)),
                                          output_size=output_size, now=datetime.now(UTC))  # fmt: skip
                 if larger_output:  # the encode saved too little: counted per library (agent.store.decisions)
                     store.note_larger_output(output_path=output_path, then=larger_output)
@@ -937,7 +941,7 @@ class Dispatcher:
         low = sample.archive_free < minimum and self.state.config.paths.archive.is_dir()
         if low and not self._archive_low:
             self.state.notify(notify_events.archive_low_space(
-                free=gate._size(sample.archive_free), minimum=gate._size(minimum),  # the gate's wording
+                free=human_size(sample.archive_free), minimum=human_size(minimum),  # the gate's wording
                 archive=str(self.state.config.paths.archive), host=self.host,
             ))  # fmt: skip
         self._archive_low = low
@@ -975,7 +979,7 @@ class Dispatcher:
             self.log.warning("queue state not read; no drained notification", error=str(error))
             return
         self.state.notify(notify_events.queue_drained(
-            encoded_today=today.files, saved_today=gate._size(max(0, today.saved_bytes)),
+            encoded_today=today.files, saved_today=human_size(max(0, today.saved_bytes)),
             dead=counts.get(jobs.JobState.DEAD, 0), host=self.host,
         ))  # fmt: skip
 

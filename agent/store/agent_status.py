@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 
 from agent.store.sql import Database
+from agent.timestamps import stamp
 
 GATE_KEY = "gate"
 
@@ -17,7 +18,7 @@ def set_gate(database: Database, *, reasons: tuple[str, ...], now: datetime) -> 
         INSERT INTO agent_status (key, value, updated_at) VALUES (?, ?, ?)
         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
         """,
-        (GATE_KEY, json.dumps(list(reasons)), now.isoformat()),
+        (GATE_KEY, json.dumps(list(reasons)), stamp(now)),
     )
 
 

@@ -1,6 +1,6 @@
 """The dispatcher's decisions, pure: given the facts of a tick, return the commands to carry out.
 
-The runner (`agent.worker.Dispatcher`) gathers the facts — the next runnable jobs, the
+The runner (`agent.dispatcher.Dispatcher`) gathers the facts — the next runnable jobs, the
 running encodes as plain values, the host sample, the clock, which libraries are available —
 calls `decide()` and carries out what it returns; at the end of an encode it calls
 `conclude()`. Nothing here reads a clock, a file, a process or SQLite, so every rule below is
