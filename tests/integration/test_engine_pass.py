@@ -512,6 +512,8 @@ def test_an_idle_pass_reads_no_remembered_folder_and_the_agent_remembers_what_th
         log = logs.get_logger("test")
         read_per_pass = []
         await reconcile(state, log=log)  # the first pass after start: full, the archive's too
+        clocks.ahead += 60
+        await reconcile(state, log=log)  # reads what the full pass recorded, once
         for change in changes:
             change()
             clocks.ahead += 60
