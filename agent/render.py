@@ -154,27 +154,28 @@ def _transcode_line(action: Transcode, queued: QueuedPlan, *, attempts_allowed: 
     if job is None:  # the usual case: no job yet
         return f"  + transcode {paths} ({action.reason}{_why(action)})"
     stage = queued.stage_of(action)
+    why = f"{action.reason}{_why(action)}"
     if stage is Stage.TO_QUEUE:
-        return f"  + transcode {paths} ({action.reason}{_why(action)})"
+        return f"  + transcode {paths} ({why})"
     error = first_line(job.error)
     because = f": {error}" if error else ""
     match stage:
         case Stage.QUEUED:
-            return f"  + queued    {paths} ({action.reason}; job {job.id})"
+            return f"  + queued    {paths} ({why}; job {job.id})"
         case Stage.RUNNING:
             done = "" if job.progress is None else f", {job.progress:.1f}%"
-            return f"  * running   {paths} ({action.reason}; job {job.id}{done})"
+            return f"  * running   {paths} ({why}; job {job.id}{done})"
         case Stage.FAILED:
             when = "" if job.not_before is None else f"; next try after {_utc(job.not_before)}"
             attempt = f"attempt {job.attempts} of {attempts_allowed}"
-            return f"  ? failed    {paths} ({action.reason}; job {job.id} failed ({attempt}){because}{when})"
+            return f"  ? failed    {paths} ({why}; job {job.id} failed ({attempt}){because}{when})"
         case Stage.DEAD:
             failures = "1 failed attempt" if job.attempts == 1 else f"{job.attempts} failed attempts"
             again = f"to try again: {retry_command(job.id)}"
-            return f"  x dead      {paths} ({action.reason}; job {job.id} dead after {failures}{because}; {again})"
+            return f"  x dead      {paths} ({why}; job {job.id} dead after {failures}{because}; {again})"
         case _:
             again = f"to encode it: {retry_command(job.id)}"
-            return f"  x cancelled {paths} ({action.reason}; job {job.id} was cancelled; {again})"
+            return f"  x cancelled {paths} ({why}; job {job.id} was cancelled; {again})"
 
 
 def _why(action: Transcode) -> str:

@@ -180,7 +180,8 @@ def test_plan_with_probe_shows_each_files_action_the_rule_and_the_reason_and_jso
     assert said["Show/small.mkv"].startswith("  ! skip      Show/small.mkv (h264 ")
     assert said["Show/small.mkv"].endswith(' kb/s: rule "tiny")')
     assert said["Show/h264.mkv"] == "  + transcode Show/h264.mkv -> TV/Show/h264.mkv (new)"
-    assert said["Show/broken.mkv"] == "  + transcode Show/broken.mkv -> TV/Show/broken.mkv (new)"
+    assert said["Show/broken.mkv"].startswith("  + transcode Show/broken.mkv -> TV/Show/broken.mkv (new; ")
+    assert "ffprobe cannot read it" in said["Show/broken.mkv"]
     assert lines[-1] == "Plan: 2 to transcode, 2 to copy, 1 skipped."
     by_path = {action.get("path"): action for action in as_json["actions"]}
     assert by_path["Show/hevc.mkv"]["kind"] == "copy"
@@ -192,6 +193,35 @@ def test_plan_with_probe_shows_each_files_action_the_rule_and_the_reason_and_jso
     assert as_json["summary"]["copy"] == 2
     assert not list(archive.iterdir())  # plan writes nothing
     assert digests(tv) == before
+
+
+def test_plan_text_shows_a_file_whose_probe_failed_with_its_reason(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    config_path = write_config(tmp_path, archive=archive)
+    config_path.write_text(config_path.read_text() + LEAVE_HEVC_ALONE)
+    corrupt = tmp_path / "tv" / "Show" / "corrupt.mkv"
+    corrupt.parent.mkdir(parents=True)
+    corrupt.write_bytes(b"\x1aE\xdf\xa3" + b"garbage " * 4000)  # a Matroska magic number, then nothing valid
+    make_clip(tmp_path / "tv" / "Show" / "h264.mkv", seconds=2, size="160x90")
+    before = digests(tmp_path / "tv")
+
+    probed_now = run_plan(config_path, "--probe").stdout.splitlines()
+    agent = Agent.from_file(config_path)
+    try:
+        asyncio.run(agent.scan())  # the agent probes once and keeps the failure with its reason
+    finally:
+        agent.close()
+    kept = run_plan(config_path).stdout.splitlines()
+
+    for lines in (probed_now, kept):
+        line = next(line for line in lines if "Show/corrupt.mkv ->" in line)
+        assert line.startswith("  + ") and "ffprobe cannot read it (exit code 1)" in line, lines
+        assert "Invalid data found" in line, line
+        assert "Show/h264.mkv ->" in "\n".join(lines) and "cannot read" not in next(
+            each for each in lines if "Show/h264.mkv ->" in each
+        )
+    assert digests(tmp_path / "tv") == before
 
 
 def test_a_copy_stays_in_sync_and_shows_drift_once_its_rule_is_removed(tmp_path: Path) -> None:
