@@ -83,9 +83,11 @@ from agent.plan_from_store import (
 from agent.probing import probe_each
 from agent.publish_copy import publish_copy
 from agent.queued_plan import COUNT_KEYS, QueuedPlan, with_jobs
+from agent.recent_seen import RecentSeen
 from agent.rules import ruled
 from agent.scan import LibraryWalk
 from agent.store.holds import Hold
+from agent.store.jobs import left_alone_by_enqueue
 from agent.store.protocol import Store
 from agent.store.scans import FullPass
 
@@ -221,7 +223,10 @@ async def reconcile(
         await give_way()
     _note_full_passes(state, walked, list(contexts), archive=archive.available, clock=started, stamp=stamp, log=log)
     await check_archive(state, log=log)
-    acting = _Acting(state, store, log=log, stamp=stamp, waiting=_waiting_jobs(store), budget=ENQUEUE_BUDGET)
+    recent = RecentSeen(store)  # the rows the planner reads, for the rules step to find again
+    acting = _Acting(
+        state, store, log=log, stamp=stamp, waiting=_waiting_jobs(store), budget=ENQUEUE_BUDGET, recent=recent
+    )
     report = _Report(state, log=log)
     for name, reason in paused.items():
         report.add(PauseLibrary(name, reason))
@@ -246,7 +251,7 @@ async def reconcile(
         claimed: list[Claims] = []
         steps = folder_steps(
             context,
-            store,
+            recent,
             folders=_folders_of(walk, library.name, store, folders.get(library.name, {}), only=affected),
             configured=configured,
             now_ns=now_ns,
@@ -506,6 +511,7 @@ class _Acting:
     stamp: datetime
     waiting: dict[tuple[str, str], list[int]]
     budget: int  # fingerprints the pass may still read from disk
+    recent: RecentSeen | None = None  # the scan memory's rows the planner read last (`agent.recent_seen`)
     queued: int = 0
     tally: _Tally = field(default_factory=_Tally)
 
@@ -520,6 +526,7 @@ class _Acting:
                 found = source.fingerprint or fingerprints.get(source.rel_path)
                 if found is not None:
                     known[source.rel_path] = (source.size, source.mtime_ns, found)
+        known = self._not_remembered(library, known)
         if known:
             self.store.remember_fingerprints(library, known)
         for action in stretch:
@@ -534,12 +541,17 @@ class _Acting:
             if isinstance(action, Copy):
                 await _copy(self.state, self.store, action, log=self.log, now=self.stamp)
         by_file = {(library, rel_path): found for rel_path, found in fingerprints.items()}
-        self.queued += _queue(self.state, self.store, to_queue, by_file, log=self.log, now=self.stamp)
+        rel_paths = [action.source.rel_path for action in to_queue]
+        jobs = self.store.unfinished_of_files(library, rel_paths) if to_queue else []
+        settled = {(job.rel_path, job.fingerprint, job.preset_hash) for job in jobs if left_alone_by_enqueue(job)}
+        queued = _queue(self.state, self.store, to_queue, by_file, settled=settled, log=self.log, now=self.stamp)
+        self.queued += queued
         for action in to_queue:
             self.waiting.pop((action.library, action.source.rel_path), None)
         hashes = {name: value for name, value in _library_preset_hashes(self.state).items() if value is not None}
         plan = Plan(tuple(stretch))
-        jobs = self.store.unfinished_of_files(library, [action.source.rel_path for action in to_queue])
+        if queued:  # jobs queued (and others of their files cancelled): read them as they are now
+            jobs = self.store.unfinished_of_files(library, rel_paths)
         self.tally.add_queued(with_jobs(plan, jobs, fingerprints=by_file, preset_hashes=hashes))
 
     async def rule(self, library: Library, stretch: list[Action]) -> list[Action]:
@@ -589,6 +601,20 @@ class _Acting:
             ruled_stretch.append(action)
         return ruled_stretch
 
+    def _not_remembered(
+        self, library: str, known: dict[str, tuple[int, int, str]]
+    ) -> dict[str, tuple[int, int, str]]:
+        """Return those of these (size, mtime, fingerprint) by path that the scan memory does not hold
+        as they are: a file queued pass after pass costs no write."""
+        if not known or self.recent is None:
+            return known
+        seen = self.recent.kept_in_folders(library, sorted({rel.rpartition("/")[0] for rel in known}))
+        return {
+            rel: value
+            for rel, value in known.items()
+            if (row := seen.get(rel)) is None or (row.size, row.mtime_ns, row.fingerprint) != value
+        }
+
     async def _fingerprints(
         self, library: str, actions: list[Transcode | Adopt], *, fresh: set[str] | None = None
     ) -> dict[str, str]:
@@ -597,7 +623,9 @@ class _Acting:
         missing = [action.source for action in actions if action.source.fingerprint is None]
         if not missing:
             return {}
-        seen = self.store.seen_in_folders(library, sorted({source.rel_path.rpartition("/")[0] for source in missing}))
+        folders = sorted({source.rel_path.rpartition("/")[0] for source in missing})
+        read = self.recent.kept_in_folders if self.recent is not None else self.store.seen_in_folders
+        seen = read(library, folders)
         found: dict[str, str] = {}
         to_read: list[SourceFile] = []
         for source in missing:
@@ -777,10 +805,13 @@ def _queue(
     to_queue: list[Transcode],
     fingerprints: dict[tuple[str, str], str],
     *,
+    settled: Collection[tuple[str, str, str]] = (),
     log: Any,
     now: datetime,
 ) -> int:
-    """Queue a job for each transcode whose fingerprint is known; return how many were queued."""
+    """Queue a job for each transcode whose fingerprint is known; return how many were queued.
+    `settled`: the (path, fingerprint, preset identity) whose job `enqueue` would leave as it is
+    (`agent.store.jobs.left_alone_by_enqueue`): nothing to check or write for them."""
     hashes = _library_preset_hashes(state)
     queued = 0
     with store.transaction():
@@ -794,6 +825,8 @@ def _queue(
             )
             if fingerprint is None or preset_hash is None:
                 continue  # not read yet (budget, or vanished since the scan): a later pass queues it
+            if (action.source.rel_path, fingerprint, preset_hash) in settled:
+                continue
             if _encoded_since_the_scan(state, store, action, fingerprint, preset_hash):
                 continue
             job = store.enqueue(
