@@ -85,9 +85,11 @@ from agent.publish_copy import publish_copy
 from agent.queued_plan import COUNT_KEYS, QueuedPlan, with_jobs
 from agent.recent_seen import RecentSeen
 from agent.rules import ruled
+from agent.saving_estimate import EncodeHistory, estimated_saving, history_of
 from agent.scan import LibraryWalk
 from agent.store.holds import Hold
 from agent.store.jobs import left_alone_by_enqueue
+from agent.store.media_facts import StoredFacts
 from agent.store.protocol import Store
 from agent.store.scans import FullPass
 
@@ -512,6 +514,8 @@ class _Acting:
     waiting: dict[tuple[str, str], list[int]]
     budget: int  # fingerprints the pass may still read from disk
     recent: RecentSeen | None = None  # the scan memory's rows the planner read last (`agent.recent_seen`)
+    facts: dict[str, StoredFacts] = field(default_factory=dict)  # what `rule` knew of its stretch's contents
+    histories: dict[str, EncodeHistory] = field(default_factory=dict)  # read once a pass, when a job is queued
     queued: int = 0
     tally: _Tally = field(default_factory=_Tally)
 
@@ -544,7 +548,10 @@ class _Acting:
         rel_paths = [action.source.rel_path for action in to_queue]
         jobs = self.store.unfinished_of_files(library, rel_paths) if to_queue else []
         settled = {(job.rel_path, job.fingerprint, job.preset_hash) for job in jobs if left_alone_by_enqueue(job)}
-        queued = _queue(self.state, self.store, to_queue, by_file, settled=settled, log=self.log, now=self.stamp)
+        queued = _queue(
+            self.state, self.store, to_queue, by_file, settled=settled, saving_of=self._saving, log=self.log,
+            now=self.stamp,
+        )  # fmt: skip
         self.queued += queued
         for action in to_queue:
             self.waiting.pop((action.library, action.source.rel_path), None)
@@ -591,6 +598,7 @@ class _Acting:
                 )
         known |= probed
         self.state.facts_cache.keep(known)
+        self.facts = known
         ruled_stretch: list[Action] = []
         for action in stretch:
             if isinstance(action, Transcode) and action.source.rel_path in sources:
@@ -614,6 +622,14 @@ class _Acting:
             for rel, value in known.items()
             if (row := seen.get(rel)) is None or (row.size, row.mtime_ns, row.fingerprint) != value
         }
+
+    def _saving(self, action: Transcode, fingerprint: str) -> int:
+        """Return the bytes this transcode's encode is expected to save (`agent.saving_estimate`)."""
+        history = self.histories.get(action.library)
+        if history is None:
+            history = self.histories[action.library] = history_of(self.store.finished_encodes(action.library))
+        known = self.facts.get(fingerprint)
+        return estimated_saving(action="transcode", size=action.source.size, known=known, history=history)
 
     async def _fingerprints(
         self, library: str, actions: list[Transcode | Adopt], *, fresh: set[str] | None = None
@@ -806,6 +822,7 @@ def _queue(
     fingerprints: dict[tuple[str, str], str],
     *,
     settled: Collection[tuple[str, str, str]] = (),
+    saving_of: Callable[[Transcode, str], int] | None = None,
     log: Any,
     now: datetime,
 ) -> int:
@@ -837,6 +854,7 @@ def _queue(
                 output_path=action.output_path,
                 reason=str(action.reason),
                 now=now,
+                saving=0 if saving_of is None else saving_of(action, fingerprint),
             )
             if job is not None:
                 queued += 1

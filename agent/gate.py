@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from agent.config.models import Limits
-from agent.config.units import TimeWindow
+from agent.config.units import TimeWindow, format_bytes
 
 # One x264 encode keeps about this many cores busy (HandBrake's frame threads plus filters).
 ENCODE_CORES = 1.8
@@ -210,21 +210,10 @@ def _resume_below(limit: int) -> float:
     return limit - min(HYSTERESIS_PERCENT, limit / 2)
 
 
+_size = format_bytes  # `3.2 GiB`; the worker words its messages as the gate does
+
+
 def _percent(value: float) -> str:
     return f"{value:.1f}".removesuffix(".0") + "%"
 
 
-def _size(value: int | float) -> str:
-    """Given bytes, return e.g. `3.2 GiB` (three significant figures at most, trailing zeros dropped)."""
-    scaled, unit = float(value), "B"
-    for next_unit in ("KiB", "MiB", "GiB", "TiB"):
-        if abs(scaled) < 1024:
-            break
-        scaled, unit = scaled / 1024, next_unit
-    if unit == "B":
-        return f"{int(scaled)} B"
-    digits = 0 if abs(scaled) >= 100 else 1 if abs(scaled) >= 10 else 2
-    text = f"{scaled:.{digits}f}"
-    if "." in text:
-        text = text.rstrip("0").removesuffix(".")
-    return f"{text} {unit}"

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.config.models import Config, Library
-from agent.config.units import format_duration
+from agent.config.units import format_bytes, format_duration
 from agent.domain import (
     Action,
     Adopt,
@@ -129,11 +129,15 @@ def heading_lines(
         yield watch_line(pick_up, config)
 
 
-def action_lines(queued: QueuedPlan, *, attempts_allowed: int) -> Iterator[str]:
-    """Return the lines of a library's actions (or some of them, in order)."""
+def action_lines(
+    queued: QueuedPlan, *, attempts_allowed: int, savings: Mapping[str, int] | None = None
+) -> Iterator[str]:
+    """Return the lines of a library's actions (or some of them, in order); a transcode with an
+    estimated saving in `savings` (by path, `agent.saving_estimate`) says it."""
     for action in queued.plan.actions:
         if isinstance(action, Transcode):
-            yield _transcode_line(action, queued, attempts_allowed=attempts_allowed)
+            saving = (savings or {}).get(action.source.rel_path)
+            yield _transcode_line(action, queued, attempts_allowed=attempts_allowed, saving=saving)
         else:
             yield _line(action)
 
@@ -147,15 +151,15 @@ def user_lines(user_changes: Sequence[UserChange]) -> Iterator[str]:
             yield f"  {mark} {change.change:<9} {shown(change.name)} ({change.role})"
 
 
-def _transcode_line(action: Transcode, queued: QueuedPlan, *, attempts_allowed: int) -> str:
-    """Return the line of a transcode: to be queued, or what its job is doing."""
+def _transcode_line(action: Transcode, queued: QueuedPlan, *, attempts_allowed: int, saving: int | None) -> str:
+    """Return the line of a transcode: to be queued, or what its job is doing (and its estimated saving)."""
     paths = f"{shown(action.source.rel_path)} -> {shown(action.output_path)}"
     job = queued.job_of(action)
-    if job is None:  # the usual case: no job yet
-        return f"  + transcode {paths} ({action.reason}{_why(action)})"
-    stage = queued.stage_of(action)
-    why = f"{action.reason}{_why(action)}"
-    if stage is Stage.TO_QUEUE:
+    stage = Stage.TO_QUEUE if job is None else queued.stage_of(action)
+    to_encode = stage not in (Stage.DEAD, Stage.CANCELLED)
+    estimate = f"; est. saving {format_bytes(saving)}" if saving is not None and to_encode else ""
+    why = f"{action.reason}{_why(action)}{estimate}"
+    if job is None or stage is Stage.TO_QUEUE:  # the usual case: no job yet
         return f"  + transcode {paths} ({why})"
     error = first_line(job.error)
     because = f": {error}" if error else ""

@@ -107,6 +107,22 @@ def format_size(value: int) -> str:
     return f"{value}B"
 
 
+def format_bytes(value: int | float) -> str:
+    """Given bytes, return e.g. `3.2 GiB` (three significant figures at most, trailing zeros dropped)."""
+    scaled, unit = float(value), "B"
+    for next_unit in ("KiB", "MiB", "GiB", "TiB"):
+        if abs(scaled) < 1024:
+            break
+        scaled, unit = scaled / 1024, next_unit
+    if unit == "B":
+        return f"{int(scaled)} B"
+    digits = 0 if abs(scaled) >= 100 else 1 if abs(scaled) >= 10 else 2
+    text = f"{scaled:.{digits}f}"
+    if "." in text:
+        text = text.rstrip("0").removesuffix(".")
+    return f"{text} {unit}"
+
+
 @dataclass(frozen=True, slots=True)
 class TimeWindow:
     """A daily window in minutes after midnight; `end < start` means it crosses midnight."""

@@ -24,10 +24,12 @@ from agent.domain import (
     UserRecord,
 )
 from agent.facts import MediaFacts
+from agent.saving_estimate import FinishedEncode
 from agent.store import (
     archive_memory,
     batch_facts,
     decisions,
+    encode_history,
     failures,
     holds,
     hosts,
@@ -85,6 +87,7 @@ class DatabaseStore:
         output_path: str,
         reason: str,
         now: datetime,
+        saving: int = 0,
     ) -> Job | None:
         return jobs.enqueue(
             self.database,
@@ -95,6 +98,7 @@ class DatabaseStore:
             output_path=output_path,
             reason=reason,
             now=now,
+            saving=saving,
         )
 
     def hold_identity(self, *, library: str, rel_path: str, fingerprint: str, preset_hash: str) -> None:
@@ -122,6 +126,9 @@ class DatabaseStore:
 
     def facts_for(self, fingerprints: Collection[str]) -> dict[str, StoredFacts]:
         return media_facts.read(self.database, fingerprints)
+
+    def finished_encodes(self, library: str) -> list[FinishedEncode]:
+        return encode_history.finished_encodes(self.database, library)
 
     def forget_facts(self, fingerprints: Collection[str]) -> int:
         return media_facts.forget(self.database, fingerprints)

@@ -319,6 +319,13 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE substr(preset_hash, 1, 5) = 'copy:' AND larger_output IS NULL;
     CREATE INDEX IF NOT EXISTS ledger_larger_outputs ON ledger (library, larger_output) WHERE larger_output IS NOT NULL;
     """,
+    # 15: the estimated saving, as SQLite's migration 15.
+    """
+    ALTER TABLE jobs ADD COLUMN saving BIGINT NOT NULL DEFAULT 0 CHECK (saving >= 0);
+    CREATE INDEX IF NOT EXISTS jobs_waiting_by_saving ON jobs (library, saving) WHERE state IN ('queued', 'failed');
+    CREATE INDEX IF NOT EXISTS ledger_encodes ON ledger (library, encoded_at)
+        WHERE origin = 'encoded' AND output_size IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -282,7 +282,7 @@ def test_a_file_handbrake_cannot_read_is_shown_dead_with_its_retry_command(tmp_p
     assert again.returncode == 2
     queued_line = next(line for line in again.stdout.splitlines() if line.startswith("  + queued    broken.mkv"))
     assert queued_line.startswith("  + queued    broken.mkv -> TV/broken.mkv (new; broken.mkv: ffprobe cannot read")
-    assert queued_line.endswith(f": encoded with the library's preset; job {dead.id})")
+    assert queued_line.endswith(f": encoded with the library's preset; est. saving 0 B; job {dead.id})")
 
 
 @pytest.mark.parametrize(

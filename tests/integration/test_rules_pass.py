@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from agent.api.app import init_app
+from agent.config.units import format_bytes
 from agent.engine import reconcile
 from agent.handbrake import probe
 from agent.observe import preset_hashes
@@ -179,7 +180,12 @@ def test_plan_with_probe_shows_each_files_action_the_rule_and_the_reason_and_jso
     assert said["Show/hdr10.mkv"].startswith("  = copy      Show/hdr10.mkv -> TV/Show/hdr10.mkv (hevc 10-bit ")
     assert said["Show/small.mkv"].startswith("  ! skip      Show/small.mkv (h264 ")
     assert said["Show/small.mkv"].endswith(' kb/s: rule "tiny")')
-    assert said["Show/h264.mkv"] == "  + transcode Show/h264.mkv -> TV/Show/h264.mkv (new)"
+    # No encode finished yet: H.264 is expected to save 40% (agent.saving_estimate), an unreadable file nothing.
+    h264_saving = round((tv / "Show" / "h264.mkv").stat().st_size * 0.4)
+    estimate = f"est. saving {format_bytes(h264_saving)}"
+    assert said["Show/h264.mkv"] == f"  + transcode Show/h264.mkv -> TV/Show/h264.mkv (new; {estimate})"
+    assert said["Show/broken.mkv"].endswith("encoded with the library's preset; est. saving 0 B)")
+    assert lines[-2] == f"Estimated saving: {format_bytes(h264_saving)} (2 files to encode)"
     assert said["Show/broken.mkv"].startswith("  + transcode Show/broken.mkv -> TV/Show/broken.mkv (new; ")
     assert "ffprobe cannot read it" in said["Show/broken.mkv"]
     assert lines[-1] == "Plan: 2 to transcode, 2 to copy, 1 skipped."
@@ -191,6 +197,9 @@ def test_plan_with_probe_shows_each_files_action_the_rule_and_the_reason_and_jso
     assert by_path["Show/broken.mkv"]["facts"] is None
     assert "Invalid data found" in by_path["Show/broken.mkv"]["facts_error"]
     assert as_json["summary"]["copy"] == 2
+    assert by_path["Show/h264.mkv"]["estimated_saving"] == h264_saving
+    assert by_path["Show/broken.mkv"]["estimated_saving"] == 0
+    assert as_json["estimated_saving"] == {"bytes": h264_saving, "files": 2, "not_estimated": 0}
     assert not list(archive.iterdir())  # plan writes nothing
     assert digests(tv) == before
 
