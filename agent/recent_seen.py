@@ -11,9 +11,10 @@ Memory stays that of two batches; a new `RecentSeen` is made for each pass.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
+from typing import Any
 
-from agent.domain import LedgerEntry, SeenFile
+from agent.domain import SeenFile
 from agent.plan_from_store import BatchFacts
 
 KEPT_BATCHES = 2
@@ -50,34 +51,6 @@ class RecentSeen:
             found.update(self._store.seen_in_folders(library, missing))
         return found
 
-    def ledger_in_folders(self, library: str, folders: Sequence[str]) -> dict[str, LedgerEntry]:
-        return self._store.ledger_in_folders(library, folders)
-
-    def outputs_present(self, paths: Collection[str]) -> set[str]:
-        return self._store.outputs_present(paths)
-
-    def rows_holding_outputs(self, paths: Collection[str], *, other_than: Collection[str]) -> dict[str, LedgerEntry]:
-        return self._store.rows_holding_outputs(paths, other_than=other_than)
-
-    def vanished_sizes(self, library: str, sizes: Collection[int]) -> set[int]:
-        return self._store.vanished_sizes(library, sizes)
-
-    def vanished_with_fingerprints(
-        self, library: str, fingerprints: Collection[str], *, hidden: tuple[str, ...] = ()
-    ) -> dict[str, LedgerEntry]:
-        return self._store.vanished_with_fingerprints(library, fingerprints, hidden=hidden)
-
-    def vanished_rows(self, library: str) -> Iterator[LedgerEntry]:
-        return self._store.vanished_rows(library)
-
-    def load_file_counts(self) -> dict[str, int]:
-        return self._store.load_file_counts()
-
-    def ledger_count(self, library: str) -> int:
-        return self._store.ledger_count(library)
-
-    def count_under(self, library: str, prefixes: Sequence[str], *, remembered: bool) -> int:
-        return self._store.count_under(library, prefixes, remembered=remembered)
-
-    def outputs_recorded_in(self, library: str, output_folder: str) -> int:
-        return self._store.outputs_recorded_in(library, output_folder)
+    def __getattr__(self, name: str) -> Any:
+        """Everything else the planner reads, as the store has it."""
+        return getattr(self._store, name)

@@ -6,7 +6,6 @@ that starts is the one the order picks.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ from agent.store import jobs
 from tests.integration.archive_support import PRESET, make_clip, require_tools
 from tests.integration.test_dispatch_lifecycle import Agent, agents, until
 from tests.integration.test_plan_cli import run_plan
+from tests.integration.test_rules_pass import make_hevc
 
 __all__ = ["agents"]  # the fixture, shared with the lifecycle tests
 
@@ -73,27 +73,14 @@ async def test_a_job_an_admin_moved_to_the_front_starts_before_every_library(
     await until(lambda: not agent.dispatcher.running, what="the encode to end", tick=agent.dispatcher)
 
 
-def make_big_hevc(path: Path) -> Path:
-    """Write a 4 s 320x180 HEVC clip at a high quality: bigger than the H.264 clips, yet HEVC."""
-    subprocess.run(
-        [
-            "ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25",
-            "-t", "4", "-c:v", "libx265", "-preset", "ultrafast", "-crf", "4", "-x265-params", "log-level=error",
-            str(path),
-        ],
-        check=True,
-        timeout=120,
-    )  # fmt: skip
-    return path
-
-
 async def test_order_saving_encodes_the_largest_estimated_saving_first_as_the_plan_estimates(
     tmp_path: Path, agents: Callable[[Path], Agent]
 ) -> None:
     require_tools()
     config = write_config(tmp_path, order="saving")
     agent = agents(config)
-    hevc = make_big_hevc(tmp_path / "tv" / "a-hevc.mkv")  # the largest source, but HEVC: no saving expected
+    # The largest source, but HEVC (a high quality): no saving expected.
+    hevc = make_hevc(tmp_path / "tv" / "a-hevc.mkv", size="320x180", seconds=4, crf=4)
     short = make_clip(tmp_path / "tv" / "b-short.mkv", seconds=1)
     long = make_clip(tmp_path / "tv" / "c-long.mkv", seconds=4)
     assert hevc.stat().st_size > long.stat().st_size > short.stat().st_size  # `largest` would start the HEVC

@@ -57,13 +57,14 @@ def ffprobe_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[str]]]:
     yield started
 
 
-def make_hevc(path: Path) -> Path:
-    """Write a 2 s 160x90 HEVC clip (x265 crf 38: already efficient)."""
+def make_hevc(path: Path, *, size: str = "160x90", seconds: int = 2, crf: int = 38) -> Path:
+    """Write an HEVC clip (by default 2 s 160x90, x265 crf 38: already efficient)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [
-            "ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25",
-            "-t", "2", "-c:v", "libx265", "-preset", "ultrafast", "-crf", "38", "-x265-params", "log-level=error",
+            "ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25",
+            "-t", str(seconds), "-c:v", "libx265", "-preset", "ultrafast", "-crf", str(crf),
+            "-x265-params", "log-level=error",
             str(path),
         ],
         check=True,
