@@ -570,42 +570,45 @@ class _Acting:
             return stretch
         fresh: set[str] = set()  # the paths whose fingerprint was read from disk now
         read = await self._fingerprints(library.name, list(transcodes), fresh=fresh)
-        sources = {
-            action.source.rel_path: action.source
-            if action.source.fingerprint
-            else action.source._replace(fingerprint=found)
+        fingerprints = {
+            action.source.rel_path: found
             for action in transcodes
             if (found := action.source.fingerprint or read.get(action.source.rel_path)) is not None
         }
-        rel_paths = {source.fingerprint: rel for rel, source in sources.items() if source.fingerprint}
-        known = self.state.facts_cache.known(rel_paths)  # read by an earlier pass (agent.facts_cache)
-        known |= self.store.facts_for([fingerprint for fingerprint in rel_paths if fingerprint not in known])
+        rel_paths = {fingerprint: rel for rel, fingerprint in fingerprints.items()}
+        cached = self.state.facts_cache.known(rel_paths)  # read by an earlier pass (agent.facts_cache)
+        stored = self.store.facts_for([fingerprint for fingerprint in rel_paths if fingerprint not in cached])
+        known = cached | stored
         unknown = {fp: library.source / rel for fp, rel in rel_paths.items() if fp not in known}
-        probed = await asyncio.to_thread(probe_each, unknown, now=self.stamp)
-        with self.store.transaction():
-            for fingerprint, probe in probed.items():
-                self.store.record_facts(fingerprint, facts=probe.facts, error=probe.error, now=self.stamp)
-                if probe.error is not None:
-                    self.log.warning("media facts unreadable", library=library.name, error=probe.error)
-            if fresh:  # the others are in the scan memory already
-                self.store.remember_fingerprints(
-                    library.name,
-                    {
-                        rel: (src.size, src.mtime_ns, src.fingerprint or "")
-                        for rel, src in sources.items()
-                        if rel in fresh
-                    },
-                )
+        probed = await asyncio.to_thread(probe_each, unknown, now=self.stamp) if unknown else {}
+        if probed or fresh:
+            with self.store.transaction():
+                for fingerprint, probe in probed.items():
+                    self.store.record_facts(fingerprint, facts=probe.facts, error=probe.error, now=self.stamp)
+                    if probe.error is not None:
+                        self.log.warning("media facts unreadable", library=library.name, error=probe.error)
+                if fresh:  # the others are in the scan memory already
+                    self.store.remember_fingerprints(
+                        library.name,
+                        {
+                            action.source.rel_path: (action.source.size, action.source.mtime_ns, found)
+                            for action in transcodes
+                            if action.source.rel_path in fresh and (found := fingerprints.get(action.source.rel_path))
+                        },
+                    )
         known |= probed
-        self.state.facts_cache.keep(known)
+        self.state.facts_cache.keep(stored | probed)  # those from the cache were marked used by `known`
         self.facts = known
         ruled_stretch: list[Action] = []
         for action in stretch:
-            if isinstance(action, Transcode) and action.source.rel_path in sources:
-                source = sources[action.source.rel_path]
-                if source is not action.source:
-                    action = action._replace(source=source)
-                action = ruled(action, known.get(source.fingerprint or ""), library=library)
+            content = fingerprints.get(action.source.rel_path) if isinstance(action, Transcode) else None
+            if isinstance(action, Transcode) and content is not None:
+                decided = ruled(action, known.get(content), library=library)
+                # What a rule changed, and a fingerprint read now, carry the fingerprint; a transcode no
+                # rule changed finds it in the scan memory again (`_fingerprints`), at no cost.
+                if (decided is not action or action.source.rel_path in fresh) and not isinstance(decided, Skip):
+                    decided = decided._replace(source=action.source._replace(fingerprint=content))
+                action = decided
             ruled_stretch.append(action)
         return ruled_stretch
 
