@@ -83,9 +83,13 @@ from agent.plan_from_store import (
 from agent.probing import probe_each
 from agent.publish_copy import publish_copy
 from agent.queued_plan import COUNT_KEYS, QueuedPlan, with_jobs
+from agent.recent_seen import RecentSeen
 from agent.rules import ruled
+from agent.saving_estimate import EncodeHistory, estimated_saving, history_of
 from agent.scan import LibraryWalk
 from agent.store.holds import Hold
+from agent.store.jobs import left_alone_by_enqueue
+from agent.store.media_facts import StoredFacts
 from agent.store.protocol import Store
 from agent.store.scans import FullPass
 
@@ -229,7 +233,10 @@ async def reconcile(
         await give_way()
     _note_full_passes(state, walked, list(contexts), archive=archive.available, clock=started, stamp=stamp, log=log)
     await check_archive(state, log=log)
-    acting = _Acting(state, store, log=log, stamp=stamp, waiting=_waiting_jobs(store), budget=ENQUEUE_BUDGET)
+    recent = RecentSeen(store)  # the rows the planner reads, for the rules step to find again
+    acting = _Acting(
+        state, store, log=log, stamp=stamp, waiting=_waiting_jobs(store), budget=ENQUEUE_BUDGET, recent=recent
+    )
     report = _Report(state, log=log)
     for name, reason in paused.items():
         report.add(PauseLibrary(name, reason))
@@ -254,7 +261,7 @@ async def reconcile(
         claimed: list[Claims] = []
         steps = folder_steps(
             context,
-            store,
+            recent,
             folders=_folders_of(walk, library.name, store, folders.get(library.name, {}), only=affected),
             configured=configured,
             now_ns=now_ns,
@@ -514,6 +521,9 @@ class _Acting:
     stamp: datetime
     waiting: dict[tuple[str, str], list[int]]
     budget: int  # fingerprints the pass may still read from disk
+    recent: RecentSeen | None = None  # the scan memory's rows the planner read last (`agent.recent_seen`)
+    facts: dict[str, StoredFacts] = field(default_factory=dict)  # what `rule` knew of its stretch's contents
+    histories: dict[str, EncodeHistory] = field(default_factory=dict)  # read once a pass, when a job is queued
     queued: int = 0
     tally: _Tally = field(default_factory=_Tally)
 
@@ -528,6 +538,7 @@ class _Acting:
                 found = source.fingerprint or fingerprints.get(source.rel_path)
                 if found is not None:
                     known[source.rel_path] = (source.size, source.mtime_ns, found)
+        known = self._not_remembered(library, known)
         if known:
             self.store.remember_fingerprints(library, known)
         for action in stretch:
@@ -542,12 +553,20 @@ class _Acting:
             if isinstance(action, Copy):
                 await _copy(self.state, self.store, action, log=self.log, now=self.stamp)
         by_file = {(library, rel_path): found for rel_path, found in fingerprints.items()}
-        self.queued += _queue(self.state, self.store, to_queue, by_file, log=self.log, now=self.stamp)
+        rel_paths = [action.source.rel_path for action in to_queue]
+        jobs = self.store.unfinished_of_files(library, rel_paths) if to_queue else []
+        settled = {(job.rel_path, job.fingerprint, job.preset_hash) for job in jobs if left_alone_by_enqueue(job)}
+        queued = _queue(
+            self.state, self.store, to_queue, by_file, settled=settled, saving_of=self._saving, log=self.log,
+            now=self.stamp,
+        )  # fmt: skip
+        self.queued += queued
         for action in to_queue:
             self.waiting.pop((action.library, action.source.rel_path), None)
         hashes = {name: value for name, value in _library_preset_hashes(self.state).items() if value is not None}
         plan = Plan(tuple(stretch))
-        jobs = self.store.unfinished_of_files(library, [action.source.rel_path for action in to_queue])
+        if queued:  # jobs queued (and others of their files cancelled): read them as they are now
+            jobs = self.store.unfinished_of_files(library, rel_paths)
         self.tally.add_queued(with_jobs(plan, jobs, fingerprints=by_file, preset_hashes=hashes))
 
     async def rule(self, library: Library, stretch: list[Action]) -> list[Action]:
@@ -559,43 +578,69 @@ class _Acting:
             return stretch
         fresh: set[str] = set()  # the paths whose fingerprint was read from disk now
         read = await self._fingerprints(library.name, list(transcodes), fresh=fresh)
-        sources = {
-            action.source.rel_path: action.source
-            if action.source.fingerprint
-            else action.source._replace(fingerprint=found)
+        fingerprints = {
+            action.source.rel_path: found
             for action in transcodes
             if (found := action.source.fingerprint or read.get(action.source.rel_path)) is not None
         }
-        rel_paths = {source.fingerprint: rel for rel, source in sources.items() if source.fingerprint}
-        known = self.state.facts_cache.known(rel_paths)  # read by an earlier pass (agent.facts_cache)
-        known |= self.store.facts_for([fingerprint for fingerprint in rel_paths if fingerprint not in known])
+        rel_paths = {fingerprint: rel for rel, fingerprint in fingerprints.items()}
+        cached = self.state.facts_cache.known(rel_paths)  # read by an earlier pass (agent.facts_cache)
+        stored = self.store.facts_for([fingerprint for fingerprint in rel_paths if fingerprint not in cached])
+        known = cached | stored
         unknown = {fp: library.source / rel for fp, rel in rel_paths.items() if fp not in known}
-        probed = await asyncio.to_thread(probe_each, unknown, now=self.stamp)
-        with self.store.transaction():
-            for fingerprint, probe in probed.items():
-                self.store.record_facts(fingerprint, facts=probe.facts, error=probe.error, now=self.stamp)
-                if probe.error is not None:
-                    self.log.warning("media facts unreadable", library=library.name, error=probe.error)
-            if fresh:  # the others are in the scan memory already
-                self.store.remember_fingerprints(
-                    library.name,
-                    {
-                        rel: (src.size, src.mtime_ns, src.fingerprint or "")
-                        for rel, src in sources.items()
-                        if rel in fresh
-                    },
-                )
+        probed = await asyncio.to_thread(probe_each, unknown, now=self.stamp) if unknown else {}
+        if probed or fresh:
+            with self.store.transaction():
+                for fingerprint, probe in probed.items():
+                    self.store.record_facts(fingerprint, facts=probe.facts, error=probe.error, now=self.stamp)
+                    if probe.error is not None:
+                        self.log.warning("media facts unreadable", library=library.name, error=probe.error)
+                if fresh:  # the others are in the scan memory already
+                    self.store.remember_fingerprints(
+                        library.name,
+                        {
+                            action.source.rel_path: (action.source.size, action.source.mtime_ns, found)
+                            for action in transcodes
+                            if action.source.rel_path in fresh and (found := fingerprints.get(action.source.rel_path))
+                        },
+                    )
         known |= probed
-        self.state.facts_cache.keep(known)
+        self.state.facts_cache.keep(stored | probed)  # those from the cache were marked used by `known`
+        self.facts = known
         ruled_stretch: list[Action] = []
         for action in stretch:
-            if isinstance(action, Transcode) and action.source.rel_path in sources:
-                source = sources[action.source.rel_path]
-                if source is not action.source:
-                    action = action._replace(source=source)
-                action = ruled(action, known.get(source.fingerprint or ""), library=library)
+            content = fingerprints.get(action.source.rel_path) if isinstance(action, Transcode) else None
+            if isinstance(action, Transcode) and content is not None:
+                decided = ruled(action, known.get(content), library=library)
+                # What a rule changed, and a fingerprint read now, carry the fingerprint; a transcode no
+                # rule changed finds it in the scan memory again (`_fingerprints`), at no cost.
+                if (decided is not action or action.source.rel_path in fresh) and not isinstance(decided, Skip):
+                    decided = decided._replace(source=action.source._replace(fingerprint=content))
+                action = decided
             ruled_stretch.append(action)
         return ruled_stretch
+
+    def _not_remembered(
+        self, library: str, known: dict[str, tuple[int, int, str]]
+    ) -> dict[str, tuple[int, int, str]]:
+        """Return those of these (size, mtime, fingerprint) by path that the scan memory does not hold
+        as they are: a file queued pass after pass costs no write."""
+        if not known or self.recent is None:
+            return known
+        seen = self.recent.kept_in_folders(library, sorted({rel.rpartition("/")[0] for rel in known}))
+        return {
+            rel: value
+            for rel, value in known.items()
+            if (row := seen.get(rel)) is None or (row.size, row.mtime_ns, row.fingerprint) != value
+        }
+
+    def _saving(self, action: Transcode, fingerprint: str) -> int:
+        """Return the bytes this transcode's encode is expected to save (`agent.saving_estimate`)."""
+        history = self.histories.get(action.library)
+        if history is None:
+            history = self.histories[action.library] = history_of(self.store.finished_encodes(action.library))
+        known = self.facts.get(fingerprint)
+        return estimated_saving(action="transcode", size=action.source.size, known=known, history=history)
 
     async def _fingerprints(
         self, library: str, actions: list[Transcode | Adopt], *, fresh: set[str] | None = None
@@ -605,7 +650,9 @@ class _Acting:
         missing = [action.source for action in actions if action.source.fingerprint is None]
         if not missing:
             return {}
-        seen = self.store.seen_in_folders(library, sorted({source.rel_path.rpartition("/")[0] for source in missing}))
+        folders = sorted({source.rel_path.rpartition("/")[0] for source in missing})
+        read = self.recent.kept_in_folders if self.recent is not None else self.store.seen_in_folders
+        seen = read(library, folders)
         found: dict[str, str] = {}
         to_read: list[SourceFile] = []
         for source in missing:
@@ -813,10 +860,14 @@ def _queue(
     to_queue: list[Transcode],
     fingerprints: dict[tuple[str, str], str],
     *,
+    settled: Collection[tuple[str, str, str]] = (),
+    saving_of: Callable[[Transcode, str], int] | None = None,
     log: Any,
     now: datetime,
 ) -> int:
-    """Queue a job for each transcode whose fingerprint is known; return how many were queued."""
+    """Queue a job for each transcode whose fingerprint is known; return how many were queued.
+    `settled`: the (path, fingerprint, preset identity) whose job `enqueue` would leave as it is
+    (`agent.store.jobs.left_alone_by_enqueue`): nothing to check or write for them."""
     hashes = _library_preset_hashes(state)
     queued = 0
     with store.transaction():
@@ -830,6 +881,8 @@ def _queue(
             )
             if fingerprint is None or preset_hash is None:
                 continue  # not read yet (budget, or vanished since the scan): a later pass queues it
+            if (action.source.rel_path, fingerprint, preset_hash) in settled:
+                continue
             if _encoded_since_the_scan(state, store, action, fingerprint, preset_hash):
                 continue
             job = store.enqueue(
@@ -840,6 +893,7 @@ def _queue(
                 output_path=action.output_path,
                 reason=str(action.reason),
                 now=now,
+                saving=0 if saving_of is None else saving_of(action, fingerprint),
             )
             if job is not None:
                 queued += 1

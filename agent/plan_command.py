@@ -31,8 +31,9 @@ from agent.observe import fingerprint_of, preset_hashes
 from agent.plan import plan_users
 from agent.plan_rules import rule_stretch
 from agent.plan_stream import PlanFacts, plan_library_streamed
-from agent.queued_plan import COUNT_KEYS, JobView, QueuedPlan, files_with_jobs, with_jobs
+from agent.queued_plan import COUNT_KEYS, JobView, QueuedPlan, Stage, files_with_jobs, with_jobs
 from agent.render import action_json, action_lines, heading_lines, paused_lines, summary_of, user_lines
+from agent.saving_estimate import EncodeHistory, FinishedEncode, estimated_saving, history_of, total_line
 from agent.store.media_facts import StoredFacts
 
 
@@ -43,6 +44,7 @@ class PlanState(PlanFacts, Protocol):
     def load_users(self) -> tuple[UserRecord, ...]: ...
     def recorded_output_folders(self) -> set[str]: ...
     def facts_for(self, fingerprints: Collection[str]) -> dict[str, StoredFacts]: ...
+    def finished_encodes(self, library: str) -> list[FinishedEncode]: ...
 
 
 class NoState:
@@ -59,6 +61,9 @@ class NoState:
 
     def facts_for(self, fingerprints: Collection[str]) -> dict[str, StoredFacts]:
         return {}
+
+    def finished_encodes(self, library: str) -> list[FinishedEncode]:
+        return []
 
     def ledger_in_folders(self, library: str, folders: Sequence[str]) -> dict[str, LedgerEntry]:
         return {}
@@ -89,16 +94,36 @@ class NoState:
 
 
 class _Totals:
-    """The summary counts and whether work is pending, over the parts of a plan."""
+    """The summary counts, whether work is pending and the estimated saving, over the parts of a plan."""
 
     def __init__(self) -> None:
         self.counts = dict.fromkeys(COUNT_KEYS, 0)
         self.pending = False
+        self.saving = 0  # bytes, over the files to encode whose media facts are known
+        self.estimated = 0  # files to encode with an estimate
+        self.unknown = 0  # files to encode whose media facts are not known yet
 
-    def add(self, queued: QueuedPlan) -> None:
+    def add(self, queued: QueuedPlan, savings: Mapping[str, int] | None = None) -> None:
         for key, count in queued.counts().items():
             self.counts[key] += count
         self.pending = self.pending or queued.pending
+        for action in queued.plan.actions:
+            if isinstance(action, Transcode) and queued.stage_of(action) not in (Stage.DEAD, Stage.CANCELLED):
+                saving = (savings or {}).get(action.source.rel_path)
+                self.saving += saving or 0
+                self.estimated += saving is not None
+                self.unknown += saving is None
+
+    def merge(self, other: _Totals) -> None:
+        for key, count in other.counts.items():
+            self.counts[key] += count
+        self.pending = self.pending or other.pending
+        self.saving += other.saving
+        self.estimated += other.estimated
+        self.unknown += other.unknown
+
+    def saving_json(self) -> dict[str, int]:
+        return {"bytes": self.saving, "files": self.estimated, "not_estimated": self.unknown}
 
 
 class _Library:
@@ -144,6 +169,7 @@ class PlanWriter:
         self.probe = probe  # read and probe the files whose facts are not known yet (`agent.plan_rules`)
         self.totals = _Totals()
         self._hashes: dict[str, str] | None = None
+        self._histories: dict[str, EncodeHistory] = {}  # each library's finished encodes, read once
         self._first_json = True
 
     def write(self) -> bool:
@@ -166,11 +192,17 @@ class PlanWriter:
             for action in users.plan.actions:
                 self._json_action(action_json(action, users))
             watch = {name: {"mode": found.mode, "reason": found.reason} for name, found in self.watch.items()}
-            tail = {"pending": self.totals.pending, "summary": self.totals.counts, "watch": watch}
+            tail = {
+                "pending": self.totals.pending, "summary": self.totals.counts,
+                "estimated_saving": self.totals.saving_json(), "watch": watch,
+            }  # fmt: skip
             self.out.write("\n  ],\n" + json.dumps(tail, indent=2)[2:] + "\n")
         else:
             for line in user_lines(changes):
                 self.out.write(line + "\n")
+            if self.totals.estimated:  # none: no file's media facts are known yet, nothing to say
+                self.out.write(total_line(self.totals.saving, files=self.totals.estimated, unknown=self.totals.unknown))
+                self.out.write("\n")
             self.out.write(summary_of(self.totals.counts) + "\n")
         return self.totals.pending
 
@@ -181,12 +213,15 @@ class PlanWriter:
             def emit(planned: Sequence[Action]) -> None:
                 stretch, facts = self._ruled(library, planned)
                 queued = self._queued(library, stretch)
-                part.totals.add(queued)
+                savings = self._savings(library, stretch, facts)
+                part.totals.add(queued, savings)
                 part.actions += len(stretch)
                 if self.as_json:
-                    lines = [json.dumps(_with_facts(action_json(action, queued), facts)) for action in stretch]
+                    lines = [
+                        json.dumps(_with_facts(action_json(action, queued), facts, savings)) for action in stretch
+                    ]
                 else:
-                    lines = list(action_lines(queued, attempts_allowed=self.config.retry.attempts))
+                    lines = list(action_lines(queued, attempts_allowed=self.config.retry.attempts, savings=savings))
                 part.spool.write("\n".join(lines) + "\n")
 
             outcome = plan_library_streamed(
@@ -206,9 +241,7 @@ class PlanWriter:
                     for line in paused_lines(library, outcome.paused, pick_up, self.config):
                         self.out.write(line + "\n")
                 return
-            for key, count in part.totals.counts.items():
-                self.totals.counts[key] += count
-            self.totals.pending = self.totals.pending or part.totals.pending
+            self.totals.merge(part.totals)
             if not self.as_json:
                 for line in heading_lines(library, self.config, files=outcome.files, in_sync=not part.actions,
                                           pick_up=pick_up):  # fmt: skip
@@ -261,15 +294,36 @@ class PlanWriter:
         return rule_stretch(library, stretch, seen=seen, read_facts=self.state.facts_for, now=datetime.now(UTC),
                             read_unknown=self.probe)  # fmt: skip
 
+    def _savings(
+        self, library: Library, stretch: Sequence[Action], facts: Mapping[str, StoredFacts]
+    ) -> dict[str, int]:
+        """Return the estimated saving of each transcode of the stretch whose media facts are known, by path."""
+        transcodes = [action for action in stretch if isinstance(action, Transcode) and action.source.rel_path in facts]
+        if not transcodes:
+            return {}
+        history = self._histories.get(library.name)
+        if history is None:
+            history = self._histories[library.name] = history_of(self.state.finished_encodes(library.name))
+        return {
+            action.source.rel_path: estimated_saving(
+                action="transcode", size=action.source.size, known=facts[action.source.rel_path], history=history
+            )
+            for action in transcodes
+        }
+
     def _preset_hashes(self) -> dict[str, str]:
         if self._hashes is None:
             self._hashes = preset_hashes(self.config, warn=self.warn)
         return self._hashes
 
 
-def _with_facts(data: dict[str, Any], facts: Mapping[str, StoredFacts]) -> dict[str, Any]:
-    """Return an action's JSON with its file's media facts (or why they could not be read), where known."""
-    known = facts.get(str(data.get("path", ""))) if data.get("kind") in ("transcode", "copy", "skip") else None
+def _with_facts(data: dict[str, Any], facts: Mapping[str, StoredFacts], savings: Mapping[str, int]) -> dict[str, Any]:
+    """Return an action's JSON with its file's media facts (or why they could not be read), where known,
+    and a transcode's estimated saving (null where its facts are not known)."""
+    path = str(data.get("path", ""))
+    if data.get("kind") == "transcode":
+        data["estimated_saving"] = savings.get(path)
+    known = facts.get(path) if data.get("kind") in ("transcode", "copy", "skip") else None
     if known is not None:
         data["facts"] = None if known.facts is None else dataclasses.asdict(known.facts)
         if known.error is not None:

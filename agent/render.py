@@ -34,6 +34,7 @@ from agent.domain import (
 from agent.mounts import PickUp
 from agent.queued_plan import NEEDS_RETRY, JobView, QueuedPlan, Stage
 from agent.quoting import escaped, first_line, shown
+from agent.wording import human_size
 
 # count key -> (summary text for one, for more than one); keys and order from agent.queued_plan
 _SUMMARY: dict[str, tuple[str, str]] = {
@@ -129,11 +130,15 @@ def heading_lines(
         yield watch_line(pick_up, config)
 
 
-def action_lines(queued: QueuedPlan, *, attempts_allowed: int) -> Iterator[str]:
-    """Return the lines of a library's actions (or some of them, in order)."""
+def action_lines(
+    queued: QueuedPlan, *, attempts_allowed: int, savings: Mapping[str, int] | None = None
+) -> Iterator[str]:
+    """Return the lines of a library's actions (or some of them, in order); a transcode with an
+    estimated saving in `savings` (by path, `agent.saving_estimate`) says it."""
     for action in queued.plan.actions:
         if isinstance(action, Transcode):
-            yield _transcode_line(action, queued, attempts_allowed=attempts_allowed)
+            saving = (savings or {}).get(action.source.rel_path)
+            yield _transcode_line(action, queued, attempts_allowed=attempts_allowed, saving=saving)
         else:
             yield _line(action)
 
@@ -147,34 +152,35 @@ def user_lines(user_changes: Sequence[UserChange]) -> Iterator[str]:
             yield f"  {mark} {change.change:<9} {shown(change.name)} ({change.role})"
 
 
-def _transcode_line(action: Transcode, queued: QueuedPlan, *, attempts_allowed: int) -> str:
-    """Return the line of a transcode: to be queued, or what its job is doing."""
+def _transcode_line(action: Transcode, queued: QueuedPlan, *, attempts_allowed: int, saving: int | None) -> str:
+    """Return the line of a transcode: to be queued, or what its job is doing (and its estimated saving)."""
     paths = f"{shown(action.source.rel_path)} -> {shown(action.output_path)}"
     job = queued.job_of(action)
-    if job is None:  # the usual case: no job yet
-        return f"  + transcode {paths} ({action.reason}{_why(action)})"
-    stage = queued.stage_of(action)
-    if stage is Stage.TO_QUEUE:
-        return f"  + transcode {paths} ({action.reason}{_why(action)})"
+    stage = Stage.TO_QUEUE if job is None else queued.stage_of(action)
+    to_encode = stage not in (Stage.DEAD, Stage.CANCELLED)
+    estimate = f"; est. saving {human_size(saving)}" if saving is not None and to_encode else ""
+    why = f"{action.reason}{_why(action)}{estimate}"
+    if job is None or stage is Stage.TO_QUEUE:  # the usual case: no job yet
+        return f"  + transcode {paths} ({why})"
     error = first_line(job.error)
     because = f": {error}" if error else ""
     match stage:
         case Stage.QUEUED:
-            return f"  + queued    {paths} ({action.reason}; job {job.id})"
+            return f"  + queued    {paths} ({why}; job {job.id})"
         case Stage.RUNNING:
             done = "" if job.progress is None else f", {job.progress:.1f}%"
-            return f"  * running   {paths} ({action.reason}; job {job.id}{done})"
+            return f"  * running   {paths} ({why}; job {job.id}{done})"
         case Stage.FAILED:
             when = "" if job.not_before is None else f"; next try after {_utc(job.not_before)}"
             attempt = f"attempt {job.attempts} of {attempts_allowed}"
-            return f"  ? failed    {paths} ({action.reason}; job {job.id} failed ({attempt}){because}{when})"
+            return f"  ? failed    {paths} ({why}; job {job.id} failed ({attempt}){because}{when})"
         case Stage.DEAD:
             failures = "1 failed attempt" if job.attempts == 1 else f"{job.attempts} failed attempts"
             again = f"to try again: {retry_command(job.id)}"
-            return f"  x dead      {paths} ({action.reason}; job {job.id} dead after {failures}{because}; {again})"
+            return f"  x dead      {paths} ({why}; job {job.id} dead after {failures}{because}; {again})"
         case _:
             again = f"to encode it: {retry_command(job.id)}"
-            return f"  x cancelled {paths} ({action.reason}; job {job.id} was cancelled; {again})"
+            return f"  x cancelled {paths} ({why}; job {job.id} was cancelled; {again})"
 
 
 def _why(action: Transcode) -> str:

@@ -10,8 +10,8 @@ engine and `hb2r plan` read them by fingerprint, `agent.probing`); the dispatche
 or `hdr:` asked for. A transcode whose facts are not known yet (its fingerprint is not read:
 the pass's budget) stays as it is; it is not queued without a fingerprint, so a later pass
 decides it. A file ffprobe cannot read is not skipped: it is encoded with the library's preset
-as before rules existed (its line in `hb2r plan` is as before; the pass's log and `hb2r plan
---json`'s `facts_error` say why its facts are missing); HandBrakeCLI is the judge of whether it
+as before rules existed, and its transcode says why its facts are missing (`hb2r plan`'s line,
+the pass's log, `hb2r plan --json`'s `facts_error`); HandBrakeCLI is the judge of whether it
 can be read, and its job fails with HandBrakeCLI's reason (`hb2r jobs`) if not.
 
 `decide`: the first rule whose `when:` holds decides (encode, copy or skip); none: encode with
@@ -127,8 +127,9 @@ def ruled(action: Transcode, known: StoredFacts | None, *, library: Library) -> 
     if known is None:
         return action
     rel_path = action.source.rel_path
-    if known.facts is None:
-        return action  # encoded as before rules existed; why the facts are missing is logged and in --json
+    if known.facts is None:  # encoded with the library's preset, as before rules existed, saying why
+        said = (known.error or "no media facts").strip().splitlines() or ["no media facts"]
+        return action._replace(why=f"{said[0]}: encoded with the library's preset")
     decision = decide(
         known.facts, size=action.source.size, rules=library.rules or (), hdr=library.hdr or "copy",
         library_preset=library.preset,

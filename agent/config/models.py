@@ -144,7 +144,7 @@ class Paths(Model):
 
 
 # The queue's order within a library (agent.store.order), and how libraries take turns.
-QueueOrderName = Literal["oldest", "newest", "smallest", "largest"]
+QueueOrderName = Literal["oldest", "newest", "smallest", "largest", "saving"]
 OrderAcross = Literal["listed", "mixed"]
 
 
@@ -181,8 +181,8 @@ class Library(Model):
     )
     order: QueueOrderName | None = Field(
         default=None,
-        description="Which of this library's jobs start first: oldest, newest, smallest or largest source; "
-        "default: the top-level 'order'.",
+        description="Which of this library's jobs start first: oldest, newest, smallest or largest source, "
+        "or saving (the largest estimated saving); default: the top-level 'order'.",
     )
     rules: tuple[Rule, ...] | None = Field(
         default=None, description="This library's rules, replacing the top-level 'rules' whole; first match wins."
@@ -586,7 +586,8 @@ class Config(Model):
     order: QueueOrderName = Field(
         default="oldest",
         description="Which jobs start first in each library that sets no 'order' of its own: oldest, newest, "
-        "smallest or largest source. A job an admin moved to the front goes before all.",
+        "smallest or largest source, or saving (the largest estimated saving). A job an admin moved to the front "
+        "goes before all.",
     )
     order_across: OrderAcross = Field(
         default="listed",

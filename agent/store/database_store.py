@@ -24,11 +24,13 @@ from agent.domain import (
     UserRecord,
 )
 from agent.facts import MediaFacts
+from agent.saving_estimate import FinishedEncode
 from agent.store import (
     agent_status,
     archive_memory,
     batch_facts,
     decisions,
+    encode_history,
     failures,
     history,
     holds,
@@ -86,6 +88,7 @@ class DatabaseStore:
         output_path: str,
         reason: str,
         now: datetime,
+        saving: int = 0,
     ) -> Job | None:
         return jobs.enqueue(
             self.database,
@@ -96,6 +99,7 @@ class DatabaseStore:
             output_path=output_path,
             reason=reason,
             now=now,
+            saving=saving,
         )
 
     def hold_identity(self, *, library: str, rel_path: str, fingerprint: str, preset_hash: str) -> None:
@@ -123,6 +127,9 @@ class DatabaseStore:
 
     def facts_for(self, fingerprints: Collection[str]) -> dict[str, StoredFacts]:
         return media_facts.read(self.database, fingerprints)
+
+    def finished_encodes(self, library: str) -> list[FinishedEncode]:
+        return encode_history.finished_encodes(self.database, library)
 
     def forget_facts(self, fingerprints: Collection[str]) -> int:
         return media_facts.forget(self.database, fingerprints)

@@ -346,6 +346,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX IF NOT EXISTS history_events_by_day ON history_events (day);
     """,
+    # 16: the estimated saving (agent.saving_estimate): each job's, from when it was queued, for `order:
+    # saving` (a partial index of the waiting jobs, as the other orders), and a partial index of
+    # the finished encodes by library and time, from which the estimate learns
+    # (agent.store.encode_history). Jobs queued before have no estimate (0).
+    """
+    ALTER TABLE jobs ADD COLUMN saving INTEGER NOT NULL DEFAULT 0 CHECK (saving >= 0);
+    CREATE INDEX IF NOT EXISTS jobs_waiting_by_saving ON jobs (library, saving) WHERE state IN ('queued', 'failed');
+    CREATE INDEX IF NOT EXISTS ledger_encodes ON ledger (library, encoded_at)
+        WHERE origin = 'encoded' AND output_size IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

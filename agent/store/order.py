@@ -1,7 +1,8 @@
 """The queue's order: which waiting job starts next, within a library and across libraries.
 
 An operator says per library which of its jobs go first (`order:` oldest, the default and
-hb2r's order before this setting; newest; smallest or largest source), and how libraries
+hb2r's order before this setting; newest; smallest or largest source; or the largest
+estimated saving, `agent.saving_estimate`), and how libraries
 take turns (`order_across:`): `listed` takes the first library in the config's list that has a
 runnable job (today's behaviour), `mixed` compares every library's next job by the top-level
 `order:` and takes the winner. A job an admin moved to the front goes before all of them.
@@ -9,8 +10,9 @@ runnable job (today's behaviour), `mixed` compares every library's next job by t
 Every choice reads an index and stops at the first row: a queue may hold a million jobs, and
 the dispatcher asks every few seconds. Oldest and newest read `jobs_waiting` (library,
 created_at) forwards or backwards; smallest and largest read `jobs_waiting_by_size` (library,
-source_size); the front is `jobs_fronted`, which holds only waiting jobs moved to the front.
-Ties go to the lower id (oldest) and, for newest and largest, to the higher id, so each order
+source_size); saving reads `jobs_waiting_by_saving` (library, saving, the estimate made when
+the job was queued); the front is `jobs_fronted`, which holds only waiting jobs moved to the front.
+Ties go to the lower id (oldest) and, for newest, largest and saving, to the higher id, so each order
 is one direction of one index. The source size is taken from the fingerprint (`size:hash`)
 when the job is queued; a job whose fingerprint carries no size counts as 0 bytes.
 """
@@ -23,9 +25,9 @@ from typing import Literal
 
 from agent.store.sql import Database
 
-Order = Literal["oldest", "newest", "smallest", "largest"]
+Order = Literal["oldest", "newest", "smallest", "largest", "saving"]
 Across = Literal["listed", "mixed"]
-ORDERS: tuple[Order, ...] = ("oldest", "newest", "smallest", "largest")
+ORDERS: tuple[Order, ...] = ("oldest", "newest", "smallest", "largest", "saving")
 
 # The ORDER BY of each order (constants: no input reaches SQL text).
 ORDER_BY: dict[str, str] = {
@@ -33,6 +35,7 @@ ORDER_BY: dict[str, str] = {
     "newest": "created_at DESC, id DESC",
     "smallest": "source_size, id",
     "largest": "source_size DESC, id DESC",
+    "saving": "saving DESC, id DESC",
 }
 
 

@@ -349,6 +349,13 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX IF NOT EXISTS history_events_by_day ON history_events (day);
     """,
+    # 16: the estimated saving, as SQLite's migration 16.
+    """
+    ALTER TABLE jobs ADD COLUMN saving BIGINT NOT NULL DEFAULT 0 CHECK (saving >= 0);
+    CREATE INDEX IF NOT EXISTS jobs_waiting_by_saving ON jobs (library, saving) WHERE state IN ('queued', 'failed');
+    CREATE INDEX IF NOT EXISTS ledger_encodes ON ledger (library, encoded_at)
+        WHERE origin = 'encoded' AND output_size IS NOT NULL;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -30,6 +30,7 @@ from agent.domain import (
     UserRecord,
 )
 from agent.facts import MediaFacts
+from agent.saving_estimate import FinishedEncode
 from agent.store import history
 from agent.store.decisions import LibraryDecisions
 from agent.store.holds import Hold
@@ -66,6 +67,7 @@ class Store(Protocol):
         output_path: str,
         reason: str,
         now: datetime,
+        saving: int = 0,
     ) -> Job | None: ...
     def hold_identity(self, *, library: str, rel_path: str, fingerprint: str, preset_hash: str) -> None:
         """Lock this identity's job row until the transaction ends (see agent.store.jobs)."""
@@ -84,6 +86,10 @@ class Store(Protocol):
     # --- each content's media facts, by fingerprint (agent.store.media_facts)
     def record_facts(self, fingerprint: str, *, facts: MediaFacts | None, error: str | None, now: datetime) -> None: ...
     def facts_for(self, fingerprints: Collection[str]) -> dict[str, StoredFacts]: ...
+    def finished_encodes(self, library: str) -> list[FinishedEncode]:
+        """Return library's latest finished encodes, for the estimated saving (agent.store.encode_history)."""
+        ...
+
     def forget_facts(self, fingerprints: Collection[str]) -> int: ...
     def mark_running(self, job_id: int, *, now: datetime) -> Job: ...
     def record_progress(self, job_id: int, *, progress: float, now: datetime) -> None: ...

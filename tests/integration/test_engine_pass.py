@@ -528,3 +528,29 @@ def test_an_idle_pass_reads_no_remembered_folder_and_the_agent_remembers_what_th
 
     assert asyncio.run(scenario()) == [0] * len(changes)
     connection.close()
+
+
+def test_a_pass_over_files_already_queued_writes_no_job_and_reads_no_row_per_file(tmp_path: Path) -> None:
+    """Files that stay queued are planned and ruled again every pass; their jobs are read a
+    stretch at a time, and nothing is written or looked up for each file (bench/rules.py, part pass)."""
+    config = load_config(make_config(tmp_path, files=40)).config
+    logs.configure(stream=io.StringIO(), json=True)
+
+    async def statements_of_the_second_pass() -> list[str]:
+        connection = open_database(config.paths.state_dir)
+        state = AgentState(config=config, store=SqliteStore(connection), preset_hashes={"tv": "p1"})
+        await reconcile(state, log=logs.get_logger("test"))  # probes each file (ffprobe cannot read it) and queues it
+        queued = jobs.list_jobs(connection, state=jobs.JobState.QUEUED)
+        assert len(queued) == 40
+        run: list[str] = []
+        connection.connection.set_trace_callback(run.append)
+        await reconcile(state, log=logs.get_logger("test"))
+        connection.connection.set_trace_callback(None)
+        assert jobs.list_jobs(connection, state=jobs.JobState.QUEUED) == queued  # the same jobs, untouched
+        connection.close()
+        return run
+
+    run = asyncio.run(statements_of_the_second_pass())
+
+    assert [statement for statement in run if "INSERT INTO jobs" in statement] == []
+    assert len(run) < 40, run  # none per file

@@ -285,6 +285,7 @@ def test_plan_writes_nothing_anywhere(tmp_path: Path, clip: Path, state: str) ->
         connection = sqlite3.connect(tmp_path / "state" / DATABASE_NAME)
         connection.executescript(
             """
+            DROP INDEX jobs_waiting_by_saving; DROP INDEX ledger_encodes; ALTER TABLE jobs DROP COLUMN saving;
             DROP TRIGGER job_tallies_on_insert; DROP TRIGGER job_tallies_on_update; DROP TRIGGER job_tallies_on_delete;
             DROP TRIGGER ledger_tallies_on_insert; DROP TRIGGER ledger_tallies_on_update;
             DROP TRIGGER ledger_tallies_on_delete; DROP TABLE job_tallies; DROP TABLE ledger_tallies;

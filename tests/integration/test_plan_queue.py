@@ -269,9 +269,10 @@ def test_a_file_handbrake_cannot_read_is_shown_dead_with_its_retry_command(tmp_p
 
     assert finished.returncode == 0, finished.stdout + finished.stderr
     lines = finished.stdout.splitlines()
-    dead_line = f"  x dead      broken.mkv -> TV/broken.mkv (new; job {dead.id} dead after 1 failed attempt: "
+    dead_line = "  x dead      broken.mkv -> TV/broken.mkv (new; broken.mkv: ffprobe cannot read it (exit code 1): "
     assert lines[1] == "  watch: inotify events (new files are seen as they arrive)"
-    assert lines[2].startswith(dead_line), lines
+    assert lines[2].startswith(dead_line), lines  # why its media facts are missing, then what became of its job
+    assert f": encoded with the library's preset; job {dead.id} dead after 1 failed attempt: " in lines[2]
     assert lines[2].endswith(f"; to try again: hb2r retry {dead.id})")
     assert lines[-1] == "Plan: 1 dead."
 
@@ -279,7 +280,9 @@ def test_a_file_handbrake_cannot_read_is_shown_dead_with_its_retry_command(tmp_p
     assert retried.returncode == 0, retried.stderr
     again = hb2r("plan", config=config_path)
     assert again.returncode == 2
-    assert f"  + queued    broken.mkv -> TV/broken.mkv (new; job {dead.id})" in again.stdout.splitlines()
+    queued_line = next(line for line in again.stdout.splitlines() if line.startswith("  + queued    broken.mkv"))
+    assert queued_line.startswith("  + queued    broken.mkv -> TV/broken.mkv (new; broken.mkv: ffprobe cannot read")
+    assert queued_line.endswith(f": encoded with the library's preset; est. saving 0 B; job {dead.id})")
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from agent import logs
+from agent.engine import reconcile
+from agent.store import jobs
+from agent.wording import human_size
 from tests.integration.archive_support import PRESET, make_clip, require_tools
 from tests.integration.test_dispatch_lifecycle import Agent, agents, until
+from tests.integration.test_plan_cli import run_plan
+from tests.integration.test_rules_pass import make_hevc
 
 __all__ = ["agents"]  # the fixture, shared with the lifecycle tests
 
@@ -65,3 +71,38 @@ async def test_a_job_an_admin_moved_to_the_front_starts_before_every_library(
 
     assert list(agent.dispatcher.running) == [film.id]
     await until(lambda: not agent.dispatcher.running, what="the encode to end", tick=agent.dispatcher)
+
+
+async def test_order_saving_encodes_the_largest_estimated_saving_first_as_the_plan_estimates(
+    tmp_path: Path, agents: Callable[[Path], Agent]
+) -> None:
+    require_tools()
+    config = write_config(tmp_path, order="saving")
+    agent = agents(config)
+    # The largest source, but HEVC (a high quality): no saving expected.
+    hevc = make_hevc(tmp_path / "tv" / "a-hevc.mkv", size="320x180", seconds=4, crf=4)
+    short = make_clip(tmp_path / "tv" / "b-short.mkv", seconds=1)
+    long = make_clip(tmp_path / "tv" / "c-long.mkv", seconds=4)
+    assert hevc.stat().st_size > long.stat().st_size > short.stat().st_size  # `largest` would start the HEVC
+
+    await reconcile(agent.state, log=logs.get_logger("test"))  # the real pass: probes, estimates and queues
+    lines = run_plan(config).stdout.splitlines()
+    agent.dispatcher.tick()
+
+    # No encode finished yet: H.264 is expected to save 40% of its size, HEVC nothing (agent.saving_estimate).
+    expected = {
+        "a-hevc.mkv": 0,
+        "b-short.mkv": round(short.stat().st_size * 0.4),
+        "c-long.mkv": round(long.stat().st_size * 0.4),
+    }
+    queued = {job.rel_path: job for job in jobs.list_jobs(agent.state.store.database)}
+    assert sorted(queued) == sorted(expected)
+    for name, saving in expected.items():  # the same estimate as the job's (its order) and the plan's
+        line = next((line for line in lines if line.startswith("  + ") and f" {name} -> " in line), "\n".join(lines))
+        assert f"(new; est. saving {human_size(saving)}" in line, line
+    assert f"Estimated saving: {human_size(sum(expected.values()))} (3 files to encode)" in lines
+    assert list(agent.dispatcher.running) == [queued["c-long.mkv"].id]  # the largest estimated saving first
+    await until(lambda: not agent.dispatcher.running, what="the encode to end", tick=agent.dispatcher)
+    assert agent.job(queued["c-long.mkv"].id).state == "done"
+    agent.dispatcher.tick()
+    assert list(agent.dispatcher.running) == [queued["b-short.mkv"].id]  # then the next, the HEVC last

@@ -22,6 +22,7 @@ from agent.engine import reconcile
 from agent.handbrake import probe
 from agent.observe import preset_hashes
 from agent.store import jobs
+from agent.wording import human_size
 
 from . import api_support
 from .archive_support import Agent, make_clip, require_tools, tmpfs, write_config
@@ -56,13 +57,14 @@ def ffprobe_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[str]]]:
     yield started
 
 
-def make_hevc(path: Path) -> Path:
-    """Write a 2 s 160x90 HEVC clip (x265 crf 38: already efficient)."""
+def make_hevc(path: Path, *, size: str = "160x90", seconds: int = 2, crf: int = 38) -> Path:
+    """Write an HEVC clip (by default 2 s 160x90, x265 crf 38: already efficient)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [
-            "ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25",
-            "-t", "2", "-c:v", "libx265", "-preset", "ultrafast", "-crf", "38", "-x265-params", "log-level=error",
+            "ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25",
+            "-t", str(seconds), "-c:v", "libx265", "-preset", "ultrafast", "-crf", str(crf),
+            "-x265-params", "log-level=error",
             str(path),
         ],
         check=True,
@@ -179,8 +181,14 @@ def test_plan_with_probe_shows_each_files_action_the_rule_and_the_reason_and_jso
     assert said["Show/hdr10.mkv"].startswith("  = copy      Show/hdr10.mkv -> TV/Show/hdr10.mkv (hevc 10-bit ")
     assert said["Show/small.mkv"].startswith("  ! skip      Show/small.mkv (h264 ")
     assert said["Show/small.mkv"].endswith(' kb/s: rule "tiny")')
-    assert said["Show/h264.mkv"] == "  + transcode Show/h264.mkv -> TV/Show/h264.mkv (new)"
-    assert said["Show/broken.mkv"] == "  + transcode Show/broken.mkv -> TV/Show/broken.mkv (new)"
+    # No encode finished yet: H.264 is expected to save 40% (agent.saving_estimate), an unreadable file nothing.
+    h264_saving = round((tv / "Show" / "h264.mkv").stat().st_size * 0.4)
+    estimate = f"est. saving {human_size(h264_saving)}"
+    assert said["Show/h264.mkv"] == f"  + transcode Show/h264.mkv -> TV/Show/h264.mkv (new; {estimate})"
+    assert said["Show/broken.mkv"].endswith("encoded with the library's preset; est. saving 0 B)")
+    assert lines[-2] == f"Estimated saving: {human_size(h264_saving)} (2 files to encode)"
+    assert said["Show/broken.mkv"].startswith("  + transcode Show/broken.mkv -> TV/Show/broken.mkv (new; ")
+    assert "ffprobe cannot read it" in said["Show/broken.mkv"]
     assert lines[-1] == "Plan: 2 to transcode, 2 to copy, 1 skipped."
     by_path = {action.get("path"): action for action in as_json["actions"]}
     assert by_path["Show/hevc.mkv"]["kind"] == "copy"
@@ -190,8 +198,40 @@ def test_plan_with_probe_shows_each_files_action_the_rule_and_the_reason_and_jso
     assert by_path["Show/broken.mkv"]["facts"] is None
     assert "Invalid data found" in by_path["Show/broken.mkv"]["facts_error"]
     assert as_json["summary"]["copy"] == 2
+    assert by_path["Show/h264.mkv"]["estimated_saving"] == h264_saving
+    assert by_path["Show/broken.mkv"]["estimated_saving"] == 0
+    assert as_json["estimated_saving"] == {"bytes": h264_saving, "files": 2, "not_estimated": 0}
     assert not list(archive.iterdir())  # plan writes nothing
     assert digests(tv) == before
+
+
+def test_plan_text_shows_a_file_whose_probe_failed_with_its_reason(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    config_path = write_config(tmp_path, archive=archive)
+    config_path.write_text(config_path.read_text() + LEAVE_HEVC_ALONE)
+    corrupt = tmp_path / "tv" / "Show" / "corrupt.mkv"
+    corrupt.parent.mkdir(parents=True)
+    corrupt.write_bytes(b"\x1aE\xdf\xa3" + b"garbage " * 4000)  # a Matroska magic number, then nothing valid
+    make_clip(tmp_path / "tv" / "Show" / "h264.mkv", seconds=2, size="160x90")
+    before = digests(tmp_path / "tv")
+
+    probed_now = run_plan(config_path, "--probe").stdout.splitlines()
+    agent = Agent.from_file(config_path)
+    try:
+        asyncio.run(agent.scan())  # the agent probes once and keeps the failure with its reason
+    finally:
+        agent.close()
+    kept = run_plan(config_path).stdout.splitlines()
+
+    for lines in (probed_now, kept):
+        line = next(line for line in lines if "Show/corrupt.mkv ->" in line)
+        assert line.startswith("  + ") and "ffprobe cannot read it (exit code 1)" in line, lines
+        assert "Invalid data found" in line, line
+        assert "Show/h264.mkv ->" in "\n".join(lines) and "cannot read" not in next(
+            each for each in lines if "Show/h264.mkv ->" in each
+        )
+    assert digests(tmp_path / "tv") == before
 
 
 def test_a_copy_stays_in_sync_and_shows_drift_once_its_rule_is_removed(tmp_path: Path) -> None:

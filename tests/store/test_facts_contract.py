@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.domain import LedgerEntry
 from agent.facts import facts_to_json, parse_facts
+from agent.saving_estimate import FinishedEncode
 from agent.store.protocol import Store
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -65,3 +67,20 @@ def test_facts_kept_by_another_parser_version_read_as_missing(store: Store) -> N
     store.database.execute("UPDATE media_facts SET facts = ? WHERE fingerprint = ?", (json.dumps(older), "100:a"))
 
     assert store.facts_for(["100:a"]) == {}
+
+
+def test_a_librarys_finished_encodes_come_with_their_sources_codec_the_latest_first(store: Store) -> None:
+    def record(rel_path: str, fingerprint: str, *, at: int, output_size: int | None, library: str = "tv") -> None:
+        entry = LedgerEntry(library, rel_path, fingerprint, 1000, 1, "p1", f"TV/{rel_path}")
+        store.record_output(entry, encoded_at=f"2024-05-01T12:00:0{at}+00:00", output_size=output_size)
+
+    store.record_facts("1000:a", facts=HDR10, error=None, now=T0)  # hevc
+    record("a.mkv", "1000:a", at=1, output_size=600)
+    record("b.mkv", "1000:b", at=2, output_size=400)  # never probed: codec unknown
+    record("c.mkv", "1000:c", at=3, output_size=None)  # its size not known: left out
+    record("d.mkv", "1000:d", at=4, output_size=10, library="movies")  # another library
+
+    assert store.finished_encodes("tv") == [
+        FinishedEncode(None, 1000, 400, None),
+        FinishedEncode("hevc", 1000, 600, None),
+    ]

@@ -157,6 +157,25 @@ def test_a_library_starts_its_jobs_in_its_order(store: Store, order: Order, firs
     assert picked is not None and picked.rel_path == first
 
 
+def test_saving_starts_the_largest_estimated_saving_first_whatever_the_size(store: Store) -> None:
+    for name, fingerprint, saving in (
+        ("large-hevc.mkv", "90000:a", 0),
+        ("mid.mkv", "5000:b", 2000),
+        ("s.mkv", "20:c", 8),
+    ):
+        store.enqueue(
+            library="tv", rel_path=name, fingerprint=fingerprint, preset_hash="p1", output_path=f"TV/{name}",
+            reason="new", now=at(0), saving=saving,
+        )  # fmt: skip
+    order = QueueOrder(within={"tv": "saving"})
+
+    first = store.next_runnable(now=at(1), library_order=["tv"], order=order)
+    assert first is not None and first.rel_path == "mid.mkv"
+    store.mark_running(first.id, now=at(2))
+    second = store.next_runnable(now=at(3), library_order=["tv"], order=order)
+    assert second is not None and second.rel_path == "s.mkv"
+
+
 def test_libraries_take_turns_as_listed_or_mixed_by_the_top_level_order(store: Store) -> None:
     add(store, "big.mkv", library="tv", fingerprint="90000:a", now=at(0))
     add(store, "small.mkv", library="movies", fingerprint="10:b", now=at(1))

@@ -155,7 +155,9 @@ def _known(facts: MediaFacts | None, error: str | None = None) -> StoredFacts:
                      PLANNED._replace(why="hevc 10-bit 211 kb/s: HDR10, hdr: hdr10", preset="hdr10"),
                      id="hdr-encodes-with-the-named-preset"),
         pytest.param(_known(None, "ep1.mp4: ffprobe cannot read it (exit code 1): Invalid data"), EFFICIENT,
-                     PLANNED, id="unreadable-facts-encode-as-before-rules"),
+                     PLANNED._replace(why="ep1.mp4: ffprobe cannot read it (exit code 1): Invalid data: "
+                                          "encoded with the library's preset"),
+                     id="unreadable-facts-encode-with-the-librarys-preset-saying-why"),
         pytest.param(None, EFFICIENT, PLANNED, id="facts-not-read-yet-stay-as-planned"),
     ],
 )  # fmt: skip

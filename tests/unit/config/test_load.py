@@ -1119,8 +1119,8 @@ def test_an_order_hb2r_does_not_know_lists_the_ones_it_does(folder: Path) -> Non
     text = edited(("    preset: tv\n", "    preset: tv\n    order: random\n"))
 
     assert problems(text) == [
-        "config.yaml:10: at 'libraries[0].order': input should be 'oldest', 'newest', 'smallest' or 'largest', "
-        "got 'random'"
+        "config.yaml:10: at 'libraries[0].order': input should be 'oldest', 'newest', 'smallest', 'largest' or "
+        "'saving', got 'random'"
     ]
 
 
