@@ -1,5 +1,5 @@
 """Fixtures shared by the end-to-end tests: agents started as `hb2r run` processes, alone or as
-several hosts in network namespaces sharing one PostgreSQL (tests/multihost.py)."""
+several hosts in network namespaces sharing one PostgreSQL (tests/support/multihost.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from multihost import Host, Network, SharedStore, network_run
-from postgres import PostgresCluster, start_cluster, stop_cluster
 from test_run import Agent
+
+from tests.support.multihost import Host, Network, SharedStore, network_run
+from tests.support.postgres import PostgresCluster, start_cluster, stop_cluster
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def agents() -> Iterator[Callable[[Path], Agent]]:
             agent.process.wait()
 
 
-# Several hosts on one machine (see tests/multihost.py): a network of namespaces, a PostgreSQL
+# Several hosts on one machine (see tests/support/multihost.py): a network of namespaces, a PostgreSQL
 # cluster on its bridge, and hosts that each run `hb2r run` in their own namespace.
 
 

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from notify_receiver import Receiver, port_nobody_listens_on, receiving
 from prometheus_client.parser import text_string_to_metric_families
 from test_run import PRESET, Agent, free_port, jobs_by_state, make_clip, published, start, wait_for
 
@@ -26,6 +25,7 @@ from agent.observe import preset_hashes
 from agent.scan import fingerprint
 from agent.store import jobs, leases
 from agent.store.db import open_database
+from tests.support.notify_receiver import Receiver, port_nobody_listens_on, receiving
 
 __all__ = ["start"]  # the fixture, imported from test_run
 

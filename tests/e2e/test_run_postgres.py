@@ -9,8 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
-from postgres import PostgresCluster
 from test_run import Agent, archive_files, checksums, hb2r, make_clip, published, start, wait_for, write_config
+
+from tests.support.postgres import PostgresCluster
 
 __all__ = ["start"]  # the fixture, used by name
 

@@ -1,4 +1,4 @@
-"""Fixtures for the HTTP API tests (see api_support)."""
+"""Fixtures for the HTTP API tests (see tests/support/api.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import pytest
 
 from agent.api.app import init_app
 from agent.api.context import ApiContext
-
-from .api_support import Api, build_context, write_config
+from tests.support.api import Api, build_context, write_config
 
 MakeApi = Callable[..., Awaitable[Api]]
 

@@ -37,8 +37,8 @@ from agent.config import load_config
 from agent.config.models import Auth, Config
 from agent.passwords import hash_password
 from agent.store import users as stored_users
+from tests.support.api import ADMIN_HASH, ADMIN_PASSWORD, VIEWER_HASH, VIEWER_PASSWORD, Api, build_context, write_config
 
-from .api_support import ADMIN_HASH, ADMIN_PASSWORD, VIEWER_HASH, VIEWER_PASSWORD, Api, build_context, write_config
 from .conftest import MakeApi
 
 ADMIN_ROUTES = (

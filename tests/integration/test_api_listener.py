@@ -19,8 +19,7 @@ from aiohttp import web
 from agent.api import params
 from agent.api.app import serve
 from agent.api.context import ApiContext
-
-from .api_support import ADMIN_PASSWORD, build_context, write_config
+from tests.support.api import ADMIN_PASSWORD, build_context, write_config
 
 CAP = 3
 IDLE_SECONDS = 1.0

@@ -8,9 +8,9 @@ import time
 from datetime import UTC, datetime
 
 import psycopg
-from postgres import PostgresCluster
 
 from agent.store.postgres_store import open_postgres_store
+from tests.support.postgres import PostgresCluster
 
 from .conftest import MakeApi
 from .test_api_realtime import hello, job_message, next_message

@@ -26,8 +26,7 @@ from agent.store import jobs
 from agent.store import users as stored_users
 from agent.store.db import transaction
 from agent.worker import Running
-
-from .api_support import ADMIN_HASH, VIEWER_PASSWORD, Api, write_config
+from tests.support.api import ADMIN_HASH, VIEWER_PASSWORD, Api, write_config
 
 Message = dict[str, Any]
 MESSAGE_DEADLINE = 5.0  # the hub polls every second: a change shows within about one poll

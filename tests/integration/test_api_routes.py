@@ -42,8 +42,8 @@ from agent.store import decisions, holds, jobs, ledger
 from agent.store.db import open_database
 from agent.store.scans import FullPass
 from agent.worker import Running
+from tests.support.api import ADMIN_HASH, VIEWER_HASH, Api, FixedSampler, build_context, write_config
 
-from .api_support import ADMIN_HASH, VIEWER_HASH, Api, FixedSampler, build_context, write_config
 from .conftest import MakeApi
 
 GIB = 1024**3

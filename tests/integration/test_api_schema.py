@@ -33,8 +33,7 @@ from agent import auth
 from agent.api import openapi
 from agent.api.app import serve
 from agent.store import jobs, users
-
-from .api_support import build_context, write_config
+from tests.support.api import build_context, write_config
 
 MAX_EXAMPLES = 60  # per operation, for the random (fuzzing) phase; the whole run takes a few seconds
 SEED = 20240610

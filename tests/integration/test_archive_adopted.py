@@ -11,8 +11,7 @@ import asyncio
 from pathlib import Path
 
 from agent.store import jobs, ledger
-
-from .archive_support import Agent, files_under, make_clip, require_tools, write_config
+from tests.support.archive import Agent, files_under, make_clip, require_tools, write_config
 
 
 def test_a_changed_source_never_replaces_an_adopted_output_and_the_conflict_is_reported(tmp_path: Path) -> None:

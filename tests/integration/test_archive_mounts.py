@@ -10,8 +10,7 @@ import asyncio
 from pathlib import Path
 
 from agent.store import jobs
-
-from .archive_support import Agent, files_under, make_clip, require_tools, tmpfs, wait_until, write_config
+from tests.support.archive import Agent, files_under, make_clip, require_tools, tmpfs, wait_until, write_config
 
 
 def test_an_output_folder_on_another_mount_is_refused_before_encoding_and_reported(tmp_path: Path) -> None:

@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 
 from agent.store import jobs
-
-from .archive_support import Agent, make_clip, require_tools, write_config
+from tests.support.archive import Agent, make_clip, require_tools, write_config
 
 
 @pytest.fixture

@@ -12,8 +12,7 @@ import shutil
 from pathlib import Path
 
 from agent.store import jobs
-
-from .archive_support import Agent, files_under, make_clip, require_tools, wait_until, write_config
+from tests.support.archive import Agent, files_under, make_clip, require_tools, wait_until, write_config
 
 
 def test_a_source_rewritten_during_its_encode_is_not_published_and_its_new_content_is_queued(tmp_path: Path) -> None:

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from agent import runtime
 from agent.store import jobs
-
-from .archive_support import Agent, files_under, make_clip, packets_end, require_tools, wait_until, write_config
+from tests.support.archive import Agent, files_under, make_clip, packets_end, require_tools, wait_until, write_config
 
 
 def two_agents(tmp_path: Path) -> tuple[Agent, Agent, Path]:

@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-from postgres import PostgresCluster
 
 from agent.domain import LedgerEntry
 from agent.store.postgres_dump import dump_command, restore_command
 from agent.store.postgres_schema import SCHEMA_VERSION
 from agent.store.postgres_store import open_postgres_store
+from tests.support.postgres import PostgresCluster
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from postgres import PostgresCluster
 
 from agent.store.hosts import HostReport
 from agent.store.postgres_schema import SCHEMA_VERSION
 from agent.store.postgres_store import open_postgres_store
+from tests.support.postgres import PostgresCluster
 
 REPO = Path(__file__).resolve().parents[2]
 

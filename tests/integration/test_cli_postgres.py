@@ -12,10 +12,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from postgres import PostgresCluster, free_loopback_port
 
 from agent.config.models import Retry
 from agent.store.postgres_store import open_postgres_store
+from tests.support.postgres import PostgresCluster, free_loopback_port
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

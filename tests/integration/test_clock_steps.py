@@ -17,8 +17,8 @@ import pytest
 from agent import auth
 from agent.scheduler import ReconcileSchedule
 from agent.store import jobs, users
+from tests.support.api import VIEWER_PASSWORD, Api
 
-from .api_support import VIEWER_PASSWORD, Api
 from .test_api_realtime import enqueue, hello, job_message, next_message
 
 
@@ -58,7 +58,7 @@ async def test_a_token_issued_just_before_the_clock_stepped_back_is_still_accept
     else:
         with pytest.raises(auth.AuthError):
             auth.authenticate(store, secret=api.context.secret, token=token.token, now=issued_at - step_back)
-    assert VIEWER_PASSWORD  # the viewer of api_support
+    assert VIEWER_PASSWORD  # the viewer of tests/support/api.py
 
 
 async def test_passes_keep_their_interval_when_the_wall_clock_steps_back(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,8 +18,8 @@ from agent.handbrake.decode import decode_whole
 from agent.handbrake.probe import media_duration, media_end
 from agent.store import jobs
 from agent.verify import decode_verdict, verify
-from tests.integration.archive_support import PRESET, make_clip, require_tools
 from tests.integration.test_dispatch_lifecycle import Agent, agents, alive, until
+from tests.support.archive import PRESET, make_clip, require_tools
 
 __all__ = ["agents"]  # the fixture, shared with the lifecycle tests
 

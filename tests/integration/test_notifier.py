@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from notify_receiver import Receiver, port_nobody_listens_on, receiving
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent import logs
@@ -26,6 +25,7 @@ from agent.metrics import Metrics, Snapshot
 from agent.notify import events
 from agent.notify.notifier import Notifier
 from agent.store.sqlite import open_store
+from tests.support.notify_receiver import Receiver, port_nobody_listens_on, receiving
 
 DEAD = [events.job_dead(job_id=n, library="tv", path=f"{n}.mkv", reason="no title", host="nas") for n in (1, 2, 3)]
 DRAINED = events.queue_drained(encoded_today=2, saved_today="1.5 GiB", dead=0, host="nas")

@@ -40,9 +40,9 @@ from agent.store.db import open_database
 from agent.store.jobs import Job, JobState
 from agent.store.sqlite import SqliteStore
 from agent.worker import Dispatcher
+from tests.support.api import VIEWER_PASSWORD, build_context
+from tests.support.api import write_config as write_api_config
 
-from .api_support import VIEWER_PASSWORD, build_context
-from .api_support import write_config as write_api_config
 from .test_plan_cli import place, snapshot, write_config
 
 REPO = Path(__file__).resolve().parents[2]

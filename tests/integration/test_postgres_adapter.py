@@ -1,4 +1,4 @@
-"""PostgresDatabase against a real PostgreSQL (the throwaway cluster of tests/postgres.py).
+"""PostgresDatabase against a real PostgreSQL (the throwaway cluster of tests/support/postgres.py).
 
 What the store modules rely on: the same qmark SQL text runs as on SQLite, statements commit
 by themselves outside `transaction()`, a failing block leaves nothing behind, nested blocks
@@ -15,10 +15,10 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
-from postgres import PostgresCluster, free_loopback_port, server_bin_dir
 
 from agent.store.postgres import PostgresDatabase, connect_postgres, qmark_to_pyformat
 from agent.store.sql import StoreError
+from tests.support.postgres import PostgresCluster, free_loopback_port, server_bin_dir
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.integration.archive_support import PRESET, make_clip, require_tools
 from tests.integration.test_dispatch_lifecycle import Agent, agents, until
+from tests.support.archive import PRESET, make_clip, require_tools
 
 __all__ = ["agents"]  # the fixture, shared with the lifecycle tests
 

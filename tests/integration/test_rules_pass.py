@@ -22,10 +22,10 @@ from agent.engine import reconcile
 from agent.handbrake import probe
 from agent.observe import preset_hashes
 from agent.store import jobs
+from tests.support import api as api_support
+from tests.support.archive import Agent, make_clip, require_tools, tmpfs, write_config
+from tests.support.media_clips import make_hdr10
 
-from . import api_support
-from .archive_support import Agent, make_clip, require_tools, tmpfs, write_config
-from .media_clips import make_hdr10
 from .test_plan_cli import run_plan
 
 pytestmark = pytest.mark.usefixtures("tools")

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from agent.store import jobs
+from tests.support.archive import Agent, make_clip, require_tools, write_config
+from tests.support.media_clips import make_hdr10, make_multi_track
 
-from .archive_support import Agent, make_clip, require_tools, write_config
-from .media_clips import make_hdr10, make_multi_track
 from .test_rules_pass import make_hevc
 
 pytestmark = pytest.mark.usefixtures("tools")

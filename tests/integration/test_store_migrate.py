@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from postgres import PostgresCluster
 
 from agent.cli import main
 from agent.config import load_config
@@ -43,6 +42,7 @@ from agent.store.postgres import connect_postgres
 from agent.store.postgres_schema import migrate as migrate_postgres
 from agent.store.postgres_schema import schema_version
 from agent.store.sqlite import open_store
+from tests.support.postgres import PostgresCluster
 
 from .test_plan_cli import write_config
 

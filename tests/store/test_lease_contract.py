@@ -24,16 +24,15 @@ from agent.store.order import QueueOrder
 from agent.store.postgres import connect_postgres
 from agent.store.postgres_store import open_postgres_store
 from agent.store.protocol import Store
+from tests.support.waiting import wait_for, within
 
 from .conftest import STORES
-from .waiting import eventually, within
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
 BLINK = timedelta(milliseconds=5)  # a lease that runs out while the test looks
 # Until the shared `store` fixture includes PostgreSQL, these tests run on it through their own fixture.
 LEASE_STORES = [*STORES, *([] if "postgres" in STORES else ["postgres"])]
-
 
 
 @pytest.fixture
@@ -87,7 +86,9 @@ def entry_for(job: Job) -> LedgerEntry:
 
 
 def expire_now(store: Store, *, host_loss_cap: int = 3) -> list[Job]:
-    return eventually(lambda: store.expire_leases(host_loss_cap=host_loss_cap))
+    return wait_for(
+        lambda: store.expire_leases(host_loss_cap=host_loss_cap), what="an expired lease", deadline=5, interval=0.01
+    )
 
 
 # --- claiming
@@ -316,7 +317,6 @@ def test_a_released_job_goes_back_to_the_queue_without_spending_an_attempt(store
 
 
 # --- a host frozen in the middle of a transaction (PostgreSQL: several hosts, row locks)
-
 
 
 def test_a_host_frozen_while_publishing_does_not_stall_the_others_taking_back_expired_leases(

@@ -1,5 +1,5 @@
 """parse_facts: ffprobe's JSON -> MediaFacts, on answers recorded from real ffprobe runs on clips
-made with ffmpeg (tests/fixtures/ffprobe, made by `python -m tests.integration.media_clips`), and
+made with ffmpeg (tests/fixtures/ffprobe, made by `python -m tests.support.media_clips`), and
 on small answers written here for what no clip made on this machine carries (Dolby Vision and
 HDR10+ need encoders Debian's ffmpeg does not have; their side data is named as ffprobe names it)."""
 

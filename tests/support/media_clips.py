@@ -7,7 +7,7 @@
 - `multi_track`: a 2 s H.264 clip with three AAC tracks (eng default, jpn 5.1, fre) and three
   SubRip tracks (eng forced, eng, spa).
 
-`python -m tests.integration.media_clips FOLDER` makes them in FOLDER and records ffprobe's
+`python -m tests.support.media_clips FOLDER` makes them in FOLDER and records ffprobe's
 answers beside them as the JSON the unit tests read (tests/fixtures/ffprobe/).
 """
 
