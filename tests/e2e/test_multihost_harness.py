@@ -13,8 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from test_run import make_clip, wait_for
-
+from tests.support.clips import make_clip
 from tests.support.multihost import (
     BASE,
     PREFIX,
@@ -27,7 +26,6 @@ from tests.support.multihost import (
     network_run,
 )
 from tests.support.multihost_checks import (
-    checksums,
     claim_problems,
     double_leases,
     lease_spans,
@@ -36,6 +34,8 @@ from tests.support.multihost_checks import (
     output_problems,
     temp_files,
 )
+from tests.support.outcomes import checksums
+from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -27,13 +27,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from test_run import make_clip, wait_for
-
+from tests.support.clips import make_clip
 from tests.support.multihost import Host, Network, SharedStore, events_of
 from tests.support.multihost_checks import (
     CLAIMED,
     LEADER,
-    checksums,
     claim_problems,
     double_leases,
     leader_audit_problems,
@@ -44,6 +42,8 @@ from tests.support.multihost_checks import (
     output_problems,
     temp_files,
 )
+from tests.support.outcomes import checksums
+from tests.support.waiting import wait_for
 
 LEASE = "3s"  # the issue's: every fault below lasts until a lease has run out
 CLIPS = 8

@@ -22,8 +22,13 @@ from typing import Any
 import aiohttp
 import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright, expect
-from test_api_e2e import ADMIN, ADMIN_PASSWORD, VIEWER, VIEWER_PASSWORD, Client, drop, log_tail, poll
-from test_run import DEADLINE, REPO, Agent, free_port, make_clip, write_config
+
+from tests.support.agent_process import REPO, AgentProcess
+from tests.support.clips import make_clip
+from tests.support.configs import write_config
+from tests.support.e2e_api import ADMIN, ADMIN_PASSWORD, VIEWER, VIEWER_PASSWORD, Client, drop
+from tests.support.ports import free_port
+from tests.support.waiting import DEADLINE, wait_for_async
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -148,7 +153,7 @@ def hostile_dead_job(root: Path, clips: dict[str, Path]) -> None:
 
 
 async def test_an_admin_watches_an_encode_live_retries_a_dead_job_and_the_page_survives_a_restart(
-    tmp_path: Path, clips: dict[str, Path], agents: Callable[[Path], Agent], browser: Browser
+    tmp_path: Path, clips: dict[str, Path], agents: Callable[[Path], AgentProcess], browser: Browser
 ) -> None:
     port = free_port()
     config = page_config(tmp_path, port=port)
@@ -264,11 +269,11 @@ async def test_an_admin_watches_an_encode_live_retries_a_dead_job_and_the_page_s
         ran = await page.evaluate("() => [window.inlineRan === true, window.handlerRan === true, window.violations]")
         assert ran == [False, False, ["script-src-elem", "script-src-attr"]], ran
         await admin.context.close()
-    assert agent.stop() == 0, log_tail(agent)
+    assert agent.stop() == 0, agent.log_tail()
 
 
 async def test_a_user_sees_a_paused_library_and_the_lists_without_buttons_and_a_refused_token_logs_out(
-    tmp_path: Path, clips: dict[str, Path], agents: Callable[[Path], Agent], browser: Browser
+    tmp_path: Path, clips: dict[str, Path], agents: Callable[[Path], AgentProcess], browser: Browser
 ) -> None:
     port = free_port()
     config = page_config(tmp_path, port=port)
@@ -329,7 +334,7 @@ async def test_a_user_sees_a_paused_library_and_the_lists_without_buttons_and_a_
         assert await page.locator("#dead li").count() == 0  # nothing left on show
         assert viewer.dialogs == [] and viewer.errors == []
         await viewer.context.close()
-    assert agent.stop() == 0, log_tail(agent)
+    assert agent.stop() == 0, agent.log_tail()
 
 
 # --- hosts: a host that stopped reporting long ago is a row the test writes into the agent's database
@@ -339,7 +344,7 @@ LONG_AGO = "2024-05-01T12:00:00.000000+00:00"
 
 
 async def test_the_page_lists_the_hosts_marks_the_planner_and_a_late_host(
-    tmp_path: Path, agents: Callable[[Path], Agent], browser: Browser
+    tmp_path: Path, agents: Callable[[Path], AgentProcess], browser: Browser
 ) -> None:
     port = free_port()
     config = write_config(tmp_path, port=port, users=ADMIN + VIEWER)
@@ -375,9 +380,9 @@ async def test_the_page_lists_the_hosts_marks_the_planner_and_a_late_host(
             status, body = await api.get("/health")
             return body if status == 200 and body["status"] == "degraded" else None
 
-        health = await poll(degraded, what="/health degraded", agent=agent, deadline=10.0)
+        health = await wait_for_async(degraded, what="/health degraded", agent=agent, deadline=10.0)
         assert any(problem.startswith("host desktop not seen for 3 leases") for problem in health["problems"])
         assert health["leader"] == {"host": "nas-1", "epoch": 1}
         assert watched.errors == [] and watched.dialogs == []
         await watched.context.close()
-    assert agent.stop() == 0, log_tail(agent)
+    assert agent.stop() == 0, agent.log_tail()

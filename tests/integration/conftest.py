@@ -1,4 +1,5 @@
-"""Fixtures for the HTTP API tests (see tests/support/api.py)."""
+"""Fixtures for the integration tests: agents' HTTP APIs (tests/support/api.py) and dispatchers
+(`dispatchers`, tests/support/dispatch.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import pytest
 from agent.api.app import init_app
 from agent.api.context import ApiContext
 from tests.support.api import Api, build_context, write_config
+from tests.support.dispatch import dispatchers
+
+__all__ = ["dispatchers"]  # dispatchers assembled in this process (tests/support/dispatch.py)
 
 MakeApi = Callable[..., Awaitable[Api]]
 

@@ -15,6 +15,7 @@ import pytest
 
 from agent.config.models import Retry
 from agent.store.postgres_store import open_postgres_store
+from tests.support.cli import hb2r
 from tests.support.postgres import PostgresCluster, free_loopback_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,12 +36,6 @@ def write_config(root: Path, *, url: str, password_file: Path | None = None) -> 
         "host: {name: nas-1}\n" + store
     )
     return config
-
-
-def hb2r(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent", *arguments], cwd=REPO, capture_output=True, text=True, check=False, timeout=60
-    )
 
 
 def without_password(url: str, cluster: PostgresCluster) -> str:

@@ -18,8 +18,7 @@ from agent import auth
 from agent.scheduler import ReconcileSchedule
 from agent.store import jobs, users
 from tests.support.api import VIEWER_PASSWORD, Api
-
-from .test_api_realtime import enqueue, hello, job_message, next_message
+from tests.support.realtime import enqueue, hello, job_message, next_message
 
 
 async def test_a_job_change_written_after_the_clock_stepped_back_still_reaches_the_live_feed(api: Api) -> None:

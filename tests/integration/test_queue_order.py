@@ -10,10 +10,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.integration.test_dispatch_lifecycle import Agent, agents, until
-from tests.support.archive import PRESET, make_clip, require_tools
-
-__all__ = ["agents"]  # the fixture, shared with the lifecycle tests
+from tests.support.archive import PRESET, require_tools
+from tests.support.clips import make_clip
+from tests.support.dispatch import Agent, until
 
 
 def write_config(root: Path, *, order: str) -> Path:
@@ -34,10 +33,10 @@ def write_config(root: Path, *, order: str) -> Path:
 
 
 async def test_the_dispatcher_starts_the_largest_source_first_where_the_library_asks(
-    tmp_path: Path, agents: Callable[[Path], Agent]
+    tmp_path: Path, dispatchers: Callable[[Path], Agent]
 ) -> None:
     require_tools()
-    agent = agents(write_config(tmp_path, order="largest"))
+    agent = dispatchers(write_config(tmp_path, order="largest"))
     make_clip(tmp_path / "tv" / "short.mkv", seconds=1)
     make_clip(tmp_path / "tv" / "long.mkv", seconds=4)
     agent.queue("tv", "short.mkv")
@@ -49,10 +48,10 @@ async def test_the_dispatcher_starts_the_largest_source_first_where_the_library_
 
 
 async def test_a_job_an_admin_moved_to_the_front_starts_before_every_library(
-    tmp_path: Path, agents: Callable[[Path], Agent]
+    tmp_path: Path, dispatchers: Callable[[Path], Agent]
 ) -> None:
     require_tools()
-    agent = agents(write_config(tmp_path, order="oldest"))
+    agent = dispatchers(write_config(tmp_path, order="oldest"))
     for name in ("a.mkv", "b.mkv"):
         make_clip(tmp_path / "tv" / name, seconds=1)
     make_clip(tmp_path / "movies" / "film.mkv", seconds=1)

@@ -42,9 +42,8 @@ from agent.store.postgres import connect_postgres
 from agent.store.postgres_schema import migrate as migrate_postgres
 from agent.store.postgres_schema import schema_version
 from agent.store.sqlite import open_store
+from tests.support.plan_cli import write_config
 from tests.support.postgres import PostgresCluster
-
-from .test_plan_cli import write_config
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

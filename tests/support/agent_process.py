@@ -44,6 +44,7 @@ class AgentProcess:
         environment: dict[str, str] | None = None,
         python: str = sys.executable,
         cwd: Path = REPO,
+        preexec: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.root = config.parent
@@ -58,6 +59,7 @@ class AgentProcess:
             stdout=self.log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
+            preexec_fn=preexec,
         )
 
     @property
@@ -122,17 +124,18 @@ class AgentProcess:
         self.log_file.close()
 
 
-StartAgent = Callable[[Path], AgentProcess]
+StartAgent = Callable[..., AgentProcess]
 
 
 @pytest.fixture
 def agents() -> Iterator[StartAgent]:
-    """Return agents(config) -> a started AgentProcess; each still running at the end is stopped
-    (SIGTERM, a deadline, then SIGKILL), and one that would not stop fails the test with its log."""
+    """Return agents(config, **AgentProcess options) -> a started AgentProcess; each still running at
+    the end is stopped (SIGTERM, a deadline, then SIGKILL), and one that would not stop fails the test
+    with its log."""
     started: list[AgentProcess] = []
 
-    def start(config: Path) -> AgentProcess:
-        started.append(AgentProcess(config))
+    def start(config: Path, **options: Any) -> AgentProcess:
+        started.append(AgentProcess(config, **options))
         return started[-1]
 
     yield start

@@ -38,15 +38,14 @@ def write_config(
     with the API on loopback at port (a free one unless given) and `users` as `users:` list lines;
     make the source and archive folders; return the config's path.
 
-    limits: the limits' keys (OPEN_LIMITS unless given) besides max_jobs; `extra_limits` are more
+    limits: the limits' keys besides max_jobs (OPEN_LIMITS unless given; {} for the defaults); `extra_limits` are more
     lines under `limits:`. attempts=None leaves `retry:` out, stable_after=None the library's key.
     """
     for folder in (source, "archive"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     stable = f", stable_after: {stable_after}" if stable_after is not None else ""
-    limit_lines = "".join(
-        f"  {key}: {value}\n" for key, value in {**(limits or OPEN_LIMITS), "max_jobs": max_jobs}.items()
-    )
+    chosen = {**(OPEN_LIMITS if limits is None else limits), "max_jobs": max_jobs}
+    limit_lines = "".join(f"  {key}: {value}\n" for key, value in chosen.items())
     retry = f"retry: {{attempts: {attempts}, backoff: {backoff}, max_backoff: {max_backoff}}}\n" if attempts else ""
     rounds = f", bcrypt_rounds: {bcrypt_rounds}" if bcrypt_rounds is not None else ""
     config = root / "config.yaml"

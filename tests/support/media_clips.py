@@ -2,6 +2,7 @@
 
 - `hevc`: an 8 s 640x360 HEVC clip at x265 crf 38 (already efficient: about 160 KB);
 - `h264_low`: a 4 s 320x180 H.264 clip at 150 kb/s;
+- `make_tiny_hevc` (not recorded): a 2 s 160x90 HEVC clip at x265 crf 38, quick to probe and copy;
 - `hdr10`: a 2 s 10-bit HEVC clip tagged PQ / BT.2020 with mastering display and content light
   level metadata (x265's `master-display` and `max-cll`);
 - `multi_track`: a 2 s H.264 clip with three AAC tracks (eng default, jpn 5.1, fre) and three
@@ -33,6 +34,20 @@ def make_hevc(path: Path) -> Path:
     )  # fmt: skip
     return path
 
+
+def make_tiny_hevc(path: Path) -> Path:
+    """Write a 2 s 160x90 HEVC clip (x265 crf 38: already efficient)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            "ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25",
+            "-t", "2", "-c:v", "libx265", "-preset", "ultrafast", "-crf", "38", "-x265-params", "log-level=error",
+            str(path),
+        ],
+        check=True,
+        timeout=120,
+    )  # fmt: skip
+    return path
 
 def make_h264_low(path: Path) -> Path:
     _ffmpeg(

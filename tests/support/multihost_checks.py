@@ -24,7 +24,6 @@ host), and every logged one audited: the test sees what the hosts did, not only 
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import subprocess
@@ -205,15 +204,6 @@ def leader_audit_problems(audit: Iterable[AuditRow]) -> list[str]:
                 f"at {after.at.isoformat()}"
             )
     return problems
-
-
-def checksums(folder: Path) -> dict[str, str]:
-    """sha256 of every file under folder, by relative path (sources before/after: byte-identical)."""
-    return {
-        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
 
 
 def duration(path: Path) -> float:
