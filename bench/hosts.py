@@ -57,7 +57,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "store"), str(REPO / "tests" / "e2e")]
+sys.path.insert(0, str(REPO))
 
 import argparse  # noqa: E402 - after the path set-up above
 import contextlib  # noqa: E402
@@ -72,13 +72,12 @@ from collections.abc import Callable, Iterator  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from typing import NamedTuple, TypeVar  # noqa: E402
 
-from claimer import fill, open_any, run_hosts  # noqa: E402
-from multihost import Host, Network, SharedStore, network_run  # noqa: E402
-from multihost_checks import AuditRow, ledger_problems, output_problems, temp_files  # noqa: E402
-from postgres import PostgresCluster, start_cluster, stop_cluster  # noqa: E402
-from test_run import make_clip  # noqa: E402
-
 from agent.store.postgres import connect_postgres  # noqa: E402
+from tests.support.claimer import fill, open_any, run_hosts  # noqa: E402
+from tests.support.clips import make_clip  # noqa: E402
+from tests.support.multihost import Host, Network, SharedStore, network_run  # noqa: E402
+from tests.support.multihost_checks import AuditRow, ledger_problems, output_problems, temp_files  # noqa: E402
+from tests.support.postgres import PostgresCluster, start_cluster, stop_cluster  # noqa: E402
 
 LIBRARIES = ["tv", "movies"]
 TARGET_CLAIMS_PER_SECOND = 100.0
