@@ -44,18 +44,27 @@ async def library_status(api: Client, token: str) -> dict[str, Any] | None:
     return dict(body["libraries"][0])
 
 
+async def after_the_first_pass(
+    http: aiohttp.ClientSession, port: int, agent: AgentProcess
+) -> tuple[Client, str, dict[str, Any]]:
+    """Wait for the agent's API, log in as the viewer and wait for the first pass; return the client,
+    the viewer's token and the library's status."""
+    api = Client(http, port)
+    await api.healthy(agent)
+    token = await api.login("viewer", VIEWER_PASSWORD)
+    library = await wait_for_async(
+        lambda: library_status(api, token), what="the first pass", agent=agent, deadline=30.0
+    )
+    return api, token, library
+
+
 async def test_a_clip_copied_in_is_queued_within_stable_after_plus_two_seconds(
     tmp_path: Path, clip: Path, agents: Callable[[Path], AgentProcess]
 ) -> None:
     port = free_port()
     agent = agents(hourly(api_config(tmp_path, port=port)))
     async with aiohttp.ClientSession() as http:
-        api = Client(http, port)
-        await api.healthy(agent)
-        token = await api.login("viewer", VIEWER_PASSWORD)
-        library = await wait_for_async(
-            lambda: library_status(api, token), what="the first pass", agent=agent, deadline=30.0
-        )
+        api, token, library = await after_the_first_pass(http, port, agent)
         assert library["watch"] == {"mode": "events", "reason": None, "folders": 1}
 
         (tmp_path / "tv" / "Show").mkdir()
@@ -99,12 +108,7 @@ async def test_a_library_on_a_fuse_mount_polls_and_says_why_once(
     port = free_port()
     agent = agents(api_config(tmp_path, port=port))  # passes every second: polling finds the file
     async with aiohttp.ClientSession() as http:
-        api = Client(http, port)
-        await api.healthy(agent)
-        token = await api.login("viewer", VIEWER_PASSWORD)
-        library = await wait_for_async(
-            lambda: library_status(api, token), what="the first pass", agent=agent, deadline=30.0
-        )
+        api, token, library = await after_the_first_pass(http, port, agent)
         watch = library["watch"]
         assert (watch["mode"], watch["folders"]) == ("polling", 0)
         assert "fuse" in watch["reason"] and "no inotify events" in watch["reason"]
@@ -128,10 +132,7 @@ async def test_a_reload_watches_an_added_library_and_forgets_a_removed_one(
     config = hourly(api_config(tmp_path, port=port))
     agent = agents(config)
     async with aiohttp.ClientSession() as http:
-        api = Client(http, port)
-        await api.healthy(agent)
-        token = await api.login("viewer", VIEWER_PASSWORD)
-        await wait_for_async(lambda: library_status(api, token), what="the first pass", agent=agent, deadline=30.0)
+        api, token, _ = await after_the_first_pass(http, port, agent)
 
         (tmp_path / "movies" / "Film").mkdir(parents=True)
         text = config.read_text()

@@ -1,9 +1,10 @@
 """Fixtures for the integration tests: agents' HTTP APIs (tests/support/api.py) and dispatchers
-(`dispatchers`, tests/support/dispatch.py)."""
+(`dispatchers`, tests/support/dispatch.py); `sleeper`, a process to look at."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +43,14 @@ async def make_api(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[MakeApi
 async def api(make_api: MakeApi) -> Api:
     """An agent with libraries tv and movies and users admin and viewer."""
     return await make_api()
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """A `sleep 30` process to look at (its priority, its memory), killed at the end."""
+    process = subprocess.Popen(["sleep", "30"])
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()

@@ -29,6 +29,7 @@ from agent.store.db import MIGRATIONS, SCHEMA_VERSION, open_database
 from tests.support.agent_process import AgentProcess, StartAgent
 from tests.support.cli import hb2r
 from tests.support.configs import write_config
+from tests.support.jobs import new_job
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,16 +76,7 @@ def seed(state_dir: Path, *rel_paths: str) -> None:
     connection = open_database(state_dir)
     try:
         for rel_path in rel_paths:
-            jobs.enqueue(
-                connection,
-                library="tv",
-                rel_path=rel_path,
-                fingerprint=f"100:{rel_path}",
-                preset_hash="p1",
-                output_path=f"TV/{rel_path}",
-                reason="new",
-                now=T0,
-            )
+            jobs.enqueue(connection, **new_job(rel_path))
     finally:
         connection.close()
 

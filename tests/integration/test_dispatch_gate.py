@@ -11,7 +11,6 @@ import asyncio
 import io
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from agent.store import jobs
 from agent.store.db import open_database
 from agent.store.sqlite import SqliteStore
 from agent.worker import Dispatcher
+from tests.support.cli import hb2r
 
 REPO = Path(__file__).resolve().parents[2]
 GIB = 1024**3
@@ -96,13 +96,8 @@ def test_low_archive_space_holds_jobs_back_with_the_reason_shown_then_they_run(t
         assert dispatcher.running == {}
         held = [json.loads(line) for line in stream.getvalue().splitlines() if '"jobs held back"' in line]
         assert "archive free space 1 GiB is below min_free_disk 5 GiB" in held[0]["reasons"][0]
-        listing = subprocess.run(
-            [sys.executable, "-m", "agent", "jobs", str(config_path)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        listing = hb2r("jobs", str(config_path))
+        assert listing.returncode == 0, listing.stderr
         assert "No job may start now: archive free space 1 GiB is below min_free_disk 5 GiB" in listing.stdout
 
         sampler.archive_free = 500 * GIB
@@ -113,13 +108,8 @@ def test_low_archive_space_holds_jobs_back_with_the_reason_shown_then_they_run(t
             await asyncio.sleep(0.1)
         assert [job.rel_path for job in jobs.list_jobs(connection, state=jobs.JobState.DONE)] == ["clip.mkv"]
         assert (config.paths.archive / "TV/clip.mkv").stat().st_size > 0
-        listing = subprocess.run(
-            [sys.executable, "-m", "agent", "jobs", str(config_path)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        listing = hb2r("jobs", str(config_path))
+        assert listing.returncode == 0, listing.stderr
         assert "No job may start now" not in listing.stdout
         connection.close()
 

@@ -79,9 +79,7 @@ async def hosts() -> AsyncIterator[Callable[[Path], Agent]]:
 
     yield make
     for agent in made:
-        await agent.dispatcher.stop()
-        agent.context.checker.close()
-        agent.state.store.database.close()
+        await agent.close()
 
 
 @pytest.fixture

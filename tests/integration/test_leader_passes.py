@@ -12,7 +12,7 @@ import asyncio
 import io
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,34 +28,11 @@ from agent.store.database_store import DatabaseStore
 from agent.store.jobs import JobState
 from agent.store.leader import NotLeader
 from agent.store.postgres import connect_postgres
+from tests.support.configs import write_small_library
+from tests.support.waiting import wait_for
 
 LEASE = timedelta(seconds=3)
 T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T], *, seconds: float = 10.0) -> T:
-    deadline = time.monotonic() + seconds
-    while True:
-        found = probe()
-        if found or time.monotonic() > deadline:
-            assert found, f"nothing within {seconds} s"
-            return found
-        time.sleep(0.05)
-
-
-def make_config(root: Path, files: int) -> Path:
-    for folder in ("tv", "archive"):
-        (root / folder).mkdir()
-    for number in range(files):
-        (root / "tv" / f"E{number:02d}.mkv").write_bytes(f"episode {number}".encode() * 100)
-    config = root / "config.yaml"
-    config.write_text(
-        "version: 1\n"
-        "paths: {archive: archive, state_dir: state}\n"
-        "libraries: [{name: tv, source: tv, output: TV, preset: tv, stable_after: 0s}]\n"
-        "presets: {tv: {handbrake: 'Very Fast 480p30'}}\n"
-    )
-    return config
 
 
 @pytest.fixture
@@ -77,7 +54,7 @@ def queued(store: DatabaseStore) -> list[str]:
 def test_only_the_leaders_pass_writes_and_a_paused_former_leader_is_refused(
     tmp_path: Path, stores: tuple[DatabaseStore, DatabaseStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = load_config(make_config(tmp_path, files=2)).config
+    config = load_config(write_small_library(tmp_path, files=2)).config
     output = io.StringIO()
     logs.configure(stream=output, json=True)
     log = logs.get_logger("test")
@@ -102,7 +79,7 @@ def test_only_the_leaders_pass_writes_and_a_paused_former_leader_is_refused(
 
         def paused_walk(*args: Any, **kwargs: Any) -> Any:
             walked = walk(*args, **kwargs)
-            eventually(lambda: beta.renew(beta_store))
+            wait_for(lambda: beta.renew(beta_store), what="beta to renew", deadline=10, interval=0.05)
             return walked
 
         monkeypatch.setattr(engine, "walk_for_pass", paused_walk)
@@ -141,7 +118,14 @@ def test_a_takeover_waits_for_the_leaders_transaction_in_flight_then_fences_its_
             now=datetime.now(UTC),
         )
         taker = threading.Thread(
-            target=lambda: taken.append(eventually(lambda: beta_store.take_or_renew_leadership("beta", lease=LEASE)))
+            target=lambda: taken.append(
+                wait_for(
+                    lambda: beta_store.take_or_renew_leadership("beta", lease=LEASE),
+                    what="beta to lead",
+                    deadline=10,
+                    interval=0.05,
+                )
+            )
         )
         taker.start()
         time.sleep(0.5)  # well past alpha's lease: beta's take must still be waiting on the row lock

@@ -74,15 +74,21 @@ def library(root: Path) -> Path:
     return tv
 
 
+def rule_library(root: Path) -> tuple[Path, Path, Path, dict[str, str]]:
+    """The library of `library()` under a config that leaves HEVC alone; return (archive, config, the
+    library's folder, its files' digests before anything ran)."""
+    archive = root / "archive"
+    archive.mkdir()
+    config_path = write_config(root, archive=archive)
+    config_path.write_text(config_path.read_text() + LEAVE_HEVC_ALONE)
+    tv = library(root)
+    return archive, config_path, tv, digests(tv)
+
+
 def test_a_pass_copies_what_a_rule_leaves_alone_and_probes_each_content_once(
     tmp_path: Path, ffprobe_runs: list[list[str]]
 ) -> None:
-    archive = tmp_path / "archive"
-    archive.mkdir()
-    config_path = write_config(tmp_path, archive=archive)
-    config_path.write_text(config_path.read_text() + LEAVE_HEVC_ALONE)
-    tv = library(tmp_path)
-    before = digests(tv)
+    archive, config_path, tv, before = rule_library(tmp_path)
     agent = Agent.from_file(config_path)
     try:
         asyncio.run(agent.scan())
@@ -141,12 +147,7 @@ def test_across_file_systems_a_copy_is_a_verified_copy(tmp_path: Path) -> None:
 
 
 def test_plan_with_probe_shows_each_files_action_the_rule_and_the_reason_and_json_the_facts(tmp_path: Path) -> None:
-    archive = tmp_path / "archive"
-    archive.mkdir()
-    config_path = write_config(tmp_path, archive=archive)
-    config_path.write_text(config_path.read_text() + LEAVE_HEVC_ALONE)
-    tv = library(tmp_path)
-    before = digests(tv)
+    archive, config_path, tv, before = rule_library(tmp_path)
 
     unprobed = run_plan(config_path)
     shown = run_plan(config_path, "--probe")

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -298,6 +299,24 @@ asyncio.run(main())
 """
 
 
+def run_with_inotify_limit(limit: str, value: int, script: str, *folders: Path) -> dict[str, Any]:
+    """Run script on folders in a user namespace of its own whose /proc/sys/user/LIMIT is value (its
+    root may lower it for that namespace alone); return the JSON report it prints."""
+    arguments = " ".join(f'"${number}"' for number in range(1, len(folders) + 1))
+    shell = f'echo {value} > /proc/sys/user/{limit} && exec {sys.executable} -c "$0" {arguments}'
+    done = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "bash", "-c", shell, script, *map(str, folders)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
 def test_running_out_of_inotify_watches_makes_that_library_poll_and_says_so_once(tmp_path: Path) -> None:
     # The real limit, run out for real: in a user namespace of its own, whose root may lower
     # max_inotify_watches for that namespace alone, the watcher meets ENOSPC from the kernel.
@@ -307,17 +326,7 @@ def test_running_out_of_inotify_watches_makes_that_library_poll_and_says_so_once
     for number in range(12):
         (big / f"Show {number}").mkdir(parents=True)
     (small / "Show").mkdir(parents=True)
-    script = f'echo 6 > /proc/sys/user/max_inotify_watches && exec {sys.executable} -c "$0" "$1" "$2"'
-    done = subprocess.run(
-        ["unshare", "--user", "--map-root-user", "bash", "-c", script, WATCH_LIMIT_SCRIPT, str(big), str(small)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    report = run_with_inotify_limit("max_inotify_watches", 6, WATCH_LIMIT_SCRIPT, big, small)
     mode, reason, folders = report["status"]["big"]
     assert (mode, folders) == ("polling", 0)
     assert "fs.inotify.max_user_watches" in reason and "sysctl" in reason
@@ -353,17 +362,7 @@ def test_no_inotify_instance_to_be_had_makes_every_library_poll_and_names_the_sy
     # max_user_instances run out for real, in a user namespace whose limit is 0: inotify_init1 says EMFILE.
     if shutil.which("unshare") is None:
         pytest.skip("unshare (util-linux) is missing")
-    script = f'echo 0 > /proc/sys/user/max_inotify_instances && exec {sys.executable} -c "$0" "$1"'
-    done = subprocess.run(
-        ["unshare", "--user", "--map-root-user", "bash", "-c", script, NO_INSTANCE_SCRIPT, str(tree)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    report = run_with_inotify_limit("max_inotify_instances", 0, NO_INSTANCE_SCRIPT, tree)
     mode, reason, folders = report["status"]["tv"]
     assert (mode, folders) == ("polling", 0)
     assert "fs.inotify.max_user_instances" in reason

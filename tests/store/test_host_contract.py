@@ -17,7 +17,8 @@ from agent.config.models import Retry
 from agent.store.jobs import JobState
 from agent.store.leases import LeaseLost
 from agent.store.protocol import Store
-from tests.support.leases import BLINK, LEASE, T0, added, claimed, expire_now
+from tests.support.jobs import T0
+from tests.support.leases import BLINK, LEASE, added, claimed, expire_now
 
 from .conftest import LEASE_STORES, STORES
 

@@ -16,6 +16,7 @@ from agent.store.hosts import HostReport
 from agent.store.leader import Leadership, NotLeader
 from agent.store.postgres_store import open_postgres_store
 from agent.store.protocol import Store
+from tests.support.jobs import new_job
 from tests.support.waiting import wait_for, within
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -36,15 +37,7 @@ def take_after_expiry(store: Store, host: str) -> Leadership:
 
 
 def enqueue(store: Store, rel_path: str) -> object:
-    return store.enqueue(
-        library="tv",
-        rel_path=rel_path,
-        fingerprint=f"100:{rel_path}",
-        preset_hash="p1",
-        output_path=f"TV/{rel_path}",
-        reason="new",
-        now=T0,
-    )
+    return store.enqueue(**new_job(rel_path))
 
 
 # --- the leader lease

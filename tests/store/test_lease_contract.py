@@ -19,7 +19,8 @@ from agent.store.leases import LeaseLost
 from agent.store.order import QueueOrder
 from agent.store.postgres_store import open_postgres_store
 from agent.store.protocol import Store
-from tests.support.leases import BLINK, LEASE, T0, added, claimed, entry_for, expire_now
+from tests.support.jobs import T0
+from tests.support.leases import BLINK, LEASE, added, claimed, entry_for, expire_now
 from tests.support.waiting import within
 
 from .conftest import LEASE_STORES, STORES

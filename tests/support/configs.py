@@ -64,3 +64,20 @@ def write_config(
         f'server: {{listen: "127.0.0.1:{port or free_port()}"}}\n' + (f"users:\n{users}" if users else "")
     )
     return config
+
+
+def write_small_library(root: Path, *, files: int, output_folder: bool = False) -> Path:
+    """Make root/tv with `files` small episodes of distinct content (E00.mkv, E01.mkv, ...) and root/archive
+    (with archive/TV if output_folder); write a minimal config over them (stable at once); return its path."""
+    for folder in ("tv", "archive", *(["archive/TV"] if output_folder else [])):
+        (root / folder).mkdir()
+    for number in range(files):
+        (root / "tv" / f"E{number:02d}.mkv").write_bytes(f"episode {number}".encode() * 100)
+    config = root / "config.yaml"
+    config.write_text(
+        "version: 1\n"
+        "paths: {archive: archive, state_dir: state}\n"
+        "libraries: [{name: tv, source: tv, output: TV, preset: tv, stable_after: 0s}]\n"
+        f"presets: {{tv: {{handbrake: '{PRESET}'}}}}\n"
+    )
+    return config

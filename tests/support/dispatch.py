@@ -93,6 +93,12 @@ class Agent:
         assert job is not None
         return job
 
+    async def close(self) -> None:
+        """Stop the dispatcher (its encodes end) and close the store."""
+        await self.dispatcher.stop()
+        self.context.checker.close()
+        self.state.store.database.close()
+
     def events(self, name: str) -> list[str]:
         return [line for line in self.stream.getvalue().splitlines() if f'"event": "{name}"' in line]
 
@@ -107,9 +113,7 @@ async def dispatchers() -> AsyncIterator[Callable[[Path], Agent]]:
 
     yield make
     for agent in made:
-        await agent.dispatcher.stop()
-        agent.context.checker.close()
-        agent.state.store.database.close()
+        await agent.close()
 
 
 async def until(condition: Callable[[], object], *, what: str, tick: Dispatcher | None = None) -> None:

@@ -3,16 +3,14 @@ set them up, on any store."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from agent.domain import LedgerEntry
 from agent.store.jobs import Job
 from agent.store.leases import Claim
 from agent.store.protocol import Store
+from tests.support.jobs import new_job
 from tests.support.waiting import wait_for
-
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-
 
 LEASE = timedelta(seconds=60)
 
@@ -21,15 +19,7 @@ BLINK = timedelta(milliseconds=5)  # a lease that runs out while the test looks
 
 
 def added(store: Store, rel_path: str = "Show/E01.mkv", *, library: str = "tv", seconds: float = 0) -> Job:
-    job = store.enqueue(
-        library=library,
-        rel_path=rel_path,
-        fingerprint=f"100:{rel_path}",
-        preset_hash="p1",
-        output_path=f"{library.upper()}/{rel_path}",
-        reason="new",
-        now=T0 + timedelta(seconds=seconds),
-    )
+    job = store.enqueue(**new_job(rel_path, library=library, seconds=seconds))
     assert job is not None
     return job
 
@@ -58,5 +48,3 @@ def expire_now(store: Store, *, host_loss_cap: int = 3) -> list[Job]:
     return wait_for(
         lambda: store.expire_leases(host_loss_cap=host_loss_cap), what="an expired lease", deadline=5, interval=0.01
     )
-
-
