@@ -81,6 +81,14 @@ def seed(state_dir: Path, *rel_paths: str) -> None:
         connection.close()
 
 
+def backup_of_one_job(config: Path, state: Path, folder: Path) -> Path:
+    """Queue a.mkv and back the state up to folder/backup.db with `hb2r backup`; return the backup."""
+    seed(state, "a.mkv")
+    backup = folder / "backup.db"
+    assert hb2r("backup", "--to", str(backup), str(config)).returncode == 0
+    return backup
+
+
 def job_paths(config: Path) -> list[str]:
     finished = hb2r("jobs", "--json", str(config))
     assert finished.returncode == 0, finished.stderr
@@ -379,9 +387,7 @@ def test_restore_refuses_a_bad_backup_and_leaves_the_database_alone(
 
 
 def test_restore_over_an_unreadable_database_keeps_it_as_it_was(config: Path, state: Path, tmp_path: Path) -> None:
-    seed(state, "a.mkv")
-    backup = tmp_path / "backup.db"
-    assert hb2r("backup", "--to", str(backup), str(config)).returncode == 0
+    backup = backup_of_one_job(config, state, tmp_path)
     (state / "hb2r.db").write_bytes(b"a disk error ate this\n")
 
     finished = hb2r("restore", "--from", str(backup), str(config))
@@ -395,9 +401,7 @@ def test_restore_over_an_unreadable_database_keeps_it_as_it_was(config: Path, st
 def test_restore_waits_for_another_process_that_has_the_database_open(
     config: Path, state: Path, tmp_path: Path
 ) -> None:
-    seed(state, "a.mkv")
-    backup = tmp_path / "backup.db"
-    assert hb2r("backup", "--to", str(backup), str(config)).returncode == 0
+    backup = backup_of_one_job(config, state, tmp_path)
     seed(state, "b.mkv")
     held = open_database(state)  # e.g. a `hb2r retry` in progress
     try:
@@ -417,9 +421,7 @@ def test_restore_waits_for_another_process_that_has_the_database_open(
 def test_restore_is_refused_while_an_agent_runs(
     config: Path, state: Path, tmp_path: Path, start_agent: Callable[[], AgentProcess]
 ) -> None:
-    seed(state, "a.mkv")
-    backup = tmp_path / "backup.db"
-    assert hb2r("backup", "--to", str(backup), str(config)).returncode == 0
+    backup = backup_of_one_job(config, state, tmp_path)
     agent = start_agent()
 
     refused = hb2r("restore", "--from", str(backup), str(config))
@@ -564,9 +566,7 @@ def test_the_agents_user_restores_its_own_state_folder_and_owns_what_it_made(sha
 def test_a_state_folder_others_may_write_is_refused(
     config: Path, state: Path, tmp_path: Path, mode: int, who: str
 ) -> None:
-    seed(state, "a.mkv")
-    backup = tmp_path / "backup.db"
-    assert hb2r("backup", "--to", str(backup), str(config)).returncode == 0
+    backup = backup_of_one_job(config, state, tmp_path)
     database = checksum(state / "hb2r.db")
     state.chmod(mode)
     refusal = (
@@ -586,9 +586,7 @@ def test_a_state_folder_others_may_write_is_refused(
 def test_a_link_in_the_agents_own_state_folder_is_refused_not_followed(
     config: Path, state: Path, tmp_path: Path
 ) -> None:
-    seed(state, "a.mkv")
-    backup = tmp_path / "backup.db"
-    assert hb2r("backup", "--to", str(backup), str(config)).returncode == 0
+    backup = backup_of_one_job(config, state, tmp_path)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.write_text("not hb2r's\n")
     (state / "agent.lock").symlink_to(elsewhere)
@@ -606,9 +604,7 @@ def test_a_link_in_the_agents_own_state_folder_is_refused_not_followed(
 def test_a_link_beside_the_database_is_refused_by_backup_and_restore(
     config: Path, state: Path, tmp_path: Path, command: str
 ) -> None:
-    seed(state, "a.mkv")
-    backup = tmp_path / "backup.db"
-    assert hb2r("backup", "--to", str(backup), str(config)).returncode == 0
+    backup = backup_of_one_job(config, state, tmp_path)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.write_text("not hb2r's\n")
     (state / "hb2r.db-shm").unlink(missing_ok=True)  # a read-only open of a WAL database may leave it

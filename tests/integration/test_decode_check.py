@@ -21,6 +21,7 @@ from agent.verify import decode_verdict, verify
 from tests.support.archive import PRESET, require_tools
 from tests.support.clips import make_clip
 from tests.support.dispatch import Agent, alive, until
+from tests.support.dispatch import write_config as write_dispatch_config
 
 # Bytes written over part of an output: what a bad block or a failing disk leaves behind.
 DAMAGE = bytes((index * 37 + 11) % 256 for index in range(4096))
@@ -126,23 +127,12 @@ PY
 def write_config(root: Path, *, binary: Path, verify_tv: str) -> Path:
     """Two libraries encoding with the damaging HandBrakeCLI: the decode check on by default, and
     `tv`'s own verify setting as given."""
-    for folder in ("tv", "movies", "archive"):
-        (root / folder).mkdir(exist_ok=True)
-    config = root / "config.yaml"
-    config.write_text(
-        "version: 1\n"
-        "paths: {archive: archive, state_dir: state}\n"
-        "libraries:\n"
-        f"  - {{name: tv, source: tv, output: TV, preset: p, stable_after: 0s, verify: {verify_tv}}}\n"
-        "  - {name: movies, source: movies, output: MOVIES, preset: p, stable_after: 0s}\n"
-        f"presets: {{p: {{handbrake: '{PRESET}'}}}}\n"
-        f"handbrake: {{binary: '{binary}'}}\n"
-        "verify: {decode: true}\n"
-        "limits: {cpu_percent: 100, memory_percent: 100, min_free_memory: 1MiB, min_free_disk: 1MiB, max_jobs: 2}\n"
-        "retry: {attempts: 3, backoff: 1h, max_backoff: 2h}\n"
-        "auth: {jwt_secret_file: state/jwt.secret, bcrypt_rounds: 4}\n"
+    return write_dispatch_config(
+        root,
+        handbrake=f"{{binary: '{binary}'}}",
+        options={"tv": f"verify: {verify_tv}"},
+        extra="verify: {decode: true}\n",
     )
-    return config
 
 
 async def test_a_damaged_encode_is_failed_and_never_published_where_the_decode_check_is_on(

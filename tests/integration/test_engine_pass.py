@@ -217,14 +217,7 @@ def test_a_pass_holds_a_few_folders_at_a_time_never_the_whole_library(
     for folder in range(engine.KEPT_PAGE + 20):
         (tmp_path / "tv" / f"Show {folder:03d}").mkdir()
         (tmp_path / "tv" / f"Show {folder:03d}" / "E01.mkv").write_bytes(b"episode" * 100)
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(
-        "version: 1\n"
-        "paths: {archive: archive, state_dir: state}\n"
-        "libraries: [{name: tv, source: tv, output: TV, preset: tv, stable_after: 0s}]\n"
-        "presets: {tv: {handbrake: 'Very Fast 480p30'}}\n"
-        "scan: {full_interval: 1h}\n"
-    )
+    config_path = write_small_library(tmp_path, files=0, extra="scan: {full_interval: 1h}\n")
     config = load_config(config_path).config
     logs.configure(stream=io.StringIO(), json=True)
     asked: list[int] = []
@@ -263,14 +256,7 @@ def test_a_pass_plans_only_the_folders_that_changed_or_have_work_and_counts_the_
     from agent.scan import fingerprint
 
     source, archive = tmp_path / "tv", tmp_path / "archive"
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(
-        "version: 1\n"
-        "paths: {archive: archive, state_dir: state}\n"
-        "libraries: [{name: tv, source: tv, output: TV, preset: tv, stable_after: 0s}]\n"
-        "presets: {tv: {handbrake: 'Very Fast 480p30'}}\n"
-        "scan: {full_interval: 1h}\n"
-    )
+    config_path = write_small_library(tmp_path, files=0, extra="scan: {full_interval: 1h}\n")
     for folder in range(30):
         (source / f"Show {folder:03d}").mkdir(parents=True)
         (source / f"Show {folder:03d}" / "E01.mkv").write_bytes(f"episode {folder}".encode() * 100)
@@ -393,13 +379,7 @@ def test_a_pass_over_an_unchanged_library_gives_the_loop_a_turn_between_batches(
     every time, and never finished."""
     for folder in ("tv", "archive"):
         (tmp_path / folder).mkdir()
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(
-        "version: 1\n"
-        "paths: {archive: archive, state_dir: state}\n"
-        "libraries: [{name: tv, source: tv, output: TV, preset: tv, stable_after: 0s}]\n"
-        "presets: {tv: {handbrake: 'Very Fast 480p30'}}\n"
-    )
+    config_path = write_small_library(tmp_path, files=0)
     config = load_config(config_path).config
     connection = open_database(config.paths.state_dir)
     for show in range(12):

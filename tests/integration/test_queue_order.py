@@ -10,26 +10,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.support.archive import PRESET, require_tools
+from tests.support.archive import require_tools
 from tests.support.clips import make_clip
 from tests.support.dispatch import Agent, until
+from tests.support.dispatch import write_config as write_dispatch_config
 
 
 def write_config(root: Path, *, order: str) -> Path:
-    for folder in ("tv", "movies", "archive"):
-        (root / folder).mkdir(exist_ok=True)
-    config = root / "config.yaml"
-    config.write_text(
-        "version: 1\n"
-        "paths: {archive: archive, state_dir: state}\n"
-        "libraries:\n"
-        f"  - {{name: tv, source: tv, output: TV, preset: p, stable_after: 0s, order: {order}}}\n"
-        "  - {name: movies, source: movies, output: MOVIES, preset: p, stable_after: 0s}\n"
-        f"presets: {{p: {{handbrake: '{PRESET}'}}}}\n"
-        "limits: {cpu_percent: 100, memory_percent: 100, min_free_memory: 1MiB, min_free_disk: 1MiB, max_jobs: 1}\n"
-        "auth: {jwt_secret_file: state/jwt.secret, bcrypt_rounds: 4}\n"
-    )
-    return config
+    """Libraries tv (taken in `order`) and movies, one encode at a time."""
+    return write_dispatch_config(root, options={"tv": f"order: {order}"}, max_jobs=1)
 
 
 async def test_the_dispatcher_starts_the_largest_source_first_where_the_library_asks(

@@ -66,11 +66,12 @@ def write_config(
     return config
 
 
-def write_small_library(root: Path, *, files: int, output_folder: bool = False) -> Path:
+def write_small_library(root: Path, *, files: int, output_folder: bool = False, extra: str = "") -> Path:
     """Make root/tv with `files` small episodes of distinct content (E00.mkv, E01.mkv, ...) and root/archive
-    (with archive/TV if output_folder); write a minimal config over them (stable at once); return its path."""
+    (with archive/TV if output_folder); write a minimal config over them (stable at once), with the
+    top-level lines `extra`; return its path."""
     for folder in ("tv", "archive", *(["archive/TV"] if output_folder else [])):
-        (root / folder).mkdir()
+        (root / folder).mkdir(parents=True, exist_ok=True)
     for number in range(files):
         (root / "tv" / f"E{number:02d}.mkv").write_bytes(f"episode {number}".encode() * 100)
     config = root / "config.yaml"
@@ -78,6 +79,6 @@ def write_small_library(root: Path, *, files: int, output_folder: bool = False) 
         "version: 1\n"
         "paths: {archive: archive, state_dir: state}\n"
         "libraries: [{name: tv, source: tv, output: TV, preset: tv, stable_after: 0s}]\n"
-        f"presets: {{tv: {{handbrake: '{PRESET}'}}}}\n"
+        f"presets: {{tv: {{handbrake: '{PRESET}'}}}}\n" + extra
     )
     return config

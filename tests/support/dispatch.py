@@ -30,12 +30,25 @@ LIMITS = "{cpu_percent: 100, memory_percent: 100, min_free_memory: 1MiB, min_fre
 
 
 def write_config(
-    root: Path, *, libraries: tuple[str, ...] = ("tv", "movies"), handbrake: str = "{}", args: str = "[]"
+    root: Path,
+    *,
+    libraries: tuple[str, ...] = ("tv", "movies"),
+    handbrake: str = "{}",
+    args: str = "[]",
+    options: dict[str, str] | None = None,
+    extra: str = "",
+    max_jobs: int = 2,
 ) -> Path:
+    """Write a config of libraries (NAME -> archive/NAME upper-cased, preset p: Very Fast 480p30 with
+    args, stable at once) with limits that always admit; `options` adds keys to a library's line
+    (e.g. {"tv": "order: largest"}), `extra` top-level lines. Return its path."""
     for folder in ("tv", "movies", "archive"):
         (root / folder).mkdir(exist_ok=True)
+    more = options or {}
     lines = "".join(
-        f"  - {{name: {name}, source: {name}, output: {name.upper()}, preset: p, stable_after: 0s}}\n"
+        f"  - {{name: {name}, source: {name}, output: {name.upper()}, preset: p, stable_after: 0s"
+        + (f", {more[name]}" if name in more else "")
+        + "}\n"
         for name in libraries
     )
     config = root / "config.yaml"
@@ -44,8 +57,7 @@ def write_config(
         "paths: {archive: archive, state_dir: state}\n"
         f"libraries:\n{lines}"
         f"presets: {{p: {{handbrake: 'Very Fast 480p30', args: {args}}}}}\n"
-        f"handbrake: {handbrake}\n"
-        f"limits: {LIMITS}\n"
+        f"handbrake: {handbrake}\n" + extra + f"limits: {LIMITS.replace('max_jobs: 2', f'max_jobs: {max_jobs}')}\n"
         "retry: {attempts: 3, backoff: 1h, max_backoff: 2h}\n"
         "auth: {jwt_secret_file: state/jwt.secret, bcrypt_rounds: 4}\n"
     )
@@ -128,5 +140,3 @@ def alive(pid: int) -> bool:
         return False
     # A zombie has ended; only the parent's wait is missing.
     return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-
-

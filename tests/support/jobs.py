@@ -10,16 +10,22 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
 def new_job(
-    rel_path: str = "Show/E01.mkv", *, library: str = "tv", fingerprint: str | None = None, seconds: float = 0
+    rel_path: str = "Show/E01.mkv",
+    *,
+    library: str = "tv",
+    fingerprint: str | None = None,
+    preset_hash: str = "p1",
+    seconds: float = 0,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """Return enqueue's arguments for a new file at rel_path in library: fingerprint `100:REL_PATH` unless
-    given, preset hash p1, output LIBRARY/REL_PATH, queued `seconds` after T0."""
+    given, output LIBRARY/REL_PATH, queued at now (else `seconds` after T0)."""
     return {
         "library": library,
         "rel_path": rel_path,
         "fingerprint": fingerprint or f"100:{rel_path}",
-        "preset_hash": "p1",
+        "preset_hash": preset_hash,
         "output_path": f"{library.upper()}/{rel_path}",
         "reason": "new",
-        "now": T0 + timedelta(seconds=seconds),
+        "now": now or T0 + timedelta(seconds=seconds),
     }

@@ -35,10 +35,10 @@ from agent.domain import (
     UserChangeKind,
     UserRecord,
 )
-from agent.pause import pause_reason
 from agent.plan import library_context, plan, plan_in_folder_batches, plan_users
-from agent.plan_from_store import by_folder, pause_counts, plan_library_from_store
+from agent.plan_from_store import by_folder, plan_library_from_store
 from agent.store.sqlite import SqliteStore, open_store
+from tests.support.store_pass import pause_from_store
 
 NS = 1_000_000_000
 
@@ -202,14 +202,9 @@ def _plan_through_the_store(config: Config, observation: Observation, ledger: Le
                     library.name, SourceStatus.MISSING, detail="not scanned"
                 )
                 context, _ = library_context(config, library, observation, ledger)
-                counts = pause_counts(
-                    store, library, files_now=len(observed.files), hidden=context.hidden,
-                    output_folder_present=library.output in archive.output_folders,
-                )  # fmt: skip
-                reason = pause_reason(
-                    library, archive=archive, status=observed.status, detail=observed.detail, counts=counts,
-                    max_vanish_percent=config.scan.max_vanish_percent,
-                )  # fmt: skip
+                reason = pause_from_store(
+                    store, config=config, library=library, observed=observed, archive=archive, hidden=context.hidden
+                )
                 if reason is not None:
                     actions.append(PauseLibrary(library.name, reason))
                     continue
