@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from agent.store.db import open_database
 from agent.store.sqlite import SqliteStore
 from agent.worker import Dispatcher
 from tests.support.cli import hb2r
+from tests.support.clips import make_clip
 
 REPO = Path(__file__).resolve().parents[2]
 GIB = 1024**3
@@ -42,26 +42,7 @@ def make_library(root: Path, *, seconds: int, size: str, preset: str, limits: st
     """Make a one-clip library and its config under root; return the config's path."""
     for folder in ("tv", "archive"):
         (root / folder).mkdir()
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc2=size={size}:rate=25",
-            "-t",
-            str(seconds),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            str(root / "tv" / "clip.mkv"),
-        ],
-        check=True,
-    )
+    make_clip(root / "tv" / "clip.mkv", seconds=seconds, size=size, audio=False)
     config_path = root / "config.yaml"
     config_path.write_text(
         "version: 1\n"

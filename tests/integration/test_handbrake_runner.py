@@ -1,6 +1,6 @@
 """The real HandBrakeCLI, started, followed, paused and stopped by the runner.
 
-Clips are made here with ffmpeg (testsrc2 + sine). Only one fake HandBrakeCLI appears: a
+Clips are made with ffmpeg (testsrc2 + sine, tests/support/clips.py). Only one fake HandBrakeCLI appears: a
 shell script that ignores SIGTERM and hangs, a case the real binary cannot produce on
 demand. Nothing sleeps to wait for work: every wait polls a condition with a deadline.
 """
@@ -25,6 +25,7 @@ from agent.handbrake.command import encode_argv
 from agent.handbrake.probe import media_duration
 from agent.handbrake.progress import Progress
 from agent.handbrake.runner import Encode, EncodeResult
+from tests.support.clips import make_clip
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "handbrake"
@@ -33,17 +34,6 @@ QUICK = Preset(handbrake="Very Fast 480p30")
 # Slow enough that a 20 s clip is still encoding when a test acts on it.
 SLOW = Preset(handbrake="Fast 720p30", args=("--encoder-preset", "veryslow"))
 T = TypeVar("T")
-
-
-def make_clip(path: Path, *, seconds: float, size: str = "320x180") -> Path:
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25", "-f", "lavfi",
-         "-i", "sine", "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest",
-         str(path)],
-        check=True,
-        timeout=120,
-    )  # fmt: skip
-    return path
 
 
 @pytest.fixture(scope="module")

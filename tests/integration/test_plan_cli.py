@@ -25,6 +25,7 @@ from agent.scan import fingerprint
 from agent.store import ledger, scans, users
 from agent.store.choose import read_state
 from agent.store.db import DATABASE_NAME, SCHEMA_VERSION, open_database
+from tests.support.clips import make_clip
 from tests.support.plan_cli import ADMIN_HASH, place, run_plan, snapshot, write_config
 
 NOW = "2024-05-01T12:00:00+00:00"
@@ -35,19 +36,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real one-second video with sound, made once for the module and copied where needed."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed (Debian package ffmpeg)")
-    path = tmp_path_factory.mktemp("clips") / "clip.mkv"
-    subprocess.run(
-        [
-            "ffmpeg", "-nostdin", "-loglevel", "error",
-            "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25",
-            "-f", "lavfi", "-i", "sine",
-            "-t", "1", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest",
-            str(path),
-        ],
-        check=True,
-        timeout=120,
-    )
-    return path
+    return make_clip(tmp_path_factory.mktemp("clips") / "clip.mkv", seconds=1)
 
 
 def record_everything_done(config_path: Path) -> None:

@@ -43,6 +43,7 @@ from tests.support.agent_process import agent_environment
 from tests.support.api import VIEWER_PASSWORD, build_context
 from tests.support.api import write_config as write_api_config
 from tests.support.cli import hb2r as run_hb2r
+from tests.support.clips import make_clip
 from tests.support.plan_cli import place, snapshot, write_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,14 +57,7 @@ GIB = 1024**3
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real one-second video, made once for the module and copied where needed."""
     path = tmp_path_factory.mktemp("clips") / "clip.mkv"
-    subprocess.run(
-        [
-            "ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25",
-            "-t", "1", "-c:v", "libx264", "-preset", "ultrafast", str(path),
-        ],
-        check=True,
-        timeout=120,
-    )  # fmt: skip
+    make_clip(path, seconds=1, audio=False)
     return path
 
 

@@ -29,6 +29,7 @@ from agent.publish import (
     publish,
 )
 from agent.verify import verify
+from tests.support.clips import make_clip
 
 ENCODE = b"\x1a\x45\xdf\xa3 a whole, verified encode"
 
@@ -441,18 +442,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed")
     folder = tmp_path_factory.mktemp("clips")
-    good = folder / "good.mkv"
-    subprocess.run(
-        [
-            "ffmpeg", "-nostdin", "-loglevel", "error",
-            "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25",
-            "-f", "lavfi", "-i", "sine",
-            "-t", "4", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest",
-            str(good),
-        ],
-        check=True,
-        timeout=60,
-    )  # fmt: skip
+    good = make_clip(folder / "good.mkv", seconds=4)
     content = good.read_bytes()
     truncated = folder / "truncated.mkv"
     truncated.write_bytes(content[: len(content) // 2])
