@@ -12,7 +12,6 @@ import os
 import signal
 import time
 import urllib.request
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from agent.store import postgres_schema
 from agent.store.database_store import DatabaseStore
-from agent.store.postgres import connect_postgres
 from tests.support.agent_process import AgentProcess, StartAgent
 from tests.support.clips import make_clip
 from tests.support.configs import write_config
@@ -33,13 +30,9 @@ LEASE = timedelta(seconds=3)
 
 
 @pytest.fixture
-def rival(postgres_url: str) -> Iterator[DatabaseStore]:
+def rival(direct_postgres_store: DatabaseStore) -> DatabaseStore:
     """Another host's connection to the agent's store."""
-    database = connect_postgres(postgres_url)
-    postgres_schema.migrate(database)
-    store = DatabaseStore(database)
-    yield store
-    store.close()
+    return direct_postgres_store
 
 
 def health(port: int) -> dict[str, Any]:

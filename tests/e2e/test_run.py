@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.agent_process import AgentProcess, StartAgent
 from tests.support.cli import hb2r
-from tests.support.clips import make_clip
+from tests.support.clips import make_clip, probed_duration
 from tests.support.configs import write_config
 from tests.support.outcomes import archive_files, checksums, copy, jobs_by_state, published
 from tests.support.waiting import wait_for
@@ -212,22 +212,9 @@ def test_a_renamed_source_moves_its_output_and_a_changed_one_is_encoded_again(
     )
     assert agent.stop() == 0
     assert published(tmp_path) == ["TV/Show/new name.mkv", "TV/Show/other.mkv"]
-    duration = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "csv=p=0",
-            str(tmp_path / "archive/TV/Show/other.mkv"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert abs(float(duration) - 3.0) < 0.5  # the new three-second content, not the old two
+    duration = probed_duration(tmp_path / "archive/TV/Show/other.mkv")
+    assert duration is not None
+    assert abs(duration - 3.0) < 0.5  # the new three-second content, not the old two
 
 
 def test_an_invalid_config_edit_keeps_the_old_config_and_a_valid_one_applies(

@@ -16,7 +16,8 @@ import pytest
 from agent.config.models import Retry
 from agent.store.postgres_store import open_postgres_store
 from tests.support.cli import hb2r
-from tests.support.postgres import PostgresCluster, free_loopback_port
+from tests.support.ports import free_port
+from tests.support.postgres import PostgresCluster
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -99,7 +100,7 @@ def test_jobs_and_retry_read_and_change_the_postgresql_queue(
 
 
 def test_an_unreachable_store_is_one_line_naming_it_and_exit_1(tmp_path: Path) -> None:
-    port = free_loopback_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     config = write_config(tmp_path, url=f"postgresql://hb2r:Hidden-Secret-1@127.0.0.1:{port}/media")
 
     for command in ("plan", "jobs", "run"):

@@ -12,9 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from agent.store import postgres_schema
-from agent.store.database_store import DatabaseStore
-from agent.store.postgres import connect_postgres
 from agent.store.postgres_store import PostgresStore, open_postgres_store
 from agent.store.protocol import Store
 from agent.store.sqlite import SqliteStore, open_store
@@ -40,14 +37,5 @@ def sqlite_store(tmp_path: Path) -> Iterator[SqliteStore]:
 @pytest.fixture
 def postgres_store(postgres_url: str) -> Iterator[PostgresStore]:
     opened = open_postgres_store(postgres_url)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def direct_postgres_store(postgres_url: str) -> Iterator[DatabaseStore]:
-    database = connect_postgres(postgres_url)
-    postgres_schema.migrate(database)
-    opened = DatabaseStore(database)
     yield opened
     opened.close()

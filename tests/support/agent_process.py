@@ -8,7 +8,6 @@ agent it started that way at the end of the test.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.outcomes import read_log
 
 REPO = Path(__file__).resolve().parents[2]
 STOP_DEADLINE = 15.0
@@ -68,15 +69,7 @@ class AgentProcess:
 
     def log_lines(self) -> list[dict[str, Any]]:
         """Return the JSON lines of the log so far (other lines, e.g. a traceback, are skipped)."""
-        lines = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(event, dict):
-                lines.append(event)
-        return lines
+        return read_log(self.log_path)
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
         """Return the log's events called name (all of them without a name)."""

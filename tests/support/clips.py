@@ -1,4 +1,5 @@
-"""Short real clips made with ffmpeg: what the tests and benchmarks encode with the real HandBrakeCLI.
+"""Short real clips made with ffmpeg: what the tests and benchmarks encode with the real HandBrakeCLI;
+and their duration as ffprobe reads it.
 
 A clip is testsrc2 video (H.264, ultrafast) with, unless `audio=False`, a sine tone in AAC. Clips
 of different `frequency` differ in content, so their fingerprints differ too.
@@ -36,3 +37,18 @@ def make_clips(folder: Path, *, count: int, seconds: float, size: str = "320x180
         if not clip.exists():
             make_clip(clip, seconds=seconds, size=size)
     return clips
+
+
+def probed_duration(path: Path) -> float | None:
+    """Return path's duration in seconds as ffprobe reads it from the container, None if it cannot."""
+    probed = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    try:
+        return float(probed.stdout.strip())
+    except ValueError:
+        return None

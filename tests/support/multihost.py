@@ -84,7 +84,8 @@ import psycopg
 
 from agent.config.load import load_config
 from agent.store.choose import store_for
-from tests.support.multihost_checks import AuditRow, read_log
+from tests.support.multihost_checks import AuditRow
+from tests.support.outcomes import read_log
 
 PREFIX = "h2n"
 BASE = Path(tempfile.gettempdir()) / "hb2r-multihost"

@@ -6,8 +6,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 
 def jobs_by_state(root: Path) -> dict[str, list[str]]:
@@ -59,3 +61,16 @@ def copy(source: Path, target: Path) -> None:
     """Copy source to target, making target's folder."""
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(source.read_bytes())
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The JSON object lines of an agent's log (other lines, e.g. a traceback, are skipped)."""
+    entries = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries

@@ -25,9 +25,9 @@ from tests.support.multihost_checks import (
     lease_spans,
     ledger_problems,
     logged_claims,
-    read_log,
     temp_files,
 )
+from tests.support.outcomes import read_log
 
 ZERO = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
