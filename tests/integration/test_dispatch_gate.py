@@ -11,7 +11,6 @@ import asyncio
 import io
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from agent import logs
@@ -25,6 +24,7 @@ from agent.store.sqlite import SqliteStore
 from agent.worker import Dispatcher
 from tests.support.cli import hb2r
 from tests.support.clips import make_clip
+from tests.support.waiting import wait_for_async
 
 REPO = Path(__file__).resolve().parents[2]
 GIB = 1024**3
@@ -123,12 +123,6 @@ def test_memory_pressure_pauses_the_running_encode_and_resumes_it_later(tmp_path
                 cpu_percent=5.0, memory_percent=percent, available_memory=self.available, archive_free=500 * GIB
             )
 
-    async def wait_until(condition: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + 30
-        while not condition() and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert condition(), what
-
     async def scenario() -> None:
         connection = open_database(config.paths.state_dir)
         state = EngineState(
@@ -139,13 +133,15 @@ def test_memory_pressure_pauses_the_running_encode_and_resumes_it_later(tmp_path
         dispatcher = Dispatcher(state, log=log, sampler=memory)
         dispatcher.tick()
         (running,) = dispatcher.running.values()
-        await wait_until(lambda: running.encode is not None, "the encode started")
+        await wait_for_async(lambda: running.encode is not None, what="the encode started", deadline=30, interval=0.05)
         assert running.encode is not None
         process = psutil.Process(running.encode.pid)
 
         memory.available = 200 * 1024**2
         dispatcher.tick()
-        await wait_until(lambda: process.status() == psutil.STATUS_STOPPED, "the encode paused")
+        await wait_for_async(
+            lambda: process.status() == psutil.STATUS_STOPPED, what="the encode paused", deadline=30, interval=0.05
+        )
         assert running.suspended
         dispatcher.tick()  # still under pressure: no second job, nothing resumed
         assert process.status() == psutil.STATUS_STOPPED

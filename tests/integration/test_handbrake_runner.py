@@ -26,6 +26,7 @@ from agent.handbrake.probe import media_duration
 from agent.handbrake.progress import Progress
 from agent.handbrake.runner import Encode, EncodeResult
 from tests.support.clips import make_clip
+from tests.support.waiting import wait_for_async
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "handbrake"
@@ -47,14 +48,6 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
 
 def run(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return asyncio.run(scenario())
-
-
-async def until(condition: Callable[[], bool], *, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def gone(pid: int) -> bool:
@@ -213,7 +206,7 @@ def test_the_encode_runs_at_the_requested_niceness_in_every_thread_and_idle_io(
     async def scenario() -> EncodeResult:
         argv = encode_argv(binary=BINARY, preset=SLOW, source=clips["long"], output=tmp_path / "out.mkv")
         encode = await Encode.start(argv, nice=7, on_progress=seen.append)
-        await until(lambda: bool(seen), what="the first progress report")
+        await wait_for_async(lambda: bool(seen), what="the first progress report", deadline=30.0, interval=0.02)
         process = psutil.Process(encode.pid)
         observed.update(
             name=process.name(), nice=process.nice(), io=process.ionice().ioclass, threads=thread_niceness(encode.pid)
@@ -237,7 +230,7 @@ def test_cancel_stops_a_running_encode_within_the_grace(clips: dict[str, Path], 
     async def scenario() -> tuple[int, EncodeResult]:
         argv = encode_argv(binary=BINARY, preset=SLOW, source=clips["long"], output=tmp_path / "out.mkv")
         encode = await Encode.start(argv, nice=10, on_progress=seen.append)
-        await until(lambda: bool(seen), what="the first progress report")
+        await wait_for_async(lambda: bool(seen), what="the first progress report", deadline=30.0, interval=0.02)
         started = time.monotonic()
         await encode.cancel(grace=5.0)
         timing["cancel"] = time.monotonic() - started
@@ -260,7 +253,12 @@ def test_a_hung_encoder_that_ignores_sigterm_is_killed_after_the_grace(tmp_path:
 
     async def scenario() -> tuple[list[int], EncodeResult]:
         encode = await Encode.start([str(script)], nice=10, on_progress=lambda progress: None)
-        await until(lambda: bool(psutil.Process(encode.pid).children()), what="the script to start sleeping")
+        await wait_for_async(
+            lambda: bool(psutil.Process(encode.pid).children()),
+            what="the script to start sleeping",
+            deadline=30.0,
+            interval=0.02,
+        )
         pids = [encode.pid] + [child.pid for child in psutil.Process(encode.pid).children(recursive=True)]
         started = time.monotonic()
         await encode.cancel(grace=1.0)
@@ -281,14 +279,21 @@ def test_cancelling_the_task_that_awaits_an_encode_kills_its_process_group(tmp_p
 
     async def scenario() -> list[int]:
         encode = await Encode.start([str(script)], nice=10, on_progress=lambda progress: None)
-        await until(lambda: bool(psutil.Process(encode.pid).children()), what="the script to start sleeping")
+        await wait_for_async(
+            lambda: bool(psutil.Process(encode.pid).children()),
+            what="the script to start sleeping",
+            deadline=30.0,
+            interval=0.02,
+        )
         pids = [encode.pid] + [child.pid for child in psutil.Process(encode.pid).children(recursive=True)]
         waiter = asyncio.create_task(encode.wait())
         await asyncio.sleep(0)  # let the waiter start awaiting
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
-        await until(lambda: all(gone(pid) for pid in pids), timeout=5, what="the process group to die")
+        await wait_for_async(
+            lambda: all(gone(pid) for pid in pids), what="the process group to die", deadline=5, interval=0.02
+        )
         return pids
 
     pids = run(scenario)
@@ -303,11 +308,13 @@ def test_suspend_stops_the_encode_and_resume_lets_it_finish(clips: dict[str, Pat
     async def scenario() -> EncodeResult:
         argv = encode_argv(binary=BINARY, preset=QUICK, source=clips["long"], output=tmp_path / "out.mkv")
         encode = await Encode.start(argv, nice=10, on_progress=seen.append)
-        await until(lambda: bool(seen), what="the first progress report")
+        await wait_for_async(lambda: bool(seen), what="the first progress report", deadline=30.0, interval=0.02)
         process = psutil.Process(encode.pid)
 
         encode.suspend()
-        await until(lambda: process.status() == psutil.STATUS_STOPPED, timeout=5, what="the process to stop")
+        await wait_for_async(
+            lambda: process.status() == psutil.STATUS_STOPPED, what="the process to stop", deadline=5, interval=0.02
+        )
         observed["status"], observed["suspended"] = process.status(), encode.suspended
         cpu = [-1.0]
 
@@ -315,7 +322,7 @@ def test_suspend_stops_the_encode_and_resume_lets_it_finish(clips: dict[str, Pat
             previous, cpu[0] = cpu[0], sum(process.cpu_times()[:2])
             return previous == cpu[0]
 
-        await until(cpu_stands_still, timeout=5, what="a stopped encode to use no CPU")
+        await wait_for_async(cpu_stands_still, what="a stopped encode to use no CPU", deadline=5, interval=0.02)
         reports_while_stopped = len(seen)
 
         encode.resume()
@@ -358,13 +365,20 @@ def test_an_encode_even_a_suspended_one_dies_with_an_agent_killed_by_sigkill(
         assert agent.stdout is not None
         encoder_pid = int(agent.stdout.readline())
         asyncio.run(
-            until(lambda: psutil.Process(encoder_pid).status() == psutil.STATUS_STOPPED, what="the encode to stop")
+            wait_for_async(
+                lambda: psutil.Process(encoder_pid).status() == psutil.STATUS_STOPPED,
+                what="the encode to stop",
+                deadline=30.0,
+                interval=0.02,
+            )
         )
 
         agent.kill()
         agent.wait(timeout=10)
 
-        asyncio.run(until(lambda: gone(encoder_pid), timeout=10, what="the orphaned encoder to die"))
+        asyncio.run(
+            wait_for_async(lambda: gone(encoder_pid), what="the orphaned encoder to die", deadline=10, interval=0.02)
+        )
     finally:
         if encoder_pid is not None and not gone(encoder_pid):
             os.killpg(encoder_pid, signal.SIGKILL)

@@ -6,7 +6,6 @@ The watcher runs on the test's own event loop, as in the agent; every wait polls
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 
 from agent.watch import Watcher
+from tests.support.waiting import wait_for_async
 
 DEADLINE = 5.0
 REPO = Path(__file__).resolve().parents[2]
@@ -48,13 +48,6 @@ class Recorder:
 
     def error(self, event: str, **fields: object) -> None:
         self.logged.append(("error", event, fields))
-
-
-async def until(condition: Callable[[], object], what: str, deadline: float = DEADLINE) -> None:
-    end = time.monotonic() + deadline
-    while not condition():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -129,7 +122,12 @@ async def test_each_change_marks_its_folder_and_asks_for_one_pass(
     _, recorder = watched
     started = time.monotonic()
     change(tree)
-    await until(lambda: folders <= recorder.dirty.get("tv", set()) and recorder.bursts, f"{folders} marked")
+    await wait_for_async(
+        lambda: folders <= recorder.dirty.get("tv", set()) and recorder.bursts,
+        what=f"{folders} marked",
+        deadline=DEADLINE,
+        interval=0.02,
+    )
     assert recorder.bursts[0] - started < 1.0, "the pass was asked for more than a second after the change"
     assert recorder.dirty["tv"] <= folders | {""}, "folders that did not change were marked"
 
@@ -139,11 +137,18 @@ async def test_a_new_folder_is_watched_and_a_file_written_in_it_marks_it(
 ) -> None:
     watcher, recorder = watched
     (tree / "Show C" / "Season 1").mkdir(parents=True)
-    await until(lambda: watcher.status()["tv"].folders == 6, "the new folders watched")
+    await wait_for_async(
+        lambda: watcher.status()["tv"].folders == 6, what="the new folders watched", deadline=DEADLINE, interval=0.02
+    )
     assert {"", "Show C", "Show C/Season 1"} <= recorder.dirty["tv"]
     recorder.dirty.clear()
     (tree / "Show C" / "Season 1" / "e1.mkv").write_bytes(b"x")
-    await until(lambda: "Show C/Season 1" in recorder.dirty.get("tv", set()), "the new folder's file marked")
+    await wait_for_async(
+        lambda: "Show C/Season 1" in recorder.dirty.get("tv", set()),
+        what="the new folder's file marked",
+        deadline=DEADLINE,
+        interval=0.02,
+    )
 
 
 async def test_a_folder_moved_in_is_watched_whole_and_one_moved_out_is_dropped(
@@ -153,17 +158,34 @@ async def test_a_folder_moved_in_is_watched_whole_and_one_moved_out_is_dropped(
     outside = tree.parent / "outside"
     (outside / "Show D" / "Season 1").mkdir(parents=True)
     os.rename(outside / "Show D", tree / "Show D")
-    await until(lambda: watcher.status()["tv"].folders == 6, "the moved-in folders watched")
+    await wait_for_async(
+        lambda: watcher.status()["tv"].folders == 6,
+        what="the moved-in folders watched",
+        deadline=DEADLINE,
+        interval=0.02,
+    )
     recorder.dirty.clear()
     (tree / "Show D" / "Season 1" / "e1.mkv").write_bytes(b"x")
-    await until(lambda: "Show D/Season 1" in recorder.dirty.get("tv", set()), "a file in the moved-in tree")
+    await wait_for_async(
+        lambda: "Show D/Season 1" in recorder.dirty.get("tv", set()),
+        what="a file in the moved-in tree",
+        deadline=DEADLINE,
+        interval=0.02,
+    )
 
     os.rename(tree / "Show A", outside / "Show A")
-    await until(lambda: watcher.status()["tv"].folders == 4, "the moved-out folders dropped")
+    await wait_for_async(
+        lambda: watcher.status()["tv"].folders == 4,
+        what="the moved-out folders dropped",
+        deadline=DEADLINE,
+        interval=0.02,
+    )
     recorder.dirty.clear()
     (outside / "Show A" / "Season 1" / "e9.mkv").write_bytes(b"x")
     (tree / "marker.mkv").write_bytes(b"x")  # a change that is still ours, to know events got through
-    await until(lambda: "" in recorder.dirty.get("tv", set()), "the marker")
+    await wait_for_async(
+        lambda: "" in recorder.dirty.get("tv", set()), what="the marker", deadline=DEADLINE, interval=0.02
+    )
     assert recorder.dirty["tv"] == {""}, "a folder moved out of the library still reports changes"
 
 
@@ -172,9 +194,14 @@ async def test_a_burst_of_a_thousand_files_asks_for_one_pass(watched: tuple[Watc
     season = tree / "Show A" / "Season 1"
     for number in range(1000):
         (season / f"copy {number:04d}.mkv").write_bytes(b"x")
-    await until(lambda: recorder.bursts, "a pass asked for")
+    await wait_for_async(lambda: recorder.bursts, what="a pass asked for", deadline=DEADLINE, interval=0.02)
     (tree / "Show B" / "marker.mkv").write_bytes(b"x")  # after the burst: a pass of its own
-    await until(lambda: "Show B" in recorder.dirty.get("tv", set()) and len(recorder.bursts) >= 2, "the marker")
+    await wait_for_async(
+        lambda: "Show B" in recorder.dirty.get("tv", set()) and len(recorder.bursts) >= 2,
+        what="the marker",
+        deadline=DEADLINE,
+        interval=0.02,
+    )
     assert len(recorder.bursts) == 2, f"{len(recorder.bursts)} passes asked for: one for the burst, one for the marker"
 
 
@@ -182,19 +209,28 @@ async def test_the_root_renamed_away_polls_until_it_is_back(watched: tuple[Watch
     watcher, recorder = watched
     away = tree.parent / "tv-away"
     os.rename(tree, away)
-    await until(lambda: watcher.status()["tv"].mode == "polling", "the library polling")
+    await wait_for_async(
+        lambda: watcher.status()["tv"].mode == "polling", what="the library polling", deadline=DEADLINE, interval=0.02
+    )
     status = watcher.status()["tv"]
     assert status.folders == 0
     assert status.reason is not None and "source folder" in status.reason
     assert "" in recorder.dirty["tv"]
-    await until(lambda: recorder.bursts, "a pass asked for")  # which pauses the library
+    await wait_for_async(
+        lambda: recorder.bursts, what="a pass asked for", deadline=DEADLINE, interval=0.02
+    )  # which pauses the library
     os.rename(away, tree)
     await watcher.refresh()  # as after each pass
     assert watcher.status()["tv"] == watcher.status()["tv"].__class__("events", None, 4)
     (tree / "back.mkv").write_bytes(b"x")
     recorder.dirty.clear()
     (tree / "Show B" / "back.mkv").write_bytes(b"x")
-    await until(lambda: "Show B" in recorder.dirty.get("tv", set()), "a change after the root came back")
+    await wait_for_async(
+        lambda: "Show B" in recorder.dirty.get("tv", set()),
+        what="a change after the root came back",
+        deadline=DEADLINE,
+        interval=0.02,
+    )
 
 
 async def test_a_disk_mounted_over_the_source_is_watched_anew(tmp_path: Path) -> None:
@@ -207,8 +243,18 @@ async def test_a_disk_mounted_over_the_source_is_watched_anew(tmp_path: Path) ->
     try:
         await watcher.refresh()
         (source / "Show").mkdir()
-        await until(lambda: "" in recorder.dirty.get("tv", set()), "a change on the new mount")
-        await until(lambda: watcher.status()["tv"].folders == 2, "the new mount's folders watched")
+        await wait_for_async(
+            lambda: "" in recorder.dirty.get("tv", set()),
+            what="a change on the new mount",
+            deadline=DEADLINE,
+            interval=0.02,
+        )
+        await wait_for_async(
+            lambda: watcher.status()["tv"].folders == 2,
+            what="the new mount's folders watched",
+            deadline=DEADLINE,
+            interval=0.02,
+        )
     finally:
         watcher.close()
         subprocess.run(["umount", str(source)], check=True)
@@ -229,8 +275,13 @@ async def test_a_queue_overflow_marks_every_folder_of_the_library(tree: Path) ->
         await watcher.watch({"tv": tree})
         for number in range(64):  # no await: the loop reads nothing until the queue has overflowed
             (tree / f"f{number}.mkv").write_bytes(b"x")
-        await until(lambda: recorder.dirty.get("tv") == {"", "Show A", "Show A/Season 1", "Show B"}, "all marked")
-        await until(lambda: recorder.bursts, "a pass asked for")
+        await wait_for_async(
+            lambda: recorder.dirty.get("tv") == {"", "Show A", "Show A/Season 1", "Show B"},
+            what="all marked",
+            deadline=DEADLINE,
+            interval=0.02,
+        )
+        await wait_for_async(lambda: recorder.bursts, what="a pass asked for", deadline=DEADLINE, interval=0.02)
     finally:
         watcher.close()
 
@@ -267,7 +318,12 @@ async def test_a_reload_watches_added_libraries_and_drops_removed_ones(tree: Pat
         assert watcher.status()["movies"].folders == 2
         (tree / "gone.mkv").write_bytes(b"x")
         (movies / "A" / "new.mkv").write_bytes(b"x")
-        await until(lambda: "A" in recorder.dirty.get("movies", set()), "the added library's change")
+        await wait_for_async(
+            lambda: "A" in recorder.dirty.get("movies", set()),
+            what="the added library's change",
+            deadline=DEADLINE,
+            interval=0.02,
+        )
         assert "tv" not in recorder.dirty
     finally:
         watcher.close()
