@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Coroutine, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,6 +36,9 @@ QUICK = Preset(handbrake="Very Fast 480p30")
 # Slow enough that a 20 s clip is still encoding when a test acts on it.
 SLOW = Preset(handbrake="Fast 720p30", args=("--encoder-preset", "veryslow"))
 T = TypeVar("T")
+
+
+until = partial(wait_for_async, deadline=30.0, interval=0.02)
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +201,14 @@ def test_a_missing_binary_is_refused_before_anything_starts(tmp_path: Path) -> N
         run(scenario)
 
 
+async def encode_under_way(source: Path, output: Path, *, preset: Preset, nice: int, seen: list[Progress]) -> Encode:
+    """Start the real HandBrakeCLI on source at nice, its progress into seen; return once it reports some."""
+    argv = encode_argv(binary=BINARY, preset=preset, source=source, output=output)
+    encode = await Encode.start(argv, nice=nice, on_progress=seen.append)
+    await until(lambda: bool(seen), what="the first progress report")
+    return encode
+
+
 def test_the_encode_runs_at_the_requested_niceness_in_every_thread_and_idle_io(
     clips: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -204,9 +216,7 @@ def test_the_encode_runs_at_the_requested_niceness_in_every_thread_and_idle_io(
     observed: dict[str, object] = {}
 
     async def scenario() -> EncodeResult:
-        argv = encode_argv(binary=BINARY, preset=SLOW, source=clips["long"], output=tmp_path / "out.mkv")
-        encode = await Encode.start(argv, nice=7, on_progress=seen.append)
-        await wait_for_async(lambda: bool(seen), what="the first progress report", deadline=30.0, interval=0.02)
+        encode = await encode_under_way(clips["long"], tmp_path / "out.mkv", preset=SLOW, nice=7, seen=seen)
         process = psutil.Process(encode.pid)
         observed.update(
             name=process.name(), nice=process.nice(), io=process.ionice().ioclass, threads=thread_niceness(encode.pid)
@@ -228,9 +238,7 @@ def test_cancel_stops_a_running_encode_within_the_grace(clips: dict[str, Path], 
     timing: dict[str, float] = {}
 
     async def scenario() -> tuple[int, EncodeResult]:
-        argv = encode_argv(binary=BINARY, preset=SLOW, source=clips["long"], output=tmp_path / "out.mkv")
-        encode = await Encode.start(argv, nice=10, on_progress=seen.append)
-        await wait_for_async(lambda: bool(seen), what="the first progress report", deadline=30.0, interval=0.02)
+        encode = await encode_under_way(clips["long"], tmp_path / "out.mkv", preset=SLOW, nice=10, seen=seen)
         started = time.monotonic()
         await encode.cancel(grace=5.0)
         timing["cancel"] = time.monotonic() - started
@@ -253,12 +261,7 @@ def test_a_hung_encoder_that_ignores_sigterm_is_killed_after_the_grace(tmp_path:
 
     async def scenario() -> tuple[list[int], EncodeResult]:
         encode = await Encode.start([str(script)], nice=10, on_progress=lambda progress: None)
-        await wait_for_async(
-            lambda: bool(psutil.Process(encode.pid).children()),
-            what="the script to start sleeping",
-            deadline=30.0,
-            interval=0.02,
-        )
+        await until(lambda: bool(psutil.Process(encode.pid).children()), what="the script to start sleeping")
         pids = [encode.pid] + [child.pid for child in psutil.Process(encode.pid).children(recursive=True)]
         started = time.monotonic()
         await encode.cancel(grace=1.0)
@@ -279,21 +282,14 @@ def test_cancelling_the_task_that_awaits_an_encode_kills_its_process_group(tmp_p
 
     async def scenario() -> list[int]:
         encode = await Encode.start([str(script)], nice=10, on_progress=lambda progress: None)
-        await wait_for_async(
-            lambda: bool(psutil.Process(encode.pid).children()),
-            what="the script to start sleeping",
-            deadline=30.0,
-            interval=0.02,
-        )
+        await until(lambda: bool(psutil.Process(encode.pid).children()), what="the script to start sleeping")
         pids = [encode.pid] + [child.pid for child in psutil.Process(encode.pid).children(recursive=True)]
         waiter = asyncio.create_task(encode.wait())
         await asyncio.sleep(0)  # let the waiter start awaiting
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
-        await wait_for_async(
-            lambda: all(gone(pid) for pid in pids), what="the process group to die", deadline=5, interval=0.02
-        )
+        await until(lambda: all(gone(pid) for pid in pids), what="the process group to die", deadline=5)
         return pids
 
     pids = run(scenario)
@@ -306,15 +302,11 @@ def test_suspend_stops_the_encode_and_resume_lets_it_finish(clips: dict[str, Pat
     observed: dict[str, object] = {}
 
     async def scenario() -> EncodeResult:
-        argv = encode_argv(binary=BINARY, preset=QUICK, source=clips["long"], output=tmp_path / "out.mkv")
-        encode = await Encode.start(argv, nice=10, on_progress=seen.append)
-        await wait_for_async(lambda: bool(seen), what="the first progress report", deadline=30.0, interval=0.02)
+        encode = await encode_under_way(clips["long"], tmp_path / "out.mkv", preset=QUICK, nice=10, seen=seen)
         process = psutil.Process(encode.pid)
 
         encode.suspend()
-        await wait_for_async(
-            lambda: process.status() == psutil.STATUS_STOPPED, what="the process to stop", deadline=5, interval=0.02
-        )
+        await until(lambda: process.status() == psutil.STATUS_STOPPED, what="the process to stop", deadline=5)
         observed["status"], observed["suspended"] = process.status(), encode.suspended
         cpu = [-1.0]
 
@@ -322,7 +314,7 @@ def test_suspend_stops_the_encode_and_resume_lets_it_finish(clips: dict[str, Pat
             previous, cpu[0] = cpu[0], sum(process.cpu_times()[:2])
             return previous == cpu[0]
 
-        await wait_for_async(cpu_stands_still, what="a stopped encode to use no CPU", deadline=5, interval=0.02)
+        await until(cpu_stands_still, what="a stopped encode to use no CPU", deadline=5)
         reports_while_stopped = len(seen)
 
         encode.resume()
@@ -365,20 +357,13 @@ def test_an_encode_even_a_suspended_one_dies_with_an_agent_killed_by_sigkill(
         assert agent.stdout is not None
         encoder_pid = int(agent.stdout.readline())
         asyncio.run(
-            wait_for_async(
-                lambda: psutil.Process(encoder_pid).status() == psutil.STATUS_STOPPED,
-                what="the encode to stop",
-                deadline=30.0,
-                interval=0.02,
-            )
+            until(lambda: psutil.Process(encoder_pid).status() == psutil.STATUS_STOPPED, what="the encode to stop")
         )
 
         agent.kill()
         agent.wait(timeout=10)
 
-        asyncio.run(
-            wait_for_async(lambda: gone(encoder_pid), what="the orphaned encoder to die", deadline=10, interval=0.02)
-        )
+        asyncio.run(until(lambda: gone(encoder_pid), what="the orphaned encoder to die", deadline=10))
     finally:
         if encoder_pid is not None and not gone(encoder_pid):
             os.killpg(encoder_pid, signal.SIGKILL)

@@ -13,6 +13,7 @@ import io
 import json
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,9 @@ from tests.support.waiting import wait_for_async
 
 DEAD = [events.job_dead(job_id=n, library="tv", path=f"{n}.mkv", reason="no title", host="nas") for n in (1, 2, 3)]
 DRAINED = events.queue_drained(encoded_today=2, saved_today="1.5 GiB", dead=0, host="nas")
+
+
+eventually = partial(wait_for_async, deadline=20.0, interval=0.05)
 
 
 @pytest.fixture
@@ -76,7 +80,7 @@ async def test_each_event_arrives_once_with_its_title_and_body(receiver: Receive
 
     notifier.emit(DEAD[0])
     notifier.emit(DRAINED)
-    await wait_for_async(lambda: len(receiver.messages) == 2, what="two messages", deadline=20.0, interval=0.05)
+    await eventually(lambda: len(receiver.messages) == 2, what="two messages")
     await notifier.close()
 
     assert [(m["title"], m["type"]) for m in receiver.messages] == [
@@ -95,7 +99,7 @@ async def test_a_target_gets_only_the_events_it_lists(receiver: Receiver, metric
 
     notifier.emit(DEAD[0])
     notifier.emit(DRAINED)
-    await wait_for_async(lambda: len(receiver.messages) == 1, what="the drained message", deadline=20.0, interval=0.05)
+    await eventually(lambda: len(receiver.messages) == 1, what="the drained message")
     await notifier.close()
 
     assert receiver.titles() == ["hb2r: the queue is empty"]
@@ -110,9 +114,7 @@ async def test_repeats_within_min_interval_arrive_as_one_and_n_more_message(
 
     for event in DEAD:
         notifier.emit(event)
-    await wait_for_async(
-        lambda: len(receiver.messages) == 2, what="the first message and the summary", deadline=20.0, interval=0.05
-    )
+    await eventually(lambda: len(receiver.messages) == 2, what="the first message and the summary")
     waited = time.monotonic() - started
     await notifier.close()
 
@@ -130,12 +132,7 @@ async def test_a_receiver_that_is_down_is_retried_then_counted_as_failed_and_log
     notifier.start()
 
     notifier.emit(DEAD[0])
-    await wait_for_async(
-        lambda: counted(metrics, outcome="failed") == 1,
-        what="the message counted as failed",
-        deadline=20.0,
-        interval=0.05,
-    )
+    await eventually(lambda: counted(metrics, outcome="failed") == 1, what="the message counted as failed")
     await notifier.close()
 
     assert counted(metrics, outcome="retried") == 2
@@ -162,12 +159,7 @@ async def test_a_receiver_that_hangs_does_not_hold_up_the_event_loop(metrics: Me
             before = time.monotonic()
             await asyncio.sleep(0.02)
             lags.append(time.monotonic() - before - 0.02)
-        await wait_for_async(
-            lambda: counted(metrics, outcome="failed") == 1,
-            what="the hanging send to time out",
-            deadline=20.0,
-            interval=0.05,
-        )
+        await eventually(lambda: counted(metrics, outcome="failed") == 1, what="the hanging send to time out")
         await notifier.close()
 
     assert max(lags) < 0.25
@@ -181,9 +173,7 @@ async def test_messages_still_waiting_at_a_stop_are_counted_as_failed(metrics: M
 
     notifier.emit(DEAD[0])
     notifier.emit(DRAINED)
-    await wait_for_async(
-        lambda: counted(metrics, outcome="retried") == 1, what="the first try to fail", deadline=20.0, interval=0.05
-    )
+    await eventually(lambda: counted(metrics, outcome="retried") == 1, what="the first try to fail")
     started = time.monotonic()
     await notifier.close(grace=2.0)
 
@@ -197,15 +187,11 @@ async def test_after_a_reload_events_go_to_the_new_targets(receiver: Receiver, m
         notifier = Notifier([target(receiver.json_url(), min_interval="0s")], log=logs.get_logger(), observer=metrics)
         notifier.start()
         notifier.emit(DEAD[0])
-        await wait_for_async(
-            lambda: len(receiver.messages) == 1, what="the first message", deadline=20.0, interval=0.05
-        )
+        await eventually(lambda: len(receiver.messages) == 1, what="the first message")
 
         notifier.reconfigure([target(new.json_url(), min_interval="0s")])
         notifier.emit(DRAINED)
-        await wait_for_async(
-            lambda: len(new.messages) == 1, what="the message to the new target", deadline=20.0, interval=0.05
-        )
+        await eventually(lambda: len(new.messages) == 1, what="the message to the new target")
         await notifier.close()
 
     assert receiver.titles() == ["hb2r: job 1 is dead (tv)"]

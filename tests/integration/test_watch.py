@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ from tests.support.waiting import wait_for_async
 
 DEADLINE = 5.0
 REPO = Path(__file__).resolve().parents[2]
+
+
+until = partial(wait_for_async, deadline=DEADLINE, interval=0.02)
 
 
 class Recorder:
@@ -122,12 +126,7 @@ async def test_each_change_marks_its_folder_and_asks_for_one_pass(
     _, recorder = watched
     started = time.monotonic()
     change(tree)
-    await wait_for_async(
-        lambda: folders <= recorder.dirty.get("tv", set()) and recorder.bursts,
-        what=f"{folders} marked",
-        deadline=DEADLINE,
-        interval=0.02,
-    )
+    await until(lambda: folders <= recorder.dirty.get("tv", set()) and recorder.bursts, what=f"{folders} marked")
     assert recorder.bursts[0] - started < 1.0, "the pass was asked for more than a second after the change"
     assert recorder.dirty["tv"] <= folders | {""}, "folders that did not change were marked"
 
@@ -137,18 +136,11 @@ async def test_a_new_folder_is_watched_and_a_file_written_in_it_marks_it(
 ) -> None:
     watcher, recorder = watched
     (tree / "Show C" / "Season 1").mkdir(parents=True)
-    await wait_for_async(
-        lambda: watcher.status()["tv"].folders == 6, what="the new folders watched", deadline=DEADLINE, interval=0.02
-    )
+    await until(lambda: watcher.status()["tv"].folders == 6, what="the new folders watched")
     assert {"", "Show C", "Show C/Season 1"} <= recorder.dirty["tv"]
     recorder.dirty.clear()
     (tree / "Show C" / "Season 1" / "e1.mkv").write_bytes(b"x")
-    await wait_for_async(
-        lambda: "Show C/Season 1" in recorder.dirty.get("tv", set()),
-        what="the new folder's file marked",
-        deadline=DEADLINE,
-        interval=0.02,
-    )
+    await until(lambda: "Show C/Season 1" in recorder.dirty.get("tv", set()), what="the new folder's file marked")
 
 
 async def test_a_folder_moved_in_is_watched_whole_and_one_moved_out_is_dropped(
@@ -158,34 +150,17 @@ async def test_a_folder_moved_in_is_watched_whole_and_one_moved_out_is_dropped(
     outside = tree.parent / "outside"
     (outside / "Show D" / "Season 1").mkdir(parents=True)
     os.rename(outside / "Show D", tree / "Show D")
-    await wait_for_async(
-        lambda: watcher.status()["tv"].folders == 6,
-        what="the moved-in folders watched",
-        deadline=DEADLINE,
-        interval=0.02,
-    )
+    await until(lambda: watcher.status()["tv"].folders == 6, what="the moved-in folders watched")
     recorder.dirty.clear()
     (tree / "Show D" / "Season 1" / "e1.mkv").write_bytes(b"x")
-    await wait_for_async(
-        lambda: "Show D/Season 1" in recorder.dirty.get("tv", set()),
-        what="a file in the moved-in tree",
-        deadline=DEADLINE,
-        interval=0.02,
-    )
+    await until(lambda: "Show D/Season 1" in recorder.dirty.get("tv", set()), what="a file in the moved-in tree")
 
     os.rename(tree / "Show A", outside / "Show A")
-    await wait_for_async(
-        lambda: watcher.status()["tv"].folders == 4,
-        what="the moved-out folders dropped",
-        deadline=DEADLINE,
-        interval=0.02,
-    )
+    await until(lambda: watcher.status()["tv"].folders == 4, what="the moved-out folders dropped")
     recorder.dirty.clear()
     (outside / "Show A" / "Season 1" / "e9.mkv").write_bytes(b"x")
     (tree / "marker.mkv").write_bytes(b"x")  # a change that is still ours, to know events got through
-    await wait_for_async(
-        lambda: "" in recorder.dirty.get("tv", set()), what="the marker", deadline=DEADLINE, interval=0.02
-    )
+    await until(lambda: "" in recorder.dirty.get("tv", set()), what="the marker")
     assert recorder.dirty["tv"] == {""}, "a folder moved out of the library still reports changes"
 
 
@@ -194,14 +169,9 @@ async def test_a_burst_of_a_thousand_files_asks_for_one_pass(watched: tuple[Watc
     season = tree / "Show A" / "Season 1"
     for number in range(1000):
         (season / f"copy {number:04d}.mkv").write_bytes(b"x")
-    await wait_for_async(lambda: recorder.bursts, what="a pass asked for", deadline=DEADLINE, interval=0.02)
+    await until(lambda: recorder.bursts, what="a pass asked for")
     (tree / "Show B" / "marker.mkv").write_bytes(b"x")  # after the burst: a pass of its own
-    await wait_for_async(
-        lambda: "Show B" in recorder.dirty.get("tv", set()) and len(recorder.bursts) >= 2,
-        what="the marker",
-        deadline=DEADLINE,
-        interval=0.02,
-    )
+    await until(lambda: "Show B" in recorder.dirty.get("tv", set()) and len(recorder.bursts) >= 2, what="the marker")
     assert len(recorder.bursts) == 2, f"{len(recorder.bursts)} passes asked for: one for the burst, one for the marker"
 
 
@@ -209,28 +179,19 @@ async def test_the_root_renamed_away_polls_until_it_is_back(watched: tuple[Watch
     watcher, recorder = watched
     away = tree.parent / "tv-away"
     os.rename(tree, away)
-    await wait_for_async(
-        lambda: watcher.status()["tv"].mode == "polling", what="the library polling", deadline=DEADLINE, interval=0.02
-    )
+    await until(lambda: watcher.status()["tv"].mode == "polling", what="the library polling")
     status = watcher.status()["tv"]
     assert status.folders == 0
     assert status.reason is not None and "source folder" in status.reason
     assert "" in recorder.dirty["tv"]
-    await wait_for_async(
-        lambda: recorder.bursts, what="a pass asked for", deadline=DEADLINE, interval=0.02
-    )  # which pauses the library
+    await until(lambda: recorder.bursts, what="a pass asked for")  # which pauses the library
     os.rename(away, tree)
     await watcher.refresh()  # as after each pass
     assert watcher.status()["tv"] == watcher.status()["tv"].__class__("events", None, 4)
     (tree / "back.mkv").write_bytes(b"x")
     recorder.dirty.clear()
     (tree / "Show B" / "back.mkv").write_bytes(b"x")
-    await wait_for_async(
-        lambda: "Show B" in recorder.dirty.get("tv", set()),
-        what="a change after the root came back",
-        deadline=DEADLINE,
-        interval=0.02,
-    )
+    await until(lambda: "Show B" in recorder.dirty.get("tv", set()), what="a change after the root came back")
 
 
 async def test_a_disk_mounted_over_the_source_is_watched_anew(tmp_path: Path) -> None:
@@ -243,18 +204,8 @@ async def test_a_disk_mounted_over_the_source_is_watched_anew(tmp_path: Path) ->
     try:
         await watcher.refresh()
         (source / "Show").mkdir()
-        await wait_for_async(
-            lambda: "" in recorder.dirty.get("tv", set()),
-            what="a change on the new mount",
-            deadline=DEADLINE,
-            interval=0.02,
-        )
-        await wait_for_async(
-            lambda: watcher.status()["tv"].folders == 2,
-            what="the new mount's folders watched",
-            deadline=DEADLINE,
-            interval=0.02,
-        )
+        await until(lambda: "" in recorder.dirty.get("tv", set()), what="a change on the new mount")
+        await until(lambda: watcher.status()["tv"].folders == 2, what="the new mount's folders watched")
     finally:
         watcher.close()
         subprocess.run(["umount", str(source)], check=True)
@@ -275,13 +226,8 @@ async def test_a_queue_overflow_marks_every_folder_of_the_library(tree: Path) ->
         await watcher.watch({"tv": tree})
         for number in range(64):  # no await: the loop reads nothing until the queue has overflowed
             (tree / f"f{number}.mkv").write_bytes(b"x")
-        await wait_for_async(
-            lambda: recorder.dirty.get("tv") == {"", "Show A", "Show A/Season 1", "Show B"},
-            what="all marked",
-            deadline=DEADLINE,
-            interval=0.02,
-        )
-        await wait_for_async(lambda: recorder.bursts, what="a pass asked for", deadline=DEADLINE, interval=0.02)
+        await until(lambda: recorder.dirty.get("tv") == {"", "Show A", "Show A/Season 1", "Show B"}, what="all marked")
+        await until(lambda: recorder.bursts, what="a pass asked for")
     finally:
         watcher.close()
 
@@ -318,12 +264,7 @@ async def test_a_reload_watches_added_libraries_and_drops_removed_ones(tree: Pat
         assert watcher.status()["movies"].folders == 2
         (tree / "gone.mkv").write_bytes(b"x")
         (movies / "A" / "new.mkv").write_bytes(b"x")
-        await wait_for_async(
-            lambda: "A" in recorder.dirty.get("movies", set()),
-            what="the added library's change",
-            deadline=DEADLINE,
-            interval=0.02,
-        )
+        await until(lambda: "A" in recorder.dirty.get("movies", set()), what="the added library's change")
         assert "tv" not in recorder.dirty
     finally:
         watcher.close()
