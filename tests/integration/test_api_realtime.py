@@ -12,7 +12,7 @@ import itertools
 import json
 import sqlite3
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
@@ -21,10 +21,10 @@ from agent import auth
 from agent.api import realtime
 from agent.config import load_config
 from agent.store import jobs
-from agent.store import users as stored_users
 from agent.store.db import transaction
 from agent.worker import Running
 from tests.support.api import ADMIN_HASH, VIEWER_PASSWORD, Api, write_config
+from tests.support.api_calls import expired_token
 from tests.support.realtime import MESSAGE_DEADLINE, Message, connect, enqueue, hello, job_message, next_message
 
 
@@ -85,15 +85,7 @@ async def test_a_bad_token_is_refused_with_4401(api: Api, where: str) -> None:
 
 
 async def test_an_expired_token_is_refused_with_4401(api: Api) -> None:
-    user = stored_users.find(api.context.state.store.database, "viewer")
-    assert user is not None
-    expired = auth.issue_token(
-        secret=api.context.secret,
-        user=user,
-        lifetime=timedelta(minutes=5),
-        now=datetime.now(UTC) - timedelta(hours=1),
-    )
-    socket = await connect(api, token=expired.token)
+    socket = await connect(api, token=expired_token(api))
     error, code = await refusal(socket)
     assert code == 4401
     assert "expired" in error["message"]

@@ -3,13 +3,15 @@ as the engine and the dispatcher would, /health, /api/status and /metrics read b
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent import auth
 from agent.config.models import Retry
 from agent.store import jobs
+from agent.store import users as stored_users
 from tests.support.api import Api
 
 OUTPUT_FOLDER = {"tv": "TV", "movies": "Movies"}
@@ -85,3 +87,12 @@ async def scrape(api: Api) -> dict[str, dict[tuple[tuple[str, str], ...], float]
     return parse_metrics(await response.text())
 
 
+def expired_token(api: Api, *, name: str = "viewer") -> str:
+    """Return a token of the stored user `name` that expired five minutes ago."""
+    user = stored_users.find(api.context.state.store.database, name)
+    assert user is not None
+    timeout = api.context.state.config.auth.session_timeout
+    issued = auth.issue_token(
+        secret=api.context.secret, user=user, lifetime=timeout, now=datetime.now(UTC) - timeout - timedelta(minutes=5)
+    )
+    return issued.token

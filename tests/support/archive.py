@@ -31,6 +31,7 @@ from agent.store import jobs
 from agent.store.db import open_database
 from agent.store.sqlite import SqliteStore
 from agent.worker import Dispatcher
+from tests.support.clips import ffprobe_csv
 from tests.support.waiting import wait_for_async
 
 PRESET = "Very Fast 480p30"
@@ -147,15 +148,9 @@ class Agent:
 
 def packets_end(path: Path) -> float:
     """Return when the last packet of path ends (seconds), read by ffprobe from the packets themselves."""
-    probed = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
+    probed = ffprobe_csv(path, "packet=pts_time,duration_time")
     ends = []
-    for line in probed.stdout.splitlines():
+    for line in probed.splitlines():
         fields = line.split(",")
         with contextlib.suppress(ValueError, IndexError):
             ends.append(float(fields[0]) + float(fields[1] or 0))

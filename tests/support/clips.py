@@ -39,16 +39,21 @@ def make_clips(folder: Path, *, count: int, seconds: float, size: str = "320x180
     return clips
 
 
-def probed_duration(path: Path) -> float | None:
-    """Return path's duration in seconds as ffprobe reads it from the container, None if it cannot."""
+def ffprobe_csv(path: Path, entries: str, *, check: bool = True) -> str:
+    """Return ffprobe's CSV lines of `entries` (e.g. `format=duration`) for path ('' if it fails and not check)."""
     probed = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+        ["ffprobe", "-v", "error", "-show_entries", entries, "-of", "csv=p=0", str(path)],
         capture_output=True,
         text=True,
-        check=False,
+        check=check,
         timeout=60,
     )
+    return probed.stdout
+
+
+def probed_duration(path: Path) -> float | None:
+    """Return path's duration in seconds as ffprobe reads it from the container, None if it cannot."""
     try:
-        return float(probed.stdout.strip())
+        return float(ffprobe_csv(path, "format=duration", check=False).strip())
     except ValueError:
         return None
