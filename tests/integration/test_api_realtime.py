@@ -25,6 +25,7 @@ from agent.store.db import transaction
 from agent.worker import Running
 from tests.support.api import ADMIN_HASH, VIEWER_PASSWORD, Api, write_config
 from tests.support.api_calls import expired_token
+from tests.support.jobs import new_job
 from tests.support.realtime import MESSAGE_DEADLINE, Message, connect, enqueue, hello, job_message, next_message
 
 
@@ -354,15 +355,9 @@ def enqueue_many(api: Api, count: int, *, path_length: int = 0, prefix: str = "m
     ids = set()
     with transaction(connection):
         for number in range(count):
+            rel_path = f"{prefix}/{padding}{number:05}.mkv"
             job = jobs.enqueue(
-                connection,
-                library="tv",
-                rel_path=f"{prefix}/{padding}{number:05}.mkv",
-                fingerprint=f"fingerprint-{number}",
-                preset_hash="preset-hash",
-                output_path=f"TV/{prefix}/{padding}{number:05}.mkv",
-                reason="new",
-                now=now,
+                connection, **new_job(rel_path, fingerprint=f"fingerprint-{number}", preset_hash="preset-hash", now=now)
             )
             assert job is not None
             ids.add(job.id)

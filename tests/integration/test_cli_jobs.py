@@ -20,6 +20,7 @@ from agent.store import jobs
 from agent.store.db import DATABASE_NAME, open_database
 from agent.store.jobs import Job, JobState
 from tests.support.cli import hb2r
+from tests.support.jobs import new_job
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -58,14 +59,7 @@ def database(config: Path) -> Iterator[sqlite3.Connection]:
 
 def enqueue(connection: sqlite3.Connection, rel_path: str, *, library: str = "tv", fingerprint: str = "") -> Job:
     job = jobs.enqueue(
-        connection,
-        library=library,
-        rel_path=rel_path,
-        fingerprint=fingerprint or f"100:{rel_path}",
-        preset_hash="p1",
-        output_path=f"{library}/{rel_path}",
-        reason="new",
-        now=T0,
+        connection, **new_job(rel_path, library=library, fingerprint=fingerprint, output_path=f"{library}/{rel_path}")
     )
     assert job is not None
     return job

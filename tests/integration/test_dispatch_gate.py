@@ -24,6 +24,7 @@ from agent.store.sqlite import SqliteStore
 from agent.worker import Dispatcher
 from tests.support.cli import hb2r
 from tests.support.clips import make_clip
+from tests.support.jobs import new_job
 from tests.support.waiting import wait_for_async
 
 REPO = Path(__file__).resolve().parents[2]
@@ -168,15 +169,16 @@ def test_a_job_of_a_library_taken_out_of_the_config_is_cancelled_not_run(tmp_pat
 
     async def scenario() -> None:
         connection = open_database(config.paths.state_dir)
-        left_over = jobs.enqueue(
+        left_over = jobs.enqueue(  # of library movies, in an earlier config, not in this one
             connection,
-            library="movies",  # in an earlier config, not in this one
-            rel_path="Film.mkv",
-            fingerprint="1:abc",
-            preset_hash="old",
-            output_path="Movies/Film.mkv",
-            reason="new",
-            now=datetime.now(UTC),
+            **new_job(
+                "Film.mkv",
+                library="movies",
+                fingerprint="1:abc",
+                preset_hash="old",
+                output_path="Movies/Film.mkv",
+                now=datetime.now(UTC),
+            ),
         )
         assert left_over is not None
         state = EngineState(config=config, store=SqliteStore(connection), preset_hashes={})

@@ -29,6 +29,7 @@ from agent.store.jobs import JobState
 from agent.store.leader import NotLeader
 from agent.store.postgres import connect_postgres
 from tests.support.configs import write_small_library
+from tests.support.jobs import new_job
 from tests.support.waiting import wait_for
 
 LEASE = timedelta(seconds=3)
@@ -108,15 +109,7 @@ def test_a_takeover_waits_for_the_leaders_transaction_in_flight_then_fences_its_
     taken: list[object] = []
 
     with fenced.transaction():  # checked while the lease held; the leader row is now share-locked
-        job = fenced.enqueue(
-            library="tv",
-            rel_path="E00.mkv",
-            fingerprint="f0",
-            preset_hash="p1",
-            output_path="TV/E00.mkv",
-            reason="new",
-            now=datetime.now(UTC),
-        )
+        job = fenced.enqueue(**new_job("E00.mkv", fingerprint="f0", now=datetime.now(UTC)))
         taker = threading.Thread(
             target=lambda: taken.append(
                 wait_for(

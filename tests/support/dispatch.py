@@ -21,6 +21,7 @@ from agent.store import jobs
 from agent.store.db import open_database
 from agent.store.sqlite import SqliteStore
 from agent.worker import Dispatcher
+from tests.support.jobs import new_job
 from tests.support.waiting import wait_for_async
 
 DEADLINE = 30.0
@@ -87,15 +88,16 @@ class Agent:
     def queue(self, library: str, rel_path: str) -> jobs.Job:
         """Queue the file as a pass would, with its real fingerprint (the dispatcher checks it after the encode)."""
         source = next(item.source for item in self.state.config.libraries if item.name == library) / rel_path
+        fingerprint = scan.fingerprint(source, size=source.stat().st_size) if source.exists() else f"fp:{rel_path}"
         job = jobs.enqueue(
             self.state.store.database,
-            library=library,
-            rel_path=rel_path,
-            fingerprint=scan.fingerprint(source, size=source.stat().st_size) if source.exists() else f"fp:{rel_path}",
-            preset_hash="p1",
-            output_path=f"{library.upper()}/{Path(rel_path).with_suffix('.mkv')}",
-            reason="new",
-            now=datetime.now(UTC),
+            **new_job(
+                rel_path,
+                library=library,
+                fingerprint=fingerprint,
+                output_path=f"{library.upper()}/{Path(rel_path).with_suffix('.mkv')}",
+                now=datetime.now(UTC),
+            ),
         )
         assert job is not None
         return job

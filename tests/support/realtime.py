@@ -13,6 +13,7 @@ from aiohttp import ClientWebSocketResponse, WSMsgType
 
 from agent.store import jobs
 from tests.support.api import VIEWER_PASSWORD, Api
+from tests.support.jobs import new_job
 
 Message = dict[str, Any]
 
@@ -64,13 +65,7 @@ def job_message(job_id: int, state: str | None = None) -> Callable[[Message], bo
 def enqueue(api: Api, name: str) -> jobs.Job:
     job = jobs.enqueue(
         api.context.state.store.database,
-        library="tv",
-        rel_path=f"{name}.mkv",
-        fingerprint=f"fingerprint-{name}",
-        preset_hash="preset-hash",
-        output_path=f"TV/{name}.mkv",
-        reason="new",
-        now=datetime.now(UTC),
+        **new_job(f"{name}.mkv", fingerprint=f"fingerprint-{name}", preset_hash="preset-hash", now=datetime.now(UTC)),
     )
     assert job is not None
     return job
