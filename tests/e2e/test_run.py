@@ -35,10 +35,15 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-def wait_for_temp_file(root: Path, agent: AgentProcess) -> None:
-    """Return once an encode is writing its temp file (HandBrakeCLI is mid-encode)."""
+def mid_encode(root: Path, clip: Path, agents: StartAgent) -> tuple[Path, AgentProcess]:
+    """Start an agent on a config under root with clip as tv/long.mkv; return (config, agent) once an
+    encode is writing its temp file (HandBrakeCLI is mid-encode)."""
+    config = write_config(root)
+    copy(clip, root / "tv/long.mkv")
+    agent = agents(config)
     partial = root / "archive" / ".hb2r-partial"
     wait_for(lambda: partial.is_dir() and any(partial.iterdir()), what="an encode writing its temp file", agent=agent)
+    return config, agent
 
 
 def test_a_nested_library_is_encoded_once_and_then_in_sync(
@@ -140,11 +145,8 @@ def test_broken_sources_end_dead_and_nothing_of_theirs_is_published(
 def test_a_crash_mid_encode_leaves_no_partial_output_and_the_job_finishes_after_restart(
     tmp_path: Path, clips: dict[str, Path], agents: StartAgent
 ) -> None:
-    config = write_config(tmp_path)
-    copy(clips["long"], tmp_path / "tv/long.mkv")
+    config, first = mid_encode(tmp_path, clips["long"], agents)
     sources = checksums(tmp_path / "tv")
-    first = agents(config)
-    wait_for_temp_file(tmp_path, first)
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
     assert published(tmp_path) == []  # nothing half-written where Resilio would see it
     assert jobs_by_state(tmp_path) == {"running": ["long.mkv"]}
@@ -161,10 +163,7 @@ def test_a_crash_mid_encode_leaves_no_partial_output_and_the_job_finishes_after_
 def test_sigterm_mid_encode_exits_cleanly_and_requeues_the_job(
     tmp_path: Path, clips: dict[str, Path], agents: StartAgent
 ) -> None:
-    config = write_config(tmp_path)
-    copy(clips["long"], tmp_path / "tv/long.mkv")
-    agent = agents(config)
-    wait_for_temp_file(tmp_path, agent)
+    _, agent = mid_encode(tmp_path, clips["long"], agents)
 
     began = time.monotonic()
     assert agent.stop(signal.SIGTERM) == 0
