@@ -64,7 +64,6 @@ import os  # noqa: E402
 import random  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -79,6 +78,7 @@ import psutil  # noqa: E402
 
 from agent.passwords import hash_password  # noqa: E402
 from agent.store.db import open_database, transaction  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
 HB2R = [sys.executable, "-m", "agent"]
 USER = "bench"
@@ -151,12 +151,6 @@ class BenchError(Exception):
 
 
 # --- set-up -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def write_config(root: Path) -> Path:

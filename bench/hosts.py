@@ -1,10 +1,10 @@
 """How fast do hosts claim jobs from one PostgreSQL queue? (issue 11, the claim part)
 
-Set-up: a throwaway PostgreSQL cluster started the way the tests start theirs (tests/postgres.py:
+Set-up: a throwaway PostgreSQL cluster started the way the tests start theirs (tests/support/postgres.py:
 initdb + pg_ctl in a temp folder, loopback TCP, fsync off), removed at the end. Each measurement
 gets a fresh database, migrated, holding a queue of N jobs (default 2,000) in two libraries.
 
-Load: claimer processes (tests/store/claimer.py), each with its own connection, all released at
+Load: claimer processes (tests/support/claimer.py), each with its own connection, all released at
 once; each claims until the queue is empty and publishes every job it claims at once through
 `finish_claimed` (job done + ledger row, fenced by the token), so that, as on real hosts, only a
 few jobs run at any time. Claims/s = N / the wall time from the start signal until the last
@@ -20,7 +20,7 @@ encode takes minutes). Rounds are repeated (default 3) and the medians reported.
 
 The host parts run real `hb2r run` agents in network namespaces against the same cluster (now
 also listening on the bench's bridge), with the multi-host harness of the tests
-(tests/multihost.py: `Network`, `SharedStore`, `Host`), real HandBrakeCLI, and clips the bench
+(tests/support/multihost.py: `Network`, `SharedStore`, `Host`), real HandBrakeCLI, and clips the bench
 makes (854x480, 20 s by default: about 4 s of encoding on one core, so that HandBrakeCLI's
 start-up and the agent's verification do not dominate). Each measurement gets a fresh database
 (with the harness's audit trigger: times are read from it, on the database's clock), a fresh
@@ -45,7 +45,7 @@ reported with its parts: what was left of the lease at the kill, the expiry to t
 
 Clean-up: hosts, the namespaces (and all that runs in them), links, mounts, the cluster and the
 temp folder go on every exit, Ctrl-C and SIGTERM included; a run killed with SIGKILL leaves
-namespaces and mounts that the next run of the harness removes (see tests/multihost.py).
+namespaces and mounts that the next run of the harness removes (see tests/support/multihost.py).
 
     .venv/bin/python bench/hosts.py [--jobs 2000] [--hosts 4] [--rounds 3]
         [--parts claims,scale,lease] [--clips 6] [--clip-seconds 20] [--leases 3,10]
@@ -57,7 +57,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "tests" / "store"), str(REPO / "tests" / "e2e")]
+sys.path.insert(0, str(REPO))
 
 import argparse  # noqa: E402 - after the path set-up above
 import contextlib  # noqa: E402
@@ -72,13 +72,12 @@ from collections.abc import Callable, Iterator  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from typing import NamedTuple, TypeVar  # noqa: E402
 
-from claimer import fill, open_any, run_hosts  # noqa: E402
-from multihost import Host, Network, SharedStore, network_run  # noqa: E402
-from multihost_checks import AuditRow, ledger_problems, output_problems, temp_files  # noqa: E402
-from postgres import PostgresCluster, start_cluster, stop_cluster  # noqa: E402
-from test_run import make_clip  # noqa: E402
-
 from agent.store.postgres import connect_postgres  # noqa: E402
+from tests.support.claimer import fill, open_any, run_hosts  # noqa: E402
+from tests.support.clips import make_clip  # noqa: E402
+from tests.support.multihost import Host, Network, SharedStore, network_run  # noqa: E402
+from tests.support.multihost_checks import AuditRow, ledger_problems, output_problems, temp_files  # noqa: E402
+from tests.support.postgres import PostgresCluster, start_cluster, stop_cluster  # noqa: E402
 
 LIBRARIES = ["tv", "movies"]
 TARGET_CLAIMS_PER_SECOND = 100.0

@@ -33,6 +33,7 @@ from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
 REPO = _HERE.parent
+sys.path.insert(0, str(REPO))  # for tests.support; the measured agent runs in children
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
@@ -40,7 +41,6 @@ import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -51,6 +51,8 @@ from datetime import UTC, datetime  # noqa: E402
 
 import aiohttp  # noqa: E402
 import psutil  # noqa: E402
+
+from tests.support.ports import free_port  # noqa: E402
 
 USER = "bench"
 PASSWORD = "bench-password-queue"  # noqa: S105 - a throwaway user of a temp agent
@@ -106,12 +108,6 @@ print(f"{time.perf_counter() - started:.1f}", found)
 
 class BenchError(Exception):
     """Something the benchmark needs failed to run."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def child_env(agent_root: Path) -> dict[str, str]:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -40,6 +39,10 @@ import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+
+from bench_support import make_tree
+
+from tests.support.ports import free_port
 
 HB2R = [sys.executable, "-m", "agent"]
 BARE_WALK = """
@@ -65,23 +68,6 @@ def stop_agent(agent: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         agent.kill()
         agent.wait()
-
-
-def make_tree(source: Path, files: int) -> None:
-    """Shows / seasons / episodes, ~100 files a folder, a few bytes each."""
-    per_folder = 100
-    made = 0
-    show = 0
-    while made < files:
-        for season in range(10):
-            folder = source / f"Show {show:04d}" / f"Season {season:02d}"
-            folder.mkdir(parents=True, exist_ok=True)
-            for episode in range(min(per_folder, files - made)):
-                (folder / f"Show {show:04d} - S{season:02d}E{episode:03d}.mkv").write_bytes(b"not really a video\n")
-                made += 1
-            if made >= files:
-                break
-        show += 1
 
 
 def write_config(root: Path) -> Path:
@@ -183,7 +169,7 @@ def bench_pickup(root: Path, source: Path, *, tries: int, keep: bool = False) ->
     """One file added to the library of a running agent: seconds from its close to its job
     being queued, median of `tries`, against stable_after + 2 s. Leaves `source` as it was."""
     work, reuse = _encoded_work(root, "pickup", keep=keep)
-    port = _free_port()
+    port = free_port()
     closed_hour = (datetime.now(UTC).astimezone().hour + 12) % 24  # the gate holds every job: nothing encodes
     config = work / "pickup.yaml"
     config.write_text(
@@ -248,7 +234,7 @@ def bench_idle(root: Path, source: Path, *, seconds: float, interval: float = 3.
     """A running agent over an unchanged, fully encoded library: its passes against `find`, its
     CPU while it only passes, and its memory."""
     work, reuse = _encoded_work(root, "idle", keep=keep)
-    port = _free_port()
+    port = free_port()
     config = work / "idle.yaml"
     config.write_text(
         "version: 1\n"
@@ -387,12 +373,6 @@ def _record_everything_encoded(config_path: Path) -> int:
     finally:
         database.close()
     return count
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _scan_seconds(port: int) -> float:

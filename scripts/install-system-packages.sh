@@ -27,7 +27,7 @@ fc-list 2>/dev/null | grep -qi dejavu || [ -d /usr/share/fonts/truetype/dejavu ]
 compgen -G '/usr/lib/*/libpq.so.5' >/dev/null || missing+=(libpq5)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v runuser >/dev/null 2>&1 || [ -x /usr/sbin/runuser ] || missing+=(util-linux)
-# The multi-host tests (tests/multihost.py) put each agent in a network namespace on a bridge
+# The multi-host tests (tests/support/multihost.py) put each agent in a network namespace on a bridge
 # (ip netns, veth; iproute2), bind-mount its library (mount) and probe its /health inside (curl).
 { command -v ip || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; } >/dev/null 2>&1 || missing+=(iproute2)
 command -v mount >/dev/null 2>&1 || missing+=(mount)

@@ -1,5 +1,8 @@
-"""Fixtures for every test folder: a throwaway PostgreSQL cluster (see postgres.py)."""
+"""Fixtures for every test folder: a throwaway PostgreSQL cluster, a database and
+a store of it on their own connection (tests/support/postgres.py), and
+`agents`, which starts `hb2r run` processes and stops them at the end (tests/support/agent_process.py)."""
 
-from postgres import postgres_cluster, postgres_url
+from tests.support.agent_process import agents
+from tests.support.postgres import direct_postgres_store, postgres_cluster, postgres_url
 
-__all__ = ["postgres_cluster", "postgres_url"]
+__all__ = ["agents", "direct_postgres_store", "postgres_cluster", "postgres_url"]

@@ -28,7 +28,8 @@ import jwt
 import pytest
 
 from tests.container.podman import podman
-from tests.e2e.test_run import free_port, make_clip
+from tests.support.clips import make_clip
+from tests.support.ports import free_port
 
 PRESET = "Very Fast 480p30"
 PUID, PGID = 1234, 2345

@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from agent.passwords import hash_password
+from tests.support.ports import free_port
 
 from .testhost import TestHost
 
@@ -23,43 +21,6 @@ BIN = Path(sys.executable).parent
 ADMIN_PASSWORD = "deploy-test-admin"
 ARCHIVE = "/srv/archive"
 TV = "/srv/media/tv"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def make_clip(path: Path, *, seconds: int) -> Path:
-    subprocess.run(
-        [
-            "ffmpeg", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "lavfi", "-i", f"testsrc2=size=320x180:rate=25:duration={seconds}",
-            "-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
-            "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", str(path),
-        ],
-        check=True,
-    )  # fmt: skip
-    return path
-
-
-def wait_for(
-    what: str,
-    probe: Callable[[], Any],
-    *,
-    timeout: float = 120.0,
-    interval: float = 0.5,
-    explain: Callable[[], str] = lambda: "",
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{explain()}")
-        time.sleep(interval)
 
 
 class Deployment:

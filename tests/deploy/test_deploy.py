@@ -20,18 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from .deployment import (
-    ARCHIVE,
-    BIN,
-    REPO,
-    TV,
-    Deployment,
-    explain,
-    free_port,
-    make_clip,
-    recap,
-    wait_for,
-)
+from tests.support.clips import make_clip
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
+
+from .deployment import ARCHIVE, BIN, REPO, TV, Deployment, explain, recap
 from .testhost import boot_test_host
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="booting a systemd-nspawn host needs root")
@@ -73,9 +66,10 @@ def test_the_life_of_a_deployment(deployment: Deployment, tmp_path: Path) -> Non
 
     # The engine encodes the clip into the archive.
     wait_for(
-        "the clip's transcode",
         lambda: deployment.inside("ls", f"{ARCHIVE}/TV", check=False) == "first.mkv",
+        what="the clip's transcode",
         explain=deployment.journal,
+        interval=0.5,
     )
 
     # A second deploy with nothing changed changes nothing.
@@ -100,7 +94,10 @@ def test_the_life_of_a_deployment(deployment: Deployment, tmp_path: Path) -> Non
     assert second_release != first_release and "/99.0.0-" in second_release
     host.copy_in(make_clip(tmp_path / "second.mkv", seconds=2), f"{TV}/second.mkv")
     wait_for(
-        "the second transcode", lambda: deployment.sql("SELECT count(*) FROM ledger") == "2", explain=deployment.journal
+        lambda: deployment.sql("SELECT count(*) FROM ledger") == "2",
+        what="the second transcode",
+        explain=deployment.journal,
+        interval=0.5,
     )
 
     # Rollback: the previous release runs again, with the state from before the upgrade.
@@ -116,9 +113,10 @@ def test_the_life_of_a_deployment(deployment: Deployment, tmp_path: Path) -> Non
     killed = deployment.main_pid()
     host.run("kill", "-9", str(killed))
     wait_for(
-        "systemd to restart the agent",
         lambda: deployment.main_pid() not in (0, killed) and deployment.health()[0] == 200,
+        what="systemd to restart the agent",
         explain=deployment.journal,
+        interval=0.5,
     )
     assert int(deployment.inside("systemctl", "show", "-p", "NRestarts", "--value", "hb2r")) >= 1
 

@@ -32,8 +32,11 @@ import pytest
 import yaml
 
 from agent.passwords import hash_password
+from tests.support.clips import make_clip
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
-from .deployment import ADMIN_PASSWORD, BIN, REPO, explain, free_port, make_clip, wait_for
+from .deployment import ADMIN_PASSWORD, BIN, REPO, explain
 from .testhost import TestHost, boot_test_host
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="booting systemd-nspawn hosts needs root")
@@ -244,9 +247,10 @@ def test_one_postgresql_and_an_agent_on_it(several: SeveralHosts, tmp_path: Path
     assert "hb2r run on agent-a" in database_sql(several, "SELECT application_name FROM pg_stat_activity")
     host.copy_in(make_clip(tmp_path / "first.mkv", seconds=2), f"{SOURCES[name]}/first.mkv")
     wait_for(
-        "the clip's ledger row in PostgreSQL",
         lambda: database_sql(several, "SELECT rel_path FROM ledger") == "first.mkv",
+        what="the clip's ledger row in PostgreSQL",
         explain=lambda: inside(host, "journalctl", "-u", "hb2r", "--no-pager", "-o", "cat", "-n", "30"),
+        interval=0.5,
     )
     assert inside(host, "ls", f"{ARCHIVE}/TV") == "first.mkv"
 
@@ -267,11 +271,12 @@ def test_a_second_agent_joins_the_database_and_runs_beside_the_first(several: Se
     assert agent_state(several.agents["agent-a"]) == running
     # Each agent reports itself in the hosts table every lease/3; one of them plans.
     wait_for(
-        "both agents in the hosts table",
         lambda: database_sql(several, "SELECT name FROM hosts ORDER BY name").split() == ["agent-a", "agent-b"],
+        what="both agents in the hosts table",
         explain=lambda: inside(
             several.agents["agent-b"], "journalctl", "-u", "hb2r", "--no-pager", "-o", "cat", "-n", "30"
         ),
+        interval=0.5,
     )
     assert database_sql(several, "SELECT host FROM leader") in ("agent-a", "agent-b")
     assert "hb2r run on agent-b" in database_sql(several, "SELECT application_name FROM pg_stat_activity")

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from .deployment import ARCHIVE, TV, Deployment, explain, make_clip, recap, wait_for
+from tests.support.clips import make_clip
+from tests.support.waiting import wait_for
+
+from .deployment import ARCHIVE, TV, Deployment, explain, recap
 from .testhost import boot_test_host
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="booting a systemd-nspawn host needs root")
@@ -78,11 +81,16 @@ def test_a_deploy_on_debian_13(deployment: Deployment, tmp_path: Path) -> None:
     # The release runs on the host's own Python 3.13.
     assert deployment.inside(f"{deployment.release()}/venv/bin/python", "--version").startswith("Python 3.13.")
     wait_for(
-        "the clip's transcode",
         lambda: deployment.inside("ls", f"{ARCHIVE}/TV", check=False) == "first.mkv",
+        what="the clip's transcode",
         explain=deployment.journal,
+        interval=0.5,
     )
-    wait_for("the ledger to record it", lambda: deployment.sql("SELECT rel_path FROM ledger") == "first.mkv")
+    wait_for(
+        lambda: deployment.sql("SELECT rel_path FROM ledger") == "first.mkv",
+        what="the ledger to record it",
+        interval=0.5,
+    )
     probe = deployment.inside(
         "ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", f"{ARCHIVE}/TV/first.mkv"
     )

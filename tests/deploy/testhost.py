@@ -45,7 +45,6 @@ import secrets
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -55,6 +54,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import yaml
+
+from tests.support.ports import free_port
 
 CACHE_DIR = Path(os.environ.get("HB2R_TESTHOST_CACHE", "/var/cache/hb2r-testhost"))
 
@@ -403,13 +404,6 @@ def _nspawn_preexec(cgroups: list[Path]) -> Callable[[], None]:
     return preexec
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _signal(pid: int, start_time: int | None, signum: int) -> None:
     if _alive(pid, start_time):
         with contextlib.suppress(ProcessLookupError):
@@ -647,7 +641,7 @@ def boot_test_host(workdir: Path, *, name: str = "hb2r-test", suite: str = DEFAU
     authorized_keys = bootdir / "authorized_keys"
     authorized_keys.write_text(private_key.with_suffix(".pub").read_text())
     authorized_keys.chmod(0o600)
-    port = _free_port()
+    port = free_port()
     sshd_drop_in = bootdir / "sshd.conf"
     sshd_drop_in.write_text(
         "# per-boot settings of the hb2r test host: the container shares the host's network\n"

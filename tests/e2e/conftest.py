@@ -1,39 +1,19 @@
 """Fixtures shared by the end-to-end tests: agents started as `hb2r run` processes, alone or as
-several hosts in network namespaces sharing one PostgreSQL (tests/multihost.py)."""
+several hosts in network namespaces sharing one PostgreSQL (tests/support/multihost.py).
+
+`agents`, which starts one `hb2r run` process, is in tests/conftest.py (for every folder)."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from multihost import Host, Network, SharedStore, network_run
-from postgres import PostgresCluster, start_cluster, stop_cluster
-from test_run import Agent
 
+from tests.support.multihost import Host, Network, SharedStore, network_run
+from tests.support.postgres import PostgresCluster, start_cluster, stop_cluster
 
-@pytest.fixture
-def agents() -> Iterator[Callable[[Path], Agent]]:
-    """Start agents; stop every one at the end (SIGTERM, wait, then kill)."""
-    started: list[Agent] = []
-
-    def start(config: Path) -> Agent:
-        agent = Agent(config)
-        started.append(agent)
-        return agent
-
-    yield start
-    for agent in started:
-        try:
-            agent.stop(signal.SIGTERM, timeout=15.0)
-        except subprocess.TimeoutExpired:
-            agent.process.kill()
-            agent.process.wait()
-
-
-# Several hosts on one machine (see tests/multihost.py): a network of namespaces, a PostgreSQL
+# Several hosts on one machine (see tests/support/multihost.py): a network of namespaces, a PostgreSQL
 # cluster on its bridge, and hosts that each run `hb2r run` in their own namespace.
 
 

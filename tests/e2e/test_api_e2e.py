@@ -8,32 +8,30 @@ agent, and talks to it as a browser or a scraper would: /health, login, the WebS
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import pytest
-from test_run import DEADLINE, Agent, free_port, make_clip, write_config
 
-from agent.passwords import hash_password
-
-T = TypeVar("T")
-Message = dict[str, Any]
-
-ADMIN_PASSWORD = "admin-password-1"
-VIEWER_PASSWORD = "viewer-password-2"
-ADMIN = f'  - {{name: admin, role: admin, password_hash: "{hash_password(ADMIN_PASSWORD, rounds=4)}"}}\n'
-VIEWER = f'  - {{name: viewer, role: user, password_hash: "{hash_password(VIEWER_PASSWORD, rounds=4)}"}}\n'
-
-
-def api_config(root: Path, *, port: int, users: str = ADMIN + VIEWER, max_jobs: str = "1") -> Path:
-    """A config with users admin and viewer and the API on port."""
-    return write_config(root, port=port, users=users, max_jobs=max_jobs)
+from tests.support.agent_process import AgentProcess
+from tests.support.clips import make_clip
+from tests.support.e2e_api import (
+    ADMIN,
+    ADMIN_PASSWORD,
+    VIEWER,
+    VIEWER_PASSWORD,
+    Client,
+    Message,
+    api_config,
+    drop,
+    next_message,
+)
+from tests.support.ports import free_port
+from tests.support.waiting import DEADLINE, wait_for_async
 
 
 @pytest.fixture(scope="module")
@@ -42,86 +40,8 @@ def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_clip(tmp_path_factory.mktemp("clips") / "long.mkv", seconds=30, size="640x360")
 
 
-def log_tail(agent: Agent) -> str:
-    return agent.log_path.read_text(errors="replace")[-3000:]
-
-
-async def poll(check: Callable[[], Awaitable[T | None]], *, what: str, agent: Agent, deadline: float = DEADLINE) -> T:
-    """Return check()'s first true value; fail if the agent exits or the deadline passes."""
-    end = time.monotonic() + deadline
-    while True:
-        value = await check()
-        if value:
-            return value
-        if agent.process.poll() is not None:
-            raise AssertionError(f"agent exited ({agent.process.returncode}) waiting for {what}:\n{log_tail(agent)}")
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}:\n{log_tail(agent)}")
-        await asyncio.sleep(0.2)
-
-
-class Client:
-    """The agent's HTTP API at 127.0.0.1:port."""
-
-    def __init__(self, http: aiohttp.ClientSession, port: int) -> None:
-        self.http = http
-        self.base = f"http://127.0.0.1:{port}"
-
-    async def get(self, path: str, token: str | None = None) -> tuple[int, Any]:
-        """Return (status, JSON or text); status 0 if nothing answers (yet)."""
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        try:
-            async with self.http.get(self.base + path, headers=headers) as response:
-                text = await response.text()
-                if response.content_type == "application/json":
-                    return response.status, json.loads(text)
-                return response.status, text
-        except aiohttp.ClientConnectionError:
-            return 0, None
-
-    async def login(self, username: str, password: str) -> str:
-        async with self.http.post(
-            self.base + "/api/auth/login", json={"username": username, "password": password}
-        ) as response:
-            assert response.status == 200, await response.text()
-            return str((await response.json())["token"])
-
-    async def login_status(self, username: str, password: str) -> int:
-        async with self.http.post(
-            self.base + "/api/auth/login", json={"username": username, "password": password}
-        ) as response:
-            return response.status
-
-    async def healthy(self, agent: Agent) -> dict[str, Any]:
-        async def answer() -> dict[str, Any] | None:
-            status, body = await self.get("/health")
-            return body if status == 200 else None
-
-        return await poll(answer, what="GET /health 200", agent=agent, deadline=60.0)
-
-
-async def next_message(
-    socket: aiohttp.ClientWebSocketResponse, want: Callable[[Message], bool], *, deadline: float
-) -> Message:
-    async with asyncio.timeout(deadline):
-        while True:
-            message = await socket.receive()
-            if message.type != aiohttp.WSMsgType.TEXT:
-                raise AssertionError(f"socket ended ({message.type.name}, {message.data!r})")
-            data: Message = json.loads(message.data)
-            if want(data):
-                return data
-
-
-def drop(clip: Path, target: Path) -> None:
-    """Put a copy of clip at target in one step, as a finished download appears."""
-    staging = target.parent.parent / f".staging-{target.name}"
-    staging.write_bytes(clip.read_bytes())
-    os.replace(staging, target)
-
-
 async def test_an_encode_is_seen_live_over_the_websocket_and_then_in_status_and_metrics(
-    tmp_path: Path, long_clip: Path, agents: Callable[[Path], Agent]
+    tmp_path: Path, long_clip: Path, agents: Callable[[Path], AgentProcess]
 ) -> None:
     port = free_port()
     agent = agents(api_config(tmp_path, port=port))
@@ -170,7 +90,7 @@ async def test_an_encode_is_seen_live_over_the_websocket_and_then_in_status_and_
             library = body["libraries"][0]
             return library if library["condition"]["status"] == "Ready" else None
 
-        library = await poll(ready, what="library tv Ready", agent=agent, deadline=30.0)
+        library = await wait_for_async(ready, what="library tv Ready", agent=agent, deadline=30.0)
         assert library["name"] == "tv"
         assert library["counts"]["done"] == 1
         assert library["space"]["output_bytes"] > 0
@@ -185,7 +105,7 @@ async def test_an_encode_is_seen_live_over_the_websocket_and_then_in_status_and_
 
 
 async def test_a_reload_removes_a_user_at_once_and_an_invalid_one_is_refused(
-    tmp_path: Path, agents: Callable[[Path], Agent]
+    tmp_path: Path, agents: Callable[[Path], AgentProcess]
 ) -> None:
     port = free_port()
     config = api_config(tmp_path, port=port)
@@ -204,12 +124,14 @@ async def test_a_reload_removes_a_user_at_once_and_an_invalid_one_is_refused(
         async def viewer_refused() -> bool:
             return (await api.get("/api/auth/me", viewer))[0] == 401
 
-        await poll(viewer_refused, what="the removed user's token refused", agent=agent, deadline=10.0)
+        await wait_for_async(viewer_refused, what="the removed user's token refused", agent=agent, deadline=10.0)
 
         async def reloaded() -> bool:
             return bool(agent.events("config reloaded"))
 
-        await poll(reloaded, what="the reload finished", agent=agent, deadline=10.0)  # reloads are not serialized
+        await wait_for_async(
+            reloaded, what="the reload finished", agent=agent, deadline=10.0
+        )  # reloads are not serialized
         assert (await api.get("/api/auth/me", admin))[0] == 200
         assert (await api.healthy(agent))["config_generation"] == 2
 
@@ -221,7 +143,7 @@ async def test_a_reload_removes_a_user_at_once_and_an_invalid_one_is_refused(
             status, body = await api.get("/health")
             return body if status == 200 and body["status"] == "degraded" else None
 
-        health = await poll(degraded, what="/health degraded", agent=agent, deadline=10.0)
+        health = await wait_for_async(degraded, what="/health degraded", agent=agent, deadline=10.0)
         assert any("reload" in problem for problem in health["problems"]), health
         assert any("max_jobs" in problem for problem in health["problems"]), health
         assert health["config_generation"] == 2
@@ -235,7 +157,7 @@ async def test_a_reload_removes_a_user_at_once_and_an_invalid_one_is_refused(
 
 
 async def test_a_second_agent_on_the_same_listen_address_exits_and_the_first_keeps_running(
-    tmp_path: Path, agents: Callable[[Path], Agent]
+    tmp_path: Path, agents: Callable[[Path], AgentProcess]
 ) -> None:
     port = free_port()
     (tmp_path / "first").mkdir()
@@ -248,11 +170,11 @@ async def test_a_second_agent_on_the_same_listen_address_exits_and_the_first_kee
         second = agents(api_config(tmp_path / "second", port=port))  # its own state_dir: only the port is shared
         end = time.monotonic() + 30.0
         while second.process.poll() is None:
-            assert time.monotonic() < end, f"the second agent did not exit:\n{log_tail(second)}"
+            assert time.monotonic() < end, f"the second agent did not exit:\n{second.log_tail()}"
             await asyncio.sleep(0.2)
         assert second.process.returncode != 0
         refusals = second.events("cannot start: cannot listen")
-        assert refusals, log_tail(second)
+        assert refusals, second.log_tail()
         assert refusals[0]["listen"] == f"127.0.0.1:{port}"
         assert not second.events("agent started")
 

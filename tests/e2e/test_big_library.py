@@ -14,8 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from test_api_e2e import ADMIN, VIEWER, VIEWER_PASSWORD, Client, poll
-from test_run import Agent, free_port, write_config
+
+from tests.support.agent_process import AgentProcess
+from tests.support.configs import write_config
+from tests.support.e2e_api import ADMIN, VIEWER, VIEWER_PASSWORD, Client
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for_async
 
 FOLDERS, FILES_PER_FOLDER = 4000, 10
 
@@ -45,13 +49,13 @@ async def test_a_restarted_agent_finishes_its_full_first_pass_over_a_big_library
     config = write_config(tmp_path, port=port, users=ADMIN + VIEWER, extra_limits=closed_window())
     config.write_text(config.read_text() + "store: {lease: 3s}\n")
 
-    async def run_until_a_pass_is_done() -> Agent:
-        agent: Agent = agents(config)
+    async def run_until_a_pass_is_done() -> AgentProcess:
+        agent: AgentProcess = agents(config)
         async with aiohttp.ClientSession() as http:
             api = Client(http, port)
             await api.healthy(agent)
             token = await api.login("viewer", VIEWER_PASSWORD)
-            await poll(lambda: first_pass(api, token), what="the first pass", agent=agent, deadline=120.0)
+            await wait_for_async(lambda: first_pass(api, token), what="the first pass", agent=agent, deadline=120.0)
         return agent
 
     first = await run_until_a_pass_is_done()  # the scan memory learns every file

@@ -14,41 +14,32 @@ import re
 import resource
 import select
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_run import REPO, Agent, copy, jobs_by_state, make_clip, published, wait_for, write_config
+
+from tests.support.agent_process import AgentProcess, StartAgent
+from tests.support.clips import make_clip
+from tests.support.configs import write_config
+from tests.support.outcomes import copy, jobs_by_state, published
+from tests.support.waiting import wait_for
 
 OPEN_FILES = 128
 IDLE_CONNECTIONS = 140
 
 
-class LimitedAgent(Agent):
-    """`hb2r run` with RLIMIT_NOFILE set to (open_files, hard), hard defaulting to open_files
-    (then the agent cannot raise it)."""
+def open_files_limit(open_files: int, hard: int | None = None) -> Callable[[], None]:
+    """Return a pre-exec hook that sets RLIMIT_NOFILE to (open_files, hard), hard defaulting to
+    open_files (then the agent cannot raise it)."""
 
-    def __init__(self, config: Path, *, open_files: int, hard: int | None = None) -> None:
-        self.config = config
-        self.log_path = config.parent / "agent.log"
-        self.log_file = self.log_path.open("ab")
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, hard or open_files))
 
-        def limit() -> None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, hard or open_files))
-
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent", "run", str(config)],
-            cwd=REPO,
-            stdout=self.log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=limit,
-        )
+    return limit
 
 
 @pytest.fixture(scope="module")
@@ -58,20 +49,13 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def limited(tmp_path: Path) -> Iterator[Callable[..., LimitedAgent]]:
-    agents: list[LimitedAgent] = []
+def limited(agents: StartAgent) -> Callable[..., AgentProcess]:
+    """Return limited(config, hard=None) -> an agent started with OPEN_FILES open files at most."""
 
-    def starter(config: Path, *, hard: int | None = None) -> LimitedAgent:
-        agent = LimitedAgent(config, open_files=OPEN_FILES, hard=hard)
-        agents.append(agent)
-        return agent
+    def start(config: Path, *, hard: int | None = None) -> AgentProcess:
+        return agents(config, preexec=open_files_limit(OPEN_FILES, hard))
 
-    yield starter
-    for agent in agents:
-        if agent.process.poll() is None:
-            agent.process.kill()
-            agent.process.wait()
-        agent.log_file.close()
+    return start
 
 
 def listen_address(config: Path) -> tuple[str, int]:
@@ -109,12 +93,12 @@ def open_idle_connections(host: str, port: int, count: int, *, deadline: float =
     return sockets
 
 
-def open_descriptors(agent: Agent) -> int:
+def open_descriptors(agent: AgentProcess) -> int:
     return len(list(Path(f"/proc/{agent.process.pid}/fd").iterdir()))
 
 
 def test_idle_connections_at_a_low_file_limit_do_not_stall_the_agent(
-    tmp_path: Path, clips: dict[str, Path], limited: Callable[..., LimitedAgent]
+    tmp_path: Path, clips: dict[str, Path], limited: Callable[..., AgentProcess]
 ) -> None:
     config = write_config(tmp_path)
     host, port = listen_address(config)
@@ -160,7 +144,7 @@ def test_idle_connections_at_a_low_file_limit_do_not_stall_the_agent(
 
 
 def test_the_agent_raises_its_soft_file_limit_to_the_hard_one(
-    tmp_path: Path, limited: Callable[..., LimitedAgent]
+    tmp_path: Path, limited: Callable[..., AgentProcess]
 ) -> None:
     config = write_config(tmp_path)
     host, port = listen_address(config)

@@ -19,11 +19,16 @@ from typing import Any
 import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, expect
-from test_api_e2e import ADMIN, VIEWER, VIEWER_PASSWORD, Client, drop, log_tail, poll
-from test_run import DEADLINE, Agent, free_port, make_clip, write_config
-from test_status_page import ARTIFACTS, CHROMIUM, MS, browser, log_in, open_page, shown_bytes
 
-__all__ = ["browser"]  # the fixture, shared with the status page's tests
+from tests.support.agent_process import AgentProcess
+from tests.support.browser import ARTIFACTS, CHROMIUM, MS, browser, log_in, open_page, shown_bytes
+from tests.support.clips import make_clip
+from tests.support.configs import write_config
+from tests.support.e2e_api import ADMIN, VIEWER, VIEWER_PASSWORD, Client, drop
+from tests.support.ports import free_port
+from tests.support.waiting import DEADLINE, wait_for_async
+
+__all__ = ["browser"]  # the fixture
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make test installs it)")
 
@@ -43,7 +48,7 @@ PIXELS_OF = """([selector, rgb]) => {
 }"""
 
 
-async def ended_encodes(api: Client, agent: Agent, token: str) -> dict[str, Any]:
+async def ended_encodes(api: Client, agent: AgentProcess, token: str) -> dict[str, Any]:
     """Wait until the history has the published encode and the dead job, and the queue is empty again."""
 
     async def both() -> dict[str, Any] | None:
@@ -53,7 +58,7 @@ async def ended_encodes(api: Client, agent: Agent, token: str) -> dict[str, Any]
         outcomes = sorted(event["outcome"] for event in body["recent"])
         return body if outcomes == ["dead", "done"] and body["daily"][-1]["queue_last"] == 0 else None
 
-    return await poll(both, what="a done and a dead encode in /api/history", agent=agent, deadline=DEADLINE)
+    return await wait_for_async(both, what="a done and a dead encode in /api/history", agent=agent, deadline=DEADLINE)
 
 
 async def charts_drawn(page: Page) -> dict[str, dict[str, Any]]:
@@ -72,7 +77,7 @@ async def charts_drawn(page: Page) -> dict[str, dict[str, Any]]:
 
 
 async def test_the_recent_encodes_and_the_charts_show_on_a_desktop_and_on_a_phone_in_dark_mode(
-    tmp_path: Path, agents: Callable[[Path], Agent], browser: Browser
+    tmp_path: Path, agents: Callable[[Path], AgentProcess], browser: Browser
 ) -> None:
     clips = tmp_path / "clips"
     clips.mkdir()
@@ -154,4 +159,4 @@ async def test_the_recent_encodes_and_the_charts_show_on_a_desktop_and_on_a_phon
             assert all(url.startswith(api.base) for url in watched.requests), watched.requests
             assert watched.errors == [] and watched.dialogs == []
             await watched.context.close()
-    assert agent.stop() == 0, log_tail(agent)
+    assert agent.stop() == 0, agent.log_tail()

@@ -12,31 +12,27 @@ import os
 import signal
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from test_run import Agent, free_port, make_clip, start, wait_for, write_config
 
-from agent.store import postgres_schema
 from agent.store.database_store import DatabaseStore
-from agent.store.postgres import connect_postgres
+from tests.support.agent_process import AgentProcess, StartAgent
+from tests.support.clips import make_clip
+from tests.support.configs import write_config
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
-__all__ = ["start"]  # the fixture, used by name
 LEASE = timedelta(seconds=3)
 
 
 @pytest.fixture
-def rival(postgres_url: str) -> Iterator[DatabaseStore]:
+def rival(direct_postgres_store: DatabaseStore) -> DatabaseStore:
     """Another host's connection to the agent's store."""
-    database = connect_postgres(postgres_url)
-    postgres_schema.migrate(database)
-    store = DatabaseStore(database)
-    yield store
-    store.close()
+    return direct_postgres_store
 
 
 def health(port: int) -> dict[str, Any]:
@@ -49,17 +45,17 @@ def job_paths(url: str) -> list[str]:
         return sorted(str(row[0]) for row in connection.execute("SELECT rel_path FROM jobs").fetchall())
 
 
-def lost(agent: Agent) -> bool:
+def lost(agent: AgentProcess) -> bool:
     return any(str(line.get("event", "")).startswith("leadership lost") for line in agent.log_lines())
 
 
 def test_a_leader_stopped_past_its_lease_is_refused_follows_and_later_leads_under_a_new_epoch(
-    tmp_path: Path, start: Callable[[Path], Agent], postgres_url: str, rival: DatabaseStore
+    tmp_path: Path, agents: StartAgent, postgres_url: str, rival: DatabaseStore
 ) -> None:
     port = free_port()
     config = write_config(tmp_path, port=port)
     config.write_text(config.read_text() + f"store:\n  url: {postgres_url}\n  lease: 3s\nhost: {{name: nas-1}}\n")
-    agent = start(config)
+    agent = agents(config)
     wait_for(lambda: agent.events("leadership taken: this host plans"), what="the agent leading", agent=agent)
     assert agent.events("leadership taken: this host plans")[0]["epoch"] == 1
 

@@ -1,4 +1,4 @@
-"""The multi-host bench itself (tests/multihost.py), before any fault test leans on it: namespaces
+"""The multi-host bench itself (tests/support/multihost.py), before any fault test leans on it: namespaces
 reach PostgreSQL over the bridge and only there, a cut link cuts and a restored one heals, a bind
 mount vanishes for one host only (even for a process already running there), nothing is left
 behind (not even by a run that was killed), and one real `hb2r run` in a namespace encodes."""
@@ -13,9 +13,19 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from multihost import BASE, PREFIX, Host, Network, SharedStore, _links, _mount_points, _namespaces, network_run
-from multihost_checks import (
-    checksums,
+from tests.support.clips import make_clip
+from tests.support.multihost import (
+    BASE,
+    PREFIX,
+    Host,
+    Network,
+    SharedStore,
+    _links,
+    _mount_points,
+    _namespaces,
+    network_run,
+)
+from tests.support.multihost_checks import (
     claim_problems,
     double_leases,
     lease_spans,
@@ -24,9 +34,10 @@ from multihost_checks import (
     output_problems,
     temp_files,
 )
-from test_run import make_clip, wait_for
+from tests.support.outcomes import checksums
+from tests.support.waiting import wait_for
 
-TESTS = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def probe(store: SharedStore, *, timeout: int = 1) -> str:
@@ -177,8 +188,8 @@ def test_teardown_removes_namespaces_links_mounts_and_processes(tmp_path: Path) 
 
 KILLED_RUN = f"""
 import sys, time
-sys.path.insert(0, {str(TESTS)!r})
-from multihost import Network
+sys.path.insert(0, {str(REPO)!r})
+from tests.support.multihost import Network
 network = Network.create()
 network.add("nas1")
 network.bind(__import__("pathlib").Path(sys.argv[1]), host="nas1", name="tv")

@@ -13,21 +13,23 @@ import signal
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from notify_receiver import Receiver, port_nobody_listens_on, receiving
 from prometheus_client.parser import text_string_to_metric_families
-from test_run import PRESET, Agent, free_port, jobs_by_state, make_clip, published, start, wait_for
 
 from agent.config import load_config
 from agent.observe import preset_hashes
 from agent.scan import fingerprint
 from agent.store import jobs, leases
 from agent.store.db import open_database
-
-__all__ = ["start"]  # the fixture, imported from test_run
+from tests.support.agent_process import StartAgent
+from tests.support.clips import make_clip
+from tests.support.configs import PRESET
+from tests.support.notify_receiver import Receiver, port_nobody_listens_on, receiving
+from tests.support.outcomes import jobs_by_state, published
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 
 def write_config(root: Path, *, notify: str, port: int, min_free_disk: str = "1MiB", max_jobs: int = 2) -> Path:
@@ -112,12 +114,12 @@ def kinds(receiver: Receiver) -> Counter[str]:
     return Counter(next((kind for mark, kind in names.items() if mark in title), title) for title in receiver.titles())
 
 
-def test_each_event_arrives_once(tmp_path: Path, start: Callable[[Path], Agent]) -> None:
+def test_each_event_arrives_once(tmp_path: Path, agents: StartAgent) -> None:
     with receiving() as receiver:
         port = free_port()
         target = f'  - {{url: "{receiver.json_url()}", min_interval: 0s}}\n'  # every repeat would arrive
         config = write_config(tmp_path, notify=target, port=port)
-        first = start(config)
+        first = agents(config)
         wait_for(lambda: first.events("agent started"), what="the first agent up", agent=first)
         assert first.stop(signal.SIGKILL) == -signal.SIGKILL  # a crash: it never stops cleanly
         receiver.clear()  # what the first agent told (its libraries' conditions) is not this test's
@@ -125,7 +127,7 @@ def test_each_event_arrives_once(tmp_path: Path, start: Callable[[Path], Agent])
         bad = noise(tmp_path / "tv" / "bad.mkv")
         queue_by_hand(config, {"good.mkv": good, "bad.mkv": bad}, claimed_by="agent-b")
 
-        agent = start(config)
+        agent = agents(config)
         wait_for(lambda: published(tmp_path) == ["TV/good.mkv"], what="the lost host's job encoded here", agent=agent)
         receiver.wait_for(lambda titles: "queue_drained" in kinds(receiver), what="the queue drained")
         # The archive falls below its minimum: the config now asks for more room than any disk has.
@@ -154,7 +156,7 @@ def test_each_event_arrives_once(tmp_path: Path, start: Callable[[Path], Agent])
 
 
 def test_repeats_are_coalesced_and_a_receiver_that_is_down_is_counted_as_failed_while_encoding_goes_on(
-    tmp_path: Path, start: Callable[[Path], Agent]
+    tmp_path: Path, agents: StartAgent
 ) -> None:
     with receiving() as receiver:
         port = free_port()
@@ -166,7 +168,7 @@ def test_repeats_are_coalesced_and_a_receiver_that_is_down_is_counted_as_failed_
         for name in ("a.mkv", "b.mkv", "c.mkv"):
             noise(tmp_path / "tv" / name)
         make_clip(tmp_path / "tv" / "good.mkv", seconds=2)
-        agent = start(config)
+        agent = agents(config)
 
         receiver.wait_for(lambda titles: len(titles) == 1, what="the first dead job's message")
         first_at = time.monotonic()

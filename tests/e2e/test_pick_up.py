@@ -15,8 +15,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from test_api_e2e import VIEWER_PASSWORD, Client, api_config, poll
-from test_run import Agent, free_port, jobs_by_state, make_clip
+
+from tests.support.agent_process import AgentProcess
+from tests.support.clips import make_clip
+from tests.support.e2e_api import VIEWER_PASSWORD, Client, api_config
+from tests.support.outcomes import jobs_by_state
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for_async
 
 STABLE_AFTER = 1.0
 
@@ -39,20 +44,31 @@ async def library_status(api: Client, token: str) -> dict[str, Any] | None:
     return dict(body["libraries"][0])
 
 
+async def after_the_first_pass(
+    http: aiohttp.ClientSession, port: int, agent: AgentProcess
+) -> tuple[Client, str, dict[str, Any]]:
+    """Wait for the agent's API, log in as the viewer and wait for the first pass; return the client,
+    the viewer's token and the library's status."""
+    api = Client(http, port)
+    await api.healthy(agent)
+    token = await api.login("viewer", VIEWER_PASSWORD)
+    library = await wait_for_async(
+        lambda: library_status(api, token), what="the first pass", agent=agent, deadline=30.0
+    )
+    return api, token, library
+
+
 async def test_a_clip_copied_in_is_queued_within_stable_after_plus_two_seconds(
-    tmp_path: Path, clip: Path, agents: Callable[[Path], Agent]
+    tmp_path: Path, clip: Path, agents: Callable[[Path], AgentProcess]
 ) -> None:
     port = free_port()
     agent = agents(hourly(api_config(tmp_path, port=port)))
     async with aiohttp.ClientSession() as http:
-        api = Client(http, port)
-        await api.healthy(agent)
-        token = await api.login("viewer", VIEWER_PASSWORD)
-        library = await poll(lambda: library_status(api, token), what="the first pass", agent=agent, deadline=30.0)
+        api, token, library = await after_the_first_pass(http, port, agent)
         assert library["watch"] == {"mode": "events", "reason": None, "folders": 1}
 
         (tmp_path / "tv" / "Show").mkdir()
-        await poll(lambda: _folders(api, token, 2), what="the new folder watched", agent=agent, deadline=5.0)
+        await wait_for_async(lambda: _folders(api, token, 2), what="the new folder watched", agent=agent, deadline=5.0)
         shutil.copyfile(clip, tmp_path / "tv" / "Show" / "one.mkv")
         copied = time.monotonic()
         deadline = copied + STABLE_AFTER + 2.0
@@ -87,15 +103,12 @@ def fuse_library(tmp_path: Path) -> Iterator[Path]:
 
 
 async def test_a_library_on_a_fuse_mount_polls_and_says_why_once(
-    tmp_path: Path, fuse_library: Path, agents: Callable[[Path], Agent]
+    tmp_path: Path, fuse_library: Path, agents: Callable[[Path], AgentProcess]
 ) -> None:
     port = free_port()
     agent = agents(api_config(tmp_path, port=port))  # passes every second: polling finds the file
     async with aiohttp.ClientSession() as http:
-        api = Client(http, port)
-        await api.healthy(agent)
-        token = await api.login("viewer", VIEWER_PASSWORD)
-        library = await poll(lambda: library_status(api, token), what="the first pass", agent=agent, deadline=30.0)
+        api, token, library = await after_the_first_pass(http, port, agent)
         watch = library["watch"]
         assert (watch["mode"], watch["folders"]) == ("polling", 0)
         assert "fuse" in watch["reason"] and "no inotify events" in watch["reason"]
@@ -107,22 +120,19 @@ async def test_a_library_on_a_fuse_mount_polls_and_says_why_once(
                 passes.add(body["plan"]["finished_at"])
             return len(passes) >= 3
 
-        await poll(three_passes, what="three passes", agent=agent, deadline=30.0)
+        await wait_for_async(three_passes, what="three passes", agent=agent, deadline=30.0)
     said = agent.events("library polls for changes")
     assert len(said) == 1 and said[0]["library"] == "tv", said
 
 
 async def test_a_reload_watches_an_added_library_and_forgets_a_removed_one(
-    tmp_path: Path, clip: Path, agents: Callable[[Path], Agent]
+    tmp_path: Path, clip: Path, agents: Callable[[Path], AgentProcess]
 ) -> None:
     port = free_port()
     config = hourly(api_config(tmp_path, port=port))
     agent = agents(config)
     async with aiohttp.ClientSession() as http:
-        api = Client(http, port)
-        await api.healthy(agent)
-        token = await api.login("viewer", VIEWER_PASSWORD)
-        await poll(lambda: library_status(api, token), what="the first pass", agent=agent, deadline=30.0)
+        api, token, _ = await after_the_first_pass(http, port, agent)
 
         (tmp_path / "movies" / "Film").mkdir(parents=True)
         text = config.read_text()
@@ -137,7 +147,7 @@ async def test_a_reload_watches_an_added_library_and_forgets_a_removed_one(
             watch = libraries.get("movies", {}).get("watch")
             return watch if watch and set(libraries) == {"movies"} else None
 
-        watch = await poll(movies_watched, what="the added library watched", agent=agent, deadline=30.0)
+        watch = await wait_for_async(movies_watched, what="the added library watched", agent=agent, deadline=30.0)
         assert watch == {"mode": "events", "reason": None, "folders": 2}
         shutil.copyfile(clip, tmp_path / "movies" / "Film" / "film.mkv")
         copied = time.monotonic()

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from test_run import Agent, hb2r, jobs_by_state, make_clip, start, wait_for, write_config
 
 from agent.config import load_config
 from agent.domain import LedgerEntry
@@ -21,8 +19,12 @@ from agent.observe import preset_hashes
 from agent.scan import fingerprint
 from agent.store import jobs, ledger
 from agent.store.db import open_database
-
-__all__ = ["start"]  # the fixture, imported from test_run
+from tests.support.agent_process import StartAgent
+from tests.support.cli import hb2r
+from tests.support.clips import make_clip
+from tests.support.configs import write_config
+from tests.support.outcomes import jobs_by_state
+from tests.support.waiting import wait_for
 
 
 @pytest.mark.parametrize(
@@ -33,7 +35,7 @@ __all__ = ["start"]  # the fixture, imported from test_run
     ],
 )
 def test_an_output_published_just_before_a_crash_is_settled_not_encoded_again(
-    tmp_path: Path, start: Callable[[Path], Agent], reason: str
+    tmp_path: Path, agents: StartAgent, reason: str
 ) -> None:
     # The crash came between the atomic move into the archive and the COMMIT of the ledger row
     # and the job's `done`: the output is in place, the job is still `running`, and the ledger
@@ -67,7 +69,7 @@ def test_an_output_published_just_before_a_crash_is_settled_not_encoded_again(
     output = make_clip(tmp_path / "archive" / "TV" / "E01.mkv", seconds=2)  # the verified encode, published
     before = output.stat()
 
-    agent = start(config_path)
+    agent = agents(config_path)
 
     wait_for(lambda: jobs_by_state(tmp_path) == {"done": ["E01.mkv"]}, what="the job settled as done", agent=agent)
     # In sync once the source is stable (stable_after: 1s): the ledger row is there.

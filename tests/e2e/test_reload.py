@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_run import Agent, jobs_by_state, make_clip, published, start, wait_for, write_config
 
-__all__ = ["start"]  # the fixture, imported from test_run
+from tests.support.agent_process import StartAgent
+from tests.support.clips import make_clip
+from tests.support.configs import write_config
+from tests.support.outcomes import jobs_by_state, published
+from tests.support.waiting import wait_for
 
 
 def health(config: Path) -> dict[str, Any]:
@@ -49,13 +52,13 @@ def tmpfs() -> Iterator[Callable[[Path, str], Path]]:
 
 
 def test_a_reload_with_a_new_archive_measures_the_new_archive(
-    tmp_path: Path, start: Callable[[Path], Agent], tmpfs: Callable[[Path, str], Path]
+    tmp_path: Path, agents: StartAgent, tmpfs: Callable[[Path, str], Path]
 ) -> None:
     # Two archives on file systems of distinct sizes (tmpfs takes no memory until written).
     tmpfs(tmp_path / "archive", "3g")
     tmpfs(tmp_path / "archive2", "5g")
     config = write_config(tmp_path)
-    agent = start(config)
+    agent = agents(config)
     wait_for(lambda: health(config).get("system", {}).get("disk_free_gb") == 3.0, what="3 GB free", agent=agent)
 
     config.write_text(config.read_text().replace("archive: archive,", "archive: archive2,"))
@@ -76,7 +79,7 @@ exec HandBrakeCLI "$@"
 """
 
 
-def test_a_failed_handbrake_probe_is_retried_without_a_reload(tmp_path: Path, start: Callable[[Path], Agent]) -> None:
+def test_a_failed_handbrake_probe_is_retried_without_a_reload(tmp_path: Path, agents: StartAgent) -> None:
     wrapper = tmp_path / "bin" / "HandBrakeCLI"
     wrapper.parent.mkdir()
     wrapper.write_text(FLAKY_HANDBRAKE)
@@ -86,7 +89,7 @@ def test_a_failed_handbrake_probe_is_retried_without_a_reload(tmp_path: Path, st
     config = write_config(tmp_path)
     config.write_text(config.read_text() + f"handbrake: {{binary: {wrapper}}}\n")
     make_clip(tmp_path / "tv" / "E01.mkv", seconds=1)
-    agent = start(config)
+    agent = agents(config)
 
     degraded = wait_for(
         lambda: (report := health(config)).get("status") == "degraded" and report, what="degraded", agent=agent

@@ -5,14 +5,17 @@ second agent on the same database running beside it: one plans, each file is enc
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
-from postgres import PostgresCluster
-from test_run import Agent, archive_files, checksums, hb2r, make_clip, published, start, wait_for, write_config
 
-__all__ = ["start"]  # the fixture, used by name
+from tests.support.agent_process import StartAgent
+from tests.support.cli import hb2r
+from tests.support.clips import make_clip
+from tests.support.configs import write_config
+from tests.support.outcomes import archive_files, checksums, published
+from tests.support.postgres import PostgresCluster
+from tests.support.waiting import wait_for
 
 
 def on_postgres(config: Path, *, url: str, host: str, password_file: Path | None = None) -> Path:
@@ -29,7 +32,7 @@ def rows(url: str, query: str) -> list[tuple[object, ...]]:
 
 def test_an_agent_on_postgresql_encodes_once_and_keeps_its_state_there(
     tmp_path: Path,
-    start: Callable[[Path], Agent],
+    agents: StartAgent,
     postgres_url: str,
     postgres_cluster: PostgresCluster,
 ) -> None:
@@ -40,7 +43,7 @@ def test_an_agent_on_postgresql_encodes_once_and_keeps_its_state_there(
     config = on_postgres(write_config(tmp_path), url=url, host="nas-1", password_file=secret)
     make_clip(tmp_path / "tv/Show/E01.mkv", seconds=1)
     sources = checksums(tmp_path / "tv")
-    agent = start(config)
+    agent = agents(config)
 
     wait_for(lambda: published(tmp_path) == ["TV/Show/E01.mkv"], what="the output published", agent=agent)
     wait_for(
@@ -75,7 +78,7 @@ def sharing(config: Path, *, root: Path) -> Path:
 
 
 def test_two_agents_on_one_database_run_side_by_side_one_plans_and_each_file_is_encoded_once(
-    tmp_path: Path, start: Callable[[Path], Agent], postgres_url: str, postgres_cluster: PostgresCluster
+    tmp_path: Path, agents: StartAgent, postgres_url: str, postgres_cluster: PostgresCluster
 ) -> None:
     for folder in ("shared", "nas-1", "desktop"):
         (tmp_path / folder).mkdir()
@@ -85,7 +88,7 @@ def test_two_agents_on_one_database_run_side_by_side_one_plans_and_each_file_is_
         make_clip(shared / "tv" / "Show" / f"E0{number}.mkv", seconds=1)
     sources = checksums(shared / "tv")
     agents = {
-        host: start(on_postgres(sharing(write_config(tmp_path / host), root=shared), url=postgres_url, host=host))
+        host: agents(on_postgres(sharing(write_config(tmp_path / host), root=shared), url=postgres_url, host=host))
         for host in ("nas-1", "desktop")
     }
 

@@ -1,7 +1,7 @@
 """Issue 11's end-to-end test: three `hb2r run` hosts on one PostgreSQL, broken the ways hosts break.
 
 Each host has its own network namespace, state folder and bind mount of the one library
-(tests/multihost.py); the store's lease is 3 s. The faults run one after another in ONE run, not
+(tests/support/multihost.py); the store's lease is 3 s. The faults run one after another in ONE run, not
 one test each: they are what a week of a real cluster looks like (a host dies while another is
 frozen's successor is still catching up, a link drops while jobs are being re-claimed), the
 invariants must hold across all of them together, and one run pays the cluster, the clips and
@@ -27,11 +27,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from multihost import Host, Network, SharedStore, events_of
-from multihost_checks import (
+from tests.support.clips import make_clip
+from tests.support.multihost import Host, Network, SharedStore, events_of
+from tests.support.multihost_checks import (
     CLAIMED,
     LEADER,
-    checksums,
     claim_problems,
     double_leases,
     leader_audit_problems,
@@ -42,7 +42,8 @@ from multihost_checks import (
     output_problems,
     temp_files,
 )
-from test_run import make_clip, wait_for
+from tests.support.outcomes import checksums
+from tests.support.waiting import wait_for
 
 LEASE = "3s"  # the issue's: every fault below lasts until a lease has run out
 CLIPS = 8

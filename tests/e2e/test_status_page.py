@@ -15,29 +15,25 @@ from __future__ import annotations
 import re
 import shutil
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright, expect
-from test_api_e2e import ADMIN, ADMIN_PASSWORD, VIEWER, VIEWER_PASSWORD, Client, drop, log_tail, poll
-from test_run import DEADLINE, REPO, Agent, free_port, make_clip, write_config
+from playwright.async_api import Browser, Page, expect
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = REPO / "tests" / "artifacts"
+from tests.support.agent_process import AgentProcess
+from tests.support.browser import ARTIFACTS, CHROMIUM, MS, browser, log_in, open_page, shown_bytes, shown_seconds
+from tests.support.clips import make_clip
+from tests.support.configs import write_config
+from tests.support.e2e_api import ADMIN, ADMIN_PASSWORD, VIEWER, VIEWER_PASSWORD, Client, drop
+from tests.support.ports import free_port
+from tests.support.waiting import DEADLINE, wait_for_async
+
 HOSTILE = "<img src=x onerror=alert(1)>.mkv"
-MS = 1000  # playwright counts milliseconds
-UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4}
+
+__all__ = ["browser"]  # the fixture
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make test installs it)")
 
@@ -58,65 +54,6 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"long": long, "short": make_clip(folder / "short.mkv", seconds=2), "truncated": truncated}
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-class Watched:
-    """One browser context and its page, and what it did: requests, socket URLs, console, dialogs."""
-
-    def __init__(self, context: BrowserContext, page: Page) -> None:
-        self.context = context
-        self.page = page
-        self.requests: list[str] = []
-        self.sockets: list[str] = []
-        self.console: list[str] = []
-        self.errors: list[str] = []
-        self.dialogs: list[str] = []
-        page.on("request", lambda request: self.requests.append(request.url))
-        page.on("websocket", lambda socket: self.sockets.append(socket.url))
-        page.on("console", self._console)
-        page.on("pageerror", lambda error: self.errors.append(str(error)))
-        page.on("dialog", self._dialog)
-
-    def _console(self, message: ConsoleMessage) -> None:
-        self.console.append(f"{message.type}: {message.text}")
-
-    async def _dialog(self, dialog: Any) -> None:
-        self.dialogs.append(dialog.message)
-        await dialog.dismiss()
-
-    def api_requests(self, since: int = 0) -> list[str]:
-        return [url for url in self.requests[since:] if "/api/" in url]
-
-    async def token(self) -> str | None:
-        value = await self.page.evaluate("() => sessionStorage.getItem('hb2r.token')")
-        return str(value) if value is not None else None
-
-
-async def open_page(browser: Browser, base: str, **options: Any) -> Watched:
-    context = await browser.new_context(**options)
-    page = await context.new_page()
-    watched = Watched(context, page)
-    await page.goto(base + "/")
-    return watched
-
-
-async def log_in(page: Page, username: str, password: str) -> None:
-    await expect(page.locator("#login")).to_be_visible()
-    await page.fill("#username", username)
-    await page.fill("#password", password)
-    await page.click("#login-form button[type=submit]")
-    await expect(page.locator("#dashboard")).to_be_visible()
-    await expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=15 * MS)
-
-
 async def progress_above(page: Page, floor: float) -> float:
     """Wait until the running encode's bar shows more than floor; return what it shows."""
     handle = await page.wait_for_function(
@@ -130,25 +67,13 @@ async def progress_above(page: Page, floor: float) -> float:
     return float(await handle.json_value())
 
 
-def shown_seconds(text: str) -> int:
-    match = re.fullmatch(r"(?:(\d+) min )?(\d+) s", text)
-    assert match, text
-    return int(match.group(1) or 0) * 60 + int(match.group(2))
-
-
-def shown_bytes(text: str) -> float:
-    match = re.fullmatch(r"(−?)([\d.]+) (B|KiB|MiB|GiB|TiB)", text)
-    assert match, text
-    return (-1 if match.group(1) else 1) * float(match.group(2)) * UNITS[match.group(3)]
-
-
 def hostile_dead_job(root: Path, clips: dict[str, Path]) -> None:
     """The truncated clip under a name that is HTML: it must show as this name, never as markup."""
     shutil.copyfile(clips["truncated"], root / "tv" / HOSTILE)
 
 
 async def test_an_admin_watches_an_encode_live_retries_a_dead_job_and_the_page_survives_a_restart(
-    tmp_path: Path, clips: dict[str, Path], agents: Callable[[Path], Agent], browser: Browser
+    tmp_path: Path, clips: dict[str, Path], agents: Callable[[Path], AgentProcess], browser: Browser
 ) -> None:
     port = free_port()
     config = page_config(tmp_path, port=port)
@@ -264,11 +189,11 @@ async def test_an_admin_watches_an_encode_live_retries_a_dead_job_and_the_page_s
         ran = await page.evaluate("() => [window.inlineRan === true, window.handlerRan === true, window.violations]")
         assert ran == [False, False, ["script-src-elem", "script-src-attr"]], ran
         await admin.context.close()
-    assert agent.stop() == 0, log_tail(agent)
+    assert agent.stop() == 0, agent.log_tail()
 
 
 async def test_a_user_sees_a_paused_library_and_the_lists_without_buttons_and_a_refused_token_logs_out(
-    tmp_path: Path, clips: dict[str, Path], agents: Callable[[Path], Agent], browser: Browser
+    tmp_path: Path, clips: dict[str, Path], agents: Callable[[Path], AgentProcess], browser: Browser
 ) -> None:
     port = free_port()
     config = page_config(tmp_path, port=port)
@@ -329,7 +254,7 @@ async def test_a_user_sees_a_paused_library_and_the_lists_without_buttons_and_a_
         assert await page.locator("#dead li").count() == 0  # nothing left on show
         assert viewer.dialogs == [] and viewer.errors == []
         await viewer.context.close()
-    assert agent.stop() == 0, log_tail(agent)
+    assert agent.stop() == 0, agent.log_tail()
 
 
 # --- hosts: a host that stopped reporting long ago is a row the test writes into the agent's database
@@ -339,7 +264,7 @@ LONG_AGO = "2024-05-01T12:00:00.000000+00:00"
 
 
 async def test_the_page_lists_the_hosts_marks_the_planner_and_a_late_host(
-    tmp_path: Path, agents: Callable[[Path], Agent], browser: Browser
+    tmp_path: Path, agents: Callable[[Path], AgentProcess], browser: Browser
 ) -> None:
     port = free_port()
     config = write_config(tmp_path, port=port, users=ADMIN + VIEWER)
@@ -375,9 +300,9 @@ async def test_the_page_lists_the_hosts_marks_the_planner_and_a_late_host(
             status, body = await api.get("/health")
             return body if status == 200 and body["status"] == "degraded" else None
 
-        health = await poll(degraded, what="/health degraded", agent=agent, deadline=10.0)
+        health = await wait_for_async(degraded, what="/health degraded", agent=agent, deadline=10.0)
         assert any(problem.startswith("host desktop not seen for 3 leases") for problem in health["problems"])
         assert health["leader"] == {"host": "nas-1", "epoch": 1}
         assert watched.errors == [] and watched.dialogs == []
         await watched.context.close()
-    assert agent.stop() == 0, log_tail(agent)
+    assert agent.stop() == 0, agent.log_tail()

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from multihost import Network, SharedStore
+from tests.support.multihost import Network, SharedStore
 
 # Inside the host's namespace: connect as the agent does, say so, wait for the cut, then time one statement.
 STATEMENT_AFTER_CUT = """

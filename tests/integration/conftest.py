@@ -1,8 +1,10 @@
-"""Fixtures for the HTTP API tests (see api_support)."""
+"""Fixtures for the integration tests: agents' HTTP APIs (tests/support/api.py) and dispatchers
+(`dispatchers`, tests/support/dispatch.py); `sleeper`, a process to look at."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +12,10 @@ import pytest
 
 from agent.api.app import init_app
 from agent.api.context import ApiContext
+from tests.support.api import Api, build_context, write_config
+from tests.support.dispatch import dispatchers
 
-from .api_support import Api, build_context, write_config
+__all__ = ["dispatchers"]  # dispatchers assembled in this process (tests/support/dispatch.py)
 
 MakeApi = Callable[..., Awaitable[Api]]
 
@@ -39,3 +43,14 @@ async def make_api(tmp_path: Path, aiohttp_client: Any) -> AsyncIterator[MakeApi
 async def api(make_api: MakeApi) -> Api:
     """An agent with libraries tv and movies and users admin and viewer."""
     return await make_api()
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """A `sleep 30` process to look at (its priority, its memory), killed at the end."""
+    process = subprocess.Popen(["sleep", "30"])
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()

@@ -24,11 +24,11 @@ from agent.config.models import Config, Library
 from agent.domain import Action, ArchiveObservation, Ledger, LibraryObservation, Observation, PauseLibrary
 from agent.incremental_scan import scan_incrementally, what_to_record
 from agent.observe import fingerprints_from_disk, with_fingerprints
-from agent.pause import pause_reason
 from agent.plan import fingerprints_needed, plan
-from agent.plan_from_store import by_folder, library_context_of, pause_counts, plan_library_from_store
+from agent.plan_from_store import by_folder, library_context_of, plan_library_from_store
 from agent.scan import LibraryWalk, walk_library
 from agent.store.sqlite import SqliteStore, open_store
+from tests.support.store_pass import pause_from_store
 
 PRESET_HASHES = {"tv": "tv-preset"}
 
@@ -79,14 +79,9 @@ def _plan_from_store(
     """Plan as a pass with bounded memory: pause from counts, record the walk, then batch by batch."""
     observed = walk.observation
     context = library_context_of(config, library, observed, PRESET_HASHES)
-    counts = pause_counts(
-        store, library, files_now=len(observed.files), hidden=context.hidden,
-        output_folder_present=library.output in archive.output_folders,
-    )  # fmt: skip
-    reason = pause_reason(
-        library, archive=archive, status=observed.status, detail=observed.detail, counts=counts,
-        max_vanish_percent=config.scan.max_vanish_percent,
-    )  # fmt: skip
+    reason = pause_from_store(
+        store, config=config, library=library, observed=observed, archive=archive, hidden=context.hidden
+    )
     if reason is not None:
         return [PauseLibrary(library.name, reason)]
     listed, fingerprints = what_to_record(walk, observed.files)

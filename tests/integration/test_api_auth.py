@@ -13,11 +13,8 @@ import hashlib
 import hmac
 import io
 import json
-import os
 import stat
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -38,8 +35,10 @@ from agent.config import load_config
 from agent.config.models import Auth, Config
 from agent.passwords import hash_password
 from agent.store import users as stored_users
+from tests.support.api import ADMIN_HASH, ADMIN_PASSWORD, VIEWER_HASH, VIEWER_PASSWORD, Api, build_context, write_config
+from tests.support.api_calls import expired_token
+from tests.support.cli import hb2r
 
-from .api_support import ADMIN_HASH, ADMIN_PASSWORD, VIEWER_HASH, VIEWER_PASSWORD, Api, build_context, write_config
 from .conftest import MakeApi
 
 ADMIN_ROUTES = (
@@ -274,16 +273,7 @@ async def test_a_rightly_signed_token_for_an_unknown_user_is_refused(api: Api) -
 
 
 async def test_an_expired_token_is_refused(api: Api) -> None:
-    viewer = stored_users.find(api.context.state.store.database, "viewer")
-    assert viewer is not None
-    issued = tokens.issue_token(
-        secret=api.context.secret,
-        user=viewer,
-        lifetime=api.context.state.config.auth.session_timeout,
-        now=datetime.now(UTC) - api.context.state.config.auth.session_timeout - timedelta(minutes=5),
-    )
-
-    await assert_unauthorized(await me(api, issued.token), says="expired")
+    await assert_unauthorized(await me(api, expired_token(api)), says="expired")
 
 
 async def test_a_token_is_valid_until_its_expiry_and_not_after(api: Api) -> None:
@@ -640,13 +630,19 @@ async def test_a_restart_without_users_keeps_the_generated_password(make_api: Ma
     assert (await login(api, "admin", password.strip())).status == 200
 
 
-async def test_declared_users_replace_the_generated_admin_and_its_password_file(
-    make_api: MakeApi, log_output: io.StringIO
-) -> None:
+async def logged_in_generated_admin(make_api: MakeApi) -> tuple[Api, Path, str, str]:
+    """An agent with no users, so it made an admin; return it, the admin's password file, the password
+    and a token of the admin logged in with it."""
     api = await make_api(users="")
     password_file = api.context.state.config.paths.state_dir / user_sync.INITIAL_PASSWORD_FILE
     password = password_file.read_text().strip()
-    token = await api.login("admin", password)
+    return api, password_file, password, await api.login("admin", password)
+
+
+async def test_declared_users_replace_the_generated_admin_and_its_password_file(
+    make_api: MakeApi, log_output: io.StringIO
+) -> None:
+    api, password_file, password, token = await logged_in_generated_admin(make_api)
 
     reload_users(api, user_line("viewer", "user", VIEWER_HASH))
 
@@ -659,10 +655,7 @@ async def test_declared_users_replace_the_generated_admin_and_its_password_file(
 
 
 async def test_a_declared_admin_takes_over_the_generated_one(make_api: MakeApi) -> None:
-    api = await make_api(users="")
-    password_file = api.context.state.config.paths.state_dir / user_sync.INITIAL_PASSWORD_FILE
-    password = password_file.read_text().strip()
-    token = await api.login("admin", password)
+    api, password_file, password, token = await logged_in_generated_admin(make_api)
 
     reload_users(api, user_line("admin", "admin", ADMIN_HASH))
 
@@ -767,22 +760,12 @@ def test_hb2r_run_with_a_world_readable_secret_file_exits_1_saying_so(tmp_path: 
     secret.parent.mkdir(mode=0o700)
     secret.write_bytes(b"s" * 40)
     secret.chmod(0o644)
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("HB2R_")}
 
-    finished = subprocess.run(
-        [sys.executable, "-m", "agent", "run", str(config)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=environment,
-        timeout=60,
-        check=False,
-    )
+    finished = hb2r("run", str(config), timeout=60)
 
     assert finished.returncode == 1
     assert f"make it private: chmod 600 {secret}" in finished.stderr
-    assert "Traceback" not in finished.stderr
-    assert "agent started" not in finished.stderr
+    assert "agent started" not in finished.stderr  # and no traceback: hb2r() checks
 
 
 def test_a_configured_secret_is_used_and_no_file_is_made(tmp_path: Path) -> None:

@@ -12,9 +12,8 @@ from typing import Any
 
 from agent.api import openapi as openapi_module
 from agent.store.hosts import HostReport
-
-from .api_support import Api
-from .test_api_routes import add_job, get_health, get_status, scrape
+from tests.support.api import Api
+from tests.support.api_calls import add_job, get_health, get_status, scrape
 
 LONG_AGO = "2024-05-01T12:00:00.000000+00:00"
 LEASE = timedelta(seconds=30)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -19,8 +19,8 @@ from aiohttp import web
 from agent.api import params
 from agent.api.app import serve
 from agent.api.context import ApiContext
-
-from .api_support import ADMIN_PASSWORD, build_context, write_config
+from tests.support.api import ADMIN_PASSWORD, build_context, write_config
+from tests.support.waiting import wait_for_async
 
 CAP = 3
 IDLE_SECONDS = 1.0
@@ -39,18 +39,6 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[ApiContext, web.AppRunne
         context.state.store.database.close()
 
 
-async def poll(condition: Callable[[], bool | Awaitable[bool]], *, what: str, deadline: float = 10.0) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        result = condition()
-        if isinstance(result, Awaitable):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def read_to_end(reader: asyncio.StreamReader, *, deadline: float) -> bytes:
     """Return what the server sent until it closed the connection; fail if it keeps it open."""
     return await asyncio.wait_for(reader.read(), timeout=deadline)
@@ -64,7 +52,12 @@ async def test_over_the_cap_a_connection_gets_a_503_and_idle_ones_are_closed(
     idle = []
     for count in range(1, CAP + 1):
         idle.append(await asyncio.open_connection(host, port))
-        await poll(lambda count=count: len(runner.server.connections) == count, what=f"{count} connections held")
+        await wait_for_async(
+            lambda count=count: len(runner.server.connections) == count,
+            what=f"{count} connections held",
+            deadline=10.0,
+            interval=0.05,
+        )
 
     reader, writer = await asyncio.open_connection(host, port)
     answer = await read_to_end(reader, deadline=5)

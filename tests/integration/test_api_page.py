@@ -19,8 +19,7 @@ import pytest
 from aiohttp import ClientResponse
 
 from agent.api import page
-
-from .api_support import Api
+from tests.support.api import Api
 
 CSP_DIRECTIVES = {
     "default-src": ["'self'"],

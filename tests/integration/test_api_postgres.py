@@ -8,12 +8,12 @@ import time
 from datetime import UTC, datetime
 
 import psycopg
-from postgres import PostgresCluster
 
 from agent.store.postgres_store import open_postgres_store
+from tests.support.postgres import PostgresCluster
+from tests.support.realtime import hello, job_message, next_message
 
 from .conftest import MakeApi
-from .test_api_realtime import hello, job_message, next_message
 
 
 async def test_job_changes_reach_the_live_feed_from_the_agent_and_from_another_connection(

@@ -12,57 +12,21 @@ import itertools
 import json
 import sqlite3
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
 import pytest
 from aiohttp import ClientWebSocketResponse, WSMsgType
 
 from agent.api import realtime
-from agent.auth import tokens, user_sync
+from agent.auth import user_sync
 from agent.config import load_config
 from agent.dispatcher import Running
 from agent.store import jobs
-from agent.store import users as stored_users
 from agent.store.db import transaction
-
-from .api_support import ADMIN_HASH, VIEWER_PASSWORD, Api, write_config
-
-Message = dict[str, Any]
-MESSAGE_DEADLINE = 5.0  # the hub polls every second: a change shows within about one poll
-
-
-async def connect(api: Api, *, token: str | None = None, query_token: str | None = None) -> ClientWebSocketResponse:
-    """Open the socket; send `token` as the first message if given."""
-    path = "/api/realtime" if query_token is None else f"/api/realtime?token={query_token}"
-    socket = await api.client.ws_connect(path)
-    if token is not None:
-        await socket.send_json({"token": token})
-    return socket
-
-
-async def hello(api: Api, token: str | None = None) -> ClientWebSocketResponse:
-    """Return a socket authenticated as viewer (or with token), its hello read."""
-    token = token or await api.login("viewer", VIEWER_PASSWORD)
-    socket = await connect(api, token=token)
-    greeting = await next_message(socket, lambda message: True)
-    assert greeting["type"] == "hello", greeting
-    return socket
-
-
-async def next_message(
-    socket: ClientWebSocketResponse, want: Callable[[Message], bool], *, deadline: float = MESSAGE_DEADLINE
-) -> Message:
-    """Return the next message that want() accepts; fail if the socket closes or the deadline passes."""
-    async with asyncio.timeout(deadline):
-        while True:
-            message = await socket.receive()
-            if message.type != WSMsgType.TEXT:
-                raise AssertionError(f"socket ended ({message.type.name}, {message.data!r}) before the message came")
-            data: Message = json.loads(message.data)
-            if want(data):
-                return data
+from tests.support.api import ADMIN_HASH, VIEWER_PASSWORD, Api, write_config
+from tests.support.api_calls import expired_token
+from tests.support.jobs import new_job
+from tests.support.realtime import MESSAGE_DEADLINE, Message, connect, enqueue, hello, job_message, next_message
 
 
 async def refusal(socket: ClientWebSocketResponse, *, deadline: float = MESSAGE_DEADLINE) -> tuple[Message, int]:
@@ -81,30 +45,6 @@ async def refusal(socket: ClientWebSocketResponse, *, deadline: float = MESSAGE_
     assert error is not None, "closed without an error message"
     assert socket.close_code is not None
     return error, socket.close_code
-
-
-def job_message(job_id: int, state: str | None = None) -> Callable[[Message], bool]:
-    def want(message: Message) -> bool:
-        if message["type"] != "job" or message["job"]["id"] != job_id:
-            return False
-        return state is None or message["job"]["state"] == state
-
-    return want
-
-
-def enqueue(api: Api, name: str) -> jobs.Job:
-    job = jobs.enqueue(
-        api.context.state.store.database,
-        library="tv",
-        rel_path=f"{name}.mkv",
-        fingerprint=f"fingerprint-{name}",
-        preset_hash="preset-hash",
-        output_path=f"TV/{name}.mkv",
-        reason="new",
-        now=datetime.now(UTC),
-    )
-    assert job is not None
-    return job
 
 
 class EncodeStandIn:
@@ -146,15 +86,7 @@ async def test_a_bad_token_is_refused_with_4401(api: Api, where: str) -> None:
 
 
 async def test_an_expired_token_is_refused_with_4401(api: Api) -> None:
-    user = stored_users.find(api.context.state.store.database, "viewer")
-    assert user is not None
-    expired = tokens.issue_token(
-        secret=api.context.secret,
-        user=user,
-        lifetime=timedelta(minutes=5),
-        now=datetime.now(UTC) - timedelta(hours=1),
-    )
-    socket = await connect(api, token=expired.token)
+    socket = await connect(api, token=expired_token(api))
     error, code = await refusal(socket)
     assert code == 4401
     assert "expired" in error["message"]
@@ -423,15 +355,9 @@ def enqueue_many(api: Api, count: int, *, path_length: int = 0, prefix: str = "m
     ids = set()
     with transaction(connection):
         for number in range(count):
+            rel_path = f"{prefix}/{padding}{number:05}.mkv"
             job = jobs.enqueue(
-                connection,
-                library="tv",
-                rel_path=f"{prefix}/{padding}{number:05}.mkv",
-                fingerprint=f"fingerprint-{number}",
-                preset_hash="preset-hash",
-                output_path=f"TV/{prefix}/{padding}{number:05}.mkv",
-                reason="new",
-                now=now,
+                connection, **new_job(rel_path, fingerprint=f"fingerprint-{number}", preset_hash="preset-hash", now=now)
             )
             assert job is not None
             ids.add(job.id)

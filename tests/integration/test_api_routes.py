@@ -24,7 +24,6 @@ from urllib.parse import quote
 
 import pytest
 from aiohttp import ClientResponse, web
-from prometheus_client.parser import text_string_to_metric_families
 
 from agent import __version__
 from agent.api import app as api_app
@@ -33,7 +32,6 @@ from agent.api import openapi as openapi_module
 from agent.api import params
 from agent.api.app import init_app
 from agent.api.middlewares import MAX_BODY_BYTES
-from agent.config.models import Retry
 from agent.dispatcher import Running
 from agent.domain import LedgerEntry
 from agent.engine import PassSummary
@@ -42,12 +40,12 @@ from agent.mounts import WatchStatus
 from agent.store import decisions, holds, jobs, ledger
 from agent.store.db import open_database
 from agent.store.scans import FullPass
+from tests.support.api import ADMIN_HASH, VIEWER_HASH, Api, FixedSampler, build_context, write_config
+from tests.support.api_calls import OUTPUT_FOLDER, add_job, get_health, get_status, now, scrape
 
-from .api_support import ADMIN_HASH, VIEWER_HASH, Api, FixedSampler, build_context, write_config
 from .conftest import MakeApi
 
 GIB = 1024**3
-OUTPUT_FOLDER = {"tv": "TV", "movies": "Movies"}
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}\+00:00$")  # agent.timestamps
 BCRYPT = re.compile(r"\$2[abxy]?\$\d{2}\$")
 LEAKS = ("Traceback", "/work/", ".py")
@@ -56,48 +54,6 @@ BUSY = Sample(cpu_percent=99.0, memory_percent=20.0, available_memory=16 * GIB, 
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def add_job(
-    api: Api, rel_path: str, *, library: str = "tv", state: jobs.JobState = jobs.JobState.QUEUED, **failure: Any
-) -> jobs.Job:
-    """Queue a job as the engine does, then move it to state as the dispatcher would."""
-    connection = api.context.state.store.database
-    job = jobs.enqueue(
-        connection,
-        library=library,
-        rel_path=rel_path,
-        fingerprint=f"fp-{library}-{rel_path}",
-        preset_hash="preset-fast",
-        output_path=f"{OUTPUT_FOLDER.get(library, library)}/{rel_path}",
-        reason="new",
-        now=now(),
-    )
-    assert job is not None
-    if state is jobs.JobState.QUEUED:
-        return job
-    if state is jobs.JobState.CANCELLED:
-        return jobs.cancel(connection, job.id, now=now())
-    job = jobs.mark_running(connection, job.id, now=now())
-    if state is jobs.JobState.RUNNING:
-        return job
-    if state is jobs.JobState.DONE:
-        return jobs.mark_done(connection, job.id, now=now())
-    retry = Retry(attempts=1 if state is jobs.JobState.DEAD else 5)
-    failed = jobs.mark_failed(
-        connection,
-        job.id,
-        error=failure.get("error", "HandBrakeCLI exited with code 3"),
-        stderr_tail=failure.get("stderr_tail", ["x264 [error]: malloc failed"]),
-        retry=retry,
-        now=now(),
-    )
-    assert failed.state is state
-    return failed
 
 
 def output_of(library: str, rel_path: str) -> str:
@@ -145,18 +101,6 @@ async def json_error(response: ClientResponse, *statuses: int) -> dict[str, Any]
     for leak in LEAKS:
         assert leak not in text, (leak, text[:300])
     return dict(body)
-
-
-async def get_health(api: Api) -> tuple[int, dict[str, Any]]:
-    api.context.health_cache.clear()  # the checks are cached for HEALTH_CACHE_SECONDS
-    response = await api.client.get("/health")
-    return response.status, dict(await response.json())
-
-
-async def get_status(api: Api) -> dict[str, Any]:
-    response = await api.client.get("/api/status", headers=await api.viewer())
-    assert response.status == 200, await response.text()
-    return dict(await response.json())
 
 
 def library_of(status: dict[str, Any], name: str) -> dict[str, Any]:
@@ -1154,22 +1098,6 @@ async def test_no_cors_headers_without_configured_origins(api: Api) -> None:
 
 
 # --- GET /metrics --------------------------------------------------------------------------
-
-
-def parse_metrics(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    """Return sample name -> sorted labels -> value."""
-    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
-    return samples
-
-
-async def scrape(api: Api) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    response = await api.client.get("/metrics")
-    assert response.status == 200
-    assert response.content_type == "text/plain"
-    return parse_metrics(await response.text())
 
 
 async def test_metrics_match_the_jobs_and_the_ledger(api: Api) -> None:

@@ -33,8 +33,8 @@ from agent.api import openapi
 from agent.api.app import serve
 from agent.auth import tokens
 from agent.store import jobs, users
-
-from .api_support import build_context, write_config
+from tests.support.api import build_context, write_config
+from tests.support.jobs import new_job
 
 MAX_EXAMPLES = 60  # per operation, for the random (fuzzing) phase; the whole run takes a few seconds
 SEED = 20240610
@@ -59,13 +59,14 @@ def _seed_jobs(connection: sqlite3.Connection, *, count: int) -> None:
     for number in range(count):
         job = jobs.enqueue(
             connection,
-            library="tv" if number % 2 else "movies",
-            rel_path=f"Show/episode {number}.mkv",
-            fingerprint=f"fp-{number}",
-            preset_hash="preset-fast",
-            output_path=f"TV/Show/episode {number}.mkv",
-            reason="new",
-            now=now,
+            **new_job(
+                f"Show/episode {number}.mkv",
+                library="tv" if number % 2 else "movies",
+                fingerprint=f"fp-{number}",
+                preset_hash="preset-fast",
+                output_path=f"TV/Show/episode {number}.mkv",
+                now=now,
+            ),
         )
         assert job is not None
         if number % 3 == 1:

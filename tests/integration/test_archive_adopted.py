@@ -11,8 +11,9 @@ import asyncio
 from pathlib import Path
 
 from agent.store import jobs, ledger
-
-from .archive_support import Agent, files_under, make_clip, require_tools, write_config
+from tests.support.archive import Agent, require_tools, write_config
+from tests.support.clips import make_clip
+from tests.support.outcomes import files_under
 
 
 def test_a_changed_source_never_replaces_an_adopted_output_and_the_conflict_is_reported(tmp_path: Path) -> None:
@@ -45,8 +46,6 @@ def test_a_changed_source_never_replaces_an_adopted_output_and_the_conflict_is_r
         asyncio.run(scenario())
     finally:
         agent.close()
-
-
 
 
 def test_an_output_published_just_before_a_crash_is_known_as_hb2rs_own(tmp_path: Path) -> None:

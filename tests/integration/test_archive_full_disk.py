@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from agent.store import jobs
-
-from .archive_support import Agent, files_under, free_bytes, make_clip, packets_end, require_tools, tmpfs, write_config
+from tests.support.archive import Agent, free_bytes, packets_end, require_tools, tmpfs, write_config
+from tests.support.clips import make_clip
+from tests.support.outcomes import files_under
 
 pytestmark = pytest.mark.usefixtures("tools")
 

@@ -10,8 +10,10 @@ import asyncio
 from pathlib import Path
 
 from agent.store import jobs
-
-from .archive_support import Agent, files_under, make_clip, require_tools, tmpfs, wait_until, write_config
+from tests.support.archive import Agent, require_tools, tmpfs, write_config
+from tests.support.clips import make_clip
+from tests.support.outcomes import files_under
+from tests.support.waiting import wait_for_async
 
 
 def test_an_output_folder_on_another_mount_is_refused_before_encoding_and_reported(tmp_path: Path) -> None:
@@ -97,9 +99,11 @@ def test_a_mount_appearing_during_the_encode_leaves_no_temp_file_behind(tmp_path
         await agent.scan()
         agent.dispatcher.tick()
         [entry] = agent.dispatcher.running.values()
-        await wait_until(lambda: entry.progress > 5, 60, "the encode to be under way")
+        await wait_for_async(lambda: entry.progress > 5, what="the encode to be under way", deadline=60, interval=0.05)
         with tmpfs(archive / "TV", size="8m"):
-            await wait_until(lambda: not agent.dispatcher.running, 120, "the encode to end")
+            await wait_for_async(
+                lambda: not agent.dispatcher.running, what="the encode to end", deadline=120, interval=0.05
+            )
             ended = agent.job(entry.job.id)
             assert ended.state == jobs.JobState.FAILED and ended.attempts == 0, ended
             assert ended.error is not None and "different file systems" in ended.error

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from agent.store import jobs
-
-from .archive_support import Agent, make_clip, require_tools, write_config
+from tests.support.archive import Agent, require_tools, write_config
+from tests.support.clips import make_clip
 
 
 @pytest.fixture

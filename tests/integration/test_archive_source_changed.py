@@ -12,8 +12,10 @@ import shutil
 from pathlib import Path
 
 from agent.store import jobs
-
-from .archive_support import Agent, files_under, make_clip, require_tools, wait_until, write_config
+from tests.support.archive import Agent, require_tools, write_config
+from tests.support.clips import make_clip
+from tests.support.outcomes import files_under
+from tests.support.waiting import wait_for_async
 
 
 def test_a_source_rewritten_during_its_encode_is_not_published_and_its_new_content_is_queued(tmp_path: Path) -> None:
@@ -30,11 +32,13 @@ def test_a_source_rewritten_during_its_encode_is_not_published_and_its_new_conte
         job = agent.only_job()
         agent.dispatcher.tick()
         entry = agent.dispatcher.running[job.id]
-        await wait_until(lambda: entry.progress > 5, 60, "the encode to be under way")
+        await wait_for_async(lambda: entry.progress > 5, what="the encode to be under way", deadline=60, interval=0.05)
         with replacement.open("rb") as new, source.open("r+b") as old:  # in place: same inode
             shutil.copyfileobj(new, old)
             old.truncate()
-        await wait_until(lambda: not agent.dispatcher.running, 120, "the encode to end")
+        await wait_for_async(
+            lambda: not agent.dispatcher.running, what="the encode to end", deadline=120, interval=0.05
+        )
 
         ended = agent.job(job.id)
         assert ended.state == jobs.JobState.FAILED and ended.attempts == 0, ended

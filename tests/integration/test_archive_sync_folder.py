@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from agent.store import jobs
-
-from .archive_support import Agent, files_under, make_clip, require_tools, write_config
+from tests.support.archive import Agent, require_tools, write_config
+from tests.support.clips import make_clip
+from tests.support.outcomes import files_under
 
 
 @pytest.fixture

@@ -11,8 +11,10 @@ from pathlib import Path
 
 from agent import runtime
 from agent.store import jobs
-
-from .archive_support import Agent, files_under, make_clip, packets_end, require_tools, wait_until, write_config
+from tests.support.archive import Agent, packets_end, require_tools, write_config
+from tests.support.clips import make_clip
+from tests.support.outcomes import files_under
+from tests.support.waiting import wait_for_async
 
 
 def two_agents(tmp_path: Path) -> tuple[Agent, Agent, Path]:
@@ -33,13 +35,17 @@ def test_an_agent_starting_up_leaves_another_agents_temp_file_alone(tmp_path: Pa
         await busy.scan()
         busy.dispatcher.tick()
         [entry] = busy.dispatcher.running.values()
-        await wait_until(lambda: entry.progress > 1, 60, "the first agent's encode to be under way")
+        await wait_for_async(
+            lambda: entry.progress > 1, what="the first agent's encode to be under way", deadline=60, interval=0.05
+        )
         assert len(files_under(archive / ".hb2r-partial")) == 1
 
         runtime.clean_own_partials(starting.config, log=starting.log)  # what `hb2r run` does at start
 
         assert entry.temp is not None and entry.temp.exists()
-        await wait_until(lambda: not busy.dispatcher.running, 120, "the first agent's encode to end")
+        await wait_for_async(
+            lambda: not busy.dispatcher.running, what="the first agent's encode to end", deadline=120, interval=0.05
+        )
         assert busy.job(entry.job.id).state == jobs.JobState.DONE
 
     try:
@@ -59,9 +65,13 @@ def test_two_agents_encoding_their_job_1_at_once_each_publish_their_own_output(t
         assert first.only_job().id == second.only_job().id == 1
         first.dispatcher.tick()
         [entry] = first.dispatcher.running.values()
-        await wait_until(lambda: entry.progress > 1, 60, "the first agent's encode to be under way")
+        await wait_for_async(
+            lambda: entry.progress > 1, what="the first agent's encode to be under way", deadline=60, interval=0.05
+        )
         assert (await second.run_one()).state == jobs.JobState.DONE
-        await wait_until(lambda: not first.dispatcher.running, 120, "the first agent's encode to end")
+        await wait_for_async(
+            lambda: not first.dispatcher.running, what="the first agent's encode to end", deadline=120, interval=0.05
+        )
         assert first.job(1).state == jobs.JobState.DONE, first.job(1).error
 
     try:

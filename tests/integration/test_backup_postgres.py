@@ -5,18 +5,17 @@ and the password never reaches a command line."""
 from __future__ import annotations
 
 import stat
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
-from postgres import PostgresCluster
 
 from agent.domain import LedgerEntry
 from agent.store.postgres_dump import dump_command, restore_command
 from agent.store.postgres_schema import SCHEMA_VERSION
 from agent.store.postgres_store import open_postgres_store
+from tests.support.cli import hb2r
+from tests.support.postgres import PostgresCluster
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -32,12 +31,6 @@ def write_config(root: Path, *, url: str) -> Path:
         f"presets:\n  tv: {{handbrake: Fast 1080p30}}\nstore:\n  url: {url}\n"
     )
     return config
-
-
-def hb2r(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent", *arguments], cwd=REPO, capture_output=True, text=True, check=False, timeout=120
-    )
 
 
 def fill(url: str) -> None:

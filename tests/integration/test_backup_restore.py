@@ -12,8 +12,6 @@ import json
 import os
 import pwd
 import shutil
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,6 +26,11 @@ import pytest
 
 from agent.store import jobs
 from agent.store.db import MIGRATIONS, SCHEMA_VERSION, open_database
+from tests.support.agent_process import AgentProcess, StartAgent
+from tests.support.cli import hb2r
+from tests.support.configs import write_config
+from tests.support.jobs import new_job
+from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 DEADLINE = 60.0
@@ -59,35 +62,9 @@ connection.close()
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
-    return write_config(tmp_path)
-
-
-def write_config(root: Path) -> Path:
-    """Write a config with state_dir `root/state` (not made yet); return its path."""
-    for folder in ("tv", "archive"):
-        (root / folder).mkdir()
-    path = root / "config.yaml"
-    path.write_text(
-        f"""version: 1
-paths: {{archive: archive, state_dir: state}}
-libraries:
-  - {{name: tv, source: tv, output: TV, preset: tv}}
-presets:
-  tv: {{handbrake: "Very Fast 480p30", container: mkv}}
-scan: {{interval: 1s}}
-auth: {{jwt_secret_file: state/jwt.secret, bcrypt_rounds: 4}}
-server: {{listen: "127.0.0.1:{free_port()}"}}
-"""
-    )
-    return path
+    return write_config(tmp_path, stable_after=None, attempts=None, limits={})
 
 
 @pytest.fixture
@@ -95,37 +72,21 @@ def state(config: Path) -> Path:
     return config.parent / "state"
 
 
-def hb2r(*arguments: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("HB2R_")}
-    finished = subprocess.run(
-        [sys.executable, "-m", "agent", *arguments],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=environment,
-        timeout=timeout,
-        check=False,
-    )
-    assert "Traceback" not in finished.stdout + finished.stderr
-    return finished
-
-
 def seed(state_dir: Path, *rel_paths: str) -> None:
     connection = open_database(state_dir)
     try:
         for rel_path in rel_paths:
-            jobs.enqueue(
-                connection,
-                library="tv",
-                rel_path=rel_path,
-                fingerprint=f"100:{rel_path}",
-                preset_hash="p1",
-                output_path=f"TV/{rel_path}",
-                reason="new",
-                now=T0,
-            )
+            jobs.enqueue(connection, **new_job(rel_path))
     finally:
         connection.close()
+
+
+def backup_of_one_job(config: Path, state: Path, folder: Path) -> Path:
+    """Queue a.mkv and back the state up to folder/backup.db with `hb2r backup`; return the backup."""
+    seed(state, "a.mkv")
+    backup = folder / "backup.db"
+    assert hb2r("backup", "--to", str(backup), str(config)).returncode == 0
+    return backup
 
 
 def job_paths(config: Path) -> list[str]:
@@ -138,14 +99,6 @@ def checksum(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def wait_for(condition: Callable[[], bool], what: str, deadline: float = DEADLINE) -> None:
-    end = time.monotonic() + deadline
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def query(path: Path, sql: str) -> list[tuple[object, ...]]:
     """Return the rows of one statement, read without writing (as an operator's check would)."""
     connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None)
@@ -155,53 +108,23 @@ def query(path: Path, sql: str) -> list[tuple[object, ...]]:
         connection.close()
 
 
-class Agent:
-    """One real `hb2r run` process."""
-
-    def __init__(self, config: Path) -> None:
-        self.log_path = config.parent / f"agent-{time.monotonic_ns()}.log"
-        self.log = self.log_path.open("ab")
-        environment = {key: value for key, value in os.environ.items() if not key.startswith("HB2R_")}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent", "run", str(config)],
-            cwd=REPO,
-            env=environment,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        lock = config.parent / "state" / "agent.lock"
-
-        def holds_lock() -> bool:
-            assert self.process.poll() is None, self.log_path.read_text()
-            return lock.exists() and lock.read_text().split("\n")[0] == str(self.process.pid)
-
-        wait_for(holds_lock, "the agent to take its lock")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30)
-        self.log.close()
-
-
 @pytest.fixture
-def start_agent(config: Path) -> Iterator[Callable[[], Agent]]:
-    agents: list[Agent] = []
+def start_agent(config: Path, agents: StartAgent) -> Callable[[], AgentProcess]:
+    """Return start() -> `hb2r run` on config, once it holds the state folder's lock."""
 
-    def start() -> Agent:
-        agents.append(Agent(config))
-        return agents[-1]
+    def start() -> AgentProcess:
+        agent = agents(config, log_path=config.parent / f"agent-{time.monotonic_ns()}.log")
+        lock = config.parent / "state" / "agent.lock"
+        wait_for(
+            lambda: lock.exists() and lock.read_text().split("\n")[0] == str(agent.pid),
+            what="the agent to take its lock",
+            agent=agent,
+            deadline=DEADLINE,
+            interval=0.05,
+        )
+        return agent
 
-    try:
-        yield start
-    finally:
-        for agent in agents:
-            agent.stop()
+    return start
 
 
 # --- backup ---------------------------------------------------------------------------
@@ -217,7 +140,7 @@ def test_backup_while_a_writer_commits_is_one_consistent_snapshot(config: Path, 
             rows = query(state / "hb2r.db", "SELECT value FROM agent_status WHERE key = 'total'")
             return int(str(rows[0][0])) if rows else 0
 
-        wait_for(lambda: committed() >= 50 * BATCH, "the writer to commit")
+        wait_for(lambda: committed() >= 50 * BATCH, what="the writer to commit", deadline=DEADLINE, interval=0.05)
         totals = []
         for number in range(3):
             target = tmp_path / "backups" / f"b{number}.db"
@@ -240,7 +163,12 @@ def test_backup_while_a_writer_commits_is_one_consistent_snapshot(config: Path, 
                 f"{count} jobs, 0 ledger entries, 0 users."
             )
             assert not list(target.parent.glob(".*.tmp"))  # no temp file left beside it
-        wait_for(lambda: committed() > totals[-1], "the writer to commit after the last backup")
+        wait_for(
+            lambda: committed() > totals[-1],
+            what="the writer to commit after the last backup",
+            deadline=DEADLINE,
+            interval=0.05,
+        )
     finally:
         stop.touch()
         writer.wait(timeout=30)
@@ -459,9 +387,7 @@ def test_restore_refuses_a_bad_backup_and_leaves_the_database_alone(
 
 
 def test_restore_over_an_unreadable_database_keeps_it_as_it_was(config: Path, state: Path, tmp_path: Path) -> None:
-    seed(state, "a.mkv")
-    backup = tmp_path / "backup.db"
-    assert hb2r("backup", "--to", str(backup), str(config)).returncode == 0
+    backup = backup_of_one_job(config, state, tmp_path)
     (state / "hb2r.db").write_bytes(b"a disk error ate this\n")
 
     finished = hb2r("restore", "--from", str(backup), str(config))
@@ -475,9 +401,7 @@ def test_restore_over_an_unreadable_database_keeps_it_as_it_was(config: Path, st
 def test_restore_waits_for_another_process_that_has_the_database_open(
     config: Path, state: Path, tmp_path: Path
 ) -> None:
-    seed(state, "a.mkv")
-    backup = tmp_path / "backup.db"
-    assert hb2r("backup", "--to", str(backup), str(config)).returncode == 0
+    backup = backup_of_one_job(config, state, tmp_path)
     seed(state, "b.mkv")
     held = open_database(state)  # e.g. a `hb2r retry` in progress
     try:
@@ -495,11 +419,9 @@ def test_restore_waits_for_another_process_that_has_the_database_open(
 
 
 def test_restore_is_refused_while_an_agent_runs(
-    config: Path, state: Path, tmp_path: Path, start_agent: Callable[[], Agent]
+    config: Path, state: Path, tmp_path: Path, start_agent: Callable[[], AgentProcess]
 ) -> None:
-    seed(state, "a.mkv")
-    backup = tmp_path / "backup.db"
-    assert hb2r("backup", "--to", str(backup), str(config)).returncode == 0
+    backup = backup_of_one_job(config, state, tmp_path)
     agent = start_agent()
 
     refused = hb2r("restore", "--from", str(backup), str(config))
@@ -519,7 +441,7 @@ def test_restore_is_refused_while_an_agent_runs(
 
 
 def test_a_second_agent_on_the_same_state_dir_exits_at_once(
-    config: Path, state: Path, start_agent: Callable[[], Agent]
+    config: Path, state: Path, start_agent: Callable[[], AgentProcess]
 ) -> None:
     agent = start_agent()
 
@@ -592,7 +514,7 @@ def facts(path: Path) -> tuple[bytes, int, int, int]:
 
 @needs_root
 def test_a_lock_link_planted_by_the_agents_user_does_not_make_root_write_or_chown(shared_root: Path) -> None:
-    config = write_config(shared_root)
+    config = write_config(shared_root, stable_after=None, attempts=None, limits={})
     state = shared_root / "state"
     seed(state, "a.mkv")
     backup = shared_root / "backup.db"
@@ -623,7 +545,7 @@ def test_a_lock_link_planted_by_the_agents_user_does_not_make_root_write_or_chow
 @needs_root
 @pytest.mark.skipif(not SYSTEM_PYTHON.exists(), reason="needs a Python 3.11 the second user may run")
 def test_the_agents_user_restores_its_own_state_folder_and_owns_what_it_made(shared_root: Path) -> None:
-    config = write_config(shared_root)
+    config = write_config(shared_root, stable_after=None, attempts=None, limits={})
     state = shared_root / "state"
     seed(state, "a.mkv")
     backup = shared_root / "backup.db"
@@ -644,9 +566,7 @@ def test_the_agents_user_restores_its_own_state_folder_and_owns_what_it_made(sha
 def test_a_state_folder_others_may_write_is_refused(
     config: Path, state: Path, tmp_path: Path, mode: int, who: str
 ) -> None:
-    seed(state, "a.mkv")
-    backup = tmp_path / "backup.db"
-    assert hb2r("backup", "--to", str(backup), str(config)).returncode == 0
+    backup = backup_of_one_job(config, state, tmp_path)
     database = checksum(state / "hb2r.db")
     state.chmod(mode)
     refusal = (
@@ -666,9 +586,7 @@ def test_a_state_folder_others_may_write_is_refused(
 def test_a_link_in_the_agents_own_state_folder_is_refused_not_followed(
     config: Path, state: Path, tmp_path: Path
 ) -> None:
-    seed(state, "a.mkv")
-    backup = tmp_path / "backup.db"
-    assert hb2r("backup", "--to", str(backup), str(config)).returncode == 0
+    backup = backup_of_one_job(config, state, tmp_path)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.write_text("not hb2r's\n")
     (state / "agent.lock").symlink_to(elsewhere)
@@ -686,9 +604,7 @@ def test_a_link_in_the_agents_own_state_folder_is_refused_not_followed(
 def test_a_link_beside_the_database_is_refused_by_backup_and_restore(
     config: Path, state: Path, tmp_path: Path, command: str
 ) -> None:
-    seed(state, "a.mkv")
-    backup = tmp_path / "backup.db"
-    assert hb2r("backup", "--to", str(backup), str(config)).returncode == 0
+    backup = backup_of_one_job(config, state, tmp_path)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.write_text("not hb2r's\n")
     (state / "hb2r.db-shm").unlink(missing_ok=True)  # a read-only open of a WAL database may leave it

@@ -11,12 +11,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import bcrypt
 import pytest
 import yaml
+
+from tests.support.cli import hb2r as run_hb2r
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -50,16 +51,7 @@ users:
 def hb2r(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run `hb2r ARGS` in a clean environment (none of the config's variables set)."""
     clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
-    return subprocess.run(
-        [sys.executable, "-m", "agent", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**clean, **(env or {})},
-        timeout=120,
-        check=False,
-    )
+    return run_hb2r(*args, stdin=stdin, environment={**clean, **(env or {})})
 
 
 @pytest.fixture

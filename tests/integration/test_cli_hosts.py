@@ -3,17 +3,16 @@ real processes against a PostgreSQL store on the throwaway cluster (and SQLite w
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from postgres import PostgresCluster
 
 from agent.store.hosts import HostReport
 from agent.store.postgres_schema import SCHEMA_VERSION
 from agent.store.postgres_store import open_postgres_store
+from tests.support.cli import hb2r
+from tests.support.postgres import PostgresCluster
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,12 +29,6 @@ def write_config(root: Path, *, url: str = "sqlite") -> Path:
         f"host: {{name: nas-1}}\nstore:\n  url: {url}\n"
     )
     return config
-
-
-def hb2r(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent", *arguments], cwd=REPO, capture_output=True, text=True, check=False, timeout=60
-    )
 
 
 def test_hosts_lists_every_host_with_versions_libraries_last_seen_running_and_the_leader(

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +19,8 @@ from agent.config.models import Retry
 from agent.store import jobs
 from agent.store.db import DATABASE_NAME, open_database
 from agent.store.jobs import Job, JobState
+from tests.support.cli import hb2r
+from tests.support.jobs import new_job
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -58,31 +57,9 @@ def database(config: Path) -> Iterator[sqlite3.Connection]:
     connection.close()
 
 
-def hb2r(*arguments: str) -> subprocess.CompletedProcess[str]:
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("HB2R_")}
-    finished = subprocess.run(
-        [sys.executable, "-m", "agent", *arguments],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=environment,
-        timeout=120,
-        check=False,
-    )
-    assert "Traceback" not in finished.stdout + finished.stderr
-    return finished
-
-
 def enqueue(connection: sqlite3.Connection, rel_path: str, *, library: str = "tv", fingerprint: str = "") -> Job:
     job = jobs.enqueue(
-        connection,
-        library=library,
-        rel_path=rel_path,
-        fingerprint=fingerprint or f"100:{rel_path}",
-        preset_hash="p1",
-        output_path=f"{library}/{rel_path}",
-        reason="new",
-        now=T0,
+        connection, **new_job(rel_path, library=library, fingerprint=fingerprint, output_path=f"{library}/{rel_path}")
     )
     assert job is not None
     return job

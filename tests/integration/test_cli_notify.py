@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from notify_receiver import port_nobody_listens_on, receiving
+from tests.support.notify_receiver import port_nobody_listens_on, receiving
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "s3cret-t0pic"

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from postgres import PostgresCluster, free_loopback_port
 
 from agent.config.models import Retry
 from agent.store.postgres_store import open_postgres_store
+from tests.support.cli import hb2r
+from tests.support.ports import free_port
+from tests.support.postgres import PostgresCluster
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -35,12 +37,6 @@ def write_config(root: Path, *, url: str, password_file: Path | None = None) -> 
         "host: {name: nas-1}\n" + store
     )
     return config
-
-
-def hb2r(*arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent", *arguments], cwd=REPO, capture_output=True, text=True, check=False, timeout=60
-    )
 
 
 def without_password(url: str, cluster: PostgresCluster) -> str:
@@ -104,7 +100,7 @@ def test_jobs_and_retry_read_and_change_the_postgresql_queue(
 
 
 def test_an_unreachable_store_is_one_line_naming_it_and_exit_1(tmp_path: Path) -> None:
-    port = free_loopback_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     config = write_config(tmp_path, url=f"postgresql://hb2r:Hidden-Secret-1@127.0.0.1:{port}/media")
 
     for command in ("plan", "jobs", "run"):

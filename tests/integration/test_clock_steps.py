@@ -17,9 +17,8 @@ import pytest
 from agent.auth import tokens
 from agent.scheduler import ReconcileSchedule
 from agent.store import jobs, users
-
-from .api_support import VIEWER_PASSWORD, Api
-from .test_api_realtime import enqueue, hello, job_message, next_message
+from tests.support.api import VIEWER_PASSWORD, Api
+from tests.support.realtime import enqueue, hello, job_message, next_message
 
 
 async def test_a_job_change_written_after_the_clock_stepped_back_still_reaches_the_live_feed(api: Api) -> None:
@@ -58,7 +57,7 @@ async def test_a_token_issued_just_before_the_clock_stepped_back_is_still_accept
     else:
         with pytest.raises(tokens.AuthError):
             tokens.authenticate(store, secret=api.context.secret, token=token.token, now=issued_at - step_back)
-    assert VIEWER_PASSWORD  # the viewer of api_support
+    assert VIEWER_PASSWORD  # the viewer of tests/support/api.py
 
 
 async def test_passes_keep_their_interval_when_the_wall_clock_steps_back(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,10 +18,10 @@ from agent.handbrake.decode import decode_whole
 from agent.handbrake.probe import media_duration, media_end
 from agent.store import jobs
 from agent.verify import decode_verdict, verify
-from tests.integration.archive_support import PRESET, make_clip, require_tools
-from tests.integration.test_dispatch_lifecycle import Agent, agents, alive, until
-
-__all__ = ["agents"]  # the fixture, shared with the lifecycle tests
+from tests.support.archive import PRESET, require_tools
+from tests.support.clips import make_clip
+from tests.support.dispatch import Agent, alive, until
+from tests.support.dispatch import write_config as write_dispatch_config
 
 # Bytes written over part of an output: what a bad block or a failing disk leaves behind.
 DAMAGE = bytes((index * 37 + 11) % 256 for index in range(4096))
@@ -127,34 +127,23 @@ PY
 def write_config(root: Path, *, binary: Path, verify_tv: str) -> Path:
     """Two libraries encoding with the damaging HandBrakeCLI: the decode check on by default, and
     `tv`'s own verify setting as given."""
-    for folder in ("tv", "movies", "archive"):
-        (root / folder).mkdir(exist_ok=True)
-    config = root / "config.yaml"
-    config.write_text(
-        "version: 1\n"
-        "paths: {archive: archive, state_dir: state}\n"
-        "libraries:\n"
-        f"  - {{name: tv, source: tv, output: TV, preset: p, stable_after: 0s, verify: {verify_tv}}}\n"
-        "  - {name: movies, source: movies, output: MOVIES, preset: p, stable_after: 0s}\n"
-        f"presets: {{p: {{handbrake: '{PRESET}'}}}}\n"
-        f"handbrake: {{binary: '{binary}'}}\n"
-        "verify: {decode: true}\n"
-        "limits: {cpu_percent: 100, memory_percent: 100, min_free_memory: 1MiB, min_free_disk: 1MiB, max_jobs: 2}\n"
-        "retry: {attempts: 3, backoff: 1h, max_backoff: 2h}\n"
-        "auth: {jwt_secret_file: state/jwt.secret, bcrypt_rounds: 4}\n"
+    return write_dispatch_config(
+        root,
+        handbrake=f"{{binary: '{binary}'}}",
+        options={"tv": f"verify: {verify_tv}"},
+        extra="verify: {decode: true}\n",
     )
-    return config
 
 
 async def test_a_damaged_encode_is_failed_and_never_published_where_the_decode_check_is_on(
-    tmp_path: Path, agents: Callable[[Path], Agent]
+    tmp_path: Path, dispatchers: Callable[[Path], Agent]
 ) -> None:
     require_tools()
     damaging = tmp_path / "bin" / "HandBrakeCLI"
     damaging.parent.mkdir()
     damaging.write_text(DAMAGING_HANDBRAKE)
     damaging.chmod(0o755)
-    agent = agents(write_config(tmp_path, binary=damaging, verify_tv="{decode: false}"))
+    agent = dispatchers(write_config(tmp_path, binary=damaging, verify_tv="{decode: false}"))
     make_clip(tmp_path / "movies" / "film.mkv", seconds=SECONDS)
     make_clip(tmp_path / "tv" / "episode.mkv", seconds=SECONDS)
     source_bytes = (tmp_path / "movies" / "film.mkv").read_bytes()
@@ -190,7 +179,7 @@ exec sleep 600
 
 
 async def test_a_job_cancelled_during_its_decode_check_stops_it_at_once_and_publishes_nothing(
-    tmp_path: Path, agents: Callable[[Path], Agent], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, dispatchers: Callable[[Path], Agent], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     require_tools()
     make_clip(tmp_path / "movies" / "film.mkv", seconds=2)
@@ -199,7 +188,7 @@ async def test_a_job_cancelled_during_its_decode_check_stops_it_at_once_and_publ
     slow.write_text(SLOW_FFMPEG)
     slow.chmod(0o755)
     monkeypatch.setenv("PATH", f"{slow.parent}:{os.environ['PATH']}")
-    agent = agents(write_config(tmp_path, binary=Path(shutil.which("HandBrakeCLI") or "HandBrakeCLI"),
+    agent = dispatchers(write_config(tmp_path, binary=Path(shutil.which("HandBrakeCLI") or "HandBrakeCLI"),
                                 verify_tv="{decode: true}"))  # fmt: skip
     job = agent.queue("movies", "film.mkv")
     agent.dispatcher.tick()

@@ -10,10 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from agent import logs
@@ -25,6 +22,10 @@ from agent.observe import preset_hashes
 from agent.store import jobs
 from agent.store.db import open_database
 from agent.store.sqlite import SqliteStore
+from tests.support.cli import hb2r
+from tests.support.clips import make_clip
+from tests.support.jobs import new_job
+from tests.support.waiting import wait_for_async
 
 REPO = Path(__file__).resolve().parents[2]
 GIB = 1024**3
@@ -42,26 +43,7 @@ def make_library(root: Path, *, seconds: int, size: str, preset: str, limits: st
     """Make a one-clip library and its config under root; return the config's path."""
     for folder in ("tv", "archive"):
         (root / folder).mkdir()
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc2=size={size}:rate=25",
-            "-t",
-            str(seconds),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            str(root / "tv" / "clip.mkv"),
-        ],
-        check=True,
-    )
+    make_clip(root / "tv" / "clip.mkv", seconds=seconds, size=size, audio=False)
     config_path = root / "config.yaml"
     config_path.write_text(
         "version: 1\n"
@@ -96,13 +78,8 @@ def test_low_archive_space_holds_jobs_back_with_the_reason_shown_then_they_run(t
         assert dispatcher.running == {}
         held = [json.loads(line) for line in stream.getvalue().splitlines() if '"jobs held back"' in line]
         assert "archive free space 1 GiB is below min_free_disk 5 GiB" in held[0]["reasons"][0]
-        listing = subprocess.run(
-            [sys.executable, "-m", "agent", "jobs", str(config_path)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        listing = hb2r("jobs", str(config_path))
+        assert listing.returncode == 0, listing.stderr
         assert "No job may start now: archive free space 1 GiB is below min_free_disk 5 GiB" in listing.stdout
 
         sampler.archive_free = 500 * GIB
@@ -113,13 +90,8 @@ def test_low_archive_space_holds_jobs_back_with_the_reason_shown_then_they_run(t
             await asyncio.sleep(0.1)
         assert [job.rel_path for job in jobs.list_jobs(connection, state=jobs.JobState.DONE)] == ["clip.mkv"]
         assert (config.paths.archive / "TV/clip.mkv").stat().st_size > 0
-        listing = subprocess.run(
-            [sys.executable, "-m", "agent", "jobs", str(config_path)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        listing = hb2r("jobs", str(config_path))
+        assert listing.returncode == 0, listing.stderr
         assert "No job may start now" not in listing.stdout
         connection.close()
 
@@ -152,12 +124,6 @@ def test_memory_pressure_pauses_the_running_encode_and_resumes_it_later(tmp_path
                 cpu_percent=5.0, memory_percent=percent, available_memory=self.available, archive_free=500 * GIB
             )
 
-    async def wait_until(condition: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + 30
-        while not condition() and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert condition(), what
-
     async def scenario() -> None:
         connection = open_database(config.paths.state_dir)
         state = AgentState(
@@ -168,13 +134,15 @@ def test_memory_pressure_pauses_the_running_encode_and_resumes_it_later(tmp_path
         dispatcher = Dispatcher(state, log=log, sampler=memory)
         dispatcher.tick()
         (running,) = dispatcher.running.values()
-        await wait_until(lambda: running.encode is not None, "the encode started")
+        await wait_for_async(lambda: running.encode is not None, what="the encode started", deadline=30, interval=0.05)
         assert running.encode is not None
         process = psutil.Process(running.encode.pid)
 
         memory.available = 200 * 1024**2
         dispatcher.tick()
-        await wait_until(lambda: process.status() == psutil.STATUS_STOPPED, "the encode paused")
+        await wait_for_async(
+            lambda: process.status() == psutil.STATUS_STOPPED, what="the encode paused", deadline=30, interval=0.05
+        )
         assert running.suspended
         dispatcher.tick()  # still under pressure: no second job, nothing resumed
         assert process.status() == psutil.STATUS_STOPPED
@@ -201,15 +169,16 @@ def test_a_job_of_a_library_taken_out_of_the_config_is_cancelled_not_run(tmp_pat
 
     async def scenario() -> None:
         connection = open_database(config.paths.state_dir)
-        left_over = jobs.enqueue(
+        left_over = jobs.enqueue(  # of library movies, in an earlier config, not in this one
             connection,
-            library="movies",  # in an earlier config, not in this one
-            rel_path="Film.mkv",
-            fingerprint="1:abc",
-            preset_hash="old",
-            output_path="Movies/Film.mkv",
-            reason="new",
-            now=datetime.now(UTC),
+            **new_job(
+                "Film.mkv",
+                library="movies",
+                fingerprint="1:abc",
+                preset_hash="old",
+                output_path="Movies/Film.mkv",
+                now=datetime.now(UTC),
+            ),
         )
         assert left_over is not None
         state = AgentState(config=config, store=SqliteStore(connection), preset_hashes={})

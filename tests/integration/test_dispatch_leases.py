@@ -29,8 +29,8 @@ from agent.store import jobs
 from agent.store.db import open_database
 from agent.store.leases import Claim
 from agent.store.sqlite import SqliteStore
-
-from .test_dispatch_lifecycle import LIMITS, Agent, alive, make_clip, until
+from tests.support.clips import make_clip
+from tests.support.dispatch import LIMITS, Agent, alive, until
 
 SLOW = "['--encoder-preset', 'veryslow']"
 
@@ -79,9 +79,7 @@ async def hosts() -> AsyncIterator[Callable[[Path], Agent]]:
 
     yield make
     for agent in made:
-        await agent.dispatcher.stop()
-        agent.context.checker.close()
-        agent.state.store.database.close()
+        await agent.close()
 
 
 @pytest.fixture

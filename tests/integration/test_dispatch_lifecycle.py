@@ -8,165 +8,27 @@ real one cannot be made to misbehave on demand (a hang), and the test says so.
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import sqlite3
-import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
-
-from agent import logs, scan
-from agent.api.context import ApiContext, assemble
 from agent.api.health import health_report
 from agent.config import load_config
-from agent.dispatcher import Dispatcher
-from agent.engine import AgentState
 from agent.gate import Sample
 from agent.notify.events import Event, EventKind
-from agent.resources import Sampler
 from agent.store import jobs
-from agent.store.db import database_path, open_database
-from agent.store.sqlite import SqliteStore
-
-DEADLINE = 30.0
-LIMITS = "{cpu_percent: 100, memory_percent: 100, min_free_memory: 1MiB, min_free_disk: 1MiB, max_jobs: 2}"
-
-
-def make_clip(path: Path, *, seconds: int, size: str = "320x180") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc2=size={size}:rate=25",
-            "-t",
-            str(seconds),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            str(path),
-        ],
-        check=True,
-    )
-    return path
-
-
-def write_config(
-    root: Path, *, libraries: tuple[str, ...] = ("tv", "movies"), handbrake: str = "{}", args: str = "[]"
-) -> Path:
-    for folder in ("tv", "movies", "archive"):
-        (root / folder).mkdir(exist_ok=True)
-    lines = "".join(
-        f"  - {{name: {name}, source: {name}, output: {name.upper()}, preset: p, stable_after: 0s}}\n"
-        for name in libraries
-    )
-    config = root / "config.yaml"
-    config.write_text(
-        "version: 1\n"
-        "paths: {archive: archive, state_dir: state}\n"
-        f"libraries:\n{lines}"
-        f"presets: {{p: {{handbrake: 'Very Fast 480p30', args: {args}}}}}\n"
-        f"handbrake: {handbrake}\n"
-        f"limits: {LIMITS}\n"
-        "retry: {attempts: 3, backoff: 1h, max_backoff: 2h}\n"
-        "auth: {jwt_secret_file: state/jwt.secret, bcrypt_rounds: 4}\n"
-    )
-    return config
-
-
-class Agent:
-    """The engine state, dispatcher and API context of one agent, as `hb2r run` assembles them."""
-
-    def __init__(self, config_path: Path) -> None:
-        self.stream = io.StringIO()
-        logs.configure(stream=self.stream, json=True)
-        config = load_config(config_path).config
-        self.state = AgentState(
-            config=config, store=SqliteStore(open_database(config.paths.state_dir)), preset_hashes={"p": "p1"}
-        )
-        self.context: ApiContext = assemble(
-            self.state,
-            sampler=Sampler(config.paths.archive),
-            secret=b"s" * 32,
-            request_scan=lambda: None,
-            log=logs.get_logger("test"),
-            now=datetime.now(UTC),
-        )
-        self.dispatcher: Dispatcher = self.context.dispatcher
-
-    def queue(self, library: str, rel_path: str) -> jobs.Job:
-        """Queue the file as a pass would, with its real fingerprint (the dispatcher checks it after the encode)."""
-        source = next(item.source for item in self.state.config.libraries if item.name == library) / rel_path
-        job = jobs.enqueue(
-            self.state.store.database,
-            library=library,
-            rel_path=rel_path,
-            fingerprint=scan.fingerprint(source, size=source.stat().st_size) if source.exists() else f"fp:{rel_path}",
-            preset_hash="p1",
-            output_path=f"{library.upper()}/{Path(rel_path).with_suffix('.mkv')}",
-            reason="new",
-            now=datetime.now(UTC),
-        )
-        assert job is not None
-        return job
-
-    def job(self, job_id: int) -> jobs.Job:
-        job = jobs.get(self.state.store.database, job_id)
-        assert job is not None
-        return job
-
-    def events(self, name: str) -> list[str]:
-        return [line for line in self.stream.getvalue().splitlines() if f'"event": "{name}"' in line]
-
-
-@pytest.fixture
-async def agents() -> AsyncIterator[Callable[[Path], Agent]]:
-    made: list[Agent] = []
-
-    def make(config_path: Path) -> Agent:
-        made.append(Agent(config_path))
-        return made[-1]
-
-    yield make
-    for agent in made:
-        await agent.dispatcher.stop()
-        agent.context.checker.close()
-        agent.state.store.database.close()
-
-
-async def until(condition: Callable[[], object], *, what: str, tick: Dispatcher | None = None) -> None:
-    end = time.monotonic() + DEADLINE
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        if tick is not None:
-            tick.tick()
-        await asyncio.sleep(0.05)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie has ended; only the parent's wait is missing.
-    return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+from agent.store.db import database_path
+from tests.support.clips import make_clip
+from tests.support.dispatch import Agent, alive, until, write_config
 
 
 async def test_a_job_whose_failure_cannot_be_recorded_is_recorded_later_and_frees_its_slot(
-    tmp_path: Path, agents: Callable[[Path], Agent]
+    tmp_path: Path, dispatchers: Callable[[Path], Agent]
 ) -> None:
-    agent = agents(write_config(tmp_path))
+    agent = dispatchers(write_config(tmp_path))
     (tmp_path / "tv" / "broken.mkv").write_bytes(b"not a video " * 1000)  # HandBrakeCLI fails at once: no title
     job = agent.queue("tv", "broken.mkv")
     agent.state.store.database.execute("PRAGMA busy_timeout = 50")
@@ -190,10 +52,10 @@ async def test_a_job_whose_failure_cannot_be_recorded_is_recorded_later_and_free
 
 
 async def test_an_encode_whose_library_a_reload_removed_is_stopped_and_leaves_nothing(
-    tmp_path: Path, agents: Callable[[Path], Agent]
+    tmp_path: Path, dispatchers: Callable[[Path], Agent]
 ) -> None:
     # A slow x264 setting on a longer clip: the encode is still running when the config changes.
-    agent = agents(write_config(tmp_path, args="['--encoder-preset', 'veryslow']"))
+    agent = dispatchers(write_config(tmp_path, args="['--encoder-preset', 'veryslow']"))
     make_clip(tmp_path / "tv" / "long.mkv", seconds=20, size="640x360")
     job = agent.queue("tv", "long.mkv")
     agent.dispatcher.tick()
@@ -223,13 +85,13 @@ wait
 
 
 async def test_a_hung_encode_is_killed_failed_as_temporary_and_reported(
-    tmp_path: Path, agents: Callable[[Path], Agent]
+    tmp_path: Path, dispatchers: Callable[[Path], Agent]
 ) -> None:
     fake = tmp_path / "bin" / "HandBrakeCLI"
     fake.parent.mkdir()
     fake.write_text(HANGING_HANDBRAKE)
     fake.chmod(0o755)
-    agent = agents(write_config(tmp_path, handbrake=f"{{binary: {fake}, stall_timeout: 1s}}"))
+    agent = dispatchers(write_config(tmp_path, handbrake=f"{{binary: {fake}, stall_timeout: 1s}}"))
     told: list[Event] = []
     agent.state.notify = told.append  # what the notifier would be handed (agent.notify.notifier.Notifier.emit)
     make_clip(tmp_path / "tv" / "clip.mkv", seconds=1)
@@ -272,12 +134,12 @@ class MemoryPressure:
         return Sample(cpu_percent=5.0, memory_percent=memory, available_memory=8 * 1024**3, archive_free=1024**4)
 
 
-async def test_a_suspended_encode_is_not_stalled(tmp_path: Path, agents: Callable[[Path], Agent]) -> None:
+async def test_a_suspended_encode_is_not_stalled(tmp_path: Path, dispatchers: Callable[[Path], Agent]) -> None:
     fake = tmp_path / "bin" / "HandBrakeCLI"  # hangs: see HANGING_HANDBRAKE
     fake.parent.mkdir()
     fake.write_text(HANGING_HANDBRAKE)
     fake.chmod(0o755)
-    agent = agents(write_config(tmp_path, handbrake=f"{{binary: {fake}, stall_timeout: 1s}}"))
+    agent = dispatchers(write_config(tmp_path, handbrake=f"{{binary: {fake}, stall_timeout: 1s}}"))
     make_clip(tmp_path / "tv" / "clip.mkv", seconds=1)
     job = agent.queue("tv", "clip.mkv")
     agent.dispatcher.tick()
@@ -306,11 +168,11 @@ def started(agent: Agent, job_id: int) -> int:
 
 
 async def test_a_file_handbrake_finds_no_title_in_is_dead_after_one_attempt(
-    tmp_path: Path, agents: Callable[[Path], Agent]
+    tmp_path: Path, dispatchers: Callable[[Path], Agent]
 ) -> None:
     # HandBrakeCLI 1.6.1 on bytes that are no video: "scan: unrecognized file type",
     # "libhb: scan thread found 0 valid title(s)", "No title found.", exit code 2.
-    agent = agents(write_config(tmp_path))
+    agent = dispatchers(write_config(tmp_path))
     (tmp_path / "tv" / "notes.mkv").write_bytes(os.urandom(200_000))
     job = agent.queue("tv", "notes.mkv")
 
@@ -329,9 +191,9 @@ async def test_a_file_handbrake_finds_no_title_in_is_dead_after_one_attempt(
 
 
 async def test_a_job_whose_source_is_gone_when_it_starts_is_dead_at_once(
-    tmp_path: Path, agents: Callable[[Path], Agent]
+    tmp_path: Path, dispatchers: Callable[[Path], Agent]
 ) -> None:
-    agent = agents(write_config(tmp_path))
+    agent = dispatchers(write_config(tmp_path))
     make_clip(tmp_path / "tv" / "gone.mkv", seconds=1)
     job = agent.queue("tv", "gone.mkv")
     (tmp_path / "tv" / "gone.mkv").unlink()  # between the pass that queued it and its start
@@ -349,9 +211,9 @@ async def test_a_job_whose_source_is_gone_when_it_starts_is_dead_at_once(
 
 
 async def test_a_job_whose_source_vanished_during_its_encode_is_dead_and_publishes_nothing(
-    tmp_path: Path, agents: Callable[[Path], Agent]
+    tmp_path: Path, dispatchers: Callable[[Path], Agent]
 ) -> None:
-    agent = agents(write_config(tmp_path, args="['--encoder-preset', 'veryslow']"))
+    agent = dispatchers(write_config(tmp_path, args="['--encoder-preset', 'veryslow']"))
     source = make_clip(tmp_path / "tv" / "brief.mkv", seconds=8, size="640x360")
     job = agent.queue("tv", "brief.mkv")
     agent.dispatcher.tick()

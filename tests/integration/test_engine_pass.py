@@ -22,28 +22,14 @@ from agent.engine import AgentState, reconcile
 from agent.store import jobs, ledger
 from agent.store.db import open_database
 from agent.store.sqlite import SqliteStore
-
-
-def make_config(root: Path, files: int) -> Path:
-    for folder in ("tv", "archive"):
-        (root / folder).mkdir()
-    for number in range(files):
-        (root / "tv" / f"E{number:02d}.mkv").write_bytes(f"episode {number}".encode() * 100)
-    config = root / "config.yaml"
-    config.write_text(
-        "version: 1\n"
-        "paths: {archive: archive, state_dir: state}\n"
-        "libraries: [{name: tv, source: tv, output: TV, preset: tv, stable_after: 0s}]\n"
-        "presets: {tv: {handbrake: 'Very Fast 480p30'}}\n"
-    )
-    return config
+from tests.support.configs import write_small_library
 
 
 def test_a_big_library_is_queued_a_budget_at_a_time_and_every_file_gets_its_turn(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(engine, "ENQUEUE_BUDGET", 2)  # fingerprints read from disk per pass
-    config = load_config(make_config(tmp_path, files=5)).config
+    config = load_config(write_small_library(tmp_path, files=5)).config
     logs.configure(stream=io.StringIO(), json=True)
 
     async def passes() -> list[int]:
@@ -60,7 +46,7 @@ def test_a_big_library_is_queued_a_budget_at_a_time_and_every_file_gets_its_turn
 
 
 def test_jobs_the_plan_no_longer_wants_are_cancelled_but_not_those_of_a_paused_library(tmp_path: Path) -> None:
-    config_path = make_config(tmp_path, files=2)
+    config_path = write_small_library(tmp_path, files=2)
     config = load_config(config_path).config
     logs.configure(stream=io.StringIO(), json=True)
 
@@ -89,7 +75,7 @@ def test_jobs_the_plan_no_longer_wants_are_cancelled_but_not_those_of_a_paused_l
 def test_a_file_published_while_the_pass_scans_is_not_queued_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = load_config(make_config(tmp_path, files=1)).config
+    config = load_config(write_small_library(tmp_path, files=1)).config
     logs.configure(stream=io.StringIO(), json=True)
     real_queue = engine._queue
 
@@ -133,7 +119,7 @@ def test_a_file_published_while_the_pass_scans_is_not_queued_again(
 
 
 def test_a_pass_takes_the_folders_inotify_marked_and_says_when_a_waiting_file_becomes_stable(tmp_path: Path) -> None:
-    config = load_config(make_config(tmp_path, files=1)).config
+    config = load_config(write_small_library(tmp_path, files=1)).config
     config = config.model_copy(
         update={"libraries": [config.libraries[0].model_copy(update={"stable_after": timedelta(seconds=30)})]}
     )
@@ -174,7 +160,7 @@ class Clocks:
 def test_passes_list_only_what_changed_and_a_full_pass_every_full_interval_reports_what_they_missed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config_path = make_config(tmp_path, files=3)
+    config_path = write_small_library(tmp_path, files=3)
     (tmp_path / "tv" / "Show").mkdir()
     (tmp_path / "tv" / "Show" / "S01.mkv").write_bytes(b"show" * 100)
     config_path.write_text(config_path.read_text() + "scan: {interval: 1m, full_interval: 1h}\n")
@@ -231,14 +217,7 @@ def test_a_pass_holds_a_few_folders_at_a_time_never_the_whole_library(
     for folder in range(engine.KEPT_PAGE + 20):
         (tmp_path / "tv" / f"Show {folder:03d}").mkdir()
         (tmp_path / "tv" / f"Show {folder:03d}" / "E01.mkv").write_bytes(b"episode" * 100)
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(
-        "version: 1\n"
-        "paths: {archive: archive, state_dir: state}\n"
-        "libraries: [{name: tv, source: tv, output: TV, preset: tv, stable_after: 0s}]\n"
-        "presets: {tv: {handbrake: 'Very Fast 480p30'}}\n"
-        "scan: {full_interval: 1h}\n"
-    )
+    config_path = write_small_library(tmp_path, files=0, extra="scan: {full_interval: 1h}\n")
     config = load_config(config_path).config
     logs.configure(stream=io.StringIO(), json=True)
     asked: list[int] = []
@@ -277,14 +256,7 @@ def test_a_pass_plans_only_the_folders_that_changed_or_have_work_and_counts_the_
     from agent.scan import fingerprint
 
     source, archive = tmp_path / "tv", tmp_path / "archive"
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(
-        "version: 1\n"
-        "paths: {archive: archive, state_dir: state}\n"
-        "libraries: [{name: tv, source: tv, output: TV, preset: tv, stable_after: 0s}]\n"
-        "presets: {tv: {handbrake: 'Very Fast 480p30'}}\n"
-        "scan: {full_interval: 1h}\n"
-    )
+    config_path = write_small_library(tmp_path, files=0, extra="scan: {full_interval: 1h}\n")
     for folder in range(30):
         (source / f"Show {folder:03d}").mkdir(parents=True)
         (source / f"Show {folder:03d}" / "E01.mkv").write_bytes(f"episode {folder}".encode() * 100)
@@ -369,7 +341,7 @@ def test_the_fingerprints_a_pass_decides_with_are_read_off_the_event_loop(
     from agent.identity import output_path
     from agent.scan import fingerprint
 
-    config = load_config(make_config(tmp_path, files=1)).config
+    config = load_config(write_small_library(tmp_path, files=1)).config
     [tv] = config.libraries
     source = tmp_path / "tv"
     connection = open_database(config.paths.state_dir)
@@ -407,13 +379,7 @@ def test_a_pass_over_an_unchanged_library_gives_the_loop_a_turn_between_batches(
     every time, and never finished."""
     for folder in ("tv", "archive"):
         (tmp_path / folder).mkdir()
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(
-        "version: 1\n"
-        "paths: {archive: archive, state_dir: state}\n"
-        "libraries: [{name: tv, source: tv, output: TV, preset: tv, stable_after: 0s}]\n"
-        "presets: {tv: {handbrake: 'Very Fast 480p30'}}\n"
-    )
+    config_path = write_small_library(tmp_path, files=0)
     config = load_config(config_path).config
     connection = open_database(config.paths.state_dir)
     for show in range(12):
@@ -471,7 +437,7 @@ def test_an_idle_pass_reads_no_remembered_folder_and_the_agent_remembers_what_th
     """An idle pass at a million files read its 20,000 remembered folders (the library's and the
     archive's) from the store every pass: a third of its time. The agent keeps them as its last
     recording left them; they must stay exactly what the store holds through every kind of change."""
-    config_path = make_config(tmp_path, files=2)
+    config_path = write_small_library(tmp_path, files=2)
     (tmp_path / "tv" / "Show").mkdir()
     (tmp_path / "tv" / "Show" / "S01.mkv").write_bytes(b"show" * 100)
     (tmp_path / "archive" / "TV" / "Show").mkdir(parents=True)
@@ -533,7 +499,7 @@ def test_an_idle_pass_reads_no_remembered_folder_and_the_agent_remembers_what_th
 def test_a_pass_over_files_already_queued_writes_no_job_and_reads_no_row_per_file(tmp_path: Path) -> None:
     """Files that stay queued are planned and ruled again every pass; their jobs are read a
     stretch at a time, and nothing is written or looked up for each file (bench/rules.py, part pass)."""
-    config = load_config(make_config(tmp_path, files=40)).config
+    config = load_config(write_small_library(tmp_path, files=40)).config
     logs.configure(stream=io.StringIO(), json=True)
 
     async def statements_of_the_second_pass() -> list[str]:

@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 
 import psutil
 import pytest
 
 from agent.handbrake.runner import lower_priority
-
-
-@pytest.fixture
-def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(["sleep", "30"])
-    try:
-        yield process
-    finally:
-        process.kill()
-        process.wait()
 
 
 def test_lower_priority_makes_an_encoder_nice_and_idle_on_io(sleeper: subprocess.Popen[bytes]) -> None:

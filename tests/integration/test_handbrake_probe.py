@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from agent.handbrake.probe import HandBrakeUnavailable, available_presets, handbrake_version, media_duration
+from tests.support.clips import make_clip
 
 
 @pytest.fixture(scope="module")
 def two_second_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("clip") / "two-seconds.mkv"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25", "-f", "lavfi",
-         "-i", "sine", "-t", "2", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", str(path)],
-        check=True,
-        timeout=120,
-    )  # fmt: skip
-    return path
+    return make_clip(tmp_path_factory.mktemp("clip") / "two-seconds.mkv", seconds=2)
 
 
 def test_the_built_in_presets_are_listed() -> None:

@@ -1,6 +1,6 @@
 """The real HandBrakeCLI, started, followed, paused and stopped by the runner.
 
-Clips are made here with ffmpeg (testsrc2 + sine). Only one fake HandBrakeCLI appears: a
+Clips are made with ffmpeg (testsrc2 + sine, tests/support/clips.py). Only one fake HandBrakeCLI appears: a
 shell script that ignores SIGTERM and hangs, a case the real binary cannot produce on
 demand. Nothing sleeps to wait for work: every wait polls a condition with a deadline.
 """
@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Coroutine, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,6 +26,8 @@ from agent.handbrake.command import encode_argv
 from agent.handbrake.probe import media_duration
 from agent.handbrake.progress import Progress
 from agent.handbrake.runner import Encode, EncodeResult
+from tests.support.clips import make_clip
+from tests.support.waiting import wait_for_async
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "handbrake"
@@ -35,15 +38,7 @@ SLOW = Preset(handbrake="Fast 720p30", args=("--encoder-preset", "veryslow"))
 T = TypeVar("T")
 
 
-def make_clip(path: Path, *, seconds: float, size: str = "320x180") -> Path:
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25", "-f", "lavfi",
-         "-i", "sine", "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest",
-         str(path)],
-        check=True,
-        timeout=120,
-    )  # fmt: skip
-    return path
+until = partial(wait_for_async, deadline=30.0, interval=0.02)
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +52,6 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]
 
 def run(scenario: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return asyncio.run(scenario())
-
-
-async def until(condition: Callable[[], bool], *, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def gone(pid: int) -> bool:
@@ -214,6 +201,14 @@ def test_a_missing_binary_is_refused_before_anything_starts(tmp_path: Path) -> N
         run(scenario)
 
 
+async def encode_under_way(source: Path, output: Path, *, preset: Preset, nice: int, seen: list[Progress]) -> Encode:
+    """Start the real HandBrakeCLI on source at nice, its progress into seen; return once it reports some."""
+    argv = encode_argv(binary=BINARY, preset=preset, source=source, output=output)
+    encode = await Encode.start(argv, nice=nice, on_progress=seen.append)
+    await until(lambda: bool(seen), what="the first progress report")
+    return encode
+
+
 def test_the_encode_runs_at_the_requested_niceness_in_every_thread_and_idle_io(
     clips: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -221,9 +216,7 @@ def test_the_encode_runs_at_the_requested_niceness_in_every_thread_and_idle_io(
     observed: dict[str, object] = {}
 
     async def scenario() -> EncodeResult:
-        argv = encode_argv(binary=BINARY, preset=SLOW, source=clips["long"], output=tmp_path / "out.mkv")
-        encode = await Encode.start(argv, nice=7, on_progress=seen.append)
-        await until(lambda: bool(seen), what="the first progress report")
+        encode = await encode_under_way(clips["long"], tmp_path / "out.mkv", preset=SLOW, nice=7, seen=seen)
         process = psutil.Process(encode.pid)
         observed.update(
             name=process.name(), nice=process.nice(), io=process.ionice().ioclass, threads=thread_niceness(encode.pid)
@@ -245,9 +238,7 @@ def test_cancel_stops_a_running_encode_within_the_grace(clips: dict[str, Path], 
     timing: dict[str, float] = {}
 
     async def scenario() -> tuple[int, EncodeResult]:
-        argv = encode_argv(binary=BINARY, preset=SLOW, source=clips["long"], output=tmp_path / "out.mkv")
-        encode = await Encode.start(argv, nice=10, on_progress=seen.append)
-        await until(lambda: bool(seen), what="the first progress report")
+        encode = await encode_under_way(clips["long"], tmp_path / "out.mkv", preset=SLOW, nice=10, seen=seen)
         started = time.monotonic()
         await encode.cancel(grace=5.0)
         timing["cancel"] = time.monotonic() - started
@@ -298,7 +289,7 @@ def test_cancelling_the_task_that_awaits_an_encode_kills_its_process_group(tmp_p
         waiter.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiter
-        await until(lambda: all(gone(pid) for pid in pids), timeout=5, what="the process group to die")
+        await until(lambda: all(gone(pid) for pid in pids), what="the process group to die", deadline=5)
         return pids
 
     pids = run(scenario)
@@ -311,13 +302,11 @@ def test_suspend_stops_the_encode_and_resume_lets_it_finish(clips: dict[str, Pat
     observed: dict[str, object] = {}
 
     async def scenario() -> EncodeResult:
-        argv = encode_argv(binary=BINARY, preset=QUICK, source=clips["long"], output=tmp_path / "out.mkv")
-        encode = await Encode.start(argv, nice=10, on_progress=seen.append)
-        await until(lambda: bool(seen), what="the first progress report")
+        encode = await encode_under_way(clips["long"], tmp_path / "out.mkv", preset=QUICK, nice=10, seen=seen)
         process = psutil.Process(encode.pid)
 
         encode.suspend()
-        await until(lambda: process.status() == psutil.STATUS_STOPPED, timeout=5, what="the process to stop")
+        await until(lambda: process.status() == psutil.STATUS_STOPPED, what="the process to stop", deadline=5)
         observed["status"], observed["suspended"] = process.status(), encode.suspended
         cpu = [-1.0]
 
@@ -325,7 +314,7 @@ def test_suspend_stops_the_encode_and_resume_lets_it_finish(clips: dict[str, Pat
             previous, cpu[0] = cpu[0], sum(process.cpu_times()[:2])
             return previous == cpu[0]
 
-        await until(cpu_stands_still, timeout=5, what="a stopped encode to use no CPU")
+        await until(cpu_stands_still, what="a stopped encode to use no CPU", deadline=5)
         reports_while_stopped = len(seen)
 
         encode.resume()
@@ -374,7 +363,7 @@ def test_an_encode_even_a_suspended_one_dies_with_an_agent_killed_by_sigkill(
         agent.kill()
         agent.wait(timeout=10)
 
-        asyncio.run(until(lambda: gone(encoder_pid), timeout=10, what="the orphaned encoder to die"))
+        asyncio.run(until(lambda: gone(encoder_pid), what="the orphaned encoder to die", deadline=10))
     finally:
         if encoder_pid is not None and not gone(encoder_pid):
             os.killpg(encoder_pid, signal.SIGKILL)

@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ from agent.domain import LedgerEntry
 from agent.store import StoreError, jobs, ledger
 from agent.store.db import MIGRATIONS, open_database, transaction
 from agent.store.jobs import Job, JobNotFound, JobState, JobStateError
+from tests.support.jobs import new_job
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 RETRY = Retry(attempts=3, backoff=timedelta(seconds=30), max_backoff=timedelta(hours=1))
@@ -33,25 +35,9 @@ def database(tmp_path: Path) -> Iterator[sqlite3.Connection]:
     connection.close()
 
 
-def add(
-    connection: sqlite3.Connection,
-    rel_path: str = "Show/E01.mkv",
-    *,
-    library: str = "tv",
-    fingerprint: str | None = None,
-    preset_hash: str = "p1",
-    now: datetime = T0,
-) -> Job | None:
-    return jobs.enqueue(
-        connection,
-        library=library,
-        rel_path=rel_path,
-        fingerprint=fingerprint or f"100:{rel_path}",
-        preset_hash=preset_hash,
-        output_path=f"{library.upper()}/{rel_path}",
-        reason="new",
-        now=now,
-    )
+def add(connection: sqlite3.Connection, rel_path: str = "Show/E01.mkv", **fields: Any) -> Job | None:
+    """Queue rel_path (fields: new_job's options); return the job, or None if it was not queued."""
+    return jobs.enqueue(connection, **new_job(rel_path, **fields))
 
 
 def added(connection: sqlite3.Connection, rel_path: str = "Show/E01.mkv", **identity: str) -> Job:
@@ -246,7 +232,7 @@ def test_jobs_start_by_library_order_then_age(
         added(database, rel_path, library=library, now=at(seconds))  # type: ignore[arg-type]
 
     started = []
-    while (job := jobs.next_runnable(database, now=at(60), library_order=library_order, exclude_libraries=excluded)):
+    while job := jobs.next_runnable(database, now=at(60), library_order=library_order, exclude_libraries=excluded):
         started.append(f"{job.library}/{job.rel_path}")
         jobs.mark_running(database, job.id, now=at(60))
         jobs.mark_done(database, job.id, now=at(60))

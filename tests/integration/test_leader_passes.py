@@ -13,7 +13,7 @@ import io
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,34 +29,12 @@ from agent.store.database_store import DatabaseStore
 from agent.store.jobs import JobState
 from agent.store.leader import NotLeader
 from agent.store.postgres import connect_postgres
+from tests.support.configs import write_small_library
+from tests.support.jobs import new_job
+from tests.support.waiting import wait_for
 
 LEASE = timedelta(seconds=3)
 T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T], *, seconds: float = 10.0) -> T:
-    deadline = time.monotonic() + seconds
-    while True:
-        found = probe()
-        if found or time.monotonic() > deadline:
-            assert found, f"nothing within {seconds} s"
-            return found
-        time.sleep(0.05)
-
-
-def make_config(root: Path, files: int) -> Path:
-    for folder in ("tv", "archive"):
-        (root / folder).mkdir()
-    for number in range(files):
-        (root / "tv" / f"E{number:02d}.mkv").write_bytes(f"episode {number}".encode() * 100)
-    config = root / "config.yaml"
-    config.write_text(
-        "version: 1\n"
-        "paths: {archive: archive, state_dir: state}\n"
-        "libraries: [{name: tv, source: tv, output: TV, preset: tv, stable_after: 0s}]\n"
-        "presets: {tv: {handbrake: 'Very Fast 480p30'}}\n"
-    )
-    return config
 
 
 @pytest.fixture
@@ -78,7 +56,7 @@ def queued(store: DatabaseStore) -> list[str]:
 def test_only_the_leaders_pass_writes_and_a_paused_former_leader_is_refused(
     tmp_path: Path, stores: tuple[DatabaseStore, DatabaseStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = load_config(make_config(tmp_path, files=2)).config
+    config = load_config(write_small_library(tmp_path, files=2)).config
     output = io.StringIO()
     logs.configure(stream=output, json=True)
     log = logs.get_logger("test")
@@ -103,7 +81,7 @@ def test_only_the_leaders_pass_writes_and_a_paused_former_leader_is_refused(
 
         def paused_walk(*args: Any, **kwargs: Any) -> Any:
             walked = walk(*args, **kwargs)
-            eventually(lambda: beta.renew(beta_store))
+            wait_for(lambda: beta.renew(beta_store), what="beta to renew", deadline=10, interval=0.05)
             return walked
 
         monkeypatch.setattr(engine, "walk_for_pass", paused_walk)
@@ -132,17 +110,16 @@ def test_a_takeover_waits_for_the_leaders_transaction_in_flight_then_fences_its_
     taken: list[object] = []
 
     with fenced.transaction():  # checked while the lease held; the leader row is now share-locked
-        job = fenced.enqueue(
-            library="tv",
-            rel_path="E00.mkv",
-            fingerprint="f0",
-            preset_hash="p1",
-            output_path="TV/E00.mkv",
-            reason="new",
-            now=datetime.now(UTC),
-        )
+        job = fenced.enqueue(**new_job("E00.mkv", fingerprint="f0", now=datetime.now(UTC)))
         taker = threading.Thread(
-            target=lambda: taken.append(eventually(lambda: beta_store.take_or_renew_leadership("beta", lease=LEASE)))
+            target=lambda: taken.append(
+                wait_for(
+                    lambda: beta_store.take_or_renew_leadership("beta", lease=LEASE),
+                    what="beta to lead",
+                    deadline=10,
+                    interval=0.05,
+                )
+            )
         )
         taker.start()
         time.sleep(0.5)  # well past alpha's lease: beta's take must still be waiting on the row lock
@@ -162,7 +139,7 @@ def test_a_host_that_leads_again_after_another_did_keeps_the_scan_memory_true(
     """A leader remembers the folders its passes recorded, not to read them every pass. While
     another host led, that host recorded its own walks: a folder made and then deleted must not
     stay in the scan memory, as if its files were still there, when the first host leads again."""
-    config = load_config(make_config(tmp_path, files=1)).config
+    config = load_config(write_small_library(tmp_path, files=1)).config
     logs.configure(stream=io.StringIO(), json=True)
     log = logs.get_logger("test")
     alpha_store, beta_store = stores

@@ -16,8 +16,8 @@ from agent.facts import HdrKind
 from agent.handbrake.command import encode_argv
 from agent.handbrake.probe import ProbeFailed, probe_facts
 from agent.handbrake.tracks import audio_options, subtitle_options
-from tests.integration.archive_support import PRESET, require_tools
-from tests.integration.media_clips import CLIPS
+from tests.support.archive import PRESET, require_tools
+from tests.support.media_clips import CLIPS
 
 
 @pytest.fixture(scope="module")

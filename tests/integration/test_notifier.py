@@ -13,11 +13,11 @@ import io
 import json
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from notify_receiver import Receiver, port_nobody_listens_on, receiving
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent import logs
@@ -26,9 +26,14 @@ from agent.metrics import Metrics, Snapshot
 from agent.notify import events
 from agent.notify.notifier import Notifier
 from agent.store.sqlite import open_store
+from tests.support.notify_receiver import Receiver, port_nobody_listens_on, receiving
+from tests.support.waiting import wait_for_async
 
 DEAD = [events.job_dead(job_id=n, library="tv", path=f"{n}.mkv", reason="no title", host="nas") for n in (1, 2, 3)]
 DRAINED = events.queue_drained(encoded_today=2, saved_today="1.5 GiB", dead=0, host="nas")
+
+
+eventually = partial(wait_for_async, deadline=20.0, interval=0.05)
 
 
 @pytest.fixture
@@ -67,15 +72,6 @@ def counted(metrics: Metrics, *, outcome: str, target: str = "notify[0] (json)")
             if sample.name == "hb2r_notifications_total" and sample.labels.get("outcome") == outcome:
                 total += sample.value if sample.labels.get("target") == target else 0
     return total
-
-
-async def eventually(condition: Any, *, what: str, deadline: float = 20.0) -> None:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_each_event_arrives_once_with_its_title_and_body(receiver: Receiver, metrics: Metrics) -> None:

@@ -20,8 +20,8 @@ from agent.api.app import init_app
 from agent.api.context import ApiContext
 from agent.engine import reconcile
 from agent.store import jobs
-
-from .api_support import ADMIN_HASH, ADMIN_PASSWORD, build_context, free_port
+from tests.support.api import ADMIN_HASH, ADMIN_PASSWORD, build_context
+from tests.support.ports import free_port
 
 
 def write_config(root: Path) -> Path:

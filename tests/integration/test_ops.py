@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from agent.ops import event_lines, exit_code, parse_extravars, recap_lines
+from tests.support.cli import hb2r as run_hb2r
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -76,17 +77,7 @@ def environment() -> dict[str, str]:
 
 
 def hb2r(*arguments: str) -> subprocess.CompletedProcess[str]:
-    finished = subprocess.run(
-        [sys.executable, "-m", "agent", *arguments],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=environment(),
-        timeout=300,
-        check=False,
-    )
-    assert "Traceback" not in finished.stdout + finished.stderr
-    return finished
+    return run_hb2r(*arguments, environment=environment(), timeout=300)
 
 
 @pytest.fixture

@@ -9,11 +9,9 @@ import re
 import shutil
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,10 +25,10 @@ from agent.scan import fingerprint
 from agent.store import ledger, scans, users
 from agent.store.choose import read_state
 from agent.store.db import DATABASE_NAME, SCHEMA_VERSION, open_database
+from tests.support.clips import make_clip
+from tests.support.plan_cli import ADMIN_HASH, place, run_plan, snapshot, write_config
 
-REPO = Path(__file__).resolve().parents[2]
 NOW = "2024-05-01T12:00:00+00:00"
-ADMIN_HASH = "$2b$12$EjNJyDau5vaz3Rw4eyFU3.CgVEnpVjQQ1gikg1nhkSP/nLG5YgekG"
 
 
 @pytest.fixture(scope="module")
@@ -38,79 +36,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real one-second video with sound, made once for the module and copied where needed."""
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed (Debian package ffmpeg)")
-    path = tmp_path_factory.mktemp("clips") / "clip.mkv"
-    subprocess.run(
-        [
-            "ffmpeg", "-nostdin", "-loglevel", "error",
-            "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25",
-            "-f", "lavfi", "-i", "sine",
-            "-t", "1", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest",
-            str(path),
-        ],
-        check=True,
-        timeout=120,
-    )
-    return path
-
-
-def place(clip: Path, folder: Path, *rel_paths: str) -> None:
-    for rel_path in rel_paths:
-        target = folder / rel_path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(clip, target)
-
-
-def write_config(
-    tmp_path: Path,
-    *,
-    libraries: Iterable[str] = ("tv", "movies"),
-    stable_after: str = "0s",
-    with_users: bool = False,
-) -> Path:
-    """Write a config for tmp_path: sources tmp_path/<library>, archive, state; return its path.
-
-    `stable_after: 0s` makes a file stable as soon as it is there: these tests copy finished
-    clips and then look at the plan at once, so waiting for copies to settle would only hide
-    the actions under test.
-    """
-    presets = {"tv": {"handbrake": "Very Fast 480p30", "container": "mkv"},
-               "movies": {"handbrake": "Very Fast 720p30", "container": "mp4"}}
-    outputs = {"tv": "TV", "movies": "Movies"}
-    config: dict[str, Any] = {
-        "version": 1,
-        "paths": {"archive": str(tmp_path / "archive"), "state_dir": str(tmp_path / "state")},
-        "libraries": [
-            {
-                "name": name,
-                "source": str(tmp_path / name),
-                "output": outputs[name],
-                "preset": name,
-                "stable_after": stable_after,
-            }
-            for name in libraries
-        ],
-        "presets": {name: presets[name] for name in libraries},
-        "users": [{"name": "admin", "role": "admin", "password_hash": ADMIN_HASH}] if with_users else [],
-    }
-    (tmp_path / "archive").mkdir(exist_ok=True)
-    (tmp_path / "home").mkdir(exist_ok=True)
-    path = tmp_path / "config.yaml"
-    path.write_text(json.dumps(config, indent=2))  # JSON is YAML
-    return path
-
-
-def run_plan(config: Path, *options: str, unprivileged: bool = False) -> subprocess.CompletedProcess[str]:
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("HB2R_")}
-    environment["HOME"] = str(config.parent / "home")  # so anything written there is seen
-    command = [sys.executable, "-m", "agent", "plan", *options, str(config)]
-    if unprivileged and os.geteuid() == 0:
-        # Root ignores file modes; without these two capabilities it is bound by them.
-        command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *command]
-    finished = subprocess.run(
-        command, capture_output=True, text=True, cwd=REPO, env=environment, timeout=120, check=False
-    )
-    assert "Traceback" not in finished.stderr + finished.stdout
-    return finished
+    return make_clip(tmp_path_factory.mktemp("clips") / "clip.mkv", seconds=1)
 
 
 def record_everything_done(config_path: Path) -> None:
@@ -146,18 +72,6 @@ def record_everything_done(config_path: Path) -> None:
             users.apply(connection, change, now=NOW)
     finally:
         connection.close()
-
-
-def snapshot(root: Path) -> dict[str, tuple[str, int, int]]:
-    """Return every path under root with its kind, size and mtime."""
-    found = {}
-    for folder, folders, files in os.walk(root):
-        for name in folders + files:
-            path = os.path.join(folder, name)
-            info = os.lstat(path)
-            kind = "dir" if os.path.isdir(path) and not os.path.islink(path) else "file"
-            found[os.path.relpath(path, root)] = (kind, info.st_size if kind == "file" else 0, info.st_mtime_ns)
-    return found
 
 
 def test_a_new_library_is_planned_for_transcoding(tmp_path: Path, clip: Path) -> None:

@@ -16,7 +16,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -40,10 +39,12 @@ from agent.store import jobs
 from agent.store.db import open_database
 from agent.store.jobs import Job, JobState
 from agent.store.sqlite import SqliteStore
-
-from .api_support import VIEWER_PASSWORD, build_context
-from .api_support import write_config as write_api_config
-from .test_plan_cli import place, snapshot, write_config
+from tests.support.agent_process import agent_environment
+from tests.support.api import VIEWER_PASSWORD, build_context
+from tests.support.api import write_config as write_api_config
+from tests.support.cli import hb2r as run_hb2r
+from tests.support.clips import make_clip
+from tests.support.plan_cli import place, snapshot, write_config
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -56,31 +57,13 @@ GIB = 1024**3
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real one-second video, made once for the module and copied where needed."""
     path = tmp_path_factory.mktemp("clips") / "clip.mkv"
-    subprocess.run(
-        [
-            "ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25",
-            "-t", "1", "-c:v", "libx264", "-preset", "ultrafast", str(path),
-        ],
-        check=True,
-        timeout=120,
-    )  # fmt: skip
+    make_clip(path, seconds=1, audio=False)
     return path
 
 
 def hb2r(*arguments: str, config: Path) -> subprocess.CompletedProcess[str]:
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("HB2R_")}
-    environment["HOME"] = str(config.parent / "home")  # so anything written there is seen
-    finished = subprocess.run(
-        [sys.executable, "-m", "agent", *arguments, str(config)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=environment,
-        timeout=120,
-        check=False,
-    )
-    assert "Traceback" not in finished.stdout + finished.stderr
-    return finished
+    """Run `hb2r ARGUMENTS CONFIG` with HOME in the test's folder, so anything written there is seen."""
+    return run_hb2r(*arguments, str(config), environment={**agent_environment(), "HOME": str(config.parent / "home")})
 
 
 def enqueue_as_the_engine_does(connection: Any, config: Config, library_name: str, rel_path: str) -> Job:

@@ -1,4 +1,4 @@
-"""PostgresDatabase against a real PostgreSQL (the throwaway cluster of tests/postgres.py).
+"""PostgresDatabase against a real PostgreSQL (the throwaway cluster of tests/support/postgres.py).
 
 What the store modules rely on: the same qmark SQL text runs as on SQLite, statements commit
 by themselves outside `transaction()`, a failing block leaves nothing behind, nested blocks
@@ -15,10 +15,11 @@ from urllib.parse import quote
 
 import psycopg
 import pytest
-from postgres import PostgresCluster, free_loopback_port, server_bin_dir
 
 from agent.store.postgres import PostgresDatabase, connect_postgres, qmark_to_pyformat
 from agent.store.sql import StoreError
+from tests.support.ports import free_port
+from tests.support.postgres import PostgresCluster, server_bin_dir
 
 
 @pytest.fixture
@@ -207,7 +208,7 @@ def test_a_password_file_others_may_read_is_refused_naming_it(
 
 
 def _a_closed_loopback_port() -> int:
-    return free_loopback_port()  # bound and released: nothing listens there now
+    return free_port()  # bound and released: nothing listens there now
 
 
 def test_without_the_server_binaries_the_fixture_fails_and_says_how_to_get_them(tmp_path: Path) -> None:

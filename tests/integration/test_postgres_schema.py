@@ -13,13 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from postgres import PostgresCluster
 
 from agent.store.copy_state import POSTGRES_ONLY_TABLES
 from agent.store.db import open_database
 from agent.store.postgres import PostgresDatabase, connect_postgres
 from agent.store.postgres_schema import MIGRATIONS, SCHEMA_VERSION, migrate, schema_version
 from agent.store.sql import StoreError
+from tests.support.postgres import PostgresCluster
 
 NOW = "2026-12-01T12:00:00+00:00"
 

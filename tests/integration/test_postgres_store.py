@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from postgres import PostgresCluster
 
 from agent.store.postgres_schema import SCHEMA_VERSION, migrate
 from agent.store.postgres_store import (
@@ -20,6 +19,7 @@ from agent.store.postgres_store import (
     open_postgres_store_readonly,
 )
 from agent.store.sql import StoreError
+from tests.support.postgres import PostgresCluster
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

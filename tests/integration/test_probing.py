@@ -14,8 +14,8 @@ from agent.handbrake.probe import probe_facts
 from agent.probing import facts_for
 from agent.scan import fingerprint
 from agent.store.sqlite import SqliteStore, open_store
-from tests.integration.archive_support import require_tools
-from tests.integration.media_clips import make_h264_low, make_hdr10
+from tests.support.archive import require_tools
+from tests.support.media_clips import make_h264_low, make_hdr10
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

@@ -29,6 +29,7 @@ from agent.publish import (
     publish,
 )
 from agent.verify import verify
+from tests.support.clips import make_clip, probed_duration
 
 ENCODE = b"\x1a\x45\xdf\xa3 a whole, verified encode"
 
@@ -441,36 +442,11 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed")
     folder = tmp_path_factory.mktemp("clips")
-    good = folder / "good.mkv"
-    subprocess.run(
-        [
-            "ffmpeg", "-nostdin", "-loglevel", "error",
-            "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25",
-            "-f", "lavfi", "-i", "sine",
-            "-t", "4", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest",
-            str(good),
-        ],
-        check=True,
-        timeout=60,
-    )  # fmt: skip
+    good = make_clip(folder / "good.mkv", seconds=4)
     content = good.read_bytes()
     truncated = folder / "truncated.mkv"
     truncated.write_bytes(content[: len(content) // 2])
     return {"good": good, "truncated": truncated}
-
-
-def media_duration(path: Path) -> float | None:
-    probed = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    try:
-        return float(probed.stdout.strip())
-    except ValueError:
-        return None
 
 
 def encode_verify_publish(archive: Path, source: Path, *, job_id: int, output_rel: str) -> tuple[int, str]:
@@ -490,8 +466,8 @@ def encode_verify_publish(archive: Path, source: Path, *, job_id: int, output_re
         exit_code=finished.returncode,
         work_done_error=int(work_done[-1]) if work_done else None,
         output_size=temp.stat().st_size if temp.exists() else 0,
-        source_duration=media_duration(source),
-        output_duration=media_duration(temp),
+        source_duration=probed_duration(source),
+        output_duration=probed_duration(temp),
     )
     if verification.ok:
         publish(temp, archive / output_rel, may_replace=False)
@@ -505,7 +481,7 @@ def test_a_whole_clip_is_verified_and_published(archive: Path, clips: dict[str, 
 
     assert exit_code == 0
     assert reason.startswith("output is 4.")
-    assert abs((media_duration(archive / "TV" / "good.mp4") or 0) - 4.0) <= 1.0
+    assert abs((probed_duration(archive / "TV" / "good.mp4") or 0) - 4.0) <= 1.0
     assert os.listdir(archive / PARTIAL_DIR) == []
 
 

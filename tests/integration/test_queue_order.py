@@ -14,36 +14,24 @@ from agent import logs
 from agent.engine import reconcile
 from agent.store import jobs
 from agent.wording import human_size
-from tests.integration.archive_support import PRESET, make_clip, require_tools
-from tests.integration.test_dispatch_lifecycle import Agent, agents, until
-from tests.integration.test_plan_cli import run_plan
-from tests.integration.test_rules_pass import make_hevc
-
-__all__ = ["agents"]  # the fixture, shared with the lifecycle tests
+from tests.support.archive import require_tools
+from tests.support.clips import make_clip
+from tests.support.dispatch import Agent, until
+from tests.support.dispatch import write_config as write_dispatch_config
+from tests.support.media_clips import make_tiny_hevc
+from tests.support.plan_cli import run_plan
 
 
 def write_config(root: Path, *, order: str) -> Path:
-    for folder in ("tv", "movies", "archive"):
-        (root / folder).mkdir(exist_ok=True)
-    config = root / "config.yaml"
-    config.write_text(
-        "version: 1\n"
-        "paths: {archive: archive, state_dir: state}\n"
-        "libraries:\n"
-        f"  - {{name: tv, source: tv, output: TV, preset: p, stable_after: 0s, order: {order}}}\n"
-        "  - {name: movies, source: movies, output: MOVIES, preset: p, stable_after: 0s}\n"
-        f"presets: {{p: {{handbrake: '{PRESET}'}}}}\n"
-        "limits: {cpu_percent: 100, memory_percent: 100, min_free_memory: 1MiB, min_free_disk: 1MiB, max_jobs: 1}\n"
-        "auth: {jwt_secret_file: state/jwt.secret, bcrypt_rounds: 4}\n"
-    )
-    return config
+    """Libraries tv (taken in `order`) and movies, one encode at a time."""
+    return write_dispatch_config(root, options={"tv": f"order: {order}"}, max_jobs=1)
 
 
 async def test_the_dispatcher_starts_the_largest_source_first_where_the_library_asks(
-    tmp_path: Path, agents: Callable[[Path], Agent]
+    tmp_path: Path, dispatchers: Callable[[Path], Agent]
 ) -> None:
     require_tools()
-    agent = agents(write_config(tmp_path, order="largest"))
+    agent = dispatchers(write_config(tmp_path, order="largest"))
     make_clip(tmp_path / "tv" / "short.mkv", seconds=1)
     make_clip(tmp_path / "tv" / "long.mkv", seconds=4)
     agent.queue("tv", "short.mkv")
@@ -55,10 +43,10 @@ async def test_the_dispatcher_starts_the_largest_source_first_where_the_library_
 
 
 async def test_a_job_an_admin_moved_to_the_front_starts_before_every_library(
-    tmp_path: Path, agents: Callable[[Path], Agent]
+    tmp_path: Path, dispatchers: Callable[[Path], Agent]
 ) -> None:
     require_tools()
-    agent = agents(write_config(tmp_path, order="oldest"))
+    agent = dispatchers(write_config(tmp_path, order="oldest"))
     for name in ("a.mkv", "b.mkv"):
         make_clip(tmp_path / "tv" / name, seconds=1)
     make_clip(tmp_path / "movies" / "film.mkv", seconds=1)
@@ -74,13 +62,13 @@ async def test_a_job_an_admin_moved_to_the_front_starts_before_every_library(
 
 
 async def test_order_saving_encodes_the_largest_estimated_saving_first_as_the_plan_estimates(
-    tmp_path: Path, agents: Callable[[Path], Agent]
+    tmp_path: Path, dispatchers: Callable[[Path], Agent]
 ) -> None:
     require_tools()
     config = write_config(tmp_path, order="saving")
-    agent = agents(config)
+    agent = dispatchers(config)
     # The largest source, but HEVC (a high quality): no saving expected.
-    hevc = make_hevc(tmp_path / "tv" / "a-hevc.mkv", size="320x180", seconds=4, crf=4)
+    hevc = make_tiny_hevc(tmp_path / "tv" / "a-hevc.mkv", size="320x180", seconds=4, crf=4)
     short = make_clip(tmp_path / "tv" / "b-short.mkv", seconds=1)
     long = make_clip(tmp_path / "tv" / "c-long.mkv", seconds=4)
     assert hevc.stat().st_size > long.stat().st_size > short.stat().st_size  # `largest` would start the HEVC

@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
-import pytest
 
 from agent.resources import Sampler, cpu_count
-
-
-@pytest.fixture
-def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(["sleep", "30"])
-    try:
-        yield process
-    finally:
-        process.kill()
-        process.wait()
 
 
 def test_sample_of_this_machine_is_sane(tmp_path: Path) -> None:

@@ -23,11 +23,11 @@ from agent.handbrake import probe
 from agent.observe import preset_hashes
 from agent.store import jobs
 from agent.wording import human_size
-
-from . import api_support
-from .archive_support import Agent, make_clip, require_tools, tmpfs, write_config
-from .media_clips import make_hdr10
-from .test_plan_cli import run_plan
+from tests.support import api as api_support
+from tests.support.archive import Agent, require_tools, tmpfs, write_config
+from tests.support.clips import make_clip
+from tests.support.media_clips import make_hdr10, make_tiny_hevc
+from tests.support.plan_cli import run_plan
 
 pytestmark = pytest.mark.usefixtures("tools")
 
@@ -57,22 +57,6 @@ def ffprobe_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[str]]]:
     yield started
 
 
-def make_hevc(path: Path, *, size: str = "160x90", seconds: int = 2, crf: int = 38) -> Path:
-    """Write an HEVC clip (by default 2 s 160x90, x265 crf 38: already efficient)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            "ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25",
-            "-t", str(seconds), "-c:v", "libx265", "-preset", "ultrafast", "-crf", str(crf),
-            "-x265-params", "log-level=error",
-            str(path),
-        ],
-        check=True,
-        timeout=120,
-    )  # fmt: skip
-    return path
-
-
 def digests(folder: Path) -> dict[str, str]:
     return {
         str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
@@ -83,7 +67,7 @@ def digests(folder: Path) -> dict[str, str]:
 
 def library(root: Path) -> Path:
     tv = root / "tv"
-    make_hevc(tv / "Show" / "hevc.mkv")
+    make_tiny_hevc(tv / "Show" / "hevc.mkv")
     make_clip(tv / "Show" / "h264.mkv", seconds=2, size="160x90")
     make_hdr10(tv / "Show" / "hdr10.mkv")
     (tv / "Show" / "broken.mkv").write_bytes(bytes(64 * 1024))  # no media ffprobe can read: zeros
@@ -91,15 +75,21 @@ def library(root: Path) -> Path:
     return tv
 
 
+def rule_library(root: Path) -> tuple[Path, Path, Path, dict[str, str]]:
+    """The library of `library()` under a config that leaves HEVC alone; return (archive, config, the
+    library's folder, its files' digests before anything ran)."""
+    archive = root / "archive"
+    archive.mkdir()
+    config_path = write_config(root, archive=archive)
+    config_path.write_text(config_path.read_text() + LEAVE_HEVC_ALONE)
+    tv = library(root)
+    return archive, config_path, tv, digests(tv)
+
+
 def test_a_pass_copies_what_a_rule_leaves_alone_and_probes_each_content_once(
     tmp_path: Path, ffprobe_runs: list[list[str]]
 ) -> None:
-    archive = tmp_path / "archive"
-    archive.mkdir()
-    config_path = write_config(tmp_path, archive=archive)
-    config_path.write_text(config_path.read_text() + LEAVE_HEVC_ALONE)
-    tv = library(tmp_path)
-    before = digests(tv)
+    archive, config_path, tv, before = rule_library(tmp_path)
     agent = Agent.from_file(config_path)
     try:
         asyncio.run(agent.scan())
@@ -140,7 +130,7 @@ def test_across_file_systems_a_copy_is_a_verified_copy(tmp_path: Path) -> None:
     with tmpfs(tmp_path / "archive", size="8m") as archive:
         config_path = write_config(tmp_path, archive=archive)
         config_path.write_text(config_path.read_text() + LEAVE_HEVC_ALONE)
-        source = make_hevc(tmp_path / "tv" / "hevc.mkv")
+        source = make_tiny_hevc(tmp_path / "tv" / "hevc.mkv")
         before = digests(tmp_path / "tv")
         agent = Agent.from_file(config_path)
         try:
@@ -158,12 +148,7 @@ def test_across_file_systems_a_copy_is_a_verified_copy(tmp_path: Path) -> None:
 
 
 def test_plan_with_probe_shows_each_files_action_the_rule_and_the_reason_and_json_the_facts(tmp_path: Path) -> None:
-    archive = tmp_path / "archive"
-    archive.mkdir()
-    config_path = write_config(tmp_path, archive=archive)
-    config_path.write_text(config_path.read_text() + LEAVE_HEVC_ALONE)
-    tv = library(tmp_path)
-    before = digests(tv)
+    archive, config_path, tv, before = rule_library(tmp_path)
 
     unprobed = run_plan(config_path)
     shown = run_plan(config_path, "--probe")
@@ -240,7 +225,7 @@ def test_a_copy_stays_in_sync_and_shows_drift_once_its_rule_is_removed(tmp_path:
     config_path = write_config(tmp_path, archive=archive)
     without_rules = config_path.read_text()
     config_path.write_text(without_rules + LEAVE_HEVC_ALONE)
-    make_hevc(tmp_path / "tv" / "hevc.mkv")
+    make_tiny_hevc(tmp_path / "tv" / "hevc.mkv")
     agent = Agent.from_file(config_path)
     try:
         asyncio.run(agent.scan())
@@ -261,7 +246,7 @@ async def test_the_api_and_metrics_count_each_librarys_rule_copies_and_skips(
     tmp_path: Path, aiohttp_client: Any
 ) -> None:
     tv = tmp_path / "tv"
-    make_hevc(tv / "Show" / "hevc.mkv")  # copied: "already efficient"
+    make_tiny_hevc(tv / "Show" / "hevc.mkv")  # copied: "already efficient"
     make_clip(tv / "Show" / "h264.mkv", seconds=2, size="160x90")  # encoded
     small = make_clip(tmp_path / "x" / "small.mkv", seconds=0.2, size="32x32")  # skipped: "tiny"
     (tv / "Show" / "small.mkv").write_bytes(small.read_bytes())

@@ -15,10 +15,9 @@ from typing import Any
 import pytest
 
 from agent.store import jobs
-
-from .archive_support import Agent, make_clip, require_tools, write_config
-from .media_clips import make_hdr10, make_multi_track
-from .test_rules_pass import make_hevc
+from tests.support.archive import Agent, require_tools, write_config
+from tests.support.clips import make_clip
+from tests.support.media_clips import make_hdr10, make_multi_track, make_tiny_hevc
 
 pytestmark = pytest.mark.usefixtures("tools")
 
@@ -96,7 +95,7 @@ def test_an_output_that_saves_too_little_goes_by_larger_output_and_is_not_encode
 
 def test_with_default_settings_an_efficient_hevc_source_never_lands_larger(tmp_path: Path) -> None:
     config_path = config_with(tmp_path, "")
-    source = make_hevc(tmp_path / "tv" / "hevc.mkv")
+    source = make_tiny_hevc(tmp_path / "tv" / "hevc.mkv")
     before = sha(source)
     agent = Agent.from_file(config_path)
     try:

@@ -162,17 +162,21 @@ def scan_as_unprivileged(source: Path) -> dict[str, Any]:
     return result
 
 
+def scan_with_a_folder_locked(source: Path, *, locked: Path) -> dict[str, Any]:
+    """Scan source as an unprivileged user while `locked` has mode 000; restore its mode after."""
+    locked.chmod(0)
+    try:
+        return scan_as_unprivileged(source)
+    finally:
+        locked.chmod(0o755)
+
+
 @needs_power_drop
 def test_an_unreadable_subfolder_is_reported_and_the_rest_still_listed(tmp_path: Path) -> None:
     put(tmp_path, "Show/E01.mkv")
     put(tmp_path, "Locked/Inner/E02.mkv")
     put(tmp_path, "Film.mkv")
-    locked = tmp_path / "Locked" / "Inner"
-    locked.chmod(0)
-    try:
-        observed = scan_as_unprivileged(tmp_path)
-    finally:
-        locked.chmod(0o755)
+    observed = scan_with_a_folder_locked(tmp_path, locked=tmp_path / "Locked" / "Inner")
 
     assert observed["status"] == "ok"
     assert sorted(observed["files"]) == ["Film.mkv", "Show/E01.mkv"]
@@ -186,11 +190,7 @@ def test_an_unreadable_subfolder_is_reported_and_the_rest_still_listed(tmp_path:
 def test_an_unreadable_source_folder_is_reported_not_taken_for_empty(tmp_path: Path) -> None:
     source = tmp_path / "source"
     put(source, "Film.mkv")
-    source.chmod(0)
-    try:
-        observed = scan_as_unprivileged(source)
-    finally:
-        source.chmod(0o755)
+    observed = scan_with_a_folder_locked(source, locked=source)
 
     assert observed["status"] == "unreadable"
     assert observed["files"] == []

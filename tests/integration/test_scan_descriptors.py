@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from agent.descriptors import OncePerInterval
+from tests.support.configs import write_small_library
 
 from .conftest import MakeApi
 
@@ -80,23 +81,8 @@ asyncio.run(main())
 """
 
 
-def make_config(root: Path, files: int) -> Path:
-    for folder in ("tv", "archive", "archive/TV"):
-        (root / folder).mkdir()
-    for number in range(files):
-        (root / "tv" / f"E{number:02d}.mkv").write_bytes(f"episode {number}".encode() * 100)
-    config = root / "config.yaml"
-    config.write_text(
-        "version: 1\n"
-        "paths: {archive: archive, state_dir: state}\n"
-        "libraries: [{name: tv, source: tv, output: TV, preset: tv, stable_after: 0s}]\n"
-        "presets: {tv: {handbrake: 'Very Fast 480p30'}}\n"
-    )
-    return config
-
-
 def test_a_pass_out_of_file_descriptors_fails_without_pausing_the_library(tmp_path: Path) -> None:
-    config = make_config(tmp_path, files=3)
+    config = write_small_library(tmp_path, files=3, output_folder=True)
     child = subprocess.run(
         [sys.executable, "-c", CHILD, str(config)], cwd=REPO, capture_output=True, text=True, check=False, timeout=60
     )

@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from agent.scheduler import ReconcileSchedule
+from tests.support.waiting import wait_for_async
 
 HOURLY = timedelta(hours=1)
 
 
-async def until(condition: Callable[[], object], what: str, deadline: float = 5.0) -> None:
-    end = time.monotonic() + deadline
-    while not condition():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
+until = partial(wait_for_async, deadline=5.0, interval=0.02)
 
 
 async def test_a_pass_asked_for_while_one_runs_runs_right_after_it() -> None:
@@ -39,13 +36,13 @@ async def test_a_pass_asked_for_while_one_runs_runs_right_after_it() -> None:
     schedule = ReconcileSchedule(reconcile, interval=HOURLY)
     schedule.start()
     try:
-        await until(lambda: passes, "the first pass")
+        await until(lambda: passes, what="the first pass")
         schedule.run_soon()  # e.g. inotify saw a new file while the first pass was walking
         schedule.run_soon()  # and another: folded into the same one
         await asyncio.sleep(0.1)  # the scheduler has had its chance to start a second (it must not)
         assert len(passes) == 1
         release.set()
-        await until(lambda: len(passes) == 2, "the pass asked for during the first")
+        await until(lambda: len(passes) == 2, what="the pass asked for during the first")
         await asyncio.sleep(0.2)
         assert len(passes) == 2, "two requests during one pass make one pass after it, not two"
         assert not overlapped
@@ -62,10 +59,10 @@ async def test_a_pass_runs_when_the_first_waiting_file_becomes_stable() -> None:
     schedule = ReconcileSchedule(reconcile, interval=HOURLY)
     schedule.start()
     try:
-        await until(lambda: passes, "the first pass")
+        await until(lambda: passes, what="the first pass")
         stable_at = datetime.now(UTC) + timedelta(seconds=0.5)
         schedule.wake_at(stable_at)
-        await until(lambda: len(passes) == 2, "the pass at stability", deadline=3.0)
+        await until(lambda: len(passes) == 2, what="the pass at stability", deadline=3.0)
         assert stable_at <= passes[1] < stable_at + timedelta(seconds=1)
 
         schedule.wake_at(datetime.now(UTC) + timedelta(seconds=0.3))

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from postgres import PostgresCluster
 
 from agent.cli import main
 from agent.config import load_config
@@ -43,8 +42,9 @@ from agent.store.postgres import connect_postgres
 from agent.store.postgres_schema import migrate as migrate_postgres
 from agent.store.postgres_schema import schema_version
 from agent.store.sqlite import open_store
-
-from .test_plan_cli import write_config
+from tests.support.cli import hb2r
+from tests.support.plan_cli import write_config
+from tests.support.postgres import PostgresCluster
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -212,15 +212,7 @@ def test_migrate_copies_every_row_and_the_planner_on_postgres_plans_nothing_for_
     expected = {table: sqlite_rows(legacy.database, table) for table in TABLES}
 
     environment = {key: value for key, value in os.environ.items() if not key.startswith(("HB2R_", "PG"))}
-    finished = subprocess.run(
-        [sys.executable, "-m", "agent", "store", "migrate", "--to", postgres_url, str(legacy.config_path)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=environment,
-        timeout=120,
-        check=False,
-    )
+    finished = hb2r("store", "migrate", "--to", postgres_url, str(legacy.config_path), environment=environment)
 
     output = finished.stdout + finished.stderr
     assert finished.returncode == 0, output

@@ -6,7 +6,6 @@ The watcher runs on the test's own event loop, as in the agent; every wait polls
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -14,14 +13,20 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agent.watch import Watcher
+from tests.support.waiting import wait_for_async
 
 DEADLINE = 5.0
 REPO = Path(__file__).resolve().parents[2]
+
+
+until = partial(wait_for_async, deadline=DEADLINE, interval=0.02)
 
 
 class Recorder:
@@ -47,13 +52,6 @@ class Recorder:
 
     def error(self, event: str, **fields: object) -> None:
         self.logged.append(("error", event, fields))
-
-
-async def until(condition: Callable[[], object], what: str, deadline: float = DEADLINE) -> None:
-    end = time.monotonic() + deadline
-    while not condition():
-        assert time.monotonic() < end, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -128,7 +126,7 @@ async def test_each_change_marks_its_folder_and_asks_for_one_pass(
     _, recorder = watched
     started = time.monotonic()
     change(tree)
-    await until(lambda: folders <= recorder.dirty.get("tv", set()) and recorder.bursts, f"{folders} marked")
+    await until(lambda: folders <= recorder.dirty.get("tv", set()) and recorder.bursts, what=f"{folders} marked")
     assert recorder.bursts[0] - started < 1.0, "the pass was asked for more than a second after the change"
     assert recorder.dirty["tv"] <= folders | {""}, "folders that did not change were marked"
 
@@ -138,11 +136,11 @@ async def test_a_new_folder_is_watched_and_a_file_written_in_it_marks_it(
 ) -> None:
     watcher, recorder = watched
     (tree / "Show C" / "Season 1").mkdir(parents=True)
-    await until(lambda: watcher.status()["tv"].folders == 6, "the new folders watched")
+    await until(lambda: watcher.status()["tv"].folders == 6, what="the new folders watched")
     assert {"", "Show C", "Show C/Season 1"} <= recorder.dirty["tv"]
     recorder.dirty.clear()
     (tree / "Show C" / "Season 1" / "e1.mkv").write_bytes(b"x")
-    await until(lambda: "Show C/Season 1" in recorder.dirty.get("tv", set()), "the new folder's file marked")
+    await until(lambda: "Show C/Season 1" in recorder.dirty.get("tv", set()), what="the new folder's file marked")
 
 
 async def test_a_folder_moved_in_is_watched_whole_and_one_moved_out_is_dropped(
@@ -152,17 +150,17 @@ async def test_a_folder_moved_in_is_watched_whole_and_one_moved_out_is_dropped(
     outside = tree.parent / "outside"
     (outside / "Show D" / "Season 1").mkdir(parents=True)
     os.rename(outside / "Show D", tree / "Show D")
-    await until(lambda: watcher.status()["tv"].folders == 6, "the moved-in folders watched")
+    await until(lambda: watcher.status()["tv"].folders == 6, what="the moved-in folders watched")
     recorder.dirty.clear()
     (tree / "Show D" / "Season 1" / "e1.mkv").write_bytes(b"x")
-    await until(lambda: "Show D/Season 1" in recorder.dirty.get("tv", set()), "a file in the moved-in tree")
+    await until(lambda: "Show D/Season 1" in recorder.dirty.get("tv", set()), what="a file in the moved-in tree")
 
     os.rename(tree / "Show A", outside / "Show A")
-    await until(lambda: watcher.status()["tv"].folders == 4, "the moved-out folders dropped")
+    await until(lambda: watcher.status()["tv"].folders == 4, what="the moved-out folders dropped")
     recorder.dirty.clear()
     (outside / "Show A" / "Season 1" / "e9.mkv").write_bytes(b"x")
     (tree / "marker.mkv").write_bytes(b"x")  # a change that is still ours, to know events got through
-    await until(lambda: "" in recorder.dirty.get("tv", set()), "the marker")
+    await until(lambda: "" in recorder.dirty.get("tv", set()), what="the marker")
     assert recorder.dirty["tv"] == {""}, "a folder moved out of the library still reports changes"
 
 
@@ -171,9 +169,9 @@ async def test_a_burst_of_a_thousand_files_asks_for_one_pass(watched: tuple[Watc
     season = tree / "Show A" / "Season 1"
     for number in range(1000):
         (season / f"copy {number:04d}.mkv").write_bytes(b"x")
-    await until(lambda: recorder.bursts, "a pass asked for")
+    await until(lambda: recorder.bursts, what="a pass asked for")
     (tree / "Show B" / "marker.mkv").write_bytes(b"x")  # after the burst: a pass of its own
-    await until(lambda: "Show B" in recorder.dirty.get("tv", set()) and len(recorder.bursts) >= 2, "the marker")
+    await until(lambda: "Show B" in recorder.dirty.get("tv", set()) and len(recorder.bursts) >= 2, what="the marker")
     assert len(recorder.bursts) == 2, f"{len(recorder.bursts)} passes asked for: one for the burst, one for the marker"
 
 
@@ -181,19 +179,19 @@ async def test_the_root_renamed_away_polls_until_it_is_back(watched: tuple[Watch
     watcher, recorder = watched
     away = tree.parent / "tv-away"
     os.rename(tree, away)
-    await until(lambda: watcher.status()["tv"].mode == "polling", "the library polling")
+    await until(lambda: watcher.status()["tv"].mode == "polling", what="the library polling")
     status = watcher.status()["tv"]
     assert status.folders == 0
     assert status.reason is not None and "source folder" in status.reason
     assert "" in recorder.dirty["tv"]
-    await until(lambda: recorder.bursts, "a pass asked for")  # which pauses the library
+    await until(lambda: recorder.bursts, what="a pass asked for")  # which pauses the library
     os.rename(away, tree)
     await watcher.refresh()  # as after each pass
     assert watcher.status()["tv"] == watcher.status()["tv"].__class__("events", None, 4)
     (tree / "back.mkv").write_bytes(b"x")
     recorder.dirty.clear()
     (tree / "Show B" / "back.mkv").write_bytes(b"x")
-    await until(lambda: "Show B" in recorder.dirty.get("tv", set()), "a change after the root came back")
+    await until(lambda: "Show B" in recorder.dirty.get("tv", set()), what="a change after the root came back")
 
 
 async def test_a_disk_mounted_over_the_source_is_watched_anew(tmp_path: Path) -> None:
@@ -206,8 +204,8 @@ async def test_a_disk_mounted_over_the_source_is_watched_anew(tmp_path: Path) ->
     try:
         await watcher.refresh()
         (source / "Show").mkdir()
-        await until(lambda: "" in recorder.dirty.get("tv", set()), "a change on the new mount")
-        await until(lambda: watcher.status()["tv"].folders == 2, "the new mount's folders watched")
+        await until(lambda: "" in recorder.dirty.get("tv", set()), what="a change on the new mount")
+        await until(lambda: watcher.status()["tv"].folders == 2, what="the new mount's folders watched")
     finally:
         watcher.close()
         subprocess.run(["umount", str(source)], check=True)
@@ -228,8 +226,8 @@ async def test_a_queue_overflow_marks_every_folder_of_the_library(tree: Path) ->
         await watcher.watch({"tv": tree})
         for number in range(64):  # no await: the loop reads nothing until the queue has overflowed
             (tree / f"f{number}.mkv").write_bytes(b"x")
-        await until(lambda: recorder.dirty.get("tv") == {"", "Show A", "Show A/Season 1", "Show B"}, "all marked")
-        await until(lambda: recorder.bursts, "a pass asked for")
+        await until(lambda: recorder.dirty.get("tv") == {"", "Show A", "Show A/Season 1", "Show B"}, what="all marked")
+        await until(lambda: recorder.bursts, what="a pass asked for")
     finally:
         watcher.close()
 
@@ -266,7 +264,7 @@ async def test_a_reload_watches_added_libraries_and_drops_removed_ones(tree: Pat
         assert watcher.status()["movies"].folders == 2
         (tree / "gone.mkv").write_bytes(b"x")
         (movies / "A" / "new.mkv").write_bytes(b"x")
-        await until(lambda: "A" in recorder.dirty.get("movies", set()), "the added library's change")
+        await until(lambda: "A" in recorder.dirty.get("movies", set()), what="the added library's change")
         assert "tv" not in recorder.dirty
     finally:
         watcher.close()
@@ -298,6 +296,24 @@ asyncio.run(main())
 """
 
 
+def run_with_inotify_limit(limit: str, value: int, script: str, *folders: Path) -> dict[str, Any]:
+    """Run script on folders in a user namespace of its own whose /proc/sys/user/LIMIT is value (its
+    root may lower it for that namespace alone); return the JSON report it prints."""
+    arguments = " ".join(f'"${number}"' for number in range(1, len(folders) + 1))
+    shell = f'echo {value} > /proc/sys/user/{limit} && exec {sys.executable} -c "$0" {arguments}'
+    done = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "bash", "-c", shell, script, *map(str, folders)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
 def test_running_out_of_inotify_watches_makes_that_library_poll_and_says_so_once(tmp_path: Path) -> None:
     # The real limit, run out for real: in a user namespace of its own, whose root may lower
     # max_inotify_watches for that namespace alone, the watcher meets ENOSPC from the kernel.
@@ -307,17 +323,7 @@ def test_running_out_of_inotify_watches_makes_that_library_poll_and_says_so_once
     for number in range(12):
         (big / f"Show {number}").mkdir(parents=True)
     (small / "Show").mkdir(parents=True)
-    script = f'echo 6 > /proc/sys/user/max_inotify_watches && exec {sys.executable} -c "$0" "$1" "$2"'
-    done = subprocess.run(
-        ["unshare", "--user", "--map-root-user", "bash", "-c", script, WATCH_LIMIT_SCRIPT, str(big), str(small)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    report = run_with_inotify_limit("max_inotify_watches", 6, WATCH_LIMIT_SCRIPT, big, small)
     mode, reason, folders = report["status"]["big"]
     assert (mode, folders) == ("polling", 0)
     assert "fs.inotify.max_user_watches" in reason and "sysctl" in reason
@@ -353,17 +359,7 @@ def test_no_inotify_instance_to_be_had_makes_every_library_poll_and_names_the_sy
     # max_user_instances run out for real, in a user namespace whose limit is 0: inotify_init1 says EMFILE.
     if shutil.which("unshare") is None:
         pytest.skip("unshare (util-linux) is missing")
-    script = f'echo 0 > /proc/sys/user/max_inotify_instances && exec {sys.executable} -c "$0" "$1"'
-    done = subprocess.run(
-        ["unshare", "--user", "--map-root-user", "bash", "-c", script, NO_INSTANCE_SCRIPT, str(tree)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    report = run_with_inotify_limit("max_inotify_instances", 0, NO_INSTANCE_SCRIPT, tree)
     mode, reason, folders = report["status"]["tv"]
     assert (mode, folders) == ("polling", 0)
     assert "fs.inotify.max_user_instances" in reason

@@ -17,6 +17,8 @@ from agent.store.protocol import Store
 from agent.store.sqlite import SqliteStore, open_store
 
 STORES = ["sqlite", "postgres"]
+# Until the shared `store` fixture includes PostgreSQL, these tests run on it through their own fixture.
+LEASE_STORES = [*STORES, *([] if "postgres" in STORES else ["postgres"])]
 
 
 @pytest.fixture(params=STORES)

@@ -8,12 +8,12 @@ import os
 
 import psycopg
 import pytest
-from postgres import ROLE, PostgresCluster
 
 from agent.domain import FolderVisit, LedgerEntry, SourceFile
 from agent.store import batch_facts
 from agent.store.postgres_store import open_postgres_store
 from agent.store.protocol import Store
+from tests.support.postgres import ROLE, PostgresCluster
 
 STAMP = "2024-05-01T12:00:00+00:00"
 

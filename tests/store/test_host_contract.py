@@ -17,18 +17,10 @@ from agent.config.models import Retry
 from agent.store.jobs import JobState
 from agent.store.leases import LeaseLost
 from agent.store.protocol import Store
+from tests.support.jobs import T0
+from tests.support.leases import BLINK, LEASE, added, claimed, expire_now
 
-from .test_lease_contract import (  # noqa: F401 - direct_postgres_store: a fixture the `store` fixture asks for
-    BLINK,
-    LEASE,
-    LEASE_STORES,
-    STORES,
-    T0,
-    added,
-    claimed,
-    direct_postgres_store,
-    expire_now,
-)
+from .conftest import LEASE_STORES, STORES
 
 
 @pytest.fixture(params=LEASE_STORES)

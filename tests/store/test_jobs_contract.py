@@ -4,6 +4,7 @@ API sees, whatever database holds it. Time is passed in (`at(seconds)`), so no t
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -11,6 +12,7 @@ from agent.config.models import Retry
 from agent.store.jobs import CancelledBy, Job, JobNotFound, JobState, JobStateError
 from agent.store.order import Order, QueueOrder
 from agent.store.protocol import Store
+from tests.support.jobs import new_job
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 RETRY = Retry(attempts=3, backoff=timedelta(seconds=30), max_backoff=timedelta(hours=1))
@@ -20,24 +22,9 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def add(
-    store: Store,
-    rel_path: str = "Show/E01.mkv",
-    *,
-    library: str = "tv",
-    fingerprint: str | None = None,
-    preset_hash: str = "p1",
-    now: datetime = T0,
-) -> Job | None:
-    return store.enqueue(
-        library=library,
-        rel_path=rel_path,
-        fingerprint=fingerprint or f"100:{rel_path}",
-        preset_hash=preset_hash,
-        output_path=f"{library.upper()}/{rel_path}",
-        reason="new",
-        now=now,
-    )
+def add(store: Store, rel_path: str = "Show/E01.mkv", **fields: Any) -> Job | None:
+    """Queue rel_path (fields: new_job's options); return the job, or None if it was not queued."""
+    return store.enqueue(**new_job(rel_path, **fields))
 
 
 def added(store: Store, rel_path: str = "Show/E01.mkv", **identity: str) -> Job:

@@ -16,13 +16,12 @@ from agent.store.hosts import HostReport
 from agent.store.leader import Leadership, NotLeader
 from agent.store.postgres_store import open_postgres_store
 from agent.store.protocol import Store
-
-from .waiting import eventually, within
+from tests.support.jobs import new_job
+from tests.support.waiting import wait_for, within
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
 BLINK = timedelta(milliseconds=5)  # a lease that runs out while the test looks
-
 
 
 def lead(store: Store, host: str, *, lease: timedelta = LEASE) -> Leadership:
@@ -32,19 +31,13 @@ def lead(store: Store, host: str, *, lease: timedelta = LEASE) -> Leadership:
 
 
 def take_after_expiry(store: Store, host: str) -> Leadership:
-    return eventually(lambda: store.take_or_renew_leadership(host, lease=LEASE))
+    return wait_for(
+        lambda: store.take_or_renew_leadership(host, lease=LEASE), what="the leadership", deadline=5, interval=0.01
+    )
 
 
 def enqueue(store: Store, rel_path: str) -> object:
-    return store.enqueue(
-        library="tv",
-        rel_path=rel_path,
-        fingerprint=f"100:{rel_path}",
-        preset_hash="p1",
-        output_path=f"TV/{rel_path}",
-        reason="new",
-        now=T0,
-    )
+    return store.enqueue(**new_job(rel_path))
 
 
 # --- the leader lease
@@ -63,8 +56,11 @@ def test_the_first_host_takes_the_free_lease_with_epoch_1_and_another_host_is_re
 
 def test_the_holder_renews_under_the_same_epoch_and_a_later_expiry(store: Store) -> None:
     first = lead(store, "alpha")
-    renewed = eventually(
-        lambda: (found := lead(store, "alpha")).expires_at > first.expires_at and found  # the clock moves on
+    renewed = wait_for(
+        lambda: (found := lead(store, "alpha")).expires_at > first.expires_at and found,  # the clock moves on
+        what="a later expiry",
+        deadline=5,
+        interval=0.01,
     )
 
     assert (renewed.host, renewed.epoch) == ("alpha", first.epoch)
@@ -83,7 +79,7 @@ def test_a_lease_that_runs_out_is_taken_by_another_host_with_the_next_epoch(stor
 
 def test_a_lapsed_leader_that_takes_the_lease_back_gets_a_new_epoch(store: Store) -> None:
     alpha = lead(store, "alpha", lease=BLINK)
-    eventually(lambda: store.leadership() is None)
+    wait_for(lambda: store.leadership() is None, what="no leader", deadline=5, interval=0.01)
 
     again = lead(store, "alpha")
 
@@ -130,7 +126,7 @@ def test_a_former_leaders_fenced_write_is_refused_after_another_host_took_over(s
 def test_a_fenced_write_is_refused_once_the_lease_ran_out_even_before_anyone_took_it(store: Store) -> None:
     alpha = lead(store, "alpha", lease=BLINK)
     fenced = store.fenced(alpha)
-    eventually(lambda: store.leadership() is None)
+    wait_for(lambda: store.leadership() is None, what="no leader", deadline=5, interval=0.01)
 
     with pytest.raises(NotLeader, match="no host holds it"):
         enqueue(fenced, "Show/E01.mkv")

@@ -1,6 +1,6 @@
 """Two hosts claiming from one queue never take the same job: the issue's test, with real processes.
 
-Each host is its own process with its own connection (`tests/store/claimer.py`); both start
+Each host is its own process with its own connection (`tests/support/claimer.py`); both start
 claiming at once from one queue of 2,000 jobs and log every claim with its job and token.
 Each publishes what it claimed at once (fenced by its token). Compared afterwards: no job
 claimed twice, no token handed out twice, every job claimed, done, and in the ledger once.
@@ -15,8 +15,7 @@ import pytest
 
 from agent.store.database_store import DatabaseStore
 from agent.store.jobs import JobState
-
-from .claimer import fill, open_any, run_hosts
+from tests.support.claimer import fill, open_any, run_hosts
 
 JOBS = 2000
 LIBRARIES = ["tv", "movies"]

@@ -10,39 +10,20 @@ run out take a few milliseconds' lease and poll `expire_leases` with a deadline.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agent.domain import LedgerEntry
-from agent.store import postgres_schema
-from agent.store.database_store import DatabaseStore
-from agent.store.jobs import CancelledBy, Job, JobState
-from agent.store.leases import Claim, LeaseLost
+from agent.store.jobs import CancelledBy, JobState
+from agent.store.leases import LeaseLost
 from agent.store.order import QueueOrder
-from agent.store.postgres import connect_postgres
 from agent.store.postgres_store import open_postgres_store
 from agent.store.protocol import Store
+from tests.support.jobs import T0
+from tests.support.leases import BLINK, LEASE, added, claimed, entry_for, expire_now
+from tests.support.waiting import within
 
-from .conftest import STORES
-from .waiting import eventually, within
-
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-LEASE = timedelta(seconds=60)
-BLINK = timedelta(milliseconds=5)  # a lease that runs out while the test looks
-# Until the shared `store` fixture includes PostgreSQL, these tests run on it through their own fixture.
-LEASE_STORES = [*STORES, *([] if "postgres" in STORES else ["postgres"])]
-
-
-
-@pytest.fixture
-def direct_postgres_store(postgres_url: str) -> Iterator[DatabaseStore]:
-    database = connect_postgres(postgres_url)
-    postgres_schema.migrate(database)
-    opened = DatabaseStore(database)
-    yield opened
-    opened.close()
+from .conftest import LEASE_STORES, STORES
 
 
 @pytest.fixture(params=LEASE_STORES)
@@ -50,44 +31,6 @@ def store(request: pytest.FixtureRequest) -> Store:
     name = "direct_postgres" if request.param == "postgres" and "postgres" not in STORES else request.param
     found: Store = request.getfixturevalue(f"{name}_store")
     return found
-
-
-def added(store: Store, rel_path: str = "Show/E01.mkv", *, library: str = "tv", seconds: float = 0) -> Job:
-    job = store.enqueue(
-        library=library,
-        rel_path=rel_path,
-        fingerprint=f"100:{rel_path}",
-        preset_hash="p1",
-        output_path=f"{library.upper()}/{rel_path}",
-        reason="new",
-        now=T0 + timedelta(seconds=seconds),
-    )
-    assert job is not None
-    return job
-
-
-def claimed(
-    store: Store, host: str = "alpha", *, libraries: tuple[str, ...] = ("tv",), lease: timedelta = LEASE
-) -> Claim:
-    claim = store.claim(host, libraries=libraries, lease=lease, library_order=list(libraries))
-    assert claim is not None
-    return claim
-
-
-def entry_for(job: Job) -> LedgerEntry:
-    return LedgerEntry(
-        library=job.library,
-        rel_path=job.rel_path,
-        fingerprint=job.fingerprint,
-        size=100,
-        mtime_ns=1,
-        preset_hash=job.preset_hash,
-        output_path=job.output_path,
-    )
-
-
-def expire_now(store: Store, *, host_loss_cap: int = 3) -> list[Job]:
-    return eventually(lambda: store.expire_leases(host_loss_cap=host_loss_cap))
 
 
 # --- claiming
@@ -316,7 +259,6 @@ def test_a_released_job_goes_back_to_the_queue_without_spending_an_attempt(store
 
 
 # --- a host frozen in the middle of a transaction (PostgreSQL: several hosts, row locks)
-
 
 
 def test_a_host_frozen_while_publishing_does_not_stall_the_others_taking_back_expired_leases(

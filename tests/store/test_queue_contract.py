@@ -21,6 +21,7 @@ from agent.domain import LedgerEntry
 from agent.store.jobs import CancelledBy, Job, JobState
 from agent.store.ledger import LibraryBytes
 from agent.store.protocol import Store
+from tests.support.jobs import new_job
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 RETRY = Retry(attempts=2, backoff=timedelta(seconds=30), max_backoff=timedelta(hours=1))
@@ -28,15 +29,7 @@ LEASE = timedelta(seconds=30)
 
 
 def added(store: Store, rel_path: str, *, library: str = "tv", fingerprint: str | None = None) -> Job:
-    job = store.enqueue(
-        library=library,
-        rel_path=rel_path,
-        fingerprint=fingerprint or f"f:{rel_path}",
-        preset_hash="p1",
-        output_path=f"{library.upper()}/{rel_path}",
-        reason="new",
-        now=T0,
-    )
+    job = store.enqueue(**new_job(rel_path, library=library, fingerprint=fingerprint or f"f:{rel_path}"))
     assert job is not None
     return job
 

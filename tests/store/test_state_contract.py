@@ -25,6 +25,7 @@ from agent.store.ledger import LibraryBytes
 from agent.store.protocol import Store
 from agent.store.sqlite import SqliteStore, open_store
 from agent.timestamps import stamp
+from tests.support.jobs import new_job
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 STAMP = T0.isoformat()
@@ -100,15 +101,7 @@ def test_space_saved_counts_only_the_outputs_whose_size_is_known(store: Store) -
 
 
 def test_an_output_a_queued_job_will_write_is_known_as_hb2rs_own(store: Store) -> None:
-    store.enqueue(
-        library="tv",
-        rel_path="a.mkv",
-        fingerprint="100:a",
-        preset_hash="p1",
-        output_path="TV/a.mkv",
-        reason="new",
-        now=T0,
-    )
+    store.enqueue(**new_job("a.mkv", fingerprint="100:a"))
 
     assert store.awaited_by_a_job(library="tv", rel_path="a.mkv", fingerprint="100:a", output_path="TV/a.mkv")
     assert not store.awaited_by_a_job(library="tv", rel_path="a.mkv", fingerprint="200:b", output_path="TV/a.mkv")
@@ -118,15 +111,7 @@ def test_an_output_a_queued_job_will_write_is_known_as_hb2rs_own(store: Store) -
 
 
 def test_a_job_and_its_ledger_row_are_finished_together_or_not_at_all(store: Store) -> None:
-    job = store.enqueue(
-        library="tv",
-        rel_path="a.mkv",
-        fingerprint="100:a",
-        preset_hash="p1",
-        output_path="TV/a.mkv",
-        reason="new",
-        now=T0,
-    )
+    job = store.enqueue(**new_job("a.mkv", fingerprint="100:a"))
     assert job is not None
     store.mark_running(job.id, now=T0)
 

@@ -1,12 +1,11 @@
 """parse_facts: ffprobe's JSON -> MediaFacts, on answers recorded from real ffprobe runs on clips
-made with ffmpeg (tests/fixtures/ffprobe, made by `python -m tests.integration.media_clips`), and
+made with ffmpeg (tests/fixtures/ffprobe, made by `python -m tests.support.media_clips`), and
 on small answers written here for what no clip made on this machine carries (Dolby Vision and
 HDR10+ need encoders Debian's ffmpeg does not have; their side data is named as ffprobe names it)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,20 +14,12 @@ from agent.facts import (
     AudioTrack,
     FactsError,
     HdrKind,
-    MediaFacts,
     SubtitleTrack,
     facts_from_json,
     facts_to_json,
     parse_facts,
 )
-
-RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "ffprobe"
-
-
-def recorded(name: str) -> MediaFacts:
-    return parse_facts(
-        (RECORDED / f"{name}.streams.json").read_text(), (RECORDED / f"{name}.frame.json").read_text()
-    )
+from tests.support.recorded_facts import recorded
 
 
 @pytest.mark.parametrize(
@@ -77,9 +68,7 @@ def test_the_multi_track_clip_lists_every_audio_and_subtitle_track() -> None:
 
 
 def answer(*streams: dict[str, Any], format_name: str = "matroska,webm", **form: Any) -> str:
-    return json.dumps(
-        {"streams": list(streams), "format": {"format_name": format_name, "duration": "60.0", **form}}
-    )
+    return json.dumps({"streams": list(streams), "format": {"format_name": format_name, "duration": "60.0", **form}})
 
 
 def video(**fields: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The multi-host checks (tests/multihost_checks.py) on hand-written audit rows and logs: they
+"""The multi-host checks (tests/support/multihost_checks.py) on hand-written audit rows and logs: they
 must catch a job taken while its lease was live, a fence going back, a claim the hosts did not
 log (or logged and the store never saw), a leader epoch that did not grow; and must not cry wolf
 at a claim made the instant a lease expired or after a release."""
@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from multihost import _run_of
-from multihost_checks import (
+
+from tests.support.multihost import _run_of
+from tests.support.multihost_checks import (
     CLAIMED,
     LEADER,
     AuditRow,
@@ -24,9 +25,9 @@ from multihost_checks import (
     lease_spans,
     ledger_problems,
     logged_claims,
-    read_log,
     temp_files,
 )
+from tests.support.outcomes import read_log
 
 ZERO = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

@@ -16,8 +16,7 @@ import pytest
 from agent.config.models import Config
 from agent.domain import Action, Adopt, Ledger, Observation, SourceFile, Transcode, TranscodeReason
 from agent.plan import fingerprints_needed
-
-from .test_plan import (
+from tests.support.plan_builders import (
     EPISODE,
     EPISODE_OUT,
     MB,

@@ -12,20 +12,11 @@ import pytest
 from agent.config.models import Config, Library
 from agent.config.rules import LargerOutput, Rule, When
 from agent.domain import Copy, Skip, SourceFile, Transcode, TranscodeReason
-from agent.facts import HdrKind, MediaFacts, parse_facts
+from agent.facts import HdrKind, MediaFacts
 from agent.rules import after_encode, decide, matches, ruled
 from agent.store.media_facts import StoredFacts
+from tests.support.recorded_facts import H264_LOW, HDR10, HEVC
 
-RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "ffprobe"
-
-
-def recorded(name: str) -> MediaFacts:
-    return parse_facts(
-        (RECORDED / f"{name}.streams.json").read_text(), (RECORDED / f"{name}.frame.json").read_text()
-    )
-
-
-HEVC, H264_LOW, HDR10, MULTI = (recorded(name) for name in ("hevc", "h264_low", "hdr10", "multi_track"))
 assert HDR10.video is not None
 DOLBY_VISION = replace(HDR10, video=replace(HDR10.video, hdr=HdrKind.DOLBY_VISION, dolby_vision_profile=8))
 

@@ -9,7 +9,7 @@ import pytest
 
 from agent.saving_estimate import EncodeHistory, FinishedEncode, estimated_saving, history_of, total_line
 from agent.store.media_facts import StoredFacts
-from tests.unit.test_rules import H264_LOW, HEVC
+from tests.support.recorded_facts import H264_LOW, HEVC
 
 MB = 1_000_000
 NO_HISTORY = EncodeHistory()

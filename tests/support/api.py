@@ -7,7 +7,6 @@ password VIEWER_PASSWORD); hashes made with bcrypt cost 4 to keep tests quick.
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ from agent.gate import Sample
 from agent.passwords import hash_password
 from agent.resources import Sampler
 from agent.store.choose import store_for
+from tests.support.ports import free_port
 
 ADMIN_PASSWORD = "admin-password-1"
 VIEWER_PASSWORD = "viewer-password-2"
@@ -42,12 +42,6 @@ class FixedSampler:
 
     def sample(self) -> Sample:
         return self.value
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def write_config(

@@ -2,12 +2,13 @@
 
 - `hevc`: an 8 s 640x360 HEVC clip at x265 crf 38 (already efficient: about 160 KB);
 - `h264_low`: a 4 s 320x180 H.264 clip at 150 kb/s;
+- `make_tiny_hevc` (not recorded): a 2 s 160x90 HEVC clip at x265 crf 38, quick to probe and copy;
 - `hdr10`: a 2 s 10-bit HEVC clip tagged PQ / BT.2020 with mastering display and content light
   level metadata (x265's `master-display` and `max-cll`);
 - `multi_track`: a 2 s H.264 clip with three AAC tracks (eng default, jpn 5.1, fre) and three
   SubRip tracks (eng forced, eng, spa).
 
-`python -m tests.integration.media_clips FOLDER` makes them in FOLDER and records ffprobe's
+`python -m tests.support.media_clips FOLDER` makes them in FOLDER and records ffprobe's
 answers beside them as the JSON the unit tests read (tests/fixtures/ffprobe/).
 """
 
@@ -33,6 +34,20 @@ def make_hevc(path: Path) -> Path:
     )  # fmt: skip
     return path
 
+
+def make_tiny_hevc(path: Path, *, size: str = "160x90", seconds: int = 2, crf: int = 38) -> Path:
+    """Write an HEVC clip (by default 2 s 160x90, x265 crf 38: already efficient)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            "ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25",
+            "-t", str(seconds), "-c:v", "libx265", "-preset", "ultrafast", "-crf", str(crf),
+            "-x265-params", "log-level=error", str(path),
+        ],
+        check=True,
+        timeout=120,
+    )  # fmt: skip
+    return path
 
 def make_h264_low(path: Path) -> Path:
     _ffmpeg(

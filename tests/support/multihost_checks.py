@@ -24,31 +24,17 @@ host), and every logged one audited: the test sees what the hosts did, not only 
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from tests.support.clips import probed_duration
+
 CLAIMED = "job claimed"
 LEADER = "leadership taken: this host plans"
-
-
-def read_log(path: Path) -> list[dict[str, Any]]:
-    """The JSON object lines of an agent's log (other lines, e.g. a traceback, are skipped)."""
-    entries = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(entry, dict):
-            entries.append(entry)
-    return entries
 
 
 def _time(value: object, *, what: str) -> datetime:
@@ -207,25 +193,6 @@ def leader_audit_problems(audit: Iterable[AuditRow]) -> list[str]:
     return problems
 
 
-def checksums(folder: Path) -> dict[str, str]:
-    """sha256 of every file under folder, by relative path (sources before/after: byte-identical)."""
-    return {
-        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    }
-
-
-def duration(path: Path) -> float:
-    result = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return float(result.stdout.strip())
-
-
 def output_problems(*, library: Path, archive: Path, output: str = "TV", container: str = "mkv") -> list[str]:
     """Exactly one verified output per source: <archive>/<output>/<rel path with container suffix>
     exists with a duration within max(1 s, 2 %) of the source's, and nothing else was published."""
@@ -245,8 +212,10 @@ def output_problems(*, library: Path, archive: Path, output: str = "TV", contain
         if name not in published:
             problems.append(f"no output for {source.relative_to(library)} (expected {name})")
             continue
-        wanted, got = duration(source), duration(archive / name)
-        if abs(wanted - got) > max(1.0, 0.02 * wanted):
+        wanted, got = probed_duration(source), probed_duration(archive / name)
+        if wanted is None or got is None:
+            problems.append(f"{name}: ffprobe cannot read a duration (output {got}, source {wanted})")
+        elif abs(wanted - got) > max(1.0, 0.02 * wanted):
             problems.append(f"{name}: duration {got:.2f}s, source {wanted:.2f}s")
     return problems
 

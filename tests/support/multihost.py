@@ -38,7 +38,7 @@ Design
   store.lease), its own bind mount of the shared library, and its `hb2r run` process started with
   `ip netns exec` (which execs, so the Popen's pid is the agent's own: signals reach it
   directly). Its log (JSON lines) goes to `<root>/agent.log`.
-- PostgreSQL: `network_cluster` starts a throwaway cluster (tests/postgres.py) that listens on
+- PostgreSQL: `network_cluster` starts a throwaway cluster (tests/support/postgres.py) that listens on
   127.0.0.1 and on the run's gateway and admits password logins from the run's /24 only;
   `SharedStore` (its database) makes the schema with the agent's code before the first host
   starts and audits every change of a job row and of the leader row (see multihost_checks).
@@ -81,14 +81,15 @@ from pathlib import Path
 from typing import IO, Any
 
 import psycopg
-from multihost_checks import AuditRow, read_log
 
 from agent.config.load import load_config
 from agent.store.choose import store_for
+from tests.support.multihost_checks import AuditRow
+from tests.support.outcomes import read_log
 
 PREFIX = "h2n"
 BASE = Path(tempfile.gettempdir()) / "hb2r-multihost"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PRESET = "Very Fast 480p30"
 AGENT_PORT = 8080  # each namespace has its own ports: the same one on every host
 _RUN = re.compile(rf"^{PREFIX}(\d{{1,3}})(?=br$|v\d+$|-|$)")

@@ -26,7 +26,6 @@ import pwd
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -36,6 +35,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+from agent.store import postgres_schema
+from agent.store.database_store import DatabaseStore
+from agent.store.postgres import connect_postgres
+from tests.support.ports import free_port
 
 POSTGRES_USER = "postgres"  # the OS user Debian's package creates; the cluster's files belong to it
 ROLE = "hb2r"
@@ -56,12 +60,6 @@ def server_bin_dir(root: Path = Path("/usr/lib/postgresql")) -> Path:
 
 def _major_version(name: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", name)) or (0,)
-
-
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -183,7 +181,7 @@ def _start_in(
             hba.writelines(f"host all all {network} scram-sha-256\n" for network in clients)
     log = folder / "server.log"
     for attempt in itertools.count(1):
-        port = free_loopback_port()  # another process may take it before the server binds: try again
+        port = free_port()  # another process may take it before the server binds: try again
         result = _as_postgres(
             [str(bin_dir / "pg_ctl"), "start", "-w", "-t", "30", f"--pgdata={data}", f"--log={log}", f"-o -p {port}"],
             cwd=folder,
@@ -239,3 +237,13 @@ def postgres_url(postgres_cluster: PostgresCluster) -> Iterator[str]:
         yield url
     finally:
         postgres_cluster.drop_database(name)
+
+
+@pytest.fixture
+def direct_postgres_store(postgres_url: str) -> Iterator[DatabaseStore]:
+    """A migrated store on its own connection to the test's database: what another host holds."""
+    database = connect_postgres(postgres_url)
+    postgres_schema.migrate(database)
+    opened = DatabaseStore(database)
+    yield opened
+    opened.close()

@@ -8,13 +8,14 @@ that hangs. `json_url()` is the Apprise URL that reaches it.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.support.ports import free_port
 
 
 class Receiver:
@@ -86,6 +87,4 @@ def receiving(*, hang: bool = False) -> Iterator[Receiver]:
 
 def port_nobody_listens_on() -> int:
     """Return a loopback port that refuses connections (bound once, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_port()

@@ -6,14 +6,12 @@ call `tick()` themselves instead of running its loop, so that they decide when a
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import os
 import shutil
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,8 @@ from agent.resources import Sampler
 from agent.store import jobs
 from agent.store.db import open_database
 from agent.store.sqlite import SqliteStore
+from tests.support.clips import ffprobe_csv
+from tests.support.waiting import wait_for_async
 
 PRESET = "Very Fast 480p30"
 # The test machine is shared and busy: only the archive's space and the slots may hold a job back.
@@ -43,23 +43,6 @@ def require_tools() -> None:
     for tool in ("ffmpeg", "ffprobe", "HandBrakeCLI"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed")
-
-
-def make_clip(path: Path, *, seconds: float, size: str = "320x180", frequency: int = 440) -> Path:
-    """Write a real H.264/AAC clip of `seconds` (testsrc2 + sine) to path; return it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            "ffmpeg", "-nostdin", "-loglevel", "error", "-y",
-            "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25",
-            "-f", "lavfi", "-i", f"sine=frequency={frequency}:sample_rate=48000",
-            "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-            "-c:a", "aac", "-shortest", str(path),
-        ],
-        check=True,
-        timeout=120,
-    )  # fmt: skip
-    return path
 
 
 @contextlib.contextmanager
@@ -134,9 +117,16 @@ class Agent:
 
     async def run_one(self, *, timeout: float = 60) -> jobs.Job:
         """Tick until a job starts, then wait for it to end; return it."""
-        await wait_until(lambda: bool(self.dispatcher.tick() or self.dispatcher.running), timeout, "a job to start")
+        await wait_for_async(
+            lambda: bool(self.dispatcher.tick() or self.dispatcher.running),
+            what="a job to start",
+            deadline=timeout,
+            interval=0.05,
+        )
         job_id = next(iter(self.dispatcher.running))
-        await wait_until(lambda: not self.dispatcher.running, timeout, f"job {job_id} to end")
+        await wait_for_async(
+            lambda: not self.dispatcher.running, what=f"job {job_id} to end", deadline=timeout, interval=0.05
+        )
         return self.job(job_id)
 
     async def health(self) -> dict[str, Any]:
@@ -156,32 +146,12 @@ class Agent:
         self.connection.close()
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 def packets_end(path: Path) -> float:
     """Return when the last packet of path ends (seconds), read by ffprobe from the packets themselves."""
-    probed = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
+    probed = ffprobe_csv(path, "packet=pts_time,duration_time")
     ends = []
-    for line in probed.stdout.splitlines():
+    for line in probed.splitlines():
         fields = line.split(",")
         with contextlib.suppress(ValueError, IndexError):
             ends.append(float(fields[0]) + float(fields[1] or 0))
     return max(ends)
-
-
-def files_under(folder: Path) -> list[str]:
-    if not folder.exists():
-        return []
-    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())

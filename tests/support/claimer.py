@@ -1,7 +1,7 @@
 """One claiming host, as its own process with its own connection: for the two-process claim test and
 `bench/hosts.py`.
 
-    python tests/store/claimer.py STORE HOST PAUSE LIBRARY...
+    python tests/support/claimer.py STORE HOST PAUSE LIBRARY...
 
 STORE is a postgresql:// URL or a SQLite state folder. The process opens the store, prints
 `ready`, waits for a line on stdin (so that every host starts claiming at once), then claims
