@@ -12,10 +12,11 @@ A screenshot taken mid-encode goes to tests/artifacts/ (git-ignored).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import sqlite3
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -72,16 +73,26 @@ def hostile_dead_job(root: Path, clips: dict[str, Path]) -> None:
     shutil.copyfile(clips["truncated"], root / "tv" / HOSTILE)
 
 
-async def test_an_admin_watches_an_encode_live_retries_a_dead_job_and_the_page_survives_a_restart(
-    tmp_path: Path, clips: dict[str, Path], agents: Callable[[Path], AgentProcess], browser: Browser
-) -> None:
+@contextlib.asynccontextmanager
+async def agent_with_a_dead_job(
+    root: Path, clips: dict[str, Path], agents: Callable[[Path], AgentProcess]
+) -> AsyncIterator[tuple[AgentProcess, Path, Client]]:
+    """Start an agent on a page config whose library holds the hostile dead job; yield it, its config
+    and an API client, once it answers /health."""
     port = free_port()
-    config = page_config(tmp_path, port=port)
-    hostile_dead_job(tmp_path, clips)
+    config = page_config(root, port=port)
+    hostile_dead_job(root, clips)
     agent = agents(config)
     async with aiohttp.ClientSession() as http:
         api = Client(http, port)
         await api.healthy(agent)
+        yield agent, config, api
+
+
+async def test_an_admin_watches_an_encode_live_retries_a_dead_job_and_the_page_survives_a_restart(
+    tmp_path: Path, clips: dict[str, Path], agents: Callable[[Path], AgentProcess], browser: Browser
+) -> None:
+    async with agent_with_a_dead_job(tmp_path, clips, agents) as (agent, config, api):
         admin = await open_page(browser, api.base, viewport={"width": 1100, "height": 900})
         page = admin.page
         await log_in(page, "admin", ADMIN_PASSWORD)
@@ -195,13 +206,7 @@ async def test_an_admin_watches_an_encode_live_retries_a_dead_job_and_the_page_s
 async def test_a_user_sees_a_paused_library_and_the_lists_without_buttons_and_a_refused_token_logs_out(
     tmp_path: Path, clips: dict[str, Path], agents: Callable[[Path], AgentProcess], browser: Browser
 ) -> None:
-    port = free_port()
-    config = page_config(tmp_path, port=port)
-    hostile_dead_job(tmp_path, clips)
-    agent = agents(config)
-    async with aiohttp.ClientSession() as http:
-        api = Client(http, port)
-        await api.healthy(agent)
+    async with agent_with_a_dead_job(tmp_path, clips, agents) as (agent, _, api):
         admin_token = await api.login("admin", ADMIN_PASSWORD)
         headers = {"Authorization": f"Bearer {admin_token}"}
 
@@ -218,7 +223,7 @@ async def test_a_user_sees_a_paused_library_and_the_lists_without_buttons_and_a_
         await expect(page.locator("#who")).to_have_text("viewer (user)")
 
         await expect(page.locator("#dead li .name")).to_have_text(HOSTILE, timeout=DEADLINE * MS)
-        async with http.post(f"{api.base}/api/libraries/tv/pause", headers=headers) as response:
+        async with api.http.post(f"{api.base}/api/libraries/tv/pause", headers=headers) as response:
             assert response.status == 200, await response.text()
         tv = page.locator(".library[data-library=tv]")
         await expect(tv.locator(".condition")).to_have_text("Paused", timeout=10 * MS)
@@ -235,7 +240,7 @@ async def test_a_user_sees_a_paused_library_and_the_lists_without_buttons_and_a_
         background = await page.evaluate("() => getComputedStyle(document.body).backgroundColor")
         assert background == "rgb(17, 20, 24)", background
 
-        async with http.post(f"{api.base}/api/libraries/tv/resume", headers=headers) as response:
+        async with api.http.post(f"{api.base}/api/libraries/tv/resume", headers=headers) as response:
             assert response.status == 200, await response.text()
         await expect(tv.locator("dd[data-count=done]")).to_have_text("1", timeout=DEADLINE * MS)
         await expect(page.locator("#queue li")).to_have_count(0)
@@ -245,7 +250,8 @@ async def test_a_user_sees_a_paused_library_and_the_lists_without_buttons_and_a_
         # The token is revoked elsewhere: the socket is closed with 4401 and the login form is back.
         token = await viewer.token()
         assert token
-        async with http.post(f"{api.base}/api/auth/logout", headers={"Authorization": f"Bearer {token}"}) as response:
+        logout = api.http.post(f"{api.base}/api/auth/logout", headers={"Authorization": f"Bearer {token}"})
+        async with logout as response:
             assert response.status == 200
         await expect(page.locator("#login")).to_be_visible(timeout=10 * MS)
         await expect(page.locator("#login-error")).to_contain_text("session has ended")

@@ -14,6 +14,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +22,7 @@ from typing import Any, TypeVar
 import pytest
 
 from agent import engine, logs
-from agent.config import load_config
+from agent.config import Config, load_config
 from agent.engine import AgentState
 from agent.leadership import PlannerLease, lead_pass
 from agent.store import postgres_schema
@@ -53,6 +54,25 @@ def queued(store: DatabaseStore) -> list[str]:
     return sorted(job.rel_path for job in store.list_jobs(state=JobState.QUEUED))
 
 
+@dataclass
+class Host:
+    """One host of two on the same library: its store connection, its lease and its agent's state."""
+
+    store: DatabaseStore
+    lease: PlannerLease
+    state: AgentState
+
+
+def two_hosts(config: Config, stores: tuple[DatabaseStore, DatabaseStore], *, log: Any) -> tuple[Host, Host]:
+    """Hosts alpha and beta, each on its own connection to the store."""
+    alpha, beta = (
+        Host(store, PlannerLease(host=name, lease=LEASE, log=log), AgentState(config=config, store=store,
+             preset_hashes={"tv": "p1"}))
+        for name, store in zip(("alpha", "beta"), stores, strict=True)
+    )  # fmt: skip
+    return alpha, beta
+
+
 def test_only_the_leaders_pass_writes_and_a_paused_former_leader_is_refused(
     tmp_path: Path, stores: tuple[DatabaseStore, DatabaseStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -60,10 +80,9 @@ def test_only_the_leaders_pass_writes_and_a_paused_former_leader_is_refused(
     output = io.StringIO()
     logs.configure(stream=output, json=True)
     log = logs.get_logger("test")
-    alpha_store, beta_store = stores
-    alpha, beta = PlannerLease(host="alpha", lease=LEASE, log=log), PlannerLease(host="beta", lease=LEASE, log=log)
-    alpha_state = AgentState(config=config, store=alpha_store, preset_hashes={"tv": "p1"})
-    beta_state = AgentState(config=config, store=beta_store, preset_hashes={"tv": "p1"})
+    first, second = two_hosts(config, stores, log=log)
+    alpha_store, alpha, alpha_state = first.store, first.lease, first.state
+    beta_store, beta, beta_state = second.store, second.lease, second.state
 
     async def scenario() -> None:
         taken = alpha.renew(alpha_store)
@@ -142,10 +161,9 @@ def test_a_host_that_leads_again_after_another_did_keeps_the_scan_memory_true(
     config = load_config(write_small_library(tmp_path, files=1)).config
     logs.configure(stream=io.StringIO(), json=True)
     log = logs.get_logger("test")
-    alpha_store, beta_store = stores
-    alpha, beta = PlannerLease(host="alpha", lease=LEASE, log=log), PlannerLease(host="beta", lease=LEASE, log=log)
-    alpha_state = AgentState(config=config, store=alpha_store, preset_hashes={"tv": "p1"})
-    beta_state = AgentState(config=config, store=beta_store, preset_hashes={"tv": "p1"})
+    first, second = two_hosts(config, stores, log=log)
+    alpha_store, alpha, alpha_state = first.store, first.lease, first.state
+    beta_store, beta, beta_state = second.store, second.lease, second.state
 
     async def scenario() -> None:
         assert alpha.renew(alpha_store) is not None
