@@ -15,8 +15,7 @@ import pytest
 from agent.history import ended, local_day
 from agent.store.history import Outcome
 from agent.store.jobs import Job, JobState
-
-from .api_support import Api
+from tests.support.api import Api
 
 
 def a_job(job_id: int, rel_path: str) -> Job:

@@ -16,8 +16,7 @@ from typing import Any
 from aiohttp import WSMsgType
 
 from agent.store import jobs
-
-from .api_support import VIEWER_PASSWORD, Api
+from tests.support.api import VIEWER_PASSWORD, Api
 
 ONE_FORMAT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$")
 DEADLINE = 5.0

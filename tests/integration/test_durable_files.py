@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from agent import durable
-
-from .archive_support import tmpfs
+from tests.support.archive import tmpfs
 
 
 def test_a_write_replaces_the_whole_file_and_keeps_its_mode(tmp_path: Path) -> None:

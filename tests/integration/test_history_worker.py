@@ -1,5 +1,5 @@
 """What the dispatcher leaves in the history when an encode ends: real clips made with ffmpeg,
-real HandBrakeCLI, a real state database, the real pass and dispatcher (tests/integration/archive_support).
+real HandBrakeCLI, a real state database, the real pass and dispatcher (tests/support/archive.py).
 
 An operator reads these rows on the status page and in /api/history: a published encode counts on
 its day with the bytes the ledger holds, an encode that saved too little counts no saving, and a
@@ -18,8 +18,8 @@ import pytest
 from agent.history import local_day
 from agent.store import jobs
 from agent.store.history import Outcome
-
-from .archive_support import Agent, make_clip, require_tools, write_config
+from tests.support.archive import Agent, require_tools, write_config
+from tests.support.clips import make_clip
 
 pytestmark = pytest.mark.usefixtures("tools")
 
