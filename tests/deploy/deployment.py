@@ -61,22 +61,17 @@ class Deployment:
     def playbook(
         self, name: str, *, inventory: Path | None = None, source: Path = REPO, extra: tuple[str, ...] = ()
     ) -> subprocess.CompletedProcess[str]:
-        environment = {**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_NOCOLOR": "1"}
-        environment["PATH"] = f"{BIN}:{environment.get('PATH', '')}"
-        return subprocess.run(
-            [
-                str(BIN / "ansible-playbook"),
-                "-i",
-                str(inventory or self.inventory()),
-                str(source / "playbooks" / name),
-                *extra,
-            ],
-            capture_output=True,
-            text=True,
-            env=environment,
-            timeout=900,
-            check=False,
-        )
+        return run_playbook(inventory or self.inventory(), source / "playbooks" / name, *extra)
+
+    def first_deploy(self, clip: Path) -> None:
+        """Put clip into the library as first.mkv and deploy: the unit must be active and enabled,
+        and /health must answer 200 from inside."""
+        self.host.copy_in(clip, f"{TV}/first.mkv")
+        first = self.playbook("deploy.yml")
+        assert first.returncode == 0, explain(first)
+        assert self.inside("systemctl", "is-active", "hb2r") == "active"
+        assert self.inside("systemctl", "is-enabled", "hb2r") == "enabled"
+        assert self.health()[0] == 200
 
     def inside(self, *argv: str, check: bool = True) -> str:
         return self.host.run(*argv, check=check).stdout.strip()
@@ -100,6 +95,20 @@ class Deployment:
 
     def release(self) -> str:
         return self.inside("readlink", "-f", "/opt/hb2r/current")
+
+
+def run_playbook(inventory: Path, playbook: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """Run ansible-playbook (this venv's) on inventory, its output captured; host keys not checked."""
+    environment = {**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_NOCOLOR": "1"}
+    environment["PATH"] = f"{BIN}:{environment.get('PATH', '')}"
+    return subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(playbook), *extra],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=900,
+        check=False,
+    )
 
 
 def recap(result: subprocess.CompletedProcess[str]) -> dict[str, int]:

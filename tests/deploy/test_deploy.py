@@ -52,14 +52,8 @@ def new_release_checkout(target: Path) -> Path:
 
 def test_the_life_of_a_deployment(deployment: Deployment, tmp_path: Path) -> None:
     host = deployment.host
-    host.copy_in(make_clip(tmp_path / "first.mkv", seconds=2), f"{TV}/first.mkv")
-
     # Deploy: the unit is active and enabled, /health answers 200 from inside.
-    first = deployment.playbook("deploy.yml")
-    assert first.returncode == 0, explain(first)
-    assert deployment.inside("systemctl", "is-active", "hb2r") == "active"
-    assert deployment.inside("systemctl", "is-enabled", "hb2r") == "enabled"
-    assert deployment.health()[0] == 200
+    deployment.first_deploy(make_clip(tmp_path / "first.mkv", seconds=2))
     assert deployment.inside("stat", "-c", "%U %a", "/etc/hb2r/config.yaml") == "root 640"
     first_release = deployment.release()
     assert re.fullmatch(r"/opt/hb2r/releases/0\.1\.0-\d{8}T\d{6}", first_release), first_release

@@ -36,7 +36,7 @@ from tests.support.clips import make_clip
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
-from .deployment import ADMIN_PASSWORD, BIN, REPO, explain
+from .deployment import ADMIN_PASSWORD, REPO, explain, run_playbook
 from .testhost import TestHost, boot_test_host
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="booting systemd-nspawn hosts needs root")
@@ -117,22 +117,7 @@ class SeveralHosts:
     def deploy(
         self, inventory: Path, playbook: str = "deploy.yml", *, limit: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        environment = {**os.environ, "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_NOCOLOR": "1"}
-        environment["PATH"] = f"{BIN}:{environment.get('PATH', '')}"
-        return subprocess.run(
-            [
-                str(BIN / "ansible-playbook"),
-                "-i",
-                str(inventory),
-                str(REPO / "playbooks" / playbook),
-                *(("--limit", limit) if limit else ()),
-            ],
-            capture_output=True,
-            text=True,
-            env=environment,
-            timeout=900,
-            check=False,
-        )
+        return run_playbook(inventory, REPO / "playbooks" / playbook, *(("--limit", limit) if limit else ()))
 
 
 def ssh_vars(host: TestHost) -> dict[str, Any]:

@@ -69,15 +69,7 @@ def test_a_host_whose_python_is_too_old_is_refused_before_anything_changes(deplo
 
 
 def test_a_deploy_on_debian_13(deployment: Deployment, tmp_path: Path) -> None:
-    host = deployment.host
-    host.copy_in(make_clip(tmp_path / "first.mkv", seconds=2), f"{TV}/first.mkv")
-
-    first = deployment.playbook("deploy.yml")
-
-    assert first.returncode == 0, explain(first)
-    assert deployment.inside("systemctl", "is-active", "hb2r") == "active"
-    assert deployment.inside("systemctl", "is-enabled", "hb2r") == "enabled"
-    assert deployment.health()[0] == 200
+    deployment.first_deploy(make_clip(tmp_path / "first.mkv", seconds=2))
     # The release runs on the host's own Python 3.13.
     assert deployment.inside(f"{deployment.release()}/venv/bin/python", "--version").startswith("Python 3.13.")
     wait_for(
