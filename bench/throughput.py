@@ -30,9 +30,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench_support import Step, run_steps
-from throughput_concurrency import concurrency_part
+from throughput_concurrency import concurrency_heading, concurrency_part
 from throughput_idle import add_idle_arguments, idle_step
-from throughput_overhead import add_clip_arguments, clips_for, deadline_for, overhead_part
+from throughput_overhead import add_clip_arguments, clips_for, deadline_for, overhead_heading, overhead_part
 
 PARTS = ("overhead", "concurrency", "idle")
 
@@ -49,14 +49,8 @@ def main() -> None:
     deadline = deadline_for(arguments)
     clips: list[Path] = []
     encoding: dict[str, tuple[str, Callable[..., None]]] = {
-        "overhead": (
-            f"== 1. overhead: hb2r run (max_jobs 1) vs a HandBrakeCLI loop, {arguments.runs} rounds",
-            overhead_part,
-        ),
-        "concurrency": (
-            f"== 2. concurrency: max_jobs auto vs 8, memory_percent 80, {arguments.runs} rounds",
-            concurrency_part,
-        ),
+        "overhead": (overhead_heading(arguments.runs), overhead_part),
+        "concurrency": (concurrency_heading(arguments.runs), concurrency_part),
     }
     steps: list[Step] = []
     if parts & set(encoding):

@@ -19,13 +19,12 @@ Part of bench/throughput.py (`make bench-throughput` runs all three parts); alon
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from pathlib import Path
 
 import psutil
-from bench_support import listed, run_steps, verdict
-from throughput_overhead import add_clip_arguments, clips_for, deadline_for
+from bench_support import listed, verdict
+from throughput_overhead import encoding_main
 from throughput_support import AgentRun, MiB, print_log_notes, run_agent
 
 from agent.config.models import Limits
@@ -81,24 +80,12 @@ def concurrency_part(clips: list[Path], work: Path, *, runs: int, deadline: floa
     )
 
 
+def concurrency_heading(runs: int) -> str:
+    return f"== 2. concurrency: max_jobs auto vs 8, memory_percent 80, {runs} rounds"
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_clip_arguments(parser)
-    arguments = parser.parse_args()
-    deadline = deadline_for(arguments)
-    clips: list[Path] = []
-    run_steps(
-        [
-            (None, "", lambda work: clips.extend(clips_for(arguments, work))),
-            (
-                "concurrency",
-                f"== 2. concurrency: max_jobs auto vs 8, memory_percent 80, {arguments.runs} rounds",
-                lambda work: concurrency_part(clips, work, runs=arguments.runs, deadline=deadline),
-            ),
-        ],
-        keep=arguments.keep,
-        prefix="hb2r-concurrency-",
-    )
+    encoding_main(__doc__ or "", "concurrency", concurrency_heading, concurrency_part)
 
 
 if __name__ == "__main__":

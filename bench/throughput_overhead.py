@@ -27,6 +27,7 @@ import shutil
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench_support import HANDBRAKE, BenchError, listed, run_steps, verdict
@@ -131,8 +132,13 @@ def overhead_part(clips: list[Path], work: Path, *, runs: int, deadline: float) 
     print_log_notes(agent_runs)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def overhead_heading(runs: int) -> str:
+    return f"== 1. overhead: hb2r run (max_jobs 1) vs a HandBrakeCLI loop, {runs} rounds"
+
+
+def encoding_main(description: str, name: str, heading: Callable[[int], str], part: Callable[..., None]) -> None:
+    """Run one encoding part on its own, from the command line: its clips made first, then the part."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_clip_arguments(parser)
     arguments = parser.parse_args()
     deadline = deadline_for(arguments)
@@ -140,15 +146,15 @@ def main() -> None:
     run_steps(
         [
             (None, "", lambda work: clips.extend(clips_for(arguments, work))),
-            (
-                "overhead",
-                f"== 1. overhead: hb2r run (max_jobs 1) vs a HandBrakeCLI loop, {arguments.runs} rounds",
-                lambda work: overhead_part(clips, work, runs=arguments.runs, deadline=deadline),
-            ),
+            (name, heading(arguments.runs), lambda work: part(clips, work, runs=arguments.runs, deadline=deadline)),
         ],
         keep=arguments.keep,
-        prefix="hb2r-overhead-",
+        prefix=f"hb2r-{name}-",
     )
+
+
+def main() -> None:
+    encoding_main(__doc__ or "", "overhead", overhead_heading, overhead_part)
 
 
 if __name__ == "__main__":
