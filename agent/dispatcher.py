@@ -70,6 +70,7 @@ from agent.store import StoreError, jobs
 from agent.store.history import Outcome
 from agent.store.jobs import LeaseLost
 from agent.store.order import QueueOrder
+from agent.store.transitions import UNFINISHED
 from agent.timestamps import stamp
 from agent.verify import FailureKind, Verification, decode_verdict, verify
 from agent.wording import human_size
@@ -970,8 +971,7 @@ class Dispatcher:
             return
         try:
             counts = self.state.store.counts()
-            if any(counts.get(state, 0) for state in (jobs.JobState.QUEUED, jobs.JobState.RUNNING,
-                                                        jobs.JobState.FAILED)):  # fmt: skip
+            if any(counts.get(state, 0) for state in UNFINISHED):
                 return
             midnight = datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
             today = self.state.store.saved_since(midnight)

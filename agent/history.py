@@ -23,8 +23,7 @@ from agent.store.history import RETENTION_DAYS, Finished, Outcome
 from agent.store.jobs import Job, JobState
 from agent.store.order import source_size
 from agent.store.protocol import Store
-
-UNFINISHED = (JobState.QUEUED, JobState.RUNNING, JobState.FAILED)
+from agent.store.transitions import UNFINISHED
 
 
 def local_day(moment: datetime, zone: tzinfo | None = None) -> date:

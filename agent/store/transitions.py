@@ -38,6 +38,10 @@ class JobState(StrEnum):
     CANCELLED = "cancelled"
 
 
+# The queue: jobs still to run, running, or waiting to be retried (a failed job runs again).
+UNFINISHED = (JobState.QUEUED, JobState.RUNNING, JobState.FAILED)
+
+
 class JobEvent(StrEnum):
     START = "start"
     FINISH = "finish"
